@@ -1,0 +1,1 @@
+//! cgroup managers (placeholder; being written).

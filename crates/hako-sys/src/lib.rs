@@ -1,0 +1,1 @@
+//! The only crate in hako that says `unsafe`.

@@ -1,0 +1,1 @@
+//! Test support for hako: fixtures, runtime drivers, leak checks.
