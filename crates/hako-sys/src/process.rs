@@ -1,0 +1,159 @@
+//! Process creation and signalling: `clone3`, pidfds, `close_range`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// What [`clone3_fork`] returned in the calling process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneResult {
+    /// We are the parent; the child has this pid (in our pid namespace).
+    Parent(i32),
+    /// We are the new child process.
+    Child,
+}
+
+/// `struct clone_args` from `<linux/sched.h>` (version 2, 88 bytes, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (since Linux 5.7): start the child in the cgroup v2 directory given
+/// by `cgroup_fd`.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Fork-like `clone3`: the child continues from this call on a copy of the caller's stack,
+/// in the new namespaces named by `flags` (`CLONE_NEW*`, `CLONE_PARENT`), optionally
+/// placed straight into a cgroup v2 directory. Falls back to the `clone` system call
+/// (without the cgroup) where `clone3` is missing (`ENOSYS`, Linux < 5.3) or filtered.
+///
+/// Exit signal is `SIGCHLD`, so the parent can `waitpid` the child as usual.
+///
+/// # Safety contract (checked by the caller, not the compiler)
+/// The caller must be single-threaded, exactly as for `fork(2)`: in the child only the
+/// calling thread exists, so locks held by other threads would never be released.
+/// hako-runtime never starts a thread before it forks.
+pub fn clone3_fork(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<CloneResult> {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid, initialised `clone_args` of the size we pass, alive for the
+    // whole call. No stack is given, so the child runs on a copy-on-write copy of this
+    // stack (no CLONE_VM), exactly like fork(2); the caller guarantees single-threadedness.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        0 => Ok(CloneResult::Child),
+        pid if pid > 0 => Ok(CloneResult::Parent(pid as i32)),
+        _ => {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOSYS) && cgroup_fd.is_none() {
+                clone_fork(flags)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// The old `clone` system call used fork-style (no new stack). Only the low 32 flag bits
+/// exist there.
+fn clone_fork(flags: u64) -> io::Result<CloneResult> {
+    let flags = (flags & 0xffff_ffff) as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: raw `clone` with a null stack behaves like fork(2): the child gets a copy of
+    // the address space and returns 0 here. The remaining pointer arguments are unused
+    // because no CLONE_*TID/SETTLS flag is passed (callers only pass CLONE_NEW*/PARENT).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        0 => Ok(CloneResult::Child),
+        pid if pid > 0 => Ok(CloneResult::Parent(pid as i32)),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// `pidfd_open(2)`: a file descriptor that refers to process `pid` and never to a later
+/// process that reuses the number.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments; no memory is shared with the kernel.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the kernel returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`: signal the process behind `pidfd` (race-free against pid reuse).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: the siginfo pointer is null (the kernel fills in a default), the fd is borrowed
+    // and thus open for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Mark every descriptor from `first` upward close-on-exec (`close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC`), so the container's program inherits only what it should
+/// (GHSA-xr7r-f8xq-vfvv: a leaked host directory fd lets a container escape).
+pub fn close_range_cloexec(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: integer-only system call; it changes flags of our own descriptors.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pidfd_of_self_signals_zero() {
+        let fd = pidfd_open(std::process::id() as i32).unwrap();
+        // Signal 0 checks existence and permission only.
+        pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), 0).unwrap();
+    }
+}
