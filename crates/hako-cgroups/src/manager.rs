@@ -1,0 +1,275 @@
+//! [`Manager`]: the concrete manager that dispatches to the v1, v2 or hybrid internals.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
+
+use crate::error::Error;
+use crate::mounts::{Mounts, host_mounts, scan_root};
+use crate::stats::{self, Stats};
+use crate::v1::V1;
+use crate::v2::V2;
+use crate::{CgroupManager, CgroupMount, FreezerState, Layout, destroy, resources};
+
+/// The cgroups of one container, in every hierarchy of the host.
+///
+/// Building a manager never touches the filesystem beyond reading mountinfo; nothing
+/// exists until [`CgroupManager::create`].
+#[derive(Debug)]
+pub struct Manager {
+    layout: Layout,
+    resolved: String,
+    inner: Inner,
+    /// v2 device rules from the last `apply`, for the runtime's eBPF program.
+    device_rules: Mutex<Vec<LinuxDeviceCgroup>>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    V1(V1),
+    V2(V2),
+    /// v1 controllers plus the (usually controller-less) unified tree, which still gives
+    /// cgroup.kill, cgroup.freeze and a complete process list.
+    Hybrid(V1, V2),
+}
+
+impl Manager {
+    /// A manager for a container on this host: resolves `cgroups_path` (see
+    /// [`crate::resolve_path`]) and finds the hierarchies. No filesystem writes.
+    pub fn new(cgroups_path: Option<&str>, container_id: &str) -> Result<Manager, Error> {
+        let resolved = crate::resolve_path(cgroups_path, container_id)?;
+        Manager::from_resolved(&resolved)
+    }
+
+    /// Rebuilds the manager in a later process (e.g. the runtime's `delete`) from
+    /// [`Manager::resolved_path`] saved in the container state.
+    pub fn from_resolved(resolved: &str) -> Result<Manager, Error> {
+        crate::path::validate_resolved(resolved)?;
+        let mounts = host_mounts()?;
+        let layout = mounts.layout()?;
+        Ok(Manager::build(mounts, layout, resolved))
+    }
+
+    /// A manager over a fake cgroupfs tree under `root`, for tests. For [`Layout::V1`]
+    /// each subdirectory of `root` is a hierarchy named after it ("cpu,cpuacct",
+    /// "systemd" for name=systemd); [`Layout::Hybrid`] adds `root/unified` as the cgroup2
+    /// mount; for [`Layout::V2`] `root` is the cgroup2 mount. `resolved` is used as is.
+    pub fn with_root(root: &Path, layout: Layout, resolved: &str) -> Manager {
+        Manager::build(scan_root(root, layout), layout, resolved)
+    }
+
+    fn build(mounts: Mounts, layout: Layout, resolved: &str) -> Manager {
+        let v1 = V1 {
+            hierarchies: mounts.v1,
+            resolved: resolved.to_owned(),
+        };
+        let v2 = mounts.unified.map(|(mount, _)| V2 {
+            mount,
+            resolved: resolved.to_owned(),
+        });
+        let inner = match (layout, v2) {
+            (Layout::V2, Some(v2)) => Inner::V2(v2),
+            (Layout::Hybrid, Some(v2)) => Inner::Hybrid(v1, v2),
+            _ => Inner::V1(v1),
+        };
+        Manager {
+            layout,
+            resolved: resolved.to_owned(),
+            inner,
+            device_rules: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The absolute path below every hierarchy's mount; store it to rebuild the manager
+    /// with [`Manager::from_resolved`].
+    pub fn resolved_path(&self) -> &str {
+        &self.resolved
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Device rules recorded by the last `apply` on pure v2, where devices are
+    /// controlled by an eBPF program (attached by the runtime) rather than files.
+    /// Always empty on v1 and hybrid, where `apply` writes devices.allow/deny itself.
+    pub fn device_rules(&self) -> Vec<LinuxDeviceCgroup> {
+        self.device_rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Every directory of this container, in every hierarchy.
+    pub(crate) fn all_dirs(&self) -> Vec<PathBuf> {
+        match &self.inner {
+            Inner::V1(v1) => v1.dirs(),
+            Inner::V2(v2) => vec![v2.dir()],
+            Inner::Hybrid(v1, v2) => {
+                let mut dirs = v1.dirs();
+                dirs.push(v2.dir());
+                dirs
+            }
+        }
+    }
+
+    /// The v2 side that can kill the whole cgroup at once, if any.
+    fn killer(&self) -> Option<&V2> {
+        match &self.inner {
+            Inner::V2(v2) | Inner::Hybrid(_, v2) => Some(v2).filter(|v2| v2.has_kill()),
+            Inner::V1(_) => None,
+        }
+    }
+}
+
+fn signal_all(pids: &[i32], signal: i32) -> Result<(), Error> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let sig = Signal::try_from(signal).map_err(|_| Error::InvalidSignal(signal))?;
+    for &pid in pids {
+        match kill(Pid::from_raw(pid), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(source) => {
+                return Err(Error::Signal {
+                    pid,
+                    signal,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl CgroupManager for Manager {
+    fn create(&self) -> Result<(), Error> {
+        match &self.inner {
+            Inner::V1(v1) => v1.create(),
+            Inner::V2(v2) => v2.create(),
+            Inner::Hybrid(v1, v2) => {
+                v1.create()?;
+                v2.create()
+            }
+        }
+    }
+
+    fn add_task(&self, pid: i32) -> Result<(), Error> {
+        match &self.inner {
+            Inner::V1(v1) => v1.add_task(pid),
+            Inner::V2(v2) => v2.add_task(pid),
+            Inner::Hybrid(v1, v2) => {
+                v1.add_task(pid)?;
+                v2.add_task(pid)
+            }
+        }
+    }
+
+    fn apply(&self, resources: &LinuxResources) -> Result<(), Error> {
+        match &self.inner {
+            Inner::V1(v1) => resources::apply_v1(&|c| v1.dir(c), None, resources),
+            Inner::Hybrid(v1, v2) => {
+                resources::apply_v1(&|c| v1.dir(c), Some(&v2.dir()), resources)
+            }
+            Inner::V2(v2) => {
+                let rules = resources::apply_v2(&v2.dir(), resources)?;
+                if resources.devices().is_some() {
+                    *self
+                        .device_rules
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = rules;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn pids(&self) -> Result<Vec<i32>, Error> {
+        match &self.inner {
+            Inner::V1(v1) => v1.pids(),
+            // Every process is in the unified tree, even with no controllers there.
+            Inner::V2(v2) | Inner::Hybrid(_, v2) => v2.pids(),
+        }
+    }
+
+    fn freeze(&self) -> Result<(), Error> {
+        match &self.inner {
+            Inner::V1(v1) => v1.freeze(),
+            Inner::V2(v2) => v2.freeze(),
+            // The v1 freezer is what a container sees in its own /sys/fs/cgroup/freezer.
+            Inner::Hybrid(v1, _) if v1.has_freezer() => v1.freeze(),
+            Inner::Hybrid(_, v2) => v2.freeze(),
+        }
+    }
+
+    fn thaw(&self) -> Result<(), Error> {
+        match &self.inner {
+            Inner::V1(v1) => v1.thaw(),
+            Inner::V2(v2) => v2.thaw(),
+            Inner::Hybrid(v1, _) if v1.has_freezer() => v1.thaw(),
+            Inner::Hybrid(_, v2) => v2.thaw(),
+        }
+    }
+
+    fn freezer_state(&self) -> Result<FreezerState, Error> {
+        match &self.inner {
+            Inner::V1(v1) => v1.freezer_state(),
+            Inner::V2(v2) => v2.freezer_state(),
+            Inner::Hybrid(v1, _) if v1.has_freezer() => v1.freezer_state(),
+            Inner::Hybrid(_, v2) => v2.freezer_state(),
+        }
+    }
+
+    fn kill_all(&self, signal: i32) -> Result<(), Error> {
+        if signal == nix::libc::SIGKILL
+            && let Some(v2) = self.killer()
+        {
+            return match v2.kill() {
+                Err(e) if e.is_not_found() => Ok(()),
+                r => r,
+            };
+        }
+        signal_all(&self.pids()?, signal)
+    }
+
+    fn destroy(&self) -> Result<(), Error> {
+        destroy::destroy(self)
+    }
+
+    fn mounts(&self) -> Vec<CgroupMount> {
+        let unified = |v2: &V2, name: &str| CgroupMount {
+            name: name.to_owned(),
+            host_dir: v2.dir(),
+        };
+        match &self.inner {
+            Inner::V1(v1) => v1.mounts(),
+            Inner::V2(v2) => vec![unified(v2, "")],
+            Inner::Hybrid(v1, v2) => {
+                let mut m = v1.mounts();
+                m.push(unified(v2, "unified"));
+                m
+            }
+        }
+    }
+
+    fn v2_dir(&self) -> Option<PathBuf> {
+        match &self.inner {
+            Inner::V2(v2) => Some(v2.dir()),
+            _ => None,
+        }
+    }
+
+    fn stats(&self) -> Result<Stats, Error> {
+        match &self.inner {
+            Inner::V1(v1) | Inner::Hybrid(v1, _) => stats::v1(&|c| v1.dir(c)),
+            Inner::V2(v2) => stats::v2(&v2.dir()),
+        }
+    }
+
+    fn oom_kill_count(&self) -> Result<u64, Error> {
+        match &self.inner {
+            Inner::V1(v1) | Inner::Hybrid(v1, _) => v1.oom_kill_count(),
+            Inner::V2(v2) => v2.oom_kill_count(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests against fake cgroupfs trees.
