@@ -1,0 +1,409 @@
+//! The `overlay2` driver, in Docker's on-disk layout.
+//!
+//! ```text
+//! <root>/overlay2/
+//!   l/ABCDEFGHIJKLMNOPQRSTUVWXYZ -> ../<id>/diff     short names keep mount options short
+//!   <id>/diff/                                        the layer's own files (upper dir)
+//!   <id>/link                                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+//!   <id>/lower                                        "l/PARENT:l/GRANDPARENT" (absent for a base layer)
+//!   <id>/work/                                        overlay's scratch dir (layers with a parent)
+//!   <id>/merged/                                      mount point
+//!   tmp-XXXX/                                         a layer being built (renamed to <id> when done)
+//! ```
+//!
+//! mount(2) takes at most one page of options. Absolute lowerdirs of 128 layers need
+//! ~10 KiB; relative `l/SHORT` names need 29 bytes per layer, so we mount with paths
+//! relative to `<root>/overlay2`. The relative paths need that directory as the current
+//! directory; to keep the rest of the process (other threads) where it is, the mount
+//! runs on a short-lived thread that first unshares its filesystem context
+//! (`unshare(CLONE_FS)`), so its `chdir` is private to it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+
+use crate::changes::{self, Change};
+use crate::error::{Error, IoContext, Result};
+use crate::unpack::{self, LayerDigests, WhiteoutMode};
+use crate::{Driver, LayerPaths, MountInfo, check_id, mountinfo, random_name};
+
+/// Length of the short names under `l/`, as in Docker.
+const SHORT_LEN: usize = 26;
+/// The kernel copies at most one page of mount data.
+const MAX_MOUNT_DATA: usize = 4096 - 1;
+
+/// Docker's `overlay2` driver layout under `<root>/overlay2`. See the module docs.
+#[derive(Debug)]
+pub struct Overlay2 {
+    home: PathBuf,
+}
+
+impl Overlay2 {
+    /// Opens (creating if needed) the driver under `<root>/overlay2`.
+    ///
+    /// Fails with [`Error::NotSupported`] if the kernel has no overlayfs.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        if !filesystems
+            .lines()
+            .any(|l| l.trim_end().ends_with("\toverlay"))
+        {
+            return Err(Error::NotSupported {
+                driver: "overlay2",
+                reason: "the kernel has no overlay filesystem".into(),
+            });
+        }
+        let home = root.into().join("overlay2");
+        std::fs::create_dir_all(home.join("l")).ctx(|| format!("create {}", home.display()))?;
+        Ok(Overlay2 { home })
+    }
+
+    /// Like [`Overlay2::new`], and also mounts a tiny overlay to prove that overlay works
+    /// on the filesystem of `root` (it does not on top of another overlay, for example).
+    pub fn probe(root: impl Into<PathBuf>) -> Result<Self> {
+        let driver = Overlay2::new(root)?;
+        let lower = format!("tmp-probe-{}", random_name(12));
+        let upper = format!("tmp-probe-{}", random_name(12));
+        let guard = TempDirs(vec![driver.home.join(&lower), driver.home.join(&upper)]);
+        for d in [&lower, &upper] {
+            for sub in ["diff", "work", "merged"] {
+                std::fs::create_dir_all(driver.home.join(d).join(sub))
+                    .ctx(|| format!("create probe dir in {}", driver.home.display()))?;
+            }
+        }
+        let opts = format!("lowerdir={lower}/diff,upperdir={upper}/diff,workdir={upper}/work");
+        let target = PathBuf::from(&upper).join("merged");
+        driver
+            .mount_relative(&target, &opts)
+            .map_err(|e| Error::NotSupported {
+                driver: "overlay2",
+                reason: format!("test mount failed: {e}"),
+            })?;
+        let merged = driver.home.join(&target);
+        umount2(&merged, MntFlags::MNT_DETACH).map_err(|source| Error::Mount {
+            op: "unmount",
+            path: merged,
+            source,
+        })?;
+        drop(guard);
+        Ok(driver)
+    }
+
+    /// `<root>/overlay2`.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.home.join(id)
+    }
+
+    fn read_small(&self, id: &str, file: &str) -> Result<Option<String>> {
+        match std::fs::read_to_string(self.dir(id).join(file)) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {file} of layer {id}"), e)),
+        }
+    }
+
+    /// Builds layer `id` in a temporary dir: `fill` writes the diff, then rename.
+    fn build(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        fill: impl FnOnce(&Path) -> Result<LayerDigests>,
+    ) -> Result<LayerDigests> {
+        check_id(id)?;
+        if self.exists(id) {
+            return Err(Error::Exists(id.to_string()));
+        }
+        let lower = match parent {
+            Some(p) => {
+                check_id(p)?;
+                let link = self
+                    .read_small(p, "link")?
+                    .ok_or_else(|| Error::NotFound(p.to_string()))?;
+                Some(match self.read_small(p, "lower")? {
+                    Some(l) if !l.is_empty() => format!("l/{link}:{l}"),
+                    _ => format!("l/{link}"),
+                })
+            }
+            None => None,
+        };
+        let tmp = self.home.join(format!("tmp-{}", random_name(20)));
+        let guard = TempDirs(vec![tmp.clone()]);
+        std::fs::create_dir(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        std::fs::create_dir(tmp.join("diff")).ctx(|| format!("create {}/diff", tmp.display()))?;
+        let link = random_name(SHORT_LEN);
+        std::fs::write(tmp.join("link"), &link).ctx(|| format!("write {}/link", tmp.display()))?;
+        if let Some(lower) = &lower {
+            std::fs::write(tmp.join("lower"), lower)
+                .ctx(|| format!("write {}/lower", tmp.display()))?;
+            std::fs::create_dir(tmp.join("work"))
+                .ctx(|| format!("create {}/work", tmp.display()))?;
+        }
+        std::fs::create_dir(tmp.join("merged"))
+            .ctx(|| format!("create {}/merged", tmp.display()))?;
+        let digests = fill(&tmp.join("diff"))?;
+        let dest = self.dir(id);
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &tmp,
+            nix::fcntl::AT_FDCWD,
+            &dest,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|e| match e {
+            Errno::EEXIST | Errno::ENOTEMPTY => Error::Exists(id.to_string()),
+            e => Error::io(format!("rename layer into {}", dest.display()), e.into()),
+        })?;
+        guard.disarm();
+        self.ensure_link(id, &link)?;
+        Ok(digests)
+    }
+
+    fn ensure_link(&self, id: &str, link: &str) -> Result<()> {
+        let path = self.home.join("l").join(link);
+        match std::os::unix::fs::symlink(format!("../{id}/diff"), &path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("create short link {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    /// mount(2) with paths relative to the driver home, on a thread with its own cwd.
+    fn mount_relative(&self, target: &Path, opts: &str) -> nix::Result<()> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                unshare(CloneFlags::CLONE_FS)?;
+                nix::unistd::chdir(&self.home)?;
+                mount(
+                    Some("overlay"),
+                    target,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(opts),
+                )
+            })
+            .join()
+            .unwrap_or(Err(Errno::EINTR))
+        })
+    }
+}
+
+/// Removes the listed directories on drop unless disarmed.
+struct TempDirs(Vec<PathBuf>);
+
+impl TempDirs {
+    fn disarm(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for TempDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            for m in mountinfo::mounts_under(d).iter().rev() {
+                let _ = umount2(m, MntFlags::MNT_DETACH);
+            }
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+impl Driver for Overlay2 {
+    fn name(&self) -> &'static str {
+        "overlay2"
+    }
+
+    fn apply_layer(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        stream: &mut dyn Read,
+    ) -> Result<LayerDigests> {
+        self.build(id, parent, |diff| {
+            unpack::apply(stream, diff, WhiteoutMode::Overlay)
+        })
+    }
+
+    fn create_rw(&self, id: &str, parent: Option<&str>) -> Result<()> {
+        self.build(id, parent, |diff| {
+            unpack::apply(&mut crate::empty_tar(), diff, WhiteoutMode::Overlay)
+        })
+        .map(drop)
+    }
+
+    fn mount(&self, id: &str) -> Result<MountInfo> {
+        check_id(id)?;
+        if !self.exists(id) {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        let merged = self.dir(id).join("merged");
+        std::fs::create_dir_all(&merged).ctx(|| format!("create {}", merged.display()))?;
+        let Some(lower) = self.read_small(id, "lower")? else {
+            // A base layer alone: nothing to stack, show its diff as is.
+            if !mountinfo::is_mounted(&merged) {
+                let diff = self.dir(id).join("diff");
+                mount(
+                    Some(&diff),
+                    &merged,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|source| Error::Mount {
+                    op: "bind mount",
+                    path: merged.clone(),
+                    source,
+                })?;
+            }
+            return Ok(MountInfo {
+                rootfs: merged,
+                options: None,
+            });
+        };
+        let opts = format!("lowerdir={lower},upperdir={id}/diff,workdir={id}/work");
+        if mountinfo::is_mounted(&merged) {
+            return Ok(MountInfo {
+                rootfs: merged,
+                options: Some(opts),
+            });
+        }
+        if opts.len() > MAX_MOUNT_DATA {
+            return Err(Error::MountOptionsTooLong {
+                id: id.to_string(),
+                len: opts.len(),
+                max: MAX_MOUNT_DATA,
+            });
+        }
+        self.mount_relative(&PathBuf::from(id).join("merged"), &opts)
+            .map_err(|source| Error::Mount {
+                op: "mount overlay on",
+                path: merged.clone(),
+                source,
+            })?;
+        tracing::debug!(layer = id, options = %opts, "mounted overlay");
+        Ok(MountInfo {
+            rootfs: merged,
+            options: Some(opts),
+        })
+    }
+
+    fn unmount(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        let merged = self.dir(id).join("merged");
+        while mountinfo::is_mounted(&merged) {
+            umount2(&merged, MntFlags::MNT_DETACH).map_err(|source| Error::Mount {
+                op: "unmount",
+                path: merged.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn changes(&self, id: &str, _parent: Option<&str>) -> Result<Vec<Change>> {
+        let paths = self.paths(id)?;
+        changes::overlay_changes(&paths.upper_dir, &paths.lower_dirs)
+    }
+
+    fn remove(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        if !self.dir(id).exists() {
+            return Ok(());
+        }
+        self.unmount(id)?;
+        if let Some(link) = self.read_small(id, "link")?
+            && !link.is_empty()
+            && !link.contains('/')
+        {
+            let _ = std::fs::remove_file(self.home.join("l").join(link));
+        }
+        // Rename first: a crash mid-removal leaves a tmp- dir for cleanup, not half a layer.
+        let trash = self.home.join(format!("tmp-rm-{}", random_name(20)));
+        std::fs::rename(self.dir(id), &trash).ctx(|| format!("remove layer {id}"))?;
+        std::fs::remove_dir_all(&trash).ctx(|| format!("remove {}", trash.display()))
+    }
+
+    fn exists(&self, id: &str) -> bool {
+        check_id(id).is_ok() && self.dir(id).join("diff").is_dir()
+    }
+
+    fn size(&self, id: &str) -> Result<u64> {
+        crate::dir_size(&self.dir(id).join("diff"))
+    }
+
+    fn paths(&self, id: &str) -> Result<LayerPaths> {
+        check_id(id)?;
+        if !self.exists(id) {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        let mut lower_dirs = Vec::new();
+        if let Some(lower) = self.read_small(id, "lower")? {
+            for short in lower.split(':').filter(|s| !s.is_empty()) {
+                let link = self.home.join(short);
+                let target =
+                    std::fs::read_link(&link).ctx(|| format!("read {}", link.display()))?;
+                // "../<id>/diff" relative to l/: normalize to <home>/<id>/diff.
+                let target_id = target.parent().and_then(|p| p.file_name()).ok_or_else(|| {
+                    Error::io(
+                        format!("bad link {}", link.display()),
+                        std::io::ErrorKind::InvalidData.into(),
+                    )
+                })?;
+                lower_dirs.push(self.home.join(target_id).join("diff"));
+            }
+        }
+        let dir = self.dir(id);
+        let work = dir.join("work");
+        Ok(LayerPaths {
+            lower_dirs,
+            upper_dir: dir.join("diff"),
+            work_dir: work.is_dir().then_some(work),
+            merged_dir: Some(dir.join("merged")),
+        })
+    }
+
+    fn list(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for e in std::fs::read_dir(&self.home).ctx(|| format!("list {}", self.home.display()))? {
+            let e = e.ctx(|| format!("list {}", self.home.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if check_id(&name).is_ok() && self.exists(&name) {
+                ids.push(name);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        for e in std::fs::read_dir(&self.home).ctx(|| format!("list {}", self.home.display()))? {
+            let e = e.ctx(|| format!("list {}", self.home.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("tmp-") {
+                tracing::info!(dir = %e.path().display(), "removing leftover of an interrupted operation");
+                drop(TempDirs(vec![e.path()]));
+            } else if self.exists(&name)
+                && let Some(link) = self.read_small(&name, "link")?
+            {
+                self.ensure_link(&name, &link)?;
+            }
+        }
+        let l = self.home.join("l");
+        for e in std::fs::read_dir(&l).ctx(|| format!("list {}", l.display()))? {
+            let e = e.ctx(|| format!("list {}", l.display()))?;
+            if !e.path().exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(())
+    }
+}
