@@ -244,7 +244,7 @@ impl Applier {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let file = create_file(&dir, name, &shown)?;
                 let mut file = File::from(file);
-                write_sparse(&mut file, entry).ctx(|| format!("write {shown}"))?;
+                write_sparse(&mut file, entry, &shown)?;
                 set_fd_meta(&file, &meta, &shown)?;
                 set_fd_times(&file, meta.mtime, &shown)?;
             }
@@ -584,7 +584,7 @@ fn set_fd_times<F: AsFd>(fd: &F, mtime: TimeSpec, shown: &str) -> Result<()> {
 
 /// Copies `r` into `file`, leaving holes where whole blocks are zero (sparse files stay
 /// sparse; GNU sparse tar entries arrive here already expanded by the tar reader).
-fn write_sparse(file: &mut File, r: &mut dyn Read) -> io::Result<()> {
+fn write_sparse(file: &mut File, r: &mut dyn Read, shown: &str) -> Result<()> {
     const BLOCK: usize = 64 * 1024;
     let mut buf = vec![0u8; BLOCK];
     let mut len: u64 = 0;
@@ -592,7 +592,11 @@ fn write_sparse(file: &mut File, r: &mut dyn Read) -> io::Result<()> {
     loop {
         let mut filled = 0;
         while filled < BLOCK {
-            let n = r.read(&mut buf[filled..])?;
+            let n = match r.read(&mut buf[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::BadStream(format!("read {shown}: {e}"))),
+            };
             if n == 0 {
                 break;
             }
@@ -603,10 +607,11 @@ fn write_sparse(file: &mut File, r: &mut dyn Read) -> io::Result<()> {
         }
         let chunk = &buf[..filled];
         if filled == BLOCK && is_zero(chunk) {
-            file.seek(SeekFrom::Current(BLOCK as i64))?;
+            file.seek(SeekFrom::Current(BLOCK as i64))
+                .ctx(|| format!("write {shown}"))?;
             pending_hole = true;
         } else {
-            file.write_all(chunk)?;
+            file.write_all(chunk).ctx(|| format!("write {shown}"))?;
             pending_hole = false;
         }
         len += filled as u64;
@@ -615,7 +620,7 @@ fn write_sparse(file: &mut File, r: &mut dyn Read) -> io::Result<()> {
         }
     }
     if pending_hole {
-        file.set_len(len)?;
+        file.set_len(len).ctx(|| format!("write {shown}"))?;
     }
     Ok(())
 }
