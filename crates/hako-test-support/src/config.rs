@@ -29,10 +29,18 @@ fn at<'a>(root: &'a mut Value, path: &str, leaf: Value) -> &'a mut Value {
             *cur = json!({});
         }
         let map = cur.as_object_mut().expect("object");
-        let default = if i + 1 == parts.len() { leaf.clone() } else { json!({}) };
+        let default = if i + 1 == parts.len() {
+            leaf.clone()
+        } else {
+            json!({})
+        };
         cur = map.entry(part.to_string()).or_insert(default);
         if cur.is_null() {
-            *cur = if i + 1 == parts.len() { leaf.clone() } else { json!({}) };
+            *cur = if i + 1 == parts.len() {
+                leaf.clone()
+            } else {
+                json!({})
+            };
         }
     }
     cur
@@ -47,7 +55,10 @@ impl Config {
         json["process"]["terminal"] = json!(false);
         json["process"]["args"] = json!(["true"]);
         // The default sets no annotations; drop the empty map for a runc-like shape.
-        if json.get("annotations").is_some_and(|a| a.as_object().is_some_and(|m| m.is_empty())) {
+        if json
+            .get("annotations")
+            .is_some_and(|a| a.as_object().is_some_and(|m| m.is_empty()))
+        {
             json.as_object_mut().expect("object").remove("annotations");
         }
         Self { json }
@@ -161,7 +172,13 @@ impl Config {
 
     /// Set all five capability sets to the same list.
     pub fn all_caps(mut self, caps: &[&str]) -> Self {
-        for set in ["bounding", "effective", "inheritable", "permitted", "ambient"] {
+        for set in [
+            "bounding",
+            "effective",
+            "inheritable",
+            "permitted",
+            "ambient",
+        ] {
             self = self.caps(set, caps);
         }
         self
@@ -198,7 +215,11 @@ impl Config {
 
     /// Append a bind mount of a host path.
     pub fn bind(self, host: &str, destination: &str, readonly: bool) -> Self {
-        let opts: &[&str] = if readonly { &["rbind", "ro"] } else { &["rbind", "rw"] };
+        let opts: &[&str] = if readonly {
+            &["rbind", "ro"]
+        } else {
+            &["rbind", "rw"]
+        };
         self.mount(destination, "bind", host, opts)
     }
 
@@ -301,8 +322,16 @@ mod tests {
         let j = c.json();
         assert_eq!(j["root"]["path"], "rootfs");
         assert_eq!(j["process"]["terminal"], false);
-        assert!(j["mounts"].as_array().is_some_and(|m| m.iter().any(|m| m["type"] == "proc")));
-        assert!(j["linux"]["maskedPaths"].as_array().is_some_and(|m| !m.is_empty()));
+        assert!(
+            j["mounts"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["type"] == "proc"))
+        );
+        assert!(
+            j["linux"]["maskedPaths"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        );
         c.spec().expect("default config parses as a typed Spec");
     }
 

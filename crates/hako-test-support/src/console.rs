@@ -35,7 +35,10 @@ impl ConsoleSocket {
                 .and_then(|(stream, _)| receive_fd(&stream));
             let _ = tx.send(result);
         });
-        Ok(Self { path: path.to_path_buf(), rx })
+        Ok(Self {
+            path: path.to_path_buf(),
+            rx,
+        })
     }
 
     /// The socket path to pass as `--console-socket`.

@@ -74,7 +74,10 @@ fn build_busybox_rootfs() -> Result<PathBuf> {
         fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
     }
     fs::copy(BUSYBOX, root.join("bin/busybox")).context("copying busybox")?;
-    let list = Command::new(BUSYBOX).arg("--list").output().context("busybox --list")?;
+    let list = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .context("busybox --list")?;
     if !list.status.success() {
         bail!("busybox --list failed");
     }
@@ -119,7 +122,10 @@ impl Bundle {
 
     /// A bundle directory with neither rootfs nor config (for bad-input tests).
     pub fn empty() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("hako-e2e-").tempdir()?.keep();
+        let dir = tempfile::Builder::new()
+            .prefix("hako-e2e-")
+            .tempdir()?
+            .keep();
         // World-traversable: a container in a user namespace must reach its rootfs.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
         Ok(Self { path: dir })

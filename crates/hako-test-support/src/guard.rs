@@ -13,7 +13,11 @@ pub struct ContainerGuard<'a> {
 impl<'a> ContainerGuard<'a> {
     /// Guard container `id` of runtime `rt`.
     pub fn new(rt: &'a Runtime, id: &str) -> Self {
-        Self { rt, id: id.to_string(), armed: true }
+        Self {
+            rt,
+            id: id.to_string(),
+            armed: true,
+        }
     }
 
     /// The container id.

@@ -66,7 +66,9 @@ pub fn find_leaks(root: &Path, ids: &[&str], bundles: &[&Path]) -> LeakReport {
 }
 
 fn state_entries(root: &Path) -> Vec<PathBuf> {
-    let Ok(dir) = fs::read_dir(root) else { return Vec::new() };
+    let Ok(dir) = fs::read_dir(root) else {
+        return Vec::new();
+    };
     dir.flatten()
         // Lock files and the like may stay; per-container state may not.
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
@@ -84,14 +86,19 @@ pub(crate) fn cgroups_named(ids: &[&str]) -> Vec<PathBuf> {
         if depth > 8 {
             return;
         }
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             let name = entry.file_name();
             let path = entry.path();
-            if ids.iter().any(|id| !id.is_empty() && name.to_str() == Some(*id)) {
+            if ids
+                .iter()
+                .any(|id| !id.is_empty() && name.to_str() == Some(*id))
+            {
                 found.push(path.clone());
             }
             walk(&path, ids, depth + 1, found);
@@ -109,7 +116,9 @@ fn unescape(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 4 <= bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|c| (b'0'..=b'7').contains(c))
             && let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8)
         {
             out.push(v);
@@ -124,7 +133,9 @@ fn unescape(field: &str) -> String {
 
 /// Mount points in this mount namespace at or under `dir`, deepest first.
 pub(crate) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(table) = fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let Ok(table) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
     let prefix = dir.display().to_string();
     let mut found: Vec<PathBuf> = table
         .lines()
@@ -153,13 +164,19 @@ pub(crate) fn detach_mounts_under(dir: &Path) {
 
 fn processes_of(ids: &[&str], bundles: &[&Path]) -> Vec<(i32, String)> {
     let me = std::process::id().to_string();
-    let markers: Vec<String> =
-        bundles.iter().map(|b| format!("HAKO_E2E_BUNDLE={}", b.display())).collect();
+    let markers: Vec<String> = bundles
+        .iter()
+        .map(|b| format!("HAKO_E2E_BUNDLE={}", b.display()))
+        .collect();
     let mut found = Vec::new();
-    let Ok(procs) = fs::read_dir("/proc") else { return found };
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in procs.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(pid) = name.parse::<i32>() else { continue };
+        let Ok(pid) = name.parse::<i32>() else {
+            continue;
+        };
         if name == me {
             continue;
         }
@@ -168,7 +185,10 @@ fn processes_of(ids: &[&str], bundles: &[&Path]) -> Vec<(i32, String)> {
             if let Ok(target) = fs::read_link(dir.join(link))
                 && let Some(b) = bundles.iter().find(|b| target.starts_with(b))
             {
-                found.push((pid, format!("{link} -> {} (bundle {})", target.display(), b.display())));
+                found.push((
+                    pid,
+                    format!("{link} -> {} (bundle {})", target.display(), b.display()),
+                ));
             }
         }
         if let Ok(environ) = fs::read(dir.join("environ")) {
@@ -185,7 +205,10 @@ fn processes_of(ids: &[&str], bundles: &[&Path]) -> Vec<(i32, String)> {
                 .skip(1)
                 .any(|arg| ids.iter().any(|id| !id.is_empty() && id.as_bytes() == arg));
             if hit {
-                found.push((pid, format!("command line names the container: {}", cmdline(&dir))));
+                found.push((
+                    pid,
+                    format!("command line names the container: {}", cmdline(&dir)),
+                ));
             }
         }
     }
@@ -196,7 +219,12 @@ fn processes_of(ids: &[&str], bundles: &[&Path]) -> Vec<(i32, String)> {
 
 fn cmdline(dir: &Path) -> String {
     fs::read(dir.join("cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim().to_string())
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -258,7 +286,11 @@ mod tests {
     #[test]
     fn nothing_leaks_for_unknown_ids() {
         let dir = tempfile::tempdir().unwrap();
-        let report = find_leaks(&dir.path().join("none"), &["no-such-container"], &[dir.path()]);
+        let report = find_leaks(
+            &dir.path().join("none"),
+            &["no-such-container"],
+            &[dir.path()],
+        );
         assert!(report.is_empty(), "{report}");
     }
 }

@@ -17,7 +17,10 @@ impl NetnsGuard {
         let name = crate::unique_id("hako-e2e");
         let out = Command::new("ip").args(["netns", "add", &name]).output()?;
         if !out.status.success() {
-            bail!("ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "ip netns add {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(Self { name })
     }
@@ -35,6 +38,8 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
     }
 }

@@ -110,8 +110,16 @@ impl Output {
     pub fn expect_clean_failure(&self, what: &str) -> String {
         assert!(self.status.is_some(), "{what}: timed out\n{self}");
         assert!(!self.success(), "{what}: expected failure\n{self}");
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{what}: expected one error line on stderr\n{self}");
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{what}: expected one error line on stderr\n{self}"
+        );
         lines[0].to_string()
     }
 }
@@ -142,13 +150,18 @@ pub struct Runtime {
 impl Runtime {
     /// A driver for `kind`, or an error when its binary cannot be found.
     pub fn new(kind: RuntimeKind) -> Result<Self> {
-        let bin = kind.locate().with_context(|| format!("{kind} binary not found"))?;
+        let bin = kind
+            .locate()
+            .with_context(|| format!("{kind} binary not found"))?;
         Self::with_binary(kind, bin)
     }
 
     /// A driver for a given binary.
     pub fn with_binary(kind: RuntimeKind, bin: PathBuf) -> Result<Self> {
-        let work = tempfile::Builder::new().prefix("hako-e2e-rt-").tempdir()?.keep();
+        let work = tempfile::Builder::new()
+            .prefix("hako-e2e-rt-")
+            .tempdir()?
+            .keep();
         let root = work.join("state");
         Ok(Self {
             kind,
@@ -229,9 +242,20 @@ impl Runtime {
 
     /// Files that receive the container's stdout/stderr for a `create`d container.
     pub fn container_stdio(&self, id: &str) -> (PathBuf, PathBuf) {
-        let safe: String =
-            id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        (self.work.join(format!("{safe}.stdout")), self.work.join(format!("{safe}.stderr")))
+        let safe: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        (
+            self.work.join(format!("{safe}.stdout")),
+            self.work.join(format!("{safe}.stderr")),
+        )
     }
 
     /// What the container `id` wrote to stdout so far (create/start flows).
