@@ -155,3 +155,6 @@ fn condition(rule: &LinuxSyscall, arg: &LinuxSeccompArg) -> Result<SeccompCondit
     };
     SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(Error::Backend)
 }
+
+#[cfg(test)]
+mod tests;
