@@ -193,3 +193,6 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> 
     }
     result.map_err(cache_err(path))
 }
+
+#[cfg(test)]
+mod tests;

@@ -168,3 +168,6 @@ fn resolve(profile: &DockerProfile, capabilities: &[String], arch: Option<Arch>)
     }
     builder.build().expect("every LinuxSeccomp field has a default")
 }
+
+#[cfg(test)]
+mod tests;
