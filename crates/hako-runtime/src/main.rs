@@ -1,1 +1,123 @@
-fn main() {}
+//! The `hako-runtime` binary: parse runc's command line, call the library, map the error to
+//! one line on stderr (and the log) and an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use hako_runtime::cli::{Cli, Command, ListFormat};
+use hako_runtime::container::{self, create::CreateOptions};
+
+fn main() -> ExitCode {
+    // Only the verbs that put a process into a container need the sealed image; the check
+    // runs before argument parsing so the re-exec happens as early as possible.
+    if needs_seal()
+        && let Err(e) = hako_runtime::seal::ensure_sealed()
+    {
+        eprintln!("hako-runtime: {e}");
+        return ExitCode::from(1);
+    }
+    let cli = Cli::parse();
+    if let Err(e) = hako_runtime::logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!(
+            "hako-runtime: cannot open log {}: {e}",
+            cli.log
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        );
+        return ExitCode::from(1);
+    }
+    match dispatch(&cli) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("hako-runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Is the subcommand one that enters a container (create, run, exec)?
+fn needs_seal() -> bool {
+    const WITH_VALUE: [&str; 5] = ["--root", "--log", "--log-format", "--criu", "--rootless"];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+            continue;
+        }
+        if a.starts_with('-') {
+            continue;
+        }
+        return matches!(a.as_str(), "create" | "run" | "exec");
+    }
+    false
+}
+
+fn create_options(cli: &Cli, a: &hako_runtime::cli::CreateArgs) -> CreateOptions {
+    CreateOptions {
+        root: cli.root.clone(),
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+fn dispatch(cli: &Cli) -> hako_runtime::Result<i32> {
+    if cli.systemd_cgroup {
+        return Err(hako_runtime::Error::Unsupported(
+            "--systemd-cgroup is not supported yet: hako-runtime manages cgroups through cgroupfs; drop the flag".into(),
+        ));
+    }
+    let root = cli.root.as_path();
+    match &cli.command {
+        Command::Spec { bundle, rootless } => {
+            container::spec::write_spec(bundle, *rootless).map(|()| 0)
+        }
+        Command::Create(a) => {
+            let opts = create_options(cli, a);
+            let console = match &a.console_socket {
+                Some(p) => container::create::Console::Path(p.clone()),
+                None => container::create::Console::None,
+            };
+            container::create::create(&opts, console).map(|_| 0)
+        }
+        Command::Start { id } => container::start::start(root, id).map(|()| 0),
+        Command::Run { create, detach, .. } => {
+            container::run::run(&create_options(cli, create), *detach)
+        }
+        Command::State { id } => {
+            println!("{}", container::state::state(root, id)?);
+            Ok(0)
+        }
+        Command::Kill { all, id, signal } => {
+            let sig = container::kill::parse_signal(signal)?;
+            container::kill::kill(root, id, sig, *all).map(|()| 0)
+        }
+        Command::Delete { force, id } => container::delete::delete(root, id, *force).map(|()| 0),
+        Command::List { format, quiet } => {
+            let rows = container::list::collect(root)?;
+            if *quiet {
+                for r in &rows {
+                    println!("{}", r.id);
+                }
+            } else if *format == ListFormat::Json {
+                println!("{}", serde_json::to_string(&rows).expect("json"));
+            } else {
+                print!("{}", container::list::table(&rows));
+            }
+            Ok(0)
+        }
+        Command::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&container::features::features()).expect("json")
+            );
+            Ok(0)
+        }
+    }
+}

@@ -85,16 +85,7 @@ fn clone_fork(flags: u64) -> io::Result<CloneResult> {
     // SAFETY: raw `clone` with a null stack behaves like fork(2): the child gets a copy of
     // the address space and returns 0 here. The remaining pointer arguments are unused
     // because no CLONE_*TID/SETTLS flag is passed (callers only pass CLONE_NEW*/PARENT).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     match ret {
         0 => Ok(CloneResult::Child),
         pid if pid > 0 => Ok(CloneResult::Parent(pid as i32)),

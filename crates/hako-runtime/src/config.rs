@@ -1,0 +1,223 @@
+//! Loading and validating a bundle's `config.json`: everything that can be checked before
+//! a single namespace exists is checked here, so bad input fails fast and leaves nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// A validated container configuration with paths made absolute.
+#[derive(Debug)]
+pub struct Config {
+    pub spec: Spec,
+    /// Absolute bundle directory.
+    pub bundle: PathBuf,
+    /// Absolute root filesystem directory.
+    pub rootfs: PathBuf,
+}
+
+impl Config {
+    /// Read `<bundle>/config.json` and validate it.
+    pub fn load(bundle: &Path) -> Result<Config> {
+        let bundle = std::path::absolute(bundle).map_err(|source| Error::Io {
+            context: format!("bundle {}", bundle.display()),
+            source,
+        })?;
+        let path = bundle.join("config.json");
+        let bytes = std::fs::read(&path).map_err(|source| Error::ConfigMissing {
+            path: path.clone(),
+            source,
+        })?;
+        let spec: Spec = serde_json::from_slice(&bytes).map_err(|e| Error::ConfigParse {
+            path: path.clone(),
+            msg: short_serde_error(&e),
+        })?;
+        Self::from_spec(spec, bundle)
+    }
+
+    /// Validate an already parsed spec (`bundle` must be absolute).
+    pub fn from_spec(spec: Spec, bundle: PathBuf) -> Result<Config> {
+        let root = spec.root().as_ref().ok_or_else(|| {
+            Error::ConfigInvalid(
+                "root.path is missing: set it to the container's root filesystem".into(),
+            )
+        })?;
+        if root.path().as_os_str().is_empty() {
+            return Err(Error::ConfigInvalid("root.path is empty".into()));
+        }
+        let rootfs = bundle.join(root.path());
+        let meta = std::fs::metadata(&rootfs).map_err(|source| Error::Io {
+            context: format!("root.path {}", rootfs.display()),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::ConfigInvalid(format!(
+                "root.path {} is not a directory",
+                rootfs.display()
+            )));
+        }
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::ConfigInvalid("process is missing".into()))?;
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::ConfigInvalid(
+                "process.args must name a program".into(),
+            ));
+        }
+        if !process.cwd().is_absolute() {
+            return Err(Error::ConfigInvalid(format!(
+                "process.cwd {} must be an absolute path",
+                process.cwd().display()
+            )));
+        }
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| Error::ConfigInvalid("linux section is missing".into()))?;
+        let mut seen = HashSet::new();
+        let mut has_user = false;
+        for ns in linux.namespaces().iter().flatten() {
+            if !seen.insert(ns.typ()) {
+                return Err(Error::ConfigInvalid(format!(
+                    "namespace {} is listed twice",
+                    ns.typ()
+                )));
+            }
+            has_user |= ns.typ() == LinuxNamespaceType::User;
+        }
+        let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        let new_user = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+        if new_user && !has_maps {
+            return Err(Error::ConfigInvalid(
+                "a new user namespace needs linux.uidMappings and linux.gidMappings".into(),
+            ));
+        }
+        if has_maps && !has_user {
+            return Err(Error::ConfigInvalid(
+                "uidMappings/gidMappings are set but there is no user namespace".into(),
+            ));
+        }
+        if linux.time_offsets().is_some() && !seen.contains(&LinuxNamespaceType::Time) {
+            return Err(Error::ConfigInvalid(
+                "timeOffsets need a time namespace".into(),
+            ));
+        }
+        if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+            && !seen.contains(&LinuxNamespaceType::Uts)
+        {
+            return Err(Error::ConfigInvalid(
+                "hostname is set but there is no uts namespace".into(),
+            ));
+        }
+        for m in spec.mounts().iter().flatten() {
+            if !m.destination().is_absolute() {
+                return Err(Error::ConfigInvalid(format!(
+                    "mount destination {} must be absolute",
+                    m.destination().display()
+                )));
+            }
+        }
+        for dev in linux.devices().iter().flatten() {
+            if !dev.path().starts_with("/dev") {
+                return Err(Error::ConfigInvalid(format!(
+                    "device {} must be under /dev",
+                    dev.path().display()
+                )));
+            }
+        }
+        Ok(Config {
+            spec,
+            bundle,
+            rootfs,
+        })
+    }
+}
+
+/// serde's messages for unknown enum variants list every accepted value (dozens of
+/// capabilities); keep the part a user needs.
+fn short_serde_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.find(", expected one of") {
+        Some(cut) => {
+            let tail = msg.rfind(" at line").map(|i| &msg[i..]).unwrap_or("");
+            format!("{}{tail}", &msg[..cut])
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle_with(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        dir
+    }
+
+    const MINIMAL: &str = r#"{"ociVersion":"1.2.0","root":{"path":"rootfs"},
+        "process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+        "linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#;
+
+    #[test]
+    fn loads_minimal_config() {
+        let b = bundle_with(MINIMAL);
+        let cfg = Config::load(b.path()).unwrap();
+        assert!(cfg.rootfs.ends_with("rootfs"));
+    }
+
+    #[test]
+    fn missing_config_is_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("config.json") && err.contains("No such file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn not_json_is_clear() {
+        let b = bundle_with("this is not json");
+        let err = Config::load(b.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid ") && err.contains("config.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_namespace_is_rejected() {
+        let b = bundle_with(&MINIMAL.replace(r#"{"type":"mount"}"#, r#"{"type":"bogus"}"#));
+        let err = Config::load(b.path()).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        assert!(!err.contains("expected one of"), "{err}");
+    }
+
+    #[test]
+    fn missing_root_is_rejected() {
+        let b = bundle_with(&MINIMAL.replace(r#""root":{"path":"rootfs"},"#, ""));
+        let err = Config::load(b.path()).unwrap_err().to_string();
+        assert!(err.contains("root.path"), "{err}");
+    }
+
+    #[test]
+    fn unknown_capability_is_rejected() {
+        let b = bundle_with(&MINIMAL.replace(
+            r#""cwd":"/""#,
+            r#""cwd":"/","capabilities":{"bounding":["CAP_NOPE"]}"#,
+        ));
+        let err = Config::load(b.path()).unwrap_err().to_string();
+        assert!(err.contains("NOPE"), "{err}");
+    }
+}

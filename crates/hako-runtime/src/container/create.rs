@@ -1,0 +1,283 @@
+//! `create`: everything up to the point where only the user's program is left to run.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use hako_cgroups::{CgroupManager, Layout, Manager};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{
+    LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxResources,
+};
+
+use crate::config::Config;
+use crate::error::{Context, Error, Result};
+use crate::process::init::InitArgs;
+use crate::process::namespaces::Plan;
+use crate::process::security::CapPlan;
+use crate::process::{SpawnArgs, spawn};
+use crate::rootfs::{CgroupSource, CgroupView};
+use crate::state::{Persisted, StateDir, now_rfc3339, proc_stat};
+
+/// Flags of `create` (and `run`).
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// Where the console master goes when the caller gives no socket (foreground `run`).
+#[derive(Debug)]
+pub enum Console {
+    Path(PathBuf),
+    Fd(OwnedFd),
+    None,
+}
+
+/// A created container.
+#[derive(Debug)]
+pub struct Created {
+    pub pid: i32,
+    pub dir: StateDir,
+    pub state: Persisted,
+}
+
+/// Undoes a half-made container when dropped before [`Cleanup::disarm`].
+struct Cleanup {
+    dir: Option<StateDir>,
+    cgroup: Option<Manager>,
+}
+
+impl Cleanup {
+    fn disarm(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(cg) = self.cgroup.take()
+            && let Err(e) = cg.destroy()
+        {
+            tracing::warn!(error = %e, "cleanup: cgroup");
+        }
+        if let Some(dir) = self.dir.take()
+            && let Err(e) = dir.remove()
+        {
+            tracing::warn!(error = %e, "cleanup: state dir");
+        }
+    }
+}
+
+/// Create the container; on any error nothing is left behind (state dir, cgroup, process).
+pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
+    crate::id::validate(&opts.id)?;
+    let config = Config::load(&opts.bundle)?;
+    let spec = &config.spec;
+    let process = spec.process().as_ref().expect("validated");
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && matches!(console, Console::None) {
+        return Err(Error::Usage(
+            "process.terminal is true: pass --console-socket (or set terminal to false)".into(),
+        ));
+    }
+    if !terminal && !matches!(console, Console::None) && opts.console_socket.is_some() {
+        return Err(Error::Usage(
+            "--console-socket was given but process.terminal is false".into(),
+        ));
+    }
+    let plan = Plan::new(spec);
+    let caps = CapPlan::new(process.capabilities().as_ref())?;
+    let linux = spec.linux().as_ref().expect("validated");
+    let seccomp = match linux.seccomp() {
+        Some(profile) => Some(hako_seccomp::compile_cached(
+            profile,
+            &opts.root.join(".cache").join("seccomp"),
+        )?),
+        None => None,
+    };
+    let console_socket = match console {
+        Console::Path(p) => Some(connect(&p)?),
+        Console::Fd(fd) => Some(fd),
+        Console::None => None,
+    };
+    if opts.no_pivot
+        && plan.has_mount_ns
+        && linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .all(|n| n.typ() != LinuxNamespaceType::Mount)
+    {
+        return Err(Error::Usage("--no-pivot needs a mount namespace".into()));
+    }
+
+    let dir = StateDir::claim(&opts.root, &opts.id)?;
+    let mut cleanup = Cleanup {
+        dir: Some(dir.clone()),
+        cgroup: None,
+    };
+    let cgroups_path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let cg = Manager::new(cgroups_path.as_deref(), &opts.id)?;
+    cg.create()?;
+    cleanup.cgroup = Some(Manager::from_resolved(cg.resolved_path())?);
+    if let Some(res) = linux.resources() {
+        cg.apply(&with_default_devices(
+            res,
+            linux.devices().as_deref().unwrap_or_default(),
+        ))?;
+    }
+
+    nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622))
+        .context(|| "make exec fifo".into())?;
+    // Read-write so the open does not block; the init reads one byte from it at start.
+    let fifo = nix::fcntl::open(&dir.fifo(), OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .context(|| "open exec fifo".into())?;
+
+    let cgroups = cgroup_view(&cg, &plan);
+    let init = InitArgs {
+        id: &opts.id,
+        config: &config,
+        plan: &plan,
+        cgroups,
+        caps,
+        seccomp,
+        fifo: Some(fifo),
+        console_socket,
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+    };
+    let pid = spawn(
+        SpawnArgs {
+            id: &opts.id,
+            config: &config,
+            init,
+        },
+        &|pid| Ok(cg.add_task(pid)?),
+    )?;
+
+    let (_, start_time) = proc_stat(pid)
+        .ok_or_else(|| Error::Init("container init died right after it was ready".into()))?;
+    let hooks = spec.hooks().as_ref();
+    let state = Persisted {
+        id: opts.id.clone(),
+        pid,
+        pid_start_time: start_time,
+        bundle: config.bundle.clone(),
+        rootfs: config.rootfs.clone(),
+        created: now_rfc3339(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup_path: cg.resolved_path().to_owned(),
+        poststart: hooks
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default(),
+        poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+        own_pid_ns: plan.new_pid,
+        oci_version: spec.version().clone(),
+    };
+    let res = dir.save(&state).and_then(|()| match &opts.pid_file {
+        Some(p) => write_pid_file(p, pid),
+        None => Ok(()),
+    });
+    if let Err(e) = res {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        return Err(e);
+    }
+    cleanup.disarm();
+    Ok(Created { pid, dir, state })
+}
+
+/// The device cgroup rules to apply: the config's, then the devices every container needs
+/// and the config's `linux.devices` (runc appends the same list, so a config that starts
+/// with "deny all" still gets a working /dev).
+fn with_default_devices(res: &LinuxResources, devices: &[LinuxDevice]) -> LinuxResources {
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_owned()));
+        r
+    };
+    let mut rules = res.devices().clone().unwrap_or_default();
+    if rules.is_empty() {
+        // No rules at all: leave the device cgroup alone (runc does the same).
+        return res.clone();
+    }
+    use LinuxDeviceType::{B, C};
+    rules.extend([
+        rule(C, None, None, "m"),
+        rule(B, None, None, "m"),
+        rule(C, Some(1), Some(3), "rwm"),
+        rule(C, Some(1), Some(5), "rwm"),
+        rule(C, Some(1), Some(7), "rwm"),
+        rule(C, Some(1), Some(8), "rwm"),
+        rule(C, Some(1), Some(9), "rwm"),
+        rule(C, Some(5), Some(0), "rwm"),
+        rule(C, Some(5), Some(1), "rwm"),
+        rule(C, Some(5), Some(2), "rwm"),
+        rule(C, Some(136), None, "rwm"),
+    ]);
+    for d in devices {
+        if matches!(
+            d.typ(),
+            LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U
+        ) {
+            let typ = if d.typ() == LinuxDeviceType::B { B } else { C };
+            rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+        }
+    }
+    let mut out = res.clone();
+    out.set_devices(Some(rules));
+    out
+}
+
+fn connect(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .context(|| format!("connect to console socket {}", path.display()))?;
+    Ok(s.into())
+}
+
+fn cgroup_view(cg: &Manager, plan: &Plan) -> CgroupView {
+    let sources = cg
+        .mounts()
+        .into_iter()
+        .map(|m| CgroupSource {
+            name: m.name,
+            host_dir: m.host_dir,
+        })
+        .collect();
+    CgroupView {
+        sources,
+        mount_cgroup2: cg.layout() == Layout::V2 && plan.new_cgroup,
+    }
+}
+
+/// runc writes the pid file atomically; containerd reads it as soon as create returns.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).context(|| format!("pid file {}", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .context(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).context(|| format!("write pid file {}", path.display()))
+}

@@ -1,0 +1,59 @@
+//! One file per lifecycle verb. Each verb loads what it needs from the state directory,
+//! checks the transition is legal for the current status, and acts.
+
+pub mod create;
+pub mod delete;
+pub mod features;
+pub mod kill;
+pub mod list;
+pub mod run;
+pub mod spec;
+pub mod start;
+pub mod state;
+
+use std::path::Path;
+
+use hako_cgroups::{CgroupManager, FreezerState, Manager};
+
+use crate::error::Result;
+use crate::id;
+use crate::state::{Persisted, StateDir, Status};
+
+/// A container as read from its state directory.
+#[derive(Debug)]
+pub struct Container {
+    pub dir: StateDir,
+    pub st: Persisted,
+}
+
+impl Container {
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        id::validate(id)?;
+        let dir = StateDir::new(root, id);
+        let st = dir.load(id)?;
+        Ok(Container { dir, st })
+    }
+
+    /// The status right now, derived from the init process and the exec fifo.
+    pub fn status(&self) -> Status {
+        if !self.st.init_alive() {
+            return Status::Stopped;
+        }
+        if self.dir.fifo().exists() {
+            return Status::Created;
+        }
+        if let Some(cg) = self.cgroup()
+            && matches!(cg.freezer_state(), Ok(FreezerState::Frozen))
+        {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    pub fn cgroup(&self) -> Option<Manager> {
+        if self.st.cgroup_path.is_empty() {
+            return None;
+        }
+        Manager::from_resolved(&self.st.cgroup_path).ok()
+    }
+}

@@ -1,0 +1,61 @@
+//! `start`: release a created container's init, which then runs the user's program.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::container::Container;
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, HookState};
+use crate::state::Status;
+
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let c = Container::load(root, id)?;
+    let status = c.status();
+    if status != Status::Created {
+        return Err(Error::IllegalTransition {
+            op: "start",
+            id: id.to_owned(),
+            status: status.as_str(),
+        });
+    }
+    release(&c)?;
+    let state = HookState {
+        oci_version: &c.st.oci_version,
+        id,
+        status: "running",
+        pid: Some(c.st.pid),
+        bundle: &c.st.bundle,
+        annotations: Some(&c.st.annotations),
+    };
+    // A failing poststart hook is logged, not fatal: the program already runs (spec).
+    if let Err(e) = hooks::run_all("poststart", &c.st.poststart, &state) {
+        tracing::warn!(error = %e, "poststart hook failed");
+        eprintln!("hako-runtime: warning: {e}");
+    }
+    Ok(())
+}
+
+/// Write the byte the init waits for, then remove the fifo: its absence is what makes
+/// the status "running".
+pub(crate) fn release(c: &Container) -> Result<()> {
+    let fifo = c.dir.fifo();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo)
+        .map_err(|e| match e.raw_os_error() {
+            // No reader: the init is gone.
+            Some(libc::ENXIO) => Error::IllegalTransition {
+                op: "start",
+                id: c.st.id.clone(),
+                status: "stopped",
+            },
+            _ => Error::Io {
+                context: "open exec fifo".into(),
+                source: e,
+            },
+        })?;
+    f.write_all(b"0").context(|| "write exec fifo".into())?;
+    std::fs::remove_file(&fifo).context(|| "remove exec fifo".into())
+}

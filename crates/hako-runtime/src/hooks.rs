@@ -1,0 +1,150 @@
+//! OCI hooks: a program run at a named point of the lifecycle, given the container's state
+//! as JSON on stdin, killed if it runs past its timeout.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The state object hooks read on stdin (runtime-spec "State").
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub bundle: &'a std::path::Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<&'a std::collections::HashMap<String, String>>,
+}
+
+/// Run `hooks` in order; the first failure stops the rest.
+pub fn run_all(kind: &'static str, hooks: &[Hook], state: &HookState<'_>) -> Result<()> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_vec(state).expect("state serializes");
+    for h in hooks {
+        run_one(kind, h, &json)?;
+    }
+    Ok(())
+}
+
+fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<()> {
+    let fail = |reason: String| Error::Hook {
+        kind,
+        path: hook.path().clone(),
+        reason,
+    };
+    let mut cmd = Command::new(hook.path());
+    if let Some(args) = hook.args() {
+        // args[0] is argv[0] of the hook, as in execve.
+        if let Some((first, rest)) = args.split_first() {
+            std::os::unix::process::CommandExt::arg0(&mut cmd, first);
+            cmd.args(rest);
+        }
+    }
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine.
+        let _ = stdin.write_all(state);
+    }
+    let timeout = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t as u64));
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => return Err(fail(format!("wait: {e}"))),
+        }
+        if let Some(t) = timeout
+            && started.elapsed() >= t
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(format!("timed out after {}s", t.as_secs())));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        let err = err.trim();
+        return Err(fail(format!(
+            "{status}{}{err}",
+            if err.is_empty() { "" } else { ": " }
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(json: &str) -> Hook {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn state() -> HookState<'static> {
+        HookState {
+            oci_version: "1.2.0",
+            id: "h",
+            status: "creating",
+            pid: Some(1),
+            bundle: std::path::Path::new("/b"),
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn hook_reads_state_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {}"]}}"#,
+            out.display()
+        ));
+        run_all("prestart", &[h], &state()).unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+        assert_eq!(got["id"], "h");
+        assert_eq!(got["status"], "creating");
+        assert_eq!(got["ociVersion"], "1.2.0");
+    }
+
+    #[test]
+    fn failing_and_slow_hooks_are_errors() {
+        let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","echo boom >&2; exit 3"]}"#);
+        let err = run_all("poststart", &[h], &state())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("boom") && err.contains("poststart"), "{err}");
+        let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","sleep 5"],"timeout":1}"#);
+        let t = Instant::now();
+        let err = run_all("createRuntime", &[h], &state())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timed out"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(4));
+    }
+}

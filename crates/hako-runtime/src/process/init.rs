@@ -1,0 +1,269 @@
+//! The container's init, `hako:[2:INIT]` in `ps`: a clone of the runtime that turns itself
+//! into the container step by step and finally becomes the user's program with `execve`.
+//! No re-exec of the runtime binary happens on this path.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sched::{CloneFlags, setns, unshare};
+use oci_spec::runtime::Spec;
+
+use super::channel::{ChildEnd, Down, Up};
+use super::namespaces::{Plan, setns_flag};
+use super::security::{self, CapPlan};
+use crate::config::Config;
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, HookState};
+use crate::rootfs::{self, CgroupView};
+
+/// Everything the init needs, prepared by the parent before the clone (the clone copies it).
+#[derive(Debug)]
+pub struct InitArgs<'a> {
+    pub id: &'a str,
+    pub config: &'a Config,
+    pub plan: &'a Plan,
+    pub cgroups: CgroupView,
+    pub caps: CapPlan,
+    pub seccomp: Option<hako_seccomp::CompiledFilter>,
+    /// Opened read-write so the open never blocks; `start` writes one byte to release us.
+    pub fifo: Option<OwnedFd>,
+    /// Connected `--console-socket`, when the process wants a terminal.
+    pub console_socket: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+}
+
+/// Run as the init; never returns.
+pub fn run(args: InitArgs<'_>, chan: ChildEnd) -> ! {
+    let _ = nix::sys::prctl::set_name(c"hako:[2:INIT]");
+    match setup(&args, &chan) {
+        Ok(ready) => {
+            drop(chan);
+            let err = ready.start_and_exec(&args);
+            // After Ready nobody listens on the channel: the error goes to the container's
+            // stderr, and the exit code follows the shell convention runc users expect.
+            eprintln!("hako-runtime: {err}");
+            std::process::exit(127);
+        }
+        Err(e) => {
+            let _ = chan.send(Up::Failed(e.to_string()));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The init after it reported Ready: what is left to do once `start` comes.
+struct Ready {
+    program: PathBuf,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+fn spec<'a>(args: &InitArgs<'a>) -> &'a Spec {
+    &args.config.spec
+}
+
+fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
+    let spec = spec(args);
+    let plan = args.plan;
+    chan.expect(Down::Proceed)?;
+    if plan.new_cgroup {
+        unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare cgroup namespace".into())?;
+    }
+    if !plan.intermediate {
+        join_and_unshare(plan, chan)?;
+    }
+    let in_userns = plan.new_user
+        || plan
+            .child_join
+            .iter()
+            .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::User);
+    if in_userns {
+        // Become root of the new user namespace (mapped by the parent).
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .context(|| "setgid 0 in user namespace".into())?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .context(|| "setuid 0 in user namespace".into())?;
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).context(|| format!("set hostname {h}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        hako_sys::uts::set_domainname(d).context(|| format!("set domainname {d}"))?;
+    }
+    if !plan.has_mount_ns {
+        return Err(Error::ConfigInvalid(
+            "hako-runtime needs a mount namespace: add {\"type\":\"mount\"} to linux.namespaces"
+                .into(),
+        ));
+    }
+    rootfs::prepare(spec, &args.config.rootfs, &args.cgroups, in_userns)?;
+
+    let hooks = spec.hooks().as_ref();
+    let runtime_hooks = hooks.is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    if runtime_hooks {
+        chan.send(Up::RuntimeHooks)?;
+        chan.expect(Down::HooksDone)?;
+    }
+    if let Some(hs) = hooks.and_then(|h| h.create_container().as_ref()) {
+        hooks::run_all("createContainer", hs, &hook_state(args, "created"))?;
+    }
+
+    rootfs::pivot(&args.config.rootfs, args.no_pivot)?;
+    rootfs::finalize(spec, in_userns)?;
+
+    let process = spec.process().as_ref().expect("validated");
+    if process.terminal().unwrap_or(false) {
+        let sock = args.console_socket.as_ref().ok_or_else(|| {
+            Error::Usage("process.terminal is true but no console socket was given".into())
+        })?;
+        crate::console::setup_in_container(sock, process.console_size())?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .context(|| format!("oomScoreAdj {adj}"))?;
+    }
+    for rl in process.rlimits().iter().flatten() {
+        let res = rlimit_resource(rl.typ())?;
+        nix::sys::resource::setrlimit(res, rl.soft(), rl.hard())
+            .context(|| format!("rlimit {:?} {}/{}", rl.typ(), rl.soft(), rl.hard()))?;
+    }
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    } else {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    }
+    nix::unistd::chdir(process.cwd())
+        .context(|| format!("chdir to cwd {}", process.cwd().display()))?;
+
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", security::home_for(process.user().uid())));
+    }
+    let argv_s = process.args().as_ref().expect("validated");
+    let program = security::lookup_program(&argv_s[0], &env)?;
+    let cstr =
+        |s: &str| CString::new(s).map_err(|_| Error::ConfigInvalid(format!("NUL byte in {s:?}")));
+    let argv = argv_s.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
+    let envp = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
+
+    chan.send(Up::Ready)?;
+    Ok(Ready {
+        program,
+        argv,
+        envp,
+    })
+}
+
+/// Join namespaces by path and unshare the new ones (single-process path; the
+/// intermediate does this itself otherwise).
+pub(super) fn join_and_unshare(plan: &Plan, chan: &ChildEnd) -> Result<()> {
+    for j in &plan.child_join {
+        let f = std::fs::File::open(&j.path)
+            .context(|| format!("open {} namespace {}", j.typ, j.path.display()))?;
+        setns(f.as_fd(), setns_flag(j.typ))
+            .context(|| format!("join {} namespace {}", j.typ, j.path.display()))?;
+    }
+    if plan.child_new_user {
+        unshare(CloneFlags::CLONE_NEWUSER).context(|| "unshare user namespace".into())?;
+        chan.send(Up::MappingRequest)?;
+        chan.expect(Down::MappingWritten)?;
+    }
+    if !plan.child_unshare.is_empty() {
+        unshare(plan.child_unshare).context(|| "unshare namespaces".into())?;
+    }
+    Ok(())
+}
+
+fn hook_state<'a>(args: &'a InitArgs<'_>, status: &'a str) -> HookState<'a> {
+    HookState {
+        oci_version: args.config.spec.version(),
+        id: args.id,
+        status,
+        pid: Some(nix::unistd::getpid().as_raw()),
+        bundle: &args.config.bundle,
+        annotations: args.config.spec.annotations().as_ref(),
+    }
+}
+
+impl Ready {
+    /// Wait for `start`, then become the user's program. Returns only on failure.
+    fn start_and_exec(self, args: &InitArgs<'_>) -> Error {
+        match self.try_exec(args) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    fn try_exec(self, args: &InitArgs<'_>) -> Result<std::convert::Infallible> {
+        if let Some(fifo) = &args.fifo {
+            let mut f = std::fs::File::from(fifo.try_clone().context(|| "dup exec fifo".into())?);
+            let mut byte = [0u8; 1];
+            loop {
+                match f.read(&mut byte) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e).context(|| "wait for start".into()),
+                }
+            }
+        }
+        let spec = spec(args);
+        if let Some(hs) = spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.start_container().as_ref())
+        {
+            hooks::run_all("startContainer", hs, &hook_state(args, "running"))?;
+        }
+        let process = spec.process().as_ref().expect("validated");
+        let mut load = || -> Result<()> {
+            if let Some(f) = &args.seccomp {
+                hako_sys::seccomp::set_mode_filter(f.instructions(), f.flags())
+                    .context(|| "load seccomp filter".into())?;
+            }
+            Ok(())
+        };
+        security::finalize(process, &args.caps, &mut load)?;
+        // Everything above fd 2 (+ preserved fds) is closed by execve.
+        hako_sys::close_range_cloexec(3 + args.preserve_fds).context(|| "close_range".into())?;
+        let err = nix::unistd::execve(
+            &CString::new(self.program.as_os_str().as_encoded_bytes()).expect("no NUL"),
+            &self.argv,
+            &self.envp,
+        )
+        .unwrap_err();
+        let _ = args.fifo.as_ref().map(|f| f.as_raw_fd());
+        Err(Error::Init(format!(
+            "exec {}: {err}",
+            self.program.display()
+        )))
+    }
+}
+
+fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> Result<nix::sys::resource::Resource> {
+    use nix::sys::resource::Resource as R;
+    use oci_spec::runtime::PosixRlimitType as T;
+    Ok(match t {
+        T::RlimitCpu => R::RLIMIT_CPU,
+        T::RlimitFsize => R::RLIMIT_FSIZE,
+        T::RlimitData => R::RLIMIT_DATA,
+        T::RlimitStack => R::RLIMIT_STACK,
+        T::RlimitCore => R::RLIMIT_CORE,
+        T::RlimitRss => R::RLIMIT_RSS,
+        T::RlimitNproc => R::RLIMIT_NPROC,
+        T::RlimitNofile => R::RLIMIT_NOFILE,
+        T::RlimitMemlock => R::RLIMIT_MEMLOCK,
+        T::RlimitAs => R::RLIMIT_AS,
+        T::RlimitLocks => R::RLIMIT_LOCKS,
+        T::RlimitSigpending => R::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => R::RLIMIT_MSGQUEUE,
+        T::RlimitNice => R::RLIMIT_NICE,
+        T::RlimitRtprio => R::RLIMIT_RTPRIO,
+        T::RlimitRttime => R::RLIMIT_RTTIME,
+    })
+}
