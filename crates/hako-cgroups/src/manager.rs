@@ -187,8 +187,11 @@ impl CgroupManager for Manager {
     fn pids(&self) -> Result<Vec<i32>, Error> {
         match &self.inner {
             Inner::V1(v1) => v1.pids(),
-            // Every process is in the unified tree, even with no controllers there.
-            Inner::V2(v2) | Inner::Hybrid(_, v2) => v2.pids(),
+            Inner::V2(v2) => v2.pids(),
+            // Every process is in the unified tree, even with no controllers there; if
+            // that directory is missing (made by another tool), fall back to v1.
+            Inner::Hybrid(v1, v2) if !v2.dir().exists() => v1.pids(),
+            Inner::Hybrid(_, v2) => v2.pids(),
         }
     }
 

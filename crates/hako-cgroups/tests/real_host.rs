@@ -215,6 +215,29 @@ fn v1_pids_limit_of_1_stops_fork() {
 }
 
 #[test]
+fn v1_device_rules_are_accepted_by_the_kernel() {
+    require_host!();
+    let m = v1_manager();
+    m.create().unwrap();
+    m.apply(&res(serde_json::json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "access": "m"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": false, "type": "c", "major": 1, "minor": 5, "access": "w"}
+    ]})))
+    .unwrap();
+    let dir = Path::new("/sys/fs/cgroup/devices").join(m.resolved_path().trim_start_matches('/'));
+    let list = std::fs::read_to_string(dir.join("devices.list")).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(!lines.contains(&"a *:* rwm"), "{list}");
+    assert!(lines.contains(&"c 1:3 rwm"), "{list}");
+    assert!(lines.contains(&"c *:* m"), "{list}");
+    // The later deny took "w" away from the earlier allow.
+    assert!(lines.contains(&"c 1:5 rm"), "{list}");
+}
+
+#[test]
 fn v1_freezer_and_destroy_with_a_live_process() {
     require_host!();
     let m = v1_manager();
