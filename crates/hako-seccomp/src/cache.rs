@@ -3,9 +3,9 @@
 //! Why: a container start compiles the same Docker profile every time; reading ~14 KiB back is
 //! far cheaper than resolving and linking ~350 syscalls (see `examples/compile_default.rs`).
 //!
-//! The key hashes everything the output depends on: the profile as canonical JSON (object keys
-//! sorted, so field order in config.json does not matter), the target arch, this crate's
-//! version and the file format version. A file is trusted only if its magic, embedded key,
+//! The key hashes everything the output depends on: the profile as canonical JSON (serialized
+//! from the typed profile, so field order in config.json does not matter), the target arch,
+//! this crate's version and the file format version. A file is trusted only if its magic, embedded key,
 //! length and trailing SHA-256 all check out; anything else (truncated, torn, foreign) is a
 //! miss and is rewritten. Writes go to a unique temp file in the same directory and are
 //! renamed over the final name, so readers see the old file or the new one, never a mix.
@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oci_spec::runtime::LinuxSeccomp;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::compile::compile_for;
@@ -62,54 +61,40 @@ pub(crate) fn compile_cached_for(
 
 /// The path a profile is cached under (tests check the file itself).
 #[cfg(test)]
-pub(crate) fn cache_path(profile: &LinuxSeccomp, cache_dir: &Path, arch: Arch) -> std::path::PathBuf {
+pub(crate) fn cache_path(
+    profile: &LinuxSeccomp,
+    cache_dir: &Path,
+    arch: Arch,
+) -> std::path::PathBuf {
     let key = cache_key(profile, arch).expect("profile serializes");
     cache_dir.join(format!("{}.bpf", hex(&key)))
 }
 
 fn cache_key(profile: &LinuxSeccomp, arch: Arch) -> Result<[u8; 32], Error> {
-    let value = serde_json::to_value(profile).map_err(Error::Json)?;
-    let mut canonical = String::new();
-    write_canonical(&value, &mut canonical);
-    let mut hash = Sha256::new();
+    let mut hash = HashWriter(Sha256::new());
     for part in ["hako-seccomp", env!("CARGO_PKG_VERSION"), arch.name()] {
-        hash.update(part.as_bytes());
-        hash.update([0]);
+        hash.0.update(part.as_bytes());
+        hash.0.update([0]);
     }
-    hash.update(MAGIC);
-    hash.update(canonical.as_bytes());
-    Ok(hash.finalize().into())
+    hash.0.update(MAGIC);
+    // Serializing the typed profile is canonical already: oci-spec's types are structs and
+    // vectors (no maps), so fields come out in declaration order whatever order config.json
+    // used, and absent options are skipped. Streaming into the hash avoids building the text.
+    serde_json::to_writer(&mut hash, profile).map_err(Error::Json)?;
+    Ok(hash.0.finalize().into())
 }
 
-/// JSON with object keys sorted at every level and no whitespace: equal profiles, equal text,
-/// whatever serde_json's map ordering features are in the build.
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
+/// `io::Write` into a running SHA-256.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -165,7 +150,11 @@ fn decode(bytes: &[u8], key: &[u8; 32]) -> Option<CompiledFilter> {
             k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
         })
         .collect();
-    Some(CompiledFilter { instructions, flags, wants_listener })
+    Some(CompiledFilter {
+        instructions,
+        flags,
+        wants_listener,
+    })
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
@@ -175,8 +164,13 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> 
         move |source| Error::Cache { path, source }
     };
     fs::create_dir_all(dir).map_err(cache_err(dir))?;
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("filter.bpf");
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("filter.bpf");
     let tmp = dir.join(format!(
         ".{file_name}.tmp-{}-{nanos}-{}",
         std::process::id(),

@@ -56,11 +56,19 @@ pub(crate) fn compile_for(profile: &LinuxSeccomp, arch: Arch) -> Result<Compiled
         .iter()
         .any(|s| s.ret == libc::SECCOMP_RET_USER_NOTIF && !s.rules.is_empty());
     let instructions = program::link(arch, sections, default_ret, foreign_ret)?;
-    Ok(CompiledFilter { instructions, flags: load_flags(profile, wants_listener), wants_listener })
+    Ok(CompiledFilter {
+        instructions,
+        flags: load_flags(profile, wants_listener),
+        wants_listener,
+    })
 }
 
 fn load_flags(profile: &LinuxSeccomp, wants_listener: bool) -> u32 {
-    let mut flags = profile.flags().iter().flatten().fold(0, |acc, f| acc | flag_bits(*f));
+    let mut flags = profile
+        .flags()
+        .iter()
+        .flatten()
+        .fold(0, |acc, f| acc | flag_bits(*f));
     let bit = |f: libc::c_ulong| u32::try_from(f).unwrap_or(0);
     if wants_listener {
         flags |= bit(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER);
@@ -92,7 +100,9 @@ fn plan(rules: &[LinuxSyscall], arch: Arch, default_ret: u32) -> Result<Vec<Sect
                     section(&mut unconditional, ret).insert(i64::from(nr), Vec::new());
                 }
             } else {
-                let rules = section(&mut conditional, ret).entry(i64::from(nr)).or_default();
+                let rules = section(&mut conditional, ret)
+                    .entry(i64::from(nr))
+                    .or_default();
                 rules.extend(conditions.iter().cloned());
             }
         }
@@ -105,7 +115,10 @@ fn section(sections: &mut Vec<Section>, ret: u32) -> &mut BTreeMap<i64, Vec<Secc
     let i = match sections.iter().position(|s| s.ret == ret) {
         Some(i) => i,
         None => {
-            sections.push(Section { ret, rules: BTreeMap::new() });
+            sections.push(Section {
+                ret,
+                rules: BTreeMap::new(),
+            });
             sections.len() - 1
         }
     };
@@ -140,7 +153,10 @@ fn condition(rule: &LinuxSyscall, arg: &LinuxSeccompArg) -> Result<SeccompCondit
     let index = u8::try_from(arg.index())
         .ok()
         .filter(|i| *i <= 5)
-        .ok_or_else(|| Error::ArgIndex { syscall: rule.names().join(","), index: arg.index() })?;
+        .ok_or_else(|| Error::ArgIndex {
+            syscall: rule.names().join(","),
+            index: arg.index(),
+        })?;
     let (op, value) = match arg.op() {
         LinuxSeccompOperator::ScmpCmpNe => (SeccompCmpOp::Ne, arg.value()),
         LinuxSeccompOperator::ScmpCmpLt => (SeccompCmpOp::Lt, arg.value()),

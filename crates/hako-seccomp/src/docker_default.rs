@@ -97,7 +97,11 @@ fn embedded() -> &'static DockerProfile {
 /// `SYS_ADMIN` and `CAP_SYS_ADMIN` all mean the same.
 fn normalize(cap: &str) -> String {
     let upper = cap.trim().to_ascii_uppercase();
-    if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") }
+    if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    }
 }
 
 /// Docker's default profile for a container whose bounding set is `capabilities`, for the
@@ -142,7 +146,9 @@ fn resolve(profile: &DockerProfile, capabilities: &[String], arch: Option<Arch>)
         .iter()
         .filter(|r| applies(r))
         .map(|r| {
-            let mut b = LinuxSyscallBuilder::default().names(r.names.clone()).action(r.action);
+            let mut b = LinuxSyscallBuilder::default()
+                .names(r.names.clone())
+                .action(r.action);
             if let Some(errno) = r.errno_ret {
                 b = b.errno_ret(errno);
             }
@@ -166,7 +172,9 @@ fn resolve(profile: &DockerProfile, capabilities: &[String], arch: Option<Arch>)
     if let Some(errno) = profile.default_errno_ret {
         builder = builder.default_errno_ret(errno);
     }
-    builder.build().expect("every LinuxSeccomp field has a default")
+    builder
+        .build()
+        .expect("every LinuxSeccomp field has a default")
 }
 
 #[cfg(test)]

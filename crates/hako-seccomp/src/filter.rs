@@ -40,7 +40,12 @@ impl CompiledFilter {
     pub fn to_bpf_program(&self) -> seccompiler::BpfProgram {
         self.instructions
             .iter()
-            .map(|i| seccompiler::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k })
+            .map(|i| seccompiler::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
             .collect()
     }
 
@@ -58,7 +63,7 @@ impl CompiledFilter {
                 0 => Some(nr),
                 4 => Some(arch),
                 8 | 12 => Some(0),
-                16..=63 if offset % 4 == 0 => {
+                16..=63 if offset.is_multiple_of(4) => {
                     let arg = args[usize::try_from((offset - 16) / 8).ok()?];
                     let bytes = arg.to_le_bytes();
                     let at = usize::try_from(offset % 8).ok()?;
@@ -77,12 +82,12 @@ impl CompiledFilter {
                     Some(w) => acc = w,
                     None => return KILL,
                 },
-                0x54 => acc &= k,                          // ALU AND K
+                0x54 => acc &= k, // ALU AND K
                 0x05 => pc += usize::try_from(k).unwrap_or(usize::MAX / 2), // JA
-                0x15 => pc += branch(acc == k),            // JEQ K
-                0x25 => pc += branch(acc > k),             // JGT K
-                0x35 => pc += branch(acc >= k),            // JGE K
-                0x06 => return k,                          // RET K
+                0x15 => pc += branch(acc == k), // JEQ K
+                0x25 => pc += branch(acc > k), // JGT K
+                0x35 => pc += branch(acc >= k), // JGE K
+                0x06 => return k, // RET K
                 _ => return KILL,
             }
         }
@@ -96,7 +101,11 @@ impl PartialEq for CompiledFilter {
         self.flags == other.flags
             && self.wants_listener == other.wants_listener
             && self.instructions.len() == other.instructions.len()
-            && self.instructions.iter().map(key).eq(other.instructions.iter().map(key))
+            && self
+                .instructions
+                .iter()
+                .map(key)
+                .eq(other.instructions.iter().map(key))
     }
 }
 

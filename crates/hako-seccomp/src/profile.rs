@@ -4,7 +4,9 @@
 //! message. [`parse_profile`] checks the raw JSON first so each mistake gets its own
 //! [`Error`] naming the bad value, where it is, and what is accepted.
 
-use oci_spec::runtime::{Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag};
+use oci_spec::runtime::{
+    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag,
+};
 use oci_spec::runtime::{LinuxSeccompOperator, LinuxSyscall};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -39,21 +41,36 @@ fn check_names(profile: &Value) -> Result<(), Error> {
     for (i, arch) in array(&profile["architectures"]).iter().enumerate() {
         if let Some(s) = arch.as_str().filter(|s| !known::<OciArch>(s)) {
             let at = format!("architectures[{i}]");
-            return Err(Error::UnknownArch { value: s.to_owned(), at });
+            return Err(Error::UnknownArch {
+                value: s.to_owned(),
+                at,
+            });
         }
     }
     for (i, flag) in array(&profile["flags"]).iter().enumerate() {
-        if let Some(s) = flag.as_str().filter(|s| !known::<LinuxSeccompFilterFlag>(s)) {
+        if let Some(s) = flag
+            .as_str()
+            .filter(|s| !known::<LinuxSeccompFilterFlag>(s))
+        {
             let at = format!("flags[{i}]");
-            return Err(Error::UnknownFlag { value: s.to_owned(), at });
+            return Err(Error::UnknownFlag {
+                value: s.to_owned(),
+                at,
+            });
         }
     }
     for (i, rule) in array(&profile["syscalls"]).iter().enumerate() {
         action(&rule["action"], format!("syscalls[{i}].action"))?;
         for (j, arg) in array(&rule["args"]).iter().enumerate() {
-            if let Some(s) = arg["op"].as_str().filter(|s| !known::<LinuxSeccompOperator>(s)) {
+            if let Some(s) = arg["op"]
+                .as_str()
+                .filter(|s| !known::<LinuxSeccompOperator>(s))
+            {
                 let at = format!("syscalls[{i}].args[{j}].op");
-                return Err(Error::UnknownOperator { value: s.to_owned(), at });
+                return Err(Error::UnknownOperator {
+                    value: s.to_owned(),
+                    at,
+                });
             }
         }
     }
@@ -79,7 +96,11 @@ pub(crate) fn action_ret(
     let data = |max: u32| {
         let value = errno_ret.unwrap_or(libc::EPERM.unsigned_abs());
         if value > max {
-            return Err(Error::ErrnoOutOfRange { at: at.to_owned(), value, max });
+            return Err(Error::ErrnoOutOfRange {
+                at: at.to_owned(),
+                value,
+                max,
+            });
         }
         Ok(value)
     };
@@ -144,7 +165,9 @@ pub(crate) fn check_notify(profile: &LinuxSeccomp) -> Result<(), Error> {
     if let Some(i) = notify
         && profile.listener_path().is_none()
     {
-        return Err(Error::NotifyWithoutListener { at: format!("syscalls[{i}].action") });
+        return Err(Error::NotifyWithoutListener {
+            at: format!("syscalls[{i}].action"),
+        });
     }
     Ok(())
 }
@@ -192,8 +215,10 @@ mod tests {
         assert!(matches!(&e, Error::UnknownFlag { value, at }
             if value == "SECCOMP_FILTER_FLAG_FAST" && at == "flags[0]"));
 
-        let e = err(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],
-            "action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_LIKE"}]}]}"#);
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],
+            "action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_LIKE"}]}]}"#,
+        );
         assert!(matches!(&e, Error::UnknownOperator { value, at }
             if value == "SCMP_CMP_LIKE" && at == "syscalls[0].args[0].op"));
         assert!(e.to_string().contains("SCMP_CMP_MASKED_EQ"), "{e}");
@@ -202,7 +227,10 @@ mod tests {
     #[test]
     fn bad_json_is_a_json_error() {
         assert!(matches!(err("{"), Error::Json(_)));
-        assert!(matches!(err(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":3}"#), Error::Json(_)));
+        assert!(matches!(
+            err(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":3}"#),
+            Error::Json(_)
+        ));
     }
 
     #[test]
@@ -217,7 +245,11 @@ mod tests {
         assert_eq!(ret(A::ScmpActNotify, None), 0x7fc0_0000);
         assert!(matches!(
             action_ret(A::ScmpActErrno, Some(70000), "syscalls[2]"),
-            Err(Error::ErrnoOutOfRange { value: 70000, max: 4095, .. })
+            Err(Error::ErrnoOutOfRange {
+                value: 70000,
+                max: 4095,
+                ..
+            })
         ));
         assert!(strictness(ret(A::ScmpActErrno, Some(1))) < strictness(ret(A::ScmpActLog, None)));
     }

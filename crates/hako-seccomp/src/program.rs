@@ -60,7 +60,12 @@ pub(crate) struct Section {
 }
 
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt: 0, jf: 0, k }
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
@@ -90,12 +95,16 @@ pub(crate) fn link(
         append_section(&mut program, arch, section)?;
         if program.len() > MAX_INSTRUCTIONS {
             // Keep going would only grow it; report the size reached so far plus the rest.
-            return Err(Error::FilterTooLarge { instructions: program.len() + 1 });
+            return Err(Error::FilterTooLarge {
+                instructions: program.len() + 1,
+            });
         }
     }
     program.push(stmt(RET_K, default_ret));
     if program.len() > MAX_INSTRUCTIONS {
-        return Err(Error::FilterTooLarge { instructions: program.len() });
+        return Err(Error::FilterTooLarge {
+            instructions: program.len(),
+        });
     }
     Ok(program)
 }
@@ -127,8 +136,10 @@ fn append_section(
         let rewritten = match (ins.code, ins.k) {
             (RET_K, k) if k == matched => stmt(RET_K, section.ret),
             (RET_K, k) if k == not_matched => {
-                let to_end = u32::try_from(body.len() - i - 1)
-                    .map_err(|_| Error::FilterTooLarge { instructions: body.len() })?;
+                let to_end =
+                    u32::try_from(body.len() - i - 1).map_err(|_| Error::FilterTooLarge {
+                        instructions: body.len(),
+                    })?;
                 stmt(JMP_JA, to_end)
             }
             _ => jump(ins.code, ins.k, ins.jt, ins.jf),

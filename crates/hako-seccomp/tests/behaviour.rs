@@ -40,7 +40,9 @@ fn load(json: &str) {
 
 #[test]
 fn child() {
-    let Ok(scenario) = std::env::var(SCENARIO_VAR) else { return };
+    let Ok(scenario) = std::env::var(SCENARIO_VAR) else {
+        return;
+    };
     match scenario.as_str() {
         "errnos" => errnos(),
         "personality" => personality(),
@@ -76,14 +78,20 @@ fn personality() {
         {"names":["personality"],"action":"SCMP_ACT_ALLOW",
          "args":[{"index":0,"value":0,"op":"SCMP_CMP_EQ"}]}]}"#,
     );
-    assert!(set(Persona::empty()).is_ok(), "personality(0) must be allowed");
+    assert!(
+        set(Persona::empty()).is_ok(),
+        "personality(0) must be allowed"
+    );
     assert_eq!(set(Persona::ADDR_NO_RANDOMIZE).unwrap_err(), Errno::EPERM);
 }
 
 fn docker_default() {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
-    let caps: Vec<String> = DOCKER_DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+    let caps: Vec<String> = DOCKER_DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     let filter = compile(&docker_default_profile(&caps)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     seccompiler::apply_filter(&filter.to_bpf_program()).unwrap();
@@ -91,7 +99,13 @@ fn docker_default() {
     // Blocked with EPERM (we are root with every capability: only the filter can say no).
     assert_eq!(unshare(CloneFlags::CLONE_NEWUTS).unwrap_err(), Errno::EPERM);
     let none: Option<&str> = None;
-    let err = mount(Some("tmpfs"), dir.path(), Some("tmpfs"), MsFlags::empty(), none);
+    let err = mount(
+        Some("tmpfs"),
+        dir.path(),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        none,
+    );
     assert_eq!(err.unwrap_err(), Errno::EPERM);
 
     // Normal work: files, directories, threads, fork + exec.
@@ -109,8 +123,10 @@ fn docker_default() {
 }
 
 fn kill_process() {
-    load(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
-        {"names":["getppid"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#);
+    load(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+        {"names":["getppid"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#,
+    );
     nix::unistd::getppid();
     unreachable!("getppid should have killed the process");
 }

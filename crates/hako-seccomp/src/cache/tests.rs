@@ -31,13 +31,23 @@ fn hit_returns_identical_filter_without_rewriting() {
     let first = compile_cached_for(&profile, &cache, ARCH).unwrap();
     assert_eq!(first, compile_for(&profile, ARCH).unwrap());
     let path = cache_path(&profile, &cache, ARCH);
-    assert!(path.file_name().unwrap().to_str().unwrap().ends_with(".bpf"));
+    assert!(
+        path.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with(".bpf")
+    );
     assert_eq!(path.file_stem().unwrap().len(), 64, "sha256 hex");
     let inode = fs::metadata(&path).unwrap().ino();
 
     let second = compile_cached_for(&profile, &cache, ARCH).unwrap();
     assert_eq!(first, second);
-    assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "a hit must not rewrite the file");
+    assert_eq!(
+        fs::metadata(&path).unwrap().ino(),
+        inode,
+        "a hit must not rewrite the file"
+    );
     assert_eq!(files(&cache).len(), 1);
 }
 
@@ -73,8 +83,14 @@ fn key_ignores_field_order_but_not_content() {
     )
     .unwrap();
     let other = parse_profile(&PROFILE.replace("\"value\":8", "\"value\":9")).unwrap();
-    assert_eq!(cache_path(&one, dir.path(), ARCH), cache_path(&reordered, dir.path(), ARCH));
-    assert_ne!(cache_path(&one, dir.path(), ARCH), cache_path(&other, dir.path(), ARCH));
+    assert_eq!(
+        cache_path(&one, dir.path(), ARCH),
+        cache_path(&reordered, dir.path(), ARCH)
+    );
+    assert_ne!(
+        cache_path(&one, dir.path(), ARCH),
+        cache_path(&other, dir.path(), ARCH)
+    );
     assert_ne!(
         cache_path(&one, dir.path(), Arch::X86_64),
         cache_path(&one, dir.path(), Arch::Aarch64)
@@ -100,8 +116,15 @@ fn truncated_or_corrupt_file_is_ignored_and_rewritten() {
     ];
     for bytes in damaged {
         fs::write(&path, &bytes).unwrap();
-        assert_eq!(compile_cached_for(&profile, dir.path(), ARCH).unwrap(), good);
-        assert_eq!(fs::read(&path).unwrap(), intact, "damaged file must be rewritten");
+        assert_eq!(
+            compile_cached_for(&profile, dir.path(), ARCH).unwrap(),
+            good
+        );
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            intact,
+            "damaged file must be rewritten"
+        );
     }
 }
 
@@ -121,7 +144,10 @@ fn rewrite_is_atomic_rename_not_in_place() {
     assert_eq!(std::io::read_to_string(&old).unwrap(), "torn");
     assert_ne!(fs::metadata(&path).unwrap().ino(), old_inode);
     // No temp files are left behind.
-    assert_eq!(files(dir.path()), vec![path.file_name().unwrap().to_str().unwrap()]);
+    assert_eq!(
+        files(dir.path()),
+        vec![path.file_name().unwrap().to_str().unwrap()]
+    );
 }
 
 #[test]
@@ -132,7 +158,10 @@ fn unwritable_cache_dir_is_a_cache_error() {
     let profile = parse_profile(PROFILE).unwrap();
     let e = compile_cached_for(&profile, &not_a_dir, ARCH).unwrap_err();
     assert!(matches!(&e, Error::Cache { .. }), "{e:?}");
-    assert!(e.to_string().contains("cannot write seccomp cache file"), "{e}");
+    assert!(
+        e.to_string().contains("cannot write seccomp cache file"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -99,7 +99,9 @@ fn argument_conditions_compare_all_64_bits() {
         ))
     };
     let big = 0x1_0000_0005u64;
-    let cases: [(&str, u64, u64, &[u64], &[u64]); 7] = [
+    // (op, value, valueTwo, args that match, args that do not)
+    type Case<'a> = (&'a str, u64, u64, &'a [u64], &'a [u64]);
+    let cases: [Case<'_>; 7] = [
         ("EQ", big, 0, &[big], &[5, big + 1, 0x5_0000_0001]),
         ("NE", big, 0, &[5, 0, u64::MAX], &[big]),
         ("LT", big, 0, &[5, big - 1], &[big, big + 1, 0x2_0000_0000]),
@@ -107,15 +109,29 @@ fn argument_conditions_compare_all_64_bits() {
         ("GT", big, 0, &[big + 1, 0x2_0000_0000], &[big, 5]),
         ("GE", big, 0, &[big, 0x2_0000_0000], &[big - 1, 5]),
         // value is the mask, valueTwo the expected masked bits.
-        ("MASKED_EQ", 0xff00_0000_00ff, 0x1200_0000_0034, &[0x1234_5678_9a34], &[0x1234_0000_0035]),
+        (
+            "MASKED_EQ",
+            0xff00_0000_00ff,
+            0x1200_0000_0034,
+            &[0x1234_5678_9a34],
+            &[0x1234_0000_0035],
+        ),
     ];
     for (op, value, two, allowed, denied) in cases {
         let f = rule(op, value, two);
         for &a in allowed {
-            assert_eq!(run(&f, "personality", &[a]), ALLOW, "{op} {value:#x} vs {a:#x}");
+            assert_eq!(
+                run(&f, "personality", &[a]),
+                ALLOW,
+                "{op} {value:#x} vs {a:#x}"
+            );
         }
         for &a in denied {
-            assert_eq!(run(&f, "personality", &[a]), errno(1), "{op} {value:#x} vs {a:#x}");
+            assert_eq!(
+                run(&f, "personality", &[a]),
+                errno(1),
+                "{op} {value:#x} vs {a:#x}"
+            );
         }
     }
 }
@@ -168,7 +184,10 @@ fn foreign_arches_and_x32_never_get_more_than_the_default() {
     let deny_by_default = ok(r#"{"defaultAction":"SCMP_ACT_ERRNO",
         "architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
         "syscalls":[{"names":["mount"],"action":"SCMP_ACT_ALLOW"}]}"#);
-    assert_eq!(deny_by_default.simulate(AUDIT_ARCH_I386, 21, [0; 6]), errno(1));
+    assert_eq!(
+        deny_by_default.simulate(AUDIT_ARCH_I386, 21, [0; 6]),
+        errno(1)
+    );
     assert_eq!(run(&deny_by_default, "mount", &[]), ALLOW);
     let x32_mount = nr("mount") | 0x4000_0000;
     let audit = Arch::X86_64.audit_arch();
@@ -177,11 +196,20 @@ fn foreign_arches_and_x32_never_get_more_than_the_default() {
     // With ALLOW as default, a foreign-arch syscall must not slip past the deny rule.
     let allow_by_default = ok(r#"{"defaultAction":"SCMP_ACT_ALLOW",
         "syscalls":[{"names":["mount"],"action":"SCMP_ACT_ERRNO"}]}"#);
-    assert_eq!(allow_by_default.simulate(AUDIT_ARCH_I386, 21, [0; 6]), KILL_PROCESS);
-    assert_eq!(allow_by_default.simulate(audit, x32_mount, [0; 6]), KILL_PROCESS);
+    assert_eq!(
+        allow_by_default.simulate(AUDIT_ARCH_I386, 21, [0; 6]),
+        KILL_PROCESS
+    );
+    assert_eq!(
+        allow_by_default.simulate(audit, x32_mount, [0; 6]),
+        KILL_PROCESS
+    );
 
     let allow_everything = ok(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
-    assert_eq!(allow_everything.simulate(AUDIT_ARCH_I386, 21, [0; 6]), ALLOW);
+    assert_eq!(
+        allow_everything.simulate(AUDIT_ARCH_I386, 21, [0; 6]),
+        ALLOW
+    );
 }
 
 #[test]
@@ -193,51 +221,75 @@ fn names_from_other_arches_are_skipped() {
 
 #[test]
 fn a_typo_is_one_clear_error() {
-    let e = build(r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
-        {"names":["read","opne"],"action":"SCMP_ACT_ALLOW"}]}"#)
+    let e = build(
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+        {"names":["read","opne"],"action":"SCMP_ACT_ALLOW"}]}"#,
+    )
     .unwrap_err();
-    assert!(matches!(&e, Error::UnknownSyscall(n) if n == "opne"), "{e:?}");
-    assert!(e.to_string().contains("\"opne\"") && e.to_string().contains("spelling"), "{e}");
+    assert!(
+        matches!(&e, Error::UnknownSyscall(n) if n == "opne"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("\"opne\"") && e.to_string().contains("spelling"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_argument_index_and_errno_are_errors() {
-    let e = build(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],
-        "action":"SCMP_ACT_ERRNO","args":[{"index":6,"value":0,"op":"SCMP_CMP_EQ"}]}]}"#)
+    let e = build(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],
+        "action":"SCMP_ACT_ERRNO","args":[{"index":6,"value":0,"op":"SCMP_CMP_EQ"}]}]}"#,
+    )
     .unwrap_err();
-    assert!(matches!(&e, Error::ArgIndex { index: 6, syscall } if syscall == "read"), "{e:?}");
+    assert!(
+        matches!(&e, Error::ArgIndex { index: 6, syscall } if syscall == "read"),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("0 to 5"), "{e}");
 
-    let e = build(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],
-        "action":"SCMP_ACT_ERRNO","errnoRet":5000}]}"#)
+    let e = build(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],
+        "action":"SCMP_ACT_ERRNO","errnoRet":5000}]}"#,
+    )
     .unwrap_err();
     assert!(matches!(&e, Error::ErrnoOutOfRange { value: 5000, at, .. } if at == "syscalls[0]"));
 }
 
 #[test]
 fn flags_map_to_kernel_bits() {
-    let f = ok(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC",
+    let f = ok(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC",
         "SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#);
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#,
+    );
     // WAIT_KILLABLE_RECV only means something with a listener; the kernel rejects it alone.
     assert_eq!(f.flags(), 1 | 2 | 4);
 }
 
 #[test]
 fn notify_needs_a_listener_and_sets_new_listener() {
-    let e = build(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
-        {"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#)
+    let e = build(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+        {"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+    )
     .unwrap_err();
     assert!(matches!(&e, Error::NotifyWithoutListener { at } if at == "syscalls[0].action"));
     assert!(e.to_string().contains("listenerPath"), "{e}");
 
     let e = build(r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/run/agent.sock"}"#)
         .unwrap_err();
-    assert!(matches!(&e, Error::Unsupported(m) if m.contains("SCMP_ACT_NOTIFY")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Unsupported(m) if m.contains("SCMP_ACT_NOTIFY")),
+        "{e:?}"
+    );
 
-    let f = ok(r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock",
+    let f = ok(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock",
         "flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
-        "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#);
+        "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+    );
     assert!(f.wants_listener());
     assert_eq!(run(&f, "mkdir", &[]), libc::SECCOMP_RET_USER_NOTIF);
     // TSYNC | NEW_LISTENER | TSYNC_ESRCH | WAIT_KILLABLE_RECV
@@ -255,7 +307,10 @@ fn aarch64_uses_its_own_numbers_and_arch() {
     let audit = Arch::Aarch64.audit_arch();
     assert_eq!(f.simulate(audit, 172, [0; 6]), errno(1)); // getpid on aarch64
     assert_eq!(f.simulate(audit, 39, [0; 6]), ALLOW); // x86_64's getpid number
-    assert_eq!(f.simulate(Arch::X86_64.audit_arch(), 172, [0; 6]), KILL_PROCESS);
+    assert_eq!(
+        f.simulate(Arch::X86_64.audit_arch(), 172, [0; 6]),
+        KILL_PROCESS
+    );
 }
 
 #[test]
@@ -277,7 +332,13 @@ fn too_many_rules_is_filter_too_large() {
             )
         })
         .collect();
-    let json = format!(r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{}]}}"#, rules.join(","));
+    let json = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{}]}}"#,
+        rules.join(",")
+    );
     let e = build(&json).unwrap_err();
-    assert!(matches!(e, Error::FilterTooLarge { instructions } if instructions > 4096), "{e:?}");
+    assert!(
+        matches!(e, Error::FilterTooLarge { instructions } if instructions > 4096),
+        "{e:?}"
+    );
 }

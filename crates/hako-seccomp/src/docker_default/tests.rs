@@ -11,7 +11,11 @@ const CLONE_NEWNS: u64 = 0x0002_0000;
 const THREAD_FLAGS: u64 = 0x003d_0f00; // what glibc's pthread_create passes
 
 fn caps(extra: &[&str]) -> Vec<String> {
-    DOCKER_DEFAULT_CAPABILITIES.iter().chain(extra).map(|c| c.to_string()).collect()
+    DOCKER_DEFAULT_CAPABILITIES
+        .iter()
+        .chain(extra)
+        .map(|c| c.to_string())
+        .collect()
 }
 
 fn compiled(arch: Arch, caps: &[String]) -> CompiledFilter {
@@ -19,7 +23,9 @@ fn compiled(arch: Arch, caps: &[String]) -> CompiledFilter {
 }
 
 fn run(f: &CompiledFilter, arch: Arch, name: &str, args: &[u64]) -> u32 {
-    let Lookup::Native(nr) = arch.lookup(name) else { panic!("{name} on {arch:?}") };
+    let Lookup::Native(nr) = arch.lookup(name) else {
+        panic!("{name} on {arch:?}")
+    };
     let mut all = [0u64; 6];
     all[..args.len()].copy_from_slice(args);
     f.simulate(arch.audit_arch(), nr, all)
@@ -28,9 +34,17 @@ fn run(f: &CompiledFilter, arch: Arch, name: &str, args: &[u64]) -> u32 {
 #[test]
 fn compiles_for_every_arch_and_capability_set() {
     for arch in Arch::ALL {
-        for set in [caps(&[]), caps(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]), Vec::new()] {
+        for set in [
+            caps(&[]),
+            caps(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]),
+            Vec::new(),
+        ] {
             let f = compiled(arch, &set);
-            assert!(f.instructions().len() < 4096, "{arch:?}: {}", f.instructions().len());
+            assert!(
+                f.instructions().len() < 4096,
+                "{arch:?}: {}",
+                f.instructions().len()
+            );
         }
     }
 }
@@ -39,9 +53,21 @@ fn compiles_for_every_arch_and_capability_set() {
 fn default_caps_block_namespace_and_kernel_tampering() {
     let arch = Arch::X86_64;
     let f = compiled(arch, &caps(&[]));
-    for name in ["unshare", "mount", "umount2", "setns", "keyctl", "add_key", "request_key",
-        "bpf", "kexec_load", "init_module", "open_by_handle_at", "reboot", "ptrace_does_not_exist"]
-    {
+    for name in [
+        "unshare",
+        "mount",
+        "umount2",
+        "setns",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "bpf",
+        "kexec_load",
+        "init_module",
+        "open_by_handle_at",
+        "reboot",
+        "ptrace_does_not_exist",
+    ] {
         if let Lookup::Native(_) = arch.lookup(name) {
             assert_eq!(run(&f, arch, name, &[]), EPERM, "{name}");
         }
@@ -54,12 +80,28 @@ fn default_caps_block_namespace_and_kernel_tampering() {
     assert_eq!(run(&f, arch, "socket", &[40]), EPERM); // AF_VSOCK
     assert_eq!(run(&f, arch, "socket", &[2, 1]), ALLOW);
     for persona in [0, 8, 0x20000, 0x20008, 0xffff_ffff] {
-        assert_eq!(run(&f, arch, "personality", &[persona]), ALLOW, "{persona:#x}");
+        assert_eq!(
+            run(&f, arch, "personality", &[persona]),
+            ALLOW,
+            "{persona:#x}"
+        );
     }
     assert_eq!(run(&f, arch, "personality", &[0x0040_0000]), EPERM); // READ_IMPLIES_EXEC
-    for name in ["read", "write", "openat", "execve", "exit_group", "arch_prctl", "chroot",
-        "ptrace", "getdents64", "newfstatat", "futex", "rseq", "fchmodat2"]
-    {
+    for name in [
+        "read",
+        "write",
+        "openat",
+        "execve",
+        "exit_group",
+        "arch_prctl",
+        "chroot",
+        "ptrace",
+        "getdents64",
+        "newfstatat",
+        "futex",
+        "rseq",
+        "fchmodat2",
+    ] {
         assert_eq!(run(&f, arch, name, &[]), ALLOW, "{name}");
     }
 }
@@ -87,9 +129,18 @@ fn arches_follow_the_arch_map_and_arch_rules() {
         .architectures()
         .iter()
         .flatten()
-        .map(|a| serde_json::to_value(a).unwrap().as_str().unwrap().to_owned())
+        .map(|a| {
+            serde_json::to_value(a)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
-    assert_eq!(arches, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    assert_eq!(
+        arches,
+        ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+    );
     let aarch64 = compiled(Arch::Aarch64, &caps(&[]));
     assert_eq!(run(&aarch64, Arch::Aarch64, "getpid", &[]), ALLOW);
     let names = |arch| {

@@ -129,7 +129,10 @@ mod tests {
         assert_eq!(Arch::X86_64.lookup("fchmodat2"), Lookup::Native(452));
         assert_eq!(Arch::Aarch64.lookup("getpid"), Lookup::Native(172));
         assert_eq!(Arch::Aarch64.lookup("close"), Lookup::Native(57));
-        assert_eq!(Arch::Riscv64.lookup("riscv_flush_icache"), Lookup::Native(259));
+        assert_eq!(
+            Arch::Riscv64.lookup("riscv_flush_icache"),
+            Lookup::Native(259)
+        );
     }
 
     #[test]
@@ -145,7 +148,10 @@ mod tests {
             ("mount", libc::SYS_mount),
             ("clone3", libc::SYS_clone3),
         ] {
-            assert_eq!(native.lookup(name), Lookup::Native(u32::try_from(nr).unwrap()));
+            assert_eq!(
+                native.lookup(name),
+                Lookup::Native(u32::try_from(nr).unwrap())
+            );
         }
     }
 
