@@ -1,12 +1,16 @@
 //! OCI seccomp profiles compiled to classic BPF, in Rust, without libseccomp.
 //!
 //! `hako-runtime` calls [`compile`] (or [`compile_cached`]) while it still holds the bundle, and
-//! hands [`CompiledFilter::instructions`] and [`CompiledFilter::flags`] to the `seccomp(2)`
-//! wrapper in `hako-sys` as the very last step before `execve`. This crate never loads a filter
-//! itself: loading needs `unsafe`, which lives only in `hako-sys`.
+//! hands [`CompiledFilter::instructions`] and [`CompiledFilter::flags`] to
+//! `hako_sys::seccomp::set_mode_filter` as the very last step before `execve`. This crate never
+//! loads a filter itself: loading needs `unsafe`, which lives only in `hako-sys`.
+//!
+//! oci-spec rejects unknown action/arch/flag/operator strings while deserializing, with a
+//! generic serde message; [`parse_profile`] checks the raw JSON first and names the bad value
+//! and its place, so a runtime that wants clear messages parses `linux.seccomp` with it.
 //!
 //! ```text
-//!  config.json ──► LinuxSeccomp ──► compile ──► CompiledFilter ──► hako-sys::seccomp_load
+//!  config.json ──► LinuxSeccomp ──► compile ──► CompiledFilter ──► hako_sys set_mode_filter
 //!   (or parse_profile, for          │  (syscall tables,           (instructions + flags)
 //!    clear errors)                  │   seccompiler sections)
 //!                                   └─ compile_cached: <cache_dir>/<sha256>.bpf
