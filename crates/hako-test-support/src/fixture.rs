@@ -178,6 +178,21 @@ impl Drop for Bundle {
     }
 }
 
+/// Build a persistent bundle at `dir` (for scripts and benchmarks): a fresh copy of the
+/// busybox rootfs and `config.json`. Replaces an existing rootfs there.
+pub fn install_bundle(dir: &Path, config: &Config) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    let rootfs = dir.join("rootfs");
+    if rootfs.exists() {
+        crate::leak::detach_mounts_under(&rootfs);
+        fs::remove_dir_all(&rootfs).with_context(|| format!("removing {}", rootfs.display()))?;
+    }
+    copy_tree(busybox_rootfs()?, &rootfs)?;
+    let text = serde_json::to_string_pretty(config.json())?;
+    fs::write(dir.join("config.json"), text).context("writing config.json")
+}
+
 /// Copy a directory tree: regular files copied, symlinks recreated, modes kept.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to)?;

@@ -22,7 +22,7 @@ mod runtime;
 
 pub use config::Config;
 pub use console::{ConsoleSocket, pty_roundtrip};
-pub use fixture::{Bundle, busybox_rootfs, fixtures_dir};
+pub use fixture::{Bundle, busybox_rootfs, fixtures_dir, install_bundle};
 pub use guard::ContainerGuard;
 pub use leak::{LeakReport, find_leaks};
 pub use netns::NetnsGuard;

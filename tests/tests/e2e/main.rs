@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod console;
 mod cve_2019_5736;
+mod harness;
 mod hooks;
 mod inside;
 mod lifecycle;

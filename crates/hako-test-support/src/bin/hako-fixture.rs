@@ -1,0 +1,46 @@
+//! `hako-fixture`: build the busybox fixtures from scripts (test.sh, setup.sh, bench).
+//!
+//! ```text
+//! hako-fixture rootfs                         build the cached rootfs, print its path
+//! hako-fixture bundle DIR [--hostname H] [--] ARGS...
+//!                                             write a bundle (rootfs + config.json) to DIR
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use hako_test_support::{Config, busybox_rootfs, install_bundle};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("rootfs") => {
+            println!("{}", busybox_rootfs()?.display());
+            Ok(())
+        }
+        Some("bundle") => {
+            let dir = PathBuf::from(args.next().context("usage: hako-fixture bundle DIR")?);
+            let mut config = Config::new();
+            let mut rest: Vec<String> = Vec::new();
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--hostname" => config = config.hostname(&args.next().context("--hostname H")?),
+                    "--" => {
+                        rest.extend(args.by_ref());
+                    }
+                    _ => rest.push(arg),
+                }
+            }
+            if !rest.is_empty() {
+                let refs: Vec<&str> = rest.iter().map(String::as_str).collect();
+                config = config.args(&refs);
+            }
+            install_bundle(&dir, &config)?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        other => bail!(
+            "usage: hako-fixture rootfs | bundle DIR [--hostname H] [--] ARGS... (got {other:?})"
+        ),
+    }
+}

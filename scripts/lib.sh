@@ -1,0 +1,30 @@
+# Shared helpers for scripts/*.sh (sourced, not run).
+
+# Install Debian packages that are missing (dpkg -s keeps reruns fast).
+ensure_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "==> installing ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        export DEBIAN_FRONTEND=noninteractive
+        $sudo apt-get update -qq
+        $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+    fi
+}
+
+# The packages that tests, the quick start and the benchmark use.
+HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procps ca-certificates)
+
+# The cargo target dir (honours CARGO_TARGET_DIR).
+target_dir() {
+    echo "${CARGO_TARGET_DIR:-$(pwd)/target}"
+}
+
+step() {
+    echo
+    echo "==> $*"
+}

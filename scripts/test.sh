@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The test command: installs what tests need, builds release binaries and fixtures, then
+# runs format, lint and the whole test suite. Exits non-zero if any of them fails.
+#
+#   scripts/test.sh                   everything
+#   scripts/test.sh -E 'test(/runc$/)' extra arguments go to `cargo nextest run`
+#
+# End-to-end tests need root; as another user they print SKIP and pass.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+set -e
+step "packages"
+ensure_packages "${HAKO_PACKAGES[@]}"
+if ! cargo nextest --version >/dev/null 2>&1; then
+    step "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+
+step "build (release, all binaries)"
+cargo build --release --workspace --bins
+TARGET="$(target_dir)"
+export HAKO_RUNTIME="$TARGET/release/hako-runtime"
+
+step "fixtures"
+"$TARGET/release/hako-fixture" rootfs
+set +e
+
+failed=()
+step "cargo fmt --check"
+cargo fmt --all --check || failed+=("fmt")
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings || failed+=("clippy")
+
+step "cargo nextest run --workspace"
+profile=default
+[ "${CI:-}" = "true" ] && profile=ci
+cargo nextest run --workspace --profile "$profile" --no-tests=warn "$@" || failed+=("tests")
+
+echo
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "all checks passed"
