@@ -436,12 +436,11 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta
         path: shown.to_string(),
         reason: what,
     };
-    let mut uid = u32::try_from(header.uid().map_err(|_| bad("bad uid"))?)
-        .map_err(|_| bad("uid too large"))?;
-    let mut gid = u32::try_from(header.gid().map_err(|_| bad("bad gid"))?)
-        .map_err(|_| bad("gid too large"))?;
-    let mode = header.mode().map_err(|_| bad("bad mode"))? & 0o7777;
-    let secs = header.mtime().map_err(|_| bad("bad mtime"))?;
+    // Empty numeric fields (some writers leave them NUL) read as 0, like GNU tar does.
+    let mut uid = u32::try_from(header.uid().unwrap_or(0)).map_err(|_| bad("uid too large"))?;
+    let mut gid = u32::try_from(header.gid().unwrap_or(0)).map_err(|_| bad("gid too large"))?;
+    let mode = header.mode().unwrap_or(0o644) & 0o7777;
+    let secs = header.mtime().unwrap_or(0);
     let mut mtime = TimeSpec::new(i64::try_from(secs).unwrap_or(i64::MAX), 0);
     let mut xattrs = Vec::new();
     if let Some(exts) = entry.pax_extensions().map_err(|_| bad("bad pax header"))? {

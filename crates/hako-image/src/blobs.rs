@@ -1,0 +1,157 @@
+//! The content-addressed blob store: `<root>/blobs/sha256/<hex>`.
+//!
+//! A blob is written to `<root>/blobs/tmp/<random>`, hashed while written, checked against
+//! the digest it was announced with, fsynced, then renamed to its final name (and the
+//! directory fsynced). A reader therefore sees a complete, verified blob or none; a crash
+//! leaves only files under `blobs/tmp/`, which [`BlobStore::cleanup_temp`] removes.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, Hashing};
+use crate::error::{Error, IoContext, Result};
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens (creating) the store under `<root>/blobs`.
+    pub fn open(root: &Path) -> Result<BlobStore> {
+        let dir = root.join("blobs").join("sha256");
+        let tmp = root.join("blobs").join("tmp");
+        for d in [&dir, &tmp] {
+            std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
+        }
+        Ok(BlobStore { dir, tmp })
+    }
+
+    /// Where blob `d` lives (whether or not it exists).
+    pub fn path(&self, d: &Digest) -> PathBuf {
+        self.dir.join(d.hex())
+    }
+
+    /// Whether blob `d` is present.
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.path(d).is_file()
+    }
+
+    /// Opens blob `d` for reading.
+    pub fn open_blob(&self, d: &Digest) -> Result<File> {
+        File::open(self.path(d)).ctx(|| format!("open blob {d}"))
+    }
+
+    /// Reads a whole (small) blob.
+    pub fn read(&self, d: &Digest) -> Result<Vec<u8>> {
+        std::fs::read(self.path(d)).ctx(|| format!("read blob {d}"))
+    }
+
+    /// Stores the bytes of `r`. With `expected`, a different digest is an error and
+    /// nothing is stored. Returns the digest and size.
+    pub fn write(&self, r: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        if let Some(d) = expected
+            && self.contains(d)
+        {
+            // Already have it: consume the stream anyway so callers see a uniform
+            // behaviour, but do not store it twice.
+            let mut h = Hashing::new(io::sink());
+            io::copy(r, &mut h).ctx(|| format!("read blob {d}"))?;
+            return check(d, &h.digest(), "blob").map(|()| (d.clone(), h.count));
+        }
+        let tmp = self.tmp.join(crate::random_hex(16));
+        let guard = RemoveOnDrop(Some(tmp.clone()));
+        let file = File::create_new(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        let mut w = Hashing::new(io::BufWriter::with_capacity(256 * 1024, file));
+        io::copy(r, &mut w).ctx(|| "write blob".to_string())?;
+        let digest = w.digest();
+        let size = w.count;
+        if let Some(e) = expected {
+            check(e, &digest, "blob")?;
+        }
+        let file = w
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io("write blob", e.into_error()))?;
+        file.sync_all().ctx(|| "fsync blob".to_string())?;
+        drop(file);
+        std::fs::rename(&tmp, self.path(&digest)).ctx(|| format!("commit blob {digest}"))?;
+        guard.disarm();
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .ctx(|| "fsync blob dir".to_string())?;
+        Ok((digest, size))
+    }
+
+    /// Stores `data`.
+    pub fn write_bytes(&self, data: &[u8]) -> Result<Digest> {
+        let expected = Digest::of(data);
+        self.write(&mut io::Cursor::new(data), Some(&expected))
+            .map(|(d, _)| d)
+    }
+
+    /// Removes blob `d` (missing is fine).
+    pub fn remove(&self, d: &Digest) -> Result<()> {
+        match std::fs::remove_file(self.path(d)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove blob {d}"), e)),
+        }
+    }
+
+    /// All stored blobs with their sizes.
+    pub fn list(&self) -> Result<Vec<(Digest, u64)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).ctx(|| format!("list {}", self.dir.display()))? {
+            let e = e.ctx(|| format!("list {}", self.dir.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push((d, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes half-written blobs. Only safe while no other writer is active.
+    pub fn cleanup_temp(&self) -> Result<usize> {
+        let mut n = 0;
+        for e in std::fs::read_dir(&self.tmp).ctx(|| format!("list {}", self.tmp.display()))? {
+            let e = e.ctx(|| format!("list {}", self.tmp.display()))?;
+            let _ = std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path()));
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn check(expected: &Digest, actual: &Digest, what: &str) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
+    }
+}
+
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The metadata database (`<root>/hako-image.db`, SQLite in WAL mode).
+//!
+//! ```text
+//! layers           chain_id PK, diff_id, parent -> layers, cache_id (driver dir), size,
+//!                  diff_size, blob_digest, blob_media_type, refcount, created
+//! images           id PK (config digest), top_layer -> layers, manifest_digest, created, size, added
+//! tags             name PK ("docker.io/library/busybox:latest") -> images
+//! repo_digests     name PK ("docker.io/library/busybox@sha256:..") -> images
+//! container_layers container_id PK, image_id, top_layer, rw_cache_id, created
+//! meta             key PK, value   (schema version, storage driver)
+//! ```
+//!
+//! `layers.refcount` counts the images and containers whose chain contains the layer; a
+//! layer at zero is deleted with its directory. Writers use `BEGIN IMMEDIATE` so that
+//! several hako processes serialize on the write lock instead of failing on upgrade; the
+//! busy timeout covers the wait.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::error::Result;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS layers (
+  chain_id TEXT PRIMARY KEY,
+  diff_id TEXT NOT NULL,
+  parent TEXT REFERENCES layers(chain_id),
+  cache_id TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  diff_size INTEGER NOT NULL,
+  blob_digest TEXT,
+  blob_media_type TEXT,
+  refcount INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+  id TEXT PRIMARY KEY,
+  top_layer TEXT REFERENCES layers(chain_id),
+  manifest_digest TEXT,
+  created TEXT,
+  size INTEGER NOT NULL,
+  added INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tags (
+  name TEXT PRIMARY KEY,
+  image_id TEXT NOT NULL REFERENCES images(id),
+  tagged INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repo_digests (
+  name TEXT PRIMARY KEY,
+  image_id TEXT NOT NULL REFERENCES images(id)
+);
+CREATE TABLE IF NOT EXISTS container_layers (
+  container_id TEXT PRIMARY KEY,
+  image_id TEXT NOT NULL,
+  top_layer TEXT REFERENCES layers(chain_id),
+  rw_cache_id TEXT NOT NULL,
+  created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_by_image ON tags(image_id);
+";
+
+/// Opens the database, creating the schema.
+pub(crate) fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;{SCHEMA}INSERT OR IGNORE INTO meta VALUES ('schema', '1');COMMIT;"
+    ))?;
+    Ok(conn)
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

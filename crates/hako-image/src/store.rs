@@ -1,0 +1,899 @@
+//! [`ImageStore`]: images, tags, layers and container root filesystems under one root.
+//!
+//! ```text
+//! <root>/hako-image.db        metadata (see db.rs)
+//! <root>/blobs/sha256/<hex>   configs, manifests and layer blobs as received
+//! <root>/overlay2/ or vfs/    unpacked layers (hako-storage driver)
+//! <root>/locks/gc.lock        flock: shared while an operation has unreferenced state
+//!                             in flight (blobs or layer dirs not yet in the database),
+//!                             exclusive for garbage collection
+//! <root>/locks/layers.lock    flock: exclusive while layers are created and registered,
+//!                             so two processes never unpack the same layer twice
+//! ```
+//!
+//! Every operation that adds an image writes blobs and layer directories first and makes
+//! them visible with one database transaction at the end. A process killed before that
+//! transaction leaves only unreferenced files, which the next [`ImageStore::open`] (when
+//! no other process is using the store) or [`ImageStore::prune`] removes.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use hako_storage::{Driver, LayerPaths};
+use nix::fcntl::{Flock, FlockArg};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::blobs::BlobStore;
+use crate::db;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::reference::Reference;
+use crate::spec::Platform;
+
+/// How to open an [`ImageStore`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Storage driver (`overlay2`, `vfs`). Default: what the store was created with, or
+    /// overlay2 if it mounts here, else vfs.
+    pub driver: Option<String>,
+    /// Platform to pick from multi-platform images. Default: the host's.
+    pub platform: Option<Platform>,
+}
+
+/// The image store. Safe to use from several threads and several processes at once.
+#[derive(Debug)]
+pub struct ImageStore {
+    pub(crate) root: PathBuf,
+    pub(crate) blobs: BlobStore,
+    pub(crate) driver: Box<dyn Driver>,
+    db: Mutex<Connection>,
+    pub(crate) platform: Platform,
+}
+
+/// One row of `hako images`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// `sha256:<hex>` of the config.
+    pub id: Digest,
+    /// Tags, as Docker prints them (`busybox:latest`).
+    pub repo_tags: Vec<String>,
+    /// `repo@sha256:...` of the manifests the image came from.
+    pub repo_digests: Vec<String>,
+    /// The config's `created` (RFC 3339), if any.
+    pub created: Option<String>,
+    /// Bytes of all layers.
+    pub size: u64,
+    /// Containers using the image.
+    pub containers: u64,
+}
+
+/// What `remove` did, in Docker's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveAction {
+    /// A tag was removed (`Untagged: busybox:latest`).
+    Untagged(String),
+    /// The image was deleted (`Deleted: sha256:...`).
+    Deleted(Digest),
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Images deleted.
+    pub images_deleted: Vec<Digest>,
+    /// Layer directories removed.
+    pub layers_removed: usize,
+    /// Blobs removed.
+    pub blobs_removed: usize,
+    /// Leftovers of interrupted operations removed.
+    pub temp_removed: usize,
+    /// Bytes freed (blobs and layers).
+    pub space_reclaimed: u64,
+}
+
+/// A container's root filesystem, as returned by [`ImageStore::prepare_rootfs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsMount {
+    /// The directory to use as the container's `/`.
+    pub rootfs: PathBuf,
+    /// Driver directories (for `docker inspect` `GraphDriver`).
+    pub paths: LayerPaths,
+    /// The image the container is based on.
+    pub image: Digest,
+}
+
+/// A layer unpacked but not yet registered.
+#[derive(Debug)]
+pub(crate) struct PendingLayer {
+    pub(crate) chain_id: Digest,
+    pub(crate) diff_id: Digest,
+    pub(crate) parent: Option<Digest>,
+    pub(crate) cache_id: String,
+    pub(crate) size: u64,
+    pub(crate) diff_size: u64,
+    pub(crate) blob: Option<(Digest, String)>,
+}
+
+/// Where to get one layer of an image being added.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerSource {
+    /// Known for loads (from the config); computed while unpacking for imports.
+    pub(crate) diff_id: Option<Digest>,
+    pub(crate) blob: Digest,
+    pub(crate) media_type: String,
+}
+
+/// Held while an operation has unregistered state on disk.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    _gc: Flock<File>,
+}
+
+impl ImageStore {
+    /// Opens the store at `root` (created if needed) with default [`Options`], and cleans
+    /// up what a crashed process left if no other process is using the store.
+    pub fn open(root: impl AsRef<Path>) -> Result<ImageStore> {
+        ImageStore::open_with(root, Options::default())
+    }
+
+    /// Opens the store at `root` with `opts`.
+    pub fn open_with(root: impl AsRef<Path>, opts: Options) -> Result<ImageStore> {
+        let root = root.as_ref().to_path_buf();
+        std::fs::create_dir_all(root.join("locks")).ctx(|| format!("create {}", root.display()))?;
+        let blobs = BlobStore::open(&root)?;
+        let conn = db::open(&root.join("hako-image.db"))?;
+        let recorded: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'driver'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let driver = match (recorded.as_deref(), opts.driver.as_deref()) {
+            (Some(r), Some(w)) if r != w => {
+                return Err(Error::bad(format!(
+                    "store {} was created with storage driver {r}, not {w}",
+                    root.display()
+                )));
+            }
+            (Some(name), _) | (None, Some(name)) => hako_storage::open_driver(name, &root)?,
+            (None, None) => hako_storage::open_default(&root)?,
+        };
+        conn.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('driver', ?1)",
+            params![driver.name()],
+        )?;
+        let store = ImageStore {
+            root,
+            blobs,
+            driver,
+            db: Mutex::new(conn),
+            platform: opts.platform.unwrap_or_else(Platform::host),
+        };
+        if let Some(lock) = store.try_lock_exclusive()? {
+            let report = store.collect_garbage(&lock)?;
+            if report.temp_removed + report.layers_removed + report.blobs_removed > 0 {
+                tracing::info!(?report, "cleaned up after an interrupted operation");
+            }
+        }
+        Ok(store)
+    }
+
+    /// The storage driver's name (`overlay2`, `vfs`).
+    pub fn driver_name(&self) -> &'static str {
+        self.driver.name()
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File> {
+        let path = self.root.join("locks").join(name);
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))
+    }
+
+    /// Marks an operation with unregistered state in flight (blocks while GC runs).
+    pub(crate) fn in_flight(&self) -> Result<InFlight> {
+        let f = self.lock_file("gc.lock")?;
+        let gc = Flock::lock(f, FlockArg::LockShared)
+            .map_err(|(_, e)| Error::io("lock gc.lock", e.into()))?;
+        Ok(InFlight { _gc: gc })
+    }
+
+    fn try_lock_exclusive(&self) -> Result<Option<Flock<File>>> {
+        let f = self.lock_file("gc.lock")?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(Error::io("lock gc.lock", e.into())),
+        }
+    }
+
+    fn lock_exclusive(&self) -> Result<Flock<File>> {
+        let f = self.lock_file("gc.lock")?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io("lock gc.lock", e.into()))
+    }
+
+    pub(crate) fn lock_layers(&self) -> Result<Flock<File>> {
+        let f = self.lock_file("layers.lock")?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io("lock layers.lock", e.into()))
+    }
+
+    /// Unpacks the layers that are not in the store yet. Call with the layers lock held;
+    /// on error the layers unpacked by this call are removed again.
+    pub(crate) fn unpack_layers(
+        &self,
+        sources: &[LayerSource],
+    ) -> Result<(Vec<PendingLayer>, Option<Digest>)> {
+        let mut pending: Vec<PendingLayer> = Vec::new();
+        let result = self.unpack_layers_inner(sources, &mut pending);
+        if result.is_err() {
+            for p in pending.iter().rev() {
+                let _ = self.driver.remove(&p.cache_id);
+            }
+        }
+        result.map(|top| (pending, top))
+    }
+
+    fn unpack_layers_inner(
+        &self,
+        sources: &[LayerSource],
+        pending: &mut Vec<PendingLayer>,
+    ) -> Result<Option<Digest>> {
+        let mut parent: Option<(Digest, String)> = None;
+        for src in sources {
+            let parent_chain = parent.as_ref().map(|p| &p.0);
+            let known = match &src.diff_id {
+                Some(d) => self.cache_id_of(&Digest::chain(parent_chain, d))?,
+                None => None,
+            };
+            if let (Some(cache_id), Some(d)) = (known, &src.diff_id) {
+                parent = Some((Digest::chain(parent_chain, d), cache_id));
+                continue;
+            }
+            let cache_id = crate::random_hex(32);
+            let file = self.blobs.open_blob(&src.blob)?;
+            let mut blob = std::io::BufReader::with_capacity(256 * 1024, file);
+            let parent_cache = parent.as_ref().map(|p| p.1.as_str());
+            let dg = self
+                .driver
+                .apply_layer(&cache_id, parent_cache, &mut blob)?;
+            let diff_id = Digest::parse(&dg.diff_id)?;
+            if let Some(expected) = &src.diff_id
+                && *expected != diff_id
+            {
+                let _ = self.driver.remove(&cache_id);
+                return Err(Error::DigestMismatch {
+                    what: format!("layer {}", src.blob),
+                    expected: expected.to_string(),
+                    actual: diff_id.to_string(),
+                });
+            }
+            let chain = Digest::chain(parent_chain, &diff_id);
+            if let Some(existing) = self.cache_id_of(&chain)? {
+                // Known only now that we know its diff id (import): keep the stored one.
+                self.driver.remove(&cache_id)?;
+                parent = Some((chain, existing));
+                continue;
+            }
+            pending.push(PendingLayer {
+                chain_id: chain.clone(),
+                diff_id,
+                parent: parent.as_ref().map(|p| p.0.clone()),
+                cache_id: cache_id.clone(),
+                size: self.driver.size(&cache_id)?,
+                diff_size: dg.diff_size,
+                blob: Some((src.blob.clone(), src.media_type.clone())),
+            });
+            parent = Some((chain, cache_id));
+        }
+        Ok(parent.map(|p| p.0))
+    }
+
+    fn cache_id_of(&self, chain: &Digest) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT cache_id FROM layers WHERE chain_id = ?1",
+                [chain.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Registers an image and its new layers in one transaction, and points `tags` at it.
+    pub(crate) fn commit_image(
+        &self,
+        config: &Digest,
+        created: Option<&str>,
+        pending: &[PendingLayer],
+        top: Option<&Digest>,
+        manifest: Option<&Digest>,
+        tags: &[Reference],
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = db::now();
+        for p in pending {
+            tx.execute(
+                "INSERT INTO layers (chain_id, diff_id, parent, cache_id, size, diff_size, blob_digest, blob_media_type, refcount, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+                params![
+                    p.chain_id.as_str(),
+                    p.diff_id.as_str(),
+                    p.parent.as_ref().map(|d| d.as_str()),
+                    p.cache_id,
+                    i64::try_from(p.size).unwrap_or(i64::MAX),
+                    i64::try_from(p.diff_size).unwrap_or(i64::MAX),
+                    p.blob.as_ref().map(|b| b.0.as_str()),
+                    p.blob.as_ref().map(|b| b.1.as_str()),
+                    now
+                ],
+            )?;
+        }
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM images WHERE id = ?1",
+                [config.as_str()],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if !exists {
+            let chain = chain_of(&tx, top)?;
+            let size: i64 = chain.iter().map(|(_, _, s)| *s).sum();
+            tx.execute(
+                "INSERT INTO images (id, top_layer, manifest_digest, created, size, added) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![config.as_str(), top.map(|d| d.as_str()), manifest.map(|d| d.as_str()), created, size, now],
+            )?;
+            for (chain_id, _, _) in &chain {
+                tx.execute(
+                    "UPDATE layers SET refcount = refcount + 1 WHERE chain_id = ?1",
+                    [chain_id],
+                )?;
+            }
+        }
+        for t in tags {
+            tx.execute(
+                "INSERT OR REPLACE INTO tags (name, image_id, tagged) VALUES (?1, ?2, ?3)",
+                params![t.to_string(), config.as_str(), now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Finds an image by tag (`busybox`, `busybox:1.36`), digest reference
+    /// (`busybox@sha256:...`), full id, or unique id prefix.
+    pub fn resolve(&self, name: &str) -> Result<Digest> {
+        let conn = self.conn();
+        if let Ok(r) = Reference::parse(name) {
+            let r = r.with_default_tag();
+            let key = if r.digest().is_some() {
+                format!(
+                    "{}@{}",
+                    r.repository(),
+                    r.digest().map(|d| d.as_str()).unwrap_or("")
+                )
+            } else {
+                r.to_string()
+            };
+            let table = if r.digest().is_some() {
+                "repo_digests"
+            } else {
+                "tags"
+            };
+            let found: Option<String> = conn
+                .query_row(
+                    &format!("SELECT image_id FROM {table} WHERE name = ?1"),
+                    [&key],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(id) = found {
+                return Digest::parse(&id);
+            }
+        }
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut stmt = conn.prepare("SELECT id FROM images WHERE id LIKE ?1 LIMIT 2")?;
+            let ids: Vec<String> = stmt
+                .query_map([format!("sha256:{}%", hex.to_ascii_lowercase())], |r| {
+                    r.get(0)
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            match ids.as_slice() {
+                [one] => return Digest::parse(one),
+                [] => {}
+                _ => return Err(Error::Ambiguous(name.to_string())),
+            }
+        }
+        Err(Error::NoSuchImage(name.to_string()))
+    }
+
+    /// All images, newest first.
+    pub fn list(&self) -> Result<Vec<ImageSummary>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, created, size, (SELECT COUNT(*) FROM container_layers c WHERE c.image_id = images.id)
+             FROM images ORDER BY added DESC, id",
+        )?;
+        let rows: Vec<(String, Option<String>, i64, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::new();
+        for (id, created, size, containers) in rows {
+            out.push(ImageSummary {
+                repo_tags: names_of(&conn, "tags", &id)?,
+                repo_digests: names_of(&conn, "repo_digests", &id)?,
+                id: Digest::parse(&id)?,
+                created,
+                size: u64::try_from(size).unwrap_or(0),
+                containers: u64::try_from(containers).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Points `target` (`repo[:tag]`) at the image `source` names.
+    pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        let id = self.resolve(source)?;
+        let r = Reference::parse(target)?.with_default_tag();
+        if r.digest().is_some() {
+            return Err(Error::InvalidReference {
+                reference: target.into(),
+                reason: "cannot tag with a digest",
+            });
+        }
+        self.conn().execute(
+            "INSERT OR REPLACE INTO tags (name, image_id, tagged) VALUES (?1, ?2, ?3)",
+            params![r.to_string(), id.as_str(), db::now()],
+        )?;
+        Ok(())
+    }
+
+    /// `docker rmi`: by tag, removes the tag, and the image with its last tag; by id,
+    /// removes the image. Refuses while containers use the image (unless `force`, which
+    /// then only untags), and refuses an id with several tags unless `force`.
+    pub fn remove(&self, name: &str, force: bool) -> Result<Vec<RemoveAction>> {
+        let id = self.resolve(name)?;
+        let by_tag = Reference::parse(name)
+            .ok()
+            .map(|r| r.with_default_tag())
+            .filter(|r| r.digest().is_none())
+            .map(|r| r.to_string());
+        let mut actions = Vec::new();
+        let dead_layers = {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tags: Vec<String> = names_full(&tx, "tags", id.as_str())?;
+            let tagged_by_name = by_tag.as_ref().filter(|t| tags.contains(t));
+            let container: Option<String> = tx
+                .query_row(
+                    "SELECT container_id FROM container_layers WHERE image_id = ?1 LIMIT 1",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(t) = tagged_by_name {
+                if tags.len() > 1 || (container.is_some() && force) {
+                    tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
+                    tx.commit()?;
+                    return Ok(vec![RemoveAction::Untagged(familiar(t))]);
+                }
+            } else if tags.len() > 1 && !force {
+                return Err(Error::MultipleTags(id.short().to_string()));
+            }
+            if let Some(c) = &container
+                && !force
+            {
+                return Err(Error::ImageInUse {
+                    image: name.to_string(),
+                    container: c.clone(),
+                });
+            }
+            for t in &tags {
+                tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
+                actions.push(RemoveAction::Untagged(familiar(t)));
+            }
+            for d in names_full(&tx, "repo_digests", id.as_str())? {
+                tx.execute("DELETE FROM repo_digests WHERE name = ?1", [&d])?;
+                actions.push(RemoveAction::Untagged(familiar(&d)));
+            }
+            if container.is_some() {
+                tx.commit()?;
+                return Ok(actions);
+            }
+            let top: Option<String> = tx.query_row(
+                "SELECT top_layer FROM images WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )?;
+            let top = top.map(|t| Digest::parse(&t)).transpose()?;
+            for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
+                tx.execute(
+                    "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?1",
+                    [chain_id],
+                )?;
+            }
+            tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
+            let dead = delete_dead_layers(&tx)?;
+            tx.commit()?;
+            actions.push(RemoveAction::Deleted(id.clone()));
+            dead
+        };
+        for cache_id in dead_layers {
+            self.driver.remove(&cache_id)?;
+        }
+        Ok(actions)
+    }
+
+    /// `docker image prune`: deletes dangling images (no tag), or with `all` every image
+    /// no container uses, then collects garbage (unreferenced layers and blobs, leftovers
+    /// of interrupted operations). Waits for in-flight operations of other processes.
+    pub fn prune(&self, all: bool) -> Result<PruneReport> {
+        let candidates: Vec<String> = {
+            let conn = self.conn();
+            let sql = if all {
+                "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM container_layers)"
+            } else {
+                "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM tags)
+                   AND id NOT IN (SELECT image_id FROM container_layers)"
+            };
+            let mut stmt = conn.prepare(sql)?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut deleted = Vec::new();
+        for id in candidates {
+            for a in self.remove(&id, true)? {
+                if let RemoveAction::Deleted(d) = a {
+                    deleted.push(d);
+                }
+            }
+        }
+        let lock = self.lock_exclusive()?;
+        let mut report = self.collect_garbage(&lock)?;
+        report.images_deleted = deleted;
+        Ok(report)
+    }
+
+    /// Removes unreferenced layers, layer dirs and blobs, and temporaries. The caller holds
+    /// the exclusive GC lock, so nothing is in flight.
+    fn collect_garbage(&self, _lock: &Flock<File>) -> Result<PruneReport> {
+        let mut report = PruneReport {
+            temp_removed: self.blobs.cleanup_temp()?,
+            ..PruneReport::default()
+        };
+        self.driver.cleanup()?;
+        let (dead, live_dirs, live_blobs) = {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let dead = delete_dead_layers(&tx)?;
+            let live_dirs: HashSet<String> = column(
+                &tx,
+                "SELECT cache_id FROM layers UNION SELECT rw_cache_id FROM container_layers",
+            )?;
+            let live_blobs: HashSet<String> = column(
+                &tx,
+                "SELECT id FROM images UNION SELECT manifest_digest FROM images WHERE manifest_digest IS NOT NULL
+                 UNION SELECT blob_digest FROM layers WHERE blob_digest IS NOT NULL",
+            )?;
+            tx.commit()?;
+            (dead, live_dirs, live_blobs)
+        };
+        for id in self.driver.list()? {
+            if !live_dirs.contains(&id) || dead.contains(&id) {
+                report.space_reclaimed += self.driver.size(&id).unwrap_or(0);
+                self.driver.remove(&id)?;
+                report.layers_removed += 1;
+            }
+        }
+        for (d, size) in self.blobs.list()? {
+            if !live_blobs.contains(d.as_str()) {
+                self.blobs.remove(&d)?;
+                report.blobs_removed += 1;
+                report.space_reclaimed += size;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Creates and mounts a writable root filesystem for `container_id` on `image`: the
+    /// image's layers read-only, a new layer on top for the container's writes.
+    /// The container id becomes the driver's layer id (`[0-9a-zA-Z_.-]`, at most 128).
+    pub fn prepare_rootfs(&self, image: &str, container_id: &str) -> Result<RootfsMount> {
+        let _flight = self.in_flight()?;
+        let id = self.resolve(image)?;
+        let top: Option<String> = self.conn().query_row(
+            "SELECT top_layer FROM images WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )?;
+        let top = top.map(|t| Digest::parse(&t)).transpose()?;
+        let parent_cache: Option<String> = match &top {
+            Some(t) => Some(self.conn().query_row(
+                "SELECT cache_id FROM layers WHERE chain_id = ?1",
+                [t.as_str()],
+                |r| r.get(0),
+            )?),
+            None => None,
+        };
+        let known: bool = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM container_layers WHERE container_id = ?1",
+                [container_id],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if known || self.driver.exists(container_id) {
+            return Err(Error::ContainerExists(container_id.to_string()));
+        }
+        self.driver
+            .create_rw(container_id, parent_cache.as_deref())?;
+        let registered = (|| -> Result<()> {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO container_layers (container_id, image_id, top_layer, rw_cache_id, created) VALUES (?1, ?2, ?3, ?1, ?4)",
+                params![container_id, id.as_str(), top.as_ref().map(|d| d.as_str()), db::now()],
+            )?;
+            for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
+                tx.execute(
+                    "UPDATE layers SET refcount = refcount + 1 WHERE chain_id = ?1",
+                    [chain_id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = registered {
+            let _ = self.driver.remove(container_id);
+            return Err(e);
+        }
+        match self.driver.mount(container_id) {
+            Ok(m) => Ok(RootfsMount {
+                rootfs: m.rootfs,
+                paths: self.driver.paths(container_id)?,
+                image: id,
+            }),
+            Err(e) => {
+                let _ = self.release_rootfs(container_id);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Mounts the root filesystem of a container prepared earlier (after a reboot, say).
+    pub fn mount_rootfs(&self, container_id: &str) -> Result<PathBuf> {
+        self.container_image(container_id)?;
+        Ok(self.driver.mount(container_id)?.rootfs)
+    }
+
+    /// Unmounts and deletes a container's root filesystem and releases its image layers.
+    pub fn release_rootfs(&self, container_id: &str) -> Result<()> {
+        let top: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT top_layer FROM container_layers WHERE container_id = ?1",
+                [container_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| Error::NoSuchContainer(container_id.to_string()))?;
+        self.driver.unmount(container_id)?;
+        self.driver.remove(container_id)?;
+        let dead = {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let top = top.map(|t| Digest::parse(&t)).transpose()?;
+            for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
+                tx.execute(
+                    "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?1",
+                    [chain_id],
+                )?;
+            }
+            tx.execute(
+                "DELETE FROM container_layers WHERE container_id = ?1",
+                [container_id],
+            )?;
+            let dead = delete_dead_layers(&tx)?;
+            tx.commit()?;
+            dead
+        };
+        for cache_id in dead {
+            self.driver.remove(&cache_id)?;
+        }
+        Ok(())
+    }
+
+    /// `docker diff`: what the container changed relative to its image.
+    pub fn container_changes(&self, container_id: &str) -> Result<Vec<hako_storage::Change>> {
+        let top: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT top_layer FROM container_layers WHERE container_id = ?1",
+                [container_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| Error::NoSuchContainer(container_id.to_string()))?;
+        let parent: Option<String> = match top {
+            Some(t) => Some(self.conn().query_row(
+                "SELECT cache_id FROM layers WHERE chain_id = ?1",
+                [t],
+                |r| r.get(0),
+            )?),
+            None => None,
+        };
+        Ok(self.driver.changes(container_id, parent.as_deref())?)
+    }
+
+    fn container_image(&self, container_id: &str) -> Result<Digest> {
+        let id: String = self
+            .conn()
+            .query_row(
+                "SELECT image_id FROM container_layers WHERE container_id = ?1",
+                [container_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| Error::NoSuchContainer(container_id.to_string()))?;
+        Digest::parse(&id)
+    }
+
+    /// The image's config bytes, top layer and layer chain (base first: chain id, cache
+    /// id, size).
+    pub(crate) fn image_record(&self, id: &Digest) -> Result<ImageRecord> {
+        let conn = self.conn();
+        let (top, created, size, manifest): (Option<String>, Option<String>, i64, Option<String>) =
+            conn.query_row(
+                "SELECT top_layer, created, size, manifest_digest FROM images WHERE id = ?1",
+                [id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?
+            .ok_or_else(|| Error::NoSuchImage(id.to_string()))?;
+        let top = top.map(|t| Digest::parse(&t)).transpose()?;
+        let mut layers = Vec::new();
+        let mut cur = top.clone();
+        while let Some(c) = cur {
+            let row: (String, Option<String>, String, i64, Option<String>) = conn.query_row(
+                "SELECT cache_id, parent, diff_id, diff_size, blob_digest FROM layers WHERE chain_id = ?1",
+                [c.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
+            layers.push(LayerRecord {
+                cache_id: row.0,
+                diff_id: Digest::parse(&row.2)?,
+                diff_size: u64::try_from(row.3).unwrap_or(0),
+                blob: row.4.map(|b| Digest::parse(&b)).transpose()?,
+            });
+            cur = row.1.map(|p| Digest::parse(&p)).transpose()?;
+        }
+        layers.reverse();
+        Ok(ImageRecord {
+            repo_tags: names_of(&conn, "tags", id.as_str())?,
+            repo_digests: names_of(&conn, "repo_digests", id.as_str())?,
+            tags_full: names_full(&conn, "tags", id.as_str())?,
+            created,
+            size: u64::try_from(size).unwrap_or(0),
+            layers,
+            manifest: manifest.map(|m| Digest::parse(&m)).transpose()?,
+        })
+    }
+}
+
+/// What the database knows about one image.
+#[derive(Debug)]
+pub(crate) struct ImageRecord {
+    pub(crate) repo_tags: Vec<String>,
+    pub(crate) repo_digests: Vec<String>,
+    pub(crate) tags_full: Vec<String>,
+    pub(crate) created: Option<String>,
+    pub(crate) size: u64,
+    pub(crate) layers: Vec<LayerRecord>,
+    #[allow(dead_code)]
+    pub(crate) manifest: Option<Digest>,
+}
+
+/// One layer of an image.
+#[derive(Debug)]
+pub(crate) struct LayerRecord {
+    pub(crate) cache_id: String,
+    pub(crate) diff_id: Digest,
+    pub(crate) diff_size: u64,
+    pub(crate) blob: Option<Digest>,
+}
+
+fn familiar(full: &str) -> String {
+    if let Some((name, digest)) = full.split_once('@') {
+        return Reference::parse(name)
+            .map(|r| format!("{}@{digest}", r.familiar()))
+            .unwrap_or_else(|_| full.to_string());
+    }
+    Reference::parse(full)
+        .map(|r| r.familiar())
+        .unwrap_or_else(|_| full.to_string())
+}
+
+fn names_full(conn: &Connection, table: &str, id: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT name FROM {table} WHERE image_id = ?1 ORDER BY name"
+    ))?;
+    let v = stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(v)
+}
+
+fn names_of(conn: &Connection, table: &str, id: &str) -> Result<Vec<String>> {
+    Ok(names_full(conn, table, id)?
+        .iter()
+        .map(|n| familiar(n))
+        .collect())
+}
+
+fn column(conn: &Connection, sql: &str) -> Result<HashSet<String>> {
+    let mut stmt = conn.prepare(sql)?;
+    let v = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(v)
+}
+
+/// The chain from `top` down to the base: (chain id, cache id, size).
+fn chain_of(conn: &Connection, top: Option<&Digest>) -> Result<Vec<(String, String, i64)>> {
+    let mut out = Vec::new();
+    let mut cur = top.map(|d| d.to_string());
+    while let Some(c) = cur {
+        let (parent, cache, size): (Option<String>, String, i64) = conn.query_row(
+            "SELECT parent, cache_id, size FROM layers WHERE chain_id = ?1",
+            [&c],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        out.push((c, cache, size));
+        cur = parent;
+    }
+    Ok(out)
+}
+
+/// Deletes layers no image or container references, children first; returns their
+/// cache ids (the caller removes the directories after commit).
+fn delete_dead_layers(conn: &Connection) -> Result<Vec<String>> {
+    let mut dead = Vec::new();
+    loop {
+        let batch: Vec<(String, String)> = {
+            let mut stmt = conn.prepare(
+                "SELECT chain_id, cache_id FROM layers l WHERE refcount <= 0
+                   AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = l.chain_id)
+                   AND NOT EXISTS (SELECT 1 FROM images i WHERE i.top_layer = l.chain_id)
+                   AND NOT EXISTS (SELECT 1 FROM container_layers k WHERE k.top_layer = l.chain_id)",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        if batch.is_empty() {
+            return Ok(dead);
+        }
+        for (chain, cache) in batch {
+            conn.execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])?;
+            dead.push(cache);
+        }
+    }
+}
