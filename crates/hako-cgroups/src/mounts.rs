@@ -63,8 +63,18 @@ impl Mounts {
     }
 }
 
-/// Reads the mounts of the calling process.
+/// Reads the mounts of the calling process. Parsed once per process: a runtime call
+/// builds several managers and resolves paths, and mountinfo can be long on busy hosts.
 pub(crate) fn host_mounts() -> Result<Mounts, Error> {
+    static CACHE: std::sync::OnceLock<Mounts> = std::sync::OnceLock::new();
+    if let Some(m) = CACHE.get() {
+        return Ok(m.clone());
+    }
+    let m = read_host_mounts()?;
+    Ok(CACHE.get_or_init(|| m).clone())
+}
+
+fn read_host_mounts() -> Result<Mounts, Error> {
     let proc = Path::new("/proc/self");
     let mountinfo = crate::fs::read(proc, "mountinfo")?;
     // /proc/cgroups tells which mount options are controllers; fall back to a fixed list.

@@ -3,11 +3,17 @@
 //! container (the init before its execve, an `exec`'d process, a re-executed
 //! `#!/proc/self/exe`).
 //!
-//! Before anything joins a container, `create`/`run` make sure the running image is a
-//! sealed `memfd` copy (write, grow, shrink and seal-changes forbidden) and re-exec from it
-//! once. Writes through `/proc/self/exe` then hit the sealed copy (`EPERM`), never the file
-//! on disk. The copy is made before the process joins the container's cgroup, so it is
-//! never charged to the container's memory limit (runc#1980).
+//! Before anything joins a container, `create`/`run` make sure the running image cannot be
+//! written through that link, re-executing once if needed:
+//! 1. already safe: the binary sits on a read-only mount, or is a sealed memfd: nothing to do;
+//! 2. otherwise re-exec from a *detached read-only bind mount* of the binary
+//!    (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(RDONLY)`): writes through
+//!    `/proc/self/exe` fail with EROFS, and the mount is in no namespace, so nobody can
+//!    remount it. No copy is made (runc 1.2 uses a detached overlayfs for the same reason);
+//! 3. fallback (no new mount API, no privilege): a sealed memfd copy, as crun does.
+//!
+//! All of it happens before the process joins the container's cgroup, so nothing is ever
+//! charged to the container's memory limit (runc#1980).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -23,22 +29,39 @@ const SEALS: SealFlag = SealFlag::F_SEAL_SEAL
     .union(SealFlag::F_SEAL_GROW)
     .union(SealFlag::F_SEAL_WRITE);
 
-/// Is the file behind `/proc/self/exe` a fully sealed memfd?
+/// Is the image behind `/proc/self/exe` safe from writes (read-only mount or sealed memfd)?
 pub fn is_sealed() -> bool {
-    File::open("/proc/self/exe")
-        .ok()
-        .and_then(|f| fcntl(f.as_fd(), FcntlArg::F_GET_SEALS).ok())
-        .is_some_and(|bits| SealFlag::from_bits_truncate(bits).contains(SEALS))
+    exe_on_readonly_mount()
+        || File::open("/proc/self/exe")
+            .ok()
+            .and_then(|f| fcntl(f.as_fd(), FcntlArg::F_GET_SEALS).ok())
+            .is_some_and(|bits| SealFlag::from_bits_truncate(bits).contains(SEALS))
 }
 
 /// Re-exec from a sealed copy unless already running from one. Returns only if the
 /// image is sealed (or on error).
 pub fn ensure_sealed() -> Result<()> {
+    if exe_on_readonly_mount() {
+        return Ok(());
+    }
     let mut exe = File::open("/proc/self/exe").context(|| "open /proc/self/exe".into())?;
     if fcntl(exe.as_fd(), FcntlArg::F_GET_SEALS)
         .is_ok_and(|bits| SealFlag::from_bits_truncate(bits).contains(SEALS))
     {
         return Ok(());
+    }
+    if let Ok(tree) = hako_sys::mount::open_tree_clone(c"/proc/self/exe")
+        && hako_sys::mount::set_readonly(tree.as_fd()).is_ok()
+    {
+        let (args, env) = argv_envp();
+        // Only returns on failure; then fall through to the memfd copy.
+        let _ = nix::unistd::execveat(
+            tree.as_fd(),
+            c"",
+            &args,
+            &env,
+            nix::fcntl::AtFlags::AT_EMPTY_PATH,
+        );
     }
     let memfd = memfd_create(
         "hako-runtime",
@@ -49,6 +72,18 @@ pub fn ensure_sealed() -> Result<()> {
     // std uses copy_file_range/sendfile here: no userspace buffer.
     std::io::copy(&mut exe, &mut copy).context(|| "copy runtime binary to memfd".into())?;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)).context(|| "seal runtime copy".into())?;
+    let (args, env) = argv_envp();
+    let err = nix::unistd::fexecve(copy.as_fd(), &args, &env).unwrap_err();
+    Err(err).context(|| "re-exec sealed runtime copy".into())
+}
+
+/// Is `/proc/self/exe` on a read-only mount (so it cannot be opened for writing)?
+pub fn exe_on_readonly_mount() -> bool {
+    nix::sys::statvfs::statvfs("/proc/self/exe")
+        .is_ok_and(|st| st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
+fn argv_envp() -> (Vec<CString>, Vec<CString>) {
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.into_encoded_bytes()).expect("argv has no NUL"))
         .collect();
@@ -60,6 +95,5 @@ pub fn ensure_sealed() -> Result<()> {
             CString::new(kv).expect("env has no NUL")
         })
         .collect();
-    let err = nix::unistd::fexecve(copy.as_fd(), &args, &env).unwrap_err();
-    Err(err).context(|| "re-exec sealed runtime copy".into())
+    (args, env)
 }

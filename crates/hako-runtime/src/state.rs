@@ -1,5 +1,5 @@
 //! A container's state on disk: `<root>/<id>/state.json`, written atomically (temp file,
-//! fsync, rename) so a crash never leaves a torn file, plus `exec.fifo`, whose presence
+//! then rename) so a crash never leaves a torn file, plus `exec.fifo`, whose presence
 //! means "created, waiting for start".
 //!
 //! Status is never stored; it is derived from the init process every time it is read
@@ -130,10 +130,10 @@ impl StateDir {
             .mode(0o600)
             .open(&tmp)
             .context(|| format!("write {}", tmp.display()))?;
+        // No fsync: the state root is runtime state on tmpfs (/run) that does not outlive a
+        // reboot; rename alone keeps readers from ever seeing a torn file.
         f.write_all(&data)
             .context(|| format!("write {}", tmp.display()))?;
-        f.sync_data()
-            .context(|| format!("sync {}", tmp.display()))?;
         fs::rename(&tmp, self.state_file()).context(|| format!("commit {}", tmp.display()))
     }
 

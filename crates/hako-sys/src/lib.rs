@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 pub mod fd;
+pub mod mount;
 pub mod process;
 pub mod seccomp;
 pub mod tty;

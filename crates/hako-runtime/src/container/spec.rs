@@ -10,7 +10,7 @@ use crate::error::{Context, Error, Result};
 /// The default config (runc's defaults, hostname "hako").
 pub fn default_spec() -> Value {
     json!({
-        "ociVersion": "1.2.0",
+        "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": true,
             "user": {"uid": 0, "gid": 0},
