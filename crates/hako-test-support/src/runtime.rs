@@ -286,9 +286,18 @@ impl Runtime {
 
     /// `run --bundle <bundle> <id>` in the foreground: returns when the container exited.
     pub fn run(&self, id: &str, bundle: &Path) -> Output {
+        self.run_with(id, bundle, &[])
+    }
+
+    /// `run` with extra flags (`--detach`, `--no-pivot`, `--pid-file`, ...).
+    pub fn run_with(&self, id: &str, bundle: &Path, extra: &[&str]) -> Output {
         self.track(id, Some(bundle));
         let b = bundle.display().to_string();
-        self.cmd(&["run", "--bundle", &b, id])
+        let mut args = vec!["run", "--bundle", &b];
+        args.extend_from_slice(extra);
+        args.push(id);
+        let (out, err) = self.container_stdio(id);
+        self.cmd_to(&args, &out, &err)
     }
 
     /// Run a fresh container of `bundle` in the foreground and return its output and exit

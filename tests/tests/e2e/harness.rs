@@ -16,9 +16,18 @@ fn leak_check_sees_a_live_container(rt: &Runtime) {
     rt.start(&id).expect_ok("start");
     assert!(rt.wait_status(&id, "running", Duration::from_secs(5)));
     let report = find_leaks(rt.root(), &[&id], &[b.path()]);
-    assert!(!report.state.is_empty(), "the state dir entry must be seen:\n{report}");
-    assert!(!report.processes.is_empty(), "the container process must be seen:\n{report}");
-    assert!(!report.cgroups.is_empty(), "the container cgroup must be seen:\n{report}");
+    assert!(
+        !report.state.is_empty(),
+        "the state dir entry must be seen:\n{report}"
+    );
+    assert!(
+        !report.processes.is_empty(),
+        "the container process must be seen:\n{report}"
+    );
+    assert!(
+        !report.cgroups.is_empty(),
+        "the container cgroup must be seen:\n{report}"
+    );
     rt.delete_force(&id).expect_ok("delete --force");
     rt.assert_no_leaks(&[&id], &[b.path()]);
 }

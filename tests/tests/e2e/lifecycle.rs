@@ -122,3 +122,46 @@ fn start_twice_fails(rt: &Runtime) {
     rt.delete(&id).expect_ok("delete");
     rt.assert_no_leaks(&[&id], &[b.path()]);
 }
+
+fn run_detach_with_pid_file(rt: &Runtime) {
+    let b = bundle(&waiting_config());
+    let id = unique_id("detach");
+    let _guard = ContainerGuard::new(rt, &id);
+    let pid_file = rt.work_dir().join("detach.pid");
+    let pf = pid_file.display().to_string();
+    rt.run_with(&id, b.path(), &["--detach", "--pid-file", &pf])
+        .expect_ok("run --detach");
+    assert_eq!(
+        rt.status(&id).as_deref(),
+        Some("running"),
+        "run --detach returns once running"
+    );
+    let state_pid = rt.state(&id).unwrap()["pid"].as_i64();
+    let file_pid = std::fs::read_to_string(&pid_file)
+        .unwrap_or_default()
+        .trim()
+        .parse::<i64>()
+        .ok();
+    assert_eq!(file_pid, state_pid, "--pid-file holds the container's pid");
+    std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
+    assert!(
+        rt.wait_status(&id, "stopped", Duration::from_secs(10)),
+        "never stopped"
+    );
+    assert_eq!(
+        rt.container_stdout(&id),
+        "started\ndone\n",
+        "detached stdio is inherited"
+    );
+    rt.delete(&id).expect_ok("delete");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+}
+
+fn run_no_pivot(rt: &Runtime) {
+    let b = bundle(&Config::new().sh("echo $$; ls /bin/busybox"));
+    let id = unique_id("nopiv");
+    let out = rt.run_with(&id, b.path(), &["--no-pivot"]);
+    out.expect_ok("run --no-pivot");
+    assert_eq!(rt.container_stdout(&id), "1\n/bin/busybox\n", "{out}");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+}
