@@ -9,7 +9,9 @@ scenario!(
     lifecycle,
     delete_force_running,
     delete_running_needs_force,
-    start_twice_fails
+    start_twice_fails,
+    run_detach_with_pid_file,
+    run_no_pivot,
 );
 
 /// A container that runs until the test creates `<rootfs>/tmp/go`.
