@@ -67,7 +67,7 @@ fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<()> {
     let timeout = hook
         .timeout()
         .filter(|t| *t > 0)
-        .map(|t| Duration::from_secs(t as u64));
+        .map(|t| Duration::from_secs(t.unsigned_abs()));
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {

@@ -44,7 +44,11 @@ pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// The caller must be single-threaded, exactly as for `fork(2)`: in the child only the
 /// calling thread exists, so locks held by other threads would never be released.
 /// hako-runtime never starts a thread before it forks.
-pub fn clone3_fork(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<CloneResult> {
+pub fn clone3_fork(
+    flags: nix::sched::CloneFlags,
+    cgroup_fd: Option<BorrowedFd<'_>>,
+) -> io::Result<CloneResult> {
+    let flags = u64::from(flags.bits().cast_unsigned());
     let mut args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,

@@ -131,12 +131,13 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     let cg = Manager::new(cgroups_path.as_deref(), &opts.id)?;
     cg.create()?;
     cleanup.cgroup = Some(Manager::from_resolved(cg.resolved_path())?);
-    if let Some(res) = linux.resources() {
-        cg.apply(&with_default_devices(
-            res,
-            linux.devices().as_deref().unwrap_or_default(),
-        ))?;
-    }
+    // Like runc, the device cgroup is always a whitelist: the config's rules, then the
+    // devices every container needs.
+    let resources = linux.resources().clone().unwrap_or_default();
+    cg.apply(&with_default_devices(
+        &resources,
+        linux.devices().as_deref().unwrap_or_default(),
+    ))?;
 
     nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622))
         .context(|| "make exec fifo".into())?;
@@ -215,10 +216,6 @@ fn with_default_devices(res: &LinuxResources, devices: &[LinuxDevice]) -> LinuxR
         r
     };
     let mut rules = res.devices().clone().unwrap_or_default();
-    if rules.is_empty() {
-        // No rules at all: leave the device cgroup alone (runc does the same).
-        return res.clone();
-    }
     use LinuxDeviceType::{B, C};
     rules.extend([
         rule(C, None, None, "m"),

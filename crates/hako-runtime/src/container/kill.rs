@@ -40,11 +40,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
             status: status.as_str(),
         });
     }
-    if all {
-        if let Some(cg) = c.cgroup() {
-            cg.kill_all(signal)?;
-            return Ok(());
-        }
+    if all && let Some(cg) = c.cgroup() {
+        cg.kill_all(signal)?;
+        return Ok(());
     }
     signal_init(&c, signal)
 }

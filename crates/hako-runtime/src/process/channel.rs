@@ -14,7 +14,7 @@
 //!        ◄──────── InitPid(pid) ─────── exits
 //!  write maps (single path, new user ns)
 //!  put init in its cgroup
-//!  ─────────── Proceed ─────────────────────────────────────────────────► unshare(cgroup), setns(paths),
+//!  ─────────── Proceed(pid) ────────────────────────────────────────────► unshare(cgroup), setns(paths),
 //!                                                                         mounts, devices
 //!  ◄────────── RuntimeHooks (only if prestart/createRuntime hooks) ──────
 //!  run the hooks
@@ -41,7 +41,8 @@ use crate::error::{Context, Error, Result};
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Down {
     MappingWritten,
-    Proceed,
+    /// Carries the init's pid as the host sees it (hooks report that pid).
+    Proceed(i32),
     HooksDone,
     /// A parent-side step failed; the child must give up.
     Abort,
@@ -126,6 +127,17 @@ impl ChildEnd {
             Some(Down::Abort) | None => Err(Error::Init("parent gave up".into())),
             Some(other) => Err(Error::Init(format!(
                 "protocol error: expected {expected:?}, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Wait for `Proceed`; returns the init's host pid.
+    pub fn expect_proceed(&self) -> Result<i32> {
+        match recv::<Down>(&self.0)? {
+            Some(Down::Proceed(pid)) => Ok(pid),
+            Some(Down::Abort) | None => Err(Error::Init("parent gave up".into())),
+            Some(other) => Err(Error::Init(format!(
+                "protocol error: expected Proceed, got {other:?}"
             ))),
         }
     }

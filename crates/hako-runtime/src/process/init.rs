@@ -56,6 +56,7 @@ pub fn run(args: InitArgs<'_>, chan: ChildEnd) -> ! {
 
 /// The init after it reported Ready: what is left to do once `start` comes.
 struct Ready {
+    host_pid: i32,
     program: PathBuf,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -68,7 +69,7 @@ fn spec<'a>(args: &InitArgs<'a>) -> &'a Spec {
 fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
     let spec = spec(args);
     let plan = args.plan;
-    chan.expect(Down::Proceed)?;
+    let host_pid = chan.expect_proceed()?;
     if plan.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare cgroup namespace".into())?;
     }
@@ -111,7 +112,11 @@ fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
         chan.expect(Down::HooksDone)?;
     }
     if let Some(hs) = hooks.and_then(|h| h.create_container().as_ref()) {
-        hooks::run_all("createContainer", hs, &hook_state(args, "created"))?;
+        hooks::run_all(
+            "createContainer",
+            hs,
+            &hook_state(args, "creating", host_pid),
+        )?;
     }
 
     rootfs::pivot(&args.config.rootfs, args.no_pivot)?;
@@ -154,6 +159,7 @@ fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
 
     chan.send(Up::Ready)?;
     Ok(Ready {
+        host_pid,
         program,
         argv,
         envp,
@@ -180,12 +186,12 @@ pub(super) fn join_and_unshare(plan: &Plan, chan: &ChildEnd) -> Result<()> {
     Ok(())
 }
 
-fn hook_state<'a>(args: &'a InitArgs<'_>, status: &'a str) -> HookState<'a> {
+fn hook_state<'a>(args: &'a InitArgs<'_>, status: &'a str, host_pid: i32) -> HookState<'a> {
     HookState {
         oci_version: args.config.spec.version(),
         id: args.id,
         status,
-        pid: Some(nix::unistd::getpid().as_raw()),
+        pid: Some(host_pid),
         bundle: &args.config.bundle,
         annotations: args.config.spec.annotations().as_ref(),
     }
@@ -218,7 +224,11 @@ impl Ready {
             .as_ref()
             .and_then(|h| h.start_container().as_ref())
         {
-            hooks::run_all("startContainer", hs, &hook_state(args, "running"))?;
+            hooks::run_all(
+                "startContainer",
+                hs,
+                &hook_state(args, "created", self.host_pid),
+            )?;
         }
         let process = spec.process().as_ref().expect("validated");
         let mut load = || -> Result<()> {

@@ -17,7 +17,7 @@ pub fn run(args: InitArgs<'_>, chan: ChildEnd) -> ! {
             std::process::exit(1);
         }
     }
-    match hako_sys::clone3_fork(CloneFlags::CLONE_PARENT.bits() as u64, None) {
+    match hako_sys::clone3_fork(CloneFlags::CLONE_PARENT, None) {
         Ok(hako_sys::CloneResult::Child) => init::run(args, chan),
         Ok(hako_sys::CloneResult::Parent(pid)) => {
             let code = i32::from(chan.send(Up::InitPid(pid)).is_err());

@@ -44,7 +44,7 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32) -> Result<()>) -> 
     let (parent, child) = channel::pair()?;
 
     let restore = ParentNamespaces::enter(plan, spec)?;
-    let cloned = hako_sys::clone3_fork(plan.clone_flags.bits() as u64, None);
+    let cloned = hako_sys::clone3_fork(plan.clone_flags, None);
     let cloned = match cloned {
         Ok(hako_sys::CloneResult::Child) => {
             drop(parent);
@@ -85,7 +85,7 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32) -> Result<()>) -> 
     if plan.new_user && !plan.child_new_user {
         write_mappings(init_pid, spec)?;
     }
-    parent.send(Down::Proceed)?;
+    parent.send(Down::Proceed(init_pid))?;
     loop {
         match parent.recv()? {
             Some(Up::MappingRequest) => {
