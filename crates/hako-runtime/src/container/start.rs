@@ -57,5 +57,23 @@ pub(crate) fn release(c: &Container) -> Result<()> {
             },
         })?;
     f.write_all(b"0").context(|| "write exec fifo".into())?;
-    std::fs::remove_file(&fifo).context(|| "remove exec fifo".into())
+    std::fs::remove_file(&fifo).context(|| "remove exec fifo".into())?;
+    wait_for_exec(&f);
+    Ok(())
+}
+
+/// The init holds the fifo open close-on-exec, as its only reader: once it has run its
+/// startContainer hooks and exec'd the user's program (or died), the reader count drops
+/// to zero and our write end reports POLLERR. Waiting for that makes poststart hooks run
+/// after the program started, as the spec orders.
+fn wait_for_exec(f: &std::fs::File) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! the mount happens on `/proc/self/fd/N` of what was opened, not on a path that could be
 //! swapped in between.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -57,27 +59,49 @@ fn rel(path: &Path) -> PathBuf {
 
 /// Make sure `path` exists inside `root` (creating missing directories, and the last
 /// component as `kind`), and return an `O_PATH` descriptor of it.
+///
+/// Missing parts are created one component at a time. Symlinks met on the way (also
+/// dangling ones, which the kernel cannot resolve for us) are followed by hand as if `root`
+/// were `/`: `cur` only ever holds real directories, so `..` is a plain pop and nothing can
+/// climb out.
 pub fn ensure_in_root(root: &impl AsFd, path: &Path, kind: Kind) -> Result<OwnedFd> {
     match open_in_root(root, path) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(e).context(|| format!("open {} in rootfs", path.display())),
     }
-    // Walk down, creating what is missing; each step is again resolved in root.
     let mut cur = PathBuf::from("/");
-    let comps: Vec<_> = rel(path)
-        .components()
-        .map(|c| c.as_os_str().to_owned())
-        .collect();
-    for (i, name) in comps.iter().enumerate() {
-        let last = i + 1 == comps.len();
-        let next = cur.join(name);
-        match open_in_root(root, &next) {
-            Ok(_) => {}
+    let mut todo: VecDeque<OsString> = components(&rel(path));
+    let mut hops = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            cur.pop();
+            continue;
+        }
+        if name == "." {
+            continue;
+        }
+        let parent =
+            open_dir_in_root(root, &cur).context(|| format!("open {} in rootfs", cur.display()))?;
+        match nix::fcntl::readlinkat(parent.as_fd(), name.as_os_str()) {
+            Ok(target) => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(Errno::ELOOP)
+                        .context(|| format!("resolve {} in rootfs", path.display()));
+                }
+                let target = PathBuf::from(target);
+                if target.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                let mut rest = components(&target);
+                rest.extend(todo);
+                todo = rest;
+            }
+            // Exists and is not a symlink.
+            Err(Errno::EINVAL) => cur.push(&name),
             Err(Errno::ENOENT) => {
-                let parent = open_dir_in_root(root, &cur)
-                    .context(|| format!("open {} in rootfs", cur.display()))?;
-                let made = if last && kind == Kind::File {
+                let made = if todo.is_empty() && kind == Kind::File {
                     nix::fcntl::openat(
                         parent.as_fd(),
                         name.as_os_str(),
@@ -97,17 +121,27 @@ pub fn ensure_in_root(root: &impl AsFd, path: &Path, kind: Kind) -> Result<Owned
                     )
                 };
                 match made {
-                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Ok(()) | Err(Errno::EEXIST) => cur.push(&name),
                     Err(e) => {
-                        return Err(e).context(|| format!("create {} in rootfs", next.display()));
+                        return Err(e)
+                            .context(|| format!("create {} in rootfs", cur.join(&name).display()));
                     }
                 }
             }
-            Err(e) => return Err(e).context(|| format!("open {} in rootfs", next.display())),
+            Err(e) => {
+                return Err(e)
+                    .context(|| format!("resolve {} in rootfs", cur.join(&name).display()));
+            }
         }
-        cur = next;
     }
-    open_in_root(root, path).context(|| format!("open {} in rootfs", path.display()))
+    open_in_root(root, &cur).context(|| format!("open {} in rootfs", path.display()))
+}
+
+fn components(p: &Path) -> VecDeque<OsString> {
+    p.components()
+        .filter(|c| !matches!(c, Component::RootDir))
+        .map(|c| c.as_os_str().to_owned())
+        .collect()
 }
 
 /// `/proc/self/fd/N` for a descriptor: the name under which the kernel mounts onto exactly
