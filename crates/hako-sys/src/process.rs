@@ -49,9 +49,16 @@ pub fn clone3_fork(
     cgroup_fd: Option<BorrowedFd<'_>>,
 ) -> io::Result<CloneResult> {
     let flags = u64::from(flags.bits().cast_unsigned());
+    // clone3 rejects an exit signal with CLONE_PARENT: the child then inherits the caller's
+    // own exit signal (SIGCHLD for our processes), so the grandparent can wait for it.
+    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         ..CloneArgs::default()
     };
     if let Some(fd) = cgroup_fd {
