@@ -385,9 +385,12 @@ fn time_namespace(rt: &Runtime) {
     let config = Config::new()
         .namespace("time", None)
         .edit(|j| {
-            j["linux"]["timeOffsets"] =
-                serde_json::json!({"monotonic": {"secs": 864_000, "nanosecs": 0}});
+            j["linux"]["timeOffsets"] = serde_json::json!({
+                "monotonic": {"secs": 864_000, "nanosecs": 0},
+                "boottime": {"secs": 864_000, "nanosecs": 0},
+            });
         })
+        // /proc/uptime is CLOCK_BOOTTIME as seen through the time namespace.
         .sh("cut -d. -f1 /proc/uptime");
     let host_uptime: f64 = std::fs::read_to_string("/proc/uptime")
         .unwrap()
