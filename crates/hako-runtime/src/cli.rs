@@ -139,6 +139,223 @@ pub enum Command {
     },
     /// Print the features this runtime implements, as JSON
     Features,
+    /// Run a new process inside a running container
+    Exec(ExecArgs),
+    /// List the processes running inside a container
+    Ps {
+        /// Output format
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Container id
+        id: String,
+        /// Options passed to ps(1) (table format only)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Suspend every process of a container (cgroup freezer)
+    Pause {
+        /// Container id
+        id: String,
+    },
+    /// Resume a paused container
+    Resume {
+        /// Container id
+        id: String,
+    },
+    /// Change the resource limits of a running container
+    Update(UpdateArgs),
+    /// Print container events and resource statistics as JSON
+    Events {
+        /// Interval between stats reports
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// Print one stats report and exit
+        #[arg(long)]
+        stats: bool,
+        /// Container id
+        id: String,
+    },
+    /// Checkpoint a running container with CRIU
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a CRIU checkpoint
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Unix socket that receives the pty master when a terminal is allocated
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Current working directory in the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// User to run as: UID[:GID]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional group ids
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Path to a process.json (the `process` object of config.json) to run
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Detach from the process: return after it started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process pid to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// SELinux label (rejected: no SELinux on this host)
+    #[arg(long)]
+    pub process_label: Option<String>,
+    /// AppArmor profile (rejected: no AppArmor on this host)
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Add a capability to the bounding, effective, permitted and ambient sets
+    #[arg(short, long = "cap")]
+    pub cap: Vec<String>,
+    /// Pass this many extra descriptors (from fd 3 up) to the process
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Run in this sub-cgroup of the container (v2) or controller:path list (v1)
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Allow exec into a paused container
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Container id
+    pub id: String,
+    /// Command and arguments (unless --process is given)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// Read the new resources (OCI linux.resources JSON) from this file, or - for stdin
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Block IO weight (10-1000)
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// CPU CFS period in microseconds
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(long)]
+    pub cpu_share: Option<u64>,
+    /// CPU realtime period in microseconds
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime in microseconds
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs to use (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with k/m/g suffix)
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1 for unlimited)
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Maximum number of pids (-1 or 0 for unlimited)
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Intel RDT L3 cache schema (rejected: no resctrl)
+    #[arg(long)]
+    pub l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (rejected: no resctrl)
+    #[arg(long)]
+    pub mem_bw_schema: Option<String>,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckpointArgs {
+    /// Directory for the checkpoint image
+    #[arg(long, default_value = "checkpoint")]
+    pub image_path: PathBuf,
+    /// Directory for CRIU's work files and logs
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Directory of a previous (pre-dump) checkpoint
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Keep the container running after the checkpoint
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Allow open TCP connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Allow file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Only dump memory (for iterative migration)
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// Directory of the checkpoint image
+    #[arg(long, default_value = "checkpoint")]
+    pub image_path: PathBuf,
+    /// Directory for CRIU's work files and logs
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Path to the bundle directory
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Return after the restore
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the restored init's pid to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Allow open TCP connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Allow file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Container id
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -49,7 +49,7 @@ fn needs_seal() -> bool {
         if a.starts_with('-') {
             continue;
         }
-        return matches!(a.as_str(), "create" | "run" | "exec");
+        return matches!(a.as_str(), "create" | "run" | "exec" | "restore");
     }
     false
 }
@@ -112,6 +112,28 @@ fn dispatch(cli: &Cli) -> hako_runtime::Result<i32> {
             }
             Ok(0)
         }
+        Command::Exec(a) => container::exec::exec(root, a),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => {
+            print!(
+                "{}",
+                container::ps::ps(root, id, *format == ListFormat::Json, ps_args)?
+            );
+            Ok(0)
+        }
+        Command::Pause { id } => container::pause::pause(root, id).map(|()| 0),
+        Command::Resume { id } => container::pause::resume(root, id).map(|()| 0),
+        Command::Update(a) => container::update::update(root, a).map(|()| 0),
+        Command::Events {
+            interval,
+            stats,
+            id,
+        } => container::events::events(root, id, interval, *stats).map(|()| 0),
+        Command::Checkpoint(a) => container::checkpoint::checkpoint(root, a).map(|()| 0),
+        Command::Restore(a) => container::checkpoint::restore(root, a),
         Command::Features => {
             println!(
                 "{}",

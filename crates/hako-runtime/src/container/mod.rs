@@ -1,15 +1,21 @@
 //! One file per lifecycle verb. Each verb loads what it needs from the state directory,
 //! checks the transition is legal for the current status, and acts.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
+pub mod events;
+pub mod exec;
 pub mod features;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use std::path::Path;
 
