@@ -61,7 +61,7 @@ pub fn find_leaks(root: &Path, ids: &[&str], bundles: &[&Path]) -> LeakReport {
         state: state_entries(root),
         cgroups: cgroups_named(ids),
         mounts: bundles.iter().flat_map(|b| mounts_under(b)).collect(),
-        processes: processes_of(ids, bundles),
+        processes: processes_of(root, ids, bundles),
     }
 }
 
@@ -162,7 +162,8 @@ pub(crate) fn detach_mounts_under(dir: &Path) {
     }
 }
 
-fn processes_of(ids: &[&str], bundles: &[&Path]) -> Vec<(i32, String)> {
+fn processes_of(root: &Path, ids: &[&str], bundles: &[&Path]) -> Vec<(i32, String)> {
+    let root = root.as_os_str().as_encoded_bytes();
     let me = std::process::id().to_string();
     let markers: Vec<String> = bundles
         .iter()
@@ -200,10 +201,11 @@ fn processes_of(ids: &[&str], bundles: &[&Path]) -> Vec<(i32, String)> {
             }
         }
         if let Ok(cmd) = fs::read(dir.join("cmdline")) {
-            let hit = cmd
-                .split(|&c| c == 0)
-                .skip(1)
-                .any(|arg| ids.iter().any(|id| !id.is_empty() && id.as_bytes() == arg));
+            let args: Vec<&[u8]> = cmd.split(|&c| c == 0).skip(1).collect();
+            let hit = args.contains(&root)
+                && args
+                    .iter()
+                    .any(|arg| ids.iter().any(|id| !id.is_empty() && id.as_bytes() == *arg));
             if hit {
                 found.push((
                     pid,
@@ -230,8 +232,8 @@ fn cmdline(dir: &Path) -> String {
 
 /// Best-effort cleanup after a failed test: kill leftover processes, detach mounts, remove
 /// cgroups named after the ids.
-pub(crate) fn clean_up(ids: &[&str], bundles: &[&Path]) {
-    for (pid, _) in processes_of(ids, bundles) {
+pub(crate) fn clean_up(root: &Path, ids: &[&str], bundles: &[&Path]) {
+    for (pid, _) in processes_of(root, ids, bundles) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     for b in bundles {

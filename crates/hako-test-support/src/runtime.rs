@@ -398,7 +398,7 @@ impl Drop for Runtime {
         }
         let ids: Vec<&str> = tracked.iter().map(|(i, _)| i.as_str()).collect();
         let bundles: Vec<&Path> = tracked.iter().filter_map(|(_, b)| b.as_deref()).collect();
-        leak::clean_up(&ids, &bundles);
+        leak::clean_up(&self.root, &ids, &bundles);
         leak::detach_mounts_under(&self.work);
         let _ = fs::remove_dir_all(&self.work);
     }

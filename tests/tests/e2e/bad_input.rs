@@ -89,7 +89,12 @@ fn args0_not_found(rt: &Runtime) {
 
 fn invalid_ids(rt: &Runtime) {
     let b = bundle(&Config::new());
-    for id in ["../x", "a/b", "", ".."] {
+    // Unique names: parallel tests (the hako and runc runs) must not share ids.
+    let x = unique_id("x");
+    let a = unique_id("a");
+    let up = format!("../{x}");
+    let slash = format!("{a}/b");
+    for id in [up.as_str(), slash.as_str(), "", ".."] {
         let line = rt
             .create(id, b.path())
             .expect_clean_failure(&format!("invalid id {id:?}"));
@@ -100,13 +105,13 @@ fn invalid_ids(rt: &Runtime) {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n == "x" || n == "a")
+        .filter(|n| *n == x || *n == a)
         .collect();
     assert!(
         stray.is_empty(),
         "invalid ids escaped the state dir: {stray:?}"
     );
-    rt.assert_no_leaks(&["x", "b", "a"], &[b.path()]);
+    rt.assert_no_leaks(&[&x, &a], &[b.path()]);
 }
 
 fn duplicate_id(rt: &Runtime) {
