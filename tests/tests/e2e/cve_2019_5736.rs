@@ -118,11 +118,16 @@ fn proc_self_exe_is_not_writable(rt: &Runtime) {
     if created.success() {
         let mut master = sock.receive(Duration::from_secs(5)).expect("pty master");
         master.write_all(b"\x13").unwrap(); // XOFF: the victim's writes to its tty block
-        let started = rt.start(&a_id);
+        // `start` runs in a thread: a runtime may wait for the exec outcome, which the
+        // victim reports on its (stopped) tty. runc returns at once, hako-runtime waits.
+        let (started, opened, seen) = std::thread::scope(|s| {
+            let start = s.spawn(|| rt.start(&a_id));
+            let opened = wait_file(&marks.join("opened"), Duration::from_secs(3));
+            master.write_all(b"\x11").unwrap(); // XON
+            let seen = pty_roundtrip(&mut master, "", "\u{0}", Duration::from_millis(500));
+            (start.join().expect("start thread"), opened, seen)
+        });
         eprintln!("{} start victim:\n{started}", rt.kind());
-        let opened = wait_file(&marks.join("opened"), Duration::from_secs(3));
-        master.write_all(b"\x11").unwrap(); // XON
-        let seen = pty_roundtrip(&mut master, "", "\u{0}", Duration::from_millis(500));
         eprintln!("attacker opened something: {opened}; victim tty: {seen:?}");
         let stopped = rt.wait_status(&a_id, "stopped", Duration::from_secs(10));
         eprintln!("victim stopped: {stopped}");
