@@ -17,6 +17,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod foreground;
 pub mod hooks;
 pub mod id;
 pub mod logging;

@@ -266,7 +266,7 @@ fn cgroup_view(cg: &Manager, plan: &Plan) -> CgroupView {
 }
 
 /// runc writes the pid file atomically; containerd reads it as soon as create returns.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).context(|| format!("pid file {}", path.display()))?;
     let tmp = path.with_file_name(format!(
         ".{}.tmp",

@@ -255,7 +255,9 @@ impl Ready {
     }
 }
 
-fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> Result<nix::sys::resource::Resource> {
+pub(crate) fn rlimit_resource(
+    t: oci_spec::runtime::PosixRlimitType,
+) -> Result<nix::sys::resource::Resource> {
     use nix::sys::resource::Resource as R;
     use oci_spec::runtime::PosixRlimitType as T;
     Ok(match t {

@@ -2,6 +2,7 @@
 //! (`hako:[1:INTER]`) and the init (`hako:[2:INIT]`), and the protocol between them.
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 mod intermediate;
 pub mod namespaces;
