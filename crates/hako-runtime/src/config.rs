@@ -73,10 +73,15 @@ impl Config {
                 process.cwd().display()
             )));
         }
+        check_lsm(
+            process.apparmor_profile().as_deref(),
+            process.selinux_label().as_deref(),
+        )?;
         let linux = spec
             .linux()
             .as_ref()
             .ok_or_else(|| Error::ConfigInvalid("linux section is missing".into()))?;
+        check_lsm(None, linux.mount_label().as_deref())?;
         let mut seen = HashSet::new();
         let mut has_user = false;
         for ns in linux.namespaces().iter().flatten() {
@@ -139,6 +144,26 @@ impl Config {
             rootfs,
         })
     }
+}
+
+/// AppArmor profiles and SELinux labels are applied only where the kernel has the LSM;
+/// asking for one where it is absent must fail loudly, not run the container unconfined.
+fn check_lsm(apparmor: Option<&str>, selinux: Option<&str>) -> Result<()> {
+    if let Some(profile) = apparmor.filter(|p| !p.is_empty() && *p != "unconfined")
+        && !Path::new("/sys/kernel/security/apparmor").exists()
+    {
+        return Err(Error::Unsupported(format!(
+            "AppArmor profile {profile:?} requested but AppArmor is not enabled in this kernel"
+        )));
+    }
+    if let Some(label) = selinux.filter(|l| !l.is_empty())
+        && !Path::new("/sys/fs/selinux/enforce").exists()
+    {
+        return Err(Error::Unsupported(format!(
+            "SELinux label {label:?} requested but SELinux is not enabled in this kernel"
+        )));
+    }
+    Ok(())
 }
 
 /// serde's messages for unknown enum variants list every accepted value (dozens of
@@ -209,6 +234,22 @@ mod tests {
         let b = bundle_with(&MINIMAL.replace(r#""root":{"path":"rootfs"},"#, ""));
         let err = Config::load(b.path()).unwrap_err().to_string();
         assert!(err.contains("root.path"), "{err}");
+    }
+
+    #[test]
+    fn lsm_without_kernel_support_is_rejected() {
+        if Path::new("/sys/kernel/security/apparmor").exists() {
+            return;
+        }
+        let b = bundle_with(&MINIMAL.replace(
+            r#""cwd":"/""#,
+            r#""cwd":"/","apparmorProfile":"docker-default""#,
+        ));
+        let err = Config::load(b.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("AppArmor") && err.contains("docker-default"),
+            "{err}"
+        );
     }
 
     #[test]
