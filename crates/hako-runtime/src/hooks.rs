@@ -59,6 +59,8 @@ fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<()> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped());
+    // Its own process group, so a timeout kills whatever the hook started too.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine.
@@ -78,7 +80,10 @@ fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<()> {
         if let Some(t) = timeout
             && started.elapsed() >= t
         {
-            let _ = child.kill();
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let pgrp = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::killpg(pgrp, nix::sys::signal::Signal::SIGKILL);
+            }
             let _ = child.wait();
             return Err(fail(format!("timed out after {}s", t.as_secs())));
         }
