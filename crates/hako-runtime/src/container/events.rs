@@ -62,7 +62,11 @@ fn watch(c: &Container, cg: &Manager, every: Duration, out: &mut impl Write) -> 
     let mut next_stats = Instant::now() + every;
     loop {
         let now = Instant::now();
-        std::thread::sleep(next_stats.min(now + OOM_POLL).saturating_duration_since(now));
+        std::thread::sleep(
+            next_stats
+                .min(now + OOM_POLL)
+                .saturating_duration_since(now),
+        );
         let alive = c.st.init_alive();
         // Counted before the liveness verdict: a hog that took the init down is reported.
         if let Ok(n) = cg.oom_kill_count() {
@@ -185,6 +189,9 @@ mod tests {
         assert!(s["data"]["memory"]["usage"].is_object(), "{s}");
         let mut buf = Vec::new();
         emit(&mut buf, &json!({"type": "oom", "id": "c1"})).unwrap();
-        assert_eq!(String::from_utf8(buf).unwrap(), "{\"type\":\"oom\",\"id\":\"c1\"}\n");
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"type\":\"oom\",\"id\":\"c1\"}\n"
+        );
     }
 }
