@@ -1,6 +1,8 @@
 //! `exec` end to end: a new process joins every namespace and the cgroup of a running
 //! container, with the container's security settings; each scenario also runs against runc.
 
+// Shared with the e2e target; not every helper is used here.
+#[allow(dead_code, unused_imports)]
 #[path = "e2e/common.rs"]
 mod common;
 

@@ -2,6 +2,8 @@
 //! the configured errno; Docker's default profile blocks what Docker blocks), and bad
 //! security input failing cleanly. Scenarios run against hako-runtime and runc.
 
+// Shared with the e2e target; not every helper is used here.
+#[allow(dead_code, unused_imports)]
 #[path = "e2e/common.rs"]
 mod common;
 
