@@ -7,6 +7,10 @@
 #   bench/runtime-startup.sh                     build release if needed, then measure
 #   RUNS=200 bench/runtime-startup.sh            more runs (default 100, 10 warmup)
 #   RUNTIMES="runc crun" bench/runtime-startup.sh
+#   VARIANTS="plain seccomp memory" bench/runtime-startup.sh   (the default: all three)
+#     plain    the busybox bundle as is
+#     seccomp  plus Docker's default seccomp profile (compiled BPF cached after the first run)
+#     memory   plus a 64 MiB memory limit
 #
 # Results: bench/results/runtime-startup.{json,md}; medians and ratios are printed.
 set -euo pipefail
@@ -25,7 +29,9 @@ if [ "${1:-}" != "--inner" ]; then
     export BENCH_DIR="${BENCH_DIR:-/tmp/hako-bench}"
     rm -rf "$BENCH_DIR"
     mkdir -p "$BENCH_DIR" bench/results
-    "$TARGET/release/hako-fixture" bundle "$BENCH_DIR/bundle" -- true >/dev/null
+    "$TARGET/release/hako-fixture" bundle "$BENCH_DIR/bundle-plain" -- true >/dev/null
+    "$TARGET/release/hako-fixture" bundle "$BENCH_DIR/bundle-seccomp" --seccomp-default -- true >/dev/null
+    "$TARGET/release/hako-fixture" bundle "$BENCH_DIR/bundle-memory" --memory 67108864 -- true >/dev/null
     # A private mount namespace: the umount below is invisible to the rest of the host.
     exec unshare --mount --propagation private bash "$0" --inner
 fi
@@ -34,43 +40,9 @@ fi
 if grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then
     umount /sys/fs/cgroup/unified
 fi
-BUNDLE="$BENCH_DIR/bundle"
-declare -A BIN=(
-    [hako-runtime]="$HAKO_RUNTIME"
-    [runc]="$(command -v runc || true)"
-    [crun]="$(command -v crun || true)"
-)
-args=()
-names=()
-for rt in ${RUNTIMES:-hako-runtime runc crun}; do
-    bin="${BIN[$rt]:-}"
-    if [ -z "$bin" ] || [ ! -x "$bin" ]; then
-        echo "skip $rt: binary not found" >&2
-        continue
-    fi
-    root="$BENCH_DIR/state-$rt"
-    id="bench-$rt"
-    # One trial run: a runtime that cannot run the bundle is reported and left out.
-    if ! out=$("$bin" --root "$root" run --bundle "$BUNDLE" "$id-trial" 2>&1); then
-        echo "skip $rt: trial run failed: $(echo "$out" | tail -n 1)" >&2
-        "$bin" --root "$root" delete --force "$id-trial" >/dev/null 2>&1 || true
-        continue
-    fi
-    names+=("$rt")
-    # `run` in the foreground deletes the container when it exits; the (untimed) prepare
-    # step force-deletes any leftover so every timed run starts from the same state.
-    args+=(--command-name "$rt"
-        --prepare "sh -c '$bin --root $root delete --force $id >/dev/null 2>&1 || true'"
-        "$bin --root $root run --bundle $BUNDLE $id")
-done
-[ "${#names[@]}" -gt 0 ] || { echo "no runtime to measure" >&2; exit 1; }
-
-hyperfine --shell=none --warmup "${WARMUP:-10}" --runs "${RUNS:-100}" \
-    --export-json bench/results/runtime-startup.json \
-    --export-markdown bench/results/runtime-startup.md \
-    "${args[@]}"
-
-python3 - bench/results/runtime-startup.json <<'PY'
+# Medians and ratios of one hyperfine JSON export.
+report() {
+python3 - "$1" <<'PY'
 import json, sys
 results = json.load(open(sys.argv[1]))["results"]
 med = {r["command"]: r["median"] * 1000 for r in results}
@@ -83,3 +55,46 @@ for r in results:
           f"{ratio('crun'):>9}{ratio('runc'):>9}")
 print("\n(ratio < 1.00x means faster than the baseline; JSON and markdown in bench/results/)")
 PY
+}
+
+for VARIANT in ${VARIANTS:-plain seccomp memory}; do
+    BUNDLE="$BENCH_DIR/bundle-$VARIANT"
+    declare -A BIN=(
+        [hako-runtime]="$HAKO_RUNTIME"
+        [runc]="$(command -v runc || true)"
+        [crun]="$(command -v crun || true)"
+    )
+    args=()
+    names=()
+    for rt in ${RUNTIMES:-hako-runtime runc crun}; do
+        bin="${BIN[$rt]:-}"
+        if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+            echo "skip $rt: binary not found" >&2
+            continue
+        fi
+        root="$BENCH_DIR/state-$rt"
+        id="bench-$rt-$VARIANT"
+        # One trial run: a runtime that cannot run the bundle is reported and left out.
+        if ! out=$("$bin" --root "$root" run --bundle "$BUNDLE" "$id-trial" 2>&1); then
+            echo "skip $rt: trial run failed: $(echo "$out" | tail -n 1)" >&2
+            "$bin" --root "$root" delete --force "$id-trial" >/dev/null 2>&1 || true
+            continue
+        fi
+        names+=("$rt")
+        # `run` in the foreground deletes the container when it exits; the (untimed) prepare
+        # step force-deletes any leftover so every timed run starts from the same state.
+        args+=(--command-name "$rt"
+            --prepare "sh -c '$bin --root $root delete --force $id >/dev/null 2>&1 || true'"
+            "$bin --root $root run --bundle $BUNDLE $id")
+    done
+    [ "${#names[@]}" -gt 0 ] || { echo "no runtime to measure" >&2; exit 1; }
+    echo
+    echo "=== variant: $VARIANT ==="
+
+    hyperfine --shell=none --warmup "${WARMUP:-10}" --runs "${RUNS:-100}" \
+        --export-json "bench/results/runtime-startup-$VARIANT.json" \
+        --export-markdown "bench/results/runtime-startup-$VARIANT.md" \
+        "${args[@]}"
+
+    report "bench/results/runtime-startup-$VARIANT.json"
+done

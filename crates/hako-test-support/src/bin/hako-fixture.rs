@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! hako-fixture rootfs                         build the cached rootfs, print its path
-//! hako-fixture bundle DIR [--hostname H] [--] ARGS...
-//!                                             write a bundle (rootfs + config.json) to DIR
+//! hako-fixture bundle DIR [--hostname H] [--seccomp-default] [--memory BYTES] [--] ARGS...
+//!                                             write a bundle (rootfs + config.json) to DIR;
+//!                                             --seccomp-default adds Docker's default seccomp
+//!                                             profile, --memory a memory limit (for bench/)
 //! ```
 
 use std::path::PathBuf;
@@ -25,6 +27,25 @@ fn main() -> Result<()> {
             while let Some(arg) = args.next() {
                 match arg.as_str() {
                     "--hostname" => config = config.hostname(&args.next().context("--hostname H")?),
+                    "--seccomp-default" => {
+                        let caps: Vec<String> = hako_seccomp::DOCKER_DEFAULT_CAPABILITIES
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect();
+                        let profile =
+                            serde_json::to_value(hako_seccomp::docker_default_profile(&caps))?;
+                        config = config.edit(|j| j["linux"]["seccomp"] = profile);
+                    }
+                    "--memory" => {
+                        let bytes: i64 = args
+                            .next()
+                            .context("--memory BYTES")?
+                            .parse()
+                            .context("--memory BYTES")?;
+                        config = config.edit(|j| {
+                            j["linux"]["resources"]["memory"] = serde_json::json!({"limit": bytes})
+                        });
+                    }
                     "--" => {
                         rest.extend(args.by_ref());
                     }
@@ -40,7 +61,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         other => bail!(
-            "usage: hako-fixture rootfs | bundle DIR [--hostname H] [--] ARGS... (got {other:?})"
+            "usage: hako-fixture rootfs | bundle DIR [--hostname H] [--seccomp-default] [--memory BYTES] [--] ARGS... (got {other:?})"
         ),
     }
 }
