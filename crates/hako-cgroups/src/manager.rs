@@ -174,6 +174,7 @@ impl CgroupManager for Manager {
             Inner::V2(v2) => {
                 let rules = resources::apply_v2(&v2.dir(), resources)?;
                 if resources.devices().is_some() {
+                    resources::devices_bpf::attach(&v2.dir(), &rules)?;
                     *self
                         .device_rules
                         .lock()

@@ -362,3 +362,44 @@ fn memory_hog_is_oom_killed_and_counted() {
     // The peak reached the limit (failcnt stays 0 on recent kernels' v1 memcg).
     assert_eq!(stats.memory.usage.max, limit, "{:?}", stats.memory.usage);
 }
+
+/// v2 device control through the eBPF program, on the unified tree used as pure v2. The
+/// process's v1 devices cgroup allows everything, so a denial can only come from the
+/// program.
+#[test]
+fn v2_device_program_denies_and_allows() {
+    require_host!();
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !unified.join("cgroup.procs").exists() {
+        eprintln!("skipping: no cgroup2 at /sys/fs/cgroup/unified");
+        return;
+    }
+    let m = Guard(Manager::with_root(unified, Layout::V2, &unique()));
+    m.create().unwrap();
+    m.apply(&res(serde_json::json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "r"}
+    ]})))
+    .unwrap();
+    let mut sh = Proc::sh(
+        "head -c1 /dev/zero >/dev/null 2>&1 && echo zero-ok || echo zero-denied; \
+         echo x >/dev/null && echo null-ok; \
+         head -c1 /dev/urandom >/dev/null && echo urandom-read-ok; \
+         (echo x >/dev/urandom) 2>/dev/null && echo urandom-write-ok || echo urandom-write-denied",
+    );
+    m.add_task(sh.pid()).unwrap();
+    sh.go();
+    sh.wait(Duration::from_secs(5));
+    let (out, _) = sh.output();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "zero-denied",
+            "null-ok",
+            "urandom-read-ok",
+            "urandom-write-denied"
+        ],
+        "{out}"
+    );
+}

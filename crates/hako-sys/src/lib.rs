@@ -5,6 +5,7 @@
 //! sound; the workspace lint `clippy::undocumented_unsafe_blocks` holds the line.
 #![allow(unsafe_code)]
 
+pub mod bpf;
 pub mod fd;
 pub mod mount;
 pub mod process;

@@ -7,6 +7,7 @@
 mod blkio;
 mod cpu;
 mod devices;
+pub mod devices_bpf;
 mod hugetlb;
 mod memory;
 mod network;
