@@ -90,7 +90,7 @@ struct Running<'a> {
 
 impl<'a> Running<'a> {
     fn start(rt: &'a Runtime, script: &str) -> Self {
-        Self::start_config(rt, Config::new().sh(script))
+        Self::start_config(rt, Config::new().readonly_root(false).sh(script))
     }
 
     fn start_config(rt: &'a Runtime, config: Config) -> Self {
@@ -124,7 +124,10 @@ impl<'a> Running<'a> {
 
     fn pid(&self) -> i32 {
         let st = self.rt.state(self.id()).expect("state");
-        st["pid"].as_i64().expect("pid") as i32
+        st["pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .expect("pid")
     }
 
     fn status(&self) -> String {
@@ -235,10 +238,12 @@ fn pause_freezes_and_resume_continues(rt: &Runtime) {
 }
 
 fn update_changes_limits_and_behaviour(rt: &Runtime) {
-    // After the trigger, try to start 8 sleeps: only as many as the pids limit allows fork.
+    // After the trigger, a subshell tries to start 8 sleeps: only as many as the pids
+    // limit allows fork, then busybox sh gives up on the subshell; the init reports and
+    // becomes a sleep itself (exec: no fork).
     let c = Running::start(
         rt,
-        &on_go("for i in 1 2 3 4 5 6 7 8; do sleep 100 & done; echo forked; wait"),
+        &on_go("(for i in 1 2 3 4 5 6 7 8; do sleep 100 & done); echo forked; exec sleep 1000"),
     );
     c.cmd(&["update", "--memory", "64m"])
         .expect_ok("update --memory");
@@ -247,7 +252,11 @@ fn update_changes_limits_and_behaviour(rt: &Runtime) {
         (64u64 << 20).to_string()
     );
     let json = rt.work_dir().join("resources.json");
-    fs::write(&json, r#"{"memory":{"limit":50331648},"pids":{"limit":50}}"#).unwrap();
+    fs::write(
+        &json,
+        r#"{"memory":{"limit":50331648},"pids":{"limit":50}}"#,
+    )
+    .unwrap();
     c.cmd(&["update", "-r", json.to_str().unwrap()])
         .expect_ok("update -r");
     assert_eq!(
@@ -262,8 +271,10 @@ fn update_changes_limits_and_behaviour(rt: &Runtime) {
     go(&c);
     wait_for(10 * SEC, || c.stdout().contains("forked").then_some(()))
         .unwrap_or_else(|| panic!("script did not finish forking; stderr:\n{}", c.stderr()));
-    // The shell plus 4 sleeps fill the limit; the other forks failed.
-    assert_eq!(c.read_cgroup("pids", "pids.current"), "5");
+    // The init, the subshell and 3 sleeps filled the limit; the 4th fork failed and the
+    // subshell is gone.
+    let current = c.read_cgroup("pids", "pids.current");
+    assert_eq!(current, "4", "pids.current");
     assert!(
         c.stderr().contains("can't fork"),
         "no fork failure reported; stderr:\n{}",
@@ -363,7 +374,9 @@ fn events_reports_oom(rt: &Runtime) {
     // After the trigger, dd allocates (and fills) a 64 MiB buffer under a 16 MiB limit.
     let c = Running::start(
         rt,
-        &on_go("dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-done; while :; do sleep 1; done"),
+        &on_go(
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-done; while :; do sleep 1; done",
+        ),
     );
     c.cmd(&["update", "--memory", "16m", "--memory-swap", "16m"])
         .expect_ok("update --memory 16m");
@@ -468,7 +481,11 @@ fn checkpoint_fails_cleanly_or_works(rt: &Runtime) {
         c.finish();
         return;
     }
-    assert_eq!(c.status(), "running", "a failed checkpoint stopped the container");
+    assert_eq!(
+        c.status(),
+        "running",
+        "a failed checkpoint stopped the container"
+    );
     if rt.kind() == RuntimeKind::Hako {
         let line = out.expect_clean_failure("checkpoint");
         assert!(line.contains("criu dump failed"), "{line}");

