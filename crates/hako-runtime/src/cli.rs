@@ -128,7 +128,6 @@ pub enum Command {
         id: String,
     },
     /// List containers
-    #[command(visible_alias = "ps-all")]
     List {
         /// Output format
         #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
