@@ -249,7 +249,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub cpu_period: Option<u64>,
     /// CPU CFS quota in microseconds
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
     /// CPU shares (relative weight)
     #[arg(long)]
@@ -258,7 +258,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
     /// CPU realtime runtime in microseconds
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_rt_runtime: Option<i64>,
     /// CPUs to use (0-3, 0,1)
     #[arg(long)]
@@ -267,16 +267,16 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub cpuset_mems: Option<String>,
     /// Memory limit (bytes, or with k/m/g suffix)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub memory: Option<String>,
     /// Memory soft limit
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub memory_reservation: Option<String>,
     /// Memory plus swap limit (-1 for unlimited)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub memory_swap: Option<String>,
     /// Maximum number of pids (-1 or 0 for unlimited)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     /// Intel RDT L3 cache schema (rejected: no resctrl)
     #[arg(long)]
