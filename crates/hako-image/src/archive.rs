@@ -322,6 +322,7 @@ impl ImageStore {
             top.as_ref(),
             manifest,
             tags,
+            None,
         );
         if result.is_err() {
             for p in pending.iter().rev() {

@@ -4,6 +4,12 @@
 //! the digest it was announced with, fsynced, then renamed to its final name (and the
 //! directory fsynced). A reader therefore sees a complete, verified blob or none; a crash
 //! leaves only files under `blobs/tmp/`, which [`BlobStore::cleanup_temp`] removes.
+//!
+//! Registry downloads go to `<root>/blobs/partial/<hex>` instead, named by the digest they
+//! must have, so that an interrupted pull can resume where it stopped (HTTP `Range`). A
+//! partial file is never a blob: it becomes one only through [`BlobStore::commit_partial`]
+//! after its digest was checked. Partial files survive [`BlobStore::cleanup_temp`]; old
+//! ones go with [`BlobStore::cleanup_partial`].
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -17,6 +23,7 @@ use crate::error::{Error, IoContext, Result};
 pub struct BlobStore {
     dir: PathBuf,
     tmp: PathBuf,
+    partial: PathBuf,
 }
 
 impl BlobStore {
@@ -24,10 +31,11 @@ impl BlobStore {
     pub fn open(root: &Path) -> Result<BlobStore> {
         let dir = root.join("blobs").join("sha256");
         let tmp = root.join("blobs").join("tmp");
-        for d in [&dir, &tmp] {
+        let partial = root.join("blobs").join("partial");
+        for d in [&dir, &tmp, &partial] {
             std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
         }
-        Ok(BlobStore { dir, tmp })
+        Ok(BlobStore { dir, tmp, partial })
     }
 
     /// Where blob `d` lives (whether or not it exists).
@@ -114,6 +122,41 @@ impl BlobStore {
             }
         }
         Ok(out)
+    }
+
+    /// Where an interrupted download of blob `d` is kept.
+    pub(crate) fn partial_path(&self, d: &Digest) -> PathBuf {
+        self.partial.join(d.hex())
+    }
+
+    /// Makes the downloaded file at `partial` blob `d`. The caller has checked the digest
+    /// of the content and fsynced the file.
+    pub(crate) fn commit_partial(&self, partial: &Path, d: &Digest) -> Result<()> {
+        std::fs::rename(partial, self.path(d)).ctx(|| format!("commit blob {d}"))?;
+        File::open(&self.dir)
+            .and_then(|f| f.sync_all())
+            .ctx(|| "fsync blob dir".to_string())
+    }
+
+    /// Removes partial downloads not touched for `max_age`. Only safe while no other
+    /// writer is active.
+    pub fn cleanup_partial(&self, max_age: std::time::Duration) -> Result<usize> {
+        let mut n = 0;
+        let rd =
+            std::fs::read_dir(&self.partial).ctx(|| format!("list {}", self.partial.display()))?;
+        for e in rd {
+            let e = e.ctx(|| format!("list {}", self.partial.display()))?;
+            let age = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default();
+            if age >= max_age && std::fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Removes half-written blobs. Only safe while no other writer is active.

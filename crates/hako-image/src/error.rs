@@ -60,7 +60,9 @@ pub enum Error {
     #[error("bad image data: {0}")]
     BadImage(String),
     /// No manifest in an index matches the wanted platform.
-    #[error("no image for platform {wanted} (available: {available})")]
+    #[error(
+        "no matching manifest for {wanted} in the manifest list entries (available: {available})"
+    )]
     NoMatchingPlatform {
         /// `os/arch[/variant]` that was asked for.
         wanted: String,
@@ -72,6 +74,32 @@ pub enum Error {
         "invalid --change {0:?}: only ENV, CMD, ENTRYPOINT, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL are allowed"
     )]
     BadChange(String),
+    /// The registry could not be reached (connection refused, DNS, TLS).
+    #[error("cannot reach registry {registry}: {reason}")]
+    Unreachable {
+        /// `host[:port]` of the registry.
+        registry: String,
+        /// What the transport said.
+        reason: String,
+    },
+    /// The registry answered with an error (`manifest unknown`, `unauthorized`, ...).
+    #[error("{code}: {detail}")]
+    Registry {
+        /// The HTTP status.
+        status: u16,
+        /// The distribution error code in words (`manifest unknown`, `unauthorized`).
+        code: String,
+        /// What was asked for, and what the registry said about it.
+        detail: String,
+    },
+    /// The credentials file could not be read or written.
+    #[error("credentials file {path}: {reason}")]
+    Credentials {
+        /// The config.json.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The container already has a rootfs.
     #[error("container {0} already has a root filesystem")]
     ContainerExists(String),

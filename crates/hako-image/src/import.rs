@@ -85,6 +85,7 @@ impl ImageStore {
             top.as_ref(),
             None,
             tag.as_slice(),
+            None,
         );
         if result.is_err() {
             for p in &pending {

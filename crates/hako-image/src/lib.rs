@@ -1,6 +1,6 @@
 //! hako's images: a content-addressed blob store, OCI and Docker manifests and configs,
 //! image metadata in SQLite, and the ways images get in and out of the store
-//! (`import`, `load`, `save`). Layers are unpacked and mounted by `hako-storage`.
+//! (`import`, `load`, `save`, and [`registry`] `pull` / `push` / `login`). Layers are unpacked and mounted by `hako-storage`.
 //!
 //! The entry point is [`ImageStore`]:
 //!
@@ -26,6 +26,7 @@ mod error;
 mod import;
 mod inspect;
 mod reference;
+pub mod registry;
 pub mod spec;
 mod store;
 
@@ -36,6 +37,9 @@ pub use error::{Error, Result};
 pub use hako_storage::{Change, ChangeKind, LayerPaths};
 pub use import::ImportOptions;
 pub use reference::Reference;
+pub use registry::{
+    Credentials, ProgressEvent, ProgressStatus, PullOptions, PullReport, PushOptions, PushReport,
+};
 pub use spec::Platform;
 pub use store::{ImageStore, ImageSummary, Options, PruneReport, RemoveAction, RootfsMount};
 

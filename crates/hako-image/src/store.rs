@@ -238,8 +238,19 @@ impl ImageStore {
         &self,
         sources: &[LayerSource],
     ) -> Result<(Vec<PendingLayer>, Option<Digest>)> {
+        self.unpack_layers_with(sources, &|_, _| {})
+    }
+
+    /// [`ImageStore::unpack_layers`], telling `step(index, done)` when layer `index`
+    /// starts (`false`) and finishes (`true`) unpacking; a layer already in the store
+    /// only finishes.
+    pub(crate) fn unpack_layers_with(
+        &self,
+        sources: &[LayerSource],
+        step: &dyn Fn(usize, bool),
+    ) -> Result<(Vec<PendingLayer>, Option<Digest>)> {
         let mut pending: Vec<PendingLayer> = Vec::new();
-        let result = self.unpack_layers_inner(sources, &mut pending);
+        let result = self.unpack_layers_inner(sources, &mut pending, step);
         if result.is_err() {
             for p in pending.iter().rev() {
                 let _ = self.driver.remove(&p.cache_id);
@@ -252,9 +263,10 @@ impl ImageStore {
         &self,
         sources: &[LayerSource],
         pending: &mut Vec<PendingLayer>,
+        step: &dyn Fn(usize, bool),
     ) -> Result<Option<Digest>> {
         let mut parent: Option<(Digest, String)> = None;
-        for src in sources {
+        for (index, src) in sources.iter().enumerate() {
             let parent_chain = parent.as_ref().map(|p| &p.0);
             let known = match &src.diff_id {
                 Some(d) => self.cache_id_of(&Digest::chain(parent_chain, d))?,
@@ -262,8 +274,10 @@ impl ImageStore {
             };
             if let (Some(cache_id), Some(d)) = (known, &src.diff_id) {
                 parent = Some((Digest::chain(parent_chain, d), cache_id));
+                step(index, true);
                 continue;
             }
+            step(index, false);
             let cache_id = crate::random_hex(32);
             let file = self.blobs.open_blob(&src.blob)?;
             let mut blob = std::io::BufReader::with_capacity(256 * 1024, file);
@@ -287,6 +301,7 @@ impl ImageStore {
                 // Known only now that we know its diff id (import): keep the stored one.
                 self.driver.remove(&cache_id)?;
                 parent = Some((chain, existing));
+                step(index, true);
                 continue;
             }
             pending.push(PendingLayer {
@@ -299,6 +314,7 @@ impl ImageStore {
                 blob: Some((src.blob.clone(), src.media_type.clone())),
             });
             parent = Some((chain, cache_id));
+            step(index, true);
         }
         Ok(parent.map(|p| p.0))
     }
@@ -315,6 +331,10 @@ impl ImageStore {
     }
 
     /// Registers an image and its new layers in one transaction, and points `tags` at it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one transaction takes everything an image is registered with"
+    )]
     pub(crate) fn commit_image(
         &self,
         config: &Digest,
@@ -323,6 +343,7 @@ impl ImageStore {
         top: Option<&Digest>,
         manifest: Option<&Digest>,
         tags: &[Reference],
+        repo_digest: Option<&str>,
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -370,6 +391,12 @@ impl ImageStore {
             tx.execute(
                 "INSERT OR REPLACE INTO tags (name, image_id, tagged) VALUES (?1, ?2, ?3)",
                 params![t.to_string(), config.as_str(), now],
+            )?;
+        }
+        if let Some(d) = repo_digest {
+            tx.execute(
+                "INSERT OR REPLACE INTO repo_digests (name, image_id) VALUES (?1, ?2)",
+                params![d, config.as_str()],
             )?;
         }
         tx.commit()?;
@@ -567,6 +594,7 @@ impl ImageStore {
         }
         let lock = self.lock_exclusive()?;
         let mut report = self.collect_garbage(&lock)?;
+        report.temp_removed += self.blobs.cleanup_partial(std::time::Duration::ZERO)?;
         report.images_deleted = deleted;
         Ok(report)
     }
@@ -574,8 +602,10 @@ impl ImageStore {
     /// Removes unreferenced layers, layer dirs and blobs, and temporaries. The caller holds
     /// the exclusive GC lock, so nothing is in flight.
     fn collect_garbage(&self, _lock: &Flock<File>) -> Result<PruneReport> {
+        // Partial registry downloads are kept for a day so an interrupted pull resumes.
+        let stale = std::time::Duration::from_secs(24 * 3600);
         let mut report = PruneReport {
-            temp_removed: self.blobs.cleanup_temp()?,
+            temp_removed: self.blobs.cleanup_temp()? + self.blobs.cleanup_partial(stale)?,
             ..PruneReport::default()
         };
         self.driver.cleanup()?;
@@ -790,6 +820,7 @@ impl ImageStore {
         Ok(ImageRecord {
             repo_tags: names_of(&conn, "tags", id.as_str())?,
             repo_digests: names_of(&conn, "repo_digests", id.as_str())?,
+            repo_digests_full: names_full(&conn, "repo_digests", id.as_str())?,
             tags_full: names_full(&conn, "tags", id.as_str())?,
             created,
             size: u64::try_from(size).unwrap_or(0),
@@ -804,11 +835,11 @@ impl ImageStore {
 pub(crate) struct ImageRecord {
     pub(crate) repo_tags: Vec<String>,
     pub(crate) repo_digests: Vec<String>,
+    pub(crate) repo_digests_full: Vec<String>,
     pub(crate) tags_full: Vec<String>,
     pub(crate) created: Option<String>,
     pub(crate) size: u64,
     pub(crate) layers: Vec<LayerRecord>,
-    #[allow(dead_code)]
     pub(crate) manifest: Option<Digest>,
 }
 
