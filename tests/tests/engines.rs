@@ -70,11 +70,11 @@ fn with_dockerd(kind: RuntimeKind, name: &str, f: fn(&Dockerd)) {
 // Every `docker run` on hako-runtime fails at create today (one bug, see the reason); with
 // that zero weight dropped from config.json all five pass.
 scenarios! { with_dockerd:
-    docker_run_output["hako-runtime: dockerd sends blockIO.weight = 0 (unset); it is written to blkio.bfq.weight and create fails with ERANGE (runc skips a zero weight)"],
-    docker_run_interactive_tty["hako-runtime: dockerd sends blockIO.weight = 0 (unset); it is written to blkio.bfq.weight and create fails with ERANGE (runc skips a zero weight)"],
-    docker_exec["hako-runtime: dockerd sends blockIO.weight = 0 (unset); it is written to blkio.bfq.weight and create fails with ERANGE (runc skips a zero weight)"],
-    docker_resource_limits["hako-runtime: dockerd sends blockIO.weight = 0 (unset); it is written to blkio.bfq.weight and create fails with ERANGE (runc skips a zero weight)"],
-    docker_stop_and_rm["hako-runtime: dockerd sends blockIO.weight = 0 (unset); it is written to blkio.bfq.weight and create fails with ERANGE (runc skips a zero weight)"],
+    docker_run_output,
+    docker_run_interactive_tty,
+    docker_exec,
+    docker_resource_limits,
+    docker_stop_and_rm,
 }
 
 /// `docker run --rm`: stdout, stderr and the exit code come back through the shim.

@@ -12,9 +12,15 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
 use crate::error::Error;
 use crate::fs;
 
+/// 0 means "not set" (dockerd always sends `"weight": 0`), and the kernel rejects it
+/// (ERANGE), so it is skipped exactly as runc skips it.
+fn nonzero(w: Option<u16>) -> Option<u16> {
+    w.filter(|w| *w != 0)
+}
+
 pub(super) fn has_any(b: &LinuxBlockIo) -> bool {
-    b.weight().is_some()
-        || b.leaf_weight().is_some()
+    nonzero(b.weight()).is_some()
+        || nonzero(b.leaf_weight()).is_some()
         || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
         || throttles(b).iter().any(|(_, _, v)| !v.is_empty())
 }
@@ -59,21 +65,21 @@ fn pick<'a>(dir: &Path, files: &[&'a str]) -> Option<&'a str> {
 pub(super) fn apply_v1(dir: &Path, b: &LinuxBlockIo) -> Result<(), Error> {
     let w = |file: &str, v: String| fs::write_setting(dir, "blkio", file, &v);
     let weight_file = pick(dir, &["blkio.weight", "blkio.bfq.weight"]);
-    if let Some(weight) = b.weight() {
+    if let Some(weight) = nonzero(b.weight()) {
         w(weight_file.unwrap_or("blkio.weight"), weight.to_string())?;
     }
-    if let Some(leaf) = b.leaf_weight() {
+    if let Some(leaf) = nonzero(b.leaf_weight()) {
         w("blkio.leaf_weight", leaf.to_string())?;
     }
     let device_file = pick(dir, &["blkio.weight_device", "blkio.bfq.weight_device"]);
     for wd in b.weight_device().as_deref().unwrap_or(&[]) {
-        if let Some(weight) = wd.weight() {
+        if let Some(weight) = nonzero(wd.weight()) {
             w(
                 device_file.unwrap_or("blkio.weight_device"),
                 format!("{}:{} {weight}", wd.major(), wd.minor()),
             )?;
         }
-        if let Some(leaf) = wd.leaf_weight() {
+        if let Some(leaf) = nonzero(wd.leaf_weight()) {
             w(
                 "blkio.leaf_weight_device",
                 format!("{}:{} {leaf}", wd.major(), wd.minor()),
@@ -98,18 +104,18 @@ pub(super) fn apply_v2(dir: &Path, b: &LinuxBlockIo) -> Result<(), Error> {
     let w = |file: &str, v: String| fs::write_setting(dir, "io", file, &v);
     // BFQ takes the blkio scale as is; io.weight (iocost) takes its own scale.
     let bfq = dir.join("io.bfq.weight").exists();
-    if let Some(weight) = b.weight() {
+    if let Some(weight) = nonzero(b.weight()) {
         if bfq {
             w("io.bfq.weight", weight.to_string())?;
         } else {
             w("io.weight", blkio_weight_to_io_weight(weight).to_string())?;
         }
     }
-    if b.leaf_weight().is_some() {
+    if nonzero(b.leaf_weight()).is_some() {
         tracing::warn!("blockIO.leafWeight has no cgroup v2 equivalent; ignored");
     }
     for wd in b.weight_device().as_deref().unwrap_or(&[]) {
-        if let Some(weight) = wd.weight() {
+        if let Some(weight) = nonzero(wd.weight()) {
             let (file, v) = if bfq {
                 ("io.bfq.weight", weight.to_string())
             } else {

@@ -102,8 +102,8 @@ pub(crate) fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Erro
     // Fake cgroupfs trees in tests are plain directories: the program is still built and
     // loaded (so the verifier checks it), but there is no cgroup to attach it to.
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    let on_cgroup2 = nix::sys::statfs::statfs(dir)
-        .is_ok_and(|st| st.filesystem_type().0 == CGROUP2_SUPER_MAGIC);
+    let on_cgroup2 =
+        nix::sys::statfs::statfs(dir).is_ok_and(|st| st.filesystem_type().0 == CGROUP2_SUPER_MAGIC);
     let prog =
         hako_sys::bpf::load_cgroup_device_program(&insns).map_err(|source| Error::Write {
             value: format!("a {}-instruction device program", insns.len()),

@@ -316,6 +316,20 @@ fn blkio_weight_falls_back_to_bfq_or_reports_unsupported() {
     assert!(e.to_string().contains("blkio.weight does not exist"), "{e}");
 }
 
+/// dockerd sends `"blockIO": {"weight": 0}` for "not set"; the kernel rejects 0 (ERANGE),
+/// so it must not be written, even where no weight file exists at all.
+#[test]
+fn blkio_weight_zero_means_unset() {
+    let f = fake();
+    f.touch("blkio/hako/c1", &["blkio.bfq.weight"]);
+    let m = f.manager(Layout::V1);
+    m.apply(&res(json!({"blockIO": {"weight": 0, "leafWeight": 0}})))
+        .unwrap();
+    assert_eq!(f.read("blkio/hako/c1/blkio.bfq.weight"), "");
+    std::fs::remove_file(f.path("blkio/hako/c1/blkio.bfq.weight")).unwrap();
+    m.apply(&res(json!({"blockIO": {"weight": 0}}))).unwrap();
+}
+
 #[test]
 fn hugetlb_needs_the_controller_and_a_valid_size() {
     let f = fake();

@@ -94,6 +94,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         ));
     }
     let plan = Plan::new(spec);
+    tracing::debug!(id = %opts.id, bundle = %config.bundle.display(), ?plan, "config loaded");
     let caps = CapPlan::new(process.capabilities().as_ref())?;
     let linux = spec.linux().as_ref().expect("validated");
     let seccomp = match linux.seccomp() {
@@ -130,6 +131,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         .map(|p| p.to_string_lossy().into_owned());
     let cg = Manager::new(cgroups_path.as_deref(), &opts.id)?;
     cg.create()?;
+    tracing::debug!(path = cg.resolved_path(), layout = ?cg.layout(), "cgroup created");
     cleanup.cgroup = Some(Manager::from_resolved(cg.resolved_path())?);
     // Like runc, the device cgroup is always a whitelist: the config's rules, then the
     // devices every container needs.

@@ -42,6 +42,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 
 /// Kill what runs, remove the cgroup, run poststop hooks, remove the state directory.
 pub(crate) fn destroy(c: &Container) -> Result<()> {
+    tracing::debug!(id = %c.st.id, pid = c.st.pid, cgroup = %c.st.cgroup_path, "destroy");
     let cg = c.cgroup();
     if c.st.init_alive() {
         if let Some(cg) = &cg {

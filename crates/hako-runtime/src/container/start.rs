@@ -20,6 +20,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         });
     }
     release(&c)?;
+    tracing::debug!(id, pid = c.st.pid, "started");
     let state = HookState {
         oci_version: &c.st.oci_version,
         id,

@@ -100,7 +100,9 @@ fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
                 .into(),
         ));
     }
+    tracing::debug!(in_userns, "namespaces ready");
     rootfs::prepare(spec, &args.config.rootfs, &args.cgroups, in_userns)?;
+    tracing::debug!("mounts ready");
 
     let hooks = spec.hooks().as_ref();
     let runtime_hooks = hooks.is_some_and(|h| {
@@ -121,6 +123,7 @@ fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
 
     rootfs::pivot(&args.config.rootfs, args.no_pivot)?;
     rootfs::finalize(spec, in_userns)?;
+    tracing::debug!("root switched");
 
     let process = spec.process().as_ref().expect("validated");
     if process.terminal().unwrap_or(false) {

@@ -60,6 +60,7 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32) -> Result<()>) -> 
     restore.leave()?;
     drop(child);
     let first = cloned?;
+    tracing::debug!(pid = first, flags = ?plan.clone_flags, intermediate = plan.intermediate, "cloned");
     let mut reaper = Reaper(vec![first]);
 
     let init_pid = if plan.intermediate {
@@ -120,7 +121,10 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32) -> Result<()>) -> 
                 }
                 parent.send(Down::HooksDone)?;
             }
-            Some(Up::Ready) => break,
+            Some(Up::Ready) => {
+                tracing::debug!(pid = init_pid, "init ready");
+                break;
+            }
             Some(Up::Failed(msg)) => return Err(Error::Init(msg)),
             other => return Err(unexpected(other)),
         }
