@@ -6,6 +6,7 @@
 //! held; with it, as late as possible so the filter need not allow the setup syscalls.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::str::FromStr;
 
 use caps::{CapSet, Capability, CapsHashSet};
@@ -98,6 +99,7 @@ pub fn finalize(
 ) -> Result<()> {
     let user = process.user();
     let nnp = process.no_new_privileges().unwrap_or(false);
+    apply_lsm(process)?;
     capplan.drop_bounding()?;
     if !nnp {
         load_seccomp()?;
@@ -125,6 +127,25 @@ pub fn finalize(
     if nnp {
         nix::sys::prctl::set_no_new_privs().context(|| "set no_new_privs".into())?;
         load_seccomp()?;
+    }
+    Ok(())
+}
+
+/// AppArmor profile / SELinux label for the next execve (config validation already made
+/// sure the LSM exists when one is asked for). Written to the process's own attr files,
+/// so it takes effect exactly at the exec of the user's program.
+fn apply_lsm(process: &Process) -> Result<()> {
+    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+        let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+            "/proc/self/attr/apparmor/exec"
+        } else {
+            "/proc/self/attr/exec"
+        };
+        std::fs::write(attr, format!("exec {profile}"))
+            .context(|| format!("set AppArmor profile {profile}"))?;
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        std::fs::write("/proc/self/attr/exec", label).context(|| format!("set SELinux label {label}"))?;
     }
     Ok(())
 }
