@@ -135,7 +135,12 @@ pub fn finalize(
 /// sure the LSM exists when one is asked for). Written to the process's own attr files,
 /// so it takes effect exactly at the exec of the user's program.
 fn apply_lsm(process: &Process) -> Result<()> {
-    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+    let apparmor = Path::new("/sys/kernel/security/apparmor").exists();
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty() && (apparmor || *p != "unconfined"))
+    {
         let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
             "/proc/self/attr/apparmor/exec"
         } else {
