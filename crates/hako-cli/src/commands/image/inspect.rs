@@ -1,0 +1,111 @@
+//! `hako image inspect IMAGE... [-f FORMAT]`: Docker's JSON array, or a template per image.
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::Value;
+
+use crate::context::Global;
+use crate::error::{AlreadyReported, image_error};
+use crate::format::{Template, to_go_json};
+
+/// Arguments of `hako image inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Format output using a Go template (e.g. '{{.Id}}', '{{json .Config}}')
+    #[arg(short, long)]
+    pub format: Option<String>,
+
+    /// Images to inspect (names, tags or ids)
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Fields of Docker's `ContainerConfig` that a template may name even when the image
+/// config leaves them out (Go's typed structs always have them).
+const CONFIG_FIELDS: &[&str] = &[
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "Shell",
+];
+const TOP_FIELDS: &[&str] = &["Variant", "OsVersion", "Descriptor"];
+
+/// Prints what was found; every name not found is one error line afterwards.
+pub fn run(g: &Global, a: &InspectArgs) -> Result<()> {
+    let template = a.format.as_deref().map(Template::parse).transpose()?;
+    let store = g.open_store()?;
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in &a.images {
+        match store.inspect(name) {
+            Ok(v) => found.push(v),
+            Err(e) => errors.push(image_error(e)),
+        }
+    }
+    let text = match &template {
+        Some(t) => {
+            let mut s = String::new();
+            for v in &found {
+                s.push_str(&t.execute(&with_docker_fields(v.clone()))?);
+                s.push('\n');
+            }
+            s
+        }
+        None => format!("{}\n", pretty(&Value::Array(found))),
+    };
+    super::super::print(&text)?;
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        n => {
+            for e in &errors {
+                eprintln!("Error: {e:#}");
+            }
+            Err(AlreadyReported(n).into())
+        }
+    }
+}
+
+/// JSON indented by four spaces, as `docker inspect` prints it.
+pub fn pretty(v: &Value) -> String {
+    use serde::Serialize;
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    match v.serialize(&mut ser) {
+        Ok(()) => crate::format::escape_html(&String::from_utf8_lossy(&buf)),
+        Err(_) => to_go_json(v),
+    }
+}
+
+fn with_docker_fields(mut v: Value) -> Value {
+    if let Some(top) = v.as_object_mut() {
+        for f in TOP_FIELDS {
+            top.entry(*f).or_insert(Value::Null);
+        }
+        if let Some(cfg) = top.get_mut("Config").and_then(Value::as_object_mut) {
+            for f in CONFIG_FIELDS {
+                cfg.entry(*f).or_insert(Value::Null);
+            }
+        }
+    }
+    v
+}

@@ -1,0 +1,44 @@
+//! One module per command, grouped by the object they act on.
+
+pub mod image;
+pub mod registry;
+pub mod system;
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::list::run(g, &a),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import::run(g, &a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => image::load::run(g, &a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => image::save::run(g, &a),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => image::tag::run(g, &a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => image::remove::run(g, &a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => {
+            image::history::run(g, &a)
+        }
+        Command::Image(ImageCommand::Inspect(a)) => image::inspect::run(g, &a),
+        Command::Image(ImageCommand::Prune(a)) => image::prune::run(g, &a),
+        Command::Info(a) | Command::System(SystemCommand::Info(a)) => system::info::run(g, &a),
+        Command::System(SystemCommand::Df(a)) => system::df::run(g, &a),
+        Command::Version(a) => system::version::run(g, &a),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => registry::pull::run(g, &a),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => registry::push::run(g, &a),
+        Command::Login(a) => registry::login::run_login(&a),
+        Command::Logout(a) => registry::login::run_logout(&a),
+    }
+}
+
+/// Writes `text` to stdout (errors, such as a closed pipe, go to the caller).
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `hako pull NAME[:TAG|@DIGEST]`.
+
+use anyhow::Result;
+use clap::Args;
+use hako_image::registry::{PullOptions, load_credentials};
+use hako_image::{Platform, Reference};
+
+use super::progress::LayerProgress;
+use crate::context::Global;
+use crate::error::image_error;
+
+/// Arguments of `hako pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Allow plain http to this registry (loopback registries always may)
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// The image to pull
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    pub name: String,
+}
+
+/// Pulls, printing Docker's lines.
+pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
+    let r = Reference::parse(&a.name).map_err(image_error)?;
+    let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
+    let store = g.open_store()?;
+    let show = LayerProgress::new(a.quiet);
+    if !a.quiet {
+        if r.tag().is_none() && r.digest().is_none() {
+            println!("Using default tag: latest");
+        }
+        let what = r.digest().map_or_else(
+            || r.tag().unwrap_or("latest").to_string(),
+            ToString::to_string,
+        );
+        println!("{what}: Pulling from {}", r.path());
+    }
+    let callback = |e| show.event(e);
+    let opts = PullOptions {
+        platform,
+        insecure: a.insecure,
+        credentials: load_credentials(&super::config_path(), r.domain())?,
+        progress: Some(&callback),
+        ..PullOptions::default()
+    };
+    let report = store.pull(&a.name, &opts).map_err(image_error)?;
+    let full = r.with_default_tag().to_string();
+    if a.quiet {
+        println!("{full}");
+    } else {
+        println!("Digest: {}", report.digest);
+        if report.new {
+            println!("Status: Downloaded newer image for {}", report.reference);
+        } else {
+            println!("Status: Image is up to date for {}", report.reference);
+        }
+        println!("{full}");
+    }
+    Ok(())
+}

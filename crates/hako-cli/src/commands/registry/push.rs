@@ -1,0 +1,58 @@
+//! `hako push NAME[:TAG]`.
+
+use anyhow::Result;
+use clap::Args;
+use hako_image::Reference;
+use hako_image::registry::{PushOptions, load_credentials};
+
+use super::progress::LayerProgress;
+use crate::context::Global;
+use crate::error::image_error;
+
+/// Arguments of `hako push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Allow plain http to this registry (loopback registries always may)
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// The image to push (its name says where: registry/repository:tag)
+    #[arg(value_name = "NAME[:TAG]")]
+    pub name: String,
+}
+
+/// Pushes, printing Docker's lines.
+pub fn run(g: &Global, a: &PushArgs) -> Result<()> {
+    let r = Reference::parse(&a.name).map_err(image_error)?;
+    let store = g.open_store()?;
+    // Fail on an unknown image before talking to the registry.
+    store.resolve(&a.name).map_err(image_error)?;
+    let show = LayerProgress::new(a.quiet);
+    if !a.quiet {
+        println!(
+            "The push refers to repository [{}]",
+            r.familiar_repository()
+        );
+    }
+    let callback = |e| show.event(e);
+    let opts = PushOptions {
+        insecure: a.insecure,
+        credentials: load_credentials(&super::config_path(), r.domain())?,
+        progress: Some(&callback),
+        ..PushOptions::default()
+    };
+    let report = store.push(&a.name, &opts).map_err(image_error)?;
+    if a.quiet {
+        println!("{}", r.with_default_tag().familiar());
+    } else {
+        println!(
+            "{}: digest: {} size: {}",
+            report.tag, report.digest, report.size
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! `system df`, `info`, `version`.
+
+pub mod df;
+pub mod info;
+pub mod version;

@@ -1,0 +1,107 @@
+//! Global flags and what they set up: logging, and the image store under `--root`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use hako_image::{ImageStore, Options};
+
+/// Flags accepted by every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Root directory of hako's data (images, layers, containers)
+    #[arg(
+        long,
+        global = true,
+        env = "HAKO_ROOT",
+        default_value = "/var/lib/hako",
+        value_name = "DIR"
+    )]
+    pub root: PathBuf,
+
+    /// Storage driver: overlay2 or vfs (default: what the root was created with, else
+    /// overlay2 if an overlay mount works here, else vfs)
+    #[arg(
+        long = "storage-driver",
+        short = 's',
+        global = true,
+        value_name = "DRIVER"
+    )]
+    pub storage_driver: Option<String>,
+
+    /// Enable debug output (same as --log-level debug)
+    #[arg(long, short = 'D', global = true)]
+    pub debug: bool,
+
+    /// Set the logging level
+    #[arg(long = "log-level", short = 'l', global = true, value_enum, default_value_t = LogLevel::Warn)]
+    pub log_level: LogLevel,
+}
+
+/// `--log-level` values (Docker's, `fatal` included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Everything, including debug details
+    Debug,
+    /// Informational messages and up
+    Info,
+    /// Warnings and errors
+    Warn,
+    /// Errors only
+    Error,
+    /// Errors only (Docker's name)
+    Fatal,
+}
+
+/// Logs go to stderr, one line each, without timestamps (a CLI, not a daemon).
+pub fn init_logging(g: &Global) {
+    use tracing::level_filters::LevelFilter;
+    let level = match (g.debug, g.log_level) {
+        (true, _) | (_, LogLevel::Debug) => LevelFilter::DEBUG,
+        (_, LogLevel::Info) => LevelFilter::INFO,
+        (_, LogLevel::Warn) => LevelFilter::WARN,
+        (_, LogLevel::Error | LogLevel::Fatal) => LevelFilter::ERROR,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Drivers Docker knows that this kernel or hako lacks, with the reason.
+pub const UNAVAILABLE_DRIVERS: &[(&str, &str)] = &[
+    ("aufs", "aufs is not in this kernel"),
+    ("devicemapper", "device-mapper is not in this kernel"),
+    ("btrfs", "not implemented by hako"),
+    ("zfs", "not implemented by hako"),
+    ("fuse-overlayfs", "not implemented by hako"),
+];
+
+impl Global {
+    /// Checks `--storage-driver` before anything is opened, so `aufs` gets a reason rather
+    /// than a complaint about the store.
+    pub fn check_driver(&self) -> Result<()> {
+        match self.storage_driver.as_deref() {
+            None | Some("overlay2" | "vfs") => Ok(()),
+            Some(d) => match UNAVAILABLE_DRIVERS.iter().find(|(n, _)| *n == d) {
+                Some((_, why)) => {
+                    bail!("storage driver {d} is not supported: {why} (use overlay2 or vfs)")
+                }
+                None => bail!("unknown storage driver {d:?} (supported: overlay2, vfs)"),
+            },
+        }
+    }
+
+    /// Opens (creating) the image store under `--root`.
+    pub fn open_store(&self) -> Result<ImageStore> {
+        self.check_driver()?;
+        let opts = Options {
+            driver: self.storage_driver.clone(),
+            ..Options::default()
+        };
+        ImageStore::open_with(&self.root, opts)
+            .with_context(|| format!("open image store at {}", self.root.display()))
+    }
+}

@@ -1,0 +1,106 @@
+//! How errors reach the user: one line on stderr, `Error: ` and Docker's wording, and
+//! Docker's exit codes (125 when hako itself fails; 126/127/the container's status will
+//! come with `run`).
+
+use std::process::ExitCode;
+
+/// Exit status for hako's own errors (bad flags, unknown images, store failures).
+pub const EXIT_HAKO: u8 = 125;
+
+/// Errors already printed (one line each, like `rmi a b` with two failures): only the
+/// exit code is left to set.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} of the operations failed")]
+pub struct AlreadyReported(pub usize);
+
+/// Prints `e` as one line and returns the exit code.
+pub fn report(e: &anyhow::Error) -> ExitCode {
+    if is_broken_pipe(e) {
+        // `hako images | head -1`: the reader left, nothing to say.
+        return ExitCode::SUCCESS;
+    }
+    if e.downcast_ref::<AlreadyReported>().is_none() {
+        eprintln!("Error: {}", one_line(&format!("{e:#}")));
+    }
+    ExitCode::from(EXIT_HAKO)
+}
+
+/// Clap's errors: help and version go to stdout with status 0; a usage error is one line
+/// (`Error: unexpected argument '--x' found; see 'hako images --help'`) with status 125.
+pub fn report_usage(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(EXIT_HAKO)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    let usage = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .and_then(|u| {
+            let words: Vec<&str> = u
+                .split_whitespace()
+                .take_while(|w| !w.starts_with('[') && !w.starts_with('<') && !w.starts_with('-'))
+                .collect();
+            (!words.is_empty()).then(|| words.join(" "))
+        });
+    match usage {
+        Some(cmd) => eprintln!("Error: {first}; see '{cmd} --help'"),
+        None => eprintln!("Error: {first}"),
+    }
+    ExitCode::from(EXIT_HAKO)
+}
+
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(
+                c.downcast_ref::<hako_image::Error>(),
+                Some(hako_image::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe
+            )
+    })
+}
+
+/// An image-store error in Docker's words: `No such image: foo:latest` names the
+/// reference as Docker normalizes it (tag `latest` added, short form).
+pub fn image_error(e: hako_image::Error) -> anyhow::Error {
+    match e {
+        hako_image::Error::NoSuchImage(name) => {
+            anyhow::anyhow!("No such image: {}", familiar(&name))
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// `foo` -> `foo:latest`, `docker.io/library/foo:1` -> `foo:1`; ids stay as given.
+pub fn familiar(name: &str) -> String {
+    if name.starts_with("sha256:") {
+        return name.to_string();
+    }
+    match hako_image::Reference::parse(name) {
+        Ok(r) => r.with_default_tag().familiar(),
+        Err(_) => name.to_string(),
+    }
+}

@@ -1,0 +1,36 @@
+//! `hako`: Docker's command line over hako's libraries, no daemon.
+//!
+//! ```text
+//! main.rs          parse (clap), set up logging, run, map the error to an exit code
+//! cli.rs           the command tree: top-level shortcuts (`images`, `rmi`, ...) and the
+//!                  `image` / `system` groups (containers join as `container` later)
+//! context.rs       global flags -> logging, the image store
+//! commands/        one file per command, grouped by object (image/, system/)
+//! format/          the Go-template engine behind every `--format`
+//! units.rs         human sizes and times; progress.rs: progress bars on a terminal
+//! error.rs         Docker's error lines and exit codes
+//! ```
+
+mod cli;
+mod commands;
+mod context;
+mod error;
+mod format;
+mod progress;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return error::report_usage(&e),
+    };
+    context::init_logging(&cli.global);
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => error::report(&e),
+    }
+}
