@@ -34,7 +34,7 @@ pub use archive::LoadedImage;
 pub use blobs::BlobStore;
 pub use digest::Digest;
 pub use error::{Error, Result};
-pub use hako_storage::{Change, ChangeKind, LayerPaths};
+pub use hako_storage::{Change, ChangeKind, LayerPaths, QuotaUsage, StorageOpts};
 pub use import::ImportOptions;
 pub use reference::Reference;
 pub use registry::{

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use hako_storage::{Driver, LayerPaths};
+use hako_storage::{Driver, LayerPaths, StorageOpts};
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -182,6 +182,11 @@ impl ImageStore {
     /// The storage driver's name (`overlay2`, `vfs`).
     pub fn driver_name(&self) -> &'static str {
         self.driver.name()
+    }
+
+    /// Whether `--storage-opt size=` works here (overlay2 on XFS mounted with `pquota`).
+    pub fn quota_supported(&self) -> bool {
+        self.driver.quota_supported()
     }
 
     /// The store root.
@@ -646,6 +651,18 @@ impl ImageStore {
     /// image's layers read-only, a new layer on top for the container's writes.
     /// The container id becomes the driver's layer id (`[0-9a-zA-Z_.-]`, at most 128).
     pub fn prepare_rootfs(&self, image: &str, container_id: &str) -> Result<RootfsMount> {
+        self.prepare_rootfs_with(image, container_id, &StorageOpts::default())
+    }
+
+    /// [`ImageStore::prepare_rootfs`] with `--storage-opt` options (`size=` limits the
+    /// container layer; see [`StorageOpts::parse`]). Options the driver cannot honour fail
+    /// before anything is created.
+    pub fn prepare_rootfs_with(
+        &self,
+        image: &str,
+        container_id: &str,
+        opts: &StorageOpts,
+    ) -> Result<RootfsMount> {
         let _flight = self.in_flight()?;
         let id = self.resolve(image)?;
         let top: Option<String> = self.conn().query_row(
@@ -675,7 +692,7 @@ impl ImageStore {
             return Err(Error::ContainerExists(container_id.to_string()));
         }
         self.driver
-            .create_rw(container_id, parent_cache.as_deref())?;
+            .create_rw_with(container_id, parent_cache.as_deref(), opts)?;
         let registered = (|| -> Result<()> {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -66,6 +66,15 @@ pub enum Error {
     /// A driver name hako does not know.
     #[error("unknown storage driver {0:?} (known: overlay2, vfs)")]
     UnknownDriver(String),
+    /// `--storage-opt size` where the backing filesystem cannot enforce it (Docker's words).
+    #[error("--storage-opt size is only supported for overlay over xfs with 'pquota' mount option")]
+    QuotaNotSupported,
+    /// A `--storage-opt` this driver does not take.
+    #[error("--storage-opt is not supported by the {0} storage driver")]
+    StorageOptNotSupported(&'static str),
+    /// A malformed `--storage-opt`.
+    #[error("bad --storage-opt: {0}")]
+    BadStorageOpt(String),
     /// A mount or unmount failed.
     #[error("{op} {path}: {source}")]
     Mount {

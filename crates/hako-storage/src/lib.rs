@@ -22,6 +22,7 @@ mod copy;
 mod error;
 pub mod mountinfo;
 mod overlay;
+mod quota;
 mod safefs;
 pub mod unpack;
 mod vfs;
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 pub use changes::{Change, ChangeKind};
 pub use error::{Error, Result};
 pub use overlay::Overlay2;
+pub use quota::{QuotaUsage, StorageOpts};
 pub use unpack::{LayerDigests, WhiteoutMode};
 pub use vfs::Vfs;
 
@@ -104,6 +106,27 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Creates an empty writable layer `id` on `parent`, for a container.
     fn create_rw(&self, id: &str, parent: Option<&str>) -> Result<()>;
+
+    /// [`Driver::create_rw`] with options (`--storage-opt`). A driver that cannot honour
+    /// an option fails before creating anything.
+    fn create_rw_with(&self, id: &str, parent: Option<&str>, opts: &StorageOpts) -> Result<()> {
+        if opts.is_empty() {
+            self.create_rw(id, parent)
+        } else {
+            Err(Error::StorageOptNotSupported(self.name()))
+        }
+    }
+
+    /// Whether `--storage-opt size=` works on this driver root.
+    fn quota_supported(&self) -> bool {
+        false
+    }
+
+    /// What layer `id` uses of its quota, if it has one.
+    fn quota_usage(&self, id: &str) -> Result<Option<QuotaUsage>> {
+        check_id(id)?;
+        Ok(None)
+    }
 
     /// Makes the union of `id` and its parents visible at a directory and returns it.
     /// Writes go to `id`'s own directory only.

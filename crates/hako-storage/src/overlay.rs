@@ -9,6 +9,7 @@
 //!   <id>/work/                                        overlay's scratch dir (layers with a parent)
 //!   <id>/merged/                                      mount point
 //!   tmp-XXXX/                                         a layer being built (renamed to <id> when done)
+//!   backingFsBlockDev, quota.lock                     XFS project quotas (see quota.rs)
 //! ```
 //!
 //! mount(2) takes at most one page of options. Absolute lowerdirs of 128 layers need
@@ -27,6 +28,7 @@ use nix::sched::{CloneFlags, unshare};
 
 use crate::changes::{self, Change};
 use crate::error::{Error, IoContext, Result};
+use crate::quota::{self, ProjectQuotas, QuotaUsage, StorageOpts};
 use crate::unpack::{self, LayerDigests, WhiteoutMode};
 use crate::{Driver, LayerPaths, MountInfo, check_id, mountinfo, random_name};
 
@@ -39,6 +41,8 @@ const MAX_MOUNT_DATA: usize = 4096 - 1;
 #[derive(Debug)]
 pub struct Overlay2 {
     home: PathBuf,
+    /// Project quotas, probed on first use: the controller, or why there is none.
+    quotas: std::sync::OnceLock<std::result::Result<ProjectQuotas, String>>,
 }
 
 impl Overlay2 {
@@ -58,7 +62,10 @@ impl Overlay2 {
         }
         let home = root.into().join("overlay2");
         std::fs::create_dir_all(home.join("l")).ctx(|| format!("create {}", home.display()))?;
-        Ok(Overlay2 { home })
+        Ok(Overlay2 {
+            home,
+            quotas: std::sync::OnceLock::new(),
+        })
     }
 
     /// Like [`Overlay2::new`], and also mounts a tiny overlay to prove that overlay works
@@ -101,6 +108,17 @@ impl Overlay2 {
         self.home.join(id)
     }
 
+    fn quotas(&self) -> Option<&ProjectQuotas> {
+        let q = self.quotas.get_or_init(|| {
+            let q = ProjectQuotas::probe(&self.home);
+            if let Err(why) = &q {
+                tracing::debug!(home = %self.home.display(), why, "no project quotas");
+            }
+            q
+        });
+        q.as_ref().ok()
+    }
+
     fn read_small(&self, id: &str, file: &str) -> Result<Option<String>> {
         match std::fs::read_to_string(self.dir(id).join(file)) {
             Ok(s) => Ok(Some(s.trim().to_string())),
@@ -110,13 +128,20 @@ impl Overlay2 {
     }
 
     /// Builds layer `id` in a temporary dir: `fill` writes the diff, then rename.
+    /// With `quota`, the layer directory gets a project quota of that many bytes before
+    /// anything is created in it, so all of it inherits the project.
     fn build(
         &self,
         id: &str,
         parent: Option<&str>,
+        quota: Option<u64>,
         fill: impl FnOnce(&Path) -> Result<LayerDigests>,
     ) -> Result<LayerDigests> {
         check_id(id)?;
+        let quotas = match quota {
+            Some(bytes) => Some((self.quotas().ok_or(Error::QuotaNotSupported)?, bytes)),
+            None => None,
+        };
         if self.exists(id) {
             return Err(Error::Exists(id.to_string()));
         }
@@ -136,6 +161,9 @@ impl Overlay2 {
         let tmp = self.home.join(format!("tmp-{}", random_name(20)));
         let guard = TempDirs(vec![tmp.clone()]);
         std::fs::create_dir(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        if let Some((q, bytes)) = quotas {
+            q.set(&tmp, bytes)?;
+        }
         std::fs::create_dir(tmp.join("diff")).ctx(|| format!("create {}/diff", tmp.display()))?;
         let link = random_name(SHORT_LEN);
         std::fs::write(tmp.join("link"), &link).ctx(|| format!("write {}/link", tmp.display()))?;
@@ -228,16 +256,35 @@ impl Driver for Overlay2 {
         parent: Option<&str>,
         stream: &mut dyn Read,
     ) -> Result<LayerDigests> {
-        self.build(id, parent, |diff| {
+        self.build(id, parent, None, |diff| {
             unpack::apply(stream, diff, WhiteoutMode::Overlay)
         })
     }
 
     fn create_rw(&self, id: &str, parent: Option<&str>) -> Result<()> {
-        self.build(id, parent, |diff| {
+        self.create_rw_with(id, parent, &StorageOpts::default())
+    }
+
+    fn create_rw_with(&self, id: &str, parent: Option<&str>, opts: &StorageOpts) -> Result<()> {
+        self.build(id, parent, opts.size, |diff| {
             unpack::apply(&mut crate::empty_tar(), diff, WhiteoutMode::Overlay)
         })
         .map(drop)
+    }
+
+    fn quota_supported(&self) -> bool {
+        self.quotas().is_some()
+    }
+
+    fn quota_usage(&self, id: &str) -> Result<Option<QuotaUsage>> {
+        check_id(id)?;
+        if !self.exists(id) {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        match self.quotas() {
+            Some(q) => q.usage(&self.dir(id)),
+            None => Ok(None),
+        }
     }
 
     fn mount(&self, id: &str) -> Result<MountInfo> {
@@ -326,10 +373,17 @@ impl Driver for Overlay2 {
         {
             let _ = std::fs::remove_file(self.home.join("l").join(link));
         }
+        let projid = quota::project_id(&self.dir(id)).unwrap_or(0);
         // Rename first: a crash mid-removal leaves a tmp- dir for cleanup, not half a layer.
         let trash = self.home.join(format!("tmp-rm-{}", random_name(20)));
         std::fs::rename(self.dir(id), &trash).ctx(|| format!("remove layer {id}"))?;
-        std::fs::remove_dir_all(&trash).ctx(|| format!("remove {}", trash.display()))
+        std::fs::remove_dir_all(&trash).ctx(|| format!("remove {}", trash.display()))?;
+        if projid != 0
+            && let Some(q) = self.quotas()
+        {
+            q.release(projid)?;
+        }
+        Ok(())
     }
 
     fn exists(&self, id: &str) -> bool {

@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod fd;
 pub mod mount;
 pub mod process;
+pub mod quota;
 pub mod seccomp;
 pub mod tty;
 pub mod uts;

@@ -35,7 +35,10 @@ pub fn run(g: &Global, a: &InfoArgs) -> Result<()> {
         "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
         "Images": images,
         "Driver": store.driver_name(),
-        "DriverStatus": [["Backing Filesystem", backing_fs(store.root())]],
+        "DriverStatus": [
+            ["Backing Filesystem", backing_fs(store.root())],
+            ["Project Quotas (--storage-opt size)", store.quota_supported().to_string()],
+        ],
         "UnavailableDrivers": unavailable,
         "DockerRootDir": store.root().display().to_string(),
         "CgroupDriver": "cgroupfs",
