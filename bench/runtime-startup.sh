@@ -46,14 +46,18 @@ python3 - "$1" <<'PY'
 import json, sys
 results = json.load(open(sys.argv[1]))["results"]
 med = {r["command"]: r["median"] * 1000 for r in results}
+cpu = {r["command"]: (r["user"] + r["system"]) * 1000 for r in results}
 print()
-print(f"{'runtime':<14}{'median':>10}{'mean':>10}{'stddev':>9}{'vs crun':>9}{'vs runc':>9}")
+print(f"{'runtime':<14}{'median':>10}{'mean':>10}{'stddev':>9}{'vs crun':>9}{'vs runc':>9}"
+      f"{'cpu':>10}{'cpu/crun':>10}")
 for r in results:
     name, m = r["command"], r["median"] * 1000
     ratio = lambda base: f"{m / med[base]:.2f}x" if base in med else "-"
+    cratio = f"{cpu[name] / cpu['crun']:.2f}x" if "crun" in cpu else "-"
     print(f"{name:<14}{m:>8.2f}ms{r['mean']*1000:>8.2f}ms{r['stddev']*1000:>7.2f}ms"
-          f"{ratio('crun'):>9}{ratio('runc'):>9}")
-print("\n(ratio < 1.00x means faster than the baseline; JSON and markdown in bench/results/)")
+          f"{ratio('crun'):>9}{ratio('runc'):>9}{cpu[name]:>8.2f}ms{cratio:>10}")
+print("\n(ratio < 1.00x means faster than the baseline; cpu = mean user+system time, which a")
+print(" loaded machine disturbs far less than wall time; JSON and markdown in bench/results/)")
 PY
 }
 
