@@ -109,7 +109,7 @@ pub(crate) fn parse_tag(s: &str) -> Result<Reference> {
 }
 
 /// Applies one Dockerfile instruction to a Docker-shaped container config.
-fn apply_change(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
+pub(crate) fn apply_change(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
     let bad = || Error::BadChange(change.to_string());
     let (instr, rest) = change
         .trim()
@@ -233,7 +233,7 @@ fn key_values(s: &str) -> Option<Vec<(String, String)>> {
 }
 
 /// Now, RFC 3339 with nanoseconds as Docker writes `created`.
-fn now_rfc3339_nanos() -> String {
+pub(crate) fn now_rfc3339_nanos() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

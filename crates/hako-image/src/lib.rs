@@ -20,6 +20,7 @@
 
 mod archive;
 mod blobs;
+mod commit;
 mod db;
 mod digest;
 mod error;
@@ -32,6 +33,7 @@ mod store;
 
 pub use archive::LoadedImage;
 pub use blobs::BlobStore;
+pub use commit::CommitOptions;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use hako_storage::{Change, ChangeKind, LayerPaths, QuotaUsage, StorageOpts};

@@ -791,7 +791,7 @@ impl ImageStore {
         Ok(self.driver.changes(container_id, parent.as_deref())?)
     }
 
-    fn container_image(&self, container_id: &str) -> Result<Digest> {
+    pub(crate) fn container_image(&self, container_id: &str) -> Result<Digest> {
         let id: String = self
             .conn()
             .query_row(

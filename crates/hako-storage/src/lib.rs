@@ -20,6 +20,7 @@
 mod changes;
 mod copy;
 mod error;
+mod export;
 pub mod mountinfo;
 mod overlay;
 mod quota;
@@ -137,6 +138,10 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Lists the changes of layer `id` relative to its `parent` (sorted by path).
     fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<Change>>;
+
+    /// Writes layer `id`'s own changes relative to `parent` as an OCI layer tar
+    /// (uncompressed; whiteouts as `.wh.NAME`, opaque directories as `.wh..wh..opq`).
+    fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn std::io::Write) -> Result<()>;
 
     /// Removes layer `id` (unmounting it first if needed). Removing a missing layer is not
     /// an error.

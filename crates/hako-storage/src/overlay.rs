@@ -361,6 +361,11 @@ impl Driver for Overlay2 {
         changes::overlay_changes(&paths.upper_dir, &paths.lower_dirs)
     }
 
+    fn diff(&self, id: &str, _parent: Option<&str>, out: &mut dyn std::io::Write) -> Result<()> {
+        let paths = self.paths(id)?;
+        crate::export::overlay_diff(&paths.upper_dir, out)
+    }
+
     fn remove(&self, id: &str) -> Result<()> {
         check_id(id)?;
         if !self.dir(id).exists() {

@@ -113,6 +113,11 @@ impl Driver for Vfs {
         changes::tree_changes(&self.dir(id), parent_dir.as_deref())
     }
 
+    fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn std::io::Write) -> Result<()> {
+        let changes = self.changes(id, parent)?;
+        crate::export::changes_diff(&self.dir(id), &changes, out)
+    }
+
     fn remove(&self, id: &str) -> Result<()> {
         check_id(id)?;
         if !self.dir(id).exists() {
