@@ -160,23 +160,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// Docker's `CreatedAt`: `2024-01-02 03:04:05 +0000 UTC`.
 pub fn created_at(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let rem = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0).unsigned_abs());
+    let rfc = humantime::format_rfc3339_seconds(when).to_string();
+    rfc.replacen('T', " ", 1).replacen('Z', " +0000 UTC", 1)
 }
 
 #[cfg(test)]
