@@ -103,7 +103,34 @@ fn unknown_capability_is_an_error(rt: &Runtime) {
     rt.assert_no_leaks(&[&id], &[b.path()]);
 }
 
+/// Keys are not namespaced: each container gets its own session keyring (`_ses.<id>`),
+/// unless `--no-new-keyring`.
+fn own_session_keyring(rt: &Runtime) {
+    let keyring_of = |id: &str| {
+        std::fs::read_to_string("/proc/keys")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.ends_with(&format!("keyring   _ses.{id}: empty"))
+                    || l.contains(&format!(" _ses.{id}:"))
+            })
+    };
+    let b = bundle(&Config::new().args(&["sleep", "1000"]));
+    let id = unique_id("key");
+    let guard = common::ContainerGuard::new(rt, &id);
+    rt.create(&id, b.path()).expect_ok("create");
+    assert!(keyring_of(&id), "no _ses.{id} keyring in /proc/keys");
+    drop(guard);
+    let id2 = unique_id("key");
+    let guard = common::ContainerGuard::new(rt, &id2);
+    rt.create_with(&id2, b.path(), &["--no-new-keyring"])
+        .expect_ok("create --no-new-keyring");
+    assert!(!keyring_of(&id2), "--no-new-keyring still made a keyring");
+    drop(guard);
+}
+
 scenario!(
+    own_session_keyring,
     seccomp_errno_ret,
     docker_default_profile,
     seccomp_no_new_privs_off,

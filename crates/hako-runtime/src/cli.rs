@@ -64,7 +64,7 @@ pub struct CreateArgs {
     /// Do not use pivot_root (for a ramdisk root): move the rootfs and chroot
     #[arg(long)]
     pub no_pivot: bool,
-    /// Do not create a new session keyring (accepted; hako-runtime never makes one)
+    /// Keep the caller's session keyring instead of giving the container its own
     #[arg(long)]
     pub no_new_keyring: bool,
     /// Pass this many extra descriptors (from fd 3 up) to the container

@@ -7,6 +7,7 @@
 
 pub mod bpf;
 pub mod fd;
+pub mod keyring;
 pub mod mount;
 pub mod process;
 pub mod quota;

@@ -159,6 +159,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         console_socket,
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
+        no_new_keyring: opts.no_new_keyring,
     };
     let pid = spawn(
         SpawnArgs {

@@ -33,6 +33,8 @@ pub struct InitArgs<'a> {
     pub console_socket: Option<OwnedFd>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    /// `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
 }
 
 /// Run as the init; never returns.
@@ -87,6 +89,17 @@ fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
             .context(|| "setgid 0 in user namespace".into())?;
         nix::unistd::setresuid(0.into(), 0.into(), 0.into())
             .context(|| "setuid 0 in user namespace".into())?;
+    }
+    if !args.no_new_keyring {
+        // Keys are not namespaced: without its own session keyring a container would see
+        // (and could add to) the keyring of whoever started it.
+        let name = std::ffi::CString::new(format!("_ses.{}", args.id)).expect("ids have no NUL");
+        match hako_sys::keyring::join_new_session_keyring(&name) {
+            Ok(()) => {}
+            // A kernel without keyrings: nothing to isolate (runc ignores it too).
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+            Err(e) => return Err(e).context(|| "join a new session keyring".into()),
+        }
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).context(|| format!("set hostname {h}"))?;

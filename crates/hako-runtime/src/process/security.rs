@@ -150,7 +150,8 @@ fn apply_lsm(process: &Process) -> Result<()> {
             .context(|| format!("set AppArmor profile {profile}"))?;
     }
     if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
-        std::fs::write("/proc/self/attr/exec", label).context(|| format!("set SELinux label {label}"))?;
+        std::fs::write("/proc/self/attr/exec", label)
+            .context(|| format!("set SELinux label {label}"))?;
     }
     Ok(())
 }
