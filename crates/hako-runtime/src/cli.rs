@@ -99,7 +99,7 @@ pub enum Command {
         /// Return right after starting; the container's stdio stays attached
         #[arg(short, long)]
         detach: bool,
-        /// Keep the container after it exits (accepted; `delete` removes it)
+        /// Keep the container (state, cgroup) after it exits; `delete` removes it
         #[arg(long)]
         keep: bool,
     },

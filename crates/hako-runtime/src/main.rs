@@ -87,9 +87,11 @@ fn dispatch(cli: &Cli) -> hako_runtime::Result<i32> {
             container::create::create(&opts, console).map(|_| 0)
         }
         Command::Start { id } => container::start::start(root, id).map(|()| 0),
-        Command::Run { create, detach, .. } => {
-            container::run::run(&create_options(cli, create), *detach)
-        }
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => container::run::run(&create_options(cli, create), *detach, *keep),
         Command::State { id } => {
             println!("{}", container::state::state(root, id)?);
             Ok(0)

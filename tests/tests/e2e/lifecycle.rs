@@ -12,6 +12,7 @@ scenario!(
     start_twice_fails,
     run_detach_with_pid_file,
     run_no_pivot,
+    run_keep,
 );
 
 /// A container that runs until the test creates `<rootfs>/tmp/go`.
@@ -165,5 +166,16 @@ fn run_no_pivot(rt: &Runtime) {
     let out = rt.run_with(&id, b.path(), &["--no-pivot"]);
     out.expect_ok("run --no-pivot");
     assert_eq!(rt.container_stdout(&id), "1\n/bin/busybox\n", "{out}");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+}
+
+/// `run --keep`: the container stays (stopped) after its process exits, until `delete`.
+fn run_keep(rt: &Runtime) {
+    let b = bundle(&Config::new().sh("exit 3"));
+    let id = unique_id("keep");
+    let out = rt.run_with(&id, b.path(), &["--keep"]);
+    assert_eq!(out.code(), Some(3), "{out}");
+    assert_eq!(rt.status(&id).as_deref(), Some("stopped"), "{out}");
+    rt.delete(&id).expect_ok("delete after run --keep");
     rt.assert_no_leaks(&[&id], &[b.path()]);
 }

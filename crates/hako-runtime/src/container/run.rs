@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::foreground;
 
 /// Run a container. Returns the exit code `hako-runtime run` should exit with.
-pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32> {
+pub fn run(opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     let wants_tty = crate::config::Config::load(&opts.bundle)?
         .spec
         .process()
@@ -52,6 +52,8 @@ pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32> {
     // The init is our child: nobody else can reap it, so no signal or exit is lost even
     // though the mask is only set up now.
     let code = foreground::wait(c.st.pid, proxy_end.as_ref())?;
-    super::delete::destroy(&Container::load(&opts.root, &opts.id)?)?;
+    if !keep {
+        super::delete::destroy(&Container::load(&opts.root, &opts.id)?)?;
+    }
     Ok(code)
 }
