@@ -23,7 +23,7 @@ if [ "${1:-}" != "--inner" ]; then
     TARGET="$(target_dir)"
     if [ ! -x "$TARGET/release/hako-fixture" ] || [ ! -x "$TARGET/release/hako-runtime" ]; then
         step "build (release)"
-        cargo build --release --workspace --bins
+        build_release
     fi
     export HAKO_RUNTIME="${HAKO_RUNTIME:-$TARGET/release/hako-runtime}"
     export BENCH_DIR="${BENCH_DIR:-/tmp/hako-bench}"

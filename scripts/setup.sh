@@ -17,7 +17,7 @@ step "packages"
 ensure_packages "${HAKO_PACKAGES[@]}"
 
 step "build (release)"
-cargo build --release --workspace --bins
+build_release
 TARGET="$(target_dir)"
 
 case "$RUNTIME" in

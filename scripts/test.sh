@@ -19,7 +19,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 step "build (release, all binaries)"
-cargo build --release --workspace --bins
+build_release
 TARGET="$(target_dir)"
 export HAKO_RUNTIME="$TARGET/release/hako-runtime"
 
