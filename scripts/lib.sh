@@ -32,6 +32,8 @@ target_dir() {
 build_release() {
     cargo build --release --workspace --bins
     cargo rustc --release -p hako-runtime --bin hako-runtime -- -C target-feature=+crt-static
+    # hako-init is bind-mounted into arbitrary images for --init: it must be static too.
+    sh scripts/build-init.sh >/dev/null
 }
 
 step() {
