@@ -428,14 +428,25 @@ fn rmi_messages_and_in_use() {
     // Two tags: removing one only untags.
     assert_eq!(h.ok(&["rmi", "busybox"]), "Untagged: busybox:latest\n");
     let expected = if hako_test_support::is_root() {
+        /// Releases (unmounts) the container rootfs even when an assertion fails.
+        struct Release<'a>(&'a hako_image::ImageStore, bool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    let _ = self.0.release_rootfs("ctr-in-use");
+                }
+            }
+        }
         let store = hako_image::ImageStore::open(h.root()).expect("open store");
         store
             .prepare_rootfs("bb:2", "ctr-in-use")
             .expect("prepare rootfs");
+        let mut guard = Release(&store, true);
         let err = h.fails(&["rmi", "bb:2"]);
         assert!(err.contains("being used by container ctr-in-use"), "{err}");
         assert_eq!(h.ok(&["images", "-q"]), format!("{}\n", short(&id)));
         assert_eq!(h.ok(&["rmi", "-f", "bb:2"]), "Untagged: bb:2\n");
+        guard.1 = false;
         store.release_rootfs("ctr-in-use").expect("release");
         format!("Deleted: {id}\n")
     } else {
