@@ -63,6 +63,10 @@ impl<'a> LayerTar<'a> {
     /// `full` (on disk) as `rel` in the tar.
     fn entry(&mut self, full: &Path, rel: &Path) -> Result<()> {
         let md = std::fs::symlink_metadata(full).ctx(|| format!("stat {}", full.display()))?;
+        if md.file_type().is_socket() {
+            // Sockets cannot be archived (Docker leaves them out too).
+            return Ok(());
+        }
         self.xattrs(full)?;
         if md.file_type().is_file() && md.nlink() > 1 {
             let key = (md.dev(), md.ino());
