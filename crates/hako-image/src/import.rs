@@ -234,11 +234,7 @@ fn key_values(s: &str) -> Option<Vec<(String, String)>> {
 
 /// Now, RFC 3339 with nanoseconds as Docker writes `created`.
 pub(crate) fn now_rfc3339_nanos() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = crate::rfc3339(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    format!("{}.{:09}Z", secs.trim_end_matches('Z'), d.subsec_nanos())
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]
