@@ -5,43 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hako_image::{CommitOptions, ImageStore, ImportOptions, Options};
 
-/// A temp store root; drop unmounts anything below it, then removes it.
-struct Root(Option<tempfile::TempDir>);
+mod common;
 
-impl Root {
-    fn new() -> Root {
-        Root(Some(
-            tempfile::Builder::new()
-                .prefix("hako-test-commit-")
-                .tempdir_in("/var/tmp")
-                .unwrap(),
-        ))
-    }
-    fn path(&self) -> &Path {
-        self.0.as_ref().unwrap().path()
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<PathBuf> = text
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(PathBuf::from)
-            .filter(|p| p.starts_with(self.path()))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        drop(self.0.take());
-    }
-}
+use common::Root;
 
 fn rootfs_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -107,7 +77,7 @@ fn tree(root: &Path) -> Vec<String> {
 }
 
 fn commit_round_trip(driver: &str) {
-    let root = Root::new();
+    let root = Root::new("hako-test-commit-");
     let store = ImageStore::open_with(
         root.path(),
         Options {
@@ -194,7 +164,7 @@ fn commit_round_trip(driver: &str) {
     // save needs the new layer's blob; a fresh store loads it back.
     let mut saved = Vec::new();
     store.save(&["hako-test/committed:1"], &mut saved).unwrap();
-    let root2 = Root::new();
+    let root2 = Root::new("hako-test-commit-");
     let other = ImageStore::open_with(
         root2.path(),
         Options {
@@ -235,7 +205,7 @@ fn commit_round_trip_vfs() {
 
 #[test]
 fn storage_opt_size_without_quota_is_refused() {
-    let root = Root::new();
+    let root = Root::new("hako-test-commit-");
     let store = ImageStore::open_with(
         root.path(),
         Options {

@@ -12,39 +12,9 @@ use std::time::{Duration, Instant};
 use hako_image::registry::{self, ProgressEvent, ProgressStatus};
 use hako_image::{Credentials, Digest, Error, ImageStore, ImportOptions, PullOptions, PushOptions};
 
-/// A temp store root; drop unmounts anything below it, then removes it.
-struct Root(Option<tempfile::TempDir>);
+mod common;
 
-impl Root {
-    fn new() -> Root {
-        Root(Some(
-            tempfile::Builder::new()
-                .prefix("hako-test-registry-")
-                .tempdir_in("/var/tmp")
-                .unwrap(),
-        ))
-    }
-    fn path(&self) -> &Path {
-        self.0.as_ref().unwrap().path()
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<PathBuf> = text
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(PathBuf::from)
-            .filter(|p| p.starts_with(self.path()))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        drop(self.0.take());
-    }
-}
+use common::Root;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -191,7 +161,7 @@ fn push_then_pull_into_another_store() {
     let Some(reg) = Registry::start(None) else {
         return;
     };
-    let a = Root::new();
+    let a = Root::new("hako-test-registry-");
     let src = ImageStore::open(a.path()).unwrap();
     let name = format!("{}/hako/app:1", reg.host());
     let id = import(&src, &name, b"round trip");
@@ -245,7 +215,7 @@ fn push_then_pull_into_another_store() {
     assert_eq!(tags, vec!["1".to_string(), "chunked".to_string()]);
 
     // Pull into a second store.
-    let b = Root::new();
+    let b = Root::new("hako-test-registry-");
     let dst = ImageStore::open(b.path()).unwrap();
     let events = Events::default();
     let ev = events.clone();
@@ -339,7 +309,7 @@ fn push_then_pull_into_another_store() {
 
 #[test]
 fn unreachable_registry_is_a_clear_error() {
-    let a = Root::new();
+    let a = Root::new("hako-test-registry-");
     let store = ImageStore::open(a.path()).unwrap();
     let port = free_port();
     let started = Instant::now();
@@ -391,7 +361,7 @@ fn skopeo_interop() {
     let Some(reg) = Registry::start(None) else {
         return;
     };
-    let a = Root::new();
+    let a = Root::new("hako-test-registry-");
     let src = ImageStore::open(a.path()).unwrap();
     let id = import(&src, "hako-test/sk:1", b"via skopeo");
     let saved = a.path().join("saved.tar");
@@ -408,7 +378,7 @@ fn skopeo_interop() {
         &format!("docker-archive:{}", saved.display()),
         &format!("docker://{target}"),
     ]);
-    let b = Root::new();
+    let b = Root::new("hako-test-registry-");
     let dst = ImageStore::open(b.path()).unwrap();
     let pulled = dst.pull(&target, &PullOptions::default()).unwrap();
     assert_eq!(pulled.id, id);
@@ -451,7 +421,7 @@ fn basic_auth_with_htpasswd() {
     let Some(reg) = Registry::start(Some(("hako", "s3cret"))) else {
         return;
     };
-    let a = Root::new();
+    let a = Root::new("hako-test-registry-");
     let store = ImageStore::open(a.path()).unwrap();
     let name = format!("{}/private/app:1", reg.host());
     let id = import(&store, &name, b"secret");
@@ -499,7 +469,7 @@ fn basic_auth_with_htpasswd() {
             },
         )
         .unwrap();
-    let b = Root::new();
+    let b = Root::new("hako-test-registry-");
     let other = ImageStore::open(b.path()).unwrap();
     let e = other.pull(&name, &PullOptions::default()).unwrap_err();
     assert!(matches!(e, Error::Registry { status: 401, .. }), "{e:?}");
@@ -696,7 +666,7 @@ fn bearer_token_auth() {
     let img = fake_image(false);
     let id = img.id.clone();
     let fake = FakeRegistry::start(img, true);
-    let a = Root::new();
+    let a = Root::new("hako-test-registry-");
     let store = ImageStore::open(a.path()).unwrap();
     let name = format!("127.0.0.1:{}/fake/img", fake.port);
     let e = store.pull(&name, &PullOptions::default()).unwrap_err();
@@ -737,7 +707,7 @@ fn bearer_token_auth() {
 fn corrupted_blob_and_foreign_architecture() {
     let img = fake_image(true);
     let fake = FakeRegistry::start(img, false);
-    let a = Root::new();
+    let a = Root::new("hako-test-registry-");
     let store = ImageStore::open(a.path()).unwrap();
     let e = store
         .pull(
@@ -788,7 +758,7 @@ fn corrupted_blob_in_real_registry_storage() {
     let Some(reg) = Registry::start(None) else {
         return;
     };
-    let a = Root::new();
+    let a = Root::new("hako-test-registry-");
     let src = ImageStore::open(a.path()).unwrap();
     let name = format!("{}/hako/corrupt:1", reg.host());
     import(&src, &name, &noise(100_000));
@@ -807,7 +777,7 @@ fn corrupted_blob_in_real_registry_storage() {
         }
     }
     assert_eq!(corrupted, 1);
-    let b = Root::new();
+    let b = Root::new("hako-test-registry-");
     let dst = ImageStore::open(b.path()).unwrap();
     let e = dst.pull(&name, &PullOptions::default()).unwrap_err();
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
@@ -875,14 +845,14 @@ fn kill_9_mid_pull() {
     let Some(reg) = Registry::start(None) else {
         return;
     };
-    let src_root = Root::new();
+    let src_root = Root::new("hako-test-registry-");
     let src = ImageStore::open(src_root.path()).unwrap();
     let big = noise(8 << 20);
     let name = format!("{}/hako/big:1", reg.host());
     let id = import(&src, &name, &big);
     src.push(&name, &PushOptions::default()).unwrap();
 
-    let dst = Root::new();
+    let dst = Root::new("hako-test-registry-");
     drop(ImageStore::open(dst.path()).unwrap());
     let marker = PathBuf::from(format!("{}.marker", dst.path().display()));
     let mut child = Command::new(std::env::current_exe().unwrap())

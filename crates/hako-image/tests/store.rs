@@ -2,44 +2,14 @@
 //! diff, remove, prune, save/load round trips, skopeo interop, and a `kill -9` mid-load.
 
 use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use hako_image::{ChangeKind, Error, ImageStore, ImportOptions, Options, RemoveAction};
 
-/// A temp store root; drop unmounts anything below it, then removes it.
-struct Root(Option<tempfile::TempDir>);
+mod common;
 
-impl Root {
-    fn new() -> Root {
-        Root(Some(
-            tempfile::Builder::new()
-                .prefix("hako-test-image-")
-                .tempdir_in("/var/tmp")
-                .unwrap(),
-        ))
-    }
-    fn path(&self) -> &Path {
-        self.0.as_ref().unwrap().path()
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<PathBuf> = text
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(PathBuf::from)
-            .filter(|p| p.starts_with(self.path()))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        drop(self.0.take());
-    }
-}
+use common::Root;
 
 fn rootfs_tar(extra: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -106,7 +76,7 @@ fn leftovers(root: &Path) -> Vec<String> {
 }
 
 fn lifecycle(driver: &str) {
-    let root = Root::new();
+    let root = Root::new("hako-test-image-");
     let store = ImageStore::open_with(
         root.path(),
         Options {
@@ -230,7 +200,7 @@ fn lifecycle_vfs() {
 
 #[test]
 fn bad_import_writes_nothing() {
-    let root = Root::new();
+    let root = Root::new("hako-test-image-");
     let store = ImageStore::open(root.path()).unwrap();
     let e = store
         .import(
@@ -268,7 +238,7 @@ fn bad_import_writes_nothing() {
 
 #[test]
 fn save_load_round_trip_and_corruption() {
-    let a = Root::new();
+    let a = Root::new("hako-test-image-");
     let store = ImageStore::open(a.path()).unwrap();
     let id = import(&store, "hako-test/rt:1", "round trip");
     store
@@ -277,7 +247,7 @@ fn save_load_round_trip_and_corruption() {
     let mut archive = Vec::new();
     store.save(&[id.as_str()], &mut archive).unwrap();
 
-    let b = Root::new();
+    let b = Root::new("hako-test-image-");
     let other = ImageStore::open(b.path()).unwrap();
     let loaded = other.load(&mut Cursor::new(&archive)).unwrap();
     assert_eq!(loaded.len(), 1);
@@ -303,7 +273,7 @@ fn save_load_round_trip_and_corruption() {
     assert_eq!(again, archive);
 
     // A flipped byte in a layer: digest mismatch, nothing listed.
-    let c = Root::new();
+    let c = Root::new("hako-test-image-");
     let third = ImageStore::open(c.path()).unwrap();
     let mut bad = archive.clone();
     let pos = bad
@@ -338,7 +308,7 @@ fn skopeo_reads_what_we_save_and_we_load_what_it_writes() {
         eprintln!("skopeo not installed; skipping");
         return;
     }
-    let a = Root::new();
+    let a = Root::new("hako-test-image-");
     let store = ImageStore::open(a.path()).unwrap();
     let id = import(&store, "hako-test/sk:1", "skopeo");
     let saved = a.path().join("saved.tar");
@@ -384,7 +354,7 @@ fn skopeo_reads_what_we_save_and_we_load_what_it_writes() {
     ]);
 
     for (file, tag) in [(&oci, "hako-test/sk:oci"), (&dock, "hako-test/sk:docker")] {
-        let b = Root::new();
+        let b = Root::new("hako-test-image-");
         let other = ImageStore::open(b.path()).unwrap();
         let loaded = other.load(&mut std::fs::File::open(file).unwrap()).unwrap();
         assert_eq!(loaded.len(), 1, "{file:?}");
@@ -414,7 +384,7 @@ fn load_child() {
 #[test]
 fn kill_9_mid_load() {
     // An archive with a big layer so the child is surely mid-way when killed.
-    let src = Root::new();
+    let src = Root::new("hako-test-image-");
     let store = ImageStore::open(src.path()).unwrap();
     let mut big = tar::Builder::new(Vec::new());
     for i in 0..64 {
@@ -440,7 +410,7 @@ fn kill_9_mid_load() {
     let mut archive = Vec::new();
     store.save(&["hako-test/big"], &mut archive).unwrap();
 
-    let dst = Root::new();
+    let dst = Root::new("hako-test-image-");
     drop(ImageStore::open(dst.path()).unwrap());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "load_child", "--nocapture"])
