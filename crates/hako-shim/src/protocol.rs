@@ -1,0 +1,281 @@
+//! The shim's control protocol, and a small blocking client for it.
+//!
+//! Every request is **one JSON line** (terminated by `\n`) written on a *fresh* connection to
+//! the unix stream socket `<state-dir>/attach.sock`; the shim answers with one JSON line.
+//! Except for `attach`, the shim closes the connection after the reply. The JSON is serde's
+//! externally tagged form in `snake_case`: a unit variant is a bare string, a variant with
+//! fields is a one-key object.
+//!
+//! ```text
+//!   client → shim                                      shim → client
+//!   {"attach":{"stdin":true,"stdout":true,"stderr":true}}  {"attached":{"tty":false}}  then a stream
+//!   {"resize":{"rows":40,"cols":120}}                  "ok"
+//!   "start"                                            "ok" | {"error":{"message":"..."}}
+//!   "wait"                                             {"exited":{"exit_code":3,"signal":null,
+//!                                                        "finished_at":"2026-11-28T16:03:24.123456789Z",
+//!                                                        "oom_killed":false,"restart_count":0}}
+//!   "state"                                            {"state":{"pid":4242,"status":"running",...}}
+//!   {"stop":{"no_restart":true}}                       "ok"
+//! ```
+//!
+//! `start` is answered after `RUNTIME start ID` returned. `wait` is answered at the
+//! container's *next* exit, or at once if it has exited and will not be restarted. `stop`
+//! only marks the container as stopped by the user (the restart policy then leaves it
+//! down); the engine sends the signal itself with `RUNTIME kill`.
+//!
+//! # The attach stream
+//!
+//! After the `attached` line the connection carries the container's stdio:
+//!
+//! * **tty**: raw bytes both ways (the pty).
+//! * **no tty**: shim → client uses Docker's stdcopy framing, an 8-byte header
+//!   `[stream, 0, 0, 0, len as u32 big-endian]` (stream 1 = stdout, 2 = stderr) and then
+//!   `len` bytes of payload; client → shim bytes are raw stdin.
+//!
+//! A client that shuts down its write half closes the container's stdin when the shim runs
+//! with `--stdin-once`. Clients that only want output never write. When the container has
+//! exited and its output is drained the shim closes the connection.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The control socket in the state directory.
+pub const ATTACH_SOCKET: &str = "attach.sock";
+/// The socket the runtime sends the pty master to (`--console-socket`), with `--tty`.
+pub const CONSOLE_SOCKET: &str = "console.sock";
+/// The shim's pid (the detached process), written once it is running.
+pub const SHIM_PID_FILE: &str = "shim.pid";
+/// The container init's pid, written by the runtime (`--pid-file`).
+pub const INIT_PID_FILE: &str = "init.pid";
+/// The last exit of the container ([`ExitInfo`] as JSON), replaced atomically.
+pub const EXIT_FILE: &str = "exit.json";
+/// The runtime's JSON log (`--log ... --log-format json`).
+pub const RUNTIME_LOG: &str = "runtime.log";
+
+/// Stream ids in the stdcopy header of a non-tty attach stream.
+pub const STREAM_STDOUT: u8 = 1;
+/// See [`STREAM_STDOUT`].
+pub const STREAM_STDERR: u8 = 2;
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// Attach to the container's stdio; reply [`Reply::Attached`], then the stream.
+    Attach {
+        /// Forward the client's bytes to the container's stdin.
+        stdin: bool,
+        /// Send the container's stdout.
+        stdout: bool,
+        /// Send the container's stderr.
+        stderr: bool,
+    },
+    /// Set the terminal size (tty only); reply [`Reply::Ok`].
+    Resize {
+        /// Rows.
+        rows: u16,
+        /// Columns.
+        cols: u16,
+    },
+    /// Run `RUNTIME start ID`; reply after it returned.
+    Start,
+    /// Reply [`Reply::Exited`] at the next exit (at once if exited for good).
+    Wait,
+    /// Reply [`Reply::State`].
+    State,
+    /// Mark the container stopped by the user, so the restart policy leaves it down.
+    Stop {
+        /// Do not restart after the coming exit (the only meaningful value is `true`).
+        no_restart: bool,
+    },
+}
+
+/// How the container's init ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// The exit code, or 128+N when signal N killed it.
+    pub exit_code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// When the shim reaped it: RFC 3339 UTC with nanoseconds.
+    pub finished_at: String,
+    /// The cgroup recorded an OOM kill during this run (best effort).
+    pub oom_killed: bool,
+    /// Restarts done before this exit.
+    pub restart_count: u32,
+}
+
+/// The shim's view of the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimState {
+    /// The init's pid while it runs (also while created, before start).
+    pub pid: Option<i32>,
+    /// `created`, `running`, `restarting` or `exited`.
+    pub status: String,
+    /// When the current (or last) run started: RFC 3339 UTC with nanoseconds.
+    pub started_at: Option<String>,
+    /// The last exit, if any.
+    pub exit: Option<ExitInfo>,
+    /// Restarts done by the restart policy.
+    pub restart_count: u32,
+    /// Whether the container has a terminal.
+    pub tty: bool,
+}
+
+/// The shim's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Done.
+    Ok,
+    /// Failed, with a message for the user.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+    /// The attach stream follows.
+    Attached {
+        /// Raw bytes (tty) rather than stdcopy frames.
+        tty: bool,
+    },
+    /// Answer to [`Request::Wait`].
+    Exited(ExitInfo),
+    /// Answer to [`Request::State`].
+    State(ShimState),
+}
+
+/// The path of the control socket of the shim with state directory `state_dir`.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(ATTACH_SOCKET)
+}
+
+/// Send one request on a fresh connection and read the one-line reply.
+///
+/// For [`Request::Wait`] this blocks until the container exits.
+pub fn request(state_dir: &Path, req: &Request) -> io::Result<Reply> {
+    let mut stream = UnixStream::connect(socket_path(state_dir))?;
+    send(&mut stream, req)?;
+    read_reply(&mut stream)
+}
+
+/// Attach to the container's stdio. Returns the connection positioned right after the
+/// reply line (nothing of the stream is consumed) and whether the container has a tty.
+pub fn attach(
+    state_dir: &Path,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> io::Result<(UnixStream, bool)> {
+    let mut stream = UnixStream::connect(socket_path(state_dir))?;
+    send(
+        &mut stream,
+        &Request::Attach {
+            stdin,
+            stdout,
+            stderr,
+        },
+    )?;
+    match read_reply(&mut stream)? {
+        Reply::Attached { tty } => Ok((stream, tty)),
+        Reply::Error { message } => Err(io::Error::other(message)),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected reply to attach: {other:?}"),
+        )),
+    }
+}
+
+/// The last recorded exit (`<state-dir>/exit.json`), `None` if the container never exited.
+pub fn read_exit(state_dir: &Path) -> io::Result<Option<ExitInfo>> {
+    match std::fs::read(state_dir.join(EXIT_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write `req` as one line.
+fn send(stream: &mut UnixStream, req: &Request) -> io::Result<()> {
+    let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)
+}
+
+/// Read one line, byte by byte, so that nothing after it is consumed (the attach stream
+/// follows the reply on the same connection).
+fn read_reply(stream: &mut UnixStream) -> io::Result<Reply> {
+    let line = read_line(stream, 1 << 20)?;
+    serde_json::from_slice(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Read up to and without the next `\n`, at most `max` bytes.
+pub(crate) fn read_line(stream: &mut impl Read, max: usize) -> io::Result<Vec<u8>> {
+    let mut line = Vec::with_capacity(128);
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the shim closed the connection before replying",
+                ));
+            }
+            Ok(_) if byte[0] == b'\n' => return Ok(line),
+            Ok(_) => {
+                if line.len() >= max {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+                }
+                line.push(byte[0]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_readable() {
+        let attach = Request::Attach {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&attach).unwrap(),
+            r#"{"attach":{"stdin":true,"stdout":true,"stderr":false}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Start).unwrap(),
+            r#""start""#
+        );
+        assert_eq!(serde_json::to_string(&Reply::Ok).unwrap(), r#""ok""#);
+        assert_eq!(
+            serde_json::to_string(&Reply::Attached { tty: true }).unwrap(),
+            r#"{"attached":{"tty":true}}"#
+        );
+        let exited: Reply = serde_json::from_str(
+            r#"{"exited":{"exit_code":3,"signal":null,"finished_at":"x","oom_killed":false,"restart_count":1}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            exited,
+            Reply::Exited(ExitInfo { exit_code: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn read_line_leaves_the_rest() {
+        let mut input: &[u8] = b"\"ok\"\nstream bytes";
+        assert_eq!(read_line(&mut input, 100).unwrap(), b"\"ok\"");
+        assert_eq!(input, b"stream bytes");
+    }
+}
