@@ -1,5 +1,139 @@
 //! `hako-shim`: the per-container monitor process (hako's conmon / containerd-shim).
 //!
-//! The engine talks to a running shim through [`protocol`].
+//! The engine spawns one shim per container run. The shim creates the container through the
+//! OCI runtime, then outlives the CLI that asked for it: it holds the container's stdio,
+//! writes its log, serves attach clients, records its exit and applies the restart policy.
+//! The engine talks to it through [`protocol`].
 
+pub mod options;
 pub mod protocol;
+
+mod client;
+mod daemon;
+mod logfile;
+mod monitor;
+mod runtime;
+mod stdio;
+
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+pub use logfile::{JsonLog, MAX_PARTIAL, Stream};
+pub use options::{Options, RestartPolicy};
+
+use crate::daemon::ReadyPipe;
+use crate::monitor::Shim;
+use crate::protocol::{ATTACH_SOCKET, CONSOLE_SOCKET, SHIM_PID_FILE};
+use crate::runtime::Runtime;
+
+/// The whole life of a shim; never returns. Exits 0 after the container's final exit (or
+/// execs `--exit-command`), 1 when the container could not be created.
+pub fn run(opts: Options) -> ! {
+    let opts = absolute(opts);
+    let ready = opts.ready_fd.and_then(ReadyPipe::take);
+    if let Err(e) = daemon::detach() {
+        fail(ready, &format!("hako-shim: {e}"), &opts);
+    }
+    let mut shim = match setup(&opts) {
+        Ok(shim) => shim,
+        Err(e) => fail(ready, &format!("hako-shim: {e}"), &opts),
+    };
+    match shim.create() {
+        Ok(pid) => {
+            if let Some(r) = ready {
+                r.created(pid);
+            }
+        }
+        Err(e) => {
+            shim.runtime_delete();
+            fail(ready, &e, &opts);
+        }
+    }
+    shim.run();
+    if let Some(program) = &opts.exit_command {
+        // Replaces the shim (podman's conmon does the same for `--rm`); returns only on error.
+        let _ = std::process::Command::new(program)
+            .args(&opts.exit_command_args)
+            .exec();
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+/// Everything before `create`: signals, files, sockets, log.
+fn setup(opts: &Options) -> Result<Shim, String> {
+    let signals = daemon::take_signals()?;
+    let state = &opts.state_dir;
+    std::fs::create_dir_all(state).map_err(|e| format!("creating {}: {e}", state.display()))?;
+    std::fs::write(
+        state.join(SHIM_PID_FILE),
+        format!("{}\n", std::process::id()),
+    )
+    .map_err(|e| format!("writing {SHIM_PID_FILE}: {e}"))?;
+    let listener = listen(&state.join(ATTACH_SOCKET))?;
+    let console = if opts.tty {
+        Some(listen(&state.join(CONSOLE_SOCKET))?)
+    } else {
+        None
+    };
+    if let Some(dir) = opts.log_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let log = JsonLog::open(&opts.log_path, opts.log_max_size, opts.log_max_file)
+        .map_err(|e| format!("opening {}: {e}", opts.log_path.display()))?;
+    let runtime = Runtime::new(&opts.runtime, opts.runtime_root.as_deref(), state, &opts.id);
+    let oom = daemon::oom_files(&opts.bundle, &opts.id);
+    Ok(Shim::new(
+        opts.clone(),
+        runtime,
+        signals,
+        listener,
+        console,
+        log,
+        oom,
+    ))
+}
+
+/// A non-blocking listening socket at `path` (a stale one is replaced).
+fn listen(path: &Path) -> Result<UnixListener, String> {
+    let _ = std::fs::remove_file(path);
+    let l =
+        UnixListener::bind(path).map_err(|e| format!("listening on {}: {e}", path.display()))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("listening on {}: {e}", path.display()))?;
+    Ok(l)
+}
+
+/// Report `message` on the ready pipe, remove the shim's files, exit 1.
+fn fail(ready: Option<ReadyPipe>, message: &str, opts: &Options) -> ! {
+    if let Some(r) = ready {
+        r.failed(message);
+    }
+    monitor::remove_files(&opts.state_dir);
+    std::process::exit(1);
+}
+
+/// Make every path absolute: the shim changes its directory to `/`.
+fn absolute(mut opts: Options) -> Options {
+    let abs = |p: &mut PathBuf| {
+        if let Ok(a) = std::path::absolute(&*p) {
+            *p = a;
+        }
+    };
+    abs(&mut opts.bundle);
+    abs(&mut opts.state_dir);
+    abs(&mut opts.log_path);
+    if let Some(r) = opts.runtime_root.as_mut() {
+        abs(r);
+    }
+    if opts.runtime.components().count() > 1 {
+        abs(&mut opts.runtime);
+    }
+    if let Some(e) = opts.exit_command.as_mut()
+        && e.components().count() > 1
+    {
+        abs(e);
+    }
+    opts
+}

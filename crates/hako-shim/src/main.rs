@@ -1,6 +1,7 @@
-//! `hako-shim`: see the library docs.
+//! `hako-shim`: the per-container monitor process; see the library docs.
+
+use clap::Parser;
 
 fn main() {
-    eprintln!("hako-shim: not implemented yet");
-    std::process::exit(1);
+    hako_shim::run(hako_shim::Options::parse());
 }

@@ -1,0 +1,128 @@
+//! Becoming the monitor: detach from the spawner, become the subreaper, take over signals,
+//! and report readiness on the inherited `--ready-fd`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// Signals taken over by the shim's signalfd. Only SIGCHLD means something; the rest are
+/// blocked so that they cannot kill the shim (and so orphan the container's stdio).
+const BLOCKED: [Signal; 7] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Fork once: the spawner's child exits at once (the spawner reaps it), the grandchild
+/// goes on in a new session, re-parented to init or the nearest subreaper.
+pub fn detach() -> Result<(), String> {
+    // The shim is still single-threaded here (clap starts no thread), as fork requires.
+    match hako_sys::clone3_fork(CloneFlags::empty(), None) {
+        Ok(hako_sys::CloneResult::Parent(_)) => std::process::exit(0),
+        Ok(hako_sys::CloneResult::Child) => {}
+        Err(e) => return Err(format!("fork: {e}")),
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // Hold no directory busy (a mount point the engine may want to unmount).
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// Block [`BLOCKED`], read them from a signalfd instead, and adopt orphans: processes the
+/// container leaves behind are re-parented to the shim, which reaps them.
+///
+/// Children get an empty signal mask again: std's `Command` resets it before `exec`.
+pub fn take_signals() -> Result<SignalFd, String> {
+    let mut mask = SigSet::empty();
+    for s in BLOCKED {
+        mask.add(s);
+    }
+    mask.thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
+    let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| format!("signalfd: {e}"))?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+    Ok(fd)
+}
+
+/// The pipe to the spawner that receives one line: `{"pid":N}` or `{"error":"..."}`.
+#[derive(Debug)]
+pub struct ReadyPipe(File);
+
+impl ReadyPipe {
+    /// Take over inherited descriptor `fd`: reopen it through `/proc/self/fd` (which gives
+    /// an owned, close-on-exec descriptor of the same pipe without `unsafe`), then close
+    /// the inherited number so no child inherits the pipe and the spawner sees EOF.
+    pub fn take(fd: i32) -> Option<Self> {
+        let file = File::options()
+            .write(true)
+            .open(format!("/proc/self/fd/{fd}"))
+            .ok();
+        let _ = nix::unistd::close(fd);
+        file.map(ReadyPipe)
+    }
+
+    /// Report the created container's init pid, and close the pipe.
+    pub fn created(mut self, pid: i32) {
+        let _ = writeln!(self.0, "{}", serde_json::json!({ "pid": pid }));
+    }
+
+    /// Report a failure, and close the pipe.
+    pub fn failed(mut self, message: &str) {
+        let _ = writeln!(self.0, "{}", serde_json::json!({ "error": message }));
+    }
+}
+
+/// The files that count OOM kills in the container's memory cgroup, best effort: cgroup v2
+/// `memory.events` or v1 `memory.oom_control` (both have an `oom_kill N` line), for
+/// `linux.cgroupsPath` of the bundle, or runc's default `<id>` under the shim's own cgroup
+/// (a relative path is relative to the caller's cgroup). Systemd paths (`slice:prefix:name`)
+/// are not resolved.
+pub fn oom_files(bundle: &Path, id: &str) -> Vec<PathBuf> {
+    let config: serde_json::Value = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let path = config["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap_or(id)
+        .to_string();
+    if path.contains(':') {
+        return Vec::new();
+    }
+    let mut rel = vec![path.trim_start_matches('/').to_string()];
+    if !path.starts_with('/') {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        for line in own.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, cg) = (parts.next(), parts.next(), parts.next());
+            if let (Some(c), Some(cg)) = (controllers, cg)
+                && (c.is_empty() || c.split(',').any(|x| x == "memory"))
+            {
+                let cg = cg.trim_matches('/');
+                if !cg.is_empty() {
+                    rel.push(format!("{cg}/{}", rel[0]));
+                }
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for r in rel {
+        files.push(Path::new("/sys/fs/cgroup").join(&r).join("memory.events"));
+        files.push(
+            Path::new("/sys/fs/cgroup/memory")
+                .join(&r)
+                .join("memory.oom_control"),
+        );
+    }
+    files
+}

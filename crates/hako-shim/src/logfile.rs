@@ -1,0 +1,236 @@
+//! The container log in Docker's json-file format, with Docker's rotation.
+//!
+//! One entry per output line, `{"log":"text\n","stream":"stdout","time":"<RFC 3339 nanos>"}`.
+//! A line longer than [`MAX_PARTIAL`] bytes, and whatever is left at EOF, is written as an
+//! entry without the trailing `\n` (Docker's partial messages). Bytes that are not UTF-8 are
+//! replaced by U+FFFD, as Go's JSON encoder does for Docker.
+//!
+//! Rotation: when an entry would take the file past `max_size`, `FILE.(n-1)` → `FILE.n`, ...,
+//! `FILE` → `FILE.1` (the oldest falls off so at most `max_file` files exist), then a fresh
+//! `FILE` is opened. With `max_file == 1` the file is truncated instead.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// A pending line is flushed as a partial entry once it reaches this size.
+pub const MAX_PARTIAL: usize = 16 * 1024;
+
+/// Which output stream bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// fd 1 (and everything of a tty).
+    Stdout,
+    /// fd 2.
+    Stderr,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    log: &'a str,
+    stream: &'a str,
+    time: &'a str,
+}
+
+/// The open log file plus the unfinished line of each stream.
+#[derive(Debug)]
+pub struct JsonLog {
+    path: PathBuf,
+    max_size: u64,
+    max_file: u32,
+    file: File,
+    size: u64,
+    pending: [Vec<u8>; 2],
+}
+
+impl JsonLog {
+    /// Open (append to) `path`; `max_size == 0` never rotates.
+    pub fn open(path: &Path, max_size: u64, max_file: u32) -> io::Result<Self> {
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            max_size,
+            max_file: max_file.max(1),
+            file,
+            size,
+            pending: [Vec::new(), Vec::new()],
+        })
+    }
+
+    /// Log a chunk of output: every complete line becomes an entry, the rest waits.
+    pub fn write(&mut self, stream: Stream, mut data: &[u8]) -> io::Result<()> {
+        let time = now();
+        let idx = stream as usize;
+        while !data.is_empty() {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    let line = &data[..=nl];
+                    data = &data[nl + 1..];
+                    if self.pending[idx].is_empty() {
+                        self.entry(stream, line, &time)?;
+                    } else {
+                        let mut whole = std::mem::take(&mut self.pending[idx]);
+                        whole.extend_from_slice(line);
+                        self.entry(stream, &whole, &time)?;
+                        whole.clear();
+                        whole.shrink_to(1024);
+                        self.pending[idx] = whole;
+                    }
+                }
+                None => {
+                    let room = MAX_PARTIAL - self.pending[idx].len();
+                    let take = room.min(data.len());
+                    self.pending[idx].extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if self.pending[idx].len() >= MAX_PARTIAL {
+                        self.flush_partial(stream, &time)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// EOF on `stream`: write its unfinished line, if any.
+    pub fn finish(&mut self, stream: Stream) -> io::Result<()> {
+        self.flush_partial(stream, &now())
+    }
+
+    fn flush_partial(&mut self, stream: Stream, time: &str) -> io::Result<()> {
+        let idx = stream as usize;
+        if self.pending[idx].is_empty() {
+            return Ok(());
+        }
+        let part = std::mem::take(&mut self.pending[idx]);
+        let res = self.entry(stream, &part, time);
+        self.pending[idx] = Vec::new();
+        res
+    }
+
+    fn entry(&mut self, stream: Stream, text: &[u8], time: &str) -> io::Result<()> {
+        let text = String::from_utf8_lossy(text);
+        let entry = Entry {
+            log: &text,
+            stream: stream.name(),
+            time,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let len = line.len() as u64;
+        if self.max_size > 0 && self.size > 0 && self.size + len > self.max_size {
+            self.rotate()?;
+        }
+        self.file.write_all(&line)?;
+        self.size += len;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if self.max_file == 1 {
+            self.file.set_len(0)?;
+            self.size = 0;
+            return Ok(());
+        }
+        let numbered = |n: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        for n in (1..self.max_file - 1).rev() {
+            match fs::rename(numbered(n), numbered(n + 1)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        fs::rename(&self.path, numbered(1))?;
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Now, RFC 3339 UTC with nanoseconds (`2026-11-28T16:03:24.123456789Z`).
+pub fn now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(path: &Path) -> Vec<serde_json::Value> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn lines_partials_and_eof() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut log = JsonLog::open(&path, 0, 1).unwrap();
+        log.write(Stream::Stdout, b"hel").unwrap();
+        log.write(Stream::Stderr, b"oops\n").unwrap();
+        log.write(Stream::Stdout, b"lo\nwor").unwrap();
+        log.write(Stream::Stdout, &vec![b'x'; MAX_PARTIAL]).unwrap();
+        log.finish(Stream::Stdout).unwrap();
+        let e = entries(&path);
+        let logs: Vec<(&str, &str)> = e
+            .iter()
+            .map(|v| (v["stream"].as_str().unwrap(), v["log"].as_str().unwrap()))
+            .collect();
+        assert_eq!(logs[0], ("stderr", "oops\n"));
+        assert_eq!(logs[1], ("stdout", "hello\n"));
+        assert_eq!(logs[2].1.len(), MAX_PARTIAL);
+        assert!(logs[2].1.starts_with("worxx"));
+        assert_eq!(logs[3].1, "xxx");
+        assert_eq!(logs.len(), 4);
+        assert!(e[0]["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn rotation_keeps_max_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut log = JsonLog::open(&path, 200, 3).unwrap();
+        for i in 0..50 {
+            log.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["c.log", "c.log.1", "c.log.2"]);
+        for n in &names {
+            assert!(fs::metadata(dir.path().join(n)).unwrap().len() <= 200);
+        }
+        let last = entries(&path);
+        assert_eq!(last.last().unwrap()["log"], "line 49\n");
+    }
+}

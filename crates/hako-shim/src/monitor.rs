@@ -1,0 +1,734 @@
+//! The shim's main loop: one `poll` over the signalfd, the container's output, its stdin,
+//! the control socket and the clients. Single-threaded; every descriptor is non-blocking
+//! except during the short runtime calls (`start`, and `delete`/`create`/`start` of a
+//! restart), which block the loop while they run.
+//!
+//! ```text
+//!   Created ──start──▶ Running ──init reaped──▶ Draining ──output EOF──▶ publish exit
+//!                                                                         │
+//!                ┌─── policy says restart, no stop ◀──────────────────────┤
+//!                ▼                                                        ▼
+//!           Restarting ──delay──▶ delete, create, start ──▶ Running     Finished
+//!                └──stop{no_restart}──────────────────────────────────▶ (flush, clean up)
+//! ```
+
+use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::client::{Client, Role};
+use crate::logfile::{JsonLog, now};
+use crate::options::Options;
+use crate::protocol::{
+    ATTACH_SOCKET, CONSOLE_SOCKET, EXIT_FILE, ExitInfo, INIT_PID_FILE, Reply, Request,
+    SHIM_PID_FILE, ShimState,
+};
+use crate::runtime::Runtime;
+use crate::stdio::{self, ContainerIo};
+
+/// How long output may still arrive after the init was reaped (a process outside the
+/// container's pid namespace could hold the pipes open forever).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the shim tries to hand the last output to slow clients before it exits.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Stdin bytes buffered before the shim stops reading from clients.
+const MAX_STDIN_BUFFER: usize = 64 * 1024;
+/// The first restart delay; it doubles per consecutive restart up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Where the container is in its life (see the module diagram).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Created,
+    Running,
+    /// The init was reaped; output is read until EOF or the deadline.
+    Draining {
+        exit: ExitInfo,
+        deadline: Instant,
+    },
+    Restarting {
+        at: Instant,
+    },
+    /// For good: the shim flushes its clients and ends.
+    Finished {
+        deadline: Instant,
+    },
+}
+
+/// Everything the shim holds.
+#[derive(Debug)]
+pub struct Shim {
+    pub(crate) opts: Options,
+    pub(crate) runtime: Runtime,
+    pub(crate) signals: SignalFd,
+    pub(crate) listener: Option<UnixListener>,
+    pub(crate) console: Option<UnixListener>,
+    pub(crate) log: JsonLog,
+    pub(crate) cgroup_files: Vec<PathBuf>,
+    io: Option<ContainerIo>,
+    clients: Vec<Client>,
+    phase: Phase,
+    pid: Option<i32>,
+    started_at: Option<String>,
+    started: Option<Instant>,
+    exit: Option<ExitInfo>,
+    restart_count: u32,
+    stopped: bool,
+    backoff: Duration,
+    stdin_buf: Vec<u8>,
+    close_stdin: bool,
+}
+
+impl Shim {
+    /// A shim that has not created the container yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        opts: Options,
+        runtime: Runtime,
+        signals: SignalFd,
+        listener: UnixListener,
+        console: Option<UnixListener>,
+        log: JsonLog,
+        cgroup_files: Vec<PathBuf>,
+    ) -> Self {
+        Self {
+            opts,
+            runtime,
+            signals,
+            listener: Some(listener),
+            console,
+            log,
+            cgroup_files,
+            io: None,
+            clients: Vec::new(),
+            phase: Phase::Created,
+            pid: None,
+            started_at: None,
+            started: None,
+            exit: None,
+            restart_count: 0,
+            stopped: false,
+            backoff: MIN_BACKOFF,
+            stdin_buf: Vec::new(),
+            close_stdin: false,
+        }
+    }
+
+    fn state_file(&self, name: &str) -> PathBuf {
+        self.opts.state_dir.join(name)
+    }
+
+    /// `RUNTIME delete --force ID` (after a failed create).
+    pub fn runtime_delete(&self) {
+        self.runtime.delete_force();
+    }
+
+    /// `RUNTIME create` with fresh stdio; returns the init's pid.
+    pub fn create(&mut self) -> Result<i32, String> {
+        let console_path = self.state_file(CONSOLE_SOCKET);
+        let (pid, io) = match &self.console {
+            Some(listener) => {
+                let (create_stdio, err_r) =
+                    stdio::for_tty_create().map_err(|e| format!("creating stdio: {e}"))?;
+                let pid = self.runtime.create(
+                    &self.opts.bundle,
+                    Some(&console_path),
+                    create_stdio,
+                    &err_r,
+                )?;
+                match stdio::receive_tty(listener, self.opts.stdin) {
+                    Ok(io) => (pid, io),
+                    Err(e) => {
+                        self.runtime.delete_force();
+                        return Err(format!("receiving the container's terminal: {e}"));
+                    }
+                }
+            }
+            None => {
+                let (create_stdio, io) =
+                    stdio::pipes(self.opts.stdin).map_err(|e| format!("creating pipes: {e}"))?;
+                let pid =
+                    self.runtime
+                        .create(&self.opts.bundle, None, create_stdio, &io.outputs[1].1)?;
+                (pid, io)
+            }
+        };
+        self.io = Some(io);
+        self.pid = Some(pid);
+        self.phase = Phase::Created;
+        self.stdin_buf.clear();
+        self.close_stdin = false;
+        Ok(pid)
+    }
+
+    /// Serve until the container is gone for good and the last clients are served.
+    pub fn run(mut self) {
+        loop {
+            if let Phase::Finished { deadline } = self.phase
+                && (self.clients.is_empty() || Instant::now() >= deadline)
+            {
+                break;
+            }
+            self.turn();
+            self.clients.retain(|c| !c.dead);
+        }
+    }
+
+    /// One poll and everything it reported.
+    fn turn(&mut self) {
+        let readiness = match self.wait_for_events() {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let Readiness {
+            signals,
+            listener,
+            outputs,
+            stdin,
+            clients,
+        } = readiness;
+        if signals {
+            self.handle_signals();
+        }
+        let mut ended = Vec::new();
+        for (i, ready) in outputs.iter().enumerate() {
+            if *ready && self.read_output(i) {
+                ended.push(i);
+            }
+        }
+        if let Some(io) = self.io.as_mut() {
+            for i in ended.into_iter().rev() {
+                io.outputs.remove(i);
+            }
+        }
+        if stdin {
+            self.write_stdin();
+        }
+        for (i, flags) in clients.iter().enumerate() {
+            self.handle_client(i, *flags);
+        }
+        if listener {
+            self.accept();
+        }
+        self.maybe_close_stdin();
+        self.advance();
+    }
+
+    fn wait_for_events(&self) -> nix::Result<Readiness> {
+        let mut fds = Vec::with_capacity(4 + self.clients.len());
+        fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
+        let listening = self.listener.as_ref().filter(|_| !self.finished());
+        if let Some(l) = listening {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        }
+        let n_outputs = self.io.as_ref().map_or(0, |io| io.outputs.len());
+        if let Some(io) = &self.io {
+            for (_, fd) in &io.outputs {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        let stdin_fd = self
+            .io
+            .as_ref()
+            .and_then(|io| io.stdin.as_ref())
+            .filter(|_| !self.stdin_buf.is_empty());
+        if let Some(fd) = stdin_fd {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLOUT));
+        }
+        let want_input = self.stdin_buf.len() < MAX_STDIN_BUFFER;
+        for c in &self.clients {
+            let mut ev = PollFlags::empty();
+            let reading = match c.role {
+                Role::Request => true,
+                Role::Attached { stdin, .. } => stdin && !c.read_eof && want_input,
+                Role::Waiting => false,
+            };
+            if reading {
+                ev |= PollFlags::POLLIN;
+            }
+            if c.pending() > 0 {
+                ev |= PollFlags::POLLOUT;
+            }
+            fds.push(PollFd::new(c.stream.as_fd(), ev));
+        }
+        poll(&mut fds, self.timeout())?;
+        let flags: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        let mut it = flags.into_iter();
+        let mut next = || it.next().unwrap_or(PollFlags::empty());
+        let signals = !next().is_empty();
+        let listener = listening.is_some() && !next().is_empty();
+        let outputs = (0..n_outputs).map(|_| !next().is_empty()).collect();
+        let stdin = stdin_fd.is_some() && !next().is_empty();
+        let clients = (0..self.clients.len()).map(|_| next()).collect();
+        Ok(Readiness {
+            signals,
+            listener,
+            outputs,
+            stdin,
+            clients,
+        })
+    }
+
+    fn timeout(&self) -> PollTimeout {
+        let deadline = match &self.phase {
+            Phase::Draining { deadline, .. } | Phase::Finished { deadline } => *deadline,
+            Phase::Restarting { at } => *at,
+            Phase::Created | Phase::Running => return PollTimeout::NONE,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Round up so we do not spin just before the deadline.
+        PollTimeout::try_from(left + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
+    }
+
+    fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished { .. })
+    }
+
+    fn handle_signals(&mut self) {
+        let mut child = false;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            // Everything but SIGCHLD (SIGTERM, SIGINT, SIGHUP, ...) is ignored on purpose:
+            // stopping the container is the engine's job, through the runtime.
+            child |= info.ssi_signo == libc::SIGCHLD as u32;
+        }
+        if child {
+            self.reap();
+        }
+    }
+
+    /// Reap every child and orphan; note the init's exit.
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Err(Errno::EINTR) => continue,
+                Err(_) => return,
+                Ok(status) => status,
+            };
+            let (pid, exit_code, signal) = match status {
+                WaitStatus::Exited(pid, code) => (pid, code, None),
+                WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as i32, Some(sig as i32)),
+                _ => continue,
+            };
+            if Some(pid.as_raw()) != self.pid
+                || !matches!(self.phase, Phase::Created | Phase::Running)
+            {
+                continue;
+            }
+            let exit = ExitInfo {
+                exit_code,
+                signal,
+                finished_at: now(),
+                oom_killed: self.oom_killed(),
+                restart_count: self.restart_count,
+            };
+            self.phase = Phase::Draining {
+                exit,
+                deadline: Instant::now() + DRAIN_TIMEOUT,
+            };
+        }
+    }
+
+    /// Best effort: the container's cgroup counted an OOM kill.
+    fn oom_killed(&self) -> bool {
+        self.cgroup_files.iter().any(|path| {
+            fs::read_to_string(path).is_ok_and(|text| {
+                text.lines().any(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            })
+        })
+    }
+
+    /// Read what output `i` has; true at EOF (or EIO from a pty with no peer left).
+    fn read_output(&mut self, i: usize) -> bool {
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        let tty = io.master.is_some();
+        let mut buf = [0u8; 16 * 1024];
+        for _ in 0..4 {
+            let (stream, fd) = &io.outputs[i];
+            let stream = *stream;
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) | Err(Errno::EIO) | Err(Errno::EBADF) => {
+                    let _ = self.log.finish(stream);
+                    return true;
+                }
+                Ok(n) => {
+                    let data = &buf[..n];
+                    let _ = self.log.write(stream, data);
+                    for c in &mut self.clients {
+                        c.output(stream, data, tty);
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    fn write_stdin(&mut self) {
+        let Some(fd) = self.io.as_ref().and_then(|io| io.stdin.as_ref()) else {
+            self.stdin_buf.clear();
+            return;
+        };
+        while !self.stdin_buf.is_empty() {
+            match nix::unistd::write(fd, &self.stdin_buf) {
+                Ok(n) => {
+                    self.stdin_buf.drain(..n);
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return,
+                Err(_) => {
+                    // The container closed its stdin.
+                    self.stdin_buf.clear();
+                    if let Some(io) = self.io.as_mut() {
+                        io.stdin = None;
+                    }
+                    return;
+                }
+            }
+        }
+        if self.stdin_buf.capacity() > MAX_STDIN_BUFFER {
+            self.stdin_buf.shrink_to(4096);
+        }
+    }
+
+    /// After `--stdin-once`'s client left: close stdin once its bytes are written. With a
+    /// tty the master also carries output, so an EOF character is sent instead.
+    fn maybe_close_stdin(&mut self) {
+        if !self.close_stdin || !self.stdin_buf.is_empty() {
+            return;
+        }
+        self.close_stdin = false;
+        if let Some(io) = self.io.as_mut()
+            && let Some(fd) = io.stdin.take()
+            && io.master.is_some()
+        {
+            let _ = nix::unistd::write(&fd, b"\x04");
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        for _ in 0..16 {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if let Ok(c) = Client::new(stream) {
+                        self.clients.push(c);
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn handle_client(&mut self, i: usize, flags: PollFlags) {
+        if flags.is_empty() {
+            return;
+        }
+        if flags.contains(PollFlags::POLLOUT) {
+            self.clients[i].flush();
+        }
+        let readable = flags.intersects(PollFlags::POLLIN | PollFlags::POLLHUP);
+        match self.clients[i].role {
+            Role::Request if readable => {
+                if let Some((line, rest)) = self.clients[i].read_request() {
+                    self.handle_request(i, &line, rest);
+                }
+            }
+            Role::Attached { stdin, .. } if readable && stdin && !self.clients[i].read_eof => {
+                let mut input = std::mem::take(&mut self.stdin_buf);
+                self.clients[i].read_input(&mut input, MAX_STDIN_BUFFER);
+                self.stdin_buf = input;
+                if self.io.as_ref().is_none_or(|io| io.stdin.is_none()) {
+                    self.stdin_buf.clear();
+                }
+                if self.clients[i].read_eof && self.opts.stdin_once {
+                    self.close_stdin = true;
+                }
+                self.write_stdin();
+            }
+            _ => {
+                if flags.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                    self.clients[i].dead = true;
+                }
+            }
+        }
+    }
+
+    fn handle_request(&mut self, i: usize, line: &[u8], rest: Vec<u8>) {
+        let req: Request = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                self.clients[i].reply_and_close(&Reply::Error {
+                    message: format!("bad request: {e}"),
+                });
+                return;
+            }
+        };
+        let reply = match req {
+            Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                if self.finished() {
+                    Reply::Error {
+                        message: "the container has exited".into(),
+                    }
+                } else {
+                    let c = &mut self.clients[i];
+                    c.role = Role::Attached {
+                        stdin,
+                        stdout,
+                        stderr,
+                    };
+                    c.reply(&Reply::Attached { tty: self.opts.tty });
+                    if stdin && self.io.as_ref().is_some_and(|io| io.stdin.is_some()) {
+                        self.stdin_buf.extend_from_slice(&rest);
+                        self.write_stdin();
+                    }
+                    return;
+                }
+            }
+            Request::Resize { rows, cols } => {
+                match self.io.as_ref().and_then(|io| io.master.as_ref()) {
+                    Some(m) => match hako_sys::tty::set_winsize(m.as_fd(), rows, cols) {
+                        Ok(()) => Reply::Ok,
+                        Err(e) => Reply::Error {
+                            message: format!("resizing the terminal: {e}"),
+                        },
+                    },
+                    None => Reply::Ok,
+                }
+            }
+            Request::Start => self.start(),
+            Request::Wait => {
+                if self.finished() {
+                    match &self.exit {
+                        Some(exit) => Reply::Exited(exit.clone()),
+                        None => Reply::Error {
+                            message: "the container never ran".into(),
+                        },
+                    }
+                } else {
+                    self.clients[i].role = Role::Waiting;
+                    return;
+                }
+            }
+            Request::State => Reply::State(self.state()),
+            Request::Stop { no_restart } => {
+                if no_restart {
+                    self.stopped = true;
+                    if matches!(self.phase, Phase::Restarting { .. }) {
+                        self.finish();
+                    }
+                }
+                Reply::Ok
+            }
+        };
+        self.clients[i].reply_and_close(&reply);
+    }
+
+    fn start(&mut self) -> Reply {
+        if self.phase != Phase::Created {
+            return Reply::Error {
+                message: format!(
+                    "cannot start container {}: it is {}",
+                    self.opts.id,
+                    self.status()
+                ),
+            };
+        }
+        match self.runtime.start() {
+            Ok(()) => {
+                self.mark_started();
+                Reply::Ok
+            }
+            Err(message) => Reply::Error { message },
+        }
+    }
+
+    fn mark_started(&mut self) {
+        self.started_at = Some(now());
+        self.started = Some(Instant::now());
+        self.phase = Phase::Running;
+        // The init may have exited while `start` ran: its SIGCHLD is pending.
+    }
+
+    fn status(&self) -> &'static str {
+        match self.phase {
+            Phase::Created => "created",
+            Phase::Running | Phase::Draining { .. } => "running",
+            Phase::Restarting { .. } => "restarting",
+            Phase::Finished { .. } => "exited",
+        }
+    }
+
+    fn state(&self) -> ShimState {
+        ShimState {
+            pid: self
+                .pid
+                .filter(|_| matches!(self.phase, Phase::Created | Phase::Running)),
+            status: self.status().to_string(),
+            started_at: self.started_at.clone(),
+            exit: self.exit.clone(),
+            restart_count: self.restart_count,
+            tty: self.opts.tty,
+        }
+    }
+
+    /// Move on when the current phase is over.
+    fn advance(&mut self) {
+        match &self.phase {
+            Phase::Draining { exit, deadline } => {
+                let drained = self.io.as_ref().is_none_or(|io| io.outputs.is_empty());
+                if drained || Instant::now() >= *deadline {
+                    let exit = exit.clone();
+                    self.publish_exit(exit);
+                }
+            }
+            Phase::Restarting { at } if Instant::now() >= *at => self.restart(),
+            _ => {}
+        }
+    }
+
+    /// The init is gone and its output read: record the exit, answer waiters, close
+    /// attached clients, then restart or finish.
+    fn publish_exit(&mut self, exit: ExitInfo) {
+        if let Some(io) = self.io.take() {
+            for (stream, _) in &io.outputs {
+                let _ = self.log.finish(*stream);
+            }
+        }
+        let _ = write_exit_file(&self.opts.state_dir, &exit);
+        for c in &mut self.clients {
+            match c.role {
+                Role::Waiting => c.reply_and_close(&Reply::Exited(exit.clone())),
+                Role::Attached { .. } => {
+                    c.closing = true;
+                    c.flush();
+                }
+                Role::Request => {}
+            }
+        }
+        let ran = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        self.exit = Some(exit.clone());
+        self.pid = None;
+        self.stdin_buf.clear();
+        if !self.stopped
+            && self
+                .opts
+                .restart
+                .restarts(exit.exit_code, self.restart_count)
+        {
+            if ran > MAX_BACKOFF {
+                self.backoff = MIN_BACKOFF;
+            }
+            let delay = self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            self.phase = Phase::Restarting {
+                at: Instant::now() + delay,
+            };
+        } else {
+            self.finish();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.runtime.delete_force();
+        let result = self.create().and_then(|_| self.runtime.start());
+        match result {
+            Ok(()) => {
+                self.restart_count += 1;
+                self.mark_started();
+            }
+            Err(message) => {
+                // Leave a trace where the engine looks for runtime errors.
+                let _ = append_shim_error(&self.opts.state_dir, &message);
+                self.io = None;
+                self.pid = None;
+                self.finish();
+            }
+        }
+    }
+
+    /// The end: no restart comes. Delete the container and the shim's files; the loop
+    /// flushes the remaining clients.
+    fn finish(&mut self) {
+        self.phase = Phase::Finished {
+            deadline: Instant::now() + FLUSH_TIMEOUT,
+        };
+        for c in &mut self.clients {
+            match c.role {
+                Role::Waiting => match &self.exit {
+                    Some(exit) => c.reply_and_close(&Reply::Exited(exit.clone())),
+                    None => c.dead = true,
+                },
+                _ => c.closing = true,
+            }
+            c.flush();
+        }
+        self.listener = None;
+        self.runtime.delete_force();
+        remove_files(&self.opts.state_dir);
+    }
+}
+
+/// What one poll reported.
+#[derive(Debug)]
+struct Readiness {
+    signals: bool,
+    listener: bool,
+    outputs: Vec<bool>,
+    stdin: bool,
+    clients: Vec<PollFlags>,
+}
+
+/// Write `exit.json` atomically (temp file + rename).
+pub fn write_exit_file(state_dir: &Path, exit: &ExitInfo) -> std::io::Result<()> {
+    let tmp = state_dir.join(format!("{EXIT_FILE}.tmp"));
+    let mut text = serde_json::to_vec(exit).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, state_dir.join(EXIT_FILE))
+}
+
+/// Append a line in the runtime log's format, so that restart failures show up where the
+/// runtime's own errors do.
+fn append_shim_error(state_dir: &Path, message: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let line =
+        serde_json::json!({"level": "error", "msg": message, "time": now(), "source": "hako-shim"});
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join(crate::protocol::RUNTIME_LOG))?;
+    writeln!(f, "{line}")
+}
+
+/// Remove what only makes sense while the shim runs (exit.json and runtime.log stay).
+pub fn remove_files(state_dir: &Path) {
+    for name in [ATTACH_SOCKET, CONSOLE_SOCKET, SHIM_PID_FILE, INIT_PID_FILE] {
+        let _ = fs::remove_file(state_dir.join(name));
+    }
+}

@@ -1,0 +1,125 @@
+//! The command line (`hako-shim --help`).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::Parser;
+
+/// The per-container monitor: holds the container's stdio, writes its log, serves attach
+/// on `<state-dir>/attach.sock`, records its exit and applies the restart policy.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hako-shim", version)]
+pub struct Options {
+    /// Container id (passed to the runtime)
+    #[arg(long)]
+    pub id: String,
+    /// OCI bundle directory (holding config.json)
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// OCI runtime binary with runc's command line (hako-runtime, runc, crun)
+    #[arg(long)]
+    pub runtime: PathBuf,
+    /// The runtime's state root (`--root`); the runtime's default when not given
+    #[arg(long)]
+    pub runtime_root: Option<PathBuf>,
+    /// Directory for the shim's sockets and files (attach.sock, exit.json, ...)
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Container log in Docker's json-file format
+    #[arg(long)]
+    pub log_path: PathBuf,
+    /// Rotate the log when it would grow past this many bytes (0: never rotate)
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub log_max_size: u64,
+    /// Keep at most this many log files, the current one included
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_max_file: u32,
+    /// The container has a terminal (process.terminal in config.json must agree)
+    #[arg(long)]
+    pub tty: bool,
+    /// Keep the container's stdin open for attach clients (else it is /dev/null)
+    #[arg(long)]
+    pub stdin: bool,
+    /// Close the container's stdin when the first attach client closes its input
+    #[arg(long)]
+    pub stdin_once: bool,
+    /// Restart policy: no, always, unless-stopped, on-failure[:N]
+    #[arg(long, default_value = "no")]
+    pub restart: RestartPolicy,
+    /// Program to exec (replacing the shim) after the container's final exit
+    #[arg(long)]
+    pub exit_command: Option<PathBuf>,
+    /// An argument for --exit-command (repeat for several)
+    #[arg(long = "exit-command-arg", allow_hyphen_values = true)]
+    pub exit_command_args: Vec<String>,
+    /// Inherited descriptor that receives `{"pid":N}` or `{"error":"..."}` once the container
+    /// is created, then is closed
+    #[arg(long)]
+    pub ready_fd: Option<i32>,
+}
+
+/// When the shim restarts the container after it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Never.
+    No,
+    /// Always, unless stopped by the user.
+    Always,
+    /// Like `Always` for the shim (the difference is about engine restarts).
+    UnlessStopped,
+    /// On a non-zero exit code, at most N times if N is given.
+    OnFailure(Option<u32>),
+}
+
+impl RestartPolicy {
+    /// Whether an exit with `code`, after `restarts` restarts so far, is followed by a
+    /// restart (a stop by the user is checked by the caller).
+    pub fn restarts(self, code: i32, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure(max) => code != 0 && max.is_none_or(|n| restarts < n),
+        }
+    }
+}
+
+impl FromStr for RestartPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            None => match s {
+                "no" | "" => Ok(RestartPolicy::No),
+                "always" => Ok(RestartPolicy::Always),
+                "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+                "on-failure" => Ok(RestartPolicy::OnFailure(None)),
+                _ => Err(format!("unknown restart policy {s:?}")),
+            },
+            Some(("on-failure", n)) => n
+                .parse()
+                .map(|n| RestartPolicy::OnFailure(Some(n)))
+                .map_err(|_| format!("bad maximum retry count {n:?}")),
+            Some(_) => Err(format!(
+                "only on-failure takes a maximum retry count: {s:?}"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!("no".parse(), Ok(RestartPolicy::No));
+        assert_eq!(
+            "on-failure:2".parse(),
+            Ok(RestartPolicy::OnFailure(Some(2)))
+        );
+        assert!("always:3".parse::<RestartPolicy>().is_err());
+        let p = RestartPolicy::OnFailure(Some(2));
+        assert!(p.restarts(1, 0) && p.restarts(1, 1) && !p.restarts(1, 2) && !p.restarts(0, 0));
+        assert!(RestartPolicy::Always.restarts(0, 100));
+    }
+}

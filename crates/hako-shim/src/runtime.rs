@@ -1,0 +1,208 @@
+//! Calling the OCI runtime (`create`, `start`, `delete --force`) and turning its failures
+//! into one line for the user.
+//!
+//! Every call gets `[--root R] --log <state-dir>/runtime.log --log-format json`, which runc,
+//! crun and hako-runtime all accept. The error message of a failed call is the last
+//! `"level":"error"` entry the call appended to runtime.log, else what it wrote on stderr,
+//! else its exit status.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::protocol::{INIT_PID_FILE, RUNTIME_LOG};
+
+/// One container's runtime command line.
+#[derive(Debug)]
+pub struct Runtime {
+    bin: PathBuf,
+    root: Option<PathBuf>,
+    log: PathBuf,
+    id: String,
+    pid_file: PathBuf,
+}
+
+/// The stdio `create` is spawned with; without a terminal the runtime hands it to the
+/// container's init.
+#[derive(Debug)]
+pub struct CreateStdio {
+    /// The container's stdin (`None`: /dev/null).
+    pub stdin: Option<OwnedFd>,
+    /// The runtime's (and, without a terminal, the container's) stdout.
+    pub stdout: OwnedFd,
+    /// Same for stderr; the shim keeps the read end, so runtime errors can be read there.
+    pub stderr: OwnedFd,
+}
+
+impl Runtime {
+    /// The runtime `bin` for container `id`, logging into `state_dir`.
+    pub fn new(bin: &Path, root: Option<&Path>, state_dir: &Path, id: &str) -> Self {
+        Self {
+            bin: bin.to_path_buf(),
+            root: root.map(Path::to_path_buf),
+            log: state_dir.join(RUNTIME_LOG),
+            id: id.to_string(),
+            pid_file: state_dir.join(INIT_PID_FILE),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        if let Some(root) = &self.root {
+            cmd.arg("--root").arg(root);
+        }
+        cmd.arg("--log")
+            .arg(&self.log)
+            .args(["--log-format", "json"]);
+        cmd
+    }
+
+    /// `create --bundle B --pid-file P [--console-socket S] ID`; returns the init's pid.
+    /// `stderr_read` is the shim's end of `stdio.stderr`, read for an error message.
+    pub fn create(
+        &self,
+        bundle: &Path,
+        console_socket: Option<&Path>,
+        stdio: CreateStdio,
+        stderr_read: &OwnedFd,
+    ) -> Result<i32, String> {
+        let _ = std::fs::remove_file(&self.pid_file);
+        let mut cmd = self.command();
+        cmd.arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&self.pid_file);
+        if let Some(sock) = console_socket {
+            cmd.arg("--console-socket").arg(sock);
+        }
+        cmd.arg(&self.id)
+            .stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr));
+        let mark = self.log_len();
+        // The Command owns our copies of the child's ends: `status` spawns, waits, and the
+        // Command is dropped at the end of this statement, closing them.
+        let status = cmd
+            .status()
+            .map_err(|e| format!("running {}: {e}", self.bin.display()))?;
+        if !status.success() {
+            let stderr = read_available(stderr_read);
+            return Err(self.error_message(mark, &stderr, status));
+        }
+        let text = std::fs::read_to_string(&self.pid_file)
+            .map_err(|e| format!("reading {}: {e}", self.pid_file.display()))?;
+        text.trim()
+            .parse()
+            .map_err(|_| format!("bad pid in {}: {text:?}", self.pid_file.display()))
+    }
+
+    /// `start ID`.
+    pub fn start(&self) -> Result<(), String> {
+        self.simple("start")
+    }
+
+    /// `delete --force ID`, ignoring failures (the container may be gone already).
+    pub fn delete_force(&self) {
+        let _ = self
+            .command()
+            .args(["delete", "--force", &self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    fn simple(&self, verb: &str) -> Result<(), String> {
+        let mark = self.log_len();
+        let out = self
+            .command()
+            .args([verb, &self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("running {}: {e}", self.bin.display()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(self.error_message(mark, &out.stderr, out.status))
+    }
+
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+
+    /// The last error the runtime logged after byte `mark`, else stderr, else the status.
+    fn error_message(&self, mark: u64, stderr: &[u8], status: ExitStatus) -> String {
+        if let Some(msg) = last_logged_error(&self.log, mark) {
+            return msg;
+        }
+        let stderr = String::from_utf8_lossy(stderr);
+        let stderr = stderr.trim();
+        if !stderr.is_empty() {
+            return stderr.to_string();
+        }
+        match status.code() {
+            Some(code) => format!("exit status {code}"),
+            None => format!("{status}"),
+        }
+    }
+}
+
+/// The `msg` of the last `"level":"error"` line of `log` after byte `mark`.
+fn last_logged_error(log: &Path, mark: u64) -> Option<String> {
+    let mut file = File::open(log).ok()?;
+    file.seek(SeekFrom::Start(mark)).ok()?;
+    let mut text = String::new();
+    file.take(1 << 20).read_to_string(&mut text).ok()?;
+    text.lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        if v["level"] != "error" {
+            return None;
+        }
+        v["msg"].as_str().map(str::to_string)
+    })
+}
+
+/// Whatever can be read from a pipe without blocking (the caller made it non-blocking).
+fn read_available(fd: &OwnedFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while out.len() < 64 * 1024 {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_error_after_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("runtime.log");
+        let old = "{\"level\":\"error\",\"msg\":\"old\"}\n";
+        std::fs::write(
+            &log,
+            format!(
+                "{old}{}\n{}\n",
+                r#"{"level":"error","msg":"exec: \"nope\": not found","time":"x"}"#,
+                r#"{"level":"warning","msg":"later"}"#
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            last_logged_error(&log, old.len() as u64).as_deref(),
+            Some("exec: \"nope\": not found")
+        );
+        let all = std::fs::metadata(&log).unwrap().len();
+        assert_eq!(last_logged_error(&log, all), None);
+    }
+}
