@@ -678,17 +678,23 @@ impl Shim {
         self.phase = Phase::Finished {
             deadline: Instant::now() + FLUSH_TIMEOUT,
         };
+        // Connections already made are still served (a `wait` gets the exit at once);
+        // later ones find no socket and read exit.json instead.
+        self.accept();
+        self.listener = None;
         for c in &mut self.clients {
             match c.role {
                 Role::Waiting => match &self.exit {
                     Some(exit) => c.reply_and_close(&Reply::Exited(exit.clone())),
                     None => c.dead = true,
                 },
-                _ => c.closing = true,
+                Role::Attached { .. } => {
+                    c.closing = true;
+                    c.flush();
+                }
+                Role::Request => {}
             }
-            c.flush();
         }
-        self.listener = None;
         self.runtime.delete_force();
         remove_files(&self.opts.state_dir);
     }

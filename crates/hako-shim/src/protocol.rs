@@ -19,7 +19,10 @@
 //! ```
 //!
 //! `start` is answered after `RUNTIME start ID` returned. `wait` is answered at the
-//! container's *next* exit, or at once if it has exited and will not be restarted. `stop`
+//! container's *next* exit, or at once if it has exited and will not be restarted. The shim
+//! ends right after the container's final exit, so a `wait` can also find no shim (the
+//! socket is gone, the connection is refused or closed unanswered): the exit is then in
+//! `exit.json`, written before the socket goes away. [`wait`] does both. `stop`
 //! only marks the container as stopped by the user (the restart policy then leaves it
 //! down); the engine sends the signal itself with `RUNTIME kill`.
 //!
@@ -186,6 +189,34 @@ pub fn attach(
             format!("unexpected reply to attach: {other:?}"),
         )),
     }
+}
+
+/// Wait for the container's next exit, as [`Request::Wait`] does; when the shim is already
+/// gone (it ends right after the container's final exit, possibly before a `wait` reaches
+/// it), the exit it recorded in `exit.json`.
+pub fn wait(state_dir: &Path) -> io::Result<ExitInfo> {
+    match request(state_dir, &Request::Wait) {
+        Ok(Reply::Exited(exit)) => Ok(exit),
+        Ok(Reply::Error { message }) => Err(io::Error::other(message)),
+        Ok(other) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected reply to wait: {other:?}"),
+        )),
+        Err(e) if shim_gone(&e) => read_exit(state_dir)?.ok_or(e),
+        Err(e) => Err(e),
+    }
+}
+
+/// The errors of a connection to a shim that has ended (socket removed, listener closed,
+/// connection dropped unanswered).
+fn shim_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// The last recorded exit (`<state-dir>/exit.json`), `None` if the container never exited.

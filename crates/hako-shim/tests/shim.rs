@@ -1,0 +1,540 @@
+//! End-to-end tests of `hako-shim` with real containers (root only), against runc and
+//! hako-runtime. Each scenario is a `fn(&Runtime)` run once per runtime, like the e2e suite.
+//!
+//! hako-runtime is taken from `$HAKO_RUNTIME`, else next to this test binary's target dir
+//! (`cargo build -p hako-runtime` with the same `CARGO_TARGET_DIR`), else the workspace's
+//! `target/`.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hako_shim::protocol::{self, ExitInfo, Reply, Request};
+use hako_test_support::{Bundle, Config, Runtime, RuntimeKind, is_root, unique_id};
+use serde_json::Value;
+
+const SHIM: &str = env!("CARGO_BIN_EXE_hako-shim");
+
+macro_rules! scenario {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn runc() {
+                super::run_scenario(super::RuntimeKind::Runc, stringify!($name), super::$name);
+            }
+            #[test]
+            fn hako() {
+                super::run_scenario(super::RuntimeKind::Hako, stringify!($name), super::$name);
+            }
+        }
+    )*};
+}
+
+scenario!(
+    echo_is_logged_as_json,
+    wait_returns_the_exit_code,
+    attach_gets_stdcopy_frames,
+    stdin_once_ends_cat,
+    tty_with_resize,
+    on_failure_restarts_exactly_twice,
+    log_rotation_keeps_max_file,
+    survives_its_spawner,
+    create_failure_leaves_nothing,
+    exit_command_runs,
+);
+
+fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
+    if !is_root() {
+        eprintln!("SKIP {name} [{kind}]: needs root");
+        return;
+    }
+    let rt = match kind {
+        RuntimeKind::Hako => match own_hako_runtime() {
+            Some(bin) => Runtime::with_binary(kind, bin),
+            None => Runtime::new(kind),
+        },
+        _ => Runtime::new(kind),
+    };
+    match rt {
+        Ok(rt) => f(&rt),
+        Err(e) => eprintln!("SKIP {name} [{kind}]: {e:#}"),
+    }
+}
+
+/// `<target>/debug/hako-runtime` next to this test binary (`<target>/debug/deps/shim-*`).
+fn own_hako_runtime() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HAKO_RUNTIME") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("hako-runtime");
+    bin.is_file().then_some(bin)
+}
+
+/// One shim and everything around it.
+struct Shim<'a> {
+    rt: &'a Runtime,
+    id: String,
+    bundle: Bundle,
+    dir: tempfile::TempDir,
+    /// The detached shim's pid, once it reported ready.
+    pid: Option<i32>,
+}
+
+/// Serializes spawns: the ready pipe is inherited (no close-on-exec) during the spawn, and
+/// another test's shim must not inherit it.
+static SPAWN: Mutex<()> = Mutex::new(());
+
+impl<'a> Shim<'a> {
+    fn new(rt: &'a Runtime, config: &Config) -> Self {
+        Self {
+            rt,
+            id: unique_id(&format!("shim-{}", rt.kind().name())),
+            bundle: Bundle::new(config).expect("bundle"),
+            dir: tempfile::tempdir().expect("tempdir"),
+            pid: None,
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("logs/container.log")
+    }
+
+    fn args(&self, ready_fd: i32, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--id",
+            &self.id,
+            "--bundle",
+            &self.bundle.path().display().to_string(),
+            "--runtime",
+            &self.rt.binary().display().to_string(),
+            "--runtime-root",
+            &self.rt.root().display().to_string(),
+            "--state-dir",
+            &self.state().display().to_string(),
+            "--log-path",
+            &self.log().display().to_string(),
+            "--ready-fd",
+            &ready_fd.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Spawn the shim (directly, or through `sh -c` when `via_sh`, returning that spawner),
+    /// and read its ready line.
+    fn spawn_with(
+        &mut self,
+        extra: &[&str],
+        via_sh: bool,
+    ) -> (Result<i32, String>, Option<std::process::Child>) {
+        let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        let (r, w): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&w);
+        let args = self.args(fd, extra);
+        let mut spawner = None;
+        if via_sh {
+            // The spawner stays alive (sleeps) after starting the shim, so it can be killed.
+            let child = Command::new("/bin/sh")
+                .args(["-c", "\"$0\" \"$@\"; exec sleep 1000", SHIM])
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn sh");
+            spawner = Some(child);
+        } else {
+            let status = Command::new(SHIM)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("spawn shim");
+            assert!(status.success(), "the shim's first process exits 0");
+        }
+        drop(w);
+        drop(guard);
+        // One line, not EOF: a spawner that stays alive holds the pipe open too.
+        let mut ready = std::fs::File::from(r);
+        let mut text = String::new();
+        let mut byte = [0u8; 1];
+        while ready.read(&mut byte).expect("read ready pipe") == 1 && byte[0] != b'\n' {
+            text.push(char::from(byte[0]));
+        }
+        let v: Value = serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("ready line {text:?}: {e}"));
+        let result = match v["pid"].as_i64() {
+            Some(pid) => {
+                self.pid = std::fs::read_to_string(self.state().join(protocol::SHIM_PID_FILE))
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                Ok(i32::try_from(pid).unwrap())
+            }
+            None => Err(v["error"].as_str().unwrap_or("?").to_string()),
+        };
+        (result, spawner)
+    }
+
+    fn spawn(&mut self, extra: &[&str]) -> i32 {
+        match self.spawn_with(extra, false).0 {
+            Ok(pid) => pid,
+            Err(e) => panic!("shim failed to create the container: {e}"),
+        }
+    }
+
+    fn request(&self, req: &Request) -> Reply {
+        protocol::request(&self.state(), req).unwrap_or_else(|e| panic!("{req:?}: {e}"))
+    }
+
+    /// Send `req` from another thread (for requests that block, like a wait).
+    fn request_thread(&self, req: Request) -> std::thread::JoinHandle<Reply> {
+        let state = self.state();
+        std::thread::spawn(move || {
+            protocol::request(&state, &req).unwrap_or_else(|e| panic!("{req:?}: {e}"))
+        })
+    }
+
+    fn start(&self) {
+        assert_eq!(self.request(&Request::Start), Reply::Ok);
+    }
+
+    fn wait(&self) -> ExitInfo {
+        protocol::wait(&self.state()).expect("wait")
+    }
+
+    fn attach(&self, stdin: bool) -> (std::os::unix::net::UnixStream, bool) {
+        let (s, tty) = protocol::attach(&self.state(), stdin, true, true).expect("attach");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (s, tty)
+    }
+
+    fn log_entries(&self) -> Vec<Value> {
+        read_entries(&self.log())
+    }
+
+    /// Wait until the shim process is gone (or a zombie), then check that nothing is left:
+    /// no runtime state, cgroup, mount or process, and only exit.json and runtime.log in
+    /// the state dir.
+    #[track_caller]
+    fn assert_gone_and_clean(&self) {
+        if let Some(pid) = self.pid {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(pid) {
+                assert!(Instant::now() < deadline, "shim {pid} still running");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.rt.assert_no_leaks(&[&self.id], &[self.bundle.path()]);
+        let mut left: Vec<String> = std::fs::read_dir(self.state())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        left.retain(|n| n != protocol::EXIT_FILE && n != protocol::RUNTIME_LOG);
+        assert!(left.is_empty(), "left in the state dir: {left:?}");
+    }
+}
+
+impl Drop for Shim<'_> {
+    fn drop(&mut self) {
+        // A failed test: do not leave a shim behind (it would hold the container).
+        if let Some(pid) = self.pid
+            && alive(pid)
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = self.rt.delete_force(&self.id);
+        }
+    }
+}
+
+/// Running (not a zombie the sandbox's pid 1 never reaps).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn read_entries(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line {l:?}: {e}")))
+        .collect()
+}
+
+/// Split a stdcopy stream into (stream id, payload) frames.
+fn frames(mut data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while data.len() >= 8 {
+        let len = u32::from_be_bytes([data[4], data[5], data[6], data[7]]) as usize;
+        assert_eq!(&data[1..4], &[0, 0, 0], "frame header");
+        out.push((data[0], data[8..8 + len].to_vec()));
+        data = &data[8 + len..];
+    }
+    assert!(data.is_empty(), "trailing bytes in the stream");
+    out
+}
+
+fn joined(frames: &[(u8, Vec<u8>)], stream: u8) -> String {
+    let bytes: Vec<u8> = frames
+        .iter()
+        .filter(|(s, _)| *s == stream)
+        .flat_map(|(_, d)| d.clone())
+        .collect();
+    String::from_utf8(bytes).unwrap()
+}
+
+fn read_to_end(mut s: impl Read) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("reading the attach stream");
+    out
+}
+
+// --- scenarios ---
+
+fn echo_is_logged_as_json(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().args(&["echo", "hello"]));
+    let pid = shim.spawn(&[]);
+    assert!(pid > 0);
+    match shim.request(&Request::State) {
+        Reply::State(s) => {
+            assert_eq!(s.status, "created");
+            assert_eq!(s.pid, Some(pid));
+            assert!(!s.tty);
+        }
+        other => panic!("state: {other:?}"),
+    }
+    shim.start();
+    let exit = shim.wait();
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(exit.signal, None);
+    shim.assert_gone_and_clean();
+    let entries = shim.log_entries();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["log"], "hello\n");
+    assert_eq!(entries[0]["stream"], "stdout");
+    let time = entries[0]["time"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(time).is_ok(), "{time}");
+    assert_eq!(protocol::read_exit(&shim.state()).unwrap(), Some(exit));
+}
+
+fn wait_returns_the_exit_code(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().sh("exit 3"));
+    shim.spawn(&[]);
+    // Two waiters before the start, one from a second thread: both get the exit.
+    let early = shim.request_thread(Request::Wait);
+    std::thread::sleep(Duration::from_millis(50));
+    shim.start();
+    let exit = shim.wait();
+    assert_eq!(exit.exit_code, 3);
+    assert_eq!(exit.restart_count, 0);
+    assert!(!exit.oom_killed);
+    assert_eq!(early.join().unwrap(), Reply::Exited(exit.clone()));
+    shim.assert_gone_and_clean();
+    assert_eq!(
+        protocol::read_exit(&shim.state())
+            .unwrap()
+            .unwrap()
+            .exit_code,
+        3
+    );
+}
+
+fn attach_gets_stdcopy_frames(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().sh("echo out; echo err >&2; echo more"));
+    shim.spawn(&[]);
+    let (stream, tty) = shim.attach(false);
+    assert!(!tty);
+    shim.start();
+    let frames = frames(&read_to_end(stream));
+    assert_eq!(joined(&frames, 1), "out\nmore\n");
+    assert_eq!(joined(&frames, 2), "err\n");
+    assert_eq!(shim.wait().exit_code, 0);
+    shim.assert_gone_and_clean();
+}
+
+fn stdin_once_ends_cat(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().args(&["cat"]));
+    shim.spawn(&["--stdin", "--stdin-once"]);
+    let (mut stream, _) = shim.attach(true);
+    shim.start();
+    stream.write_all(b"ping\npong").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let frames = frames(&read_to_end(stream));
+    assert_eq!(joined(&frames, 1), "ping\npong");
+    assert_eq!(shim.wait().exit_code, 0);
+    shim.assert_gone_and_clean();
+    let logs: Vec<String> = shim
+        .log_entries()
+        .iter()
+        .map(|e| e["log"].as_str().unwrap().to_string())
+        .collect();
+    // The unfinished last line is flushed at EOF without a newline.
+    assert_eq!(logs, ["ping\n", "pong"]);
+}
+
+fn tty_with_resize(rt: &Runtime) {
+    let config = Config::new().terminal(true).sh("stty size; tty");
+    let mut shim = Shim::new(rt, &config);
+    shim.spawn(&["--tty"]);
+    let (stream, tty) = shim.attach(false);
+    assert!(tty);
+    assert_eq!(
+        shim.request(&Request::Resize { rows: 33, cols: 77 }),
+        Reply::Ok
+    );
+    shim.start();
+    let out = String::from_utf8(read_to_end(stream)).unwrap();
+    assert!(out.contains("33 77\r\n"), "{out:?}");
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert_eq!(shim.wait().exit_code, 0);
+    shim.assert_gone_and_clean();
+    let entries = shim.log_entries();
+    assert!(
+        entries.iter().all(|e| e["stream"] == "stdout"),
+        "{entries:?}"
+    );
+    assert_eq!(entries[0]["log"], "33 77\r\n");
+}
+
+fn on_failure_restarts_exactly_twice(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().sh("echo run; exit 7"));
+    shim.spawn(&["--restart", "on-failure:2"]);
+    // A wait sent before the start gets the first exit; the next one the following exit.
+    let first = shim.request_thread(Request::Wait);
+    std::thread::sleep(Duration::from_millis(50));
+    shim.start();
+    match first.join().unwrap() {
+        Reply::Exited(e) => assert_eq!((e.exit_code, e.restart_count), (7, 0)),
+        other => panic!("wait: {other:?}"),
+    }
+    shim.assert_gone_and_clean();
+    let last = protocol::read_exit(&shim.state()).unwrap().unwrap();
+    assert_eq!((last.exit_code, last.restart_count), (7, 2));
+    let runs = shim
+        .log_entries()
+        .iter()
+        .filter(|e| e["log"] == "run\n")
+        .count();
+    assert_eq!(runs, 3, "one run and exactly two restarts");
+}
+
+fn log_rotation_keeps_max_file(rt: &Runtime) {
+    let config = Config::new().sh("i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo line $i; done");
+    let mut shim = Shim::new(rt, &config);
+    shim.spawn(&["--log-max-size", "2000", "--log-max-file", "3"]);
+    shim.start();
+    shim.wait();
+    shim.assert_gone_and_clean();
+    let dir = shim.log().parent().unwrap().to_path_buf();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["container.log", "container.log.1", "container.log.2"]
+    );
+    for n in &names {
+        assert!(std::fs::metadata(dir.join(n)).unwrap().len() <= 2000, "{n}");
+    }
+    let last = shim.log_entries();
+    assert_eq!(last.last().unwrap()["log"], "line 300\n");
+    let older = read_entries(&dir.join("container.log.1"));
+    let n = |e: &Value| -> u32 { e["log"].as_str().unwrap()[5..].trim().parse().unwrap() };
+    assert_eq!(
+        n(older.last().unwrap()) + 1,
+        n(&last[0]),
+        "rotation loses nothing"
+    );
+}
+
+fn survives_its_spawner(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().args(&["sleep", "1000"]));
+    let (ready, spawner) = shim.spawn_with(&[], true);
+    let mut spawner = spawner.unwrap();
+    ready.expect("created");
+    let pid = shim.pid.expect("shim pid");
+    spawner.kill().unwrap();
+    spawner.wait().unwrap();
+    // Nor do SIGTERM, SIGINT and SIGHUP to the shim itself end it.
+    for sig in ["TERM", "INT", "HUP"] {
+        Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(alive(pid));
+    shim.start();
+    match shim.request(&Request::State) {
+        Reply::State(s) => {
+            assert_eq!(s.status, "running");
+            assert!(s.started_at.is_some());
+        }
+        other => panic!("state: {other:?}"),
+    }
+    assert_eq!(shim.request(&Request::Stop { no_restart: true }), Reply::Ok);
+    rt.kill(&shim.id, "KILL").expect_ok("kill");
+    let exit = shim.wait();
+    assert_eq!((exit.exit_code, exit.signal), (137, Some(9)));
+    shim.assert_gone_and_clean();
+}
+
+fn create_failure_leaves_nothing(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().args(&["/no/such/program"]));
+    let (ready, _) = shim.spawn_with(&[], false);
+    let err = ready.expect_err("create must fail");
+    assert!(err.contains("/no/such/program"), "{err}");
+    shim.assert_gone_and_clean();
+    assert!(!shim.state().join(protocol::EXIT_FILE).exists());
+}
+
+fn exit_command_runs(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().sh("exit 5"));
+    let marker = shim.dir.path().join("exit-command-ran");
+    let script = format!("echo \"$1\" > {}", marker.display());
+    shim.spawn(&[
+        "--exit-command",
+        "/bin/sh",
+        "--exit-command-arg",
+        "-c",
+        "--exit-command-arg",
+        &script,
+        "--exit-command-arg",
+        "sh",
+        "--exit-command-arg",
+        "--an-argument",
+    ]);
+    shim.start();
+    assert_eq!(shim.wait().exit_code, 5);
+    shim.assert_gone_and_clean();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the exit command did not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "--an-argument\n");
+}
