@@ -34,6 +34,8 @@ build_release() {
     cargo rustc --release -p hako-runtime --bin hako-runtime -- -C target-feature=+crt-static
     # hako-init is bind-mounted into arbitrary images for --init: it must be static too.
     sh scripts/build-init.sh >/dev/null
+    # hako-shim outlives the CLI for every container: static, small and fast to exec.
+    cargo rustc --release -p hako-shim --bin hako-shim -- -C target-feature=+crt-static
 }
 
 step() {

@@ -54,6 +54,27 @@ pub fn take_signals() -> Result<SignalFd, String> {
     Ok(fd)
 }
 
+/// Close every descriptor above 2 the shim inherited, but `keep`. The shim lives as long as
+/// the container: an inherited pipe (a shell's `$(...)`, a CLI's own pipes) would otherwise
+/// stay open that long and keep its reader waiting for EOF. Call it first thing, before the
+/// shim opens anything of its own.
+pub fn close_inherited(keep: Option<i32>) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    // The directory's own descriptor is among them; it is closed by now, and closing its
+    // number again only fails with EBADF: nothing was opened in between.
+    for fd in fds {
+        if fd > 2 && Some(fd) != keep {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
+
 /// The pipe to the spawner that receives one line: `{"pid":N}` or `{"error":"..."}`.
 #[derive(Debug)]
 pub struct ReadyPipe(File);
@@ -67,8 +88,15 @@ impl ReadyPipe {
             .write(true)
             .open(format!("/proc/self/fd/{fd}"))
             .ok();
-        let _ = nix::unistd::close(fd);
+        if fd > 2 {
+            let _ = nix::unistd::close(fd);
+        }
         file.map(ReadyPipe)
+    }
+
+    /// The descriptor number, to keep it open in [`close_inherited`].
+    pub fn raw_fd(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
     }
 
     /// Report the created container's init pid, and close the pipe.

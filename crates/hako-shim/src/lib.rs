@@ -2,8 +2,74 @@
 //!
 //! The engine spawns one shim per container run. The shim creates the container through the
 //! OCI runtime, then outlives the CLI that asked for it: it holds the container's stdio,
-//! writes its log, serves attach clients, records its exit and applies the restart policy.
-//! The engine talks to it through [`protocol`].
+//! writes its log, serves attach clients, records each exit and applies the restart policy,
+//! so `--restart` and `docker logs` work with no hako process other than the shim alive.
+//! The engine talks to it through [`protocol`] (wire format and examples there).
+//!
+//! ```text
+//!   hako-shim --id ID --bundle DIR --runtime PATH [--runtime-root DIR] --state-dir DIR
+//!             --log-path FILE [--log-max-size BYTES] [--log-max-file N]
+//!             [--tty] [--stdin] [--stdin-once] [--restart POLICY]
+//!             [--exit-command PATH [--exit-command-arg ARG]...] [--ready-fd N]
+//! ```
+//!
+//! # Lifecycle
+//!
+//! ```text
+//!   engine                      hako-shim                         runtime / container
+//!   ──────                      ─────────                         ───────────────────
+//!   spawn (stdio /dev/null,
+//!     pipe as --ready-fd) ────▶ fork; parent exits 0 ─▶ reaped
+//!                               child: setsid, subreaper,
+//!                               block signals (signalfd),
+//!                               shim.pid, listen attach.sock
+//!                               [--tty: listen console.sock]
+//!                               RUNTIME create ─────────────────▶ init waits (created)
+//!                               [--tty: pty master ◀─ console.sock]
+//!   read ready fd ◀──────────── {"pid":N} (or {"error":..}, delete, exit 1)
+//!   attach, resize ───────────▶ attach.sock
+//!   "start" ──────────────────▶ RUNTIME start ──────────────────▶ runs
+//!                               output ─▶ json-file log + attached clients
+//!                               SIGCHLD: reap; init gone ◀─────── exits
+//!                               drain output, exit.json
+//!   "wait" answered ◀────────── Exited(ExitInfo); attach streams closed
+//!                               restart policy? ─ yes: backoff, delete, create, start
+//!                                               └ no:  delete, remove files,
+//!                                                      exec --exit-command or exit 0
+//! ```
+//!
+//! The main loop is single-threaded: one `poll` over the signalfd, the output pipes (or pty
+//! master), the container's stdin, the control socket and its clients; see `monitor.rs`
+//! for the state machine (created → running → draining → restarting | finished).
+//!
+//! # The state directory
+//!
+//! | file | written by | lifetime |
+//! |---|---|---|
+//! | `shim.pid` | shim | while the shim runs |
+//! | `attach.sock` | shim | control socket, while the shim runs |
+//! | `console.sock` | shim (`--tty`) | the runtime sends the pty master here, while the shim runs |
+//! | `init.pid` | runtime (`--pid-file`) | the current init's pid, while the shim runs |
+//! | `runtime.log` | runtime (`--log`, JSON) | kept; the runtime's errors, and restart failures |
+//! | `exit.json` | shim | the last [`protocol::ExitInfo`], replaced atomically at every exit; kept |
+//!
+//! # Logs
+//!
+//! `--log-path` gets Docker's json-file format (one `{"log","stream","time"}` object per
+//! line, partial lines flushed at 16 KiB and at EOF) with Docker's rotation: by default at
+//! 10 MiB, at most 5 files (`FILE`, `FILE.1`, ... `FILE.4`).
+//!
+//! # Signals
+//!
+//! SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1/2 sent to the shim are ignored: the container
+//! is stopped through the runtime (`RUNTIME kill`) after a `stop` request. SIGPIPE is
+//! ignored (Rust's default); a client that went away is dropped.
+//!
+//! # Static binary
+//!
+//! Like hako-runtime, the release build is linked statically (see `build_release` in
+//! `scripts/lib.sh`): `cargo rustc --release -p hako-shim --bin hako-shim -- -C
+//! target-feature=+crt-static`. The shim uses neither NSS nor `dlopen`.
 
 pub mod options;
 pub mod protocol;
@@ -32,6 +98,7 @@ use crate::runtime::Runtime;
 pub fn run(opts: Options) -> ! {
     let opts = absolute(opts);
     let ready = opts.ready_fd.and_then(ReadyPipe::take);
+    daemon::close_inherited(ready.as_ref().map(ReadyPipe::raw_fd));
     if let Err(e) = daemon::detach() {
         fail(ready, &format!("hako-shim: {e}"), &opts);
     }

@@ -315,6 +315,14 @@ fn echo_is_logged_as_json(rt: &Runtime) {
     let mut shim = Shim::new(rt, &Config::new().args(&["echo", "hello"]));
     let pid = shim.spawn(&[]);
     assert!(pid > 0);
+    // Before any request, the shim holds nothing it inherited: stdio, signalfd, control
+    // socket, log and two pipes.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", shim.pid.unwrap()))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(fds.len(), 8, "{fds:?}");
     match shim.request(&Request::State) {
         Reply::State(s) => {
             assert_eq!(s.status, "created");
