@@ -41,6 +41,9 @@ scenario!(
     stdin_once_ends_cat,
     tty_with_resize,
     on_failure_restarts_exactly_twice,
+    always_restarts_until_stopped,
+    oom_kill_is_recorded,
+    slow_client_is_dropped,
     log_rotation_keeps_max_file,
     survives_its_spawner,
     create_failure_leaves_nothing,
@@ -545,4 +548,72 @@ fn exit_command_runs(rt: &Runtime) {
     }
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "--an-argument\n");
+}
+
+fn always_restarts_until_stopped(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().sh("echo run"));
+    shim.spawn(&["--restart", "always"]);
+    shim.start();
+    // Exit 0 restarts too; wait for a couple of restarts, then stop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match shim.request(&Request::State) {
+            Reply::State(s) if s.restart_count >= 2 => break,
+            Reply::State(_) => {}
+            other => panic!("state: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no restarts");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(shim.request(&Request::Stop { no_restart: true }), Reply::Ok);
+    // Stopped while running or while waiting to restart: either way it stays down.
+    let _ = rt.kill(&shim.id, "KILL");
+    shim.assert_gone_and_clean();
+    let last = protocol::read_exit(&shim.state()).unwrap().unwrap();
+    let runs = shim
+        .log_entries()
+        .iter()
+        .filter(|e| e["log"] == "run\n")
+        .count();
+    assert!(runs >= 3, "{runs} runs");
+    assert!(last.restart_count >= 2, "{last:?}");
+}
+
+fn oom_kill_is_recorded(rt: &Runtime) {
+    let config = Config::new()
+        .args(&["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+        .edit(|j| {
+            j["linux"]["resources"]["memory"] =
+                serde_json::json!({"limit": 16 << 20, "swap": 16 << 20});
+        });
+    let mut shim = Shim::new(rt, &config);
+    shim.spawn(&[]);
+    shim.start();
+    let exit = shim.wait();
+    assert_eq!((exit.exit_code, exit.signal), (137, Some(9)));
+    assert!(exit.oom_killed, "{exit:?}");
+    shim.assert_gone_and_clean();
+}
+
+fn slow_client_is_dropped(rt: &Runtime) {
+    // 4 MiB on one line: 256 partial log entries; far more than a client may have pending.
+    let config = Config::new().sh("dd if=/dev/zero bs=1M count=4 2>/dev/null | tr '\\0' a");
+    let mut shim = Shim::new(rt, &config);
+    shim.spawn(&["--log-max-size", "1000000", "--log-max-file", "2"]);
+    let (stuck, _) = shim.attach(false);
+    shim.start();
+    // The container is not held up by a client that never reads.
+    assert_eq!(shim.wait().exit_code, 0);
+    shim.assert_gone_and_clean();
+    let got = read_to_end(stuck).len();
+    assert!(
+        got < 4 << 20,
+        "the stuck client got everything ({got} bytes)"
+    );
+    let logged: usize = ["container.log", "container.log.1"]
+        .iter()
+        .flat_map(|n| read_entries(&shim.log().with_file_name(n)))
+        .map(|e| e["log"].as_str().unwrap().len())
+        .sum();
+    assert!(logged > 0 && logged <= 4 << 20);
 }
