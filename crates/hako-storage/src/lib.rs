@@ -23,6 +23,7 @@ mod error;
 mod export;
 pub mod mountinfo;
 mod overlay;
+mod pipeline;
 mod quota;
 mod safefs;
 pub mod unpack;

@@ -2,8 +2,14 @@
 //!
 //! The stream may be plain, gzip or zstd (detected from its first bytes). While it is read
 //! we compute two digests: of the bytes as given (the blob digest a manifest names) and of
-//! the uncompressed tar (the diff id an image config names). The whole stream is read to
-//! its end, so a truncated stream is an error even when the tar end marker came earlier.
+//! the uncompressed tar (the diff id an image config names; for a plain tar the same one).
+//! The whole stream is read to its end, so a truncated stream is an error even when the
+//! tar end marker came earlier. Reading and hashing, decompressing, and writing files run
+//! in separate threads ([`crate::pipeline`]).
+//!
+//! Per entry we make the same system calls as GNU `tar -x` (create, write, chown, chmod,
+//! utimens, close): the entry's directory stays open from the previous entry, and file
+//! data goes out in writes of up to 1 MiB.
 //!
 //! OCI whiteouts are converted per [`WhiteoutMode`]:
 //!
@@ -20,10 +26,12 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
@@ -37,6 +45,7 @@ use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 use crate::error::{Error, IoContext, Result};
+use crate::pipeline;
 use crate::safefs::{RelPath, Root, fd_path};
 
 /// How OCI whiteout entries are represented in the unpacked layer.
@@ -144,35 +153,26 @@ pub fn decoder<'a>(
 ///
 /// `dest` should be a private temporary directory: on error it holds a partial layer that
 /// the caller removes.
+///
+/// `stream` is read and hashed on the calling thread while other threads decompress and
+/// write the files (see [`crate::pipeline`]); for a plain tar the blob digest is the diff
+/// id and the bytes are hashed once.
 pub fn apply(stream: &mut dyn Read, dest: &Path, mode: WhiteoutMode) -> Result<LayerDigests> {
-    let mut outer = HashingReader::new(stream);
-    let (diff_id, diff_size, compression) = {
-        let mut buffered = BufReader::with_capacity(256 * 1024, &mut outer);
-        let compression = detect_compression(&mut buffered)?;
-        let decoded = decoder(Box::new(buffered), compression)?;
-        let mut inner = HashingReader::new(decoded);
-        {
-            let mut archive = tar::Archive::new(&mut inner);
-            let mut applier = Applier::new(dest, mode)?;
-            let entries = archive
-                .entries()
-                .map_err(|e| Error::BadStream(format!("not a tar: {e}")))?;
-            for entry in entries {
-                let mut entry =
-                    entry.map_err(|e| Error::BadStream(format!("read tar entry: {e}")))?;
-                applier.entry(&mut entry)?;
-            }
-            applier.finish()?;
-            // Padding after the end marker belongs to the diff id too.
-            io::copy(archive.into_inner(), &mut io::sink())
-                .map_err(|e| Error::BadStream(format!("read layer stream: {e}")))?;
-        }
-        let (diff_id, diff_size) = inner.finish();
-        (diff_id, diff_size, compression)
-    };
-    io::copy(&mut outer, &mut io::sink())
-        .map_err(|e| Error::BadStream(format!("read layer stream: {e}")))?;
-    let (blob_digest, blob_size) = outer.finish();
+    let (raw_out, raw_in) = pipeline::chunk_channel();
+    let (blob, unpacked) = std::thread::scope(|s| {
+        let worker = std::thread::Builder::new()
+            .name("hako-unpack".into())
+            .spawn_scoped(s, move || unpack_stream(raw_in, dest, mode))
+            .ctx(|| "start unpack thread".into())?;
+        let blob = pipeline::pump(stream, raw_out);
+        let unpacked = join(worker)?;
+        Ok::<_, Error>((blob, unpacked))
+    })?;
+    let (compression, diff) = unpacked?;
+    // The worker read the stream to its end, so the pump did too.
+    let (blob_digest, blob_size) =
+        blob.ok_or_else(|| Error::BadStream("layer stream ended early".into()))?;
+    let (diff_id, diff_size) = diff.unwrap_or_else(|| (blob_digest.clone(), blob_size));
     Ok(LayerDigests {
         blob_digest,
         blob_size,
@@ -180,6 +180,79 @@ pub fn apply(stream: &mut dyn Read, dest: &Path, mode: WhiteoutMode) -> Result<L
         diff_size,
         compression,
     })
+}
+
+/// The result of a scoped thread, with its panic passed on.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> Result<T> {
+    Ok(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+}
+
+/// The unpack thread: detects the compression, decompresses in one more thread if needed,
+/// and applies the tar. Returns the diff id, or `None` for a plain tar (it is the blob
+/// digest).
+fn unpack_stream(
+    mut raw: pipeline::ChunkReader,
+    dest: &Path,
+    mode: WhiteoutMode,
+) -> Result<(Compression, Option<(String, u64)>)> {
+    let compression = detect_compression(&mut raw)?;
+    if compression == Compression::None {
+        apply_tar(&mut raw, dest, mode)?;
+        return Ok((compression, None));
+    }
+    let (tar_out, mut tar_in) = pipeline::chunk_channel();
+    std::thread::scope(|s| {
+        let decoder_thread = std::thread::Builder::new()
+            .name("hako-unpack-dec".into())
+            .spawn_scoped(s, move || decode(raw, compression, tar_out))
+            .ctx(|| "start decompression thread".into())?;
+        let applied = apply_tar(&mut tar_in, dest, mode);
+        // Dropping the reader stops the decoder if the tar failed first.
+        drop(tar_in);
+        let decoded = join(decoder_thread)?;
+        applied?;
+        // apply_tar read to the end, so the decoder finished.
+        let diff = decoded?.ok_or_else(|| Error::BadStream("layer stream ended early".into()))?;
+        Ok((compression, Some(diff)))
+    })
+}
+
+/// The decompression thread: decodes `raw` to its end into `out`, hashing the plain tar.
+/// `None` if the tar thread stopped reading (it reports why).
+fn decode(
+    mut raw: pipeline::ChunkReader,
+    compression: Compression,
+    out: pipeline::ChunkWriter,
+) -> Result<Option<(String, u64)>> {
+    let decoded = {
+        let mut decoder = decoder(Box::new(&mut raw), compression)?;
+        pipeline::pump(&mut decoder, out)
+    };
+    // Whatever follows the compressed stream is part of the blob: read it too, so a
+    // broken stream is an error even after a complete tar.
+    if decoded.is_some() {
+        io::copy(&mut raw, &mut io::sink())
+            .map_err(|e| Error::BadStream(format!("read layer stream: {e}")))?;
+    }
+    Ok(decoded)
+}
+
+/// Applies the plain tar `tar` to `dest`, reading it to its end.
+fn apply_tar(tar: &mut dyn Read, dest: &Path, mode: WhiteoutMode) -> Result<()> {
+    let mut archive = tar::Archive::new(tar);
+    let mut applier = Applier::new(dest, mode)?;
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::BadStream(format!("not a tar: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::BadStream(format!("read tar entry: {e}")))?;
+        applier.entry(&mut entry)?;
+    }
+    applier.finish()?;
+    // Padding after the end marker belongs to the diff id too.
+    io::copy(archive.into_inner(), &mut io::sink())
+        .map_err(|e| Error::BadStream(format!("read layer stream: {e}")))?;
+    Ok(())
 }
 
 /// Metadata of one entry, with PAX overrides applied.
@@ -198,7 +271,26 @@ struct Applier {
     dir_times: Vec<(RelPath, TimeSpec)>,
     /// Paths written by this layer (vfs: an opaque whiteout must not delete them).
     written: HashSet<RelPath>,
+    /// The directory of the previous entry, still open: tars list a directory's entries
+    /// together, so this saves an `openat2` and a `close` for nearly every entry.
+    parent: Option<CachedDir>,
+    /// The buffer file contents are copied through.
+    buf: Vec<u8>,
 }
+
+struct CachedDir {
+    path: Vec<OsString>,
+    fd: Rc<OwnedFd>,
+    /// [`DIRS_REMOVED`] when `fd` was opened.
+    generation: u64,
+}
+
+/// Counts directories removed by unpacking in this process. A cached directory fd is
+/// used only while this has not changed: after a removal the fd might name a directory
+/// that left the tree (`a/` then `.wh.a` or a symlink `a`, then `a/x` must not land in
+/// the removed `a`). It is process-wide so that every removal path bumps it without
+/// knowing about caches; another unpack's removal only costs a cache miss.
+static DIRS_REMOVED: AtomicU64 = AtomicU64::new(0);
 
 const WH_PREFIX: &[u8] = b".wh.";
 const WH_OPAQUE: &[u8] = b".wh..wh..opq";
@@ -210,7 +302,29 @@ impl Applier {
             mode,
             dir_times: Vec::new(),
             written: HashSet::new(),
+            parent: None,
+            buf: Vec::new(),
         })
+    }
+
+    /// Opens (creating if missing) the directory `parent` of an entry, reusing the
+    /// previous entry's when it is the same.
+    fn parent_dir(&mut self, parent: &[OsString], shown: &str) -> Result<Rc<OwnedFd>> {
+        let generation = DIRS_REMOVED.load(Ordering::Acquire);
+        if let Some(c) = &self.parent
+            && c.generation == generation
+            && c.path == parent
+        {
+            return Ok(Rc::clone(&c.fd));
+        }
+        self.parent = None;
+        let fd = Rc::new(self.root.open_dir(parent, true, shown)?);
+        self.parent = Some(CachedDir {
+            path: parent.to_vec(),
+            fd: Rc::clone(&fd),
+            generation,
+        });
+        Ok(fd)
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
@@ -234,7 +348,7 @@ impl Applier {
             return self.whiteout(parent, name, &shown);
         }
 
-        let dir = self.root.open_dir(parent, true, &shown)?;
+        let dir = self.parent_dir(parent, &shown)?;
         match kind {
             EntryType::Directory => {
                 let fd = make_dir(&dir, name, &shown)?;
@@ -244,7 +358,10 @@ impl Applier {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let file = create_file(&dir, name, &shown)?;
                 let mut file = File::from(file);
-                write_sparse(&mut file, entry, &shown)?;
+                if self.buf.len() < pipeline::CHUNK {
+                    self.buf = vec![0; pipeline::CHUNK];
+                }
+                write_sparse(&mut file, entry, &mut self.buf, &shown)?;
                 set_fd_meta(&file, &meta, &shown)?;
                 set_fd_times(&file, meta.mtime, &shown)?;
             }
@@ -548,6 +665,7 @@ pub(crate) fn remove_entry(dir: &OwnedFd, name: &OsStr, shown: &str) -> Result<(
     match unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(Errno::EISDIR) => {
+            DIRS_REMOVED.fetch_add(1, Ordering::AcqRel);
             // std's remove_dir_all opens each level with O_NOFOLLOW (CVE-2022-21658 fix).
             std::fs::remove_dir_all(fd_path(dir.as_fd(), name)).ctx(|| format!("remove {shown}"))
         }
@@ -581,16 +699,16 @@ fn set_fd_times<F: AsFd>(fd: &F, mtime: TimeSpec, shown: &str) -> Result<()> {
     futimens(fd.as_fd(), &mtime, &mtime).ctx(|| format!("set times of {shown}"))
 }
 
-/// Copies `r` into `file`, leaving holes where whole blocks are zero (sparse files stay
-/// sparse; GNU sparse tar entries arrive here already expanded by the tar reader).
-fn write_sparse(file: &mut File, r: &mut dyn Read, shown: &str) -> Result<()> {
+/// Copies `r` into `file`, leaving holes where whole 64 KiB blocks are zero (sparse files
+/// stay sparse; GNU sparse tar entries arrive here already expanded by the tar reader).
+/// `buf` is a multiple of the block size; consecutive data blocks go out in one write.
+fn write_sparse(file: &mut File, r: &mut dyn Read, buf: &mut [u8], shown: &str) -> Result<()> {
     const BLOCK: usize = 64 * 1024;
-    let mut buf = vec![0u8; BLOCK];
     let mut len: u64 = 0;
     let mut pending_hole = false;
     loop {
         let mut filled = 0;
-        while filled < BLOCK {
+        while filled < buf.len() {
             let n = match r.read(&mut buf[filled..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -604,17 +722,25 @@ fn write_sparse(file: &mut File, r: &mut dyn Read, shown: &str) -> Result<()> {
         if filled == 0 {
             break;
         }
-        let chunk = &buf[..filled];
-        if filled == BLOCK && is_zero(chunk) {
-            file.seek(SeekFrom::Current(BLOCK as i64))
-                .ctx(|| format!("write {shown}"))?;
-            pending_hole = true;
-        } else {
-            file.write_all(chunk).ctx(|| format!("write {shown}"))?;
-            pending_hole = false;
+        // `start..` is data not yet written; whole zero blocks become holes.
+        let mut start = 0;
+        for block in (0..filled).step_by(BLOCK) {
+            let end = (block + BLOCK).min(filled);
+            if end - block == BLOCK && is_zero(&buf[block..end]) {
+                file.write_all(&buf[start..block])
+                    .ctx(|| format!("write {shown}"))?;
+                file.seek(SeekFrom::Current(BLOCK as i64))
+                    .ctx(|| format!("write {shown}"))?;
+                start = end;
+                pending_hole = true;
+            } else {
+                pending_hole = false;
+            }
         }
+        file.write_all(&buf[start..filled])
+            .ctx(|| format!("write {shown}"))?;
         len += filled as u64;
-        if filled < BLOCK {
+        if filled < buf.len() {
             break;
         }
     }

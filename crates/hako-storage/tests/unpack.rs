@@ -282,6 +282,23 @@ fn whiteouts_per_mode() {
     );
 }
 
+/// The unpacker keeps the previous entry's directory open. A whiteout that removes that
+/// directory must make the next entry in it resolve the path again: the entry then
+/// re-creates the directory (vfs) instead of landing in the removed one.
+#[test]
+fn an_entry_after_its_directory_was_whited_out_is_not_lost() {
+    let s = Sandbox::new();
+    let tar = Tar::new()
+        .dir("d")
+        .file("d/old", b"o")
+        .whiteout("", "d")
+        .file("d/new", b"n")
+        .bytes();
+    s.apply(&tar, WhiteoutMode::Delete).unwrap();
+    assert!(!s.layer().join("d/old").exists());
+    assert_eq!(std::fs::read(s.layer().join("d/new")).unwrap(), b"n");
+}
+
 #[test]
 fn gzip_and_zstd_digests_and_truncation() {
     let tar = Tar::new().file("f", &vec![7u8; 300_000]).bytes();
