@@ -1,5 +1,7 @@
 //! The command line (`hako-shim --help`).
 
+use std::ffi::OsString;
+use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -58,6 +60,48 @@ pub struct Options {
     pub ready_fd: Option<i32>,
 }
 
+impl Options {
+    /// The command line that parses back into these options (for the engine that spawns
+    /// the shim): `hako-shim` followed by these arguments.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |flag: &str, value: OsString| {
+            args.push(flag.into());
+            args.push(value);
+        };
+        push("--id", self.id.clone().into());
+        push("--bundle", self.bundle.clone().into());
+        push("--runtime", self.runtime.clone().into());
+        if let Some(root) = &self.runtime_root {
+            push("--runtime-root", root.clone().into());
+        }
+        push("--state-dir", self.state_dir.clone().into());
+        push("--log-path", self.log_path.clone().into());
+        push("--log-max-size", self.log_max_size.to_string().into());
+        push("--log-max-file", self.log_max_file.to_string().into());
+        push("--restart", self.restart.to_string().into());
+        if let Some(cmd) = &self.exit_command {
+            push("--exit-command", cmd.clone().into());
+        }
+        for arg in &self.exit_command_args {
+            push("--exit-command-arg", arg.clone().into());
+        }
+        if let Some(fd) = self.ready_fd {
+            push("--ready-fd", fd.to_string().into());
+        }
+        for (on, flag) in [
+            (self.tty, "--tty"),
+            (self.stdin, "--stdin"),
+            (self.stdin_once, "--stdin-once"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        args
+    }
+}
+
 /// When the shim restarts the container after it exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
@@ -79,6 +123,18 @@ impl RestartPolicy {
             RestartPolicy::No => false,
             RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
             RestartPolicy::OnFailure(max) => code != 0 && max.is_none_or(|n| restarts < n),
+        }
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
+            RestartPolicy::OnFailure(None) => f.write_str("on-failure"),
+            RestartPolicy::OnFailure(Some(n)) => write!(f, "on-failure:{n}"),
         }
     }
 }
@@ -121,5 +177,48 @@ mod tests {
         let p = RestartPolicy::OnFailure(Some(2));
         assert!(p.restarts(1, 0) && p.restarts(1, 1) && !p.restarts(1, 2) && !p.restarts(0, 0));
         assert!(RestartPolicy::Always.restarts(0, 100));
+        for s in [
+            "no",
+            "always",
+            "unless-stopped",
+            "on-failure",
+            "on-failure:3",
+        ] {
+            assert_eq!(s.parse::<RestartPolicy>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn to_args_round_trips() {
+        let opts = Options::parse_from([
+            "hako-shim",
+            "--id",
+            "c1",
+            "--bundle",
+            "/b",
+            "--runtime",
+            "runc",
+            "--state-dir",
+            "/s",
+            "--log-path",
+            "/l",
+            "--tty",
+            "--stdin-once",
+            "--restart",
+            "on-failure:2",
+            "--exit-command",
+            "/bin/hako",
+            "--exit-command-arg",
+            "--rm",
+            "--exit-command-arg",
+            "c1",
+            "--ready-fd",
+            "3",
+        ]);
+        let args = std::iter::once(OsString::from("hako-shim")).chain(opts.to_args());
+        let again = Options::parse_from(args);
+        assert_eq!(format!("{again:?}"), format!("{opts:?}"));
+        assert_eq!(again.exit_command_args, ["--rm", "c1"]);
+        assert_eq!(again.log_max_size, 10 << 20);
     }
 }
