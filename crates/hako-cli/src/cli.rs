@@ -1,9 +1,17 @@
 //! The command tree. Docker's names: top-level shortcuts (`hako images`, `hako rmi`) and
-//! the same commands under their object (`hako image ls`, `hako image rm`). Container
-//! commands (`run`, `ps`, ...) and the `container` group will join this enum.
+//! the same commands under their object (`hako image ls`, `hako image rm`,
+//! `hako container ps`).
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::container::{
+    exec::ExecArgs,
+    inspect::InspectArgs as ObjectInspectArgs,
+    logs::LogsArgs,
+    manage::{AttachArgs, CleanupArgs, ContainersArgs, KillArgs, RenameArgs, RmArgs, StopArgs},
+    ps::PsArgs,
+    run::{CreateCmdArgs, RunArgs, StartArgs},
+};
 use crate::commands::image::{
     history::HistoryArgs, import::ImportArgs, inspect::InspectArgs, list::ListArgs, load::LoadArgs,
     prune::PruneArgs, remove::RemoveArgs, save::SaveArgs, tag::TagArgs,
@@ -29,6 +37,38 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new container
+    Create(CreateCmdArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Return low-level information on containers or images
+    Inspect(ObjectInspectArgs),
     /// List images
     Images(ListArgs),
     /// Import the contents from a tarball to create a filesystem image
@@ -55,6 +95,9 @@ pub enum Command {
     Login(LoginArgs),
     /// Log out from a registry
     Logout(LogoutArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -99,4 +142,46 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Display system-wide information
     Info(InfoArgs),
+}
+
+/// `hako container ...`
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new container
+    Create(CreateCmdArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// List containers
+    #[command(visible_alias = "ps", visible_alias = "list")]
+    Ls(PsArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Display detailed information on one or more containers
+    Inspect(ObjectInspectArgs),
+    /// Remove a stopped `--rm` container (run by the shim when it exits)
+    #[command(hide = true)]
+    Cleanup(CleanupArgs),
 }

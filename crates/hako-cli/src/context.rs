@@ -19,14 +19,19 @@ pub struct Global {
     )]
     pub root: PathBuf,
 
+    /// Root directory of runtime state (shim sockets, runtime state)
+    #[arg(
+        long = "exec-root",
+        global = true,
+        env = "HAKO_EXEC_ROOT",
+        default_value = "/run/hako",
+        value_name = "DIR"
+    )]
+    pub exec_root: PathBuf,
+
     /// Storage driver: overlay2 or vfs (default: what the root was created with, else
     /// overlay2 if an overlay mount works here, else vfs)
-    #[arg(
-        long = "storage-driver",
-        short = 's',
-        global = true,
-        value_name = "DRIVER"
-    )]
+    #[arg(long = "storage-driver", global = true, value_name = "DRIVER")]
     pub storage_driver: Option<String>,
 
     /// Enable debug output (same as --log-level debug)
@@ -34,7 +39,7 @@ pub struct Global {
     pub debug: bool,
 
     /// Set the logging level
-    #[arg(long = "log-level", short = 'l', global = true, value_enum, default_value_t = LogLevel::Warn)]
+    #[arg(long = "log-level", global = true, value_enum, default_value_t = LogLevel::Warn)]
     pub log_level: LogLevel,
 }
 
@@ -103,5 +108,26 @@ impl Global {
         };
         ImageStore::open_with(&self.root, opts)
             .with_context(|| format!("open image store at {}", self.root.display()))
+    }
+
+    /// Opens the engine (and its image store) under `--root` / `--exec-root`. The shim
+    /// removes `--rm` containers by running this binary's hidden `container cleanup`.
+    pub fn open_engine(&self) -> Result<hako_engine::Engine> {
+        self.check_driver()?;
+        let mut opts = hako_engine::EngineOptions::new(&self.root);
+        opts.exec_root = self.exec_root.clone();
+        opts.driver = self.storage_driver.clone();
+        let exe = std::env::current_exe().context("find the hako executable")?;
+        opts.cleanup_command = vec![
+            exe.display().to_string(),
+            "--root".into(),
+            self.root.display().to_string(),
+            "--exec-root".into(),
+            self.exec_root.display().to_string(),
+            "container".into(),
+            "cleanup".into(),
+        ];
+        hako_engine::Engine::open(opts)
+            .with_context(|| format!("open hako at {}", self.root.display()))
     }
 }

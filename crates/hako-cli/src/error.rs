@@ -19,9 +19,17 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
         // `hako images | head -1`: the reader left, nothing to say.
         return ExitCode::SUCCESS;
     }
-    if e.downcast_ref::<AlreadyReported>().is_none() {
-        eprintln!("Error: {}", one_line(&format!("{e:#}")));
+    if let Some(ee) = e.downcast_ref::<crate::commands::container::EngineError>() {
+        if let Some(m) = &ee.message {
+            eprintln!("Error: {}", one_line(m));
+        }
+        return ExitCode::from(u8::try_from(ee.code).unwrap_or(EXIT_HAKO));
     }
+    if let Some(r) = e.downcast_ref::<AlreadyReported>() {
+        let _ = r;
+        return ExitCode::from(EXIT_HAKO);
+    }
+    eprintln!("Error: {}", one_line(&format!("{e:#}")));
     ExitCode::from(EXIT_HAKO)
 }
 

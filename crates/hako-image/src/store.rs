@@ -769,6 +769,29 @@ impl ImageStore {
         Ok(())
     }
 
+    /// A container layer's directories as `docker inspect` shows them under
+    /// `GraphDriver.Data` (`LowerDir`, `UpperDir`, `WorkDir`, `MergedDir`).
+    pub fn container_paths(
+        &self,
+        container_id: &str,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        self.container_image(container_id)?;
+        let p = self.driver.paths(container_id)?;
+        let mut out = std::collections::HashMap::new();
+        if !p.lower_dirs.is_empty() {
+            let lower: Vec<String> = p.lower_dirs.iter().map(|d| d.display().to_string()).collect();
+            out.insert("LowerDir".to_string(), lower.join(":"));
+        }
+        out.insert("UpperDir".to_string(), p.upper_dir.display().to_string());
+        if let Some(w) = &p.work_dir {
+            out.insert("WorkDir".to_string(), w.display().to_string());
+        }
+        if let Some(m) = &p.merged_dir {
+            out.insert("MergedDir".to_string(), m.display().to_string());
+        }
+        Ok(out)
+    }
+
     /// `docker diff`: what the container changed relative to its image.
     pub fn container_changes(&self, container_id: &str) -> Result<Vec<hako_storage::Change>> {
         let top: Option<String> = self

@@ -1,5 +1,6 @@
 //! One module per command, grouped by the object they act on.
 
+pub mod container;
 pub mod image;
 pub mod registry;
 pub mod system;
@@ -8,12 +9,34 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+use crate::cli::{Cli, Command, ContainerCommand as C, ImageCommand, SystemCommand};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
+        Command::Run(a) | Command::Container(C::Run(a)) => container::run::run(g, &a),
+        Command::Create(a) | Command::Container(C::Create(a)) => container::run::run_create(g, &a),
+        Command::Start(a) | Command::Container(C::Start(a)) => container::run::run_start(g, &a),
+        Command::Ps(a) | Command::Container(C::Ls(a)) => container::ps::run(g, &a),
+        Command::Stop(a) | Command::Container(C::Stop(a)) => container::manage::stop(g, &a),
+        Command::Restart(a) | Command::Container(C::Restart(a)) => {
+            container::manage::restart(g, &a)
+        }
+        Command::Kill(a) | Command::Container(C::Kill(a)) => container::manage::kill(g, &a),
+        Command::Rm(a) | Command::Container(C::Rm(a)) => container::manage::rm(g, &a),
+        Command::Pause(a) | Command::Container(C::Pause(a)) => container::manage::pause(g, &a),
+        Command::Unpause(a) | Command::Container(C::Unpause(a)) => {
+            container::manage::unpause(g, &a)
+        }
+        Command::Wait(a) | Command::Container(C::Wait(a)) => container::manage::wait(g, &a),
+        Command::Rename(a) | Command::Container(C::Rename(a)) => container::manage::rename(g, &a),
+        Command::Attach(a) | Command::Container(C::Attach(a)) => container::manage::attach(g, &a),
+        Command::Exec(a) | Command::Container(C::Exec(a)) => container::exec::run(g, &a),
+        Command::Logs(a) | Command::Container(C::Logs(a)) => container::logs::run(g, &a),
+        Command::Inspect(a) => container::inspect::run(g, &a, false),
+        Command::Container(C::Inspect(a)) => container::inspect::run(g, &a, true),
+        Command::Container(C::Cleanup(a)) => container::manage::cleanup(g, &a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::list::run(g, &a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import::run(g, &a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => image::load::run(g, &a),

@@ -1,0 +1,556 @@
+//! The flags of `hako run` and `hako create` (Docker's names), turned into the engine's
+//! [`CreateOptions`] (Docker's `ContainerConfig` + `HostConfig`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use hako_engine::CreateOptions;
+use hako_engine::models::{
+    ContainerConfig, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+};
+
+/// Flags shared by `run` and `create`.
+#[derive(Debug, Args, Clone)]
+pub struct CreateArgs {
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to take it from this environment)
+    #[arg(short, long = "env", value_name = "LIST")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image ("" clears it)
+    #[arg(long, allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Container NIS domain name
+    #[arg(long)]
+    pub domainname: Option<String>,
+    /// Bind mount a volume (SRC:DST[:OPTS], NAME:DST[:OPTS] or DST)
+    #[arg(short = 'v', long = "volume", value_name = "LIST")]
+    pub volumes: Vec<String>,
+    /// Attach a filesystem mount (type=bind|volume|tmpfs,source=..,target=..,readonly)
+    #[arg(long = "mount", value_name = "MOUNT")]
+    pub mounts: Vec<String>,
+    /// Mount a tmpfs directory (DST[:OPTIONS])
+    #[arg(long = "tmpfs", value_name = "DST")]
+    pub tmpfs: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Memory limit (e.g. 512m, 1g)
+    #[arg(short, long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", value_name = "BYTES")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs
+    #[arg(long, value_name = "DECIMAL", allow_hyphen_values = true)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", allow_hyphen_values = true)]
+    pub cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Ulimit options (NAME=SOFT[:HARD])
+    #[arg(long = "ulimit", value_name = "ULIMIT")]
+    pub ulimits: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add", value_name = "LIST")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop", value_name = "LIST")]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options (seccomp=PROFILE|unconfined, no-new-privileges)
+    #[arg(long = "security-opt", value_name = "LIST")]
+    pub security_opt: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Restart policy to apply when a container exits (no, on-failure[:N], always, unless-stopped)
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Automatically remove the container and its anonymous volumes when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Set meta data on a container (KEY=VALUE)
+    #[arg(short, long = "label", value_name = "LIST")]
+    pub labels: Vec<String>,
+    /// Logging driver for the container (json-file)
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size=10m, max-file=3)
+    #[arg(long = "log-opt", value_name = "LIST")]
+    pub log_opts: Vec<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    pub stop_timeout: Option<i64>,
+    /// Runtime to use for this container (hako-runtime, runc, crun or a path)
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Run a plain directory as the root filesystem instead of an image (Gocker's -rootfs)
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Storage driver options for the container (size=10G)
+    #[arg(long = "storage-opt", value_name = "LIST")]
+    pub storage_opt: Vec<String>,
+    /// Connect the container to a network (none, host)
+    #[arg(long = "network", alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Size of /dev/shm
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    pub shm_size: Option<String>,
+    /// Sysctl options (KEY=VALUE)
+    #[arg(long = "sysctl", value_name = "MAP")]
+    pub sysctls: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host", value_name = "LIST")]
+    pub add_hosts: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long = "dns", value_name = "LIST")]
+    pub dns: Vec<String>,
+    /// Tune the host's OOM preferences (-1000 to 1000)
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i64>,
+    /// Optional parent cgroup for the container
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
+    /// Write the container ID to the file
+    #[arg(long)]
+    pub cidfile: Option<PathBuf>,
+
+    /// The image (or, with --rootfs, the command)
+    #[arg(value_name = "IMAGE", allow_hyphen_values = false)]
+    pub image: Option<String>,
+    /// Command and arguments
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// Docker's `RAMInBytes`: a number with an optional unit b, k, m, g, t, p (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty() && r.chars().last().is_some_and(|c| c.is_ascii_alphabetic()))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('p') => (&t[..t.len() - 1], 1 << 50),
+        Some('b') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .with_context(|| format!("invalid size: '{s}'"))?;
+    #[allow(clippy::cast_possible_truncation)]
+    Ok((n * mult as f64) as i64)
+}
+
+fn parse_restart(s: &str) -> Result<RestartPolicy> {
+    let (name, count) = match s.split_once(':') {
+        Some((n, c)) => (n, Some(c)),
+        None => (s, None),
+    };
+    let name = match name {
+        "" | "no" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        other => bail!(
+            "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        ),
+    };
+    let maximum_retry_count = match count {
+        None => None,
+        Some(c) => {
+            if name != RestartPolicyNameEnum::ON_FAILURE {
+                bail!(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+                );
+            }
+            Some(
+                c.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .with_context(|| format!("invalid restart policy: invalid count '{c}'"))?,
+            )
+        }
+    };
+    Ok(RestartPolicy {
+        name: Some(name),
+        maximum_retry_count,
+    })
+}
+
+fn parse_ulimit(s: &str) -> Result<ResourcesUlimits> {
+    let (name, vals) = s
+        .split_once('=')
+        .with_context(|| format!("invalid ulimit argument: {s}"))?;
+    const NAMES: &[&str] = &[
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+    if !NAMES.contains(&name) {
+        bail!("invalid ulimit type: {name}");
+    }
+    let (soft, hard) = match vals.split_once(':') {
+        Some((s, h)) => (s, h),
+        None => (vals, vals),
+    };
+    let num = |v: &str| {
+        v.parse::<i64>()
+            .with_context(|| format!("invalid ulimit value {v:?} in {s}"))
+    };
+    let (soft, hard) = (num(soft)?, num(hard)?);
+    if soft > hard {
+        bail!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
+    }
+    Ok(ResourcesUlimits {
+        name: Some(name.to_string()),
+        soft: Some(soft),
+        hard: Some(hard),
+    })
+}
+
+fn parse_mount(s: &str) -> Result<Mount> {
+    let mut m = Mount::default();
+    let mut typ = MountType::VOLUME;
+    let mut read_only = false;
+    let mut propagation = None;
+    let mut nocopy = false;
+    let mut tmpfs = MountTmpfsOptions::default();
+    for field in s.split(',') {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (field, None),
+        };
+        match (k, v) {
+            ("type", Some(t)) => {
+                typ = match t {
+                    "bind" => MountType::BIND,
+                    "volume" => MountType::VOLUME,
+                    "tmpfs" => MountType::TMPFS,
+                    other => bail!("invalid mount type {other:?} (bind, volume, tmpfs)"),
+                }
+            }
+            ("source" | "src", Some(v)) => m.source = Some(v.to_string()),
+            ("target" | "destination" | "dst", Some(v)) => m.target = Some(v.to_string()),
+            ("readonly" | "ro", None | Some("true" | "1")) => read_only = true,
+            ("readonly" | "ro", Some("false" | "0")) => read_only = false,
+            ("bind-propagation", Some(p)) => {
+                propagation = Some(match p {
+                    "private" => MountBindOptionsPropagationEnum::PRIVATE,
+                    "rprivate" => MountBindOptionsPropagationEnum::RPRIVATE,
+                    "shared" => MountBindOptionsPropagationEnum::SHARED,
+                    "rshared" => MountBindOptionsPropagationEnum::RSHARED,
+                    "slave" => MountBindOptionsPropagationEnum::SLAVE,
+                    "rslave" => MountBindOptionsPropagationEnum::RSLAVE,
+                    other => bail!("invalid bind-propagation {other:?}"),
+                })
+            }
+            ("volume-nocopy", None | Some("true" | "1")) => nocopy = true,
+            ("tmpfs-size", Some(v)) => tmpfs.size_bytes = Some(parse_bytes(v)?),
+            ("tmpfs-mode", Some(v)) => {
+                tmpfs.mode = Some(
+                    i64::from_str_radix(v, 8)
+                        .with_context(|| format!("invalid tmpfs-mode {v:?}"))?,
+                )
+            }
+            _ => bail!("invalid field '{field}' in --mount {s:?}"),
+        }
+    }
+    if m.target.is_none() {
+        bail!("invalid argument \"{s}\" for \"--mount\" flag: target is required");
+    }
+    m.typ = Some(typ);
+    m.read_only = Some(read_only);
+    match typ {
+        MountType::BIND => {
+            if m.source.is_none() {
+                bail!(
+                    "invalid argument \"{s}\" for \"--mount\" flag: source is required for bind mounts"
+                );
+            }
+            m.bind_options = Some(MountBindOptions {
+                propagation,
+                ..Default::default()
+            });
+        }
+        MountType::VOLUME => {
+            m.volume_options = Some(MountVolumeOptions {
+                no_copy: Some(nocopy),
+                ..Default::default()
+            })
+        }
+        MountType::TMPFS => m.tmpfs_options = Some(tmpfs),
+        _ => {}
+    }
+    Ok(m)
+}
+
+fn env_file(path: &PathBuf) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("open {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(expand_env)
+        .collect())
+}
+
+/// `KEY=VALUE` as is; a bare `KEY` takes this process's value (and is dropped if unset).
+fn expand_env(e: &str) -> Option<String> {
+    if e.contains('=') {
+        Some(e.to_string())
+    } else {
+        std::env::var(e).ok().map(|v| format!("{e}={v}"))
+    }
+}
+
+fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
+    list.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            None if what == "label" && !kv.is_empty() => Ok((kv.to_string(), String::new())),
+            _ => bail!("invalid {what} {kv:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+impl CreateArgs {
+    /// The engine's options for these flags.
+    pub fn to_options(&self) -> Result<CreateOptions> {
+        let (image, mut command) = match (&self.rootfs, &self.image) {
+            (Some(_), Some(first)) => (
+                None,
+                std::iter::once(first.clone())
+                    .chain(self.command.iter().cloned())
+                    .collect::<Vec<_>>(),
+            ),
+            (Some(_), None) => (None, self.command.clone()),
+            (None, Some(i)) => (Some(i.clone()), self.command.clone()),
+            (None, None) => {
+                bail!("\"create\" requires at least 1 argument: IMAGE [COMMAND] [ARG...]")
+            }
+        };
+        let mut env = Vec::new();
+        for f in &self.env_file {
+            env.extend(env_file(f)?);
+        }
+        env.extend(self.env.iter().filter_map(|e| expand_env(e)));
+        let entrypoint = self.entrypoint.as_ref().map(|e| {
+            if e.is_empty() {
+                vec![String::new()]
+            } else {
+                vec![e.clone()]
+            }
+        });
+        if self.rootfs.is_some() && command.is_empty() && entrypoint.is_none() {
+            command = vec!["/bin/sh".into()];
+        }
+        let config = ContainerConfig {
+            image,
+            hostname: self.hostname.clone(),
+            domainname: self.domainname.clone(),
+            user: self.user.clone(),
+            tty: Some(self.tty),
+            open_stdin: Some(self.interactive),
+            stdin_once: Some(self.interactive),
+            attach_stdin: Some(self.interactive),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            env: Some(env),
+            cmd: (!command.is_empty()).then_some(command),
+            entrypoint,
+            working_dir: self.workdir.clone(),
+            labels: Some(key_values(&self.labels, "label")?),
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout,
+            ..Default::default()
+        };
+        let memory = self.memory.as_deref().map(parse_bytes).transpose()?;
+        let memory_swap = match self.memory_swap.as_deref() {
+            Some("-1") => Some(-1),
+            Some(s) => Some(parse_bytes(s)?),
+            None => None,
+        };
+        let nano_cpus = match self.cpus.as_deref() {
+            None => None,
+            Some(c) => {
+                let v: f64 = c.parse().with_context(|| format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))?;
+                if v < 0.0 || !v.is_finite() {
+                    bail!(
+                        "Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available",
+                        n = std::thread::available_parallelism()
+                            .map(|n| n.get())
+                            .unwrap_or(1)
+                    );
+                }
+                #[allow(clippy::cast_possible_truncation)]
+                Some((v * 1e9).round() as i64)
+            }
+        };
+        let mut tmpfs = HashMap::new();
+        for t in &self.tmpfs {
+            let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            tmpfs.insert(dst.to_string(), opts.to_string());
+        }
+        let mut log_config = HostConfigLogConfig {
+            typ: self.log_driver.clone(),
+            config: None,
+        };
+        if !self.log_opts.is_empty() {
+            log_config.config = Some(key_values(&self.log_opts, "log-opt")?);
+        }
+        let host = HostConfig {
+            binds: Some(self.volumes.clone()),
+            mounts: Some(
+                self.mounts
+                    .iter()
+                    .map(|m| parse_mount(m))
+                    .collect::<Result<_>>()?,
+            ),
+            tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            readonly_rootfs: Some(self.read_only),
+            memory,
+            memory_swap,
+            memory_reservation: self
+                .memory_reservation
+                .as_deref()
+                .map(parse_bytes)
+                .transpose()?,
+            nano_cpus,
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            pids_limit: self.pids_limit,
+            ulimits: Some(
+                self.ulimits
+                    .iter()
+                    .map(|u| parse_ulimit(u))
+                    .collect::<Result<_>>()?,
+            ),
+            cap_add: Some(self.cap_add.clone()),
+            cap_drop: Some(self.cap_drop.clone()),
+            privileged: Some(self.privileged),
+            security_opt: Some(self.security_opt.clone()),
+            init: Some(self.init),
+            restart_policy: Some(parse_restart(&self.restart)?),
+            auto_remove: Some(self.rm),
+            log_config: Some(log_config),
+            runtime: self.runtime.clone(),
+            storage_opt: Some(key_values(&self.storage_opt, "storage-opt")?),
+            network_mode: Some(self.network.clone().unwrap_or_else(|| "none".into())),
+            shm_size: self.shm_size.as_deref().map(parse_bytes).transpose()?,
+            sysctls: Some(key_values(&self.sysctls, "sysctl")?),
+            extra_hosts: Some(self.add_hosts.clone()),
+            dns: Some(self.dns.clone()),
+            oom_score_adj: self.oom_score_adj,
+            cgroup_parent: self.cgroup_parent.clone(),
+            ..Default::default()
+        };
+        Ok(CreateOptions {
+            name: self.name.clone(),
+            config,
+            host_config: host,
+            rootfs: self.rootfs.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        assert!(parse_bytes("abc").is_err());
+        assert!(parse_bytes("-5m").is_err());
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap().maximum_retry_count,
+            Some(3)
+        );
+        assert!(parse_restart("always:3").is_err());
+        assert!(parse_restart("sometimes").is_err());
+    }
+
+    #[test]
+    fn mounts_and_ulimits() {
+        let m = parse_mount("type=bind,source=/srv,target=/data,readonly").unwrap();
+        assert_eq!((m.typ, m.read_only), (Some(MountType::BIND), Some(true)));
+        assert!(parse_mount("type=bind,target=/x").is_err());
+        assert!(parse_mount("type=nfs,target=/x").is_err());
+        let u = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((u.soft, u.hard), (Some(1024), Some(2048)));
+        assert!(parse_ulimit("nofile=10:5").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! Container commands: `run`, `create`, `start`, `ps`, `stop`, ... over `hako-engine`.
+
+pub mod create_args;
+pub mod exec;
+pub mod inspect;
+pub mod logs;
+pub mod manage;
+pub mod ps;
+pub mod run;
+pub mod stream;
+
+use crate::error::AlreadyReported;
+
+/// An error with Docker's exit code: 125 for hako's own failures, 126/127 when the
+/// command cannot be run, or the container's status (`message` then is `None`).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", message.as_deref().unwrap_or("container exited"))]
+pub struct EngineError {
+    /// What to print (nothing for a container's own exit status).
+    pub message: Option<String>,
+    /// The exit code.
+    pub code: i32,
+}
+
+impl EngineError {
+    /// Leave with the container's status, printing nothing.
+    pub fn exit(code: i32) -> anyhow::Error {
+        anyhow::Error::new(EngineError {
+            message: None,
+            code,
+        })
+    }
+}
+
+/// An engine error, with its exit code.
+pub fn engine_err(e: hako_engine::Error) -> anyhow::Error {
+    let code = e.exit_code();
+    anyhow::Error::new(EngineError {
+        message: Some(e.to_string()),
+        code,
+    })
+}
+
+/// Runs `f` for each container; prints each failure as its own line and fails at the end
+/// if any did (Docker's behaviour for `stop a b c`).
+pub fn for_each(
+    items: &[String],
+    mut f: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for it in items {
+        if let Err(e) = f(it) {
+            eprintln!("Error response from daemon: {e:#}");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        return Err(AlreadyReported(failed).into());
+    }
+    Ok(())
+}

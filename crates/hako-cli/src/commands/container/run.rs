@@ -1,0 +1,186 @@
+//! `hako run`, `hako create`, `hako start`: Docker's flow. `run` = create, then (unless
+//! `-d`) attach before start so no output is lost, then wait and exit with the
+//! container's status; with `--rm` the shim removes the container when it exits.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use hako_engine::Engine;
+
+use super::create_args::CreateArgs;
+use super::stream::{self, End};
+use super::{EngineError, engine_err};
+use crate::context::Global;
+
+/// Arguments of `hako run`.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// Proxy received signals to the process
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// Arguments of `hako create`.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct CreateCmdArgs {
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// Arguments of `hako start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// Containers to start
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+fn create(engine: &Engine, a: &CreateArgs) -> Result<hako_engine::Record> {
+    let opts = a.to_options()?;
+    let rec = engine.create(opts).map_err(engine_err)?;
+    if let Some(f) = &a.cidfile {
+        std::fs::write(f, &rec.id)?;
+    }
+    Ok(rec)
+}
+
+/// `hako create`.
+pub fn run_create(g: &Global, a: &CreateCmdArgs) -> Result<()> {
+    let engine = g.open_engine()?;
+    let rec = create(&engine, &a.create)?;
+    println!("{}", rec.id);
+    Ok(())
+}
+
+/// Forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the container (`--sig-proxy`).
+fn proxy_signals(engine: &Engine, id: &str) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    set.thread_block()?;
+    let kill = engine.signal_command(id).map_err(engine_err)?;
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            let _ = kill.send(sig.as_str());
+        }
+    });
+    Ok(())
+}
+
+/// Attaches, starts and waits; returns the exit code to leave with.
+fn attached_run(
+    engine: &Engine,
+    id: &str,
+    stdin: bool,
+    keys: &str,
+    sig_proxy: bool,
+    tty: bool,
+) -> Result<i32> {
+    let keys = stream::detach_keys(keys)?;
+    let (rec, att) = engine.start_attached(id, stdin).map_err(engine_err)?;
+    if sig_proxy && !tty {
+        proxy_signals(engine, &rec.id)?;
+    }
+    let end = stream::pump(att.stream, att.tty, stdin, engine.state_dir(&rec.id), &keys)?;
+    if end == End::Detached {
+        eprintln!("\nread escape sequence");
+        return Ok(0);
+    }
+    let code = engine.wait(&rec.id).map_err(engine_err)?;
+    if rec.host_config.auto_remove == Some(true) {
+        // The shim's exit command removes it; `run --rm` returns once it is gone.
+        if !engine.wait_removed(&rec.id, Duration::from_secs(30)) {
+            engine.remove(&rec.id, true, true).map_err(engine_err)?;
+        }
+    }
+    Ok(code)
+}
+
+/// `hako run`.
+pub fn run(g: &Global, a: &RunArgs) -> Result<()> {
+    let engine = g.open_engine()?;
+    let rec = create(&engine, &a.create)?;
+    if a.detach {
+        if let Err(e) = engine.start(&rec.id) {
+            if rec.host_config.auto_remove == Some(true) {
+                let _ = engine.remove(&rec.id, true, true);
+            }
+            return Err(engine_err(e));
+        }
+        println!("{}", rec.id);
+        return Ok(());
+    }
+    match attached_run(
+        &engine,
+        &rec.id,
+        a.create.interactive,
+        &a.detach_keys,
+        a.sig_proxy,
+        a.create.tty,
+    ) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(EngineError::exit(code)),
+        Err(e) => {
+            if rec.host_config.auto_remove == Some(true) {
+                let _ = engine.remove(&rec.id, true, true);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `hako start`.
+pub fn run_start(g: &Global, a: &StartArgs) -> Result<()> {
+    let engine = g.open_engine()?;
+    if a.attach || a.interactive {
+        let [one] = a.containers.as_slice() else {
+            anyhow::bail!("you cannot start and attach multiple containers at once");
+        };
+        let rec = engine.get(one).map_err(engine_err)?;
+        let tty = rec.config.tty.unwrap_or(false);
+        return match attached_run(&engine, one, a.interactive, &a.detach_keys, true, tty)? {
+            0 => Ok(()),
+            code => Err(EngineError::exit(code)),
+        };
+    }
+    super::for_each(&a.containers, |c| {
+        engine.start(c).map_err(engine_err)?;
+        println!("{c}");
+        Ok(())
+    })
+}

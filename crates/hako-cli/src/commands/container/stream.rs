@@ -1,0 +1,216 @@
+//! The terminal side of an attach: copy the user's stdin to the container and its output
+//! back, demultiplexing Docker's stdcopy frames (no tty) or passing raw bytes (tty) with
+//! the terminal in raw mode, window size changes forwarded, and Docker's detach keys
+//! (ctrl-p ctrl-q) to leave the container running.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use hako_shim::protocol::{self, Request};
+use nix::sys::signal::{SigSet, Signal};
+
+/// How the attach ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The container's output ended (it exited).
+    Exited,
+    /// The user pressed the detach keys.
+    Detached,
+}
+
+/// `ctrl-p,ctrl-q` -> bytes. Docker's syntax: comma separated `ctrl-X` or single chars.
+pub fn detach_keys(spec: &str) -> Result<Vec<u8>> {
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let b = match c {
+                    "@" => 0,
+                    "[" => 27,
+                    "\\" => 28,
+                    "]" => 29,
+                    "^" => 30,
+                    "_" => 31,
+                    c if c.len() == 1 && c.as_bytes()[0].is_ascii_lowercase() => {
+                        c.as_bytes()[0] - b'a' + 1
+                    }
+                    _ => anyhow::bail!("invalid detach key {k:?}"),
+                };
+                Ok(b)
+            } else if k.len() == 1 {
+                Ok(k.as_bytes()[0])
+            } else {
+                anyhow::bail!("invalid detach key {k:?}")
+            }
+        })
+        .collect()
+}
+
+/// Raw mode on the terminal while it lives.
+struct RawMode {
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl RawMode {
+    fn enter() -> RawMode {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let Ok(saved) = tcgetattr(stdin.as_fd()) else {
+            return RawMode { saved: None };
+        };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
+        RawMode { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
+}
+
+fn stdin_is_tty() -> bool {
+    nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false)
+}
+
+fn send_size(state_dir: &std::path::Path) {
+    if let Ok((rows, cols)) = hako_sys::tty::get_winsize(std::io::stdout().as_fd())
+        .or_else(|_| hako_sys::tty::get_winsize(std::io::stdin().as_fd()))
+    {
+        let _ = protocol::request(state_dir, &Request::Resize { rows, cols });
+    }
+}
+
+/// Copies stdio to and from `stream` until the container's output ends or the user
+/// detaches. `state_dir` is the shim's (for window size changes).
+pub fn pump(
+    stream: UnixStream,
+    tty: bool,
+    stdin: bool,
+    state_dir: PathBuf,
+    keys: &[u8],
+) -> Result<End> {
+    let raw = (tty && stdin && stdin_is_tty()).then(RawMode::enter);
+    if tty {
+        send_size(&state_dir);
+        // SIGWINCH is blocked in every thread; this one waits for it.
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGWINCH);
+        let _ = set.thread_block();
+        let dir = state_dir.clone();
+        std::thread::spawn(move || {
+            while set.wait().is_ok() {
+                send_size(&dir);
+            }
+        });
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<End>();
+    if stdin {
+        let mut to_ctr = stream.try_clone().context("clone the attach stream")?;
+        let keys = if tty { keys.to_vec() } else { Vec::new() };
+        let tx = done_tx.clone();
+        std::thread::spawn(move || {
+            let mut input = std::io::stdin().lock();
+            let mut buf = [0u8; 4096];
+            let mut matched = 0usize;
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut out = Vec::with_capacity(n);
+                for &b in &buf[..n] {
+                    if !keys.is_empty() && b == keys[matched] {
+                        matched += 1;
+                        if matched == keys.len() {
+                            let _ = to_ctr.write_all(&out);
+                            let _ = tx.send(End::Detached);
+                            return;
+                        }
+                        continue;
+                    }
+                    if matched > 0 {
+                        out.extend_from_slice(&keys[..matched]);
+                        matched = 0;
+                    }
+                    out.push(b);
+                }
+                if to_ctr.write_all(&out).is_err() {
+                    return;
+                }
+            }
+            let _ = to_ctr.shutdown(std::net::Shutdown::Write);
+        });
+    }
+    let mut from_ctr = stream;
+    std::thread::spawn(move || {
+        let _ = copy_output(&mut from_ctr, tty);
+        let _ = done_tx.send(End::Exited);
+    });
+    let end = done_rx.recv().unwrap_or(End::Exited);
+    drop(raw);
+    Ok(end)
+}
+
+fn copy_output(s: &mut UnixStream, tty: bool) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    if tty {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            stdout.write_all(&buf[..n])?;
+            stdout.flush()?;
+        }
+    }
+    let mut header = [0u8; 8];
+    let mut payload = Vec::new();
+    loop {
+        if let Err(e) = s.read_exact(&mut header) {
+            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        let len = usize::try_from(u32::from_be_bytes([
+            header[4], header[5], header[6], header[7],
+        ]))
+        .unwrap_or(0);
+        payload.resize(len, 0);
+        s.read_exact(&mut payload)?;
+        if header[0] == protocol::STREAM_STDERR {
+            stderr.write_all(&payload)?;
+            stderr.flush()?;
+        } else {
+            stdout.write_all(&payload)?;
+            stdout.flush()?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_detach_keys() {
+        assert_eq!(detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
+        assert_eq!(detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
+        assert!(detach_keys("ctrl-pp").is_err());
+    }
+}

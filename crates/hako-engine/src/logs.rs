@@ -1,0 +1,250 @@
+//! Reading the json-file logs the shim writes (`<id>-json.log`, rotated to `.1`, `.2`, ...):
+//! `hako logs` with `--tail`, `--since`, `--until`, `-t` and `-f`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::error::{IoContext, Result};
+
+/// One log entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    /// The text, with its newline if it had one.
+    pub log: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+}
+
+/// What to show.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Keep following new output until the container stops.
+    pub follow: bool,
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Only entries at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only entries before this time.
+    pub until: Option<SystemTime>,
+    /// Prefix each line with its time.
+    pub timestamps: bool,
+    /// Show stdout.
+    pub stdout: bool,
+    /// Show stderr.
+    pub stderr: bool,
+}
+
+fn parse_time(t: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(t.trim_end_matches('Z'))
+        .ok()
+        .or_else(|| humantime::parse_rfc3339(t).ok())
+}
+
+/// The log files of `path`, oldest first.
+fn files(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for n in (1..100).rev() {
+        let p = PathBuf::from(format!("{}.{n}", path.display()));
+        if p.exists() {
+            out.push(p);
+        }
+    }
+    out.push(path.to_path_buf());
+    out
+}
+
+fn keep(e: &Entry, o: &LogOptions) -> bool {
+    let stream_ok = match e.stream.as_str() {
+        "stderr" => o.stderr,
+        _ => o.stdout,
+    };
+    if !stream_ok {
+        return false;
+    }
+    if o.since.is_none() && o.until.is_none() {
+        return true;
+    }
+    let Some(t) = parse_time(&e.time) else {
+        return true;
+    };
+    o.since.is_none_or(|s| t >= s) && o.until.is_none_or(|u| t < u)
+}
+
+fn emit(
+    e: &Entry,
+    o: &LogOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    let w: &mut dyn Write = if e.stream == "stderr" { err } else { out };
+    if o.timestamps {
+        write!(w, "{} ", e.time)?;
+    }
+    w.write_all(e.log.as_bytes())?;
+    w.flush()
+}
+
+/// Prints the log at `path`; with `follow`, keeps printing until `still_running` says the
+/// container is gone (checked whenever there is no new data).
+pub fn print(
+    path: &Path,
+    o: &LogOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    still_running: &mut dyn FnMut() -> bool,
+) -> Result<()> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut position = 0u64;
+    let mut inode = 0u64;
+    for f in files(path) {
+        let Ok(file) = File::open(&f) else { continue };
+        if f == path {
+            let meta = file.metadata().ctx(|| format!("stat {}", f.display()))?;
+            inode = meta.ino();
+        }
+        let mut reader = BufReader::new(file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .ctx(|| format!("read {}", f.display()))?;
+            if n == 0 || !line.ends_with('\n') {
+                break;
+            }
+            if f == path {
+                position += u64::try_from(n).unwrap_or(0);
+            }
+            if let Ok(e) = serde_json::from_str::<Entry>(&line)
+                && keep(&e, o)
+            {
+                entries.push(e);
+            }
+        }
+    }
+    let skip = o.tail.map_or(0, |t| entries.len().saturating_sub(t));
+    for e in &entries[skip..] {
+        emit(e, o, out, err).ctx(|| "write log output".into())?;
+    }
+    if !o.follow {
+        return Ok(());
+    }
+    let mut idle_checks = 0u32;
+    loop {
+        let Ok(mut file) = File::open(path) else {
+            if !still_running() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let meta = file.metadata().ctx(|| format!("stat {}", path.display()))?;
+        if meta.ino() != inode {
+            // Rotated: the rest of the old file is in `.1`; read from the new file's start.
+            inode = meta.ino();
+            position = 0;
+        }
+        file.seek(SeekFrom::Start(position))
+            .ctx(|| format!("seek {}", path.display()))?;
+        let mut reader = BufReader::new(file);
+        let mut line = String::new();
+        let mut got = false;
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .ctx(|| format!("read {}", path.display()))?;
+            if n == 0 || !line.ends_with('\n') {
+                break;
+            }
+            position += u64::try_from(n).unwrap_or(0);
+            got = true;
+            if let Ok(e) = serde_json::from_str::<Entry>(&line)
+                && keep(&e, o)
+            {
+                emit(&e, o, out, err).ctx(|| "write log output".into())?;
+            }
+        }
+        if got {
+            idle_checks = 0;
+            continue;
+        }
+        idle_checks += 1;
+        // The shim writes the last output before it records the exit, so one more read
+        // after "not running" gets everything.
+        if idle_checks > 1 && !still_running() {
+            if idle_checks > 2 {
+                return Ok(());
+            }
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str, stream: &str, time: &str) -> String {
+        format!(
+            "{}\n",
+            serde_json::json!({"log": text, "stream": stream, "time": time})
+        )
+    }
+
+    #[test]
+    fn tail_streams_and_rotation_order() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c-json.log");
+        std::fs::write(
+            format!("{}.1", p.display()),
+            line("one\n", "stdout", "2026-01-01T00:00:01.000000001Z"),
+        )
+        .unwrap();
+        std::fs::write(
+            &p,
+            line("two\n", "stderr", "2026-01-01T00:00:02Z")
+                + &line("three\n", "stdout", "2026-01-01T00:00:03Z")
+                + "{\"log\":\"partial",
+        )
+        .unwrap();
+        let all = LogOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print(&p, &all, &mut out, &mut err, &mut || false).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "one\nthree\n");
+        assert_eq!(String::from_utf8(err).unwrap(), "two\n");
+
+        let tail = LogOptions {
+            tail: Some(1),
+            timestamps: true,
+            ..all.clone()
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print(&p, &tail, &mut out, &mut err, &mut || false).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-01-01T00:00:03Z three\n"
+        );
+        assert!(err.is_empty());
+
+        let since = LogOptions {
+            since: parse_time("2026-01-01T00:00:02Z"),
+            ..all
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print(&p, &since, &mut out, &mut err, &mut || false).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "three\n");
+    }
+}

@@ -1,0 +1,268 @@
+//! Container and volume records in SQLite: the same database file as the image store
+//! (`<root>/hako-image.db`), tables of their own.
+//!
+//! ```text
+//! containers        id PK, name UNIQUE, image (as given), image_id, created (RFC 3339),
+//!                   config (JSON, Docker's ContainerConfig), host_config (JSON, HostConfig),
+//!                   runtime, rootfs, rootfs_managed, path, args (JSON), paused, removing
+//! volumes           name PK, driver, created, labels (JSON), anonymous
+//! container_volumes container_id -> containers, volume -> volumes
+//! ```
+//!
+//! A row is the container's identity and configuration. Its status is not stored here (see
+//! [`crate::state`]) except `paused` (only the engine pauses) and `removing` (claimed by the
+//! one process that removes it, so that two `rm`s cannot both tear it down).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard_stubs::models::{ContainerConfig, HostConfig};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS containers (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  image TEXT NOT NULL,
+  image_id TEXT NOT NULL,
+  created TEXT NOT NULL,
+  config TEXT NOT NULL,
+  host_config TEXT NOT NULL,
+  runtime TEXT NOT NULL,
+  rootfs TEXT NOT NULL,
+  rootfs_managed INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  args TEXT NOT NULL,
+  paused INTEGER NOT NULL DEFAULT 0,
+  removing INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS volumes (
+  name TEXT PRIMARY KEY,
+  driver TEXT NOT NULL,
+  created TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  anonymous INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS container_volumes (
+  container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+  volume TEXT NOT NULL REFERENCES volumes(name),
+  PRIMARY KEY (container_id, volume)
+);
+";
+
+/// One container's record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Without Docker's leading `/`.
+    pub name: String,
+    /// The image as the user named it (`busybox`), or the `--rootfs` directory.
+    pub image: String,
+    /// `sha256:...` of the image config; empty for `--rootfs`.
+    pub image_id: String,
+    /// RFC 3339 with nanoseconds.
+    pub created: String,
+    /// Docker's container config (cmd, env, tty, labels, ...).
+    pub config: ContainerConfig,
+    /// Docker's host config (binds, limits, restart policy, ...).
+    pub host_config: HostConfig,
+    /// Runtime name (`hako-runtime`, `runc`, `crun`) or path.
+    pub runtime: String,
+    /// The directory the container sees as `/`.
+    pub rootfs: PathBuf,
+    /// Whether `rootfs` is a storage-driver layer hako made (and removes); false for
+    /// `--rootfs DIR`.
+    pub rootfs_managed: bool,
+    /// `Path` of `docker inspect`: the program.
+    pub path: String,
+    /// `Args` of `docker inspect`.
+    pub args: Vec<String>,
+    /// Paused by `hako pause`.
+    pub paused: bool,
+}
+
+pub(crate) fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let have: bool = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'container_volumes'",
+            [],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false);
+    if !have {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))?;
+    }
+    Ok(conn)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+const COLUMNS: &str = "id, name, image, image_id, created, config, host_config, runtime, rootfs, rootfs_managed, path, args, paused";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image: r.get(2)?,
+        image_id: r.get(3)?,
+        created: r.get(4)?,
+        config: from_json(&r.get::<_, String>(5)?),
+        host_config: from_json(&r.get::<_, String>(6)?),
+        runtime: r.get(7)?,
+        rootfs: PathBuf::from(r.get::<_, String>(8)?),
+        rootfs_managed: r.get(9)?,
+        path: r.get(10)?,
+        args: from_json(&r.get::<_, String>(11)?),
+        paused: r.get(12)?,
+    })
+}
+
+/// Inserts a record; a taken name is [`Error::NameInUse`].
+pub(crate) fn insert(conn: &Connection, rec: &Record) -> Result<()> {
+    let res = conn.execute(
+        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+        params![
+            rec.id,
+            rec.name,
+            rec.image,
+            rec.image_id,
+            rec.created,
+            json(&rec.config),
+            json(&rec.host_config),
+            rec.runtime,
+            rec.rootfs.to_string_lossy(),
+            rec.rootfs_managed,
+            rec.path,
+            json(&rec.args),
+            rec.paused,
+        ],
+    );
+    match res {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            let id = by_name(conn, &rec.name)?.map(|r| r.id).unwrap_or_default();
+            Err(Error::NameInUse {
+                name: rec.name.clone(),
+                id,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn by_name(conn: &Connection, name: &str) -> Result<Option<Record>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"),
+            [name],
+            row,
+        )
+        .optional()?)
+}
+
+/// Finds a container by full id, name (with or without `/`), or unique id prefix, as
+/// Docker does (an exact id wins over a name, a name over a prefix).
+pub(crate) fn find(conn: &Connection, what: &str) -> Result<Record> {
+    if let Some(r) = conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1"),
+            [what],
+            row,
+        )
+        .optional()?
+    {
+        return Ok(r);
+    }
+    let name = what.strip_prefix('/').unwrap_or(what);
+    if let Some(r) = by_name(conn, name)? {
+        return Ok(r);
+    }
+    if what.is_empty() || !what.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::NoSuchContainer(what.to_string()));
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1 LIMIT 2"
+    ))?;
+    let mut found: Vec<Record> = stmt
+        .query_map(params![what, what.len()], row)?
+        .collect::<rusqlite::Result<_>>()?;
+    match found.len() {
+        0 => Err(Error::NoSuchContainer(what.to_string())),
+        1 => Ok(found.remove(0)),
+        _ => Err(Error::Ambiguous(what.to_string())),
+    }
+}
+
+/// Every record, newest first.
+pub(crate) fn all(conn: &Connection) -> Result<Vec<Record>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM containers WHERE removing = 0 ORDER BY created DESC"
+    ))?;
+    Ok(stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn set_paused(conn: &Connection, id: &str, paused: bool) -> Result<()> {
+    conn.execute(
+        "UPDATE containers SET paused = ?2 WHERE id = ?1",
+        params![id, paused],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn rename(conn: &Connection, id: &str, name: &str) -> Result<()> {
+    match conn.execute(
+        "UPDATE containers SET name = ?2 WHERE id = ?1",
+        params![id, name],
+    ) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            let other = by_name(conn, name)?.map(|r| r.id).unwrap_or_default();
+            Err(Error::NameInUse {
+                name: name.to_string(),
+                id: other,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Claims the right to remove `id`; false if another process already did.
+pub(crate) fn claim_removal(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "UPDATE containers SET removing = 1 WHERE id = ?1 AND removing = 0",
+        [id],
+    )? == 1)
+}
+
+pub(crate) fn unclaim_removal(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute("UPDATE containers SET removing = 0 WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub(crate) fn delete(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM container_volumes WHERE container_id = ?1",
+        [id],
+    )?;
+    conn.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+    Ok(())
+}

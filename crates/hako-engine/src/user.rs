@@ -1,0 +1,173 @@
+//! `-u user[:group]` resolved against the container's `/etc/passwd` and `/etc/group`, as
+//! Docker does: names and numbers both work, a numeric id need not exist, supplementary
+//! groups come from `/etc/group`, and `HOME` from the passwd entry.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// The resolved user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Supplementary gids.
+    pub additional_gids: Vec<u32>,
+    /// Home directory (`/` if unknown).
+    pub home: String,
+}
+
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+struct GroupEntry {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn passwd(rootfs: &Path) -> Vec<PasswdEntry> {
+    read_lines(&rootfs.join("etc/passwd"))
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].to_string(),
+            })
+        })
+        .collect()
+}
+
+fn groups(rootfs: &Path) -> Vec<GroupEntry> {
+    read_lines(&rootfs.join("etc/group"))
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 4 {
+                return None;
+            }
+            Some(GroupEntry {
+                name: f[0].to_string(),
+                gid: f[2].parse().ok()?,
+                members: f[3]
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Resolves `spec` (`""` means root) inside `rootfs`.
+pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let users = passwd(rootfs);
+    let (uid, mut gid, name, home) = if user.is_empty() {
+        (0, 0, Some("root".to_string()), "/root".to_string())
+    } else if let Some(e) = users.iter().find(|e| e.name == user) {
+        (e.uid, e.gid, Some(e.name.clone()), e.home.clone())
+    } else if let Ok(uid) = user.parse::<u32>() {
+        match users.iter().find(|e| e.uid == uid) {
+            Some(e) => (uid, e.gid, Some(e.name.clone()), e.home.clone()),
+            None => (uid, 0, None, "/".to_string()),
+        }
+    } else {
+        return Err(Error::InvalidArgument(format!(
+            "unable to find user {user}: no matching entries in passwd file"
+        )));
+    };
+    let all_groups = groups(rootfs);
+    if let Some(g) = group {
+        gid = if let Some(e) = all_groups.iter().find(|e| e.name == g) {
+            e.gid
+        } else if let Ok(n) = g.parse::<u32>() {
+            n
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "unable to find group {g}: no matching entries in group file"
+            )));
+        };
+    }
+    let mut additional_gids: Vec<u32> = match &name {
+        Some(n) if group.is_none() => all_groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m == n) && g.gid != gid)
+            .map(|g| g.gid)
+            .collect(),
+        _ => Vec::new(),
+    };
+    additional_gids.dedup();
+    Ok(User {
+        uid,
+        gid,
+        additional_gids,
+        home,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rootfs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nwheel:x:10:alice\nalice:x:1000:\nnogroup:x:65534:\n",
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn names_numbers_and_groups() {
+        let d = rootfs();
+        let r = resolve(d.path(), "").unwrap();
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (0, 0, "/root"));
+        let a = resolve(d.path(), "alice").unwrap();
+        assert_eq!(
+            (a.uid, a.gid, a.additional_gids.clone()),
+            (1000, 1000, vec![10])
+        );
+        assert_eq!(a.home, "/home/alice");
+        let n = resolve(d.path(), "1234:5").unwrap();
+        assert_eq!((n.uid, n.gid, n.home.as_str()), (1234, 5, "/"));
+        let g = resolve(d.path(), "nobody:wheel").unwrap();
+        assert_eq!((g.uid, g.gid), (65534, 10));
+        assert!(
+            resolve(d.path(), "mallory")
+                .unwrap_err()
+                .to_string()
+                .contains("unable to find user mallory")
+        );
+        assert!(resolve(d.path(), "alice:staff").is_err());
+    }
+}
