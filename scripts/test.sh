@@ -22,6 +22,7 @@ step "build (release, all binaries)"
 build_release
 TARGET="$(target_dir)"
 export HAKO_RUNTIME="$TARGET/release/hako-runtime"
+export HAKO_INIT="$TARGET/release/hako-init"
 
 step "fixtures"
 "$TARGET/release/hako-fixture" rootfs

@@ -117,6 +117,16 @@ impl Global {
         let mut opts = hako_engine::EngineOptions::new(&self.root);
         opts.exec_root = self.exec_root.clone();
         opts.driver = self.storage_driver.clone();
+        // Test and packaging hooks: the binaries to use instead of the ones next to hako.
+        for (var, slot) in [
+            ("HAKO_INIT", &mut opts.init),
+            ("HAKO_SHIM", &mut opts.shim),
+            ("HAKO_RUNTIME", &mut opts.runtime),
+        ] {
+            if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+                *slot = PathBuf::from(p);
+            }
+        }
         let exe = std::env::current_exe().context("find the hako executable")?;
         opts.cleanup_command = vec![
             exe.display().to_string(),

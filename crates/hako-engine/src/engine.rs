@@ -490,6 +490,12 @@ impl Engine {
             }
         }
         if host.init == Some(true) {
+            if self.opts.init.exists() && has_interpreter(&self.opts.init) {
+                return Err(Error::InvalidArgument(format!(
+                    "--init: {} is dynamically linked and cannot run in an arbitrary image; build the static one with scripts/build-init.sh (or point HAKO_INIT at it)",
+                    self.opts.init.display()
+                )));
+            }
             if !self.opts.init.exists() {
                 return Err(Error::InvalidArgument(format!(
                     "--init: {} not found (build it with scripts/build-init.sh)",
@@ -1411,6 +1417,33 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// Whether an ELF executable names a program interpreter (is dynamically linked).
+fn has_interpreter(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    };
+    if bytes.get(..5) != Some(b"\x7fELF\x02") {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(num)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..num).any(|i| {
+        let o = phoff + i * size;
+        bytes.get(o..o + 4) == Some(&3u32.to_le_bytes()[..])
+    })
+}
+
 fn hako_storage_is_mounted(p: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
         .map(|m| {
@@ -1868,6 +1901,18 @@ mod tests {
             runtime_error("create", "cgroup trouble".into()).exit_code(),
             125
         );
+    }
+
+    #[test]
+    fn dynamic_executables_are_told_apart() {
+        assert!(has_interpreter(Path::new("/bin/ls")));
+        if Path::new("/bin/busybox").exists() {
+            assert!(
+                !has_interpreter(Path::new("/bin/busybox")),
+                "busybox-static"
+            );
+        }
+        assert!(!has_interpreter(Path::new("/etc/passwd")));
     }
 
     #[test]

@@ -148,6 +148,26 @@ pub fn close_range_cloexec(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Puts every signal back to its default action and unblocks all signals, the state a
+/// freshly started program expects. A container's process must not inherit the ignored or
+/// blocked signals of whoever started the runtime (a shim that reads signals from a
+/// signalfd, a `nohup`): POSIX `sh` cannot even `trap` a signal that was ignored when it
+/// started, so `docker stop` would never reach it.
+pub fn reset_signals() -> io::Result<()> {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context;
+        // numbers the C library reserves (32, 33) or the kernel rejects just return SIG_ERR,
+        // which is ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

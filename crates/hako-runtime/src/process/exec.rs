@@ -115,6 +115,12 @@ fn finish(args: &ExecArgs, program: &CString, argv: &[CString], envp: &[CString]
             source: e,
         };
     }
+    if let Err(e) = hako_sys::process::reset_signals() {
+        return Error::Io {
+            context: "reset signal handling".into(),
+            source: e,
+        };
+    }
     match nix::unistd::execve(program, argv, envp) {
         Ok(never) => match never {},
         Err(e) => Error::Init(format!("exec {}: {e}", program.to_string_lossy())),

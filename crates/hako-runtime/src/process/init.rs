@@ -257,6 +257,7 @@ impl Ready {
         security::finalize(process, &args.caps, &mut load)?;
         // Everything above fd 2 (+ preserved fds) is closed by execve.
         hako_sys::close_range_cloexec(3 + args.preserve_fds).context(|| "close_range".into())?;
+        hako_sys::process::reset_signals().context(|| "reset signal handling".into())?;
         let err = nix::unistd::execve(
             &CString::new(self.program.as_os_str().as_encoded_bytes()).expect("no NUL"),
             &self.argv,

@@ -1,0 +1,619 @@
+//! The container commands driven like a user drives them: the built `hako` binary with a
+//! throwaway `--root`/`--exec-root`, a busybox image from `hako import`, real containers
+//! under hako-shim and hako-runtime. Results are checked from inside the containers and from
+//! the host, and every test ends with a leak check (no record, mount, cgroup, shim or
+//! container process left).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const HAKO: &str = env!("CARGO_BIN_EXE_hako");
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("SKIP: needs root");
+            return;
+        }
+    };
+}
+
+/// A tar of the busybox rootfs fixture, built once per test process.
+fn rootfs_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let rootfs = hako_test_support::busybox_rootfs().expect("busybox rootfs fixture");
+        let dir = tempfile::Builder::new()
+            .prefix("hako-ctr-tar-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let tar = dir.join("busybox.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("run tar");
+        assert!(st.success(), "tar failed");
+        tar
+    })
+}
+
+/// The static hako-init (`scripts/build-init.sh`; `scripts/test.sh` exports `HAKO_INIT`).
+/// The debug build next to the test binary is dynamically linked and cannot run in busybox.
+fn static_init() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HAKO_INIT") {
+        return Some(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let p = target.join("release/hako-init");
+    p.exists().then_some(p)
+}
+
+/// One hako installation (data root + exec root) with a `busybox` image.
+struct Hako {
+    root: tempfile::TempDir,
+    exec: tempfile::TempDir,
+}
+
+impl Hako {
+    fn new() -> Hako {
+        let h = Hako {
+            root: tempfile::Builder::new()
+                .prefix("hako-ctr-")
+                .tempdir()
+                .expect("tempdir"),
+            exec: tempfile::Builder::new()
+                .prefix("hk")
+                .tempdir_in("/tmp")
+                .expect("tempdir"),
+        };
+        h.ok(&[
+            "import",
+            rootfs_tar().to_str().expect("utf-8"),
+            "busybox",
+            "--change",
+            "CMD [\"sh\"]",
+        ]);
+        h
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(HAKO);
+        if let Some(init) = static_init() {
+            c.env("HAKO_INIT", init);
+        }
+        c.arg("--root")
+            .arg(self.root.path())
+            .arg("--exec-root")
+            .arg(self.exec.path())
+            .args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run hako")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "hako {args:?} failed ({:?}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs, asserts exit `code` and one `Error:` line on stderr; returns that line.
+    fn fails(&self, code: i32, args: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(code), "hako {args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("Error")).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "hako {args:?}: expected one error line, got: {err}"
+        );
+        lines[0].to_string()
+    }
+
+    fn inspect(&self, c: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["inspect", c])).expect("inspect json");
+        v[0].clone()
+    }
+
+    fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Nothing of any container may remain: records, dirs, mounts, cgroups, processes.
+    fn assert_clean(&self, ids: &[&str]) {
+        let ps = self.ok(&["ps", "-aq"]);
+        assert!(ps.trim().is_empty(), "containers left: {ps}");
+        let dir = self.root.path().join("containers");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+        let left: Vec<_> = std::fs::read_dir(self.exec.path().join("containers"))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "shim state left: {left:?}");
+        let report = hako_test_support::find_leaks(
+            &self.exec.path().join("runtime/hako-runtime"),
+            ids,
+            &[self.root.path()],
+        );
+        assert!(report.is_empty(), "leaks:\n{report}");
+    }
+}
+
+impl Drop for Hako {
+    fn drop(&mut self) {
+        if let Ok(out) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = self.cmd(&["rm", "-f", "-v", id]).output();
+            }
+        }
+        for m in hako_test_support::find_leaks(Path::new("/nonexistent"), &[], &[self.root.path()])
+            .mounts
+        {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+#[test]
+fn run_rm_prints_and_leaves_nothing() {
+    need_root!();
+    let h = Hako::new();
+    let out = h.ok(&["run", "--rm", "busybox", "echo", "hello from hako"]);
+    assert_eq!(out, "hello from hako\n");
+    h.assert_clean(&[]);
+}
+
+#[test]
+fn exit_codes_like_docker_and_bad_input_leaves_nothing() {
+    need_root!();
+    let h = Hako::new();
+    let o = h.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let e = h.fails(127, &["run", "--rm", "busybox", "nope"]);
+    assert!(e.contains("executable file not found"), "{e}");
+    let e = h.fails(126, &["run", "--rm", "busybox", "/etc/passwd"]);
+    assert!(e.contains("permission denied"), "{e}");
+    let e = h.fails(125, &["run", "--rm", "nosuchimage"]);
+    assert!(
+        e.contains("Unable to find image 'nosuchimage:latest' locally"),
+        "{e}"
+    );
+    let e = h.fails(125, &["run", "-m", "abc", "busybox", "true"]);
+    assert!(e.contains("invalid size: 'abc'"), "{e}");
+    let e = h.fails(125, &["run", "--cpus", "-1", "busybox", "true"]);
+    assert!(e.contains("Range of CPUs"), "{e}");
+    let e = h.fails(
+        125,
+        &["run", "-v", "/nonexistent/hako-src:/x", "busybox", "true"],
+    );
+    assert!(e.contains("bind source path does not exist"), "{e}");
+    let e = h.fails(
+        125,
+        &["run", "--restart", "always", "--rm", "busybox", "true"],
+    );
+    assert!(e.contains("Conflicting options"), "{e}");
+    // The failed create of `nope` (no --rm) must not leave a half container either.
+    let e = h.fails(127, &["run", "--name", "half", "busybox", "nope"]);
+    assert!(e.contains("not found"), "{e}");
+    let ps = h.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(
+        ps.trim(),
+        "half created",
+        "a failed start leaves a created container, as Docker"
+    );
+    h.ok(&["rm", "half"]);
+    h.assert_clean(&[]);
+}
+
+#[test]
+fn detached_lifecycle_ps_logs_exec_stop_start_rm() {
+    need_root!();
+    let h = Hako::new();
+    let id = h
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    // The CLI that started it is gone; the shim keeps it running.
+    let ps = h.ok(&["ps", "--format", "{{.ID}} {{.Names}} {{.State}}"]);
+    assert_eq!(ps.trim(), format!("{} ticker running", &id[..12]));
+    h.wait_for("log lines", || {
+        h.ok(&["logs", "ticker"]).lines().count() >= 3
+    });
+    let tail = h.ok(&["logs", "--tail", "1", "ticker"]);
+    assert_eq!(tail.lines().count(), 1);
+    assert!(tail.starts_with("tick "), "{tail}");
+    // From the host: the container's init is a real process in its own pid namespace.
+    let info = h.inspect("ticker");
+    let pid = info["State"]["Pid"].as_i64().expect("pid");
+    assert!(pid > 0);
+    let host_ns = std::fs::read_link("/proc/self/ns/pid").expect("ns");
+    let ctr_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).expect("ctr ns");
+    assert_ne!(host_ns, ctr_ns);
+    assert_eq!(info["Name"], "/ticker");
+    assert_eq!(info["State"]["Status"], "running");
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Pid}}", "ticker"]).trim(),
+        pid.to_string()
+    );
+    // exec sees the container's hostname and env.
+    let out = h.ok(&[
+        "exec",
+        "-e",
+        "X=1",
+        "ticker",
+        "sh",
+        "-c",
+        "echo $(hostname) $X $HOSTNAME",
+    ]);
+    assert_eq!(out.trim(), format!("{} 1 {}", &id[..12], &id[..12]));
+    assert_eq!(
+        h.run(&["exec", "ticker", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    let e = h.fails(125, &["rm", "ticker"]);
+    assert!(e.contains("container is running"), "{e}");
+    let e = h.fails(125, &["run", "--name", "ticker", "busybox", "true"]);
+    assert!(e.contains("is already in use"), "{e}");
+    // stop: the trap makes it exit 0 on SIGTERM.
+    h.ok(&["stop", "ticker"]);
+    assert_eq!(
+        h.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "ticker"
+        ])
+        .trim(),
+        "exited 0"
+    );
+    let e = h.fails(125, &["exec", "ticker", "true"]);
+    assert!(e.contains("is not running"), "{e}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    // start again; logs keep the earlier output.
+    h.ok(&["start", "ticker"]);
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Running}}", "ticker"])
+            .trim(),
+        "true"
+    );
+    h.ok(&["rm", "-f", "ticker"]);
+    h.assert_clean(&[&id]);
+}
+
+#[test]
+fn cli_killed_mid_logs_follow_does_not_stop_the_container() {
+    need_root!();
+    let h = Hako::new();
+    let id = h
+        .ok(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "while true; do echo line; sleep 0.05; done",
+        ])
+        .trim()
+        .to_string();
+    let mut follow = h
+        .cmd(&["logs", "-f", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    std::thread::sleep(Duration::from_millis(300));
+    follow.kill().expect("kill -9 the CLI");
+    let _ = follow.wait();
+    let before = h.ok(&["logs", &id]).lines().count();
+    h.wait_for("more log lines", || {
+        h.ok(&["logs", &id]).lines().count() > before + 3
+    });
+    assert_eq!(h.ok(&["ps", "-q", "--no-trunc"]).trim(), id);
+    h.ok(&["rm", "-f", &id]);
+    h.assert_clean(&[&id]);
+}
+
+#[test]
+fn restart_on_failure_stops_after_the_limit() {
+    need_root!();
+    let h = Hako::new();
+    let id = h
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "echo run; exit 5",
+        ])
+        .trim()
+        .to_string();
+    h.wait_for("three runs", || {
+        h.ok(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", &id])
+            .trim()
+            == "exited 2"
+    });
+    assert_eq!(h.ok(&["logs", &id]).matches("run").count(), 3);
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]).trim(),
+        "5"
+    );
+    h.ok(&["rm", &id]);
+    h.assert_clean(&[&id]);
+}
+
+/// Zombie children of the container's PID 1, seen from the host (an exited task leaves
+/// its cgroup, so the cgroup's process list cannot show zombies).
+fn zombies(h: &Hako, id: &str) -> usize {
+    let pid = h
+        .ok(&["inspect", "-f", "{{.State.Pid}}", id])
+        .trim()
+        .parse::<i32>()
+        .expect("pid");
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn init_reaps_orphans_that_pid_1_would_leave_as_zombies() {
+    need_root!();
+    if static_init().is_none() {
+        eprintln!("SKIP: no static hako-init (run scripts/build-init.sh or set HAKO_INIT)");
+        return;
+    }
+    let h = Hako::new();
+    // PID 1 becomes `sleep`, which never waits; the orphaned `sleep 0.1` is re-parented to it.
+    let workload = ["sh", "-c", "sh -c 'sleep 0.1 &'; exec sleep 30"];
+    let plain = h
+        .ok(&[&["run", "-d", "busybox"][..], &workload[..]].concat())
+        .trim()
+        .to_string();
+    let with_init = h
+        .ok(&[&["run", "-d", "--init", "busybox"][..], &workload[..]].concat())
+        .trim()
+        .to_string();
+    h.wait_for("a zombie without --init", || zombies(&h, &plain) >= 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(zombies(&h, &with_init), 0, "hako-init reaps");
+    let args = h.ok(&["exec", &with_init, "cat", "/proc/1/cmdline"]);
+    assert!(args.starts_with("/sbin/hako-init"), "{args:?}");
+    // hako-init forwards the stop signal: `sleep` dies of SIGTERM at once (no 10 s wait).
+    let t = Instant::now();
+    h.ok(&["stop", &with_init]);
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    h.ok(&["rm", "-f", &plain, &with_init]);
+    h.assert_clean(&[&plain, &with_init]);
+}
+
+#[test]
+fn volumes_binds_tmpfs_and_read_only() {
+    need_root!();
+    let h = Hako::new();
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host_dir.path().join("in.txt"), "from host\n").expect("write");
+    let bind = format!("{}:/data:ro", host_dir.path().display());
+    let out = h.ok(&["run", "--rm", "-v", &bind, "busybox", "cat", "/data/in.txt"]);
+    assert_eq!(out, "from host\n");
+    let o = h.run(&["run", "--rm", "-v", &bind, "busybox", "touch", "/data/x"]);
+    assert_ne!(o.status.code(), Some(0), "a :ro bind is read-only");
+    // A named volume outlives its containers.
+    h.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "keep:/v",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /v/f",
+    ]);
+    assert_eq!(
+        h.ok(&["run", "--rm", "-v", "keep:/v", "busybox", "cat", "/v/f"]),
+        "kept\n"
+    );
+    // --read-only root with a writable --tmpfs.
+    let o = h.run(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_ne!(o.status.code(), Some(0));
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ok > /scratch/f && cat /scratch/f && grep ' /scratch ' /proc/mounts",
+    ]);
+    assert!(
+        out.starts_with("ok\n") && out.contains("tmpfs") && out.contains("noexec"),
+        "{out}"
+    );
+    h.assert_clean(&[]);
+}
+
+#[test]
+fn init_must_be_static() {
+    need_root!();
+    let h = Hako::new();
+    let mut c = h.cmd(&["run", "--rm", "--init", "busybox", "true"]);
+    c.env("HAKO_INIT", "/bin/ls");
+    let o = c.output().expect("run");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("dynamically linked"),
+        "{o:?}"
+    );
+    h.assert_clean(&[]);
+}
+
+#[test]
+fn limits_user_workdir_env_and_default_ulimits() {
+    need_root!();
+    let h = Hako::new();
+    let out = h.ok(&[
+        "run", "--rm", "-m", "64m", "--pids-limit", "50", "-u", "nobody", "-w", "/tmp", "-e", "A=b", "-h", "box", "busybox",
+        "sh", "-c", "id -u; pwd; echo $A; hostname; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; ulimit -n",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        &lines[..5],
+        &["65534", "/tmp", "b", "box", "67108864"],
+        "{out}"
+    );
+    let host_nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("rlimit")
+        .0;
+    assert_eq!(
+        lines[5],
+        host_nofile.to_string(),
+        "default ulimits are inherited from the host"
+    );
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=100:200",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn",
+    ]);
+    assert_eq!(out, "100\n200\n");
+    h.assert_clean(&[]);
+}
+
+#[test]
+fn rootfs_directory_and_other_runtimes() {
+    need_root!();
+    let h = Hako::new();
+    let rootfs = hako_test_support::busybox_rootfs().expect("rootfs");
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--rootfs",
+        rootfs.to_str().expect("utf-8"),
+        "/bin/echo",
+        "gocker style",
+    ]);
+    assert_eq!(out, "gocker style\n");
+    if Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let out = h.ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            "busybox",
+            "echo",
+            "via runc",
+        ]);
+        assert_eq!(out, "via runc\n");
+    }
+    h.assert_clean(&[]);
+}
+
+#[test]
+fn tty_run_gets_a_terminal() {
+    need_root!();
+    let h = Hako::new();
+    // `script` gives the CLI a real terminal, as a user's shell would.
+    let have_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_script {
+        eprintln!("SKIP: util-linux script not installed");
+        return;
+    }
+    let cmd = format!(
+        "stty cols 91 rows 23; {HAKO} --root {} --exec-root {} run -it --rm busybox sh -c 'tty; stty size; exit 4'",
+        h.root.path().display(),
+        h.exec.path().display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(
+        out.contains("23 91"),
+        "window size reaches the container: {out}"
+    );
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    h.assert_clean(&[]);
+}
