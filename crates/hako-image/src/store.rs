@@ -779,7 +779,11 @@ impl ImageStore {
         let p = self.driver.paths(container_id)?;
         let mut out = std::collections::HashMap::new();
         if !p.lower_dirs.is_empty() {
-            let lower: Vec<String> = p.lower_dirs.iter().map(|d| d.display().to_string()).collect();
+            let lower: Vec<String> = p
+                .lower_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
             out.insert("LowerDir".to_string(), lower.join(":"));
         }
         out.insert("UpperDir".to_string(), p.upper_dir.display().to_string());
