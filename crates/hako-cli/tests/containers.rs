@@ -617,3 +617,36 @@ fn tty_run_gets_a_terminal() {
     assert_eq!(o.status.code(), Some(4), "{out}");
     h.assert_clean(&[]);
 }
+
+#[test]
+fn cli_killed_during_run_d_leaves_a_container_that_can_be_started_or_removed() {
+    need_root!();
+    let h = Hako::new();
+    for delay_ms in [0u64, 15, 40, 80, 150, 300] {
+        let mut child = h
+            .cmd(&["run", "-d", "busybox", "sleep", "600"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hako run -d");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Whatever moment it died at, what is listed is consistent and usable.
+        let ps = h.ok(&["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}"]);
+        for line in ps.lines() {
+            let (id, state) = line.split_once(' ').expect("id state");
+            match state {
+                "created" => {
+                    // A create that got as far as a complete bundle starts; one killed
+                    // earlier fails to start with a clear error and is still removable.
+                    let _ = h.run(&["start", id]);
+                }
+                "running" => {}
+                other => panic!("unexpected state {other} after kill -9 at {delay_ms} ms"),
+            }
+            h.ok(&["rm", "-f", id]);
+        }
+        h.assert_clean(&[]);
+    }
+}

@@ -114,6 +114,9 @@ pub struct LiveState {
     pub restart_count: u32,
     /// Whether the last run was OOM killed.
     pub oom_killed: bool,
+    /// A shim answers for the container (also while it is created but not started, when
+    /// a CLI died between the two).
+    pub monitor: bool,
 }
 
 /// An attach connection to a container's stdio.
@@ -307,6 +310,7 @@ impl Engine {
             exit_code: 0,
             restart_count: 0,
             oom_killed: false,
+            monitor: false,
         };
         let exit = protocol::read_exit(&dir).ok().flatten();
         if let Some(e) = &exit {
@@ -317,6 +321,7 @@ impl Engine {
                 request_timeout(&dir, &Request::State, Duration::from_secs(5))
         {
             apply_shim(&mut st, &s, rec.paused);
+            st.monitor = true;
             return st;
         }
         if exit.is_some() {
@@ -413,6 +418,30 @@ impl Engine {
             record: false,
             volumes: Vec::new(),
         };
+        // The record goes in first: a create killed half-way (kill -9) leaves a container
+        // that `ps -a` lists and `rm` removes, never an anonymous layer nobody owns.
+        records::insert(
+            &self.conn(),
+            &Record {
+                id: id.clone(),
+                name: name.clone(),
+                image: match &opts.rootfs {
+                    Some(d) => d.display().to_string(),
+                    None => image_name.clone(),
+                },
+                image_id: image_id.clone(),
+                created: crate::now_rfc3339(),
+                config: opts.config.clone(),
+                host_config: host.clone(),
+                runtime: runtime.clone(),
+                rootfs: PathBuf::new(),
+                rootfs_managed: opts.rootfs.is_none(),
+                path: String::new(),
+                args: Vec::new(),
+                paused: false,
+            },
+        )?;
+        cleanup.record = true;
         let rootfs = match &opts.rootfs {
             Some(d) => {
                 let d = std::fs::canonicalize(d).map_err(|e| {
@@ -581,12 +610,6 @@ impl Engine {
             .map_err(|e| Error::InvalidArgument(format!("write config.json: {e}")))?;
 
         host.runtime = Some(runtime.clone());
-        let binds: Vec<String> = all_mounts
-            .iter()
-            .filter(|m| m.kind != MountKind::Init)
-            .map(|m| format!("{}:{}", m.source, m.destination))
-            .collect();
-        let _ = binds;
         let rec = Record {
             id: id.clone(),
             name,
@@ -607,8 +630,7 @@ impl Engine {
         };
         {
             let conn = self.conn();
-            records::insert(&conn, &rec)?;
-            cleanup.record = true;
+            records::update(&conn, &rec)?;
             for (v, _) in &cleanup.volumes {
                 volumes::attach(&conn, &id, v)?;
             }
@@ -644,24 +666,41 @@ impl Engine {
         if live.status.is_active() {
             return Ok(rec);
         }
-        self.spawn_shim(&rec)?;
+        if !live.monitor {
+            self.spawn_shim(&rec)?;
+        }
         self.begin(&rec)?;
         Ok(rec)
     }
 
     /// Starts a container with a connection to its stdio made *before* it runs, so no
-    /// output is lost (`run` without `-d`, `start -a`).
-    pub fn start_attached(&self, what: &str, stdin: bool) -> Result<(Record, Attached)> {
+    /// output is lost (`run` without `-d`, `start -a`). With a tty, `size` (rows, cols) is
+    /// set before the process starts, so its first `stty size` is already right.
+    pub fn start_attached(
+        &self,
+        what: &str,
+        stdin: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<(Record, Attached)> {
         let rec = self.get(what)?;
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
             let a = self.attach(&rec.id, stdin)?;
             return Ok((rec, a));
         }
-        self.spawn_shim(&rec)?;
+        if !live.monitor {
+            self.spawn_shim(&rec)?;
+        }
         let dir = self.state_dir(&rec.id);
         let attached = protocol::attach(&dir, stdin, true, true)
             .ctx(|| format!("attach to container {}", &rec.id[..12]))?;
+        if let (true, Some((rows, cols))) = (attached.1, size) {
+            let _ = request_timeout(
+                &dir,
+                &Request::Resize { rows, cols },
+                Duration::from_secs(5),
+            );
+        }
         self.begin(&rec)?;
         Ok((
             rec,
@@ -989,6 +1028,15 @@ impl Engine {
                     &rec.id[..12]
                 )));
             }
+        }
+        if live.monitor && !live.status.is_active() {
+            // Created by a shim but never started (the CLI died in between): end it.
+            let _ = request_timeout(
+                &self.state_dir(&rec.id),
+                &Request::Stop { no_restart: true },
+                Duration::from_secs(5),
+            );
+            let _ = self.runtime_run(&rec, "kill", &["kill", &rec.id, "SIGKILL"]);
         }
         if !records::claim_removal(&self.conn(), &rec.id)? {
             return Ok(rec);

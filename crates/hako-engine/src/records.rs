@@ -167,6 +167,24 @@ pub(crate) fn insert(conn: &Connection, rec: &Record) -> Result<()> {
     }
 }
 
+/// Completes a record inserted early by `create` (config, rootfs, command).
+pub(crate) fn update(conn: &Connection, rec: &Record) -> Result<()> {
+    conn.execute(
+        "UPDATE containers SET image = ?2, config = ?3, host_config = ?4, rootfs = ?5, path = ?6, args = ?7, created = ?8 WHERE id = ?1",
+        params![
+            rec.id,
+            rec.image,
+            json(&rec.config),
+            json(&rec.host_config),
+            rec.rootfs.to_string_lossy(),
+            rec.path,
+            json(&rec.args),
+            rec.created,
+        ],
+    )?;
+    Ok(())
+}
+
 fn by_name(conn: &Connection, name: &str) -> Result<Option<Record>> {
     Ok(conn
         .query_row(

@@ -112,7 +112,9 @@ fn attached_run(
     tty: bool,
 ) -> Result<i32> {
     let keys = stream::detach_keys(keys)?;
-    let (rec, att) = engine.start_attached(id, stdin).map_err(engine_err)?;
+    let (rec, att) = engine
+        .start_attached(id, stdin, stream::terminal_size())
+        .map_err(engine_err)?;
     if sig_proxy && !tty {
         proxy_signals(engine, &rec.id)?;
     }

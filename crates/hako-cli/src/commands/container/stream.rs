@@ -84,10 +84,16 @@ fn stdin_is_tty() -> bool {
     nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false)
 }
 
-fn send_size(state_dir: &std::path::Path) {
-    if let Ok((rows, cols)) = hako_sys::tty::get_winsize(std::io::stdout().as_fd())
+/// This terminal's size (rows, cols), if stdout or stdin is one.
+pub fn terminal_size() -> Option<(u16, u16)> {
+    hako_sys::tty::get_winsize(std::io::stdout().as_fd())
         .or_else(|_| hako_sys::tty::get_winsize(std::io::stdin().as_fd()))
-    {
+        .ok()
+        .filter(|(r, c)| *r > 0 && *c > 0)
+}
+
+fn send_size(state_dir: &std::path::Path) {
+    if let Some((rows, cols)) = terminal_size() {
         let _ = protocol::request(state_dir, &Request::Resize { rows, cols });
     }
 }
