@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Unpack benchmark: a large multi-layer image (generated once, cached under
-# /tmp/hako-bench-unpack) unpacked by, in ONE hyperfine invocation (warm page cache; dropping
-# caches is not allowed on the shared machine):
+# /tmp/hako-bench-unpack) unpacked by each of these in turn, round after round
+# (bench/interleave.py; warm page cache: dropping caches is not allowed on the shared
+# machine), each run into a fresh ext4 (bench/fresh-fs.sh says why):
 #
 #   tar-x          GNU `tar -x` of each layer tar into its own dir (the physical reference)
 #   hako-unpack    hako-storage's `examples/unpack` of each layer into its own dir (the same
@@ -13,19 +14,23 @@
 #   bench/unpack.sh                  generate if needed, build release if needed, measure
 #   RUNS=5 bench/unpack.sh           runs per command (default 3, 1 warmup)
 #   REGEN=1 bench/unpack.sh          regenerate the image
+#   COMMANDS="tar-x hako-unpack" bench/unpack.sh    only these
+#   BENCH_FS=dir bench/unpack.sh     write into a plain dir under /tmp instead of a fresh
+#                                    ext4 per run (see bench/fresh-fs.sh for why not)
 #
 # The image (~540 MB uncompressed, 4 layers): 20,000 small files (1-8 KiB) in 400 dirs,
 # three 100 MiB files, 10,000 more small files plus deletions of layer-1 files and an
 # opaque directory, two 50 MiB files. File contents are random (incompressible).
-# Results: bench/results/unpack.{json,md}; medians and ratios vs tar -x are printed.
+# Results: bench/results/unpack.{json,md}; medians, CPU times and ratios vs tar -x are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 [ "$(id -u)" -eq 0 ] || { echo "the benchmark needs root" >&2; exit 1; }
-ensure_packages hyperfine skopeo umoci python3
+ensure_packages skopeo umoci python3
 
 CACHE=/tmp/hako-bench-unpack
 WORK="$CACHE/work"
+FS_IMG="$CACHE/fs.img"
 TARGET="$(target_dir)"
 RUNS="${RUNS:-3}"
 HAKO="$TARGET/release/hako"
@@ -122,28 +127,32 @@ fi
 du -sh "$CACHE/layers" "$CACHE/image.tar"
 mkdir -p "$WORK" bench/results
 
-# Each command unpacks all four layers; --prepare (untimed) empties its output dir.
+# --prepare (untimed) gives each run an empty output: a fresh ext4 mounted at $WORK, or
+# with BENCH_FS=dir the command's output dirs removed.
+if [ "${BENCH_FS:-ext4}" = dir ]; then
+    fresh() { echo "rm -rf $(printf "$WORK/%s " "$@")"; }
+    trap 'rm -rf "$WORK"' EXIT
+else
+    fresh() { echo "bench/fresh-fs.sh $WORK $FS_IMG"; }
+    trap 'bench/fresh-fs.sh --umount "$WORK" "$FS_IMG"; rm -rf "$WORK"' EXIT
+fi
+
+# Each command unpacks all four layers.
 TAR_CMD="for n in 1 2 3 4; do mkdir -p $WORK/tar/\$n && tar -xf $CACHE/layers/layer\$n.tar -C $WORK/tar/\$n; done"
 HAKO_UNPACK_CMD="for n in 1 2 3 4; do mkdir -p $WORK/unpack/\$n && $UNPACK $CACHE/layers/layer\$n.tar $WORK/unpack/\$n >/dev/null; done"
-HAKO_LOAD_CMD="$HAKO --root $WORK/hako load -q -i $CACHE/image.tar"
+HAKO_LOAD_CMD="$HAKO --root $WORK/hako load -q -i $CACHE/image.tar >/dev/null"
 UMOCI_CMD="skopeo copy -q docker-archive:$CACHE/image.tar oci:$WORK/oci:bench && umoci unpack --image $WORK/oci:bench $WORK/bundle >/dev/null"
 
-step "measure (warm cache, $RUNS runs each)"
-hyperfine --style basic --warmup 1 --runs "$RUNS" \
-    --export-json bench/results/unpack.json --export-markdown bench/results/unpack.md \
-    -n tar-x --prepare "rm -rf $WORK/tar" "$TAR_CMD" \
-    -n hako-unpack --prepare "rm -rf $WORK/unpack" "$HAKO_UNPACK_CMD" \
-    -n hako-load --prepare "rm -rf $WORK/hako" "$HAKO_LOAD_CMD" \
-    -n skopeo+umoci --prepare "rm -rf $WORK/oci $WORK/bundle" "$UMOCI_CMD"
+# COMMANDS picks a subset (skopeo+umoci alone takes ~40 s a run).
+COMMANDS="${COMMANDS:-tar-x hako-unpack hako-load skopeo+umoci}"
+args=()
+add() { case " $COMMANDS " in *" $1 "*) args+=(-n "$1" --prepare "$2" "$3") ;; esac; }
+add tar-x "$(fresh tar)" "$TAR_CMD"
+add hako-unpack "$(fresh unpack)" "$HAKO_UNPACK_CMD"
+add hako-load "$(fresh hako)" "$HAKO_LOAD_CMD"
+add skopeo+umoci "$(fresh oci bundle)" "$UMOCI_CMD"
 
-python3 - bench/results/unpack.json <<'EOF'
-import json, statistics, sys
-res = json.load(open(sys.argv[1]))["results"]
-med = {r["command"]: statistics.median(r["times"]) for r in res}
-ref = med["tar-x"]
-print(f"\n{'command':<14}{'median':>10}{'mean':>10}{'stddev':>9}{'vs tar -x':>11}")
-for r in res:
-    m = med[r["command"]]
-    print(f"{r['command']:<14}{m:>9.2f}s{r['mean']:>9.2f}s{r['stddev'] or 0:>8.2f}s{m / ref:>10.2f}x")
-EOF
-rm -rf "$WORK"
+step "measure (warm cache, $RUNS interleaved rounds, output: ${BENCH_FS:-ext4})"
+python3 bench/interleave.py --warmup 1 --runs "$RUNS" \
+    --json bench/results/unpack.json --md bench/results/unpack.md "${args[@]}"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
