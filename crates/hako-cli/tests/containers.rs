@@ -650,3 +650,50 @@ fn cli_killed_during_run_d_leaves_a_container_that_can_be_started_or_removed() {
         h.assert_clean(&[]);
     }
 }
+
+#[test]
+fn logs_are_rotated_by_log_opts_and_timestamps_work() {
+    need_root!();
+    let h = Hako::new();
+    let id = h
+        .ok(&[
+            "run",
+            "-d",
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=2",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(h.ok(&["wait", &id]).trim(), "0");
+    let log = h.ok(&["inspect", "-f", "{{.LogPath}}", &id]);
+    let log = Path::new(log.trim());
+    let dir = log.parent().expect("log dir");
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
+        .collect();
+    assert_eq!(files.len(), 2, "max-file=2 keeps two files");
+    for f in &files {
+        assert!(
+            f.metadata().expect("stat").len() <= 2048 + 200,
+            "max-size holds: {f:?}"
+        );
+    }
+    let out = h.ok(&["logs", "--tail", "2", "-t", &id]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1].ends_with(" line-399"), "{out}");
+    assert!(
+        lines[1].starts_with("20"),
+        "RFC 3339 timestamp first: {out}"
+    );
+    h.ok(&["rm", &id]);
+    h.assert_clean(&[&id]);
+}
