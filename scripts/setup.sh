@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Quick start: install what is needed, build, and run a busybox container.
+# Quick start: install what is needed, build, make a `busybox` image from Debian's
+# busybox-static (through `hako import`) and run `hako run --rm busybox echo hello from hako`.
 #
 #   scripts/setup.sh                 with hako-runtime
 #   RUNTIME=runc scripts/setup.sh    the same with runc (or crun)
 #
-# The bundle is left in $HAKO_DEMO (default /tmp/hako-demo) for you to play with:
+# Afterwards: target/release/hako run -it --rm busybox sh
+# A plain OCI bundle is left in $HAKO_DEMO (default /tmp/hako-demo) for hako-runtime alone:
 #   target/release/hako-runtime run -b /tmp/hako-demo demo
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,24 +21,22 @@ ensure_packages "${HAKO_PACKAGES[@]}"
 step "build (release)"
 build_release
 TARGET="$(target_dir)"
+HAKO="$TARGET/release/hako"
 
-case "$RUNTIME" in
-    hako-runtime | hako) RT="$TARGET/release/hako-runtime" ;;
-    */*) RT="$RUNTIME" ;;
-    *) RT="$(command -v "$RUNTIME" || true)" ;;
-esac
-[ -x "$RT" ] || { echo "runtime $RUNTIME not found" >&2; exit 1; }
-
-step "busybox bundle in $DEMO"
-"$TARGET/release/hako-fixture" bundle "$DEMO" --hostname hako -- echo hello from hako
-
-step "$RT run -b $DEMO"
-STATE="$(mktemp -d /tmp/hako-demo-state.XXXXXX)"
-trap 'rm -rf "$STATE"' EXIT
-run=("$RT" --root "$STATE" run --bundle "$DEMO" "demo-$$")
-if [ "$(basename "$RT")" = crun ] && grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then
-    # crun cannot handle an empty cgroup2 beside cgroup v1: hide it in a private mount ns.
-    unshare -m sh -c 'umount /sys/fs/cgroup/unified; exec "$@"' sh "${run[@]}"
-else
-    "${run[@]}"
+step "busybox image from busybox-static (hako import)"
+if ! "$HAKO" image inspect busybox >/dev/null 2>&1; then
+    ROOTFS="$("$TARGET/release/hako-fixture" rootfs)"
+    tar -C "$ROOTFS" -cf - . | "$HAKO" import --change 'CMD ["sh"]' - busybox
 fi
+"$TARGET/release/hako-fixture" bundle "$DEMO" --hostname hako -- echo hello from hako >/dev/null
+
+step "hako run --rm busybox echo hello from hako"
+if [ "$(basename "$RUNTIME")" = crun ] && grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then
+    # crun cannot handle an empty cgroup2 beside cgroup v1: hide it in a private mount ns.
+    unshare -m sh -c 'umount /sys/fs/cgroup/unified; exec "$@"' sh \
+        "$HAKO" run --rm --runtime "$RUNTIME" busybox echo hello from hako
+else
+    "$HAKO" run --rm --runtime "$RUNTIME" busybox echo hello from hako
+fi
+echo
+echo "next: $HAKO run -it --rm busybox sh"
