@@ -697,3 +697,78 @@ fn logs_are_rotated_by_log_opts_and_timestamps_work() {
     h.ok(&["rm", &id]);
     h.assert_clean(&[&id]);
 }
+
+fn status_field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn security_options_and_cpu_limits_seen_from_inside() {
+    need_root!();
+    let h = Hako::new();
+    let status = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "cat", "/proc/self/status"]);
+        h.ok(&args)
+    };
+    let def = status(&[]);
+    assert_eq!(
+        status_field(&def, "Seccomp:"),
+        "2",
+        "Docker's default profile is on"
+    );
+    assert_eq!(
+        status_field(&def, "CapEff:"),
+        "00000000a80425fb",
+        "Docker's default capabilities"
+    );
+    assert_eq!(status_field(&def, "NoNewPrivs:"), "0");
+    let out = status(&[
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "no-new-privileges",
+    ]);
+    assert_eq!(status_field(&out, "Seccomp:"), "0");
+    assert_eq!(status_field(&out, "NoNewPrivs:"), "1");
+    let out = status(&["--cap-drop", "ALL", "--cap-add", "NET_ADMIN"]);
+    assert_eq!(status_field(&out, "CapEff:"), "0000000000001000");
+    let out = status(&["--privileged"]);
+    assert_eq!(status_field(&out, "Seccomp:"), "0");
+    let ours = std::fs::read_to_string("/proc/self/status").expect("status");
+    assert_eq!(
+        status_field(&out, "CapEff:"),
+        status_field(&ours, "CapBnd:"),
+        "--privileged: every capability hako itself may grant"
+    );
+    let e = h.fails(
+        125,
+        &["run", "--rm", "--cap-add", "NOPE", "busybox", "true"],
+    );
+    assert!(e.contains("unknown capability"), "{e}");
+    let e = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=/nonexistent.json",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(e.contains("/nonexistent.json"), "{e}");
+
+    let out = h.ok(&[
+        "run", "--rm", "--cpus", "0.5", "--cpu-shares", "512", "--cpuset-cpus", "0", "busybox", "sh", "-c",
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpuset.cpus",
+    ]);
+    let v: Vec<&str> = out.split_whitespace().collect();
+    assert!(v.contains(&"50000"), "quota 0.5 cpu: {out}");
+    assert_eq!(v.last(), Some(&"0"), "cpuset: {out}");
+    h.assert_clean(&[]);
+}

@@ -1138,7 +1138,7 @@ impl Engine {
             process["user"] = serde_json::json!({"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids});
         }
         if o.privileged {
-            let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+            let all = spec::privileged_capabilities();
             process["capabilities"] =
                 serde_json::json!({"bounding": all, "effective": all, "permitted": all});
         }

@@ -18,8 +18,11 @@
 //! `attach.sock`, `shim.pid`, `exit.json`), `<exec-root>/runtime/<runtime>/` (the runtime's
 //! `--root`), `<root>/volumes/<name>/_data`.
 
+pub mod archive;
+mod copy;
 mod engine;
 mod error;
+mod housekeeping;
 pub mod logs;
 pub mod mounts;
 mod names;

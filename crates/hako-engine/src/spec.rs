@@ -65,7 +65,7 @@ const READONLY_PATHS: &[&str] = &[
 pub(crate) fn capabilities(host: &HostConfig) -> Result<Vec<String>> {
     let all: BTreeSet<String> = caps::all().iter().map(|c| c.to_string()).collect();
     if host.privileged.unwrap_or(false) {
-        return Ok(all.into_iter().collect());
+        return Ok(privileged_capabilities());
     }
     let norm = |c: &str| -> Result<String> {
         let up = c.to_ascii_uppercase();
@@ -103,6 +103,16 @@ pub(crate) fn capabilities(host: &HostConfig) -> Result<Vec<String>> {
         }
     }
     Ok(set.into_iter().collect())
+}
+
+/// "All capabilities" for `--privileged`: every one this process may still hand out (its
+/// bounding set), not every one the kernel knows: a runtime started from a restricted
+/// service or sandbox cannot grant more, and asking makes `capset` fail.
+pub(crate) fn privileged_capabilities() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
+    let mut v: Vec<String> = bounding.iter().map(|c| c.to_string()).collect();
+    v.sort();
+    v
 }
 
 /// Parsed `--security-opt` values.
