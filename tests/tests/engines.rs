@@ -1,6 +1,7 @@
 //! hako-runtime under real engines, unchanged: dockerd (`--add-runtime`), containerd (the
 //! runc v2 shim with `--runc-binary`) and podman (`--runtime`). Every scenario also runs
-//! with runc as the oracle (`<scenario>::hako` and `<scenario>::runc`).
+//! with runc as the oracle (`<scenario>::hako` and `<scenario>::runc`). `docker_load`
+//! checks the other direction of interop: image archives between the `hako` CLI and dockerd.
 //!
 //! Each test starts its own daemon, boxed in new net, mount and pid namespaces with all of
 //! its dirs and socket in a temp dir (see `engines/support.rs`), and ends with a teardown
@@ -20,6 +21,8 @@
 
 #[path = "engines/containerd.rs"]
 mod containerd;
+#[path = "engines/docker_load.rs"]
+mod docker_load;
 #[path = "engines/dockerd.rs"]
 mod dockerd;
 #[path = "engines/image.rs"]
