@@ -1,0 +1,546 @@
+//! Tar streams of paths inside a root directory, and their extraction into one, without
+//! ever resolving a path outside that root (`docker cp`, `docker export`).
+//!
+//! A container's root filesystem is hostile ground: a symlink `/evil -> /etc` inside it must
+//! mean the container's `/etc`, never the host's (CVE-2018-15664 and CVE-2019-14271 were
+//! this bug in Docker's `cp`). So:
+//!
+//! - a path named by the user is looked up with `openat2(RESOLVE_IN_ROOT)`: symlinks and
+//!   `..` are resolved as if the root were `/`, and the kernel refuses to leave it;
+//! - below that, a tree is walked by file descriptor, every entry opened `O_NOFOLLOW`
+//!   relative to its parent's descriptor, so nothing in the tree is followed at all;
+//! - an extracted entry's parent directory is looked up the same way (in the root), and
+//!   the entry itself is made with `*at` calls that never follow its last component.
+//!
+//! The host side of `cp` uses the same code with `/` as the root.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, fstatat, mkdirat, mknodat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
+
+/// What a path is (Docker's `ContainerPathStat`, the `X-Docker-Container-Path-Stat` header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    /// The last component of the path.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `st_mode`.
+    pub mode: u32,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+    /// The symlink's target when the path itself is a symlink (not followed).
+    pub link_target: Option<String>,
+}
+
+/// Who owns extracted files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The uid/gid recorded in the tar (`cp -a`).
+    Keep,
+    /// This uid/gid (`cp` into a container: root).
+    Set(u32, u32),
+    /// Whoever extracts (`cp` to the host: the user running it).
+    Caller,
+}
+
+/// A directory that every path is resolved inside of.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+}
+
+fn errno(e: Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+/// `/proc/self/fd/N`: a path for APIs that only take paths, naming exactly the open file.
+fn fd_path(fd: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn in_root(path: &str) -> &str {
+    let p = path.trim_start_matches('/');
+    if p.is_empty() { "." } else { p }
+}
+
+/// The components of a tar entry name; `..` and absolute names are refused (a tar that
+/// has them was made to escape its extraction directory).
+fn entry_parts(raw: &[u8]) -> io::Result<Vec<OsString>> {
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unsafe tar entry {:?}: {why}", String::from_utf8_lossy(raw)),
+        )
+    };
+    if raw.first() == Some(&b'/') {
+        return Err(bad("absolute path"));
+    }
+    let mut parts = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(bad("`..` component")),
+            c => parts.push(OsStr::from_bytes(c).to_os_string()),
+        }
+    }
+    Ok(parts)
+}
+
+impl Root {
+    /// Opens `path` as the root.
+    pub fn open(path: &Path) -> io::Result<Root> {
+        let f = File::open(path)?;
+        if !f.metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+        Ok(Root { fd: f.into() })
+    }
+
+    /// Opens `path` (absolute or not, always taken from the root) inside the root.
+    fn resolve(&self, path: &str, flags: OFlag) -> io::Result<OwnedFd> {
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        openat2(self.fd.as_fd(), in_root(path), how).map_err(errno)
+    }
+
+    /// What `path` is, following a final symlink if `follow`; `None` if it does not exist.
+    pub fn stat(&self, path: &str, follow: bool) -> io::Result<Option<PathStat>> {
+        let mut flags = OFlag::O_PATH;
+        if !follow {
+            flags |= OFlag::O_NOFOLLOW;
+        }
+        let fd = match self.resolve(path, flags) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let f = File::from(fd);
+        let md = f.metadata()?;
+        let link_target = if md.file_type().is_symlink() {
+            Some(readlinkat(f.as_fd(), "").map_err(errno)?)
+                .map(|t| t.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        let name = Path::new(path.trim_end_matches('/'))
+            .file_name()
+            .map_or_else(|| "/".into(), |n| n.to_string_lossy().into_owned());
+        Ok(Some(PathStat {
+            name,
+            size: md.len(),
+            mode: md.mode(),
+            is_dir: md.is_dir(),
+            link_target,
+        }))
+    }
+
+    /// Writes `path` as a tar to `out`: as `name` (a directory with everything below it),
+    /// or with `name` `None` only what a directory contains. A final symlink is followed
+    /// if `follow`; nothing below it ever is. With `owner`, every entry gets that uid/gid.
+    pub fn write_tar(
+        &self,
+        path: &str,
+        follow: bool,
+        name: Option<&OsStr>,
+        owner: Option<(u32, u32)>,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let mut flags = OFlag::O_PATH;
+        if !follow {
+            flags |= OFlag::O_NOFOLLOW;
+        }
+        let top = File::from(self.resolve(path, flags)?);
+        let mut w = TarWriter {
+            b: tar::Builder::new(out),
+            links: HashMap::new(),
+            owner,
+        };
+        match name {
+            Some(n) => w.entry(top, Path::new(n))?,
+            None => {
+                let dir = openat(
+                    top.as_fd(),
+                    ".",
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(errno)?;
+                w.children(dir, Path::new(""))?;
+            }
+        }
+        w.b.into_inner()?.flush()
+    }
+
+    /// Extracts the tar `input` into the directory `dir` (which must exist). Parent
+    /// directories missing from the tar are made (0755).
+    pub fn extract(&self, dir: &str, input: &mut dyn Read, owner: Owner) -> io::Result<()> {
+        let base = dir.trim_end_matches('/').to_string();
+        let st = self.resolve(&base, OFlag::O_PATH)?;
+        if !File::from(st).metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{dir} is not a directory"),
+            ));
+        }
+        let mut ar = tar::Archive::new(input);
+        for entry in ar.entries()? {
+            let mut e = entry?;
+            let parts = entry_parts(&e.path_bytes())?;
+            let Some((name, parents)) = parts.split_last() else {
+                continue;
+            };
+            let pfd = self.mkdir_all(&base, parents)?;
+            self.extract_entry(&pfd, name, &base, &mut e, owner)
+                .map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!(
+                            "extract {}: {err}",
+                            String::from_utf8_lossy(&e.path_bytes())
+                        ),
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Opens (making what is missing) the directory `base/parts...` inside the root.
+    fn mkdir_all(&self, base: &str, parts: &[OsString]) -> io::Result<OwnedFd> {
+        let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+        let mut path = base.to_string();
+        for p in parts {
+            path.push('/');
+            path.push_str(&p.to_string_lossy());
+        }
+        match self.resolve(&path, dir_flags) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut cur = self.resolve(base, dir_flags)?;
+        for p in parts {
+            match mkdirat(cur.as_fd(), p.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(errno(e)),
+            }
+            cur = openat(
+                cur.as_fd(),
+                p.as_os_str(),
+                dir_flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)?;
+        }
+        Ok(cur)
+    }
+
+    fn extract_entry<R: Read>(
+        &self,
+        pfd: &OwnedFd,
+        name: &OsStr,
+        base: &str,
+        e: &mut tar::Entry<'_, R>,
+        owner: Owner,
+    ) -> io::Result<()> {
+        let h = e.header();
+        let kind = h.entry_type();
+        let mode = h.mode()? & 0o7777;
+        let mtime = h.mtime().unwrap_or(0);
+        let (uid, gid) = (h.uid()?, h.gid()?);
+        let is_dir = kind.is_dir();
+        let existing = fstatat(pfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+        if let Some(st) = existing {
+            let old_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+            match (old_dir, is_dir) {
+                (true, true) => {}
+                (true, false) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::IsADirectory,
+                        "cannot overwrite a directory with a non-directory",
+                    ));
+                }
+                (false, _) => {
+                    unlinkat(pfd.as_fd(), name, UnlinkatFlags::NoRemoveDir).map_err(errno)?;
+                }
+            }
+        }
+        let file_mode = Mode::from_bits_truncate(mode);
+        let mut opened: Option<File> = None;
+        if kind.is_file() || kind == tar::EntryType::Continuous {
+            let fd = openat(
+                pfd.as_fd(),
+                name,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(errno)?;
+            let mut f = File::from(fd);
+            io::copy(e, &mut f)?;
+            opened = Some(f);
+        } else if is_dir {
+            if existing.is_none() {
+                mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(0o700)).map_err(errno)?;
+            }
+            let fd = openat(
+                pfd.as_fd(),
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)?;
+            opened = Some(File::from(fd));
+        } else if kind.is_symlink() {
+            let target = e.link_name_bytes().unwrap_or_default().into_owned();
+            symlinkat(OsStr::from_bytes(&target), pfd.as_fd(), name).map_err(errno)?;
+        } else if kind.is_hard_link() {
+            let target = entry_parts(&e.link_name_bytes().unwrap_or_default())?;
+            let Some((tname, tparents)) = target.split_last() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "empty link target",
+                ));
+            };
+            let tdir = self.mkdir_all(base, tparents)?;
+            linkat(
+                tdir.as_fd(),
+                tname.as_os_str(),
+                pfd.as_fd(),
+                name,
+                AtFlags::empty(),
+            )
+            .map_err(errno)?;
+            return Ok(());
+        } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
+            let sflag = if kind.is_character_special() {
+                SFlag::S_IFCHR
+            } else if kind.is_block_special() {
+                SFlag::S_IFBLK
+            } else {
+                SFlag::S_IFIFO
+            };
+            let dev = nix::sys::stat::makedev(
+                u64::from(h.device_major()?.unwrap_or(0)),
+                u64::from(h.device_minor()?.unwrap_or(0)),
+            );
+            mknodat(pfd.as_fd(), name, sflag, file_mode, dev).map_err(errno)?;
+        } else {
+            // PAX and GNU long-name records are consumed by the tar reader; anything else
+            // (sockets, sparse oddities) has nothing to make.
+            return Ok(());
+        }
+        let ids = match owner {
+            Owner::Keep => Some((
+                u32::try_from(uid).unwrap_or(0),
+                u32::try_from(gid).unwrap_or(0),
+            )),
+            Owner::Set(u, g) => Some((u, g)),
+            Owner::Caller => None,
+        };
+        if let Some((u, g)) = ids {
+            fchownat(
+                pfd.as_fd(),
+                name,
+                Some(Uid::from_raw(u)),
+                Some(Gid::from_raw(g)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno)?;
+        }
+        // After chown, which clears set-id bits; through the descriptor, never the name.
+        if let Some(f) = &opened {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        let t = TimeSpec::new(i64::try_from(mtime).unwrap_or(0), 0);
+        let _ = utimensat(pfd.as_fd(), name, &t, &t, UtimensatFlags::NoFollowSymlink);
+        Ok(())
+    }
+}
+
+/// Writes entries found by descriptor.
+struct TarWriter<'a> {
+    b: tar::Builder<&'a mut dyn Write>,
+    /// (dev, ino) of files with several links → the first name written.
+    links: HashMap<(u64, u64), PathBuf>,
+    owner: Option<(u32, u32)>,
+}
+
+impl TarWriter<'_> {
+    /// `f` (an `O_PATH` descriptor, not followed) as `name`.
+    fn entry(&mut self, f: File, name: &Path) -> io::Result<()> {
+        let md = f.metadata()?;
+        let ft = md.file_type();
+        if ft.is_socket() {
+            // Tar has no sockets (Docker leaves them out too).
+            return Ok(());
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+        if let Some((u, g)) = self.owner {
+            h.set_uid(u.into());
+            h.set_gid(g.into());
+        }
+        if ft.is_symlink() {
+            let target = readlinkat(f.as_fd(), "").map_err(errno)?;
+            h.set_size(0);
+            return self.b.append_link(&mut h, name, target);
+        }
+        if !ft.is_dir() && md.nlink() > 1 {
+            let key = (md.dev(), md.ino());
+            if let Some(first) = self.links.get(&key) {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                let first = first.clone();
+                return self.b.append_link(&mut h, name, first);
+            }
+            self.links.insert(key, name.to_path_buf());
+        }
+        self.xattrs(&f)?;
+        if ft.is_dir() {
+            self.b.append_data(&mut h, name, io::empty())?;
+            let dir = openat(
+                f.as_fd(),
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)?;
+            return self.children(dir, name);
+        }
+        if ft.is_file() {
+            // Reopened through the descriptor: the same inode, whatever the name is now.
+            let data = File::open(fd_path(&f))?;
+            let size = md.len();
+            return self.b.append_data(&mut h, name, data.take(size));
+        }
+        h.set_size(0);
+        self.b.append_data(&mut h, name, io::empty())
+    }
+
+    /// Everything in the directory `dir`, sorted, as `prefix/NAME`.
+    fn children(&mut self, dir: OwnedFd, prefix: &Path) -> io::Result<()> {
+        let mut names: Vec<OsString> = Vec::new();
+        let mut it = nix::dir::Dir::from_fd(dir.try_clone()?).map_err(errno)?;
+        for ent in it.iter() {
+            let ent = ent.map_err(errno)?;
+            let n = ent.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(OsStr::from_bytes(n).to_os_string());
+            }
+        }
+        drop(it);
+        names.sort();
+        for n in names {
+            let fd = match openat(
+                dir.as_fd(),
+                n.as_os_str(),
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // Gone since the listing (a running container): nothing to write.
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(errno(e)),
+            };
+            self.entry(File::from(fd), &prefix.join(&n))?;
+        }
+        Ok(())
+    }
+
+    /// PAX `SCHILY.xattr.*` records for the next entry.
+    fn xattrs(&mut self, f: &File) -> io::Result<()> {
+        let p = fd_path(f);
+        let Ok(names) = xattr::list(&p) else {
+            return Ok(());
+        };
+        let mut recs: Vec<(String, Vec<u8>)> = Vec::new();
+        for n in names {
+            let key = n.to_string_lossy().into_owned();
+            if key.starts_with("trusted.overlay.") {
+                continue;
+            }
+            if let Ok(Some(v)) = xattr::get(&p, &n) {
+                recs.push((format!("SCHILY.xattr.{key}"), v));
+            }
+        }
+        if recs.is_empty() {
+            return Ok(());
+        }
+        self.b
+            .append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_cannot_climb_out() {
+        assert!(entry_parts(b"../x").is_err());
+        assert!(entry_parts(b"a/../../x").is_err());
+        assert!(entry_parts(b"/etc/passwd").is_err());
+        assert_eq!(entry_parts(b"./a//b/").unwrap(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let host = tempfile::tempdir().unwrap();
+        let secret = host.path().join("secret");
+        std::fs::write(&secret, "host").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/secret"), "container").unwrap();
+        std::os::unix::fs::symlink(host.path(), root.path().join("evil")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("evil2")).unwrap();
+        let r = Root::open(root.path()).unwrap();
+        // `evil` names a host directory: inside the root it does not exist.
+        assert_eq!(r.stat("/evil/secret", true).unwrap(), None);
+        let s = r.stat("/evil2/secret", true).unwrap().unwrap();
+        assert_eq!(s.size, "container".len() as u64);
+
+        let mut tar = Vec::new();
+        r.write_tar("/evil2/secret", true, Some(OsStr::new("s")), None, &mut tar)
+            .unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let d = Root::open(dest.path()).unwrap();
+        d.extract("/", &mut tar.as_slice(), Owner::Caller).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("s")).unwrap(),
+            "container"
+        );
+
+        // Writing through `evil2/` lands in the root's etc, not the host's.
+        let mut tar2 = Vec::new();
+        d.write_tar("/s", false, Some(OsStr::new("new")), None, &mut tar2)
+            .unwrap();
+        r.extract("/evil2", &mut tar2.as_slice(), Owner::Keep)
+            .unwrap();
+        assert!(root.path().join("etc/new").exists());
+        // `evil` (a host path) is no directory inside the root: nothing lands on the host.
+        assert!(
+            r.extract("/evil", &mut tar2.as_slice(), Owner::Keep)
+                .is_err()
+        );
+        assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 1);
+    }
+}
