@@ -5,12 +5,20 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::container::{
+    commit::CommitArgs,
+    cp::CpArgs,
+    diff::DiffArgs,
     exec::ExecArgs,
+    export::ExportArgs,
     inspect::InspectArgs as ObjectInspectArgs,
     logs::LogsArgs,
     manage::{AttachArgs, CleanupArgs, ContainersArgs, KillArgs, RenameArgs, RmArgs, StopArgs},
+    port::PortArgs,
+    prune::PruneArgs as ContainerPruneArgs,
     ps::PsArgs,
     run::{CreateCmdArgs, RunArgs, StartArgs},
+    stats::StatsArgs,
+    top::TopArgs,
 };
 use crate::commands::image::{
     history::HistoryArgs, import::ImportArgs, inspect::InspectArgs, list::ListArgs, load::LoadArgs,
@@ -21,7 +29,16 @@ use crate::commands::registry::{
     pull::PullArgs,
     push::PushArgs,
 };
-use crate::commands::system::{df::DfArgs, info::InfoArgs, version::VersionArgs};
+use crate::commands::system::{
+    df::DfArgs, info::InfoArgs, prune::PruneArgs as SystemPruneArgs, version::VersionArgs,
+};
+use crate::commands::volume::{
+    ls::LsArgs as VolumeLsArgs,
+    manage::{
+        CreateArgs as VolumeCreateArgs, InspectArgs as VolumeInspectArgs, RmArgs as VolumeRmArgs,
+    },
+    prune::PruneArgs as VolumePruneArgs,
+};
 use crate::context::Global;
 
 /// A Docker-compatible container engine, without a daemon.
@@ -69,6 +86,20 @@ pub enum Command {
     Logs(LogsArgs),
     /// Return low-level information on containers or images
     Inspect(ObjectInspectArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
     /// List images
     Images(ListArgs),
     /// Import the contents from a tarball to create a filesystem image
@@ -104,6 +135,26 @@ pub enum Command {
     /// Manage hako
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+}
+
+/// `hako volume ...`
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(visible_alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(VolumeInspectArgs),
+    /// Remove one or more volumes
+    #[command(visible_alias = "remove")]
+    Rm(VolumeRmArgs),
+    /// Remove unused local volumes
+    Prune(VolumePruneArgs),
 }
 
 /// `hako image ...`
@@ -142,6 +193,8 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Display system-wide information
     Info(InfoArgs),
+    /// Remove unused data
+    Prune(SystemPruneArgs),
 }
 
 /// `hako container ...`
@@ -181,6 +234,22 @@ pub enum ContainerCommand {
     Logs(LogsArgs),
     /// Display detailed information on one or more containers
     Inspect(ObjectInspectArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+    /// Remove all stopped containers
+    Prune(ContainerPruneArgs),
     /// Remove a stopped `--rm` container (run by the shim when it exits)
     #[command(hide = true)]
     Cleanup(CleanupArgs),

@@ -4,12 +4,15 @@ pub mod container;
 pub mod image;
 pub mod registry;
 pub mod system;
+pub mod volume;
 
 use std::io::Write;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ContainerCommand as C, ImageCommand, SystemCommand};
+use crate::cli::{
+    Cli, Command, ContainerCommand as C, ImageCommand, SystemCommand, VolumeCommand as V,
+};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -37,6 +40,20 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => container::inspect::run(g, &a, false),
         Command::Container(C::Inspect(a)) => container::inspect::run(g, &a, true),
         Command::Container(C::Cleanup(a)) => container::manage::cleanup(g, &a),
+        Command::Top(a) | Command::Container(C::Top(a)) => container::top::run(g, &a),
+        Command::Stats(a) | Command::Container(C::Stats(a)) => container::stats::run(g, &a),
+        Command::Export(a) | Command::Container(C::Export(a)) => container::export::run(g, &a),
+        Command::Cp(a) | Command::Container(C::Cp(a)) => container::cp::run(g, &a),
+        Command::Port(a) | Command::Container(C::Port(a)) => container::port::run(g, &a),
+        Command::Diff(a) | Command::Container(C::Diff(a)) => container::diff::run(g, &a),
+        Command::Commit(a) | Command::Container(C::Commit(a)) => container::commit::run(g, &a),
+        Command::Container(C::Prune(a)) => container::prune::run(g, &a),
+        Command::Volume(V::Create(a)) => volume::manage::create(g, &a),
+        Command::Volume(V::Ls(a)) => volume::ls::run(g, &a),
+        Command::Volume(V::Inspect(a)) => volume::manage::inspect(g, &a),
+        Command::Volume(V::Rm(a)) => volume::manage::rm(g, &a),
+        Command::Volume(V::Prune(a)) => volume::prune::run(g, &a),
+        Command::System(SystemCommand::Prune(a)) => system::prune::run(g, &a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::list::run(g, &a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import::run(g, &a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => image::load::run(g, &a),

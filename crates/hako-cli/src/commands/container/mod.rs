@@ -1,13 +1,21 @@
 //! Container commands: `run`, `create`, `start`, `ps`, `stop`, ... over `hako-engine`.
 
+pub mod commit;
+pub mod cp;
 pub mod create_args;
+pub mod diff;
 pub mod exec;
+pub mod export;
 pub mod inspect;
 pub mod logs;
 pub mod manage;
+pub mod port;
+pub mod prune;
 pub mod ps;
 pub mod run;
+pub mod stats;
 pub mod stream;
+pub mod top;
 
 use crate::error::AlreadyReported;
 

@@ -7,6 +7,9 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{Value, json};
 
+use hako_engine::Status;
+
+use crate::commands::container::engine_err;
 use crate::context::{Global, UNAVAILABLE_DRIVERS};
 use crate::error::image_error;
 use crate::format::Template;
@@ -23,7 +26,17 @@ pub struct InfoArgs {
 /// Prints the information, Docker's layout, or the template on Docker's field names.
 pub fn run(g: &Global, a: &InfoArgs) -> Result<()> {
     let template = a.format.as_deref().map(Template::parse).transpose()?;
-    let store = g.open_store()?;
+    let engine = g.open_engine()?;
+    let store = engine.images();
+    let (mut running, mut paused, mut stopped) = (0, 0, 0);
+    let containers = engine.list().map_err(engine_err)?;
+    for (_, live) in &containers {
+        match live.status {
+            Status::Running | Status::Restarting => running += 1,
+            Status::Paused => paused += 1,
+            _ => stopped += 1,
+        }
+    }
     let images = store.list().map_err(image_error)?.len();
     let (cgroup_version, cgroup_note) = cgroup_version();
     let unavailable: Vec<Value> = UNAVAILABLE_DRIVERS
@@ -32,7 +45,8 @@ pub fn run(g: &Global, a: &InfoArgs) -> Result<()> {
         .map(|(name, _)| json!([name, driver_absence(name)]))
         .collect();
     let info = json!({
-        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Containers": containers.len(), "ContainersRunning": running,
+        "ContainersPaused": paused, "ContainersStopped": stopped,
         "Images": images,
         "Driver": store.driver_name(),
         "DriverStatus": [

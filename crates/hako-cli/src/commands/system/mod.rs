@@ -1,5 +1,6 @@
-//! `system df`, `info`, `version`.
+//! `system df`, `info`, `prune`, `version`.
 
 pub mod df;
 pub mod info;
+pub mod prune;
 pub mod version;

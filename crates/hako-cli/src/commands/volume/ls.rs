@@ -1,0 +1,85 @@
+//! `hako volume ls [-q] [--filter dangling=|name=|label=|driver=] [--format]`.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::commands::container::engine_err;
+use crate::commands::container::prune::label_matches;
+use crate::context::Global;
+use crate::format::Format;
+
+/// Arguments of `hako volume ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only display volume names
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Provide filter values (e.g. "dangling=true", "name=NAME", "label=KEY[=VALUE]")
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Format output using a Go template ('table', 'table TEMPLATE', 'json', or TEMPLATE)
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+const DEFAULT: &str = r"table {{.Driver}}\t{{.Name}}";
+
+fn header() -> Value {
+    json!({
+        "Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
+        "Labels": "LABELS", "Scope": "SCOPE", "Size": "SIZE", "Links": "LINKS",
+        "CreatedAt": "CREATED AT",
+    })
+}
+
+/// `hako volume ls`.
+pub fn run(g: &Global, a: &LsArgs) -> Result<()> {
+    let mut filters = Vec::new();
+    for f in &a.filters {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("bad format of filter (expected name=value)");
+        };
+        let (k, neg) = match k.strip_suffix('!') {
+            Some(k) => (k, true),
+            None => (k, false),
+        };
+        match k {
+            "dangling" if !matches!(v, "true" | "false" | "1" | "0") => {
+                bail!("invalid filter 'dangling={v}'")
+            }
+            "dangling" | "name" | "label" | "driver" => filters.push((k, v, neg)),
+            _ => bail!("invalid filter '{k}'"),
+        }
+    }
+    let engine = g.open_engine()?;
+    let mut rows = Vec::new();
+    let mut names = String::new();
+    for (v, _) in engine.volume_list().map_err(engine_err)? {
+        let links = engine.volume_users(&v.name).map_err(engine_err)?.len();
+        let ok = filters.iter().all(|(k, val, neg)| match *k {
+            "dangling" => (links == 0) == matches!(*val, "true" | "1"),
+            "name" => v.name.contains(val),
+            "driver" => v.driver == *val,
+            "label" => label_matches(&v.labels, val, *neg),
+            _ => true,
+        });
+        if !ok {
+            continue;
+        }
+        names.push_str(&v.name);
+        names.push('\n');
+        let mut labels: Vec<String> = v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect();
+        labels.sort();
+        rows.push(json!({
+            "Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint,
+            "Labels": labels.join(","), "Scope": "local", "Size": "N/A",
+            "Links": links.to_string(), "CreatedAt": v.created_at.clone().unwrap_or_default(),
+        }));
+    }
+    if a.quiet {
+        return crate::commands::print(&names);
+    }
+    let format = Format::parse(a.format.as_deref().unwrap_or(""), DEFAULT)?;
+    crate::commands::print(&format.render(&header(), &rows)?)
+}
