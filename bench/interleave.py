@@ -2,7 +2,7 @@
 """Interleaved timing of a few shell commands, for a machine other jobs share.
 
     interleave.py [--runs N] [--warmup W] [--json FILE] [--md FILE] [--ref NAME]
-                  -n NAME [--prepare CMD] CMD  [-n NAME [--prepare CMD] CMD ...]
+                  -n NAME [--prepare CMD] [--daemon PIDFILE] CMD  [-n NAME ...]
 
 hyperfine runs all of one command's runs, then all of the next one's: on this 2-core VM
 that other sessions' builds share, the load often changed between two commands' blocks
@@ -13,6 +13,8 @@ command and its children, from getrusage), which other load disturbs far less th
 wall time.
 
 `--prepare` runs untimed before each run of its command (e.g. a fresh filesystem).
+`--daemon PIDFILE` adds the CPU time a daemon (dockerd) and its reaped children spent
+during the run, for a command that is only a client of the daemon doing the work.
 The JSON has hyperfine's shape (results[].command/times/user/system/mean/stddev) plus
 per-run `cpu` times.
 """
@@ -39,10 +41,10 @@ def parse(argv):
     while i < len(rest):
         if rest[i] != "-n":
             sys.exit(f"expected -n NAME, got {rest[i]!r}")
-        c = {"name": rest[i + 1], "prepare": None}
+        c = {"name": rest[i + 1], "prepare": None, "daemon": None}
         i += 2
-        if rest[i] == "--prepare":
-            c["prepare"] = rest[i + 1]
+        while rest[i] in ("--prepare", "--daemon"):
+            c[rest[i][2:]] = rest[i + 1]
             i += 2
         c["cmd"] = rest[i]
         i += 1
@@ -54,13 +56,27 @@ def sh(cmd):
     subprocess.run(["sh", "-c", cmd], check=True, stdin=subprocess.DEVNULL)
 
 
-def timed(cmd):
+def daemon_cpu(pidfile):
+    """(user, system) seconds of the daemon in `pidfile` plus its reaped children."""
+    if not pidfile:
+        return 0.0, 0.0
+    pid = open(pidfile).read().strip()
+    # Fields after the command name: utime is the 14th field, then stime, cutime, cstime.
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return (int(f[11]) + int(f[13])) / hz, (int(f[12]) + int(f[14])) / hz
+
+
+def timed(cmd, daemon=None):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    d0 = daemon_cpu(daemon)
     t0 = time.monotonic()
     sh(cmd)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    d1 = daemon_cpu(daemon)
+    return (wall, after.ru_utime - before.ru_utime + d1[0] - d0[0],
+            after.ru_stime - before.ru_stime + d1[1] - d0[1])
 
 
 def load():
@@ -79,7 +95,7 @@ def main():
             if c["prepare"]:
                 sh(c["prepare"])
             l0 = load()
-            wall, user, system = timed(c["cmd"])
+            wall, user, system = timed(c["cmd"], c["daemon"])
             line.append(f"{c['name']} {wall:.2f}s (cpu {user + system:.2f}s)")
             if not warm:
                 c["times"].append(wall)
@@ -100,9 +116,10 @@ def main():
             med(c["times"]) / med(ref["times"]), med(cpu(c)), med(cpu(c)) / med(cpu(ref)),
         ))
     head = ("command", "median", "mean", "stddev", f"vs {ref['name']}", "cpu", "cpu ratio")
-    print(f"\n{head[0]:<14}{head[1]:>9}{head[2]:>9}{head[3]:>9}{head[4]:>12}{head[5]:>9}{head[6]:>11}")
+    w = max(12, len(head[4]) + 2)
+    print(f"\n{head[0]:<14}{head[1]:>9}{head[2]:>9}{head[3]:>9}{head[4]:>{w}}{head[5]:>9}{head[6]:>11}")
     for n, m, mean, sd, ratio, c, cratio in rows:
-        print(f"{n:<14}{m:>8.2f}s{mean:>8.2f}s{sd:>8.2f}s{ratio:>11.2f}x{c:>8.2f}s{cratio:>10.2f}x")
+        print(f"{n:<14}{m:>8.2f}s{mean:>8.2f}s{sd:>8.2f}s{ratio:>{w - 1}.2f}x{c:>8.2f}s{cratio:>10.2f}x")
     print(f"(load average at the start of the timed runs: "
           f"{min(min(c['load']) for c in cmds):.1f}-{max(max(c['load']) for c in cmds):.1f})")
 
