@@ -754,3 +754,54 @@ fn info_counts_containers_by_state() {
     h.ok(&["unpause", &b]);
     h.finish(&[&a, &b, &c]);
 }
+
+#[test]
+fn cp_goes_into_volumes_and_respects_read_only_mounts() {
+    need_root!();
+    let h = Hako::new();
+    let bind = tempfile::tempdir().expect("tempdir");
+    std::fs::write(bind.path().join("conf"), "bound\n").unwrap();
+    let ro = format!("{}:/ro:ro", bind.path().display());
+    let id = h.start(
+        &[
+            "--name",
+            "vols",
+            "-v",
+            "vol:/data",
+            "-v",
+            &ro,
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+        None,
+    );
+    let host = tempfile::tempdir().expect("tempdir");
+    let f = host.path().join("f");
+    std::fs::write(&f, "into the volume\n").unwrap();
+    let fp = f.to_str().expect("utf-8");
+    h.ok(&["cp", fp, "vols:/data/"]);
+    assert_eq!(
+        h.ok(&["exec", "vols", "cat", "/data/f"]),
+        "into the volume\n"
+    );
+    let mp = h.ok(&["volume", "inspect", "--format", "{{.Mountpoint}}", "vol"]);
+    assert!(Path::new(mp.trim()).join("f").exists());
+    let err = h.fails(125, &["cp", fp, "vols:/ro/"]);
+    assert!(err.contains("read-only"), "{err}");
+    assert!(!bind.path().join("f").exists());
+    let out = host.path().join("conf");
+    h.ok(&["cp", "vols:/ro/conf", out.to_str().expect("utf-8")]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "bound\n");
+    let rofs = h
+        .ok(&["create", "--read-only", "busybox"])
+        .trim()
+        .to_string();
+    let err = h.fails(125, &["cp", fp, &format!("{rofs}:/tmp")]);
+    assert!(
+        err.contains("container rootfs is marked read-only"),
+        "{err}"
+    );
+    h.finish(&[&id, &rofs]);
+    h.ok(&["volume", "rm", "vol"]);
+}

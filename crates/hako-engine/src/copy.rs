@@ -3,26 +3,119 @@
 //! resolved inside the container's root (see [`crate::archive`]), for running and stopped
 //! containers alike ([`Engine::rootfs`] mounts a stopped one).
 //!
-//! Paths under the container's own mounts (volumes, `/etc/hosts`) are seen as they are in
-//! the root filesystem below those mounts: the mounts live in the container's namespace.
+//! Volumes and bind mounts exist only in the container's mount namespace, so a path under
+//! a mount's destination (`/data/x` with `-v vol:/data`) is looked up in the mount's
+//! source instead, with that source as the root; which mount applies is decided on the
+//! path as written (a symlink in the container that leads into a mount is not noticed).
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
+
+use std::path::Path;
+
+use bollard_stubs::models::MountPoint;
 
 use crate::archive::{Owner, PathStat, Root};
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
 
+/// `path` made absolute with `.` and `..` applied as written (never above `/`).
+fn lexical(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Where a container path is looked up.
+struct Located {
+    root: Root,
+    /// The path inside `root`.
+    path: String,
+    /// False for the read-only root filesystem or a read-only mount.
+    writable: bool,
+    /// Whether `root` is a mount's source.
+    mount: bool,
+}
+
 impl Engine {
-    fn container_root(&self, what: &str) -> Result<(crate::Record, Root)> {
-        let (rec, path) = self.rootfs(what)?;
-        let root = Root::open(&path).ctx(|| format!("open the root of {}", &rec.id[..12]))?;
-        Ok((rec, root))
+    /// The root (the container's, or that of the mount `path` is under) and the path in it.
+    fn locate(&self, what: &str, path: &str) -> Result<Located> {
+        let (rec, rootfs) = self.rootfs(what)?;
+        let mounts: Vec<MountPoint> = std::fs::read(
+            self.options()
+                .root
+                .join("containers")
+                .join(&rec.id)
+                .join("mounts.json"),
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+        let want = lexical(path);
+        let hit = mounts
+            .iter()
+            .filter_map(|m| {
+                let dest = lexical(m.destination.as_deref()?);
+                let rest = if want == dest {
+                    "/".to_string()
+                } else {
+                    want.strip_prefix(&dest)?
+                        .strip_prefix('/')
+                        .map(|r| format!("/{r}"))?
+                };
+                (dest != "/").then_some((dest.len(), m, rest))
+            })
+            .max_by_key(|(len, _, _)| *len);
+        if let Some((_, m, rest)) = hit
+            && let Some(src) = m.source.as_deref()
+        {
+            let src = Path::new(src);
+            let writable = m.rw != Some(false);
+            if src.is_dir() {
+                let root = Root::open(src).ctx(|| format!("open {}", src.display()))?;
+                return Ok(Located {
+                    root,
+                    path: rest,
+                    writable,
+                    mount: true,
+                });
+            }
+            // A file mounted on a file: its directory, and its name in there.
+            if rest == "/"
+                && let (Some(dir), Some(name)) = (src.parent(), src.file_name())
+            {
+                let root = Root::open(dir).ctx(|| format!("open {}", dir.display()))?;
+                let path = format!("/{}", name.to_string_lossy());
+                return Ok(Located {
+                    root,
+                    path,
+                    writable,
+                    mount: true,
+                });
+            }
+        }
+        let root = Root::open(&rootfs).ctx(|| format!("open the root of {}", &rec.id[..12]))?;
+        let writable = rec.host_config.readonly_rootfs != Some(true);
+        Ok(Located {
+            root,
+            path: want,
+            writable,
+            mount: false,
+        })
     }
 
     /// `docker export`: the container's whole filesystem as a tar.
     pub fn export(&self, what: &str, out: &mut dyn Write) -> Result<()> {
-        let (rec, root) = self.container_root(what)?;
+        let (rec, rootfs) = self.rootfs(what)?;
+        let root = Root::open(&rootfs).ctx(|| format!("open the root of {}", &rec.id[..12]))?;
         root.write_tar("/", false, None, None, out)
             .ctx(|| format!("export {}", &rec.id[..12]))
     }
@@ -30,9 +123,18 @@ impl Engine {
     /// What `path` is in the container (a final symlink followed if `follow`); `None`
     /// when it does not exist.
     pub fn path_stat(&self, what: &str, path: &str, follow: bool) -> Result<Option<PathStat>> {
-        let (_, root) = self.container_root(what)?;
-        root.stat(path, follow)
-            .ctx(|| format!("stat {path} in container {what}"))
+        let l = self.locate(what, path)?;
+        let st = l
+            .root
+            .stat(&l.path, follow)
+            .ctx(|| format!("stat {path} in container {what}"))?;
+        // Named as the container sees it (a file bind mount's source has its own name).
+        Ok(st.map(|mut s| {
+            if let Some(n) = Path::new(&lexical(path)).file_name() {
+                s.name = n.to_string_lossy().into_owned();
+            }
+            s
+        }))
     }
 
     /// `docker cp CONTAINER:PATH ...`: `path` as a tar, its top entry named `name` (or only
@@ -45,9 +147,9 @@ impl Engine {
         name: Option<&OsStr>,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let (_, root) = self.container_root(what)?;
-        if root
-            .stat(path, follow)
+        let l = self.locate(what, path)?;
+        if l.root
+            .stat(&l.path, follow)
             .ctx(|| format!("stat {path}"))?
             .is_none()
         {
@@ -55,7 +157,8 @@ impl Engine {
                 "Could not find the file {path} in container {what}"
             )));
         }
-        root.write_tar(path, follow, name, None, out)
+        l.root
+            .write_tar(&l.path, follow, name, None, out)
             .ctx(|| format!("copy {path} from container {what}"))
     }
 
@@ -68,13 +171,15 @@ impl Engine {
         tar: &mut dyn Read,
         keep_owner: bool,
     ) -> Result<()> {
-        let (rec, root) = self.container_root(what)?;
-        if rec.host_config.readonly_rootfs == Some(true) {
-            return Err(Error::InvalidArgument(
-                "container rootfs is marked read-only".into(),
-            ));
+        let l = self.locate(what, dir)?;
+        if !l.writable {
+            return Err(Error::InvalidArgument(if l.mount {
+                format!("mounted volume is marked read-only: {dir}")
+            } else {
+                "container rootfs is marked read-only".into()
+            }));
         }
-        match root.stat(dir, true).ctx(|| format!("stat {dir}"))? {
+        match l.root.stat(&l.path, true).ctx(|| format!("stat {dir}"))? {
             None => {
                 return Err(Error::InvalidArgument(format!(
                     "Could not find the file {dir} in container {what}"
@@ -92,7 +197,8 @@ impl Engine {
         } else {
             Owner::Set(0, 0)
         };
-        root.extract(dir, tar, owner)
+        l.root
+            .extract(&l.path, tar, owner)
             .ctx(|| format!("copy into {dir} of container {what}"))
     }
 }
