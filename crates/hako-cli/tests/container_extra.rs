@@ -376,6 +376,14 @@ fn cp_copies_both_ways_with_dockers_rules() {
         h.ok(&["exec", "cpy", "stat", "-c", "%u:%g", "/tmp/kept"]),
         "4321:4321\n"
     );
+    // A dangling link as the destination: the file lands where it points, in the container.
+    h.ok(&["exec", "cpy", "ln", "-s", "/tmp/target", "/tmp/dangling"]);
+    h.ok(&["cp", &hp("file.txt"), "cpy:/tmp/dangling"]);
+    assert_eq!(h.ok(&["exec", "cpy", "cat", "/tmp/target"]), "from host\n");
+    assert_eq!(
+        h.ok(&["exec", "cpy", "readlink", "/tmp/dangling"]),
+        "/tmp/target\n"
+    );
     // Bad destinations.
     h.fails(125, &["cp", &hp("file.txt"), "cpy:/missing/dir/"]);
     h.fails(125, &["cp", &hp("tree"), "cpy:/tmp/file.txt"]);

@@ -146,6 +146,27 @@ fn plan(
     }
 }
 
+/// The destination and what it is. A dangling symlink is followed to the path it names,
+/// as Docker does (`cp f c:/link` with `/link -> /new` writes `/new`); inside a container
+/// that path is again resolved in the container's root.
+fn resolve_dest(
+    dest: &str,
+    stat: impl Fn(&str, bool) -> Result<Option<PathStat>>,
+) -> Result<(String, Option<PathStat>)> {
+    let mut d = dest.to_string();
+    for _ in 0..16 {
+        if let Some(s) = stat(&d, true)? {
+            return Ok((d, Some(s)));
+        }
+        match stat(&d, false)?.and_then(|s| s.link_target) {
+            Some(t) if t.starts_with('/') => d = t,
+            Some(t) => d = format!("{}/{t}", parent(&d)),
+            None => return Ok((d, None)),
+        }
+    }
+    bail!("{dest}: too many levels of symbolic links")
+}
+
 /// Counts what passes.
 struct Counting<W> {
     inner: W,
@@ -251,9 +272,10 @@ fn from_container(engine: &Engine, a: &CpArgs, c: &str, src: &str, dest: &str) -
         bail!("{src}: not a directory");
     }
     let host = host_root()?;
-    let dest_stat = host
-        .stat(dest, true)
-        .with_context(|| format!("stat {dest}"))?;
+    let (dest, dest_stat) = resolve_dest(dest, |p, follow| {
+        host.stat(p, follow).with_context(|| format!("stat {p}"))
+    })?;
+    let dest = dest.as_str();
     let (dir, name) = plan(&st, contents_only, dest, dest_stat.as_ref())?;
     if host
         .stat(&dir, true)
@@ -285,7 +307,10 @@ fn into_container(engine: &Engine, a: &CpArgs, src: &str, c: &str, dest: &str) -
     if contents_only && !st.is_dir {
         bail!("{src}: not a directory");
     }
-    let dest_stat = engine.path_stat(c, dest, true).map_err(engine_err)?;
+    let (dest, dest_stat) = resolve_dest(dest, |p, follow| {
+        engine.path_stat(c, p, follow).map_err(engine_err)
+    })?;
+    let dest = dest.as_str();
     let (dir, name) = plan(&st, contents_only, dest, dest_stat.as_ref())?;
     // Without -a the files belong to root in the container (Docker's default).
     let owner = (!a.archive).then_some((0, 0));

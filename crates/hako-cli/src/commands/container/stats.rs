@@ -46,6 +46,35 @@ fn header() -> Value {
     })
 }
 
+/// Bytes received and sent on the container's own interfaces (loopback left out, as
+/// Docker counts only its network's interfaces); 0/0 with the host's network.
+fn net_io(engine: &Engine, id: &str) -> (u64, u64) {
+    let Ok(rec) = engine.get(id) else {
+        return (0, 0);
+    };
+    if rec.host_config.network_mode.as_deref() == Some("host") {
+        return (0, 0);
+    }
+    let Some(pid) = engine.live(&rec).pid else {
+        return (0, 0);
+    };
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (iface, rest) = l.split_once(':')?;
+            if iface.trim() == "lo" {
+                return None;
+            }
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some((*f.first()?, *f.get(8)?))
+        })
+        .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
+}
+
 /// One container being watched.
 struct Watched {
     id: String,
@@ -80,6 +109,11 @@ impl Watched {
     fn row(&mut self, engine: &Engine, host_mem: u64, no_trunc: bool) -> Value {
         let now = Instant::now();
         let s = engine.stats(&self.id).unwrap_or_default();
+        let (rx, tx) = if s.pids > 0 {
+            net_io(engine, &self.id)
+        } else {
+            (0, 0)
+        };
         let cpu = match &self.last {
             Some((t, prev)) => {
                 let wall = u64::try_from(now.duration_since(*t).as_nanos()).unwrap_or(u64::MAX);
@@ -104,7 +138,7 @@ impl Watched {
             "CPUPerc": format!("{cpu:.2}%"),
             "MemUsage": format!("{} / {}", bytes_size(s.memory_usage), bytes_size(limit)),
             "MemPerc": format!("{:.2}%", percent(s.memory_usage, limit)),
-            "NetIO": "0B / 0B",
+            "NetIO": format!("{} / {}", human_size(rx), human_size(tx)),
             "BlockIO": format!("{} / {}", human_size(s.block_read), human_size(s.block_write)),
             "PIDs": s.pids.to_string(),
         });
