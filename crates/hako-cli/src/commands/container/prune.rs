@@ -8,7 +8,7 @@ use hako_engine::Record;
 
 use super::engine_err;
 use crate::context::Global;
-use crate::units::{human_size, now, parse_rfc3339};
+use crate::units::{human_size, parse_rfc3339_nanos};
 
 /// Arguments of `hako container prune`.
 #[derive(Debug, Args)]
@@ -30,16 +30,24 @@ pub fn label_matches(labels: &HashMap<String, String>, expr: &str, negate: bool)
     hit != negate
 }
 
-/// `until=` as Docker takes it: RFC 3339, Unix seconds, or a duration before now (`24h`).
-fn parse_until(v: &str) -> Result<i64> {
-    if let Some(t) = parse_rfc3339(v) {
-        return Ok(t);
+fn nanos((secs, n): (i64, u32)) -> i128 {
+    i128::from(secs) * 1_000_000_000 + i128::from(n)
+}
+
+/// `until=` as Docker takes it: RFC 3339, Unix seconds, or a duration before now (`24h`);
+/// in nanoseconds since the epoch.
+fn parse_until(v: &str) -> Result<i128> {
+    if let Some(t) = parse_rfc3339_nanos(v) {
+        return Ok(nanos(t));
     }
     if let Ok(secs) = v.split('.').next().unwrap_or(v).parse::<i64>() {
-        return Ok(secs);
+        return Ok(nanos((secs, 0)));
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
     match humantime::parse_duration(v) {
-        Ok(d) => Ok(now() - i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        Ok(d) => Ok(now - i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)),
         Err(_) => bail!("invalid filter 'until={v}'"),
     }
 }
@@ -47,7 +55,7 @@ fn parse_until(v: &str) -> Result<i64> {
 /// Container prune filters.
 #[derive(Debug, Default)]
 pub struct Filters {
-    until: Option<i64>,
+    until: Option<i128>,
     labels: Vec<(String, bool)>,
 }
 
@@ -72,7 +80,7 @@ impl Filters {
     /// Whether the container is kept (not pruned).
     pub fn keeps(&self, r: &Record) -> bool {
         if let Some(u) = self.until
-            && parse_rfc3339(&r.created).is_some_and(|c| c >= u)
+            && parse_rfc3339_nanos(&r.created).is_some_and(|c| nanos(c) >= u)
         {
             return true;
         }
