@@ -29,11 +29,13 @@ command -v hyperfine >/dev/null || ensure_packages hyperfine
 
 rm -rf "$BENCH_DIR"
 mkdir -p "$BENCH_DIR"
-export HAKO_ROOT="$BENCH_DIR/hako" HAKO_EXEC_ROOT="$BENCH_DIR/hako-run"
+# A short exec root: shim sockets live at <exec-root>/containers/<id>/attach.sock.
+export HAKO_ROOT="$BENCH_DIR/hako" HAKO_EXEC_ROOT=/tmp/hkb-run
 DOCKER_SOCK="$BENCH_DIR/docker/docker.sock"
 DOCKER=(docker -H "unix://$DOCKER_SOCK")
 PODMAN=(podman --root "$BENCH_DIR/podman/root" --runroot "$BENCH_DIR/podman/run"
-    --tmpdir "$BENCH_DIR/podman/tmp" --cgroup-manager cgroupfs --events-backend file)
+    --tmpdir "$BENCH_DIR/podman/tmp" --cgroup-manager cgroupfs --events-backend file
+    --runtime runc) # crun refuses this hybrid cgroup host; docker uses runc too
 export CONTAINERS_CONF="$BENCH_DIR/podman/containers.conf"
 DOCKERD_PID=""
 
@@ -47,6 +49,7 @@ cleanup() {
     if [ -d "$BENCH_DIR/podman" ]; then
         "${PODMAN[@]}" rm -af >/dev/null 2>&1
     fi
+    rm -rf /tmp/hkb-run
     grep " $BENCH_DIR" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
 }
 trap cleanup EXIT
@@ -110,7 +113,7 @@ rss_of() { # total RSS (kB) and count of this benchmark's processes whose comm i
     pids=$(pgrep -x "$1" | while read -r p; do
         grep -qF "$BENCH_DIR" "/proc/$p/cmdline" 2>/dev/null && echo "$p"; done | paste -sd, -)
     if [ -z "$pids" ]; then echo "0 0"; return; fi
-    ps -p "$pids" -o rss= | awk '{s+=$1; n++} END {printf "%d %d", s, n}'
+    ps -p "$pids" -o rss= | awk '{s+=$1; n++} END {printf "%d %d\n", s, n}'
 }
 detached() { # engine, command prefix...
     local name=$1; shift
@@ -126,19 +129,19 @@ printf '%-8s %10s %14s %10s %12s\n' engine "total s" monitor "count" "RSS MiB"
 if has hako; then
     read -r _ secs < <(detached hako "$HAKO")
     read -r kb n < <(rss_of hako-shim)
-    printf '%-8s %10s %14s %10s %12.1f\n' hako "$secs" hako-shim "$n" "$(echo "$kb/1024" | bc -l)"
+    printf '%-8s %10s %14s %10s %12.1f\n' hako "$secs" hako-shim "$n" "$(awk "BEGIN {print $kb/1024}")"
     "$HAKO" ps -aq --no-trunc | xargs -r "$HAKO" rm -f >/dev/null
 fi
 if has docker; then
     read -r _ secs < <(detached docker "${DOCKER[@]}")
     read -r kb n < <(rss_of containerd-shim)
     [ "$n" = 0 ] && read -r kb n < <(rss_of containerd-shim-runc-v2)
-    printf '%-8s %10s %14s %10s %12.1f\n' docker "$secs" containerd-shim "$n" "$(echo "$kb/1024" | bc -l)"
+    printf '%-8s %10s %14s %10s %12.1f\n' docker "$secs" containerd-shim "$n" "$(awk "BEGIN {print $kb/1024}")"
     "${DOCKER[@]}" ps -aq | xargs -r "${DOCKER[@]}" rm -f >/dev/null
 fi
 if has podman; then
     read -r _ secs < <(detached podman "${PODMAN[@]}")
     read -r kb n < <(rss_of conmon)
-    printf '%-8s %10s %14s %10s %12.1f\n' podman "$secs" conmon "$n" "$(echo "$kb/1024" | bc -l)"
+    printf '%-8s %10s %14s %10s %12.1f\n' podman "$secs" conmon "$n" "$(awk "BEGIN {print $kb/1024}")"
     "${PODMAN[@]}" rm -af >/dev/null
 fi
