@@ -772,3 +772,59 @@ fn security_options_and_cpu_limits_seen_from_inside() {
     assert_eq!(v.last(), Some(&"0"), "cpuset: {out}");
     h.assert_clean(&[]);
 }
+
+#[test]
+fn pause_rename_and_attach() {
+    need_root!();
+    let h = Hako::new();
+    let id = h
+        .ok(&[
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            "first",
+            "busybox",
+            "sh",
+            "-c",
+            "read x; echo got $x; exit 9",
+        ])
+        .trim()
+        .to_string();
+    h.ok(&["pause", "first"]);
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])
+            .trim(),
+        "paused true"
+    );
+    assert!(
+        h.ok(&["ps", "--format", "{{.Status}}"])
+            .contains("(Paused)")
+    );
+    let e = h.fails(125, &["exec", "first", "true"]);
+    assert!(e.contains("is paused"), "{e}");
+    let e = h.fails(125, &["pause", "first"]);
+    assert!(e.contains("already paused"), "{e}");
+    h.ok(&["unpause", "first"]);
+    let e = h.fails(125, &["unpause", "first"]);
+    assert!(e.contains("is not paused"), "{e}");
+    h.ok(&["rename", "first", "second"]);
+    h.fails(125, &["inspect", "first"]);
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.Name}}", "second"]).trim(),
+        "/second"
+    );
+    // attach: stdin goes in, output comes out, and the exit status is the container's.
+    let mut child = h
+        .cmd(&["attach", "second"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("attach");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), b"hello\n").expect("write");
+    let out = child.wait_with_output().expect("attach output");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n");
+    assert_eq!(out.status.code(), Some(9));
+    h.ok(&["rm", "second"]);
+    h.assert_clean(&[&id]);
+}
