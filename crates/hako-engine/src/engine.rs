@@ -1044,7 +1044,7 @@ impl Engine {
                 )));
             }
         }
-        if live.monitor && !live.status.is_active() {
+        if live.monitor && live.status == Status::Created {
             // Created by a shim but never started (the CLI died in between): end it.
             let _ = request_timeout(
                 &self.state_dir(&rec.id),

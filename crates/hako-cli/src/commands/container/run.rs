@@ -125,9 +125,15 @@ fn attached_run(
     }
     let code = engine.wait(&rec.id).map_err(engine_err)?;
     if rec.host_config.auto_remove == Some(true) {
-        // The shim's exit command removes it; `run --rm` returns once it is gone.
+        // The shim's exit command removes it too (that is what makes `--rm` work when this
+        // CLI is gone); whoever claims the removal first does it, and `run --rm` returns
+        // once the container is gone either way.
+        match engine.remove(&rec.id, true, true) {
+            Ok(_) | Err(hako_engine::Error::NoSuchContainer(_)) => {}
+            Err(e) => return Err(engine_err(e)),
+        }
         if !engine.wait_removed(&rec.id, Duration::from_secs(30)) {
-            engine.remove(&rec.id, true, true).map_err(engine_err)?;
+            anyhow::bail!("container {} was not removed within 30 s", &rec.id[..12]);
         }
     }
     Ok(code)
