@@ -319,12 +319,22 @@ fn echo_is_logged_as_json(rt: &Runtime) {
     let pid = shim.spawn(&[]);
     assert!(pid > 0);
     // Before any request, the shim holds nothing it inherited: stdio, signalfd, control
-    // socket, log and two pipes.
-    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", shim.pid.unwrap()))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_link(e.path()).unwrap().display().to_string())
-        .collect();
+    // socket, log and two pipes. The ready pipe is closed just after the ready line was
+    // written, so give the shim a moment to get there.
+    let fds_of = |pid: i32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|l| l.display().to_string())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut fds = fds_of(shim.pid.unwrap());
+    while fds.len() != 8 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fds = fds_of(shim.pid.unwrap());
+    }
     assert_eq!(fds.len(), 8, "{fds:?}");
     match shim.request(&Request::State) {
         Reply::State(s) => {
