@@ -213,10 +213,20 @@ fn exit_codes_like_docker_and_bad_input_leaves_nothing() {
     assert!(e.contains("executable file not found"), "{e}");
     let e = h.fails(126, &["run", "--rm", "busybox", "/etc/passwd"]);
     assert!(e.contains("permission denied"), "{e}");
-    let e = h.fails(125, &["run", "--rm", "nosuchimage"]);
+    let e = h.fails(125, &["run", "--rm", "--pull", "never", "nosuchimage"]);
+    assert!(e.contains("No such image: nosuchimage:latest"), "{e}");
+    // --pull missing (the default) tries the registry, as Docker does; this one is closed.
+    let o = h.run(&["run", "--rm", "127.0.0.1:1/nosuchimage"]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        e.contains("Unable to find image 'nosuchimage:latest' locally"),
-        "{e}"
+        err.contains("Unable to find image '127.0.0.1:1/nosuchimage:latest' locally"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("Error")).count(),
+        1,
+        "{err}"
     );
     let e = h.fails(125, &["run", "-m", "abc", "busybox", "true"]);
     assert!(e.contains("invalid size: 'abc'"), "{e}");
@@ -827,4 +837,35 @@ fn pause_rename_and_attach() {
     assert_eq!(out.status.code(), Some(9));
     h.ok(&["rm", "second"]);
     h.assert_clean(&[&id]);
+}
+
+#[test]
+fn run_pulls_a_missing_image_from_a_registry() {
+    need_root!();
+    let Some(reg) = hako_test_support::Registry::start() else {
+        return;
+    };
+    let h = Hako::new();
+    let name = format!("127.0.0.1:{}/hako/busybox:run", reg.port);
+    h.ok(&["tag", "busybox", &name]);
+    h.ok(&["push", &name]);
+    h.ok(&["rmi", &name]);
+    let o = h.run(&["run", "--rm", &name, "echo", "pulled and run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "pulled and run\n",
+        "pull output stays off stdout"
+    );
+    assert!(
+        err.contains(&format!("Unable to find image '{name}' locally")),
+        "{err}"
+    );
+    assert!(err.contains("Status: Downloaded newer image for"), "{err}");
+    assert!(
+        h.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .contains(&name)
+    );
+    h.assert_clean(&[]);
 }

@@ -18,6 +18,7 @@ mod fixture;
 mod guard;
 mod leak;
 mod netns;
+mod registry;
 mod runtime;
 
 pub use config::Config;
@@ -26,6 +27,7 @@ pub use fixture::{Bundle, busybox_rootfs, fixtures_dir, install_bundle};
 pub use guard::ContainerGuard;
 pub use leak::{LeakReport, find_leaks};
 pub use netns::NetnsGuard;
+pub use registry::Registry;
 pub use runtime::{Output, Runtime, RuntimeKind};
 
 use std::path::PathBuf;

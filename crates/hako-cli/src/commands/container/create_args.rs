@@ -154,6 +154,12 @@ pub struct CreateArgs {
     /// Write the container ID to the file
     #[arg(long)]
     pub cidfile: Option<PathBuf>,
+    /// Pull image before running (always, missing, never)
+    #[arg(long, default_value = "missing", value_parser = ["always", "missing", "never"])]
+    pub pull: String,
+    /// Allow plain http to the image's registry when pulling (loopback registries always may)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registry: bool,
 
     /// The image (or, with --rootfs, the command)
     #[arg(value_name = "IMAGE", allow_hyphen_values = false)]

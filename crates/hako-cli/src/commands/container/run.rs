@@ -61,9 +61,52 @@ pub struct StartArgs {
     pub containers: Vec<String>,
 }
 
+/// Pulls `image` for `run`/`create` the way Docker does: progress and status lines on
+/// stderr (stdout belongs to the container).
+fn pull(engine: &Engine, image: &str, insecure: bool) -> Result<()> {
+    use hako_image::registry::{PullOptions, load_credentials};
+    let r = hako_image::Reference::parse(image).map_err(crate::error::image_error)?;
+    let what = r.digest().map_or_else(
+        || r.tag().unwrap_or("latest").to_string(),
+        ToString::to_string,
+    );
+    eprintln!("{what}: Pulling from {}", r.path());
+    let show = crate::commands::registry::progress::LayerProgress::on_stderr();
+    let callback = |e| show.event(e);
+    let opts = PullOptions {
+        insecure,
+        credentials: load_credentials(&crate::commands::registry::config_path(), r.domain())?,
+        progress: Some(&callback),
+        ..PullOptions::default()
+    };
+    let report = engine
+        .images()
+        .pull(image, &opts)
+        .map_err(crate::error::image_error)?;
+    eprintln!("Digest: {}", report.digest);
+    eprintln!("Status: Downloaded newer image for {}", report.reference);
+    Ok(())
+}
+
 fn create(engine: &Engine, a: &CreateArgs) -> Result<hako_engine::Record> {
     let opts = a.to_options()?;
-    let rec = engine.create(opts).map_err(engine_err)?;
+    let image = opts.config.image.clone().unwrap_or_default();
+    if a.pull == "always" && a.rootfs.is_none() {
+        pull(engine, &image, a.insecure_registry)?;
+    }
+    let rec = match engine.create(opts.clone()) {
+        Err(hako_engine::Error::NoSuchImage(name)) if a.pull == "missing" => {
+            eprintln!("Unable to find image '{name}' locally");
+            pull(engine, &image, a.insecure_registry)?;
+            engine.create(opts).map_err(engine_err)?
+        }
+        Err(hako_engine::Error::NoSuchImage(name)) => {
+            return Err(engine_err(hako_engine::Error::InvalidArgument(format!(
+                "No such image: {name}"
+            ))));
+        }
+        other => other.map_err(engine_err)?,
+    };
     if let Some(f) = &a.cidfile {
         std::fs::write(f, &rec.id)?;
     }

@@ -1,7 +1,7 @@
 //! Registry commands: `pull`, `push`, `login`, `logout` (over `hako_image::registry`).
 
 pub mod login;
-mod progress;
+pub mod progress;
 pub mod pull;
 pub mod push;
 

@@ -12,6 +12,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 #[derive(Debug)]
 pub struct LayerProgress {
     quiet: bool,
+    /// Step lines go to stderr (`run` pulling: stdout is the container's).
+    lines_to_stderr: bool,
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
 }
@@ -21,8 +23,17 @@ impl LayerProgress {
         let multi = (!quiet && std::io::stderr().is_terminal()).then(MultiProgress::new);
         LayerProgress {
             quiet,
+            lines_to_stderr: false,
             multi,
             bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Like [`LayerProgress::new`], with the step lines on stderr.
+    pub fn on_stderr() -> LayerProgress {
+        LayerProgress {
+            lines_to_stderr: true,
+            ..LayerProgress::new(false)
         }
     }
 
@@ -40,7 +51,9 @@ impl LayerProgress {
                     | ProgressStatus::LayerAlreadyExists
                     | ProgressStatus::Mounted
             );
-            if done {
+            if done && self.lines_to_stderr {
+                let _ = writeln!(std::io::stderr().lock(), "{}: {}", e.id, e.status);
+            } else if done {
                 let _ = writeln!(std::io::stdout().lock(), "{}: {}", e.id, e.status);
             }
             return;
