@@ -1,0 +1,224 @@
+//! The harness of the container tests (`containers.rs`, `container_extra.rs`): the built
+//! `hako` binary with a throwaway `--root` and a short `--exec-root`, a `busybox` image from
+//! `hako import`, and a leak check for the end of each test.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const HAKO: &str = env!("CARGO_BIN_EXE_hako");
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[macro_export]
+macro_rules! need_root {
+    () => {
+        if !$crate::common::is_root() {
+            eprintln!("SKIP: needs root");
+            return;
+        }
+    };
+}
+
+/// A tar of the busybox rootfs fixture, built once per test process.
+pub fn rootfs_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let rootfs = hako_test_support::busybox_rootfs().expect("busybox rootfs fixture");
+        let dir = tempfile::Builder::new()
+            .prefix("hako-ctr-tar-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let tar = dir.join("busybox.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("run tar");
+        assert!(st.success(), "tar failed");
+        tar
+    })
+}
+
+/// The static hako-init (`scripts/build-init.sh`; `scripts/test.sh` exports `HAKO_INIT`).
+/// The debug build next to the test binary is dynamically linked and cannot run in busybox.
+pub fn static_init() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HAKO_INIT") {
+        return Some(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let p = target.join("release/hako-init");
+    p.exists().then_some(p)
+}
+
+/// One hako installation (data root + exec root) with a `busybox` image.
+pub struct Hako {
+    /// `--root`.
+    pub root: tempfile::TempDir,
+    /// `--exec-root`.
+    pub exec: tempfile::TempDir,
+}
+
+impl Hako {
+    pub fn new() -> Hako {
+        let h = Hako {
+            root: tempfile::Builder::new()
+                .prefix("hako-ctr-")
+                .tempdir()
+                .expect("tempdir"),
+            exec: tempfile::Builder::new()
+                .prefix("hk")
+                .tempdir_in("/tmp")
+                .expect("tempdir"),
+        };
+        h.ok(&[
+            "import",
+            rootfs_tar().to_str().expect("utf-8"),
+            "busybox",
+            "--change",
+            "CMD [\"sh\"]",
+        ]);
+        h
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(HAKO);
+        if let Some(init) = static_init() {
+            c.env("HAKO_INIT", init);
+        }
+        c.arg("--root")
+            .arg(self.root.path())
+            .arg("--exec-root")
+            .arg(self.exec.path())
+            .args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run hako")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "hako {args:?} failed ({:?}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs, asserts exit `code` and one `Error:` line on stderr; returns that line.
+    pub fn fails(&self, code: i32, args: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(code), "hako {args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("Error")).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "hako {args:?}: expected one error line, got: {err}"
+        );
+        lines[0].to_string()
+    }
+
+    pub fn inspect(&self, c: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["inspect", c])).expect("inspect json");
+        v[0].clone()
+    }
+
+    pub fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Nothing of any container may remain: records, dirs, mounts, cgroups, processes.
+    pub fn assert_clean(&self, ids: &[&str]) {
+        let ps = self.ok(&["ps", "-aq"]);
+        assert!(ps.trim().is_empty(), "containers left: {ps}");
+        let dir = self.root.path().join("containers");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+        let left: Vec<_> = std::fs::read_dir(self.exec.path().join("containers"))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "shim state left: {left:?}");
+        let report = hako_test_support::find_leaks(
+            &self.exec.path().join("runtime/hako-runtime"),
+            ids,
+            &[self.root.path()],
+        );
+        assert!(report.is_empty(), "leaks:\n{report}");
+    }
+
+    /// Runs with `input` on stdin.
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn hako");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("wait hako")
+    }
+
+    /// `run -d ARGS...` and waits until `ready` (a path) exists inside; returns the id.
+    pub fn start(&self, args: &[&str], ready: Option<&str>) -> String {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        let id = self.ok(&all).trim().to_string();
+        if let Some(p) = ready {
+            self.wait_for(p, || {
+                self.run(&["exec", &id, "test", "-e", p]).status.success()
+            });
+        }
+        id
+    }
+
+    /// `rm -f -v` of every container, then the leak check for them.
+    pub fn finish(&self, ids: &[&str]) {
+        for id in ids {
+            let _ = self.run(&["rm", "-f", "-v", id]);
+        }
+        self.assert_clean(ids);
+    }
+}
+
+impl Drop for Hako {
+    fn drop(&mut self) {
+        if let Ok(out) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = self.cmd(&["rm", "-f", "-v", id]).output();
+            }
+        }
+        for m in hako_test_support::find_leaks(Path::new("/nonexistent"), &[], &[self.root.path()])
+            .mounts
+        {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
