@@ -1,37 +1,18 @@
 //! The image commands, driven through the built `hako` binary with a throwaway `--root`.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const HAKO: &str = env!("CARGO_BIN_EXE_hako");
+#[allow(unused_macros)]
+#[macro_use]
+mod common;
 
-/// A tar of the busybox rootfs fixture, built once per test process.
-fn rootfs_tar() -> &'static Path {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
-        let rootfs = hako_test_support::busybox_rootfs().expect("busybox rootfs fixture");
-        let dir = tempfile::Builder::new()
-            .prefix("hako-cli-tar-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        let tar = dir.join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("run tar");
-        assert!(st.success(), "tar failed");
-        tar
-    })
-}
+use common::rootfs_tar;
+
+const HAKO: &str = env!("CARGO_BIN_EXE_hako");
 
 struct Hako {
     root: tempfile::TempDir,
