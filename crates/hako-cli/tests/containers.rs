@@ -697,3 +697,61 @@ fn run_pulls_a_missing_image_from_a_registry() {
     );
     h.assert_clean(&[]);
 }
+
+#[test]
+fn system_df_counts_containers_volumes_and_shared_layers() {
+    need_root!();
+    let h = Hako::new();
+    let id = h
+        .ok(&[
+            "run",
+            "-d",
+            "-v",
+            "dfvol:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /data/f; echo y > /y; sleep 60",
+        ])
+        .trim()
+        .to_string();
+    h.wait_for("the write", || {
+        h.run(&["exec", &id, "test", "-e", "/y"]).status.success()
+    });
+    h.ok(&["commit", &id, "derived"]);
+    let df = h.ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ]);
+    assert!(df.contains("Containers 1 1"), "{df}");
+    assert!(df.contains("Local Volumes 1 1"), "{df}");
+    assert!(df.contains("Images 2 1"), "{df}");
+    let v = h.ok(&["system", "df", "-v"]);
+    let derived = v
+        .lines()
+        .find(|l| l.starts_with("derived"))
+        .expect("derived row");
+    let busybox = v
+        .lines()
+        .find(|l| l.starts_with("busybox"))
+        .expect("busybox row");
+    let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    // busybox's layer is shared by both images: its whole size is shared, nothing unique.
+    let b = cols(busybox);
+    assert_eq!(
+        b[b.len() - 4],
+        b[b.len() - 3],
+        "SIZE == SHARED SIZE: {busybox}"
+    );
+    assert_eq!(b[b.len() - 2], "0B", "{busybox}");
+    assert_eq!(
+        cols(derived)[cols(derived).len() - 3],
+        b[b.len() - 3],
+        "{derived}"
+    );
+    h.ok(&["rm", "-f", "-v", &id]);
+    h.ok(&["volume", "rm", "dfvol"]);
+    h.assert_clean(&[&id]);
+}

@@ -796,6 +796,31 @@ impl ImageStore {
         Ok(out)
     }
 
+    /// `docker system df -v`'s SHARED SIZE: for each image id, the bytes of its layers that
+    /// at least one other image uses too (stored once, counted in both images' sizes).
+    pub fn shared_sizes(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let mut chains = Vec::new();
+        let mut users: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for img in self.list()? {
+            let rec = self.image_record(&img.id)?;
+            for l in &rec.layers {
+                *users.entry(l.cache_id.clone()).or_default() += 1;
+            }
+            chains.push((img.id.to_string(), rec.layers));
+        }
+        Ok(chains
+            .into_iter()
+            .map(|(id, layers)| {
+                let shared = layers
+                    .iter()
+                    .filter(|l| users.get(&l.cache_id).copied().unwrap_or(0) > 1)
+                    .map(|l| l.size)
+                    .sum();
+                (id, shared)
+            })
+            .collect())
+    }
+
     /// `docker diff`: what the container changed relative to its image.
     pub fn container_changes(&self, container_id: &str) -> Result<Vec<hako_storage::Change>> {
         let top: Option<String> = self
@@ -847,16 +872,17 @@ impl ImageStore {
         let mut layers = Vec::new();
         let mut cur = top.clone();
         while let Some(c) = cur {
-            let row: (String, Option<String>, String, i64, Option<String>) = conn.query_row(
-                "SELECT cache_id, parent, diff_id, diff_size, blob_digest FROM layers WHERE chain_id = ?1",
+            let row: (String, Option<String>, String, i64, Option<String>, i64) = conn.query_row(
+                "SELECT cache_id, parent, diff_id, diff_size, blob_digest, size FROM layers WHERE chain_id = ?1",
                 [c.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )?;
             layers.push(LayerRecord {
                 cache_id: row.0,
                 diff_id: Digest::parse(&row.2)?,
                 diff_size: u64::try_from(row.3).unwrap_or(0),
                 blob: row.4.map(|b| Digest::parse(&b)).transpose()?,
+                size: u64::try_from(row.5).unwrap_or(0),
             });
             cur = row.1.map(|p| Digest::parse(&p)).transpose()?;
         }
@@ -894,6 +920,8 @@ pub(crate) struct LayerRecord {
     pub(crate) diff_id: Digest,
     pub(crate) diff_size: u64,
     pub(crate) blob: Option<Digest>,
+    /// Bytes on disk, as counted in the image's size.
+    pub(crate) size: u64,
 }
 
 fn familiar(full: &str) -> String {

@@ -1,5 +1,5 @@
 //! `hako system df [-v]`: disk usage by images, containers, volumes and build cache.
-//! Containers, volumes and build cache are zero until those subsystems land.
+//! Build cache is zero: hako has no builder yet.
 
 use anyhow::Result;
 use clap::Args;
@@ -28,11 +28,13 @@ const DEFAULT: &str = r"table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}
 /// Prints the summary table (or the verbose listing).
 pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
     let format = Format::parse(a.format.as_deref().unwrap_or(""), DEFAULT)?;
-    let store = g.open_store()?;
+    let engine = g.open_engine()?;
+    let store = engine.images();
     let images = store.list().map_err(image_error)?;
     if a.verbose {
-        return verbose(&store);
+        return verbose(store);
     }
+    let usage = Usage::measure(&engine)?;
     let total: u64 = images.iter().map(|i| i.size).sum();
     let active = images.iter().filter(|i| i.containers > 0).count();
     let reclaimable: u64 = images
@@ -42,8 +44,20 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
         .sum();
     let rows = [
         row("Images", images.len(), active, total, reclaimable),
-        row("Containers", 0, 0, 0, 0),
-        row("Local Volumes", 0, 0, 0, 0),
+        row(
+            "Containers",
+            usage.containers.len(),
+            usage.containers.iter().filter(|c| c.1).count(),
+            usage.containers.iter().map(|c| c.0).sum(),
+            usage.containers.iter().filter(|c| !c.1).map(|c| c.0).sum(),
+        ),
+        row(
+            "Local Volumes",
+            usage.volumes.len(),
+            usage.volumes.iter().filter(|v| v.1).count(),
+            usage.volumes.iter().map(|v| v.0).sum(),
+            usage.volumes.iter().filter(|v| !v.1).map(|v| v.0).sum(),
+        ),
         row("Build Cache", 0, 0, 0, 0),
     ];
     let header = json!({
@@ -51,6 +65,58 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
         "Reclaimable": "RECLAIMABLE",
     });
     super::super::print(&format.render(&header, &rows)?)
+}
+
+/// Bytes and "in use" of each container (its writable layer; running) and volume (used by
+/// a container).
+struct Usage {
+    containers: Vec<(u64, bool)>,
+    volumes: Vec<(u64, bool)>,
+}
+
+fn du(p: &std::path::Path) -> u64 {
+    walkdir::WalkDir::new(p)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+impl Usage {
+    fn measure(engine: &hako_engine::Engine) -> Result<Usage> {
+        let containers = engine
+            .list()
+            .map_err(crate::commands::container::engine_err)?
+            .into_iter()
+            .map(|(r, l)| {
+                let size = engine
+                    .images()
+                    .container_paths(&r.id)
+                    .ok()
+                    .and_then(|p| p.get("UpperDir").map(|u| du(std::path::Path::new(u))))
+                    .unwrap_or(0);
+                (size, l.status.is_active())
+            })
+            .collect();
+        let volumes = engine
+            .volume_list()
+            .map_err(crate::commands::container::engine_err)?
+            .into_iter()
+            .map(|(v, _)| {
+                let used = engine
+                    .volume_users(&v.name)
+                    .map(|u| !u.is_empty())
+                    .unwrap_or(false);
+                (du(std::path::Path::new(&v.mountpoint)), used)
+            })
+            .collect();
+        Ok(Usage {
+            containers,
+            volumes,
+        })
+    }
 }
 
 fn row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> Value {
@@ -67,8 +133,18 @@ fn row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> 
     })
 }
 
+/// The shared bytes of the image whose (short) id is `id`.
+fn shared_of(shared: &std::collections::HashMap<String, u64>, id: &str) -> u64 {
+    let id = id.trim_start_matches("sha256:");
+    shared
+        .iter()
+        .find(|(k, _)| k.trim_start_matches("sha256:").starts_with(id))
+        .map_or(0, |(_, v)| *v)
+}
+
 fn verbose(store: &hako_image::ImageStore) -> Result<()> {
     let rows = list::rows(store, &Filters::default(), false)?;
+    let shared = store.shared_sizes().map_err(image_error)?;
     let mut t = String::from(
         "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS\n",
     );
@@ -81,8 +157,8 @@ fn verbose(store: &hako_image::ImageStore) -> Result<()> {
             r.id,
             v["CreatedSince"].as_str().unwrap_or(""),
             human_size4(r.size),
-            "0B",
-            human_size4(r.size),
+            human_size4(shared_of(&shared, &r.id)),
+            human_size4(r.size - shared_of(&shared, &r.id).min(r.size)),
             r.containers
         ));
     }
