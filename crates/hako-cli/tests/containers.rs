@@ -460,7 +460,7 @@ fn tty_run_gets_a_terminal() {
 fn cli_killed_during_run_d_leaves_a_container_that_can_be_started_or_removed() {
     need_root!();
     let h = Hako::new();
-    for delay_ms in [0u64, 15, 40, 80, 150, 300] {
+    for delay_ms in [0u64, 2, 5, 8, 12, 15, 20, 30, 40, 60, 80, 150, 300] {
         let mut child = h
             .cmd(&["run", "-d", "busybox", "sleep", "600"])
             .stdout(Stdio::null())

@@ -208,11 +208,35 @@ impl Engine {
         ] {
             std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
         }
-        Ok(Engine {
+        let engine = Engine {
             opts,
             images,
             db: Mutex::new(db),
-        })
+        };
+        engine.collect_orphans();
+        Ok(engine)
+    }
+
+    /// Removes container directories that have no record: what a hako process killed
+    /// between deleting a record and its directory leaves (create makes the record first).
+    fn collect_orphans(&self) {
+        let Ok(entries) = std::fs::read_dir(self.opts.root.join("containers")) else {
+            return;
+        };
+        let known: std::collections::HashSet<String> = match records::all_ids(&self.conn()) {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(_) => return,
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.len() == 64
+                && name.bytes().all(|b| b.is_ascii_hexdigit())
+                && !known.contains(&name)
+            {
+                tracing::info!(container = %name, "removing the directory of a container without a record");
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// The image store.
@@ -425,7 +449,6 @@ impl Engine {
         };
 
         let dir = self.container_dir(&id);
-        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         let mut cleanup = Cleanup {
             engine: self,
             id: id.clone(),
@@ -457,6 +480,9 @@ impl Engine {
             },
         )?;
         cleanup.record = true;
+        // Only now the directory: a container directory always has a record, so one without
+        // is garbage (see `collect_orphans`).
+        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         let rootfs = match &opts.rootfs {
             Some(d) => {
                 let d = std::fs::canonicalize(d).map_err(|e| {

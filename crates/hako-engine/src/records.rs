@@ -236,6 +236,14 @@ pub(crate) fn all(conn: &Connection) -> Result<Vec<Record>> {
     Ok(stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every id, including containers being removed.
+pub(crate) fn all_ids(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT id FROM containers")?;
+    Ok(stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn set_paused(conn: &Connection, id: &str, paused: bool) -> Result<()> {
     conn.execute(
         "UPDATE containers SET paused = ?2 WHERE id = ?1",
