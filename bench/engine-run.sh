@@ -50,6 +50,8 @@ cleanup() {
         "${PODMAN[@]}" rm -af >/dev/null 2>&1
     fi
     rm -rf /tmp/hkb-run
+    # dockerd's --cgroup-parent: empty once its containers are gone.
+    find /sys/fs/cgroup -maxdepth 2 -type d -name hako-bench-docker -exec rmdir {} + 2>/dev/null
     grep " $BENCH_DIR" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
 }
 trap cleanup EXIT

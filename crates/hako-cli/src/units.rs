@@ -165,6 +165,17 @@ pub fn created_at(t: i64) -> String {
     rfc.replacen('T', " ", 1).replacen('Z', " +0000 UTC", 1)
 }
 
+/// Bytes of the regular files under `dir` (what `du` would count, without blocks).
+pub fn dir_size(dir: impl AsRef<std::path::Path>) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

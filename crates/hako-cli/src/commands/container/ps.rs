@@ -88,16 +88,6 @@ fn command(r: &Record, no_trunc: bool) -> String {
     format!("\"{c}\"")
 }
 
-fn dir_size(p: &std::path::Path) -> u64 {
-    walkdir::WalkDir::new(p)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
 struct Filters(Vec<(String, String)>);
 
 impl Filters {
@@ -201,16 +191,11 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
         .iter()
         .map(|(r, l)| {
             let size = if a.size {
-                let rw = engine
-                    .images()
-                    .container_paths(&r.id)
-                    .ok()
-                    .and_then(|p| p.get("UpperDir").map(|u| dir_size(std::path::Path::new(u))))
-                    .unwrap_or(0);
+                let rw = super::rw_size(&engine, &r.id);
                 format!(
                     "{} (virtual {})",
                     human_size(rw),
-                    human_size(rw + dir_size_image(&engine, r))
+                    human_size(rw + image_size(&engine, r))
                 )
             } else {
                 String::new()
@@ -243,7 +228,7 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
     super::super::print(&text)
 }
 
-fn dir_size_image(engine: &hako_engine::Engine, r: &Record) -> u64 {
+fn image_size(engine: &hako_engine::Engine, r: &Record) -> u64 {
     if r.image_id.is_empty() {
         return 0;
     }

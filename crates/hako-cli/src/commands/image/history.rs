@@ -120,20 +120,13 @@ fn layer_sizes(inspect: &Value) -> Vec<Option<u64>> {
             .unwrap_or_default();
         dirs.push(upper);
         if dirs.len() == layers {
-            return dirs.into_iter().map(|d| Some(dir_size(d))).collect();
+            return dirs
+                .into_iter()
+                .map(|d| Some(crate::units::dir_size(d)))
+                .collect();
         }
     }
     vec![None; layers]
-}
-
-fn dir_size(dir: &str) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 /// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.

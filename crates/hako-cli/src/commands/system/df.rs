@@ -74,16 +74,6 @@ struct Usage {
     volumes: Vec<(u64, bool)>,
 }
 
-fn du(p: &std::path::Path) -> u64 {
-    walkdir::WalkDir::new(p)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
 impl Usage {
     fn measure(engine: &hako_engine::Engine) -> Result<Usage> {
         let containers = engine
@@ -91,12 +81,7 @@ impl Usage {
             .map_err(crate::commands::container::engine_err)?
             .into_iter()
             .map(|(r, l)| {
-                let size = engine
-                    .images()
-                    .container_paths(&r.id)
-                    .ok()
-                    .and_then(|p| p.get("UpperDir").map(|u| du(std::path::Path::new(u))))
-                    .unwrap_or(0);
+                let size = crate::commands::container::rw_size(engine, &r.id);
                 (size, l.status.is_active())
             })
             .collect();
@@ -109,7 +94,7 @@ impl Usage {
                     .volume_users(&v.name)
                     .map(|u| !u.is_empty())
                     .unwrap_or(false);
-                (du(std::path::Path::new(&v.mountpoint)), used)
+                (crate::units::dir_size(&v.mountpoint), used)
             })
             .collect();
         Ok(Usage {
