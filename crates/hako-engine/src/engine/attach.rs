@@ -1,0 +1,87 @@
+//! Connections to a container's stdio and its tty size.
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use hako_shim::protocol::{self, Request};
+
+use crate::error::{Error, IoContext, Result};
+use crate::records::Record;
+use crate::state::Action;
+
+use super::Engine;
+use super::status::request_timeout;
+
+/// An attach connection to a container's stdio.
+#[derive(Debug)]
+pub struct Attached {
+    /// The stream (stdcopy frames, or raw bytes with a tty).
+    pub stream: UnixStream,
+    /// The container has a tty.
+    pub tty: bool,
+}
+
+impl Engine {
+    /// Starts a container with a connection to its stdio made *before* it runs, so no
+    /// output is lost (`run` without `-d`, `start -a`). With a tty, `size` (rows, cols) is
+    /// set before the process starts, so its first `stty size` is already right.
+    pub fn start_attached(
+        &self,
+        what: &str,
+        stdin: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<(Record, Attached)> {
+        let rec = self.get(what)?;
+        let live = self.check(&rec, Action::Start)?;
+        if live.status.is_active() {
+            let a = self.attach(&rec.id, stdin)?;
+            return Ok((rec, a));
+        }
+        if !live.monitor {
+            self.spawn_shim(&rec)?;
+        }
+        let dir = self.state_dir(&rec.id);
+        let attached = protocol::attach(&dir, stdin, true, true)
+            .ctx(|| format!("attach to container {}", &rec.id[..12]))?;
+        if let (true, Some((rows, cols))) = (attached.1, size) {
+            let _ = request_timeout(
+                &dir,
+                &Request::Resize { rows, cols },
+                Duration::from_secs(5),
+            );
+        }
+        self.begin(&rec)?;
+        Ok((
+            rec,
+            Attached {
+                stream: attached.0,
+                tty: attached.1,
+            },
+        ))
+    }
+
+    /// Attaches to a running container's stdio.
+    pub fn attach(&self, what: &str, stdin: bool) -> Result<Attached> {
+        let rec = self.get(what)?;
+        let live = self.check(&rec, Action::Attach)?;
+        if !live.status.is_active() {
+            return Err(Error::InvalidArgument(
+                "You cannot attach to a stopped container, start it first".into(),
+            ));
+        }
+        let (stream, tty) = protocol::attach(&self.state_dir(&rec.id), stdin, true, true)
+            .ctx(|| format!("attach to container {}", &rec.id[..12]))?;
+        Ok(Attached { stream, tty })
+    }
+
+    /// Sets the pty size of a container with a tty.
+    pub fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
+        let _ = request_timeout(
+            &self.state_dir(id),
+            &Request::Resize { rows, cols },
+            Duration::from_secs(5),
+        )
+        .ctx(|| "resize the container's tty".into())?;
+        Ok(())
+    }
+}

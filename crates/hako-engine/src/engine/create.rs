@@ -1,0 +1,543 @@
+//! `create`: record, root filesystem, volumes, bundle; undone on failure.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard_stubs::models::{ContainerConfig, HostConfig, MountPoint};
+use serde_json::Value;
+
+use crate::error::{Error, IoContext, Result};
+use crate::mounts::{self, MountKind, ResolvedMount};
+use crate::records::{self, Record};
+use crate::spec::{self, INIT_PATH, SpecInput};
+use crate::{names, user, volumes};
+
+use super::Engine;
+use super::validate::validate_host_config;
+
+/// What `create` needs: Docker's two configs plus hako's extras.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// `--name`.
+    pub name: Option<String>,
+    /// Docker's container config; `image` names the image.
+    pub config: ContainerConfig,
+    /// Docker's host config.
+    pub host_config: HostConfig,
+    /// `--rootfs DIR`: run this directory as `/` instead of an image (Gocker's `-rootfs`).
+    pub rootfs: Option<PathBuf>,
+}
+
+impl Engine {
+    /// Creates a container: record, root filesystem, bundle. Nothing runs yet. On failure
+    /// nothing is left behind.
+    pub fn create(&self, opts: CreateOptions) -> Result<Record> {
+        let host = opts.host_config.clone();
+        validate_host_config(&host)?;
+        let user_mounts = mounts::from_host_config(&host)?;
+        for m in &user_mounts {
+            if m.kind == MountKind::Bind && !Path::new(&m.source).exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                    m.source
+                )));
+            }
+        }
+        let runtime = host
+            .runtime
+            .clone()
+            .unwrap_or_else(|| "hako-runtime".into());
+        self.runtime_path(&runtime)?;
+        let id = crate::random_id();
+        let name = match &opts.name {
+            Some(n) if !names::valid(n) => {
+                return Err(Error::InvalidArgument(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+            Some(n) => n.trim_start_matches('/').to_string(),
+            None => self.free_name(&id)?,
+        };
+        if let Ok(other) = records::find(&self.conn(), &name)
+            && other.name == name
+        {
+            return Err(Error::NameInUse { name, id: other.id });
+        }
+        let image_name = opts.config.image.clone().unwrap_or_default();
+        let (image_id, image_config) = match &opts.rootfs {
+            Some(_) => (String::new(), Value::Null),
+            None => {
+                if image_name.is_empty() {
+                    return Err(Error::InvalidArgument(
+                        "requires at least 1 argument: an image (or --rootfs DIR)".into(),
+                    ));
+                }
+                let id = self.images.resolve(&image_name).map_err(|e| match e {
+                    hako_image::Error::NoSuchImage(_) => {
+                        Error::NoSuchImage(normalize_name(&image_name))
+                    }
+                    other => other.into(),
+                })?;
+                let inspect = self.images.inspect(id.as_str())?;
+                (id.to_string(), inspect["Config"].clone())
+            }
+        };
+
+        let dir = self.container_dir(&id);
+        let mut cleanup = Cleanup {
+            engine: self,
+            id: id.clone(),
+            rootfs: false,
+            record: false,
+            volumes: Vec::new(),
+        };
+        // The record goes in first: a create killed half-way (kill -9) leaves a container
+        // that `ps -a` lists and `rm` removes, never an anonymous layer nobody owns.
+        records::insert(
+            &self.conn(),
+            &Record {
+                id: id.clone(),
+                name: name.clone(),
+                image: match &opts.rootfs {
+                    Some(d) => d.display().to_string(),
+                    None => image_name.clone(),
+                },
+                image_id: image_id.clone(),
+                created: crate::now_rfc3339(),
+                config: opts.config.clone(),
+                host_config: host.clone(),
+                runtime: runtime.clone(),
+                rootfs: PathBuf::new(),
+                rootfs_managed: opts.rootfs.is_none(),
+                path: String::new(),
+                args: Vec::new(),
+                paused: false,
+            },
+        )?;
+        cleanup.record = true;
+        // Only now the directory: a container directory always has a record, so one without
+        // is garbage (see `collect_orphans`).
+        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        let rootfs = match &opts.rootfs {
+            Some(d) => {
+                let d = std::fs::canonicalize(d).map_err(|e| {
+                    Error::InvalidArgument(format!("--rootfs {}: {e}", d.display()))
+                })?;
+                if !d.is_dir() {
+                    return Err(Error::InvalidArgument(format!(
+                        "--rootfs {}: not a directory",
+                        d.display()
+                    )));
+                }
+                d
+            }
+            None => {
+                let storage = hako_image::StorageOpts::parse(
+                    &host
+                        .storage_opt
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(|e| Error::InvalidArgument(format!("--storage-opt: {e}")))?;
+                let m = self.images.prepare_rootfs_with(&image_id, &id, &storage)?;
+                cleanup.rootfs = true;
+                m.rootfs
+            }
+        };
+
+        let mut config = opts.config.clone();
+        merge_image_config(&mut config, &image_config);
+        let mut host = host;
+        let mut all_mounts = user_mounts;
+        // Volumes the image declares get anonymous volumes unless the user mounted there.
+        for v in string_keys(&image_config["Volumes"]) {
+            if !all_mounts.iter().any(|m| m.destination == v) {
+                all_mounts.push(ResolvedMount {
+                    kind: MountKind::Volume {
+                        name: None,
+                        copy: true,
+                    },
+                    source: String::new(),
+                    destination: v,
+                    rw: true,
+                    options: Vec::new(),
+                });
+            }
+        }
+        for m in all_mounts.iter_mut() {
+            if let MountKind::Volume { name, copy } = &m.kind {
+                let (vol, new) = volumes::create(
+                    &self.conn(),
+                    &self.opts.root,
+                    name.as_deref(),
+                    &HashMap::new(),
+                )?;
+                cleanup
+                    .volumes
+                    .push((vol.name.clone(), new && name.is_none()));
+                if new && *copy {
+                    let inside = rootfs.join(m.destination.trim_start_matches('/'));
+                    if let (Ok(src), Ok(base)) = (
+                        std::fs::canonicalize(&inside),
+                        std::fs::canonicalize(&rootfs),
+                    ) && src.starts_with(&base)
+                    {
+                        volumes::copy_up(&src, Path::new(&vol.mountpoint))?;
+                    }
+                }
+                m.source = vol.mountpoint.clone();
+                m.kind = MountKind::Volume {
+                    name: Some(vol.name),
+                    copy: *copy,
+                };
+            }
+        }
+        if host.init == Some(true) {
+            if self.opts.init.exists() && has_interpreter(&self.opts.init) {
+                return Err(Error::InvalidArgument(format!(
+                    "--init: {} is dynamically linked and cannot run in an arbitrary image; build the static one with scripts/build-init.sh (or point HAKO_INIT at it)",
+                    self.opts.init.display()
+                )));
+            }
+            if !self.opts.init.exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "--init: {} not found (build it with scripts/build-init.sh)",
+                    self.opts.init.display()
+                )));
+            }
+            all_mounts.push(ResolvedMount {
+                kind: MountKind::Init,
+                source: self.opts.init.display().to_string(),
+                destination: INIT_PATH.into(),
+                rw: false,
+                options: Vec::new(),
+            });
+        }
+
+        let entrypoint = config.entrypoint.clone().unwrap_or_default();
+        let cmd = config.cmd.clone().unwrap_or_default();
+        let mut args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if args.is_empty() {
+            return Err(Error::InvalidArgument("no command specified".into()));
+        }
+        let (path, cargs) = (args[0].clone(), args[1..].to_vec());
+        if host.init == Some(true) {
+            args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+        }
+        let hostname = config
+            .hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| id[..12].to_string());
+        config.hostname = Some(hostname.clone());
+        let tty = config.tty.unwrap_or(false);
+        let mut env = vec![format!("HOSTNAME={hostname}")];
+        if tty {
+            env.push("TERM=xterm".into());
+        }
+        let mut merged: Vec<String> = config.env.clone().unwrap_or_default();
+        if !merged.iter().any(|e| e.starts_with("PATH=")) {
+            merged.insert(0, format!("PATH={}", spec::DEFAULT_PATH));
+        }
+        for e in merged {
+            let key = e.split('=').next().unwrap_or("").to_string();
+            env.retain(|x| x.split('=').next() != Some(key.as_str()));
+            env.push(e);
+        }
+        config.env = Some(
+            env.iter()
+                .filter(|e| !e.starts_with("HOSTNAME="))
+                .cloned()
+                .collect(),
+        );
+        let user = user::resolve(&rootfs, config.user.as_deref().unwrap_or(""))?;
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
+        let cwd = config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into());
+        if !cwd.starts_with('/') {
+            return Err(Error::InvalidArgument(format!(
+                "the working directory '{cwd}' is invalid, it needs to be an absolute path"
+            )));
+        }
+        spec::write_etc_files(&dir, &hostname, &host)
+            .ctx(|| format!("write files in {}", dir.display()))?;
+        let oci = spec::build(&SpecInput {
+            id: &id,
+            config: &config,
+            host: &host,
+            rootfs: &rootfs,
+            container_dir: &dir,
+            mounts: &all_mounts,
+            init: host.init.filter(|i| *i).map(|_| self.opts.init.as_path()),
+            args,
+            env,
+            cwd,
+            user: &user,
+            hostname,
+        })?;
+        oci.save(dir.join("config.json"))
+            .map_err(|e| Error::InvalidArgument(format!("write config.json: {e}")))?;
+
+        host.runtime = Some(runtime.clone());
+        let rec = Record {
+            id: id.clone(),
+            name,
+            image: match &opts.rootfs {
+                Some(_) => rootfs.display().to_string(),
+                None => image_name,
+            },
+            image_id,
+            created: crate::now_rfc3339(),
+            config,
+            host_config: host,
+            runtime,
+            rootfs,
+            rootfs_managed: opts.rootfs.is_none(),
+            path,
+            args: cargs,
+            paused: false,
+        };
+        {
+            let conn = self.conn();
+            records::update(&conn, &rec)?;
+            for (v, _) in &cleanup.volumes {
+                volumes::attach(&conn, &id, v)?;
+            }
+        }
+        std::fs::write(
+            dir.join("mounts.json"),
+            serde_json::to_vec(&mount_points(&all_mounts)).unwrap_or_default(),
+        )
+        .ctx(|| "write mounts.json".into())?;
+        cleanup.disarm();
+        Ok(rec)
+    }
+
+    fn free_name(&self, id: &str) -> Result<String> {
+        for attempt in 0..50 {
+            let n = names::generate(id, attempt);
+            if records::find(&self.conn(), &n)
+                .map(|r| r.name != n)
+                .unwrap_or(true)
+            {
+                return Ok(n);
+            }
+        }
+        Ok(id[..12].to_string())
+    }
+}
+
+/// Undoes a half-made `create`.
+struct Cleanup<'a> {
+    engine: &'a Engine,
+    id: String,
+    rootfs: bool,
+    record: bool,
+    volumes: Vec<(String, bool)>,
+}
+
+impl Cleanup<'_> {
+    fn disarm(&mut self) {
+        self.rootfs = false;
+        self.record = false;
+        self.volumes.clear();
+        self.id.clear();
+    }
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if self.id.is_empty() {
+            return;
+        }
+        let e = self.engine;
+        if self.record {
+            let _ = records::delete(&e.conn(), &self.id);
+        }
+        if self.rootfs {
+            let _ = e.images.release_rootfs(&self.id);
+        }
+        for (v, created_here) in &self.volumes {
+            if *created_here {
+                let _ = volumes::remove(&e.conn(), &e.opts.root, v);
+            }
+        }
+        let _ = std::fs::remove_dir_all(e.container_dir(&self.id));
+    }
+}
+
+/// Whether an ELF executable names a program interpreter (is dynamically linked).
+fn has_interpreter(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    };
+    if bytes.get(..5) != Some(b"\x7fELF\x02") {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(num)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..num).any(|i| {
+        let o = phoff + i * size;
+        bytes.get(o..o + 4) == Some(&3u32.to_le_bytes()[..])
+    })
+}
+
+fn mount_points(mounts: &[ResolvedMount]) -> Vec<MountPoint> {
+    mounts
+        .iter()
+        .filter(|m| m.kind != MountKind::Init)
+        .map(|m| {
+            let (typ, name, driver) = match &m.kind {
+                MountKind::Bind => ("bind".to_string(), None, None),
+                MountKind::Volume { name, .. } => (
+                    "volume".to_string(),
+                    name.clone(),
+                    Some("local".to_string()),
+                ),
+                _ => ("tmpfs".to_string(), None, None),
+            };
+            MountPoint {
+                typ: Some(typ),
+                name,
+                source: Some(m.source.clone()),
+                destination: Some(m.destination.clone()),
+                driver,
+                mode: Some(if m.rw { String::new() } else { "ro".into() }),
+                rw: Some(m.rw),
+                propagation: Some(if m.kind == MountKind::Bind {
+                    "rprivate".into()
+                } else {
+                    String::new()
+                }),
+            }
+        })
+        .collect()
+}
+
+fn normalize_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+fn string_keys(v: &Value) -> Vec<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+/// Fills what the user left unset from the image config, as Docker does: an explicit
+/// `--entrypoint` drops the image's `Cmd`.
+fn merge_image_config(c: &mut ContainerConfig, image: &Value) {
+    if image.is_null() {
+        return;
+    }
+    let entrypoint_given = c.entrypoint.is_some();
+    if c.entrypoint.is_none() {
+        c.entrypoint = strings(&image["Entrypoint"]);
+    }
+    if c.entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
+        c.entrypoint = None;
+    }
+    if c.cmd.as_ref().is_none_or(Vec::is_empty) && !entrypoint_given {
+        c.cmd = strings(&image["Cmd"]);
+    }
+    let mut env = strings(&image["Env"]).unwrap_or_default();
+    for e in c.env.take().unwrap_or_default() {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(e);
+    }
+    c.env = Some(env);
+    if c.working_dir.as_deref().is_none_or(str::is_empty) {
+        c.working_dir = image["WorkingDir"].as_str().map(str::to_string);
+    }
+    if c.user.as_deref().is_none_or(str::is_empty) {
+        c.user = image["User"].as_str().map(str::to_string);
+    }
+    if c.stop_signal.is_none() {
+        c.stop_signal = image["StopSignal"].as_str().map(str::to_string);
+    }
+    let mut labels: HashMap<String, String> = image["Labels"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.extend(c.labels.take().unwrap_or_default());
+    c.labels = Some(labels);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_executables_are_told_apart() {
+        assert!(has_interpreter(Path::new("/bin/ls")));
+        if Path::new("/bin/busybox").exists() {
+            assert!(
+                !has_interpreter(Path::new("/bin/busybox")),
+                "busybox-static"
+            );
+        }
+        assert!(!has_interpreter(Path::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn image_config_fills_the_gaps() {
+        let image =
+            serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/bin", "A=1"], "WorkingDir": "/w"});
+        let mut c = ContainerConfig {
+            env: Some(vec!["A=2".into()]),
+            ..Default::default()
+        };
+        merge_image_config(&mut c, &image);
+        assert_eq!(c.cmd, Some(vec!["sh".to_string()]));
+        assert_eq!(
+            c.env,
+            Some(vec!["PATH=/bin".to_string(), "A=2".to_string()])
+        );
+        assert_eq!(c.working_dir.as_deref(), Some("/w"));
+        let mut c = ContainerConfig {
+            entrypoint: Some(vec!["/bin/echo".into()]),
+            ..Default::default()
+        };
+        merge_image_config(&mut c, &image);
+        assert_eq!(c.cmd, None);
+    }
+}

@@ -1,0 +1,254 @@
+//! `inspect`, `top`, `stats`, `logs` and the mounted root filesystem.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use bollard_stubs::models::{
+    ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, DriverData, MountPoint,
+};
+use serde_json::Value;
+
+use crate::error::{Error, IoContext, Result};
+use crate::logs;
+use crate::records::Record;
+use crate::state::Status;
+use hako_cgroups::CgroupManager as _;
+
+use super::Engine;
+use super::lifecycle::hako_storage_is_mounted;
+use super::status::LiveState;
+
+/// One `stats` reading.
+#[derive(Debug, Clone, Default)]
+pub struct StatsSample {
+    /// Total CPU time used, nanoseconds.
+    pub cpu_total_ns: u64,
+    /// Memory in use, bytes.
+    pub memory_usage: u64,
+    /// Memory limit, bytes (0: none).
+    pub memory_limit: u64,
+    /// Processes.
+    pub pids: u64,
+    /// Block I/O read and written, bytes.
+    pub block_read: u64,
+    /// Block I/O written, bytes.
+    pub block_write: u64,
+}
+
+impl Engine {
+    /// `docker inspect` of a container.
+    pub fn inspect(&self, what: &str) -> Result<ContainerInspectResponse> {
+        let rec = self.get(what)?;
+        let live = self.live(&rec);
+        let dir = self.container_dir(&rec.id);
+        let graph = if rec.rootfs_managed {
+            self.images
+                .container_paths(&rec.id)
+                .ok()
+                .map(|p| DriverData {
+                    name: self.images.driver_name().to_string(),
+                    data: p,
+                })
+        } else {
+            None
+        };
+        let mounts: Vec<MountPoint> = std::fs::read(dir.join("mounts.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(ContainerInspectResponse {
+            id: Some(rec.id.clone()),
+            created: Some(rec.created.clone()),
+            path: Some(rec.path.clone()),
+            args: Some(rec.args.clone()),
+            state: Some(container_state(&live)),
+            image: Some(if rec.image_id.is_empty() {
+                rec.image.clone()
+            } else {
+                rec.image_id.clone()
+            }),
+            resolv_conf_path: Some(dir.join("resolv.conf").display().to_string()),
+            hostname_path: Some(dir.join("hostname").display().to_string()),
+            hosts_path: Some(dir.join("hosts").display().to_string()),
+            log_path: Some(self.log_path(&rec.id).display().to_string()),
+            name: Some(format!("/{}", rec.name)),
+            restart_count: Some(i64::from(live.restart_count)),
+            driver: Some(self.images.driver_name().to_string()),
+            platform: Some("linux".into()),
+            mount_label: Some(String::new()),
+            process_label: Some(String::new()),
+            app_armor_profile: Some(String::new()),
+            host_config: Some(rec.host_config.clone()),
+            graph_driver: graph,
+            mounts: Some(mounts),
+            config: Some(rec.config.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// The container's processes: `ps` output limited to the container's pids.
+    pub fn top(&self, what: &str, ps_args: &[String]) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+        let rec = self.get(what)?;
+        let live = self.live(&rec);
+        if !live.status.is_active() {
+            return Err(Error::InvalidArgument(format!(
+                "container {} is not running",
+                &rec.id[..12]
+            )));
+        }
+        let pids = self.pids(&rec)?;
+        let args: Vec<String> = if ps_args.is_empty() {
+            vec!["-ef".into()]
+        } else {
+            ps_args.to_vec()
+        };
+        let out = Command::new("ps")
+            .args(&args)
+            .output()
+            .ctx(|| "run ps".into())?;
+        if !out.status.success() {
+            return Err(Error::InvalidArgument(format!(
+                "ps {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let header: Vec<String> = lines
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let pid_col = header
+            .iter()
+            .position(|h| h == "PID")
+            .ok_or_else(|| Error::InvalidArgument("couldn't find PID field in ps output".into()))?;
+        let mut rows = Vec::new();
+        for l in lines {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            if fields.len() < header.len() {
+                continue;
+            }
+            let Ok(pid) = fields[pid_col].parse::<i32>() else {
+                continue;
+            };
+            if pids.contains(&pid) {
+                let mut row: Vec<String> = fields[..header.len() - 1]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                row.push(fields[header.len() - 1..].join(" "));
+                rows.push(row);
+            }
+        }
+        Ok((header, rows))
+    }
+
+    fn cgroup_manager(&self, rec: &Record) -> Result<hako_cgroups::Manager> {
+        let spec: Value = serde_json::from_slice(
+            &std::fs::read(self.container_dir(&rec.id).join("config.json"))
+                .ctx(|| "read config.json".into())?,
+        )
+        .unwrap_or(Value::Null);
+        let path = spec["linux"]["cgroupsPath"].as_str().map(str::to_string);
+        hako_cgroups::Manager::new(path.as_deref(), &rec.id)
+            .map_err(|e| Error::InvalidArgument(format!("cgroup of {}: {e}", &rec.id[..12])))
+    }
+
+    fn pids(&self, rec: &Record) -> Result<Vec<i32>> {
+        let m = self.cgroup_manager(rec)?;
+        m.pids().map_err(|e| {
+            Error::InvalidArgument(format!("list processes of {}: {e}", &rec.id[..12]))
+        })
+    }
+
+    /// One resource usage reading from the container's cgroup.
+    pub fn stats(&self, what: &str) -> Result<StatsSample> {
+        let rec = self.get(what)?;
+        if !self.live(&rec).status.is_active() {
+            return Ok(StatsSample::default());
+        }
+        let m = self.cgroup_manager(&rec)?;
+        let s = m
+            .stats()
+            .map_err(|e| Error::InvalidArgument(format!("stats of {}: {e}", &rec.id[..12])))?;
+        let (mut rd, mut wr) = (0, 0);
+        for e in &s.blkio.io_service_bytes_recursive {
+            match e.op.as_str() {
+                "Read" | "read" => rd += e.value,
+                "Write" | "write" => wr += e.value,
+                _ => {}
+            }
+        }
+        Ok(StatsSample {
+            cpu_total_ns: s.cpu.usage.total,
+            memory_usage: s.memory.usage.usage,
+            memory_limit: s.memory.usage.limit,
+            pids: s.pids.current,
+            block_read: rd,
+            block_write: wr,
+        })
+    }
+
+    /// Prints the container's logs.
+    pub fn logs(
+        &self,
+        what: &str,
+        o: &logs::LogOptions,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<()> {
+        let rec = self.get(what)?;
+        let path = self.log_path(&rec.id);
+        let mut running = || self.live(&rec).status.is_active();
+        logs::print(&path, o, out, err, &mut running)
+    }
+
+    /// The container's root filesystem, mounted (for `export` and `cp`). The returned guard
+    /// unmounts it again if it was not mounted before.
+    pub fn rootfs(&self, what: &str) -> Result<(Record, PathBuf)> {
+        let rec = self.get(what)?;
+        if rec.rootfs_managed && !hako_storage_is_mounted(&rec.rootfs) {
+            let p = self.images.mount_rootfs(&rec.id)?;
+            return Ok((rec, p));
+        }
+        let p = rec.rootfs.clone();
+        Ok((rec, p))
+    }
+}
+
+fn container_state(l: &LiveState) -> ContainerState {
+    let status = match l.status {
+        Status::Created => ContainerStateStatusEnum::CREATED,
+        Status::Running => ContainerStateStatusEnum::RUNNING,
+        Status::Paused => ContainerStateStatusEnum::PAUSED,
+        Status::Restarting => ContainerStateStatusEnum::RESTARTING,
+        Status::Exited => ContainerStateStatusEnum::EXITED,
+        Status::Dead => ContainerStateStatusEnum::DEAD,
+    };
+    ContainerState {
+        status: Some(status),
+        running: Some(matches!(l.status, Status::Running | Status::Paused)),
+        paused: Some(l.status == Status::Paused),
+        restarting: Some(l.status == Status::Restarting),
+        oom_killed: Some(l.oom_killed),
+        dead: Some(l.status == Status::Dead),
+        pid: Some(i64::from(l.pid.unwrap_or(0))),
+        exit_code: Some(i64::from(l.exit_code)),
+        error: Some(String::new()),
+        started_at: Some(
+            l.started_at
+                .clone()
+                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        ),
+        finished_at: Some(
+            l.finished_at
+                .clone()
+                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        ),
+        health: None,
+    }
+}

@@ -1,0 +1,306 @@
+//! Start (spawning the shim), wait, stop, kill, restart, pause, unpause, rename.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hako_shim::protocol::{self, Reply, Request};
+use serde_json::Value;
+
+use crate::error::{Error, IoContext, Result};
+use crate::names;
+use crate::records::{self, Record};
+use crate::state::{Action, Status};
+
+use super::Engine;
+use super::runtime::runtime_error;
+use super::status::request_timeout;
+use super::validate::{log_opts, restart_arg, validate_signal};
+
+const STOP_TIMEOUT_DEFAULT: i64 = 10;
+
+impl Engine {
+    /// Starts a container and returns once its process runs (or failed to).
+    pub fn start(&self, what: &str) -> Result<Record> {
+        let rec = self.get(what)?;
+        let live = self.check(&rec, Action::Start)?;
+        if live.status.is_active() {
+            return Ok(rec);
+        }
+        if !live.monitor {
+            self.spawn_shim(&rec)?;
+        }
+        self.begin(&rec)?;
+        Ok(rec)
+    }
+
+    pub(super) fn spawn_shim(&self, rec: &Record) -> Result<()> {
+        let dir = self.state_dir(&rec.id);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        if rec.rootfs_managed && !hako_storage_is_mounted(&rec.rootfs) {
+            self.images.mount_rootfs(&rec.id)?;
+        }
+        let runtime = self.runtime_path(&rec.runtime)?;
+        let runtime_root = self.runtime_root(&rec.runtime);
+        let (ready_r, ready_w) = nix::unistd::pipe()
+            .map_err(std::io::Error::from)
+            .ctx(|| "create a pipe".into())?;
+        nix::fcntl::fcntl(
+            &ready_r,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(std::io::Error::from)
+        .ctx(|| "set close-on-exec".into())?;
+        let ready_fd = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
+        let mut cmd = Command::new(&self.opts.shim);
+        let bundle = self.container_dir(&rec.id);
+        cmd.arg("--id")
+            .arg(&rec.id)
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg("--runtime")
+            .arg(&runtime)
+            .arg("--runtime-root")
+            .arg(&runtime_root)
+            .arg("--state-dir")
+            .arg(&dir)
+            .arg("--log-path")
+            .arg(self.log_path(&rec.id))
+            .arg("--ready-fd")
+            .arg(ready_fd.to_string());
+        let (max_size, max_file) = log_opts(
+            &rec.host_config,
+            self.opts.log_max_size,
+            self.opts.log_max_file,
+        )?;
+        cmd.arg("--log-max-size").arg(max_size.to_string());
+        cmd.arg("--log-max-file").arg(max_file.to_string());
+        if rec.config.tty.unwrap_or(false) {
+            cmd.arg("--tty");
+        }
+        if rec.config.open_stdin.unwrap_or(false) {
+            cmd.arg("--stdin");
+            if rec.config.stdin_once.unwrap_or(false) {
+                cmd.arg("--stdin-once");
+            }
+        }
+        cmd.arg("--restart").arg(restart_arg(&rec.host_config));
+        if rec.host_config.auto_remove == Some(true)
+            && let Some((prog, rest)) = self.opts.cleanup_command.split_first()
+        {
+            cmd.arg("--exit-command").arg(prog);
+            for a in rest.iter().chain(std::iter::once(&rec.id)) {
+                cmd.arg(format!("--exit-command-arg={a}"));
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .ctx(|| format!("run {}", self.opts.shim.display()))?;
+        drop(ready_w);
+        let mut reply = String::new();
+        let read = std::fs::File::from(ready_r).read_to_string(&mut reply);
+        let _ = child.wait();
+        read.ctx(|| "read the shim's answer".into())?;
+        let v: Value = serde_json::from_str(reply.trim()).unwrap_or(Value::Null);
+        if v.get("pid").and_then(Value::as_i64).is_some() {
+            return Ok(());
+        }
+        let message = v
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("the shim exited without an answer ({})", reply.trim()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Err(runtime_error("create", message))
+    }
+
+    pub(super) fn begin(&self, rec: &Record) -> Result<()> {
+        let dir = self.state_dir(&rec.id);
+        match request_timeout(&dir, &Request::Start, Duration::from_secs(60)) {
+            Ok(Reply::Ok) => {
+                let _ = std::fs::write(dir.join("started_at"), crate::now_rfc3339());
+                Ok(())
+            }
+            Ok(Reply::Error { message }) => {
+                self.wait_shim_gone(&rec.id, Duration::from_secs(5));
+                Err(runtime_error("start", message))
+            }
+            Ok(other) => Err(runtime_error(
+                "start",
+                format!("unexpected shim reply {other:?}"),
+            )),
+            Err(e) => Err(Error::Io {
+                context: "talk to the shim".into(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Waits until the container is not running and returns its exit code.
+    pub fn wait(&self, what: &str) -> Result<i32> {
+        let rec = self.get(what)?;
+        let dir = self.state_dir(&rec.id);
+        loop {
+            let live = self.live(&rec);
+            if !live.status.is_active() {
+                return Ok(live.exit_code);
+            }
+            match request_timeout(&dir, &Request::Wait, Duration::from_secs(3600 * 24 * 365)) {
+                Ok(Reply::Exited(e)) => {
+                    if self.live(&rec).status != Status::Restarting {
+                        return Ok(e.exit_code);
+                    }
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Waits (at most `timeout`) until the container's record is gone.
+    pub fn wait_removed(&self, id: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if records::find(&self.conn(), id).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    pub(super) fn wait_exit(&self, rec: &Record, timeout: Duration) -> bool {
+        let dir = self.state_dir(&rec.id);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.live(rec).status.is_active() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if request_timeout(&dir, &Request::Wait, left).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    pub(super) fn wait_shim_gone(&self, id: &str, timeout: Duration) {
+        let sock = protocol::socket_path(&self.state_dir(id));
+        let deadline = Instant::now() + timeout;
+        while sock.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds (default
+    /// the container's `--stop-timeout`, else 10). The restart policy leaves it stopped.
+    pub fn stop(&self, what: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<Record> {
+        let rec = self.get(what)?;
+        let live = self.check(&rec, Action::Stop)?;
+        if !live.status.is_active() {
+            return Ok(rec);
+        }
+        let dir = self.state_dir(&rec.id);
+        let _ = request_timeout(
+            &dir,
+            &Request::Stop { no_restart: true },
+            Duration::from_secs(5),
+        );
+        if live.status == Status::Paused {
+            self.runtime_run(&rec, "resume", &["resume", &rec.id])?;
+            records::set_paused(&self.conn(), &rec.id, false)?;
+        }
+        let sig = signal
+            .map(str::to_string)
+            .or_else(|| rec.config.stop_signal.clone())
+            .unwrap_or_else(|| "SIGTERM".into());
+        let timeout = timeout
+            .or(rec.config.stop_timeout)
+            .unwrap_or(STOP_TIMEOUT_DEFAULT);
+        if live.status != Status::Restarting {
+            let _ = self.runtime_run(&rec, "kill", &["kill", &rec.id, &sig]);
+        }
+        let graceful = u64::try_from(timeout.max(0)).unwrap_or(0);
+        if timeout < 0 || !self.wait_exit(&rec, Duration::from_secs(graceful)) {
+            if timeout >= 0 {
+                let _ = self.runtime_run(&rec, "kill", &["kill", &rec.id, "SIGKILL"]);
+            }
+            self.wait_exit(&rec, Duration::from_secs(30));
+        }
+        self.wait_shim_gone(&rec.id, Duration::from_secs(5));
+        Ok(rec)
+    }
+
+    /// Sends a signal to the container's init (Docker's `kill`; default SIGKILL). The
+    /// restart policy leaves a killed container stopped, as Docker does.
+    pub fn kill(&self, what: &str, signal: &str) -> Result<Record> {
+        let rec = self.get(what)?;
+        self.check(&rec, Action::Kill)?;
+        validate_signal(signal)?;
+        let dir = self.state_dir(&rec.id);
+        let _ = request_timeout(
+            &dir,
+            &Request::Stop { no_restart: true },
+            Duration::from_secs(5),
+        );
+        self.runtime_run(&rec, "kill", &["kill", &rec.id, signal])?;
+        Ok(rec)
+    }
+
+    /// Stops (if running) and starts again.
+    pub fn restart(&self, what: &str, timeout: Option<i64>) -> Result<Record> {
+        let rec = self.stop(what, timeout, None)?;
+        self.start(&rec.id)
+    }
+
+    /// Freezes every process of the container.
+    pub fn pause(&self, what: &str) -> Result<Record> {
+        let rec = self.get(what)?;
+        self.check(&rec, Action::Pause)?;
+        self.runtime_run(&rec, "pause", &["pause", &rec.id])?;
+        records::set_paused(&self.conn(), &rec.id, true)?;
+        Ok(rec)
+    }
+
+    /// Thaws a paused container.
+    pub fn unpause(&self, what: &str) -> Result<Record> {
+        let rec = self.get(what)?;
+        self.check(&rec, Action::Unpause)?;
+        self.runtime_run(&rec, "resume", &["resume", &rec.id])?;
+        records::set_paused(&self.conn(), &rec.id, false)?;
+        Ok(rec)
+    }
+
+    /// Renames a container.
+    pub fn rename(&self, what: &str, new_name: &str) -> Result<()> {
+        let rec = self.get(what)?;
+        if !names::valid(new_name) {
+            return Err(Error::InvalidArgument(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let new_name = new_name.trim_start_matches('/');
+        if new_name == rec.name {
+            return Err(Error::InvalidArgument(
+                "Renaming a container with the same name as its current name".to_string(),
+            ));
+        }
+        records::rename(&self.conn(), &rec.id, new_name)
+    }
+}
+
+pub(super) fn hako_storage_is_mounted(p: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            let want = p.to_string_lossy();
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == Some(want.as_ref()))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,204 @@
+//! The [`Engine`]: container lifecycle over the image store, the shim and the OCI runtime.
+//!
+//! One file per concern: `create` (record, rootfs, bundle), `lifecycle` (start, wait, stop,
+//! kill, restart, pause, rename), `attach` (stdio streams, resize), `exec`, `remove`,
+//! `inspect` (inspect, top, stats, logs, rootfs), `status` (live state from the shim),
+//! `runtime` (the OCI runtime command line), `validate` (Docker's option checks),
+//! `volume` (named volumes).
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use hako_image::ImageStore;
+use hako_shim::protocol;
+use rusqlite::Connection;
+
+use crate::error::{Error, IoContext, Result};
+use crate::records::{self, Record};
+
+mod attach;
+mod create;
+mod exec;
+mod inspect;
+mod lifecycle;
+mod remove;
+mod runtime;
+mod status;
+mod validate;
+mod volume;
+
+pub use attach::Attached;
+pub use create::CreateOptions;
+pub use exec::ExecOptions;
+pub use inspect::StatsSample;
+pub use runtime::SignalSender;
+pub use status::LiveState;
+pub use validate::parse_size;
+
+/// Where things are and which programs to use.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Data root (`/var/lib/hako`).
+    pub root: PathBuf,
+    /// Runtime state root (`/run/hako`).
+    pub exec_root: PathBuf,
+    /// Storage driver (`overlay2`, `vfs`), default: what the root has or the best that works.
+    pub driver: Option<String>,
+    /// The shim binary.
+    pub shim: PathBuf,
+    /// hako-init, for `--init`.
+    pub init: PathBuf,
+    /// The default OCI runtime (hako-runtime).
+    pub runtime: PathBuf,
+    /// Program and arguments that remove a container: the shim runs it with the id appended
+    /// when an `--rm` container exits, so `--rm` works without any CLI alive.
+    pub cleanup_command: Vec<String>,
+    /// json-file log rotation: bytes per file (0 = unbounded).
+    pub log_max_size: u64,
+    /// json-file log rotation: files kept.
+    pub log_max_file: u32,
+}
+
+impl EngineOptions {
+    /// Defaults for `root`: binaries next to the running executable (else on `PATH`),
+    /// exec root `/run/hako`, logs rotated at 10 MB × 5.
+    pub fn new(root: impl Into<PathBuf>) -> EngineOptions {
+        EngineOptions {
+            root: root.into(),
+            exec_root: PathBuf::from("/run/hako"),
+            driver: None,
+            shim: sibling_binary("hako-shim"),
+            init: sibling_binary("hako-init"),
+            runtime: sibling_binary("hako-runtime"),
+            cleanup_command: Vec::new(),
+            log_max_size: 10 << 20,
+            log_max_file: 5,
+        }
+    }
+}
+
+/// `NAME` next to the current executable if it is there, else `NAME` (found on `PATH`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The engine. Cheap to open; several processes may use the same root at once.
+#[derive(Debug)]
+pub struct Engine {
+    opts: EngineOptions,
+    images: ImageStore,
+    db: Mutex<Connection>,
+}
+
+impl Engine {
+    /// Opens the engine (and its image store) at `opts.root`.
+    pub fn open(opts: EngineOptions) -> Result<Engine> {
+        let images = ImageStore::open_with(
+            &opts.root,
+            hako_image::Options {
+                driver: opts.driver.clone(),
+                ..Default::default()
+            },
+        )?;
+        // Shim sockets live at <exec-root>/containers/<64 hex>/console.sock; a unix socket
+        // path has room for 107 bytes.
+        let longest = opts
+            .exec_root
+            .join("containers")
+            .join("0".repeat(64))
+            .join(protocol::CONSOLE_SOCKET);
+        let room = 107usize;
+        if longest.as_os_str().len() > room {
+            let max = room - (longest.as_os_str().len() - opts.exec_root.as_os_str().len());
+            return Err(Error::InvalidArgument(format!(
+                "exec root {} is too long: container sockets under it would pass the {room}-byte limit of unix socket paths; use an --exec-root of at most {max} characters",
+                opts.exec_root.display()
+            )));
+        }
+        let db = records::open(&opts.root.join("hako-image.db"))?;
+        for d in [
+            opts.root.join("containers"),
+            opts.exec_root.join("containers"),
+        ] {
+            std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+        }
+        let engine = Engine {
+            opts,
+            images,
+            db: Mutex::new(db),
+        };
+        engine.collect_orphans();
+        Ok(engine)
+    }
+
+    /// Removes container directories that have no record: what a hako process killed
+    /// between deleting a record and its directory leaves (create makes the record first).
+    fn collect_orphans(&self) {
+        let Ok(entries) = std::fs::read_dir(self.opts.root.join("containers")) else {
+            return;
+        };
+        let known: std::collections::HashSet<String> = match records::all_ids(&self.conn()) {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(_) => return,
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.len() == 64
+                && name.bytes().all(|b| b.is_ascii_hexdigit())
+                && !known.contains(&name)
+            {
+                tracing::info!(container = %name, "removing the directory of a container without a record");
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    /// The options the engine runs with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.opts.root.join("containers").join(id)
+    }
+
+    /// The shim's state directory of a container.
+    pub fn state_dir(&self, id: &str) -> PathBuf {
+        self.opts.exec_root.join("containers").join(id)
+    }
+
+    /// The json-file log of a container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+
+    /// Finds a container by id, unique id prefix or name.
+    pub fn get(&self, what: &str) -> Result<Record> {
+        records::find(&self.conn(), what)
+    }
+
+    /// All containers, newest first, with their live state.
+    pub fn list(&self) -> Result<Vec<(Record, LiveState)>> {
+        let recs = records::all(&self.conn())?;
+        Ok(recs
+            .into_iter()
+            .map(|r| {
+                let s = self.live(&r);
+                (r, s)
+            })
+            .collect())
+    }
+}

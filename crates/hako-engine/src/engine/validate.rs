@@ -1,0 +1,218 @@
+//! Docker's checks of host options, with its messages, and the option parsers they use.
+
+use bollard_stubs::models::{HostConfig, RestartPolicyNameEnum};
+
+use crate::error::{Error, Result};
+
+fn ncpus() -> i64 {
+    std::thread::available_parallelism()
+        .map(|n| i64::try_from(n.get()).unwrap_or(1))
+        .unwrap_or(1)
+}
+
+/// Docker's checks of resource options, with its messages.
+pub(super) fn validate_host_config(h: &HostConfig) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    if let Some(m) = h.memory
+        && m != 0
+        && m < 6 * 1024 * 1024
+    {
+        return bad("Minimum memory limit allowed is 6MB".into());
+    }
+    if let (Some(m), Some(s)) = (h.memory, h.memory_swap)
+        && m > 0
+        && s > 0
+        && s < m
+    {
+        return bad(
+            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+        );
+    }
+    if h.memory_swap.is_some_and(|s| s > 0) && h.memory.unwrap_or(0) == 0 {
+        return bad(
+            "You should always set the Memory limit when using Memoryswap limit, see usage".into(),
+        );
+    }
+    if let Some(n) = h.nano_cpus {
+        let max = ncpus() * 1_000_000_000;
+        if n < 0 || n > max {
+            return bad(format!(
+                "Range of CPUs is from 0.01 to {}.00, as there are only {} CPUs available",
+                ncpus(),
+                ncpus()
+            ));
+        }
+    }
+    if h.cpu_shares.is_some_and(|s| s < 0) {
+        return bad("invalid CPU shares: must not be negative".into());
+    }
+    if h.auto_remove == Some(true)
+        && h.restart_policy
+            .as_ref()
+            .and_then(|r| r.name)
+            .is_some_and(|n| !matches!(n, RestartPolicyNameEnum::NO | RestartPolicyNameEnum::EMPTY))
+    {
+        return bad("Conflicting options: --restart and --rm".into());
+    }
+    if let Some(r) = &h.restart_policy
+        && r.maximum_retry_count.is_some_and(|n| n > 0)
+        && r.name != Some(RestartPolicyNameEnum::ON_FAILURE)
+    {
+        return bad(
+            "maximum retry count cannot be used with restart policy other than on-failure".into(),
+        );
+    }
+    match h.network_mode.as_deref() {
+        None | Some("" | "none" | "host" | "default") => {}
+        Some(other) => {
+            return bad(format!(
+                "network mode {other:?} is not supported yet (use none or host)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn restart_arg(h: &HostConfig) -> String {
+    let Some(r) = &h.restart_policy else {
+        return "no".into();
+    };
+    match r.name {
+        Some(RestartPolicyNameEnum::ALWAYS) => "always".into(),
+        Some(RestartPolicyNameEnum::UNLESS_STOPPED) => "unless-stopped".into(),
+        Some(RestartPolicyNameEnum::ON_FAILURE) => match r.maximum_retry_count.filter(|n| *n > 0) {
+            Some(n) => format!("on-failure:{n}"),
+            None => "on-failure".into(),
+        },
+        _ => "no".into(),
+    }
+}
+
+pub(super) fn validate_signal(sig: &str) -> Result<()> {
+    let s = sig.trim_start_matches("SIG").trim_start_matches("sig");
+    if s.parse::<i32>().is_ok_and(|n| (1..=64).contains(&n)) {
+        return Ok(());
+    }
+    let name = format!("SIG{}", s.to_ascii_uppercase());
+    if name.parse::<nix::sys::signal::Signal>().is_ok() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("Invalid signal: {sig}")))
+    }
+}
+
+/// `--log-opt max-size=10m --log-opt max-file=3` (json-file), with hako's defaults.
+pub(super) fn log_opts(
+    h: &HostConfig,
+    default_size: u64,
+    default_files: u32,
+) -> Result<(u64, u32)> {
+    let mut size = default_size;
+    let mut files = default_files;
+    if let Some(lc) = &h.log_config {
+        if let Some(t) = lc.typ.as_deref()
+            && !matches!(t, "" | "json-file")
+        {
+            return Err(Error::InvalidArgument(format!(
+                "log driver {t:?} is not supported (hako writes json-file logs)"
+            )));
+        }
+        for (k, v) in lc.config.iter().flatten() {
+            match k.as_str() {
+                "max-size" => {
+                    size = parse_size(v)
+                        .ok_or_else(|| Error::InvalidArgument(format!("invalid max-size {v:?}")))?
+                }
+                "max-file" => {
+                    files = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "invalid max-file {v:?}: must be a number >= 1"
+                        ))
+                    })?
+                }
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown log opt '{other}' for json-file log driver"
+                    )));
+                }
+            }
+        }
+    }
+    Ok((size, files))
+}
+
+/// `10m`, `1g`, `512k`, `100` (bytes), `-1` (unbounded).
+pub fn parse_size(s: &str) -> Option<u64> {
+    if s == "-1" {
+        return Some(0);
+    }
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().ok()?;
+    if n < 0.0 {
+        return None;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_resource_checks() {
+        let h = HostConfig {
+            memory: Some(1024),
+            ..Default::default()
+        };
+        assert!(
+            validate_host_config(&h)
+                .unwrap_err()
+                .to_string()
+                .contains("Minimum memory limit")
+        );
+        let h = HostConfig {
+            nano_cpus: Some(-1),
+            ..Default::default()
+        };
+        assert!(
+            validate_host_config(&h)
+                .unwrap_err()
+                .to_string()
+                .contains("Range of CPUs")
+        );
+        let h = HostConfig {
+            auto_remove: Some(true),
+            restart_policy: Some(bollard_stubs::models::RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        assert!(
+            validate_host_config(&h)
+                .unwrap_err()
+                .to_string()
+                .contains("--restart and --rm")
+        );
+        assert!(validate_host_config(&HostConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn sizes_and_signals() {
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("abc"), None);
+        assert!(validate_signal("TERM").is_ok());
+        assert!(validate_signal("SIGKILL").is_ok());
+        assert!(validate_signal("9").is_ok());
+        assert!(validate_signal("NOPE").is_err());
+    }
+}

@@ -1,0 +1,40 @@
+//! Named volumes.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::volumes;
+
+use super::Engine;
+
+impl Engine {
+    /// Volumes: create.
+    pub fn volume_create(
+        &self,
+        name: Option<&str>,
+        labels: &HashMap<String, String>,
+    ) -> Result<bollard_stubs::models::Volume> {
+        Ok(volumes::create(&self.conn(), &self.opts.root, name, labels)?.0)
+    }
+
+    /// Volumes: all, with whether each is anonymous.
+    pub fn volume_list(&self) -> Result<Vec<(bollard_stubs::models::Volume, bool)>> {
+        volumes::list(&self.conn(), &self.opts.root)
+    }
+
+    /// Volumes: one.
+    pub fn volume_inspect(&self, name: &str) -> Result<bollard_stubs::models::Volume> {
+        volumes::get(&self.conn(), &self.opts.root, name)?
+            .ok_or_else(|| Error::NoSuchVolume(name.to_string()))
+    }
+
+    /// Volumes: containers using one.
+    pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
+        volumes::users(&self.conn(), name)
+    }
+
+    /// Volumes: remove.
+    pub fn volume_remove(&self, name: &str) -> Result<()> {
+        volumes::remove(&self.conn(), &self.opts.root, name)
+    }
+}
