@@ -2,6 +2,10 @@
 //!
 //! OCI `swap` is memory+swap, which is exactly v1's memory.memsw.limit_in_bytes; v2's
 //! memory.swap.max counts swap alone, so it gets `swap - limit` (runc's conversion).
+//!
+//! `kernelTCP` is written to v1's memory.kmem.tcp.limit_in_bytes where the kernel has it (as
+//! crun does; runc ignores it); where it does not (v2, or a kernel built without kmem
+//! accounting) a warning says so and the container runs without it, as under runc.
 
 use std::path::Path;
 
@@ -12,6 +16,7 @@ use crate::fs;
 
 const LIMIT: &str = "memory.limit_in_bytes";
 const MEMSW: &str = "memory.memsw.limit_in_bytes";
+const KMEM_TCP: &str = "memory.kmem.tcp.limit_in_bytes";
 
 /// Pure checks, done before anything is written.
 pub(super) fn validate(m: &LinuxMemory) -> Result<(), Error> {
@@ -39,6 +44,7 @@ pub(super) fn validate(m: &LinuxMemory) -> Result<(), Error> {
         ("memory.limit", m.limit()),
         ("memory.swap", m.swap()),
         ("memory.reservation", m.reservation()),
+        ("memory.kernelTCP", m.kernel_tcp()),
     ] {
         if let Some(v) = v
             && v < -1
@@ -53,20 +59,40 @@ pub(super) fn validate(m: &LinuxMemory) -> Result<(), Error> {
     Ok(())
 }
 
-fn warn_ignored(m: &LinuxMemory) {
-    if m.kernel().is_some() || m.kernel_tcp().is_some() {
+fn warn_kernel_ignored(m: &LinuxMemory) {
+    if let Some(k) = m.kernel() {
         tracing::warn!(
-            kernel = ?m.kernel(),
-            kernel_tcp = ?m.kernel_tcp(),
-            "memory.kernel and memory.kernelTCP are deprecated by the kernel and ignored"
+            kernel = k,
+            "memory.kernel is deprecated by the kernel and ignored"
         );
     }
+}
+
+/// `kernelTCP` where v1 has memory.kmem.tcp.limit_in_bytes (0 means unset).
+fn apply_kernel_tcp_v1(dir: &Path, m: &LinuxMemory) -> Result<(), Error> {
+    let Some(tcp) = m.kernel_tcp().filter(|&t| t != 0) else {
+        return Ok(());
+    };
+    if !dir.join(KMEM_TCP).exists() {
+        warn_kernel_tcp_missing(
+            tcp,
+            &format!("{KMEM_TCP} does not exist in {}", dir.display()),
+        );
+        return Ok(());
+    }
+    fs::write_setting(dir, "memory", KMEM_TCP, &tcp.to_string())
+}
+
+fn warn_kernel_tcp_missing(tcp: i64, why: &str) {
+    tracing::warn!(
+        "memory.kernelTCP {tcp} not applied: {why} (this kernel cannot limit TCP buffer memory per cgroup)"
+    );
 }
 
 /// v1: memory.limit_in_bytes, memory.memsw.limit_in_bytes, soft limit, swappiness,
 /// oom_control.
 pub(super) fn apply_v1(dir: &Path, m: &LinuxMemory) -> Result<(), Error> {
-    warn_ignored(m);
+    warn_kernel_ignored(m);
     let has_memsw = dir.join(MEMSW).exists();
     let limit = m.limit().filter(|&l| l != 0);
     let mut swap = m.swap().filter(|&s| s != 0);
@@ -112,7 +138,7 @@ pub(super) fn apply_v1(dir: &Path, m: &LinuxMemory) -> Result<(), Error> {
     if m.disable_oom_killer() == Some(true) {
         fs::write_setting(dir, "memory", "memory.oom_control", "1")?;
     }
-    Ok(())
+    apply_kernel_tcp_v1(dir, m)
 }
 
 /// Writes the v1 limit; EBUSY means the cgroup already uses more, which deserves a
@@ -161,7 +187,10 @@ pub(crate) fn swap_to_v2(swap: i64, limit: i64) -> Result<i64, Error> {
 
 /// v2: memory.swap.max, memory.max, memory.low.
 pub(super) fn apply_v2(dir: &Path, m: &LinuxMemory) -> Result<(), Error> {
-    warn_ignored(m);
+    warn_kernel_ignored(m);
+    if let Some(tcp) = m.kernel_tcp().filter(|&t| t != 0) {
+        warn_kernel_tcp_missing(tcp, "cgroup v2 has no per-cgroup TCP memory limit");
+    }
     let limit = m.limit().unwrap_or(0);
     let asked = m.swap().unwrap_or(0);
     let swap = swap_to_v2(asked, limit)?;

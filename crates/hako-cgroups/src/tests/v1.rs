@@ -91,6 +91,43 @@ fn memory_unlimited_sets_memsw_unlimited_too() {
     );
 }
 
+/// kernelTCP goes to memory.kmem.tcp.limit_in_bytes where the kernel has it; without the
+/// file the rest still applies (a warning says it was not).
+#[test]
+fn kernel_tcp_where_the_kernel_has_it() {
+    let f = fake();
+    memory_files(&f);
+    f.touch(MEM, &["memory.kmem.tcp.limit_in_bytes"]);
+    let m = f.manager(Layout::V1);
+    m.apply(&res(
+        json!({"memory": {"limit": 1048576, "kernelTCP": 524288}}),
+    ))
+    .unwrap();
+    assert_eq!(
+        f.writes(),
+        w(&[
+            ("memory/hako/c1/memory.limit_in_bytes", "1048576"),
+            ("memory/hako/c1/memory.kmem.tcp.limit_in_bytes", "524288"),
+        ])
+    );
+
+    let f = fake();
+    memory_files(&f);
+    let m = f.manager(Layout::V1);
+    m.apply(&res(
+        json!({"memory": {"limit": 1048576, "kernelTCP": 524288}}),
+    ))
+    .unwrap();
+    assert_eq!(
+        f.writes(),
+        w(&[("memory/hako/c1/memory.limit_in_bytes", "1048576")])
+    );
+    let e = m
+        .apply(&res(json!({"memory": {"kernelTCP": -5}})))
+        .unwrap_err();
+    assert!(e.to_string().contains("kernelTCP"), "{e}");
+}
+
 #[test]
 fn tiny_memory_limit_is_allowed() {
     let f = fake();
