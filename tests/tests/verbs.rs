@@ -31,18 +31,6 @@ macro_rules! scenario {
     )*};
 }
 
-/// Scenarios where runc does something else on purpose (said at the scenario).
-macro_rules! hako_only {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn hako() {
-                $crate::run_scenario($crate::RuntimeKind::Hako, stringify!($name), super::$name);
-            }
-        }
-    )*};
-}
-
 scenario!(
     pause_freezes_and_resume_continues,
     update_changes_limits_and_behaviour,
@@ -50,10 +38,9 @@ scenario!(
     ps_lists_container_processes,
     events_stats_is_json_with_memory_usage,
     events_reports_oom,
-    wrong_state_is_a_clear_error,
+    every_verb_in_every_state,
     checkpoint_fails_cleanly_or_works,
 );
-hako_only!(pause_of_created_is_refused);
 
 /// Run `f` against `kind`, or say why it is skipped (not root, filtered out by
 /// `HAKO_E2E_RUNTIMES=runc,hako`, binary missing: a failure for hako under CI).
@@ -429,41 +416,194 @@ fn events_reports_oom(rt: &Runtime) {
     c.finish();
 }
 
-fn wrong_state_is_a_clear_error(rt: &Runtime) {
-    let running = Running::start(rt, "sleep 1000");
-    let out = running.cmd(&["resume"]);
-    let line = out.expect_clean_failure("resume of a running container");
-    if rt.kind() == RuntimeKind::Hako {
-        assert!(line.contains("it is running"), "{line}");
-    }
-    running.finish();
-
-    let stopped = Running::start(rt, "true");
-    assert!(
-        rt.wait_status(stopped.id(), "stopped", 5 * SEC),
-        "container did not stop"
-    );
-    for verb in [&["update", "--memory", "64m"][..], &["pause"], &["resume"]] {
-        let out = stopped.cmd(verb);
-        let line = out.expect_clean_failure(&format!("{verb:?} of a stopped container"));
-        if rt.kind() == RuntimeKind::Hako {
-            assert!(line.contains("it is stopped"), "{verb:?}: {line}");
-        }
-    }
-    stopped.finish();
+/// What a verb must answer: exit code and, on failure, runc's message (engines parse them:
+/// containerd takes "container not running" after a kill as "already gone").
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    Ok,
+    Fails(i32, &'static str),
 }
 
-/// runc pauses a created container (its init is frozen before `start`); hako refuses,
-/// because `start` would then wait on a frozen init.
-fn pause_of_created_is_refused(rt: &Runtime) {
+/// Run `verb` on `id` and check the answer against `want`: the same table for runc (the
+/// oracle: proves the table is runc's behaviour) and for hako-runtime.
+#[track_caller]
+fn expect(rt: &Runtime, state: &str, id: &str, verb: &[&str], want: Want) {
+    let mut args = verb.to_vec();
+    // kill's signal and exec's command come after the id.
+    let last = if matches!(verb[0], "kill" | "exec") {
+        args.pop()
+    } else {
+        None
+    };
+    args.push(id);
+    args.extend(last);
+    let out = rt.cmd(&args);
+    let what = format!("{verb:?} of a {state} container");
+    match want {
+        Want::Ok => {
+            out.expect_ok(&what);
+        }
+        Want::Fails(code, msg) => {
+            let line = out.expect_clean_failure(&what);
+            assert_eq!(out.code(), Some(code), "{what}: exit code\n{out}");
+            let msg = msg.replace("{id}", id);
+            match rt.kind() {
+                RuntimeKind::Hako => assert_eq!(line, format!("hako-runtime: {msg}"), "{what}"),
+                _ => assert!(line.contains(&format!("msg=\"{msg}\"")), "{what}: {line}"),
+            }
+        }
+    }
+}
+
+/// Every verb in every state (created, running, paused, stopped, missing): runc 1.1's exit
+/// codes and messages, checked against runc itself. Newer runc keeps these (it only made
+/// `kill --all` of a stopped container a no-op everywhere, as 1.1 already does here).
+fn every_verb_in_every_state(rt: &Runtime) {
+    use Want::{Fails, Ok};
+    const NOT_RUNNING: Want = Fails(1, "container not running");
+    const NOT_PAUSED: Want = Fails(1, "container not paused");
+    const NO_SUCH: Want = Fails(1, "container does not exist");
+    let update: &[&str] = &["update", "--memory", "64m"];
+
+    // created: everything but resume works; a frozen created container is paused.
     let c = Running::create_config(rt, Config::new().args(&["sleep", "1000"]));
-    let line = c.cmd(&["pause"]).expect_clean_failure("pause of created");
-    assert!(
-        line.contains(&format!("cannot pause container {}: it is created", c.id())),
-        "{line}"
-    );
+    let id = c.id().to_string();
+    for (verb, want) in [
+        (&["state"][..], Ok),
+        (&["kill", "0"], Ok),
+        (&["kill", "--all", "0"], Ok),
+        (&["resume"], NOT_PAUSED),
+        (&["exec", "true"], Ok),
+        (update, Ok),
+        (&["events", "--stats"], Ok),
+        (&["ps"], Ok),
+        (&["pause"], Ok),
+        (
+            &["start"],
+            Fails(1, "cannot start a container in the paused state"),
+        ),
+        (&["resume"], Ok),
+    ] {
+        expect(rt, "created", &id, verb, want);
+    }
     assert_eq!(c.status(), "created");
+    expect(rt, "created", &id, &["delete"], Ok);
+    assert!(
+        rt.status(&id).is_none(),
+        "delete of a created container left it"
+    );
     c.finish();
+
+    let c = Running::start(rt, "sleep 1000");
+    let id = c.id().to_string();
+    for (verb, want) in [
+        (&["state"][..], Ok),
+        (
+            &["start"],
+            Fails(1, "cannot start an already running container"),
+        ),
+        (&["kill", "0"], Ok),
+        (&["kill", "--all", "0"], Ok),
+        (&["resume"], NOT_PAUSED),
+        (&["exec", "true"], Ok),
+        (update, Ok),
+        (&["events", "--stats"], Ok),
+        (&["ps"], Ok),
+        (
+            &["delete"],
+            Fails(
+                1,
+                "cannot delete container {id} that is not stopped: running",
+            ),
+        ),
+        (&["pause"], Ok),
+    ] {
+        expect(rt, "running", &id, verb, want);
+    }
+    assert_eq!(c.status(), "paused");
+    // (No `kill --all` here: runc 1.1 thaws the cgroup after signalling every process.)
+    for (verb, want) in [
+        (&["state"][..], Ok),
+        (
+            &["start"],
+            Fails(1, "cannot start a container in the paused state"),
+        ),
+        (&["kill", "0"], Ok),
+        (&["pause"], NOT_RUNNING),
+        (
+            &["exec", "true"],
+            Fails(
+                255,
+                "exec failed: cannot exec in a paused container (use --ignore-paused to override)",
+            ),
+        ),
+        (update, Ok),
+        (&["events", "--stats"], Ok),
+        (&["ps"], Ok),
+        (
+            &["delete"],
+            Fails(
+                1,
+                "cannot delete container {id} that is not stopped: paused",
+            ),
+        ),
+        // SIGKILL thaws: frozen processes could not die otherwise.
+        (&["kill", "KILL"], Ok),
+    ] {
+        expect(rt, "paused", &id, verb, want);
+    }
+    assert!(
+        rt.wait_status(&id, "stopped", 5 * SEC),
+        "SIGKILL did not stop a paused container: {:?}",
+        rt.status(&id)
+    );
+    for (verb, want) in [
+        (&["state"][..], Ok),
+        (
+            &["start"],
+            Fails(1, "cannot start a container that has stopped"),
+        ),
+        (&["kill", "KILL"], NOT_RUNNING),
+        (&["kill", "0"], NOT_RUNNING),
+        // What containerd's shim runs after every exit: must succeed, or it retries forever.
+        (&["kill", "--all", "KILL"], Ok),
+        (&["pause"], NOT_RUNNING),
+        (&["resume"], NOT_PAUSED),
+        (
+            &["exec", "true"],
+            Fails(255, "exec failed: cannot exec in a stopped container"),
+        ),
+        (update, NOT_RUNNING),
+        (
+            &["events", "--stats"],
+            Fails(1, "container with id {id} is not running"),
+        ),
+        (&["ps"], Ok),
+    ] {
+        expect(rt, "stopped", &id, verb, want);
+    }
+    c.finish();
+
+    let id = hako_test_support::unique_id("missing");
+    for (verb, want) in [
+        (&["state"][..], NO_SUCH),
+        (&["start"], NO_SUCH),
+        (&["kill", "KILL"], NO_SUCH),
+        (&["kill", "--all", "KILL"], NO_SUCH),
+        (&["pause"], NO_SUCH),
+        (&["resume"], NO_SUCH),
+        (
+            &["exec", "true"],
+            Fails(255, "exec failed: container does not exist"),
+        ),
+        (update, NO_SUCH),
+        (&["events", "--stats"], NO_SUCH),
+        (&["ps"], NO_SUCH),
+        (&["delete"], NO_SUCH),
+        (&["delete", "--force"], Ok),
+    ] {
+        expect(rt, "missing", &id, verb, want);
+    }
 }
 
 /// CRIU 3.17 (Debian 12) cannot work on Linux >= 6.13; on such a host both runtimes must

@@ -126,7 +126,11 @@ impl Manager {
 fn signal_all(pids: &[i32], signal: i32) -> Result<(), Error> {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let sig = Signal::try_from(signal).map_err(|_| Error::InvalidSignal(signal))?;
+    // 0 sends nothing and only checks the processes exist, as kill(2).
+    let sig = match signal {
+        0 => None,
+        n => Some(Signal::try_from(n).map_err(|_| Error::InvalidSignal(n))?),
+    };
     for &pid in pids {
         match kill(Pid::from_raw(pid), sig) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}

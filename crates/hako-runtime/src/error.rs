@@ -13,15 +13,14 @@ pub enum Error {
     #[error("container with id {0} already exists")]
     ContainerExists(String),
 
-    #[error("container {0} does not exist")]
+    /// runc's words, which engines match ("does not exist" means already gone).
+    #[error("container does not exist")]
     ContainerNotFound(String),
 
-    #[error("cannot {op} container {id}: it is {status}")]
-    IllegalTransition {
-        op: &'static str,
-        id: String,
-        status: &'static str,
-    },
+    /// A verb refused in the container's current status, in runc's words: engines parse
+    /// them (containerd takes "container not running" after a kill as "already gone").
+    #[error("{0}")]
+    Refused(Refusal),
 
     #[error("cannot read {}: {source}", path.display())]
     ConfigMissing { path: PathBuf, source: io::Error },
@@ -57,6 +56,38 @@ pub enum Error {
 
     #[error("invalid argument: {0}")]
     Usage(String),
+}
+
+/// Why a verb cannot act on a container in its current status (runc's messages).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// kill, pause, update of a stopped container; pause of a paused one.
+    #[error("container not running")]
+    NotRunning,
+    #[error("container not paused")]
+    NotPaused,
+    #[error("cannot start an already running container")]
+    StartRunning,
+    #[error("cannot start a container in the paused state")]
+    StartPaused,
+    #[error("cannot start a container that has stopped")]
+    StartStopped,
+    #[error("cannot delete container {id} that is not stopped: {status}")]
+    DeleteLive { id: String, status: &'static str },
+    #[error("cannot exec in a paused container (use --ignore-paused to override)")]
+    ExecPaused,
+    #[error("cannot exec in a stopped container")]
+    ExecStopped,
+    #[error("container with id {0} is not running")]
+    EventsStopped(String),
+    #[error("Container cannot be checkpointed in {0} state")]
+    Checkpoint(&'static str),
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Error {
+        Error::Refused(r)
+    }
 }
 
 /// Result with the runtime's [`Error`].

@@ -8,7 +8,8 @@
 //!   namespace plan, the typed parent/child protocol, the final security steps;
 //! - `rootfs/`: mounts, devices, pivot_root, masked and read-only paths;
 //! - `state`: the state directory; `config`: loading and validating config.json;
-//! - `hooks`, `console`, `seal` (CVE-2019-5736), `logging`, `cli`.
+//! - `hooks`, `console`, `seal` (CVE-2019-5736), `logging`, `output` (stdout/stderr that
+//!   never panic on a closed pipe), `cli`.
 //!
 //! No async runtime, no threads before a fork: startup speed is a feature.
 
@@ -21,6 +22,7 @@ pub mod foreground;
 pub mod hooks;
 pub mod id;
 pub mod logging;
+pub mod output;
 pub mod process;
 pub mod rootfs;
 pub mod seal;

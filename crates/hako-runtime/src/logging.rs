@@ -14,21 +14,23 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::LogFormat;
+use crate::output::QuietStderr;
 
-/// Install the subscriber; without `--log` and `--debug` nothing is installed (fast path).
+/// Install the subscriber. Without `--log`, warnings go to stderr as
+/// `hako-runtime: warning: ...` (runc prints its warnings to stderr too); errors are
+/// printed by `main`, once.
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Result<()> {
     let level = if debug { Level::DEBUG } else { Level::WARN };
     let Some(path) = log else {
-        if debug {
-            let sub = tracing_subscriber::fmt()
-                .with_max_level(level)
-                .with_writer(std::io::stderr)
-                .event_format(Runc {
-                    json: format == LogFormat::Json,
-                })
-                .finish();
-            let _ = tracing::subscriber::set_global_default(sub);
-        }
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(|| QuietStderr)
+            .event_format(Runc {
+                json: format == LogFormat::Json,
+                human: !debug,
+            })
+            .finish();
+        let _ = tracing::subscriber::set_global_default(sub);
         return Ok(());
     };
     let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -37,6 +39,7 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Resu
         .with_writer(Mutex::new(file))
         .event_format(Runc {
             json: format == LogFormat::Json,
+            human: false,
         })
         .finish();
     let _ = tracing::subscriber::set_global_default(sub);
@@ -44,9 +47,10 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Resu
 }
 
 /// runc's line format (logrus): JSON `{"level":"error","msg":"...","time":"..."}` or text
-/// `time="..." level=error msg="..."`.
+/// `time="..." level=error msg="..."`; `human`: warnings only, as `hako-runtime: warning: ...`.
 struct Runc {
     json: bool,
+    human: bool,
 }
 
 #[derive(Default)]
@@ -87,6 +91,16 @@ where
     ) -> fmt::Result {
         let mut f = Fields::default();
         event.record(&mut f);
+        if self.human {
+            if *event.metadata().level() != Level::WARN {
+                return Ok(());
+            }
+            write!(w, "hako-runtime: warning: {}", f.msg)?;
+            for (k, v) in f.extra {
+                write!(w, " ({k}: {v})")?;
+            }
+            return writeln!(w);
+        }
         let level = event.metadata().level().as_str().to_ascii_lowercase();
         let level = if level == "warn" {
             "warning".to_owned()

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use hako_runtime::cli::{Cli, Command, ListFormat};
 use hako_runtime::container::{self, create::CreateOptions};
+use hako_runtime::output;
 
 fn main() -> ExitCode {
     // Only the verbs that put a process into a container need the sealed image; the check
@@ -13,25 +14,32 @@ fn main() -> ExitCode {
     if needs_seal()
         && let Err(e) = hako_runtime::seal::ensure_sealed()
     {
-        eprintln!("hako-runtime: {e}");
+        output::stderr_line(&e.to_string());
         return ExitCode::from(1);
     }
     let cli = Cli::parse();
     if let Err(e) = hako_runtime::logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
-        eprintln!(
-            "hako-runtime: cannot open log {}: {e}",
+        output::stderr_line(&format!(
+            "cannot open log {}: {e}",
             cli.log
                 .as_deref()
                 .unwrap_or(std::path::Path::new(""))
                 .display()
-        );
+        ));
         return ExitCode::from(1);
     }
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        // runc's exec exits 255 on its own failures ("exec failed: ..."), so a caller can
+        // tell them from the program's exit status.
+        Err(e) if matches!(cli.command, Command::Exec(_)) => {
+            tracing::error!("exec failed: {e}");
+            output::stderr_line(&format!("exec failed: {e}"));
+            ExitCode::from(255)
+        }
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("hako-runtime: {e}");
+            output::stderr_line(&e.to_string());
             ExitCode::from(1)
         }
     }
@@ -93,7 +101,7 @@ fn dispatch(cli: &Cli) -> hako_runtime::Result<i32> {
             keep,
         } => container::run::run(&create_options(cli, create), *detach, *keep),
         Command::State { id } => {
-            println!("{}", container::state::state(root, id)?);
+            output::stdout(&format!("{}\n", container::state::state(root, id)?))?;
             Ok(0)
         }
         Command::Kill { all, id, signal } => {
@@ -103,15 +111,14 @@ fn dispatch(cli: &Cli) -> hako_runtime::Result<i32> {
         Command::Delete { force, id } => container::delete::delete(root, id, *force).map(|()| 0),
         Command::List { format, quiet } => {
             let rows = container::list::collect(root)?;
-            if *quiet {
-                for r in &rows {
-                    println!("{}", r.id);
-                }
+            let text = if *quiet {
+                rows.iter().map(|r| format!("{}\n", r.id)).collect()
             } else if *format == ListFormat::Json {
-                println!("{}", serde_json::to_string(&rows).expect("json"));
+                format!("{}\n", serde_json::to_string(&rows).expect("json"))
             } else {
-                print!("{}", container::list::table(&rows));
-            }
+                container::list::table(&rows)
+            };
+            output::stdout(&text)?;
             Ok(0)
         }
         Command::Exec(a) => container::exec::exec(root, a),
@@ -120,10 +127,12 @@ fn dispatch(cli: &Cli) -> hako_runtime::Result<i32> {
             id,
             ps_args,
         } => {
-            print!(
-                "{}",
-                container::ps::ps(root, id, *format == ListFormat::Json, ps_args)?
-            );
+            output::stdout(&container::ps::ps(
+                root,
+                id,
+                *format == ListFormat::Json,
+                ps_args,
+            )?)?;
             Ok(0)
         }
         Command::Pause { id } => container::pause::pause(root, id).map(|()| 0),
@@ -137,10 +146,10 @@ fn dispatch(cli: &Cli) -> hako_runtime::Result<i32> {
         Command::Checkpoint(a) => container::checkpoint::checkpoint(root, a).map(|()| 0),
         Command::Restore(a) => container::checkpoint::restore(root, a),
         Command::Features => {
-            println!(
-                "{}",
+            output::stdout(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&container::features::features()).expect("json")
-            );
+            ))?;
             Ok(0)
         }
     }

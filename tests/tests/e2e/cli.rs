@@ -1,4 +1,4 @@
-//! The runc command line: kill, list, state, spec, features.
+//! The runc command line: kill, list, state, spec, features, output to a closed pipe.
 
 use std::time::Duration;
 
@@ -14,7 +14,8 @@ scenario!(
     state_shape,
     spec_output,
     spec_rootless,
-    features_json
+    features_json,
+    closed_stdout_is_a_quiet_exit,
 );
 
 /// pid 1 ignores signals it has no handler for, so trap TERM and exit.
@@ -245,4 +246,51 @@ fn features_json(rt: &Runtime) {
             .is_some_and(|m| m.iter().any(|o| o == "ro")),
         "{f:#}"
     );
+}
+
+/// `state ID | head -c 10`: the reader goes away, and every command that prints must end
+/// quietly on EPIPE (hako: exit 0, nothing on stderr; runc, in Go, dies of SIGPIPE), never
+/// with a panic ("failed printing to stdout") or an error line.
+fn closed_stdout_is_a_quiet_exit(rt: &Runtime) {
+    use std::os::unix::process::ExitStatusExt;
+    let b = bundle(&Config::new().args(&["sleep", "1000"]));
+    let id = unique_id("epipe");
+    let _guard = ContainerGuard::new(rt, &id);
+    rt.create(&id, b.path()).expect_ok("create");
+    rt.start(&id).expect_ok("start");
+    let root = rt.root().display().to_string();
+    for verb in [
+        &["state", id.as_str()][..],
+        &["list"],
+        &["list", "--format", "json"],
+        &["list", "-q"],
+        &["ps", id.as_str()],
+        &["events", "--stats", id.as_str()],
+        &["features"],
+        &["--help"],
+    ] {
+        // A pipe whose read end is closed before the command starts: the first write
+        // gets EPIPE every time.
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        drop(read);
+        let out = std::process::Command::new(rt.binary())
+            .args(["--root", &root])
+            .args(verb)
+            .stdout(write)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("spawn");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{verb:?}: {}: {stderr}", out.status);
+        match rt.kind() {
+            RuntimeKind::Hako => assert!(out.status.success(), "{verb:?}: {}", out.status),
+            _ => assert!(
+                out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+                "{verb:?}: {}",
+                out.status
+            ),
+        }
+    }
+    rt.delete_force(&id).expect_ok("delete");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
 }

@@ -18,7 +18,7 @@ use hako_cgroups::CgroupManager;
 
 use crate::cli::{CheckpointArgs, RestoreArgs};
 use crate::container::Container;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Refusal, Result};
 use crate::state::{StateDir, Status};
 
 pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
@@ -26,11 +26,7 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
     let c = Container::load(root, id)?;
     let status = c.status();
     if !matches!(status, Status::Running | Status::Paused) {
-        return Err(Error::IllegalTransition {
-            op: "checkpoint",
-            id: id.clone(),
-            status: status.as_str(),
-        });
+        return Err(Refusal::Checkpoint(status.as_str()).into());
     }
     let criu = criu_binary()?;
     let images = make_dir(&args.image_path, "checkpoint image")?;

@@ -7,7 +7,7 @@ use hako_cgroups::CgroupManager;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::hooks::{self, HookState};
 use crate::state::{StateDir, Status};
 
@@ -31,11 +31,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     };
     let status = c.status();
     if matches!(status, Status::Running | Status::Paused) && !force {
-        return Err(Error::IllegalTransition {
-            op: "delete",
+        return Err(Refusal::DeleteLive {
             id: id.to_owned(),
             status: status.as_str(),
-        });
+        }
+        .into());
     }
     destroy(&c)
 }
@@ -73,8 +73,7 @@ pub(crate) fn destroy(c: &Container) -> Result<()> {
         annotations: Some(&c.st.annotations),
     };
     if let Err(e) = hooks::run_all("poststop", &c.st.poststop, &state) {
-        tracing::warn!(error = %e, "poststop hook failed");
-        eprintln!("hako-runtime: warning: {e}");
+        tracing::warn!("{e}");
     }
     if let Err(e) = c.dir.remove() {
         first_err.get_or_insert(e);

@@ -14,7 +14,7 @@ use hako_cgroups::{CgroupManager, Manager, Stats};
 use serde::Serialize;
 
 use crate::container::Container;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Refusal, Result};
 use crate::state::Status;
 
 const OOM_POLL: Duration = Duration::from_millis(100);
@@ -31,11 +31,7 @@ pub fn events(root: &Path, id: &str, interval: &str, stats: bool) -> Result<()> 
     let c = Container::load(root, id)?;
     let status = c.status();
     if status == Status::Stopped {
-        return Err(Error::IllegalTransition {
-            op: "get events of",
-            id: id.to_owned(),
-            status: status.as_str(),
-        });
+        return Err(Refusal::EventsStopped(id.to_owned()).into());
     }
     let cg = c.cgroup().ok_or_else(|| {
         Error::Unsupported(format!(

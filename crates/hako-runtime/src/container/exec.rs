@@ -14,7 +14,7 @@ use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec};
 
 use crate::cli::ExecArgs as Flags;
 use crate::container::Container;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Refusal, Result};
 use crate::foreground;
 use crate::process::channel::{self, Down, Up};
 use crate::process::exec::{self as child, ExecArgs};
@@ -35,17 +35,11 @@ const CHILD_NS: [(&str, CloneFlags); 6] = [
 /// Returns the process's exit code (0 when detached).
 pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
     let c = Container::load(root, &flags.id)?;
-    let status = c.status();
-    match status {
+    match c.status() {
         Status::Created | Status::Running => {}
         Status::Paused if flags.ignore_paused => {}
-        _ => {
-            return Err(Error::IllegalTransition {
-                op: "exec in",
-                id: flags.id.clone(),
-                status: status.as_str(),
-            });
-        }
+        Status::Paused => return Err(Refusal::ExecPaused.into()),
+        Status::Stopped | Status::Creating => return Err(Refusal::ExecStopped.into()),
     }
     if flags.apparmor.is_some() || flags.process_label.is_some() {
         return Err(Error::Unsupported(
@@ -109,11 +103,7 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
         }
     }
     if !c.st.init_alive() {
-        return Err(Error::IllegalTransition {
-            op: "exec in",
-            id: flags.id.clone(),
-            status: "stopped",
-        });
+        return Err(Refusal::ExecStopped.into());
     }
     let args = ExecArgs {
         process,

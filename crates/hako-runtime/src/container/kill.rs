@@ -7,13 +7,13 @@ use hako_cgroups::CgroupManager;
 use nix::sys::signal::Signal;
 
 use crate::container::Container;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Refusal, Result};
 use crate::state::Status;
 
-/// Parse `KILL`, `SIGKILL`, `kill` or `9`.
+/// Parse `KILL`, `SIGKILL`, `kill` or `9` (0 checks the init exists, as kill(2)).
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) {
+        return if (0..=64).contains(&n) {
             Ok(n)
         } else {
             Err(Error::Usage(format!("invalid signal number {n}")))
@@ -30,21 +30,38 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| Error::Usage(format!("unknown signal {s:?}")))
 }
 
+/// runc's contract, which engines rely on: a stopped container answers plain `kill` with
+/// "container not running" (containerd reads it as "already gone") and `kill --all` with
+/// success, since there is nothing left to signal; a paused container is thawed after
+/// SIGKILL, or the frozen processes could not die.
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let c = Container::load(root, id)?;
     let status = c.status();
     if status == Status::Stopped {
-        return Err(Error::IllegalTransition {
-            op: "kill",
-            id: id.to_owned(),
-            status: status.as_str(),
-        });
-    }
-    if all && let Some(cg) = c.cgroup() {
-        cg.kill_all(signal)?;
+        if !all {
+            return Err(Refusal::NotRunning.into());
+        }
+        // The init is gone but others may be left (no pid namespace of its own).
+        // A cgroup already removed means nothing is left either.
+        if let Some(cg) = c.cgroup()
+            && let Err(e) = cg.kill_all(signal)
+        {
+            tracing::debug!(error = %e, "kill --all of a stopped container");
+        }
         return Ok(());
     }
-    signal_init(&c, signal)
+    let cg = c.cgroup();
+    match (&cg, all) {
+        (Some(cg), true) => cg.kill_all(signal)?,
+        _ => signal_init(&c, signal)?,
+    }
+    if status == Status::Paused
+        && signal == libc::SIGKILL
+        && let Some(cg) = &cg
+    {
+        cg.thaw()?;
+    }
+    Ok(())
 }
 
 /// Signal the init through a pidfd, after checking the pid still is our init.
@@ -67,6 +84,7 @@ mod tests {
         assert_eq!(parse_signal("hup").unwrap(), 1);
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("65").is_err());
     }
 }

@@ -40,18 +40,20 @@ impl Container {
         Ok(Container { dir, st })
     }
 
-    /// The status right now, derived from the init process and the exec fifo.
+    /// The status right now, derived from the init process, the freezer and the exec
+    /// fifo. A frozen container is paused even before `start` (runc's rule), so `start`
+    /// refuses it instead of waiting on a frozen init.
     pub fn status(&self) -> Status {
         if !self.st.init_alive() {
             return Status::Stopped;
-        }
-        if self.dir.fifo().exists() {
-            return Status::Created;
         }
         if let Some(cg) = self.cgroup()
             && matches!(cg.freezer_state(), Ok(FreezerState::Frozen))
         {
             return Status::Paused;
+        }
+        if self.dir.fifo().exists() {
+            return Status::Created;
         }
         Status::Running
     }

@@ -7,35 +7,33 @@ use std::path::Path;
 use hako_cgroups::{CgroupManager, Manager};
 
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::state::Status;
 
-/// Freeze a running container. A created container is refused: its init is parked on the
-/// exec fifo, and `start` on a frozen init would hang (runc allows it; we do not).
+/// Freeze a running or created container (runc allows both; a frozen created container
+/// reads as paused, and `start` refuses it until `resume`).
 pub fn pause(root: &Path, id: &str) -> Result<()> {
-    let cg = freezer_of(root, id, "pause", Status::Running)?;
-    cg.freeze()?;
+    let c = Container::load(root, id)?;
+    if !matches!(c.status(), Status::Running | Status::Created) {
+        return Err(Refusal::NotRunning.into());
+    }
+    freezer_of(&c, "pause")?.freeze()?;
     Ok(())
 }
 
 /// Thaw a paused container.
 pub fn resume(root: &Path, id: &str) -> Result<()> {
-    let cg = freezer_of(root, id, "resume", Status::Paused)?;
-    cg.thaw()?;
+    let c = Container::load(root, id)?;
+    if c.status() != Status::Paused {
+        return Err(Refusal::NotPaused.into());
+    }
+    freezer_of(&c, "resume")?.thaw()?;
     Ok(())
 }
 
-/// The container's cgroup, after checking the container is in status `want`.
-fn freezer_of(root: &Path, id: &str, op: &'static str, want: Status) -> Result<Manager> {
-    let c = Container::load(root, id)?;
-    let status = c.status();
-    if status != want {
-        return Err(Error::IllegalTransition {
-            op,
-            id: id.to_owned(),
-            status: status.as_str(),
-        });
-    }
+/// The container's cgroup.
+fn freezer_of(c: &Container, op: &'static str) -> Result<Manager> {
+    let id = &c.st.id;
     c.cgroup().ok_or_else(|| {
         Error::Unsupported(format!(
             "cannot {op} container {id}: it has no cgroup to freeze"

@@ -44,7 +44,7 @@ pub fn run(opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
         annotations: Some(&c.st.annotations),
     };
     if let Err(e) = crate::hooks::run_all("poststart", &c.st.poststart, &state) {
-        eprintln!("hako-runtime: warning: {e}");
+        tracing::warn!("{e}");
     }
     if detach {
         return Ok(0);

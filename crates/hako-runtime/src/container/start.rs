@@ -5,19 +5,17 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::container::Container;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Refusal, Result};
 use crate::hooks::{self, HookState};
 use crate::state::Status;
 
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let c = Container::load(root, id)?;
-    let status = c.status();
-    if status != Status::Created {
-        return Err(Error::IllegalTransition {
-            op: "start",
-            id: id.to_owned(),
-            status: status.as_str(),
-        });
+    match c.status() {
+        Status::Created => {}
+        Status::Paused => return Err(Refusal::StartPaused.into()),
+        Status::Stopped => return Err(Refusal::StartStopped.into()),
+        Status::Running | Status::Creating => return Err(Refusal::StartRunning.into()),
     }
     release(&c)?;
     tracing::debug!(id, pid = c.st.pid, "started");
@@ -31,8 +29,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     };
     // A failing poststart hook is logged, not fatal: the program already runs (spec).
     if let Err(e) = hooks::run_all("poststart", &c.st.poststart, &state) {
-        tracing::warn!(error = %e, "poststart hook failed");
-        eprintln!("hako-runtime: warning: {e}");
+        tracing::warn!("{e}");
     }
     Ok(())
 }
@@ -47,11 +44,7 @@ pub(crate) fn release(c: &Container) -> Result<()> {
         .open(&fifo)
         .map_err(|e| match e.raw_os_error() {
             // No reader: the init is gone.
-            Some(libc::ENXIO) => Error::IllegalTransition {
-                op: "start",
-                id: c.st.id.clone(),
-                status: "stopped",
-            },
+            Some(libc::ENXIO) => Refusal::StartStopped.into(),
             _ => Error::Io {
                 context: "open exec fifo".into(),
                 source: e,

@@ -15,7 +15,7 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxRes
 
 use crate::cli::UpdateArgs;
 use crate::container::Container;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Refusal, Result};
 use crate::state::Status;
 
 pub fn update(root: &Path, args: &UpdateArgs) -> Result<()> {
@@ -23,11 +23,7 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<()> {
     let c = Container::load(root, &args.id)?;
     let status = c.status();
     if status == Status::Stopped {
-        return Err(Error::IllegalTransition {
-            op: "update",
-            id: args.id.clone(),
-            status: status.as_str(),
-        });
+        return Err(Refusal::NotRunning.into());
     }
     let cg = c.cgroup().ok_or_else(|| {
         Error::Unsupported(format!(

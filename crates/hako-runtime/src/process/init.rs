@@ -46,7 +46,7 @@ pub fn run(args: InitArgs<'_>, chan: ChildEnd) -> ! {
             let err = ready.start_and_exec(&args);
             // After Ready nobody listens on the channel: the error goes to the container's
             // stderr, and the exit code follows the shell convention runc users expect.
-            eprintln!("hako-runtime: {err}");
+            crate::output::stderr_line(&err.to_string());
             std::process::exit(127);
         }
         Err(e) => {
