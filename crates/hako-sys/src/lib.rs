@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod fd;
 pub mod keyring;
 pub mod mount;
+pub mod nftables;
 pub mod process;
 pub mod quota;
 pub mod seccomp;

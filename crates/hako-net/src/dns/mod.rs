@@ -1,0 +1,138 @@
+//! Name resolution on user-defined networks: `hako-dns`, one small resolver process per
+//! exec root (so per host, or per test namespace), that no container owns.
+//!
+//! ```text
+//!   Net::setup (a container on a user network)      hako-dns (detached, setsid)
+//!     lock <exec-root>/dns/lock                        binds UDP+TCP <gateway>:53 of every
+//!     pid alive? ── yes: SIGHUP ───────────────────▶   user network with a live endpoint
+//!              └─ no: spawn hako-dns ───────────────▶   (re-read on SIGHUP: new listeners
+//!     wait until dns/listen names the gateway ◀──────    bound, unused ones closed; none
+//!   Net::teardown ── SIGHUP ───────────────────────▶    left: remove pid file and exit)
+//! ```
+//!
+//! Answers come straight from the store (`net_endpoints` + `net_sandboxes` +
+//! `net_attachments`, read-only SQLite), so a container started after the asker is found
+//! at once, with no file to rewrite: by name, network alias, short (12) or full id, only
+//! among containers on the network the question arrived on (the source network), TTL 0.
+//! Anything else is relayed to the host's resolvers (from the host's namespace, so a
+//! loopback stub like 127.0.0.53 works), SERVFAIL when none answers in time. The default
+//! `bridge` network has no resolver (Docker's rule): its containers get the host's
+//! resolv.conf.
+
+pub mod server;
+pub mod wire;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::error::{Error, IoContext, Result};
+
+/// `<exec-root>/dns`.
+pub fn dir(exec_root: &Path) -> PathBuf {
+    exec_root.join("dns")
+}
+
+/// The resolver's pid file.
+pub fn pid_file(exec_root: &Path) -> PathBuf {
+    dir(exec_root).join("pid")
+}
+
+/// What the resolver listens on, one address per line (written after each reload).
+pub fn listen_file(exec_root: &Path) -> PathBuf {
+    dir(exec_root).join("listen")
+}
+
+fn lock(exec_root: &Path) -> Result<Flock<File>> {
+    let d = dir(exec_root);
+    std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(d.join("lock"))
+        .ctx(|| "open the resolver's lock".into())?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::Io {
+        context: "lock the resolver".into(),
+        source: e.into(),
+    })
+}
+
+/// The resolver's pid, if it runs.
+pub fn running(exec_root: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file(exec_root))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "hako-dns" && kill(Pid::from_raw(pid), None).is_ok()).then_some(pid)
+}
+
+fn listening(exec_root: &Path) -> String {
+    std::fs::read_to_string(listen_file(exec_root)).unwrap_or_default()
+}
+
+/// Makes sure the resolver runs and listens on every user network with a live container
+/// (call after the new endpoint is in the store). Waits until it does.
+pub fn ensure(program: &Path, db: &Path, exec_root: &Path) -> Result<()> {
+    let l = lock(exec_root)?;
+    let before = listening(exec_root);
+    match running(exec_root) {
+        Some(pid) => {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+        }
+        None => {
+            let _ = std::fs::remove_file(listen_file(exec_root));
+            let st = Command::new(program)
+                .arg("--db")
+                .arg(db)
+                .arg("--exec-root")
+                .arg(exec_root)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ctx(|| format!("start the resolver {}", program.display()))?;
+            if !st.success() {
+                return Err(Error::Io {
+                    context: format!("start the resolver {}", program.display()),
+                    source: std::io::Error::other(format!("exited with {st}")),
+                });
+            }
+        }
+    }
+    // The resolver takes the lock to reload: let go before waiting for it.
+    drop(l);
+    // The resolver rewrites the listen file after (re)binding; its stamp line changes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let now = listening(exec_root);
+        if !now.is_empty() && now != before {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(Error::Io {
+        context: "start the resolver".into(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "it did not report its listeners within 5s",
+        ),
+    })
+}
+
+/// Tells the resolver to re-read the store (a container left a user network); it exits
+/// when nothing is left to serve.
+pub fn reload(exec_root: &Path) {
+    if let Ok(_l) = lock(exec_root)
+        && let Some(pid) = running(exec_root)
+    {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+    }
+}

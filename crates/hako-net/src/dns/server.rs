@@ -1,0 +1,318 @@
+//! The `hako-dns` process: see the module docs of [`crate::dns`] for its life.
+//!
+//! One thread per listening socket (UDP and TCP per gateway address), one short thread per
+//! relayed query; the main thread waits for SIGHUP (reload) and SIGTERM/SIGINT (exit) on a
+//! signalfd, the signals blocked in every thread.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::wire::{self, Query};
+use crate::store;
+
+/// Where the resolver's data and files are.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The store.
+    pub db: PathBuf,
+    /// The exec root.
+    pub exec_root: PathBuf,
+}
+
+/// A bound address: gateway of which network, and its sockets.
+struct Listener {
+    network: String,
+    udp: Arc<UdpSocket>,
+    tcp: Arc<TcpListener>,
+}
+
+/// What the serving threads share.
+struct Shared {
+    cfg: Config,
+    upstreams: Vec<SocketAddr>,
+    search: Vec<String>,
+}
+
+/// Runs the resolver until nothing is left to serve; returns the exit code.
+pub fn run(cfg: Config) -> i32 {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(s);
+    }
+    if mask.thread_block().is_err() {
+        return 1;
+    }
+    let Ok(sfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC) else {
+        return 1;
+    };
+    let mut listeners: HashMap<IpAddr, Listener> = HashMap::new();
+    let mut generation = 0u64;
+    loop {
+        generation += 1;
+        let keep = reload(&cfg, &mut listeners, generation);
+        if !keep {
+            for l in listeners.values() {
+                close(l);
+            }
+            return 0;
+        }
+        match sfd.read_signal() {
+            Ok(Some(si)) if si.ssi_signo == Signal::SIGHUP as u32 => continue,
+            Ok(Some(_)) => {
+                let _lock = super::lock(&cfg.exec_root);
+                let _ = std::fs::remove_file(super::pid_file(&cfg.exec_root));
+                let _ = std::fs::remove_file(super::listen_file(&cfg.exec_root));
+                return 0;
+            }
+            _ => continue,
+        }
+    }
+}
+
+fn close(l: &Listener) {
+    let _ = nix::sys::socket::shutdown(l.udp.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+    let _ = nix::sys::socket::shutdown(l.tcp.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+}
+
+/// The gateways to listen on: user networks with at least one live endpoint.
+fn wanted(db: &Path) -> HashMap<IpAddr, String> {
+    let mut out = HashMap::new();
+    let Ok(conn) = store::open(db) else {
+        return out;
+    };
+    let ids: BTreeSet<String> = conn
+        .prepare("SELECT DISTINCT network FROM net_endpoints")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+        })
+        .unwrap_or_default();
+    for id in ids {
+        if let Ok(n) = store::find_network(&conn, &id)
+            && n.resolves_names()
+        {
+            for s in &n.subnets {
+                out.insert(s.gateway, n.id.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Binds what is new, closes what is gone, writes the listen file. False: nothing to
+/// serve, the pid file is gone and the caller exits.
+fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u64) -> bool {
+    let Ok(_lock) = super::lock(&cfg.exec_root) else {
+        return false;
+    };
+    let want = wanted(&cfg.db);
+    if want.is_empty() {
+        let _ = std::fs::remove_file(super::pid_file(&cfg.exec_root));
+        let _ = std::fs::remove_file(super::listen_file(&cfg.exec_root));
+        return false;
+    }
+    let _ = std::fs::write(
+        super::pid_file(&cfg.exec_root),
+        format!("{}\n", std::process::id()),
+    );
+    let host = crate::files::host_resolv();
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        upstreams: host
+            .servers
+            .iter()
+            .filter_map(|s| s.split('%').next()?.parse::<IpAddr>().ok())
+            .map(|a| SocketAddr::new(a, 53))
+            .take(3)
+            .collect(),
+        search: host.search.clone(),
+    });
+    listeners.retain(|addr, l| {
+        let keep = want.get(addr) == Some(&l.network);
+        if !keep {
+            close(l);
+        }
+        keep
+    });
+    for (addr, network) in want {
+        if listeners.contains_key(&addr) {
+            continue;
+        }
+        let sa = SocketAddr::new(addr, 53);
+        let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(sa), TcpListener::bind(sa)) else {
+            tracing::warn!(%sa, "cannot listen");
+            continue;
+        };
+        let l = Listener {
+            network,
+            udp: Arc::new(udp),
+            tcp: Arc::new(tcp),
+        };
+        spawn_udp(l.udp.clone(), l.network.clone(), shared.clone());
+        spawn_tcp(l.tcp.clone(), l.network.clone(), shared.clone());
+        listeners.insert(addr, l);
+    }
+    let mut text = format!("# {generation} {}\n", std::process::id());
+    let mut addrs: Vec<_> = listeners.keys().collect();
+    addrs.sort();
+    for a in addrs {
+        text.push_str(&format!("{a}\n"));
+    }
+    let tmp = super::listen_file(&cfg.exec_root).with_extension("tmp");
+    let _ = std::fs::write(&tmp, text);
+    let _ = std::fs::rename(&tmp, super::listen_file(&cfg.exec_root));
+    true
+}
+
+fn spawn_udp(sock: Arc<UdpSocket>, network: String, shared: Arc<Shared>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let (n, from) = match sock.recv_from(&mut buf) {
+                Ok((0, _)) | Err(_) => return,
+                Ok(x) => x,
+            };
+            let msg = buf[..n].to_vec();
+            match local(&shared, &network, &msg) {
+                Some(reply) => {
+                    let _ = sock.send_to(&reply, from);
+                }
+                None => {
+                    let (sock, shared) = (sock.clone(), shared.clone());
+                    std::thread::spawn(move || {
+                        let reply = forward(&shared, &msg);
+                        let _ = sock.send_to(&reply, from);
+                    });
+                }
+            }
+        }
+    });
+}
+
+fn spawn_tcp(l: Arc<TcpListener>, network: String, shared: Arc<Shared>) {
+    std::thread::spawn(move || {
+        loop {
+            let Ok((s, _)) = l.accept() else { return };
+            let (network, shared) = (network.clone(), shared.clone());
+            std::thread::spawn(move || serve_tcp(s, &network, &shared));
+        }
+    });
+}
+
+fn serve_tcp(mut s: TcpStream, network: &str, shared: &Shared) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    loop {
+        let mut len = [0u8; 2];
+        if s.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if s.read_exact(&mut msg).is_err() {
+            return;
+        }
+        let reply = local(shared, network, &msg).unwrap_or_else(|| forward(shared, &msg));
+        let n = u16::try_from(reply.len()).unwrap_or(0).to_be_bytes();
+        if s.write_all(&n).and_then(|()| s.write_all(&reply)).is_err() {
+            let _ = s.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// The answer from the store, if the name is a container's on `network`.
+fn local(shared: &Shared, network: &str, msg: &[u8]) -> Option<Vec<u8>> {
+    let Some(q) = wire::parse_query(msg) else {
+        return Some(wire::error(msg, wire::RCODE_SERVFAIL)).filter(|r| !r.is_empty());
+    };
+    let addrs = lookup(shared, network, &q)?;
+    let fit: Vec<IpAddr> = addrs
+        .into_iter()
+        .filter(|a| match q.qtype {
+            wire::TYPE_A => a.is_ipv4(),
+            wire::TYPE_AAAA => a.is_ipv6(),
+            _ => false,
+        })
+        .collect();
+    Some(wire::answer(msg, &q, &fit, wire::RCODE_OK))
+}
+
+/// The addresses of the container called `q.name` on `network` (None: not ours).
+fn lookup(shared: &Shared, network: &str, q: &Query) -> Option<Vec<IpAddr>> {
+    let mut name = q.name.as_str();
+    for s in &shared.search {
+        if let Some(short) = name.strip_suffix(&format!(".{}", s.to_ascii_lowercase())) {
+            name = short;
+        }
+    }
+    if name.is_empty() || name.contains('.') {
+        return None;
+    }
+    let conn = store::open(&shared.cfg.db).ok()?;
+    let mut st = conn
+        .prepare(
+            "SELECT e.container, s.name, COALESCE(a.aliases, '[]'), e.ipv4, e.ipv6
+             FROM net_endpoints e JOIN net_sandboxes s ON s.container = e.container
+             LEFT JOIN net_attachments a ON a.container = e.container AND a.network = e.network
+             WHERE e.network = ?1",
+        )
+        .ok()?;
+    let rows = st
+        .query_map([network], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .ok()?;
+    let mut found = None;
+    for (id, cname, aliases, v4, v6) in rows.flatten() {
+        let aliases: Vec<String> = serde_json::from_str(&aliases).unwrap_or_default();
+        let hit = cname.eq_ignore_ascii_case(name)
+            || (name.len() == 12 && id.starts_with(name))
+            || id == name
+            || aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
+        if hit {
+            let v = found.get_or_insert_with(Vec::new);
+            v.extend(v4.and_then(|s| s.parse::<IpAddr>().ok()));
+            v.extend(v6.and_then(|s| s.parse::<IpAddr>().ok()));
+        }
+    }
+    found
+}
+
+/// Relays a query to the host's resolvers; SERVFAIL when none answers.
+fn forward(shared: &Shared, msg: &[u8]) -> Vec<u8> {
+    for up in &shared.upstreams {
+        let bind: SocketAddr = if up.is_ipv6() {
+            "[::]:0".parse().unwrap_or(*up)
+        } else {
+            "0.0.0.0:0".parse().unwrap_or(*up)
+        };
+        let Ok(s) = UdpSocket::bind(bind) else {
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.connect(up).and_then(|()| s.send(msg)).is_err() {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = s.recv(&mut buf)
+            && n >= 2
+            && buf[..2] == msg[..2]
+        {
+            return buf[..n].to_vec();
+        }
+    }
+    wire::error(msg, wire::RCODE_SERVFAIL)
+}

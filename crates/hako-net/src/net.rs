@@ -1,0 +1,1019 @@
+//! [`Net`]: networks and containers' network state, over the store, the bridge driver, the
+//! firewall and the DNS resolver. See the crate docs for the picture.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use ipnet::IpNet;
+use nix::fcntl::{Flock, FlockArg};
+use rusqlite::Connection;
+
+use crate::bridge::Bridge;
+use crate::driver::{Driver, Request};
+use crate::error::{Error, ErrorList, IoContext, Result};
+use crate::files::{self, DnsConfig};
+use crate::firewall::{Backend, Batch};
+use crate::netns::{self, Netns};
+use crate::ports::{self, Mapping, Wanted};
+use crate::store::{self, Attachment, Endpoint, Network, Sandbox, Subnet};
+use crate::{dns, ipam, subnets};
+
+/// Where things are and the defaults of the default network.
+#[derive(Debug, Clone)]
+pub struct NetOptions {
+    /// The store's database (`<root>/hako-image.db`).
+    pub db: PathBuf,
+    /// The exec root: namespaces under `netns/`, the lock, the resolver's files.
+    pub exec_root: PathBuf,
+    /// The default network's bridge (`hako0`).
+    pub bridge_name: String,
+    /// The default network's subnet (default: the first of `10.77.0.0/16`, ... that the
+    /// host does not route yet).
+    pub bridge_subnet: Option<String>,
+    /// The MTU of new networks (default 1500).
+    pub mtu: Option<u32>,
+    /// The resolver program (`hako-dns`).
+    pub dns_program: PathBuf,
+}
+
+/// `hako network create`.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkCreate {
+    /// Name.
+    pub name: String,
+    /// `bridge` (default).
+    pub driver: Option<String>,
+    /// `--subnet` (each with its `--gateway` and `--ip-range`, in order).
+    pub subnets: Vec<(String, Option<String>, Option<String>)>,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--ipv6`.
+    pub ipv6: bool,
+    /// `--label`.
+    pub labels: HashMap<String, String>,
+    /// `-o`.
+    pub options: HashMap<String, String>,
+}
+
+/// What a container asks of one network (`--network`, `--ip`, `--network-alias`...).
+#[derive(Debug, Clone, Default)]
+pub struct AttachRequest {
+    /// Network name or id.
+    pub network: String,
+    /// `--network-alias`.
+    pub aliases: Vec<String>,
+    /// `--ip`.
+    pub ipv4: Option<String>,
+    /// `--ip6`.
+    pub ipv6: Option<String>,
+    /// `--mac-address`.
+    pub mac: Option<String>,
+}
+
+/// What starting a container needs.
+#[derive(Debug, Clone)]
+pub struct SetupRequest {
+    /// Container id.
+    pub container: String,
+    /// Its name.
+    pub name: String,
+    /// Its host name.
+    pub hostname: String,
+    /// Ports to publish.
+    pub ports: Vec<Wanted>,
+    /// `--dns*`.
+    pub dns: DnsConfig,
+    /// `--add-host` values.
+    pub extra_hosts: Vec<String>,
+}
+
+/// A container's network, set up.
+#[derive(Debug)]
+pub struct Setup {
+    /// Its endpoints, in interface order.
+    pub endpoints: Vec<Endpoint>,
+    /// Published ports, host ports chosen.
+    pub ports: Vec<Mapping>,
+    /// The bound host ports: the shim must hold them for the container's life.
+    pub sockets: Vec<OwnedFd>,
+    /// `/etc/hosts`.
+    pub hosts: String,
+    /// `/etc/resolv.conf`.
+    pub resolv: String,
+}
+
+/// The networking half of the engine.
+#[derive(Debug)]
+pub struct Net {
+    opts: NetOptions,
+    conn: Mutex<Connection>,
+    backend: Backend,
+    bridge: Mutex<Option<Bridge>>,
+}
+
+/// Held while the host's network is changed.
+#[derive(Debug)]
+struct Lock(#[allow(dead_code)] Flock<File>);
+
+fn valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+impl Net {
+    /// Opens the network store (making the tables and the built-in networks `bridge`,
+    /// `host` and `none` when missing). Changes nothing on the host.
+    pub fn open(opts: NetOptions) -> Result<Net> {
+        let conn = store::open(&opts.db)?;
+        let net = Net {
+            opts,
+            conn: Mutex::new(conn),
+            backend: Backend::detect(),
+            bridge: Mutex::new(None),
+        };
+        net.builtins()?;
+        Ok(net)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock(&self) -> Result<Lock> {
+        let path = self.opts.exec_root.join("network.lock");
+        std::fs::create_dir_all(&self.opts.exec_root)
+            .ctx(|| format!("create {}", self.opts.exec_root.display()))?;
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map(Lock)
+            .map_err(|(_, e)| Error::Io {
+                context: format!("lock {}", path.display()),
+                source: e.into(),
+            })
+    }
+
+    fn with_bridge<T>(&self, f: impl FnOnce(&Bridge) -> Result<T>) -> Result<T> {
+        let mut b = self.bridge.lock().unwrap_or_else(|p| p.into_inner());
+        if b.is_none() {
+            *b = Some(Bridge::new()?);
+        }
+        match b.as_ref() {
+            Some(br) => f(br),
+            None => Err(Error::InvalidArgument("no bridge driver".into())),
+        }
+    }
+
+    /// The backend applying nftables batches.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Where a container's namespace is bound.
+    pub fn netns_path(&self, container: &str) -> PathBuf {
+        self.opts.exec_root.join("netns").join(container)
+    }
+
+    fn builtins(&self) -> Result<()> {
+        let have: HashSet<String> = store::networks(&self.conn())?
+            .into_iter()
+            .filter(|n| n.builtin)
+            .map(|n| n.name)
+            .collect();
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            if !have.contains(name) {
+                let _ = store::insert_network(
+                    &self.conn(),
+                    &Network {
+                        id: crate::random_hex(64),
+                        name: name.into(),
+                        driver: driver.into(),
+                        bridge: String::new(),
+                        created: now(),
+                        internal: false,
+                        ipv6: false,
+                        mtu: 0,
+                        subnets: Vec::new(),
+                        labels: HashMap::new(),
+                        options: HashMap::new(),
+                        builtin: true,
+                    },
+                );
+            }
+        }
+        if !have.contains("bridge") {
+            let subnet = match &self.opts.bridge_subnet {
+                Some(s) => {
+                    // `--bip`-style 10.1.0.1/16 (the bridge's address) or a plain subnet.
+                    let n: IpNet = s.parse().map_err(|_| {
+                        Error::InvalidArgument(format!("invalid default bridge subnet {s}"))
+                    })?;
+                    let gw = if n.addr() == n.network() {
+                        subnets::first_host(&n)
+                    } else {
+                        n.addr()
+                    };
+                    Subnet {
+                        subnet: n.trunc(),
+                        gateway: gw,
+                        ip_range: None,
+                    }
+                }
+                None => {
+                    let taken = crate::netlink::Socket::new()
+                        .and_then(|mut nl| subnets::host_prefixes(&mut nl))
+                        .unwrap_or_default();
+                    let n = subnets::pick(
+                        subnets::BRIDGE_POOL.iter().filter_map(|s| s.parse().ok()),
+                        &taken,
+                    )
+                    .ok_or_else(|| {
+                        Error::Conflict(
+                            "no free subnet for the default bridge network; set one (HAKO_BRIDGE_SUBNET)"
+                                .into(),
+                        )
+                    })?;
+                    Subnet {
+                        subnet: n,
+                        gateway: subnets::first_host(&n),
+                        ip_range: None,
+                    }
+                }
+            };
+            let _ = store::insert_network(
+                &self.conn(),
+                &Network {
+                    id: crate::random_hex(64),
+                    name: "bridge".into(),
+                    driver: "bridge".into(),
+                    bridge: self.opts.bridge_name.clone(),
+                    created: now(),
+                    internal: false,
+                    ipv6: false,
+                    mtu: self.opts.mtu.unwrap_or(1500),
+                    subnets: vec![subnet],
+                    labels: HashMap::new(),
+                    options: HashMap::from([
+                        (
+                            "com.docker.network.bridge.name".to_string(),
+                            self.opts.bridge_name.clone(),
+                        ),
+                        (
+                            "com.docker.network.bridge.default_bridge".to_string(),
+                            "true".to_string(),
+                        ),
+                    ]),
+                    builtin: true,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ networks
+
+    /// `network create`: checks everything, then records the network. Its bridge is made
+    /// with its first container.
+    pub fn create_network(&self, req: &NetworkCreate) -> Result<Network> {
+        if !valid_name(&req.name) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                req.name
+            )));
+        }
+        match req.driver.as_deref() {
+            None | Some("" | "bridge") => {}
+            Some(d @ ("host" | "null")) => {
+                return Err(Error::InvalidArgument(format!(
+                    "only one instance of \"{d}\" network is allowed"
+                )));
+            }
+            Some(d) => {
+                return Err(Error::InvalidArgument(format!(
+                    "plugin \"{d}\" not found (hako has the bridge driver)"
+                )));
+            }
+        }
+        let existing = store::networks(&self.conn())?;
+        if existing.iter().any(|n| n.name == req.name) {
+            return Err(Error::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        let mut subs = Vec::new();
+        for (s, g, r) in &req.subnets {
+            subs.push(subnets::user_subnet(s, g.as_deref(), r.as_deref())?);
+        }
+        if subs.iter().filter(|s| s.subnet.addr().is_ipv4()).count() > 1
+            || subs.iter().filter(|s| s.subnet.addr().is_ipv6()).count() > 1
+        {
+            return Err(Error::InvalidArgument(
+                "hako networks have at most one IPv4 and one IPv6 subnet".into(),
+            ));
+        }
+        let taken_nets: Vec<IpNet> = existing
+            .iter()
+            .flat_map(|n| n.subnets.iter().map(|s| s.subnet))
+            .collect();
+        for s in &subs {
+            if taken_nets.iter().any(|t| subnets::overlaps(t, &s.subnet)) {
+                return Err(Error::Conflict(
+                    "invalid pool request: Pool overlaps with other one on this address space"
+                        .into(),
+                ));
+            }
+        }
+        let host = crate::netlink::Socket::new()
+            .and_then(|mut nl| subnets::host_prefixes(&mut nl))
+            .unwrap_or_default();
+        if !subs.iter().any(|s| s.subnet.addr().is_ipv4()) {
+            let mut taken = taken_nets.clone();
+            taken.extend(host.iter().copied());
+            let n = subnets::pick(subnets::user_candidates(), &taken).ok_or_else(|| {
+                Error::Conflict(
+                    "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network"
+                        .into(),
+                )
+            })?;
+            subs.insert(
+                0,
+                Subnet {
+                    subnet: n,
+                    gateway: subnets::first_host(&n),
+                    ip_range: None,
+                },
+            );
+        }
+        let has6 = subs.iter().any(|s| s.subnet.addr().is_ipv6());
+        if has6 && !req.ipv6 {
+            return Err(Error::InvalidArgument("an IPv6 subnet needs --ipv6".into()));
+        }
+        if req.ipv6 && !has6 {
+            let n = subnets::random_ula();
+            subs.push(Subnet {
+                subnet: n,
+                gateway: subnets::first_host(&n),
+                ip_range: None,
+            });
+        }
+        let id = crate::random_hex(64);
+        let mut options = req.options.clone();
+        let bridge = options
+            .get("com.docker.network.bridge.name")
+            .cloned()
+            .unwrap_or_else(|| format!("hk-{}", &id[..12]));
+        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ']) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid bridge name {bridge:?} (1 to 15 characters, no '/' or spaces)"
+            )));
+        }
+        if existing.iter().any(|n| n.bridge == bridge) {
+            return Err(Error::Conflict(format!(
+                "bridge name {bridge} is used by another network"
+            )));
+        }
+        let mtu = match options.get("com.docker.network.driver.mtu") {
+            Some(m) => m
+                .parse::<u32>()
+                .ok()
+                .filter(|m| (68..=65535).contains(m))
+                .ok_or_else(|| Error::InvalidArgument(format!("invalid MTU {m:?}")))?,
+            None => self.opts.mtu.unwrap_or(1500),
+        };
+        options.retain(|k, _| !k.is_empty());
+        let n = Network {
+            id,
+            name: req.name.clone(),
+            driver: "bridge".into(),
+            bridge,
+            created: now(),
+            internal: req.internal,
+            ipv6: req.ipv6,
+            mtu,
+            subnets: subs,
+            labels: req.labels.clone(),
+            options,
+            builtin: false,
+        };
+        store::insert_network(&self.conn(), &n)?;
+        Ok(n)
+    }
+
+    /// Every network.
+    pub fn networks(&self) -> Result<Vec<Network>> {
+        store::networks(&self.conn())
+    }
+
+    /// One network by name, id or id prefix.
+    pub fn network(&self, what: &str) -> Result<Network> {
+        store::find_network(&self.conn(), what)
+    }
+
+    /// The containers attached to a network, with their live endpoint if running.
+    pub fn network_containers(&self, id: &str) -> Result<Vec<(String, Option<Endpoint>)>> {
+        let conn = self.conn();
+        let live: HashMap<String, Endpoint> = store::network_endpoints(&conn, id)?
+            .into_iter()
+            .map(|e| (e.container.clone(), e))
+            .collect();
+        let mut out: Vec<(String, Option<Endpoint>)> = store::attached_to(&conn, id)?
+            .into_iter()
+            .map(|c| {
+                let e = live.get(&c).cloned();
+                (c, e)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// `network rm`: refused for built-in networks and networks with containers.
+    pub fn remove_network(&self, what: &str) -> Result<Network> {
+        let n = self.network(what)?;
+        if n.builtin {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
+        }
+        let _lock = self.lock()?;
+        let users = store::attached_to(&self.conn(), &n.id)?;
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
+        }
+        // No container: no bridge either, unless a crash left one.
+        let _ = self.with_bridge(|b| b.teardown(&n, "", true));
+        store::delete_network(&self.conn(), &n.id)?;
+        Ok(n)
+    }
+
+    // ------------------------------------------------------------ containers
+
+    /// Checks what a container asks of its networks and records it (at `create`).
+    /// Nothing on the host changes.
+    pub fn configure(&self, container: &str, wants: &[AttachRequest]) -> Result<Vec<Attachment>> {
+        let mut out = Vec::new();
+        for w in wants {
+            out.push(self.check_attach(container, w)?);
+        }
+        let conn = self.conn();
+        for a in &out {
+            store::attach(&conn, a)?;
+        }
+        Ok(out)
+    }
+
+    fn check_attach(&self, container: &str, w: &AttachRequest) -> Result<Attachment> {
+        let n = self.network(&w.network)?;
+        if n.driver != "bridge" {
+            return Err(Error::InvalidArgument(format!(
+                "container cannot be connected to network {} (driver {}): use --network {}",
+                n.name, n.driver, n.name
+            )));
+        }
+        let user = !n.builtin;
+        if !user && (w.ipv4.is_some() || w.ipv6.is_some()) {
+            return Err(Error::InvalidArgument(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        if !user && !w.aliases.is_empty() {
+            return Err(Error::InvalidArgument(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
+        let parse = |s: &Option<String>, v6: bool| -> Result<Option<IpAddr>> {
+            let Some(s) = s else { return Ok(None) };
+            let a: IpAddr = s
+                .parse()
+                .map_err(|_| Error::InvalidArgument(format!("invalid IP address: {s}")))?;
+            if a.is_ipv6() != v6 {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid IPv{} address: {s}",
+                    if v6 { 6 } else { 4 }
+                )));
+            }
+            let sub = if v6 { n.v6() } else { n.v4() };
+            match sub {
+                Some(sub) if ipam::usable(sub, a) => Ok(Some(a)),
+                Some(sub) if sub.subnet.contains(&a) => Err(Error::InvalidArgument(format!(
+                    "Address already in use: {a}"
+                ))),
+                _ => Err(Error::InvalidArgument(format!(
+                    "no configured subnet or ip-range contain the IP address {a}"
+                ))),
+            }
+        };
+        let ipv4 = parse(&w.ipv4, false)?;
+        let ipv6 = parse(&w.ipv6, true)?;
+        if let Some(m) = &w.mac {
+            ipam::parse_mac(m)?;
+        }
+        for a in &w.aliases {
+            if !valid_name(a) {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid network alias {a:?}"
+                )));
+            }
+        }
+        Ok(Attachment {
+            container: container.to_string(),
+            network: n.id,
+            aliases: w.aliases.clone(),
+            ipv4,
+            ipv6,
+            mac: w.mac.clone(),
+        })
+    }
+
+    /// A container's attachments with their networks, in interface order.
+    pub fn attachments(&self, container: &str) -> Result<Vec<(Attachment, Network)>> {
+        let atts = store::attachments(&self.conn(), container)?;
+        let mut out = Vec::new();
+        for a in atts {
+            let n = store::find_network(&self.conn(), &a.network)?;
+            out.push((a, n));
+        }
+        Ok(out)
+    }
+
+    /// A container's live endpoints.
+    pub fn endpoints(&self, container: &str) -> Result<Vec<Endpoint>> {
+        store::endpoints(&self.conn(), container)
+    }
+
+    /// A container's live sandbox (namespace, published ports).
+    pub fn sandbox(&self, container: &str) -> Result<Option<Sandbox>> {
+        store::sandbox(&self.conn(), container)
+    }
+
+    /// Every live sandbox (for housekeeping).
+    pub fn sandboxes(&self) -> Result<Vec<Sandbox>> {
+        store::sandboxes(&self.conn())
+    }
+
+    /// Sets up a container's network (before its runtime starts it): namespace, addresses,
+    /// interfaces, published ports, /etc files. On failure nothing is left.
+    pub fn setup(&self, req: &SetupRequest) -> Result<Setup> {
+        let lock = self.lock()?;
+        if store::sandbox(&self.conn(), &req.container)?.is_some() {
+            // A crash between setup and teardown: start afresh.
+            let _ = self.teardown_locked(&req.container);
+        }
+        let atts = self.attachments(&req.container)?;
+        let v4 = atts.iter().any(|(_, n)| n.v4().is_some());
+        let v6 = atts.iter().any(|(_, n)| n.v6().is_some());
+        for (_, n) in &atts {
+            if n.internal && !req.ports.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot publish ports on internal network {}",
+                    n.name
+                )));
+            }
+        }
+        // Host ports first: a taken port is refused before anything exists.
+        let reserved = ports::reserve(&req.ports, v4, v6)?;
+        let path = self.netns_path(&req.container);
+        let _ = netns::remove(&path);
+        let ns = Netns::create(&path)?;
+        store::insert_sandbox(
+            &self.conn(),
+            &Sandbox {
+                container: req.container.clone(),
+                netns: path.display().to_string(),
+                name: req.name.clone(),
+                hostname: req.hostname.clone(),
+                ports: Vec::new(),
+                owner: i32::try_from(std::process::id()).unwrap_or(0),
+            },
+        )?;
+        match self.setup_inner(req, &atts, &ns, reserved) {
+            Ok(s) => {
+                drop(lock);
+                Ok(s)
+            }
+            Err(e) => {
+                let _ = self.teardown_locked(&req.container);
+                Err(e)
+            }
+        }
+    }
+
+    fn setup_inner(
+        &self,
+        req: &SetupRequest,
+        atts: &[(Attachment, Network)],
+        ns: &Netns,
+        reserved: ports::Reserved,
+    ) -> Result<Setup> {
+        let eps = self.allocate(&req.container, atts)?;
+        let reqs: Vec<Request<'_>> = eps
+            .iter()
+            .zip(atts)
+            .enumerate()
+            .map(|(i, (e, (_, n)))| Request {
+                network: n,
+                container: &req.container,
+                netns: ns,
+                ifname: &e.ifname,
+                host_veth: &e.host_veth,
+                ipv4: e.ipv4,
+                ipv6: e.ipv6,
+                mac: ipam::parse_mac(&e.mac).unwrap_or([2, 0x42, 0, 0, 0, 0]),
+                default_route: i == 0,
+            })
+            .collect();
+        self.with_bridge(|b| {
+            for r in &reqs {
+                b.validate(r)?;
+            }
+            for r in &reqs {
+                let first = store::network_endpoints(&self.conn(), &r.network.id)?.len() == 1;
+                b.setup(r)?;
+                if first {
+                    self.network_elements(r.network, true)?;
+                }
+            }
+            Ok(())
+        })?;
+        let mut batch = Batch::default();
+        for m in &reserved.mappings {
+            let target = eps
+                .iter()
+                .find_map(|e| if m.host_ip.is_ipv6() { e.ipv6 } else { e.ipv4 })
+                .ok_or_else(|| {
+                    Error::InvalidArgument("published port without a container address".into())
+                })?;
+            batch.add_port(m, target);
+        }
+        if !batch.is_empty() {
+            batch.apply(self.backend)?;
+        }
+        store::update_sandbox(
+            &self.conn(),
+            &req.container,
+            &reserved.mappings,
+            i32::try_from(std::process::id()).unwrap_or(0),
+        )?;
+        let names = atts.iter().any(|(_, n)| n.resolves_names());
+        if names {
+            dns::ensure(&self.opts.dns_program, &self.opts.db, &self.opts.exec_root)?;
+        }
+        let (hosts, resolv) = self.etc_files(req, atts, &eps)?;
+        Ok(Setup {
+            endpoints: eps,
+            ports: reserved.mappings,
+            sockets: reserved.sockets,
+            hosts,
+            resolv,
+        })
+    }
+
+    /// /etc/hosts and resolv.conf for a container on `atts` with endpoints `eps`.
+    fn etc_files(
+        &self,
+        req: &SetupRequest,
+        atts: &[(Attachment, Network)],
+        eps: &[Endpoint],
+    ) -> Result<(String, String)> {
+        let gw = atts.first().and_then(|(_, n)| n.v4().map(|s| s.gateway));
+        let mut extra = Vec::new();
+        for h in &req.extra_hosts {
+            extra.push(files::parse_add_host(h, gw)?);
+        }
+        let own: Vec<(IpAddr, Vec<String>)> = eps
+            .iter()
+            .zip(atts)
+            .flat_map(|(e, (a, _))| {
+                [e.ipv4, e.ipv6]
+                    .into_iter()
+                    .flatten()
+                    .map(|ip| (ip, a.aliases.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let hosts = files::hosts(&extra, &own, &req.hostname);
+        let resolver = atts
+            .iter()
+            .find(|(_, n)| n.resolves_names())
+            .and_then(|(_, n)| n.v4().or(n.v6()).map(|s| s.gateway));
+        let resolv = files::resolv_conf(&files::host_resolv(), &req.dns, resolver);
+        Ok((hosts, resolv))
+    }
+
+    /// Allocates addresses for every attachment in one transaction.
+    fn allocate(&self, container: &str, atts: &[(Attachment, Network)]) -> Result<Vec<Endpoint>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut out = Vec::new();
+        for (i, (a, n)) in atts.iter().enumerate() {
+            let e = self.allocate_one(&tx, container, a, n, i)?;
+            store::insert_endpoint(&tx, &e)?;
+            out.push(e);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn allocate_one(
+        &self,
+        conn: &Connection,
+        container: &str,
+        a: &Attachment,
+        n: &Network,
+        index: usize,
+    ) -> Result<Endpoint> {
+        let used: HashSet<IpAddr> = store::used_addresses(conn, &n.id)?.into_iter().collect();
+        let pick =
+            |s: Option<&Subnet>, wanted: Option<IpAddr>, v6: bool| -> Result<Option<IpAddr>> {
+                let Some(s) = s else { return Ok(None) };
+                let last = store::last(conn, &n.id, v6)?;
+                let ip = ipam::allocate(s, &n.name, &used, last, wanted)?;
+                if wanted.is_none() {
+                    store::set_last(conn, &n.id, ip)?;
+                }
+                Ok(Some(ip))
+            };
+        let ipv4 = pick(n.v4(), a.ipv4, false)?;
+        let ipv6 = pick(n.v6(), a.ipv6, true)?;
+        let mac = match &a.mac {
+            Some(m) => ipam::mac_text(ipam::parse_mac(m)?),
+            None => ipam::mac_text(ipam::mac_for(ipv4)),
+        };
+        Ok(Endpoint {
+            container: container.to_string(),
+            network: n.id.clone(),
+            endpoint_id: crate::random_hex(64),
+            ifname: format!("eth{index}"),
+            host_veth: format!("hk{}{index}", &container[..container.len().min(10)]),
+            ipv4,
+            ipv6,
+            mac,
+        })
+    }
+
+    /// Adds (or removes) a network's elements in the firewall.
+    fn network_elements(&self, n: &Network, add: bool) -> Result<()> {
+        let mut b = Batch::default();
+        if add {
+            b.add_network(n);
+        } else {
+            b.del_network(n);
+        }
+        match b.apply(self.backend) {
+            Ok(()) => Ok(()),
+            Err(e) if add => {
+                // Left over from a crash: take them out and put them back.
+                let mut d = Batch::default();
+                d.del_network(n);
+                let _ = d.apply(self.backend);
+                b.apply(self.backend).map_err(|_| e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives back a container's network (it stopped): ports, interfaces, addresses,
+    /// namespace; bridges left without containers go too. Every error is collected.
+    pub fn teardown(&self, container: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        self.teardown_locked(container)
+    }
+
+    fn teardown_locked(&self, container: &str) -> Result<()> {
+        let mut errs = ErrorList::default();
+        let sandbox = store::sandbox(&self.conn(), container)?;
+        let eps = store::endpoints(&self.conn(), container)?;
+        if sandbox.is_none() && eps.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        for m in sandbox.iter().flat_map(|s| s.ports.iter()) {
+            batch.del_port(m);
+        }
+        if !batch.is_empty() {
+            errs.push(batch.apply(self.backend));
+        }
+        let mut names = false;
+        for e in &eps {
+            let n = match store::find_network(&self.conn(), &e.network) {
+                Ok(n) => n,
+                Err(err) => {
+                    errs.push::<()>(Err(err));
+                    continue;
+                }
+            };
+            names |= n.resolves_names();
+            let others = store::network_endpoints(&self.conn(), &n.id)
+                .map(|v| v.iter().filter(|x| x.container != container).count())
+                .unwrap_or(1);
+            let last = others == 0;
+            if last {
+                errs.push(self.network_elements(&n, false));
+            }
+            errs.push(self.with_bridge(|b| b.teardown(&n, &e.host_veth, last)));
+            errs.push(store::delete_endpoint(&self.conn(), container, &e.network));
+        }
+        let path = sandbox
+            .as_ref()
+            .map(|s| PathBuf::from(&s.netns))
+            .unwrap_or_else(|| self.netns_path(container));
+        errs.push(netns::remove(&path));
+        errs.push(store::delete_sandbox(&self.conn(), container));
+        if names {
+            dns::reload(&self.opts.exec_root);
+        }
+        errs.into_result()
+    }
+
+    /// Forgets a container (it is being removed): teardown if needed, then its
+    /// attachments.
+    pub fn forget(&self, container: &str) -> Result<()> {
+        let r = self.teardown(container);
+        store::forget(&self.conn(), container)?;
+        r
+    }
+
+    /// Marks a sandbox as held by a shim (the setting-up process may exit now).
+    pub fn set_owner(&self, container: &str, owner: i32) -> Result<()> {
+        let s = store::sandbox(&self.conn(), container)?;
+        if let Some(s) = s {
+            store::update_sandbox(&self.conn(), container, &s.ports, owner)?;
+        }
+        Ok(())
+    }
+
+    /// DNS answers the new name.
+    pub fn rename(&self, container: &str, name: &str) -> Result<()> {
+        store::rename(&self.conn(), container, name)
+    }
+
+    /// `network connect` of a container: records the attachment; with `running`, also
+    /// makes the interface in its namespace now. Returns the new endpoint if made.
+    pub fn connect(
+        &self,
+        container: &str,
+        w: &AttachRequest,
+        running: bool,
+    ) -> Result<Option<Endpoint>> {
+        let a = self.check_attach(container, w)?;
+        let n = self.network(&w.network)?;
+        if store::attachments(&self.conn(), container)?
+            .iter()
+            .any(|x| x.network == a.network)
+        {
+            return Err(Error::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                container, n.name
+            )));
+        }
+        if !running {
+            store::attach(&self.conn(), &a)?;
+            return Ok(None);
+        }
+        let _lock = self.lock()?;
+        let sandbox = store::sandbox(&self.conn(), container)?.ok_or_else(|| {
+            Error::InvalidArgument(format!("container {container} has no network namespace"))
+        })?;
+        store::attach(&self.conn(), &a)?;
+        let index = store::endpoints(&self.conn(), container)?
+            .iter()
+            .filter_map(|e| e.ifname.trim_start_matches("eth").parse::<usize>().ok())
+            .max()
+            .map(|m| m + 1)
+            .unwrap_or(0);
+        let made = (|| {
+            let e = {
+                let mut conn = self.conn();
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let e = self.allocate_one(&tx, container, &a, &n, index)?;
+                store::insert_endpoint(&tx, &e)?;
+                tx.commit()?;
+                e
+            };
+            let ns = Netns::open(Path::new(&sandbox.netns))?;
+            let r = Request {
+                network: &n,
+                container,
+                netns: &ns,
+                ifname: &e.ifname,
+                host_veth: &e.host_veth,
+                ipv4: e.ipv4,
+                ipv6: e.ipv6,
+                mac: ipam::parse_mac(&e.mac).unwrap_or([2, 0x42, 0, 0, 0, 0]),
+                default_route: index == 0,
+            };
+            let first = store::network_endpoints(&self.conn(), &n.id)?.len() == 1;
+            self.with_bridge(|b| {
+                b.validate(&r)?;
+                b.setup(&r)
+            })?;
+            if first {
+                self.network_elements(&n, true)?;
+            }
+            if n.resolves_names() {
+                dns::ensure(&self.opts.dns_program, &self.opts.db, &self.opts.exec_root)?;
+            }
+            Ok(e)
+        })();
+        match made {
+            Ok(e) => Ok(Some(e)),
+            Err(err) => {
+                let _ = self.disconnect_locked(container, &n);
+                let _ = store::detach(&self.conn(), container, &n.id);
+                Err(err)
+            }
+        }
+    }
+
+    /// `network disconnect`: the interface goes now if the container runs, and the
+    /// attachment goes.
+    pub fn disconnect(&self, container: &str, network: &str) -> Result<()> {
+        let n = self.network(network)?;
+        if !store::attachments(&self.conn(), container)?
+            .iter()
+            .any(|a| a.network == n.id)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "container {container} is not connected to network {}",
+                n.name
+            )));
+        }
+        let _lock = self.lock()?;
+        let r = self.disconnect_locked(container, &n);
+        store::detach(&self.conn(), container, &n.id)?;
+        r
+    }
+
+    fn disconnect_locked(&self, container: &str, n: &Network) -> Result<()> {
+        let eps = store::endpoints(&self.conn(), container)?;
+        let Some(e) = eps.iter().find(|e| e.network == n.id) else {
+            return Ok(());
+        };
+        let mut errs = ErrorList::default();
+        let last = store::network_endpoints(&self.conn(), &n.id)?.len() == 1;
+        if last {
+            errs.push(self.network_elements(n, false));
+        }
+        errs.push(self.with_bridge(|b| b.teardown(n, &e.host_veth, last)));
+        errs.push(store::delete_endpoint(&self.conn(), container, &n.id));
+        if n.resolves_names() {
+            dns::reload(&self.opts.exec_root);
+        }
+        errs.into_result()
+    }
+
+    /// Puts back the firewall elements of every live sandbox (after `nft flush ruleset`
+    /// or a firewall reload wiped hako's table). Cheap when the table is intact.
+    pub fn reconcile(&self) -> Result<()> {
+        let sbs = store::sandboxes(&self.conn())?;
+        if sbs.is_empty() {
+            return Ok(());
+        }
+        let listing = crate::firewall::list(self.backend);
+        if listing.contains("hostports") {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let mut seen = HashSet::new();
+        let mut batch = Batch::default();
+        for s in &sbs {
+            let eps = store::endpoints(&self.conn(), &s.container)?;
+            for e in &eps {
+                if seen.insert(e.network.clone())
+                    && let Ok(n) = store::find_network(&self.conn(), &e.network)
+                {
+                    batch.add_network(&n);
+                }
+            }
+            for m in &s.ports {
+                let t = eps
+                    .iter()
+                    .find_map(|e| if m.host_ip.is_ipv6() { e.ipv6 } else { e.ipv4 });
+                if let Some(t) = t {
+                    batch.add_port(m, t);
+                }
+            }
+        }
+        batch.apply(self.backend)
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}

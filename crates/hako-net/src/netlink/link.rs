@@ -1,0 +1,191 @@
+//! Links: bridges, veth pairs (the peer made straight in the container's namespace), up,
+//! master, MTU, hairpin, delete.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+
+use super::{Socket, gone, nl_err};
+use crate::error::Result;
+
+/// What hako needs to know of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// ifindex.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// MTU.
+    pub mtu: u32,
+    /// The bridge it is a port of.
+    pub master: Option<u32>,
+    /// `bridge`, `veth`, ... (empty for plain devices).
+    pub kind: String,
+    /// IFF_UP.
+    pub up: bool,
+}
+
+/// A veth pair: `host` stays here, `peer` is made inside the namespace `netns`.
+#[derive(Debug)]
+pub struct VethSpec<'a> {
+    /// The host end's name.
+    pub host: &'a str,
+    /// The container end's name (`eth0`).
+    pub peer: &'a str,
+    /// The container's network namespace.
+    pub netns: BorrowedFd<'a>,
+    /// MTU of both ends.
+    pub mtu: u32,
+    /// MAC of the container end.
+    pub peer_mac: Option<[u8; 6]>,
+}
+
+fn parse(m: &LinkMessage) -> Link {
+    let mut l = Link {
+        index: m.header.index,
+        name: String::new(),
+        mtu: 0,
+        master: None,
+        kind: String::new(),
+        up: m.header.flags.contains(LinkFlags::Up),
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(v) => l.mtu = *v,
+            LinkAttribute::Controller(c) => l.master = Some(*c),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = k.to_string();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+fn named(name: &str) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(name.to_string()));
+    m
+}
+
+fn indexed(index: u32) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m
+}
+
+impl Socket {
+    /// The link called `name`, if there is one.
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        let mut m = named(name);
+        // Only the device: no statistics or VF lists the kernel would otherwise add.
+        m.attributes.push(LinkAttribute::ExtMask(vec![]));
+        let mut found = None;
+        match self.get(RouteNetlinkMessage::GetLink(m), |r| {
+            if let RouteNetlinkMessage::NewLink(l) = r {
+                found = Some(parse(&l));
+            }
+        }) {
+            Ok(()) => Ok(found),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(nl_err(format!("look up link {name}"))(e)),
+        }
+    }
+
+    /// Every link in this namespace.
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let all = self
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .map_err(nl_err("list links"))?;
+        Ok(all
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(parse(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates a bridge (fails with EEXIST if it exists).
+    pub fn add_bridge(&mut self, name: &str, mtu: u32) -> Result<()> {
+        let mut m = named(name);
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(nl_err(format!("create bridge {name}")))
+    }
+
+    /// Creates a veth pair in one request, the peer directly in `spec.netns`: the container
+    /// end never exists in the host's namespace, so no other process can see or take it.
+    pub fn add_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
+        let mut peer = named(spec.peer);
+        peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        peer.attributes
+            .push(LinkAttribute::NetNsFd(spec.netns.as_raw_fd()));
+        if let Some(mac) = spec.peer_mac {
+            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        let mut m = named(spec.host);
+        m.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(nl_err(format!(
+                "create veth pair {}/{}",
+                spec.host, spec.peer
+            )))
+    }
+
+    /// Brings a link up.
+    pub fn set_up(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut m = indexed(index);
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(m), 0)
+            .map_err(nl_err(format!("set {name} up")))
+    }
+
+    /// Makes `index` a port of bridge `master`, in hairpin mode (a container reaching its
+    /// own published port goes out and back in through the same port), and up.
+    pub fn enslave(&mut self, index: u32, name: &str, master: u32) -> Result<()> {
+        let mut m = indexed(index);
+        m.attributes.push(LinkAttribute::Controller(master));
+        self.request(RouteNetlinkMessage::SetLink(m), 0)
+            .map_err(nl_err(format!("attach {name} to its bridge")))?;
+        let mut m = indexed(index);
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), 0)
+            .map_err(nl_err(format!("set hairpin mode on {name}")))
+    }
+
+    /// Deletes a link; a link already gone is not an error.
+    pub fn del_link(&mut self, name: &str) -> Result<()> {
+        match self.request(RouteNetlinkMessage::DelLink(named(name)), 0) {
+            Ok(()) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
+            Err(e) => Err(nl_err(format!("delete link {name}"))(e)),
+        }
+    }
+}

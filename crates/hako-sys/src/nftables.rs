@@ -1,0 +1,167 @@
+//! libnftables, loaded at run time: the library the `nft` command is a thin shell over
+//! (Debian's `libnftables1`). hako-net sends it the same text `nft -f` reads, in-process,
+//! which spares a fork and exec of `nft` on every container start (see hako-net's
+//! `firewall/backend.rs` for the numbers and the `nft` fallback).
+//!
+//! `dlopen` rather than linking: the `hako` binary must still start (and fall back to the
+//! `nft` program, or to no firewall at all for `--network none`) on a machine without the
+//! library.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
+use std::io;
+use std::sync::OnceLock;
+
+/// `NFT_CTX_DEFAULT`.
+const NFT_CTX_DEFAULT: c_uint = 0;
+
+type CtxNew = unsafe extern "C" fn(c_uint) -> *mut c_void;
+type CtxFree = unsafe extern "C" fn(*mut c_void);
+type CtxInt = unsafe extern "C" fn(*mut c_void) -> c_int;
+type CtxStr = unsafe extern "C" fn(*mut c_void) -> *const c_char;
+type RunCmd = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+
+/// The entry points hako uses.
+#[derive(Debug, Clone, Copy)]
+struct Api {
+    ctx_new: CtxNew,
+    ctx_free: CtxFree,
+    buffer_output: CtxInt,
+    buffer_error: CtxInt,
+    get_output: CtxStr,
+    get_error: CtxStr,
+    run_cmd: RunCmd,
+}
+
+fn api() -> Option<Api> {
+    static API: OnceLock<Option<Api>> = OnceLock::new();
+    *API.get_or_init(load)
+}
+
+fn load() -> Option<Api> {
+    let name = c"libnftables.so.1";
+    // SAFETY: `name` is a valid NUL-terminated string; dlopen has no other precondition.
+    // The handle is never closed, so the function pointers below stay valid for the life
+    // of the process.
+    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if handle.is_null() {
+        return None;
+    }
+    // SAFETY (each call below): the symbol is the libnftables function of that name, whose C
+    // prototype (`include/nftables/libnftables.h`, stable since libnftables 0.9) is
+    // exactly the function pointer type asked for.
+    Some(Api {
+        // SAFETY: see above.
+        ctx_new: unsafe { sym::<CtxNew>(handle, c"nft_ctx_new") }?,
+        // SAFETY: see above.
+        ctx_free: unsafe { sym::<CtxFree>(handle, c"nft_ctx_free") }?,
+        // SAFETY: see above.
+        buffer_output: unsafe { sym::<CtxInt>(handle, c"nft_ctx_buffer_output") }?,
+        // SAFETY: see above.
+        buffer_error: unsafe { sym::<CtxInt>(handle, c"nft_ctx_buffer_error") }?,
+        // SAFETY: see above.
+        get_output: unsafe { sym::<CtxStr>(handle, c"nft_ctx_get_output_buffer") }?,
+        // SAFETY: see above.
+        get_error: unsafe { sym::<CtxStr>(handle, c"nft_ctx_get_error_buffer") }?,
+        // SAFETY: see above.
+        run_cmd: unsafe { sym::<RunCmd>(handle, c"nft_run_cmd_from_buffer") }?,
+    })
+}
+
+/// Looks up `name` in `handle` as a function pointer of type `T`.
+///
+/// # Safety
+/// `handle` is a live dlopen handle, and `T` is a function pointer type matching the C
+/// prototype of `name`.
+unsafe fn sym<T: Copy>(handle: *mut c_void, name: &CStr) -> Option<T> {
+    // SAFETY: `handle` is live (caller) and `name` NUL-terminated.
+    let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
+    if p.is_null() || std::mem::size_of::<T>() != std::mem::size_of::<*mut c_void>() {
+        return None;
+    }
+    // SAFETY: `T` is a function pointer type of the symbol (caller), the same size as the
+    // data pointer dlsym returns (checked), which is how POSIX hands out functions.
+    Some(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
+}
+
+/// Whether libnftables could be loaded.
+pub fn available() -> bool {
+    api().is_some()
+}
+
+/// One libnftables context (`struct nft_ctx`), output and errors buffered.
+///
+/// A context keeps a cache of the kernel's ruleset between commands; hako makes a new one
+/// per batch so that a batch always sees what other processes changed meanwhile.
+#[derive(Debug)]
+pub struct Nft {
+    api: Api,
+    ctx: *mut c_void,
+}
+
+impl Nft {
+    /// A new context, or `None` when libnftables is not installed.
+    pub fn new() -> Option<Nft> {
+        let api = api()?;
+        // SAFETY: plain constructor; a null return is handled.
+        let ctx = unsafe { (api.ctx_new)(NFT_CTX_DEFAULT) };
+        if ctx.is_null() {
+            return None;
+        }
+        // SAFETY: `ctx` is the live context just made; the call only sets a flag on it.
+        let out = unsafe { (api.buffer_output)(ctx) };
+        // SAFETY: as above.
+        let err = unsafe { (api.buffer_error)(ctx) };
+        let ok = out == 0 && err == 0;
+        if !ok {
+            // SAFETY: `ctx` came from nft_ctx_new and is freed once, here.
+            unsafe { (api.ctx_free)(ctx) };
+            return None;
+        }
+        Some(Nft { api, ctx })
+    }
+
+    /// Runs `commands` (nft's text syntax, as for `nft -f`) as one transaction: all or
+    /// nothing. Returns the output; an error carries nft's error text.
+    pub fn run(&mut self, commands: &str) -> io::Result<String> {
+        let text = CString::new(commands)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in nft commands"))?;
+        // SAFETY: `self.ctx` is live for as long as `self`, `text` is NUL-terminated and
+        // outlives the call (libnftables copies what it keeps).
+        let rc = unsafe { (self.api.run_cmd)(self.ctx, text.as_ptr()) };
+        // SAFETY: with buffering on, the getter returns a NUL-terminated string owned by the
+        // context (valid until the next command), or null.
+        let out = unsafe { (self.api.get_output)(self.ctx) };
+        // SAFETY: as above.
+        let err = unsafe { (self.api.get_error)(self.ctx) };
+        // SAFETY: null or a valid NUL-terminated string, copied at once.
+        let out = unsafe { owned(out) };
+        // SAFETY: as above.
+        let err = unsafe { owned(err) };
+        if rc == 0 {
+            Ok(out)
+        } else {
+            Err(io::Error::other(if err.trim().is_empty() {
+                format!("nft exited with status {rc}")
+            } else {
+                err
+            }))
+        }
+    }
+}
+
+/// # Safety
+/// `p` is null or a valid NUL-terminated string.
+unsafe fn owned(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+impl Drop for Nft {
+    fn drop(&mut self) {
+        // SAFETY: `ctx` came from nft_ctx_new and is freed exactly once, here.
+        unsafe { (self.api.ctx_free)(self.ctx) };
+    }
+}
