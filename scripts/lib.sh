@@ -17,7 +17,7 @@ ensure_packages() {
 }
 
 # The packages that tests, the quick start and the benchmark use.
-HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procps ca-certificates docker-registry docker.io containerd podman xfsprogs skopeo criu)
+HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procps ca-certificates docker-registry docker.io containerd podman xfsprogs skopeo criu nftables)
 
 # The cargo target dir (honours CARGO_TARGET_DIR).
 target_dir() {
