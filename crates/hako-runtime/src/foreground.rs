@@ -113,10 +113,20 @@ fn wait_with_tty(pid: i32, mask: &SigSet, master: &OwnedFd) -> Result<i32> {
     }
     let mut buf = [0u8; 16 * 1024];
     let mut stdin_open = true;
+    // The master hangs up (EIO) once no process holds the slave: stop polling it then, or
+    // poll would return at once forever.
+    let mut master_open = true;
     let code = loop {
         let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(
+                master.as_fd(),
+                if master_open {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                },
+            ),
         ];
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
@@ -131,9 +141,9 @@ fn wait_with_tty(pid: i32, mask: &SigSet, master: &OwnedFd) -> Result<i32> {
                 .is_some_and(|r| !r.is_empty())
         };
         let (sig_ready, master_ready, stdin_ready) = (ready(0), ready(1), ready(2));
-        if master_ready {
+        if master_ready && master_open {
             match nix::unistd::read(master.as_fd(), &mut buf) {
-                Ok(0) | Err(nix::errno::Errno::EIO) => {}
+                Ok(0) | Err(nix::errno::Errno::EIO) => master_open = false,
                 Ok(n) => write_all(stdout.as_fd(), &buf[..n]),
                 Err(_) => {}
             }
@@ -155,19 +165,22 @@ fn wait_with_tty(pid: i32, mask: &SigSet, master: &OwnedFd) -> Result<i32> {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::try_from(sig).ok());
                 }
             }
-            if let Some(code) = reap(pid)? {
-                // Drain what the program printed last.
-                while let Ok(n) = nix::unistd::read(master.as_fd(), &mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    write_all(stdout.as_fd(), &buf[..n]);
-                    if n < buf.len() {
-                        break;
-                    }
+        }
+        // Every turn, not only on SIGCHLD: a program that exited before SIGCHLD was blocked
+        // (a short `exec -t ID true`) sent its signal to the default disposition, which
+        // drops it; its exit is only seen here.
+        if let Some(code) = reap(pid)? {
+            // Drain what the program printed last.
+            while let Ok(n) = nix::unistd::read(master.as_fd(), &mut buf) {
+                if n == 0 {
+                    break;
                 }
-                break code;
+                write_all(stdout.as_fd(), &buf[..n]);
+                if n < buf.len() {
+                    break;
+                }
             }
+            break code;
         }
     };
     drop(raw);

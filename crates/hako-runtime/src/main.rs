@@ -34,7 +34,11 @@ fn main() -> ExitCode {
         // tell them from the program's exit status.
         Err(e) if matches!(cli.command, Command::Exec(_)) => {
             tracing::error!("exec failed: {e}");
-            output::stderr_line(&format!("exec failed: {e}"));
+            // `exec` shares its stderr with the process it runs: with a log file the caller
+            // reads the error there (as crun does) and the user sees it once, not twice.
+            if cli.log.is_none() {
+                output::stderr_line(&format!("exec failed: {e}"));
+            }
             ExitCode::from(255)
         }
         Err(e) => {
