@@ -410,18 +410,15 @@ impl Shim {
         }
     }
 
-    /// After `--stdin-once`'s client left: close stdin once its bytes are written. With a
-    /// tty the master also carries output, so an EOF character is sent instead.
+    /// After `--stdin-once`'s client left: close stdin once its bytes are written (only
+    /// without a tty, see [`Shim::handle_client`]).
     fn maybe_close_stdin(&mut self) {
         if !self.close_stdin || !self.stdin_buf.is_empty() {
             return;
         }
         self.close_stdin = false;
-        if let Some(io) = self.io.as_mut()
-            && let Some(fd) = io.stdin.take()
-            && io.master.is_some()
-        {
-            let _ = nix::unistd::write(&fd, b"\x04");
+        if let Some(io) = self.io.as_mut() {
+            io.stdin = None;
         }
     }
 
@@ -462,7 +459,11 @@ impl Shim {
                 if self.io.as_ref().is_none_or(|io| io.stdin.is_none()) {
                     self.stdin_buf.clear();
                 }
-                if self.clients[i].read_eof && self.opts.stdin_once {
+                // Docker's rule: `StdinOnce` closes the container's stdin when that client's
+                // input ends, but never with a tty. There the input end is a detach
+                // (ctrl-p ctrl-q) or a client that went away; the shell must keep its
+                // terminal for the next `attach`.
+                if self.clients[i].read_eof && self.opts.stdin_once && !self.opts.tty {
                     self.close_stdin = true;
                 }
                 self.write_stdin();

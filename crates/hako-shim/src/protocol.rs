@@ -36,7 +36,8 @@
 //!   `len` bytes of payload; client → shim bytes are raw stdin.
 //!
 //! A client that shuts down its write half closes the container's stdin when the shim runs
-//! with `--stdin-once`. Clients that only want output never write. When the container has
+//! with `--stdin-once` and without `--tty` (Docker's rule: with a tty, the end of a
+//! client's input is a detach, and the terminal stays open for the next attach). Clients that only want output never write. When the container has
 //! exited and its output is drained the shim closes the connection.
 
 use std::io::{self, Read, Write};
