@@ -43,7 +43,7 @@ use crate::context::Global;
 
 /// A Docker-compatible container engine, without a daemon.
 #[derive(Debug, Parser)]
-#[command(name = "hako", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "hako", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

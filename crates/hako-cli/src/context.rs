@@ -6,13 +6,13 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use hako_image::{ImageStore, Options};
 
-/// Flags accepted by every command.
+/// hako's own options, given before the command (`hako --root DIR ps`), as Docker's
+/// global options: `hako --help` lists them once, each command's help only its own flags.
 #[derive(Debug, Args)]
 pub struct Global {
     /// Root directory of hako's data (images, layers, containers)
     #[arg(
         long,
-        global = true,
         env = "HAKO_ROOT",
         default_value = "/var/lib/hako",
         value_name = "DIR"
@@ -22,7 +22,6 @@ pub struct Global {
     /// Root directory of runtime state (shim sockets, runtime state)
     #[arg(
         long = "exec-root",
-        global = true,
         env = "HAKO_EXEC_ROOT",
         default_value = "/run/hako",
         value_name = "DIR"
@@ -31,15 +30,15 @@ pub struct Global {
 
     /// Storage driver: overlay2 or vfs (default: what the root was created with, else
     /// overlay2 if an overlay mount works here, else vfs)
-    #[arg(long = "storage-driver", global = true, value_name = "DRIVER")]
+    #[arg(long = "storage-driver", value_name = "DRIVER")]
     pub storage_driver: Option<String>,
 
     /// Enable debug output (same as --log-level debug)
-    #[arg(long, short = 'D', global = true)]
+    #[arg(long, short = 'D')]
     pub debug: bool,
 
     /// Set the logging level
-    #[arg(long = "log-level", global = true, value_enum, default_value_t = LogLevel::Warn)]
+    #[arg(long = "log-level", value_enum, default_value_t = LogLevel::Warn)]
     pub log_level: LogLevel,
 }
 
@@ -99,8 +98,17 @@ impl Global {
         }
     }
 
+    /// hako works as root only for now: say so, rather than fail on the first file.
+    fn check_root() -> Result<()> {
+        if !nix::unistd::geteuid().is_root() {
+            bail!("hako needs root (rootless mode is not supported yet)");
+        }
+        Ok(())
+    }
+
     /// Opens (creating) the image store under `--root`.
     pub fn open_store(&self) -> Result<ImageStore> {
+        Self::check_root()?;
         self.check_driver()?;
         let opts = Options {
             driver: self.storage_driver.clone(),
@@ -113,6 +121,7 @@ impl Global {
     /// Opens the engine (and its image store) under `--root` / `--exec-root`. The shim
     /// removes `--rm` containers by running this binary's hidden `container cleanup`.
     pub fn open_engine(&self) -> Result<hako_engine::Engine> {
+        Self::check_root()?;
         self.check_driver()?;
         let mut opts = hako_engine::EngineOptions::new(&self.root);
         opts.exec_root = self.exec_root.clone();

@@ -29,14 +29,33 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
         let _ = r;
         return ExitCode::from(EXIT_HAKO);
     }
-    eprintln!("Error: {}", one_line(&format!("{e:#}")));
+    eprintln!("Error: {}", chain_line(e));
     ExitCode::from(EXIT_HAKO)
 }
 
+/// `e` and its causes as one line, `context: cause: cause`, each cause once: an error
+/// whose message already ends with its source's text (common with `thiserror`'s
+/// `"{context}: {source}"`) does not print that source again.
+pub fn chain_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    one_line(&line)
+}
+
 /// Clap's errors: help and version go to stdout with status 0; a usage error is one line
-/// (`Error: unexpected argument '--x' found; see 'hako images --help'`) with status 125.
+/// (`Error: unexpected argument '--x' found; see 'hako images --help'`) with status 125,
+/// naming what is missing (`hako stop`) or the command meant (`hako pss`).
 pub fn report_usage(e: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
     if matches!(
         e.kind(),
         ErrorKind::DisplayHelp
@@ -51,21 +70,46 @@ pub fn report_usage(e: &clap::Error) -> ExitCode {
         };
     }
     let text = e.to_string();
-    let first = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ");
     let usage = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Usage: "))
         .and_then(|u| {
             let words: Vec<&str> = u
                 .split_whitespace()
-                .take_while(|w| !w.starts_with('[') && !w.starts_with('<') && !w.starts_with('-'))
+                .take_while(|w| {
+                    !w.starts_with('[')
+                        && !w.starts_with('<')
+                        && !w.starts_with('-')
+                        && w.chars().any(|c| c.is_ascii_lowercase())
+                })
                 .collect();
             (!words.is_empty()).then(|| words.join(" "))
         });
+    let strings = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    let first = match e.kind() {
+        ErrorKind::InvalidSubcommand => {
+            let name = strings(ContextKind::InvalidSubcommand).join(" ");
+            // clap orders its suggestions by confidence, the best last.
+            match strings(ContextKind::SuggestedSubcommand).last() {
+                None => format!("unknown command '{name}'"),
+                Some(s) => format!("unknown command '{name}' (did you mean '{s}'?)"),
+            }
+        }
+        ErrorKind::MissingRequiredArgument => format!(
+            "missing argument {}",
+            strings(ContextKind::InvalidArg).join(" ")
+        ),
+        _ => text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ")
+            .to_string(),
+    };
     match usage {
         Some(cmd) => eprintln!("Error: {first}; see '{cmd} --help'"),
         None => eprintln!("Error: {first}"),
@@ -73,7 +117,7 @@ pub fn report_usage(e: &clap::Error) -> ExitCode {
     ExitCode::from(EXIT_HAKO)
 }
 
-fn one_line(s: &str) -> String {
+pub fn one_line(s: &str) -> String {
     s.split('\n')
         .map(str::trim_end)
         .collect::<Vec<_>>()

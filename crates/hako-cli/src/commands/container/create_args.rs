@@ -161,16 +161,11 @@ pub struct CreateArgs {
     #[arg(long = "insecure-registry")]
     pub insecure_registry: bool,
 
-    /// The image (or, with --rootfs, the command)
-    #[arg(value_name = "IMAGE", allow_hyphen_values = false)]
-    pub image: Option<String>,
-    /// Command and arguments
-    #[arg(
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub command: Vec<String>,
+    /// The image, then the command and its arguments (with --rootfs: only the command).
+    /// Everything after the image belongs to the container, flags included
+    /// (`run IMAGE -V` passes `-V` to it), as Docker's.
+    #[arg(value_name = "IMAGE", trailing_var_arg = true)]
+    pub args: Vec<String>,
 }
 
 /// Docker's `RAMInBytes`: a number with an optional unit b, k, m, g, t, p (powers of 1024).
@@ -384,19 +379,14 @@ fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
 }
 
 impl CreateArgs {
-    /// The engine's options for these flags.
-    pub fn to_options(&self) -> Result<CreateOptions> {
-        let (image, mut command) = match (&self.rootfs, &self.image) {
-            (Some(_), Some(first)) => (
-                None,
-                std::iter::once(first.clone())
-                    .chain(self.command.iter().cloned())
-                    .collect::<Vec<_>>(),
-            ),
-            (Some(_), None) => (None, self.command.clone()),
-            (None, Some(i)) => (Some(i.clone()), self.command.clone()),
+    /// The engine's options for these flags; `verb` (`run`, `create`) names the command in
+    /// errors.
+    pub fn to_options(&self, verb: &str) -> Result<CreateOptions> {
+        let (image, mut command) = match (&self.rootfs, self.args.split_first()) {
+            (Some(_), _) => (None, self.args.clone()),
+            (None, Some((i, rest))) => (Some(i.clone()), rest.to_vec()),
             (None, None) => {
-                bail!("\"create\" requires at least 1 argument: IMAGE [COMMAND] [ARG...]")
+                bail!("'hako {verb}' requires at least 1 argument; see 'hako {verb} --help'")
             }
         };
         let mut env = Vec::new();

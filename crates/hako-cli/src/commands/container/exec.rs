@@ -9,6 +9,7 @@ use crate::context::Global;
 
 /// Arguments of `hako exec`.
 #[derive(Debug, Args)]
+#[command(override_usage = "hako exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
 pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short, long)]
@@ -31,21 +32,22 @@ pub struct ExecArgs {
     /// Give extended privileges to the command
     #[arg(long)]
     pub privileged: bool,
-    /// The container
-    #[arg(value_name = "CONTAINER")]
-    pub container: String,
-    /// Command and arguments
-    #[arg(
-        required = true,
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub command: Vec<String>,
+    /// The container, then the command and its arguments: everything after the container
+    /// belongs to the command, flags included (Docker's `exec CONTAINER COMMAND [ARG...]`).
+    #[arg(value_name = "CONTAINER", trailing_var_arg = true)]
+    pub args: Vec<String>,
 }
 
 /// `hako exec`.
 pub fn run(g: &Global, a: &ExecArgs) -> Result<()> {
+    let Some((container, command)) = a.args.split_first().filter(|(_, c)| !c.is_empty()) else {
+        anyhow::bail!(
+            "'hako exec' requires at least 2 arguments: CONTAINER COMMAND [ARG...]; see 'hako exec --help'"
+        );
+    };
+    if !a.detach {
+        super::stream::check_tty(a.interactive, a.tty)?;
+    }
     let engine = g.open_engine()?;
     let env = a
         .env
@@ -60,9 +62,9 @@ pub fn run(g: &Global, a: &ExecArgs) -> Result<()> {
         .collect();
     let code = engine
         .exec(
-            &a.container,
+            container,
             &ExecOptions {
-                cmd: a.command.clone(),
+                cmd: command.to_vec(),
                 tty: a.tty,
                 interactive: a.interactive,
                 detach: a.detach,

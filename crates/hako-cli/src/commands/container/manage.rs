@@ -175,6 +175,7 @@ pub fn attach(g: &Global, a: &AttachArgs) -> Result<()> {
     let engine = g.open_engine()?;
     let rec = engine.get(&a.container).map_err(engine_err)?;
     let stdin = !a.no_stdin && rec.config.open_stdin.unwrap_or(false);
+    stream::check_tty(stdin, rec.config.tty.unwrap_or(false))?;
     let att = engine.attach(&rec.id, stdin).map_err(engine_err)?;
     let keys = stream::detach_keys(&a.detach_keys)?;
     let end = stream::pump(att.stream, att.tty, stdin, engine.state_dir(&rec.id), &keys)?;

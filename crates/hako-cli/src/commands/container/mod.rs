@@ -58,7 +58,7 @@ pub fn for_each(
     let mut failed = 0;
     for it in items {
         if let Err(e) = f(it) {
-            eprintln!("Error response from daemon: {e:#}");
+            eprintln!("Error: {}", crate::error::chain_line(&e));
             failed += 1;
         }
     }

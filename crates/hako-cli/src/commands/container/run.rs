@@ -15,7 +15,10 @@ use crate::context::Global;
 
 /// Arguments of `hako run`.
 #[derive(Debug, Args)]
-#[command(disable_help_flag = true)]
+#[command(
+    disable_help_flag = true,
+    override_usage = "hako run [OPTIONS] IMAGE [COMMAND] [ARG...]"
+)]
 pub struct RunArgs {
     /// Run container in background and print container ID
     #[arg(short, long)]
@@ -35,7 +38,10 @@ pub struct RunArgs {
 
 /// Arguments of `hako create`.
 #[derive(Debug, Args)]
-#[command(disable_help_flag = true)]
+#[command(
+    disable_help_flag = true,
+    override_usage = "hako create [OPTIONS] IMAGE [COMMAND] [ARG...]"
+)]
 pub struct CreateCmdArgs {
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
@@ -88,8 +94,8 @@ fn pull(engine: &Engine, image: &str, insecure: bool) -> Result<()> {
     Ok(())
 }
 
-fn create(engine: &Engine, a: &CreateArgs) -> Result<hako_engine::Record> {
-    let opts = a.to_options()?;
+fn create(engine: &Engine, a: &CreateArgs, verb: &str) -> Result<hako_engine::Record> {
+    let opts = a.to_options(verb)?;
     let image = opts.config.image.clone().unwrap_or_default();
     if a.pull == "always" && a.rootfs.is_none() {
         pull(engine, &image, a.insecure_registry)?;
@@ -116,7 +122,7 @@ fn create(engine: &Engine, a: &CreateArgs) -> Result<hako_engine::Record> {
 /// `hako create`.
 pub fn run_create(g: &Global, a: &CreateCmdArgs) -> Result<()> {
     let engine = g.open_engine()?;
-    let rec = create(&engine, &a.create)?;
+    let rec = create(&engine, &a.create, "create")?;
     println!("{}", rec.id);
     Ok(())
 }
@@ -184,8 +190,11 @@ fn attached_run(
 
 /// `hako run`.
 pub fn run(g: &Global, a: &RunArgs) -> Result<()> {
+    if !a.detach {
+        stream::check_tty(a.create.interactive, a.create.tty)?;
+    }
     let engine = g.open_engine()?;
-    let rec = create(&engine, &a.create)?;
+    let rec = create(&engine, &a.create, "run")?;
     if a.detach {
         if let Err(e) = engine.start(&rec.id) {
             if rec.host_config.auto_remove == Some(true) {
@@ -224,6 +233,7 @@ pub fn run_start(g: &Global, a: &StartArgs) -> Result<()> {
         };
         let rec = engine.get(one).map_err(engine_err)?;
         let tty = rec.config.tty.unwrap_or(false);
+        stream::check_tty(a.interactive && rec.config.open_stdin.unwrap_or(false), tty)?;
         return match attached_run(&engine, one, a.interactive, &a.detach_keys, true, tty)? {
             0 => Ok(()),
             code => Err(EngineError::exit(code)),

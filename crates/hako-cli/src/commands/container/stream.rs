@@ -84,6 +84,19 @@ fn stdin_is_tty() -> bool {
     nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false)
 }
 
+/// Docker's `CheckTty`: a tty with our stdin attached needs a terminal on that stdin
+/// (`hako run -it IMAGE < file` fails, with Docker's message and status 1, before
+/// anything is created).
+pub fn check_tty(attach_stdin: bool, tty: bool) -> Result<()> {
+    if attach_stdin && tty && !stdin_is_tty() {
+        return Err(anyhow::Error::new(super::EngineError {
+            message: Some("the input device is not a TTY".into()),
+            code: 1,
+        }));
+    }
+    Ok(())
+}
+
 /// This terminal's size (rows, cols), if stdout or stdin is one.
 pub fn terminal_size() -> Option<(u16, u16)> {
     hako_sys::tty::get_winsize(std::io::stdout().as_fd())

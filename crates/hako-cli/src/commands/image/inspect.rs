@@ -77,7 +77,7 @@ pub fn run(g: &Global, a: &InspectArgs) -> Result<()> {
         1 => Err(errors.remove(0)),
         n => {
             for e in &errors {
-                eprintln!("Error: {e:#}");
+                eprintln!("Error: {}", crate::error::chain_line(e));
             }
             Err(AlreadyReported(n).into())
         }

@@ -42,7 +42,7 @@ pub fn run(g: &Global, a: &RemoveArgs) -> Result<()> {
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("Error: {:#}", image_error(e));
+                eprintln!("Error: {}", crate::error::chain_line(&image_error(e)));
             }
         }
     }

@@ -106,7 +106,7 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<()> {
     };
     crate::commands::print(&text)?;
     for e in &errors {
-        eprintln!("Error response from daemon: {e}");
+        eprintln!("Error: {e}");
     }
     match errors.len() {
         0 => Ok(()),

@@ -1,0 +1,279 @@
+//! What a Docker user trips over in the first hour (issue 10): interactive use in a real
+//! terminal, arguments that belong to the container, one clear line per error, help text,
+//! and hako without root. Each test drives the built `hako` binary with its own `--root`
+//! and `--exec-root` and ends with the leak check.
+
+#[macro_use]
+mod common;
+
+use std::process::Command;
+
+use common::Hako;
+use common::pty::Pty;
+
+fn running(h: &Hako, name: &str) -> bool {
+    h.inspect(name)["State"]["Running"] == serde_json::Value::Bool(true)
+}
+
+#[test]
+fn detach_keeps_the_shell_and_attach_delivers_keys_and_ctrl_c_twice() {
+    need_root!();
+    let h = Hako::new();
+    let mut t = Pty::spawn(&hako_cmd(
+        &h,
+        &["run", "-it", "--name", "sh1", "busybox", "sh"],
+    ));
+    // Arithmetic, so that the typed command echoed back does not match the answer.
+    t.send(b"echo one-$((40+2))\n");
+    t.expect("one-42");
+    t.send(b"\x10\x11");
+    let (st, screen) = t.wait();
+    assert!(st.success(), "detach ends `run -it` with 0: {screen}");
+    assert!(running(&h, "sh1"), "the shell survives the detach");
+    for round in 0..2 {
+        let mut t = Pty::spawn(&h.cmd(&["attach", "sh1"]));
+        t.send(format!("echo round-$(({round}+100))\n").as_bytes());
+        t.expect(&format!("round-{}", round + 100));
+        // ctrl-c reaches the foreground job through the container's terminal, not hako.
+        t.send(b"sleep 1000\n");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        t.send(b"\x03");
+        t.send(b"echo alive-$((7*6))\n");
+        t.expect("alive-42");
+        t.send(b"\x10\x11");
+        let (st, screen) = t.wait();
+        assert!(st.success(), "round {round}: {screen}");
+        assert!(running(&h, "sh1"), "round {round}: still running");
+    }
+    // The same shell still reads its terminal: `exit 3` through a last attach ends it.
+    let mut t = Pty::spawn(&h.cmd(&["attach", "sh1"]));
+    t.send(b"exit 3\n");
+    let (st, screen) = t.wait();
+    assert_eq!(st.code(), Some(3), "{screen}");
+    h.finish(&["sh1"]);
+}
+
+#[test]
+fn it_without_a_terminal_fails_like_docker_and_creates_nothing() {
+    need_root!();
+    let h = Hako::new();
+    // h.run gives stdin /dev/null: not a terminal.
+    let e = h.fails(1, &["run", "-it", "--rm", "busybox", "true"]);
+    assert_eq!(e, "Error: the input device is not a TTY");
+    let e = h.fails(1, &["run", "-it", "--name", "kept", "busybox", "true"]);
+    assert_eq!(e, "Error: the input device is not a TTY");
+    // -d, -i alone and -t alone do not need one.
+    let out = h.run_stdin(&["run", "-i", "--rm", "busybox", "cat"], b"piped\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    let id = h.start(&["-it", "--name", "bg", "busybox", "sh"], None);
+    let e = h.fails(1, &["exec", "-it", "bg", "true"]);
+    assert_eq!(e, "Error: the input device is not a TTY");
+    let e = h.fails(1, &["attach", "bg"]);
+    assert_eq!(e, "Error: the input device is not a TTY");
+    let e = h.fails(1, &["start", "-ai", "bg"]);
+    assert_eq!(e, "Error: the input device is not a TTY");
+    h.ok(&["exec", "-t", "bg", "true"]);
+    h.finish(&[&id]);
+}
+
+#[test]
+fn arguments_after_the_image_or_container_are_the_containers() {
+    need_root!();
+    let h = Hako::new();
+    // Flags after the image go to the container, never to hako (`-V` used to print
+    // hako's version, `-c` to be --cpu-shares, `-m` --memory).
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        "busybox",
+        "-c",
+        "echo hi $0",
+    ]);
+    assert_eq!(out, "hi sh\n");
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "-m",
+        "platform",
+        "-V",
+    ]);
+    assert_eq!(out, "-m platform -V\n");
+    let e = h.fails(127, &["run", "--rm", "busybox", "-V"]);
+    assert!(e.contains("\"-V\": executable file not found"), "{e}");
+    let out = h.ok(&["run", "--rm", "busybox", "echo", "--rm", "-d", "--help"]);
+    assert_eq!(out, "--rm -d --help\n");
+    let id = h.ok(&["create", "--name", "c1", "busybox", "echo", "-t", "-i"]);
+    let out = h.ok(&["start", "-a", id.trim()]);
+    assert_eq!(out, "-t -i\n");
+    let id = h.start(&["--name", "ex", "busybox", "sleep", "1000"], None);
+    let out = h.ok(&["exec", "ex", "echo", "-it", "-u", "nobody", "-V"]);
+    assert_eq!(out, "-it -u nobody -V\n");
+    let out = h.ok(&["exec", "-u", "nobody", "ex", "sh", "-c", "id -u"]);
+    assert_eq!(out, "65534\n");
+    // A flag hako does not know, before the image, is still an error.
+    let e = h.fails(125, &["run", "--bogus", "busybox", "true"]);
+    assert!(e.contains("'--bogus'"), "{e}");
+    let e = h.fails(125, &["exec", "ex"]);
+    assert!(e.contains("requires at least 2 arguments"), "{e}");
+    let e = h.fails(125, &["run"]);
+    assert!(e.contains("'hako run' requires at least 1 argument"), "{e}");
+    h.finish(&["c1", &id]);
+}
+
+#[test]
+fn usage_errors_are_one_line_naming_what_is_wrong() {
+    need_root!();
+    let h = Hako::new();
+    let e = h.fails(125, &["stop"]);
+    assert!(e.contains("CONTAINER"), "names the missing argument: {e}");
+    let e = h.fails(125, &["rename", "a"]);
+    assert!(e.contains("NEW_NAME"), "{e}");
+    let e = h.fails(125, &["pss"]);
+    assert!(e.contains("did you mean 'ps'?"), "{e}");
+    let e = h.fails(125, &["image", "lss"]);
+    assert!(e.contains("did you mean 'ls'?"), "{e}");
+    // hako has no daemon: no "Error response from daemon", one line per failure.
+    let o = h.run(&["stop", "nosuch1", "nosuch2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err,
+        "Error: No such container: nosuch1\nError: No such container: nosuch2\n"
+    );
+    assert_eq!(o.status.code(), Some(125));
+    let o = h.run(&["volume", "rm", "nosuchvol"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("daemon"), "{err}");
+    // exec of a missing program: one line, status 127.
+    let id = h.start(&["--name", "ex", "busybox", "sleep", "1000"], None);
+    let o = h.run(&["exec", "ex", "nosuchprog"]);
+    assert_eq!(o.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    // A cause is said once: the root is a file, so the store cannot be made under it.
+    let file = h.root.path().join("afile");
+    std::fs::write(&file, "x").expect("write");
+    let o = Command::new(common::HAKO)
+        .arg("--root")
+        .arg(file.join("sub"))
+        .arg("images")
+        .output()
+        .expect("hako");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let line = err.trim();
+    let last = line.rsplit(": ").next().unwrap_or_default();
+    assert_eq!(line.matches(last).count(), 1, "cause repeated: {line}");
+    h.finish(&[&id]);
+}
+
+#[test]
+fn help_lists_the_commands_own_flags_and_global_options_once() {
+    let help = |args: &[&str]| {
+        let o = Command::new(common::HAKO)
+            .args(args)
+            .output()
+            .expect("hako");
+        assert!(o.status.success(), "{args:?}");
+        String::from_utf8(o.stdout).expect("utf-8")
+    };
+    // Lines that list an option: `      --root <DIR>` or `  -D, --debug`.
+    let listed = |help: &str, flag: &str| {
+        help.lines()
+            .filter(|l| {
+                let l = l.trim_start();
+                l.starts_with(&format!("{flag} ")) || l == flag || l.contains(&format!(", {flag}"))
+            })
+            .count()
+    };
+    let top = help(&["--help"]);
+    for g in [
+        "--root",
+        "--exec-root",
+        "--storage-driver",
+        "--log-level",
+        "--debug",
+    ] {
+        assert_eq!(listed(&top, g), 1, "{g} once in hako --help:\n{top}");
+    }
+    for cmd in [
+        &["stop", "--help"][..],
+        &["run", "--help"],
+        &["image", "ls", "--help"],
+    ] {
+        let h = help(cmd);
+        for g in [
+            "--root",
+            "--exec-root",
+            "--storage-driver",
+            "--log-level",
+            "--debug",
+        ] {
+            assert_eq!(listed(&h, g), 0, "{cmd:?} lists the global {g}:\n{h}");
+        }
+    }
+    let stop = help(&["stop", "--help"]);
+    assert!(
+        stop.contains("--time") && stop.contains("--signal"),
+        "{stop}"
+    );
+    let run = help(&["run", "--help"]);
+    assert!(
+        run.contains("Usage: hako run [OPTIONS] IMAGE [COMMAND] [ARG...]"),
+        "{run}"
+    );
+    assert!(run.find("--detach").unwrap_or(usize::MAX) < run.find("--memory").unwrap_or(0));
+    // Global options still work before the command.
+    let o = Command::new(common::HAKO)
+        .args([
+            "--log-level",
+            "error",
+            "version",
+            "--format",
+            "{{.Client.Version}}",
+        ])
+        .output()
+        .expect("hako");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn without_root_hako_says_it_needs_root() {
+    need_root!();
+    // A copy nobody can run, in a directory nobody can enter.
+    let dir = tempfile::Builder::new()
+        .prefix("hako-nr-")
+        .tempdir()
+        .expect("tempdir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let exe = dir.path().join("hako");
+    std::fs::copy(common::HAKO, &exe).expect("copy hako");
+    for args in [
+        &["images"][..],
+        &["ps"],
+        &["run", "--rm", "busybox", "true"],
+        &["info"],
+    ] {
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux)");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(
+            err, "Error: hako needs root (rootless mode is not supported yet)\n",
+            "{args:?}"
+        );
+    }
+    assert!(!dir.path().join("root").exists(), "nothing was made");
+}
