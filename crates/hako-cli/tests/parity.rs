@@ -19,10 +19,7 @@ fn running(h: &Hako, name: &str) -> bool {
 fn detach_keeps_the_shell_and_attach_delivers_keys_and_ctrl_c_twice() {
     need_root!();
     let h = Hako::new();
-    let mut t = Pty::spawn(&hako_cmd(
-        &h,
-        &["run", "-it", "--name", "sh1", "busybox", "sh"],
-    ));
+    let mut t = Pty::spawn(&h.cmd(&["run", "-it", "--name", "sh1", "busybox", "sh"]));
     // Arithmetic, so that the typed command echoed back does not match the answer.
     t.send(b"echo one-$((40+2))\n");
     t.expect("one-42");
