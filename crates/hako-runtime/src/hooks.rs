@@ -1,5 +1,9 @@
 //! OCI hooks: a program run at a named point of the lifecycle, given the container's state
 //! as JSON on stdin, killed if it runs past its timeout.
+//!
+//! stdin is a memfd holding the JSON, not a pipe: a hook that never reads it cannot make
+//! the writer block or, in the container's init (whose signal dispositions are already
+//! reset for the user's program when startContainer hooks run), die of SIGPIPE.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -56,16 +60,12 @@ fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped())
+    cmd.stdin(state_file(state).map_err(|e| fail(format!("state for stdin: {e}")))?)
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped());
     // Its own process group, so a timeout kills whatever the hook started too.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine.
-        let _ = stdin.write_all(state);
-    }
     let timeout = hook
         .timeout()
         .filter(|t| *t > 0)
@@ -101,6 +101,16 @@ fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// An anonymous file holding `state`, read from the start.
+fn state_file(state: &[u8]) -> std::io::Result<std::fs::File> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    use std::io::Seek;
+    let mut f = std::fs::File::from(memfd_create(c"hook-state", MFdFlags::MFD_CLOEXEC)?);
+    f.write_all(state)?;
+    f.rewind()?;
+    Ok(f)
 }
 
 #[cfg(test)]

@@ -87,6 +87,12 @@ impl StateDir {
         self.dir.join("exec.fifo")
     }
 
+    /// Where the init writes why it could not start the program after `start` released it
+    /// (empty when it could); `start` reads it once the init has exec'd or died.
+    pub fn exec_error(&self) -> PathBuf {
+        self.dir.join("exec.error")
+    }
+
     /// Create the directory; fails with `ContainerExists` if it is already there (mkdir is
     /// the atomic claim on the id when many creates race).
     pub fn claim(root: &Path, id: &str) -> Result<StateDir> {

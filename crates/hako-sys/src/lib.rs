@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 pub mod bpf;
+pub mod caps;
 pub mod fd;
 pub mod keyring;
 pub mod mount;
@@ -16,4 +17,6 @@ pub mod seccomp;
 pub mod tty;
 pub mod uts;
 
-pub use process::{CloneResult, clone3_fork, close_range_cloexec, pidfd_open, pidfd_send_signal};
+pub use process::{
+    CloneResult, cloexec_from, clone3_fork, close_range_cloexec, pidfd_open, pidfd_send_signal,
+};

@@ -1,5 +1,6 @@
 //! Process creation and signalling: `clone3`, pidfds, `close_range`.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -148,6 +149,87 @@ pub fn close_range_cloexec(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Mark every descriptor from `first` upward close-on-exec: `close_range(2)` where it
+/// works, else one `fcntl` per entry of `/proc/self/fd` (kernels before 5.11, or a caller
+/// whose own seccomp filter refuses close_range).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    if close_range_cloexec(first).is_ok() {
+        return Ok(());
+    }
+    cloexec_from_proc(first)
+}
+
+fn cloexec_from_proc(first: u32) -> io::Result<()> {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &i32| u32::try_from(fd).is_ok_and(|fd| fd >= first))
+        .collect();
+    for fd in fds {
+        // SAFETY: only the descriptor flags of one of our own descriptors change; a number
+        // that was the directory handle of the listing above and is closed by now gives
+        // EBADF, which is ignored.
+        let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBADF) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A program and its argument and environment vectors, laid out for `execve(2)` ahead of
+/// time: [`Execve::exec`] allocates nothing and makes no other syscall, so it can run
+/// right after a seccomp filter that allows little more than execve.
+#[derive(Debug)]
+pub struct Execve {
+    path: CString,
+    // The pointer arrays point into these; they must live as long as `self`.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+impl Execve {
+    pub fn new(path: CString, argv: Vec<CString>, envp: Vec<CString>) -> Execve {
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        Execve {
+            argv_ptrs: ptrs(&argv),
+            envp_ptrs: ptrs(&envp),
+            path,
+            _argv: argv,
+            _envp: envp,
+        }
+    }
+
+    /// The program's path.
+    pub fn path(&self) -> &CString {
+        &self.path
+    }
+
+    /// Replace this process; returns only on failure.
+    pub fn exec(&self) -> io::Error {
+        // SAFETY: `path` and every string the two null-terminated pointer arrays point to
+        // are owned by `self`, which outlives the call (on success the process image is
+        // replaced; on failure the kernel has only read them).
+        unsafe {
+            libc::execve(
+                self.path.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            )
+        };
+        io::Error::last_os_error()
+    }
+}
+
 /// Puts every signal back to its default action and unblocks all signals, the state a
 /// freshly started program expects. A container's process must not inherit the ignored or
 /// blocked signals of whoever started the runtime (a shim that reads signals from a
@@ -171,6 +253,30 @@ pub fn reset_signals() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloexec_from_marks_high_descriptors() {
+        let f = std::fs::File::open("/proc/self/stat").unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+        // SAFETY: `fd` is ours (just opened); clearing FD_CLOEXEC changes only its flags.
+        let clear = || unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        // SAFETY: reading the flags of our own open descriptor.
+        let marked = || unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
+        clear();
+        cloexec_from(3).unwrap();
+        assert!(marked(), "close_range path");
+        clear();
+        cloexec_from_proc(3).unwrap();
+        assert!(marked(), "/proc/self/fd path");
+        // SAFETY: `fd` is ours and closed exactly once.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn execve_failure_is_reported() {
+        let e = Execve::new(c"/nonexistent/prog".into(), vec![c"prog".into()], vec![]);
+        assert_eq!(e.exec().raw_os_error(), Some(libc::ENOENT));
+    }
 
     #[test]
     fn pidfd_of_self_signals_zero() {

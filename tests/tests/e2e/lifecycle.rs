@@ -13,6 +13,8 @@ scenario!(
     run_detach_with_pid_file,
     run_no_pivot,
     run_keep,
+    start_fails_when_the_program_cannot_run,
+    created_init_is_already_the_user,
 );
 
 /// A container that runs until the test creates `<rootfs>/tmp/go`.
@@ -177,5 +179,85 @@ fn run_keep(rt: &Runtime) {
     assert_eq!(out.code(), Some(3), "{out}");
     assert_eq!(rt.status(&id).as_deref(), Some("stopped"), "{out}");
     rt.delete(&id).expect_ok("delete after run --keep");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+}
+
+/// A program that passes every check at create (it exists and is executable) but that
+/// execve refuses (not a valid binary): hako's `start` fails with the reason, and `run`
+/// too; runc 1.1's `start` returns 0 and the reason only reaches the container's stderr.
+fn start_fails_when_the_program_cannot_run(rt: &Runtime) {
+    use std::os::unix::fs::PermissionsExt;
+    let b = bundle(&Config::new().args(&["/not-a-binary"]));
+    let prog = b.rootfs().join("not-a-binary");
+    std::fs::write(&prog, b"\x01\x02 neither ELF nor script").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = unique_id("noexec");
+    let _guard = ContainerGuard::new(rt, &id);
+    rt.create(&id, b.path()).expect_ok("create");
+    let out = rt.start(&id);
+    if rt.kind() == RuntimeKind::Hako {
+        let line = out.expect_clean_failure("start of a program execve refuses");
+        assert_eq!(
+            line,
+            "hako-runtime: unable to start container process: exec /not-a-binary: exec format error"
+        );
+    } else {
+        out.expect_ok("runc start");
+    }
+    assert!(rt.wait_status(&id, "stopped", Duration::from_secs(5)));
+    rt.delete(&id).expect_ok("delete");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+
+    let id = unique_id("noexec");
+    let out = rt.run(&id, b.path());
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains("exec format error"),
+        "the reason is on stderr\n{out}"
+    );
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+}
+
+/// Everything that can fail happens before `create` returns: the created (not yet started)
+/// init already has the process's uid, gid, groups, capabilities and no_new_privs, as
+/// runc's does; only the seccomp filter and execve wait for `start`.
+fn created_init_is_already_the_user(rt: &Runtime) {
+    let b = bundle(&Config::new().user(1000, 1000, &[1001]).args(&["true"]));
+    let id = unique_id("ident");
+    let _guard = ContainerGuard::new(rt, &id);
+    rt.create(&id, b.path()).expect_ok("create");
+    let pid = rt.state(&id).expect("state")["pid"].as_i64().expect("pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    assert_eq!(
+        field(&status, "Uid"),
+        Some("1000\t1000\t1000\t1000"),
+        "{status}"
+    );
+    assert_eq!(
+        field(&status, "Gid"),
+        Some("1000\t1000\t1000\t1000"),
+        "{status}"
+    );
+    assert_eq!(field(&status, "Groups"), Some("1001"), "{status}");
+    assert_eq!(
+        field(&status, "CapEff"),
+        Some("0000000020000420"),
+        "{status}"
+    );
+    assert_eq!(
+        field(&status, "CapPrm"),
+        Some("0000000020000420"),
+        "{status}"
+    );
+    assert_eq!(
+        field(&status, "CapBnd"),
+        Some("0000000020000420"),
+        "{status}"
+    );
+    assert_eq!(field(&status, "NoNewPrivs"), Some("1"), "{status}");
+    assert_eq!(field(&status, "Seccomp"), Some("0"), "{status}");
+    rt.start(&id).expect_ok("start");
+    assert!(rt.wait_status(&id, "stopped", Duration::from_secs(5)));
+    rt.delete(&id).expect_ok("delete");
     rt.assert_no_leaks(&[&id], &[b.path()]);
 }

@@ -146,6 +146,12 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     // Read-write so the open does not block; the init reads one byte from it at start.
     let fifo = nix::fcntl::open(&dir.fifo(), OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .context(|| "open exec fifo".into())?;
+    let exec_error = nix::fcntl::open(
+        &dir.exec_error(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .context(|| "make exec.error".into())?;
 
     let cgroups = cgroup_view(&cg, &plan);
     let init = InitArgs {
@@ -156,6 +162,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         caps,
         seccomp,
         fifo: Some(fifo),
+        exec_error: Some(exec_error),
         console_socket,
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,

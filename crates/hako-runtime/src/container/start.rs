@@ -53,7 +53,14 @@ pub(crate) fn release(c: &Container) -> Result<()> {
     f.write_all(b"0").context(|| "write exec fifo".into())?;
     std::fs::remove_file(&fifo).context(|| "remove exec fifo".into())?;
     wait_for_exec(&f);
-    Ok(())
+    // The init writes exec.error before it exits, and exits before the fifo reports no
+    // reader: what is there now is all there will be.
+    match std::fs::read_to_string(c.dir.exec_error()) {
+        Ok(msg) if !msg.trim().is_empty() => Err(Error::Init(msg.trim().to_owned())),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).context(|| "read exec.error".into()),
+    }
 }
 
 /// The init holds the fifo open close-on-exec, as its only reader: once it has run its

@@ -20,9 +20,11 @@
 //!  run the hooks
 //!  ─────────── HooksDone ───────────────────────────────────────────────► createContainer hooks,
 //!                                                                         pivot_root, masks, console
+//!                                                                         uid/gid, caps, fds (prepare)
 //!  ◄────────── Ready ───────────────────────────────────────────────────  blocks on exec.fifo
 //!  write state.json + pid file, exit           `hako-runtime start` ─fifo─► startContainer hooks,
-//!                                                                         caps/uid/seccomp, execve
+//!                                                                         seccomp, execve
+//!                                              `start` ◄─ exec.error ────  (only on failure)
 //!  At any step: ◄── Failed(msg) ── and the parent cleans up everything it made.
 //! ```
 //!

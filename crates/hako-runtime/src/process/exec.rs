@@ -9,8 +9,12 @@
 //!  put child in the container's cgroup
 //!  ── Proceed(pid) ────────────────────────────►  setns(ipc, uts, net, cgroup, mnt), then user
 //!                                                 console, rlimits, cwd, program lookup
-//!  ◄─ Ready / Failed(msg) ──────────────────────  caps, uid/gid, no_new_privs, seccomp, execve
+//!                                                 uid/gid, caps, no_new_privs, fds, signals
+//!  ◄─ Ready / Failed(msg) ──────────────────────  seccomp, execve
+//!  ◄─ EOF (execve worked) / Failed(msg) ────────
 //! ```
+//! The same two steps as the init (`security::prepare`, then `Prepared::seal` right before
+//! execve), so nothing the runtime needs runs under the container's seccomp filter.
 //! User namespace last: until then the child is root of the host's user namespace, which
 //! may join any namespace; inside the container's user namespace it might not.
 
@@ -40,8 +44,8 @@ pub struct ExecArgs {
 pub fn run(args: ExecArgs, chan: ChildEnd) -> ! {
     let _ = nix::sys::prctl::set_name(c"hako:[exec]");
     match setup(&args, &chan) {
-        Ok((program, argv, envp)) => {
-            let err = finish(&args, &program, &argv, &envp);
+        Ok((prepared, program)) => {
+            let err = finish(prepared, &program);
             let _ = chan.send(Up::Failed(err.to_string()));
             std::process::exit(127);
         }
@@ -52,9 +56,10 @@ pub fn run(args: ExecArgs, chan: ChildEnd) -> ! {
     }
 }
 
-type Prepared = (CString, Vec<CString>, Vec<CString>);
-
-fn setup(args: &ExecArgs, chan: &ChildEnd) -> Result<Prepared> {
+fn setup<'a>(
+    args: &'a ExecArgs,
+    chan: &ChildEnd,
+) -> Result<(security::Prepared<'a>, hako_sys::process::Execve)> {
     chan.expect_proceed()?;
     for (flag, fd) in &args.namespaces {
         setns(fd.as_fd(), *flag).context(|| format!("join container namespace {flag:?}"))?;
@@ -92,37 +97,21 @@ fn setup(args: &ExecArgs, chan: &ChildEnd) -> Result<Prepared> {
     let envp = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
     let program = CString::new(program.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::Usage("NUL byte in program path".into()))?;
-    // Ready goes out before the identity switch: after it the parent only needs to hear
-    // about a failure, and a successful execve closes the channel (close-on-exec).
+    let prepared = security::prepare(p, &args.caps, args.seccomp.as_ref(), args.preserve_fds)?;
+    // After Ready the parent only needs to hear about a failure: a successful execve
+    // closes the channel (close-on-exec).
     chan.send(Up::Ready)?;
-    Ok((program, argv, envp))
+    Ok((
+        prepared,
+        hako_sys::process::Execve::new(program, argv, envp),
+    ))
 }
 
-fn finish(args: &ExecArgs, program: &CString, argv: &[CString], envp: &[CString]) -> Error {
-    let mut load = || -> Result<()> {
-        if let Some(f) = &args.seccomp {
-            hako_sys::seccomp::set_mode_filter(f.instructions(), f.flags())
-                .context(|| "load seccomp filter".into())?;
-        }
-        Ok(())
-    };
-    if let Err(e) = security::finalize(&args.process, &args.caps, &mut load) {
+fn finish(prepared: security::Prepared<'_>, program: &hako_sys::process::Execve) -> Error {
+    // From here to execve: no allocation, no syscall but the filter's own.
+    if let Err(e) = prepared.seal() {
         return e;
     }
-    if let Err(e) = hako_sys::close_range_cloexec(3 + args.preserve_fds) {
-        return Error::Io {
-            context: "close_range".into(),
-            source: e,
-        };
-    }
-    if let Err(e) = hako_sys::process::reset_signals() {
-        return Error::Io {
-            context: "reset signal handling".into(),
-            source: e,
-        };
-    }
-    match nix::unistd::execve(program, argv, envp) {
-        Ok(never) => match never {},
-        Err(e) => Error::Init(format!("exec {}: {e}", program.to_string_lossy())),
-    }
+    let err = program.exec();
+    security::exec_failed(program.path(), &err)
 }

@@ -1,18 +1,22 @@
 //! The container's init, `hako:[2:INIT]` in `ps`: a clone of the runtime that turns itself
 //! into the container step by step and finally becomes the user's program with `execve`.
 //! No re-exec of the runtime binary happens on this path.
+//!
+//! Every step that can fail runs before Ready, so `create` reports it (runc's rule: the init
+//! waits for `start` only right before execve). After `start` only startContainer hooks,
+//! the seccomp filter and `execve` are left; a failure there is written to the state dir's
+//! `exec.error` (an fd opened by `create`), where `start` reads it and fails with it.
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sched::{CloneFlags, setns, unshare};
 use oci_spec::runtime::Spec;
 
 use super::channel::{ChildEnd, Down, Up};
 use super::namespaces::{Plan, setns_flag};
-use super::security::{self, CapPlan};
+use super::security::{self, CapPlan, Prepared};
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, HookState};
@@ -29,6 +33,8 @@ pub struct InitArgs<'a> {
     pub seccomp: Option<hako_seccomp::CompiledFilter>,
     /// Opened read-write so the open never blocks; `start` writes one byte to release us.
     pub fifo: Option<OwnedFd>,
+    /// `<state>/exec.error`, write-only: why the program could not be started, for `start`.
+    pub exec_error: Option<OwnedFd>,
     /// Connected `--console-socket`, when the process wants a terminal.
     pub console_socket: Option<OwnedFd>,
     pub no_pivot: bool,
@@ -44,9 +50,16 @@ pub fn run(args: InitArgs<'_>, chan: ChildEnd) -> ! {
         Ok(ready) => {
             drop(chan);
             let err = ready.start_and_exec(&args);
-            // After Ready nobody listens on the channel: the error goes to the container's
-            // stderr, and the exit code follows the shell convention runc users expect.
-            crate::output::stderr_line(&err.to_string());
+            // After Ready nobody listens on the channel: `start` reads exec.error (the
+            // container's stderr gets it only when that write fails), and the exit code
+            // follows the shell convention runc users expect.
+            let reported = args
+                .exec_error
+                .as_ref()
+                .is_some_and(|fd| nix::unistd::write(fd, err.to_string().as_bytes()).is_ok());
+            if !reported {
+                crate::output::stderr_line(&err.to_string());
+            }
             std::process::exit(127);
         }
         Err(e) => {
@@ -57,18 +70,17 @@ pub fn run(args: InitArgs<'_>, chan: ChildEnd) -> ! {
 }
 
 /// The init after it reported Ready: what is left to do once `start` comes.
-struct Ready {
+struct Ready<'a> {
     host_pid: i32,
-    program: PathBuf,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
+    program: hako_sys::process::Execve,
+    prepared: Prepared<'a>,
 }
 
 fn spec<'a>(args: &InitArgs<'a>) -> &'a Spec {
     &args.config.spec
 }
 
-fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
+fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
     let spec = spec(args);
     let plan = args.plan;
     let host_pid = chan.expect_proceed()?;
@@ -168,17 +180,24 @@ fn setup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<Ready> {
     }
     let argv_s = process.args().as_ref().expect("validated");
     let program = security::lookup_program(&argv_s[0], &env)?;
+    let program = CString::new(program.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::ConfigInvalid("NUL byte in the program path".into()))?;
     let cstr =
         |s: &str| CString::new(s).map_err(|_| Error::ConfigInvalid(format!("NUL byte in {s:?}")));
     let argv = argv_s.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
     let envp = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
+    let prepared = security::prepare(
+        process,
+        &args.caps,
+        args.seccomp.as_ref(),
+        args.preserve_fds,
+    )?;
 
     chan.send(Up::Ready)?;
     Ok(Ready {
         host_pid,
-        program,
-        argv,
-        envp,
+        program: hako_sys::process::Execve::new(program, argv, envp),
+        prepared,
     })
 }
 
@@ -213,7 +232,7 @@ fn hook_state<'a>(args: &'a InitArgs<'_>, status: &'a str, host_pid: i32) -> Hoo
     }
 }
 
-impl Ready {
+impl Ready<'_> {
     /// Wait for `start`, then become the user's program. Returns only on failure.
     fn start_and_exec(self, args: &InitArgs<'_>) -> Error {
         match self.try_exec(args) {
@@ -246,29 +265,10 @@ impl Ready {
                 &hook_state(args, "created", self.host_pid),
             )?;
         }
-        let process = spec.process().as_ref().expect("validated");
-        let mut load = || -> Result<()> {
-            if let Some(f) = &args.seccomp {
-                hako_sys::seccomp::set_mode_filter(f.instructions(), f.flags())
-                    .context(|| "load seccomp filter".into())?;
-            }
-            Ok(())
-        };
-        security::finalize(process, &args.caps, &mut load)?;
-        // Everything above fd 2 (+ preserved fds) is closed by execve.
-        hako_sys::close_range_cloexec(3 + args.preserve_fds).context(|| "close_range".into())?;
-        hako_sys::process::reset_signals().context(|| "reset signal handling".into())?;
-        let err = nix::unistd::execve(
-            &CString::new(self.program.as_os_str().as_encoded_bytes()).expect("no NUL"),
-            &self.argv,
-            &self.envp,
-        )
-        .unwrap_err();
-        let _ = args.fifo.as_ref().map(|f| f.as_raw_fd());
-        Err(Error::Init(format!(
-            "exec {}: {err}",
-            self.program.display()
-        )))
+        // From here to execve: no allocation, no syscall but the filter's own.
+        self.prepared.seal()?;
+        let err = self.program.exec();
+        Err(security::exec_failed(self.program.path(), &err))
     }
 }
 

@@ -1,15 +1,26 @@
-//! The last steps before `execve`: user and groups, capabilities, no_new_privs, seccomp.
+//! The process's identity and privileges, set in two steps around the wait for `start`.
 //!
-//! Order matters (it is runc's): drop the bounding set while still privileged; keep
-//! capabilities across the uid switch; switch ids; set permitted, inheritable, effective;
-//! raise ambient. Without no_new_privs seccomp must be loaded while CAP_SYS_ADMIN is still
-//! held; with it, as late as possible so the filter need not allow the setup syscalls.
+//! [`prepare`] does every step that can fail, before the init reports Ready, so `create`
+//! fails (as runc's does: "unable to apply caps: operation not permitted") instead of a
+//! container that can never run: AppArmor/SELinux exec labels, no_new_privs, the bounding
+//! set (while still privileged), groups, gid and uid (keeping capabilities across the
+//! switch), the capability sets in one capset, ambient capabilities, descriptors above the
+//! preserved ones marked close-on-exec, and signal dispositions reset.
+//!
+//! [`Prepared::seal`] runs after `start`, right before `execve`: it loads the seccomp filter
+//! and nothing else, so no syscall the runtime needs can be denied by the profile. One
+//! exception, as in runc: without no_new_privs the kernel only takes a filter from a
+//! process holding CAP_SYS_ADMIN, so when the container must not keep it, `prepare` leaves
+//! it in the effective and permitted sets and `seal` drops it with one `capset` after the
+//! filter (a profile without no_new_privs that denies capset cannot be honoured; runc
+//! needs it there too, among others).
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 
 use caps::{CapSet, Capability, CapsHashSet};
+use hako_sys::caps::Sets;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxCapabilities, Process};
 
@@ -26,13 +37,15 @@ fn to_caps(set: Option<&oci_spec::runtime::Capabilities>) -> Result<CapsHashSet>
     Ok(out)
 }
 
-/// Capabilities parsed up front (so an unknown name fails `create`, not `start`).
+fn mask(caps: &CapsHashSet) -> u64 {
+    caps.iter().fold(0, |m, c| m | c.bitmask())
+}
+
+/// Capabilities parsed up front (so an unknown name fails `create` before anything is made).
 #[derive(Debug, Default)]
 pub struct CapPlan {
     bounding: CapsHashSet,
-    effective: CapsHashSet,
-    permitted: CapsHashSet,
-    inheritable: CapsHashSet,
+    sets: Sets,
     ambient: CapsHashSet,
     present: bool,
 }
@@ -44,9 +57,11 @@ impl CapPlan {
         };
         Ok(CapPlan {
             bounding: to_caps(c.bounding().as_ref())?,
-            effective: to_caps(c.effective().as_ref())?,
-            permitted: to_caps(c.permitted().as_ref())?,
-            inheritable: to_caps(c.inheritable().as_ref())?,
+            sets: Sets {
+                effective: mask(&to_caps(c.effective().as_ref())?),
+                permitted: mask(&to_caps(c.permitted().as_ref())?),
+                inheritable: mask(&to_caps(c.inheritable().as_ref())?),
+            },
             ambient: to_caps(c.ambient().as_ref())?,
             present: true,
         })
@@ -56,8 +71,7 @@ impl CapPlan {
         if !self.present {
             return Ok(());
         }
-        let supported = caps::runtime::thread_all_supported();
-        for cap in supported {
+        for cap in caps::runtime::thread_all_supported() {
             if !self.bounding.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
                     .map_err(|e| Error::Init(format!("drop {cap} from bounding set: {e}")))?;
@@ -65,45 +79,34 @@ impl CapPlan {
         }
         Ok(())
     }
-
-    fn apply(&self) -> Result<()> {
-        if !self.present {
-            return Ok(());
-        }
-        let set = |which, caps: &CapsHashSet, name: &str| {
-            caps::set(None, which, caps)
-                .map_err(|e| Error::Init(format!("set {name} capabilities: {e}")))
-        };
-        // capset checks each call against the sets as they are: inheritable first (still
-        // within the full permitted set), then effective, then shrink permitted last.
-        set(CapSet::Inheritable, &self.inheritable, "inheritable")?;
-        set(CapSet::Effective, &self.effective, "effective")?;
-        set(CapSet::Permitted, &self.permitted, "permitted")?;
-        caps::clear(None, CapSet::Ambient)
-            .map_err(|e| Error::Init(format!("clear ambient capabilities: {e}")))?;
-        for cap in &self.ambient {
-            // The kernel refuses ambient caps that are not both permitted and inheritable;
-            // runc ignores those, and so do we.
-            let _ = caps::raise(None, CapSet::Ambient, *cap);
-        }
-        Ok(())
-    }
 }
 
-/// Switch to the process's user and apply capabilities. `load_seccomp` is called at the
-/// right point for the no_new_privs setting.
-pub fn finalize(
+/// The last steps, all of which can fail, are done; what is left runs after `start`.
+#[derive(Debug)]
+#[must_use = "seal() loads the seccomp filter"]
+pub struct Prepared<'a> {
+    seccomp: Option<&'a hako_seccomp::CompiledFilter>,
+    /// The final sets, when `prepare` had to keep CAP_SYS_ADMIN for loading the filter.
+    drop_to: Option<Sets>,
+}
+
+const SYS_ADMIN: u64 = 1 << 21;
+
+/// Everything up to the seccomp filter (see the module docs). `preserve_fds`: descriptors
+/// 3..3+N stay open across `execve` (`--preserve-fds`).
+pub fn prepare<'a>(
     process: &Process,
     capplan: &CapPlan,
-    load_seccomp: &mut dyn FnMut() -> Result<()>,
-) -> Result<()> {
+    seccomp: Option<&'a hako_seccomp::CompiledFilter>,
+    preserve_fds: u32,
+) -> Result<Prepared<'a>> {
     let user = process.user();
     let nnp = process.no_new_privileges().unwrap_or(false);
     apply_lsm(process)?;
-    capplan.drop_bounding()?;
-    if !nnp {
-        load_seccomp()?;
+    if nnp {
+        nix::sys::prctl::set_no_new_privs().context(|| "set no_new_privs".into())?;
     }
+    capplan.drop_bounding()?;
     nix::sys::prctl::set_keepcaps(true).context(|| "keep capabilities".into())?;
     let gids: Vec<Gid> = user
         .additional_gids()
@@ -123,12 +126,86 @@ pub fn finalize(
     let uid = Uid::from_raw(user.uid());
     nix::unistd::setresuid(uid, uid, uid).context(|| format!("setuid {}", user.uid()))?;
     nix::sys::prctl::set_keepcaps(false).context(|| "clear keepcaps".into())?;
-    capplan.apply()?;
-    if nnp {
-        nix::sys::prctl::set_no_new_privs().context(|| "set no_new_privs".into())?;
-        load_seccomp()?;
+
+    // Without capabilities in the config the sets stay as the uid switch left them.
+    let want = if capplan.present {
+        capplan.sets
+    } else {
+        hako_sys::caps::get().context(|| "read capabilities".into())?
+    };
+    let needs_admin = seccomp.is_some() && !nnp && want.effective & SYS_ADMIN == 0;
+    let now = if needs_admin {
+        Sets {
+            effective: want.effective | SYS_ADMIN,
+            permitted: want.permitted | SYS_ADMIN,
+            inheritable: want.inheritable,
+        }
+    } else {
+        want
+    };
+    if capplan.present || needs_admin {
+        hako_sys::caps::set(now)
+            .map_err(|e| Error::Init(format!("unable to apply caps: {}", errno_text(&e))))?;
     }
-    Ok(())
+    if capplan.present {
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| Error::Init(format!("clear ambient capabilities: {e}")))?;
+        for cap in &capplan.ambient {
+            // The kernel refuses ambient caps that are not both permitted and inheritable;
+            // runc ignores those, and so do we.
+            let _ = caps::raise(None, CapSet::Ambient, *cap);
+        }
+    }
+    // Everything above stdio and the preserved descriptors is closed by execve. Our own
+    // descriptors are all close-on-exec already; this catches what the caller leaked to us
+    // (GHSA-xr7r-f8xq-vfvv), before the filter, which may well deny close_range.
+    hako_sys::cloexec_from(3 + preserve_fds).context(|| "mark descriptors close-on-exec".into())?;
+    hako_sys::process::reset_signals().context(|| "reset signal handling".into())?;
+    Ok(Prepared {
+        seccomp,
+        drop_to: needs_admin.then_some(want),
+    })
+}
+
+impl Prepared<'_> {
+    /// Load the seccomp filter (and drop the CAP_SYS_ADMIN kept for it). The caller's next
+    /// syscall must be `execve`.
+    pub fn seal(self) -> Result<()> {
+        if let Some(f) = self.seccomp {
+            hako_sys::seccomp::set_mode_filter(f.instructions(), f.flags())
+                .context(|| "load seccomp filter".into())?;
+        }
+        if let Some(sets) = self.drop_to {
+            hako_sys::caps::set(sets)
+                .map_err(|e| Error::Init(format!("unable to apply caps: {}", errno_text(&e))))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why execve failed, in runc's words (engines map "executable file not found", "permission
+/// denied", "exec format error" to exit codes 126/127).
+pub fn exec_failed(program: &std::ffi::CStr, err: &std::io::Error) -> Error {
+    Error::Init(format!(
+        "unable to start container process: exec {}: {}",
+        program.to_string_lossy(),
+        errno_text(err)
+    ))
+}
+
+/// An errno as Go (and so runc) prints it: "operation not permitted".
+pub fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let desc = nix::errno::Errno::from_raw(n).desc();
+            let mut s = desc.to_owned();
+            if let Some(first) = s.get_mut(..1) {
+                first.make_ascii_lowercase();
+            }
+            s
+        }
+        None => e.to_string(),
+    }
 }
 
 /// AppArmor profile / SELinux label for the next execve (config validation already made
@@ -224,10 +301,20 @@ mod tests {
     }
 
     #[test]
-    fn unknown_capability_is_an_error() {
-        let c: LinuxCapabilities =
-            serde_json::from_str(r#"{"bounding":["CAP_CHOWN","CAP_KILL"]}"#).unwrap();
+    fn capabilities_become_masks() {
+        let c: LinuxCapabilities = serde_json::from_str(
+            r#"{"bounding":["CAP_CHOWN","CAP_KILL"],"effective":["CAP_SYS_ADMIN","CAP_CHOWN"]}"#,
+        )
+        .unwrap();
         let plan = CapPlan::new(Some(&c)).unwrap();
         assert_eq!(plan.bounding.len(), 2);
+        assert_eq!(plan.sets.effective, SYS_ADMIN | 1);
+        assert_eq!(plan.sets.permitted, 0);
+    }
+
+    #[test]
+    fn errno_reads_like_go() {
+        let e = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(errno_text(&e), "operation not permitted");
     }
 }
