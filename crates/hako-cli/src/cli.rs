@@ -30,7 +30,8 @@ use crate::commands::registry::{
     push::PushArgs,
 };
 use crate::commands::system::{
-    df::DfArgs, info::InfoArgs, prune::PruneArgs as SystemPruneArgs, version::VersionArgs,
+    df::DfArgs, events::EventsArgs, info::InfoArgs, prune::PruneArgs as SystemPruneArgs,
+    version::VersionArgs,
 };
 use crate::commands::volume::{
     ls::LsArgs as VolumeLsArgs,
@@ -116,6 +117,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Display system-wide information
     Info(InfoArgs),
+    /// Get real time events from hako (CLI, shims and `hako serve` alike)
+    Events(EventsArgs),
     /// Show the hako version information
     Version(VersionArgs),
     /// Download an image from a registry
@@ -191,6 +194,8 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Show hako disk usage
     Df(DfArgs),
+    /// Get real time events from hako
+    Events(EventsArgs),
     /// Display system-wide information
     Info(InfoArgs),
     /// Remove unused data

@@ -74,6 +74,12 @@ pub enum Error {
         /// Why it failed.
         source: io::Error,
     },
+    /// No exec session with that id.
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
+    /// The object is not in a state that allows the request (Docker's 409).
+    #[error("{0}")]
+    Conflict(String),
     /// A timeout.
     #[error("{0}")]
     Timeout(String),

@@ -22,6 +22,8 @@ pub mod archive;
 mod copy;
 mod engine;
 mod error;
+pub mod events;
+pub mod filters;
 mod housekeeping;
 pub mod logs;
 pub mod mounts;
@@ -29,13 +31,14 @@ mod names;
 mod records;
 mod spec;
 pub mod state;
+pub mod stream;
 pub mod user;
 mod volumes;
 
 pub use bollard_stubs::models;
 pub use engine::{
-    Attached, CreateOptions, Engine, EngineOptions, ExecOptions, LiveState, SignalSender,
-    StatsSample, parse_size, sibling_binary,
+    AttachOptions, Attached, CreateOptions, Engine, EngineOptions, ExecOptions, LiveState,
+    SignalSender, StatsSample, parse_size, sibling_binary,
 };
 pub use error::{Error, Result};
 pub use records::Record;

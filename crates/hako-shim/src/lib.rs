@@ -71,6 +71,7 @@
 //! `scripts/lib.sh`): `cargo rustc --release -p hako-shim --bin hako-shim -- -C
 //! target-feature=+crt-static`. The shim uses neither NSS nor `dlopen`.
 
+pub mod events;
 pub mod options;
 pub mod protocol;
 
@@ -118,6 +119,9 @@ pub fn run(opts: Options) -> ! {
         }
     }
     shim.run();
+    if opts.exec_process.is_some() {
+        std::process::exit(0);
+    }
     if let Some(program) = &opts.exit_command {
         // Replaces the shim (podman's conmon does the same for `--rm`); returns only on error.
         let _ = std::process::Command::new(program)
@@ -144,11 +148,18 @@ fn setup(opts: &Options) -> Result<Shim, String> {
     } else {
         None
     };
-    if let Some(dir) = opts.log_path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let log = JsonLog::open(&opts.log_path, opts.log_max_size, opts.log_max_file)
-        .map_err(|e| format!("opening {}: {e}", opts.log_path.display()))?;
+    let log = match &opts.log_path {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            Some(
+                JsonLog::open(path, opts.log_max_size, opts.log_max_file)
+                    .map_err(|e| format!("opening {}: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let runtime = Runtime::new(&opts.runtime, opts.runtime_root.as_deref(), state, &opts.id);
     let oom = daemon::oom_files(&opts.bundle, &opts.id);
     Ok(Shim::new(
@@ -190,7 +201,16 @@ fn absolute(mut opts: Options) -> Options {
     };
     abs(&mut opts.bundle);
     abs(&mut opts.state_dir);
-    abs(&mut opts.log_path);
+    for p in [
+        opts.log_path.as_mut(),
+        opts.exec_process.as_mut(),
+        opts.events_log.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        abs(p);
+    }
     if let Some(r) = opts.runtime_root.as_mut() {
         abs(r);
     }

@@ -72,7 +72,7 @@ pub struct Shim {
     pub(crate) signals: SignalFd,
     pub(crate) listener: Option<UnixListener>,
     pub(crate) console: Option<UnixListener>,
-    pub(crate) log: JsonLog,
+    pub(crate) log: Option<JsonLog>,
     pub(crate) cgroup_files: Vec<PathBuf>,
     io: Option<ContainerIo>,
     clients: Vec<Client>,
@@ -86,6 +86,8 @@ pub struct Shim {
     backoff: Duration,
     stdin_buf: Vec<u8>,
     close_stdin: bool,
+    /// The last size asked for while there was no terminal yet (an exec before `start`).
+    pending_size: Option<(u16, u16)>,
 }
 
 impl Shim {
@@ -97,7 +99,7 @@ impl Shim {
         signals: SignalFd,
         listener: UnixListener,
         console: Option<UnixListener>,
-        log: JsonLog,
+        log: Option<JsonLog>,
         cgroup_files: Vec<PathBuf>,
     ) -> Self {
         Self {
@@ -120,6 +122,7 @@ impl Shim {
             backoff: MIN_BACKOFF,
             stdin_buf: Vec::new(),
             close_stdin: false,
+            pending_size: None,
         }
     }
 
@@ -132,23 +135,47 @@ impl Shim {
         self.runtime.delete_force();
     }
 
-    /// `RUNTIME create` with fresh stdio; returns the init's pid.
+    /// `RUNTIME create` with fresh stdio; returns the init's pid. In exec mode nothing runs
+    /// before `start` (the attach clients connect first), and 0 is returned.
     pub fn create(&mut self) -> Result<i32, String> {
+        if self.opts.exec_process.is_some() {
+            self.phase = Phase::Created;
+            return Ok(0);
+        }
+        let bundle = self.opts.bundle.clone();
+        let pid = self.launch(|rt, console, stdio, err| rt.create(&bundle, console, stdio, err))?;
+        self.phase = Phase::Created;
+        Ok(pid)
+    }
+
+    /// Runs `how` (the runtime's `create` or `exec`) with fresh stdio: pipes, or a pty
+    /// whose master comes back over the console socket. Keeps the shim's ends.
+    fn launch(
+        &mut self,
+        how: impl FnOnce(
+            &Runtime,
+            Option<&Path>,
+            crate::runtime::CreateStdio,
+            &std::os::fd::OwnedFd,
+        ) -> Result<i32, String>,
+    ) -> Result<i32, String> {
         let console_path = self.state_file(CONSOLE_SOCKET);
         let (pid, io) = match &self.console {
             Some(listener) => {
                 let (create_stdio, err_r) =
                     stdio::for_tty_create().map_err(|e| format!("creating stdio: {e}"))?;
-                let pid = self.runtime.create(
-                    &self.opts.bundle,
-                    Some(&console_path),
-                    create_stdio,
-                    &err_r,
-                )?;
+                let pid = how(&self.runtime, Some(&console_path), create_stdio, &err_r)?;
                 match stdio::receive_tty(listener, self.opts.stdin) {
                     Ok(io) => (pid, io),
                     Err(e) => {
-                        self.runtime.delete_force();
+                        if self.opts.exec_process.is_some() {
+                            let _ = nix::sys::signal::kill(
+                                Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        } else {
+                            self.runtime.delete_force();
+                        }
                         return Err(format!("receiving the container's terminal: {e}"));
                     }
                 }
@@ -156,15 +183,15 @@ impl Shim {
             None => {
                 let (create_stdio, io) =
                     stdio::pipes(self.opts.stdin).map_err(|e| format!("creating pipes: {e}"))?;
-                let pid =
-                    self.runtime
-                        .create(&self.opts.bundle, None, create_stdio, &io.outputs[1].1)?;
+                let pid = how(&self.runtime, None, create_stdio, &io.outputs[1].1)?;
                 (pid, io)
             }
         };
+        if let (Some(m), Some((rows, cols))) = (io.master.as_ref(), self.pending_size.take()) {
+            let _ = hako_sys::tty::set_winsize(m.as_fd(), rows, cols);
+        }
         self.io = Some(io);
         self.pid = Some(pid);
-        self.phase = Phase::Created;
         self.stdin_buf.clear();
         self.close_stdin = false;
         Ok(pid)
@@ -366,12 +393,16 @@ impl Shim {
             let stream = *stream;
             match nix::unistd::read(fd, &mut buf) {
                 Ok(0) | Err(Errno::EIO) | Err(Errno::EBADF) => {
-                    let _ = self.log.finish(stream);
+                    if let Some(log) = self.log.as_mut() {
+                        let _ = log.finish(stream);
+                    }
                     return true;
                 }
                 Ok(n) => {
                     let data = &buf[..n];
-                    let _ = self.log.write(stream, data);
+                    if let Some(log) = self.log.as_mut() {
+                        let _ = log.write(stream, data);
+                    }
                     for c in &mut self.clients {
                         c.output(stream, data, tty);
                     }
@@ -519,7 +550,10 @@ impl Shim {
                             message: format!("resizing the terminal: {e}"),
                         },
                     },
-                    None => Reply::Ok,
+                    None => {
+                        self.pending_size = Some((rows, cols));
+                        Reply::Ok
+                    }
                 }
             }
             Request::Start => self.start(),
@@ -560,12 +594,43 @@ impl Shim {
                 ),
             };
         }
+        if let Some(process) = self.opts.exec_process.clone() {
+            return self.start_exec(&process);
+        }
         match self.runtime.start() {
             Ok(()) => {
                 self.mark_started();
+                self.event("start", &[]);
                 Reply::Ok
             }
             Err(message) => Reply::Error { message },
+        }
+    }
+
+    /// Exec mode's `start`: `RUNTIME exec --detach`. A process that cannot be started
+    /// still gets an exit record (126/127, as Docker's exec inspect shows) and the monitor
+    /// ends.
+    fn start_exec(&mut self, process: &Path) -> Reply {
+        match self.launch(|rt, console, stdio, err| rt.exec(process, console, stdio, err)) {
+            Ok(_) => {
+                self.mark_started();
+                Reply::Ok
+            }
+            Err(message) => {
+                let exit = ExitInfo {
+                    exit_code: crate::protocol::start_failure_exit_code(&message),
+                    signal: None,
+                    finished_at: now(),
+                    oom_killed: false,
+                    restart_count: 0,
+                };
+                let _ = write_exit_file(&self.opts.state_dir, &exit);
+                self.exit = Some(exit);
+                self.io = None;
+                self.pid = None;
+                self.finish();
+                Reply::Error { message }
+            }
         }
     }
 
@@ -618,10 +683,13 @@ impl Shim {
     fn publish_exit(&mut self, exit: ExitInfo) {
         if let Some(io) = self.io.take() {
             for (stream, _) in &io.outputs {
-                let _ = self.log.finish(*stream);
+                if let Some(log) = self.log.as_mut() {
+                    let _ = log.finish(*stream);
+                }
             }
         }
         let _ = write_exit_file(&self.opts.state_dir, &exit);
+        self.exit_events(&exit);
         for c in &mut self.clients {
             match c.role {
                 Role::Waiting => c.reply_and_close(&Reply::Exited(exit.clone())),
@@ -662,6 +730,7 @@ impl Shim {
             Ok(()) => {
                 self.restart_count += 1;
                 self.mark_started();
+                self.event("start", &[]);
             }
             Err(message) => {
                 // Leave a trace where the engine looks for runtime errors.
@@ -696,8 +765,33 @@ impl Shim {
                 Role::Request => {}
             }
         }
-        self.runtime.delete_force();
+        if self.opts.exec_process.is_none() {
+            self.runtime.delete_force();
+        }
         remove_files(&self.opts.state_dir);
+    }
+
+    /// Appends a container event (with `--events-log`).
+    fn event(&self, action: &str, extra: &[(&str, String)]) {
+        if let Some(log) = &self.opts.events_log {
+            crate::events::container_event(log, &self.opts.bundle, &self.opts.id, action, extra);
+        }
+    }
+
+    /// `oom` and `die` for the container, `exec_die` for an exec process.
+    fn exit_events(&self, exit: &ExitInfo) {
+        let code = exit.exit_code.to_string();
+        if let Some(exec_id) = &self.opts.exec_id {
+            self.event(
+                "exec_die",
+                &[("execID", exec_id.clone()), ("exitCode", code)],
+            );
+            return;
+        }
+        if exit.oom_killed {
+            self.event("oom", &[]);
+        }
+        self.event("die", &[("exitCode", code)]);
     }
 }
 

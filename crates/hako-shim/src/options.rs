@@ -27,9 +27,9 @@ pub struct Options {
     /// Directory for the shim's sockets and files (attach.sock, exit.json, ...)
     #[arg(long)]
     pub state_dir: PathBuf,
-    /// Container log in Docker's json-file format
+    /// Container log in Docker's json-file format (none for an exec process)
     #[arg(long)]
-    pub log_path: PathBuf,
+    pub log_path: Option<PathBuf>,
     /// Rotate the log when it would grow past this many bytes (0: never rotate)
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub log_max_size: u64,
@@ -54,6 +54,17 @@ pub struct Options {
     /// An argument for --exit-command (repeat for several)
     #[arg(long = "exit-command-arg", allow_hyphen_values = true)]
     pub exit_command_args: Vec<String>,
+    /// Exec mode: run this OCI process (process.json) in the running container `--id`
+    /// instead of creating a container; `start` runs `RUNTIME exec --detach`. The shim then
+    /// monitors that one process: stdio, attach, resize, exit.json, no restart
+    #[arg(long, value_name = "FILE")]
+    pub exec_process: Option<PathBuf>,
+    /// The exec session's id, for its events (exec mode)
+    #[arg(long, requires = "exec_process")]
+    pub exec_id: Option<String>,
+    /// Append events (die, oom, exec_die, health_status...) to this log
+    #[arg(long, value_name = "FILE")]
+    pub events_log: Option<PathBuf>,
     /// Inherited descriptor that receives `{"pid":N}` or `{"error":"..."}` once the container
     /// is created, then is closed
     #[arg(long)]
@@ -76,7 +87,9 @@ impl Options {
             push("--runtime-root", root.clone().into());
         }
         push("--state-dir", self.state_dir.clone().into());
-        push("--log-path", self.log_path.clone().into());
+        if let Some(log) = &self.log_path {
+            push("--log-path", log.clone().into());
+        }
         push("--log-max-size", self.log_max_size.to_string().into());
         push("--log-max-file", self.log_max_file.to_string().into());
         push("--restart", self.restart.to_string().into());
@@ -85,6 +98,15 @@ impl Options {
         }
         for arg in &self.exit_command_args {
             push("--exit-command-arg", arg.clone().into());
+        }
+        if let Some(p) = &self.exec_process {
+            push("--exec-process", p.clone().into());
+        }
+        if let Some(id) = &self.exec_id {
+            push("--exec-id", id.clone().into());
+        }
+        if let Some(p) = &self.events_log {
+            push("--events-log", p.clone().into());
         }
         if let Some(fd) = self.ready_fd {
             push("--ready-fd", fd.to_string().into());

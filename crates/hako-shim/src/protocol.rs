@@ -231,6 +231,19 @@ pub fn read_exit(state_dir: &Path) -> io::Result<Option<ExitInfo>> {
     }
 }
 
+/// Docker's exit code for a process the runtime could not start: 127 when the program is
+/// not there, 126 when it cannot be executed, else 125 (the runtime's own failure).
+pub fn start_failure_exit_code(message: &str) -> i32 {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("executable file not found") || lower.contains("no such file or directory") {
+        127
+    } else if lower.contains("permission denied") || lower.contains("exec format error") {
+        126
+    } else {
+        125
+    }
+}
+
 /// Write `req` as one line.
 fn send(stream: &mut UnixStream, req: &Request) -> io::Result<()> {
     let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;

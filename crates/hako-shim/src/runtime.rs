@@ -82,12 +82,46 @@ impl Runtime {
             .stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
+        self.run_with_pid(cmd, stderr_read)
+    }
+
+    /// `exec --detach --pid-file P --process F [--console-socket S] ID`: starts one more
+    /// process in the running container; returns its pid. The process outlives the runtime
+    /// call and is re-parented to the shim (the subreaper), which reaps it.
+    pub fn exec(
+        &self,
+        process: &Path,
+        console_socket: Option<&Path>,
+        stdio: CreateStdio,
+        stderr_read: &OwnedFd,
+    ) -> Result<i32, String> {
+        let _ = std::fs::remove_file(&self.pid_file);
+        let mut cmd = self.command();
+        cmd.arg("exec")
+            .arg("--detach")
+            .arg("--pid-file")
+            .arg(&self.pid_file)
+            .arg("--process")
+            .arg(process);
+        if let Some(sock) = console_socket {
+            cmd.arg("--console-socket").arg(sock);
+        }
+        cmd.arg(&self.id)
+            .stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr));
+        self.run_with_pid(cmd, stderr_read)
+    }
+
+    /// Runs `cmd` (which writes the pid file) and reads the pid, or the error message.
+    fn run_with_pid(&self, mut cmd: Command, stderr_read: &OwnedFd) -> Result<i32, String> {
         let mark = self.log_len();
         // The Command owns our copies of the child's ends: `status` spawns, waits, and the
         // Command is dropped at the end of this statement, closing them.
         let status = cmd
             .status()
             .map_err(|e| format!("running {}: {e}", self.bin.display()))?;
+        drop(cmd);
         if !status.success() {
             let stderr = read_available(stderr_read);
             return Err(self.error_message(mark, &stderr, status));

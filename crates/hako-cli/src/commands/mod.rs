@@ -67,6 +67,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Image(ImageCommand::Prune(a)) => image::prune::run(g, &a),
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => system::info::run(g, &a),
         Command::System(SystemCommand::Df(a)) => system::df::run(g, &a),
+        Command::Events(a) | Command::System(SystemCommand::Events(a)) => {
+            system::events::run(g, &a)
+        }
         Command::Version(a) => system::version::run(g, &a),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => registry::pull::run(g, &a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => registry::push::run(g, &a),

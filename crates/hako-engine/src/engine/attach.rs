@@ -7,10 +7,21 @@ use hako_shim::protocol::{self, Request};
 
 use crate::error::{Error, IoContext, Result};
 use crate::records::Record;
-use crate::state::Action;
+use crate::state::{Action, Status};
 
 use super::Engine;
 use super::status::request_timeout;
+
+/// Which streams an attach wants.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttachOptions {
+    /// The caller's input goes to the container's stdin.
+    pub stdin: bool,
+    /// Send stdout.
+    pub stdout: bool,
+    /// Send stderr.
+    pub stderr: bool,
+}
 
 /// An attach connection to a container's stdio.
 #[derive(Debug)]
@@ -50,6 +61,7 @@ impl Engine {
                 Duration::from_secs(5),
             );
         }
+        self.container_event(&rec, "attach", &[]);
         self.begin(&rec)?;
         Ok((
             rec,
@@ -60,17 +72,40 @@ impl Engine {
         ))
     }
 
-    /// Attaches to a running container's stdio.
+    /// Attaches to a running container's stdio (stdout and stderr), as `docker attach`.
     pub fn attach(&self, what: &str, stdin: bool) -> Result<Attached> {
         let rec = self.get(what)?;
-        let live = self.check(&rec, Action::Attach)?;
-        if !live.status.is_active() {
+        if !self.live(&rec).status.is_active() {
             return Err(Error::InvalidArgument(
                 "You cannot attach to a stopped container, start it first".into(),
             ));
         }
-        let (stream, tty) = protocol::attach(&self.state_dir(&rec.id), stdin, true, true)
+        self.attach_with(
+            what,
+            &AttachOptions {
+                stdin,
+                stdout: true,
+                stderr: true,
+            },
+        )
+    }
+
+    /// Attaches to a container's stdio. A created container gets its shim first (the
+    /// runtime creates it, nothing runs), so an attach made before `start` loses no output
+    /// (the API's `docker run`: create, attach, wait, start).
+    pub fn attach_with(&self, what: &str, o: &AttachOptions) -> Result<Attached> {
+        let rec = self.get(what)?;
+        let live = self.check(&rec, Action::Attach)?;
+        if live.status == Status::Created && !live.monitor {
+            self.spawn_shim(&rec)?;
+        } else if !live.status.is_active() && live.status != Status::Created {
+            return Err(Error::Conflict(
+                "You cannot attach to a stopped container, start it first".into(),
+            ));
+        }
+        let (stream, tty) = protocol::attach(&self.state_dir(&rec.id), o.stdin, o.stdout, o.stderr)
             .ctx(|| format!("attach to container {}", &rec.id[..12]))?;
+        self.container_event(&rec, "attach", &[]);
         Ok(Attached { stream, tty })
     }
 
@@ -82,6 +117,13 @@ impl Engine {
             Duration::from_secs(5),
         )
         .ctx(|| "resize the container's tty".into())?;
+        if let Ok(rec) = self.get(id) {
+            self.container_event(
+                &rec,
+                "resize",
+                &[("height", rows.to_string()), ("width", cols.to_string())],
+            );
+        }
         Ok(())
     }
 }

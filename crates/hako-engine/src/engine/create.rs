@@ -166,6 +166,7 @@ impl Engine {
                 });
             }
         }
+        let mut new_volumes = Vec::new();
         for m in all_mounts.iter_mut() {
             if let MountKind::Volume { name, copy } = &m.kind {
                 let (vol, new) = volumes::create(
@@ -177,6 +178,7 @@ impl Engine {
                 cleanup
                     .volumes
                     .push((vol.name.clone(), new && name.is_none()));
+                new_volumes.push((vol.name.clone(), new));
                 if new && *copy {
                     let inside = rootfs.join(m.destination.trim_start_matches('/'));
                     if let (Ok(src), Ok(base)) = (
@@ -317,6 +319,13 @@ impl Engine {
         )
         .ctx(|| "write mounts.json".into())?;
         cleanup.disarm();
+        for (v, new) in &new_volumes {
+            if *new {
+                self.volume_event(v, "create");
+            }
+        }
+        self.write_event_attributes(&rec);
+        self.container_event(&rec, "create", &[]);
         Ok(rec)
     }
 

@@ -42,34 +42,10 @@ impl Engine {
         if rec.rootfs_managed && !hako_storage_is_mounted(&rec.rootfs) {
             self.images.mount_rootfs(&rec.id)?;
         }
-        let runtime = self.runtime_path(&rec.runtime)?;
-        let runtime_root = self.runtime_root(&rec.runtime);
-        let (ready_r, ready_w) = nix::unistd::pipe()
-            .map_err(std::io::Error::from)
-            .ctx(|| "create a pipe".into())?;
-        nix::fcntl::fcntl(
-            &ready_r,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(std::io::Error::from)
-        .ctx(|| "set close-on-exec".into())?;
-        let ready_fd = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
-        let mut cmd = Command::new(&self.opts.shim);
-        let bundle = self.container_dir(&rec.id);
-        cmd.arg("--id")
-            .arg(&rec.id)
-            .arg("--bundle")
-            .arg(&bundle)
-            .arg("--runtime")
-            .arg(&runtime)
-            .arg("--runtime-root")
-            .arg(&runtime_root)
-            .arg("--state-dir")
-            .arg(&dir)
-            .arg("--log-path")
-            .arg(self.log_path(&rec.id))
-            .arg("--ready-fd")
-            .arg(ready_fd.to_string());
+        self.write_event_attributes(rec);
+        self.drop_exec_sessions(&rec.id);
+        let mut cmd = self.shim_command(rec, &dir)?;
+        cmd.arg("--log-path").arg(self.log_path(&rec.id));
         let (max_size, max_file) = log_opts(
             &rec.host_config,
             self.opts.log_max_size,
@@ -95,6 +71,48 @@ impl Engine {
                 cmd.arg(format!("--exit-command-arg={a}"));
             }
         }
+        self.run_monitor(cmd, &dir, "create")
+    }
+
+    /// `hako-shim --id --bundle --runtime --runtime-root --state-dir --events-log`: what
+    /// a container's shim and an exec's monitor share.
+    pub(super) fn shim_command(&self, rec: &Record, state_dir: &Path) -> Result<Command> {
+        let mut cmd = Command::new(&self.opts.shim);
+        cmd.arg("--id")
+            .arg(&rec.id)
+            .arg("--bundle")
+            .arg(self.container_dir(&rec.id))
+            .arg("--runtime")
+            .arg(self.runtime_path(&rec.runtime)?)
+            .arg("--runtime-root")
+            .arg(self.runtime_root(&rec.runtime))
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--events-log")
+            .arg(self.events_path());
+        Ok(cmd)
+    }
+
+    /// Spawns the shim `cmd` and waits for its answer on the ready pipe: `{"pid":N}` once
+    /// the container (or exec monitor) is set up, else `{"error":...}` (then `state_dir`
+    /// is removed and the error is the runtime's `op` failure).
+    pub(super) fn run_monitor(
+        &self,
+        mut cmd: Command,
+        state_dir: &Path,
+        op: &'static str,
+    ) -> Result<()> {
+        let (ready_r, ready_w) = nix::unistd::pipe()
+            .map_err(std::io::Error::from)
+            .ctx(|| "create a pipe".into())?;
+        nix::fcntl::fcntl(
+            &ready_r,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(std::io::Error::from)
+        .ctx(|| "set close-on-exec".into())?;
+        let ready_fd = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
+        cmd.arg("--ready-fd").arg(ready_fd.to_string());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -115,10 +133,12 @@ impl Engine {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| format!("the shim exited without an answer ({})", reply.trim()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Err(runtime_error("create", message))
+        let _ = std::fs::remove_dir_all(state_dir);
+        Err(runtime_error(op, message))
     }
 
+    /// Asks the shim to start the created container. The shim writes the `start` event
+    /// (before it can see the exit, so `die` never comes first).
     pub(super) fn begin(&self, rec: &Record) -> Result<()> {
         let dir = self.state_dir(&rec.id);
         match request_timeout(&dir, &Request::Start, Duration::from_secs(60)) {
@@ -225,6 +245,7 @@ impl Engine {
             .unwrap_or(STOP_TIMEOUT_DEFAULT);
         if live.status != Status::Restarting {
             let _ = self.runtime_run(&rec, "kill", &["kill", &rec.id, &sig]);
+            self.container_event(&rec, "kill", &[("signal", signal_number(&sig))]);
         }
         let graceful = u64::try_from(timeout.max(0)).unwrap_or(0);
         if timeout < 0 || !self.wait_exit(&rec, Duration::from_secs(graceful)) {
@@ -234,6 +255,7 @@ impl Engine {
             self.wait_exit(&rec, Duration::from_secs(30));
         }
         self.wait_shim_gone(&rec.id, Duration::from_secs(5));
+        self.container_event(&rec, "stop", &[]);
         Ok(rec)
     }
 
@@ -250,13 +272,16 @@ impl Engine {
             Duration::from_secs(5),
         );
         self.runtime_run(&rec, "kill", &["kill", &rec.id, signal])?;
+        self.container_event(&rec, "kill", &[("signal", signal_number(signal))]);
         Ok(rec)
     }
 
     /// Stops (if running) and starts again.
     pub fn restart(&self, what: &str, timeout: Option<i64>) -> Result<Record> {
         let rec = self.stop(what, timeout, None)?;
-        self.start(&rec.id)
+        let rec = self.start(&rec.id)?;
+        self.container_event(&rec, "restart", &[]);
+        Ok(rec)
     }
 
     /// Freezes every process of the container.
@@ -265,6 +290,7 @@ impl Engine {
         self.check(&rec, Action::Pause)?;
         self.runtime_run(&rec, "pause", &["pause", &rec.id])?;
         records::set_paused(&self.conn(), &rec.id, true)?;
+        self.container_event(&rec, "pause", &[]);
         Ok(rec)
     }
 
@@ -274,6 +300,7 @@ impl Engine {
         self.check(&rec, Action::Unpause)?;
         self.runtime_run(&rec, "resume", &["resume", &rec.id])?;
         records::set_paused(&self.conn(), &rec.id, false)?;
+        self.container_event(&rec, "unpause", &[]);
         Ok(rec)
     }
 
@@ -291,7 +318,14 @@ impl Engine {
                 "Renaming a container with the same name as its current name".to_string(),
             ));
         }
-        records::rename(&self.conn(), &rec.id, new_name)
+        records::rename(&self.conn(), &rec.id, new_name)?;
+        let renamed = Record {
+            name: new_name.to_string(),
+            ..rec.clone()
+        };
+        self.write_event_attributes(&renamed);
+        self.container_event(&renamed, "rename", &[("oldName", format!("/{}", rec.name))]);
+        Ok(())
     }
 }
 
@@ -303,4 +337,16 @@ pub(super) fn hako_storage_is_mounted(p: &Path) -> bool {
                 .any(|l| l.split(' ').nth(4) == Some(want.as_ref()))
         })
         .unwrap_or(false)
+}
+
+/// A signal's number as Docker's `kill` event shows it (`SIGTERM` → `15`); what cannot be
+/// parsed stays as given.
+fn signal_number(sig: &str) -> String {
+    let s = sig.trim_start_matches("SIG").trim_start_matches("sig");
+    if s.parse::<i32>().is_ok() {
+        return s.to_string();
+    }
+    format!("SIG{}", s.to_ascii_uppercase())
+        .parse::<nix::sys::signal::Signal>()
+        .map_or_else(|_| sig.to_string(), |n| (n as i32).to_string())
 }

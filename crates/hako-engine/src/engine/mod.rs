@@ -18,6 +18,7 @@ use crate::records::{self, Record};
 
 mod attach;
 mod create;
+mod emit;
 mod exec;
 mod inspect;
 mod lifecycle;
@@ -27,7 +28,7 @@ mod status;
 mod validate;
 mod volume;
 
-pub use attach::Attached;
+pub use attach::{AttachOptions, Attached};
 pub use create::CreateOptions;
 pub use exec::ExecOptions;
 pub use inspect::StatsSample;
@@ -123,6 +124,7 @@ impl Engine {
         for d in [
             opts.root.join("containers"),
             opts.exec_root.join("containers"),
+            opts.exec_root.join("exec"),
         ] {
             std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
         }

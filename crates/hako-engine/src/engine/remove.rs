@@ -80,8 +80,12 @@ impl Engine {
             Vec::new()
         };
         records::delete(&self.conn(), &rec.id)?;
+        self.drop_exec_sessions(&rec.id);
+        self.container_event(rec, "destroy", &[]);
         for v in anon {
-            let _ = volumes::remove(&self.conn(), &self.opts.root, &v);
+            if volumes::remove(&self.conn(), &self.opts.root, &v).is_ok() {
+                self.volume_event(&v, "destroy");
+            }
         }
         for d in [self.state_dir(&rec.id), self.container_dir(&rec.id)] {
             match std::fs::remove_dir_all(&d) {

@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
 use crate::error::{Error, IoContext, Result};
 use crate::records::Record;
 
@@ -110,38 +108,12 @@ impl Engine {
 
 /// Docker's exit codes for a process that could not be started.
 pub(super) fn runtime_error(op: &'static str, message: String) -> Error {
-    let lower = message.to_ascii_lowercase();
-    let exit_code = if lower.contains("executable file not found")
-        || lower.contains("no such file or directory")
-    {
-        127
-    } else if lower.contains("permission denied") || lower.contains("exec format error") {
-        126
-    } else {
-        125
-    };
+    let exit_code = hako_shim::protocol::start_failure_exit_code(&message);
     Error::Runtime {
         op,
         message,
         exit_code,
     }
-}
-
-/// The last error message in a runtime's JSON log.
-pub(super) fn last_error(log: &str) -> Option<String> {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
-        .filter_map(|v| v["msg"].as_str().map(str::to_string))
-        .next_back()
-}
-
-pub(super) fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(125)
 }
 
 #[cfg(test)]

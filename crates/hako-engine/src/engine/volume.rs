@@ -14,7 +14,18 @@ impl Engine {
         name: Option<&str>,
         labels: &HashMap<String, String>,
     ) -> Result<bollard_stubs::models::Volume> {
-        Ok(volumes::create(&self.conn(), &self.opts.root, name, labels)?.0)
+        let (v, new) = volumes::create(&self.conn(), &self.opts.root, name, labels)?;
+        if new {
+            self.volume_event(&v.name, "create");
+        }
+        Ok(v)
+    }
+
+    /// A volume event (`create`, `destroy`).
+    pub(super) fn volume_event(&self, name: &str, action: &str) {
+        let mut a = std::collections::BTreeMap::new();
+        a.insert("driver".to_string(), "local".to_string());
+        self.emit("volume", action, name, a);
     }
 
     /// Volumes: all, with whether each is anonymous.
@@ -35,6 +46,8 @@ impl Engine {
 
     /// Volumes: remove.
     pub fn volume_remove(&self, name: &str) -> Result<()> {
-        volumes::remove(&self.conn(), &self.opts.root, name)
+        volumes::remove(&self.conn(), &self.opts.root, name)?;
+        self.volume_event(name, "destroy");
+        Ok(())
     }
 }

@@ -1,9 +1,11 @@
-//! `hako exec`: run a process in a running container through the OCI runtime's `exec`.
+//! `hako exec`: an exec session (create, start attached or detached, wait), its output
+//! and input pumped like `attach`.
 
 use anyhow::Result;
 use clap::Args;
 use hako_engine::ExecOptions;
 
+use super::stream::{self, End};
 use super::{EngineError, engine_err};
 use crate::context::Global;
 
@@ -60,22 +62,37 @@ pub fn run(g: &Global, a: &ExecArgs) -> Result<()> {
             }
         })
         .collect();
-    let code = engine
-        .exec(
-            container,
-            &ExecOptions {
-                cmd: command.to_vec(),
-                tty: a.tty,
-                interactive: a.interactive,
-                detach: a.detach,
-                env,
-                user: a.user.clone(),
-                workdir: a.workdir.clone(),
-                privileged: a.privileged,
-            },
-        )
-        .map_err(engine_err)?;
-    match code {
+    let o = ExecOptions {
+        cmd: command.to_vec(),
+        tty: a.tty,
+        interactive: a.interactive,
+        detach: a.detach,
+        env,
+        user: a.user.clone(),
+        workdir: a.workdir.clone(),
+        privileged: a.privileged,
+        attach_stdout: !a.detach,
+        attach_stderr: !a.detach,
+        detach_keys: None,
+        console_size: a.tty.then(stream::terminal_size).flatten(),
+    };
+    let id = engine.exec_create(container, &o).map_err(engine_err)?;
+    let Some(att) = engine.exec_start(&id, a.detach).map_err(engine_err)? else {
+        return Ok(());
+    };
+    let keys = stream::detach_keys("ctrl-p,ctrl-q")?;
+    let end = stream::pump(
+        att.stream,
+        att.tty,
+        a.interactive,
+        engine.exec_dir(&id),
+        &keys,
+    )?;
+    if end == End::Detached {
+        eprintln!("\nread escape sequence");
+        return Ok(());
+    }
+    match engine.exec_wait(&id).map_err(engine_err)? {
         0 => Ok(()),
         c => Err(EngineError::exit(c)),
     }

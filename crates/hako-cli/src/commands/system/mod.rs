@@ -1,6 +1,7 @@
-//! `system df`, `info`, `prune`, `version`.
+//! `system df`, `events`, `info`, `prune`, `version`.
 
 pub mod df;
+pub mod events;
 pub mod info;
 pub mod prune;
 pub mod version;

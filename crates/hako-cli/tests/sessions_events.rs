@@ -1,0 +1,158 @@
+//! Exec sessions (a monitor per exec, nothing tied to the caller) and the event log that
+//! the CLI and the shims share.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Hako;
+use serde_json::Value;
+
+fn exec_dirs(h: &Hako) -> Vec<String> {
+    std::fs::read_dir(h.exec.path().join("exec"))
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn events(h: &Hako, filters: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "events", "--since", "0", "--until", "0s", "--format", "json",
+    ];
+    for f in filters {
+        args.push("--filter");
+        args.push(f);
+    }
+    h.ok(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .collect()
+}
+
+#[test]
+fn exec_sessions_do_not_depend_on_the_caller() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(&["--name", "ex", "busybox", "sleep", "1000"], None);
+    // Attached: stdout and stderr kept apart, the exit code comes back.
+    let o = h.run(&["exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    // Input reaches the process and its end closes it (`-i`).
+    let o = h.run_stdin(&["exec", "-i", "ex", "sh", "-c", "cat; echo end"], b"in\n");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "in\nend\n");
+    let e = h.fails(127, &["exec", "ex", "nope"]);
+    assert!(e.contains("executable file not found"), "{e}");
+    // Detached: runs on after the CLI returned.
+    h.ok(&["exec", "-d", "ex", "sh", "-c", "sleep 0.3; echo done > /f"]);
+    h.wait_for("the detached exec", || {
+        h.run(&["exec", "ex", "cat", "/f"]).stdout == b"done\n"
+    });
+    // The CLI killed mid-exec: the process and its monitor carry on and record the exit.
+    let mut child = h
+        .cmd(&[
+            "exec",
+            "ex",
+            "sh",
+            "-c",
+            "sleep 0.5; echo late > /g; exit 4",
+        ])
+        .spawn()
+        .expect("spawn");
+    h.wait_for("the exec to start", || {
+        events(&h, &["event=exec_start"])
+            .iter()
+            .any(|e| e["Action"].as_str().is_some_and(|a| a.contains("late")))
+    });
+    child.kill().expect("kill the CLI");
+    let _ = child.wait();
+    h.wait_for("the orphaned exec", || {
+        h.run(&["exec", "ex", "cat", "/g"]).stdout == b"late\n"
+    });
+    h.wait_for("its exec_die", || {
+        events(&h, &["event=exec_die"])
+            .iter()
+            .any(|e| e["Actor"]["Attributes"]["exitCode"] == "4")
+    });
+    assert!(!exec_dirs(&h).is_empty());
+    // A stopped container takes no exec, and its sessions go with it.
+    h.ok(&["stop", "-t", "0", "ex"]);
+    let e = h.fails(125, &["exec", "ex", "true"]);
+    assert!(e.contains("is not running"), "{e}");
+    h.ok(&["rm", "ex"]);
+    assert_eq!(exec_dirs(&h), Vec::<String>::new(), "exec sessions left");
+    h.assert_clean(&[&id]);
+}
+
+#[test]
+fn events_come_from_the_cli_and_the_shims() {
+    need_root!();
+    let h = Hako::new();
+    let o = h.run(&[
+        "run", "--name", "ev", "--label", "team=a", "busybox", "sh", "-c", "exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let id = h.inspect("ev")["Id"].as_str().expect("id").to_string();
+    h.ok(&["rename", "ev", "ev2"]);
+    h.ok(&["rm", "ev2"]);
+    let evs = events(&h, &["type=container"]);
+    let actions: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["Actor"]["ID"] == id.as_str())
+        .map(|e| e["Action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        ["create", "attach", "start", "die", "rename", "destroy"],
+        "{evs:?}"
+    );
+    // `die` is written by the shim, with the exit code and the container's labels.
+    let die = evs.iter().find(|e| e["Action"] == "die").expect("die");
+    assert_eq!(die["Actor"]["Attributes"]["exitCode"], "3");
+    assert_eq!(die["Actor"]["Attributes"]["team"], "a");
+    assert_eq!(die["Actor"]["Attributes"]["name"], "ev");
+    assert_eq!(die["status"], "die", "legacy fields for old clients");
+    assert_eq!(die["id"], id.as_str());
+    let rename = evs
+        .iter()
+        .find(|e| e["Action"] == "rename")
+        .expect("rename");
+    assert_eq!(rename["Actor"]["Attributes"]["oldName"], "/ev");
+    assert_eq!(rename["Actor"]["Attributes"]["name"], "ev2");
+    // Filters: by name, by label, by event; time windows.
+    assert_eq!(events(&h, &["container=ev2", "event=destroy"]).len(), 1);
+    assert_eq!(events(&h, &["label=team=a", "event=die"]).len(), 1);
+    assert_eq!(events(&h, &["label=team=b"]).len(), 0);
+    assert!(
+        h.ok(&["events", "--since", "0", "--until", "1"])
+            .trim()
+            .is_empty()
+    );
+    let e = h.fails(125, &["events", "--filter", "colour=red"]);
+    assert!(e.contains("invalid filter 'colour'"), "{e}");
+    let e = h.fails(125, &["events", "--since", "yesterday"]);
+    assert!(e.contains("invalid time value"), "{e}");
+    // A live follower sees what another process does.
+    let mut follower = h
+        .cmd(&[
+            "events",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn events");
+    std::thread::sleep(Duration::from_millis(300));
+    h.ok(&["create", "--name", "late", "busybox", "true"]);
+    std::thread::sleep(Duration::from_millis(800));
+    follower.kill().expect("kill events");
+    let out = follower.wait_with_output().expect("events output");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
+    h.finish(&["late"]);
+}
