@@ -38,7 +38,7 @@ mod volumes;
 pub use bollard_stubs::models;
 pub use engine::{
     AttachOptions, Attached, CreateOptions, Engine, EngineOptions, ExecOptions, LiveState,
-    SignalSender, StatsSample, parse_size, sibling_binary,
+    SignalSender, StatsSample, WaitCondition, Waiter, parse_size, sibling_binary,
 };
 pub use error::{Error, Result};
 pub use records::Record;

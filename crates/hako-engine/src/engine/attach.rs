@@ -11,6 +11,7 @@ use crate::state::{Action, Status};
 
 use super::Engine;
 use super::status::request_timeout;
+use super::wait::{WaitCondition, Waiter};
 
 /// Which streams an attach wants.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,19 +35,22 @@ pub struct Attached {
 
 impl Engine {
     /// Starts a container with a connection to its stdio made *before* it runs, so no
-    /// output is lost (`run` without `-d`, `start -a`). With a tty, `size` (rows, cols) is
-    /// set before the process starts, so its first `stty size` is already right.
+    /// output is lost (`run` without `-d`, `start -a`), and a wait registered before it
+    /// runs too, so its exit code is known even when `--rm` removes it at once. With a
+    /// tty, `size` (rows, cols) is set before the process starts, so its first `stty size`
+    /// is already right.
     pub fn start_attached(
         &self,
         what: &str,
         stdin: bool,
         size: Option<(u16, u16)>,
-    ) -> Result<(Record, Attached)> {
+    ) -> Result<(Record, Attached, Waiter<'_>)> {
         let rec = self.get(what)?;
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
             let a = self.attach(&rec.id, stdin)?;
-            return Ok((rec, a));
+            let w = self.waiter(&rec.id, WaitCondition::NotRunning)?;
+            return Ok((rec, a, w));
         }
         if !live.monitor {
             self.spawn_shim(&rec)?;
@@ -62,6 +66,7 @@ impl Engine {
             );
         }
         self.container_event(&rec, "attach", &[]);
+        let waiter = self.waiter(&rec.id, WaitCondition::NextExit)?;
         self.begin(&rec)?;
         Ok((
             rec,
@@ -69,6 +74,7 @@ impl Engine {
                 stream: attached.0,
                 tty: attached.1,
             },
+            waiter,
         ))
     }
 

@@ -161,38 +161,6 @@ impl Engine {
         }
     }
 
-    /// Waits until the container is not running and returns its exit code.
-    pub fn wait(&self, what: &str) -> Result<i32> {
-        let rec = self.get(what)?;
-        let dir = self.state_dir(&rec.id);
-        loop {
-            let live = self.live(&rec);
-            if !live.status.is_active() {
-                return Ok(live.exit_code);
-            }
-            match request_timeout(&dir, &Request::Wait, Duration::from_secs(3600 * 24 * 365)) {
-                Ok(Reply::Exited(e)) => {
-                    if self.live(&rec).status != Status::Restarting {
-                        return Ok(e.exit_code);
-                    }
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-
-    /// Waits (at most `timeout`) until the container's record is gone.
-    pub fn wait_removed(&self, id: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if records::find(&self.conn(), id).is_err() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
-    }
-
     pub(super) fn wait_exit(&self, rec: &Record, timeout: Duration) -> bool {
         let dir = self.state_dir(&rec.id);
         let deadline = Instant::now() + timeout;

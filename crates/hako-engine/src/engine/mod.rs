@@ -27,6 +27,7 @@ mod runtime;
 mod status;
 mod validate;
 mod volume;
+mod wait;
 
 pub use attach::{AttachOptions, Attached};
 pub use create::CreateOptions;
@@ -35,6 +36,7 @@ pub use inspect::StatsSample;
 pub use runtime::SignalSender;
 pub use status::LiveState;
 pub use validate::parse_size;
+pub use wait::{WaitCondition, Waiter};
 
 /// Where things are and which programs to use.
 #[derive(Debug, Clone)]

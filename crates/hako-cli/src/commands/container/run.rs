@@ -161,7 +161,7 @@ fn attached_run(
     tty: bool,
 ) -> Result<i32> {
     let keys = stream::detach_keys(keys)?;
-    let (rec, att) = engine
+    let (rec, att, waiter) = engine
         .start_attached(id, stdin, stream::terminal_size())
         .map_err(engine_err)?;
     if sig_proxy && !tty {
@@ -172,7 +172,7 @@ fn attached_run(
         eprintln!("\nread escape sequence");
         return Ok(0);
     }
-    let code = engine.wait(&rec.id).map_err(engine_err)?;
+    let code = waiter.wait().map_err(engine_err)?;
     if rec.host_config.auto_remove == Some(true) {
         // The shim's exit command removes it too (that is what makes `--rm` work when this
         // CLI is gone); whoever claims the removal first does it, and `run --rm` returns

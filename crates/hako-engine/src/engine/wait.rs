@@ -1,0 +1,224 @@
+//! Waiting for a container to stop (`docker wait`, `run`'s exit code), with Docker's three
+//! conditions. A [`Waiter`] registers with the shim when it is made, so an exit that
+//! happens before the caller reads it is not missed: `run --rm` learns the exit code even
+//! when the shim's cleanup removes the container right after.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use hako_shim::protocol::{self, Reply, Request};
+
+use crate::error::{Error, Result};
+use crate::records;
+use crate::state::Status;
+
+use super::Engine;
+
+/// Docker's `condition` of `POST /containers/{id}/wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitCondition {
+    /// Return at once if not running, else at the exit (default).
+    #[default]
+    NotRunning,
+    /// Return at the next exit, even of a container not running yet.
+    NextExit,
+    /// Return once the container is removed.
+    Removed,
+}
+
+impl std::str::FromStr for WaitCondition {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<WaitCondition> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(Error::InvalidArgument(format!(
+                "invalid condition: \"{other}\""
+            ))),
+        }
+    }
+}
+
+/// A registered wait; [`Waiter::wait`] or [`Waiter::poll`] it.
+#[derive(Debug)]
+pub struct Waiter<'a> {
+    engine: &'a Engine,
+    id: String,
+    cond: WaitCondition,
+    conn: Option<UnixStream>,
+    line: Vec<u8>,
+    /// The exit code, once known.
+    code: Option<i32>,
+    /// The container was seen running (an exit after that counts for `next-exit`).
+    seen_active: bool,
+}
+
+impl Engine {
+    /// Registers a wait for `what` under `cond`.
+    pub fn waiter(&self, what: &str, cond: WaitCondition) -> Result<Waiter<'_>> {
+        let rec = self.get(what)?;
+        let live = self.live(&rec);
+        let mut w = Waiter {
+            engine: self,
+            id: rec.id.clone(),
+            cond,
+            conn: None,
+            line: Vec::new(),
+            code: None,
+            seen_active: live.status.is_active(),
+        };
+        if cond == WaitCondition::NotRunning && !live.status.is_active() {
+            w.code = Some(live.exit_code);
+        } else {
+            w.conn = w.register();
+        }
+        Ok(w)
+    }
+
+    /// Waits until the container is not running and returns its exit code.
+    pub fn wait(&self, what: &str) -> Result<i32> {
+        self.waiter(what, WaitCondition::NotRunning)?.wait()
+    }
+
+    /// Waits (at most `timeout`) until the container's record is gone.
+    pub fn wait_removed(&self, id: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if records::find(&self.conn(), id).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
+impl Waiter<'_> {
+    /// Blocks until the condition is met; the exit code.
+    pub fn wait(mut self) -> Result<i32> {
+        loop {
+            if let Some(code) = self.poll(Duration::from_secs(3600))? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Waits at most about `timeout`: `Some(exit code)` once the condition is met (so a
+    /// caller can give up when its client went away).
+    pub fn poll(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.code {
+                if self.cond != WaitCondition::Removed {
+                    return Ok(Some(code));
+                }
+                if records::find(&self.engine.conn(), &self.id).is_err() {
+                    return Ok(Some(code));
+                }
+            } else if self.conn.is_some() {
+                match self.read_reply(deadline) {
+                    Some(Ok(Reply::Exited(e))) => {
+                        self.conn = None;
+                        self.seen_active = true;
+                        if self.restarting() {
+                            self.conn = self.register();
+                        } else {
+                            self.code = Some(e.exit_code);
+                        }
+                        continue;
+                    }
+                    Some(_) => self.conn = None,
+                    None => {}
+                }
+            } else {
+                self.check_state()?;
+                if self.code.is_none() && self.conn.is_none() {
+                    self.conn = self.register();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            if self.conn.is_none() || self.code.is_some() {
+                std::thread::sleep(left.min(Duration::from_millis(25)));
+            }
+        }
+    }
+
+    fn restarting(&self) -> bool {
+        self.engine
+            .get(&self.id)
+            .is_ok_and(|r| self.engine.live(&r).status == Status::Restarting)
+    }
+
+    /// Without a shim connection: decide from the status (the shim is gone, or not there
+    /// yet for a created container).
+    fn check_state(&mut self) -> Result<()> {
+        let rec = match self.engine.get(&self.id) {
+            Ok(r) => r,
+            Err(Error::NoSuchContainer(_)) if self.cond == WaitCondition::Removed => {
+                self.code = Some(self.code.unwrap_or(0));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let live = self.engine.live(&rec);
+        if live.status.is_active() {
+            self.seen_active = true;
+        } else if self.cond == WaitCondition::NotRunning
+            || (self.seen_active && live.status != Status::Created)
+        {
+            self.code = Some(live.exit_code);
+        }
+        Ok(())
+    }
+
+    /// Sends `wait` on a fresh connection to the shim, if it runs.
+    fn register(&self) -> Option<UnixStream> {
+        let dir = self.engine.state_dir(&self.id);
+        let mut s = UnixStream::connect(protocol::socket_path(&dir)).ok()?;
+        let mut line = serde_json::to_vec(&Request::Wait).ok()?;
+        line.push(b'\n');
+        s.write_all(&line).ok()?;
+        Some(s)
+    }
+
+    /// Reads the reply line until `deadline`: `None` while it has not come.
+    fn read_reply(&mut self, deadline: Instant) -> Option<std::io::Result<Reply>> {
+        let s = self.conn.as_mut()?;
+        let mut byte = [0u8; 64];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let _ = s.set_read_timeout(Some(left));
+            match s.read(&mut byte) {
+                Ok(0) => {
+                    return Some(Err(std::io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "the shim closed the connection",
+                    )));
+                }
+                Ok(n) => {
+                    self.line.extend_from_slice(&byte[..n]);
+                    if let Some(nl) = self.line.iter().position(|b| *b == b'\n') {
+                        let reply = serde_json::from_slice(&self.line[..nl])
+                            .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e));
+                        self.line.clear();
+                        return Some(reply);
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
