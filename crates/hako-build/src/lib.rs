@@ -1,0 +1,15 @@
+//! hako's Dockerfile builder.
+//!
+//! ```text
+//!  Dockerfile ─► parser (directives, continuations, heredocs) ─► instructions (typed, flags)
+//!           build args, --target ─► plan (stages, ARG scoping, FROM resolution, needed stages)
+//!  context dir / tar ─► Context (.dockerignore, in-context path rules, content hashes)
+//!  plan + context + Worker (the engine: images, rootfs, runtime) ─► steps, cache, image
+//! ```
+//!
+//! Everything above the [`Worker`](crate) line is pure: no root, no engine.
+
+pub mod ignore;
+pub mod instructions;
+pub mod parser;
+pub mod shell;

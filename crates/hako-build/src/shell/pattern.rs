@@ -1,0 +1,92 @@
+//! Shell patterns (`*`, `?`, `\`) for `${v#p}`, `${v%p}` and `${v/p/r}`, matched through
+//! a regular expression built from the pattern.
+
+use regex::{NoExpand, Regex};
+
+/// The regular expression for `pattern`: `*` any run (shortest unless `greedy`), `?` one
+/// character, `\*` `\?` `\\` the character itself; `\}` and `\/` are the brace or slash.
+pub(crate) fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    if anchored {
+        out.push('^');
+    }
+    let star = if greedy { ".*" } else { ".*?" };
+    let mut it = pattern.chars().peekable();
+    while let Some(tok) = it.next() {
+        match tok {
+            '*' => out.push_str(star),
+            '?' => out.push('.'),
+            '\\' => {
+                if matches!(it.peek(), Some('}' | '/')) {
+                    continue;
+                }
+                match it.next() {
+                    Some(c @ ('*' | '?' | '\\')) => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    Some(c) => return Err(format!("invalid escape '\\{c}'")),
+                    None => return Err("invalid escape '\\' at end of pattern".into()),
+                }
+            }
+            '[' | ']' | '{' | '}' | '.' | '+' | '(' | ')' | '|' | '^' | '$' => {
+                out.push('\\');
+                out.push(tok);
+            }
+            c => out.push(c),
+        }
+    }
+    Regex::new(&out).map_err(|e| e.to_string())
+}
+
+fn bad(pattern: &str, e: String) -> String {
+    format!("invalid pattern ({pattern}) in substitution: {e}")
+}
+
+/// `${value#pattern}` (`greedy`: `##`).
+pub(crate) fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+    let re = to_regex(pattern, greedy, true).map_err(|e| bad(pattern, e))?;
+    Ok(match re.find(value) {
+        Some(m) => value[m.end()..].to_string(),
+        None => value.to_string(),
+    })
+}
+
+/// `${value%pattern}` (`greedy`: `%%`): a prefix match on the reversed value.
+pub(crate) fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+    let rev_value: String = value.chars().rev().collect();
+    let trimmed = trim_prefix(&reverse_pattern(pattern), &rev_value, greedy)
+        .map_err(|_| bad(pattern, "invalid pattern".into()))?;
+    Ok(trimmed.chars().rev().collect())
+}
+
+/// `${value/pattern/replacement}`, every match with `all`.
+pub(crate) fn replace(pattern: &str, repl: &str, value: &str, all: bool) -> Result<String, String> {
+    let re = to_regex(pattern, true, false).map_err(|e| bad(pattern, e))?;
+    Ok(if all {
+        re.replace_all(value, NoExpand(repl)).into_owned()
+    } else {
+        re.replace(value, NoExpand(repl)).into_owned()
+    })
+}
+
+/// `pattern` backwards, an escape staying in front of the character it quotes
+/// (`a\*c` → `c\*a`).
+pub(crate) fn reverse_pattern(pattern: &str) -> String {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut out = vec!['\0'; p.len()];
+    let last = p.len().saturating_sub(1);
+    let mut i = 0;
+    while i < p.len() {
+        let at = last - i;
+        if p[i] == '\\' && i != last {
+            out[at - 1] = '\\';
+            i += 1;
+            out[at] = p[i];
+        } else {
+            out[at] = p[i];
+        }
+        i += 1;
+    }
+    out.into_iter().collect()
+}
