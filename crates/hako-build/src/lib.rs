@@ -9,6 +9,8 @@
 //!
 //! Everything above the [`Worker`](crate) line is pure: no root, no engine.
 
+pub mod config;
+pub mod dispatch;
 pub mod ignore;
 pub mod instructions;
 pub mod parser;
