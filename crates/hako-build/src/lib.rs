@@ -10,6 +10,7 @@
 //! Everything above the [`Worker`](crate) line is pure: no root, no engine.
 
 pub mod config;
+pub mod copy;
 pub mod dispatch;
 pub mod ignore;
 pub mod instructions;
