@@ -9,10 +9,15 @@
 //!
 //! Everything above the [`Worker`](crate) line is pure: no root, no engine.
 
+pub mod archive;
+pub mod build;
 pub mod config;
 pub mod copy;
 pub mod dispatch;
 pub mod ignore;
 pub mod instructions;
+pub mod mounts;
 pub mod parser;
+pub mod progress;
 pub mod shell;
+pub mod worker;

@@ -67,8 +67,11 @@ pub enum Step {
 pub struct RunStep {
     /// The argv.
     pub argv: Vec<String>,
-    /// `K=V` environment (config Env, then ARGs ENV does not override, then proxies).
+    /// `K=V` environment (config Env, then the ARGs ENV does not override).
     pub env: Vec<String>,
+    /// Proxy variables from `--build-arg` not set otherwise (given to the container,
+    /// kept out of the cache key).
+    pub proxy_env: Vec<String>,
     /// ARGs as `K=V` for the cache key and history (no proxies).
     pub args: Vec<String>,
     /// `USER`.
@@ -353,8 +356,8 @@ impl StageState {
         }
     }
 
-    /// The environment of a RUN.
-    pub fn run_env(&self, build_args: &BuildArgs) -> Vec<String> {
+    /// The environment of a RUN: (env, proxies from `--build-arg` not otherwise set).
+    pub fn run_env(&self, build_args: &BuildArgs) -> (Vec<String>, Vec<String>) {
         let env = self.image.env();
         let mut out: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         for (k, v) in &self.args {
@@ -362,15 +365,16 @@ impl StageState {
                 out.push(format!("{k}={v}"));
             }
         }
+        let mut proxies = Vec::new();
         for (k, v) in build_args.proxies() {
-            if !out
+            let set = out
                 .iter()
-                .any(|e| e.split_once('=').is_some_and(|(ek, _)| ek == k))
-            {
-                out.push(format!("{k}={v}"));
+                .any(|e| e.split_once('=').is_some_and(|(ek, _)| ek == k));
+            if !set {
+                proxies.push(format!("{k}={v}"));
             }
         }
-        out
+        (out, proxies)
     }
 
     fn run_step(&self, r: &RunSpec, build_args: &BuildArgs) -> RunStep {
@@ -427,9 +431,11 @@ impl StageState {
         } else {
             format!("RUN |{} {} {shown} # buildkit", args.len(), args.join(" "))
         };
+        let (env, proxy_env) = self.run_env(build_args);
         RunStep {
             argv,
-            env: self.run_env(build_args),
+            env,
+            proxy_env,
             args,
             user: self.image.config.user.clone(),
             cwd: self.image.workdir().to_string(),
