@@ -138,9 +138,7 @@ pub(crate) struct Build<'a> {
     pub(crate) opts: &'a BuildOptions,
     pub(crate) worker: &'a dyn Worker,
     pub(crate) progress: &'a dyn Progress,
-    /// The user's cancel flag.
-    pub(crate) cancel: &'a Cancel,
-    /// The same flag, also set by the first failure so the other stages stop.
+    /// The user's cancel flag, also set by the first failure so the other stages stop.
     pub(crate) stop: Cancel,
     pub(crate) stages: Stages,
     pub(crate) plan: plan::Plan,
@@ -272,7 +270,6 @@ pub fn build(
         opts,
         worker,
         progress,
-        cancel,
         stop: cancel.clone(),
         plan,
         stages,
