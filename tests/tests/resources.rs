@@ -1,7 +1,8 @@
 //! `linux.resources` seen through behaviour, not just file contents: cpu quota throttles a
 //! busy loop, a memory hog is OOM-killed under its limit, tiny limits (512k memory,
-//! 1 pid) still start a container, Docker's "unset" zeros are accepted, and a value the
-//! kernel rejects fails cleanly. Each scenario also runs against runc.
+//! 1 pid) still start a container, Docker's "unset" zeros are accepted, memory.kernelTCP
+//! reaches the kernel where it has the file, and a value the kernel rejects fails cleanly.
+//! Each scenario also runs against runc.
 
 // Shared with the e2e target; not every helper is used here.
 #[allow(dead_code, unused_imports)]
@@ -51,6 +52,35 @@ fn memory_hog_is_oom_killed(rt: &Runtime) {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(kills >= 1, "no OOM kill counted: {out}");
+}
+
+/// memory.kernelTCP: written to memory.kmem.tcp.limit_in_bytes where the kernel has it (as
+/// crun does), read back from inside; runc 1.1 ignores it. Without the file (cgroup v2, or
+/// a kernel without kmem accounting) hako runs the container and says so on stderr.
+fn kernel_tcp_limit(rt: &Runtime) {
+    const FILE: &str = "/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes";
+    let config = resources(
+        Config::new(),
+        json!({"memory": {"limit": 64 * 1024 * 1024, "kernelTCP": 8 * 1024 * 1024}}),
+    )
+    .sh(&format!("cat {FILE} 2>/dev/null || echo no-file"));
+    let b = bundle(&config);
+    let id = unique_id(rt.kind().name());
+    let out = rt.run(&id, b.path());
+    out.expect_ok("run");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+    let host_has_it = std::path::Path::new(FILE).exists();
+    let value = out.stdout.trim();
+    match (rt.kind().name(), host_has_it) {
+        ("hako", true) => assert_eq!(value, "8388608", "{out}"),
+        ("hako", false) => assert!(
+            out.stderr.contains("memory.kernelTCP 8388608 not applied"),
+            "no warning\n{out}"
+        ),
+        // runc ignores kernelTCP: the kernel's "unlimited" stays.
+        (_, true) => assert_ne!(value, "8388608", "runc applied kernelTCP?\n{out}"),
+        (_, false) => {}
+    }
 }
 
 fn tiny_limits_still_start(rt: &Runtime) {
@@ -103,6 +133,7 @@ fn rejected_value_fails_cleanly(rt: &Runtime) {
 }
 
 scenario!(
+    kernel_tcp_limit,
     cpu_quota_throttles,
     memory_hog_is_oom_killed,
     tiny_limits_still_start,

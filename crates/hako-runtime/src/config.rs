@@ -122,6 +122,19 @@ impl Config {
                 "hostname is set but there is no uts namespace".into(),
             ));
         }
+        let restricted = linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
+            || linux
+                .readonly_paths()
+                .as_ref()
+                .is_some_and(|p| !p.is_empty());
+        if restricted && !seen.contains(&LinuxNamespaceType::Mount) {
+            // They would mask or freeze the caller's own /proc and /sys (runc's words).
+            return Err(Error::ConfigInvalid(
+                "unable to restrict sys entries without a private MNT namespace: add a mount \
+                 namespace or empty linux.maskedPaths and linux.readonlyPaths"
+                    .into(),
+            ));
+        }
         for m in spec.mounts().iter().flatten() {
             if !m.destination().is_absolute() {
                 return Err(Error::ConfigInvalid(format!(

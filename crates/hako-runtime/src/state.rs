@@ -66,6 +66,18 @@ pub struct Persisted {
     pub oci_version: String,
     /// Whether the container has its own pid namespace (then killing init kills all).
     pub own_pid_ns: bool,
+    /// No mount namespace of its own: the mounts its init made under the rootfs in the
+    /// caller's mount namespace, which `delete` detaches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_mounts: Vec<HostMount>,
+}
+
+/// A mount made in the caller's mount namespace (`/proc/self/mountinfo` id and point: the
+/// pair names it, ids are reused only after an unmount).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostMount {
+    pub id: u64,
+    pub point: PathBuf,
 }
 
 /// The state directory of one container.
@@ -220,6 +232,7 @@ mod tests {
             poststart: vec![],
             poststop: vec![],
             own_pid_ns: true,
+            host_mounts: vec![],
             oci_version: "1.2.0".into(),
         };
         sd.save(&st).unwrap();

@@ -21,7 +21,7 @@ mod changes;
 mod copy;
 mod error;
 mod export;
-pub mod mountinfo;
+pub use hako_sys::mountinfo;
 mod overlay;
 mod pipeline;
 mod quota;

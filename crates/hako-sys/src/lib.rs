@@ -10,6 +10,7 @@ pub mod caps;
 pub mod fd;
 pub mod keyring;
 pub mod mount;
+pub mod mountinfo;
 pub mod nftables;
 pub mod process;
 pub mod quota;

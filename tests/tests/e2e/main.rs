@@ -12,3 +12,4 @@ mod hooks;
 mod inside;
 mod lifecycle;
 mod parallel;
+mod propagation;

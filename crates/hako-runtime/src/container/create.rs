@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use hako_cgroups::{CgroupManager, Layout, Manager};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{
-    LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxResources,
-};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
@@ -17,7 +15,7 @@ use crate::process::namespaces::Plan;
 use crate::process::security::CapPlan;
 use crate::process::{SpawnArgs, spawn};
 use crate::rootfs::{CgroupSource, CgroupView};
-use crate::state::{Persisted, StateDir, now_rfc3339, proc_stat};
+use crate::state::{HostMount, Persisted, StateDir, now_rfc3339, proc_stat};
 
 /// Flags of `create` (and `run`).
 #[derive(Debug, Default, Clone)]
@@ -52,17 +50,27 @@ pub struct Created {
 struct Cleanup {
     dir: Option<StateDir>,
     cgroup: Option<Manager>,
+    /// The rootfs and the mounts under it before the init ran, when the init mounts in
+    /// the caller's mount namespace.
+    host_mounts: Option<(PathBuf, Vec<HostMount>)>,
 }
 
 impl Cleanup {
     fn disarm(mut self) {
         self.dir = None;
         self.cgroup = None;
+        self.host_mounts = None;
     }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        if let Some((rootfs, before)) = self.host_mounts.take()
+            && let Err(e) = made_since(&rootfs, &before)
+                .and_then(|made| crate::rootfs::detach_host_mounts(&rootfs, &made))
+        {
+            tracing::warn!(error = %e, "cleanup: mounts");
+        }
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.destroy()
         {
@@ -109,14 +117,8 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         Console::Fd(fd) => Some(fd),
         Console::None => None,
     };
-    if opts.no_pivot
-        && plan.has_mount_ns
-        && linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .all(|n| n.typ() != LinuxNamespaceType::Mount)
-    {
+    if opts.no_pivot && !plan.has_mount_ns {
+        // MS_MOVE onto / of the caller's own mount namespace would bury its root.
         return Err(Error::Usage("--no-pivot needs a mount namespace".into()));
     }
 
@@ -124,7 +126,12 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     let mut cleanup = Cleanup {
         dir: Some(dir.clone()),
         cgroup: None,
+        host_mounts: None,
     };
+    if !plan.has_mount_ns {
+        let before = crate::rootfs::host_mounts(&config.rootfs)?;
+        cleanup.host_mounts = Some((config.rootfs.clone(), before));
+    }
     let cgroups_path = linux
         .cgroups_path()
         .as_ref()
@@ -195,6 +202,10 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
             .unwrap_or_default(),
         poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
         own_pid_ns: plan.new_pid,
+        host_mounts: match &cleanup.host_mounts {
+            Some((rootfs, before)) => made_since(rootfs, before)?,
+            None => Vec::new(),
+        },
         oci_version: spec.version().clone(),
     };
     let res = dir.save(&state).and_then(|()| match &opts.pid_file {
@@ -252,6 +263,14 @@ fn with_default_devices(res: &LinuxResources, devices: &[LinuxDevice]) -> LinuxR
     let mut out = res.clone();
     out.set_devices(Some(rules));
     out
+}
+
+/// The mounts under `rootfs` that were not there `before`.
+fn made_since(rootfs: &Path, before: &[HostMount]) -> Result<Vec<HostMount>> {
+    Ok(crate::rootfs::host_mounts(rootfs)?
+        .into_iter()
+        .filter(|m| !before.contains(m))
+        .collect())
 }
 
 fn connect(path: &Path) -> Result<OwnedFd> {

@@ -64,6 +64,9 @@ pub(crate) fn destroy(c: &Container) -> Result<()> {
     {
         first_err = Some(Error::from(e));
     }
+    if let Err(e) = crate::rootfs::detach_host_mounts(&c.st.rootfs, &c.st.host_mounts) {
+        first_err.get_or_insert(e);
+    }
     let state = HookState {
         oci_version: &c.st.oci_version,
         id: &c.st.id,

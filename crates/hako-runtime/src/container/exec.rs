@@ -102,6 +102,16 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
             namespaces.push((flag, open(name)?));
         }
     }
+    // A container without a mount namespace of its own shares ours: joining it would not
+    // move us into its root, so the child chroots into the init's root instead.
+    let root = if differs(init, "mnt") {
+        None
+    } else {
+        Some(OwnedFd::from(
+            std::fs::File::open(format!("/proc/{init}/root"))
+                .context(|| format!("open root of container init {init}"))?,
+        ))
+    };
     if !c.st.init_alive() {
         return Err(Refusal::ExecStopped.into());
     }
@@ -110,6 +120,7 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
         caps,
         seccomp,
         namespaces,
+        root,
         console_socket,
         preserve_fds: flags.preserve_fds,
     };

@@ -36,6 +36,9 @@ pub struct ExecArgs {
     pub seccomp: Option<hako_seccomp::CompiledFilter>,
     /// Namespaces of the container's init to join in the child, user namespace last.
     pub namespaces: Vec<(CloneFlags, OwnedFd)>,
+    /// The init's root to chroot into, when its mount namespace is ours (no mount
+    /// namespace of its own).
+    pub root: Option<OwnedFd>,
     pub console_socket: Option<OwnedFd>,
     pub preserve_fds: u32,
 }
@@ -63,6 +66,11 @@ fn setup<'a>(
     chan.expect_proceed()?;
     for (flag, fd) in &args.namespaces {
         setns(fd.as_fd(), *flag).context(|| format!("join container namespace {flag:?}"))?;
+    }
+    // After setns: a chrooted process may not join a user namespace.
+    if let Some(root) = &args.root {
+        nix::unistd::fchdir(root).context(|| "enter the container's root".into())?;
+        nix::unistd::chroot(".").context(|| "chroot into the container's root".into())?;
     }
     let p = &args.process;
     if p.terminal().unwrap_or(false) {

@@ -119,14 +119,14 @@ fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         hako_sys::uts::set_domainname(d).context(|| format!("set domainname {d}"))?;
     }
-    if !plan.has_mount_ns {
-        return Err(Error::ConfigInvalid(
-            "hako-runtime needs a mount namespace: add {\"type\":\"mount\"} to linux.namespaces"
-                .into(),
-        ));
-    }
     tracing::debug!(in_userns, "namespaces ready");
-    rootfs::prepare(spec, &args.config.rootfs, &args.cgroups, in_userns)?;
+    rootfs::prepare(
+        spec,
+        &args.config.rootfs,
+        &args.cgroups,
+        in_userns,
+        plan.has_mount_ns,
+    )?;
     tracing::debug!("mounts ready");
 
     let hooks = spec.hooks().as_ref();
@@ -146,8 +146,8 @@ fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
         )?;
     }
 
-    rootfs::pivot(&args.config.rootfs, args.no_pivot)?;
-    rootfs::finalize(spec, in_userns)?;
+    rootfs::pivot(&args.config.rootfs, args.no_pivot, plan.has_mount_ns)?;
+    rootfs::finalize(spec, in_userns, plan.has_mount_ns)?;
     tracing::debug!("root switched");
 
     let process = spec.process().as_ref().expect("validated");

@@ -1,4 +1,5 @@
-//! Reading `/proc/self/mountinfo`.
+//! Reading `/proc/self/mountinfo` (no `unsafe` here; it lives in hako-sys so the runtime
+//! and storage share one reader).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,28 @@ pub fn mount_points() -> std::io::Result<Vec<PathBuf>> {
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(|p| PathBuf::from(unescape(p)))
+        .collect())
+}
+
+/// One mount: its id (unique while it is mounted) and mount point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub id: u64,
+    pub point: PathBuf,
+}
+
+/// Mounts at or below `dir`, with their ids, in mount order.
+pub fn mounts_with_ids_under(dir: &Path) -> std::io::Result<Vec<Mount>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let id = f.next()?.parse().ok()?;
+            let point = PathBuf::from(unescape(f.nth(3)?));
+            Some(Mount { id, point })
+        })
+        .filter(|m| m.point.starts_with(dir))
         .collect())
 }
 
@@ -26,6 +49,15 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .filter(|p| p.starts_with(dir))
         .collect()
+}
+
+/// The mount point of the mount that holds `path` (the deepest mount point at or above
+/// it); `path` should be canonical.
+pub fn containing(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    Ok(mount_points()?
+        .into_iter()
+        .filter(|p| path.starts_with(p))
+        .max_by_key(|p| p.components().count()))
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.
@@ -51,6 +83,12 @@ fn unescape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn root_contains_everything() {
+        let m = super::containing(std::path::Path::new("/proc/self")).unwrap();
+        assert_eq!(m.as_deref(), Some(std::path::Path::new("/proc")));
+    }
+
     #[test]
     fn unescapes_octal() {
         assert_eq!(super::unescape(r"/a\040b"), "/a b");
