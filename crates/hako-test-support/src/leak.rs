@@ -133,7 +133,8 @@ fn unescape(field: &str) -> String {
 
 /// Mount points in this mount namespace at or under `dir`, deepest first.
 pub(crate) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(table) = fs::read_to_string("/proc/self/mountinfo") else {
+    // The calling thread's view: a test may have unshared its mount namespace.
+    let Ok(table) = fs::read_to_string("/proc/thread-self/mountinfo") else {
         return Vec::new();
     };
     let prefix = dir.display().to_string();

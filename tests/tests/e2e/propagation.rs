@@ -3,8 +3,9 @@
 //! namespace of its own, and volumes that are two-way (`rbind,rshared` under an `rshared`
 //! root: a mount made inside shows on the host, Kubernetes' Bidirectional) or one-way.
 //!
-//! Host-side mounts these tests make live under their own temp dir, are made shared only
-//! there, and are detached at the end even on failure ([`HostMounts`]).
+//! Each scenario first moves its test thread (and so every runtime it starts) into a
+//! private mount namespace: runc without a mount namespace makes `/` rslave in the caller's
+//! namespace, and the shared mounts the volume tests make must not be the host's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +27,16 @@ scenario!(
 const ROOT_TAGS: &str = "awk '$5 == \"/\" { t = \"\"; for (i = 7; $i != \"-\"; i++) t = t \" \" $i; \
                          print \"root:\" t }' /proc/self/mountinfo";
 
+/// Move the calling thread into a new mount namespace, all private (see the module docs);
+/// processes it starts inherit it. Per thread, so other tests are untouched.
+fn private_mount_namespace() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare mount namespace");
+    let none = None::<&str>;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).expect("make / private");
+}
+
 fn rootfs_propagation_modes(rt: &Runtime) {
+    private_mount_namespace();
     let hako = rt.kind() == RuntimeKind::Hako;
     for mode in [
         "shared",
@@ -79,6 +89,7 @@ fn rootfs_propagation_modes(rt: &Runtime) {
 /// its rootfs, with the config's mounts made under the rootfs; exec lands in the same root.
 /// hako's delete detaches those mounts; runc's leaves them (the test removes them).
 fn no_mount_namespace(rt: &Runtime) {
+    private_mount_namespace();
     let config = Config::new()
         .without_namespace("mount")
         .masked_paths(&[])
@@ -94,7 +105,7 @@ fn no_mount_namespace(rt: &Runtime) {
     let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).expect("mnt ns");
     assert_eq!(
         ns(&pid.to_string()),
-        ns("self"),
+        ns("thread-self"),
         "not in our mount namespace"
     );
     let root = std::fs::read_link(format!("/proc/{pid}/root")).expect("root");
@@ -128,6 +139,7 @@ fn no_mount_namespace(rt: &Runtime) {
 
 /// Masked and read-only paths would mask our own /proc and /sys: refused (runc's words).
 fn no_mount_namespace_refuses_masked_paths(rt: &Runtime) {
+    private_mount_namespace();
     let config = Config::new()
         .without_namespace("mount")
         .masked_paths(&["/proc/kcore"]);
@@ -151,6 +163,7 @@ fn no_mount_namespace_refuses_masked_paths(rt: &Runtime) {
 /// `rbind,rshared` volume, `rootfsPropagation: rshared`: inside, the volume is in our peer
 /// group (the same `shared:N`), so a mount made in the container shows up here.
 fn bidirectional_volume(rt: &Runtime) {
+    private_mount_namespace();
     let host = HostMounts::shared_dir(rt);
     let group = host.peer_group();
     let (tags, seen) = mount_inside(rt, &host, Some("rshared"), &["rbind", "rshared"]);
@@ -164,6 +177,7 @@ fn bidirectional_volume(rt: &Runtime) {
 /// A plain `rbind` volume under the default root: the container gets a slave copy at most,
 /// and nothing it mounts reaches the host.
 fn volume_is_one_way_by_default(rt: &Runtime) {
+    private_mount_namespace();
     let host = HostMounts::shared_dir(rt);
     let (tags, seen) = mount_inside(rt, &host, None, &["rbind"]);
     assert!(!tags.contains("shared:"), "volume inside is{tags}");
@@ -222,8 +236,8 @@ fn mount_inside(
     (tags, seen)
 }
 
-/// A directory of ours, bind-mounted onto itself and made shared in our mount namespace
-/// (so it has a peer group), detached (with whatever propagated into it) on drop.
+/// A directory of ours, bind-mounted onto itself and made shared in our (private) mount
+/// namespace, so it has a peer group; detached with whatever propagated into it on drop.
 struct HostMounts {
     dir: PathBuf,
 }
@@ -242,7 +256,7 @@ impl HostMounts {
 
     /// "shared:N" of our mount of `dir`.
     fn peer_group(&self) -> String {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let text = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
         text.lines()
             .filter(|l| l.split(' ').nth(4) == Some(self.dir.to_str().unwrap()))
             .flat_map(|l| l.split(' ').skip(6).take_while(|f| *f != "-"))
@@ -260,9 +274,9 @@ impl Drop for HostMounts {
     }
 }
 
-/// Mount points in our namespace.
+/// Mount points in our thread's mount namespace.
 fn our_mounts() -> Vec<PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
         .unwrap()
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
