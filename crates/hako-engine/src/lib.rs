@@ -23,6 +23,7 @@ mod copy;
 mod engine;
 mod error;
 pub mod events;
+mod files;
 pub mod filters;
 mod housekeeping;
 pub mod logs;

@@ -423,7 +423,12 @@ pub(crate) fn write_etc_files(
     hostname: &str,
     host: &HostConfig,
 ) -> std::io::Result<()> {
-    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    use crate::files::{PUBLIC, write};
+    write(
+        &dir.join("hostname"),
+        format!("{hostname}\n").as_bytes(),
+        PUBLIC,
+    )?;
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
@@ -435,7 +440,7 @@ pub(crate) fn write_etc_files(
     if host.network_mode.as_deref() != Some("host") {
         hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
     }
-    std::fs::write(dir.join("hosts"), hosts)?;
+    write(&dir.join("hosts"), hosts.as_bytes(), PUBLIC)?;
     let resolv = match (&host.dns, std::fs::read_to_string("/etc/resolv.conf")) {
         (Some(servers), _) if !servers.is_empty() => servers
             .iter()
@@ -448,7 +453,7 @@ pub(crate) fn write_etc_files(
             .collect(),
         (_, Err(_)) => String::new(),
     };
-    std::fs::write(dir.join("resolv.conf"), resolv)
+    write(&dir.join("resolv.conf"), resolv.as_bytes(), PUBLIC)
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ CREATE INDEX IF NOT EXISTS tags_by_image ON tags(image_id);
 
 /// Opens the database, creating the schema.
 pub(crate) fn open(path: &Path) -> Result<Connection> {
+    private(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -74,6 +75,32 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         "BEGIN IMMEDIATE;{SCHEMA}INSERT OR IGNORE INTO meta VALUES ('schema', '1');COMMIT;"
     ))?;
     Ok(conn)
+}
+
+/// The database holds containers' Env: 0600, set before SQLite opens it (its `-wal` and
+/// `-shm` files take the database's mode; ones an older hako left are fixed too).
+fn private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |source| crate::Error::Io {
+        context: format!("open {}", path.display()),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Seconds since the epoch.

@@ -142,6 +142,12 @@ impl ImageStore {
     pub fn open_with(root: impl AsRef<Path>, opts: Options) -> Result<ImageStore> {
         let root = root.as_ref().to_path_buf();
         std::fs::create_dir_all(root.join("locks")).ctx(|| format!("create {}", root.display()))?;
+        // 0710 as Docker's /var/lib/docker, whatever the umask: only root looks inside.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o710))
+                .ctx(|| format!("set the mode of {}", root.display()))?;
+        }
         let blobs = BlobStore::open(&root)?;
         let conn = db::open(&root.join("hako-image.db"))?;
         let recorded: Option<String> = conn

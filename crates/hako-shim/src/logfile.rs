@@ -162,13 +162,17 @@ impl JsonLog {
     }
 }
 
+/// 0640 as Docker's json logs, whatever the umask.
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    use std::os::unix::fs::PermissionsExt;
+    let f = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
         .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+        .open(path)?;
+    f.set_permissions(fs::Permissions::from_mode(0o640))?;
+    Ok(f)
 }
 
 /// Now, RFC 3339 UTC with nanoseconds (`2026-11-28T16:03:24.123456789Z`).

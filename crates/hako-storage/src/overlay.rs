@@ -165,6 +165,9 @@ impl Overlay2 {
             q.set(&tmp, bytes)?;
         }
         std::fs::create_dir(tmp.join("diff")).ctx(|| format!("create {}/diff", tmp.display()))?;
+        // 0755 whatever the umask (Docker's): an empty container layer's `diff` is the mode
+        // of `/` in the container, and a 0700 root locks out every non-root user there.
+        set_mode(&tmp.join("diff"), 0o755)?;
         let link = random_name(SHORT_LEN);
         std::fs::write(tmp.join("link"), &link).ctx(|| format!("write {}/link", tmp.display()))?;
         if let Some(lower) = &lower {
@@ -465,4 +468,11 @@ impl Driver for Overlay2 {
         }
         Ok(())
     }
+}
+
+/// Sets `path`'s mode exactly (the umask only applies at creation).
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .ctx(|| format!("chmod {}", path.display()))
 }

@@ -53,6 +53,8 @@ impl Vfs {
         let tmp = self.home.join(format!("tmp-{}", random_name(20)));
         let result = (|| {
             std::fs::create_dir(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+            // The container's `/` when empty: 0755 whatever the umask (see overlay.rs).
+            crate::overlay::set_mode(&tmp, 0o755)?;
             if let Some(p) = parent {
                 copy_tree(&self.dir(p), &tmp)?;
             }

@@ -117,7 +117,7 @@ impl Engine {
         cleanup.record = true;
         // Only now the directory: a container directory always has a record, so one without
         // is garbage (see `collect_orphans`).
-        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        crate::files::dir(&dir, 0o710).ctx(|| format!("create {}", dir.display()))?;
         let rootfs = match &opts.rootfs {
             Some(d) => {
                 let d = std::fs::canonicalize(d).map_err(|e| {
@@ -284,8 +284,11 @@ impl Engine {
             user: &user,
             hostname,
         })?;
-        oci.save(dir.join("config.json"))
+        // 0600: the process's Env is in there.
+        let json = serde_json::to_vec_pretty(&oci)
             .map_err(|e| Error::InvalidArgument(format!("write config.json: {e}")))?;
+        crate::files::write(&dir.join("config.json"), &json, crate::files::PRIVATE)
+            .ctx(|| "write config.json".into())?;
 
         host.runtime = Some(runtime.clone());
         let rec = Record {
@@ -313,9 +316,10 @@ impl Engine {
                 volumes::attach(&conn, &id, v)?;
             }
         }
-        std::fs::write(
-            dir.join("mounts.json"),
-            serde_json::to_vec(&mount_points(&all_mounts)).unwrap_or_default(),
+        crate::files::write(
+            &dir.join("mounts.json"),
+            &serde_json::to_vec(&mount_points(&all_mounts)).unwrap_or_default(),
+            crate::files::PRIVATE,
         )
         .ctx(|| "write mounts.json".into())?;
         cleanup.disarm();

@@ -105,16 +105,18 @@ impl Engine {
         }
         let id = crate::random_id();
         let dir = self.exec_dir(&id);
-        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
         let s = Session {
             id: id.clone(),
             container_id: rec.id.clone(),
             created: crate::now_rfc3339(),
             options: o.clone(),
         };
-        std::fs::write(
-            dir.join(SESSION_FILE),
-            serde_json::to_vec(&s).unwrap_or_default(),
+        // 0600, as the process file: both hold the exec's Env.
+        crate::files::write(
+            &dir.join(SESSION_FILE),
+            &serde_json::to_vec(&s).unwrap_or_default(),
+            crate::files::PRIVATE,
         )
         .ctx(|| format!("write {}", dir.display()))?;
         self.container_event(
@@ -144,7 +146,11 @@ impl Engine {
         let o = &s.options;
         let process = self.exec_process(&rec, o)?;
         let pfile = dir.join(PROCESS_FILE);
-        std::fs::write(&pfile, serde_json::to_vec(&process).unwrap_or_default())
+        crate::files::write(
+            &pfile,
+            &serde_json::to_vec(&process).unwrap_or_default(),
+            crate::files::PRIVATE,
+        )
             .ctx(|| format!("write {}", pfile.display()))?;
         let mut cmd = self.shim_command(&rec, &dir)?;
         cmd.arg("--exec-process")

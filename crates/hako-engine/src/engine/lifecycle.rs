@@ -38,7 +38,7 @@ impl Engine {
     pub(super) fn spawn_shim(&self, rec: &Record) -> Result<()> {
         let dir = self.state_dir(&rec.id);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
         if rec.rootfs_managed && !hako_storage_is_mounted(&rec.rootfs) {
             self.images.mount_rootfs(&rec.id)?;
         }
