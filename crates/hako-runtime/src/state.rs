@@ -164,16 +164,8 @@ impl StateDir {
     }
 }
 
-/// Field 22 (`starttime`) and field 3 (`state`) of `/proc/<pid>/stat`.
-pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may contain spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
+/// One reader of `/proc/<pid>/stat` for the workspace (the shim's pid file uses it too).
+pub use hako_sys::process::proc_stat;
 
 impl Persisted {
     /// Is our init still alive (not exited, not a zombie, and not a recycled pid)?

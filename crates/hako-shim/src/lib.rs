@@ -74,6 +74,7 @@
 pub mod events;
 pub mod options;
 pub mod protocol;
+pub mod sockpath;
 
 mod client;
 mod daemon;
@@ -137,11 +138,7 @@ fn setup(opts: &Options) -> Result<Shim, String> {
     let signals = daemon::take_signals()?;
     let state = &opts.state_dir;
     std::fs::create_dir_all(state).map_err(|e| format!("creating {}: {e}", state.display()))?;
-    std::fs::write(
-        state.join(SHIM_PID_FILE),
-        format!("{}\n", std::process::id()),
-    )
-    .map_err(|e| format!("writing {SHIM_PID_FILE}: {e}"))?;
+    protocol::write_shim_pid(state).map_err(|e| format!("writing {SHIM_PID_FILE}: {e}"))?;
     let listener = listen(&state.join(ATTACH_SOCKET))?;
     let console = if opts.tty {
         Some(listen(&state.join(CONSOLE_SOCKET))?)
@@ -173,11 +170,9 @@ fn setup(opts: &Options) -> Result<Shim, String> {
     ))
 }
 
-/// A non-blocking listening socket at `path` (a stale one is replaced).
+/// A non-blocking listening socket at `path`, mode 0600 (a stale one is replaced).
 fn listen(path: &Path) -> Result<UnixListener, String> {
-    let _ = std::fs::remove_file(path);
-    let l =
-        UnixListener::bind(path).map_err(|e| format!("listening on {}: {e}", path.display()))?;
+    let l = sockpath::bind(path).map_err(|e| format!("listening on {}: {e}", path.display()))?;
     l.set_nonblocking(true)
         .map_err(|e| format!("listening on {}: {e}", path.display()))?;
     Ok(l)

@@ -126,10 +126,6 @@ impl Shim {
         }
     }
 
-    fn state_file(&self, name: &str) -> PathBuf {
-        self.opts.state_dir.join(name)
-    }
-
     /// `RUNTIME delete --force ID` (after a failed create).
     pub fn runtime_delete(&self) {
         self.runtime.delete_force();
@@ -159,7 +155,10 @@ impl Shim {
             &std::os::fd::OwnedFd,
         ) -> Result<i32, String>,
     ) -> Result<i32, String> {
-        let console_path = self.state_file(CONSOLE_SOCKET);
+        // Held until the runtime has connected: the path may go through its descriptor.
+        let state = crate::sockpath::Dir::open(&self.opts.state_dir)
+            .map_err(|e| format!("opening {}: {e}", self.opts.state_dir.display()))?;
+        let console_path = state.socket_path(CONSOLE_SOCKET);
         let (pid, io) = match &self.console {
             Some(listener) => {
                 let (create_stdio, err_r) =

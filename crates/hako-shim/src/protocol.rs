@@ -50,7 +50,8 @@ use serde::{Deserialize, Serialize};
 pub const ATTACH_SOCKET: &str = "attach.sock";
 /// The socket the runtime sends the pty master to (`--console-socket`), with `--tty`.
 pub const CONSOLE_SOCKET: &str = "console.sock";
-/// The shim's pid (the detached process), written once it is running.
+/// The shim's pid and start time (`PID STARTTIME`, see [`shim_alive`]), written once it
+/// is running.
 pub const SHIM_PID_FILE: &str = "shim.pid";
 /// The container init's pid, written by the runtime (`--pid-file`).
 pub const INIT_PID_FILE: &str = "init.pid";
@@ -160,7 +161,7 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 ///
 /// For [`Request::Wait`] this blocks until the container exits.
 pub fn request(state_dir: &Path, req: &Request) -> io::Result<Reply> {
-    let mut stream = UnixStream::connect(socket_path(state_dir))?;
+    let mut stream = crate::sockpath::connect(&socket_path(state_dir))?;
     send(&mut stream, req)?;
     read_reply(&mut stream)
 }
@@ -173,7 +174,7 @@ pub fn attach(
     stdout: bool,
     stderr: bool,
 ) -> io::Result<(UnixStream, bool)> {
-    let mut stream = UnixStream::connect(socket_path(state_dir))?;
+    let mut stream = crate::sockpath::connect(&socket_path(state_dir))?;
     send(
         &mut stream,
         &Request::Attach {
@@ -241,6 +242,39 @@ pub fn start_failure_exit_code(message: &str) -> i32 {
         126
     } else {
         125
+    }
+}
+
+/// `shim.pid` for this process: its pid and its start time.
+pub fn write_shim_pid(state_dir: &Path) -> io::Result<()> {
+    let pid = std::process::id();
+    let start = i32::try_from(pid)
+        .ok()
+        .and_then(hako_sys::process::proc_stat)
+        .map_or(0, |(_, start)| start);
+    std::fs::write(state_dir.join(SHIM_PID_FILE), format!("{pid} {start}\n"))
+}
+
+/// `shim.pid`: the shim's pid and start time (`None` in files of older shims).
+pub fn read_shim_pid(state_dir: &Path) -> Option<(i32, Option<u64>)> {
+    let text = std::fs::read_to_string(state_dir.join(SHIM_PID_FILE)).ok()?;
+    let mut words = text.split_whitespace();
+    let pid = words.next()?.parse::<i32>().ok()?;
+    Some((pid, words.next().and_then(|s| s.parse::<u64>().ok())))
+}
+
+/// Does the shim that wrote `shim.pid` in `state_dir` still run? The very process, not
+/// one that got its pid after it died (the start time differs), and not a zombie.
+pub fn shim_alive(state_dir: &Path) -> bool {
+    let Some((pid, recorded)) = read_shim_pid(state_dir) else {
+        return false;
+    };
+    match (hako_sys::process::proc_stat(pid), recorded) {
+        (Some((state, _)), _) if state == 'Z' || state == 'X' => false,
+        (Some((_, start)), Some(recorded)) => start == recorded,
+        // A pid file from a shim older than start times.
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 

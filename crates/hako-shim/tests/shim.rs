@@ -181,9 +181,7 @@ impl<'a> Shim<'a> {
             .unwrap_or_else(|e| panic!("ready line {text:?}: {e}"));
         let result = match v["pid"].as_i64() {
             Some(pid) => {
-                self.pid = std::fs::read_to_string(self.state().join(protocol::SHIM_PID_FILE))
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok());
+                self.pid = protocol::read_shim_pid(&self.state()).map(|(pid, _)| pid);
                 Ok(i32::try_from(pid).unwrap())
             }
             None => Err(v["error"].as_str().unwrap_or("?").to_string()),

@@ -250,6 +250,19 @@ pub fn reset_signals() -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
+/// Field 3 (`state`) and field 22 (`starttime`, clock ticks after boot) of
+/// `/proc/<pid>/stat`: with the pid, the start time names one process for good (a recycled
+/// pid has another).
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

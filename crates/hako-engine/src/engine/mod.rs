@@ -10,10 +10,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use hako_image::ImageStore;
-use hako_shim::protocol;
 use rusqlite::Connection;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::records::{self, Record};
 
 mod attach;
@@ -107,28 +106,14 @@ impl Engine {
                 ..Default::default()
             },
         )?;
-        // Shim sockets live at <exec-root>/containers/<64 hex>/console.sock; a unix socket
-        // path has room for 107 bytes.
-        let longest = opts
-            .exec_root
-            .join("containers")
-            .join("0".repeat(64))
-            .join(protocol::CONSOLE_SOCKET);
-        let room = 107usize;
-        if longest.as_os_str().len() > room {
-            let max = room - (longest.as_os_str().len() - opts.exec_root.as_os_str().len());
-            return Err(Error::InvalidArgument(format!(
-                "exec root {} is too long: container sockets under it would pass the {room}-byte limit of unix socket paths; use an --exec-root of at most {max} characters",
-                opts.exec_root.display()
-            )));
-        }
         let db = records::open(&opts.root.join("hako-image.db"))?;
-        for d in [
-            opts.root.join("containers"),
-            opts.exec_root.join("containers"),
-            opts.exec_root.join("exec"),
+        for (d, mode) in [
+            (opts.exec_root.clone(), 0o700),
+            (opts.root.join("containers"), 0o700),
+            (opts.exec_root.join("containers"), 0o700),
+            (opts.exec_root.join("exec"), 0o700),
         ] {
-            std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+            crate::files::dir(&d, mode).ctx(|| format!("create {}", d.display()))?;
         }
         let engine = Engine {
             opts,

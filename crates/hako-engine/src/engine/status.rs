@@ -2,7 +2,6 @@
 //! record the shim leaves.
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,10 +65,10 @@ impl Engine {
             st.status = Status::Exited;
             return st;
         }
-        if let Some(pid) =
-            read_trimmed(&dir.join(protocol::SHIM_PID_FILE)).and_then(|p| p.parse::<i32>().ok())
-        {
-            st.status = if pid_alive(pid) {
+        if dir.join(protocol::SHIM_PID_FILE).exists() {
+            // A shim that does not answer: running if that very process lives (a recycled
+            // pid does not count), else dead.
+            st.status = if protocol::shim_alive(&dir) {
                 Status::Running
             } else {
                 Status::Dead
@@ -97,10 +96,6 @@ fn read_trimmed(p: &Path) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-}
-
-fn pid_alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
 
 fn apply_exit(st: &mut LiveState, e: &ExitInfo) {
@@ -134,7 +129,7 @@ pub(super) fn request_timeout(
     req: &Request,
     timeout: Duration,
 ) -> std::io::Result<Reply> {
-    let mut s = UnixStream::connect(protocol::socket_path(dir))?;
+    let mut s = hako_shim::sockpath::connect(&protocol::socket_path(dir))?;
     s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
