@@ -274,3 +274,166 @@ fn without_root_hako_says_it_needs_root() {
     }
     assert!(!dir.path().join("root").exists(), "nothing was made");
 }
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn modes_are_set_explicitly_whatever_the_umask() {
+    need_root!();
+    for umask in ["000", "077"] {
+        let h = Hako::new_empty();
+        let sh = |args: &str| {
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "umask {umask}; exec {} --root {} --exec-root {} {args}",
+                    common::HAKO,
+                    h.root.path().display(),
+                    h.exec.path().display()
+                ))
+                .output()
+                .expect("sh");
+            assert!(
+                o.status.success(),
+                "umask {umask}: hako {args}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8(o.stdout).expect("utf-8")
+        };
+        sh(&format!(
+            "import {} busybox",
+            common::rootfs_tar().display()
+        ));
+        let id = sh("run -d -t -e SECRET=1 busybox sleep 1000")
+            .trim()
+            .to_string();
+        let root = h.root.path();
+        let exec = h.exec.path();
+        let ctr = root.join("containers").join(&id);
+        let state = exec.join("containers").join(&id);
+        let expect = [
+            (root.to_path_buf(), 0o710),
+            (root.join("hako-image.db"), 0o600),
+            (root.join("containers"), 0o700),
+            (ctr.clone(), 0o710),
+            (ctr.join("config.json"), 0o600),
+            (ctr.join("mounts.json"), 0o600),
+            (ctr.join("hosts"), 0o644),
+            (ctr.join("hostname"), 0o644),
+            (ctr.join("resolv.conf"), 0o644),
+            (ctr.join(format!("{id}-json.log")), 0o640),
+            (exec.to_path_buf(), 0o700),
+            (exec.join("containers"), 0o700),
+            (state.clone(), 0o700),
+            (state.join("attach.sock"), 0o600),
+            (state.join("console.sock"), 0o600),
+        ];
+        for (p, m) in &expect {
+            assert_eq!(mode(p), *m, "umask {umask}: {}", p.display());
+        }
+        // An exec's process file (it holds Env) while the exec runs.
+        let mut child = h
+            .cmd(&["exec", "-e", "TOKEN=2", &id, "sleep", "3"])
+            .spawn()
+            .expect("exec");
+        let mut seen = None;
+        h.wait_for("the exec process file", || {
+            seen = std::fs::read_dir(&state)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.extension().is_some_and(|x| x == "json")
+                        && p.to_string_lossy().contains("exec-")
+                });
+            seen.is_some()
+        });
+        let pfile = seen.expect("exec file");
+        assert_eq!(mode(&pfile), 0o600, "umask {umask}: {}", pfile.display());
+        assert!(child.wait().expect("exec").success());
+        // Whatever the umask, a non-root user in the container reads /etc/hosts.
+        let out = sh("run --rm -u nobody busybox cat /etc/hosts /etc/resolv.conf /etc/hostname");
+        assert!(out.contains("localhost"), "{out}");
+        h.finish(&[&id]);
+    }
+}
+
+#[test]
+fn an_exec_root_as_long_as_dockers_paths_works() {
+    need_root!();
+    let mut h = Hako::new();
+    // ~95 characters: `<exec-root>/containers/<id>/attach.sock` is then far past the 107
+    // bytes of sun_path (the limit used to be an exec root of 19).
+    let long = h
+        .exec
+        .path()
+        .join("var/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/hako-exec-root");
+    std::fs::create_dir_all(&long).expect("mkdir");
+    h.exec_override = Some(long.clone());
+    assert!(long.as_os_str().len() > 90, "{}", long.display());
+    assert_eq!(h.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    // A tty goes through console.sock.
+    let out = h.ok(&["run", "--rm", "-t", "busybox", "tty"]);
+    assert!(out.starts_with("/dev/pts/"), "{out}");
+    let id = h.start(&["--name", "long", "busybox", "sleep", "1000"], None);
+    assert_eq!(h.ok(&["exec", "long", "echo", "in"]), "in\n");
+    assert!(running(&h, "long"));
+    let mut t = Pty::spawn(&h.cmd(&["run", "-it", "--name", "sh2", "busybox", "sh"]));
+    t.send(b"echo tty-$((20+1))\n");
+    t.expect("tty-21");
+    t.send(b"exit 0\n");
+    assert!(t.wait().0.success());
+    h.ok(&["stop", "-t", "1", "long"]);
+    h.finish(&[&id, "sh2"]);
+}
+
+#[test]
+fn a_shim_pid_taken_by_another_process_is_not_running() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(&["--name", "victim", "busybox", "sleep", "1000"], None);
+    let state = h.exec.path().join("containers").join(&id);
+    let text = std::fs::read_to_string(state.join("shim.pid")).expect("shim.pid");
+    let mut words = text.split_whitespace();
+    let shim: i32 = words.next().and_then(|p| p.parse().ok()).expect("pid");
+    let start = words
+        .next()
+        .expect("shim.pid has the start time")
+        .to_string();
+    let init = h.inspect("victim")["State"]["Pid"].as_i64().expect("pid");
+    // The shim dies without a word (kill -9), its container too; the kernel then gives
+    // the shim's pid to some other process: here a sleep of ours stands in for it.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim), nix::sys::signal::SIGKILL)
+        .expect("kill shim");
+    let init = i32::try_from(init).expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::SIGKILL)
+        .expect("kill init");
+    let mut other = Command::new("sleep").arg("1000").spawn().expect("sleep");
+    std::fs::write(state.join("shim.pid"), format!("{} {start}\n", other.id())).expect("write");
+    let status = h.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.Running}}",
+        "victim",
+    ]);
+    assert_ne!(
+        status.trim(),
+        "running true",
+        "a recycled pid is not our shim"
+    );
+    let ps = h.ok(&["ps", "-q", "--filter", "name=victim"]);
+    assert!(
+        ps.trim().is_empty(),
+        "ps lists only running containers: {ps}"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+    h.finish(&[&id]);
+}

@@ -76,13 +76,16 @@ pub fn static_init() -> Option<PathBuf> {
 pub struct Hako {
     /// `--root`.
     pub root: tempfile::TempDir,
-    /// `--exec-root`.
+    /// `--exec-root` (removed at the end).
     pub exec: tempfile::TempDir,
+    /// A directory under `exec` to use as `--exec-root` instead of `exec` itself.
+    pub exec_override: Option<PathBuf>,
 }
 
 impl Hako {
-    pub fn new() -> Hako {
-        let h = Hako {
+    /// An installation without images.
+    pub fn new_empty() -> Hako {
+        Hako {
             root: tempfile::Builder::new()
                 .prefix("hako-ctr-")
                 .tempdir()
@@ -91,7 +94,17 @@ impl Hako {
                 .prefix("hk")
                 .tempdir_in("/tmp")
                 .expect("tempdir"),
-        };
+            exec_override: None,
+        }
+    }
+
+    /// The `--exec-root` given to hako.
+    pub fn exec_root(&self) -> &Path {
+        self.exec_override.as_deref().unwrap_or(self.exec.path())
+    }
+
+    pub fn new() -> Hako {
+        let h = Hako::new_empty();
         h.ok(&[
             "import",
             rootfs_tar().to_str().expect("utf-8"),
@@ -110,7 +123,7 @@ impl Hako {
         c.arg("--root")
             .arg(self.root.path())
             .arg("--exec-root")
-            .arg(self.exec.path())
+            .arg(self.exec_root())
             .args(args);
         c.stdin(Stdio::null());
         c
@@ -168,12 +181,12 @@ impl Hako {
             .map(|r| r.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
-        let left: Vec<_> = std::fs::read_dir(self.exec.path().join("containers"))
+        let left: Vec<_> = std::fs::read_dir(self.exec_root().join("containers"))
             .map(|r| r.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "shim state left: {left:?}");
         let report = hako_test_support::find_leaks(
-            &self.exec.path().join("runtime/hako-runtime"),
+            &self.exec_root().join("runtime/hako-runtime"),
             ids,
             &[self.root.path()],
         );
