@@ -337,26 +337,28 @@ fn modes_are_set_explicitly_whatever_the_umask() {
         for (p, m) in &expect {
             assert_eq!(mode(p), *m, "umask {umask}: {}", p.display());
         }
-        // An exec's process file (it holds Env) while the exec runs.
+        // An exec session's files (they hold its Env) while it runs.
         let mut child = h
             .cmd(&["exec", "-e", "TOKEN=2", &id, "sleep", "3"])
             .spawn()
             .expect("exec");
         let mut seen = None;
-        h.wait_for("the exec process file", || {
-            seen = std::fs::read_dir(&state)
+        h.wait_for("the exec session", || {
+            seen = std::fs::read_dir(exec.join("exec"))
                 .into_iter()
                 .flatten()
                 .flatten()
                 .map(|e| e.path())
-                .find(|p| {
-                    p.extension().is_some_and(|x| x == "json")
-                        && p.to_string_lossy().contains("exec-")
-                });
+                .find(|p| p.join("process.json").exists());
             seen.is_some()
         });
-        let pfile = seen.expect("exec file");
-        assert_eq!(mode(&pfile), 0o600, "umask {umask}: {}", pfile.display());
+        let session = seen.expect("exec session");
+        assert_eq!(mode(&exec.join("exec")), 0o700, "umask {umask}");
+        assert_eq!(mode(&session), 0o700, "umask {umask}");
+        for name in ["exec.json", "process.json", "attach.sock"] {
+            let p = session.join(name);
+            assert_eq!(mode(&p), 0o600, "umask {umask}: {}", p.display());
+        }
         assert!(child.wait().expect("exec").success());
         // Whatever the umask, a non-root user in the container reads /etc/hosts.
         let out = sh("run --rm -u nobody busybox cat /etc/hosts /etc/resolv.conf /etc/hostname");

@@ -151,7 +151,7 @@ impl Engine {
             &serde_json::to_vec(&process).unwrap_or_default(),
             crate::files::PRIVATE,
         )
-            .ctx(|| format!("write {}", pfile.display()))?;
+        .ctx(|| format!("write {}", pfile.display()))?;
         let mut cmd = self.shim_command(&rec, &dir)?;
         cmd.arg("--exec-process")
             .arg(&pfile)

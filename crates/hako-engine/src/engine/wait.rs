@@ -180,7 +180,7 @@ impl Waiter<'_> {
     /// Sends `wait` on a fresh connection to the shim, if it runs.
     fn register(&self) -> Option<UnixStream> {
         let dir = self.engine.state_dir(&self.id);
-        let mut s = UnixStream::connect(protocol::socket_path(&dir)).ok()?;
+        let mut s = hako_shim::sockpath::connect(&protocol::socket_path(&dir)).ok()?;
         let mut line = serde_json::to_vec(&Request::Wait).ok()?;
         line.push(b'\n');
         s.write_all(&line).ok()?;
