@@ -349,7 +349,7 @@ fn modes_are_set_explicitly_whatever_the_umask() {
                 .flatten()
                 .flatten()
                 .map(|e| e.path())
-                .find(|p| p.join("process.json").exists());
+                .find(|p| p.join("process.json").exists() && p.join("attach.sock").exists());
             seen.is_some()
         });
         let session = seen.expect("exec session");
