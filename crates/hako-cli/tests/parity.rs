@@ -70,6 +70,7 @@ fn it_without_a_terminal_fails_like_docker_and_creates_nothing() {
     let e = h.fails(1, &["start", "-ai", "bg"]);
     assert_eq!(e, "Error: the input device is not a TTY");
     h.ok(&["exec", "-t", "bg", "true"]);
+    h.ok(&["exec", "-d", "-it", "bg", "true"]);
     h.finish(&[&id]);
 }
 
@@ -437,5 +438,43 @@ fn a_shim_pid_taken_by_another_process_is_not_running() {
     );
     let _ = other.kill();
     let _ = other.wait();
+    h.finish(&[&id]);
+}
+
+#[test]
+fn exec_it_detaches_with_its_detach_keys_and_the_process_runs_on() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(&["--name", "host", "busybox", "sleep", "1000"], None);
+    for (keys, bytes, file) in [
+        (None, &b"\x10\x11"[..], "/tmp/p1"),
+        (Some("ctrl-x,y"), &b"\x18y"[..], "/tmp/p2"),
+    ] {
+        let mut args = vec!["exec", "-it"];
+        if let Some(k) = keys {
+            args.extend(["--detach-keys", k]);
+        }
+        args.extend(["host", "sh"]);
+        let mut t = Pty::spawn(&h.cmd(&args));
+        t.send(format!("echo $$ > {file}; echo ready-$((5*5))\n").as_bytes());
+        t.expect("ready-25");
+        t.send(bytes);
+        let (st, screen) = t.wait();
+        assert!(st.success(), "{keys:?}: {screen}");
+        // The exec'd shell runs on after the detach.
+        let alive = h.run(&[
+            "exec",
+            "host",
+            "sh",
+            "-c",
+            &format!("kill -0 $(cat {file})"),
+        ]);
+        assert!(alive.status.success(), "{keys:?}: the exec'd shell is gone");
+    }
+    let e = h.fails(
+        125,
+        &["exec", "-it", "--detach-keys", "ctrl-", "host", "sh"],
+    );
+    assert!(e.contains("detach"), "{e}");
     h.finish(&[&id]);
 }

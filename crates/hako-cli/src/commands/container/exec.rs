@@ -16,6 +16,9 @@ pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short, long)]
     pub detach: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "STRING")]
+    pub detach_keys: Option<String>,
     /// Keep STDIN open even if not attached
     #[arg(short, long)]
     pub interactive: bool,
@@ -47,8 +50,9 @@ pub fn run(g: &Global, a: &ExecArgs) -> Result<()> {
             "'hako exec' requires at least 2 arguments: CONTAINER COMMAND [ARG...]; see 'hako exec --help'"
         );
     };
+    let keys = stream::detach_keys(a.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"))?;
     if !a.detach {
-        super::stream::check_tty(a.interactive, a.tty)?;
+        stream::check_tty(a.interactive, a.tty)?;
     }
     let engine = g.open_engine()?;
     let env = a
@@ -73,14 +77,13 @@ pub fn run(g: &Global, a: &ExecArgs) -> Result<()> {
         privileged: a.privileged,
         attach_stdout: !a.detach,
         attach_stderr: !a.detach,
-        detach_keys: None,
+        detach_keys: a.detach_keys.clone(),
         console_size: a.tty.then(stream::terminal_size).flatten(),
     };
     let id = engine.exec_create(container, &o).map_err(engine_err)?;
     let Some(att) = engine.exec_start(&id, a.detach).map_err(engine_err)? else {
         return Ok(());
     };
-    let keys = stream::detach_keys("ctrl-p,ctrl-q")?;
     let end = stream::pump(
         att.stream,
         att.tty,
