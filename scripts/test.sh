@@ -40,6 +40,13 @@ profile=default
 [ "${CI:-}" = "true" ] && profile=ci
 cargo nextest run --workspace --profile "$profile" --no-tests=warn "$@" || failed+=("tests")
 
+# Pure cgroup v2 and systemd as PID 1 exist only in a QEMU guest on this kind of host
+# (scripts/vm/README.md). Skipped when a filter was given, so `test.sh -E ...` stays quick.
+if [ "$#" -eq 0 ]; then
+    step "VM stage (scripts/vm/test.sh)"
+    bash scripts/vm/test.sh || failed+=("vm")
+fi
+
 echo
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "FAILED: ${failed[*]}"

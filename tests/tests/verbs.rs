@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hako_test_support::{Bundle, Config, ContainerGuard, Runtime, RuntimeKind, in_ci, is_root};
+use hako_test_support::{
+    Bundle, Config, ContainerGuard, Runtime, RuntimeKind, cgroups, in_ci, is_root,
+};
 use serde_json::Value;
 
 /// `mod <name> { #[test] fn hako(); #[test] fn runc(); }` for scenario fn `<name>`.
@@ -121,24 +123,12 @@ impl<'a> Running<'a> {
         self.rt.status(self.id()).unwrap_or_default()
     }
 
-    /// A file of the container's cgroup in v1 hierarchy `controller`, found from its init's
-    /// /proc/<pid>/cgroup (so it works for either runtime's cgroup naming).
+    /// A file of the container's cgroup: `file` in v1 hierarchy `controller`, or its v2
+    /// counterpart on a pure v2 host (`memory.max` for `memory.limit_in_bytes`), found from
+    /// the init's /proc/<pid>/cgroup (so it works for either runtime's cgroup naming).
     fn cgroup_file(&self, controller: &str, file: &str) -> PathBuf {
-        let text = fs::read_to_string(format!("/proc/{}/cgroup", self.pid())).expect("cgroup");
-        for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (_, list, path) = (parts.next(), parts.next(), parts.next());
-            let (Some(list), Some(path)) = (list, path) else {
-                continue;
-            };
-            if list.split(',').any(|c| c == controller) {
-                return Path::new("/sys/fs/cgroup")
-                    .join(list)
-                    .join(path.trim_start_matches('/'))
-                    .join(file);
-            }
-        }
-        panic!("no {controller} hierarchy in\n{text}");
+        cgroups::cgroup_file(self.pid(), controller, file)
+            .unwrap_or_else(|| panic!("no {controller} cgroup for pid {}", self.pid()))
     }
 
     fn read_cgroup(&self, controller: &str, file: &str) -> String {

@@ -12,6 +12,7 @@
 //!
 //! The same scenario runs against `hako-runtime` and `runc` (the oracle), see [`RuntimeKind`].
 
+pub mod cgroups;
 mod config;
 mod console;
 mod fixture;
