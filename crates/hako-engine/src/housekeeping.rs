@@ -109,6 +109,8 @@ impl Engine {
                     removed.push(rec.id);
                     space += size;
                 }
+                // Started or removed by another process meanwhile: not prune's to remove.
+                Err(Error::IllegalTransition { .. } | Error::NoSuchContainer(_)) => {}
                 Err(e) => errors.push(e),
             }
         }

@@ -4,14 +4,19 @@
 //! ```text
 //! containers        id PK, name UNIQUE, image (as given), image_id, created (RFC 3339),
 //!                   config (JSON, Docker's ContainerConfig), host_config (JSON, HostConfig),
-//!                   runtime, rootfs, rootfs_managed, path, args (JSON), paused, removing
-//! volumes           name PK, driver, created, labels (JSON), anonymous
+//!                   runtime, rootfs, rootfs_managed, path, args (JSON), paused, removing,
+//!                   creating
+//! volumes           name PK, driver, created, labels (JSON), anonymous, removing
 //! container_volumes container_id -> containers, volume -> volumes
 //! ```
 //!
 //! A row is the container's identity and configuration. Its status is not stored here (see
-//! [`crate::state`]) except `paused` (only the engine pauses) and `removing` (claimed by the
-//! one process that removes it, so that two `rm`s cannot both tear it down).
+//! [`crate::state`]) except `paused` (only the engine pauses), `creating` (set until
+//! `create` has made everything; such a row is listed nowhere, and the recovery after a
+//! crash removes it) and `removing` (claimed by the one process that removes it, so that
+//! two `rm`s cannot both tear it down). Both are claims of a process in a flight (see
+//! hako-image's flight.rs): when no flight is in progress, a row that still has one is
+//! what a killed process left, and recovery.rs finishes the job.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,14 +41,16 @@ CREATE TABLE IF NOT EXISTS containers (
   path TEXT NOT NULL,
   args TEXT NOT NULL,
   paused INTEGER NOT NULL DEFAULT 0,
-  removing INTEGER NOT NULL DEFAULT 0
+  removing INTEGER NOT NULL DEFAULT 0,
+  creating INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS volumes (
   name TEXT PRIMARY KEY,
   driver TEXT NOT NULL,
   created TEXT NOT NULL,
   labels TEXT NOT NULL,
-  anonymous INTEGER NOT NULL
+  anonymous INTEGER NOT NULL,
+  removing INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS container_volumes (
   container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
@@ -101,7 +108,30 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     if !have {
         conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))?;
     }
+    // Columns added since the first schema.
+    for (table, column) in [("containers", "creating"), ("volumes", "removing")] {
+        if !has_column(&conn, table, column)? {
+            let res = conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            ));
+            // Another process added it meanwhile.
+            if res.is_err() && !has_column(&conn, table, column)? {
+                res?;
+            }
+        }
+    }
     Ok(conn)
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false))
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -132,10 +162,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-/// Inserts a record; a taken name is [`Error::NameInUse`].
+/// Inserts the record of a container being created (`creating` set until [`update`]); a
+/// taken name is [`Error::NameInUse`].
 pub(crate) fn insert(conn: &Connection, rec: &Record) -> Result<()> {
     let res = conn.execute(
-        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+        &format!("INSERT INTO containers ({COLUMNS}, creating) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)"),
         params![
             rec.id,
             rec.name,
@@ -167,10 +198,11 @@ pub(crate) fn insert(conn: &Connection, rec: &Record) -> Result<()> {
     }
 }
 
-/// Completes a record inserted early by `create` (config, rootfs, command).
+/// Completes a record inserted early by `create` (config, rootfs, command): from now on
+/// the container is listed.
 pub(crate) fn update(conn: &Connection, rec: &Record) -> Result<()> {
     conn.execute(
-        "UPDATE containers SET image = ?2, config = ?3, host_config = ?4, rootfs = ?5, path = ?6, args = ?7, created = ?8 WHERE id = ?1",
+        "UPDATE containers SET image = ?2, config = ?3, host_config = ?4, rootfs = ?5, path = ?6, args = ?7, created = ?8, creating = 0 WHERE id = ?1",
         params![
             rec.id,
             rec.image,
@@ -185,6 +217,15 @@ pub(crate) fn update(conn: &Connection, rec: &Record) -> Result<()> {
     Ok(())
 }
 
+fn creating(conn: &Connection, name: &str) -> bool {
+    conn.query_row(
+        "SELECT creating FROM containers WHERE name = ?1",
+        [name],
+        |r| r.get::<_, bool>(0),
+    )
+    .unwrap_or(false)
+}
+
 fn by_name(conn: &Connection, name: &str) -> Result<Option<Record>> {
     Ok(conn
         .query_row(
@@ -196,11 +237,12 @@ fn by_name(conn: &Connection, name: &str) -> Result<Option<Record>> {
 }
 
 /// Finds a container by full id, name (with or without `/`), or unique id prefix, as
-/// Docker does (an exact id wins over a name, a name over a prefix).
+/// Docker does (an exact id wins over a name, a name over a prefix). A container still
+/// being created does not exist yet.
 pub(crate) fn find(conn: &Connection, what: &str) -> Result<Record> {
     if let Some(r) = conn
         .query_row(
-            &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1"),
+            &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1 AND creating = 0"),
             [what],
             row,
         )
@@ -209,14 +251,14 @@ pub(crate) fn find(conn: &Connection, what: &str) -> Result<Record> {
         return Ok(r);
     }
     let name = what.strip_prefix('/').unwrap_or(what);
-    if let Some(r) = by_name(conn, name)? {
+    if let Some(r) = by_name(conn, name)?.filter(|_| !creating(conn, name)) {
         return Ok(r);
     }
     if what.is_empty() || !what.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::NoSuchContainer(what.to_string()));
     }
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1 LIMIT 2"
+        "SELECT {COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1 AND creating = 0 LIMIT 2"
     ))?;
     let mut found: Vec<Record> = stmt
         .query_map(params![what, what.len()], row)?
@@ -231,12 +273,21 @@ pub(crate) fn find(conn: &Connection, what: &str) -> Result<Record> {
 /// Every record, newest first.
 pub(crate) fn all(conn: &Connection) -> Result<Vec<Record>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM containers WHERE removing = 0 ORDER BY created DESC"
+        "SELECT {COLUMNS} FROM containers WHERE removing = 0 AND creating = 0 ORDER BY created DESC"
     ))?;
     Ok(stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Every id, including containers being removed.
+/// Records claimed by a create or a removal that has not finished (after a crash: when
+/// no flight is in progress).
+pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Record>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM containers WHERE removing = 1 OR creating = 1"
+    ))?;
+    Ok(stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every id, including containers being created or removed.
 pub(crate) fn all_ids(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT id FROM containers")?;
     Ok(stmt

@@ -1,4 +1,10 @@
 //! Local volumes: `<root>/volumes/<name>/_data`, Docker's layout, recorded in SQLite.
+//!
+//! Several processes create, use and remove volumes at once, so each step is a claim in
+//! one transaction: a container's create records the volume *and* its use together (a
+//! concurrent `volume rm` either came first, or sees the user and refuses); a removal marks
+//! the row `removing` before it deletes the directory and the row last (a create meanwhile
+//! waits for it to finish; a crash in between is finished by the recovery).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,12 +34,14 @@ fn to_volume(root: &Path, name: String, created: String, labels: &str) -> Volume
 }
 
 /// Creates volume `name` (a random one when `None`); an existing name is returned as is
-/// (Docker's `volume create` is idempotent). Returns the volume and whether it is new.
+/// (Docker's `volume create` is idempotent). With `container`, records in the same
+/// transaction that the container uses it. Returns the volume and whether it is new.
 pub(crate) fn create(
     conn: &Connection,
     root: &Path,
     name: Option<&str>,
     labels: &HashMap<String, String>,
+    container: Option<&str>,
 ) -> Result<(Volume, bool)> {
     let (name, anonymous) = match name {
         Some(n) => {
@@ -42,18 +50,70 @@ pub(crate) fn create(
         }
         None => (hako_image_random_hex(), true),
     };
-    if let Some(v) = get(conn, root, &name)? {
-        return Ok((v, false));
-    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (volume, new) = loop {
+        match claim(conn, root, &name, labels, anonymous, container)? {
+            Some(v) => break v,
+            // Being removed by another process: wait for it to finish, then make it anew.
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "volume {name} is being removed; try again"
+                )));
+            }
+        }
+    };
+    // Every user makes sure the directory is there: the one who inserted the row may not
+    // have made it yet.
     let dir = data_dir(root, &name);
     std::fs::create_dir_all(&dir).ctx(|| format!("create volume directory {}", dir.display()))?;
-    let created = crate::now_rfc3339();
-    let labels_json = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
-    conn.execute(
-        "INSERT OR IGNORE INTO volumes (name, driver, created, labels, anonymous) VALUES (?1, 'local', ?2, ?3, ?4)",
-        params![name, created, labels_json, anonymous],
-    )?;
-    Ok((to_volume(root, name, created, &labels_json), true))
+    Ok((volume, new))
+}
+
+/// The row of volume `name` (inserted if missing) and the container's use of it, in one
+/// transaction; `None` while the volume is being removed.
+fn claim(
+    conn: &Connection,
+    root: &Path,
+    name: &str,
+    labels: &HashMap<String, String>,
+    anonymous: bool,
+    container: Option<&str>,
+) -> Result<Option<(Volume, bool)>> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let row: Option<(String, String, bool)> = tx
+        .query_row(
+            "SELECT created, labels, removing FROM volumes WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (created, labels_json, new) = match row {
+        Some((_, _, true)) => return Ok(None),
+        Some((created, labels_json, false)) => (created, labels_json, false),
+        None => {
+            let created = crate::now_rfc3339();
+            let labels_json = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
+            tx.execute(
+                "INSERT INTO volumes (name, driver, created, labels, anonymous) VALUES (?1, 'local', ?2, ?3, ?4)",
+                params![name, created, labels_json, anonymous],
+            )?;
+            (created, labels_json, true)
+        }
+    };
+    if let Some(c) = container {
+        tx.execute(
+            "INSERT OR IGNORE INTO container_volumes (container_id, volume) VALUES (?1, ?2)",
+            params![c, name],
+        )?;
+    }
+    tx.commit()?;
+    Ok(Some((
+        to_volume(root, name.to_string(), created, &labels_json),
+        new,
+    )))
 }
 
 fn hako_image_random_hex() -> String {
@@ -64,7 +124,7 @@ fn hako_image_random_hex() -> String {
 pub(crate) fn get(conn: &Connection, root: &Path, name: &str) -> Result<Option<Volume>> {
     Ok(conn
         .query_row(
-            "SELECT name, created, labels FROM volumes WHERE name = ?1",
+            "SELECT name, created, labels FROM volumes WHERE name = ?1 AND removing = 0",
             [name],
             |r| {
                 Ok((
@@ -80,8 +140,9 @@ pub(crate) fn get(conn: &Connection, root: &Path, name: &str) -> Result<Option<V
 
 /// All volumes, by name.
 pub(crate) fn list(conn: &Connection, root: &Path) -> Result<Vec<(Volume, bool)>> {
-    let mut stmt =
-        conn.prepare("SELECT name, created, labels, anonymous FROM volumes ORDER BY name")?;
+    let mut stmt = conn.prepare(
+        "SELECT name, created, labels, anonymous FROM volumes WHERE removing = 0 ORDER BY name",
+    )?;
     let rows = stmt
         .query_map([], |r| {
             Ok((
@@ -108,33 +169,57 @@ pub(crate) fn users(conn: &Connection, name: &str) -> Result<Vec<String>> {
 
 /// Removes volume `name` and its files; refuses while a container uses it.
 pub(crate) fn remove(conn: &Connection, root: &Path, name: &str) -> Result<()> {
-    if get(conn, root, name)?.is_none() {
-        return Err(Error::NoSuchVolume(name.to_string()));
+    {
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        if get(&tx, root, name)?.is_none() {
+            return Err(Error::NoSuchVolume(name.to_string()));
+        }
+        let users = users(&tx, name)?;
+        if !users.is_empty() {
+            return Err(Error::VolumeInUse {
+                name: name.to_string(),
+                containers: users.join(", "),
+            });
+        }
+        tx.execute("UPDATE volumes SET removing = 1 WHERE name = ?1", [name])?;
+        tx.commit()?;
     }
-    let users = users(conn, name)?;
-    if !users.is_empty() {
-        return Err(Error::VolumeInUse {
-            name: name.to_string(),
-            containers: users.join(", "),
-        });
-    }
-    conn.execute("DELETE FROM volumes WHERE name = ?1", [name])?;
-    let dir = root.join("volumes").join(name);
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Io {
-            context: format!("remove {}", dir.display()),
-            source: e,
-        }),
-    }
+    finish_removal(conn, root, name)
 }
 
-/// Records that `container` uses `volume`.
-pub(crate) fn attach(conn: &Connection, container: &str, volume: &str) -> Result<()> {
+/// Volumes whose removal a killed process left unfinished (when no flight is in progress).
+pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM volumes WHERE removing = 1")?;
+    Ok(stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every volume name, including those being removed.
+pub(crate) fn all_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM volumes")?;
+    Ok(stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// The directory, then the row of a volume marked `removing`.
+pub(crate) fn finish_removal(conn: &Connection, root: &Path, name: &str) -> Result<()> {
+    let dir = root.join("volumes").join(name);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!("remove {}", dir.display()),
+                source: e,
+            });
+        }
+    }
     conn.execute(
-        "INSERT OR IGNORE INTO container_volumes (container_id, volume) VALUES (?1, ?2)",
-        params![container, volume],
+        "DELETE FROM volumes WHERE name = ?1 AND removing = 1",
+        [name],
     )?;
     Ok(())
 }

@@ -97,35 +97,38 @@ impl ImageStore {
     /// gzip/zstd compressed) and returns them. A digest mismatch, a truncated archive or a
     /// manifest for another platform is an error and no image of the archive is listed.
     pub fn load(&self, archive: &mut dyn Read) -> Result<Vec<LoadedImage>> {
-        let _flight = self.in_flight()?;
-        let mut buffered = BufReader::with_capacity(256 * 1024, archive);
-        let compression = hako_storage::unpack::detect_compression(&mut buffered)?;
-        let decoded = hako_storage::unpack::decoder(Box::new(buffered), compression)?;
-        let collected = self.collect_archive(decoded)?;
-        if let Some(m) = collected.json.get("manifest.json") {
-            let entries: Vec<DockerEntry> =
-                serde_json::from_slice(m).map_err(|e| Error::bad(format!("manifest.json: {e}")))?;
-            let mut out = Vec::new();
-            for e in entries {
-                out.push(self.load_docker_entry(&collected, &e)?);
-            }
-            Ok(out)
-        } else if let Some(idx) = collected.json.get("index.json") {
-            let index = spec::parse_index(idx)?;
-            let mut out: Vec<LoadedImage> = Vec::new();
-            for d in &index.manifests {
-                let img = self.load_oci_descriptor(d, 0)?;
-                match out.iter_mut().find(|o| o.id == img.id) {
-                    Some(o) => o.tags.extend(img.tags),
-                    None => out.push(img),
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<Vec<LoadedImage>> {
+            let mut buffered = BufReader::with_capacity(256 * 1024, archive);
+            let compression = hako_storage::unpack::detect_compression(&mut buffered)?;
+            let decoded = hako_storage::unpack::decoder(Box::new(buffered), compression)?;
+            let collected = self.collect_archive(decoded)?;
+            if let Some(m) = collected.json.get("manifest.json") {
+                let entries: Vec<DockerEntry> = serde_json::from_slice(m)
+                    .map_err(|e| Error::bad(format!("manifest.json: {e}")))?;
+                let mut out = Vec::new();
+                for e in entries {
+                    out.push(self.load_docker_entry(&collected, &e)?);
                 }
+                Ok(out)
+            } else if let Some(idx) = collected.json.get("index.json") {
+                let index = spec::parse_index(idx)?;
+                let mut out: Vec<LoadedImage> = Vec::new();
+                for d in &index.manifests {
+                    let img = self.load_oci_descriptor(d, 0)?;
+                    match out.iter_mut().find(|o| o.id == img.id) {
+                        Some(o) => o.tags.extend(img.tags),
+                        None => out.push(img),
+                    }
+                }
+                Ok(out)
+            } else {
+                Err(Error::bad(
+                    "archive has neither manifest.json nor index.json",
+                ))
             }
-            Ok(out)
-        } else {
-            Err(Error::bad(
-                "archive has neither manifest.json nor index.json",
-            ))
-        }
+        })();
+        flight.finish(r)
     }
 
     fn collect_archive(&self, r: Box<dyn Read + '_>) -> Result<Collected> {
@@ -313,27 +316,31 @@ impl ImageStore {
         manifest: Option<&Digest>,
         tags: &[Reference],
     ) -> Result<LoadedImage> {
-        let _layers = self.lock_layers()?;
-        let (pending, top) = self.unpack_layers(sources)?;
-        let result = self.commit_image(
-            id,
-            config.created.as_deref(),
-            &pending,
-            top.as_ref(),
-            manifest,
-            tags,
-            None,
-        );
-        if result.is_err() {
-            for p in pending.iter().rev() {
-                let _ = self.driver.remove(&p.cache_id);
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<LoadedImage> {
+            let _layers = self.lock_layers()?;
+            let (pending, top) = self.unpack_layers(&flight, sources)?;
+            let result = self.commit_image(
+                id,
+                config.created.as_deref(),
+                &pending,
+                top.as_ref(),
+                manifest,
+                tags,
+                None,
+            );
+            if result.is_err() {
+                for p in pending.iter().rev() {
+                    let _ = self.driver.remove(&p.cache_id);
+                }
             }
-        }
-        result?;
-        Ok(LoadedImage {
-            id: id.clone(),
-            tags: tags.iter().map(Reference::familiar).collect(),
-        })
+            result?;
+            Ok(LoadedImage {
+                id: id.clone(),
+                tags: tags.iter().map(Reference::familiar).collect(),
+            })
+        })();
+        flight.finish(r)
     }
 
     /// Writes the images `names` (tags, ids) to `out` as one archive that is both a Docker

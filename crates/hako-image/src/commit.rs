@@ -69,85 +69,88 @@ impl ImageStore {
     /// the container's changes. Returns the new image id.
     pub fn commit(&self, container_id: &str, opts: &CommitOptions) -> Result<Digest> {
         let tag = opts.reference.as_deref().map(parse_tag).transpose()?;
-        let (image, parent) = self.container_layers(container_id)?;
-        let mut config: ImageConfig = serde_json::from_slice(&self.blobs.read(&image)?)
-            .map_err(|e| Error::bad(format!("config of image {image}: {e}")))?;
-        let mut container_config = config.config.take().unwrap_or_default();
-        for c in &opts.changes {
-            apply_change(&mut container_config, c)?;
-        }
-        let record = self.image_record(&image)?;
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<Digest> {
+            let (image, parent) = self.container_layers(container_id)?;
+            let mut config: ImageConfig = serde_json::from_slice(&self.blobs.read(&image)?)
+                .map_err(|e| Error::bad(format!("config of image {image}: {e}")))?;
+            let mut container_config = config.config.take().unwrap_or_default();
+            for c in &opts.changes {
+                apply_change(&mut container_config, c)?;
+            }
+            let record = self.image_record(&image)?;
 
-        let _flight = self.in_flight()?;
-        let blob = self.write_diff_blob(container_id, parent.as_deref())?;
-        let _layers = self.lock_layers()?;
-        let mut sources: Vec<LayerSource> = record
-            .layers
-            .iter()
-            .map(|l| LayerSource {
-                diff_id: Some(l.diff_id.clone()),
-                // Present already, so never read.
-                blob: l.blob.clone().unwrap_or_else(|| l.diff_id.clone()),
+            let blob = self.write_diff_blob(container_id, parent.as_deref())?;
+            let _layers = self.lock_layers()?;
+            let mut sources: Vec<LayerSource> = record
+                .layers
+                .iter()
+                .map(|l| LayerSource {
+                    diff_id: Some(l.diff_id.clone()),
+                    // Present already, so never read.
+                    blob: l.blob.clone().unwrap_or_else(|| l.diff_id.clone()),
+                    media_type: crate::spec::OCI_LAYER.into(),
+                })
+                .collect();
+            sources.push(LayerSource {
+                diff_id: None,
+                blob: blob.clone(),
                 media_type: crate::spec::OCI_LAYER.into(),
-            })
-            .collect();
-        sources.push(LayerSource {
-            diff_id: None,
-            blob: blob.clone(),
-            media_type: crate::spec::OCI_LAYER.into(),
-        });
-        let (pending, top) = self.unpack_layers(&sources)?;
-        let result = (|| {
-            let top = top
-                .as_ref()
-                .ok_or_else(|| Error::bad("commit produced no layer"))?;
-            let diff_id: String = self
-                .conn()
-                .query_row(
-                    "SELECT diff_id FROM layers WHERE chain_id = ?1",
-                    [top.as_str()],
-                    |r| r.get(0),
-                )
-                .or_else(|_| {
-                    pending
-                        .last()
-                        .map(|p| p.diff_id.to_string())
-                        .ok_or(rusqlite::Error::QueryReturnedNoRows)
-                })?;
-            let now = now_rfc3339_nanos();
-            config.rootfs.diff_ids.push(diff_id);
-            config.created = Some(now.clone());
-            config.author = opts.author.clone();
-            config.config = Some(container_config);
-            let mut history = serde_json::Map::new();
-            history.insert("created".into(), json!(now));
-            if let Some(a) = &opts.author {
-                history.insert("author".into(), json!(a));
+            });
+            let (pending, top) = self.unpack_layers(&flight, &sources)?;
+            let result = (|| {
+                let top = top
+                    .as_ref()
+                    .ok_or_else(|| Error::bad("commit produced no layer"))?;
+                let diff_id: String = self
+                    .conn()
+                    .query_row(
+                        "SELECT diff_id FROM layers WHERE chain_id = ?1",
+                        [top.as_str()],
+                        |r| r.get(0),
+                    )
+                    .or_else(|_| {
+                        pending
+                            .last()
+                            .map(|p| p.diff_id.to_string())
+                            .ok_or(rusqlite::Error::QueryReturnedNoRows)
+                    })?;
+                let now = now_rfc3339_nanos();
+                config.rootfs.diff_ids.push(diff_id);
+                config.created = Some(now.clone());
+                config.author = opts.author.clone();
+                config.config = Some(container_config);
+                let mut history = serde_json::Map::new();
+                history.insert("created".into(), json!(now));
+                if let Some(a) = &opts.author {
+                    history.insert("author".into(), json!(a));
+                }
+                if let Some(m) = &opts.message {
+                    history.insert("comment".into(), json!(m));
+                }
+                config.history.push(Value::Object(history));
+                let bytes = serde_json::to_vec(&config)
+                    .map_err(|e| Error::bad(format!("encode config: {e}")))?;
+                let id = self.blobs.write_bytes(&bytes)?;
+                self.commit_image(
+                    &id,
+                    Some(&now),
+                    &pending,
+                    Some(top),
+                    None,
+                    tag.as_slice(),
+                    None,
+                )?;
+                Ok(id)
+            })();
+            if result.is_err() {
+                for p in &pending {
+                    let _ = self.driver.remove(&p.cache_id);
+                }
             }
-            if let Some(m) = &opts.message {
-                history.insert("comment".into(), json!(m));
-            }
-            config.history.push(Value::Object(history));
-            let bytes = serde_json::to_vec(&config)
-                .map_err(|e| Error::bad(format!("encode config: {e}")))?;
-            let id = self.blobs.write_bytes(&bytes)?;
-            self.commit_image(
-                &id,
-                Some(&now),
-                &pending,
-                Some(top),
-                None,
-                tag.as_slice(),
-                None,
-            )?;
-            Ok(id)
+            result
         })();
-        if result.is_err() {
-            for p in &pending {
-                let _ = self.driver.remove(&p.cache_id);
-            }
-        }
-        result
+        flight.finish(r)
     }
 
     /// Streams the container's diff into the blob store through a pipe (no temp file,

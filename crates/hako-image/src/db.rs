@@ -7,6 +7,7 @@
 //! tags             name PK ("docker.io/library/busybox:latest") -> images
 //! repo_digests     name PK ("docker.io/library/busybox@sha256:..") -> images
 //! container_layers container_id PK, image_id, top_layer, rw_cache_id, created
+//! layer_pins       chain_id, owner (a flight's token; see flight.rs)
 //! meta             key PK, value   (schema version, storage driver)
 //! ```
 //!
@@ -61,6 +62,12 @@ CREATE TABLE IF NOT EXISTS container_layers (
   created INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tags_by_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS layer_pins (
+  chain_id TEXT NOT NULL,
+  owner TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS layer_pins_by_chain ON layer_pins(chain_id);
+CREATE INDEX IF NOT EXISTS layer_pins_by_owner ON layer_pins(owner);
 ";
 
 /// Opens the database, creating the schema.

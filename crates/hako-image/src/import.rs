@@ -33,66 +33,68 @@ impl ImageStore {
         for c in &opts.changes {
             apply_change(&mut container_config, c)?;
         }
-        let _flight = self.in_flight()?;
-        let (blob, _) = self.blobs.write(tar, None)?;
-        let media_type = {
-            let mut head = [0u8; 4];
-            let n = self.blobs.open_blob(&blob)?.read(&mut head).unwrap_or(0);
-            match &head[..n] {
-                [0x1f, 0x8b, ..] => crate::spec::OCI_LAYER_GZIP,
-                [0x28, 0xb5, 0x2f, 0xfd] => crate::spec::OCI_LAYER_ZSTD,
-                _ => crate::spec::OCI_LAYER,
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<Digest> {
+            let (blob, _) = self.blobs.write(tar, None)?;
+            let media_type = {
+                let mut head = [0u8; 4];
+                let n = self.blobs.open_blob(&blob)?.read(&mut head).unwrap_or(0);
+                match &head[..n] {
+                    [0x1f, 0x8b, ..] => crate::spec::OCI_LAYER_GZIP,
+                    [0x28, 0xb5, 0x2f, 0xfd] => crate::spec::OCI_LAYER_ZSTD,
+                    _ => crate::spec::OCI_LAYER,
+                }
+            };
+            let _layers = self.lock_layers()?;
+            let sources = [LayerSource {
+                diff_id: None,
+                blob: blob.clone(),
+                media_type: media_type.into(),
+            }];
+            let (pending, top) = self.unpack_layers(&flight, &sources)?;
+            let diff_id = match (&top, pending.first()) {
+                (_, Some(p)) => p.diff_id.clone(),
+                (Some(t), None) => t.clone(), // a one-layer chain id is its diff id
+                (None, None) => return Err(Error::bad("import produced no layer")),
+            };
+            let now = now_rfc3339_nanos();
+            let comment = opts.message.clone().unwrap_or_else(|| {
+                format!("Imported from {}", opts.source.as_deref().unwrap_or("-"))
+            });
+            let platform = crate::spec::Platform::host();
+            let config = ImageConfig {
+                architecture: platform.architecture,
+                os: platform.os,
+                created: Some(now.clone()),
+                author: None,
+                config: Some(container_config),
+                rootfs: RootFs {
+                    kind: "layers".into(),
+                    diff_ids: vec![diff_id.to_string()],
+                },
+                history: vec![json!({ "created": now, "comment": comment })],
+                extra: Map::new(),
+            };
+            let bytes = serde_json::to_vec(&config)
+                .map_err(|e| Error::bad(format!("encode config: {e}")))?;
+            let id = self.blobs.write_bytes(&bytes)?;
+            let result = self.commit_image(
+                &id,
+                Some(&now),
+                &pending,
+                top.as_ref(),
+                None,
+                tag.as_slice(),
+                None,
+            );
+            if result.is_err() {
+                for p in &pending {
+                    let _ = self.driver.remove(&p.cache_id);
+                }
             }
-        };
-        let _layers = self.lock_layers()?;
-        let sources = [LayerSource {
-            diff_id: None,
-            blob: blob.clone(),
-            media_type: media_type.into(),
-        }];
-        let (pending, top) = self.unpack_layers(&sources)?;
-        let diff_id = match (&top, pending.first()) {
-            (_, Some(p)) => p.diff_id.clone(),
-            (Some(t), None) => t.clone(), // a one-layer chain id is its diff id
-            (None, None) => return Err(Error::bad("import produced no layer")),
-        };
-        let now = now_rfc3339_nanos();
-        let comment = opts
-            .message
-            .clone()
-            .unwrap_or_else(|| format!("Imported from {}", opts.source.as_deref().unwrap_or("-")));
-        let platform = crate::spec::Platform::host();
-        let config = ImageConfig {
-            architecture: platform.architecture,
-            os: platform.os,
-            created: Some(now.clone()),
-            author: None,
-            config: Some(container_config),
-            rootfs: RootFs {
-                kind: "layers".into(),
-                diff_ids: vec![diff_id.to_string()],
-            },
-            history: vec![json!({ "created": now, "comment": comment })],
-            extra: Map::new(),
-        };
-        let bytes =
-            serde_json::to_vec(&config).map_err(|e| Error::bad(format!("encode config: {e}")))?;
-        let id = self.blobs.write_bytes(&bytes)?;
-        let result = self.commit_image(
-            &id,
-            Some(&now),
-            &pending,
-            top.as_ref(),
-            None,
-            tag.as_slice(),
-            None,
-        );
-        if result.is_err() {
-            for p in &pending {
-                let _ = self.driver.remove(&p.cache_id);
-            }
-        }
-        result.map(|()| id)
+            result.map(|()| id)
+        })();
+        flight.finish(r)
     }
 }
 

@@ -4,17 +4,18 @@
 //! <root>/hako-image.db        metadata (see db.rs)
 //! <root>/blobs/sha256/<hex>   configs, manifests and layer blobs as received
 //! <root>/overlay2/ or vfs/    unpacked layers (hako-storage driver)
-//! <root>/locks/gc.lock        flock: shared while an operation has unreferenced state
-//!                             in flight (blobs or layer dirs not yet in the database),
-//!                             exclusive for garbage collection
+//! <root>/locks/gc.lock        flock: shared by every flight, exclusive for garbage
+//!                             collection (see flight.rs)
+//! <root>/locks/flight/        one locked marker file per operation in progress
 //! <root>/locks/layers.lock    flock: exclusive while layers are created and registered,
 //!                             so two processes never unpack the same layer twice
 //! ```
 //!
 //! Every operation that adds an image writes blobs and layer directories first and makes
 //! them visible with one database transaction at the end. A process killed before that
-//! transaction leaves only unreferenced files, which the next [`ImageStore::open`] (when
-//! no other process is using the store) or [`ImageStore::prune`] removes.
+//! transaction leaves only unreferenced files and its flight marker; the next
+//! [`ImageStore::open`] that sees the marker (and finds no flight in progress) or
+//! [`ImageStore::prune`] removes them (gc.rs).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -29,6 +30,7 @@ use crate::blobs::BlobStore;
 use crate::db;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::flight::{Flight, KIND_IMAGE};
 use crate::reference::Reference;
 use crate::spec::Platform;
 
@@ -40,6 +42,9 @@ pub struct Options {
     pub driver: Option<String>,
     /// Platform to pick from multi-platform images. Default: the host's.
     pub platform: Option<Platform>,
+    /// Do not clean up after crashed operations at open: the caller (the engine) does it
+    /// with its own leftovers first ([`ImageStore::recover`]).
+    pub skip_recovery: bool,
 }
 
 /// The image store. Safe to use from several threads and several processes at once.
@@ -125,12 +130,6 @@ pub(crate) struct LayerSource {
     pub(crate) media_type: String,
 }
 
-/// Held while an operation has unregistered state on disk.
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    _gc: Flock<File>,
-}
-
 impl ImageStore {
     /// Opens the store at `root` (created if needed) with default [`Options`], and cleans
     /// up what a crashed process left if no other process is using the store.
@@ -176,11 +175,8 @@ impl ImageStore {
             db: Mutex::new(conn),
             platform: opts.platform.unwrap_or_else(Platform::host),
         };
-        if let Some(lock) = store.try_lock_exclusive()? {
-            let report = store.collect_garbage(&lock)?;
-            if report.temp_removed + report.layers_removed + report.blobs_removed > 0 {
-                tracing::info!(?report, "cleaned up after an interrupted operation");
-            }
+        if !opts.skip_recovery {
+            store.recover(&[KIND_IMAGE], |_| Ok::<(), Error>(()))?;
         }
         Ok(store)
     }
@@ -214,29 +210,6 @@ impl ImageStore {
             .ctx(|| format!("open {}", path.display()))
     }
 
-    /// Marks an operation with unregistered state in flight (blocks while GC runs).
-    pub(crate) fn in_flight(&self) -> Result<InFlight> {
-        let f = self.lock_file("gc.lock")?;
-        let gc = Flock::lock(f, FlockArg::LockShared)
-            .map_err(|(_, e)| Error::io("lock gc.lock", e.into()))?;
-        Ok(InFlight { _gc: gc })
-    }
-
-    fn try_lock_exclusive(&self) -> Result<Option<Flock<File>>> {
-        let f = self.lock_file("gc.lock")?;
-        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => Ok(Some(l)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, e)) => Err(Error::io("lock gc.lock", e.into())),
-        }
-    }
-
-    fn lock_exclusive(&self) -> Result<Flock<File>> {
-        let f = self.lock_file("gc.lock")?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io("lock gc.lock", e.into()))
-    }
-
     pub(crate) fn lock_layers(&self) -> Result<Flock<File>> {
         let f = self.lock_file("layers.lock")?;
         Flock::lock(f, FlockArg::LockExclusive)
@@ -247,21 +220,24 @@ impl ImageStore {
     /// on error the layers unpacked by this call are removed again.
     pub(crate) fn unpack_layers(
         &self,
+        flight: &Flight<'_>,
         sources: &[LayerSource],
     ) -> Result<(Vec<PendingLayer>, Option<Digest>)> {
-        self.unpack_layers_with(sources, &|_, _| {})
+        self.unpack_layers_with(flight, sources, &|_, _| {})
     }
 
     /// [`ImageStore::unpack_layers`], telling `step(index, done)` when layer `index`
     /// starts (`false`) and finishes (`true`) unpacking; a layer already in the store
-    /// only finishes.
+    /// only finishes. Layers found in the store are pinned for the rest of `flight`, so
+    /// that a concurrent `rmi` cannot delete them before the new image references them.
     pub(crate) fn unpack_layers_with(
         &self,
+        flight: &Flight<'_>,
         sources: &[LayerSource],
         step: &dyn Fn(usize, bool),
     ) -> Result<(Vec<PendingLayer>, Option<Digest>)> {
         let mut pending: Vec<PendingLayer> = Vec::new();
-        let result = self.unpack_layers_inner(sources, &mut pending, step);
+        let result = self.unpack_layers_inner(flight, sources, &mut pending, step);
         if result.is_err() {
             for p in pending.iter().rev() {
                 let _ = self.driver.remove(&p.cache_id);
@@ -272,6 +248,7 @@ impl ImageStore {
 
     fn unpack_layers_inner(
         &self,
+        flight: &Flight<'_>,
         sources: &[LayerSource],
         pending: &mut Vec<PendingLayer>,
         step: &dyn Fn(usize, bool),
@@ -280,7 +257,7 @@ impl ImageStore {
         for (index, src) in sources.iter().enumerate() {
             let parent_chain = parent.as_ref().map(|p| &p.0);
             let known = match &src.diff_id {
-                Some(d) => self.cache_id_of(&Digest::chain(parent_chain, d))?,
+                Some(d) => self.pinned_cache_id(flight, &Digest::chain(parent_chain, d))?,
                 None => None,
             };
             if let (Some(cache_id), Some(d)) = (known, &src.diff_id) {
@@ -308,7 +285,7 @@ impl ImageStore {
                 });
             }
             let chain = Digest::chain(parent_chain, &diff_id);
-            if let Some(existing) = self.cache_id_of(&chain)? {
+            if let Some(existing) = self.pinned_cache_id(flight, &chain)? {
                 // Known only now that we know its diff id (import): keep the stored one.
                 self.driver.remove(&cache_id)?;
                 parent = Some((chain, existing));
@@ -330,7 +307,11 @@ impl ImageStore {
         Ok(parent.map(|p| p.0))
     }
 
-    fn cache_id_of(&self, chain: &Digest) -> Result<Option<String>> {
+    /// The cache id of layer `chain` if it is in the store, pinned for `flight`.
+    fn pinned_cache_id(&self, flight: &Flight<'_>, chain: &Digest) -> Result<Option<String>> {
+        if !flight.pin(chain.as_str())? {
+            return Ok(None);
+        }
         Ok(self
             .conn()
             .query_row(
@@ -507,150 +488,101 @@ impl ImageStore {
     /// removes the image. Refuses while containers use the image (unless `force`, which
     /// then only untags), and refuses an id with several tags unless `force`.
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<RemoveAction>> {
-        let id = self.resolve(name)?;
-        let by_tag = Reference::parse(name)
-            .ok()
-            .map(|r| r.with_default_tag())
-            .filter(|r| r.digest().is_none())
-            .map(|r| r.to_string());
-        let mut actions = Vec::new();
-        let dead_layers = {
-            let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let tags: Vec<String> = names_full(&tx, "tags", id.as_str())?;
-            let tagged_by_name = by_tag.as_ref().filter(|t| tags.contains(t));
-            let container: Option<String> = tx
-                .query_row(
-                    "SELECT container_id FROM container_layers WHERE image_id = ?1 LIMIT 1",
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<Vec<RemoveAction>> {
+            let id = self.resolve(name)?;
+            let by_tag = Reference::parse(name)
+                .ok()
+                .map(|r| r.with_default_tag())
+                .filter(|r| r.digest().is_none())
+                .map(|r| r.to_string());
+            let mut actions = Vec::new();
+            let dead_layers = {
+                let mut conn = self.conn();
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                if !exists(&tx, "SELECT 1 FROM images WHERE id = ?1", id.as_str())? {
+                    // Removed by another process since `resolve`.
+                    return Err(Error::NoSuchImage(name.to_string()));
+                }
+                let tags: Vec<String> = names_full(&tx, "tags", id.as_str())?;
+                let tagged_by_name = by_tag.as_ref().filter(|t| tags.contains(t));
+                let container: Option<String> = tx
+                    .query_row(
+                        "SELECT container_id FROM container_layers WHERE image_id = ?1 LIMIT 1",
+                        [id.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(t) = tagged_by_name {
+                    if tags.len() > 1 || (container.is_some() && force) {
+                        tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
+                        tx.commit()?;
+                        return Ok(vec![RemoveAction::Untagged(familiar(t))]);
+                    }
+                } else if tags.len() > 1 && !force {
+                    return Err(Error::MultipleTags(id.short().to_string()));
+                }
+                if let Some(c) = &container
+                    && !force
+                {
+                    return Err(Error::ImageInUse {
+                        image: name.to_string(),
+                        container: c.clone(),
+                    });
+                }
+                for t in &tags {
+                    tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
+                    actions.push(RemoveAction::Untagged(familiar(t)));
+                }
+                for d in names_full(&tx, "repo_digests", id.as_str())? {
+                    tx.execute("DELETE FROM repo_digests WHERE name = ?1", [&d])?;
+                    actions.push(RemoveAction::Untagged(familiar(&d)));
+                }
+                if container.is_some() {
+                    tx.commit()?;
+                    return Ok(actions);
+                }
+                let top: Option<String> = tx.query_row(
+                    "SELECT top_layer FROM images WHERE id = ?1",
                     [id.as_str()],
                     |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(t) = tagged_by_name {
-                if tags.len() > 1 || (container.is_some() && force) {
-                    tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
-                    tx.commit()?;
-                    return Ok(vec![RemoveAction::Untagged(familiar(t))]);
-                }
-            } else if tags.len() > 1 && !force {
-                return Err(Error::MultipleTags(id.short().to_string()));
-            }
-            if let Some(c) = &container
-                && !force
-            {
-                return Err(Error::ImageInUse {
-                    image: name.to_string(),
-                    container: c.clone(),
-                });
-            }
-            for t in &tags {
-                tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
-                actions.push(RemoveAction::Untagged(familiar(t)));
-            }
-            for d in names_full(&tx, "repo_digests", id.as_str())? {
-                tx.execute("DELETE FROM repo_digests WHERE name = ?1", [&d])?;
-                actions.push(RemoveAction::Untagged(familiar(&d)));
-            }
-            if container.is_some() {
-                tx.commit()?;
-                return Ok(actions);
-            }
-            let top: Option<String> = tx.query_row(
-                "SELECT top_layer FROM images WHERE id = ?1",
-                [id.as_str()],
-                |r| r.get(0),
-            )?;
-            let top = top.map(|t| Digest::parse(&t)).transpose()?;
-            for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
-                tx.execute(
-                    "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?1",
-                    [chain_id],
                 )?;
-            }
-            tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
-            let dead = delete_dead_layers(&tx)?;
-            tx.commit()?;
-            actions.push(RemoveAction::Deleted(id.clone()));
-            dead
-        };
-        for cache_id in dead_layers {
-            self.driver.remove(&cache_id)?;
-        }
-        Ok(actions)
-    }
-
-    /// `docker image prune`: deletes dangling images (no tag), or with `all` every image
-    /// no container uses, then collects garbage (unreferenced layers and blobs, leftovers
-    /// of interrupted operations). Waits for in-flight operations of other processes.
-    pub fn prune(&self, all: bool) -> Result<PruneReport> {
-        let candidates: Vec<String> = {
-            let conn = self.conn();
-            let sql = if all {
-                "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM container_layers)"
-            } else {
-                "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM tags)
-                   AND id NOT IN (SELECT image_id FROM container_layers)"
-            };
-            let mut stmt = conn.prepare(sql)?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        let mut deleted = Vec::new();
-        for id in candidates {
-            for a in self.remove(&id, true)? {
-                if let RemoveAction::Deleted(d) = a {
-                    deleted.push(d);
+                let top = top.map(|t| Digest::parse(&t)).transpose()?;
+                for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
+                    tx.execute(
+                        "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?1",
+                        [chain_id],
+                    )?;
                 }
+                tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
+                let dead = delete_dead_layers(&tx)?;
+                tx.commit()?;
+                actions.push(RemoveAction::Deleted(id.clone()));
+                dead
+            };
+            for cache_id in dead_layers {
+                self.driver.remove(&cache_id)?;
             }
+            Ok(actions)
+        })();
+        // Refused before anything changed: nothing to collect.
+        if matches!(
+            r,
+            Err(Error::NoSuchImage(_) | Error::ImageInUse { .. } | Error::MultipleTags(_))
+        ) {
+            flight.complete();
+            return r;
         }
-        let lock = self.lock_exclusive()?;
-        let mut report = self.collect_garbage(&lock)?;
-        report.temp_removed += self.blobs.cleanup_partial(std::time::Duration::ZERO)?;
-        report.images_deleted = deleted;
-        Ok(report)
-    }
-
-    /// Removes unreferenced layers, layer dirs and blobs, and temporaries. The caller holds
-    /// the exclusive GC lock, so nothing is in flight.
-    fn collect_garbage(&self, _lock: &Flock<File>) -> Result<PruneReport> {
-        // Partial registry downloads are kept for a day so an interrupted pull resumes.
-        let stale = std::time::Duration::from_secs(24 * 3600);
-        let mut report = PruneReport {
-            temp_removed: self.blobs.cleanup_temp()? + self.blobs.cleanup_partial(stale)?,
-            ..PruneReport::default()
-        };
-        self.driver.cleanup()?;
-        let (dead, live_dirs, live_blobs) = {
-            let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let dead = delete_dead_layers(&tx)?;
-            let live_dirs: HashSet<String> = column(
-                &tx,
-                "SELECT cache_id FROM layers UNION SELECT rw_cache_id FROM container_layers",
-            )?;
-            let live_blobs: HashSet<String> = column(
-                &tx,
-                "SELECT id FROM images UNION SELECT manifest_digest FROM images WHERE manifest_digest IS NOT NULL
-                 UNION SELECT blob_digest FROM layers WHERE blob_digest IS NOT NULL",
-            )?;
-            tx.commit()?;
-            (dead, live_dirs, live_blobs)
-        };
-        for id in self.driver.list()? {
-            if !live_dirs.contains(&id) || dead.contains(&id) {
-                report.space_reclaimed += self.driver.size(&id).unwrap_or(0);
-                self.driver.remove(&id)?;
-                report.layers_removed += 1;
-            }
+        if let Ok(actions) = &r
+            && actions
+                .iter()
+                .any(|a| matches!(a, RemoveAction::Deleted(_)))
+        {
+            flight.leave_garbage();
+            return r;
         }
-        for (d, size) in self.blobs.list()? {
-            if !live_blobs.contains(d.as_str()) {
-                self.blobs.remove(&d)?;
-                report.blobs_removed += 1;
-                report.space_reclaimed += size;
-            }
-        }
-        Ok(report)
+        flight.finish(r)
     }
 
     /// Creates and mounts a writable root filesystem for `container_id` on `image`: the
@@ -669,67 +601,83 @@ impl ImageStore {
         container_id: &str,
         opts: &StorageOpts,
     ) -> Result<RootfsMount> {
-        let _flight = self.in_flight()?;
-        let id = self.resolve(image)?;
-        let top: Option<String> = self.conn().query_row(
-            "SELECT top_layer FROM images WHERE id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
-        )?;
-        let top = top.map(|t| Digest::parse(&t)).transpose()?;
-        let parent_cache: Option<String> = match &top {
-            Some(t) => Some(self.conn().query_row(
-                "SELECT cache_id FROM layers WHERE chain_id = ?1",
-                [t.as_str()],
-                |r| r.get(0),
-            )?),
-            None => None,
-        };
-        let known: bool = self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM container_layers WHERE container_id = ?1",
-                [container_id],
-                |_| Ok(true),
-            )
-            .optional()?
-            .unwrap_or(false);
-        if known || self.driver.exists(container_id) {
-            return Err(Error::ContainerExists(container_id.to_string()));
-        }
-        self.driver
-            .create_rw_with(container_id, parent_cache.as_deref(), opts)?;
-        let registered = (|| -> Result<()> {
-            let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO container_layers (container_id, image_id, top_layer, rw_cache_id, created) VALUES (?1, ?2, ?3, ?1, ?4)",
-                params![container_id, id.as_str(), top.as_ref().map(|d| d.as_str()), db::now()],
-            )?;
-            for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<RootfsMount> {
+            let id = self.resolve(image)?;
+            // The claim first, in one transaction: the container's row and the references to
+            // the image's layers. From then on `rmi` sees the image in use; an `rmi` that came
+            // first leaves no image to claim. The directory comes after (a crash in between
+            // leaves a row that `release_rootfs` removes like any other).
+            let parent_cache = {
+                let mut conn = self.conn();
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let top: Option<String> = tx
+                    .query_row(
+                        "SELECT top_layer FROM images WHERE id = ?1",
+                        [id.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .ok_or_else(|| Error::NoSuchImage(image.to_string()))?;
+                let top = top.map(|t| Digest::parse(&t)).transpose()?;
+                if exists(
+                    &tx,
+                    "SELECT 1 FROM container_layers WHERE container_id = ?1",
+                    container_id,
+                )? || self.driver.exists(container_id)
+                {
+                    return Err(Error::ContainerExists(container_id.to_string()));
+                }
                 tx.execute(
-                    "UPDATE layers SET refcount = refcount + 1 WHERE chain_id = ?1",
-                    [chain_id],
+                    "INSERT INTO container_layers (container_id, image_id, top_layer, rw_cache_id, created) VALUES (?1, ?2, ?3, ?1, ?4)",
+                    params![container_id, id.as_str(), top.as_ref().map(|d| d.as_str()), db::now()],
                 )?;
+                let chain = chain_of(&tx, top.as_ref())?;
+                for (chain_id, _, _) in &chain {
+                    tx.execute(
+                        "UPDATE layers SET refcount = refcount + 1 WHERE chain_id = ?1",
+                        [chain_id],
+                    )?;
+                }
+                tx.commit()?;
+                chain.first().map(|(_, cache, _)| cache.clone())
+            };
+            let made = self
+                .driver
+                .create_rw_with(container_id, parent_cache.as_deref(), opts)
+                .map_err(Error::from)
+                .and_then(|()| Ok(self.driver.mount(container_id)?));
+            match made {
+                Ok(m) => Ok(RootfsMount {
+                    rootfs: m.rootfs,
+                    paths: self.driver.paths(container_id)?,
+                    image: id,
+                }),
+                Err(e) => {
+                    let _ = self.release_rootfs(container_id);
+                    Err(e)
+                }
             }
-            tx.commit()?;
-            Ok(())
         })();
-        if let Err(e) = registered {
-            let _ = self.driver.remove(container_id);
-            return Err(e);
+        if matches!(
+            r,
+            Err(Error::NoSuchImage(_) | Error::ContainerExists(_) | Error::Ambiguous(_))
+        ) {
+            flight.complete();
+            return r;
         }
-        match self.driver.mount(container_id) {
-            Ok(m) => Ok(RootfsMount {
-                rootfs: m.rootfs,
-                paths: self.driver.paths(container_id)?,
-                image: id,
-            }),
-            Err(e) => {
-                let _ = self.release_rootfs(container_id);
-                Err(e.into())
-            }
-        }
+        flight.finish(r)
+    }
+
+    /// The containers that have a root filesystem here.
+    pub fn container_layer_ids(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT container_id FROM container_layers")?;
+        let v = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(v)
     }
 
     /// Mounts the root filesystem of a container prepared earlier (after a reboot, say).
@@ -740,39 +688,66 @@ impl ImageStore {
 
     /// Unmounts and deletes a container's root filesystem and releases its image layers.
     pub fn release_rootfs(&self, container_id: &str) -> Result<()> {
-        let top: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT top_layer FROM container_layers WHERE container_id = ?1",
-                [container_id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| Error::NoSuchContainer(container_id.to_string()))?;
-        self.driver.unmount(container_id)?;
-        self.driver.remove(container_id)?;
-        let dead = {
-            let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let top = top.map(|t| Digest::parse(&t)).transpose()?;
-            for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
-                tx.execute(
-                    "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?1",
-                    [chain_id],
-                )?;
+        let flight = self.in_flight()?;
+        let mut garbage = false;
+        let r = (|| -> Result<()> {
+            if !exists(
+                &self.conn(),
+                "SELECT 1 FROM container_layers WHERE container_id = ?1",
+                container_id,
+            )? {
+                return Err(Error::NoSuchContainer(container_id.to_string()));
             }
-            tx.execute(
-                "DELETE FROM container_layers WHERE container_id = ?1",
-                [container_id],
-            )?;
-            let dead = delete_dead_layers(&tx)?;
-            tx.commit()?;
-            dead
-        };
-        for cache_id in dead {
-            self.driver.remove(&cache_id)?;
+            // Directory first, row last: a crash in between leaves a row whose release
+            // finishes the job.
+            self.driver.unmount(container_id)?;
+            self.driver.remove(container_id)?;
+            let dead = {
+                let mut conn = self.conn();
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let Some(top) = tx
+                    .query_row(
+                        "SELECT top_layer FROM container_layers WHERE container_id = ?1",
+                        [container_id],
+                        |r| r.get::<_, Option<String>>(0),
+                    )
+                    .optional()?
+                else {
+                    // Released by another process meanwhile.
+                    return Ok(());
+                };
+                let top = top.map(|t| Digest::parse(&t)).transpose()?;
+                for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
+                    tx.execute(
+                        "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?1",
+                        [chain_id],
+                    )?;
+                }
+                tx.execute(
+                    "DELETE FROM container_layers WHERE container_id = ?1",
+                    [container_id],
+                )?;
+                let dead = delete_dead_layers(&tx)?;
+                tx.commit()?;
+                dead
+            };
+            // Their blobs are left for the next collection (see `remove`).
+            garbage = !dead.is_empty();
+            for cache_id in dead {
+                self.driver.remove(&cache_id)?;
+            }
+            Ok(())
+        })();
+        if matches!(r, Err(Error::NoSuchContainer(_))) {
+            flight.complete();
+            return r;
         }
-        Ok(())
+        if garbage && r.is_ok() {
+            flight.leave_garbage();
+            return r;
+        }
+        flight.finish(r)
     }
 
     /// A container layer's directories as `docker inspect` shows them under
@@ -941,6 +916,14 @@ fn familiar(full: &str) -> String {
         .unwrap_or_else(|_| full.to_string())
 }
 
+/// Whether `sql` (with one parameter) returns a row.
+fn exists(conn: &Connection, sql: &str, param: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(sql, [param], |_| Ok(true))
+        .optional()?
+        .unwrap_or(false))
+}
+
 fn names_full(conn: &Connection, table: &str, id: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT name FROM {table} WHERE image_id = ?1 ORDER BY name"
@@ -958,7 +941,7 @@ fn names_of(conn: &Connection, table: &str, id: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-fn column(conn: &Connection, sql: &str) -> Result<HashSet<String>> {
+pub(crate) fn column(conn: &Connection, sql: &str) -> Result<HashSet<String>> {
     let mut stmt = conn.prepare(sql)?;
     let v = stmt
         .query_map([], |r| r.get(0))?
@@ -982,9 +965,9 @@ fn chain_of(conn: &Connection, top: Option<&Digest>) -> Result<Vec<(String, Stri
     Ok(out)
 }
 
-/// Deletes layers no image or container references, children first; returns their
-/// cache ids (the caller removes the directories after commit).
-fn delete_dead_layers(conn: &Connection) -> Result<Vec<String>> {
+/// Deletes layers no image, container or flight references, children first; returns
+/// their cache ids (the caller removes the directories after commit).
+pub(crate) fn delete_dead_layers(conn: &Connection) -> Result<Vec<String>> {
     let mut dead = Vec::new();
     loop {
         let batch: Vec<(String, String)> = {
@@ -992,7 +975,8 @@ fn delete_dead_layers(conn: &Connection) -> Result<Vec<String>> {
                 "SELECT chain_id, cache_id FROM layers l WHERE refcount <= 0
                    AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = l.chain_id)
                    AND NOT EXISTS (SELECT 1 FROM images i WHERE i.top_layer = l.chain_id)
-                   AND NOT EXISTS (SELECT 1 FROM container_layers k WHERE k.top_layer = l.chain_id)",
+                   AND NOT EXISTS (SELECT 1 FROM container_layers k WHERE k.top_layer = l.chain_id)
+                   AND NOT EXISTS (SELECT 1 FROM layer_pins p WHERE p.chain_id = l.chain_id)",
             )?;
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?

@@ -384,7 +384,12 @@ impl Driver for Overlay2 {
         let projid = quota::project_id(&self.dir(id)).unwrap_or(0);
         // Rename first: a crash mid-removal leaves a tmp- dir for cleanup, not half a layer.
         let trash = self.home.join(format!("tmp-rm-{}", random_name(20)));
-        std::fs::rename(self.dir(id), &trash).ctx(|| format!("remove layer {id}"))?;
+        match std::fs::rename(self.dir(id), &trash) {
+            Ok(()) => {}
+            // Removed by someone else since the check: already gone is done.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx(|| format!("remove layer {id}")),
+        }
         std::fs::remove_dir_all(&trash).ctx(|| format!("remove {}", trash.display()))?;
         if projid != 0
             && let Some(q) = self.quotas()

@@ -21,6 +21,7 @@ mod leak;
 mod netns;
 mod registry;
 mod runtime;
+mod store;
 
 pub use config::Config;
 pub use console::{ConsoleSocket, pty_roundtrip};
@@ -30,6 +31,7 @@ pub use leak::{LeakReport, find_leaks};
 pub use netns::NetnsGuard;
 pub use registry::Registry;
 pub use runtime::{Output, Runtime, RuntimeKind};
+pub use store::{Inventory, InventoryDiff};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

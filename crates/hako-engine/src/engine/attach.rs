@@ -31,6 +31,8 @@ pub struct Attached {
     pub stream: UnixStream,
     /// The container has a tty.
     pub tty: bool,
+    /// For an `--rm` container: the shim's exit command leaves the removal to the holder.
+    pub(super) _attached: Option<crate::locks::AttachedLock>,
 }
 
 impl Engine {
@@ -45,7 +47,7 @@ impl Engine {
         stdin: bool,
         size: Option<(u16, u16)>,
     ) -> Result<(Record, Attached, Waiter<'_>)> {
-        let rec = self.get(what)?;
+        let (_lock, rec) = self.lock_container(what)?;
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
             let a = self.attach(&rec.id, stdin)?;
@@ -67,12 +69,19 @@ impl Engine {
         }
         self.container_event(&rec, "attach", &[]);
         let waiter = self.waiter(&rec.id, WaitCondition::NextExit)?;
+        // Before it can exit: this caller removes an `--rm` container, not the shim.
+        let attached_lock = if rec.host_config.auto_remove == Some(true) {
+            Some(crate::locks::attached(&self.opts.exec_root, &rec.id)?)
+        } else {
+            None
+        };
         self.begin(&rec)?;
         Ok((
             rec,
             Attached {
                 stream: attached.0,
                 tty: attached.1,
+                _attached: attached_lock,
             },
             waiter,
         ))
@@ -112,7 +121,11 @@ impl Engine {
         let (stream, tty) = protocol::attach(&self.state_dir(&rec.id), o.stdin, o.stdout, o.stderr)
             .ctx(|| format!("attach to container {}", &rec.id[..12]))?;
         self.container_event(&rec, "attach", &[]);
-        Ok(Attached { stream, tty })
+        Ok(Attached {
+            stream,
+            tty,
+            _attached: None,
+        })
     }
 
     /// Sets the pty size of a container with a tty.

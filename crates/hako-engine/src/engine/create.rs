@@ -84,6 +84,9 @@ impl Engine {
         };
 
         let dir = self.container_dir(&id);
+        // Everything from the record to the complete bundle is one flight: a crash leaves
+        // a `creating` record that the recovery removes (recovery.rs).
+        let flight = self.images.begin_flight(crate::recovery::KIND_ENGINE)?;
         let mut cleanup = Cleanup {
             engine: self,
             id: id.clone(),
@@ -91,32 +94,43 @@ impl Engine {
             record: false,
             volumes: Vec::new(),
         };
-        // The record goes in first: a create killed half-way (kill -9) leaves a container
-        // that `ps -a` lists and `rm` removes, never an anonymous layer nobody owns.
-        records::insert(
-            &self.conn(),
-            &Record {
-                id: id.clone(),
-                name: name.clone(),
-                image: match &opts.rootfs {
-                    Some(d) => d.display().to_string(),
-                    None => image_name.clone(),
-                },
-                image_id: image_id.clone(),
-                created: crate::now_rfc3339(),
-                config: opts.config.clone(),
-                host_config: host.clone(),
-                runtime: runtime.clone(),
-                rootfs: PathBuf::new(),
-                rootfs_managed: opts.rootfs.is_none(),
-                path: String::new(),
-                args: Vec::new(),
-                paused: false,
+        // The record goes in first (`creating`, listed nowhere until complete): a create
+        // killed half-way leaves a record that the recovery removes with everything it
+        // names, never an anonymous layer nobody owns.
+        let mut name = name;
+        let mut first = Record {
+            id: id.clone(),
+            name: name.clone(),
+            image: match &opts.rootfs {
+                Some(d) => d.display().to_string(),
+                None => image_name.clone(),
             },
-        )?;
+            image_id: image_id.clone(),
+            created: crate::now_rfc3339(),
+            config: opts.config.clone(),
+            host_config: host.clone(),
+            runtime: runtime.clone(),
+            rootfs: PathBuf::new(),
+            rootfs_managed: opts.rootfs.is_none(),
+            path: String::new(),
+            args: Vec::new(),
+            paused: false,
+        };
+        // A generated name another process took since `free_name` looked: pick another.
+        let mut attempt = 0;
+        loop {
+            match records::insert(&self.conn(), &first) {
+                Err(Error::NameInUse { .. }) if opts.name.is_none() && attempt < 20 => {
+                    attempt += 1;
+                    name = self.free_name(&crate::random_id())?;
+                    first.name = name.clone();
+                }
+                other => break other?,
+            }
+        }
         cleanup.record = true;
         // Only now the directory: a container directory always has a record, so one without
-        // is garbage (see `collect_orphans`).
+        // is garbage (recovery.rs).
         crate::files::dir(&dir, 0o710).ctx(|| format!("create {}", dir.display()))?;
         let rootfs = match &opts.rootfs {
             Some(d) => {
@@ -174,6 +188,7 @@ impl Engine {
                     &self.opts.root,
                     name.as_deref(),
                     &HashMap::new(),
+                    Some(&id),
                 )?;
                 cleanup
                     .volumes
@@ -309,20 +324,16 @@ impl Engine {
             args: cargs,
             paused: false,
         };
-        {
-            let conn = self.conn();
-            records::update(&conn, &rec)?;
-            for (v, _) in &cleanup.volumes {
-                volumes::attach(&conn, &id, v)?;
-            }
-        }
         crate::files::write(
             &dir.join("mounts.json"),
             &serde_json::to_vec(&mount_points(&all_mounts)).unwrap_or_default(),
             crate::files::PRIVATE,
         )
         .ctx(|| "write mounts.json".into())?;
+        // Complete: listed from now on.
+        records::update(&self.conn(), &rec)?;
         cleanup.disarm();
+        flight.complete();
         for (v, new) in &new_volumes {
             if *new {
                 self.volume_event(v, "create");
@@ -371,18 +382,19 @@ impl Drop for Cleanup<'_> {
             return;
         }
         let e = self.engine;
-        if self.record {
-            let _ = records::delete(&e.conn(), &self.id);
-        }
+        // Files first, the record (and with it the uses of volumes) last.
         if self.rootfs {
             let _ = e.images.release_rootfs(&self.id);
+        }
+        let _ = std::fs::remove_dir_all(e.container_dir(&self.id));
+        if self.record {
+            let _ = records::delete(&e.conn(), &self.id);
         }
         for (v, created_here) in &self.volumes {
             if *created_here {
                 let _ = volumes::remove(&e.conn(), &e.opts.root, v);
             }
         }
-        let _ = std::fs::remove_dir_all(e.container_dir(&self.id));
     }
 }
 

@@ -174,7 +174,11 @@ impl Engine {
                 o.attach_stderr || !o.attach_stdout,
             )
             .ctx(|| format!("attach to exec {}", &id[..12]))?;
-            Some(Attached { stream, tty })
+            Some(Attached {
+                stream,
+                tty,
+                _attached: None,
+            })
         };
         self.container_event(
             &rec,

@@ -23,7 +23,7 @@ const STOP_TIMEOUT_DEFAULT: i64 = 10;
 impl Engine {
     /// Starts a container and returns once its process runs (or failed to).
     pub fn start(&self, what: &str) -> Result<Record> {
-        let rec = self.get(what)?;
+        let (_lock, rec) = self.lock_container(what)?;
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
             return Ok(rec);

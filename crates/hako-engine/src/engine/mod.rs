@@ -103,6 +103,8 @@ impl Engine {
             &opts.root,
             hako_image::Options {
                 driver: opts.driver.clone(),
+                // Engine::recover does it, with the engine's leftovers first.
+                skip_recovery: true,
                 ..Default::default()
             },
         )?;
@@ -120,30 +122,8 @@ impl Engine {
             images,
             db: Mutex::new(db),
         };
-        engine.collect_orphans();
+        engine.recover();
         Ok(engine)
-    }
-
-    /// Removes container directories that have no record: what a hako process killed
-    /// between deleting a record and its directory leaves (create makes the record first).
-    fn collect_orphans(&self) {
-        let Ok(entries) = std::fs::read_dir(self.opts.root.join("containers")) else {
-            return;
-        };
-        let known: std::collections::HashSet<String> = match records::all_ids(&self.conn()) {
-            Ok(ids) => ids.into_iter().collect(),
-            Err(_) => return,
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.len() == 64
-                && name.bytes().all(|b| b.is_ascii_hexdigit())
-                && !known.contains(&name)
-            {
-                tracing::info!(container = %name, "removing the directory of a container without a record");
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
     }
 
     /// The image store.
@@ -156,7 +136,7 @@ impl Engine {
         &self.opts
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -177,6 +157,20 @@ impl Engine {
     /// Finds a container by id, unique id prefix or name.
     pub fn get(&self, what: &str) -> Result<Record> {
         records::find(&self.conn(), what)
+    }
+
+    /// Takes the container's operation lock (see locks.rs) and reads its record again.
+    fn lock_container(&self, what: &str) -> Result<(crate::locks::ContainerLock, Record)> {
+        let rec = self.get(what)?;
+        let lock = crate::locks::lock(&self.opts.exec_root, &rec.id)?;
+        match self.get(&rec.id) {
+            Ok(rec) => Ok((lock, rec)),
+            Err(e) => {
+                // Removed while we waited: the lock file we opened goes too.
+                crate::locks::remove(&self.opts.exec_root, &rec.id);
+                Err(e)
+            }
+        }
     }
 
     /// All containers, newest first, with their live state.

@@ -16,7 +16,8 @@ impl Engine {
     /// Removes a container: with `force` a running one is killed first; with `volumes` its
     /// anonymous volumes go too. Removes the record last, so a failure can be retried.
     pub fn remove(&self, what: &str, force: bool, remove_volumes: bool) -> Result<Record> {
-        let rec = self.get(what)?;
+        // Not while another process starts it (it would look like a start whose CLI died).
+        let (_lock, rec) = self.lock_container(what)?;
         let live = self.live(&rec);
         if live.status.is_active() {
             if !force {
@@ -52,17 +53,24 @@ impl Engine {
             );
             let _ = self.runtime_run(&rec, "kill", &["kill", &rec.id, "SIGKILL"]);
         }
+        // From the claim to the record's deletion is one flight: a crash leaves a
+        // `removing` record that the recovery finishes (recovery.rs).
+        let flight = self.images.begin_flight(crate::recovery::KIND_ENGINE)?;
         if !records::claim_removal(&self.conn(), &rec.id)? {
+            flight.complete();
             return Ok(rec);
         }
         let res = self.teardown(&rec, remove_volumes);
         if res.is_err() {
             let _ = records::unclaim_removal(&self.conn(), &rec.id);
         }
-        res.map(|()| rec)
+        flight.finish(res.map(|()| rec))
     }
 
-    fn teardown(&self, rec: &Record, remove_volumes: bool) -> Result<()> {
+    /// Removes everything of a container claimed for removal (or left half-made by a
+    /// create): runtime state, root filesystem, directories, then the record last (so a
+    /// failure can be retried), then its anonymous volumes if asked.
+    pub(crate) fn teardown(&self, rec: &Record, remove_volumes: bool) -> Result<()> {
         self.wait_shim_gone(&rec.id, Duration::from_secs(10));
         let runtime_state = self.runtime_root(&rec.runtime).join(&rec.id);
         if runtime_state.exists() {
@@ -79,6 +87,10 @@ impl Engine {
         } else {
             Vec::new()
         };
+        for d in [self.state_dir(&rec.id), self.container_dir(&rec.id)] {
+            crate::recovery::remove_tree(&d)?;
+        }
+        crate::locks::remove(&self.opts.exec_root, &rec.id);
         records::delete(&self.conn(), &rec.id)?;
         self.drop_exec_sessions(&rec.id);
         self.container_event(rec, "destroy", &[]);
@@ -87,27 +99,25 @@ impl Engine {
                 self.volume_event(&v, "destroy");
             }
         }
-        for d in [self.state_dir(&rec.id), self.container_dir(&rec.id)] {
-            match std::fs::remove_dir_all(&d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::Io {
-                        context: format!("remove {}", d.display()),
-                        source: e,
-                    });
-                }
-            }
-        }
         Ok(())
     }
 
     /// What the shim's exit command runs for `--rm` containers: remove it with its
     /// anonymous volumes, if it still exists and still wants to be removed.
     pub fn cleanup(&self, what: &str) -> Result<()> {
+        // A foreground `run --rm` removes the container itself, after it read the exit
+        // code: wait for it to finish (or die).
+        if let Ok(rec) = self.get(what) {
+            crate::locks::await_attached(&self.opts.exec_root, &rec.id)?;
+        }
         let rec = match self.get(what) {
             Ok(r) => r,
-            Err(Error::NoSuchContainer(_)) => return Ok(()),
+            Err(Error::NoSuchContainer(_)) => {
+                if what.len() == 64 && what.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    crate::locks::remove(&self.opts.exec_root, what);
+                }
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         if rec.host_config.auto_remove != Some(true) || self.live(&rec).status.is_active() {

@@ -14,7 +14,7 @@ impl Engine {
         name: Option<&str>,
         labels: &HashMap<String, String>,
     ) -> Result<bollard_stubs::models::Volume> {
-        let (v, new) = volumes::create(&self.conn(), &self.opts.root, name, labels)?;
+        let (v, new) = volumes::create(&self.conn(), &self.opts.root, name, labels, None)?;
         if new {
             self.volume_event(&v.name, "create");
         }
@@ -46,7 +46,13 @@ impl Engine {
 
     /// Volumes: remove.
     pub fn volume_remove(&self, name: &str) -> Result<()> {
-        volumes::remove(&self.conn(), &self.opts.root, name)?;
+        let flight = self.images.begin_flight(crate::recovery::KIND_ENGINE)?;
+        let r = volumes::remove(&self.conn(), &self.opts.root, name);
+        if matches!(r, Err(Error::NoSuchVolume(_) | Error::VolumeInUse { .. })) {
+            flight.complete();
+            return r;
+        }
+        flight.finish(r)?;
         self.volume_event(name, "destroy");
         Ok(())
     }

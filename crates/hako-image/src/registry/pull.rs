@@ -48,148 +48,152 @@ impl ImageStore {
             opts.credentials.clone(),
             format!("repository:{}:pull", r.path()),
         );
-        let _flight = self.in_flight()?;
-
-        let wanted = match (r.digest(), r.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
-        let (top_bytes, top_type, top_digest) = fetch_manifest(&client, &r, &wanted)?;
-        if let Some(d) = r.digest()
-            && *d != top_digest
-        {
-            return Err(mismatch(
-                format!("manifest {}", r.familiar()),
-                d,
-                &top_digest,
-            ));
-        }
-        let (bytes, manifest_digest) = if spec::is_index(&top_type) {
-            let index = spec::parse_index(&top_bytes)?;
-            let pick = index.pick(&platform)?;
-            let d = Digest::parse(&pick.digest)?;
-            let (bytes, media_type, got) = fetch_manifest(&client, &r, d.as_str())?;
-            if got != d {
-                return Err(mismatch(format!("manifest {d}"), &d, &got));
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<PullReport> {
+            let wanted = match (r.digest(), r.tag()) {
+                (Some(d), _) => d.to_string(),
+                (None, Some(t)) => t.to_string(),
+                (None, None) => "latest".to_string(),
+            };
+            let (top_bytes, top_type, top_digest) = fetch_manifest(&client, &r, &wanted)?;
+            if let Some(d) = r.digest()
+                && *d != top_digest
+            {
+                return Err(mismatch(
+                    format!("manifest {}", r.familiar()),
+                    d,
+                    &top_digest,
+                ));
             }
-            if spec::is_index(&media_type) {
-                return Err(Error::bad(format!("{}: nested image index", r.familiar())));
-            }
-            (bytes, d)
-        } else {
-            (top_bytes, top_digest.clone())
-        };
-        let manifest = spec::parse_manifest(&bytes)?;
-
-        fetch_blob(
-            self,
-            &client,
-            &r,
-            &manifest.config,
-            None,
-            &AtomicBool::new(false),
-        )?;
-        let config_digest = Digest::parse(&manifest.config.digest)?;
-        let config = ImageConfig::parse(&self.blobs.read(&config_digest)?)?;
-        if config.os != platform.os || config.architecture != platform.architecture {
-            return Err(Error::NoMatchingPlatform {
-                wanted: platform.to_string(),
-                available: format!("{}/{}", config.os, config.architecture),
-            });
-        }
-        let diff_ids = config.diff_ids()?;
-        if diff_ids.len() != manifest.layers.len() {
-            return Err(Error::bad(format!(
-                "{}: config has {} layers, manifest {}",
-                r.familiar(),
-                diff_ids.len(),
-                manifest.layers.len()
-            )));
-        }
-
-        // Layers whose chain is already unpacked need no download ("Already exists").
-        let mut parent: Option<Digest> = None;
-        let mut downloads = Vec::new();
-        for (l, diff_id) in manifest.layers.iter().zip(&diff_ids) {
-            let chain = Digest::chain(parent.as_ref(), diff_id);
-            let id = short_id(&l.digest);
-            if self.has_layer(&chain)? {
-                emit(opts.progress, &id, S::AlreadyExists, 0, 0);
+            let (bytes, manifest_digest) = if spec::is_index(&top_type) {
+                let index = spec::parse_index(&top_bytes)?;
+                let pick = index.pick(&platform)?;
+                let d = Digest::parse(&pick.digest)?;
+                let (bytes, media_type, got) = fetch_manifest(&client, &r, d.as_str())?;
+                if got != d {
+                    return Err(mismatch(format!("manifest {d}"), &d, &got));
+                }
+                if spec::is_index(&media_type) {
+                    return Err(Error::bad(format!("{}: nested image index", r.familiar())));
+                }
+                (bytes, d)
             } else {
-                emit(opts.progress, &id, S::PullingFsLayer, 0, 0);
-                downloads.push(l.clone());
-            }
-            parent = Some(chain);
-        }
-        let parallel = match opts.max_concurrent_downloads {
-            0 => 3,
-            n => n,
-        };
-        for l in downloads.iter().skip(parallel) {
-            emit(opts.progress, &short_id(&l.digest), S::Waiting, 0, 0);
-        }
-        fetch_parallel(self, &client, &r, &downloads, opts.progress, parallel)?;
-        self.blobs.write_bytes(&bytes)?;
+                (top_bytes, top_digest.clone())
+            };
+            let manifest = spec::parse_manifest(&bytes)?;
 
-        let sources: Vec<LayerSource> = manifest
-            .layers
-            .iter()
-            .zip(diff_ids)
-            .map(|(l, diff_id)| {
-                Ok(LayerSource {
-                    diff_id: Some(diff_id),
-                    blob: Digest::parse(&l.digest)?,
-                    media_type: l.media_type.clone(),
+            fetch_blob(
+                self,
+                &client,
+                &r,
+                &manifest.config,
+                None,
+                &AtomicBool::new(false),
+            )?;
+            let config_digest = Digest::parse(&manifest.config.digest)?;
+            let config = ImageConfig::parse(&self.blobs.read(&config_digest)?)?;
+            if config.os != platform.os || config.architecture != platform.architecture {
+                return Err(Error::NoMatchingPlatform {
+                    wanted: platform.to_string(),
+                    available: format!("{}/{}", config.os, config.architecture),
+                });
+            }
+            let diff_ids = config.diff_ids()?;
+            if diff_ids.len() != manifest.layers.len() {
+                return Err(Error::bad(format!(
+                    "{}: config has {} layers, manifest {}",
+                    r.familiar(),
+                    diff_ids.len(),
+                    manifest.layers.len()
+                )));
+            }
+
+            // Layers whose chain is already unpacked need no download ("Already exists").
+            let mut parent: Option<Digest> = None;
+            let mut downloads = Vec::new();
+            for (l, diff_id) in manifest.layers.iter().zip(&diff_ids) {
+                let chain = Digest::chain(parent.as_ref(), diff_id);
+                let id = short_id(&l.digest);
+                if self.has_layer(&chain)? {
+                    emit(opts.progress, &id, S::AlreadyExists, 0, 0);
+                } else {
+                    emit(opts.progress, &id, S::PullingFsLayer, 0, 0);
+                    downloads.push(l.clone());
+                }
+                parent = Some(chain);
+            }
+            let parallel = match opts.max_concurrent_downloads {
+                0 => 3,
+                n => n,
+            };
+            for l in downloads.iter().skip(parallel) {
+                emit(opts.progress, &short_id(&l.digest), S::Waiting, 0, 0);
+            }
+            fetch_parallel(self, &client, &r, &downloads, opts.progress, parallel)?;
+            self.blobs.write_bytes(&bytes)?;
+
+            let sources: Vec<LayerSource> = manifest
+                .layers
+                .iter()
+                .zip(diff_ids)
+                .map(|(l, diff_id)| {
+                    Ok(LayerSource {
+                        diff_id: Some(diff_id),
+                        blob: Digest::parse(&l.digest)?,
+                        media_type: l.media_type.clone(),
+                    })
                 })
+                .collect::<Result<_>>()?;
+            let new = self.resolve(config_digest.as_str()).is_err();
+            let _layers = self.lock_layers()?;
+            let step = |i: usize, done: bool| {
+                let l = &manifest.layers[i];
+                let was_downloaded = downloads.iter().any(|d| d.digest == l.digest);
+                match (done, was_downloaded) {
+                    (false, _) => emit(
+                        opts.progress,
+                        &short_id(&l.digest),
+                        S::Extracting,
+                        0,
+                        l.size,
+                    ),
+                    (true, true) => {
+                        emit(opts.progress, &short_id(&l.digest), S::PullComplete, 0, 0)
+                    }
+                    (true, false) => {}
+                }
+            };
+            let (pending, top) = self.unpack_layers_with(&flight, &sources, &step)?;
+            let tags: Vec<Reference> = if r.digest().is_none() {
+                vec![r.clone()]
+            } else {
+                vec![]
+            };
+            let repo_digest = format!("{}@{}", r.repository(), top_digest);
+            let result = self.commit_image(
+                &config_digest,
+                config.created.as_deref(),
+                &pending,
+                top.as_ref(),
+                Some(&manifest_digest),
+                &tags,
+                Some(&repo_digest),
+            );
+            if result.is_err() {
+                for p in pending.iter().rev() {
+                    let _ = self.driver.remove(&p.cache_id);
+                }
+            }
+            result?;
+            tracing::info!(reference = %r, id = %config_digest, digest = %top_digest, "pulled");
+            Ok(PullReport {
+                id: config_digest,
+                digest: top_digest,
+                reference: r.familiar(),
+                new,
             })
-            .collect::<Result<_>>()?;
-        let new = self.resolve(config_digest.as_str()).is_err();
-        let _layers = self.lock_layers()?;
-        let step = |i: usize, done: bool| {
-            let l = &manifest.layers[i];
-            let was_downloaded = downloads.iter().any(|d| d.digest == l.digest);
-            match (done, was_downloaded) {
-                (false, _) => emit(
-                    opts.progress,
-                    &short_id(&l.digest),
-                    S::Extracting,
-                    0,
-                    l.size,
-                ),
-                (true, true) => emit(opts.progress, &short_id(&l.digest), S::PullComplete, 0, 0),
-                (true, false) => {}
-            }
-        };
-        let (pending, top) = self.unpack_layers_with(&sources, &step)?;
-        let tags: Vec<Reference> = if r.digest().is_none() {
-            vec![r.clone()]
-        } else {
-            vec![]
-        };
-        let repo_digest = format!("{}@{}", r.repository(), top_digest);
-        let result = self.commit_image(
-            &config_digest,
-            config.created.as_deref(),
-            &pending,
-            top.as_ref(),
-            Some(&manifest_digest),
-            &tags,
-            Some(&repo_digest),
-        );
-        if result.is_err() {
-            for p in pending.iter().rev() {
-                let _ = self.driver.remove(&p.cache_id);
-            }
-        }
-        result?;
-        tracing::info!(reference = %r, id = %config_digest, digest = %top_digest, "pulled");
-        Ok(PullReport {
-            id: config_digest,
-            digest: top_digest,
-            reference: r.familiar(),
-            new,
-        })
+        })();
+        flight.finish(r)
     }
 
     fn has_layer(&self, chain: &Digest) -> Result<bool> {

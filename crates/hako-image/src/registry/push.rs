@@ -47,107 +47,112 @@ impl ImageStore {
         };
         let id = self.resolve(reference)?;
         // Blobs must stay while they are uploaded: hold off garbage collection.
-        let _flight = self.in_flight()?;
-        let rec = self.image_record(&id)?;
-        let config_bytes = self.blobs.read(&id)?;
-        let (manifest_bytes, media_type, layers) =
-            self.manifest_for_push(&id, &config_bytes, &rec)?;
-        let mut blobs = vec![Blob {
-            digest: id.clone(),
-            size: config_bytes.len() as u64,
-            layer: false,
-        }];
-        blobs.extend(layers.into_iter().map(|(digest, size)| Blob {
-            digest,
-            size,
-            layer: true,
-        }));
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<PushReport> {
+            let rec = self.image_record(&id)?;
+            let config_bytes = self.blobs.read(&id)?;
+            let (manifest_bytes, media_type, layers) =
+                self.manifest_for_push(&id, &config_bytes, &rec)?;
+            let mut blobs = vec![Blob {
+                digest: id.clone(),
+                size: config_bytes.len() as u64,
+                layer: false,
+            }];
+            blobs.extend(layers.into_iter().map(|(digest, size)| Blob {
+                digest,
+                size,
+                layer: true,
+            }));
 
-        let client = Client::new(
-            r.domain(),
-            opts.insecure,
-            opts.credentials.clone(),
-            format!("repository:{}:pull,push", r.path()),
-        );
-        // A repository of the same registry the image came from: blobs can be mounted.
-        let mount_from: Option<String> = rec.repo_digests_full.iter().find_map(|n| {
-            let (name, _) = n.split_once('@')?;
-            let src = Reference::parse(name).ok()?;
-            (src.domain() == r.domain() && src.path() != r.path()).then(|| src.path().to_string())
-        });
-        for b in blobs.iter().filter(|b| b.layer) {
-            emit(
-                opts.progress,
-                &short_id(b.digest.as_str()),
-                S::Preparing,
-                0,
-                0,
+            let client = Client::new(
+                r.domain(),
+                opts.insecure,
+                opts.credentials.clone(),
+                format!("repository:{}:pull,push", r.path()),
             );
-        }
-        let parallel = match opts.max_concurrent_uploads {
-            0 => 5,
-            n => n,
-        };
-        let next = AtomicUsize::new(0);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..parallel.min(blobs.len()) {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        if i >= blobs.len() || first_error.lock().is_ok_and(|e| e.is_some()) {
-                            return;
+            // A repository of the same registry the image came from: blobs can be mounted.
+            let mount_from: Option<String> = rec.repo_digests_full.iter().find_map(|n| {
+                let (name, _) = n.split_once('@')?;
+                let src = Reference::parse(name).ok()?;
+                (src.domain() == r.domain() && src.path() != r.path())
+                    .then(|| src.path().to_string())
+            });
+            for b in blobs.iter().filter(|b| b.layer) {
+                emit(
+                    opts.progress,
+                    &short_id(b.digest.as_str()),
+                    S::Preparing,
+                    0,
+                    0,
+                );
+            }
+            let parallel = match opts.max_concurrent_uploads {
+                0 => 5,
+                n => n,
+            };
+            let next = AtomicUsize::new(0);
+            let first_error: Mutex<Option<Error>> = Mutex::new(None);
+            std::thread::scope(|s| {
+                for _ in 0..parallel.min(blobs.len()) {
+                    s.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            if i >= blobs.len() || first_error.lock().is_ok_and(|e| e.is_some()) {
+                                return;
+                            }
+                            let progress = if blobs[i].layer { opts.progress } else { None };
+                            let pushed = self.push_blob(
+                                &client,
+                                &r,
+                                &blobs[i],
+                                mount_from.as_deref(),
+                                opts.chunk_size,
+                                progress,
+                            );
+                            if let Err(e) = pushed {
+                                first_error
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(e);
+                                return;
+                            }
                         }
-                        let progress = if blobs[i].layer { opts.progress } else { None };
-                        let pushed = self.push_blob(
-                            &client,
-                            &r,
-                            &blobs[i],
-                            mount_from.as_deref(),
-                            opts.chunk_size,
-                            progress,
-                        );
-                        if let Err(e) = pushed {
-                            first_error
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                            return;
-                        }
-                    }
+                    });
+                }
+            });
+            if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
+            }
+
+            let digest = Digest::of(&manifest_bytes);
+            let url = client.url(&format!("/v2/{}/manifests/{tag}", r.path()))?;
+            let resp = client.call(
+                "PUT",
+                &url,
+                &[("Content-Type", media_type.as_str())],
+                &Body::Bytes(&manifest_bytes),
+            )?;
+            let resp = expect(resp, &[], || format!("push manifest {}", r.familiar()))?;
+            if let Some(h) = resp.header("docker-content-digest")
+                && let Ok(h) = Digest::parse(h)
+                && h != digest
+            {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest pushed to {}", r.familiar()),
+                    expected: digest.to_string(),
+                    actual: h.to_string(),
                 });
             }
-        });
-        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
-        }
-
-        let digest = Digest::of(&manifest_bytes);
-        let url = client.url(&format!("/v2/{}/manifests/{tag}", r.path()))?;
-        let resp = client.call(
-            "PUT",
-            &url,
-            &[("Content-Type", media_type.as_str())],
-            &Body::Bytes(&manifest_bytes),
-        )?;
-        let resp = expect(resp, &[], || format!("push manifest {}", r.familiar()))?;
-        if let Some(h) = resp.header("docker-content-digest")
-            && let Ok(h) = Digest::parse(h)
-            && h != digest
-        {
-            return Err(Error::DigestMismatch {
-                what: format!("manifest pushed to {}", r.familiar()),
-                expected: digest.to_string(),
-                actual: h.to_string(),
-            });
-        }
-        self.add_repo_digest(&id, &format!("{}@{digest}", r.repository()))?;
-        tracing::info!(reference = %r, %digest, "pushed");
-        Ok(PushReport {
-            tag,
-            digest,
-            size: manifest_bytes.len() as u64,
-        })
+            self.add_repo_digest(&id, &format!("{}@{digest}", r.repository()))?;
+            tracing::info!(reference = %r, %digest, "pushed");
+            Ok(PushReport {
+                tag,
+                digest,
+                size: manifest_bytes.len() as u64,
+            })
+        })();
+        flight.complete();
+        r
     }
 
     /// The manifest to push (bytes, media type) and its layer blobs (digest, size).
