@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
-use hako_image::{ImageStore, Options};
 
 /// hako's own options, given before the command (`hako --root DIR ps`), as Docker's
 /// global options: `hako --help` lists them once, each command's help only its own flags.
@@ -104,18 +103,6 @@ impl Global {
             bail!("hako needs root (rootless mode is not supported yet)");
         }
         Ok(())
-    }
-
-    /// Opens (creating) the image store under `--root`.
-    pub fn open_store(&self) -> Result<ImageStore> {
-        Self::check_root()?;
-        self.check_driver()?;
-        let opts = Options {
-            driver: self.storage_driver.clone(),
-            ..Options::default()
-        };
-        ImageStore::open_with(&self.root, opts)
-            .with_context(|| format!("open image store at {}", self.root.display()))
     }
 
     /// Opens the engine (and its image store) under `--root` / `--exec-root`. The shim

@@ -10,23 +10,6 @@ use crate::error::{Error, Result};
 use crate::records::Record;
 use crate::state::Status;
 
-/// Bytes in a directory tree (not following symlinks; hard links counted once per name).
-fn tree_size(dir: &Path) -> u64 {
-    fn walk(p: &Path) -> u64 {
-        let Ok(rd) = std::fs::read_dir(p) else {
-            return 0;
-        };
-        rd.flatten()
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => walk(&e.path()),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            })
-            .sum()
-    }
-    walk(dir)
-}
-
 /// Mount points the runtime makes in every container's layer (Docker keeps them in an
 /// "init" layer below the container's, so `diff` never shows them).
 const INIT_PATHS: &[&str] = &[
@@ -102,7 +85,10 @@ impl Engine {
                 .images()
                 .container_paths(&rec.id)
                 .ok()
-                .and_then(|p| p.get("UpperDir").map(|u| tree_size(Path::new(u))))
+                .and_then(|p| {
+                    p.get("UpperDir")
+                        .map(|u| crate::units::dir_size(Path::new(u)))
+                })
                 .unwrap_or(0);
             match self.remove(&rec.id, false, false) {
                 Ok(_) => {
@@ -129,7 +115,7 @@ impl Engine {
             if (!all && !anonymous) || keep(&v) || !self.volume_users(&v.name)?.is_empty() {
                 continue;
             }
-            let size = tree_size(Path::new(&v.mountpoint));
+            let size = crate::units::dir_size(Path::new(&v.mountpoint));
             match self.volume_remove(&v.name) {
                 Ok(()) => {
                     space += size;

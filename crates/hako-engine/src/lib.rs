@@ -35,13 +35,16 @@ mod recovery;
 mod spec;
 pub mod state;
 pub mod stream;
+pub mod units;
 pub mod user;
 mod volumes;
 
 pub use bollard_stubs::models;
 pub use engine::{
-    AttachOptions, Attached, CreateOptions, Engine, EngineOptions, ExecOptions, LiveState,
-    SignalSender, StatsSample, WaitCondition, Waiter, parse_size, sibling_binary,
+    AttachOptions, Attached, CONTAINER_FILTERS, CONTAINER_PRUNE_FILTERS, ContainerListOptions,
+    CreateOptions, DiskUsage, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS,
+    IMAGE_PRUNE_FILTERS, ImageListOptions, LiveState, SignalSender, VOLUME_FILTERS,
+    VOLUME_PRUNE_FILTERS, WaitCondition, Waiter, parse_size, sibling_binary, status_text,
 };
 pub use error::{Error, Result};
 pub use records::Record;

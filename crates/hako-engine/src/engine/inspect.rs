@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use bollard_stubs::models::{
-    ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, DriverData, MountPoint,
+    ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, DriverData,
 };
 use serde_json::Value;
 
@@ -18,23 +18,6 @@ use hako_cgroups::CgroupManager as _;
 use super::Engine;
 use super::lifecycle::hako_storage_is_mounted;
 use super::status::LiveState;
-
-/// One `stats` reading.
-#[derive(Debug, Clone, Default)]
-pub struct StatsSample {
-    /// Total CPU time used, nanoseconds.
-    pub cpu_total_ns: u64,
-    /// Memory in use, bytes.
-    pub memory_usage: u64,
-    /// Memory limit, bytes (0: none).
-    pub memory_limit: u64,
-    /// Processes.
-    pub pids: u64,
-    /// Block I/O read and written, bytes.
-    pub block_read: u64,
-    /// Block I/O written, bytes.
-    pub block_write: u64,
-}
 
 impl Engine {
     /// `docker inspect` of a container.
@@ -53,16 +36,17 @@ impl Engine {
         } else {
             None
         };
-        let mounts: Vec<MountPoint> = std::fs::read(dir.join("mounts.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let mounts = self.mount_points(&rec.id);
+        let mut state = container_state(&live);
+        state.health = self.health(&rec, &live);
+        let exec_ids = self.exec_ids(&rec.id);
         Ok(ContainerInspectResponse {
             id: Some(rec.id.clone()),
             created: Some(rec.created.clone()),
             path: Some(rec.path.clone()),
             args: Some(rec.args.clone()),
-            state: Some(container_state(&live)),
+            state: Some(state),
+            exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
             image: Some(if rec.image_id.is_empty() {
                 rec.image.clone()
             } else {
@@ -147,7 +131,7 @@ impl Engine {
         Ok((header, rows))
     }
 
-    fn cgroup_manager(&self, rec: &Record) -> Result<hako_cgroups::Manager> {
+    pub(super) fn cgroup_manager(&self, rec: &Record) -> Result<hako_cgroups::Manager> {
         let spec: Value = serde_json::from_slice(
             &std::fs::read(self.container_dir(&rec.id).join("config.json"))
                 .ctx(|| "read config.json".into())?,
@@ -162,34 +146,6 @@ impl Engine {
         let m = self.cgroup_manager(rec)?;
         m.pids().map_err(|e| {
             Error::InvalidArgument(format!("list processes of {}: {e}", &rec.id[..12]))
-        })
-    }
-
-    /// One resource usage reading from the container's cgroup.
-    pub fn stats(&self, what: &str) -> Result<StatsSample> {
-        let rec = self.get(what)?;
-        if !self.live(&rec).status.is_active() {
-            return Ok(StatsSample::default());
-        }
-        let m = self.cgroup_manager(&rec)?;
-        let s = m
-            .stats()
-            .map_err(|e| Error::InvalidArgument(format!("stats of {}: {e}", &rec.id[..12])))?;
-        let (mut rd, mut wr) = (0, 0);
-        for e in &s.blkio.io_service_bytes_recursive {
-            match e.op.as_str() {
-                "Read" | "read" => rd += e.value,
-                "Write" | "write" => wr += e.value,
-                _ => {}
-            }
-        }
-        Ok(StatsSample {
-            cpu_total_ns: s.cpu.usage.total,
-            memory_usage: s.memory.usage.usage,
-            memory_limit: s.memory.usage.limit,
-            pids: s.pids.current,
-            block_read: rd,
-            block_write: wr,
         })
     }
 

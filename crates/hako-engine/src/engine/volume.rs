@@ -6,6 +6,10 @@ use crate::error::{Error, Result};
 use crate::volumes;
 
 use super::Engine;
+use crate::filters::Filters;
+
+/// The filter keys `volume ls` accepts.
+pub const VOLUME_FILTERS: &[&str] = &["dangling", "name", "label", "label!", "driver"];
 
 impl Engine {
     /// Volumes: create.
@@ -31,6 +35,27 @@ impl Engine {
     /// Volumes: all, with whether each is anonymous.
     pub fn volume_list(&self) -> Result<Vec<(bollard_stubs::models::Volume, bool)>> {
         volumes::list(&self.conn(), &self.opts.root)
+    }
+
+    /// `docker volume ls` with Docker's filters (`dangling`, `name`, `label`, `driver`):
+    /// each volume with how many containers use it.
+    pub fn volumes(&self, f: &Filters) -> Result<Vec<(bollard_stubs::models::Volume, usize)>> {
+        f.validate(VOLUME_FILTERS)?;
+        let dangling = f.bool("dangling")?;
+        let mut out = Vec::new();
+        for (v, _) in self.volume_list()? {
+            let links = self.volume_users(&v.name)?.len();
+            if dangling.is_some_and(|d| d != (links == 0))
+                || !f.any("name", |n| v.name.contains(n))
+                || !f.any("driver", |d| v.driver == d)
+                || !f.labels_match("label", &v.labels)
+                || !f.labels_match("label!", &v.labels)
+            {
+                continue;
+            }
+            out.push((v, links));
+        }
+        Ok(out)
     }
 
     /// Volumes: one.

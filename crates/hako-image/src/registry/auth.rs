@@ -198,10 +198,7 @@ pub fn login(
     insecure: bool,
 ) -> Result<()> {
     let mut cfg = read_config(config)?;
-    let client = Client::new(registry, insecure, Some(credentials.clone()), String::new());
-    let url = client.url("/v2/")?;
-    let resp = client.call("GET", &url, &[], &Body::Empty)?;
-    expect(resp, &[], || format!("login to {registry}"))?;
+    check_login(registry, credentials, insecure)?;
     let auths = cfg
         .entry("auths")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -216,6 +213,16 @@ pub fn login(
         );
     }
     write_config(config, &cfg)
+}
+
+/// Checks `credentials` against `registry` (the daemon side of `docker login`: nothing
+/// is stored). Wrong credentials are an `unauthorized` error.
+pub fn check_login(registry: &str, credentials: &Credentials, insecure: bool) -> Result<()> {
+    let client = Client::new(registry, insecure, Some(credentials.clone()), String::new());
+    let url = client.url("/v2/")?;
+    let resp = client.call("GET", &url, &[], &Body::Empty)?;
+    expect(resp, &[], || format!("login to {registry}"))?;
+    Ok(())
 }
 
 /// `docker logout`: forgets the credentials of `registry`. `false` if there were none.

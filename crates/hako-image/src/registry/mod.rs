@@ -33,7 +33,7 @@ mod client;
 mod pull;
 mod push;
 
-pub use auth::{Credentials, config_key, load_credentials, login, logout};
+pub use auth::{Credentials, check_login, config_key, load_credentials, login, logout};
 
 use crate::digest::Digest;
 use crate::error::Result;

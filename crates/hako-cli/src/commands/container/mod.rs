@@ -67,13 +67,3 @@ pub fn for_each(
     }
     Ok(())
 }
-
-/// Bytes in a container's writable layer (`ps -s`, `system df`); 0 for `--rootfs` ones.
-pub fn rw_size(engine: &hako_engine::Engine, id: &str) -> u64 {
-    engine
-        .images()
-        .container_paths(id)
-        .ok()
-        .and_then(|p| p.get("UpperDir").map(crate::units::dir_size))
-        .unwrap_or(0)
-}

@@ -1,14 +1,16 @@
 //! `hako ps`: Docker's columns, `-a`, `-q`, `-s`, `-n`, `-l`, `--filter`, `--format`.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
-use hako_engine::{LiveState, Record, Status};
+use hako_engine::filters::Filters;
+use hako_engine::models::ContainerSummary;
+use hako_engine::{CONTAINER_FILTERS, ContainerListOptions};
 use serde_json::{Value, json};
 
 use super::engine_err;
 use crate::context::Global;
 use crate::format::Format;
-use crate::units::{created_at, human_duration, human_size, now, parse_rfc3339, since};
+use crate::units::{created_at, human_size, since};
 
 /// Arguments of `hako ps`.
 #[derive(Debug, Args)]
@@ -51,118 +53,18 @@ fn header() -> Value {
     })
 }
 
-fn ago(t: Option<&str>) -> String {
-    human_duration(
-        u64::try_from(now() - t.and_then(parse_rfc3339).unwrap_or_else(now)).unwrap_or(0),
-    )
-}
-
-/// Docker's STATUS column.
-pub fn status_text(l: &LiveState) -> String {
-    match l.status {
-        Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", ago(l.started_at.as_deref())),
-        Status::Paused => format!("Up {} (Paused)", ago(l.started_at.as_deref())),
-        Status::Restarting => format!(
-            "Restarting ({}) {} ago",
-            l.exit_code,
-            ago(l.finished_at.as_deref())
-        ),
-        Status::Exited => format!(
-            "Exited ({}) {} ago",
-            l.exit_code,
-            ago(l.finished_at.as_deref())
-        ),
-        Status::Dead => "Dead".into(),
-    }
-}
-
-fn command(r: &Record, no_trunc: bool) -> String {
-    let mut c = std::iter::once(r.path.as_str())
-        .chain(r.args.iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(" ");
+fn command(c: &ContainerSummary, no_trunc: bool) -> String {
+    let mut c = c.command.clone().unwrap_or_default();
     if !no_trunc && c.chars().count() > 20 {
         c = c.chars().take(19).collect::<String>() + "…";
     }
     format!("\"{c}\"")
 }
 
-struct Filters(Vec<(String, String)>);
-
-impl Filters {
-    fn parse(list: &[String]) -> Result<Filters> {
-        let mut out = Vec::new();
-        for f in list {
-            let Some((k, v)) = f.split_once('=') else {
-                bail!("bad format of filter (expected name=value): {f}");
-            };
-            if !matches!(
-                k,
-                "id" | "name" | "label" | "status" | "exited" | "ancestor"
-            ) {
-                bail!("invalid filter '{k}'");
-            }
-            if k == "status"
-                && !matches!(
-                    v,
-                    "created"
-                        | "restarting"
-                        | "running"
-                        | "removing"
-                        | "paused"
-                        | "exited"
-                        | "dead"
-                )
-            {
-                bail!("invalid filter 'status={v}'");
-            }
-            out.push((k.to_string(), v.to_string()));
-        }
-        Ok(Filters(out))
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == key)
-    }
-
-    /// Filters of the same key are ORed, different keys ANDed (Docker's rule).
-    fn matches(&self, r: &Record, l: &LiveState) -> bool {
-        let keys: std::collections::BTreeSet<&str> =
-            self.0.iter().map(|(k, _)| k.as_str()).collect();
-        keys.into_iter().all(|key| {
-            self.0
-                .iter()
-                .filter(|(k, _)| k == key)
-                .any(|(_, v)| match key {
-                    "id" => r.id.starts_with(v.as_str()),
-                    "name" => r.name.contains(v.as_str()),
-                    "label" => {
-                        let labels = r.config.labels.clone().unwrap_or_default();
-                        match v.split_once('=') {
-                            Some((lk, lv)) => labels.get(lk).is_some_and(|x| x == lv),
-                            None => labels.contains_key(v.as_str()),
-                        }
-                    }
-                    "status" => l.status.as_str() == v,
-                    "exited" => {
-                        l.status == Status::Exited && v.parse::<i32>().ok() == Some(l.exit_code)
-                    }
-                    "ancestor" => {
-                        r.image == *v
-                            || r.image_id
-                                .trim_start_matches("sha256:")
-                                .starts_with(v.trim_start_matches("sha256:"))
-                    }
-                    _ => true,
-                })
-        })
-    }
-}
-
 /// `hako ps`.
 pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
-    let filters = Filters::parse(&a.filters)?;
+    let filters = Filters::from_args(&a.filters).map_err(engine_err)?;
+    filters.validate(CONTAINER_FILTERS).map_err(engine_err)?;
     let format = if a.quiet {
         None
     } else {
@@ -172,53 +74,78 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
         )?)
     };
     let engine = g.open_engine()?;
-    let mut list = engine.list().map_err(engine_err)?;
     let last = if a.latest { 1 } else { a.last };
-    let show_all = a.all || last > 0 || filters.has("status") || filters.has("exited");
-    list.retain(|(r, l)| (show_all || l.status.is_active()) && filters.matches(r, l));
-    if last > 0 {
-        list.truncate(usize::try_from(last).unwrap_or(usize::MAX));
-    }
-    if a.quiet {
-        let mut out = String::new();
-        for (r, _) in &list {
-            out.push_str(if a.no_trunc { &r.id } else { &r.id[..12] });
-            out.push('\n');
+    let list = engine
+        .containers(&ContainerListOptions {
+            all: a.all,
+            limit: usize::try_from(last).ok().filter(|n| *n > 0),
+            size: a.size,
+            filters,
+        })
+        .map_err(engine_err)?;
+    let id_of = |c: &ContainerSummary| {
+        let id = c.id.clone().unwrap_or_default();
+        if a.no_trunc {
+            id
+        } else {
+            id.chars().take(12).collect()
         }
+    };
+    if a.quiet {
+        let out: String = list.iter().map(|c| format!("{}\n", id_of(c))).collect();
         return super::super::print(&out);
     }
     let rows: Vec<Value> = list
         .iter()
-        .map(|(r, l)| {
-            let size = if a.size {
-                let rw = super::rw_size(&engine, &r.id);
-                format!(
+        .map(|c| {
+            let size = match (c.size_rw, c.size_root_fs) {
+                (Some(rw), Some(all)) => format!(
                     "{} (virtual {})",
-                    human_size(rw),
-                    human_size(rw + image_size(&engine, r))
-                )
-            } else {
-                String::new()
+                    human_size(u64::try_from(rw).unwrap_or(0)),
+                    human_size(u64::try_from(all).unwrap_or(0))
+                ),
+                _ => String::new(),
             };
-            let labels = r.config.labels.clone().unwrap_or_default();
-            let mut lv: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut lv: Vec<String> = c
+                .labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             lv.sort();
-            let created = parse_rfc3339(&r.created);
+            let names: Vec<String> = c
+                .names
+                .iter()
+                .flatten()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .collect();
+            let mounts: Vec<String> = c
+                .mounts
+                .iter()
+                .flatten()
+                .filter_map(|m| m.name.clone().or_else(|| m.source.clone()))
+                .collect();
+            let local_volumes = c
+                .mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.driver.as_deref() == Some("local"))
+                .count();
             json!({
-                "ID": if a.no_trunc { r.id.clone() } else { r.id[..12].to_string() },
-                "Image": r.image,
-                "Command": command(r, a.no_trunc),
-                "CreatedAt": created.map(created_at).unwrap_or_default(),
-                "RunningFor": since(created),
-                "Status": status_text(l),
-                "State": l.status.as_str(),
+                "ID": id_of(c),
+                "Image": c.image.clone().unwrap_or_default(),
+                "Command": command(c, a.no_trunc),
+                "CreatedAt": c.created.map(created_at).unwrap_or_default(),
+                "RunningFor": since(c.created),
+                "Status": c.status.clone().unwrap_or_default(),
+                "State": c.state.map(|s| s.to_string()).unwrap_or_default(),
                 "Ports": "",
-                "Names": r.name,
+                "Names": names.join(","),
                 "Size": size,
                 "Labels": lv.join(","),
-                "Mounts": "",
-                "Networks": r.host_config.network_mode.clone().unwrap_or_default(),
-                "LocalVolumes": "0",
+                "Mounts": mounts.join(","),
+                "Networks": c.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default(),
+                "LocalVolumes": local_volumes.to_string(),
             })
         })
         .collect();
@@ -226,20 +153,4 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
         .expect("format is set unless quiet")
         .render(&header(), &rows)?;
     super::super::print(&text)
-}
-
-fn image_size(engine: &hako_engine::Engine, r: &Record) -> u64 {
-    if r.image_id.is_empty() {
-        return 0;
-    }
-    engine
-        .images()
-        .list()
-        .ok()
-        .and_then(|l| {
-            l.into_iter()
-                .find(|i| i.id.as_str() == r.image_id)
-                .map(|i| i.size)
-        })
-        .unwrap_or(0)
 }

@@ -1,14 +1,16 @@
 //! `hako stats [--no-stream] [-a] [--format] [CONTAINER...]`: Docker's live resource
-//! table. CPU % is the CPU time used between two readings over the wall time between them
-//! (100% = one CPU busy, as Docker computes it); a memory limit of 0 (none) shows the
-//! host's memory, as Docker does.
+//! table from the engine's stats JSON (the one `GET /containers/{id}/stats` serves). CPU %
+//! is Docker's: the container's CPU time over the host's between two readings, times the
+//! CPUs (100% = one CPU busy); memory leaves out the inactive page cache; no memory limit
+//! shows the host's memory.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use hako_engine::{Engine, StatsSample};
+use hako_engine::Engine;
+use hako_engine::models::ContainerStatsResponse;
 use serde_json::{Value, json};
 
 use super::engine_err;
@@ -46,53 +48,13 @@ fn header() -> Value {
     })
 }
 
-/// Bytes received and sent on the container's own interfaces (loopback left out, as
-/// Docker counts only its network's interfaces); 0/0 with the host's network.
-fn net_io(engine: &Engine, id: &str) -> (u64, u64) {
-    let Ok(rec) = engine.get(id) else {
-        return (0, 0);
-    };
-    if rec.host_config.network_mode.as_deref() == Some("host") {
-        return (0, 0);
-    }
-    let Some(pid) = engine.live(&rec).pid else {
-        return (0, 0);
-    };
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
-    text.lines()
-        .skip(2)
-        .filter_map(|l| {
-            let (iface, rest) = l.split_once(':')?;
-            if iface.trim() == "lo" {
-                return None;
-            }
-            let f: Vec<u64> = rest
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            Some((*f.first()?, *f.get(8)?))
-        })
-        .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
-}
-
 /// One container being watched.
 struct Watched {
     id: String,
     name: String,
     /// As the user named it (shown in the `Container` column).
     given: String,
-    last: Option<(Instant, StatsSample)>,
-}
-
-fn host_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    last: Option<ContainerStatsResponse>,
 }
 
 #[allow(clippy::cast_precision_loss)] // percentages for display
@@ -104,45 +66,79 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// Docker's CPU %: the container's CPU time over the host's between two readings, times
+/// the CPUs (100% = one CPU busy).
+fn cpu_percent(s: &ContainerStatsResponse) -> f64 {
+    let total = |c: Option<&hako_engine::models::ContainerCpuStats>| {
+        c.and_then(|c| c.cpu_usage.as_ref())
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0)
+    };
+    let system = |c: Option<&hako_engine::models::ContainerCpuStats>| {
+        c.and_then(|c| c.system_cpu_usage).unwrap_or(0)
+    };
+    let (now, pre) = (s.cpu_stats.as_ref(), s.precpu_stats.as_ref());
+    let cpu = total(now).saturating_sub(total(pre));
+    let sys = system(now).saturating_sub(system(pre));
+    let cpus = u64::from(now.and_then(|c| c.online_cpus).unwrap_or(1));
+    if sys == 0 || cpu == 0 || system(pre) == 0 {
+        return 0.0;
+    }
+    percent(cpu * cpus, sys)
+}
+
+/// Docker's memory use: without the inactive page cache.
+fn mem_usage(m: &hako_engine::models::ContainerMemoryStats) -> u64 {
+    let usage = m.usage.unwrap_or(0);
+    let stats = m.stats.clone().unwrap_or_default();
+    if let Some(v) = stats.get("total_inactive_file").filter(|v| **v < usage) {
+        return usage - v;
+    }
+    match stats.get("inactive_file") {
+        Some(v) if *v < usage => usage - v,
+        _ => usage,
+    }
+}
+
 impl Watched {
     /// Takes a reading and renders the row (CPU % against the previous reading).
-    fn row(&mut self, engine: &Engine, host_mem: u64, no_trunc: bool) -> Value {
-        let now = Instant::now();
-        let s = engine.stats(&self.id).unwrap_or_default();
-        let (rx, tx) = if s.pids > 0 {
-            net_io(engine, &self.id)
-        } else {
-            (0, 0)
-        };
-        let cpu = match &self.last {
-            Some((t, prev)) => {
-                let wall = u64::try_from(now.duration_since(*t).as_nanos()).unwrap_or(u64::MAX);
-                percent(s.cpu_total_ns.saturating_sub(prev.cpu_total_ns), wall)
+    fn row(&mut self, engine: &Engine, no_trunc: bool) -> Value {
+        let s = engine
+            .container_stats(&self.id, self.last.as_ref())
+            .unwrap_or_default();
+        let mem = s.memory_stats.clone().unwrap_or_default();
+        let usage = mem_usage(&mem);
+        let limit = mem.limit.unwrap_or(0);
+        let (rx, tx) = s.networks.iter().flatten().fold((0, 0), |(r, t), (_, n)| {
+            (r + n.rx_bytes.unwrap_or(0), t + n.tx_bytes.unwrap_or(0))
+        });
+        let (mut rd, mut wr) = (0, 0);
+        for e in s
+            .blkio_stats
+            .as_ref()
+            .and_then(|b| b.io_service_bytes_recursive.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("read") => rd += e.value.unwrap_or(0),
+                Some("write") => wr += e.value.unwrap_or(0),
+                _ => {}
             }
-            None => 0.0,
-        };
-        let limit = if s.memory_limit == 0 || s.memory_limit >= host_mem {
-            host_mem
-        } else {
-            s.memory_limit
-        };
-        let limit = if s.memory_usage == 0 && s.pids == 0 {
-            0
-        } else {
-            limit
-        };
+        }
+        let pids = s.pids_stats.as_ref().and_then(|p| p.current).unwrap_or(0);
         let row = json!({
             "ID": if no_trunc { self.id.clone() } else { self.id[..12].to_string() },
             "Container": self.given,
             "Name": self.name,
-            "CPUPerc": format!("{cpu:.2}%"),
-            "MemUsage": format!("{} / {}", bytes_size(s.memory_usage), bytes_size(limit)),
-            "MemPerc": format!("{:.2}%", percent(s.memory_usage, limit)),
+            "CPUPerc": format!("{:.2}%", cpu_percent(&s)),
+            "MemUsage": format!("{} / {}", bytes_size(usage), bytes_size(limit)),
+            "MemPerc": format!("{:.2}%", percent(usage, limit)),
             "NetIO": format!("{} / {}", human_size(rx), human_size(tx)),
-            "BlockIO": format!("{} / {}", human_size(s.block_read), human_size(s.block_write)),
-            "PIDs": s.pids.to_string(),
+            "BlockIO": format!("{} / {}", human_size(rd), human_size(wr)),
+            "PIDs": pids.to_string(),
         });
-        self.last = Some((now, s));
+        self.last = Some(s);
         row
     }
 }
@@ -176,7 +172,6 @@ fn targets(engine: &Engine, a: &StatsArgs) -> Result<Vec<(String, String, String
 pub fn run(g: &Global, a: &StatsArgs) -> Result<()> {
     let format = Format::parse(a.format.as_deref().unwrap_or(""), DEFAULT)?;
     let engine = g.open_engine()?;
-    let host_mem = host_memory();
     let mut watched: HashMap<String, Watched> = HashMap::new();
     let mut first = true;
     loop {
@@ -192,7 +187,7 @@ pub fn run(g: &Global, a: &StatsArgs) -> Result<()> {
             });
             if w.last.is_none() {
                 // The first reading only sets the baseline for CPU %.
-                w.row(&engine, host_mem, a.no_trunc);
+                w.row(&engine, a.no_trunc);
             }
         }
         std::thread::sleep(if first {
@@ -203,7 +198,7 @@ pub fn run(g: &Global, a: &StatsArgs) -> Result<()> {
         first = false;
         for (id, _, _) in &list {
             if let Some(w) = watched.get_mut(id) {
-                rows.push(w.row(&engine, host_mem, a.no_trunc));
+                rows.push(w.row(&engine, a.no_trunc));
             }
         }
         let text = format.render(&header(), &rows)?;

@@ -7,8 +7,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use hako_image::ImportOptions;
 
+use crate::commands::container::engine_err;
 use crate::context::Global;
-use crate::error::image_error;
 use crate::progress::Progress;
 
 /// Arguments of `hako import`.
@@ -35,7 +35,7 @@ pub struct ImportArgs {
 /// Imports and prints the new image's id, as `docker import` does.
 pub fn run(g: &Global, a: &ImportArgs) -> Result<()> {
     let (reader, len, source): (Box<dyn Read>, Option<u64>, String) = open_source(&a.source)?;
-    let store = g.open_store()?;
+    let engine = g.open_engine()?;
     let opts = ImportOptions {
         reference: a.reference.clone(),
         changes: a.changes.clone(),
@@ -44,7 +44,7 @@ pub fn run(g: &Global, a: &ImportArgs) -> Result<()> {
     };
     let progress = Progress::new("Importing", len, false);
     let mut input = BufReader::with_capacity(1 << 20, progress.wrap(reader));
-    let id = store.import(&mut input, &opts).map_err(image_error)?;
+    let id = engine.image_import(&mut input, &opts).map_err(engine_err)?;
     progress.finish();
     super::super::print(&format!("{id}\n"))
 }

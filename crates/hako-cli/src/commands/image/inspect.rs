@@ -4,8 +4,9 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::Value;
 
+use crate::commands::container::engine_err;
 use crate::context::Global;
-use crate::error::{AlreadyReported, image_error};
+use crate::error::AlreadyReported;
 use crate::format::{Template, to_go_json};
 
 /// Arguments of `hako image inspect`.
@@ -51,13 +52,13 @@ const TOP_FIELDS: &[&str] = &["Variant", "OsVersion", "Descriptor"];
 /// Prints what was found; every name not found is one error line afterwards.
 pub fn run(g: &Global, a: &InspectArgs) -> Result<()> {
     let template = a.format.as_deref().map(Template::parse).transpose()?;
-    let store = g.open_store()?;
+    let engine = g.open_engine()?;
     let mut found = Vec::new();
     let mut errors = Vec::new();
     for name in &a.images {
-        match store.inspect(name) {
-            Ok(v) => found.push(v),
-            Err(e) => errors.push(image_error(e)),
+        match engine.image_inspect(name) {
+            Ok(v) => found.push(serde_json::to_value(v)?),
+            Err(e) => errors.push(engine_err(e)),
         }
     }
     let text = match &template {

@@ -1,15 +1,17 @@
 //! `hako images` / `hako image ls`: one row per tag, Docker's columns, filters and
 //! `--format`.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
-use hako_image::{ImageStore, ImageSummary};
+use hako_engine::filters::Filters;
+use hako_engine::models::ImageSummary;
+use hako_engine::{Engine, ImageListOptions};
 use serde_json::{Value, json};
 
+use crate::commands::container::engine_err;
 use crate::context::Global;
-use crate::error::image_error;
 use crate::format::Format;
-use crate::units::{created_at, human_size, parse_rfc3339, parse_rfc3339_nanos, since};
+use crate::units::{created_at, human_size, since};
 
 /// Arguments of `hako images`.
 #[derive(Debug, Args)]
@@ -98,12 +100,12 @@ pub fn run(g: &Global, a: &ListArgs) -> Result<()> {
         let default = if a.digests { DEFAULT_DIGESTS } else { DEFAULT };
         Some(Format::parse(a.format.as_deref().unwrap_or(""), default)?)
     };
-    let mut filters = Filters::parse(&a.filters)?;
+    let mut filters = Filters::from_args(&a.filters).map_err(engine_err)?;
     if let Some(r) = &a.reference {
-        filters.references.push(r.clone());
+        filters.add("reference", r.clone());
     }
-    let store = g.open_store()?;
-    let rows = rows(&store, &filters, a.no_trunc)?;
+    let engine = g.open_engine()?;
+    let rows = rows(&engine, filters, a.all, a.no_trunc)?;
     let text = match format {
         None => {
             let mut seen = Vec::new();
@@ -122,78 +124,25 @@ pub fn run(g: &Global, a: &ListArgs) -> Result<()> {
     super::super::print(&text)
 }
 
-/// The rows for the store's images, filtered, newest first.
-pub fn rows(store: &ImageStore, filters: &Filters, no_trunc: bool) -> Result<Vec<Row>> {
-    let mut images = store.list().map_err(image_error)?;
-    images.sort_by_key(|i| std::cmp::Reverse(precise_created(i.created.as_deref())));
-    let before = filters
-        .before
-        .as_deref()
-        .map(|n| created_ref(store, n))
-        .transpose()?;
-    let after = filters
-        .since
-        .as_deref()
-        .map(|n| created_ref(store, n))
-        .transpose()?;
-    let mut out = Vec::new();
-    for img in &images {
-        let created = precise_created(img.created.as_deref());
-        let dangling = img.repo_tags.is_empty();
-        if filters.dangling.is_some_and(|d| d != dangling)
-            || before.is_some_and(|b| created.is_none_or(|c| c >= b))
-            || after.is_some_and(|s| created.is_none_or(|c| c <= s))
-        {
-            continue;
-        }
-        if !filters.labels.is_empty() && !labels_match(store, img, &filters.labels)? {
-            continue;
-        }
-        for row in image_rows(img, no_trunc) {
-            let name = format!("{}:{}", row.repository, row.tag);
-            let keep = filters.references.is_empty()
-                || (row.tag != "<none>"
-                    && filters
-                        .references
-                        .iter()
-                        .any(|p| glob(p, &name) || glob(p, &row.repository)));
-            if keep {
-                out.push(row);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn created_of(i: &ImageSummary) -> Option<i64> {
-    i.created.as_deref().and_then(parse_rfc3339)
-}
-
-fn precise_created(s: Option<&str>) -> Option<(i64, u32)> {
-    s.and_then(parse_rfc3339_nanos)
-}
-
-fn created_ref(store: &ImageStore, name: &str) -> Result<(i64, u32)> {
-    let v = store.inspect(name).map_err(image_error)?;
-    Ok(precise_created(v["Created"].as_str()).unwrap_or((0, 0)))
-}
-
-fn labels_match(store: &ImageStore, img: &ImageSummary, wanted: &[String]) -> Result<bool> {
-    let v = store.inspect(img.id.as_str()).map_err(image_error)?;
-    let labels = &v["Config"]["Labels"];
-    Ok(wanted.iter().all(|w| match w.split_once('=') {
-        Some((k, val)) => labels[k].as_str() == Some(val),
-        None => labels.get(w).is_some(),
-    }))
+/// The rows for the engine's images, filtered, newest first.
+pub fn rows(engine: &Engine, filters: Filters, all: bool, no_trunc: bool) -> Result<Vec<Row>> {
+    let images = engine
+        .image_list(&ImageListOptions { all, filters })
+        .map_err(engine_err)?;
+    Ok(images
+        .iter()
+        .flat_map(|i| image_rows(i, no_trunc))
+        .collect())
 }
 
 /// Docker's rows of one image: one per tag; untagged images show their digests, or
 /// `<none>` twice.
 fn image_rows(img: &ImageSummary, no_trunc: bool) -> Vec<Row> {
+    let hex = img.id.trim_start_matches("sha256:");
     let id = if no_trunc {
-        img.id.to_string()
+        img.id.clone()
     } else {
-        img.id.short().to_string()
+        hex.chars().take(12).collect()
     };
     let digests: Vec<(&str, &str)> = img
         .repo_digests
@@ -212,9 +161,9 @@ fn image_rows(img: &ImageSummary, no_trunc: bool) -> Vec<Row> {
         repository: repository.to_string(),
         tag: tag.to_string(),
         digest,
-        created: created_of(img),
-        size: img.size,
-        containers: img.containers,
+        created: Some(img.created).filter(|c| *c > 0),
+        size: u64::try_from(img.size).unwrap_or(0),
+        containers: u64::try_from(img.containers).unwrap_or(0),
     };
     let mut rows: Vec<Row> = img
         .repo_tags
@@ -244,98 +193,9 @@ pub fn split_tag(name: &str) -> (&str, &str) {
     }
 }
 
-/// The `--filter` values, checked.
-#[derive(Debug, Default)]
-pub struct Filters {
-    references: Vec<String>,
-    dangling: Option<bool>,
-    before: Option<String>,
-    since: Option<String>,
-    labels: Vec<String>,
-}
-
-impl Filters {
-    fn parse(raw: &[String]) -> Result<Filters> {
-        let mut f = Filters::default();
-        for r in raw {
-            let Some((k, v)) = r.split_once('=') else {
-                bail!("bad format of filter (expected name=value)");
-            };
-            match k {
-                "reference" => f.references.push(v.to_string()),
-                "dangling" => match v.to_ascii_lowercase().as_str() {
-                    "true" | "1" => f.dangling = Some(true),
-                    "false" | "0" => f.dangling = Some(false),
-                    _ => bail!("invalid filter 'dangling={v}'"),
-                },
-                "before" => f.before = Some(v.to_string()),
-                "since" => f.since = Some(v.to_string()),
-                "label" => f.labels.push(v.to_string()),
-                _ => bail!("invalid filter '{k}'"),
-            }
-        }
-        Ok(f)
-    }
-}
-
-/// Go's `path.Match`: `*` and `?` do not cross `/`; `[...]` classes with ranges and `^`.
-pub fn glob(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    glob_at(&p, &n)
-}
-
-fn glob_at(p: &[char], n: &[char]) -> bool {
-    match p.first() {
-        None => n.is_empty(),
-        Some('*') => (0..=n.len())
-            .take_while(|&i| i == 0 || n[i - 1] != '/')
-            .any(|i| glob_at(&p[1..], &n[i..])),
-        Some('?') => n.first().is_some_and(|c| *c != '/') && glob_at(&p[1..], &n[1..]),
-        Some('[') => {
-            let Some(close) = p.iter().position(|c| *c == ']') else {
-                return false;
-            };
-            let Some(c) = n.first() else { return false };
-            let class = &p[1..close];
-            let (neg, class) = match class.first() {
-                Some('^' | '!') => (true, &class[1..]),
-                _ => (false, class),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == '-' {
-                    hit |= (class[i]..=class[i + 2]).contains(c);
-                    i += 3;
-                } else {
-                    hit |= class[i] == *c;
-                    i += 1;
-                }
-            }
-            hit != neg && glob_at(&p[close + 1..], &n[1..])
-        }
-        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && glob_at(&p[2..], &n[1..]),
-        Some(c) => n.first() == Some(c) && glob_at(&p[1..], &n[1..]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{glob, split_tag};
-
-    #[test]
-    fn globs_like_path_match() {
-        assert!(glob("busybox", "busybox"));
-        assert!(glob("busy*", "busybox"));
-        assert!(glob("busybox:*", "busybox:latest"));
-        assert!(!glob("*", "a/b"));
-        assert!(glob("*/*", "a/b"));
-        assert!(glob("b?sybox", "busybox"));
-        assert!(glob("[a-c]usybox", "busybox"));
-        assert!(!glob("[^b]usybox", "busybox"));
-        assert!(!glob("busy", "busybox"));
-    }
+    use super::split_tag;
 
     #[test]
     fn splits_tags_after_the_last_slash() {

@@ -6,8 +6,8 @@ use std::io::{BufReader, IsTerminal, Read};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
+use crate::commands::container::engine_err;
 use crate::context::Global;
-use crate::error::image_error;
 use crate::progress::Progress;
 
 /// Arguments of `hako load`.
@@ -38,10 +38,10 @@ pub fn run(g: &Global, a: &LoadArgs) -> Result<()> {
             (Box::new(f), len)
         }
     };
-    let store = g.open_store()?;
+    let engine = g.open_engine()?;
     let progress = Progress::new("Loading", len, a.quiet);
     let mut input = BufReader::with_capacity(1 << 20, progress.wrap(reader));
-    let images = store.load(&mut input).map_err(image_error)?;
+    let images = engine.image_load(&mut input).map_err(engine_err)?;
     progress.finish();
     let mut out = String::new();
     for img in images {

@@ -5,9 +5,10 @@ use std::io::{BufRead, Write};
 use anyhow::Result;
 use clap::Args;
 
+use crate::commands::container::engine_err;
 use crate::context::Global;
-use crate::error::image_error;
 use crate::units::human_size;
+use hako_engine::filters::Filters;
 
 /// Arguments of `hako image prune`.
 #[derive(Debug, Args)]
@@ -19,11 +20,14 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+
+    /// Provide filter values (e.g. 'until=24h', 'label=KEY=VALUE')
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
 }
 
 /// Asks (unless `-f`), prunes, prints Docker's report.
 pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
-    let store = g.open_store()?;
     if !a.force {
         let warning = if a.all {
             "WARNING! This will remove all images without at least one container associated to them."
@@ -39,18 +43,29 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let report = store.prune(a.all).map_err(image_error)?;
+    let mut filters = Filters::from_args(&a.filters).map_err(engine_err)?;
+    if a.all {
+        filters.add("dangling", "false");
+    }
+    let engine = g.open_engine()?;
+    let report = engine.image_prune(&filters).map_err(engine_err)?;
     let mut out = String::new();
-    if !report.images_deleted.is_empty() {
+    let deleted = report.images_deleted.unwrap_or_default();
+    if !deleted.is_empty() {
         out.push_str("Deleted Images:\n");
-        for d in &report.images_deleted {
-            out.push_str(&format!("deleted: {d}\n"));
+        for d in &deleted {
+            if let Some(t) = &d.untagged {
+                out.push_str(&format!("untagged: {t}\n"));
+            }
+            if let Some(id) = &d.deleted {
+                out.push_str(&format!("deleted: {id}\n"));
+            }
         }
         out.push('\n');
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(report.space_reclaimed)
+        human_size(u64::try_from(report.space_reclaimed.unwrap_or(0)).unwrap_or(0))
     ));
     super::super::print(&out)
 }

@@ -2,10 +2,10 @@
 
 use anyhow::Result;
 use clap::Args;
-use hako_image::RemoveAction;
 
+use crate::commands::container::engine_err;
 use crate::context::Global;
-use crate::error::{AlreadyReported, image_error};
+use crate::error::AlreadyReported;
 
 /// Arguments of `hako rmi`.
 #[derive(Debug, Args)]
@@ -26,23 +26,25 @@ pub struct RemoveArgs {
 
 /// Removes each image in turn; a failure is reported and the others still go.
 pub fn run(g: &Global, a: &RemoveArgs) -> Result<()> {
-    let store = g.open_store()?;
+    let engine = g.open_engine()?;
     let mut failed = 0;
     for name in &a.images {
-        match store.remove(name, a.force) {
-            Ok(actions) => {
+        match engine.image_remove(name, a.force) {
+            Ok(items) => {
                 let mut out = String::new();
-                for act in actions {
-                    match act {
-                        RemoveAction::Untagged(t) => out.push_str(&format!("Untagged: {t}\n")),
-                        RemoveAction::Deleted(d) => out.push_str(&format!("Deleted: {d}\n")),
+                for it in items {
+                    if let Some(t) = it.untagged {
+                        out.push_str(&format!("Untagged: {t}\n"));
+                    }
+                    if let Some(d) = it.deleted {
+                        out.push_str(&format!("Deleted: {d}\n"));
                     }
                 }
                 super::super::print(&out)?;
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("Error: {}", crate::error::chain_line(&image_error(e)));
+                eprintln!("Error: {}", crate::error::chain_line(&engine_err(e)));
             }
         }
     }

@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
+use crate::commands::container::engine_err;
 use crate::context::Global;
-use crate::error::image_error;
 
 /// Arguments of `hako save`.
 #[derive(Debug, Args)]
@@ -32,14 +32,14 @@ pub fn run(g: &Global, a: &SaveArgs) -> Result<()> {
             if stdout.is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
-            let store = g.open_store()?;
+            let engine = g.open_engine()?;
             let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
-            store.save(&names, &mut out).map_err(image_error)?;
+            engine.image_save(&names, &mut out).map_err(engine_err)?;
             out.flush()?;
             Ok(())
         }
         Some(path) => {
-            let store = g.open_store()?;
+            let engine = g.open_engine()?;
             let path = Path::new(path);
             let dir = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
@@ -47,7 +47,7 @@ pub fn run(g: &Global, a: &SaveArgs) -> Result<()> {
             };
             let tmp = tempfile_in(dir)?;
             let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-            store.save(&names, &mut out).map_err(image_error)?;
+            engine.image_save(&names, &mut out).map_err(engine_err)?;
             out.flush()?;
             drop(out);
             tmp.as_file().sync_all()?;

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::Args;
 
+use crate::commands::container::engine_err;
 use crate::context::Global;
-use crate::error::image_error;
 
 /// Arguments of `hako tag`.
 #[derive(Debug, Args)]
@@ -19,7 +19,7 @@ pub struct TagArgs {
 
 /// Tags silently, like Docker.
 pub fn run(g: &Global, a: &TagArgs) -> Result<()> {
-    g.open_store()?
-        .tag(&a.source, &a.target)
-        .map_err(image_error)
+    g.open_engine()?
+        .image_tag(&a.source, &a.target)
+        .map_err(engine_err)
 }

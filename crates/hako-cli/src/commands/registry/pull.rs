@@ -6,6 +6,7 @@ use hako_image::registry::{PullOptions, load_credentials};
 use hako_image::{Platform, Reference};
 
 use super::progress::LayerProgress;
+use crate::commands::container::engine_err;
 use crate::context::Global;
 use crate::error::image_error;
 
@@ -33,7 +34,7 @@ pub struct PullArgs {
 pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
     let r = Reference::parse(&a.name).map_err(image_error)?;
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
-    let store = g.open_store()?;
+    let engine = g.open_engine()?;
     let show = LayerProgress::new(a.quiet);
     if !a.quiet {
         if r.tag().is_none() && r.digest().is_none() {
@@ -53,7 +54,7 @@ pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
         progress: Some(&callback),
         ..PullOptions::default()
     };
-    let report = store.pull(&a.name, &opts).map_err(image_error)?;
+    let report = engine.image_pull(&a.name, &opts).map_err(engine_err)?;
     let full = r.with_default_tag().to_string();
     if a.quiet {
         println!("{full}");

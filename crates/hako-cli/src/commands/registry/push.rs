@@ -6,6 +6,7 @@ use hako_image::Reference;
 use hako_image::registry::{PushOptions, load_credentials};
 
 use super::progress::LayerProgress;
+use crate::commands::container::engine_err;
 use crate::context::Global;
 use crate::error::image_error;
 
@@ -28,9 +29,9 @@ pub struct PushArgs {
 /// Pushes, printing Docker's lines.
 pub fn run(g: &Global, a: &PushArgs) -> Result<()> {
     let r = Reference::parse(&a.name).map_err(image_error)?;
-    let store = g.open_store()?;
+    let engine = g.open_engine()?;
     // Fail on an unknown image before talking to the registry.
-    store.resolve(&a.name).map_err(image_error)?;
+    engine.images().resolve(&a.name).map_err(image_error)?;
     let show = LayerProgress::new(a.quiet);
     if !a.quiet {
         println!(
@@ -45,7 +46,7 @@ pub fn run(g: &Global, a: &PushArgs) -> Result<()> {
         progress: Some(&callback),
         ..PushOptions::default()
     };
-    let report = store.push(&a.name, &opts).map_err(image_error)?;
+    let report = engine.image_push(&a.name, &opts).map_err(engine_err)?;
     if a.quiet {
         println!("{}", r.with_default_tag().familiar());
     } else {

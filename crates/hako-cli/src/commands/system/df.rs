@@ -5,11 +5,14 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::commands::image::list::{self, Filters};
+use hako_engine::DiskUsage;
+use hako_engine::models::{ContainerSummary, ContainerSummaryStateEnum};
+
+use crate::commands::container::engine_err;
+use crate::commands::image::list::split_tag;
 use crate::context::Global;
-use crate::error::image_error;
 use crate::format::{Format, align};
-use crate::units::human_size4;
+use crate::units::{human_size4, since};
 
 /// Arguments of `hako system df`.
 #[derive(Debug, Args)]
@@ -29,34 +32,59 @@ const DEFAULT: &str = r"table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}
 pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
     let format = Format::parse(a.format.as_deref().unwrap_or(""), DEFAULT)?;
     let engine = g.open_engine()?;
-    let store = engine.images();
-    let images = store.list().map_err(image_error)?;
+    let du = engine.disk_usage().map_err(engine_err)?;
     if a.verbose {
-        return verbose(store);
+        return verbose(&du);
     }
-    let usage = Usage::measure(&engine)?;
-    let total: u64 = images.iter().map(|i| i.size).sum();
+    let n = |x: i64| u64::try_from(x).unwrap_or(0);
+    let images = &du.images;
+    let total: u64 = images.iter().map(|i| n(i.size)).sum();
     let active = images.iter().filter(|i| i.containers > 0).count();
     let reclaimable: u64 = images
         .iter()
         .filter(|i| i.containers == 0)
-        .map(|i| i.size)
+        .map(|i| n(i.size))
         .sum();
+    let ctr = |c: &ContainerSummary| {
+        (
+            n(c.size_rw.unwrap_or(0)),
+            matches!(
+                c.state,
+                Some(
+                    ContainerSummaryStateEnum::RUNNING
+                        | ContainerSummaryStateEnum::PAUSED
+                        | ContainerSummaryStateEnum::RESTARTING
+                )
+            ),
+        )
+    };
+    let containers: Vec<(u64, bool)> = du.containers.iter().map(ctr).collect();
+    let volumes: Vec<(u64, bool)> = du
+        .volumes
+        .iter()
+        .map(|v| {
+            let u = v.usage_data.as_ref();
+            (
+                n(u.map_or(0, |u| u.size)),
+                u.is_some_and(|u| u.ref_count > 0),
+            )
+        })
+        .collect();
     let rows = [
         row("Images", images.len(), active, total, reclaimable),
         row(
             "Containers",
-            usage.containers.len(),
-            usage.containers.iter().filter(|c| c.1).count(),
-            usage.containers.iter().map(|c| c.0).sum(),
-            usage.containers.iter().filter(|c| !c.1).map(|c| c.0).sum(),
+            containers.len(),
+            containers.iter().filter(|c| c.1).count(),
+            containers.iter().map(|c| c.0).sum(),
+            containers.iter().filter(|c| !c.1).map(|c| c.0).sum(),
         ),
         row(
             "Local Volumes",
-            usage.volumes.len(),
-            usage.volumes.iter().filter(|v| v.1).count(),
-            usage.volumes.iter().map(|v| v.0).sum(),
-            usage.volumes.iter().filter(|v| !v.1).map(|v| v.0).sum(),
+            volumes.len(),
+            volumes.iter().filter(|v| v.1).count(),
+            volumes.iter().map(|v| v.0).sum(),
+            volumes.iter().filter(|v| !v.1).map(|v| v.0).sum(),
         ),
         row("Build Cache", 0, 0, 0, 0),
     ];
@@ -65,43 +93,6 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
         "Reclaimable": "RECLAIMABLE",
     });
     super::super::print(&format.render(&header, &rows)?)
-}
-
-/// Bytes and "in use" of each container (its writable layer; running) and volume (used by
-/// a container).
-struct Usage {
-    containers: Vec<(u64, bool)>,
-    volumes: Vec<(u64, bool)>,
-}
-
-impl Usage {
-    fn measure(engine: &hako_engine::Engine) -> Result<Usage> {
-        let containers = engine
-            .list()
-            .map_err(crate::commands::container::engine_err)?
-            .into_iter()
-            .map(|(r, l)| {
-                let size = crate::commands::container::rw_size(engine, &r.id);
-                (size, l.status.is_active())
-            })
-            .collect();
-        let volumes = engine
-            .volume_list()
-            .map_err(crate::commands::container::engine_err)?
-            .into_iter()
-            .map(|(v, _)| {
-                let used = engine
-                    .volume_users(&v.name)
-                    .map(|u| !u.is_empty())
-                    .unwrap_or(false);
-                (crate::units::dir_size(&v.mountpoint), used)
-            })
-            .collect();
-        Ok(Usage {
-            containers,
-            volumes,
-        })
-    }
 }
 
 fn row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> Value {
@@ -118,34 +109,34 @@ fn row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> 
     })
 }
 
-/// The shared bytes of the image whose (short) id is `id`.
-fn shared_of(shared: &std::collections::HashMap<String, u64>, id: &str) -> u64 {
-    let id = id.trim_start_matches("sha256:");
-    shared
-        .iter()
-        .find(|(k, _)| k.trim_start_matches("sha256:").starts_with(id))
-        .map_or(0, |(_, v)| *v)
-}
-
-fn verbose(store: &hako_image::ImageStore) -> Result<()> {
-    let rows = list::rows(store, &Filters::default(), false)?;
-    let shared = store.shared_sizes().map_err(image_error)?;
+fn verbose(du: &DiskUsage) -> Result<()> {
     let mut t = String::from(
         "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS\n",
     );
-    for r in &rows {
-        let v = r.to_value();
-        t.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-            r.repository,
-            r.tag,
-            r.id,
-            v["CreatedSince"].as_str().unwrap_or(""),
-            human_size4(r.size),
-            human_size4(shared_of(&shared, &r.id)),
-            human_size4(r.size - shared_of(&shared, &r.id).min(r.size)),
-            r.containers
-        ));
+    for img in &du.images {
+        let size = u64::try_from(img.size).unwrap_or(0);
+        let shared = u64::try_from(img.shared_size).unwrap_or(0);
+        let id: String = img
+            .id
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect();
+        let created = since(Some(img.created).filter(|c| *c > 0));
+        let tags: Vec<(&str, &str)> = if img.repo_tags.is_empty() {
+            vec![("<none>", "<none>")]
+        } else {
+            img.repo_tags.iter().map(|t| split_tag(t)).collect()
+        };
+        for (repo, tag) in tags {
+            t.push_str(&format!(
+                "{repo}\t{tag}\t{id}\t{created}\t{}\t{}\t{}\t{}\n",
+                human_size4(size),
+                human_size4(shared),
+                human_size4(size - shared.min(size)),
+                img.containers
+            ));
+        }
     }
     let mut out = format!("Images space usage:\n\n{}\n", align(&t));
     out.push_str("Containers space usage:\n\n");

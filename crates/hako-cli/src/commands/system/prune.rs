@@ -4,10 +4,11 @@
 use anyhow::Result;
 use clap::Args;
 
-use crate::commands::container::prune::{Filters, confirm};
+use crate::commands::container::engine_err;
+use crate::commands::container::prune::confirm;
 use crate::context::Global;
-use crate::error::image_error;
 use crate::units::human_size;
+use hako_engine::filters::Filters;
 
 /// Arguments of `hako system prune`.
 #[derive(Debug, Args)]
@@ -28,7 +29,10 @@ pub struct PruneArgs {
 
 /// `hako system prune`.
 pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
-    let filters = Filters::parse(&a.filters)?;
+    let filters = Filters::from_args(&a.filters).map_err(engine_err)?;
+    filters
+        .validate(hako_engine::CONTAINER_PRUNE_FILTERS)
+        .map_err(engine_err)?;
     if !a.force {
         let mut w = String::from("WARNING! This will remove:\n  - all stopped containers\n");
         if a.volumes {
@@ -50,15 +54,30 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
         out.push_str(&text);
         space += s;
     }
-    let report = engine.images().prune(a.all).map_err(image_error)?;
-    if !report.images_deleted.is_empty() {
+    let mut image_filters = Filters::new();
+    for (k, vals) in filters.iter() {
+        for v in vals {
+            image_filters.add(k, v.clone());
+        }
+    }
+    if a.all {
+        image_filters.add("dangling", "false");
+    }
+    let report = engine.image_prune(&image_filters).map_err(engine_err)?;
+    let deleted = report.images_deleted.unwrap_or_default();
+    if !deleted.is_empty() {
         out.push_str("Deleted Images:\n");
-        for d in &report.images_deleted {
-            out.push_str(&format!("deleted: {d}\n"));
+        for d in &deleted {
+            if let Some(t) = &d.untagged {
+                out.push_str(&format!("untagged: {t}\n"));
+            }
+            if let Some(id) = &d.deleted {
+                out.push_str(&format!("deleted: {id}\n"));
+            }
         }
         out.push('\n');
     }
-    space += report.space_reclaimed;
+    space += u64::try_from(report.space_reclaimed.unwrap_or(0)).unwrap_or(0);
     out.push_str(&format!("Total reclaimed space: {}\n", human_size(space)));
     crate::commands::print(&out)
 }

@@ -1,11 +1,11 @@
 //! `hako volume ls [-q] [--filter dangling=|name=|label=|driver=] [--format]`.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
+use hako_engine::filters::Filters;
 use serde_json::{Value, json};
 
 use crate::commands::container::engine_err;
-use crate::commands::container::prune::label_matches;
 use crate::context::Global;
 use crate::format::Format;
 
@@ -35,38 +35,11 @@ fn header() -> Value {
 
 /// `hako volume ls`.
 pub fn run(g: &Global, a: &LsArgs) -> Result<()> {
-    let mut filters = Vec::new();
-    for f in &a.filters {
-        let Some((k, v)) = f.split_once('=') else {
-            bail!("bad format of filter (expected name=value)");
-        };
-        let (k, neg) = match k.strip_suffix('!') {
-            Some(k) => (k, true),
-            None => (k, false),
-        };
-        match k {
-            "dangling" if !matches!(v, "true" | "false" | "1" | "0") => {
-                bail!("invalid filter 'dangling={v}'")
-            }
-            "dangling" | "name" | "label" | "driver" => filters.push((k, v, neg)),
-            _ => bail!("invalid filter '{k}'"),
-        }
-    }
+    let filters = Filters::from_args(&a.filters).map_err(engine_err)?;
     let engine = g.open_engine()?;
     let mut rows = Vec::new();
     let mut names = String::new();
-    for (v, _) in engine.volume_list().map_err(engine_err)? {
-        let links = engine.volume_users(&v.name).map_err(engine_err)?.len();
-        let ok = filters.iter().all(|(k, val, neg)| match *k {
-            "dangling" => (links == 0) == matches!(*val, "true" | "1"),
-            "name" => v.name.contains(val),
-            "driver" => v.driver == *val,
-            "label" => label_matches(&v.labels, val, *neg),
-            _ => true,
-        });
-        if !ok {
-            continue;
-        }
+    for (v, links) in engine.volumes(&filters).map_err(engine_err)? {
         names.push_str(&v.name);
         names.push('\n');
         let mut labels: Vec<String> = v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect();

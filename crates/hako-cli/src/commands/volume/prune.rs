@@ -1,13 +1,14 @@
 //! `hako volume prune [-a] [-f] [--filter label=...]`: removes volumes no container uses;
 //! only anonymous ones unless `-a` (Docker 23+).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 use crate::commands::container::engine_err;
-use crate::commands::container::prune::{confirm, label_matches};
+use crate::commands::container::prune::confirm;
 use crate::context::Global;
 use crate::units::human_size;
+use hako_engine::filters::Filters;
 
 /// Arguments of `hako volume prune`.
 #[derive(Debug, Args)]
@@ -25,25 +26,12 @@ pub struct PruneArgs {
 
 /// Removes unused volumes; returns Docker's "Deleted Volumes:" text and the bytes freed.
 pub fn prune(engine: &hako_engine::Engine, all: bool, filters: &[String]) -> Result<(String, u64)> {
-    let mut labels = Vec::new();
-    for f in filters {
-        if let Some(v) = f.strip_prefix("label!=") {
-            labels.push((v.to_string(), true));
-        } else if let Some(v) = f.strip_prefix("label=") {
-            labels.push((v.to_string(), false));
-        } else if f == "all=true" || f == "all=1" {
-        } else {
-            bail!("invalid filter '{f}'");
-        }
+    let mut f = Filters::from_args(filters).map_err(engine_err)?;
+    if all {
+        f.add("all", "true");
     }
-    let all = all || filters.iter().any(|f| f == "all=true" || f == "all=1");
-    let (removed, space) = engine
-        .prune_volumes(all, |v| {
-            !labels
-                .iter()
-                .all(|(e, neg)| label_matches(&v.labels, e, *neg))
-        })
-        .map_err(engine_err)?;
+    let report = engine.volume_prune(&f).map_err(engine_err)?;
+    let removed = report.volumes_deleted.unwrap_or_default();
     let mut out = String::new();
     if !removed.is_empty() {
         out.push_str("Deleted Volumes:\n");
@@ -53,7 +41,10 @@ pub fn prune(engine: &hako_engine::Engine, all: bool, filters: &[String]) -> Res
         }
         out.push('\n');
     }
-    Ok((out, space))
+    Ok((
+        out,
+        u64::try_from(report.space_reclaimed.unwrap_or(0)).unwrap_or(0),
+    ))
 }
 
 /// `hako volume prune`.
