@@ -18,7 +18,9 @@ ensure_packages() {
 
 # The packages that tests, the quick start and the benchmark use.
 HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procps ca-certificates docker-registry docker.io containerd podman xfsprogs skopeo criu nftables
-    qemu-system-x86 cpio kmod xz-utils jq)
+    qemu-system-x86 cpio kmod xz-utils jq
+    # the CRI test: CNI plugins for pod networks, protoc for the k8s-cri gRPC bindings
+    containernetworking-plugins protobuf-compiler)
 
 # The cargo target dir (honours CARGO_TARGET_DIR).
 target_dir() {

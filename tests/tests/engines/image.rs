@@ -21,8 +21,18 @@ pub const TAG: &str = "hako-e2e/busybox:latest";
 
 /// Write the archive into `dir` and return its path.
 pub fn busybox_archive(dir: &Path) -> PathBuf {
+    archive(dir, TAG, &["sh"])
+}
+
+/// The busybox rootfs as image `tag` whose command is `cmd` (the CRI test's pause image is
+/// one of these), written into `dir`; returns the archive's path.
+pub fn archive(dir: &Path, tag: &str, cmd: &[&str]) -> PathBuf {
     let rootfs = hako_test_support::busybox_rootfs().expect("busybox rootfs fixture");
-    let work = dir.join("image");
+    let name: String = tag
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let work = dir.join(format!("image-{name}"));
     fs::create_dir_all(&work).expect("image work dir");
 
     let layer = work.join("layer.tar");
@@ -50,7 +60,7 @@ pub fn busybox_archive(dir: &Path) -> PathBuf {
         "created": "2024-01-01T00:00:00Z",
         "config": {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["sh"]
+            "Cmd": cmd
         },
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
         "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "hako-e2e busybox-static"}]
@@ -62,12 +72,12 @@ pub fn busybox_archive(dir: &Path) -> PathBuf {
 
     let manifest = json!([{
         "Config": config_name,
-        "RepoTags": [TAG],
+        "RepoTags": [tag],
         "Layers": [format!("{diff_id}/layer.tar")]
     }]);
     fs::write(work.join("manifest.json"), manifest.to_string()).expect("writing manifest");
 
-    let archive = dir.join("busybox.tar");
+    let archive = dir.join(format!("{name}.tar"));
     tar(
         &work,
         &[
