@@ -31,8 +31,29 @@ pub struct Attached {
     pub stream: UnixStream,
     /// The container has a tty.
     pub tty: bool,
+    /// Sets the terminal size of what is attached (container or exec), from any thread.
+    pub resizer: Resizer,
     /// For an `--rm` container: the shim's exit command leaves the removal to the holder.
     pub(super) _attached: Option<crate::locks::AttachedLock>,
+}
+
+/// Resizes the terminal of an attached container or exec (its monitor's state directory).
+#[derive(Debug, Clone)]
+pub struct Resizer {
+    pub(super) dir: std::path::PathBuf,
+}
+
+impl Resizer {
+    /// Sets the pty size (ignored without a tty).
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
+        request_timeout(
+            &self.dir,
+            &Request::Resize { rows, cols },
+            Duration::from_secs(5),
+        )
+        .ctx(|| "resize the tty".into())?;
+        Ok(())
+    }
 }
 
 impl Engine {
@@ -81,6 +102,7 @@ impl Engine {
             Attached {
                 stream: attached.0,
                 tty: attached.1,
+                resizer: Resizer { dir: dir.clone() },
                 _attached: attached_lock,
             },
             waiter,
@@ -124,6 +146,9 @@ impl Engine {
         Ok(Attached {
             stream,
             tty,
+            resizer: Resizer {
+                dir: self.state_dir(&rec.id),
+            },
             _attached: None,
         })
     }

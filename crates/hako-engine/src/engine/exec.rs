@@ -28,7 +28,7 @@ use crate::state::Action;
 use crate::{spec, user};
 
 use super::Engine;
-use super::attach::Attached;
+use super::attach::{Attached, Resizer};
 use super::runtime::runtime_error;
 use super::status::request_timeout;
 
@@ -177,6 +177,7 @@ impl Engine {
             Some(Attached {
                 stream,
                 tty,
+                resizer: Resizer { dir: dir.clone() },
                 _attached: None,
             })
         };

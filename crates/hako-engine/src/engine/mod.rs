@@ -35,7 +35,7 @@ mod validate;
 mod volume;
 mod wait;
 
-pub use attach::{AttachOptions, Attached};
+pub use attach::{AttachOptions, Attached, Resizer};
 pub use create::CreateOptions;
 pub use exec::ExecOptions;
 pub use images::{IMAGE_FILTERS, IMAGE_PRUNE_FILTERS, ImageListOptions};

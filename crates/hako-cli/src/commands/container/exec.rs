@@ -84,13 +84,7 @@ pub fn run(g: &Global, a: &ExecArgs) -> Result<()> {
     let Some(att) = engine.exec_start(&id, a.detach).map_err(engine_err)? else {
         return Ok(());
     };
-    let end = stream::pump(
-        att.stream,
-        att.tty,
-        a.interactive,
-        engine.exec_dir(&id),
-        &keys,
-    )?;
+    let end = stream::pump(att, a.interactive, &keys)?;
     if end == End::Detached {
         eprintln!("\nread escape sequence");
         return Ok(());

@@ -178,7 +178,7 @@ pub fn attach(g: &Global, a: &AttachArgs) -> Result<()> {
     stream::check_tty(stdin, rec.config.tty.unwrap_or(false))?;
     let att = engine.attach(&rec.id, stdin).map_err(engine_err)?;
     let keys = stream::detach_keys(&a.detach_keys)?;
-    let end = stream::pump(att.stream, att.tty, stdin, engine.state_dir(&rec.id), &keys)?;
+    let end = stream::pump(att, stdin, &keys)?;
     if end == End::Detached {
         eprintln!("\nread escape sequence");
         return Ok(());

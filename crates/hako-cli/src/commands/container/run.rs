@@ -167,7 +167,7 @@ fn attached_run(
     if sig_proxy && !tty {
         proxy_signals(engine, &rec.id)?;
     }
-    let end = stream::pump(att.stream, att.tty, stdin, engine.state_dir(&rec.id), &keys)?;
+    let end = stream::pump(att, stdin, &keys)?;
     if end == End::Detached {
         eprintln!("\nread escape sequence");
         return Ok(0);

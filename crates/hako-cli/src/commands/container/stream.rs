@@ -6,10 +6,10 @@
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use hako_shim::protocol::{self, Request};
+use hako_engine::stream::{self, DetachScanner};
+use hako_engine::{Attached, Resizer};
 use nix::sys::signal::{SigSet, Signal};
 
 /// How the attach ended.
@@ -21,32 +21,9 @@ pub enum End {
     Detached,
 }
 
-/// `ctrl-p,ctrl-q` -> bytes. Docker's syntax: comma separated `ctrl-X` or single chars.
+/// `ctrl-p,ctrl-q` -> bytes (Docker's syntax, parsed by the engine).
 pub fn detach_keys(spec: &str) -> Result<Vec<u8>> {
-    spec.split(',')
-        .map(|k| {
-            let k = k.trim();
-            if let Some(c) = k.strip_prefix("ctrl-") {
-                let b = match c {
-                    "@" => 0,
-                    "[" => 27,
-                    "\\" => 28,
-                    "]" => 29,
-                    "^" => 30,
-                    "_" => 31,
-                    c if c.len() == 1 && c.as_bytes()[0].is_ascii_lowercase() => {
-                        c.as_bytes()[0] - b'a' + 1
-                    }
-                    _ => anyhow::bail!("invalid detach key {k:?}"),
-                };
-                Ok(b)
-            } else if k.len() == 1 {
-                Ok(k.as_bytes()[0])
-            } else {
-                anyhow::bail!("invalid detach key {k:?}")
-            }
-        })
-        .collect()
+    hako_engine::stream::parse_detach_keys(spec).map_err(super::engine_err)
 }
 
 /// Raw mode on the terminal while it lives.
@@ -105,80 +82,63 @@ pub fn terminal_size() -> Option<(u16, u16)> {
         .filter(|(r, c)| *r > 0 && *c > 0)
 }
 
-fn send_size(state_dir: &std::path::Path) {
+fn send_size(resizer: &Resizer) {
     if let Some((rows, cols)) = terminal_size() {
-        let _ = protocol::request(state_dir, &Request::Resize { rows, cols });
+        let _ = resizer.resize(rows, cols);
     }
 }
 
-/// Copies stdio to and from `stream` until the container's output ends or the user
-/// detaches. `state_dir` is the shim's (for window size changes).
-pub fn pump(
-    stream: UnixStream,
-    tty: bool,
-    stdin: bool,
-    state_dir: PathBuf,
-    keys: &[u8],
-) -> Result<End> {
+/// Copies stdio to and from the attached stream until the container's (or exec's)
+/// output ends or the user detaches.
+pub fn pump(att: Attached, stdin: bool, keys: &[u8]) -> Result<End> {
+    let tty = att.tty;
     let raw = (tty && stdin && stdin_is_tty()).then(RawMode::enter);
     if tty {
-        send_size(&state_dir);
+        send_size(&att.resizer);
         // SIGWINCH is blocked in every thread; this one waits for it.
         let mut set = SigSet::empty();
         set.add(Signal::SIGWINCH);
         let _ = set.thread_block();
-        let dir = state_dir.clone();
+        let resizer = att.resizer.clone();
         std::thread::spawn(move || {
             while set.wait().is_ok() {
-                send_size(&dir);
+                send_size(&resizer);
             }
         });
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel::<End>();
     if stdin {
-        let mut to_ctr = stream.try_clone().context("clone the attach stream")?;
-        let keys = if tty { keys.to_vec() } else { Vec::new() };
+        let mut to_ctr = att.stream.try_clone().context("clone the attach stream")?;
+        let mut scanner = DetachScanner::new(if tty { keys.to_vec() } else { Vec::new() });
         let tx = done_tx.clone();
         std::thread::spawn(move || {
             let mut input = std::io::stdin().lock();
             let mut buf = [0u8; 4096];
-            let mut matched = 0usize;
             loop {
                 let n = match input.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let mut out = Vec::with_capacity(n);
-                for &b in &buf[..n] {
-                    if !keys.is_empty() && b == keys[matched] {
-                        matched += 1;
-                        if matched == keys.len() {
-                            let _ = to_ctr.write_all(&out);
-                            let _ = tx.send(End::Detached);
-                            return;
-                        }
-                        continue;
-                    }
-                    if matched > 0 {
-                        out.extend_from_slice(&keys[..matched]);
-                        matched = 0;
-                    }
-                    out.push(b);
-                }
+                let (out, detached) = scanner.feed(&buf[..n]);
                 if to_ctr.write_all(&out).is_err() {
+                    return;
+                }
+                if detached {
+                    let _ = tx.send(End::Detached);
                     return;
                 }
             }
             let _ = to_ctr.shutdown(std::net::Shutdown::Write);
         });
     }
-    let mut from_ctr = stream;
+    let mut from_ctr = att.stream.try_clone().context("clone the attach stream")?;
     std::thread::spawn(move || {
         let _ = copy_output(&mut from_ctr, tty);
         let _ = done_tx.send(End::Exited);
     });
     let end = done_rx.recv().unwrap_or(End::Exited);
     drop(raw);
+    drop(att);
     Ok(end)
 }
 
@@ -196,23 +156,9 @@ fn copy_output(s: &mut UnixStream, tty: bool) -> std::io::Result<()> {
             stdout.flush()?;
         }
     }
-    let mut header = [0u8; 8];
     let mut payload = Vec::new();
-    loop {
-        if let Err(e) = s.read_exact(&mut header) {
-            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
-        let len = usize::try_from(u32::from_be_bytes([
-            header[4], header[5], header[6], header[7],
-        ]))
-        .unwrap_or(0);
-        payload.resize(len, 0);
-        s.read_exact(&mut payload)?;
-        if header[0] == protocol::STREAM_STDERR {
+    while let Some(kind) = stream::read_frame(s, &mut payload)? {
+        if kind == stream::STDERR {
             stderr.write_all(&payload)?;
             stderr.flush()?;
         } else {
@@ -220,16 +166,5 @@ fn copy_output(s: &mut UnixStream, tty: bool) -> std::io::Result<()> {
             stdout.flush()?;
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_detach_keys() {
-        assert_eq!(detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
-        assert_eq!(detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
-        assert!(detach_keys("ctrl-pp").is_err());
-    }
+    Ok(())
 }
