@@ -156,3 +156,100 @@ fn events_come_from_the_cli_and_the_shims() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
     h.finish(&["late"]);
 }
+
+#[test]
+fn healthchecks_run_in_the_shim() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(
+        &[
+            "--name",
+            "hc",
+            "--health-cmd",
+            "test -e /ok",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "2",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+        None,
+    );
+    let status = || h.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
+    h.wait_for("unhealthy", || status().trim() == "unhealthy");
+    assert!(
+        h.ok(&["ps", "--format", "{{.Status}}"])
+            .contains("(unhealthy)"),
+        "ps shows the health"
+    );
+    h.ok(&["exec", "hc", "touch", "/ok"]);
+    h.wait_for("healthy", || status().trim() == "healthy");
+    assert_eq!(
+        h.ok(&["ps", "-q", "--filter", "health=healthy"]).trim(),
+        &id[..12]
+    );
+    assert!(
+        h.ok(&["ps", "-q", "--filter", "health=unhealthy"])
+            .trim()
+            .is_empty()
+    );
+    let info = h.inspect("hc");
+    let log = info["State"]["Health"]["Log"].as_array().expect("log");
+    assert!(!log.is_empty() && log.len() <= 5, "{log:?}");
+    assert_eq!(log.last().expect("last")["ExitCode"], 0);
+    let changes: Vec<String> = events(&h, &["event=health_status"])
+        .iter()
+        .map(|e| e["Action"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        changes,
+        ["health_status: unhealthy", "health_status: healthy"]
+    );
+    // A timeout counts as a failure, with Docker's message.
+    let slow = h.start(
+        &[
+            "--name",
+            "slow",
+            "--health-cmd",
+            "sleep 5",
+            "--health-interval",
+            "100ms",
+            "--health-timeout",
+            "200ms",
+            "--health-retries",
+            "1",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+        None,
+    );
+    h.wait_for("the timeout", || {
+        h.ok(&["inspect", "-f", "{{.State.Health.Status}}", "slow"])
+            .trim()
+            == "unhealthy"
+    });
+    let log = h.inspect("slow")["State"]["Health"]["Log"].clone();
+    assert!(
+        log[0]["Output"]
+            .as_str()
+            .is_some_and(|o| o.contains("Health check exceeded timeout")),
+        "{log}"
+    );
+    // --no-healthcheck and no healthcheck: no Health at all.
+    h.start(
+        &[
+            "--name",
+            "none",
+            "--no-healthcheck",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+        None,
+    );
+    assert!(h.inspect("none")["State"]["Health"].is_null());
+    h.finish(&[&id, &slow, "none"]);
+}

@@ -78,6 +78,7 @@ pub mod sockpath;
 
 mod client;
 mod daemon;
+mod health;
 mod logfile;
 mod monitor;
 mod runtime;
@@ -200,6 +201,7 @@ fn absolute(mut opts: Options) -> Options {
         opts.log_path.as_mut(),
         opts.exec_process.as_mut(),
         opts.events_log.as_mut(),
+        opts.health_process.as_mut(),
     ]
     .into_iter()
     .flatten()

@@ -25,6 +25,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::client::{Client, Role};
+use crate::health::Health;
 use crate::logfile::{JsonLog, now};
 use crate::options::Options;
 use crate::protocol::{
@@ -88,6 +89,8 @@ pub struct Shim {
     close_stdin: bool,
     /// The last size asked for while there was no terminal yet (an exec before `start`).
     pending_size: Option<(u16, u16)>,
+    /// The healthcheck of the current run.
+    health: Option<Health>,
 }
 
 impl Shim {
@@ -123,6 +126,7 @@ impl Shim {
             stdin_buf: Vec::new(),
             close_stdin: false,
             pending_size: None,
+            health: None,
         }
     }
 
@@ -221,7 +225,11 @@ impl Shim {
             outputs,
             stdin,
             clients,
+            health,
         } = readiness;
+        if health && let Some(h) = self.health.as_mut() {
+            h.read_output();
+        }
         if signals {
             self.handle_signals();
         }
@@ -286,6 +294,10 @@ impl Shim {
             }
             fds.push(PollFd::new(c.stream.as_fd(), ev));
         }
+        let health_fd = self.health.as_ref().and_then(Health::output_fd);
+        if let Some(fd) = health_fd {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         poll(&mut fds, self.timeout())?;
         let flags: Vec<PollFlags> = fds
             .iter()
@@ -298,12 +310,14 @@ impl Shim {
         let outputs = (0..n_outputs).map(|_| !next().is_empty()).collect();
         let stdin = stdin_fd.is_some() && !next().is_empty();
         let clients = (0..self.clients.len()).map(|_| next()).collect();
+        let health = health_fd.is_some() && !next().is_empty();
         Ok(Readiness {
             signals,
             listener,
             outputs,
             stdin,
             clients,
+            health,
         })
     }
 
@@ -311,7 +325,11 @@ impl Shim {
         let deadline = match &self.phase {
             Phase::Draining { deadline, .. } | Phase::Finished { deadline } => *deadline,
             Phase::Restarting { at } => *at,
-            Phase::Created | Phase::Running => return PollTimeout::NONE,
+            Phase::Running => match &self.health {
+                Some(h) => h.deadline(),
+                None => return PollTimeout::NONE,
+            },
+            Phase::Created => return PollTimeout::NONE,
         };
         let left = deadline.saturating_duration_since(Instant::now());
         // Round up so we do not spin just before the deadline.
@@ -348,6 +366,14 @@ impl Shim {
                 WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as i32, Some(sig as i32)),
                 _ => continue,
             };
+            if let Some(status) = self
+                .health
+                .as_mut()
+                .and_then(|h| h.reaped(pid.as_raw(), exit_code))
+            {
+                self.event(&format!("health_status: {status}"), &[]);
+                continue;
+            }
             if Some(pid.as_raw()) != self.pid
                 || !matches!(self.phase, Phase::Created | Phase::Running)
             {
@@ -637,6 +663,12 @@ impl Shim {
         self.started_at = Some(now());
         self.started = Some(Instant::now());
         self.phase = Phase::Running;
+        if self.opts.exec_process.is_none() {
+            self.health = self
+                .opts
+                .health()
+                .map(|cfg| Health::new(cfg, &self.opts.state_dir));
+        }
         // The init may have exited while `start` ran: its SIGCHLD is pending.
     }
 
@@ -673,6 +705,11 @@ impl Shim {
                 }
             }
             Phase::Restarting { at } if Instant::now() >= *at => self.restart(),
+            Phase::Running => {
+                if let Some(status) = self.health.as_mut().and_then(|h| h.tick(&self.runtime)) {
+                    self.event(&format!("health_status: {status}"), &[]);
+                }
+            }
             _ => {}
         }
     }
@@ -702,6 +739,7 @@ impl Shim {
         let ran = self.started.map_or(Duration::ZERO, |s| s.elapsed());
         self.exit = Some(exit.clone());
         self.pid = None;
+        self.health = None;
         self.stdin_buf.clear();
         if !self.stopped
             && self
@@ -802,6 +840,7 @@ struct Readiness {
     outputs: Vec<bool>,
     stdin: bool,
     clients: Vec<PollFlags>,
+    health: bool,
 }
 
 /// Write `exit.json` atomically (temp file + rename).

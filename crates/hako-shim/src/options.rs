@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -62,6 +63,25 @@ pub struct Options {
     /// The exec session's id, for its events (exec mode)
     #[arg(long, requires = "exec_process")]
     pub exec_id: Option<String>,
+    /// Healthcheck: the OCI process of the probe (process.json); runs every
+    /// --health-interval while the container runs
+    #[arg(long, value_name = "FILE")]
+    pub health_process: Option<PathBuf>,
+    /// Healthcheck: nanoseconds between probes
+    #[arg(long, default_value_t = 30_000_000_000)]
+    pub health_interval: u64,
+    /// Healthcheck: nanoseconds a probe may run
+    #[arg(long, default_value_t = 30_000_000_000)]
+    pub health_timeout: u64,
+    /// Healthcheck: consecutive failures before unhealthy
+    #[arg(long, default_value_t = 3)]
+    pub health_retries: u32,
+    /// Healthcheck: nanoseconds after the start in which failures do not count
+    #[arg(long, default_value_t = 0)]
+    pub health_start_period: u64,
+    /// Healthcheck: nanoseconds between probes during the start period
+    #[arg(long, default_value_t = 5_000_000_000)]
+    pub health_start_interval: u64,
     /// Append events (die, oom, exec_die, health_status...) to this log
     #[arg(long, value_name = "FILE")]
     pub events_log: Option<PathBuf>,
@@ -72,6 +92,21 @@ pub struct Options {
 }
 
 impl Options {
+    /// The healthcheck, when a probe is configured.
+    pub fn health(&self) -> Option<crate::health::HealthConfig> {
+        let ns = Duration::from_nanos;
+        self.health_process
+            .clone()
+            .map(|process| crate::health::HealthConfig {
+                process,
+                interval: ns(self.health_interval),
+                timeout: ns(self.health_timeout),
+                retries: self.health_retries,
+                start_period: ns(self.health_start_period),
+                start_interval: ns(self.health_start_interval),
+            })
+    }
+
     /// The command line that parses back into these options (for the engine that spawns
     /// the shim): `hako-shim` followed by these arguments.
     pub fn to_args(&self) -> Vec<OsString> {
@@ -104,6 +139,20 @@ impl Options {
         }
         if let Some(id) = &self.exec_id {
             push("--exec-id", id.clone().into());
+        }
+        if let Some(p) = &self.health_process {
+            push("--health-process", p.clone().into());
+            push("--health-interval", self.health_interval.to_string().into());
+            push("--health-timeout", self.health_timeout.to_string().into());
+            push("--health-retries", self.health_retries.to_string().into());
+            push(
+                "--health-start-period",
+                self.health_start_period.to_string().into(),
+            );
+            push(
+                "--health-start-interval",
+                self.health_start_interval.to_string().into(),
+            );
         }
         if let Some(p) = &self.events_log {
             push("--events-log", p.clone().into());

@@ -82,7 +82,7 @@ impl Runtime {
             .stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
-        self.run_with_pid(cmd, stderr_read)
+        self.run_with_pid(cmd, &self.pid_file, stderr_read)
     }
 
     /// `exec --detach --pid-file P --process F [--console-socket S] ID`: starts one more
@@ -95,12 +95,35 @@ impl Runtime {
         stdio: CreateStdio,
         stderr_read: &OwnedFd,
     ) -> Result<i32, String> {
-        let _ = std::fs::remove_file(&self.pid_file);
+        self.exec_inner(process, &self.pid_file, console_socket, stdio, stderr_read)
+    }
+
+    /// [`Runtime::exec`] without a terminal and with its own pid file (a healthcheck
+    /// probe, beside the container's init).
+    pub fn exec_with_pid_file(
+        &self,
+        process: &Path,
+        pid_file: &Path,
+        stdio: CreateStdio,
+        stderr_read: &OwnedFd,
+    ) -> Result<i32, String> {
+        self.exec_inner(process, pid_file, None, stdio, stderr_read)
+    }
+
+    fn exec_inner(
+        &self,
+        process: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+        stdio: CreateStdio,
+        stderr_read: &OwnedFd,
+    ) -> Result<i32, String> {
+        let _ = std::fs::remove_file(pid_file);
         let mut cmd = self.command();
         cmd.arg("exec")
             .arg("--detach")
             .arg("--pid-file")
-            .arg(&self.pid_file)
+            .arg(pid_file)
             .arg("--process")
             .arg(process);
         if let Some(sock) = console_socket {
@@ -110,11 +133,16 @@ impl Runtime {
             .stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
-        self.run_with_pid(cmd, stderr_read)
+        self.run_with_pid(cmd, pid_file, stderr_read)
     }
 
     /// Runs `cmd` (which writes the pid file) and reads the pid, or the error message.
-    fn run_with_pid(&self, mut cmd: Command, stderr_read: &OwnedFd) -> Result<i32, String> {
+    fn run_with_pid(
+        &self,
+        mut cmd: Command,
+        pid_file: &Path,
+        stderr_read: &OwnedFd,
+    ) -> Result<i32, String> {
         let mark = self.log_len();
         // The Command owns our copies of the child's ends: `status` spawns, waits, and the
         // Command is dropped at the end of this statement, closing them.
@@ -126,11 +154,11 @@ impl Runtime {
             let stderr = read_available(stderr_read);
             return Err(self.error_message(mark, &stderr, status));
         }
-        let text = std::fs::read_to_string(&self.pid_file)
-            .map_err(|e| format!("reading {}: {e}", self.pid_file.display()))?;
+        let text = std::fs::read_to_string(pid_file)
+            .map_err(|e| format!("reading {}: {e}", pid_file.display()))?;
         text.trim()
             .parse()
-            .map_err(|_| format!("bad pid in {}: {text:?}", self.pid_file.display()))
+            .map_err(|_| format!("bad pid in {}: {text:?}", pid_file.display()))
     }
 
     /// `start ID`.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bollard_stubs::models::{ContainerConfig, HostConfig, MountPoint};
+use bollard_stubs::models::{ContainerConfig, HealthConfig, HostConfig, MountPoint};
 use serde_json::Value;
 
 use crate::error::{Error, IoContext, Result};
@@ -525,6 +525,38 @@ fn merge_image_config(c: &mut ContainerConfig, image: &Value) {
         .unwrap_or_default();
     labels.extend(c.labels.take().unwrap_or_default());
     c.labels = Some(labels);
+    merge_healthcheck(c, &image["Healthcheck"]);
+}
+
+/// Docker's merge of `--health-*` with the image's `HEALTHCHECK`: what the user left unset
+/// (no test, zero durations) comes from the image.
+fn merge_healthcheck(c: &mut ContainerConfig, image: &Value) {
+    let Ok(img) = serde_json::from_value::<HealthConfig>(image.clone()) else {
+        return;
+    };
+    let Some(h) = c.healthcheck.as_mut() else {
+        c.healthcheck = Some(img);
+        return;
+    };
+    if h.test.as_ref().is_none_or(Vec::is_empty) {
+        h.test = img.test;
+    }
+    let zero = |v: &Option<i64>| v.is_none_or(|x| x == 0);
+    if zero(&h.interval) {
+        h.interval = img.interval;
+    }
+    if zero(&h.timeout) {
+        h.timeout = img.timeout;
+    }
+    if zero(&h.start_period) {
+        h.start_period = img.start_period;
+    }
+    if zero(&h.start_interval) {
+        h.start_interval = img.start_interval;
+    }
+    if zero(&h.retries) {
+        h.retries = img.retries;
+    }
 }
 
 #[cfg(test)]
@@ -564,5 +596,27 @@ mod tests {
         };
         merge_image_config(&mut c, &image);
         assert_eq!(c.cmd, None);
+    }
+
+    #[test]
+    fn healthchecks_merge_with_the_image() {
+        let image = serde_json::json!({"Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5, "Retries": 7}});
+        let mut c = ContainerConfig {
+            healthcheck: Some(HealthConfig {
+                interval: Some(9),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        merge_image_config(&mut c, &image);
+        let h = c.healthcheck.expect("healthcheck");
+        assert_eq!(
+            h.test,
+            Some(vec!["CMD-SHELL".to_string(), "true".to_string()])
+        );
+        assert_eq!((h.interval, h.retries), (Some(9), Some(7)));
+        let mut c = ContainerConfig::default();
+        merge_image_config(&mut c, &serde_json::json!({"Cmd": ["sh"]}));
+        assert!(c.healthcheck.is_none());
     }
 }

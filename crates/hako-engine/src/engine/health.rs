@@ -1,11 +1,12 @@
 //! Healthchecks as the engine sees them: the shim runs them and keeps the result in
 //! `<state-dir>/health.json` (Docker's `State.Health`).
 
-use bollard_stubs::models::Health;
+use bollard_stubs::models::{Health, HealthConfig};
 
 use crate::records::Record;
 
 use super::Engine;
+use super::exec::ExecOptions;
 use super::status::LiveState;
 
 /// The file the shim writes.
@@ -44,4 +45,20 @@ pub(super) fn has_healthcheck(rec: &Record) -> bool {
         .and_then(|h| h.test.as_ref())
         .and_then(|t| t.first())
         .is_some_and(|first| first != "NONE")
+}
+
+/// The probe's command: `CMD` runs as given, `CMD-SHELL` through `/bin/sh -c`.
+pub(super) fn health_probe(h: &HealthConfig) -> ExecOptions {
+    let test = h.test.clone().unwrap_or_default();
+    let cmd = match test.split_first() {
+        Some((kind, rest)) if kind == "CMD-SHELL" => {
+            vec!["/bin/sh".to_string(), "-c".to_string(), rest.join(" ")]
+        }
+        Some((kind, rest)) if kind == "CMD" => rest.to_vec(),
+        _ => test,
+    };
+    ExecOptions {
+        cmd,
+        ..Default::default()
+    }
 }

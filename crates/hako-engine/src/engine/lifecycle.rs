@@ -14,6 +14,7 @@ use crate::records::{self, Record};
 use crate::state::{Action, Status};
 
 use super::Engine;
+use super::health::{has_healthcheck, health_probe};
 use super::runtime::runtime_error;
 use super::status::request_timeout;
 use super::validate::{log_opts, restart_arg, validate_signal};
@@ -46,6 +47,39 @@ impl Engine {
         self.drop_exec_sessions(&rec.id);
         let mut cmd = self.shim_command(rec, &dir)?;
         cmd.arg("--log-path").arg(self.log_path(&rec.id));
+        if let Some(h) = rec
+            .config
+            .healthcheck
+            .as_ref()
+            .filter(|_| has_healthcheck(rec))
+        {
+            let probe = self.exec_process(rec, &health_probe(h))?;
+            let pfile = dir.join("health-process.json");
+            crate::files::write(
+                &pfile,
+                &serde_json::to_vec(&probe).unwrap_or_default(),
+                crate::files::PRIVATE,
+            )
+            .ctx(|| format!("write {}", pfile.display()))?;
+            let ns = |v: Option<i64>, default: u64| {
+                v.and_then(|x| u64::try_from(x).ok())
+                    .filter(|x| *x > 0)
+                    .unwrap_or(default)
+                    .to_string()
+            };
+            cmd.arg("--health-process")
+                .arg(&pfile)
+                .arg("--health-interval")
+                .arg(ns(h.interval, 30_000_000_000))
+                .arg("--health-timeout")
+                .arg(ns(h.timeout, 30_000_000_000))
+                .arg("--health-retries")
+                .arg(ns(h.retries, 3))
+                .arg("--health-start-period")
+                .arg(ns(h.start_period, 0))
+                .arg("--health-start-interval")
+                .arg(ns(h.start_interval, 5_000_000_000));
+        }
         let (max_size, max_file) = log_opts(
             &rec.host_config,
             self.opts.log_max_size,

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use hako_engine::CreateOptions;
 use hako_engine::models::{
-    ContainerConfig, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    ContainerConfig, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
     MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
     ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
@@ -121,6 +121,27 @@ pub struct CreateArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", allow_hyphen_values = true)]
     pub stop_timeout: Option<i64>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd", value_name = "STRING")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries", value_name = "INT")]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Runtime to use for this container (hako-runtime, runc, crun or a path)
     #[arg(long)]
     pub runtime: Option<String>,
@@ -379,6 +400,58 @@ fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
 }
 
 impl CreateArgs {
+    /// Docker's `--health-*` and `--no-healthcheck` (durations of 0 mean "the image's,
+    /// else the default").
+    fn healthcheck(&self) -> Result<Option<HealthConfig>> {
+        let dur = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+            let Some(s) = v.as_deref() else {
+                return Ok(None);
+            };
+            let d = humantime::parse_duration(s).with_context(|| {
+                format!(
+                    "invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\""
+                )
+            })?;
+            let n = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            if n != 0 && n < 1_000_000 {
+                bail!("--{flag} cannot be less than 1ms");
+            }
+            Ok(Some(n))
+        };
+        let given = self.health_cmd.is_some()
+            || self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_retries.is_some()
+            || self.health_start_period.is_some()
+            || self.health_start_interval.is_some();
+        if self.no_healthcheck {
+            if given {
+                bail!("--no-healthcheck conflicts with --health-* options");
+            }
+            return Ok(Some(HealthConfig {
+                test: Some(vec!["NONE".into()]),
+                ..Default::default()
+            }));
+        }
+        if !given {
+            return Ok(None);
+        }
+        if self.health_retries.is_some_and(|r| r < 0) {
+            bail!("--health-retries cannot be negative");
+        }
+        Ok(Some(HealthConfig {
+            test: self
+                .health_cmd
+                .as_ref()
+                .map(|c| vec!["CMD-SHELL".to_string(), c.clone()]),
+            interval: dur("health-interval", &self.health_interval)?,
+            timeout: dur("health-timeout", &self.health_timeout)?,
+            retries: self.health_retries,
+            start_period: dur("health-start-period", &self.health_start_period)?,
+            start_interval: dur("health-start-interval", &self.health_start_interval)?,
+        }))
+    }
+
     /// The engine's options for these flags; `verb` (`run`, `create`) names the command in
     /// errors.
     pub fn to_options(&self, verb: &str) -> Result<CreateOptions> {
@@ -422,6 +495,7 @@ impl CreateArgs {
             labels: Some(key_values(&self.labels, "label")?),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
+            healthcheck: self.healthcheck()?,
             ..Default::default()
         };
         let memory = self.memory.as_deref().map(parse_bytes).transpose()?;
