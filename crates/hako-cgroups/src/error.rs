@@ -82,6 +82,17 @@ pub enum Error {
         file: String,
         dir: PathBuf,
     },
+    /// A cgroup v2 controller a setting needs is not available in the container's cgroup
+    /// (not delegated down to it, or not built into the kernel).
+    #[error(
+        "{setting} needs the {controller} cgroup controller, which {dir} does not have (its cgroup.controllers: {available}); enable {controller} in the parent's cgroup.subtree_control (for a systemd unit: Delegate=) or drop the setting"
+    )]
+    ControllerMissing {
+        controller: String,
+        setting: &'static str,
+        dir: PathBuf,
+        available: String,
+    },
     /// memory.swap was requested but swap accounting is off.
     #[error(
         "memory.swap was set but swap accounting is off ({file} is missing in {dir}); boot with swapaccount=1 or drop the swap limit"

@@ -15,7 +15,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 /// All statistics of one container cgroup.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct Stats {
     pub cpu: CpuStats,
     pub memory: MemoryStats,
@@ -23,14 +23,35 @@ pub struct Stats {
     pub blkio: BlkioStats,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct CpuStats {
     pub usage: CpuUsage,
     pub throttling: Throttling,
+    /// cgroup v2 cpu.pressure, when the kernel has PSI (runc 1.2's `psi`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
+}
+
+/// Pressure stall information of one resource (cpu.pressure, memory.pressure,
+/// io.pressure): the share of time some (or all) tasks waited for it.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct PsiStats {
+    pub some: PsiData,
+    pub full: PsiData,
+}
+
+/// One line of a pressure file: averages in percent over 10, 60 and 300 seconds, and the
+/// total stall time in microseconds.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct PsiData {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    pub total: u64,
 }
 
 /// CPU time in nanoseconds.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct CpuUsage {
     #[serde(skip_serializing_if = "is_zero")]
     pub total: u64,
@@ -41,7 +62,7 @@ pub struct CpuUsage {
 }
 
 /// CFS bandwidth throttling; `throttled_time` in nanoseconds.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Throttling {
     #[serde(skip_serializing_if = "is_zero")]
@@ -52,7 +73,7 @@ pub struct Throttling {
     pub throttled_time: u64,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct MemoryStats {
     #[serde(skip_serializing_if = "is_zero")]
     pub cache: u64,
@@ -64,10 +85,13 @@ pub struct MemoryStats {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub raw: BTreeMap<String, u64>,
     pub event_count: MemoryEventCount,
+    /// cgroup v2 memory.pressure, when the kernel has PSI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
 }
 
 /// Bytes; a limit of `u64::MAX` means unlimited.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct MemoryEntry {
     pub limit: u64,
     #[serde(skip_serializing_if = "is_zero")]
@@ -78,7 +102,7 @@ pub struct MemoryEntry {
 }
 
 /// Counters from v2 memory.events; on v1 only `oom_kill` is known.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct MemoryEventCount {
     #[serde(skip_serializing_if = "is_zero")]
     pub low: u64,
@@ -89,7 +113,7 @@ pub struct MemoryEventCount {
     pub oom_kill: u64,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct PidsStats {
     #[serde(skip_serializing_if = "is_zero")]
     pub current: u64,
@@ -98,16 +122,19 @@ pub struct PidsStats {
     pub limit: u64,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlkioStats {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub io_serviced_recursive: Vec<BlkioEntry>,
+    /// cgroup v2 io.pressure, when the kernel has PSI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct BlkioEntry {
     #[serde(skip_serializing_if = "is_zero")]
     pub major: u64,
@@ -305,7 +332,45 @@ pub(crate) fn v2(dir: &Path) -> Result<Stats, Error> {
     if let Some(io) = fs::read_optional(dir, "io.stat")? {
         parse_io_stat(&io, &mut s.blkio);
     }
+    s.cpu.psi = psi(dir, "cpu.pressure")?;
+    s.memory.psi = psi(dir, "memory.pressure")?;
+    s.blkio.psi = psi(dir, "io.pressure")?;
     Ok(s)
+}
+
+/// A v2 pressure file, `None` where the kernel has no PSI (built without it, or booted
+/// with psi=0: then reading the file fails with EOPNOTSUPP).
+fn psi(dir: &Path, file: &str) -> Result<Option<PsiStats>, Error> {
+    match fs::read_optional(dir, file) {
+        Ok(Some(text)) => Ok(Some(parse_psi(&text))),
+        Ok(None) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" and the same for "full" (cpu.pressure
+/// has a full line too since 5.13, all zeros at the root).
+fn parse_psi(text: &str) -> PsiStats {
+    let mut out = PsiStats::default();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let target = match it.next() {
+            Some("some") => &mut out.some,
+            Some("full") => &mut out.full,
+            _ => continue,
+        };
+        for kv in it {
+            match kv.split_once('=') {
+                Some(("avg10", v)) => target.avg10 = v.parse().unwrap_or(0.0),
+                Some(("avg60", v)) => target.avg60 = v.parse().unwrap_or(0.0),
+                Some(("avg300", v)) => target.avg300 = v.parse().unwrap_or(0.0),
+                Some(("total", v)) => target.total = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// v1 memory.oom_control "oom_kill N" (kernel 4.13+).
@@ -328,6 +393,20 @@ pub(crate) fn oom_kill_v2(dir: &Path) -> Result<u64, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn psi_lines() {
+        let p = parse_psi(
+            "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\n\
+             full avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
+        );
+        assert_eq!(p.some.avg10, 1.5);
+        assert_eq!(p.some.avg60, 0.25);
+        assert_eq!(p.some.total, 12345);
+        assert_eq!(p.full.total, 7);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["some"]["avg10"], 1.5, "{json}");
+    }
 
     #[test]
     fn blkio_parsers() {

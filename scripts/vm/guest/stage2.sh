@@ -97,6 +97,7 @@ for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || echo "@@ vm: cannot enable $c"
 done
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+modprobe loop    # loop devices for the device-rule and XFS tests
 hostname hako-vm
 ip link set lo up
 echo "@@ vm: cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control) uptime=$(up)"

@@ -5,6 +5,7 @@
 //! serves `update`.
 
 mod blkio;
+mod controllers;
 mod cpu;
 mod devices;
 pub mod devices_bpf;
@@ -129,6 +130,7 @@ pub(crate) fn apply_v1(
 /// returned so the manager can hand them to the runtime's eBPF program.
 pub(crate) fn apply_v2(dir: &Path, r: &LinuxResources) -> Result<Vec<LinuxDeviceCgroup>, Error> {
     validate(r)?;
+    controllers::check(dir, r)?;
     if let Some(m) = r.memory() {
         memory::apply_v2(dir, m)?;
     }

@@ -327,3 +327,29 @@ fn stats_and_oom_kill_v2() {
         Err(Error::Unsupported { .. })
     ));
 }
+
+#[test]
+fn a_controller_the_cgroup_lacks_is_named_before_anything_is_written() {
+    let f = fake(&["memory.max", "pids.max", "cgroup.controllers"]);
+    std::fs::write(f.path(DIR).join("cgroup.controllers"), "memory pids\n").unwrap();
+    let m = f.manager(Layout::V2);
+    let e = m
+        .apply(&res(json!({
+            "memory": {"limit": 1048576},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 0}]
+        })))
+        .unwrap_err();
+    assert!(matches!(e, Error::ControllerMissing { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("hugepageLimits needs the hugetlb cgroup controller")
+            && msg.contains("memory pids"),
+        "{msg}"
+    );
+    assert!(f.writes().is_empty(), "nothing written before the check");
+    // Docker's zeros ask for nothing, so they need no controller.
+    m.apply(&res(
+        json!({"cpu": {"shares": 0, "quota": 0}, "memory": {"limit": 1048576}}),
+    ))
+    .unwrap();
+}

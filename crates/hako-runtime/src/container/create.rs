@@ -175,11 +175,24 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         preserve_fds: opts.preserve_fds,
         no_new_keyring: opts.no_new_keyring,
     };
+    // Pure v2 (cgroupfs driver): clone the init straight into its cgroup.
+    let cgroup_dir = match cg.v2_dir() {
+        Some(d) => Some(
+            nix::fcntl::open(
+                &d,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .context(|| format!("open cgroup {}", d.display()))?,
+        ),
+        None => None,
+    };
     let pid = spawn(
         SpawnArgs {
             id: &opts.id,
             config: &config,
             init,
+            cgroup: cgroup_dir.as_ref().map(std::os::fd::AsFd::as_fd),
         },
         &|pid| Ok(cg.add_task(pid)?),
     )?;

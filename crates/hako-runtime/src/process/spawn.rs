@@ -22,6 +22,10 @@ pub struct SpawnArgs<'a> {
     pub id: &'a str,
     pub config: &'a Config,
     pub init: InitArgs<'a>,
+    /// The container's cgroup v2 directory: the first child is cloned straight into it
+    /// (CLONE_INTO_CGROUP, Linux 5.7), so it never runs a step in the caller's cgroup and
+    /// the limits hold from its first instruction.
+    pub cgroup: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// Kills the half-made container's processes if creation fails.
@@ -44,7 +48,20 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32) -> Result<()>) -> 
     let (parent, child) = channel::pair()?;
 
     let restore = ParentNamespaces::enter(plan, spec)?;
-    let cloned = hako_sys::clone3_fork(plan.clone_flags, None);
+    let mut cloned = hako_sys::clone3_fork(plan.clone_flags, args.cgroup);
+    if args.cgroup.is_some()
+        && let Err(e) = &cloned
+        && matches!(
+            e.raw_os_error(),
+            Some(libc::E2BIG | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBUSY)
+        )
+    {
+        // A kernel without CLONE_INTO_CGROUP (E2BIG: clone_args too new; ENOSYS: no clone3),
+        // or a cgroup that cannot take a process (EBUSY: it delegates controllers; threaded):
+        // clone normally, `add_to_cgroup` below moves the child.
+        tracing::debug!(error = %e, "CLONE_INTO_CGROUP refused; cloning without it");
+        cloned = hako_sys::clone3_fork(plan.clone_flags, None);
+    }
     let cloned = match cloned {
         Ok(hako_sys::CloneResult::Child) => {
             drop(parent);
