@@ -1,16 +1,14 @@
 #!/bin/sh
-# Build hako-init statically linked: target/release/hako-init (or $CARGO_TARGET_DIR/release).
+# Build the static hako-init: target/release/hako-init (or $CARGO_TARGET_DIR/release).
 #
 # hako-init is bind-mounted into arbitrary images (busybox, alpine, distroless) for
-# `hako run --init`; a dynamically linked glibc binary would not start there. crt-static is
-# passed to this one crate with `cargo rustc` (a global RUSTFLAGS=-Ctarget-feature=+crt-static
-# breaks the workspace's proc-macro crates). The result is a static-pie glibc binary.
+# `hako run --init`; a dynamically linked glibc binary would not start there. A plain
+# `cargo build` makes it static-pie (.cargo/config.toml, scripts/cc-static-bins); this
+# script builds it alone and checks.
 set -eu
 cd "$(dirname "$0")/.."
-cargo rustc -p hako-init --release --bin hako-init -- -C target-feature=+crt-static
+cargo build -p hako-init --release --bin hako-init
 bin="${CARGO_TARGET_DIR:-target}/release/hako-init"
-# A static(-pie) binary has no program interpreter; ldd says "statically linked" or
-# "not a dynamic executable".
 if ldd "$bin" 2>&1 | grep -q '=>'; then
     echo "build-init.sh: $bin is dynamically linked:" >&2
     ldd "$bin" >&2

@@ -27,18 +27,27 @@ target_dir() {
     echo "${CARGO_TARGET_DIR:-$(pwd)/target}"
 }
 
-# Release binaries. hako-runtime is then relinked statically (glibc static-pie): it is
-# exec'd on every container start (twice, with the sealing re-exec, see seal.rs), and a
-# static image skips the dynamic loader: about a fifth of its CPU time per `run`
-# (bench/runtime-startup.sh). Only the final crate gets the flag; a global RUSTFLAGS
-# would break the workspace's proc-macro crates.
+# Release binaries. A plain cargo build makes hako-init, hako-shim and hako-runtime static
+# (glibc static-pie, .cargo/config.toml + scripts/cc-static-bins): hako-init runs in any
+# image for --init; the runtime is exec'd on every container start (twice, with the
+# sealing re-exec, see seal.rs) and a static image skips the dynamic loader, about a fifth
+# of its CPU time per `run` (bench/runtime-startup.sh). The check fails loudly if not.
 build_release() {
     cargo build --release --workspace --bins
-    cargo rustc --release -p hako-runtime --bin hako-runtime -- -C target-feature=+crt-static
-    # hako-init is bind-mounted into arbitrary images for --init: it must be static too.
-    sh scripts/build-init.sh >/dev/null
-    # hako-shim outlives the CLI for every container: static, small and fast to exec.
-    cargo rustc --release -p hako-shim --bin hako-shim -- -C target-feature=+crt-static
+    check_static "$(target_dir)/release"
+}
+
+# Fails unless hako-init, hako-shim and hako-runtime in DIR are static.
+check_static() {
+    local bin
+    for bin in hako-init hako-shim hako-runtime; do
+        # A static(-pie) binary has no program interpreter: ldd has no "=>" line for it.
+        if ldd "$1/$bin" 2>&1 | grep -q '=>'; then
+            echo "$1/$bin is dynamically linked (see scripts/cc-static-bins):" >&2
+            ldd "$1/$bin" >&2
+            return 1
+        fi
+    done
 }
 
 step() {

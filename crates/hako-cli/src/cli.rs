@@ -29,6 +29,7 @@ use crate::commands::registry::{
     pull::PullArgs,
     push::PushArgs,
 };
+use crate::commands::system::docs::{CompletionArgs, ManpagesArgs};
 use crate::commands::system::{
     df::DfArgs, events::EventsArgs, info::InfoArgs, prune::PruneArgs as SystemPruneArgs,
     version::VersionArgs,
@@ -129,6 +130,11 @@ pub enum Command {
     Login(LoginArgs),
     /// Log out from a registry
     Logout(LogoutArgs),
+    /// Generate the shell completion script (bash, zsh, fish)
+    Completion(CompletionArgs),
+    /// Write man pages for hako and each command into a directory (scripts/install.sh)
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),

@@ -478,3 +478,120 @@ fn exec_it_detaches_with_its_detach_keys_and_the_process_runs_on() {
     assert!(e.contains("detach"), "{e}");
     h.finish(&[&id]);
 }
+
+/// True when the ELF file has a program interpreter (needs ld.so and a libc).
+fn is_dynamic(path: &std::path::Path) -> bool {
+    let o = Command::new("file")
+        .arg("-L")
+        .arg(path)
+        .output()
+        .expect("file(1)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ELF"), "{out}");
+    out.contains("interpreter")
+}
+
+#[test]
+fn plain_cargo_build_makes_static_init_shim_and_runtime_and_install_sh_installs_a_working_hako() {
+    need_root!();
+    let build = std::path::Path::new(common::HAKO)
+        .parent()
+        .expect("build dir")
+        .to_path_buf();
+    // The binaries cargo built for this test run, with no extra flags.
+    for b in ["hako-init", "hako-shim", "hako-runtime"] {
+        assert!(!is_dynamic(&build.join(b)), "{b} is dynamically linked");
+    }
+    assert!(
+        is_dynamic(&build.join("hako")),
+        "hako stays dynamic (dlopen of libnftables)"
+    );
+    let stage = tempfile::Builder::new()
+        .prefix("hako-install-")
+        .tempdir()
+        .expect("tempdir");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/install.sh");
+    let o = Command::new("bash")
+        .arg(script)
+        .env("NO_BUILD", "1")
+        .env("HAKO_BUILD_DIR", &build)
+        .env("PREFIX", "/usr")
+        .env("DESTDIR", stage.path())
+        .output()
+        .expect("install.sh");
+    assert!(
+        o.status.success(),
+        "install.sh: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let usr = stage.path().join("usr");
+    for b in ["hako", "hako-runtime", "hako-shim", "hako-init"] {
+        assert_eq!(mode(&usr.join("bin").join(b)), 0o755, "{b}");
+    }
+    // Completions that the shells load.
+    let bash = usr.join("share/bash-completion/completions/hako");
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {}; complete -p hako", bash.display()))
+        .output()
+        .expect("bash");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hako"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let zsh = std::fs::read_to_string(usr.join("share/zsh/site-functions/_hako")).expect("zsh");
+    assert!(
+        zsh.starts_with("#compdef hako"),
+        "{}",
+        &zsh[..40.min(zsh.len())]
+    );
+    let fish = std::fs::read_to_string(usr.join("share/fish/vendor_completions.d/hako.fish"))
+        .expect("fish");
+    assert!(fish.contains("complete -c hako"), "fish completion");
+    // Man pages: hako(1) and one per command.
+    let man = usr.join("share/man/man1");
+    for page in [
+        "hako.1",
+        "hako-run.1",
+        "hako-image-ls.1",
+        "hako-system-df.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).expect(page);
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
+    }
+    // The installed hako runs a container with its installed shim, runtime and init.
+    let root = tempfile::Builder::new()
+        .prefix("hako-inst-root-")
+        .tempdir()
+        .expect("tempdir");
+    let exec = tempfile::Builder::new()
+        .prefix("hki")
+        .tempdir()
+        .expect("tempdir");
+    let hako = |args: &[&str]| {
+        Command::new(usr.join("bin/hako"))
+            .arg("--root")
+            .arg(root.path())
+            .arg("--exec-root")
+            .arg(exec.path())
+            .args(args)
+            .env_remove("HAKO_INIT")
+            .env_remove("HAKO_SHIM")
+            .env_remove("HAKO_RUNTIME")
+            .output()
+            .expect("installed hako")
+    };
+    let tar = common::rootfs_tar().to_str().expect("utf-8");
+    assert!(hako(&["import", tar, "busybox"]).status.success());
+    let o = hako(&["run", "--rm", "--init", "busybox", "cat", "/proc/1/cmdline"]);
+    let out = String::from_utf8_lossy(&o.stdout).replace('\0', " ");
+    assert!(
+        o.status.success() && out.starts_with("/sbin/hako-init"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let left = hako(&["ps", "-aq"]);
+    assert!(left.stdout.is_empty());
+}

@@ -10,22 +10,15 @@
 //! `-e`; 1 for hako-init's own errors (bad usage, cannot fork); 126/127 when PROGRAM cannot be
 //! run / is not found.
 //!
-//! # Static by construction of the build, not of the crate
+//! # Static
 //!
 //! The binary is bind-mounted read-only into arbitrary images (busybox, alpine, distroless),
 //! where the host's glibc and dynamic loader do not exist: a dynamically linked hako-init
-//! would fail there with "not found". It must be linked statically. `-C
-//! target-feature=+crt-static` cannot go in a global `RUSTFLAGS` (it breaks the proc-macro
-//! crates of the workspace), and a build script cannot set it, so `scripts/build-init.sh`
-//! passes it to this crate alone:
-//!
-//! ```text
-//!   cargo rustc -p hako-init --release --bin hako-init -- -C target-feature=+crt-static
-//! ```
-//!
-//! which yields a static-pie glibc binary (hako-init calls nothing that needs NSS or
-//! `dlopen`). A plain `cargo build` still produces a dynamic binary, fine on the host and
-//! in the tests that run it there; the container test links the static one.
+//! would fail there with "not found". Every `cargo build` links it static-pie
+//! (`.cargo/config.toml` names `scripts/cc-static-bins` as the linker, which makes the link
+//! line `-C target-feature=+crt-static` would give, for this binary and the shim and the
+//! runtime only; a global crt-static breaks the workspace's proc-macro crates). hako-init
+//! calls nothing that needs NSS or `dlopen`.
 //!
 //! # Differences from tini
 //!

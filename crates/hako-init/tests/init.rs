@@ -6,9 +6,8 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -298,36 +297,14 @@ const ORPHANING: &str = "\
 mkfifo /tmp/fifo; exec 3<>/tmp/fifo; read -t 1 x <&3
 echo pid1=$(cat /proc/1/comm)";
 
-/// A statically linked hako-init, built once per test run with crt-static for this crate
-/// only (as `scripts/build-init.sh` does), into this test target's scratch dir.
+/// The hako-init cargo built for this test run: static-pie in every profile
+/// (`.cargo/config.toml`, `scripts/cc-static-bins`); a dynamic one is a broken build.
 fn static_init() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if !is_dynamic(Path::new(INIT)) {
-            return PathBuf::from(INIT);
-        }
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("static-init");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "rustc",
-                "-p",
-                "hako-init",
-                "--release",
-                "--bin",
-                "hako-init",
-                "--quiet",
-                "--",
-                "-C",
-                "target-feature=+crt-static",
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo rustc");
-        assert!(status.success(), "building static hako-init failed");
-        target.join("release/hako-init")
-    })
+    assert!(
+        !is_dynamic(Path::new(INIT)),
+        "{INIT} needs ld.so: a plain cargo build must link it static (scripts/cc-static-bins)"
+    );
+    Path::new(INIT)
 }
 
 /// True when the ELF file asks for a program interpreter (PT_INTERP): it needs ld.so and

@@ -67,9 +67,8 @@
 //!
 //! # Static binary
 //!
-//! Like hako-runtime, the release build is linked statically (see `build_release` in
-//! `scripts/lib.sh`): `cargo rustc --release -p hako-shim --bin hako-shim -- -C
-//! target-feature=+crt-static`. The shim uses neither NSS nor `dlopen`.
+//! Like hako-runtime and hako-init, every build links it static-pie (`.cargo/config.toml`,
+//! `scripts/cc-static-bins`). The shim uses neither NSS nor `dlopen`.
 
 pub mod events;
 pub mod options;

@@ -18,6 +18,8 @@ use crate::cli::{
 pub fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
+        Command::Completion(a) => system::docs::completion(&a),
+        Command::Manpages(a) => system::docs::manpages(&a),
         Command::Run(a) | Command::Container(C::Run(a)) => container::run::run(g, &a),
         Command::Create(a) | Command::Container(C::Create(a)) => container::run::run_create(g, &a),
         Command::Start(a) | Command::Container(C::Start(a)) => container::run::run_start(g, &a),

@@ -59,16 +59,13 @@ pub fn rootfs_tar() -> &'static Path {
     })
 }
 
-/// The static hako-init (`scripts/build-init.sh`; `scripts/test.sh` exports `HAKO_INIT`).
-/// The debug build next to the test binary is dynamically linked and cannot run in busybox.
+/// The static hako-init: `HAKO_INIT` (`scripts/test.sh` exports the release one), else the
+/// one built next to `hako` (static in every profile: `.cargo/config.toml`).
 pub fn static_init() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HAKO_INIT") {
         return Some(PathBuf::from(p));
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let p = target.join("release/hako-init");
+    let p = Path::new(HAKO).with_file_name("hako-init");
     p.exists().then_some(p)
 }
 

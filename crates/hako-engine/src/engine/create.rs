@@ -214,13 +214,13 @@ impl Engine {
         if host.init == Some(true) {
             if self.opts.init.exists() && has_interpreter(&self.opts.init) {
                 return Err(Error::InvalidArgument(format!(
-                    "--init: {} is dynamically linked and cannot run in an arbitrary image; build the static one with scripts/build-init.sh (or point HAKO_INIT at it)",
+                    "--init: {} is dynamically linked and cannot run in an arbitrary image; a cargo build of this checkout makes it static (.cargo/config.toml), or point HAKO_INIT at a static one",
                     self.opts.init.display()
                 )));
             }
             if !self.opts.init.exists() {
                 return Err(Error::InvalidArgument(format!(
-                    "--init: {} not found (build it with scripts/build-init.sh)",
+                    "--init: {} not found (install hako-init next to hako, or set HAKO_INIT)",
                     self.opts.init.display()
                 )));
             }

@@ -1,6 +1,7 @@
 //! `system df`, `events`, `info`, `prune`, `version`.
 
 pub mod df;
+pub mod docs;
 pub mod events;
 pub mod info;
 pub mod prune;
