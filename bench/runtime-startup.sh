@@ -7,6 +7,8 @@
 #   bench/runtime-startup.sh                     build release if needed, then measure
 #   RUNS=200 bench/runtime-startup.sh            more runs (default 100, 10 warmup)
 #   RUNTIMES="runc crun" bench/runtime-startup.sh
+#   HAKO_BEFORE=/path/to/older/hako-runtime RUNTIMES="hako-before hako-runtime runc" \
+#       bench/runtime-startup.sh                two hako builds side by side (a change's cost)
 #   VARIANTS="plain seccomp memory" bench/runtime-startup.sh   (the default: all three)
 #     plain    the busybox bundle as is
 #     seccomp  plus Docker's default seccomp profile (compiled BPF cached after the first run)
@@ -65,6 +67,7 @@ for VARIANT in ${VARIANTS:-plain seccomp memory}; do
     BUNDLE="$BENCH_DIR/bundle-$VARIANT"
     declare -A BIN=(
         [hako-runtime]="$HAKO_RUNTIME"
+        [hako-before]="${HAKO_BEFORE:-}"
         [runc]="$(command -v runc || true)"
         [crun]="$(command -v crun || true)"
     )
