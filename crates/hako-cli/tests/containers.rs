@@ -60,9 +60,16 @@ fn exit_codes_like_docker_and_bad_input_leaves_nothing() {
     assert!(e.contains("invalid size: 'abc'"), "{e}");
     let e = h.fails(125, &["run", "--cpus", "-1", "busybox", "true"]);
     assert!(e.contains("Range of CPUs"), "{e}");
+    // (`-v` makes a missing host directory, as Docker; `--mount` refuses it.)
     let e = h.fails(
         125,
-        &["run", "-v", "/nonexistent/hako-src:/x", "busybox", "true"],
+        &[
+            "run",
+            "--mount",
+            "type=bind,source=/nonexistent/hako-src,target=/x",
+            "busybox",
+            "true",
+        ],
     );
     assert!(e.contains("bind source path does not exist"), "{e}");
     let e = h.fails(

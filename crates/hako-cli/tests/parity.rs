@@ -595,3 +595,121 @@ fn plain_cargo_build_makes_static_init_shim_and_runtime_and_install_sh_installs_
     let left = hako(&["ps", "-aq"]);
     assert!(left.stdout.is_empty());
 }
+
+#[test]
+fn ps_shows_the_image_id_once_the_name_means_another_image_and_names_filter_by_regex() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(&["--name", "web-1", "busybox", "sleep", "1000"], None);
+    let id2 = h.start(&["--name", "db-1", "busybox", "sleep", "1000"], None);
+    let image_id = h.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]);
+    let image_id = image_id.trim();
+    h.ok(&["tag", "busybox", "kept:1"]);
+    h.ok(&["rmi", "busybox"]);
+    let hex = image_id.trim_start_matches("sha256:");
+    let col = h.ok(&["ps", "--filter", "name=web", "--format", "{{.Image}}"]);
+    assert_eq!(col.trim(), &hex[..12], "after the untag");
+    let col = h.ok(&[
+        "ps",
+        "--no-trunc",
+        "--filter",
+        "name=web",
+        "--format",
+        "{{.Image}}",
+    ]);
+    assert_eq!(col.trim(), image_id);
+    // name= is a regular expression over "/name", as Docker's.
+    let names = |f: &str| {
+        let mut v: Vec<String> = h
+            .ok(&["ps", "--filter", f, "--format", "{{.Names}}"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("name=^/web-[0-9]$"), ["web-1"]);
+    assert_eq!(names("name=-1$"), ["db-1", "web-1"]);
+    assert_eq!(
+        names("name=^db"),
+        Vec::<String>::new(),
+        "the name starts with /"
+    );
+    let e = h.fails(125, &["ps", "--filter", "name=[unclosed"]);
+    assert!(e.contains("name=[unclosed"), "{e}");
+    h.finish(&[&id, &id2]);
+    h.ok(&["rmi", "kept:1"]);
+}
+
+#[test]
+fn v_makes_a_missing_host_dir_and_binds_relative_paths() {
+    need_root!();
+    let h = Hako::new();
+    let base = tempfile::Builder::new()
+        .prefix("hako-v-")
+        .tempdir()
+        .expect("tempdir");
+    let missing = base.path().join("not/yet/there");
+    let spec = format!("{}:/data", missing.display());
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/f; ls /data",
+    ]);
+    assert_eq!(out, "f\n");
+    assert_eq!(mode(&missing), 0o755);
+    assert_eq!(
+        std::fs::read_to_string(missing.join("f")).expect("f"),
+        "hi\n"
+    );
+    // --mount type=bind keeps refusing a missing source.
+    let gone = base.path().join("gone");
+    let e = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            &format!("type=bind,source={},target=/x", gone.display()),
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(e.contains("bind source path does not exist"), "{e}");
+    assert!(!gone.exists());
+    // Relative binds, from the directory hako runs in.
+    std::fs::create_dir_all(base.path().join("rel/dir")).expect("mkdir");
+    std::fs::write(base.path().join("rel/dir/x"), "rel\n").expect("write");
+    for v in ["./rel/dir:/r", "rel/dir:/r", "./rel/../rel/dir:/r:ro"] {
+        let o = h
+            .cmd(&["run", "--rm", "-v", v, "busybox", "cat", "/r/x"])
+            .current_dir(base.path())
+            .output()
+            .expect("hako");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "rel\n",
+            "{v}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = h
+        .cmd(&["create", "--name", "relc", "-v", "./rel:/r", "busybox"])
+        .current_dir(base.path())
+        .output()
+        .expect("hako");
+    assert!(o.status.success());
+    let src = h.ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Source}}{{end}}",
+        "relc",
+    ]);
+    assert_eq!(src.trim(), base.path().join("rel").display().to_string());
+    h.finish(&["relc"]);
+}

@@ -35,6 +35,15 @@ impl Engine {
         let host = opts.host_config.clone();
         validate_host_config(&host)?;
         let user_mounts = mounts::from_host_config(&host)?;
+        // `-v /missing:/data` makes the host directory (0755, Docker's); a `--mount
+        // type=bind` source must exist (the check below).
+        for b in host.binds.iter().flatten() {
+            let m = mounts::parse_bind(b)?;
+            if m.kind == MountKind::Bind && std::fs::symlink_metadata(&m.source).is_err() {
+                crate::files::dir(Path::new(&m.source), 0o755)
+                    .ctx(|| format!("create the bind source {}", m.source))?;
+            }
+        }
         for m in &user_mounts {
             if m.kind == MountKind::Bind && !Path::new(&m.source).exists() {
                 return Err(Error::InvalidArgument(format!(

@@ -179,10 +179,23 @@ impl Engine {
             .chain(rec.args.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ");
+        // Docker's refreshImage: the name the container was made from while it still means
+        // the same image, else the image id (after an untag or a retag).
+        let image = if rec.image_id.is_empty()
+            || rec.image == rec.image_id
+            || self
+                .images
+                .resolve(&rec.image)
+                .is_ok_and(|d| d.as_str() == rec.image_id)
+        {
+            rec.image.clone()
+        } else {
+            rec.image_id.clone()
+        };
         ContainerSummary {
             id: Some(rec.id.clone()),
             names: Some(vec![format!("/{}", rec.name)]),
-            image: Some(rec.image.clone()),
+            image: Some(image),
             image_id: Some(rec.image_id.clone()),
             command: Some(command),
             created: parse_rfc3339(&rec.created),

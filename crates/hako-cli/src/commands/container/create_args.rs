@@ -370,6 +370,32 @@ fn parse_mount(s: &str) -> Result<Mount> {
     Ok(m)
 }
 
+/// `-v ./rel:/data` and `-v rel/dir:/data` bind that path relative to here (the engine may
+/// serve from elsewhere, so it gets an absolute one); a bare name stays a volume name.
+fn absolute_bind(spec: &str) -> Result<String> {
+    match spec.split_once(':') {
+        Some((src, rest))
+            if !src.starts_with('/') && (src.starts_with('.') || src.contains('/')) =>
+        {
+            let here = std::env::current_dir()
+                .with_context(|| format!("invalid volume specification: '{spec}'"))?;
+            // Lexically clean, as Docker's filepath.Abs: `.` dropped, `..` pops.
+            let mut abs = PathBuf::from("/");
+            for c in here.join(src).components() {
+                match c {
+                    std::path::Component::ParentDir => {
+                        abs.pop();
+                    }
+                    std::path::Component::Normal(n) => abs.push(n),
+                    _ => {}
+                }
+            }
+            Ok(format!("{}:{rest}", abs.display()))
+        }
+        _ => Ok(spec.to_string()),
+    }
+}
+
 fn env_file(path: &PathBuf) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("open {}", path.display()))?;
     Ok(text
@@ -533,7 +559,12 @@ impl CreateArgs {
             log_config.config = Some(key_values(&self.log_opts, "log-opt")?);
         }
         let host = HostConfig {
-            binds: Some(self.volumes.clone()),
+            binds: Some(
+                self.volumes
+                    .iter()
+                    .map(|v| absolute_bind(v))
+                    .collect::<Result<_>>()?,
+            ),
             mounts: Some(
                 self.mounts
                     .iter()
@@ -610,6 +641,24 @@ mod tests {
         );
         assert!(parse_restart("always:3").is_err());
         assert!(parse_restart("sometimes").is_err());
+    }
+
+    #[test]
+    fn relative_binds_become_absolute() {
+        let here = std::env::current_dir().unwrap();
+        let abs = |p: &std::path::Path| format!("{}:/d", p.display());
+        assert_eq!(absolute_bind("./rel:/d").unwrap(), abs(&here.join("rel")));
+        assert_eq!(
+            absolute_bind("rel/dir:/d").unwrap(),
+            abs(&here.join("rel/dir"))
+        );
+        assert_eq!(
+            absolute_bind("..:/d").unwrap(),
+            abs(here.parent().unwrap_or(&here))
+        );
+        assert_eq!(absolute_bind("name:/d").unwrap(), "name:/d");
+        assert_eq!(absolute_bind("/abs:/d:ro").unwrap(), "/abs:/d:ro");
+        assert_eq!(absolute_bind("/anon").unwrap(), "/anon");
     }
 
     #[test]

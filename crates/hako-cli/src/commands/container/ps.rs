@@ -133,7 +133,7 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
                 .count();
             json!({
                 "ID": id_of(c),
-                "Image": c.image.clone().unwrap_or_default(),
+                "Image": image_column(c.image.as_deref().unwrap_or_default(), a.no_trunc),
                 "Command": command(c, a.no_trunc),
                 "CreatedAt": c.created.map(created_at).unwrap_or_default(),
                 "RunningFor": since(c.created),
@@ -153,4 +153,14 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
         .expect("format is set unless quiet")
         .render(&header(), &rows)?;
     super::super::print(&text)
+}
+
+/// Docker's IMAGE column: the image as the container was created from it, or its id when
+/// that name now means another image (untagged, retagged), 12 hex digits unless
+/// `--no-trunc`.
+fn image_column(image: &str, no_trunc: bool) -> String {
+    match image.strip_prefix("sha256:") {
+        Some(hex) if !no_trunc => hex.chars().take(12).collect(),
+        _ => image.to_string(),
+    }
 }
