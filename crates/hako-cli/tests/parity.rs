@@ -713,3 +713,92 @@ fn v_makes_a_missing_host_dir_and_binds_relative_paths() {
     assert_eq!(src.trim(), base.path().join("rel").display().to_string());
     h.finish(&["relc"]);
 }
+
+/// Runs `hako ARGS` with at most 1 GB of address space and 30 s, so that a read of
+/// `/dev/zero` or a FIFO fails the test instead of the machine.
+fn bounded(h: &Hako, args: &[&str]) -> std::process::Output {
+    let mut c = h.cmd(args);
+    let prog = c.get_program().to_owned();
+    let argv: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+    let mut b = Command::new("timeout");
+    b.arg("30")
+        .arg("prlimit")
+        .arg("--as=1000000000")
+        .arg(prog)
+        .args(argv);
+    c = b;
+    c.stdin(std::process::Stdio::null());
+    c.output().expect("timeout prlimit hako")
+}
+
+#[test]
+fn user_lookup_reads_passwd_and_group_inside_the_image_only() {
+    need_root!();
+    let h = Hako::new();
+    // A file on the host that an image's symlink points at.
+    let host = tempfile::Builder::new()
+        .prefix("hako-hostonly-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::write(
+        host.path().join("passwd"),
+        "hostuser:x:4242:4242::/:/bin/sh\n",
+    )
+    .expect("write");
+    let cases = [
+        (
+            "symlink",
+            format!("ln -sf {}/passwd /etc/passwd", host.path().display()),
+        ),
+        ("fifo", "rm /etc/group && mkfifo /etc/group".to_string()),
+        (
+            "chardev",
+            "rm /etc/passwd && mknod /etc/passwd c 1 5".to_string(),
+        ),
+        ("huge", "truncate -s 100M /etc/passwd".to_string()),
+    ];
+    for (tag, script) in &cases {
+        let name = format!("mk-{tag}");
+        h.ok(&["run", "--name", &name, "busybox", "sh", "-c", script]);
+        h.ok(&["commit", &name, &format!("evil:{tag}")]);
+        h.ok(&["rm", &name]);
+        let image = format!("evil:{tag}");
+        let user = if *tag == "symlink" {
+            "hostuser"
+        } else {
+            "nobody"
+        };
+        let o = bounded(&h, &["run", "--rm", "-u", user, &image, "id", "-u"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_ne!(o.status.code(), Some(124), "{tag}: hako hung");
+        assert_eq!(o.status.code(), Some(125), "{tag}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("4242"),
+            "{tag}: read the host's file"
+        );
+        assert_eq!(err.lines().count(), 1, "{tag}: {err}");
+        let want = match *tag {
+            "symlink" => "unable to find user hostuser",
+            "huge" => "larger than",
+            _ => "not a regular file",
+        };
+        assert!(err.contains(want), "{tag}: {err}");
+    }
+    // And at exec: a running container whose /etc/passwd became a FIFO.
+    let id = h.start(&["--name", "ex", "busybox", "sleep", "1000"], None);
+    h.ok(&[
+        "exec",
+        "ex",
+        "sh",
+        "-c",
+        "rm /etc/passwd && mkfifo /etc/passwd",
+    ]);
+    let o = bounded(&h, &["exec", "-u", "nobody", "ex", "true"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    h.finish(&[&id]);
+    for (tag, _) in &cases {
+        h.ok(&["rmi", &format!("evil:{tag}")]);
+    }
+}

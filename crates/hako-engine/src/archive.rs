@@ -119,6 +119,41 @@ impl Root {
         openat2(self.fd.as_fd(), in_root(path), how).map_err(errno)
     }
 
+    /// The content of the regular file `path` (symlinks followed inside the root), `None`
+    /// if it does not exist. Anything but a regular file, or more than `cap` bytes, is an
+    /// error: an image's `/etc/passwd` may be a FIFO (open would block; `O_NONBLOCK`
+    /// avoids that), `/dev/zero` or a sparse 1 TB file.
+    pub fn read_file(&self, path: &str, cap: u64) -> io::Result<Option<Vec<u8>>> {
+        let fd = match self.resolve(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let f = File::from(fd);
+        let md = f.metadata()?;
+        if !md.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path} is not a regular file"),
+            ));
+        }
+        if md.len() > cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path} is larger than {cap} bytes"),
+            ));
+        }
+        let mut buf = Vec::new();
+        f.take(cap + 1).read_to_end(&mut buf)?;
+        if buf.len() as u64 > cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path} is larger than {cap} bytes"),
+            ));
+        }
+        Ok(Some(buf))
+    }
+
     /// What `path` is, following a final symlink if `follow`; `None` if it does not exist.
     pub fn stat(&self, path: &str, follow: bool) -> io::Result<Option<PathStat>> {
         let mut flags = OFlag::O_PATH;

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::archive::Root;
 use crate::error::{Error, Result};
 
 /// The resolved user.
@@ -32,14 +33,23 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
-fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().map(str::to_string).collect())
-        .unwrap_or_default()
+/// The most of `/etc/passwd` or `/etc/group` that is read.
+const MAX_FILE: u64 = 8 << 20;
+
+/// The lines of `path` in the image, read inside the rootfs (a symlink there cannot reach
+/// the host's file), a regular file of at most [`MAX_FILE`] bytes; none if it is missing.
+fn read_lines(rootfs: &Root, path: &str) -> Result<Vec<String>> {
+    let data = rootfs.read_file(path, MAX_FILE).map_err(|e| {
+        Error::InvalidArgument(format!("unable to read the container's {path}: {e}"))
+    })?;
+    Ok(String::from_utf8_lossy(&data.unwrap_or_default())
+        .lines()
+        .map(str::to_string)
+        .collect())
 }
 
-fn passwd(rootfs: &Path) -> Vec<PasswdEntry> {
-    read_lines(&rootfs.join("etc/passwd"))
+fn passwd(rootfs: &Root) -> Result<Vec<PasswdEntry>> {
+    Ok(read_lines(rootfs, "/etc/passwd")?
         .iter()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -53,11 +63,11 @@ fn passwd(rootfs: &Path) -> Vec<PasswdEntry> {
                 home: f[5].to_string(),
             })
         })
-        .collect()
+        .collect())
 }
 
-fn groups(rootfs: &Path) -> Vec<GroupEntry> {
-    read_lines(&rootfs.join("etc/group"))
+fn groups(rootfs: &Root) -> Result<Vec<GroupEntry>> {
+    Ok(read_lines(rootfs, "/etc/group")?
         .iter()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -74,7 +84,7 @@ fn groups(rootfs: &Path) -> Vec<GroupEntry> {
                     .collect(),
             })
         })
-        .collect()
+        .collect())
 }
 
 /// Resolves `spec` (`""` means root) inside `rootfs`.
@@ -83,7 +93,13 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let users = passwd(rootfs);
+    let root = Root::open(rootfs).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "open the container's root {}: {e}",
+            rootfs.display()
+        ))
+    })?;
+    let users = passwd(&root)?;
     let (uid, mut gid, name, home) = if user.is_empty() {
         (0, 0, Some("root".to_string()), "/root".to_string())
     } else if let Some(e) = users.iter().find(|e| e.name == user) {
@@ -98,7 +114,7 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
             "unable to find user {user}: no matching entries in passwd file"
         )));
     };
-    let all_groups = groups(rootfs);
+    let all_groups = groups(&root)?;
     if let Some(g) = group {
         gid = if let Some(e) = all_groups.iter().find(|e| e.name == g) {
             e.gid

@@ -83,6 +83,38 @@ impl<'a> LayerTar<'a> {
             }
             self.links.insert(key, rel.to_path_buf());
         }
+        let ft = md.file_type();
+        if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            // tar's append_path_with_name drops the name of special files (tar-rs #327):
+            // the header is made here, device numbers included.
+            let mut h = tar::Header::new_gnu();
+            h.set_metadata(&md);
+            h.set_entry_type(if ft.is_fifo() {
+                tar::EntryType::Fifo
+            } else if ft.is_char_device() {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            });
+            let rdev = md.rdev();
+            let num = |n: u64| {
+                u32::try_from(n).map_err(|_| {
+                    Error::io(
+                        format!("write {}", rel.display()),
+                        std::io::Error::other("device number out of range"),
+                    )
+                })
+            };
+            h.set_device_major(num(nix::sys::stat::major(rdev))?)
+                .ctx(|| format!("write {}", rel.display()))?;
+            h.set_device_minor(num(nix::sys::stat::minor(rdev))?)
+                .ctx(|| format!("write {}", rel.display()))?;
+            h.set_size(0);
+            return self
+                .b
+                .append_data(&mut h, rel, std::io::empty())
+                .ctx(|| format!("write {}", rel.display()));
+        }
         self.b
             .append_path_with_name(full, rel)
             .ctx(|| format!("write {}", rel.display()))
