@@ -802,3 +802,67 @@ fn user_lookup_reads_passwd_and_group_inside_the_image_only() {
         h.ok(&["rmi", &format!("evil:{tag}")]);
     }
 }
+
+#[test]
+fn cp_to_the_host_makes_no_device_nodes_and_drops_setuid_unless_archive() {
+    need_root!();
+    use std::os::unix::fs::FileTypeExt;
+    let h = Hako::new();
+    let id = h.start(&["--name", "src", "busybox", "sleep", "1000"], None);
+    h.ok(&[
+        "exec",
+        "src",
+        "sh",
+        "-c",
+        "mkdir /x && cp /bin/busybox /x/su && chmod 6755 /x/su && mknod /x/null c 1 3 && mknod /x/blk b 7 200 && mkfifo /x/fifo && echo f > /x/plain",
+    ]);
+    let out = tempfile::Builder::new()
+        .prefix("hako-cp-")
+        .tempdir()
+        .expect("tempdir");
+    let plain = out.path().join("plain");
+    let kept = out.path().join("kept");
+    std::fs::create_dir(&plain).expect("mkdir");
+    std::fs::create_dir(&kept).expect("mkdir");
+    h.ok(&["cp", "src:/x", plain.to_str().expect("utf-8")]);
+    let x = plain.join("x");
+    assert_eq!(mode(&x.join("su")), 0o755, "set-id bits dropped");
+    assert!(!x.join("null").exists() && std::fs::symlink_metadata(x.join("null")).is_err());
+    assert!(
+        std::fs::symlink_metadata(x.join("blk")).is_err(),
+        "no block device on the host"
+    );
+    assert!(
+        std::fs::symlink_metadata(x.join("fifo"))
+            .expect("fifo")
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(
+        std::fs::read_to_string(x.join("plain")).expect("plain"),
+        "f\n"
+    );
+    // A single file, too.
+    h.ok(&[
+        "cp",
+        "src:/x/su",
+        out.path().join("su1").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(mode(&out.path().join("su1")), 0o755);
+    let e = h.run(&[
+        "cp",
+        "src:/x/null",
+        out.path().join("n1").to_str().expect("utf-8"),
+    ]);
+    assert!(
+        std::fs::symlink_metadata(out.path().join("n1")).is_err(),
+        "{e:?}"
+    );
+    // -a keeps what the container has (Docker's archive mode).
+    h.ok(&["cp", "-a", "src:/x", kept.to_str().expect("utf-8")]);
+    let k = kept.join("x");
+    assert_eq!(mode(&k.join("su")), 0o6755);
+    let md = std::fs::symlink_metadata(k.join("null")).expect("null");
+    assert!(md.file_type().is_char_device());
+    h.finish(&[&id]);
+}

@@ -51,7 +51,8 @@ pub enum Owner {
     Keep,
     /// This uid/gid (`cp` into a container: root).
     Set(u32, u32),
-    /// Whoever extracts (`cp` to the host: the user running it).
+    /// Whoever extracts (`cp` to the host without `-a`: the user running it); device
+    /// nodes are left out and set-uid/set-gid bits dropped.
     Caller,
 }
 
@@ -295,7 +296,15 @@ impl Root {
     ) -> io::Result<()> {
         let h = e.header();
         let kind = h.entry_type();
-        let mode = h.mode()? & 0o7777;
+        let mut mode = h.mode()? & 0o7777;
+        if matches!(owner, Owner::Caller) {
+            // `cp` to the host without `-a` (Docker's rules): no device nodes, and no
+            // set-uid/set-gid bits on files the caller now owns.
+            if kind.is_character_special() || kind.is_block_special() {
+                return Ok(());
+            }
+            mode &= !0o6000;
+        }
         let mtime = h.mtime().unwrap_or(0);
         let (uid, gid) = (h.uid()?, h.gid()?);
         let is_dir = kind.is_dir();

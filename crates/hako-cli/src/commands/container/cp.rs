@@ -291,7 +291,12 @@ fn from_container(engine: &Engine, a: &CpArgs, c: &str, src: &str, dest: &str) -
                 .map_err(engine_err)
         },
         |r| {
-            host.extract(&dir, r, Owner::Caller)
+            let owner = if a.archive {
+                Owner::Keep
+            } else {
+                Owner::Caller
+            };
+            host.extract(&dir, r, owner)
                 .with_context(|| format!("copy to {dest}"))
         },
     )
