@@ -866,3 +866,75 @@ fn cp_to_the_host_makes_no_device_nodes_and_drops_setuid_unless_archive() {
     assert!(md.file_type().is_char_device());
     h.finish(&[&id]);
 }
+
+/// The one file a `cp ... -` tar holds (`tar -xO`).
+fn tar_file(tar: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("tar")
+        .args(["-xOf", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tar");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(tar)
+        .expect("write");
+    let o = c.wait_with_output().expect("tar");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn cp_from_a_container_returns_what_it_sees_at_mounted_paths() {
+    need_root!();
+    let h = Hako::new();
+    let src = tempfile::Builder::new()
+        .prefix("hako-cpb-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::write(src.path().join("b"), "from the bind\n").expect("write");
+    let bind = format!("{}:/data", src.path().display());
+    let id = h.start(
+        &[
+            "--name",
+            "seen",
+            "-h",
+            "myhost",
+            "--add-host",
+            "db:10.1.2.3",
+            "-v",
+            &bind,
+            "-v",
+            "cpvol:/vol",
+            "busybox",
+            "sh",
+            "-c",
+            "echo in-vol > /vol/v; touch /ready; sleep 1000",
+        ],
+        Some("/ready"),
+    );
+    let cp = |p: &str| {
+        let o = h.run(&["cp", &format!("seen:{p}"), "-"]);
+        assert!(
+            o.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        tar_file(&o.stdout)
+    };
+    for p in [
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/data/b",
+        "/vol/v",
+    ] {
+        let inside = h.ok(&["exec", "seen", "cat", p]);
+        assert_eq!(cp(p), inside, "{p}");
+    }
+    assert_eq!(cp("/etc/hostname"), "myhost\n");
+    assert!(cp("/etc/hosts").contains("10.1.2.3\tdb"));
+    h.finish(&[&id]);
+    let _ = h.run(&["volume", "rm", "cpvol"]);
+}

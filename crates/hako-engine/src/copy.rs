@@ -49,16 +49,32 @@ impl Engine {
     /// The root (the container's, or that of the mount `path` is under) and the path in it.
     fn locate(&self, what: &str, path: &str) -> Result<Located> {
         let (rec, rootfs) = self.rootfs(what)?;
-        let mounts: Vec<MountPoint> = std::fs::read(
-            self.options()
-                .root
-                .join("containers")
-                .join(&rec.id)
-                .join("mounts.json"),
-        )
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+        let dir = self.options().root.join("containers").join(&rec.id);
+        let mut mounts: Vec<MountPoint> = std::fs::read(dir.join("mounts.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        // The files every container gets mounted from its directory: `cp C:/etc/hostname -`
+        // returns what the container sees, not the image's file under the mount.
+        for (name, dest) in [
+            ("hostname", "/etc/hostname"),
+            ("hosts", "/etc/hosts"),
+            ("resolv.conf", "/etc/resolv.conf"),
+        ] {
+            let src = dir.join(name);
+            if src.is_file()
+                && !mounts
+                    .iter()
+                    .any(|m| m.destination.as_deref() == Some(dest))
+            {
+                mounts.push(MountPoint {
+                    source: Some(src.display().to_string()),
+                    destination: Some(dest.into()),
+                    rw: Some(true),
+                    ..Default::default()
+                });
+            }
+        }
         let want = lexical(path);
         let hit = mounts
             .iter()
