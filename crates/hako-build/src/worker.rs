@@ -60,6 +60,8 @@ pub struct StepResult {
 pub trait Rootfs: Send {
     /// Where it is mounted.
     fn path(&self) -> &Path;
+    /// The engine's id for it (the RUN container's id too).
+    fn id(&self) -> &str;
 }
 
 /// How a RUN container is networked.
@@ -134,7 +136,7 @@ pub trait Worker: Sync {
     fn cache_put(&self, key: &str, result: &StepResult) -> WResult<()>;
 
     /// A writable root filesystem on `layers`.
-    fn rootfs(&self, layers: &Layers) -> WResult<Box<dyn Rootfs>>;
+    fn rootfs(&self, layers: &Layers) -> WResult<Box<dyn Rootfs + '_>>;
 
     /// `USER` or `--chown` text → uid and gid, from the rootfs' `/etc/passwd` and
     /// `/etc/group`.
@@ -161,7 +163,12 @@ pub trait Worker: Sync {
 
     /// Turns the changes made in `rootfs` into a layer on `parent` and records the
     /// result under `key`.
-    fn commit(&self, rootfs: Box<dyn Rootfs>, parent: &Layers, key: &str) -> WResult<StepResult>;
+    fn commit(
+        &self,
+        rootfs: Box<dyn Rootfs + '_>,
+        parent: &Layers,
+        key: &str,
+    ) -> WResult<StepResult>;
 
     /// The diff ids of a chain, base first.
     fn diff_ids(&self, layers: &Layers) -> WResult<Vec<String>>;
@@ -173,7 +180,7 @@ pub trait Worker: Sync {
         sharing: crate::mounts::Sharing,
         owner: (u32, u32),
         mode: u32,
-    ) -> WResult<Box<dyn Rootfs>>;
+    ) -> WResult<Box<dyn Rootfs + '_>>;
 
     /// Writes the image and points `tags` at it; returns its id.
     fn export(&self, config: &ImageConfig, layers: &Layers, tags: &[String]) -> WResult<String>;

@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::build::{BuildArgs, BuilderCommand};
 use crate::commands::container::{
     commit::CommitArgs,
     cp::CpArgs,
@@ -58,6 +59,8 @@ pub struct Cli {
 pub enum Command {
     /// Create and run a new container from an image
     Run(RunArgs),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     /// Create a new container
     Create(CreateCmdArgs),
     /// Start one or more stopped containers
@@ -141,6 +144,9 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Manage hako
     #[command(subcommand)]
     System(SystemCommand),
@@ -169,6 +175,8 @@ pub enum VolumeCommand {
 /// `hako image ...`
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     /// List images
     #[command(visible_alias = "list")]
     Ls(ListArgs),

@@ -41,10 +41,11 @@ mod volumes;
 
 pub use bollard_stubs::models;
 pub use engine::{
-    AttachOptions, Attached, CONTAINER_FILTERS, CONTAINER_PRUNE_FILTERS, ContainerListOptions,
-    CreateOptions, DiskUsage, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS,
-    IMAGE_PRUNE_FILTERS, ImageListOptions, LiveState, Resizer, SignalSender, VOLUME_FILTERS,
-    VOLUME_PRUNE_FILTERS, WaitCondition, Waiter, parse_size, sibling_binary, status_text,
+    AttachOptions, Attached, BuildContext, BuildRequest, CONTAINER_FILTERS,
+    CONTAINER_PRUNE_FILTERS, ContainerListOptions, CreateOptions, CredentialLookup, DiskUsage,
+    Dockerfile, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS, IMAGE_PRUNE_FILTERS,
+    ImageListOptions, LiveState, Resizer, SignalSender, VOLUME_FILTERS, VOLUME_PRUNE_FILTERS,
+    WaitCondition, Waiter, parse_size, sibling_binary, status_text,
 };
 pub use error::{Error, Result};
 pub use records::Record;

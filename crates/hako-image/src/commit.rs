@@ -155,7 +155,11 @@ impl ImageStore {
 
     /// Streams the container's diff into the blob store through a pipe (no temp file,
     /// no copy in memory).
-    fn write_diff_blob(&self, container_id: &str, parent: Option<&str>) -> Result<Digest> {
+    pub(crate) fn write_diff_blob(
+        &self,
+        container_id: &str,
+        parent: Option<&str>,
+    ) -> Result<Digest> {
         let (mut reader, mut writer) = std::io::pipe().map_err(|e| Error::io("create pipe", e))?;
         let driver = &*self.driver;
         let (written, diffed) = std::thread::scope(|s| {

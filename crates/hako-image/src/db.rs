@@ -8,10 +8,12 @@
 //! repo_digests     name PK ("docker.io/library/busybox@sha256:..") -> images
 //! container_layers container_id PK, image_id, top_layer, rw_cache_id, created
 //! layer_pins       chain_id, owner (a flight's token; see flight.rs)
+//! build_cache      key PK, top_layer -> layers, created, empty, size, last_used (build_cache.rs)
 //! meta             key PK, value   (schema version, storage driver)
 //! ```
 //!
-//! `layers.refcount` counts the images and containers whose chain contains the layer; a
+//! `layers.refcount` counts the images, containers and build cache entries whose chain
+//! contains the layer; a
 //! layer at zero is deleted with its directory. Writers use `BEGIN IMMEDIATE` so that
 //! several hako processes serialize on the write lock instead of failing on upgrade; the
 //! busy timeout covers the wait.
@@ -68,6 +70,14 @@ CREATE TABLE IF NOT EXISTS layer_pins (
 );
 CREATE INDEX IF NOT EXISTS layer_pins_by_chain ON layer_pins(chain_id);
 CREATE INDEX IF NOT EXISTS layer_pins_by_owner ON layer_pins(owner);
+CREATE TABLE IF NOT EXISTS build_cache (
+  key TEXT PRIMARY KEY,
+  top_layer TEXT REFERENCES layers(chain_id),
+  created TEXT NOT NULL,
+  empty INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  last_used INTEGER NOT NULL
+);
 ";
 
 /// Opens the database, creating the schema.

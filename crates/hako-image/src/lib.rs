@@ -20,6 +20,7 @@
 
 mod archive;
 mod blobs;
+mod build_cache;
 mod commit;
 mod db;
 mod digest;
@@ -35,11 +36,12 @@ mod store;
 
 pub use archive::LoadedImage;
 pub use blobs::BlobStore;
+pub use build_cache::{BuildCacheEntry, BuildCacheUsage, BuildPruneReport};
 pub use commit::CommitOptions;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use flight::{Exclusive, Flight, KIND_IMAGE};
-pub use hako_storage::{Change, ChangeKind, LayerPaths, QuotaUsage, StorageOpts};
+pub use hako_storage::{Change, ChangeKind, LayerPaths, QuotaUsage, StorageOpts, dir_size};
 pub use import::ImportOptions;
 pub use reference::Reference;
 pub use registry::{

@@ -109,6 +109,15 @@ pub struct RootfsMount {
     pub image: Digest,
 }
 
+/// What a container root filesystem is made on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// An image (name or id).
+    Image(&'a str),
+    /// A layer chain (`None`: empty).
+    Chain(Option<&'a Digest>),
+}
+
 /// A layer unpacked but not yet registered.
 #[derive(Debug)]
 pub(crate) struct PendingLayer {
@@ -340,23 +349,7 @@ impl ImageStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = db::now();
-        for p in pending {
-            tx.execute(
-                "INSERT INTO layers (chain_id, diff_id, parent, cache_id, size, diff_size, blob_digest, blob_media_type, refcount, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
-                params![
-                    p.chain_id.as_str(),
-                    p.diff_id.as_str(),
-                    p.parent.as_ref().map(|d| d.as_str()),
-                    p.cache_id,
-                    i64::try_from(p.size).unwrap_or(i64::MAX),
-                    i64::try_from(p.diff_size).unwrap_or(i64::MAX),
-                    p.blob.as_ref().map(|b| b.0.as_str()),
-                    p.blob.as_ref().map(|b| b.1.as_str()),
-                    now
-                ],
-            )?;
-        }
+        insert_layers(&tx, pending)?;
         let exists: bool = tx
             .query_row(
                 "SELECT 1 FROM images WHERE id = ?1",
@@ -601,9 +594,23 @@ impl ImageStore {
         container_id: &str,
         opts: &StorageOpts,
     ) -> Result<RootfsMount> {
+        self.prepare_rootfs_at(Source::Image(image), container_id, opts)
+    }
+
+    /// [`ImageStore::prepare_rootfs_with`] on an image, or on a layer chain (a build
+    /// container: `image_id` then holds the chain id, or the empty digest for none).
+    pub(crate) fn prepare_rootfs_at(
+        &self,
+        source: Source<'_>,
+        container_id: &str,
+        opts: &StorageOpts,
+    ) -> Result<RootfsMount> {
         let flight = self.in_flight()?;
         let r = (|| -> Result<RootfsMount> {
-            let id = self.resolve(image)?;
+            let id = match source {
+                Source::Image(image) => self.resolve(image)?,
+                Source::Chain(top) => top.cloned().unwrap_or_else(|| Digest::of(b"")),
+            };
             // The claim first, in one transaction: the container's row and the references to
             // the image's layers. From then on `rmi` sees the image in use; an `rmi` that came
             // first leaves no image to claim. The directory comes after (a crash in between
@@ -612,15 +619,27 @@ impl ImageStore {
                 let mut conn = self.conn();
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let top: Option<String> = tx
-                    .query_row(
-                        "SELECT top_layer FROM images WHERE id = ?1",
-                        [id.as_str()],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .ok_or_else(|| Error::NoSuchImage(image.to_string()))?;
-                let top = top.map(|t| Digest::parse(&t)).transpose()?;
+                let top = match source {
+                    Source::Image(image) => {
+                        let top: Option<String> = tx
+                            .query_row(
+                                "SELECT top_layer FROM images WHERE id = ?1",
+                                [id.as_str()],
+                                |r| r.get(0),
+                            )
+                            .optional()?
+                            .ok_or_else(|| Error::NoSuchImage(image.to_string()))?;
+                        top.map(|t| Digest::parse(&t)).transpose()?
+                    }
+                    Source::Chain(top) => {
+                        if let Some(t) = top
+                            && !exists(&tx, "SELECT 1 FROM layers WHERE chain_id = ?1", t.as_str())?
+                        {
+                            return Err(Error::bad(format!("layer {t} is not in the store")));
+                        }
+                        top.cloned()
+                    }
+                };
                 if exists(
                     &tx,
                     "SELECT 1 FROM container_layers WHERE container_id = ?1",
@@ -949,8 +968,35 @@ pub(crate) fn column(conn: &Connection, sql: &str) -> Result<HashSet<String>> {
     Ok(v)
 }
 
+/// Inserts newly unpacked layers (refcount 0: the caller takes its references in the same
+/// transaction).
+pub(crate) fn insert_layers(tx: &Connection, pending: &[PendingLayer]) -> Result<()> {
+    let now = db::now();
+    for p in pending {
+        tx.execute(
+            "INSERT INTO layers (chain_id, diff_id, parent, cache_id, size, diff_size, blob_digest, blob_media_type, refcount, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+            params![
+                p.chain_id.as_str(),
+                p.diff_id.as_str(),
+                p.parent.as_ref().map(|d| d.as_str()),
+                p.cache_id,
+                i64::try_from(p.size).unwrap_or(i64::MAX),
+                i64::try_from(p.diff_size).unwrap_or(i64::MAX),
+                p.blob.as_ref().map(|b| b.0.as_str()),
+                p.blob.as_ref().map(|b| b.1.as_str()),
+                now
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 /// The chain from `top` down to the base: (chain id, cache id, size).
-fn chain_of(conn: &Connection, top: Option<&Digest>) -> Result<Vec<(String, String, i64)>> {
+pub(crate) fn chain_of(
+    conn: &Connection,
+    top: Option<&Digest>,
+) -> Result<Vec<(String, String, i64)>> {
     let mut out = Vec::new();
     let mut cur = top.map(|d| d.to_string());
     while let Some(c) = cur {

@@ -255,7 +255,7 @@ pub fn open_default(root: impl Into<PathBuf>) -> Result<Box<dyn Driver>> {
 }
 
 /// Bytes of the regular files below `dir`, each inode counted once.
-pub(crate) fn dir_size(dir: &std::path::Path) -> Result<u64> {
+pub fn dir_size(dir: &std::path::Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::HashSet::new();
     let mut total = 0;

@@ -227,7 +227,7 @@ pub(crate) fn run(
             parents: cp.parents,
         };
         // A stage or image source: mounted only now, on a miss.
-        let mut held: Vec<Box<dyn Rootfs>> = Vec::new();
+        let mut held: Vec<Box<dyn Rootfs + '_>> = Vec::new();
         let from_root = match &from_src {
             Some((_, layers)) => {
                 let m = b.worker.rootfs(layers).map_err(werr)?;

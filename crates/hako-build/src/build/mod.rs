@@ -149,13 +149,22 @@ pub(crate) struct Build<'a> {
     results: Mutex<Vec<Option<StageResult>>>,
     done: Condvar,
     vertex: AtomicU64,
+    config_vertex: AtomicU64,
     warnings: Mutex<Vec<String>>,
 }
 
+/// Vertex numbers of config-only instructions start here.
+pub const CONFIG_VERTEX_BASE: u64 = 1 << 40;
+
 impl Build<'_> {
-    /// A new vertex number.
+    /// A new vertex number (config-only instructions are numbered apart, from
+    /// [`CONFIG_VERTEX_BASE`], so BuildKit's views keep consecutive numbers).
     pub(crate) fn vertex(&self, name: String, step: Option<StepInfo>) -> (u64, Instant) {
-        let id = self.vertex.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = if step.as_ref().is_some_and(|s| s.config_only) {
+            self.config_vertex.fetch_add(1, Ordering::SeqCst) + CONFIG_VERTEX_BASE
+        } else {
+            self.vertex.fetch_add(1, Ordering::SeqCst) + 1
+        };
         self.progress.event(Event::Start { id, name, step });
         (id, Instant::now())
     }
@@ -235,7 +244,10 @@ pub fn build(
         ),
     );
     let df = crate::parser::parse(&opts.dockerfile)?;
-    if let Some(s) = &df.directives.syntax {
+    // The standard frontend (`docker/dockerfile:1` and its tags) is what hako implements.
+    if let Some(s) = df.directives.syntax.as_ref().filter(|s| {
+        !s.starts_with("docker/dockerfile") && !s.starts_with("docker.io/docker/dockerfile")
+    }) {
         progress.event(Event::Warning {
             message: format!(
                 "the syntax directive ({s}) is not used: hako builds with its own Dockerfile frontend"
@@ -251,7 +263,10 @@ pub fn build(
     }
     first(
         "[internal] load .dockerignore",
-        format!("transferring context: {} patterns done", opts.ignore.len()),
+        format!(
+            "transferring context: {} done",
+            crate::progress::human_size(opts.ignore.iter().map(|p| p.len() as u64 + 1).sum())
+        ),
     );
     let stages = crate::instructions::stages(&df)?;
     if stages.stages.is_empty() {
@@ -280,6 +295,7 @@ pub fn build(
         results: Mutex::new(vec![None; n]),
         done: Condvar::new(),
         vertex: AtomicU64::new(counter.load(Ordering::SeqCst)),
+        config_vertex: AtomicU64::new(0),
         warnings: Mutex::new(warnings),
     };
     let outcome: Result<Arc<StageOut>, BuildError> = std::thread::scope(|s| {

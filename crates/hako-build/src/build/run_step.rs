@@ -255,11 +255,11 @@ fn execute(
     net: Network,
     insecure: bool,
     vid: u64,
-    rootfs: Box<dyn Rootfs>,
+    rootfs: Box<dyn Rootfs + '_>,
     scratch: &Path,
     k: &str,
 ) -> Result<StepResult, BuildError> {
-    let mut held: Vec<Box<dyn Rootfs>> = Vec::new();
+    let mut held: Vec<Box<dyn Rootfs + '_>> = Vec::new();
     let mut mounts = Vec::new();
     let mut env = r.env.clone();
     env.extend(r.proxy_env.iter().cloned());

@@ -143,6 +143,10 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
         }
     };
     b.done(vid, t0);
+    // PATH is always set (BuildKit and the classic builder both add it).
+    if !state.image.env().iter().any(|(k, _)| k == "PATH") {
+        state.image.set_env("PATH", crate::config::DEFAULT_PATH);
+    }
     let mut commands = match state.image.config.on_build.take() {
         Some(t) if !t.is_empty() => triggers(&t, st.line)?,
         _ => Vec::new(),

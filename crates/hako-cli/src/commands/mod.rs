@@ -1,5 +1,6 @@
 //! One module per command, grouped by the object they act on.
 
+pub mod build;
 pub mod container;
 pub mod image;
 pub mod registry;
@@ -21,6 +22,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Completion(a) => system::docs::completion(&a),
         Command::Manpages(a) => system::docs::manpages(&a),
         Command::Run(a) | Command::Container(C::Run(a)) => container::run::run(g, &a),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::run(g, &a),
+        Command::Builder(build::BuilderCommand::Build(a)) => build::run(g, &a),
+        Command::Builder(build::BuilderCommand::Prune(a)) => build::prune(g, &a),
         Command::Create(a) | Command::Container(C::Create(a)) => container::run::run_create(g, &a),
         Command::Start(a) | Command::Container(C::Start(a)) => container::run::run_start(g, &a),
         Command::Ps(a) | Command::Container(C::Ls(a)) => container::ps::run(g, &a),

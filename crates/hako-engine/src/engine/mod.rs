@@ -16,6 +16,9 @@ use crate::error::{IoContext, Result};
 use crate::records::{self, Record};
 
 mod attach;
+mod build;
+mod build_run;
+mod build_worker;
 mod create;
 mod emit;
 mod exec;
@@ -36,6 +39,7 @@ mod volume;
 mod wait;
 
 pub use attach::{AttachOptions, Attached, Resizer};
+pub use build::{BuildContext, BuildRequest, CredentialLookup, Dockerfile};
 pub use create::CreateOptions;
 pub use exec::ExecOptions;
 pub use images::{IMAGE_FILTERS, IMAGE_PRUNE_FILTERS, ImageListOptions};

@@ -36,6 +36,7 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
     if a.verbose {
         return verbose(&du);
     }
+    let build = engine.build_cache_usage().map_err(engine_err)?;
     let n = |x: i64| u64::try_from(x).unwrap_or(0);
     let images = &du.images;
     let total: u64 = images.iter().map(|i| n(i.size)).sum();
@@ -86,7 +87,13 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
             volumes.iter().map(|v| v.0).sum(),
             volumes.iter().filter(|v| !v.1).map(|v| v.0).sum(),
         ),
-        row("Build Cache", 0, 0, 0, 0),
+        row(
+            "Build Cache",
+            usize::try_from(build.entries).unwrap_or(usize::MAX),
+            0,
+            build.size,
+            build.reclaimable,
+        ),
     ];
     let header = json!({
         "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",

@@ -43,6 +43,7 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
         } else {
             "  - all dangling images\n"
         });
+        w.push_str("  - unused build cache\n");
         if !confirm(&w)? {
             return Ok(());
         }
@@ -78,6 +79,14 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
         out.push('\n');
     }
     space += u64::try_from(report.space_reclaimed.unwrap_or(0)).unwrap_or(0);
+    let build = engine.build_prune(None).map_err(engine_err)?;
+    if build.entries > 0 {
+        out.push_str(&format!(
+            "Deleted build cache objects: {}\n\n",
+            build.entries
+        ));
+    }
+    space += build.space_reclaimed;
     out.push_str(&format!("Total reclaimed space: {}\n", human_size(space)));
     crate::commands::print(&out)
 }

@@ -1,0 +1,946 @@
+//! `hako build` end to end, as root: real Dockerfiles built with the real runtime, the
+//! results run and checked from inside; the cache changed one input at a time; bad input
+//! failing with one clear message and leaving nothing behind.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Hako;
+
+/// A build context in a temp dir.
+struct Ctx(tempfile::TempDir);
+
+impl Ctx {
+    fn new(dockerfile: &str) -> Ctx {
+        let c = Ctx(tempfile::Builder::new()
+            .prefix("hako-build-ctx-")
+            .tempdir()
+            .expect("tempdir"));
+        c.file("Dockerfile", dockerfile);
+        c
+    }
+    fn file(&self, rel: &str, content: &str) -> &Ctx {
+        let p = self.0.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+        self
+    }
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+    fn dir(&self) -> &str {
+        self.0.path().to_str().expect("utf-8")
+    }
+}
+
+fn build(h: &Hako, ctx: &Ctx, extra: &[&str]) -> Output {
+    let mut args = vec!["build", "--progress=plain"];
+    args.extend_from_slice(extra);
+    args.push(ctx.dir());
+    h.run(&args)
+}
+
+/// Builds, asserts success, returns stderr (the progress).
+fn build_ok(h: &Hako, ctx: &Ctx, extra: &[&str]) -> String {
+    let o = build(h, ctx, extra);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "build failed ({:?}):\n{err}", o.status);
+    err
+}
+
+/// Builds, asserts exit 1, returns stderr.
+fn build_fails(h: &Hako, ctx: &Ctx, extra: &[&str]) -> String {
+    let o = build(h, ctx, extra);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected the build to fail:\n{err}"
+    );
+    err
+}
+
+/// The vertices of plain output that ran (`#N [..] NAME` then `#N DONE`), and the cached
+/// ones, by their `[i/n] TEXT` name.
+fn steps(out: &str) -> (Vec<String>, Vec<String>) {
+    let mut names = std::collections::BTreeMap::new();
+    let mut ran = Vec::new();
+    let mut cached = Vec::new();
+    for l in out.lines() {
+        let Some(rest) = l.strip_prefix('#') else {
+            continue;
+        };
+        let Some((id, text)) = rest.split_once(' ') else {
+            continue;
+        };
+        if text.starts_with('[') && !text.starts_with("[internal]") {
+            names.insert(id.to_string(), text.to_string());
+        } else if text == "CACHED" {
+            if let Some(n) = names.get(id) {
+                cached.push(n.clone());
+            }
+        } else if text.starts_with("DONE")
+            && let Some(n) = names.get(id)
+            && !n.contains(" FROM ")
+            && !ran.contains(n)
+        {
+            ran.push(n.clone());
+        }
+    }
+    (ran, cached)
+}
+
+/// `hb-<store>`: the start of this store's build container ids (six hex digits of the
+/// root path's sha256, see `Engine::build_id_prefix`).
+fn build_prefix(h: &Hako) -> String {
+    use sha2::Digest;
+    let hex = format!(
+        "{:x}",
+        sha2::Sha256::digest(h.root.path().as_os_str().as_encoded_bytes())
+    );
+    format!("hb-{}", &hex[..6])
+}
+
+/// Nothing of a build may remain: build dirs, RUN containers, their root filesystems,
+/// mounts, cgroups.
+fn assert_build_clean(h: &Hako) {
+    let root = h.root.path();
+    let prefix = build_prefix(h);
+    for d in ["build/active", "build/tmp"] {
+        let left: Vec<_> = std::fs::read_dir(root.join(d))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {d}: {left:?}");
+    }
+    let left: Vec<_> = std::fs::read_dir(h.exec.path().join("build"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "bundles left: {left:?}");
+    for dir in [
+        root.join("overlay2"),
+        h.exec.path().join("runtime/hako-runtime"),
+    ] {
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("hb-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "build containers left in {}: {left:?}",
+            dir.display()
+        );
+        let _ = &prefix;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let ours: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(root.to_str().unwrap_or("-")))
+        .collect();
+    assert!(ours.is_empty(), "mounts left: {ours:?}");
+    for hier in ["memory", "pids", "cpu,cpuacct", "unified"] {
+        let dir = Path::new("/sys/fs/cgroup").join(hier).join("hako");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "cgroups left in {}: {left:?}",
+            dir.display()
+        );
+    }
+}
+
+fn run_out(h: &Hako, args: &[&str]) -> String {
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(args);
+    h.ok(&a)
+}
+
+#[test]
+fn builds_run_and_look_like_dockers() {
+    need_root!();
+    let h = Hako::new();
+    let ctx = Ctx::new(concat!(
+        "# syntax=docker/dockerfile:1\n",
+        "FROM busybox\n",
+        "ARG VERSION=1.0\n",
+        "ENV APP=/app \\\n",
+        "    GREETING=\"hello world\"\n",
+        "WORKDIR $APP\n",
+        "COPY --chown=user:user --chmod=0640 conf.txt ./conf/\n",
+        "COPY dir/ ./dir/\n",
+        "RUN echo \"$GREETING $VERSION\" > out.txt \\\n",
+        "  # a comment inside the continuation\n",
+        "  && mkdir -p /data\n",
+        "USER user\n",
+        "EXPOSE 8080/tcp 53/udp\n",
+        "VOLUME /data\n",
+        "LABEL org.example.version=$VERSION\n",
+        "STOPSIGNAL SIGTERM\n",
+        "HEALTHCHECK --interval=5s CMD true\n",
+        "ENTRYPOINT [\"/bin/sh\", \"-c\"]\n",
+        "CMD [\"cat $APP/out.txt\"]\n",
+    ));
+    ctx.file("conf.txt", "conf\n")
+        .file("dir/a", "A")
+        .file("dir/sub/b", "B");
+    let out = build_ok(
+        &h,
+        &ctx,
+        &["-t", "app:1", "-t", "app:latest", "--label", "extra=yes"],
+    );
+    assert!(
+        out.contains("#3 [1/5] FROM docker.io/library/busybox:latest"),
+        "{out}"
+    );
+    assert!(
+        out.contains("naming to docker.io/library/app:1 done"),
+        "{out}"
+    );
+    assert_eq!(run_out(&h, &["app:1"]), "hello world 1.0\n");
+    assert_eq!(
+        run_out(
+            &h,
+            &[
+                "--entrypoint",
+                "stat",
+                "app:latest",
+                "-c",
+                "%U:%G %a",
+                "/app/conf/conf.txt"
+            ]
+        ),
+        "user:user 640\n"
+    );
+    assert_eq!(
+        run_out(&h, &["--entrypoint", "cat", "app:1", "/app/dir/sub/b"]),
+        "B"
+    );
+    assert_eq!(
+        run_out(&h, &["--entrypoint", "id", "app:1", "-un"]),
+        "user\n"
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&h.ok(&["image", "inspect", "-f", "{{json .Config}}", "app:1"]))
+            .expect("json");
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert_eq!(cfg["User"], "user");
+    assert_eq!(cfg["Env"][1], "APP=/app");
+    assert_eq!(cfg["Env"][2], "GREETING=hello world");
+    assert_eq!(cfg["Labels"]["org.example.version"], "1.0");
+    assert_eq!(cfg["Labels"]["extra"], "yes");
+    assert!(cfg["ExposedPorts"]["53/udp"].is_object());
+    assert!(cfg["Volumes"]["/data"].is_object());
+    assert_eq!(cfg["StopSignal"], "SIGTERM");
+    assert_eq!(cfg["Healthcheck"]["Test"][0], "CMD-SHELL");
+    let history = h.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "app:1",
+    ]);
+    assert!(
+        history.contains("RUN |1 VERSION=1.0 /bin/sh -c echo"),
+        "{history}"
+    );
+    assert!(
+        history.contains("COPY --chown=user:user --chmod=0640 conf.txt ./conf/ # buildkit"),
+        "{history}"
+    );
+    assert!(history.contains("WORKDIR /app"), "{history}");
+    // A fully cached rebuild does no container work and gives the same image.
+    let id1 = h.ok(&["image", "inspect", "-f", "{{.Id}}", "app:1"]);
+    let started = Instant::now();
+    let again = build_ok(&h, &ctx, &["-t", "app:2", "--label", "extra=yes"]);
+    let (ran, cached) = steps(&again);
+    assert!(ran.is_empty(), "a cached rebuild ran {ran:?}:\n{again}");
+    assert_eq!(cached.len(), 4, "{again}");
+    assert_eq!(h.ok(&["image", "inspect", "-f", "{{.Id}}", "app:2"]), id1);
+    eprintln!("cached rebuild: {:?}", started.elapsed());
+    assert_build_clean(&h);
+}
+
+#[test]
+fn cache_reruns_exactly_what_changed() {
+    need_root!();
+    let h = Hako::new();
+    let ctx = Ctx::new(concat!(
+        "FROM busybox\n",
+        "LABEL stage=one\n",
+        "RUN echo base > /base\n",
+        "ARG FLAVOR=plain\n",
+        "COPY a.txt /a.txt\n",
+        "RUN echo \"$FLAVOR\" > /flavor\n",
+        "COPY b.txt /b.txt\n",
+        "RUN cat /a.txt /b.txt /flavor > /all\n",
+    ));
+    ctx.file("a.txt", "a1\n")
+        .file("b.txt", "b1\n")
+        .file("ignored.log", "x");
+    ctx.file(".dockerignore", "*.log\n");
+    build_ok(&h, &ctx, &["-t", "c:1"]);
+    assert_eq!(run_out(&h, &["c:1", "cat", "/all"]), "a1\nb1\nplain\n");
+    let rerun = |extra: &[&str]| steps(&build_ok(&h, &ctx, extra)).0;
+    // Nothing changed.
+    assert!(rerun(&["-t", "c:1"]).is_empty());
+    // Only mtimes changed, and a file .dockerignore hides: still nothing.
+    let a = ctx.path().join("a.txt");
+    std::fs::File::options()
+        .write(true)
+        .open(&a)
+        .expect("open")
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .expect("touch");
+    ctx.file("ignored.log", "changed");
+    assert!(rerun(&["-t", "c:1"]).is_empty());
+    // The second copied file: its COPY and what follows.
+    ctx.file("b.txt", "b2\n");
+    assert_eq!(
+        rerun(&["-t", "c:1"]),
+        [
+            "[5/6] COPY b.txt /b.txt",
+            "[6/6] RUN cat /a.txt /b.txt /flavor > /all"
+        ]
+    );
+    // A build arg: the first RUN after its ARG (the COPY before it stays cached), and
+    // everything on top of it.
+    assert_eq!(
+        rerun(&["-t", "c:1", "--build-arg", "FLAVOR=spicy"]),
+        [
+            "[4/6] RUN echo \"$FLAVOR\" > /flavor",
+            "[5/6] COPY b.txt /b.txt",
+            "[6/6] RUN cat /a.txt /b.txt /flavor > /all"
+        ]
+    );
+    assert_eq!(run_out(&h, &["c:1", "cat", "/all"]), "a1\nb2\nspicy\n");
+    // A mode is part of a file's identity.
+    std::fs::set_permissions(&a, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    assert_eq!(rerun(&["-t", "c:1"]).len(), 4);
+    // A label above everything changes no filesystem step.
+    let text = std::fs::read_to_string(ctx.path().join("Dockerfile")).expect("read");
+    ctx.file("Dockerfile", &text.replace("stage=one", "stage=two"));
+    assert!(rerun(&["-t", "c:1"]).is_empty());
+    // --no-cache runs everything; proxies given as build args do not count.
+    assert_eq!(rerun(&["-t", "c:1", "--no-cache"]).len(), 5);
+    assert!(rerun(&["-t", "c:1", "--build-arg", "HTTP_PROXY=http://proxy:3128"]).is_empty());
+    assert_build_clean(&h);
+}
+
+#[test]
+fn multi_stage_target_parallel_and_unused() {
+    need_root!();
+    let h = Hako::new();
+    let ctx = Ctx::new(concat!(
+        "ARG BASE=busybox\n",
+        "FROM ${BASE} AS a\n",
+        "RUN cut -d' ' -f1 /proc/uptime > /t && sleep 3\n",
+        "FROM ${BASE} AS b\n",
+        "RUN cut -d' ' -f1 /proc/uptime > /t && sleep 3\n",
+        "FROM busybox AS broken\n",
+        "RUN echo this stage is never built && exit 3\n",
+        "FROM a AS child\n",
+        "RUN cat /t > /from-a\n",
+        "FROM scratch\n",
+        "COPY --from=child /from-a /a\n",
+        "COPY --from=1 /t /b\n",
+        "COPY --from=busybox /bin/busybox /bin/busybox\n",
+        "CMD [\"/bin/busybox\", \"cat\", \"/a\", \"/b\"]\n",
+    ));
+    let out = build_ok(&h, &ctx, &["-t", "ms"]);
+    assert!(!out.contains("never built"), "{out}");
+    let times = run_out(&h, &["ms"]);
+    let t: Vec<f64> = times
+        .lines()
+        .map(|l| l.trim().parse().expect("uptime"))
+        .collect();
+    // One after the other they would start 3 s apart or more.
+    assert!(
+        (t[0] - t[1]).abs() < 2.5,
+        "stages a and b ran one after the other: {t:?}"
+    );
+    // --target builds only what that stage needs.
+    let out = build_ok(&h, &ctx, &["--target", "child", "-t", "only-child"]);
+    assert!(!out.contains("[b "), "{out}");
+    assert!(
+        run_out(&h, &["only-child", "cat", "/from-a"])
+            .trim()
+            .parse::<f64>()
+            .is_ok()
+    );
+    let err = build_fails(&h, &ctx, &["--target", "nope"]);
+    assert!(
+        err.contains("target stage \"nope\" could not be found"),
+        "{err}"
+    );
+    let err = build_fails(&h, &ctx, &["--target", "broken"]);
+    assert!(err.contains("exit code: 3"), "{err}");
+    assert_build_clean(&h);
+}
+
+#[test]
+fn heredocs_mounts_and_secrets() {
+    need_root!();
+    let h = Hako::new();
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    std::fs::write(secret.path(), "s3cr3t").expect("write secret");
+    let ctx = Ctx::new(concat!(
+        "FROM busybox\n",
+        "ENV WHO=heredoc\n",
+        "RUN <<EOF\n",
+        "echo one > /h1\n",
+        "echo \"two $WHO\" >> /h1\n",
+        "EOF\n",
+        "RUN <<EOF\n",
+        "#!/bin/sh\n",
+        "echo \"from a script: $0\" > /h2\n",
+        "EOF\n",
+        "COPY <<A <<'B' /etc/notes/\n",
+        "expanded $WHO\n",
+        "A\n",
+        "literal $WHO\n",
+        "B\n",
+        "RUN <<-EOT cat > /h3\n",
+        "\t\tindented\n",
+        "\tEOT\n",
+        "RUN --mount=type=cache,target=/cache sh -c 'date >> /cache/log; wc -l < /cache/log > /runs'\n",
+        "RUN --mount=type=bind,source=data,target=/src cp /src/file /from-bind\n",
+        "RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/x && cat /scratch/x > /from-tmpfs'\n",
+        "RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /secret-size\n",
+        "RUN --mount=type=secret,id=tok,env=TOKEN sh -c 'test \"$TOKEN\" = s3cr3t && echo ok > /secret-env'\n",
+    ));
+    ctx.file("data/file", "bound\n");
+    let sec = format!("id=tok,src={}", secret.path().display());
+    build_ok(&h, &ctx, &["-t", "hd", "--secret", &sec]);
+    assert_eq!(run_out(&h, &["hd", "cat", "/h1"]), "one\ntwo heredoc\n");
+    assert_eq!(
+        run_out(&h, &["hd", "cat", "/h2"]),
+        "from a script: /dev/pipes/EOF\n"
+    );
+    assert_eq!(
+        run_out(&h, &["hd", "cat", "/etc/notes/A", "/etc/notes/B"]),
+        "expanded heredoc\nliteral $WHO\n"
+    );
+    assert_eq!(run_out(&h, &["hd", "cat", "/h3"]), "indented\n");
+    assert_eq!(run_out(&h, &["hd", "cat", "/runs"]).trim(), "1");
+    assert_eq!(
+        run_out(
+            &h,
+            &["hd", "cat", "/from-bind", "/from-tmpfs", "/secret-env"]
+        ),
+        "bound\nt\nok\n"
+    );
+    assert_eq!(run_out(&h, &["hd", "cat", "/secret-size"]).trim(), "6");
+    // No trace of the mounts in the image.
+    let ls = run_out(
+        &h,
+        &[
+            "hd",
+            "sh",
+            "-c",
+            "ls -d /cache /src /scratch /run/secrets /dev/pipes 2>&1 || true",
+        ],
+    );
+    assert!(
+        !ls.lines().any(|l| !l.contains("No such file")),
+        "mount points left in the image: {ls}"
+    );
+    // The cache mount keeps its contents for the next build (its RUN reruns with --no-cache).
+    build_ok(&h, &ctx, &["-t", "hd", "--secret", &sec, "--no-cache"]);
+    assert_eq!(run_out(&h, &["hd", "cat", "/runs"]).trim(), "2");
+    // A required secret that is missing fails clearly; an optional one is skipped.
+    let ctx2 = Ctx::new("FROM busybox\nRUN --mount=type=secret,id=nope,required=true true\n");
+    let err = build_fails(&h, &ctx2, &[]);
+    assert!(err.contains("secret nope not found"), "{err}");
+    let ctx3 =
+        Ctx::new("FROM busybox\nRUN --mount=type=secret,id=nope test ! -e /run/secrets/nope\n");
+    build_ok(&h, &ctx3, &[]);
+    // builder prune empties the cache (and the cache mounts).
+    let pruned = h.ok(&["builder", "prune", "-f"]);
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    build_ok(&h, &ctx, &["-t", "hd", "--secret", &sec]);
+    assert_eq!(run_out(&h, &["hd", "cat", "/runs"]).trim(), "1");
+    assert_build_clean(&h);
+}
+
+#[test]
+fn arg_scoping_onbuild_and_copy_sources() {
+    need_root!();
+    let h = Hako::new();
+    let base = Ctx::new(concat!(
+        "FROM busybox\n",
+        "ONBUILD RUN echo triggered > /onbuild\n",
+        "ONBUILD COPY marker /marker\n",
+    ));
+    build_ok(&h, &base, &["-t", "with-onbuild"]);
+    let ctx = Ctx::new(concat!(
+        "ARG TAG=with-onbuild\n",
+        "ARG UNUSED_GLOBAL=x\n",
+        "FROM $TAG AS first\n",
+        "RUN echo \"[$TAG]\" > /tag-in-stage\n",
+        "ARG TAG\n",
+        "RUN echo \"[$TAG]\" > /tag-imported\n",
+        "ARG LOCAL=default\n",
+        "ENV FROM_ENV=$LOCAL\n",
+        "FROM first\n",
+        "RUN echo \"[$LOCAL][$FROM_ENV]\" > /inherited\n",
+        "ADD archive.tar.gz /unpacked/\n",
+        "COPY --parents ./deep/./x/y.txt /parents/\n",
+        "COPY link-to-dir /via-link/\n",
+    ));
+    ctx.file("marker", "m").file("deep/x/y.txt", "y");
+    ctx.file("realdir/f", "through a link");
+    std::os::unix::fs::symlink("realdir", ctx.path().join("link-to-dir")).expect("symlink");
+    // A gzipped tar made here, as a user would have one.
+    let t = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(t.path().join("in/sub")).expect("mkdir");
+    std::fs::write(t.path().join("in/sub/file"), "from the tar").expect("write");
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(ctx.path().join("archive.tar.gz"))
+        .arg("-C")
+        .arg(t.path().join("in"))
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let out = build_ok(
+        &h,
+        &ctx,
+        &[
+            "-t",
+            "args",
+            "--build-arg",
+            "LOCAL=given",
+            "--build-arg",
+            "NEVER=1",
+        ],
+    );
+    assert!(
+        out.contains("One or more build-args [NEVER] were not consumed"),
+        "{out}"
+    );
+    assert_eq!(
+        run_out(&h, &["args", "cat", "/onbuild", "/marker"]),
+        "triggered\nm"
+    );
+    assert_eq!(
+        run_out(&h, &["args", "cat", "/tag-in-stage", "/tag-imported"]),
+        "[]\n[with-onbuild]\n"
+    );
+    assert_eq!(
+        run_out(&h, &["args", "cat", "/inherited"]),
+        "[given][given]\n"
+    );
+    assert_eq!(
+        run_out(&h, &["args", "cat", "/unpacked/sub/file"]),
+        "from the tar"
+    );
+    assert_eq!(
+        run_out(&h, &["args", "cat", "/parents/x/y.txt", "/via-link/f"]),
+        "ythrough a link"
+    );
+    assert_build_clean(&h);
+}
+
+/// A one-file HTTP server on loopback for `ADD URL`; returns its URL and the request
+/// count.
+fn http_server(body: &'static [u8]) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/files/tool.bin", l.local_addr().expect("addr"));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().expect("clone"));
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn add_from_a_url_with_checksum() {
+    need_root!();
+    let h = Hako::new();
+    let (url, hits) = http_server(b"remote content\n");
+    let sum = {
+        use sha2::Digest;
+        format!("sha256:{:x}", sha2::Sha256::digest(b"remote content\n"))
+    };
+    let ctx = Ctx::new(&format!(
+        "FROM busybox\nADD --checksum={sum} {url} /opt/\nRUN cat /opt/tool.bin\n"
+    ));
+    build_ok(&h, &ctx, &["-t", "url"]);
+    assert_eq!(
+        run_out(&h, &["url", "cat", "/opt/tool.bin"]),
+        "remote content\n"
+    );
+    assert_eq!(
+        run_out(&h, &["url", "stat", "-c", "%a %Y", "/opt/tool.bin"]),
+        "600 1445412480\n"
+    );
+    // With a checksum, a cached rebuild does not even fetch it.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(steps(&build_ok(&h, &ctx, &["-t", "url"])).0.is_empty());
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), before);
+    let bad = Ctx::new(&format!(
+        "FROM busybox\nADD --checksum=sha256:{} {url} /opt/\n",
+        "0".repeat(64)
+    ));
+    let err = build_fails(&h, &bad, &[]);
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert_build_clean(&h);
+}
+
+#[test]
+fn bad_input_fails_clearly_and_leaves_nothing() {
+    need_root!();
+    let h = Hako::new();
+    let outside = tempfile::NamedTempFile::new().expect("outside file");
+    let cases: Vec<(String, &str)> = vec![
+        ("FROM busybox\nRUN true\nRUNN oops\n".into(), "Dockerfile:3"),
+        (
+            "FROM busybox\nRUN true\nRUNN oops\n".into(),
+            "unknown instruction: RUNN (did you mean RUN?)",
+        ),
+        (
+            "FROM busybox\nCOPY ../secret /x\n".into(),
+            "outside the build context",
+        ),
+        (
+            "FROM busybox\nCOPY missing.txt /x\n".into(),
+            "\"missing.txt\": not found",
+        ),
+        (
+            "FROM busybox\nCOPY escape /x\n".into(),
+            "points outside the build context",
+        ),
+        (
+            "FROM hako-test/no-such-image:1\n".into(),
+            "hako-test/no-such-image:1",
+        ),
+        (
+            "FROM busybox\nRUN echo failing-output && exit 7\n".into(),
+            "exit code: 7",
+        ),
+        (
+            "FROM busybox\nRUN echo failing-output && exit 7\n".into(),
+            "failing-output",
+        ),
+        (
+            "FROM busybox\nRUN <<EOF\necho unterminated\n".into(),
+            "unterminated heredoc",
+        ),
+        (
+            "FROM busybox\nENV\n".into(),
+            "ENV requires at least one argument",
+        ),
+        (
+            "FROM busybox\nCOPY a b /not-a-dir\n".into(),
+            "must be a directory and end with a /",
+        ),
+        ("RUN x\n".into(), "no build stage"),
+        ("# just a comment\n".into(), "file with no instructions"),
+        (
+            "FROM busybox\nRUN --network=host true\n".into(),
+            "hako build --network=host",
+        ),
+    ];
+    for (df, want) in cases {
+        let ctx = Ctx::new(&df);
+        ctx.file("a", "").file("b", "");
+        std::os::unix::fs::symlink(outside.path(), ctx.path().join("escape")).expect("symlink");
+        let err = build_fails(&h, &ctx, &["-t", "bad"]);
+        assert!(err.contains(want), "{df:?} should say {want:?}:\n{err}");
+        assert!(err.contains("ERROR: failed to solve:"), "{err}");
+    }
+    // The failing RUN: its output and the Dockerfile lines around it.
+    let ctx = Ctx::new("FROM busybox\nRUN true\nRUN echo failing-output && exit 7\nCMD x\n");
+    let err = build_fails(&h, &ctx, &[]);
+    assert!(
+        err.contains(" > [3/3] RUN echo failing-output && exit 7:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("   3 | >>> RUN echo failing-output && exit 7"),
+        "{err}"
+    );
+    assert!(
+        h.run(&["image", "inspect", "bad"]).status.code() != Some(0),
+        "no image was made"
+    );
+    let e = h.fails(125, &["build", "-t", "Bad:Tag", ctx.dir()]);
+    assert!(e.contains("invalid reference format"), "{e}");
+    assert_build_clean(&h);
+}
+
+fn spawn_build(h: &Hako, ctx: &Ctx, tag: &str) -> (std::process::Child, Vec<String>) {
+    let mut c = h.cmd(&["build", "--progress=plain", "-t", tag, ctx.dir()]);
+    c.stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn build");
+    let err = child.stderr.take().expect("stderr");
+    let mut lines = Vec::new();
+    let mut r = BufReader::new(err);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 || Instant::now() > deadline {
+            break;
+        }
+        lines.push(l.clone());
+        if l.contains("running-marker") {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = r.read_to_string(&mut rest);
+    });
+    (child, lines)
+}
+
+fn marker_processes(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .map(|r| {
+            r.flatten()
+                .filter(|e| {
+                    std::fs::read(e.path().join("cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                        .unwrap_or(false)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn cancelled_and_killed_builds_leave_nothing() {
+    need_root!();
+    let h = Hako::new();
+    let ctx = Ctx::new("FROM busybox\nRUN echo running-marker && sleep 317\n");
+    // ctrl-c: the RUN container is killed, no image, no cache entry.
+    let (mut child, lines) = spawn_build(&h, &ctx, "cancelled");
+    assert!(
+        lines.iter().any(|l| l.contains("running-marker")),
+        "{lines:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let st = child.wait().expect("wait");
+    assert_eq!(st.code(), Some(1));
+    assert!(h.run(&["image", "inspect", "cancelled"]).status.code() != Some(0));
+    assert_eq!(marker_processes("sleep 317"), 0, "the RUN process survived");
+    assert_build_clean(&h);
+    // kill -9 of hako: the next build cleans up what it left.
+    let (mut child, lines) = spawn_build(&h, &ctx, "killed");
+    assert!(
+        lines.iter().any(|l| l.contains("running-marker")),
+        "{lines:?}"
+    );
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let quick = Ctx::new("FROM busybox\nRUN true\n");
+    build_ok(&h, &quick, &[]);
+    assert_eq!(
+        marker_processes("sleep 317"),
+        0,
+        "the RUN process of the killed build survived"
+    );
+    assert_build_clean(&h);
+}
+
+#[test]
+fn contexts_from_stdin_and_dockerfile_options() {
+    need_root!();
+    let h = Hako::new();
+    // A tar on stdin (gzipped), with a Dockerfile.dockerignore next to the Dockerfile.
+    let ctx = Ctx::new("FROM busybox\nCOPY . /ctx/\n");
+    ctx.file("keep.txt", "k")
+        .file("skip.txt", "s")
+        .file("other.Dockerfile", "FROM busybox\nCOPY . /o/\n");
+    ctx.file(".dockerignore", "keep.txt\n");
+    ctx.file("other.Dockerfile.dockerignore", "skip.txt\n");
+    let tgz = Command::new("tar")
+        .arg("-cz")
+        .arg("-C")
+        .arg(ctx.path())
+        .arg(".")
+        .output()
+        .expect("tar");
+    let o = h.run_stdin(&["build", "-q", "-t", "fromtar", "-"], &tgz.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:"), "-q prints the id: {id}");
+    let ls = run_out(&h, &["fromtar", "ls", "/ctx"]);
+    assert!(ls.contains("skip.txt") && !ls.contains("keep.txt"), "{ls}");
+    // -f picks another Dockerfile and its own ignore file.
+    let df = ctx.path().join("other.Dockerfile");
+    let iid = ctx.path().join("iid");
+    build_ok(
+        &h,
+        &ctx,
+        &[
+            "-f",
+            df.to_str().expect("utf-8"),
+            "-t",
+            "other",
+            "--iidfile",
+            iid.to_str().expect("utf-8"),
+        ],
+    );
+    let ls = run_out(&h, &["other", "ls", "/o"]);
+    assert!(ls.contains("keep.txt") && !ls.contains("skip.txt"), "{ls}");
+    assert!(
+        std::fs::read_to_string(&iid)
+            .expect("iidfile")
+            .starts_with("sha256:")
+    );
+    // A Dockerfile on stdin has no context: RUN works, COPY says why it cannot.
+    let o = h.run_stdin(
+        &["build", "-q", "-t", "nocontext", "-"],
+        b"FROM busybox\nRUN echo ok > /ok\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = h.run_stdin(
+        &["build", "-t", "nocontext", "-"],
+        b"FROM busybox\nCOPY x /x\n",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no build context"));
+    assert_build_clean(&h);
+}
+
+#[test]
+fn huge_context_on_stdin_is_streamed() {
+    need_root!();
+    let h = Hako::new();
+    // 512 MiB of context through a pipe; hako's memory must stay far below it.
+    let size: u64 = 512 << 20;
+    let mut c = h.cmd(&["build", "-q", "-t", "big", "-"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let pid = child.id();
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut b = tar::Builder::new(&mut stdin);
+        let df = b"FROM busybox\nCOPY small /small\n";
+        let mut hd = tar::Header::new_gnu();
+        hd.set_size(df.len() as u64);
+        hd.set_mode(0o644);
+        hd.set_uid(0);
+        hd.set_gid(0);
+        hd.set_mtime(1_700_000_000);
+        hd.set_cksum();
+        b.append_data(&mut hd, "Dockerfile", &df[..])?;
+        let mut hs = tar::Header::new_gnu();
+        hs.set_size(2);
+        hs.set_mode(0o644);
+        hs.set_uid(0);
+        hs.set_gid(0);
+        hs.set_mtime(1_700_000_000);
+        hs.set_cksum();
+        b.append_data(&mut hs, "small", &b"s\n"[..])?;
+        let mut hb = tar::Header::new_gnu();
+        hb.set_size(size);
+        hb.set_mode(0o644);
+        hb.set_uid(0);
+        hb.set_gid(0);
+        hb.set_mtime(1_700_000_000);
+        hb.set_cksum();
+        b.append_data(&mut hb, "big.bin", std::io::repeat(7).take(size))?;
+        b.finish()
+    });
+    let mut peak = 0u64;
+    while child.try_wait().expect("try_wait").is_none() {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kb * 1024);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().expect("output");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    writer.join().expect("writer").expect("write the context");
+    assert!(
+        peak < size / 4,
+        "hako held the context in memory: peak {peak} bytes"
+    );
+    assert_build_clean(&h);
+}
+
+#[test]
+fn layers_are_reproducible_and_images_travel() {
+    need_root!();
+    let h = Hako::new();
+    let ctx = Ctx::new(
+        "FROM busybox\nWORKDIR /srv/app\nCOPY files/ ./\nCOPY --chmod=0755 run.sh /usr/local/bin/\n",
+    );
+    ctx.file("files/a", "a")
+        .file("files/sub/b", "b")
+        .file("run.sh", "#!/bin/sh\necho run\n");
+    build_ok(&h, &ctx, &["-t", "r:1"]);
+    let layers = |t: &str| h.ok(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", t]);
+    let first = layers("r:1");
+    build_ok(&h, &ctx, &["-t", "r:2", "--no-cache"]);
+    assert_eq!(
+        layers("r:2"),
+        first,
+        "identical inputs give identical layers"
+    );
+    // And in a fresh store.
+    let h2 = Hako::new();
+    build_ok(&h2, &ctx, &["-t", "r:1"]);
+    assert_eq!(
+        h2.ok(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", "r:1"]),
+        first
+    );
+    // save | load keeps the image whole.
+    let saved = h.cmd(&["save", "r:1"]).output().expect("save");
+    assert!(saved.status.success());
+    let h3 = Hako::new();
+    let o = h3.run_stdin(&["load"], &saved.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(run_out(&h3, &["r:1", "run.sh"]), "run\n");
+    // system df counts the build cache; system prune removes it.
+    let df = h.ok(&["system", "df"]);
+    assert!(df.contains("Build Cache"), "{df}");
+    h.ok(&["system", "prune", "-f"]);
+    let after = build_ok(&h, &ctx, &["-t", "r:3"]);
+    assert!(steps(&after).1.is_empty(), "the cache was pruned:\n{after}");
+    assert_build_clean(&h);
+}

@@ -1,0 +1,275 @@
+//! RUN containers: `RUNTIME run` in the foreground, no shim.
+//!
+//! Why not the shim path of `hako run`: a build container belongs to one step of one
+//! build. It needs no detach, attach, logs, restart policy or record in `hako ps`; its
+//! output goes to the build's progress and it is deleted when the step ends. The runtime's
+//! `run` does exactly that with one process less, and a build that dies (kill -9) is
+//! cleaned up by its lock file (`collect_dead_builds`). The bundle is the same Docker
+//! default spec `hako run` uses (capabilities, seccomp, masked paths, /dev, /proc...).
+//!
+//! Mount points the runtime creates in the image for its own mounts (`/etc/hosts`,
+//! `/proc`...) are removed again when they were not there before, so they never end up in
+//! the step's layer (Docker keeps them in an init layer; BuildKit removes them the same
+//! way).
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bollard_stubs::models::{ContainerConfig, HostConfig};
+use hako_build::progress::Cancel;
+use hako_build::worker::{Network, Rootfs, RunMount, RunRequest, WResult, WorkerError};
+
+use super::build_worker::EngineWorker;
+use crate::mounts::{MountKind, ResolvedMount};
+use crate::spec::{self, SpecInput};
+
+/// BuildKit's hostname for RUN containers.
+const HOSTNAME: &str = "buildkitsandbox";
+
+/// Paths the runtime mounts over in every container.
+const RUNTIME_TARGETS: &[&str] = &[
+    "proc",
+    "dev",
+    "sys",
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+];
+
+fn werr(e: impl std::fmt::Display) -> WorkerError {
+    WorkerError(e.to_string())
+}
+
+/// The paths among `targets` (relative to `rootfs`) that do not exist yet.
+fn missing(rootfs: &Path, targets: &[String]) -> Vec<String> {
+    targets
+        .iter()
+        .filter(|t| std::fs::symlink_metadata(rootfs.join(t)).is_err())
+        .cloned()
+        .collect()
+}
+
+/// Removes empty mount points the runtime made (files or directories, deepest first).
+fn remove_created(rootfs: &Path, created: &[String]) {
+    let mut c: Vec<&String> = created.iter().collect();
+    c.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    for p in c {
+        let full = rootfs.join(p);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(&full);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(&full);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl EngineWorker<'_> {
+    /// Runs `req` on `rootfs` to completion; returns the exit code.
+    pub(super) fn run_container(
+        &self,
+        rootfs: &dyn Rootfs,
+        req: &RunRequest,
+        out: &mut dyn FnMut(u8, &[u8]),
+        cancel: &Cancel,
+    ) -> WResult<i32> {
+        let id = rootfs.id().to_string();
+        let suffix = id
+            .strip_prefix(&format!("hb-{}-", self.build_id))
+            .unwrap_or(&id)
+            .to_string();
+        let bundle = self.bundles.join(&suffix);
+        std::fs::create_dir_all(&bundle)
+            .map_err(|e| werr(format!("create {}: {e}", bundle.display())))?;
+        let result = self.run_in(&id, &bundle, rootfs.path(), req, out, cancel);
+        let _ = std::fs::remove_dir_all(&bundle);
+        result
+    }
+
+    fn run_in(
+        &self,
+        id: &str,
+        bundle: &Path,
+        root: &Path,
+        req: &RunRequest,
+        out: &mut dyn FnMut(u8, &[u8]),
+        cancel: &Cancel,
+    ) -> WResult<i32> {
+        let engine = self.engine;
+        let user = crate::user::resolve(root, &req.user).map_err(werr)?;
+        let mut env = req.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, format!("PATH={}", spec::DEFAULT_PATH));
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
+        let host = HostConfig {
+            // Bridge networking is not wired into the engine yet: RUN uses the host's
+            // network, as buildkitd does without CNI.
+            network_mode: Some(
+                match req.network {
+                    Network::None => "none",
+                    Network::Host | Network::Default => "host",
+                }
+                .into(),
+            ),
+            privileged: Some(req.insecure),
+            ..HostConfig::default()
+        };
+        let mounts: Vec<ResolvedMount> = req
+            .mounts
+            .iter()
+            .map(|m| match m {
+                RunMount::Bind {
+                    source,
+                    target,
+                    readonly,
+                } => ResolvedMount {
+                    kind: MountKind::Bind,
+                    source: source.display().to_string(),
+                    destination: target.clone(),
+                    rw: !readonly,
+                    options: Vec::new(),
+                },
+                RunMount::Tmpfs { target, size } => {
+                    let mut options = vec![
+                        "rw".to_string(),
+                        "nosuid".into(),
+                        "nodev".into(),
+                        "mode=1777".into(),
+                    ];
+                    if let Some(s) = size {
+                        options.push(format!("size={s}"));
+                    }
+                    ResolvedMount {
+                        kind: MountKind::Tmpfs,
+                        source: "tmpfs".into(),
+                        destination: target.clone(),
+                        rw: true,
+                        options,
+                    }
+                }
+            })
+            .collect();
+        let targets: Vec<String> = RUNTIME_TARGETS.iter().map(|s| s.to_string()).collect();
+        let created_before = missing(root, &targets);
+        spec::write_etc_files(bundle, HOSTNAME, &host)
+            .map_err(|e| werr(format!("write {}: {e}", bundle.display())))?;
+        let config = ContainerConfig {
+            tty: Some(false),
+            ..ContainerConfig::default()
+        };
+        let oci = spec::build(&SpecInput {
+            id,
+            config: &config,
+            host: &host,
+            rootfs: root,
+            container_dir: bundle,
+            mounts: &mounts,
+            init: None,
+            args: req.argv.clone(),
+            env,
+            cwd: req.cwd.clone(),
+            user: &user,
+            hostname: HOSTNAME.into(),
+        })
+        .map_err(werr)?;
+        oci.save(bundle.join("config.json"))
+            .map_err(|e| werr(format!("write config.json: {e}")))?;
+        let runtime = engine.opts.runtime.clone();
+        let state_root = engine.runtime_root("hako-runtime");
+        let mut child = Command::new(&runtime)
+            .arg("--root")
+            .arg(&state_root)
+            .arg("run")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a ctrl-c at the terminal is the build's to handle.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| werr(format!("run the OCI runtime {}: {e}", runtime.display())))?;
+        let (tx, rx) = mpsc::channel::<(u8, Vec<u8>)>();
+        let mut pumps = Vec::new();
+        for (stream, pipe) in [
+            (
+                1u8,
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            ),
+            (
+                2u8,
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            ),
+        ] {
+            let Some(mut pipe) = pipe else { continue };
+            let tx = tx.clone();
+            pumps.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tx.send((stream, buf[..n].to_vec())).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut killed = false;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((s, data)) => out(s, &data),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if cancel.is_cancelled() && !killed {
+                killed = true;
+                let _ = Command::new(&runtime)
+                    .arg("--root")
+                    .arg(&state_root)
+                    .args(["kill", "--all", id, "KILL"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        for p in pumps {
+            let _ = p.join();
+        }
+        let status = child
+            .wait()
+            .map_err(|e| werr(format!("wait for the OCI runtime: {e}")))?;
+        // `run` deletes the container when it exits; make sure (a killed runtime does not).
+        let _ = Command::new(&runtime)
+            .arg("--root")
+            .arg(&state_root)
+            .args(["delete", "--force", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        remove_created(root, &created_before);
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+}

@@ -1,0 +1,191 @@
+//! The build cache on a real store (as root, overlay mounts): build containers on layer
+//! chains, step layers committed with their cache entry, images made from chains, and
+//! the references that keep layers alive until `builder prune`.
+
+use std::io::Cursor;
+
+use hako_image::{BuildCacheEntry, Digest, ImageStore, ImportOptions};
+
+mod common;
+
+use common::Root;
+
+fn base(store: &ImageStore) -> Digest {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("etc/base").unwrap();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    b.append(&h, &b"base"[..]).unwrap();
+    let data = b.into_inner().unwrap();
+    store
+        .import(
+            &mut Cursor::new(data),
+            &ImportOptions {
+                reference: Some("hako-test/bc-base".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+}
+
+fn config(diff_ids: &[Digest]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2026-01-01T00:00:00Z",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn steps_images_references_and_prune() {
+    let root = Root::new("hako-test-bc-");
+    let store = ImageStore::open(root.path()).unwrap();
+    let base_id = base(&store);
+    let top = store.image_top_layer(&base_id).unwrap();
+    assert!(top.is_some());
+
+    // A step that writes a file gives a layer and an entry, in one go.
+    let m = store
+        .prepare_rootfs_on_chain(top.as_ref(), "hako-test-bc-1")
+        .unwrap();
+    assert!(m.rootfs.join("etc/base").exists());
+    std::fs::write(m.rootfs.join("etc/new"), "new").unwrap();
+    let e1 = store
+        .build_commit("hako-test-bc-1", top.as_ref(), "k1")
+        .unwrap();
+    store.release_rootfs("hako-test-bc-1").unwrap();
+    assert!(!e1.empty);
+    assert_ne!(e1.top_layer, top);
+    assert_eq!(store.build_cache_get("k1").unwrap(), Some(e1.clone()));
+    assert_eq!(store.build_cache_get("nope").unwrap(), None);
+    let ids = store.chain_diff_ids(e1.top_layer.as_ref()).unwrap();
+    assert_eq!(ids.len(), 2);
+
+    // A step that changes nothing gives an empty entry on the parent.
+    let m = store
+        .prepare_rootfs_on_chain(e1.top_layer.as_ref(), "hako-test-bc-2")
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(m.rootfs.join("etc/new")).unwrap(),
+        "new"
+    );
+    let e2 = store
+        .build_commit("hako-test-bc-2", e1.top_layer.as_ref(), "k2")
+        .unwrap();
+    store.release_rootfs("hako-test-bc-2").unwrap();
+    assert!(e2.empty);
+    assert_eq!(e2.top_layer, e1.top_layer);
+
+    // An image from the chain; a config that lies about its layers is refused.
+    assert!(
+        store
+            .create_image(&config(&ids[..1]), e1.top_layer.as_ref(), &[])
+            .is_err()
+    );
+    let img = store
+        .create_image(
+            &config(&ids),
+            e1.top_layer.as_ref(),
+            &["hako-test/bc-out:1".into()],
+        )
+        .unwrap();
+    assert_eq!(store.resolve("hako-test/bc-out:1").unwrap(), img);
+
+    // Removing the base image keeps what the cache and the new image use.
+    store.remove("hako-test/bc-base", false).unwrap();
+    let usage = store.build_cache_usage().unwrap();
+    assert_eq!(usage.entries, 2);
+    assert!(usage.size > 0);
+    assert_eq!(
+        usage.reclaimable, 0,
+        "the built image uses the cached layer"
+    );
+    store.remove("hako-test/bc-out:1", false).unwrap();
+    let m = store
+        .prepare_rootfs_on_chain(e1.top_layer.as_ref(), "hako-test-bc-3")
+        .unwrap();
+    assert!(
+        m.rootfs.join("etc/base").exists(),
+        "the cache still holds the base layers"
+    );
+    store.release_rootfs("hako-test-bc-3").unwrap();
+    assert!(store.build_cache_usage().unwrap().reclaimable > 0);
+
+    // The same result recorded again keeps the first entry (and its time)...
+    let again = store
+        .build_cache_put(
+            "k1",
+            &BuildCacheEntry {
+                top_layer: e1.top_layer.clone(),
+                created: "later".into(),
+                empty: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(again, e1);
+    assert_eq!(store.build_cache_get("k1").unwrap(), Some(e1.clone()));
+    // ...another result (a --no-cache rebuild) replaces it.
+    let m = store
+        .prepare_rootfs_on_chain(top.as_ref(), "hako-test-bc-4")
+        .unwrap();
+    std::fs::write(m.rootfs.join("etc/new"), "other").unwrap();
+    let e1b = store
+        .build_commit("hako-test-bc-4", top.as_ref(), "k1")
+        .unwrap();
+    store.release_rootfs("hako-test-bc-4").unwrap();
+    assert_ne!(e1b.top_layer, e1.top_layer);
+    assert_eq!(store.build_cache_get("k1").unwrap(), Some(e1b.clone()));
+    // k2 still holds e1's layer.
+    let m = store
+        .prepare_rootfs_on_chain(e1.top_layer.as_ref(), "hako-test-bc-5")
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(m.rootfs.join("etc/new")).unwrap(),
+        "new"
+    );
+    store.release_rootfs("hako-test-bc-5").unwrap();
+
+    let r = store.build_cache_prune(None).unwrap();
+    assert_eq!(r.entries, 2);
+    assert_eq!(r.layers_removed, 3, "both step layers and the base layer");
+    assert!(r.space_reclaimed > 0);
+    assert_eq!(store.build_cache_usage().unwrap().entries, 0);
+    let report = store.prune(true).unwrap();
+    assert_eq!(report.layers_removed, 0);
+    let left: Vec<_> = std::fs::read_dir(root.path().join("overlay2"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "l")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn prune_by_age_keeps_recent_entries() {
+    let root = Root::new("hako-test-bc-age-");
+    let store = ImageStore::open(root.path()).unwrap();
+    let base_id = base(&store);
+    let top = store.image_top_layer(&base_id).unwrap();
+    store
+        .build_cache_put(
+            "recent",
+            &BuildCacheEntry {
+                top_layer: top.clone(),
+                created: "2026-01-01T00:00:00Z".into(),
+                empty: true,
+            },
+        )
+        .unwrap();
+    let r = store.build_cache_prune(Some(3600)).unwrap();
+    assert_eq!(r.entries, 0);
+    assert!(store.build_cache_get("recent").unwrap().is_some());
+    let r = store.build_cache_prune(None).unwrap();
+    assert_eq!(r.entries, 1);
+    assert_eq!(r.layers_removed, 0, "the base image still uses its layer");
+}
