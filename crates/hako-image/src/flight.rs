@@ -83,6 +83,13 @@ impl Flight<'_> {
         r
     }
 
+    /// Pins layer `chain` (and so everything below it) for the rest of the flight; false
+    /// if it is not in the store. A build pins every state it builds on, so that another
+    /// build replacing a cache entry never deletes a layer this one still uses.
+    pub fn pin_layer(&self, chain: &crate::Digest) -> Result<bool> {
+        self.pin(chain.as_str())
+    }
+
     /// Pins layer `chain_id` for the rest of the flight if it exists; false if it does not
     /// (gone, or never there).
     pub(crate) fn pin(&self, chain_id: &str) -> Result<bool> {

@@ -205,6 +205,7 @@ pub(crate) fn run(
             "unpack": cp.unpack,
         }),
     );
+    let _claim = b.claim(&k);
     if !b.opts.no_cache
         && let Some(hit) = b.worker.cache_get(&k).map_err(werr)?
     {

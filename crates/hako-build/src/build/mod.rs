@@ -150,7 +150,24 @@ pub(crate) struct Build<'a> {
     done: Condvar,
     vertex: AtomicU64,
     config_vertex: AtomicU64,
+    /// Step keys being built now (see [`Build::claim`]).
+    running: Mutex<std::collections::HashSet<String>>,
+    running_done: Condvar,
     warnings: Mutex<Vec<String>>,
+}
+
+/// A step being built by one stage (see [`Build::claim`]).
+pub(crate) struct Claim<'a> {
+    build: &'a Build<'a>,
+    key: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut running = self.build.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.remove(&self.key);
+        self.build.running_done.notify_all();
+    }
 }
 
 /// Vertex numbers of config-only instructions start here.
@@ -188,6 +205,24 @@ impl Build<'_> {
     /// Whether to stop now (cancelled, or another stage failed).
     pub(crate) fn stopped(&self) -> bool {
         self.stop.is_cancelled()
+    }
+
+    /// Claims step `key` for this stage until the returned guard drops: another stage
+    /// with the same step waits, then finds its result in the cache (BuildKit runs an
+    /// identical step once too).
+    pub(crate) fn claim(&self, key: &str) -> Claim<'_> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        while running.contains(key) {
+            running = self
+                .running_done
+                .wait(running)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        running.insert(key.to_string());
+        Claim {
+            build: self,
+            key: key.to_string(),
+        }
     }
 
     /// Waits for stage `i` to finish.
@@ -296,6 +331,8 @@ pub fn build(
         done: Condvar::new(),
         vertex: AtomicU64::new(counter.load(Ordering::SeqCst)),
         config_vertex: AtomicU64::new(0),
+        running: Mutex::new(std::collections::HashSet::new()),
+        running_done: Condvar::new(),
         warnings: Mutex::new(warnings),
     };
     let outcome: Result<Arc<StageOut>, BuildError> = std::thread::scope(|s| {

@@ -228,6 +228,7 @@ pub(crate) fn run(
             "script": r.script,
         }),
     );
+    let _claim = b.claim(&k);
     if !b.opts.no_cache
         && let Some(hit) = b.worker.cache_get(&k).map_err(werr)?
     {
@@ -484,6 +485,7 @@ pub(crate) fn mkdir(
     created: Option<&str>,
 ) -> Result<(String, StepResult), BuildError> {
     let k = key::step(&fs.key, "mkdir", &json!({"path": path, "user": user}));
+    let _claim = b.claim(&k);
     if !b.opts.no_cache
         && let Some(hit) = b.worker.cache_get(&k).map_err(werr)?
     {

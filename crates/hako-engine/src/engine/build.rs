@@ -198,7 +198,7 @@ impl Engine {
             .images
             .begin_flight(KIND_BUILD)
             .map_err(|e| berr(e.to_string()))?;
-        let r = self.build_in(req, &dirs, progress, cancel);
+        let r = self.build_in(req, &dirs, &flight, progress, cancel);
         // Everything a failed build made is gone already (steps clean up after themselves,
         // `dirs` goes next); only a killed build leaves its marker.
         flight.complete();
@@ -209,6 +209,7 @@ impl Engine {
         &self,
         req: BuildRequest,
         dirs: &BuildDirs,
+        flight: &hako_image::Flight<'_>,
         progress: &dyn Progress,
         cancel: &Cancel,
     ) -> std::result::Result<BuildOutput, BuildError> {
@@ -299,7 +300,7 @@ impl Engine {
             secrets: req.secrets,
             scratch: dirs.scratch.clone(),
         };
-        let worker = EngineWorker::new(self, dirs, req.credentials);
+        let worker = EngineWorker::new(self, dirs, flight, req.credentials);
         hako_build::build::build(&opts, &worker, progress, cancel)
     }
 

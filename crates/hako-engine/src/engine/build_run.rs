@@ -235,22 +235,41 @@ impl EngineWorker<'_> {
             }));
         }
         drop(tx);
-        let mut killed = false;
+        // On cancel: SIGKILL to every process of the container, again each second until
+        // its output ends; after a few tries the runtime process itself (the delete below
+        // then removes the container).
+        let mut kills = 0u32;
+        let mut last_kill: Option<std::time::Instant> = None;
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok((s, data)) => out(s, &data),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            if cancel.is_cancelled() && !killed {
-                killed = true;
-                let _ = Command::new(&runtime)
+            if cancel.is_cancelled()
+                && last_kill.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
+                last_kill = Some(std::time::Instant::now());
+                kills += 1;
+                if kills > 5 {
+                    let _ = child.kill();
+                }
+                match Command::new(&runtime)
                     .arg("--root")
                     .arg(&state_root)
                     .args(["kill", "--all", id, "KILL"])
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+                    .stderr(Stdio::piped())
+                    .output()
+                {
+                    Ok(o) if !o.status.success() => tracing::warn!(
+                        container = id,
+                        error = %String::from_utf8_lossy(&o.stderr).trim(),
+                        "kill a cancelled RUN"
+                    ),
+                    Err(e) => tracing::warn!(container = id, error = %e, "kill a cancelled RUN"),
+                    Ok(_) => {}
+                }
             }
         }
         for p in pumps {

@@ -80,6 +80,8 @@ pub(super) struct EngineWorker<'a> {
     pub(super) engine: &'a Engine,
     pub(super) build_id: String,
     pub(super) bundles: PathBuf,
+    /// The build's flight: every state handed to the builder is pinned in it.
+    flight: &'a hako_image::Flight<'a>,
     next: AtomicU64,
     credentials: Option<CredentialLookup>,
 }
@@ -88,15 +90,27 @@ impl<'a> EngineWorker<'a> {
     pub(super) fn new(
         engine: &'a Engine,
         dirs: &BuildDirs,
+        flight: &'a hako_image::Flight<'a>,
         credentials: Option<CredentialLookup>,
     ) -> EngineWorker<'a> {
         EngineWorker {
             engine,
             build_id: dirs.id.clone(),
             bundles: dirs.bundles.clone(),
+            flight,
             next: AtomicU64::new(0),
             credentials,
         }
+    }
+
+    /// Pins the state `layers` for the rest of the build (see [`EngineWorker::flight`]).
+    fn pin(&self, layers: &Layers) -> WResult<()> {
+        if let Some(top) = layers_top(layers)?
+            && !self.flight.pin_layer(&top).map_err(werr)?
+        {
+            return Err(WorkerError(format!("layer {top} is not in the store")));
+        }
+        Ok(())
     }
 
     fn store(&self) -> &'a ImageStore {
@@ -167,20 +181,27 @@ impl Worker for EngineWorker<'_> {
         let config: ImageConfig = serde_json::from_slice(&bytes)
             .map_err(|e| WorkerError(format!("config of image {reference}: {e}")))?;
         let top = store.image_top_layer(&id).map_err(werr)?;
+        let layers = Layers(top.map(|d| d.to_string()));
+        self.pin(&layers)?;
         Ok(BaseImage {
             id: id.to_string(),
             reference: hako_build::build::normalize_tag(reference),
             config,
-            layers: Layers(top.map(|d| d.to_string())),
+            layers,
         })
     }
 
     fn cache_get(&self, key: &str) -> WResult<Option<StepResult>> {
-        Ok(self
+        let Some(r) = self
             .store()
             .build_cache_get(key)
             .map_err(werr)?
-            .map(entry_result))
+            .map(entry_result)
+        else {
+            return Ok(None);
+        };
+        // An entry whose layer went meanwhile (a prune) is a miss.
+        Ok(self.pin(&r.layers).is_ok().then_some(r))
     }
 
     fn cache_put(&self, key: &str, result: &StepResult) -> WResult<()> {
@@ -258,7 +279,9 @@ impl Worker for EngineWorker<'_> {
             .build_commit(rootfs.id(), top.as_ref(), key)
             .map_err(werr)?;
         drop(rootfs);
-        Ok(entry_result(entry))
+        let r = entry_result(entry);
+        self.pin(&r.layers)?;
+        Ok(r)
     }
 
     fn diff_ids(&self, layers: &Layers) -> WResult<Vec<String>> {
