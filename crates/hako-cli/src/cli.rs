@@ -30,6 +30,7 @@ use crate::commands::registry::{
     pull::PullArgs,
     push::PushArgs,
 };
+use crate::commands::system::boot::BootArgs;
 use crate::commands::system::docs::{CompletionArgs, ManpagesArgs};
 use crate::commands::system::{
     df::DfArgs, events::EventsArgs, info::InfoArgs, prune::PruneArgs as SystemPruneArgs,
@@ -206,6 +207,9 @@ pub enum ImageCommand {
 /// `hako system ...`
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
+    /// Start the containers whose restart policy brings them back after a reboot
+    /// (always, unless-stopped); run once at boot (scripts/hako-boot.service)
+    Boot(BootArgs),
     /// Show hako disk usage
     Df(DfArgs),
     /// Get real time events from hako

@@ -938,3 +938,70 @@ fn cp_from_a_container_returns_what_it_sees_at_mounted_paths() {
     h.finish(&[&id]);
     let _ = h.run(&["volume", "rm", "cpvol"]);
 }
+
+#[test]
+fn system_boot_brings_back_always_and_unless_stopped_after_everything_was_killed() {
+    need_root!();
+    let h = Hako::new();
+    let mut ids = Vec::new();
+    for (name, policy) in [
+        ("always", "always"),
+        ("unless", "unless-stopped"),
+        ("stopped", "unless-stopped"),
+        ("stopped-always", "always"),
+        ("never", "no"),
+        ("onfail", "on-failure"),
+    ] {
+        ids.push(h.start(
+            &[
+                "--name",
+                name,
+                "--restart",
+                policy,
+                "busybox",
+                "sleep",
+                "1000",
+            ],
+            None,
+        ));
+    }
+    h.ok(&["stop", "-t", "0", "stopped"]);
+    h.ok(&["stop", "-t", "0", "stopped-always"]);
+    // The crash: every shim and container process of this installation, kill -9.
+    for name in ["always", "unless", "never", "onfail"] {
+        let id = h.ok(&["inspect", "-f", "{{.Id}}", name]).trim().to_string();
+        let init = h.inspect(name)["State"]["Pid"].as_i64().expect("pid");
+        let state = h.exec_root().join("containers").join(&id);
+        let text = std::fs::read_to_string(state.join("shim.pid")).expect("shim.pid");
+        let shim: i32 = text
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("pid");
+        for pid in [shim, i32::try_from(init).expect("pid")] {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+    h.wait_for("nothing running", || h.ok(&["ps", "-q"]).trim().is_empty());
+    let out = h.ok(&["system", "boot"]);
+    assert_eq!(out.lines().count(), 3, "started: {out}");
+    let state = |n: &str| {
+        h.ok(&["inspect", "-f", "{{.State.Status}}", n])
+            .trim()
+            .to_string()
+    };
+    for n in ["always", "unless", "stopped-always"] {
+        assert_eq!(state(n), "running", "{n}");
+        assert_eq!(h.ok(&["exec", n, "echo", "up"]), "up\n", "{n}");
+    }
+    for n in ["stopped", "never", "onfail"] {
+        assert_ne!(state(n), "running", "{n}");
+    }
+    // Twice is once.
+    assert_eq!(h.ok(&["system", "boot"]), "");
+    // A manual start clears the "stopped by hand" mark.
+    h.ok(&["start", "stopped"]);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    h.finish(&refs);
+}

@@ -41,7 +41,7 @@ mod volumes;
 
 pub use bollard_stubs::models;
 pub use engine::{
-    AttachOptions, Attached, BuildContext, BuildRequest, CONTAINER_FILTERS,
+    AttachOptions, Attached, BootReport, BuildContext, BuildRequest, CONTAINER_FILTERS,
     CONTAINER_PRUNE_FILTERS, ContainerListOptions, CreateOptions, CredentialLookup, DiskUsage,
     Dockerfile, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS, IMAGE_PRUNE_FILTERS,
     ImageListOptions, LiveState, Resizer, SignalSender, VOLUME_FILTERS, VOLUME_PRUNE_FILTERS,

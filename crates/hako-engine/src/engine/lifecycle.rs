@@ -177,6 +177,7 @@ impl Engine {
         let dir = self.state_dir(&rec.id);
         match request_timeout(&dir, &Request::Start, Duration::from_secs(60)) {
             Ok(Reply::Ok) => {
+                self.mark_stopped(rec, false);
                 let _ = std::fs::write(dir.join("started_at"), crate::now_rfc3339());
                 Ok(())
             }
@@ -249,6 +250,7 @@ impl Engine {
             let _ = self.runtime_run(&rec, "kill", &["kill", &rec.id, &sig]);
             self.container_event(&rec, "kill", &[("signal", signal_number(&sig))]);
         }
+        self.mark_stopped(&rec, true);
         let graceful = u64::try_from(timeout.max(0)).unwrap_or(0);
         if timeout < 0 || !self.wait_exit(&rec, Duration::from_secs(graceful)) {
             if timeout >= 0 {
@@ -274,6 +276,7 @@ impl Engine {
             Duration::from_secs(5),
         );
         self.runtime_run(&rec, "kill", &["kill", &rec.id, signal])?;
+        self.mark_stopped(&rec, true);
         self.container_event(&rec, "kill", &[("signal", signal_number(signal))]);
         Ok(rec)
     }

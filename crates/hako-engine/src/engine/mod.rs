@@ -16,6 +16,7 @@ use crate::error::{IoContext, Result};
 use crate::records::{self, Record};
 
 mod attach;
+mod boot;
 mod build;
 mod build_run;
 mod build_worker;
@@ -39,6 +40,7 @@ mod volume;
 mod wait;
 
 pub use attach::{AttachOptions, Attached, Resizer};
+pub use boot::BootReport;
 pub use build::{BuildContext, BuildRequest, CredentialLookup, Dockerfile};
 pub use create::CreateOptions;
 pub use exec::ExecOptions;

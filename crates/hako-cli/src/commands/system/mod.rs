@@ -1,5 +1,6 @@
 //! `system df`, `events`, `info`, `prune`, `version`.
 
+pub mod boot;
 pub mod df;
 pub mod docs;
 pub mod events;
