@@ -104,6 +104,39 @@ fn build_busybox_rootfs() -> Result<PathBuf> {
     Ok(done)
 }
 
+/// A tar of the busybox rootfs, built once into [`fixtures_dir`] (like the rootfs: each
+/// builder writes its own temp file and renames it into place) and shared by every test
+/// process; a temp copy per process would leave thousands of tars behind.
+pub fn busybox_tar() -> Result<&'static Path> {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(path) = TAR.get() {
+        return Ok(path);
+    }
+    let rootfs = busybox_rootfs()?;
+    let done = fixtures_dir().join("busybox-rootfs.tar");
+    if !done.exists() {
+        let tmp = tempfile::Builder::new()
+            .prefix(".busybox-rootfs-tar-")
+            .tempfile_in(fixtures_dir())
+            .context("creating fixture temp file")?;
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .arg("-cf")
+            .arg(tmp.path())
+            .arg(".")
+            .status()
+            .context("running tar")?;
+        if !st.success() {
+            bail!("tar of the busybox rootfs failed: {st}");
+        }
+        tmp.persist(&done)
+            .map_err(|e| e.error)
+            .context("installing busybox tar fixture")?;
+    }
+    Ok(TAR.get_or_init(|| done))
+}
+
 /// One OCI bundle (`config.json` + `rootfs/`) in its own temp dir, removed on Drop after
 /// detaching any mount left inside it (so a leaked bind mount never makes us delete host files).
 #[derive(Debug)]

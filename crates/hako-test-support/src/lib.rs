@@ -25,7 +25,7 @@ mod store;
 
 pub use config::Config;
 pub use console::{ConsoleSocket, pty_roundtrip};
-pub use fixture::{Bundle, busybox_rootfs, fixtures_dir, install_bundle};
+pub use fixture::{Bundle, busybox_rootfs, busybox_tar, fixtures_dir, install_bundle};
 pub use guard::ContainerGuard;
 pub use leak::{LeakReport, find_leaks};
 pub use netns::NetnsGuard;

@@ -8,7 +8,6 @@ pub mod pty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -35,28 +34,9 @@ macro_rules! need_root {
     };
 }
 
-/// A tar of the busybox rootfs fixture, built once per test process.
+/// A tar of the busybox rootfs fixture (cached in the fixtures dir, shared by all tests).
 pub fn rootfs_tar() -> &'static Path {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
-        let rootfs = hako_test_support::busybox_rootfs().expect("busybox rootfs fixture");
-        let dir = tempfile::Builder::new()
-            .prefix("hako-ctr-tar-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        let tar = dir.join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("run tar");
-        assert!(st.success(), "tar failed");
-        tar
-    })
+    hako_test_support::busybox_tar().expect("busybox tar fixture")
 }
 
 /// The static hako-init: `HAKO_INIT` (`scripts/test.sh` exports the release one), else the
