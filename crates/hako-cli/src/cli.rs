@@ -210,6 +210,8 @@ pub enum SystemCommand {
     /// Start the containers whose restart policy brings them back after a reboot
     /// (always, unless-stopped); run once at boot (scripts/hako-boot.service)
     Boot(BootArgs),
+    /// Check the store's consistency (and repair it with --repair)
+    Check(crate::commands::system::check::CheckArgs),
     /// Show hako disk usage
     Df(DfArgs),
     /// Get real time events from hako

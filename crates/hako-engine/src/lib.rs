@@ -19,6 +19,7 @@
 //! `--root`), `<root>/volumes/<name>/_data`.
 
 pub mod archive;
+mod check;
 mod copy;
 mod engine;
 mod error;
@@ -40,6 +41,7 @@ pub mod user;
 mod volumes;
 
 pub use bollard_stubs::models;
+pub use check::CheckReport;
 pub use engine::{
     AttachOptions, Attached, BootReport, BuildContext, BuildRequest, CONTAINER_FILTERS,
     CONTAINER_PRUNE_FILTERS, ContainerListOptions, CreateOptions, CredentialLookup, DiskUsage,

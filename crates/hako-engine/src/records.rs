@@ -6,7 +6,8 @@
 //!                   config (JSON, Docker's ContainerConfig), host_config (JSON, HostConfig),
 //!                   runtime, rootfs, rootfs_managed, path, args (JSON), paused, removing,
 //!                   creating
-//! volumes           name PK, driver, created, labels (JSON), anonymous, removing
+//! volumes           name PK, driver, created, labels (JSON), anonymous, removing,
+//!                   creator (the container whose create made it)
 //! container_volumes container_id -> containers, volume -> volumes
 //! ```
 //!
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS volumes (
   created TEXT NOT NULL,
   labels TEXT NOT NULL,
   anonymous INTEGER NOT NULL,
-  removing INTEGER NOT NULL DEFAULT 0
+  removing INTEGER NOT NULL DEFAULT 0,
+  creator TEXT
 );
 CREATE TABLE IF NOT EXISTS container_volumes (
   container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
@@ -109,11 +111,14 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))?;
     }
     // Columns added since the first schema.
-    for (table, column) in [("containers", "creating"), ("volumes", "removing")] {
+    for (table, column, decl) in [
+        ("containers", "creating", "INTEGER NOT NULL DEFAULT 0"),
+        ("volumes", "removing", "INTEGER NOT NULL DEFAULT 0"),
+        ("volumes", "creator", "TEXT"),
+    ] {
         if !has_column(&conn, table, column)? {
-            let res = conn.execute_batch(&format!(
-                "ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
-            ));
+            let res =
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"));
             // Another process added it meanwhile.
             if res.is_err() && !has_column(&conn, table, column)? {
                 res?;
@@ -280,11 +285,15 @@ pub(crate) fn all(conn: &Connection) -> Result<Vec<Record>> {
 
 /// Records claimed by a create or a removal that has not finished (after a crash: when
 /// no flight is in progress).
-pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Record>> {
+/// With each: whether it is a create (else a removal), and whether its anonymous volumes
+/// go too.
+pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<(Record, bool, bool)>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM containers WHERE removing = 1 OR creating = 1"
+        "SELECT {COLUMNS}, creating, removing FROM containers WHERE removing > 0 OR creating = 1"
     ))?;
-    Ok(stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?)
+    Ok(stmt
+        .query_map([], |r| Ok((row(r)?, r.get(13)?, r.get::<_, i64>(14)? == 2)))?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Every id, including containers being created or removed.
@@ -322,11 +331,12 @@ pub(crate) fn rename(conn: &Connection, id: &str, name: &str) -> Result<()> {
     }
 }
 
-/// Claims the right to remove `id`; false if another process already did.
-pub(crate) fn claim_removal(conn: &Connection, id: &str) -> Result<bool> {
+/// Claims the right to remove `id` (`removing` = 1, or 2 with its anonymous volumes, so
+/// that the recovery finishes it as asked); false if another process already did.
+pub(crate) fn claim_removal(conn: &Connection, id: &str, with_volumes: bool) -> Result<bool> {
     Ok(conn.execute(
-        "UPDATE containers SET removing = 1 WHERE id = ?1 AND removing = 0",
-        [id],
+        "UPDATE containers SET removing = ?2 WHERE id = ?1 AND removing = 0",
+        params![id, if with_volumes { 2 } else { 1 }],
     )? == 1)
 }
 

@@ -47,7 +47,7 @@ impl Engine {
         }
     }
 
-    fn recover_engine(&self, _lock: &Exclusive) -> Result<()> {
+    pub(crate) fn recover_engine(&self, _lock: &Exclusive) -> Result<()> {
         let mut first_error = None;
         let mut note = |r: Result<()>| {
             if let Err(e) = r {
@@ -57,9 +57,19 @@ impl Engine {
         };
         // (Bound first: a guard in a `for` head would be held through the loop.)
         let unfinished = records::unfinished(&self.conn())?;
-        for rec in unfinished {
+        for (rec, creating, with_volumes) in unfinished {
             tracing::info!(container = %rec.id, "finishing the create or removal a killed process left");
-            note(self.teardown(&rec, rec.host_config.auto_remove == Some(true)));
+            let made = volumes::made_by(&self.conn(), &rec.id)?;
+            note(self.teardown(
+                &rec,
+                with_volumes || creating || rec.host_config.auto_remove == Some(true),
+            ));
+            if creating {
+                for v in made {
+                    // In use by another container meanwhile: it stays.
+                    let _ = volumes::remove(&self.conn(), &self.options().root, &v);
+                }
+            }
         }
         let unfinished = volumes::unfinished(&self.conn())?;
         for name in unfinished {
@@ -91,7 +101,20 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        let lock_files: Vec<String> = std::fs::read_dir(self.options().exec_root.join("locks"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         let known: HashSet<String> = records::all_ids(&self.conn())?.into_iter().collect();
+        for n in lock_files {
+            let id = n.strip_suffix(".attached").unwrap_or(&n);
+            if id.len() == 64 && !known.contains(id) {
+                crate::locks::remove(&self.options().exec_root, id);
+            }
+        }
         let vols: HashSet<String> = volumes::all_names(&self.conn())?.into_iter().collect();
         for (dir, names) in dirs {
             for name in names {

@@ -97,8 +97,8 @@ fn claim(
             let created = crate::now_rfc3339();
             let labels_json = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
             tx.execute(
-                "INSERT INTO volumes (name, driver, created, labels, anonymous) VALUES (?1, 'local', ?2, ?3, ?4)",
-                params![name, created, labels_json, anonymous],
+                "INSERT INTO volumes (name, driver, created, labels, anonymous, creator) VALUES (?1, 'local', ?2, ?3, ?4, ?5)",
+                params![name, created, labels_json, anonymous, container],
             )?;
             (created, labels_json, true)
         }
@@ -185,7 +185,17 @@ pub(crate) fn remove(conn: &Connection, root: &Path, name: &str) -> Result<()> {
         tx.execute("UPDATE volumes SET removing = 1 WHERE name = ?1", [name])?;
         tx.commit()?;
     }
+    hako_sys::crash::point("volume.claimed");
     finish_removal(conn, root, name)
+}
+
+/// Volumes that container `id`'s create made (removed with it when the create did not
+/// finish: half copied up, they are nothing the user asked for).
+pub(crate) fn made_by(conn: &Connection, id: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM volumes WHERE creator = ?1")?;
+    Ok(stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Volumes whose removal a killed process left unfinished (when no flight is in progress).
@@ -217,11 +227,34 @@ pub(crate) fn finish_removal(conn: &Connection, root: &Path, name: &str) -> Resu
             });
         }
     }
+    hako_sys::crash::point("volume.dir-removed");
     conn.execute(
         "DELETE FROM volumes WHERE name = ?1 AND removing = 1",
         [name],
     )?;
     Ok(())
+}
+
+/// Claims the anonymous volumes of `container` that no other container uses for removal
+/// (`rm -v`, `--rm`), in one transaction: its uses go, the volumes are marked `removing`.
+/// The caller removes them with [`finish_removal`].
+pub(crate) fn claim_anonymous(conn: &Connection, container: &str) -> Result<Vec<String>> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let mut claimed = Vec::new();
+    for v in anonymous_of(&tx, container)? {
+        let others = users(&tx, &v)?.into_iter().any(|c| c != container);
+        if others {
+            continue;
+        }
+        tx.execute(
+            "DELETE FROM container_volumes WHERE container_id = ?1 AND volume = ?2",
+            params![container, v],
+        )?;
+        tx.execute("UPDATE volumes SET removing = 1 WHERE name = ?1", [&v])?;
+        claimed.push(v);
+    }
+    tx.commit()?;
+    Ok(claimed)
 }
 
 /// Anonymous volumes of a container (removed by `rm -v` and `--rm`).

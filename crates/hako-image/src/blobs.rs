@@ -86,7 +86,9 @@ impl BlobStore {
             .map_err(|e| Error::io("write blob", e.into_error()))?;
         file.sync_all().ctx(|| "fsync blob".to_string())?;
         drop(file);
+        hako_sys::crash::point("blob.written");
         std::fs::rename(&tmp, self.path(&digest)).ctx(|| format!("commit blob {digest}"))?;
+        hako_sys::crash::point("blob.stored");
         guard.disarm();
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -132,6 +134,7 @@ impl BlobStore {
     /// Makes the downloaded file at `partial` blob `d`. The caller has checked the digest
     /// of the content and fsynced the file.
     pub(crate) fn commit_partial(&self, partial: &Path, d: &Digest) -> Result<()> {
+        hako_sys::crash::point("blob.downloaded");
         std::fs::rename(partial, self.path(d)).ctx(|| format!("commit blob {d}"))?;
         File::open(&self.dir)
             .and_then(|f| f.sync_all())

@@ -9,6 +9,7 @@
 //! container_layers container_id PK, image_id, top_layer, rw_cache_id, created
 //! layer_pins       chain_id, owner (a flight's token; see flight.rs)
 //! build_cache      key PK, top_layer -> layers, created, empty, size, last_used (build_cache.rs)
+//! damaged_images   image_id PK, reason (marked by `system check --repair`; see check.rs)
 //! meta             key PK, value   (schema version, storage driver)
 //! ```
 //!
@@ -77,6 +78,10 @@ CREATE TABLE IF NOT EXISTS build_cache (
   empty INTEGER NOT NULL,
   size INTEGER NOT NULL,
   last_used INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS damaged_images (
+  image_id TEXT PRIMARY KEY,
+  reason TEXT NOT NULL
 );
 ";
 

@@ -103,6 +103,14 @@ pub enum Error {
     /// The container already has a rootfs.
     #[error("container {0} already has a root filesystem")]
     ContainerExists(String),
+    /// `system check --repair` found the image's content damaged.
+    #[error("image {image} is damaged ({reason}): remove it (hako rmi) and pull or load it again")]
+    Damaged {
+        /// The image id.
+        image: String,
+        /// What is damaged.
+        reason: String,
+    },
     /// The container has no rootfs.
     #[error("container {0} has no root filesystem")]
     NoSuchContainer(String),

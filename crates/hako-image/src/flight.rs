@@ -54,6 +54,7 @@ thread_local! {
 #[derive(Debug)]
 pub struct Flight<'a> {
     store: &'a ImageStore,
+    kind: String,
     token: String,
     /// The marker and its lock, and the shared GC lock; none under this thread's own
     /// exclusive lock.
@@ -70,15 +71,25 @@ impl Flight<'_> {
         self.completed = true;
     }
 
-    /// Ends the flight with garbage left for the next collection: files that may be
-    /// shared with an operation in flight in another process (the blobs of a removed
-    /// image), which only a collection under the exclusive lock may remove.
-    pub fn leave_garbage(self) {}
+    /// Ends the flight with garbage left for a collection: files that may be shared with
+    /// an operation in flight in another process (the blobs of a removed image), which only
+    /// a collection under the exclusive lock may remove. An image flight collects at once
+    /// if no other flight is in progress; else the next open that finds the marker does.
+    pub fn leave_garbage(self) {
+        let (store, image) = (self.store, self.kind == KIND_IMAGE);
+        drop(self);
+        if image && let Err(e) = store.recover(&[KIND_IMAGE], |_| Ok::<(), Error>(())) {
+            tracing::warn!(error = %e, "collecting garbage failed; the next open tries again");
+        }
+    }
 
-    /// [`Flight::complete`] if `r` is `Ok`; passes `r` through.
+    /// [`Flight::complete`] if `r` is `Ok`, else [`Flight::leave_garbage`] (what a failed
+    /// operation made is collected); passes `r` through.
     pub fn finish<T, E>(self, r: std::result::Result<T, E>) -> std::result::Result<T, E> {
         if r.is_ok() {
             self.complete();
+        } else {
+            self.leave_garbage();
         }
         r
     }
@@ -177,6 +188,7 @@ impl ImageStore {
         if EXCLUSIVE_HERE.with(Cell::get) > 0 {
             return Ok(Flight {
                 store: self,
+                kind: kind.to_string(),
                 token,
                 locks: None,
                 pinned: AtomicBool::new(false),
@@ -210,6 +222,7 @@ impl ImageStore {
         };
         Ok(Flight {
             store: self,
+            kind: kind.to_string(),
             token,
             locks: Some((marker, lock, gc)),
             pinned: AtomicBool::new(false),

@@ -13,7 +13,20 @@ impl ImageStore {
     pub fn inspect(&self, name: &str) -> Result<Value> {
         let id = self.resolve(name)?;
         let rec = self.image_record(&id)?;
-        let config = ImageConfig::parse(&self.blobs.read(&id)?)?;
+        let bytes = match self.blobs.read(&id) {
+            Ok(b) => b,
+            // `system check --repair` removed it: say so, and what to do.
+            Err(e) => match self.damage(&id)? {
+                Some(reason) => {
+                    return Err(crate::Error::Damaged {
+                        image: id.short().to_string(),
+                        reason,
+                    });
+                }
+                None => return Err(e),
+            },
+        };
+        let config = ImageConfig::parse(&bytes)?;
         let comment = config
             .history
             .last()

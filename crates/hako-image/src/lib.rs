@@ -21,6 +21,7 @@
 mod archive;
 mod blobs;
 mod build_cache;
+mod check;
 mod commit;
 mod db;
 mod digest;
@@ -37,6 +38,7 @@ mod store;
 pub use archive::LoadedImage;
 pub use blobs::BlobStore;
 pub use build_cache::{BuildCacheEntry, BuildCacheUsage, BuildPruneReport};
+pub use check::{CheckCounts, Finding};
 pub use commit::CommitOptions;
 pub use digest::Digest;
 pub use error::{Error, Result};

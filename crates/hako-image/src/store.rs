@@ -282,6 +282,7 @@ impl ImageStore {
             let dg = self
                 .driver
                 .apply_layer(&cache_id, parent_cache, &mut blob)?;
+            hako_sys::crash::point("layer.unpacked");
             let diff_id = Digest::parse(&dg.diff_id)?;
             if let Some(expected) = &src.diff_id
                 && *expected != diff_id
@@ -346,6 +347,7 @@ impl ImageStore {
         tags: &[Reference],
         repo_digest: Option<&str>,
     ) -> Result<()> {
+        hako_sys::crash::point("image.register");
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = db::now();
@@ -385,6 +387,7 @@ impl ImageStore {
             )?;
         }
         tx.commit()?;
+        hako_sys::crash::point("image.registered");
         Ok(())
     }
 
@@ -549,13 +552,19 @@ impl ImageStore {
                     )?;
                 }
                 tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
+                tx.execute(
+                    "DELETE FROM damaged_images WHERE image_id = ?1",
+                    [id.as_str()],
+                )?;
                 let dead = delete_dead_layers(&tx)?;
                 tx.commit()?;
+                hako_sys::crash::point("rmi.deleted");
                 actions.push(RemoveAction::Deleted(id.clone()));
                 dead
             };
             for cache_id in dead_layers {
                 self.driver.remove(&cache_id)?;
+                hako_sys::crash::point("rmi.layer-removed");
             }
             Ok(actions)
         })();
@@ -640,6 +649,19 @@ impl ImageStore {
                         top.cloned()
                     }
                 };
+                if let Some(reason) = tx
+                    .query_row(
+                        "SELECT reason FROM damaged_images WHERE image_id = ?1",
+                        [id.as_str()],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .optional()?
+                {
+                    return Err(Error::Damaged {
+                        image: id.short().to_string(),
+                        reason,
+                    });
+                }
                 if exists(
                     &tx,
                     "SELECT 1 FROM container_layers WHERE container_id = ?1",
@@ -660,6 +682,7 @@ impl ImageStore {
                     )?;
                 }
                 tx.commit()?;
+                hako_sys::crash::point("rootfs.claimed");
                 chain.first().map(|(_, cache, _)| cache.clone())
             };
             let made = self
@@ -681,7 +704,10 @@ impl ImageStore {
         })();
         if matches!(
             r,
-            Err(Error::NoSuchImage(_) | Error::ContainerExists(_) | Error::Ambiguous(_))
+            Err(Error::NoSuchImage(_)
+                | Error::ContainerExists(_)
+                | Error::Ambiguous(_)
+                | Error::Damaged { .. })
         ) {
             flight.complete();
             return r;
@@ -721,6 +747,7 @@ impl ImageStore {
             // finishes the job.
             self.driver.unmount(container_id)?;
             self.driver.remove(container_id)?;
+            hako_sys::crash::point("rootfs.dir-removed");
             let dead = {
                 let mut conn = self.conn();
                 let tx =
@@ -749,12 +776,14 @@ impl ImageStore {
                 )?;
                 let dead = delete_dead_layers(&tx)?;
                 tx.commit()?;
+                hako_sys::crash::point("rootfs.released");
                 dead
             };
             // Their blobs are left for the next collection (see `remove`).
             garbage = !dead.is_empty();
             for cache_id in dead {
                 self.driver.remove(&cache_id)?;
+                hako_sys::crash::point("rootfs.layer-removed");
             }
             Ok(())
         })();

@@ -179,6 +179,7 @@ impl Overlay2 {
         std::fs::create_dir(tmp.join("merged"))
             .ctx(|| format!("create {}/merged", tmp.display()))?;
         let digests = fill(&tmp.join("diff"))?;
+        hako_sys::crash::point("layer.filled");
         let dest = self.dir(id);
         nix::fcntl::renameat2(
             nix::fcntl::AT_FDCWD,
@@ -192,6 +193,7 @@ impl Overlay2 {
             e => Error::io(format!("rename layer into {}", dest.display()), e.into()),
         })?;
         guard.disarm();
+        hako_sys::crash::point("layer.renamed");
         self.ensure_link(id, &link)?;
         Ok(digests)
     }

@@ -7,6 +7,7 @@
 
 pub mod bpf;
 pub mod caps;
+pub mod crash;
 pub mod fd;
 pub mod keyring;
 pub mod mount;

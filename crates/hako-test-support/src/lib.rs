@@ -31,7 +31,7 @@ pub use leak::{LeakReport, find_leaks};
 pub use netns::NetnsGuard;
 pub use registry::Registry;
 pub use runtime::{Output, Runtime, RuntimeKind};
-pub use store::{Inventory, InventoryDiff};
+pub use store::{Inventory, InventoryDiff, db_execute};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -211,3 +211,11 @@ fn walk(base: &Path, dir: &Path, depth: u32, f: &mut dyn FnMut(String)) {
         }
     }
 }
+
+/// Runs `sql` on the store's database (tests that damage a store on purpose).
+pub fn db_execute(root: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(root.join("hako-image.db")).expect("open database");
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .expect("busy timeout");
+    conn.execute_batch(sql).expect("sql");
+}

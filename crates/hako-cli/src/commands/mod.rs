@@ -74,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => system::info::run(g, &a),
         Command::System(SystemCommand::Df(a)) => system::df::run(g, &a),
         Command::System(SystemCommand::Boot(a)) => system::boot::run(g, &a),
+        Command::System(SystemCommand::Check(a)) => system::check::run(g, &a),
         Command::Events(a) | Command::System(SystemCommand::Events(a)) => {
             system::events::run(g, &a)
         }

@@ -138,6 +138,7 @@ impl Engine {
             }
         }
         cleanup.record = true;
+        hako_sys::crash::point("create.record");
         // Only now the directory: a container directory always has a record, so one without
         // is garbage (recovery.rs).
         crate::files::dir(&dir, 0o710).ctx(|| format!("create {}", dir.display()))?;
@@ -166,6 +167,7 @@ impl Engine {
                 .map_err(|e| Error::InvalidArgument(format!("--storage-opt: {e}")))?;
                 let m = self.images.prepare_rootfs_with(&image_id, &id, &storage)?;
                 cleanup.rootfs = true;
+                hako_sys::crash::point("create.rootfs");
                 m.rootfs
             }
         };
@@ -199,10 +201,11 @@ impl Engine {
                     &HashMap::new(),
                     Some(&id),
                 )?;
-                cleanup
-                    .volumes
-                    .push((vol.name.clone(), new && name.is_none()));
+                // A volume this create made goes with it if the create fails (a named one
+                // too: half copied up, it would be nothing the user asked for).
+                cleanup.volumes.push((vol.name.clone(), new));
                 new_volumes.push((vol.name.clone(), new));
+                hako_sys::crash::point("create.volume");
                 if new && *copy {
                     let inside = rootfs.join(m.destination.trim_start_matches('/'));
                     if let (Ok(src), Ok(base)) = (
@@ -211,6 +214,7 @@ impl Engine {
                     ) && src.starts_with(&base)
                     {
                         volumes::copy_up(&src, Path::new(&vol.mountpoint))?;
+                        hako_sys::crash::point("create.copy-up");
                     }
                 }
                 m.source = vol.mountpoint.clone();
@@ -313,6 +317,7 @@ impl Engine {
             .map_err(|e| Error::InvalidArgument(format!("write config.json: {e}")))?;
         crate::files::write(&dir.join("config.json"), &json, crate::files::PRIVATE)
             .ctx(|| "write config.json".into())?;
+        hako_sys::crash::point("create.bundle");
 
         host.runtime = Some(runtime.clone());
         let rec = Record {
@@ -341,6 +346,7 @@ impl Engine {
         .ctx(|| "write mounts.json".into())?;
         // Complete: listed from now on.
         records::update(&self.conn(), &rec)?;
+        hako_sys::crash::point("create.complete");
         cleanup.disarm();
         flight.complete();
         for (v, new) in &new_volumes {

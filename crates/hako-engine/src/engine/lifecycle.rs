@@ -32,7 +32,9 @@ impl Engine {
         if !live.monitor {
             self.spawn_shim(&rec)?;
         }
+        hako_sys::crash::point("start.shim");
         self.begin(&rec)?;
+        hako_sys::crash::point("start.started");
         Ok(rec)
     }
 
@@ -112,6 +114,8 @@ impl Engine {
     /// a container's shim and an exec's monitor share.
     pub(super) fn shim_command(&self, rec: &Record, state_dir: &Path) -> Result<Command> {
         let mut cmd = Command::new(&self.opts.shim);
+        // A crash test kills the command it ran, not the shim or its exit command.
+        hako_sys::crash::scrub(&mut cmd);
         cmd.arg("--id")
             .arg(&rec.id)
             .arg("--bundle")
@@ -249,6 +253,7 @@ impl Engine {
         if live.status != Status::Restarting {
             let _ = self.runtime_run(&rec, "kill", &["kill", &rec.id, &sig]);
             self.container_event(&rec, "kill", &[("signal", signal_number(&sig))]);
+            hako_sys::crash::point("stop.signalled");
         }
         self.mark_stopped(&rec, true);
         let graceful = u64::try_from(timeout.max(0)).unwrap_or(0);

@@ -56,10 +56,11 @@ impl Engine {
         // From the claim to the record's deletion is one flight: a crash leaves a
         // `removing` record that the recovery finishes (recovery.rs).
         let flight = self.images.begin_flight(crate::recovery::KIND_ENGINE)?;
-        if !records::claim_removal(&self.conn(), &rec.id)? {
+        if !records::claim_removal(&self.conn(), &rec.id, remove_volumes)? {
             flight.complete();
             return Ok(rec);
         }
+        hako_sys::crash::point("rm.claimed");
         let res = self.teardown(&rec, remove_volumes);
         if res.is_err() {
             let _ = records::unclaim_removal(&self.conn(), &rec.id);
@@ -76,26 +77,32 @@ impl Engine {
         if runtime_state.exists() {
             let _ = self.runtime_run(rec, "delete", &["delete", "--force", &rec.id]);
         }
+        hako_sys::crash::point("rm.runtime");
         if rec.rootfs_managed {
             match self.images.release_rootfs(&rec.id) {
                 Ok(()) | Err(hako_image::Error::NoSuchContainer(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        hako_sys::crash::point("rm.rootfs");
+        // Claimed for removal before the record goes: a crash later leaves `removing`
+        // volumes that the recovery finishes, never anonymous volumes nobody owns.
         let anon = if remove_volumes {
-            volumes::anonymous_of(&self.conn(), &rec.id)?
+            volumes::claim_anonymous(&self.conn(), &rec.id)?
         } else {
             Vec::new()
         };
         for d in [self.state_dir(&rec.id), self.container_dir(&rec.id)] {
             crate::recovery::remove_tree(&d)?;
         }
+        hako_sys::crash::point("rm.dirs");
         crate::locks::remove(&self.opts.exec_root, &rec.id);
         records::delete(&self.conn(), &rec.id)?;
+        hako_sys::crash::point("rm.record");
         self.drop_exec_sessions(&rec.id);
         self.container_event(rec, "destroy", &[]);
         for v in anon {
-            if volumes::remove(&self.conn(), &self.opts.root, &v).is_ok() {
+            if volumes::finish_removal(&self.conn(), &self.opts.root, &v).is_ok() {
                 self.volume_event(&v, "destroy");
             }
         }

@@ -18,7 +18,7 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 impl Engine {
-    pub(super) fn runtime_path(&self, name: &str) -> Result<PathBuf> {
+    pub(crate) fn runtime_path(&self, name: &str) -> Result<PathBuf> {
         match name {
             "" | "hako-runtime" | "hako" => Ok(self.opts.runtime.clone()),
             n if n.contains('/') => Ok(PathBuf::from(n)),

@@ -1,6 +1,7 @@
-//! `system df`, `events`, `info`, `prune`, `version`.
+//! `system check`, `df`, `events`, `info`, `prune`, `version`.
 
 pub mod boot;
+pub mod check;
 pub mod df;
 pub mod docs;
 pub mod events;

@@ -1,0 +1,82 @@
+//! Crash points: named steps of multi-step operations where a crash test can kill the
+//! process, to prove that whatever moment a `kill -9` (or a power cut) hits, the store stays
+//! consistent and the next command cleans up.
+//!
+//! ```text
+//! HAKO_CRASH_AT=create.rootfs        SIGKILL itself the first time `create.rootfs` is reached
+//! HAKO_CRASH_AT=pull.blob:3          ... the third time
+//! HAKO_CRASH_TRACE=/tmp/steps        append every step reached to the file (one per line),
+//!                                    so a test learns an operation's steps before killing
+//!                                    it at each one
+//! ```
+//!
+//! Unset (always, outside tests) a point costs one load of a cached `OnceLock`. The engine
+//! removes both variables from the environment of the processes it starts (shims and their
+//! exit commands), so a test kills only the command it ran.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The environment variable naming the step to die at (`STEP` or `STEP:N`).
+pub const CRASH_AT: &str = "HAKO_CRASH_AT";
+/// The environment variable naming a file to append each step reached to.
+pub const CRASH_TRACE: &str = "HAKO_CRASH_TRACE";
+
+struct Plan {
+    at: Option<(String, u32)>,
+    trace: Option<String>,
+    seen: AtomicU32,
+}
+
+fn plan() -> &'static Plan {
+    static PLAN: OnceLock<Plan> = OnceLock::new();
+    PLAN.get_or_init(|| {
+        let at = std::env::var(CRASH_AT)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                match s
+                    .rsplit_once(':')
+                    .and_then(|(n, c)| Some((n, c.parse().ok()?)))
+                {
+                    Some((name, count)) => (name.to_string(), count),
+                    None => (s, 1),
+                }
+            });
+        let trace = std::env::var(CRASH_TRACE).ok().filter(|s| !s.is_empty());
+        Plan {
+            at,
+            trace,
+            seen: AtomicU32::new(0),
+        }
+    })
+}
+
+/// Marks step `name`: dies here with SIGKILL if `HAKO_CRASH_AT` says so.
+pub fn point(name: &str) {
+    let p = plan();
+    if p.at.is_none() && p.trace.is_none() {
+        return;
+    }
+    if let Some(path) = &p.trace
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{name}");
+    }
+    if let Some((step, count)) = &p.at
+        && step == name
+        && p.seen.fetch_add(1, Ordering::SeqCst) + 1 == *count
+    {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Removes the crash variables from a command's environment (for processes the caller
+/// starts but the test does not mean to kill).
+pub fn scrub(cmd: &mut std::process::Command) {
+    cmd.env_remove(CRASH_AT).env_remove(CRASH_TRACE);
+}
