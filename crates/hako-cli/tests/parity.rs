@@ -1005,3 +1005,42 @@ fn system_boot_brings_back_always_and_unless_stopped_after_everything_was_killed
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     h.finish(&refs);
 }
+
+#[test]
+fn inspect_prints_every_docker_field_with_its_zero_value() {
+    need_root!();
+    let h = Hako::new();
+    h.ok(&["create", "--name", "zero", "busybox"]);
+    let out = h.ok(&[
+        "inspect",
+        "-f",
+        "[{{.NetworkSettings.IPAddress}}][{{.HostConfig.MemorySwap}}][{{.Config.User}}][{{.Config.WorkingDir}}][{{.State.Error}}][{{.HostConfig.CpuShares}}][{{.NetworkSettings.MacAddress}}][{{.HostConfig.PidMode}}][{{.Config.Domainname}}]",
+        "zero",
+    ]);
+    assert_eq!(out.trim(), "[][0][][][][0][][][]");
+    let v = h.inspect("zero");
+    for path in [
+        "/HostConfig/OomScoreAdj",
+        "/HostConfig/PortBindings",
+        "/HostConfig/BlkioWeight",
+        "/Config/Labels",
+        "/NetworkSettings/Networks",
+        "/State/Pid",
+        "/GraphDriver/Data",
+    ] {
+        let f = v.pointer(path).unwrap_or_else(|| panic!("{path} missing"));
+        assert!(!f.is_null(), "{path} is null; Docker prints a zero value");
+    }
+    // Set values are untouched.
+    h.ok(&[
+        "create", "--name", "set", "-u", "nobody", "-w", "/tmp", "-m", "64m", "busybox",
+    ]);
+    let out = h.ok(&[
+        "inspect",
+        "-f",
+        "{{.Config.User}} {{.Config.WorkingDir}} {{.HostConfig.Memory}}",
+        "set",
+    ]);
+    assert_eq!(out.trim(), "nobody /tmp 67108864");
+    h.finish(&["zero", "set"]);
+}

@@ -33,6 +33,7 @@ pub mod mounts;
 mod names;
 mod records;
 mod recovery;
+pub mod shape;
 mod spec;
 pub mod state;
 pub mod stream;

@@ -39,7 +39,9 @@ pub fn run(g: &Global, a: &InspectArgs, containers_only: bool) -> Result<()> {
         if want_containers {
             match engine.inspect(name) {
                 Ok(c) => {
-                    found.push(serde_json::to_value(c)?);
+                    let mut v = serde_json::to_value(c)?;
+                    hako_engine::shape::container_inspect(&mut v);
+                    found.push(v);
                     continue;
                 }
                 Err(hako_engine::Error::NoSuchContainer(_)) => {}
