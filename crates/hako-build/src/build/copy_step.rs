@@ -88,14 +88,19 @@ fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Download, B
     Ok(Download { name, digest })
 }
 
-/// Runs a COPY/ADD step (or takes it from the cache). Returns (key, result).
-pub(crate) fn run(
-    b: &Build<'_>,
-    stage: usize,
-    fs: &Fs,
-    cp: &CopyStep,
-    vid: u64,
-) -> Result<(String, StepResult), BuildError> {
+/// What a COPY/ADD reads, chosen (and for the context, hashed) before its vertex starts.
+pub(crate) struct Prepared {
+    urls: Vec<String>,
+    paths: Vec<String>,
+    from_src: Option<(String, crate::worker::Layers)>,
+    sel: SelectOptions,
+    items: Vec<Item>,
+    content: String,
+}
+
+/// Checks the sources and selects and hashes those in the context (the "load build
+/// context" vertex the first time).
+pub(crate) fn prepare(b: &Build<'_>, stage: usize, cp: &CopyStep) -> Result<Prepared, BuildError> {
     let (urls, paths): (Vec<String>, Vec<String>) =
         cp.sources.iter().cloned().partition(|s| is_url(s));
     for s in &cp.sources {
@@ -164,6 +169,32 @@ pub(crate) fn run(
             let _ = t;
         });
     }
+    Ok(Prepared {
+        urls,
+        paths,
+        from_src,
+        sel,
+        items,
+        content,
+    })
+}
+
+/// Runs a COPY/ADD step (or takes it from the cache). Returns (key, result).
+pub(crate) fn run(
+    b: &Build<'_>,
+    fs: &Fs,
+    cp: &CopyStep,
+    prepared: Prepared,
+    vid: u64,
+) -> Result<(String, StepResult), BuildError> {
+    let Prepared {
+        urls,
+        paths,
+        from_src,
+        sel,
+        mut items,
+        content,
+    } = prepared;
     let dl_dir = b.opts.scratch.join(format!("add-{vid}"));
     let mut downloads = Vec::new();
     let mut url_keys = Vec::new();

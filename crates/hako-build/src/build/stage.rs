@@ -179,15 +179,31 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
             continue;
         }
         n += 1;
+        // A step that reads another stage starts (and shows) once that stage is done.
+        for j in step_deps(b, i, &step) {
+            b.wait_stage(j)?;
+        }
         let vname = format!("{} {shown}", label(n, fs_total));
+        let prepared = match &step {
+            Step::Copy(cp) => Some(copy_step::prepare(b, i, cp).map_err(|e| {
+                let (v, _) = b.vertex(vname.clone(), None);
+                let mut e = fail(v, e.at(lines));
+                e.step.get_or_insert(vname.clone());
+                e
+            })?),
+            _ => None,
+        };
         let (v, t) = b.vertex(vname.clone(), Some(info(false)));
         let res: Result<(String, StepResult, String), BuildError> = match &step {
             Step::Run(r) => {
                 run_step::run(b, i, &fs, r, v).map(|(k, res)| (k, res, r.created_by.clone()))
             }
-            Step::Copy(cp) => {
-                copy_step::run(b, i, &fs, cp, v).map(|(k, res)| (k, res, cp.created_by.clone()))
-            }
+            Step::Copy(cp) => match prepared {
+                Some(p) => {
+                    copy_step::run(b, &fs, cp, p, v).map(|(k, res)| (k, res, cp.created_by.clone()))
+                }
+                None => unreachable_config(),
+            },
             Step::Mkdir(p) => {
                 run_step::mkdir(b, &fs, p, &state.image.config.user, v, created.as_deref())
                     .map(|(k, res)| (k, res, format!("WORKDIR {p}")))
@@ -214,6 +230,26 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
         b.done(v, t);
     }
     Ok(Arc::new(StageOut { state, fs, created }))
+}
+
+/// The stages a step reads (`COPY --from`, `RUN --mount from=`).
+fn step_deps(b: &Build<'_>, stage: usize, step: &Step) -> Vec<usize> {
+    let froms: Vec<String> = match step {
+        Step::Copy(cp) => cp.from.iter().cloned().collect(),
+        Step::Run(r) => r
+            .mounts
+            .iter()
+            .filter_map(|m| match crate::mounts::parse(m) {
+                Ok(crate::mounts::MountSpec::Bind { from: Some(f), .. }) => Some(f),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    froms
+        .iter()
+        .filter_map(|f| super::plan::stage_ref(&b.stages, f, stage))
+        .collect()
 }
 
 fn unreachable_config() -> Result<(String, StepResult, String), BuildError> {

@@ -198,10 +198,16 @@ impl Engine {
             .images
             .begin_flight(KIND_BUILD)
             .map_err(|e| berr(e.to_string()))?;
+        let tags = req.tags.clone();
         let r = self.build_in(req, &dirs, &flight, progress, cancel);
         // Everything a failed build made is gone already (steps clean up after themselves,
         // `dirs` goes next); only a killed build leaves its marker.
         flight.complete();
+        if let Ok(out) = &r {
+            for t in &tags {
+                self.image_event("tag", &out.id, &super::images::familiar(t));
+            }
+        }
         r
     }
 
@@ -412,6 +418,9 @@ impl Engine {
         if until.is_none() {
             report.space_reclaimed += super::build_worker::prune_cache_mounts(&self.build_root());
         }
+        let mut a = std::collections::BTreeMap::new();
+        a.insert("reclaimed".to_string(), report.space_reclaimed.to_string());
+        self.emit("builder", "prune", "", a);
         Ok(report)
     }
 

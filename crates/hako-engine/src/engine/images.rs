@@ -291,7 +291,7 @@ impl Engine {
 }
 
 /// `busybox` → `busybox:latest` (what Docker names in its messages and events).
-fn familiar(name: &str) -> String {
+pub(super) fn familiar(name: &str) -> String {
     if name.starts_with("sha256:") || name.bytes().all(|b| b.is_ascii_hexdigit()) {
         return name.to_string();
     }
