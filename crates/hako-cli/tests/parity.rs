@@ -1044,3 +1044,71 @@ fn inspect_prints_every_docker_field_with_its_zero_value() {
     assert_eq!(out.trim(), "nobody /tmp 67108864");
     h.finish(&["zero", "set"]);
 }
+
+#[test]
+fn log_drivers_none_and_local_and_logs_refusing_on_none() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    let id = id.trim().to_string();
+    h.ok(&["wait", "quiet"]);
+    let e = h.fails(125, &["logs", "quiet"]);
+    assert!(e.contains("does not support reading"), "{e}");
+    assert!(
+        !h.root
+            .path()
+            .join("containers")
+            .join(&id)
+            .join(format!("{id}-json.log"))
+            .exists()
+    );
+    assert_eq!(
+        h.ok(&["inspect", "-f", "[{{.LogPath}}]", "quiet"]).trim(),
+        "[]"
+    );
+    let e = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--log-driver",
+            "none",
+            "--log-opt",
+            "max-size=1m",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(e.contains("unknown log opt"), "{e}");
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loc",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=1m",
+        "busybox",
+        "echo",
+        "kept",
+    ]);
+    h.ok(&["wait", "loc"]);
+    assert_eq!(h.ok(&["logs", "loc"]), "kept\n");
+    let e = h.fails(
+        125,
+        &["run", "--rm", "--log-driver", "syslog", "busybox", "true"],
+    );
+    assert!(e.contains("json-file, local or none"), "{e}");
+    h.finish(&["quiet", "loc"]);
+}

@@ -55,7 +55,11 @@ impl Engine {
             resolv_conf_path: Some(dir.join("resolv.conf").display().to_string()),
             hostname_path: Some(dir.join("hostname").display().to_string()),
             hosts_path: Some(dir.join("hosts").display().to_string()),
-            log_path: Some(self.log_path(&rec.id).display().to_string()),
+            log_path: Some(if super::validate::logs_off(&rec.host_config) {
+                String::new()
+            } else {
+                self.log_path(&rec.id).display().to_string()
+            }),
             name: Some(format!("/{}", rec.name)),
             restart_count: Some(i64::from(live.restart_count)),
             driver: Some(self.images.driver_name().to_string()),
@@ -158,6 +162,12 @@ impl Engine {
         err: &mut dyn Write,
     ) -> Result<()> {
         let rec = self.get(what)?;
+        if super::validate::logs_off(&rec.host_config) {
+            return Err(Error::InvalidArgument(
+                "configured logging driver does not support reading (the container runs with --log-driver none)"
+                    .into(),
+            ));
+        }
         let path = self.log_path(&rec.id);
         let mut running = || self.live(&rec).status.is_active();
         logs::print(&path, o, out, err, &mut running)

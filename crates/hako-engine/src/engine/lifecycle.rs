@@ -48,7 +48,9 @@ impl Engine {
         self.write_event_attributes(rec);
         self.drop_exec_sessions(&rec.id);
         let mut cmd = self.shim_command(rec, &dir)?;
-        cmd.arg("--log-path").arg(self.log_path(&rec.id));
+        if !super::validate::logs_off(&rec.host_config) {
+            cmd.arg("--log-path").arg(self.log_path(&rec.id));
+        }
         if let Some(h) = rec
             .config
             .healthcheck

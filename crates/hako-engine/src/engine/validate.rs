@@ -102,6 +102,13 @@ pub(super) fn validate_signal(sig: &str) -> Result<()> {
 }
 
 /// `--log-opt max-size=10m --log-opt max-file=3` (json-file), with hako's defaults.
+/// `--log-driver none`: the shim keeps no log, and `logs` has nothing to read.
+pub(super) fn logs_off(h: &HostConfig) -> bool {
+    h.log_config.as_ref().and_then(|l| l.typ.as_deref()) == Some("none")
+}
+
+/// `--log-driver` json-file (the default) or `local` (kept in the json-file format:
+/// `logs` reads both alike), or none; the rotation options.
 pub(super) fn log_opts(
     h: &HostConfig,
     default_size: u64,
@@ -110,15 +117,21 @@ pub(super) fn log_opts(
     let mut size = default_size;
     let mut files = default_files;
     if let Some(lc) = &h.log_config {
-        if let Some(t) = lc.typ.as_deref()
-            && !matches!(t, "" | "json-file")
-        {
+        let driver = lc.typ.as_deref().unwrap_or("");
+        if !matches!(driver, "" | "json-file" | "local" | "none") {
             return Err(Error::InvalidArgument(format!(
-                "log driver {t:?} is not supported (hako writes json-file logs)"
+                "log driver {driver:?} is not supported by hako (json-file, local or none)"
             )));
         }
         for (k, v) in lc.config.iter().flatten() {
             match k.as_str() {
+                _ if driver == "none" => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown log opt '{k}' for none log driver"
+                    )));
+                }
+                // Docker's `local` compresses rotated files; hako keeps them as they are.
+                "compress" if driver == "local" => {}
                 "max-size" => {
                     size = parse_size(v)
                         .ok_or_else(|| Error::InvalidArgument(format!("invalid max-size {v:?}")))?
