@@ -353,3 +353,22 @@ fn v1_only_resources_are_refused_on_v2() {
     assert!(line.contains("net_cls"), "{line}");
     rt.assert_no_leaks(&[&id], &[b.path()]);
 }
+
+/// `--systemd-cgroup` where systemd is not PID 1 (this guest): one line, nothing made.
+#[test]
+fn systemd_driver_without_systemd_is_one_line() {
+    let rt = hako();
+    let id = unique_id("nosd");
+    let b = bundle(&Config::new().cgroups_path(&format!("system.slice:hako:{id}")));
+    let line = rt
+        .cmd(&[
+            "--systemd-cgroup",
+            "run",
+            "--bundle",
+            &b.path().to_string_lossy(),
+            &id,
+        ])
+        .expect_clean_failure("--systemd-cgroup without systemd");
+    assert!(line.contains("systemd is not PID 1"), "{line}");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+}

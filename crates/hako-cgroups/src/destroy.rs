@@ -20,7 +20,12 @@ const PATIENCE: Duration = Duration::from_secs(1);
 pub(crate) fn destroy(m: &Manager) -> Result<(), Error> {
     let dirs = m.all_dirs();
     if !dirs.iter().any(|d| d.exists()) {
-        return Ok(());
+        // A scope whose processes all exited is gone already; a failed one may still be
+        // loaded (and block its name): stop and reset it all the same.
+        return match m.systemd_part() {
+            Some(sd) => sd.stop(),
+            None => Ok(()),
+        };
     }
     let mut errors = Vec::new();
     let frozen = match m.freeze() {
@@ -37,6 +42,12 @@ pub(crate) fn destroy(m: &Manager) -> Result<(), Error> {
         errors.push(e);
     }
     if let Err(e) = wait_empty(m) {
+        errors.push(e);
+    }
+    // systemd removes the scope's cgroup (with any nested ones) once the unit stops.
+    if let Some(sd) = m.systemd_part()
+        && let Err(e) = sd.stop()
+    {
         errors.push(e);
     }
     for dir in &dirs {

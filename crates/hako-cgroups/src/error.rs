@@ -56,11 +56,25 @@ pub enum Error {
         "cannot resolve relative cgroupsPath {path:?}: /proc/self/cgroup has no entry for {hierarchy}; use an absolute cgroupsPath"
     )]
     OwnCgroupNotFound { path: String, hierarchy: String },
-    /// cgroupsPath was given in systemd form; hako only drives cgroupfs directly.
+    /// cgroupsPath was given in systemd form to the cgroupfs driver.
     #[error(
-        "cgroupsPath {path:?} is in systemd form (slice:prefix:name), but hako manages cgroupfs directly and has no systemd driver; use a path such as /hako/<id>"
+        "cgroupsPath {path:?} is in systemd form (slice:prefix:name) but the cgroupfs driver is in use: pass --systemd-cgroup, or give a path such as /hako/<id>"
     )]
     SystemdUnsupported { path: String },
+    /// The systemd driver was asked for with a cgroupsPath it cannot take.
+    #[error("invalid cgroupsPath {path:?} for the systemd cgroup driver: {reason}")]
+    InvalidSystemdPath { path: String, reason: &'static str },
+    /// The systemd driver was asked for, but there is no systemd to ask.
+    #[error("the systemd cgroup driver cannot be used: {what}; use the cgroupfs driver instead")]
+    SystemdNotRunning { what: String },
+    /// The systemd driver on a host that is not pure cgroup v2.
+    #[error(
+        "the systemd cgroup driver of hako needs a pure cgroup v2 host, and this one has cgroup v1 controllers; use the cgroupfs driver"
+    )]
+    SystemdNeedsV2,
+    /// systemd answered a request with an error.
+    #[error("systemd: cannot {what}: {message}")]
+    Systemd { what: String, message: String },
     /// A path handed to [`crate::Manager::from_resolved`] is not a resolved path.
     #[error("invalid resolved cgroup path {path:?}: {reason}")]
     InvalidPath { path: String, reason: &'static str },

@@ -11,8 +11,11 @@
 //! delete:  Manager::from_resolved(saved) -> destroy()
 //! ```
 //!
-//! Only the cgroupfs driver exists: cgroupsPath in systemd form (`slice:prefix:name`) is
-//! refused with [`Error::SystemdUnsupported`].
+//! Two drivers: cgroupfs (this crate makes the directories: [`Manager::new`]) and systemd
+//! (systemd makes a transient scope over D-Bus: [`Manager::new_systemd`], module
+//! [`systemd`]). The cgroupsPath says which: `slice:prefix:name` is the systemd form, and
+//! each driver refuses the other's form. What to save for later processes is
+//! [`Manager::saved`], read back by [`Manager::from_saved`].
 
 mod destroy;
 mod error;
@@ -23,6 +26,7 @@ mod mounts;
 mod path;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 

@@ -8,6 +8,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use crate::error::Error;
 use crate::mounts::{Mounts, host_mounts, scan_root};
 use crate::stats::{self, Stats};
+use crate::systemd::{Instance, Systemd};
 use crate::v1::V1;
 use crate::v2::V2;
 use crate::{CgroupManager, CgroupMount, FreezerState, Layout, destroy, resources};
@@ -32,6 +33,8 @@ enum Inner {
     /// v1 controllers plus the (usually controller-less) unified tree, which still gives
     /// cgroup.kill, cgroup.freeze and a complete process list.
     Hybrid(V1, V2),
+    /// A transient scope made by systemd (pure v2 only).
+    Systemd(Box<Systemd>),
 }
 
 impl Manager {
@@ -40,6 +43,70 @@ impl Manager {
     pub fn new(cgroups_path: Option<&str>, container_id: &str) -> Result<Manager, Error> {
         let resolved = crate::resolve_path(cgroups_path, container_id)?;
         Manager::from_resolved(&resolved)
+    }
+
+    /// A manager for a container whose cgroup is a transient systemd scope: `cgroups_path`
+    /// in `slice:prefix:name` form (missing: `<default slice>:hako:<id>`). Fails at once,
+    /// in one line, when systemd is not running or the host is not pure cgroup v2.
+    pub fn new_systemd(
+        cgroups_path: Option<&str>,
+        container_id: &str,
+        instance: Instance,
+    ) -> Result<Manager, Error> {
+        if instance == Instance::System && !crate::systemd::booted() {
+            return Err(Error::SystemdNotRunning {
+                what: "systemd is not PID 1 on this host (no /run/systemd/system)".into(),
+            });
+        }
+        let mounts = host_mounts()?;
+        let layout = mounts.layout()?;
+        let (Layout::V2, Some((mount, _))) = (layout, mounts.unified) else {
+            return Err(Error::SystemdNeedsV2);
+        };
+        let sd = Systemd::new(mount, cgroups_path, container_id, instance)?;
+        Ok(Manager::systemd(layout, sd))
+    }
+
+    fn systemd(layout: Layout, sd: Systemd) -> Manager {
+        Manager {
+            layout,
+            resolved: sd.v2.resolved.clone(),
+            inner: Inner::Systemd(Box::new(sd)),
+            device_rules: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What to store to rebuild this manager in a later process with
+    /// [`Manager::from_saved`]: the resolved path, or for a systemd scope
+    /// `systemd:<system|user>:<path>`.
+    pub fn saved(&self) -> String {
+        match &self.inner {
+            Inner::Systemd(sd) => sd.saved(),
+            _ => self.resolved.clone(),
+        }
+    }
+
+    /// Rebuilds a manager from [`Manager::saved`] (no D-Bus connection is made until an
+    /// operation needs one).
+    pub fn from_saved(saved: &str) -> Result<Manager, Error> {
+        if saved.starts_with("systemd:") {
+            let mounts = host_mounts()?;
+            let layout = mounts.layout()?;
+            let Some((mount, _)) = mounts.unified else {
+                return Err(Error::SystemdNeedsV2);
+            };
+            let sd = Systemd::from_saved(mount, saved).expect("systemd: prefix checked")?;
+            return Ok(Manager::systemd(layout, sd));
+        }
+        Manager::from_resolved(saved)
+    }
+
+    /// The systemd unit of the container's scope, if the systemd driver made it.
+    pub fn systemd_unit(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Systemd(sd) => Some(&sd.unit),
+            _ => None,
+        }
     }
 
     /// Rebuilds the manager in a later process (e.g. the runtime's `delete`) from
@@ -106,6 +173,7 @@ impl Manager {
         match &self.inner {
             Inner::V1(v1) => v1.dirs(),
             Inner::V2(v2) => vec![v2.dir()],
+            Inner::Systemd(sd) => vec![sd.v2.dir()],
             Inner::Hybrid(v1, v2) => {
                 let mut dirs = v1.dirs();
                 dirs.push(v2.dir());
@@ -114,10 +182,32 @@ impl Manager {
         }
     }
 
+    /// The systemd half, for destroy.
+    pub(crate) fn systemd_part(&self) -> Option<&Systemd> {
+        match &self.inner {
+            Inner::Systemd(sd) => Some(sd),
+            _ => None,
+        }
+    }
+
+    /// Writes `r` to a v2 directory and attaches the device program.
+    fn apply_v2_files(&self, v2: &V2, r: &LinuxResources) -> Result<(), Error> {
+        let rules = resources::apply_v2(&v2.dir(), r)?;
+        if r.devices().is_some() {
+            resources::devices_bpf::attach(&v2.dir(), &rules)?;
+            *self
+                .device_rules
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = rules;
+        }
+        Ok(())
+    }
+
     /// The v2 side that can kill the whole cgroup at once, if any.
     fn killer(&self) -> Option<&V2> {
         match &self.inner {
             Inner::V2(v2) | Inner::Hybrid(_, v2) => Some(v2).filter(|v2| v2.has_kill()),
+            Inner::Systemd(sd) => Some(&sd.v2).filter(|v2| v2.has_kill()),
             Inner::V1(_) => None,
         }
     }
@@ -151,6 +241,8 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) => v1.create(),
             Inner::V2(v2) => v2.create(),
+            // systemd makes the scope when the first process joins; here: is it there?
+            Inner::Systemd(sd) => sd.create(),
             Inner::Hybrid(v1, v2) => {
                 v1.create()?;
                 v2.create()
@@ -162,6 +254,11 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) => v1.add_task(pid),
             Inner::V2(v2) => v2.add_task(pid),
+            Inner::Systemd(sd) if sd.exists() => sd.v2.add_task(pid),
+            Inner::Systemd(sd) => match sd.start(pid)? {
+                Some(r) => self.apply_v2_files(&sd.v2, &r),
+                None => Ok(()),
+            },
             Inner::Hybrid(v1, v2) => {
                 v1.add_task(pid)?;
                 v2.add_task(pid)
@@ -175,14 +272,11 @@ impl CgroupManager for Manager {
             Inner::Hybrid(v1, v2) => {
                 resources::apply_v1(&|c| v1.dir(c), Some(&v2.dir()), resources)
             }
-            Inner::V2(v2) => {
-                let rules = resources::apply_v2(&v2.dir(), resources)?;
-                if resources.devices().is_some() {
-                    resources::devices_bpf::attach(&v2.dir(), &rules)?;
-                    *self
-                        .device_rules
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = rules;
+            Inner::V2(v2) => self.apply_v2_files(v2, resources),
+            Inner::Systemd(sd) => {
+                resources::validate(resources)?;
+                if sd.apply(resources)? {
+                    self.apply_v2_files(&sd.v2, resources)?;
                 }
                 Ok(())
             }
@@ -193,6 +287,7 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) => v1.pids(),
             Inner::V2(v2) => v2.pids(),
+            Inner::Systemd(sd) => sd.v2.pids(),
             // Every process is in the unified tree, even with no controllers there; if
             // that directory is missing (made by another tool), fall back to v1.
             Inner::Hybrid(v1, v2) if !v2.dir().exists() => v1.pids(),
@@ -204,6 +299,7 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) => v1.freeze(),
             Inner::V2(v2) => v2.freeze(),
+            Inner::Systemd(sd) => sd.v2.freeze(),
             // The v1 freezer is what a container sees in its own /sys/fs/cgroup/freezer.
             Inner::Hybrid(v1, _) if v1.has_freezer() => v1.freeze(),
             Inner::Hybrid(_, v2) => v2.freeze(),
@@ -214,6 +310,7 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) => v1.thaw(),
             Inner::V2(v2) => v2.thaw(),
+            Inner::Systemd(sd) => sd.v2.thaw(),
             Inner::Hybrid(v1, _) if v1.has_freezer() => v1.thaw(),
             Inner::Hybrid(_, v2) => v2.thaw(),
         }
@@ -223,6 +320,7 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) => v1.freezer_state(),
             Inner::V2(v2) => v2.freezer_state(),
+            Inner::Systemd(sd) => sd.v2.freezer_state(),
             Inner::Hybrid(v1, _) if v1.has_freezer() => v1.freezer_state(),
             Inner::Hybrid(_, v2) => v2.freezer_state(),
         }
@@ -252,6 +350,7 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) => v1.mounts(),
             Inner::V2(v2) => vec![unified(v2, "")],
+            Inner::Systemd(sd) => vec![unified(&sd.v2, "")],
             Inner::Hybrid(v1, v2) => {
                 let mut m = v1.mounts();
                 m.push(unified(v2, "unified"));
@@ -271,6 +370,7 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) | Inner::Hybrid(v1, _) => stats::v1(&|c| v1.dir(c)),
             Inner::V2(v2) => stats::v2(&v2.dir()),
+            Inner::Systemd(sd) => stats::v2(&sd.v2.dir()),
         }
     }
 
@@ -278,6 +378,7 @@ impl CgroupManager for Manager {
         match &self.inner {
             Inner::V1(v1) | Inner::Hybrid(v1, _) => v1.oom_kill_count(),
             Inner::V2(v2) => v2.oom_kill_count(),
+            Inner::Systemd(sd) => sd.v2.oom_kill_count(),
         }
     }
 }

@@ -31,7 +31,8 @@ pub struct Cli {
     /// Log debug messages
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use systemd to manage cgroups (not supported yet: an error)
+    /// Let systemd make the container's cgroup: a transient scope named by a cgroupsPath
+    /// of the form slice:prefix:name (runc's systemd driver)
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// Path of the criu binary (accepted for compatibility)

@@ -76,15 +76,11 @@ fn create_options(cli: &Cli, a: &hako_runtime::cli::CreateArgs) -> CreateOptions
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
+        systemd_cgroup: cli.systemd_cgroup,
     }
 }
 
 fn dispatch(cli: &Cli) -> hako_runtime::Result<i32> {
-    if cli.systemd_cgroup {
-        return Err(hako_runtime::Error::Unsupported(
-            "--systemd-cgroup is not supported yet: hako-runtime manages cgroups through cgroupfs; drop the flag".into(),
-        ));
-    }
     let root = cli.root.as_path();
     match &cli.command {
         Command::Spec { bundle, rootless } => {

@@ -24,11 +24,10 @@ pub use blkio::blkio_weight_to_io_weight;
 pub use cpu::shares_to_weight;
 #[cfg(test)]
 pub(crate) use devices::plan as devices_plan;
-#[cfg(test)]
 pub(crate) use memory::swap_to_v2;
 
 /// Checks that need no filesystem, for every layout.
-fn validate(r: &LinuxResources) -> Result<(), Error> {
+pub(crate) fn validate(r: &LinuxResources) -> Result<(), Error> {
     if let Some(m) = r.memory() {
         memory::validate(m)?;
     }

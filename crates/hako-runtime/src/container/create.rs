@@ -28,6 +28,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `--systemd-cgroup`: the cgroup is a transient systemd scope (cgroupsPath
+    /// slice:prefix:name), made by the system manager, or the user's for rootless.
+    pub systemd_cgroup: bool,
 }
 
 /// Where the console master goes when the caller gives no socket (foreground `run`).
@@ -136,10 +139,19 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         .cgroups_path()
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
-    let cg = Manager::new(cgroups_path.as_deref(), &opts.id)?;
+    let cg = if opts.systemd_cgroup {
+        let instance = if nix::unistd::geteuid().is_root() {
+            hako_cgroups::systemd::Instance::System
+        } else {
+            hako_cgroups::systemd::Instance::User
+        };
+        Manager::new_systemd(cgroups_path.as_deref(), &opts.id, instance)?
+    } else {
+        Manager::new(cgroups_path.as_deref(), &opts.id)?
+    };
     cg.create()?;
-    tracing::debug!(path = cg.resolved_path(), layout = ?cg.layout(), "cgroup created");
-    cleanup.cgroup = Some(Manager::from_resolved(cg.resolved_path())?);
+    tracing::debug!(path = cg.resolved_path(), layout = ?cg.layout(), unit = ?cg.systemd_unit(), "cgroup created");
+    cleanup.cgroup = Some(Manager::from_saved(&cg.saved())?);
     // Like runc, the device cgroup is always a whitelist: the config's rules, then the
     // devices every container needs.
     let resources = linux.resources().clone().unwrap_or_default();
@@ -209,7 +221,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         created: now_rfc3339(),
         owner: String::new(),
         annotations: spec.annotations().clone().unwrap_or_default(),
-        cgroup_path: cg.resolved_path().to_owned(),
+        cgroup_path: cg.saved(),
         poststart: hooks
             .and_then(|h| h.poststart().clone())
             .unwrap_or_default(),

@@ -62,6 +62,6 @@ impl Container {
         if self.st.cgroup_path.is_empty() {
             return None;
         }
-        Manager::from_resolved(&self.st.cgroup_path).ok()
+        Manager::from_saved(&self.st.cgroup_path).ok()
     }
 }
