@@ -1112,3 +1112,71 @@ fn log_drivers_none_and_local_and_logs_refusing_on_none() {
     assert!(e.contains("json-file, local or none"), "{e}");
     h.finish(&["quiet", "loc"]);
 }
+
+#[test]
+fn label_file_platform_and_gpus_like_docker() {
+    need_root!();
+    let h = Hako::new();
+    let dir = tempfile::Builder::new()
+        .prefix("hako-lf-")
+        .tempdir()
+        .expect("tempdir");
+    let lf = dir.path().join("labels");
+    std::fs::write(&lf, "# comment\napp=web\n\ntier=front\n").expect("write");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let platform = format!("linux/{arch}");
+    h.ok(&[
+        "create",
+        "--name",
+        "lab",
+        "--label-file",
+        lf.to_str().expect("utf-8"),
+        "-l",
+        "tier=back",
+        "--platform",
+        &platform,
+        "busybox",
+    ]);
+    let labels = h.ok(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"app\"}} {{index .Config.Labels \"tier\"}}",
+        "lab",
+    ]);
+    assert_eq!(
+        labels.trim(),
+        "web back",
+        "-l wins over the file, as Docker"
+    );
+    let e = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--platform",
+            "linux/s390x",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(e.contains("this machine's platform"), "{e}");
+    let e = h.fails(125, &["run", "--rm", "--gpus", "all", "busybox", "true"]);
+    assert!(e.contains("no GPU support"), "{e}");
+    let e = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--label-file",
+            "/nonexistent-labels",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(e.contains("/nonexistent-labels"), "{e}");
+    h.finish(&["lab"]);
+}

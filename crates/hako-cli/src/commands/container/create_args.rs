@@ -109,6 +109,16 @@ pub struct CreateArgs {
     /// Set meta data on a container (KEY=VALUE)
     #[arg(short, long = "label", value_name = "LIST")]
     pub labels: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_files: Vec<PathBuf>,
+    /// Set platform if server is multi-platform capable (only this machine's: linux/amd64
+    /// here)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// GPU devices to add to the container (refused: hako has no GPU support)
+    #[arg(long, value_name = "GPU-REQUEST")]
+    pub gpus: Option<String>,
     /// Logging driver for the container (json-file)
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
@@ -396,14 +406,47 @@ fn absolute_bind(spec: &str) -> Result<String> {
     }
 }
 
-fn env_file(path: &PathBuf) -> Result<Vec<String>> {
+/// The lines of an `--env-file` / `--label-file`: blank lines and `#` comments left out.
+fn lines_of(path: &PathBuf) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("open {}", path.display()))?;
     Ok(text
         .lines()
         .map(str::trim_start)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(expand_env)
+        .map(str::to_string)
         .collect())
+}
+
+fn env_file(path: &PathBuf) -> Result<Vec<String>> {
+    Ok(lines_of(path)?
+        .iter()
+        .filter_map(|l| expand_env(l))
+        .collect())
+}
+
+/// This machine's platform as Docker names it (`linux/amd64`).
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// `--platform`: hako runs images for this machine only (no emulation).
+fn check_platform(p: &str) -> Result<()> {
+    let host = host_platform();
+    let want = p.to_ascii_lowercase();
+    let ok = want == "linux" || want == host || want.starts_with(&format!("{host}/"));
+    if !ok {
+        bail!(
+            "--platform {p}: hako runs this machine's platform only ({host}); it has no emulation"
+        );
+    }
+    Ok(())
 }
 
 /// `KEY=VALUE` as is; a bare `KEY` takes this process's value (and is dropped if unset).
@@ -488,6 +531,17 @@ impl CreateArgs {
                 bail!("'hako {verb}' requires at least 1 argument; see 'hako {verb} --help'")
             }
         };
+        if let Some(g) = &self.gpus {
+            bail!("--gpus {g}: hako has no GPU support (no device requests, no NVIDIA hooks)");
+        }
+        if let Some(p) = &self.platform {
+            check_platform(p)?;
+        }
+        let mut labels = Vec::new();
+        for f in &self.label_files {
+            labels.extend(lines_of(f)?);
+        }
+        labels.extend(self.labels.iter().cloned());
         let mut env = Vec::new();
         for f in &self.env_file {
             env.extend(env_file(f)?);
@@ -518,7 +572,7 @@ impl CreateArgs {
             cmd: (!command.is_empty()).then_some(command),
             entrypoint,
             working_dir: self.workdir.clone(),
-            labels: Some(key_values(&self.labels, "label")?),
+            labels: Some(key_values(&labels, "label")?),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             healthcheck: self.healthcheck()?,
@@ -641,6 +695,16 @@ mod tests {
         );
         assert!(parse_restart("always:3").is_err());
         assert!(parse_restart("sometimes").is_err());
+    }
+
+    #[test]
+    fn platforms() {
+        let host = host_platform();
+        assert!(check_platform(&host).is_ok());
+        assert!(check_platform("linux").is_ok());
+        assert!(check_platform(&host.to_uppercase()).is_ok());
+        assert!(check_platform("windows/amd64").is_err());
+        assert!(check_platform("linux/s390x").is_err());
     }
 
     #[test]
