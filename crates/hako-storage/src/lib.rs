@@ -26,6 +26,7 @@ mod overlay;
 mod pipeline;
 mod quota;
 mod safefs;
+pub mod tarsplit;
 pub mod unpack;
 mod vfs;
 
@@ -105,6 +106,33 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         parent: Option<&str>,
         stream: &mut dyn Read,
     ) -> Result<LayerDigests>;
+
+    /// [`Driver::apply_layer`], writing the layer's tar-split record to `split` (see
+    /// [`tarsplit`]). When the result's `split_complete` is true, [`Driver::layer_tar`]
+    /// gives the stream's uncompressed tar back byte for byte from the record and the
+    /// layer, so the tar need not be kept.
+    fn apply_layer_split(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        stream: &mut dyn Read,
+        split: &mut (dyn std::io::Write + Send),
+    ) -> Result<LayerDigests>;
+
+    /// The uncompressed tar layer `id` was applied from, rebuilt from the tar-split
+    /// `record` that [`Driver::apply_layer_split`] wrote. Reading it fails (never yields
+    /// other bytes) if the record is damaged or a file of the layer changed.
+    fn layer_tar<'a>(
+        &self,
+        id: &str,
+        record: Box<dyn Read + Send + 'a>,
+    ) -> Result<tarsplit::LayerTar<'a>> {
+        check_id(id)?;
+        if !self.exists(id) {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        tarsplit::LayerTar::new(record, &self.paths(id)?.upper_dir)
+    }
 
     /// Creates an empty writable layer `id` on `parent`, for a container.
     fn create_rw(&self, id: &str, parent: Option<&str>) -> Result<()>;

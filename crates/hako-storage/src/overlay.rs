@@ -266,6 +266,18 @@ impl Driver for Overlay2 {
         })
     }
 
+    fn apply_layer_split(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        stream: &mut dyn Read,
+        split: &mut (dyn std::io::Write + Send),
+    ) -> Result<LayerDigests> {
+        self.build(id, parent, None, |diff| {
+            unpack::apply_split(stream, diff, WhiteoutMode::Overlay, Some(split))
+        })
+    }
+
     fn create_rw(&self, id: &str, parent: Option<&str>) -> Result<()> {
         self.create_rw_with(id, parent, &StorageOpts::default())
     }

@@ -62,6 +62,11 @@ impl RelPath {
             .map(|(last, parent)| (parent, last.as_os_str()))
     }
 
+    /// The components joined with `/`.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        join(&self.0).as_bytes().to_vec()
+    }
+
     pub(crate) fn display(&self) -> String {
         let joined = join(&self.0);
         String::from_utf8_lossy(joined.as_bytes()).into_owned()

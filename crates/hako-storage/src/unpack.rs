@@ -23,7 +23,8 @@
 //! directory of every entry is opened with `openat2(RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS)`
 //! and the entry itself created with `*at` calls that do not follow symlinks.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
@@ -47,6 +48,7 @@ use tar::EntryType;
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline;
 use crate::safefs::{RelPath, Root, fd_path};
+use crate::tarsplit::{Recorder, Tee};
 
 /// How OCI whiteout entries are represented in the unpacked layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,11 @@ pub struct LayerDigests {
     pub diff_size: u64,
     /// The compression that was detected.
     pub compression: Compression,
+    /// Whether the tar-split record asked for with [`apply_split`] is complete: the tar can
+    /// be rebuilt from it and the layer. False when none was asked for, or when the tar
+    /// overwrote or removed a file it had itself written (its first contents are gone from
+    /// the layer: the caller must keep the tar instead).
+    pub split_complete: bool,
 }
 
 /// A reader that hashes and counts what passes through it.
@@ -158,17 +165,28 @@ pub fn decoder<'a>(
 /// write the files (see [`crate::pipeline`]); for a plain tar the blob digest is the diff
 /// id and the bytes are hashed once.
 pub fn apply(stream: &mut dyn Read, dest: &Path, mode: WhiteoutMode) -> Result<LayerDigests> {
+    apply_split(stream, dest, mode, None)
+}
+
+/// [`apply`], writing the layer's tar-split record to `split` (see [`crate::tarsplit`]);
+/// [`LayerDigests::split_complete`] says whether it can stand in for the tar.
+pub fn apply_split(
+    stream: &mut dyn Read,
+    dest: &Path,
+    mode: WhiteoutMode,
+    split: Option<&mut (dyn Write + Send)>,
+) -> Result<LayerDigests> {
     let (raw_out, raw_in) = pipeline::chunk_channel();
     let (blob, unpacked) = std::thread::scope(|s| {
         let worker = std::thread::Builder::new()
             .name("hako-unpack".into())
-            .spawn_scoped(s, move || unpack_stream(raw_in, dest, mode))
+            .spawn_scoped(s, move || unpack_stream(raw_in, dest, mode, split))
             .ctx(|| "start unpack thread".into())?;
         let blob = pipeline::pump(stream, raw_out);
         let unpacked = join(worker)?;
         Ok::<_, Error>((blob, unpacked))
     })?;
-    let (compression, diff) = unpacked?;
+    let (compression, diff, split_complete) = unpacked?;
     // The worker read the stream to its end, so the pump did too.
     let (blob_digest, blob_size) =
         blob.ok_or_else(|| Error::BadStream("layer stream ended early".into()))?;
@@ -179,6 +197,7 @@ pub fn apply(stream: &mut dyn Read, dest: &Path, mode: WhiteoutMode) -> Result<L
         diff_id,
         diff_size,
         compression,
+        split_complete,
     })
 }
 
@@ -187,18 +206,23 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> Result<T> {
     Ok(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
 }
 
+/// What the unpack thread found: the compression, the diff id and size (`None` for a plain
+/// tar: the blob digest is the diff id), whether the tar-split record is complete.
+type Unpacked = (Compression, Option<(String, u64)>, bool);
+
 /// The unpack thread: detects the compression, decompresses in one more thread if needed,
 /// and applies the tar. Returns the diff id, or `None` for a plain tar (it is the blob
-/// digest).
+/// digest), and whether the tar-split record is complete.
 fn unpack_stream(
     mut raw: pipeline::ChunkReader,
     dest: &Path,
     mode: WhiteoutMode,
-) -> Result<(Compression, Option<(String, u64)>)> {
+    split: Option<&mut (dyn Write + Send)>,
+) -> Result<Unpacked> {
     let compression = detect_compression(&mut raw)?;
     if compression == Compression::None {
-        apply_tar(&mut raw, dest, mode)?;
-        return Ok((compression, None));
+        let complete = apply_tar(&mut raw, dest, mode, split)?;
+        return Ok((compression, None, complete));
     }
     let (tar_out, mut tar_in) = pipeline::chunk_channel();
     std::thread::scope(|s| {
@@ -206,14 +230,14 @@ fn unpack_stream(
             .name("hako-unpack-dec".into())
             .spawn_scoped(s, move || decode(raw, compression, tar_out))
             .ctx(|| "start decompression thread".into())?;
-        let applied = apply_tar(&mut tar_in, dest, mode);
+        let applied = apply_tar(&mut tar_in, dest, mode, split);
         // Dropping the reader stops the decoder if the tar failed first.
         drop(tar_in);
         let decoded = join(decoder_thread)?;
-        applied?;
+        let complete = applied?;
         // apply_tar read to the end, so the decoder finished.
         let diff = decoded?.ok_or_else(|| Error::BadStream("layer stream ended early".into()))?;
-        Ok((compression, Some(diff)))
+        Ok((compression, Some(diff), complete))
     })
 }
 
@@ -237,10 +261,27 @@ fn decode(
     Ok(decoded)
 }
 
-/// Applies the plain tar `tar` to `dest`, reading it to its end.
-fn apply_tar(tar: &mut dyn Read, dest: &Path, mode: WhiteoutMode) -> Result<()> {
-    let mut archive = tar::Archive::new(tar);
-    let mut applier = Applier::new(dest, mode)?;
+/// Applies the plain tar `tar` to `dest`, reading it to its end, recording its tar-split
+/// into `split`. Returns whether the record is complete (false without one).
+fn apply_tar(
+    tar: &mut dyn Read,
+    dest: &Path,
+    mode: WhiteoutMode,
+    split: Option<&mut (dyn Write + Send)>,
+) -> Result<bool> {
+    let rec = split
+        .map(|w| Recorder::new(w).map(|r| Rc::new(RefCell::new(r))))
+        .transpose()?;
+    let mut tee = None;
+    let src: &mut dyn Read = match &rec {
+        Some(r) => tee.insert(Tee {
+            inner: tar,
+            rec: Rc::clone(r),
+        }),
+        None => tar,
+    };
+    let mut archive = tar::Archive::new(src);
+    let mut applier = Applier::new(dest, mode, rec.clone())?;
     let entries = archive
         .entries()
         .map_err(|e| Error::BadStream(format!("not a tar: {e}")))?;
@@ -248,11 +289,20 @@ fn apply_tar(tar: &mut dyn Read, dest: &Path, mode: WhiteoutMode) -> Result<()> 
         let mut entry = entry.map_err(|e| Error::BadStream(format!("read tar entry: {e}")))?;
         applier.entry(&mut entry)?;
     }
-    applier.finish()?;
+    let complete = applier.finish()?;
     // Padding after the end marker belongs to the diff id too.
     io::copy(archive.into_inner(), &mut io::sink())
         .map_err(|e| Error::BadStream(format!("read layer stream: {e}")))?;
-    Ok(())
+    drop(applier);
+    let Some(rec) = rec else {
+        return Ok(false);
+    };
+    drop(tee);
+    let rec = Rc::try_unwrap(rec)
+        .map_err(|_| Error::BadStream("tar-split record still in use".into()))?
+        .into_inner();
+    rec.finish()?;
+    Ok(complete)
 }
 
 /// Metadata of one entry, with PAX overrides applied.
@@ -264,7 +314,7 @@ struct Meta {
     xattrs: Vec<(OsString, Vec<u8>)>,
 }
 
-struct Applier {
+struct Applier<'w> {
     root: Root,
     mode: WhiteoutMode,
     /// Directories whose mtime is set once their children are in place.
@@ -276,6 +326,12 @@ struct Applier {
     parent: Option<CachedDir>,
     /// The buffer file contents are copied through.
     buf: Vec<u8>,
+    /// The tar-split recorder, if one was asked for.
+    rec: Option<Rc<RefCell<Recorder<'w>>>>,
+    /// Files whose contents the record leaves out: path, size, still as unpacked.
+    refs: Vec<(RelPath, u64, bool)>,
+    /// The latest of `refs` for each path.
+    ref_at: HashMap<RelPath, usize>,
 }
 
 struct CachedDir {
@@ -295,8 +351,12 @@ static DIRS_REMOVED: AtomicU64 = AtomicU64::new(0);
 const WH_PREFIX: &[u8] = b".wh.";
 const WH_OPAQUE: &[u8] = b".wh..wh..opq";
 
-impl Applier {
-    fn new(dest: &Path, mode: WhiteoutMode) -> Result<Self> {
+impl<'w> Applier<'w> {
+    fn new(
+        dest: &Path,
+        mode: WhiteoutMode,
+        rec: Option<Rc<RefCell<Recorder<'w>>>>,
+    ) -> Result<Self> {
         Ok(Applier {
             root: Root::open(dest)?,
             mode,
@@ -304,6 +364,9 @@ impl Applier {
             written: HashSet::new(),
             parent: None,
             buf: Vec::new(),
+            rec,
+            refs: Vec::new(),
+            ref_at: HashMap::new(),
         })
     }
 
@@ -333,6 +396,11 @@ impl Applier {
         let path = RelPath::parse(&raw)?;
         let kind = entry.header().entry_type();
         let meta = read_meta(entry, &shown)?;
+        // A later entry at the path of a file the record names replaces that file: its
+        // first contents are no longer in the layer.
+        if let Some(i) = self.ref_at.remove(&path) {
+            self.refs[i].2 = false;
+        }
 
         let Some((parent, name)) = path.split_last() else {
             // The layer root itself (`./`): only its metadata applies.
@@ -357,6 +425,10 @@ impl Applier {
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let file = create_file(&dir, name, &shown)?;
+                // A sparse entry's stored bytes are not the file's contents: kept raw.
+                if kind != EntryType::GNUSparse {
+                    self.reference(entry.raw_file_position(), entry.size(), &path, &shown)?;
+                }
                 let mut file = File::from(file);
                 if self.buf.len() < pipeline::CHUNK {
                     self.buf = vec![0; pipeline::CHUNK];
@@ -530,12 +602,69 @@ impl Applier {
         .ctx(|| format!("set times of {shown}"))
     }
 
-    fn finish(&mut self) -> Result<()> {
-        for (path, time) in self.dir_times.iter().rev() {
-            let dir = self.root.open_dir(&path.0, false, &path.display())?;
-            set_fd_times(&dir, *time, &path.display())?;
+    /// Names the contents of the file entry about to be written in the tar-split record.
+    fn reference(&mut self, start: u64, size: u64, path: &RelPath, shown: &str) -> Result<()> {
+        let Some(rec) = &self.rec else {
+            return Ok(());
+        };
+        if rec
+            .borrow_mut()
+            .reference(start, size, path)
+            .ctx(|| format!("record {shown}"))?
+        {
+            self.ref_at.insert(path.clone(), self.refs.len());
+            self.refs.push((path.clone(), size, true));
         }
         Ok(())
+    }
+
+    /// Sets the directories' times; returns whether every file the tar-split record names
+    /// is still the regular file of the recorded size the tar wrote (a later entry may have
+    /// removed it, or one of its directories, or put a symlink on its way).
+    fn finish(&mut self) -> Result<bool> {
+        for (path, time) in self.dir_times.iter().rev() {
+            let dir = match self.root.open_dir(&path.0, false, &path.display()) {
+                Ok(d) => d,
+                // A later entry replaced or removed the directory (`d/` then a file `d`,
+                // or `.wh.d`): nothing to set.
+                Err(Error::UnsafeEntry { .. }) => continue,
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            set_fd_times(&dir, *time, &path.display())?;
+        }
+        if self.rec.is_none() {
+            return Ok(false);
+        }
+        let mut dir: Option<(&[OsString], OwnedFd)> = None;
+        for (path, size, valid) in &self.refs {
+            if !*valid {
+                tracing::debug!(entry = %path.display(), "tar overwrites a file it wrote");
+                return Ok(false);
+            }
+            let Some((parent, name)) = path.split_last() else {
+                return Ok(false);
+            };
+            if dir.as_ref().is_none_or(|(p, _)| *p != parent) {
+                let Ok(fd) = self.root.open_dir(parent, false, &path.display()) else {
+                    return Ok(false);
+                };
+                dir = Some((parent, fd));
+            }
+            let fd = &dir.as_ref().expect("directory").1;
+            match fstatat(fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st)
+                    if st.st_mode & libc_s_ifmt() == SFlag::S_IFREG.bits()
+                        && u64::try_from(st.st_size).ok() == Some(*size) => {}
+                _ => {
+                    tracing::debug!(entry = %path.display(), "tar removed a file it wrote");
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -85,6 +85,18 @@ impl Driver for Vfs {
         })
     }
 
+    fn apply_layer_split(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        stream: &mut dyn Read,
+        split: &mut (dyn std::io::Write + Send),
+    ) -> Result<LayerDigests> {
+        self.build(id, parent, |dir| {
+            unpack::apply_split(stream, dir, WhiteoutMode::Delete, Some(split))
+        })
+    }
+
     fn create_rw(&self, id: &str, parent: Option<&str>) -> Result<()> {
         self.build(id, parent, |dir| {
             unpack::apply(&mut crate::empty_tar(), dir, WhiteoutMode::Delete)

@@ -155,6 +155,12 @@ impl Tar {
         self.file(name, data)
     }
 
+    /// A file from disk, as tar-rs writes it (files with holes become GNU sparse entries).
+    pub fn b_path(&mut self, path: &Path, name: &str) -> &mut Self {
+        self.b.append_path_with_name(path, name).unwrap();
+        self
+    }
+
     pub fn whiteout(&mut self, dir: &str, name: &str) -> &mut Self {
         let path = if dir.is_empty() {
             format!(".wh.{name}")
