@@ -21,6 +21,8 @@
 
 #[path = "engines/containerd.rs"]
 mod containerd;
+#[path = "engines/docker_build.rs"]
+mod docker_build;
 #[path = "engines/docker_load.rs"]
 mod docker_load;
 #[path = "engines/dockerd.rs"]

@@ -118,6 +118,32 @@ impl Dockerd {
         )
     }
 
+    /// The daemon's API socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    /// `DOCKER_CONFIG` of its CLI.
+    pub fn cli_config(&self) -> PathBuf {
+        self.dir.join("cli")
+    }
+
+    /// `docker ARGS`, stdout as bytes (`export`, `save`).
+    pub fn docker_bytes(&self, args: &[&str]) -> Vec<u8> {
+        let o = Command::new(&self.cli)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.cli_config())
+            .output()
+            .expect("run docker");
+        assert!(
+            o.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    }
+
     /// The `--runtime` name containers use (`hako` or `runc`).
     pub fn runtime(&self) -> &'static str {
         self.runtime
