@@ -1180,3 +1180,58 @@ fn label_file_platform_and_gpus_like_docker() {
     assert!(e.contains("/nonexistent-labels"), "{e}");
     h.finish(&["lab"]);
 }
+
+#[test]
+fn pid_ipc_uts_cgroupns_host_share_the_hosts_namespaces() {
+    need_root!();
+    let h = Hako::new();
+    for (flag, ns) in [
+        ("--pid", "pid"),
+        ("--ipc", "ipc"),
+        ("--uts", "uts"),
+        ("--cgroupns", "cgroup"),
+    ] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).expect("ns");
+        let shared = h.ok(&[
+            "run",
+            "--rm",
+            flag,
+            "host",
+            "busybox",
+            "readlink",
+            &format!("/proc/self/ns/{ns}"),
+        ]);
+        assert_eq!(shared.trim(), host.display().to_string(), "{flag} host");
+        let own = h.ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "readlink",
+            &format!("/proc/self/ns/{ns}"),
+        ]);
+        assert_ne!(
+            own.trim(),
+            host.display().to_string(),
+            "{ns} of its own by default"
+        );
+    }
+    let e = h.fails(
+        125,
+        &["run", "--rm", "--uts", "host", "-h", "x", "busybox", "true"],
+    );
+    assert!(
+        e.contains("conflicting options: hostname and the UTS mode"),
+        "{e}"
+    );
+    let e = h.fails(
+        125,
+        &["run", "--rm", "--pid", "container:x", "busybox", "true"],
+    );
+    assert!(e.contains("--pid container:x"), "{e}");
+    let e = h.fails(
+        125,
+        &["run", "--rm", "--userns", "remap", "busybox", "true"],
+    );
+    assert!(e.contains("--userns remap"), "{e}");
+    h.assert_clean(&[]);
+}

@@ -376,10 +376,24 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec> {
     if let Some(p) = &sec.apparmor {
         process["apparmorProfile"] = json!(p);
     }
+    // `--pid/--ipc/--uts host`, `--cgroupns host`: that namespace is the host's (left out).
+    let host_ns = |mode: Option<&str>| mode == Some("host");
+    let namespaces: Vec<Value> = [
+        ("pid", host_ns(host.pid_mode.as_deref())),
+        ("ipc", host_ns(host.ipc_mode.as_deref())),
+        ("uts", host_ns(host.uts_mode.as_deref())),
+        ("mount", false),
+        (
+            "cgroup",
+            host.cgroupns_mode == Some(bollard_stubs::models::HostConfigCgroupnsModeEnum::HOST),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, on_host)| !on_host)
+    .map(|(t, _)| json!({"type": t}))
+    .collect();
     let mut linux = json!({
-        "namespaces": [
-            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"},
-        ],
+        "namespaces": namespaces,
         "resources": resources(host),
         "cgroupsPath": format!("{}/{}", host.cgroup_parent.as_deref().filter(|p| !p.is_empty()).unwrap_or("/hako"), input.id),
     });
@@ -403,10 +417,13 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec> {
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": input.rootfs, "readonly": host.readonly_rootfs.unwrap_or(false)},
-        "hostname": input.hostname,
         "mounts": mounts,
         "linux": linux,
     });
+    // A hostname needs a UTS namespace of its own.
+    if host.uts_mode.as_deref() != Some("host") {
+        spec["hostname"] = json!(input.hostname);
+    }
     if let Some(d) = input.config.domainname.as_deref().filter(|d| !d.is_empty()) {
         spec["domainname"] = json!(d);
     }

@@ -256,11 +256,21 @@ impl Engine {
         if host.init == Some(true) {
             args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
         }
-        let hostname = config
-            .hostname
-            .clone()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| id[..12].to_string());
+        if host.uts_mode.as_deref() == Some("host")
+            && config.hostname.as_deref().is_some_and(|h| !h.is_empty())
+        {
+            return Err(Error::InvalidArgument(
+                "conflicting options: hostname and the UTS mode".into(),
+            ));
+        }
+        let hostname = match config.hostname.clone().filter(|h| !h.is_empty()) {
+            Some(h) => h,
+            None if host.uts_mode.as_deref() == Some("host") => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
+            None => id[..12].to_string(),
+        };
         config.hostname = Some(hostname.clone());
         let tty = config.tty.unwrap_or(false);
         let mut env = vec![format!("HOSTNAME={hostname}")];

@@ -62,6 +62,26 @@ pub(super) fn validate_host_config(h: &HostConfig) -> Result<()> {
             "maximum retry count cannot be used with restart policy other than on-failure".into(),
         );
     }
+    for (flag, mode, allowed) in [
+        ("--pid", h.pid_mode.as_deref(), &["", "host"][..]),
+        (
+            "--ipc",
+            h.ipc_mode.as_deref(),
+            &["", "host", "private", "shareable"][..],
+        ),
+        ("--uts", h.uts_mode.as_deref(), &["", "host"][..]),
+        // hako has no user namespace remapping: the host's is the only one.
+        ("--userns", h.userns_mode.as_deref(), &["", "host"][..]),
+    ] {
+        if let Some(m) = mode
+            && !allowed.contains(&m)
+        {
+            return bad(format!(
+                "{flag} {m}: not supported by hako (use {})",
+                allowed[1..].join(" or ")
+            ));
+        }
+    }
     match h.network_mode.as_deref() {
         None | Some("" | "none" | "host" | "default") => {}
         Some(other) => {

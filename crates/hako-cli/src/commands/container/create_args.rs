@@ -8,9 +8,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use hako_engine::CreateOptions;
 use hako_engine::models::{
-    ContainerConfig, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
-    MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerConfig, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
+    Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType,
+    MountVolumeOptions, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 
 /// Flags shared by `run` and `create`.
@@ -179,6 +179,21 @@ pub struct CreateArgs {
     /// Tune the host's OOM preferences (-1000 to 1000)
     #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
     pub oom_score_adj: Option<i64>,
+    /// PID namespace to use (host: the host's)
+    #[arg(long = "pid", value_name = "string")]
+    pub pid: Option<String>,
+    /// IPC mode to use (host, private, shareable)
+    #[arg(long = "ipc", value_name = "string")]
+    pub ipc: Option<String>,
+    /// UTS namespace to use (host: the host's)
+    #[arg(long = "uts", value_name = "string")]
+    pub uts: Option<String>,
+    /// User namespace to use (host: the only one hako has)
+    #[arg(long = "userns", value_name = "string")]
+    pub userns: Option<String>,
+    /// Cgroup namespace to use (host or private)
+    #[arg(long = "cgroupns", value_name = "string", value_parser = ["host", "private"])]
+    pub cgroupns: Option<String>,
     /// Optional parent cgroup for the container
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -662,6 +677,17 @@ impl CreateArgs {
             dns: Some(self.dns.clone()),
             oom_score_adj: self.oom_score_adj,
             cgroup_parent: self.cgroup_parent.clone(),
+            pid_mode: self.pid.clone(),
+            ipc_mode: self.ipc.clone(),
+            uts_mode: self.uts.clone(),
+            userns_mode: self.userns.clone(),
+            cgroupns_mode: self.cgroupns.as_deref().map(|m| {
+                if m == "host" {
+                    HostConfigCgroupnsModeEnum::HOST
+                } else {
+                    HostConfigCgroupnsModeEnum::PRIVATE
+                }
+            }),
             ..Default::default()
         };
         Ok(CreateOptions {
