@@ -21,3 +21,4 @@ pub mod parser;
 pub mod progress;
 pub mod shell;
 pub mod worker;
+pub mod classic;
