@@ -61,7 +61,11 @@ impl<W: Write + Send> Progress for ClassicStream<W> {
             Event::Log { data, .. } => self.stream(String::from_utf8_lossy(&data).into_owned()),
             Event::Warning { message } => self.stream(format!("{message}\n")),
             Event::Image { id } => {
-                let short = id.trim_start_matches("sha256:").get(..12).unwrap_or("").to_string();
+                let short = id
+                    .trim_start_matches("sha256:")
+                    .get(..12)
+                    .unwrap_or("")
+                    .to_string();
                 self.stream(format!("Successfully built {short}\n"));
                 self.send(json!({"aux": {"ID": id}}));
             }

@@ -11,6 +11,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod classic;
 pub mod config;
 pub mod copy;
 pub mod dispatch;
@@ -21,4 +22,3 @@ pub mod parser;
 pub mod progress;
 pub mod shell;
 pub mod worker;
-pub mod classic;
