@@ -34,7 +34,7 @@ use crate::commands::system::boot::BootArgs;
 use crate::commands::system::docs::{CompletionArgs, ManpagesArgs};
 use crate::commands::system::{
     df::DfArgs, events::EventsArgs, info::InfoArgs, prune::PruneArgs as SystemPruneArgs,
-    version::VersionArgs,
+    serve::ServeArgs, version::VersionArgs,
 };
 use crate::commands::volume::{
     ls::LsArgs as VolumeLsArgs,
@@ -124,6 +124,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Get real time events from hako (CLI, shims and `hako serve` alike)
     Events(EventsArgs),
+    /// Serve the Docker Engine API (for the docker CLI, docker-py, compose)
+    Serve(ServeArgs),
     /// Show the hako version information
     Version(VersionArgs),
     /// Download an image from a registry

@@ -75,6 +75,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::System(SystemCommand::Df(a)) => system::df::run(g, &a),
         Command::System(SystemCommand::Boot(a)) => system::boot::run(g, &a),
         Command::System(SystemCommand::Check(a)) => system::check::run(g, &a),
+        Command::Serve(a) => system::serve::run(g, &a),
         Command::Events(a) | Command::System(SystemCommand::Events(a)) => {
             system::events::run(g, &a)
         }

@@ -161,6 +161,19 @@ impl Engine {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> Result<()> {
+        self.logs_until(what, o, out, err, &|| false)
+    }
+
+    /// [`Engine::logs`] that also stops following once `cancelled` says so (a client
+    /// that went away).
+    pub fn logs_until(
+        &self,
+        what: &str,
+        o: &logs::LogOptions,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
         let rec = self.get(what)?;
         if super::validate::logs_off(&rec.host_config) {
             return Err(Error::InvalidArgument(
@@ -169,7 +182,7 @@ impl Engine {
             ));
         }
         let path = self.log_path(&rec.id);
-        let mut running = || self.live(&rec).status.is_active();
+        let mut running = || !cancelled() && self.live(&rec).status.is_active();
         logs::print(&path, o, out, err, &mut running)
     }
 

@@ -7,4 +7,5 @@ pub mod docs;
 pub mod events;
 pub mod info;
 pub mod prune;
+pub mod serve;
 pub mod version;

@@ -1,0 +1,288 @@
+//! Hijacked connections (`attach`, exec `start`): the client asks `Connection: Upgrade,
+//! Upgrade: tcp`, gets `101 UPGRADED`, and the socket then carries raw stdio: the client's
+//! bytes go to the container's stdin (minus the detach keys, which end the attach), the
+//! container's output comes back (stdcopy frames without a tty). The client's half-close
+//! closes stdin; the stream ends when the output does.
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, RawQuery, Request, State as St};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hako_engine::stream::{DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys};
+use hako_engine::{AttachOptions, Attached};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::State;
+use crate::body::{blocking, json_or_default};
+use crate::containers::stream_type;
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::version::ApiVersion;
+
+fn wants_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"))
+}
+
+/// The 101 answer.
+fn switching(content_type: &'static str) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// `POST /containers/{id}/attach?stream=&stdin=&stdout=&stderr=&detachKeys=&logs=`.
+pub async fn attach(
+    St(state): St<State>,
+    Path(id): Path<String>,
+    Extension(version): Extension<ApiVersion>,
+    RawQuery(q): RawQuery,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let q = Query::parse(q.as_deref());
+    let any = ["stdin", "stdout", "stderr"]
+        .iter()
+        .any(|k| q.get(k).is_some());
+    // Docker: with none of the three given, all three are wanted.
+    let o = AttachOptions {
+        stdin: if any { q.bool("stdin", false) } else { true },
+        stdout: if any { q.bool("stdout", false) } else { true },
+        stderr: if any { q.bool("stderr", false) } else { true },
+    };
+    if !q.bool("stream", false) && !q.bool("logs", false) {
+        return Err(ApiError::bad(
+            "Bad parameters: at least one of stream or logs must be given",
+        ));
+    }
+    let keys = detach_keys(q.get("detachKeys"))?;
+    let upgrade = wants_upgrade(&req);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let att = blocking(&state, move |e| {
+        let rec = e.get(&id)?;
+        let o = AttachOptions {
+            stdin: o.stdin && rec.config.open_stdin.unwrap_or(false),
+            ..o
+        };
+        Ok(e.attach_with(&rec.id, &o)?)
+    })
+    .await?;
+    let ct = stream_type(att.tty, version);
+    if !upgrade {
+        return Ok(output_only(att, ct));
+    }
+    tokio::spawn(async move {
+        if let Ok(up) = on_upgrade.await {
+            bridge(TokioIo::new(up), att, keys).await;
+        }
+    });
+    Ok(switching(ct))
+}
+
+fn detach_keys(given: Option<&str>) -> ApiResult<Vec<u8>> {
+    match given {
+        // Docker: an empty detachKeys turns detaching off only when explicitly empty?
+        // It means "the default"; a value is parsed.
+        None | Some("") => Ok(DEFAULT_DETACH_KEYS.to_vec()),
+        Some(k) => Ok(parse_detach_keys(k)?),
+    }
+}
+
+/// For clients that do not upgrade: the output as a plain streaming body.
+fn output_only(att: Attached, ct: &'static str) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+    tokio::spawn(async move {
+        let Ok(std) = att.stream.try_clone() else {
+            return;
+        };
+        if std.set_nonblocking(true).is_err() {
+            return;
+        }
+        let Ok(mut s) = tokio::net::UnixStream::from_std(std) else {
+            return;
+        };
+        let _keep = att;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx
+                        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let s = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let mut r = Response::new(Body::from_stream(s));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+/// Copies between the client's upgraded connection and the shim's attach stream until
+/// the output ends, the client leaves, or it types the detach keys.
+async fn bridge<C>(client: C, att: Attached, keys: Vec<u8>)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(std) = att.stream.try_clone() else {
+        return;
+    };
+    if std.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(shim) = tokio::net::UnixStream::from_std(std) else {
+        return;
+    };
+    let (mut shim_r, mut shim_w) = shim.into_split();
+    let (mut cli_r, mut cli_w) = tokio::io::split(client);
+    let input = async move {
+        let mut scanner = DetachScanner::new(keys);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match cli_r.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    // The client closed its input: close the container's stdin.
+                    let _ = shim_w.shutdown().await;
+                    std::future::pending::<()>().await;
+                }
+                Ok(n) => {
+                    let (out, detached) = scanner.feed(&buf[..n]);
+                    if shim_w.write_all(&out).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if detached {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let output = async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match shim_r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if cli_w.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = cli_w.flush().await;
+        let _ = cli_w.shutdown().await;
+    };
+    tokio::select! {
+        () = input => {}
+        () = output => {}
+    }
+    drop(att);
+}
+
+/// `POST /exec/{id}/start` body.
+#[derive(Debug, Default, Deserialize)]
+struct StartBody {
+    #[serde(rename = "Detach", default)]
+    detach: bool,
+    #[serde(rename = "Tty", default)]
+    _tty: bool,
+}
+
+/// `POST /exec/{id}/start`: detached → 200 and nothing else; otherwise hijacked. A
+/// process that cannot be started gets its error written into the stream (the client
+/// then reads the exit code, 126/127, from exec inspect), as Docker does.
+pub async fn exec_start(
+    St(state): St<State>,
+    Path(id): Path<String>,
+    Extension(version): Extension<ApiVersion>,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let upgrade = wants_upgrade(&req);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let body = axum::body::to_bytes(std::mem::take(req.body_mut()), crate::body::MAX_JSON)
+        .await
+        .map_err(|e| ApiError::bad(format!("reading the body: {e}")))?;
+    let b: StartBody = json_or_default(&body)?;
+    let info = blocking(&state, {
+        let id = id.clone();
+        move |e| Ok(e.exec_inspect(&id)?)
+    })
+    .await?;
+    if info.running == Some(true) || info.exit_code.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Error: Exec command {id} is already running"),
+        ));
+    }
+    if b.detach {
+        blocking(&state, move |e| {
+            e.exec_start(&id, true)?;
+            Ok(())
+        })
+        .await?;
+        return Ok(StatusCode::OK.into_response());
+    }
+    let tty = info
+        .process_config
+        .as_ref()
+        .and_then(|p| p.tty)
+        .unwrap_or(false);
+    let keys = detach_keys(info.detach_keys.as_deref())?;
+    let started = blocking(&state, move |e| match e.exec_start(&id, false) {
+        Ok(att) => Ok(Ok(att)),
+        Err(err @ hako_engine::Error::Runtime { .. }) => Ok(Err(err.to_string())),
+        Err(other) => Err(other.into()),
+    })
+    .await?;
+    let ct = stream_type(tty, version);
+    match started {
+        Ok(Some(att)) => {
+            if !upgrade {
+                return Ok(output_only(att, ct));
+            }
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    bridge(TokioIo::new(up), att, keys).await;
+                }
+            });
+        }
+        Ok(None) => return Ok(StatusCode::OK.into_response()),
+        Err(message) => {
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let text = format!("{message}\r\n");
+                    let framed = if tty {
+                        text.into_bytes()
+                    } else {
+                        let mut v = Vec::new();
+                        let _ = hako_engine::stream::write_frame(
+                            &mut v,
+                            hako_engine::stream::STDERR,
+                            text.as_bytes(),
+                        );
+                        v
+                    };
+                    let _ = io.write_all(&framed).await;
+                    let _ = io.shutdown().await;
+                }
+            });
+        }
+    }
+    Ok(switching(ct))
+}

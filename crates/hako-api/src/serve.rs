@@ -1,0 +1,159 @@
+//! Listening: the unix socket (root-owned, 0660 with group `hako` when that group exists,
+//! else 0600, as dockerd does with `docker`), or TCP on loopback with an explicit
+//! `--insecure`. Stops on SIGTERM/SIGINT and removes its socket; containers run on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use hako_engine::Engine;
+
+use crate::{AppState, router, version};
+
+/// Where to listen.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// `unix://PATH`.
+    Unix(PathBuf),
+    /// `tcp://HOST:PORT` (loopback, `--insecure`).
+    Tcp(SocketAddr),
+}
+
+impl Listen {
+    /// Docker's `-H` syntax: `unix:///run/hako/hako.sock`, `tcp://127.0.0.1:2375`, or a
+    /// plain path.
+    pub fn parse(s: &str) -> Result<Listen, String> {
+        if let Some(p) = s.strip_prefix("unix://") {
+            return Ok(Listen::Unix(PathBuf::from(p)));
+        }
+        if let Some(a) = s.strip_prefix("tcp://") {
+            let addr: SocketAddr = a
+                .parse()
+                .map_err(|e| format!("invalid tcp address {a:?}: {e} (use tcp://IP:PORT)"))?;
+            return Ok(Listen::Tcp(addr));
+        }
+        if s.starts_with('/') {
+            return Ok(Listen::Unix(PathBuf::from(s)));
+        }
+        Err(format!(
+            "invalid --host {s:?}: use unix:///PATH or tcp://127.0.0.1:PORT"
+        ))
+    }
+}
+
+/// `hako serve`'s options.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen.
+    pub listen: Listen,
+    /// Plain TCP was asked for explicitly.
+    pub insecure: bool,
+}
+
+/// The service: version layer around the router.
+pub fn app(engine: Arc<Engine>) -> Router {
+    let state = Arc::new(AppState { engine });
+    Router::new()
+        .fallback_service(router(state))
+        .layer(axum::middleware::from_fn(version::layer))
+}
+
+fn hako_gid() -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == "hako").then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+/// Serves until SIGTERM or SIGINT.
+pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
+    if let Listen::Tcp(addr) = &opts.listen {
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "refusing to serve the API on {addr} without TLS: TLS client verification (--tlsverify) is not implemented yet; use a unix socket or a loopback address with --insecure"
+            ));
+        }
+        if !opts.insecure {
+            return Err(format!(
+                "plain TCP on {addr} gives root to anyone who can connect: add --insecure to do it anyway (loopback only)"
+            ));
+        }
+        eprintln!(
+            "WARNING: serving the API on {addr} without TLS: any local user can control hako (and so root) through it"
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(256)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the runtime: {e}"))?;
+    let app = app(Arc::new(engine));
+    rt.block_on(async move {
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        match &opts.listen {
+            Listen::Unix(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("create {}: {e}", dir.display()))?;
+                }
+                match std::os::unix::net::UnixStream::connect(path) {
+                    Ok(_) => {
+                        return Err(format!(
+                            "{} is in use: another hako serve (or dockerd) listens there",
+                            path.display()
+                        ));
+                    }
+                    Err(_) => {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                // Bound with no access for anyone but root, then opened to the group.
+                let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+                let bound = tokio::net::UnixListener::bind(path);
+                nix::sys::stat::umask(old);
+                let listener = bound.map_err(|e| format!("listen on {}: {e}", path.display()))?;
+                let mode = match hako_gid() {
+                    Some(gid) => {
+                        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+                            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+                        0o660
+                    }
+                    None => 0o600,
+                };
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+                eprintln!(
+                    "hako serve: API {} on unix://{}",
+                    crate::API_VERSION,
+                    path.display()
+                );
+                let res = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+                let _ = std::fs::remove_file(path);
+                res.map_err(|e| format!("serve: {e}"))
+            }
+            Listen::Tcp(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("listen on {addr}: {e}"))?;
+                eprintln!("hako serve: API {} on tcp://{addr}", crate::API_VERSION);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .map_err(|e| format!("serve: {e}"))
+            }
+        }
+    })
+}
