@@ -121,7 +121,16 @@ pub async fn start(St(state): St<State>, Path(id): Path<String>) -> ApiResult<Re
         if active(e, &id)? {
             return Ok(false);
         }
-        e.start(&id)?;
+        if let Err(err) = e.start(&id) {
+            // Docker removes an AutoRemove container that could not start (`run --rm`
+            // waits for that removal).
+            if let Ok(rec) = e.get(&id)
+                && rec.host_config.auto_remove == Some(true)
+            {
+                let _ = e.remove(&rec.id, true, true);
+            }
+            return Err(err.into());
+        }
         Ok(true)
     })
     .await?;

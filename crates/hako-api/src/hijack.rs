@@ -70,9 +70,26 @@ pub async fn attach(
             stdin: o.stdin && rec.config.open_stdin.unwrap_or(false),
             ..o
         };
-        Ok(e.attach_with(&rec.id, &o)?)
+        match e.attach_with(&rec.id, &o) {
+            Ok(a) => Ok(Some(a)),
+            // A container whose process cannot be created: the attach (made before
+            // `start` by `docker run`) ends at once, and `start` reports the error.
+            Err(hako_engine::Error::Runtime { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     })
     .await?;
+    let Some(att) = att else {
+        if upgrade {
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    let _ = TokioIo::new(up).shutdown().await;
+                }
+            });
+            return Ok(switching(stream_type(false, version)));
+        }
+        return Ok(Response::new(Body::empty()));
+    };
     let ct = stream_type(att.tty, version);
     if !upgrade {
         return Ok(output_only(att, ct));

@@ -1,0 +1,538 @@
+//! `hako serve` driven by the stock `docker` CLI (its own root, exec root and socket), plus
+//! raw HTTP for what the CLI never sends: unknown endpoints, bad versions, bad bodies,
+//! clients that leave mid-stream, and a server killed with SIGKILL.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Hako;
+use common::pty::Pty;
+use serde_json::Value;
+
+/// A `hako serve` on a socket of its own.
+struct Server<'a> {
+    h: &'a Hako,
+    sock: PathBuf,
+    config: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl<'a> Server<'a> {
+    fn start(h: &'a Hako) -> Server<'a> {
+        let sock = h.root.path().join("api.sock");
+        let mut s = Server {
+            h,
+            sock,
+            config: tempfile::tempdir().expect("docker config dir"),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("unix://{}", self.sock.display());
+        let child = self
+            .h
+            .cmd(&["serve", "--host", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hako serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.sock).is_err() {
+            assert!(Instant::now() < deadline, "hako serve did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.as_ref().expect("server").id()).expect("pid")
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_CONTEXT")
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut child = self
+            .docker(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run docker (install the docker CLI)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("docker {args:?} hung");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed ({:?}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).expect("utf-8")
+    }
+
+    /// One raw HTTP/1.1 request; the status and the body.
+    fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.sock).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: hako\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read the answer");
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_string();
+        (status, body)
+    }
+}
+
+impl Drop for Server<'_> {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+}
+
+fn have_docker() -> bool {
+    let ok = Command::new("docker")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the docker CLI is needed (docker.io)"
+        );
+        eprintln!("SKIP: no docker CLI");
+    }
+    ok
+}
+
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
+}
+
+#[test]
+fn the_docker_cli_drives_hako_serve() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let v = s.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.Os}}",
+    ]);
+    assert_eq!(v.trim(), "1.50 linux");
+    assert!(
+        s.ok(&["info", "--format", "{{.Driver}}"]).trim() == "overlay2"
+            || s.ok(&["info", "--format", "{{.Driver}}"]).trim() == "vfs"
+    );
+    assert!(
+        s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .contains("busybox:latest")
+    );
+    // run: output, exit codes, --rm leaves nothing.
+    assert_eq!(s.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    assert_eq!(
+        s.run(&["run", "--rm", "busybox", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    let o = s.run(&["run", "--rm", "busybox", "nope"]);
+    assert_eq!(
+        o.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = s.run(&["run", "--rm", "nosuchimage"]);
+    assert_ne!(o.status.code(), Some(0));
+    // A detached container: the same one `hako ps` sees.
+    let id = s
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-e",
+            "A=1",
+            "-w",
+            "/tmp",
+            "--label",
+            "team=a",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    assert_eq!(
+        h.ok(&["ps", "-q"]).trim(),
+        &id[..12],
+        "one store for CLI and API"
+    );
+    assert_eq!(
+        s.ok(&["ps", "--filter", "label=team=a", "--format", "{{.Names}}"])
+            .trim(),
+        "web"
+    );
+    assert!(
+        s.ok(&["ps", "--filter", "label=team=b", "-q"])
+            .trim()
+            .is_empty()
+    );
+    h.wait_for("output", || s.ok(&["logs", "web"]) == "started\n");
+    assert_eq!(
+        s.ok(&["exec", "web", "sh", "-c", "echo $A $(pwd)"]),
+        "1 /tmp\n"
+    );
+    assert_eq!(
+        s.run(&["exec", "web", "sh", "-c", "exit 3"]).status.code(),
+        Some(3)
+    );
+    s.ok(&["exec", "-d", "web", "touch", "/made"]);
+    h.wait_for("exec -d", || {
+        s.run(&["exec", "web", "test", "-e", "/made"])
+            .status
+            .success()
+    });
+    assert_eq!(
+        s.ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.Config.WorkingDir}}",
+            "web"
+        ])
+        .trim(),
+        "running /tmp"
+    );
+    assert!(s.ok(&["top", "web"]).contains("sleep") || s.ok(&["top", "web"]).contains("sh"));
+    assert!(
+        s.ok(&["stats", "--no-stream", "--format", "{{.Name}}", "web"])
+            .contains("web")
+    );
+    s.ok(&["pause", "web"]);
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.State.Status}}", "web"]).trim(),
+        "paused"
+    );
+    s.ok(&["unpause", "web"]);
+    s.ok(&["rename", "web", "web2"]);
+    s.ok(&["restart", "-t", "1", "web2"]);
+    s.ok(&["stop", "web2"]);
+    assert_eq!(s.ok(&["wait", "web2"]).trim(), "0");
+    assert_eq!(
+        s.ok(&["ps", "-a", "--filter", "exited=0", "--format", "{{.Names}}"])
+            .trim(),
+        "web2"
+    );
+    // create + start -a
+    s.ok(&["create", "--name", "later", "busybox", "echo", "from-later"]);
+    assert_eq!(s.ok(&["start", "-a", "later"]), "from-later\n");
+    // Events from the CLI, the shims and the server in one log.
+    let evs = s.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "container=web2",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.exitCode}}",
+    ]);
+    let all = s.ok(&["events", "--since", "0", "--until", "0s"]);
+    assert!(
+        !evs.is_empty() && evs.lines().all(|l| l == "0"),
+        "{evs}\nall:\n{all}"
+    );
+    // Volumes.
+    s.ok(&["volume", "create", "data"]);
+    assert!(s.ok(&["volume", "ls", "-q"]).contains("data"));
+    s.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /d/f",
+    ]);
+    assert_eq!(
+        s.ok(&["run", "--rm", "-v", "data:/d", "busybox", "cat", "/d/f"]),
+        "kept\n"
+    );
+    // Images.
+    s.ok(&["tag", "busybox", "mine:1"]);
+    assert!(
+        s.ok(&["image", "inspect", "-f", "{{.RepoTags}}", "mine:1"])
+            .contains("mine:1")
+    );
+    assert!(!s.ok(&["history", "-q", "mine:1"]).trim().is_empty());
+    let tar = h.root.path().join("img.tar");
+    s.ok(&["save", "-o", tar.to_str().expect("path"), "mine:1"]);
+    s.ok(&["rmi", "mine:1"]);
+    assert!(
+        s.ok(&["load", "-i", tar.to_str().expect("path")])
+            .contains("mine:1")
+    );
+    s.ok(&["rmi", "mine:1"]);
+    assert!(s.ok(&["system", "df"]).contains("Images"));
+    // rm -f, and nothing left.
+    s.ok(&["rm", "-f", "web2", "later"]);
+    s.ok(&["volume", "rm", "data"]);
+    assert!(s.ok(&["ps", "-aq"]).trim().is_empty());
+    // What the CLI never sends.
+    let (code, body) = s.http("GET", "/v1.50/nope", "");
+    assert_eq!(code, 404, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).expect("json")["message"].is_string());
+    let (code, body) = s.http("GET", "/v1.99/version", "");
+    assert_eq!(code, 400);
+    assert!(body.contains("too new"), "{body}");
+    let (code, _) = s.http("GET", "/v1.12/version", "");
+    assert_eq!(code, 400);
+    let (code, body) = s.http("HEAD", "/_ping", "");
+    assert_eq!((code, body.as_str()), (200, ""));
+    let (code, body) = s.http("GET", "/v1.41/_ping", "");
+    assert_eq!((code, body.as_str()), (200, "OK"));
+    let (code, body) = s.http("POST", "/containers/create", "{\"Image\": 5}");
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = s.http(
+        "POST",
+        "/containers/create",
+        "{\"Image\":\"busybox\",\"HostConfig\":{\"Runtime\":\"/bin/sh\"}}",
+    );
+    assert_eq!(code, 400, "a runtime path is refused");
+    let (code, _) = s.http("GET", "/containers/nope/json", "");
+    assert_eq!(code, 404);
+    let (code, _) = s.http("POST", "/build", "");
+    assert_eq!(code, 501);
+    drop(s);
+    h.finish(&[]);
+}
+
+#[test]
+fn docker_run_it_gets_a_terminal_through_the_api() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let mut t = Pty::spawn(&s.docker(&["run", "-it", "--name", "tty", "busybox", "sh"]));
+    t.expect("# ");
+    t.send(b"stty size; echo $((6*7))\r");
+    t.expect("24 80");
+    t.expect("42");
+    // Detach keys, then attach again.
+    t.send(b"\x10\x11");
+    let (status, _) = t.wait();
+    assert!(status.success());
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.State.Running}}", "tty"]).trim(),
+        "true"
+    );
+    let mut t = Pty::spawn(&s.docker(&["exec", "-it", "tty", "sh", "-c", "tty; exit 3"]));
+    t.expect("/dev/pts");
+    let (status, _) = t.wait();
+    assert_eq!(status.code(), Some(3));
+    let mut t = Pty::spawn(&s.docker(&["attach", "tty"]));
+    t.send(b"echo back\r");
+    t.expect("back");
+    t.send(b"exit 5\r");
+    let (status, _) = t.wait();
+    assert_eq!(status.code(), Some(5));
+    s.ok(&["rm", "tty"]);
+    drop(s);
+    h.finish(&[]);
+}
+
+#[test]
+fn a_killed_server_loses_nothing_and_leaks_nothing() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let mut s = Server::start(&h);
+    let id = s
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "tick",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; i=0; while :; do echo $i; i=$((i+1)); sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    let mut follow = s
+        .docker(&["logs", "-f", "tick"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let mut attach = s
+        .docker(&["attach", "--no-stdin", "tick"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("attach");
+    std::thread::sleep(Duration::from_millis(500));
+    s.kill9();
+    // The clients see the end; the container does not.
+    for c in [&mut follow, &mut attach] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.try_wait().expect("wait").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "a client hung after the server died"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let lines = |h: &Hako| h.ok(&["logs", "tick"]).lines().count();
+    let before = lines(&h);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(lines(&h) > before, "logs keep growing with no server");
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Status}}", "tick"]).trim(),
+        "running"
+    );
+    // A new server drives it.
+    s.spawn();
+    assert_eq!(s.ok(&["ps", "-q"]).trim(), &id[..12]);
+    // Leaks: bad requests and clients that leave mid-stream, 1,000 of them.
+    let pid = s.pid();
+    let fds = || count(Path::new(&format!("/proc/{pid}/fd")));
+    let tasks = || count(Path::new(&format!("/proc/{pid}/task")));
+    // Warm up the pools first.
+    for _ in 0..20 {
+        let _ = s.http("GET", "/containers/json", "");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (fd0, task0) = (fds(), tasks());
+    for i in 0..1000 {
+        match i % 5 {
+            0 => {
+                let (c, _) = s.http("POST", "/containers/create", "{\"Image\":");
+                assert_eq!(c, 400);
+            }
+            1 => {
+                let (c, _) = s.http(
+                    "POST",
+                    "/containers/create?name=x",
+                    "{\"Image\":\"busybox\",\"Cmd\":\"nope\"}",
+                );
+                assert_eq!(c, 400);
+            }
+            2 => {
+                // A body cut off: the length promises more than comes.
+                let mut st = UnixStream::connect(&s.sock).expect("connect");
+                let _ = st.write_all(b"POST /containers/create HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n{\"Im");
+            }
+            3 => {
+                // logs -f, then gone.
+                let mut st = UnixStream::connect(&s.sock).expect("connect");
+                let _ = st.write_all(
+                    b"GET /containers/tick/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+                );
+                let mut buf = [0u8; 64];
+                let _ = st.read(&mut buf);
+            }
+            _ => {
+                // events, then gone.
+                let mut st = UnixStream::connect(&s.sock).expect("connect");
+                let _ = st.write_all(b"GET /events HTTP/1.1\r\nHost: h\r\n\r\n");
+                let mut buf = [0u8; 64];
+                let _ = st.read(&mut buf);
+            }
+        }
+    }
+    // Streams notice their client is gone within a poll interval.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (f, t) = (fds(), tasks());
+        if f <= fd0 + 2 && t <= task0 + 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leak: fds {fd0} -> {f}, tasks {task0} -> {t}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        s.ok(&["version", "--format", "{{.Server.APIVersion}}"])
+            .trim(),
+        "1.50"
+    );
+    s.ok(&["stop", "-t", "5", "tick"]);
+    assert_eq!(s.ok(&["wait", "tick"]).trim(), "0");
+    s.ok(&["rm", "tick"]);
+    drop(follow);
+    drop(attach);
+    drop(s);
+    h.finish(&[&id]);
+}
