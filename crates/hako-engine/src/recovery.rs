@@ -157,12 +157,7 @@ pub(crate) fn container_dirs(dir: &Path) -> Vec<String> {
 
 /// Whether the shim whose state dir is `dir` still runs.
 pub(crate) fn shim_alive(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(hako_shim::protocol::SHIM_PID_FILE))
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-        .is_some_and(|pid| {
-            pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-        })
+    hako_shim::protocol::shim_alive(dir)
 }
 
 /// Removes a tree; already gone is done.

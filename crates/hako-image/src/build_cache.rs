@@ -357,6 +357,9 @@ impl ImageStore {
             self.driver.remove(&cache_id)?;
             report.layers_removed += 1;
         }
+        // The blobs of the layers that went (and anything else nothing references).
+        let gc = self.collect_garbage(&_gc)?;
+        report.space_reclaimed += gc.space_reclaimed;
         Ok(report)
     }
 

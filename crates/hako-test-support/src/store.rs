@@ -41,6 +41,8 @@ fn churn_file(rel: &str) -> bool {
         || rel == "root:locks/flight"
         || rel == "exec:locks"
         || rel == "root:volumes"
+        // The builder's working directories (their entries count).
+        || matches!(rel, "root:build" | "root:build/active" | "root:build/tmp" | "exec:build")
         || rel.starts_with("root:events")
         || rel.starts_with("root:.cache")
         || rel.contains("/.cache")
