@@ -51,7 +51,7 @@ struct CreateBody {
     #[serde(rename = "HostConfig", default)]
     host_config: Option<HostConfig>,
     #[serde(rename = "NetworkingConfig", default)]
-    _networking: Option<Value>,
+    networking: Option<Value>,
 }
 
 /// `POST /containers/create?name=`.
@@ -64,6 +64,10 @@ pub async fn create(
     let b: CreateBody = json_body(&body)?;
     let name = q.get("name").filter(|n| !n.is_empty()).map(str::to_string);
     let host = b.host_config.unwrap_or_default();
+    // EndpointsConfig: aliases, IPAMConfig, MacAddress per network (hako-net).
+    let networking = b
+        .networking
+        .and_then(|v| serde_json::from_value::<hako_engine::models::NetworkingConfig>(v).ok());
     let rec = blocking(&state, move |e| {
         if let Some(rt) = host.runtime.as_deref().filter(|r| !r.is_empty())
             && (rt.contains('/') || !e.runtimes().contains_key(rt))
@@ -78,6 +82,7 @@ pub async fn create(
             config: b.config,
             host_config: host,
             rootfs: None,
+            networking,
         })?)
     })
     .await?;

@@ -156,6 +156,30 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+/// `hako network ...`
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network
+    Create(crate::commands::network::CreateArgs),
+    /// List networks
+    #[command(visible_alias = "list")]
+    Ls(crate::commands::network::LsArgs),
+    /// Display detailed information on one or more networks
+    Inspect(crate::commands::network::InspectArgs),
+    /// Remove one or more networks
+    #[command(visible_alias = "remove")]
+    Rm(crate::commands::network::RmArgs),
+    /// Connect a container to a network
+    Connect(crate::commands::network::ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(crate::commands::network::DisconnectArgs),
+    /// Remove all unused networks
+    Prune(crate::commands::network::PruneArgs),
 }
 
 /// `hako volume ...`

@@ -117,11 +117,19 @@ impl Global {
         for (var, slot) in [
             ("HAKO_INIT", &mut opts.init),
             ("HAKO_SHIM", &mut opts.shim),
+            ("HAKO_DNS", &mut opts.dns),
             ("HAKO_RUNTIME", &mut opts.runtime),
         ] {
             if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
                 *slot = PathBuf::from(p);
             }
+        }
+        // The default network's subnet, fixed when the network is first made (as --bip).
+        if let Some(s) = std::env::var("HAKO_BRIDGE_SUBNET")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            opts.bridge_subnet = Some(s);
         }
         let exe = std::env::current_exe().context("find the hako executable")?;
         opts.cleanup_command = vec![

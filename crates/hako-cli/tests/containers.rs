@@ -677,10 +677,11 @@ fn pause_rename_and_attach() {
 #[test]
 fn run_pulls_a_missing_image_from_a_registry() {
     need_root!();
-    let Some(reg) = hako_test_support::Registry::start() else {
+    let h = Hako::new();
+    // In the test's network namespace, where hako (and its pulls) run.
+    let Some(reg) = h.net.run(hako_test_support::Registry::start) else {
         return;
     };
-    let h = Hako::new();
     let name = format!("127.0.0.1:{}/hako/busybox:run", reg.port);
     h.ok(&["tag", "busybox", &name]);
     h.ok(&["push", &name]);
@@ -702,6 +703,7 @@ fn run_pulls_a_missing_image_from_a_registry() {
         h.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
             .contains(&name)
     );
+    drop(reg);
     h.assert_clean(&[]);
 }
 

@@ -49,6 +49,12 @@ pub enum Error {
         /// Docker's exit code for it: 126 not executable, 127 not found, else 125.
         exit_code: i32,
     },
+    /// No network with that name or id (Docker's words).
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// Container networking failed (hako-net's message).
+    #[error("{0}")]
+    Network(String),
     /// No such volume.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),

@@ -35,6 +35,9 @@ pub(crate) struct SpecInput<'a> {
     pub cwd: String,
     pub user: &'a User,
     pub hostname: String,
+    /// The network namespace to join (bridge networks, `container:`); None: a new one
+    /// (or the host's with `--network host`).
+    pub netns: Option<&'a Path>,
 }
 
 const MASKED_PATHS: &[&str] = &[
@@ -400,7 +403,10 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec> {
     if host.network_mode.as_deref() != Some("host")
         && let Some(a) = linux["namespaces"].as_array_mut()
     {
-        a.push(json!({"type": "network"}));
+        match input.netns {
+            Some(p) => a.push(json!({"type": "network", "path": p})),
+            None => a.push(json!({"type": "network"})),
+        }
     }
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);

@@ -58,7 +58,7 @@ pub fn take_signals() -> Result<SignalFd, String> {
 /// the container: an inherited pipe (a shell's `$(...)`, a CLI's own pipes) would otherwise
 /// stay open that long and keep its reader waiting for EOF. Call it first thing, before the
 /// shim opens anything of its own.
-pub fn close_inherited(keep: Option<i32>) {
+pub fn close_inherited(keep: &[i32]) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return;
     };
@@ -69,10 +69,26 @@ pub fn close_inherited(keep: Option<i32>) {
     // The directory's own descriptor is among them; it is closed by now, and closing its
     // number again only fails with EBADF: nothing was opened in between.
     for fd in fds {
-        if fd > 2 && Some(fd) != keep {
+        if fd > 2 && !keep.contains(&fd) {
             let _ = nix::unistd::close(fd);
         }
     }
+}
+
+/// Takes the descriptors over, close-on-exec (they stay open in the shim itself, for its
+/// whole life, and close when it ends however it ends).
+pub fn hold(fds: &[i32]) -> Vec<std::os::fd::OwnedFd> {
+    let mut held = Vec::new();
+    for fd in fds {
+        if let Some(owned) = hako_sys::fd::from_inherited(*fd) {
+            let _ = nix::fcntl::fcntl(
+                &owned,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+            held.push(owned);
+        }
+    }
+    held
 }
 
 /// The pipe to the spawner that receives one line: `{"pid":N}` or `{"error":"..."}`.

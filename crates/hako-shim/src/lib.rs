@@ -11,6 +11,7 @@
 //!             --log-path FILE [--log-max-size BYTES] [--log-max-file N]
 //!             [--tty] [--stdin] [--stdin-once] [--restart POLICY]
 //!             [--exit-command PATH [--exit-command-arg ARG]...] [--ready-fd N]
+//!             [--hold-fd N]...
 //! ```
 //!
 //! # Lifecycle
@@ -100,7 +101,12 @@ use crate::runtime::Runtime;
 pub fn run(opts: Options) -> ! {
     let opts = absolute(opts);
     let ready = opts.ready_fd.and_then(ReadyPipe::take);
-    daemon::close_inherited(ready.as_ref().map(ReadyPipe::raw_fd));
+    let mut keep: Vec<i32> = opts.hold_fds.clone();
+    keep.extend(ready.as_ref().map(ReadyPipe::raw_fd));
+    daemon::close_inherited(&keep);
+    // Held, never used; close-on-exec so neither the runtime nor the exit command gets
+    // them: they close when the shim ends, however it ends.
+    let _held = daemon::hold(&opts.hold_fds);
     if let Err(e) = daemon::detach() {
         fail(ready, &format!("hako-shim: {e}"), &opts);
     }

@@ -89,6 +89,10 @@ pub struct Options {
     /// is created, then is closed
     #[arg(long)]
     pub ready_fd: Option<i32>,
+    /// Inherited descriptor to hold, unused, until the shim exits (repeat for several): the
+    /// container's published host ports, so no other process can take them meanwhile
+    #[arg(long = "hold-fd")]
+    pub hold_fds: Vec<i32>,
 }
 
 impl Options {
@@ -159,6 +163,9 @@ impl Options {
         }
         if let Some(fd) = self.ready_fd {
             push("--ready-fd", fd.to_string().into());
+        }
+        for fd in &self.hold_fds {
+            push("--hold-fd", fd.to_string().into());
         }
         for (on, flag) in [
             (self.tty, "--tty"),

@@ -9,3 +9,22 @@ pub fn from_received(fd: RawFd) -> OwnedFd {
     // no other owner exists, so wrapping it once is sound.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Own a descriptor inherited from the spawning process and named on the command line
+/// (`--hold-fd N`). Call it once per number, first thing, before anything else in the
+/// process could open or adopt that number.
+pub fn from_inherited(fd: RawFd) -> Option<OwnedFd> {
+    // fcntl(F_GETFD) on a number we do not own is harmless: it only asks whether it is open.
+    if nix::fcntl::fcntl(
+        // SAFETY: borrowed only for this query; no ownership is claimed yet.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .is_err()
+    {
+        return None;
+    }
+    // SAFETY: the spawner passed this open descriptor to us by number; nothing else in
+    // this process owns it (the caller takes each number once, at startup).
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}

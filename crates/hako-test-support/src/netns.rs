@@ -43,3 +43,105 @@ impl Drop for NetnsGuard {
             .output();
     }
 }
+
+/// A test's own network "host": a fresh network namespace (loopback up) in which every
+/// hako command of the test runs (through `nsenter`), so that bridges, addresses, routes,
+/// nftables tables and published ports of parallel tests never meet, and the real host's
+/// network is never touched. Whatever a test leaves in it dies with it.
+#[derive(Debug)]
+pub struct NetSandbox {
+    ns: NetnsGuard,
+}
+
+impl NetSandbox {
+    /// A new namespace with `lo` up.
+    pub fn new() -> Result<Self> {
+        let ns = NetnsGuard::new()?;
+        let out = Command::new("ip")
+            .args(["-n", ns.name(), "link", "set", "lo", "up"])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "ip link set lo up: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(Self { ns })
+    }
+
+    /// The namespace file.
+    pub fn path(&self) -> PathBuf {
+        self.ns.path()
+    }
+
+    /// Its name (`ip -n NAME ...`).
+    pub fn name(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// `program` to be run inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path().display()))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread inside the namespace (in-process sockets, say).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = self.path();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let file = std::fs::File::open(&path).expect("open the test's netns");
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("enter the test's netns");
+                f()
+            })
+            .join()
+            .expect("netns thread")
+        })
+    }
+
+    /// What hako networking left in the namespace: interfaces other than `lo`, elements in
+    /// hako's nftables table, and any process still inside (shims, containers, hako-dns).
+    pub fn leaks(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let text = |args: &[&str]| {
+            Command::new("ip")
+                .args(["-n", self.name()])
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for line in text(&["-o", "link", "show"]).lines() {
+            let name = line.split(':').nth(1).unwrap_or("").trim();
+            let name = name.split('@').next().unwrap_or(name);
+            if name != "lo" && !name.is_empty() {
+                out.push(format!("interface {name}"));
+            }
+        }
+        let table = self
+            .command("nft")
+            .args(["list", "table", "inet", "hako"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for line in table.lines().filter(|l| l.contains("elements = ")) {
+            out.push(format!("nft {}", line.trim()));
+        }
+        let pids = Command::new("ip")
+            .args(["netns", "pids", self.name()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
+            out.push(format!("process {pid} in the test's netns: {}", cmd.trim()));
+        }
+        out
+    }
+}

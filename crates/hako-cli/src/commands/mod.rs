@@ -3,6 +3,7 @@
 pub mod build;
 pub mod container;
 pub mod image;
+pub mod network;
 pub mod registry;
 pub mod system;
 pub mod volume;
@@ -12,7 +13,8 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::cli::{
-    Cli, Command, ContainerCommand as C, ImageCommand, SystemCommand, VolumeCommand as V,
+    Cli, Command, ContainerCommand as C, ImageCommand, NetworkCommand as N, SystemCommand,
+    VolumeCommand as V,
 };
 
 /// Runs the parsed command line.
@@ -59,6 +61,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Volume(V::Inspect(a)) => volume::manage::inspect(g, &a),
         Command::Volume(V::Rm(a)) => volume::manage::rm(g, &a),
         Command::Volume(V::Prune(a)) => volume::prune::run(g, &a),
+        Command::Network(N::Create(a)) => network::create(g, &a),
+        Command::Network(N::Ls(a)) => network::ls(g, &a),
+        Command::Network(N::Inspect(a)) => network::inspect(g, &a),
+        Command::Network(N::Rm(a)) => network::rm(g, &a),
+        Command::Network(N::Connect(a)) => network::connect(g, &a),
+        Command::Network(N::Disconnect(a)) => network::disconnect(g, &a),
+        Command::Network(N::Prune(a)) => network::prune(g, &a),
         Command::System(SystemCommand::Prune(a)) => system::prune::run(g, &a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::list::run(g, &a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import::run(g, &a),

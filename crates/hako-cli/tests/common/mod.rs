@@ -49,7 +49,9 @@ pub fn static_init() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-/// One hako installation (data root + exec root) with a `busybox` image.
+/// One hako installation (data root + exec root) with a `busybox` image, in a network
+/// namespace of its own: its `hako0` bridge, nftables table, published ports and resolver
+/// never meet another test's, and the host's network is never touched.
 pub struct Hako {
     /// `--root`.
     pub root: tempfile::TempDir,
@@ -57,6 +59,8 @@ pub struct Hako {
     pub exec: tempfile::TempDir,
     /// A directory under `exec` to use as `--exec-root` instead of `exec` itself.
     pub exec_override: Option<PathBuf>,
+    /// The test's network "host".
+    pub net: hako_test_support::NetSandbox,
 }
 
 impl Hako {
@@ -72,6 +76,7 @@ impl Hako {
                 .tempdir_in("/tmp")
                 .expect("tempdir"),
             exec_override: None,
+            net: hako_test_support::NetSandbox::new().expect("a network namespace for the test"),
         }
     }
 
@@ -93,7 +98,7 @@ impl Hako {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(HAKO);
+        let mut c = self.net.command(HAKO);
         if let Some(init) = static_init() {
             c.env("HAKO_INIT", init);
         }
@@ -168,6 +173,25 @@ impl Hako {
             &[self.root.path()],
         );
         assert!(report.is_empty(), "leaks:\n{report}");
+        let left: Vec<_> = std::fs::read_dir(self.exec_root().join("netns"))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "network namespaces left: {left:?}");
+        // The resolver exits on its own shortly after the last container on a user network.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut leaks = self.net.leaks();
+        while !leaks.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            leaks = self.net.leaks();
+        }
+        assert!(leaks.is_empty(), "network leaks: {leaks:?}");
+    }
+
+    /// A program run in the test's network namespace (`nc`, `ip`, `nft`...).
+    pub fn host(&self, program: &str) -> Command {
+        let mut c = self.net.command(program);
+        c.stdin(Stdio::null());
+        c
     }
 
     /// Runs with `input` on stdin.

@@ -180,6 +180,7 @@ impl EngineWorker<'_> {
             cwd: req.cwd.clone(),
             user: &user,
             hostname: HOSTNAME.into(),
+            netns: None,
         })
         .map_err(werr)?;
         oci.save(bundle.join("config.json"))

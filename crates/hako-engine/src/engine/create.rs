@@ -26,6 +26,8 @@ pub struct CreateOptions {
     pub host_config: HostConfig,
     /// `--rootfs DIR`: run this directory as `/` instead of an image (Gocker's `-rootfs`).
     pub rootfs: Option<PathBuf>,
+    /// Docker's networking config: per network, aliases, `--ip`, `--ip6`, `--mac-address`.
+    pub networking: Option<bollard_stubs::models::NetworkingConfig>,
 }
 
 impl Engine {
@@ -92,6 +94,15 @@ impl Engine {
             }
         };
 
+        // Every port the container exposes (its own and the image's), for -P.
+        let mut exposed: Vec<String> = opts.config.exposed_ports.clone().unwrap_or_default();
+        for k in string_keys(&image_config["ExposedPorts"]) {
+            if !exposed.contains(&k) {
+                exposed.push(k);
+            }
+        }
+        let attach = self.plan_network(&host, opts.networking.as_ref(), &exposed)?;
+
         let dir = self.container_dir(&id);
         // Everything from the record to the complete bundle is one flight: a crash leaves
         // a `creating` record that the recovery removes (recovery.rs).
@@ -102,6 +113,7 @@ impl Engine {
             rootfs: false,
             record: false,
             volumes: Vec::new(),
+            network: false,
         };
         // The record goes in first (`creating`, listed nowhere until complete): a create
         // killed half-way leaves a record that the recovery removes with everything it
@@ -139,6 +151,10 @@ impl Engine {
         }
         cleanup.record = true;
         hako_sys::crash::point("create.record");
+        if !attach.is_empty() {
+            cleanup.network = true;
+            self.net.configure(&id, &attach)?;
+        }
         // Only now the directory: a container directory always has a record, so one without
         // is garbage (recovery.rs).
         crate::files::dir(&dir, 0o710).ctx(|| format!("create {}", dir.display()))?;
@@ -308,7 +324,12 @@ impl Engine {
         }
         spec::write_etc_files(&dir, &hostname, &host)
             .ctx(|| format!("write files in {}", dir.display()))?;
+        if !exposed.is_empty() {
+            config.exposed_ports = Some(exposed.clone());
+        }
+        let netns = self.netns_for_spec(&id, &host)?;
         let oci = spec::build(&SpecInput {
+            netns: netns.as_deref(),
             id: &id,
             config: &config,
             host: &host,
@@ -390,6 +411,7 @@ struct Cleanup<'a> {
     rootfs: bool,
     record: bool,
     volumes: Vec<(String, bool)>,
+    network: bool,
 }
 
 impl Cleanup<'_> {
@@ -397,6 +419,7 @@ impl Cleanup<'_> {
         self.rootfs = false;
         self.record = false;
         self.volumes.clear();
+        self.network = false;
         self.id.clear();
     }
 }
@@ -407,6 +430,9 @@ impl Drop for Cleanup<'_> {
             return;
         }
         let e = self.engine;
+        if self.network {
+            let _ = e.net.forget(&self.id);
+        }
         // Files first, the record (and with it the uses of volumes) last.
         if self.rootfs {
             let _ = e.images.release_rootfs(&self.id);

@@ -71,6 +71,7 @@ impl Engine {
             graph_driver: graph,
             mounts: Some(mounts),
             config: Some(rec.config.clone()),
+            network_settings: Some(self.network_settings(&rec)),
             ..Default::default()
         })
     }

@@ -39,6 +39,34 @@ impl Engine {
     }
 
     pub(super) fn spawn_shim(&self, rec: &Record) -> Result<()> {
+        // The network first: the runtime joins its namespace by path, and a port that is
+        // taken refuses the start before anything runs.
+        let sockets = self.setup_network(rec)?;
+        let networked = self.net.sandbox(&rec.id)?.is_some();
+        match self.spawn_shim_with(rec, &sockets, networked) {
+            Ok(()) => {
+                if networked {
+                    let pid =
+                        protocol::read_shim_pid(&self.state_dir(&rec.id)).map_or(0, |(pid, _)| pid);
+                    self.net.set_owner(&rec.id, pid)?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if networked {
+                    let _ = self.net.teardown(&rec.id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn_shim_with(
+        &self,
+        rec: &Record,
+        sockets: &[std::os::fd::OwnedFd],
+        networked: bool,
+    ) -> Result<()> {
         let dir = self.state_dir(&rec.id);
         let _ = std::fs::remove_dir_all(&dir);
         crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
@@ -101,7 +129,14 @@ impl Engine {
             }
         }
         cmd.arg("--restart").arg(restart_arg(&rec.host_config));
-        if rec.host_config.auto_remove == Some(true)
+        let held = super::network::inheritable(sockets)?;
+        for fd in &held {
+            cmd.arg("--hold-fd")
+                .arg(std::os::fd::AsRawFd::as_raw_fd(fd).to_string());
+        }
+        // The exit command removes `--rm` containers and gives back the network of every
+        // networked one, with no CLI alive.
+        if (rec.host_config.auto_remove == Some(true) || networked)
             && let Some((prog, rest)) = self.opts.cleanup_command.split_first()
         {
             cmd.arg("--exit-command").arg(prog);
@@ -109,7 +144,10 @@ impl Engine {
                 cmd.arg(format!("--exit-command-arg={a}"));
             }
         }
-        self.run_monitor(cmd, &dir, "create")
+        let r = self.run_monitor(cmd, &dir, "create");
+        // The shim has its own copies of the port sockets now.
+        drop(held);
+        r
     }
 
     /// `hako-shim --id --bundle --runtime --runtime-root --state-dir --events-log`: what
@@ -189,6 +227,7 @@ impl Engine {
             }
             Ok(Reply::Error { message }) => {
                 self.wait_shim_gone(&rec.id, Duration::from_secs(5));
+                let _ = self.release_network(&rec.id, true);
                 Err(runtime_error("start", message))
             }
             Ok(other) => Err(runtime_error(
@@ -267,6 +306,9 @@ impl Engine {
         }
         self.wait_shim_gone(&rec.id, Duration::from_secs(5));
         self.container_event(&rec, "stop", &[]);
+        // The shim's exit command releases the network; wait for it, so that a stopped
+        // container holds no address, port or interface when `stop` returns.
+        self.release_network(&rec.id, true)?;
         Ok(rec)
     }
 
@@ -337,6 +379,7 @@ impl Engine {
         };
         self.write_event_attributes(&renamed);
         self.container_event(&renamed, "rename", &[("oldName", format!("/{}", rec.name))]);
+        self.net.rename(&rec.id, new_name)?;
         Ok(())
     }
 }

@@ -1,7 +1,5 @@
 //! `docker ps` / `GET /containers/json`: Docker's summaries, filters and `Status` text.
 
-use std::collections::HashMap;
-
 use bollard_stubs::models::{
     ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
     ContainerSummaryStateEnum, MountPoint,
@@ -199,7 +197,11 @@ impl Engine {
             image_id: Some(rec.image_id.clone()),
             command: Some(command),
             created: parse_rfc3339(&rec.created),
-            ports: Some(Vec::new()),
+            ports: Some(if live.status.is_active() {
+                self.port_summaries(rec)
+            } else {
+                Vec::new()
+            }),
             size_rw,
             size_root_fs,
             labels: Some(rec.config.labels.clone().unwrap_or_default()),
@@ -223,7 +225,7 @@ impl Engine {
                 annotations: None,
             }),
             network_settings: Some(ContainerSummaryNetworkSettings {
-                networks: Some(HashMap::new()),
+                networks: self.network_settings(rec).networks,
             }),
             mounts: Some(mounts),
             ..Default::default()

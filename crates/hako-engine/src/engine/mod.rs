@@ -28,6 +28,7 @@ mod images;
 mod inspect;
 mod lifecycle;
 mod list;
+mod network;
 mod prune;
 mod remove;
 mod runtime;
@@ -46,6 +47,7 @@ pub use create::CreateOptions;
 pub use exec::ExecOptions;
 pub use images::{IMAGE_FILTERS, IMAGE_PRUNE_FILTERS, ImageListOptions};
 pub use list::{CONTAINER_FILTERS, ContainerListOptions, status_text};
+pub use network::{Mode as NetworkMode, add_legacy_network_fields};
 pub use prune::{CONTAINER_PRUNE_FILTERS, VOLUME_PRUNE_FILTERS};
 pub use runtime::SignalSender;
 pub use status::LiveState;
@@ -76,6 +78,16 @@ pub struct EngineOptions {
     pub log_max_size: u64,
     /// json-file log rotation: files kept.
     pub log_max_file: u32,
+    /// The resolver of user networks (`hako-dns`).
+    pub dns: PathBuf,
+    /// The default network's bridge interface.
+    pub bridge_name: String,
+    /// The default network's subnet (`10.1.0.0/16`, or the bridge address `10.1.0.1/16`);
+    /// default: the first of hako's pools the host does not route. Fixed once the
+    /// network exists.
+    pub bridge_subnet: Option<String>,
+    /// MTU of new networks (default 1500).
+    pub mtu: Option<u32>,
 }
 
 impl EngineOptions {
@@ -92,6 +104,10 @@ impl EngineOptions {
             cleanup_command: Vec::new(),
             log_max_size: 10 << 20,
             log_max_file: 5,
+            dns: sibling_binary("hako-dns"),
+            bridge_name: "hako0".into(),
+            bridge_subnet: None,
+            mtu: None,
         }
     }
 }
@@ -111,6 +127,7 @@ pub struct Engine {
     opts: EngineOptions,
     images: ImageStore,
     db: Mutex<Connection>,
+    net: hako_net::Net,
 }
 
 impl Engine {
@@ -134,12 +151,22 @@ impl Engine {
         ] {
             crate::files::dir(&d, mode).ctx(|| format!("create {}", d.display()))?;
         }
+        let net = hako_net::Net::open(hako_net::NetOptions {
+            db: opts.root.join("hako-image.db"),
+            exec_root: opts.exec_root.clone(),
+            bridge_name: opts.bridge_name.clone(),
+            bridge_subnet: opts.bridge_subnet.clone(),
+            mtu: opts.mtu,
+            dns_program: opts.dns.clone(),
+        })?;
         let engine = Engine {
             opts,
             images,
             db: Mutex::new(db),
+            net,
         };
         engine.recover();
+        engine.collect_dead_networks();
         Ok(engine)
     }
 

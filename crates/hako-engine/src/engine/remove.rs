@@ -73,6 +73,8 @@ impl Engine {
     /// failure can be retried), then its anonymous volumes if asked.
     pub(crate) fn teardown(&self, rec: &Record, remove_volumes: bool) -> Result<()> {
         self.wait_shim_gone(&rec.id, Duration::from_secs(10));
+        self.release_network(&rec.id, true)?;
+        self.net.forget(&rec.id)?;
         let runtime_state = self.runtime_root(&rec.runtime).join(&rec.id);
         if runtime_state.exists() {
             let _ = self.runtime_run(rec, "delete", &["delete", "--force", &rec.id]);
@@ -109,8 +111,9 @@ impl Engine {
         Ok(())
     }
 
-    /// What the shim's exit command runs for `--rm` containers: remove it with its
-    /// anonymous volumes, if it still exists and still wants to be removed.
+    /// What the shim's exit command runs (in place of the shim, with its pid): give the
+    /// container's network back, and remove `--rm` containers with their anonymous
+    /// volumes, if they still exist and still want to be removed.
     pub fn cleanup(&self, what: &str) -> Result<()> {
         // A foreground `run --rm` removes the container itself, after it read the exit
         // code: wait for it to finish (or die).
@@ -127,7 +130,11 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        if rec.host_config.auto_remove != Some(true) || self.live(&rec).status.is_active() {
+        if self.live(&rec).status.is_active() {
+            return Ok(());
+        }
+        self.release_network(&rec.id, false)?;
+        if rec.host_config.auto_remove != Some(true) {
             return Ok(());
         }
         self.remove(&rec.id, false, true).map(|_| ())

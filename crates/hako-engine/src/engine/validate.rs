@@ -82,14 +82,6 @@ pub(super) fn validate_host_config(h: &HostConfig) -> Result<()> {
             ));
         }
     }
-    match h.network_mode.as_deref() {
-        None | Some("" | "none" | "host" | "default") => {}
-        Some(other) => {
-            return bad(format!(
-                "network mode {other:?} is not supported yet (use none or host)"
-            ));
-        }
-    }
     Ok(())
 }
 

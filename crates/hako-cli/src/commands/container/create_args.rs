@@ -8,9 +8,10 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use hako_engine::CreateOptions;
 use hako_engine::models::{
-    ContainerConfig, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
-    Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType,
-    MountVolumeOptions, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerConfig, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigCgroupnsModeEnum, HostConfigLogConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 
 /// Flags shared by `run` and `create`.
@@ -161,9 +162,37 @@ pub struct CreateArgs {
     /// Storage driver options for the container (size=10G)
     #[arg(long = "storage-opt", value_name = "LIST")]
     pub storage_opt: Vec<String>,
-    /// Connect the container to a network (none, host)
+    /// Connect a container to a network (bridge, none, host, container:NAME|ID, or a network
+    /// made with `hako network create`)
     #[arg(long = "network", alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
+    /// Add a network-scoped alias for the container (user-defined networks)
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "LIST")]
+    pub network_aliases: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104; user-defined networks)
+    #[arg(long = "ip", value_name = "IP")]
+    pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33; user-defined networks)
+    #[arg(long = "ip6", value_name = "IP")]
+    pub ip6: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])
+    #[arg(short = 'p', long = "publish", value_name = "LIST")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long = "expose", value_name = "LIST")]
+    pub expose: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "LIST")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt", value_name = "LIST")]
+    pub dns_options: Vec<String>,
     /// Size of /dev/shm
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub shm_size: Option<String>,
@@ -572,7 +601,60 @@ impl CreateArgs {
         if self.rootfs.is_some() && command.is_empty() && entrypoint.is_none() {
             command = vec!["/bin/sh".into()];
         }
+        let network_mode = self.network.clone().unwrap_or_else(|| "bridge".into());
+        let mut exposed: Vec<String> = Vec::new();
+        for e in &self.expose {
+            for k in hako_net::ports::parse_expose(e)? {
+                if !exposed.contains(&k) {
+                    exposed.push(k);
+                }
+            }
+        }
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        if network_mode == "host" && !self.publish.is_empty() {
+            eprintln!("WARNING: Published ports are discarded when using host network mode");
+        } else {
+            for p in &self.publish {
+                for b in hako_net::ports::parse_publish(p)? {
+                    if !exposed.contains(&b.container) {
+                        exposed.push(b.container.clone());
+                    }
+                    port_bindings
+                        .entry(b.container.clone())
+                        .or_insert(None)
+                        .get_or_insert_with(Vec::new)
+                        .push(PortBinding {
+                            host_ip: Some(b.host_ip),
+                            host_port: Some(b.host_port),
+                        });
+                }
+            }
+        }
+        let endpoint = EndpointSettings {
+            aliases: (!self.network_aliases.is_empty()).then(|| self.network_aliases.clone()),
+            ipam_config: (self.ip.is_some() || self.ip6.is_some()).then(|| EndpointIpamConfig {
+                ipv4_address: self.ip.clone(),
+                ipv6_address: self.ip6.clone(),
+                ..Default::default()
+            }),
+            mac_address: self.mac_address.clone(),
+            ..Default::default()
+        };
+        let special = matches!(network_mode.as_str(), "host" | "none")
+            || network_mode.starts_with("container:");
+        let wants_endpoint = endpoint.aliases.is_some()
+            || endpoint.ipam_config.is_some()
+            || endpoint.mac_address.is_some();
+        if special && wants_endpoint {
+            bail!(
+                "conflicting options: --ip, --ip6, --network-alias and --mac-address need a bridge network, not --network {network_mode}"
+            );
+        }
+        let networking = wants_endpoint.then(|| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(network_mode.clone(), endpoint)])),
+        });
         let config = ContainerConfig {
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
             image,
             hostname: self.hostname.clone(),
             domainname: self.domainname.clone(),
@@ -670,7 +752,11 @@ impl CreateArgs {
             log_config: Some(log_config),
             runtime: self.runtime.clone(),
             storage_opt: Some(key_values(&self.storage_opt, "storage-opt")?),
-            network_mode: Some(self.network.clone().unwrap_or_else(|| "none".into())),
+            network_mode: Some(network_mode.clone()),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            publish_all_ports: Some(self.publish_all),
+            dns_search: Some(self.dns_search.clone()),
+            dns_options: Some(self.dns_options.clone()),
             shm_size: self.shm_size.as_deref().map(parse_bytes).transpose()?,
             sysctls: Some(key_values(&self.sysctls, "sysctl")?),
             extra_hosts: Some(self.add_hosts.clone()),
@@ -695,6 +781,7 @@ impl CreateArgs {
             config,
             host_config: host,
             rootfs: self.rootfs.clone(),
+            networking,
         })
     }
 }

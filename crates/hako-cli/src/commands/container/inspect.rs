@@ -41,6 +41,7 @@ pub fn run(g: &Global, a: &InspectArgs, containers_only: bool) -> Result<()> {
                 Ok(c) => {
                     let mut v = serde_json::to_value(c)?;
                     hako_engine::shape::container_inspect(&mut v);
+                    hako_engine::add_legacy_network_fields(&mut v);
                     found.push(v);
                     continue;
                 }

@@ -139,7 +139,7 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
                 "RunningFor": since(c.created),
                 "Status": c.status.clone().unwrap_or_default(),
                 "State": c.state.map(|s| s.to_string()).unwrap_or_default(),
-                "Ports": "",
+                "Ports": super::port::summary_text(c.ports.as_deref().unwrap_or_default()),
                 "Names": names.join(","),
                 "Size": size,
                 "Labels": lv.join(","),
