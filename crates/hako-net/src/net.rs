@@ -100,6 +100,9 @@ pub struct Setup {
     pub ports: Vec<Mapping>,
     /// The bound host ports: the shim must hold them for the container's life.
     pub sockets: Vec<OwnedFd>,
+    /// Sockets (index into `sockets`) the shim must relay to a container address: TCP on
+    /// IPv6 loopback, which no NAT serves.
+    pub proxies: Vec<(usize, std::net::SocketAddr)>,
     /// `/etc/hosts`.
     pub hosts: String,
     /// `/etc/resolv.conf`.
@@ -674,10 +677,22 @@ impl Net {
             dns::ensure(&self.opts.dns_program, &self.opts.db, &self.opts.exec_root)?;
         }
         let (hosts, resolv) = self.etc_files(req, atts, &eps)?;
+        let mut proxies = Vec::new();
+        for (i, m) in reserved.mappings.iter().enumerate() {
+            let loopback_too = m.host_ip.is_unspecified() || m.host_ip.is_loopback();
+            if m.proto == ports::Proto::Tcp
+                && m.host_ip.is_ipv6()
+                && loopback_too
+                && let Some(t) = eps.iter().find_map(|e| e.ipv6)
+            {
+                proxies.push((i, std::net::SocketAddr::new(t, m.container_port)));
+            }
+        }
         Ok(Setup {
             endpoints: eps,
             ports: reserved.mappings,
             sockets: reserved.sockets,
+            proxies,
             hosts,
             resolv,
         })

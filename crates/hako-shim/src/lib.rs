@@ -11,7 +11,7 @@
 //!             --log-path FILE [--log-max-size BYTES] [--log-max-file N]
 //!             [--tty] [--stdin] [--stdin-once] [--restart POLICY]
 //!             [--exit-command PATH [--exit-command-arg ARG]...] [--ready-fd N]
-//!             [--hold-fd N]...
+//!             [--hold-fd N]... [--proxy N=ADDR]...
 //! ```
 //!
 //! # Lifecycle
@@ -81,6 +81,7 @@ mod daemon;
 mod health;
 mod logfile;
 mod monitor;
+mod proxy;
 mod runtime;
 mod stdio;
 
@@ -106,7 +107,7 @@ pub fn run(opts: Options) -> ! {
     daemon::close_inherited(&keep);
     // Held, never used; close-on-exec so neither the runtime nor the exit command gets
     // them: they close when the shim ends, however it ends.
-    let _held = daemon::hold(&opts.hold_fds);
+    let mut held = daemon::hold(&opts.hold_fds);
     if let Err(e) = daemon::detach() {
         fail(ready, &format!("hako-shim: {e}"), &opts);
     }
@@ -116,6 +117,13 @@ pub fn run(opts: Options) -> ! {
     };
     match shim.create() {
         Ok(pid) => {
+            // Relays start before the answer: when `run -d` returns, [::1] answers.
+            for p in &opts.proxies {
+                if let Err(e) = start_proxy(&mut held, p) {
+                    shim.runtime_delete();
+                    fail(ready, &format!("hako-shim: {e}"), &opts);
+                }
+            }
             if let Some(r) = ready {
                 r.created(pid);
             }
@@ -137,6 +145,24 @@ pub fn run(opts: Options) -> ! {
         std::process::exit(1);
     }
     std::process::exit(0);
+}
+
+/// `--proxy FD=ADDR`: hands held socket FD to a relay towards ADDR.
+fn start_proxy(held: &mut Vec<std::os::fd::OwnedFd>, spec: &str) -> Result<(), String> {
+    let (fd, addr) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--proxy {spec}: expected FD=ADDR"))?;
+    let fd: i32 = fd
+        .parse()
+        .map_err(|_| format!("--proxy {spec}: bad descriptor"))?;
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("--proxy {spec}: bad address"))?;
+    let i = held
+        .iter()
+        .position(|h| std::os::fd::AsRawFd::as_raw_fd(h) == fd)
+        .ok_or_else(|| format!("--proxy {spec}: descriptor {fd} is not held"))?;
+    proxy::start(held.remove(i), addr)
 }
 
 /// Everything before `create`: signals, files, sockets, log.

@@ -93,6 +93,10 @@ pub struct Options {
     /// container's published host ports, so no other process can take them meanwhile
     #[arg(long = "hold-fd")]
     pub hold_fds: Vec<i32>,
+    /// FD=ADDR: listen on held TCP socket FD (a published port on IPv6 loopback, which no
+    /// NAT can serve) and relay each connection to ADDR (repeat for several)
+    #[arg(long = "proxy", value_name = "FD=ADDR")]
+    pub proxies: Vec<String>,
 }
 
 impl Options {
@@ -166,6 +170,9 @@ impl Options {
         }
         for fd in &self.hold_fds {
             push("--hold-fd", fd.to_string().into());
+        }
+        for p in &self.proxies {
+            push("--proxy", p.clone().into());
         }
         for (on, flag) in [
             (self.tty, "--tty"),

@@ -41,9 +41,9 @@ impl Engine {
     pub(super) fn spawn_shim(&self, rec: &Record) -> Result<()> {
         // The network first: the runtime joins its namespace by path, and a port that is
         // taken refuses the start before anything runs.
-        let sockets = self.setup_network(rec)?;
+        let (sockets, proxies) = self.setup_network(rec)?;
         let networked = self.net.sandbox(&rec.id)?.is_some();
-        match self.spawn_shim_with(rec, &sockets, networked) {
+        match self.spawn_shim_with(rec, &sockets, &proxies, networked) {
             Ok(()) => {
                 if networked {
                     let pid =
@@ -65,6 +65,7 @@ impl Engine {
         &self,
         rec: &Record,
         sockets: &[std::os::fd::OwnedFd],
+        proxies: &[(usize, std::net::SocketAddr)],
         networked: bool,
     ) -> Result<()> {
         let dir = self.state_dir(&rec.id);
@@ -133,6 +134,12 @@ impl Engine {
         for fd in &held {
             cmd.arg("--hold-fd")
                 .arg(std::os::fd::AsRawFd::as_raw_fd(fd).to_string());
+        }
+        for (i, target) in proxies {
+            if let Some(fd) = held.get(*i) {
+                cmd.arg("--proxy")
+                    .arg(format!("{}={target}", std::os::fd::AsRawFd::as_raw_fd(fd)));
+            }
         }
         // The exit command removes `--rm` containers and gives back the network of every
         // networked one, with no CLI alive.

@@ -29,6 +29,9 @@ use crate::records::Record;
 
 use super::Engine;
 
+/// Port sockets the shim relays: (index into the sockets, container address).
+pub(crate) type Relays = Vec<(usize, std::net::SocketAddr)>;
+
 /// How a container is networked (`--network`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -191,10 +194,11 @@ impl Engine {
     }
 
     /// Before the shim starts the runtime: the container's network (bridge modes), its
-    /// /etc/hosts and resolv.conf. Returns the host port sockets the shim must hold.
-    pub(crate) fn setup_network(&self, rec: &Record) -> Result<Vec<OwnedFd>> {
+    /// /etc/hosts and resolv.conf. Returns the host port sockets the shim must hold, and
+    /// which of them it relays (index, container address).
+    pub(crate) fn setup_network(&self, rec: &Record) -> Result<(Vec<OwnedFd>, Relays)> {
         match mode_of(&rec.host_config) {
-            Mode::None | Mode::Host => return Ok(Vec::new()),
+            Mode::None | Mode::Host => return Ok((Vec::new(), Vec::new())),
             Mode::Container(other) => {
                 let o = self.get(&other)?;
                 if !self.live(&o).status.is_active() {
@@ -204,7 +208,7 @@ impl Engine {
                     )));
                 }
                 self.point_netns_at(rec, &o)?;
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             }
             Mode::Bridge(_) => {}
         }
@@ -240,7 +244,7 @@ impl Engine {
             let _ = self.net.teardown(&rec.id);
             return Err(e);
         }
-        Ok(setup.sockets)
+        Ok((setup.sockets, setup.proxies))
     }
 
     /// `container:X`: the spec joins X's namespace as it is now (a file hako made, or the

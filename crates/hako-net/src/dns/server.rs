@@ -85,7 +85,7 @@ fn close(l: &Listener) {
 /// The gateways to listen on: user networks with at least one live endpoint.
 fn wanted(db: &Path) -> HashMap<IpAddr, String> {
     let mut out = HashMap::new();
-    let Ok(conn) = store::open(db) else {
+    let Ok(conn) = store::open_read_only(db) else {
         return out;
     };
     let ids: BTreeSet<String> = conn
@@ -255,7 +255,7 @@ fn lookup(shared: &Shared, network: &str, q: &Query) -> Option<Vec<IpAddr>> {
     if name.is_empty() || name.contains('.') {
         return None;
     }
-    let conn = store::open(&shared.cfg.db).ok()?;
+    let conn = store::open_read_only(&shared.cfg.db).ok()?;
     let mut st = conn
         .prepare(
             "SELECT e.container, s.name, COALESCE(a.aliases, '[]'), e.ipv4, e.ipv6

@@ -33,8 +33,9 @@
 //! the housekeeping pass (`Net::reconcile`).
 //!
 //! IPv6 loopback: the kernel refuses `::1` as a source or destination on any interface
-//! but `lo`, so a DNAT of `[::1]:P` cannot work (the SYN-ACK is dropped after de-NAT). For
-//! `-p [::1]:...` the shim relays instead (see `hako-shim`'s `--proxy`).
+//! but `lo`, so a DNAT of `[::1]:P` cannot work (the SYN-ACK is dropped after de-NAT).
+//! `hostports` lets `::1` through untouched to the port's own socket, on which the shim
+//! relays TCP to the container (`hako-shim`'s `--proxy`); no map element is made for it.
 
 mod backend;
 
@@ -82,6 +83,7 @@ add rule inet {TABLE} prerouting fib daddr type local jump hostports
 add rule inet {TABLE} output fib daddr type local jump hostports
 add rule inet {TABLE} hostports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @ports4
 add rule inet {TABLE} hostports meta nfproto ipv4 dnat ip to meta l4proto . th dport map @anyports4
+add rule inet {TABLE} hostports ip6 daddr ::1 return
 add rule inet {TABLE} hostports meta nfproto ipv6 dnat ip6 to ip6 daddr . meta l4proto . th dport map @ports6
 add rule inet {TABLE} hostports meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @anyports6
 add rule inet {TABLE} postrouting ct status dnat oifname @bridges ip saddr 127.0.0.0/8 masquerade
@@ -134,6 +136,9 @@ impl Batch {
 
     /// A published port to `target` (the container's address of the mapping's family).
     pub fn add_port(&mut self, m: &Mapping, target: IpAddr) {
+        if m.host_ip.is_loopback() && m.host_ip.is_ipv6() {
+            return;
+        }
         let (set, key) = port_key(m);
         self.add
             .push((set, format!("{key} : {target} . {}", m.container_port)));
@@ -141,6 +146,9 @@ impl Batch {
 
     /// Removes a published port.
     pub fn del_port(&mut self, m: &Mapping) {
+        if m.host_ip.is_loopback() && m.host_ip.is_ipv6() {
+            return;
+        }
         self.del.push(port_key(m));
     }
 
