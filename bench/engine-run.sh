@@ -9,8 +9,8 @@
 #
 # Isolation: every engine has its own data/exec roots under $BENCH_DIR (default
 # /tmp/hako-bench/engines); dockerd runs inside `unshare --net` with --bridge=none and no
-# iptables, so the host's network is untouched. Every container runs with --network none
-# (hako's default today), so no engine pays for networking the others skip. The busybox image
+# iptables, so the host's network is untouched. Every container runs with --network none,
+# so no engine pays for networking the others skip (bridge networks: bench/net.sh). The busybox image
 # is the same in all three: hako imports it, and its `hako save` output is loaded into the
 # others.
 set -euo pipefail
@@ -87,7 +87,7 @@ step "run --rm busybox true ($RUNS runs each)"
 cmds=()
 names=()
 if has hako; then
-    cmds+=("$HAKO run --rm busybox true"); names+=(hako)
+    cmds+=("$HAKO run --rm --network none busybox true"); names+=(hako)
 fi
 if has docker; then
     cmds+=("docker -H unix://$DOCKER_SOCK run --rm --network none busybox true"); names+=(docker)

@@ -448,7 +448,9 @@ fn tty_run_gets_a_terminal() {
         h.root.path().display(),
         h.exec.path().display()
     );
-    let o = Command::new("script")
+    // In the test's network namespace, as every hako that runs containers here.
+    let o = h
+        .host("script")
         .args(["-qec", &cmd, "/dev/null"])
         .stdin(Stdio::null())
         .output()

@@ -290,7 +290,10 @@ fn modes_are_set_explicitly_whatever_the_umask() {
     for umask in ["000", "077"] {
         let h = Hako::new_empty();
         let sh = |args: &str| {
-            let o = Command::new("sh")
+            // In the test's network namespace, as every hako that runs containers here.
+            let o = h
+                .net
+                .command("sh")
                 .arg("-c")
                 .arg(format!(
                     "umask {umask}; exec {} --root {} --exec-root {} {args}",

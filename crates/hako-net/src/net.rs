@@ -151,12 +151,12 @@ impl Net {
         let path = self.opts.exec_root.join("network.lock");
         std::fs::create_dir_all(&self.opts.exec_root)
             .ctx(|| format!("create {}", self.opts.exec_root.display()))?;
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx(|| format!("open {}", path.display()))?;
+        let f = std::os::unix::fs::OpenOptionsExt::mode(
+            File::options().create(true).truncate(false).write(true),
+            0o600,
+        )
+        .open(&path)
+        .ctx(|| format!("open {}", path.display()))?;
         Flock::lock(f, FlockArg::LockExclusive)
             .map(Lock)
             .map_err(|(_, e)| Error::Io {

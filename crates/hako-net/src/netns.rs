@@ -57,7 +57,12 @@ impl Netns {
     /// with its loopback up.
     pub fn create(path: &Path) -> Result<Netns> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)
+            .ctx(|| format!("create {}", dir.display()))?;
         }
         std::fs::OpenOptions::new()
             .write(true)

@@ -50,13 +50,15 @@ pub fn listen_file(exec_root: &Path) -> PathBuf {
 
 fn lock(exec_root: &Path) -> Result<Flock<File>> {
     let d = dir(exec_root);
-    std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(d.join("lock"))
-        .ctx(|| "open the resolver's lock".into())?;
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&d)
+        .ctx(|| format!("create {}", d.display()))?;
+    let f = std::os::unix::fs::OpenOptionsExt::mode(
+        File::options().create(true).truncate(false).write(true),
+        0o600,
+    )
+    .open(d.join("lock"))
+    .ctx(|| "open the resolver's lock".into())?;
     Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::Io {
         context: "lock the resolver".into(),
         source: e.into(),

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -32,6 +33,8 @@ struct Listener {
     network: String,
     udp: Arc<UdpSocket>,
     tcp: Arc<TcpListener>,
+    /// Set before the sockets are shut down: their threads end then, and only then.
+    closed: Arc<AtomicBool>,
 }
 
 /// What the serving threads share.
@@ -78,23 +81,23 @@ pub fn run(cfg: Config) -> i32 {
 }
 
 fn close(l: &Listener) {
+    l.closed.store(true, Ordering::SeqCst);
     let _ = nix::sys::socket::shutdown(l.udp.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     let _ = nix::sys::socket::shutdown(l.tcp.as_raw_fd(), nix::sys::socket::Shutdown::Both);
 }
 
-/// The gateways to listen on: user networks with at least one live endpoint.
-fn wanted(db: &Path) -> HashMap<IpAddr, String> {
+/// The gateways to listen on: user networks with at least one live endpoint. `None` when
+/// the store cannot be read just now (then nothing changes).
+fn wanted(db: &Path) -> Option<HashMap<IpAddr, String>> {
     let mut out = HashMap::new();
-    let Ok(conn) = store::open_read_only(db) else {
-        return out;
-    };
+    let conn = store::open_read_only(db).ok()?;
     let ids: BTreeSet<String> = conn
         .prepare("SELECT DISTINCT network FROM net_endpoints")
         .and_then(|mut st| {
             st.query_map([], |r| r.get::<_, String>(0))
                 .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
         })
-        .unwrap_or_default();
+        .ok()?;
     for id in ids {
         if let Ok(n) = store::find_network(&conn, &id)
             && n.resolves_names()
@@ -104,7 +107,7 @@ fn wanted(db: &Path) -> HashMap<IpAddr, String> {
             }
         }
     }
-    out
+    Some(out)
 }
 
 /// Binds what is new, closes what is gone, writes the listen file. False: nothing to
@@ -113,7 +116,13 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
     let Ok(_lock) = super::lock(&cfg.exec_root) else {
         return false;
     };
-    let want = wanted(&cfg.db);
+    let want = match wanted(&cfg.db) {
+        Some(w) => w,
+        None => {
+            // Keep serving what we serve; the next SIGHUP tries again.
+            return !listeners.is_empty();
+        }
+    };
     if want.is_empty() {
         let _ = std::fs::remove_file(super::pid_file(&cfg.exec_root));
         let _ = std::fs::remove_file(super::listen_file(&cfg.exec_root));
@@ -155,9 +164,20 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
             network,
             udp: Arc::new(udp),
             tcp: Arc::new(tcp),
+            closed: Arc::new(AtomicBool::new(false)),
         };
-        spawn_udp(l.udp.clone(), l.network.clone(), shared.clone());
-        spawn_tcp(l.tcp.clone(), l.network.clone(), shared.clone());
+        spawn_udp(
+            l.udp.clone(),
+            l.network.clone(),
+            shared.clone(),
+            l.closed.clone(),
+        );
+        spawn_tcp(
+            l.tcp.clone(),
+            l.network.clone(),
+            shared.clone(),
+            l.closed.clone(),
+        );
         listeners.insert(addr, l);
     }
     let mut text = format!("# {generation} {}\n", std::process::id());
@@ -172,12 +192,13 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
     true
 }
 
-fn spawn_udp(sock: Arc<UdpSocket>, network: String, shared: Arc<Shared>) {
+fn spawn_udp(sock: Arc<UdpSocket>, network: String, shared: Arc<Shared>, closed: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         loop {
             let (n, from) = match sock.recv_from(&mut buf) {
-                Ok((0, _)) | Err(_) => return,
+                _ if closed.load(Ordering::SeqCst) => return,
+                Ok((0, _)) | Err(_) => continue,
                 Ok(x) => x,
             };
             let msg = buf[..n].to_vec();
@@ -197,10 +218,17 @@ fn spawn_udp(sock: Arc<UdpSocket>, network: String, shared: Arc<Shared>) {
     });
 }
 
-fn spawn_tcp(l: Arc<TcpListener>, network: String, shared: Arc<Shared>) {
+fn spawn_tcp(l: Arc<TcpListener>, network: String, shared: Arc<Shared>, closed: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         loop {
-            let Ok((s, _)) = l.accept() else { return };
+            let accepted = l.accept();
+            if closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok((s, _)) = accepted else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
             let (network, shared) = (network.clone(), shared.clone());
             std::thread::spawn(move || serve_tcp(s, &network, &shared));
         }

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Container networking (issue 11), side by side with Docker, in one run:
+#   1. `run --rm busybox true`: hako on --network none, hako on its default bridge (with
+#      nftables in-process and, HAKO_NFT=exec, through the nft program), docker on docker0;
+#      hako's per-container network setup + teardown = bridge - none.
+#   2. a published port on 127.0.0.1 against the container's own address (the physical
+#      reference): bulk TCP throughput and connection rate, hako (kernel NAT) and docker
+#      (docker-proxy, Docker's default userland proxy for 127.0.0.1).
+#
+#   sudo bench/net.sh                 RUNS=30 MB=2000 SECONDS_RATE=5 by default
+#
+# Isolation: the whole script re-executes itself in a private network namespace (`unshare
+# --net`): hako0, docker0, both engines' firewall tables and every published port live and
+# die there; the host's network is never touched. Servers run inside each container's
+# namespace (nsenter + bench/netperf.py), so both engines serve with the same program.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+if [ -z "${HAKO_NET_BENCH_INNER:-}" ]; then
+    exec env HAKO_NET_BENCH_INNER=1 unshare --net "$0" "$@"
+fi
+ip link set lo up
+
+RUNS="${RUNS:-30}"
+WARMUP="${WARMUP:-3}"
+MB="${MB:-2000}"
+SECONDS_RATE="${SECONDS_RATE:-5}"
+BENCH_DIR="${BENCH_DIR:-/tmp/hako-bench/net}"
+TARGET="$(target_dir)"
+HAKO="$TARGET/release/hako"
+[ -x "$HAKO" ] || { echo "build first: bash -c '. scripts/lib.sh; build_release'" >&2; exit 1; }
+command -v hyperfine >/dev/null || ensure_packages hyperfine
+PERF="$(pwd)/bench/netperf.py"
+
+rm -rf "$BENCH_DIR"
+mkdir -p "$BENCH_DIR"
+export HAKO_ROOT="$BENCH_DIR/hako" HAKO_EXEC_ROOT=/tmp/hkb-net
+DOCKER_SOCK="$BENCH_DIR/docker/docker.sock"
+DOCKER=(docker -H "unix://$DOCKER_SOCK")
+DOCKERD_PID=""
+PIDS=()
+
+cleanup() {
+    set +e
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    "$HAKO" ps -aq --no-trunc 2>/dev/null | xargs -r "$HAKO" rm -f >/dev/null 2>&1
+    if [ -S "$DOCKER_SOCK" ]; then
+        "${DOCKER[@]}" ps -aq | xargs -r "${DOCKER[@]}" rm -f >/dev/null 2>&1
+    fi
+    [ -n "$DOCKERD_PID" ] && kill "$DOCKERD_PID" 2>/dev/null && wait "$DOCKERD_PID" 2>/dev/null
+    rm -rf /tmp/hkb-net
+    find /sys/fs/cgroup -maxdepth 2 -type d -name hako-bench-docker -exec rmdir {} + 2>/dev/null
+    grep " $BENCH_DIR" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+}
+trap cleanup EXIT
+
+step "busybox image, private dockerd (default bridge, iptables, docker-proxy) in this namespace"
+ROOTFS="$("$TARGET/release/hako-fixture" rootfs)"
+tar -C "$ROOTFS" -cf - . | "$HAKO" import --change 'CMD ["sh"]' - busybox >/dev/null
+"$HAKO" save -o "$BENCH_DIR/busybox.tar" busybox
+mkdir -p "$BENCH_DIR/docker"
+echo '{}' > "$BENCH_DIR/docker/daemon.json"
+dockerd --data-root "$BENCH_DIR/docker/data" --exec-root "$BENCH_DIR/docker/exec" \
+    --pidfile "$BENCH_DIR/docker/docker.pid" --host "unix://$DOCKER_SOCK" \
+    --config-file "$BENCH_DIR/docker/daemon.json" \
+    --cgroup-parent /hako-bench-docker >"$BENCH_DIR/docker/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+for _ in $(seq 150); do "${DOCKER[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
+"${DOCKER[@]}" load -i "$BENCH_DIR/busybox.tar" >/dev/null
+
+step "run --rm busybox true ($RUNS runs each, one hyperfine)"
+cmds=("$HAKO run --rm --network none busybox true"
+    "$HAKO run --rm busybox true"
+    "env HAKO_NFT=exec $HAKO run --rm busybox true"
+    "docker -H unix://$DOCKER_SOCK run --rm busybox true")
+names=(hako-none hako-bridge hako-bridge-nft-exec docker-bridge)
+for c in "${cmds[@]}"; do $c >/dev/null || { echo "trial failed: $c" >&2; exit 1; }; done
+hyperfine -N --runs "$RUNS" --warmup "$WARMUP" --export-json "$BENCH_DIR/run.json" \
+    $(for i in "${!names[@]}"; do printf -- '-n %s ' "${names[$i]}"; done) "${cmds[@]}" >/dev/null
+python3 - "$BENCH_DIR/run.json" <<'EOF'
+import json, statistics, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+med = {k: statistics.median(v["times"]) for k, v in r.items()}
+cpu = {k: (v["user"] + v["system"]) for k, v in r.items()}
+d = med["docker-bridge"]
+print(f"{'command':<22}{'median':>10}{'stddev':>10}{'cpu':>10}{'vs docker':>11}")
+for k, v in r.items():
+    print(f"{k:<22}{med[k]*1000:>8.1f}ms{v['stddev']*1000:>8.1f}ms{cpu[k]*1000:>8.1f}ms{med[k]/d:>10.2f}x")
+print(f"hako network setup+teardown per container (bridge - none): "
+      f"{(med['hako-bridge'] - med['hako-none'])*1000:.1f} ms "
+      f"(nft program instead of libnftables: {(med['hako-bridge-nft-exec'] - med['hako-none'])*1000:.1f} ms)")
+EOF
+
+step "published port on 127.0.0.1 vs the container's address ($MB MiB bulk, ${SECONDS_RATE}s of connections)"
+H=$("$HAKO" run -d -p 127.0.0.1:5001:5000 busybox sleep 3600)
+HNS=$("$HAKO" inspect -f '{{.NetworkSettings.SandboxKey}}' "$H")
+HIP=$("$HAKO" inspect -f '{{.NetworkSettings.IPAddress}}' "$H")
+nsenter --net="$HNS" python3 "$PERF" serve 5000 & PIDS+=($!)
+D=$("${DOCKER[@]}" run -d -p 127.0.0.1:5002:5000 busybox sleep 3600)
+DPID=$("${DOCKER[@]}" inspect -f '{{.State.Pid}}' "$D")
+DIP=$("${DOCKER[@]}" inspect -f '{{.NetworkSettings.IPAddress}}' "$D")
+nsenter --net="/proc/$DPID/ns/net" python3 "$PERF" serve 5000 & PIDS+=($!)
+sleep 1
+printf '%-34s %12s %10s %12s %10s\n' path "MiB/s" "vs direct" "conn/s" "vs direct"
+measure() { # name host port direct_bulk direct_rate
+    local b r
+    b=$(python3 "$PERF" bulk "$2" "$3" "$MB")
+    r=$(python3 "$PERF" rate "$2" "$3" "$SECONDS_RATE")
+    printf '%-34s %12s %10s %12s %10s\n' "$1" "$b" \
+        "$(python3 -c "print(f'{$b/${4:-$b}:.2f}x')")" "$r" "$(python3 -c "print(f'{$r/${5:-$r}:.2f}x')")"
+    LAST_B=$b LAST_R=$r
+}
+measure "hako: container address $HIP" "$HIP" 5000 "" ""
+hb=$LAST_B hr=$LAST_R
+measure "hako: 127.0.0.1:5001 (kernel NAT)" 127.0.0.1 5001 "$hb" "$hr"
+measure "docker: container address $DIP" "$DIP" 5000 "" ""
+db=$LAST_B dr=$LAST_R
+measure "docker: 127.0.0.1:5002 (docker-proxy)" 127.0.0.1 5002 "$db" "$dr"
+echo "load: $(uptime)"
