@@ -5,7 +5,8 @@
 //! ```text
 //! networks         id PK, name UNIQUE, driver (bridge|host|null), bridge, created, internal,
 //!                  ipv6, mtu, subnets (JSON [{subnet, gateway, ip_range}]), labels, options,
-//!                  builtin, last4/last6 (where the next address search starts)
+//!                  builtin
+//! net_cursor       network PK, last4, last6        where the next address search starts
 //! net_attachments  container, network → networks   what the container asked for: aliases,
 //!                  ipv4/ipv6/mac wanted, order (eth0, eth1, ... at start)
 //! net_endpoints    container, network → networks   live while the container runs: ifname,
@@ -43,7 +44,10 @@ CREATE TABLE IF NOT EXISTS networks (
   subnets TEXT NOT NULL,
   labels TEXT NOT NULL,
   options TEXT NOT NULL,
-  builtin INTEGER NOT NULL,
+  builtin INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_cursor (
+  network TEXT PRIMARY KEY,
   last4 TEXT NOT NULL DEFAULT '',
   last6 TEXT NOT NULL DEFAULT ''
 );
@@ -203,7 +207,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let have: bool = conn
         .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'net_sandboxes'",
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'net_cursor'",
             [],
             |_| Ok(true),
         )
@@ -331,6 +335,7 @@ pub fn find_network(conn: &Connection, what: &str) -> Result<Network> {
 
 /// Deletes a network record (its attachments must be gone).
 pub fn delete_network(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute("DELETE FROM net_cursor WHERE network = ?1", [id])?;
     conn.execute("DELETE FROM networks WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -496,7 +501,7 @@ pub fn last(conn: &Connection, network: &str, v6: bool) -> Result<Option<IpAddr>
     let col = if v6 { "last6" } else { "last4" };
     let s: Option<String> = conn
         .query_row(
-            &format!("SELECT {col} FROM networks WHERE id = ?1"),
+            &format!("SELECT {col} FROM net_cursor WHERE network = ?1"),
             [network],
             |r| r.get(0),
         )
@@ -508,7 +513,10 @@ pub fn last(conn: &Connection, network: &str, v6: bool) -> Result<Option<IpAddr>
 pub fn set_last(conn: &Connection, network: &str, addr: IpAddr) -> Result<()> {
     let col = if addr.is_ipv6() { "last6" } else { "last4" };
     conn.execute(
-        &format!("UPDATE networks SET {col} = ?2 WHERE id = ?1"),
+        &format!(
+            "INSERT INTO net_cursor (network, {col}) VALUES (?1, ?2)
+             ON CONFLICT (network) DO UPDATE SET {col} = ?2"
+        ),
         params![network, addr.to_string()],
     )?;
     Ok(())

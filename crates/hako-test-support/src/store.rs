@@ -31,7 +31,7 @@ pub struct Inventory {
 }
 
 /// Tables whose rows are allowed to change (logs, counters).
-const CHURN: &[&str] = &["meta", "events", "sqlite_sequence"];
+const CHURN: &[&str] = &["meta", "events", "sqlite_sequence", "net_cursor"];
 
 /// Files that change in normal operation (the database itself, lock files that stay).
 fn churn_file(rel: &str) -> bool {
@@ -40,6 +40,11 @@ fn churn_file(rel: &str) -> bool {
         || rel == "root:locks/layers.lock"
         || rel == "root:locks/flight"
         || rel == "exec:locks"
+        // hako-net's lock and its directories (their entries count: netns/<id>, dns/pid).
+        || rel == "exec:network.lock"
+        || rel == "exec:netns"
+        || rel == "exec:dns"
+        || rel == "exec:dns/lock"
         || rel == "root:volumes"
         // The builder's working directories (their entries count).
         || matches!(rel, "root:build" | "root:build/active" | "root:build/tmp" | "exec:build")

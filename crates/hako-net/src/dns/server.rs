@@ -67,6 +67,25 @@ pub fn run(cfg: Config) -> i32 {
             }
             return 0;
         }
+        // Wake every 30 s even without a signal: a resolver whose store or exec root is
+        // gone (a deleted test root, a wiped /run) has nobody left to serve.
+        loop {
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&sfd),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(30_000u16)) {
+                Ok(0) => {
+                    if !cfg.db.exists() || !owns_pid_file(&cfg) {
+                        for l in listeners.values() {
+                            close(l);
+                        }
+                        return 0;
+                    }
+                }
+                _ => break,
+            }
+        }
         match sfd.read_signal() {
             Ok(Some(si)) if si.ssi_signo == Signal::SIGHUP as u32 => continue,
             Ok(Some(_)) => {
@@ -78,6 +97,12 @@ pub fn run(cfg: Config) -> i32 {
             _ => continue,
         }
     }
+}
+
+/// Whether the pid file still names this process.
+fn owns_pid_file(cfg: &Config) -> bool {
+    std::fs::read_to_string(super::pid_file(&cfg.exec_root))
+        .is_ok_and(|p| p.trim() == std::process::id().to_string())
 }
 
 fn close(l: &Listener) {
