@@ -559,8 +559,15 @@ fn arg_scoping_onbuild_and_copy_sources() {
 
 /// A one-file HTTP server on loopback for `ADD URL`; returns its URL and the request
 /// count.
-fn http_server(body: &'static [u8]) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+fn http_server(
+    h: &Hako,
+    body: &'static [u8],
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    // Bound in the test's network namespace, where its hako runs.
+    let l = h
+        .net
+        .run(|| std::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
     let url = format!("http://{}/files/tool.bin", l.local_addr().expect("addr"));
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = hits.clone();
@@ -588,7 +595,7 @@ fn http_server(body: &'static [u8]) -> (String, std::sync::Arc<std::sync::atomic
 fn add_from_a_url_with_checksum() {
     need_root!();
     let h = Hako::new();
-    let (url, hits) = http_server(b"remote content\n");
+    let (url, hits) = http_server(&h, b"remote content\n");
     let sum = {
         use sha2::Digest;
         format!("sha256:{:x}", sha2::Sha256::digest(b"remote content\n"))

@@ -573,8 +573,10 @@ fn plain_cargo_build_makes_static_init_shim_and_runtime_and_install_sh_installs_
         .prefix("hki")
         .tempdir()
         .expect("tempdir");
+    // In a network namespace of its own, as every hako that runs containers in tests.
+    let net = hako_test_support::NetSandbox::new().expect("a network namespace for the test");
     let hako = |args: &[&str]| {
-        Command::new(usr.join("bin/hako"))
+        net.command(usr.join("bin/hako"))
             .arg("--root")
             .arg(root.path())
             .arg("--exec-root")
