@@ -1240,3 +1240,31 @@ fn pid_ipc_uts_cgroupns_host_share_the_hosts_namespaces() {
     assert!(e.contains("--userns remap"), "{e}");
     h.assert_clean(&[]);
 }
+
+#[test]
+fn group_add_joins_groups_by_number_and_by_the_images_names() {
+    need_root!();
+    let h = Hako::new();
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "--group-add",
+        "1234",
+        "--group-add",
+        "user",
+        "busybox",
+        "id",
+        "-G",
+    ]);
+    let mut gids: Vec<&str> = out.split_whitespace().collect();
+    gids.sort_unstable();
+    assert_eq!(gids, ["1000", "1234", "65534"], "{out}");
+    let e = h.fails(
+        125,
+        &["run", "--rm", "--group-add", "nosuch", "busybox", "true"],
+    );
+    assert!(e.contains("Unable to find group nosuch"), "{e}");
+    h.assert_clean(&[]);
+}

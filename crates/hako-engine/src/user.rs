@@ -87,6 +87,32 @@ fn groups(rootfs: &Root) -> Result<Vec<GroupEntry>> {
         .collect())
 }
 
+/// `--group-add` values as gids: numbers as they are, names from the image's `/etc/group`.
+pub fn group_ids(rootfs: &Path, names: &[String]) -> Result<Vec<u32>> {
+    let root = Root::open(rootfs).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "open the container's root {}: {e}",
+            rootfs.display()
+        ))
+    })?;
+    let all = groups(&root)?;
+    names
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(n) => Ok(n),
+            Err(_) => all
+                .iter()
+                .find(|e| e.name == *g)
+                .map(|e| e.gid)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "Unable to find group {g}: no matching entries in group file"
+                    ))
+                }),
+        })
+        .collect()
+}
+
 /// Resolves `spec` (`""` means root) inside `rootfs`.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
     let (user, group) = match spec.split_once(':') {

@@ -308,7 +308,14 @@ impl Engine {
                 .cloned()
                 .collect(),
         );
-        let user = user::resolve(&rootfs, config.user.as_deref().unwrap_or(""))?;
+        let mut user = user::resolve(&rootfs, config.user.as_deref().unwrap_or(""))?;
+        if let Some(extra) = host.group_add.as_ref().filter(|g| !g.is_empty()) {
+            for gid in user::group_ids(&rootfs, extra)? {
+                if gid != user.gid && !user.additional_gids.contains(&gid) {
+                    user.additional_gids.push(gid);
+                }
+            }
+        }
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             env.push(format!("HOME={}", user.home));
         }

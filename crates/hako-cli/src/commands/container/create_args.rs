@@ -208,6 +208,9 @@ pub struct CreateArgs {
     /// Tune the host's OOM preferences (-1000 to 1000)
     #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
     pub oom_score_adj: Option<i64>,
+    /// Add additional groups to join
+    #[arg(long = "group-add", value_name = "LIST")]
+    pub group_add: Vec<String>,
     /// PID namespace to use (host: the host's)
     #[arg(long = "pid", value_name = "string")]
     pub pid: Option<String>,
@@ -763,6 +766,7 @@ impl CreateArgs {
             dns: Some(self.dns.clone()),
             oom_score_adj: self.oom_score_adj,
             cgroup_parent: self.cgroup_parent.clone(),
+            group_add: (!self.group_add.is_empty()).then(|| self.group_add.clone()),
             pid_mode: self.pid.clone(),
             ipc_mode: self.ipc.clone(),
             uts_mode: self.uts.clone(),
