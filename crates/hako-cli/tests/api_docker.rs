@@ -41,7 +41,13 @@ impl<'a> Server<'a> {
             .h
             .cmd(&["serve", "--host", &url])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log())
+                    .expect("server log"),
+            )
             .spawn()
             .expect("spawn hako serve");
         self.child = Some(child);
@@ -50,6 +56,11 @@ impl<'a> Server<'a> {
             assert!(Instant::now() < deadline, "hako serve did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's stderr (shown when the test fails).
+    fn log(&self) -> PathBuf {
+        self.h.root.path().join("serve.log")
     }
 
     fn pid(&self) -> i32 {
@@ -133,6 +144,12 @@ impl<'a> Server<'a> {
 
 impl Drop for Server<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "hako serve's stderr:\n{}",
+                std::fs::read_to_string(self.log()).unwrap_or_default()
+            );
+        }
         if let Some(mut c) = self.child.take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
@@ -219,7 +236,8 @@ fn the_docker_cli_drives_hako_serve() {
             "busybox",
             "sh",
             "-c",
-            "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+            // The trap first: a TERM that comes before it would be ignored (pid 1).
+            "trap 'exit 0' TERM; echo started; while :; do sleep 0.1; done",
         ])
         .trim()
         .to_string();
@@ -276,8 +294,13 @@ fn the_docker_cli_drives_hako_serve() {
     );
     s.ok(&["unpause", "web"]);
     s.ok(&["rename", "web", "web2"]);
-    s.ok(&["restart", "-t", "1", "web2"]);
-    s.ok(&["stop", "web2"]);
+    // A generous timeout: on a loaded machine the trap may take a while to run, and a
+    // SIGKILL would make the exit codes below 137.
+    s.ok(&["restart", "-t", "30", "web2"]);
+    h.wait_for("the restarted shell", || {
+        s.ok(&["logs", "web2"]) == "started\nstarted\n"
+    });
+    s.ok(&["stop", "-t", "30", "web2"]);
     assert_eq!(s.ok(&["wait", "web2"]).trim(), "0");
     assert_eq!(
         s.ok(&["ps", "-a", "--filter", "exited=0", "--format", "{{.Names}}"])

@@ -253,3 +253,54 @@ fn healthchecks_run_in_the_shim() {
     assert!(h.inspect("none")["State"]["Health"].is_null());
     h.finish(&[&id, &slow, "none"]);
 }
+
+/// A start right after an exit: the last run's shim may still be deleting the runtime's
+/// container and its files when `wait` has already answered. The new run waits for it
+/// (here the runtime's `delete` is slowed down to a second, as a loaded machine does);
+/// before, it failed with "container ... already exists", or had its files unlinked.
+#[test]
+fn a_new_run_waits_for_the_last_shim_to_finish() {
+    need_root!();
+    let h = Hako::new();
+    let real = std::env::var_os("HAKO_RUNTIME").map_or_else(
+        || std::path::Path::new(common::HAKO).with_file_name("hako-runtime"),
+        std::path::PathBuf::from,
+    );
+    let wrapper = h.root.path().join("slow-delete-runtime");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = delete ] && sleep 1; done\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the wrapper");
+    let slow = |args: &[&str]| {
+        let o = h
+            .cmd(args)
+            .env("HAKO_RUNTIME", &wrapper)
+            .output()
+            .expect("run hako");
+        assert!(
+            o.status.success(),
+            "hako {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    slow(&["create", "--name", "again", "busybox", "echo", "ran"]);
+    for _ in 0..2 {
+        slow(&["start", "again"]);
+        assert_eq!(slow(&["wait", "again"]).trim(), "0");
+    }
+    assert_eq!(slow(&["logs", "again"]), "ran\nran\n");
+    let dies = events(&h, &["container=again", "event=die"]);
+    assert_eq!(dies.len(), 2, "{dies:?}");
+    slow(&["rm", "again"]);
+    h.assert_clean(&[]);
+}

@@ -866,8 +866,11 @@ fn append_shim_error(state_dir: &Path, message: &str) -> std::io::Result<()> {
 }
 
 /// Remove what only makes sense while the shim runs (exit.json and runtime.log stay).
+/// `shim.pid` goes last: once it is gone the shim touches nothing more in `state_dir`, so
+/// the engine waits for that before a new shim takes the directory (a start right after
+/// an exit otherwise met this shim's `delete` and unlinks halfway through).
 pub fn remove_files(state_dir: &Path) {
-    for name in [ATTACH_SOCKET, CONSOLE_SOCKET, SHIM_PID_FILE, INIT_PID_FILE] {
+    for name in [CONSOLE_SOCKET, INIT_PID_FILE, ATTACH_SOCKET, SHIM_PID_FILE] {
         let _ = fs::remove_file(state_dir.join(name));
     }
 }

@@ -20,6 +20,8 @@ use super::status::request_timeout;
 use super::validate::{log_opts, restart_arg, validate_signal};
 
 const STOP_TIMEOUT_DEFAULT: i64 = 10;
+/// How long a new run waits for the last run's shim to finish.
+const SHIM_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Engine {
     /// Starts a container and returns once its process runs (or failed to).
@@ -69,6 +71,16 @@ impl Engine {
         networked: bool,
     ) -> Result<()> {
         let dir = self.state_dir(&rec.id);
+        // The last run's shim may still be finishing (`RUNTIME delete`, its files) after
+        // it reported the exit: a new one must not share the directory or the runtime's id
+        // with it.
+        if !self.wait_shim_gone(&rec.id, SHIM_FINISH_TIMEOUT) {
+            return Err(Error::Conflict(format!(
+                "the last run of container {} has not finished cleaning up after {}s: try again",
+                &rec.id[..12],
+                SHIM_FINISH_TIMEOUT.as_secs()
+            )));
+        }
         let _ = std::fs::remove_dir_all(&dir);
         crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
         if rec.rootfs_managed && !hako_storage_is_mounted(&rec.rootfs) {
@@ -265,12 +277,19 @@ impl Engine {
         }
     }
 
-    pub(super) fn wait_shim_gone(&self, id: &str, timeout: Duration) {
-        let sock = protocol::socket_path(&self.state_dir(id));
+    /// Waits (at most `timeout`) until the container's shim is done with its state
+    /// directory: it removes `shim.pid` last, and a `shim.pid` of a dead process (a crashed
+    /// shim) does not count. Whether it is done.
+    pub(super) fn wait_shim_gone(&self, id: &str, timeout: Duration) -> bool {
+        let dir = self.state_dir(id);
         let deadline = Instant::now() + timeout;
-        while sock.exists() && Instant::now() < deadline {
+        while protocol::shim_alive(&dir) {
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
+        true
     }
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds (default
