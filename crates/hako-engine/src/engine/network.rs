@@ -155,16 +155,22 @@ impl Engine {
                         n.name
                     )));
                 }
+                // The endpoint of the first network may be keyed by any of its names,
+                // or by the mode as given: the docker CLI sends `NetworkMode: "default"`
+                // with `EndpointsConfig: {"default": ...}`.
+                let asked = host.network_mode.as_deref().unwrap_or("");
+                let is_first = |name: &str| {
+                    name == first
+                        || name == n.name
+                        || name == n.id
+                        || (!asked.is_empty() && name == asked)
+                };
                 let mut reqs = vec![attach_request(
                     &first,
-                    endpoints.and_then(|e| {
-                        e.get(&first)
-                            .or_else(|| e.get(&n.name))
-                            .or_else(|| e.get(&n.id))
-                    }),
+                    endpoints.and_then(|e| e.iter().find(|(k, _)| is_first(k)).map(|(_, v)| v)),
                 )];
                 for (name, e) in endpoints.into_iter().flatten() {
-                    if name == &first || name == &n.name || name == &n.id {
+                    if is_first(name) {
                         continue;
                     }
                     reqs.push(attach_request(name, Some(e)));
