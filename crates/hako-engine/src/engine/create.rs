@@ -140,7 +140,10 @@ impl Engine {
         // A generated name another process took since `free_name` looked: pick another.
         let mut attempt = 0;
         loop {
-            match records::insert(&self.conn(), &first) {
+            // Bound first: the connection's guard must be dropped before `free_name`
+            // locks it again (a guard in the `match` scrutinee lives through the arms).
+            let inserted = records::insert(&self.conn(), &first);
+            match inserted {
                 Err(Error::NameInUse { .. }) if opts.name.is_none() && attempt < 20 => {
                     attempt += 1;
                     name = self.free_name(&crate::random_id())?;
