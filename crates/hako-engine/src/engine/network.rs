@@ -765,6 +765,12 @@ pub fn add_legacy_network_fields(inspect: &mut serde_json::Value) {
         ("LinkLocalIPv6PrefixLen", serde_json::json!(0)),
         ("SecondaryIPAddresses", serde_json::Value::Null),
         ("SecondaryIPv6Addresses", serde_json::Value::Null),
+    ] {
+        ns.entry(k).or_insert(v);
+    }
+    // Always from the endpoint: a zero value put there before (`shape::container_inspect`
+    // fills every field Docker prints) must not hide the address.
+    for (k, v) in [
         ("EndpointID", s("EndpointID")),
         ("Gateway", s("Gateway")),
         ("GlobalIPv6Address", s("GlobalIPv6Address")),
@@ -774,6 +780,32 @@ pub fn add_legacy_network_fields(inspect: &mut serde_json::Value) {
         ("IPv6Gateway", s("IPv6Gateway")),
         ("MacAddress", s("MacAddress")),
     ] {
-        ns.entry(k).or_insert(v);
+        ns.insert(k.to_string(), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn legacy_fields_come_from_the_bridge_endpoint_over_zero_values() {
+        let mut v = json!({"NetworkSettings": {"Networks": {"bridge": {
+            "IPAddress": "10.77.0.3", "Gateway": "10.77.0.1", "IPPrefixLen": 16,
+            "MacAddress": "02:42:0a:4d:00:03"}}}});
+        // The CLI and the API fill Docker's zero values first.
+        crate::shape::container_inspect(&mut v);
+        super::add_legacy_network_fields(&mut v);
+        let ns = &v["NetworkSettings"];
+        assert_eq!(ns["IPAddress"], "10.77.0.3");
+        assert_eq!(ns["Gateway"], "10.77.0.1");
+        assert_eq!(ns["IPPrefixLen"], 16);
+        assert_eq!(ns["MacAddress"], "02:42:0a:4d:00:03");
+        assert_eq!(ns["HairpinMode"], false);
+        // Another network only: Docker's empty top-level fields.
+        let mut v = json!({"NetworkSettings": {"Networks": {"front": {"IPAddress": "10.1.0.2"}}}});
+        crate::shape::container_inspect(&mut v);
+        super::add_legacy_network_fields(&mut v);
+        assert_eq!(v["NetworkSettings"]["IPAddress"], "");
     }
 }
