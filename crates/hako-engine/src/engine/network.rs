@@ -62,6 +62,8 @@ impl From<hako_net::Error> for Error {
     fn from(e: hako_net::Error) -> Error {
         match e {
             hako_net::Error::NoSuchNetwork(n) => Error::NoSuchNetwork(n),
+            hako_net::Error::Conflict(m) => Error::Conflict(m),
+            hako_net::Error::InvalidArgument(m) => Error::InvalidArgument(m),
             other => Error::Network(other.to_string()),
         }
     }
@@ -250,6 +252,10 @@ impl Engine {
             let _ = self.net.teardown(&rec.id);
             return Err(e);
         }
+        // Docker's events: the container joins each of its networks at every start.
+        for (_, n) in self.net.attachments(&rec.id).unwrap_or_default() {
+            self.network_event("connect", &n.id, &n.name, &n.driver, Some(&rec.id));
+        }
         Ok((setup.sockets, setup.proxies))
     }
 
@@ -297,7 +303,12 @@ impl Engine {
             let me = i32::try_from(std::process::id()).unwrap_or(0);
             if s.owner == 0 || s.owner == me || !holder_alive(s.owner) || Instant::now() >= deadline
             {
-                return Ok(self.net.teardown(id)?);
+                let joined = self.net.attachments(id).unwrap_or_default();
+                self.net.teardown(id)?;
+                for (_, n) in joined {
+                    self.network_event("disconnect", &n.id, &n.name, &n.driver, Some(id));
+                }
+                return Ok(());
             }
             if !wait {
                 return Ok(());
@@ -468,6 +479,7 @@ impl Engine {
             labels: req.labels.clone().unwrap_or_default(),
             options: req.options.clone().unwrap_or_default(),
         })?;
+        self.network_event("create", &n.id, &n.name, &n.driver, None);
         self.network_inspect(&n.id)
     }
 
@@ -552,28 +564,9 @@ impl Engine {
 
     /// `network rm`.
     pub fn network_remove(&self, what: &str) -> Result<()> {
-        self.net.remove_network(what)?;
+        let n = self.net.remove_network(what)?;
+        self.network_event("destroy", &n.id, &n.name, &n.driver, None);
         Ok(())
-    }
-
-    /// `network prune`: user networks without containers; returns their names.
-    pub fn network_prune(&self, labels: &[String]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for n in self.net.networks()? {
-            if n.builtin || !self.net.network_containers(&n.id)?.is_empty() {
-                continue;
-            }
-            if !labels.iter().all(|l| match l.split_once('=') {
-                Some((k, v)) => n.labels.get(k).is_some_and(|x| x == v),
-                None => n.labels.contains_key(l),
-            }) {
-                continue;
-            }
-            if self.net.remove_network(&n.id).is_ok() {
-                out.push(n.name);
-            }
-        }
-        Ok(out)
     }
 
     /// `network connect NETWORK CONTAINER`: now if it runs, else at its next start.
@@ -606,6 +599,7 @@ impl Engine {
         let running = self.live(&rec).status.is_active();
         let req = attach_request(&n.name, endpoint);
         let made = self.net.connect(&rec.id, &req, running)?;
+        self.network_event("connect", &n.id, &n.name, &n.driver, Some(&rec.id));
         if let Some(e) = made {
             // Docker appends the new address to the running container's /etc/hosts.
             let path = self.container_dir(&rec.id).join("hosts");
@@ -645,7 +639,9 @@ impl Engine {
                 .flatten()
                 .collect()
         };
+        let n = self.net.network(network)?;
         self.net.disconnect(&rec.id, network)?;
+        self.network_event("disconnect", &n.id, &n.name, &n.driver, Some(&rec.id));
         if !removed.is_empty() {
             let path = self.container_dir(&rec.id).join("hosts");
             if let Ok(text) = std::fs::read_to_string(&path) {

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use hako_engine::filters::Filters;
 use hako_engine::models::{
-    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkCreateRequest, NetworkInspect,
+    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkCreateRequest,
 };
 use serde_json::{Value, json};
 
@@ -189,46 +190,16 @@ fn header() -> Value {
     })
 }
 
-fn builtin(n: &NetworkInspect) -> bool {
-    matches!(n.name.as_deref(), Some("bridge" | "host" | "none"))
-}
-
 /// `hako network ls`.
 pub fn ls(g: &Global, a: &LsArgs) -> Result<()> {
-    let mut filters = Vec::new();
-    for f in &a.filters {
-        let Some((k, v)) = f.split_once('=') else {
-            bail!("bad format of filter (expected name=value)");
-        };
-        match k {
-            "driver" | "id" | "label" | "name" | "scope" => filters.push((k, v)),
-            "type" if matches!(v, "custom" | "builtin") => filters.push((k, v)),
-            "type" => bail!("invalid filter: 'type'='{v}'"),
-            _ => bail!("invalid filter '{k}'"),
-        }
-    }
+    let filters = Filters::from_args(&a.filters).map_err(engine_err)?;
     let engine = g.open_engine()?;
     let mut rows = Vec::new();
     let mut ids = String::new();
-    for n in engine.network_list().map_err(engine_err)? {
+    for n in engine.networks(&filters).map_err(engine_err)? {
         let id = n.id.clone().unwrap_or_default();
         let name = n.name.clone().unwrap_or_default();
         let labels = n.labels.clone().unwrap_or_default();
-        let ok = filters.iter().all(|(k, v)| match *k {
-            "driver" => n.driver.as_deref() == Some(*v),
-            "id" => id.starts_with(v),
-            "name" => name.contains(v),
-            "label" => match v.split_once('=') {
-                Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
-                None => labels.contains_key(*v),
-            },
-            "scope" => *v == "local",
-            "type" => (*v == "builtin") == builtin(&n),
-            _ => true,
-        });
-        if !ok {
-            continue;
-        }
         let shown = if a.no_trunc {
             id.clone()
         } else {
@@ -327,13 +298,10 @@ pub fn disconnect(g: &Global, a: &DisconnectArgs) -> Result<()> {
 
 /// `hako network prune`.
 pub fn prune(g: &Global, a: &PruneArgs) -> Result<()> {
-    let mut labels = Vec::new();
-    for f in &a.filters {
-        match f.strip_prefix("label=") {
-            Some(l) => labels.push(l.to_string()),
-            None => bail!("invalid filter '{f}'"),
-        }
-    }
+    let filters = Filters::from_args(&a.filters).map_err(engine_err)?;
+    filters
+        .validate(hako_engine::NETWORK_PRUNE_FILTERS)
+        .map_err(engine_err)?;
     if !a.force
         && !confirm(
             "WARNING! This will remove all custom networks not used by at least one container.",
@@ -342,7 +310,7 @@ pub fn prune(g: &Global, a: &PruneArgs) -> Result<()> {
         return Ok(());
     }
     let engine = g.open_engine()?;
-    let removed = engine.network_prune(&labels).map_err(engine_err)?;
+    let removed = engine.networks_prune(&filters).map_err(engine_err)?;
     let mut out = String::new();
     if !removed.is_empty() {
         out.push_str("Deleted Networks:\n");
