@@ -38,6 +38,7 @@ impl From<Error> for ApiError {
             | Error::NoSuchImage(_)
             | Error::NoSuchVolume(_)
             | Error::NoSuchExec(_)
+            | Error::NoSuchNetwork(_)
             | Error::Image(hako_image::Error::NoSuchImage(_)) => StatusCode::NOT_FOUND,
             Error::NameInUse { .. }
             | Error::IllegalTransition { .. }

@@ -20,6 +20,7 @@ mod error;
 mod exec;
 mod hijack;
 mod images;
+mod networks;
 mod query;
 mod serve;
 mod system;
@@ -29,7 +30,7 @@ mod volumes;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, head, post};
+use axum::routing::{delete, get, post};
 use hako_engine::Engine;
 
 pub use error::ApiError;
@@ -104,14 +105,15 @@ pub fn router(state: State) -> Router {
         .route("/build", post(build::build))
         .route("/session", post(build::session))
         .route("/grpc", post(build::session))
-        .route("/networks", get(system::not_yet))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
         .route(
-            "/networks/{*rest}",
-            head(system::not_yet)
-                .get(system::not_yet)
-                .post(system::not_yet)
-                .delete(system::not_yet),
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
         )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .with_state(state)

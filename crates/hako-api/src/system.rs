@@ -177,14 +177,6 @@ pub async fn events(
     Ok(r)
 }
 
-/// Endpoints whose engine side is another helper's work in progress.
-pub async fn not_yet(uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        format!("{} is not implemented in hako serve yet", uri.path()),
-    )
-}
-
 /// Unknown paths: Docker's 404.
 pub async fn not_found(uri: Uri, _h: HeaderMap) -> ApiError {
     ApiError::new(
