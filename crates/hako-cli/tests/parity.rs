@@ -11,6 +11,14 @@ use std::process::Command;
 use common::Hako;
 use common::pty::Pty;
 
+/// A temporary directory on the host named `PREFIX...` (removed when dropped).
+fn tmp(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir")
+}
+
 fn running(h: &Hako, name: &str) -> bool {
     h.inspect(name)["State"]["Running"] == serde_json::Value::Bool(true)
 }
@@ -244,10 +252,7 @@ fn help_lists_the_commands_own_flags_and_global_options_once() {
 fn without_root_hako_says_it_needs_root() {
     need_root!();
     // A copy nobody can run, in a directory nobody can enter.
-    let dir = tempfile::Builder::new()
-        .prefix("hako-nr-")
-        .tempdir()
-        .expect("tempdir");
+    let dir = tmp("hako-nr-");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let exe = dir.path().join("hako");
@@ -509,10 +514,7 @@ fn plain_cargo_build_makes_static_init_shim_and_runtime_and_install_sh_installs_
         is_dynamic(&build.join("hako")),
         "hako stays dynamic (dlopen of libnftables)"
     );
-    let stage = tempfile::Builder::new()
-        .prefix("hako-install-")
-        .tempdir()
-        .expect("tempdir");
+    let stage = tmp("hako-install-");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/install.sh");
     let o = Command::new("bash")
         .arg(script)
@@ -565,14 +567,8 @@ fn plain_cargo_build_makes_static_init_shim_and_runtime_and_install_sh_installs_
         assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
     }
     // The installed hako runs a container with its installed shim, runtime and init.
-    let root = tempfile::Builder::new()
-        .prefix("hako-inst-root-")
-        .tempdir()
-        .expect("tempdir");
-    let exec = tempfile::Builder::new()
-        .prefix("hki")
-        .tempdir()
-        .expect("tempdir");
+    let root = tmp("hako-inst-root-");
+    let exec = tmp("hki");
     // In a network namespace of its own, as every hako that runs containers in tests.
     let net = hako_test_support::NetSandbox::new().expect("a network namespace for the test");
     let hako = |args: &[&str]| {
@@ -650,10 +646,7 @@ fn ps_shows_the_image_id_once_the_name_means_another_image_and_names_filter_by_r
 fn v_makes_a_missing_host_dir_and_binds_relative_paths() {
     need_root!();
     let h = Hako::new();
-    let base = tempfile::Builder::new()
-        .prefix("hako-v-")
-        .tempdir()
-        .expect("tempdir");
+    let base = tmp("hako-v-");
     let missing = base.path().join("not/yet/there");
     let spec = format!("{}:/data", missing.display());
     let out = h.ok(&[
@@ -741,10 +734,7 @@ fn user_lookup_reads_passwd_and_group_inside_the_image_only() {
     need_root!();
     let h = Hako::new();
     // A file on the host that an image's symlink points at.
-    let host = tempfile::Builder::new()
-        .prefix("hako-hostonly-")
-        .tempdir()
-        .expect("tempdir");
+    let host = tmp("hako-hostonly-");
     std::fs::write(
         host.path().join("passwd"),
         "hostuser:x:4242:4242::/:/bin/sh\n",
@@ -754,6 +744,13 @@ fn user_lookup_reads_passwd_and_group_inside_the_image_only() {
         (
             "symlink",
             format!("ln -sf {}/passwd /etc/passwd", host.path().display()),
+        ),
+        (
+            "dotdot",
+            format!(
+                "ln -sf ../../../../../..{}/passwd /etc/passwd",
+                host.path().display()
+            ),
         ),
         ("fifo", "rm /etc/group && mkfifo /etc/group".to_string()),
         (
@@ -768,7 +765,7 @@ fn user_lookup_reads_passwd_and_group_inside_the_image_only() {
         h.ok(&["commit", &name, &format!("evil:{tag}")]);
         h.ok(&["rm", &name]);
         let image = format!("evil:{tag}");
-        let user = if *tag == "symlink" {
+        let user = if matches!(*tag, "symlink" | "dotdot") {
             "hostuser"
         } else {
             "nobody"
@@ -783,7 +780,7 @@ fn user_lookup_reads_passwd_and_group_inside_the_image_only() {
         );
         assert_eq!(err.lines().count(), 1, "{tag}: {err}");
         let want = match *tag {
-            "symlink" => "unable to find user hostuser",
+            "symlink" | "dotdot" => "unable to find user hostuser",
             "huge" => "larger than",
             _ => "not a regular file",
         };
@@ -808,6 +805,60 @@ fn user_lookup_reads_passwd_and_group_inside_the_image_only() {
     }
 }
 
+/// The runtime's mount targets are resolved in the rootfs: an image whose `/data` is a
+/// symlink to a host directory (absolute, or climbing with `..`), or dangles, gets its
+/// mounts inside its own rootfs, and nothing is mounted on or created in the host's.
+#[test]
+fn mounts_through_the_images_symlinks_land_inside_its_rootfs() {
+    need_root!();
+    let h = Hako::new();
+    let host = tmp("hako-hostonly-");
+    std::fs::write(host.path().join("secret"), "host").expect("write");
+    let src = tmp("hako-src-");
+    std::fs::write(src.path().join("marker"), "bound\n").expect("write");
+    let hp = host.path().display().to_string();
+    h.ok(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "ln -s {hp} /data && ln -s ../../../../../..{hp}/sub /up && ln -s {hp}/made/log /logsock"
+        ),
+    ]);
+    h.ok(&["commit", "mk", "evil:mounts"]);
+    h.ok(&["rm", "mk"]);
+    let marker = src.path().join("marker");
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/data", src.path().display()),
+        "--tmpfs",
+        "/up",
+        "-v",
+        &format!("{}:/logsock", marker.display()),
+        "evil:mounts",
+        "sh",
+        "-c",
+        &format!(
+            "cat /data/marker {hp}/marker /logsock {hp}/made/log && grep -q ' {hp}/sub tmpfs ' /proc/mounts && echo tmpfs-in-root"
+        ),
+    ]);
+    assert_eq!(out, "bound\nbound\nbound\nbound\ntmpfs-in-root\n");
+    let names: Vec<_> = std::fs::read_dir(host.path())
+        .expect("read host dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("secret")]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&hp), "{mounts}");
+    h.assert_clean(&[]);
+    h.ok(&["rmi", "evil:mounts"]);
+}
+
 #[test]
 fn cp_to_the_host_makes_no_device_nodes_and_drops_setuid_unless_archive() {
     need_root!();
@@ -821,10 +872,7 @@ fn cp_to_the_host_makes_no_device_nodes_and_drops_setuid_unless_archive() {
         "-c",
         "mkdir /x && cp /bin/busybox /x/su && chmod 6755 /x/su && mknod /x/null c 1 3 && mknod /x/blk b 7 200 && mkfifo /x/fifo && echo f > /x/plain",
     ]);
-    let out = tempfile::Builder::new()
-        .prefix("hako-cp-")
-        .tempdir()
-        .expect("tempdir");
+    let out = tmp("hako-cp-");
     let plain = out.path().join("plain");
     let kept = out.path().join("kept");
     std::fs::create_dir(&plain).expect("mkdir");
@@ -894,10 +942,7 @@ fn tar_file(tar: &[u8]) -> String {
 fn cp_from_a_container_returns_what_it_sees_at_mounted_paths() {
     need_root!();
     let h = Hako::new();
-    let src = tempfile::Builder::new()
-        .prefix("hako-cpb-")
-        .tempdir()
-        .expect("tempdir");
+    let src = tmp("hako-cpb-");
     std::fs::write(src.path().join("b"), "from the bind\n").expect("write");
     let bind = format!("{}:/data", src.path().display());
     let id = h.start(
@@ -1122,10 +1167,7 @@ fn log_drivers_none_and_local_and_logs_refusing_on_none() {
 fn label_file_platform_and_gpus_like_docker() {
     need_root!();
     let h = Hako::new();
-    let dir = tempfile::Builder::new()
-        .prefix("hako-lf-")
-        .tempdir()
-        .expect("tempdir");
+    let dir = tmp("hako-lf-");
     let lf = dir.path().join("labels");
     std::fs::write(&lf, "# comment\napp=web\n\ntier=front\n").expect("write");
     let arch = match std::env::consts::ARCH {

@@ -5,8 +5,8 @@
 //! mean the container's `/etc`, never the host's (CVE-2018-15664 and CVE-2019-14271 were
 //! this bug in Docker's `cp`). So:
 //!
-//! - a path named by the user is looked up with `openat2(RESOLVE_IN_ROOT)`: symlinks and
-//!   `..` are resolved as if the root were `/`, and the kernel refuses to leave it;
+//! - a path named by the user is looked up by the one resolver, [`hako_sys::fs::Root`]
+//!   (`openat2(RESOLVE_IN_ROOT)`): symlinks and `..` are resolved as if the root were `/`;
 //! - below that, a tree is walked by file descriptor, every entry opened `O_NOFOLLOW`
 //!   relative to its parent's descriptor, so nothing in the tree is followed at all;
 //! - an extracted entry's parent directory is looked up the same way (in the root), and
@@ -18,13 +18,14 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use hako_sys::fs::{Rules, fd_path};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, fstatat, mkdirat, mknodat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
@@ -56,68 +57,44 @@ pub enum Owner {
     Caller,
 }
 
-/// A directory that every path is resolved inside of.
+/// A directory that every path is resolved inside of (the workspace's one resolver,
+/// [`hako_sys::fs::Root`], with [`Rules::InRoot`]).
 #[derive(Debug)]
 pub struct Root {
-    fd: OwnedFd,
+    root: hako_sys::fs::Root,
 }
 
 fn errno(e: Errno) -> io::Error {
     io::Error::from(e)
 }
 
-/// `/proc/self/fd/N`: a path for APIs that only take paths, naming exactly the open file.
-fn fd_path(fd: &impl AsRawFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-fn in_root(path: &str) -> &str {
-    let p = path.trim_start_matches('/');
-    if p.is_empty() { "." } else { p }
-}
-
 /// The components of a tar entry name; `..` and absolute names are refused (a tar that
 /// has them was made to escape its extraction directory).
 fn entry_parts(raw: &[u8]) -> io::Result<Vec<OsString>> {
-    let bad = |why: &str| {
+    hako_sys::fs::entry_name(raw).map_err(|why| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unsafe tar entry {:?}: {why}", String::from_utf8_lossy(raw)),
         )
-    };
-    if raw.first() == Some(&b'/') {
-        return Err(bad("absolute path"));
-    }
-    let mut parts = Vec::new();
-    for c in raw.split(|b| *b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => return Err(bad("`..` component")),
-            c => parts.push(OsStr::from_bytes(c).to_os_string()),
-        }
-    }
-    Ok(parts)
+    })
 }
 
 impl Root {
     /// Opens `path` as the root.
     pub fn open(path: &Path) -> io::Result<Root> {
-        let f = File::open(path)?;
-        if !f.metadata()?.is_dir() {
-            return Err(io::Error::new(
+        let root = hako_sys::fs::Root::open(path, Rules::InRoot).map_err(|e| match e {
+            Errno::ENOTDIR => io::Error::new(
                 io::ErrorKind::NotADirectory,
                 format!("{} is not a directory", path.display()),
-            ));
-        }
-        Ok(Root { fd: f.into() })
+            ),
+            e => errno(e),
+        })?;
+        Ok(Root { root })
     }
 
     /// Opens `path` (absolute or not, always taken from the root) inside the root.
     fn resolve(&self, path: &str, flags: OFlag) -> io::Result<OwnedFd> {
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(self.fd.as_fd(), in_root(path), how).map_err(errno)
+        self.root.open_at(path, flags).map_err(errno)
     }
 
     /// The content of the regular file `path` (symlinks followed inside the root), `None`
@@ -125,34 +102,7 @@ impl Root {
     /// error: an image's `/etc/passwd` may be a FIFO (open would block; `O_NONBLOCK`
     /// avoids that), `/dev/zero` or a sparse 1 TB file.
     pub fn read_file(&self, path: &str, cap: u64) -> io::Result<Option<Vec<u8>>> {
-        let fd = match self.resolve(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY) {
-            Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let f = File::from(fd);
-        let md = f.metadata()?;
-        if !md.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{path} is not a regular file"),
-            ));
-        }
-        if md.len() > cap {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{path} is larger than {cap} bytes"),
-            ));
-        }
-        let mut buf = Vec::new();
-        f.take(cap + 1).read_to_end(&mut buf)?;
-        if buf.len() as u64 > cap {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{path} is larger than {cap} bytes"),
-            ));
-        }
-        Ok(Some(buf))
+        self.root.read_file(path, cap)
     }
 
     /// What `path` is, following a final symlink if `follow`; `None` if it does not exist.
@@ -258,32 +208,9 @@ impl Root {
 
     /// Opens (making what is missing) the directory `base/parts...` inside the root.
     fn mkdir_all(&self, base: &str, parts: &[OsString]) -> io::Result<OwnedFd> {
-        let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
-        let mut path = base.to_string();
-        for p in parts {
-            path.push('/');
-            path.push_str(&p.to_string_lossy());
-        }
-        match self.resolve(&path, dir_flags) {
-            Ok(fd) => return Ok(fd),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let mut cur = self.resolve(base, dir_flags)?;
-        for p in parts {
-            match mkdirat(cur.as_fd(), p.as_os_str(), Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(errno(e)),
-            }
-            cur = openat(
-                cur.as_fd(),
-                p.as_os_str(),
-                dir_flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno)?;
-        }
-        Ok(cur)
+        let mut path = PathBuf::from(base);
+        path.extend(parts);
+        self.root.ensure_dir(&path).map_err(errno)
     }
 
     fn extract_entry<R: Read>(

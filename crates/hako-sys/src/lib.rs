@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod caps;
 pub mod crash;
 pub mod fd;
+pub mod fs;
 pub mod keyring;
 pub mod mount;
 pub mod mountinfo;

@@ -7,7 +7,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use hako_sys::fs::{Root, Rules, fd_path};
+use nix::fcntl::OFlag;
 use serde_json::{Value, json};
 
 use super::plan::stage_ref;
@@ -116,27 +117,14 @@ fn network(b: &Build<'_>, r: &RunStep) -> Result<Network, BuildError> {
 
 /// A path in the rootfs, resolved in it, as a host path (for bind mounts).
 fn host_path_in(root: &Path, rel: &str) -> Result<PathBuf, BuildError> {
-    let dir = nix::fcntl::open(
-        root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| BuildError::new(format!("open {}: {e}", root.display())))?;
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let dir = Root::open(root, Rules::InRoot)
+        .map_err(|e| BuildError::new(format!("open {}: {e}", root.display())))?;
     let rel = rel.trim_start_matches('/');
-    let fd = openat2(
-        std::os::fd::AsFd::as_fd(&dir),
-        if rel.is_empty() { "." } else { rel },
-        how,
-    )
-    .map_err(|e| BuildError::new(format!("RUN --mount source /{rel}: {e}")))?;
-    std::fs::read_link(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&fd)
-    ))
-    .map_err(|e| BuildError::new(format!("RUN --mount source /{rel}: {e}")))
+    let fd = dir
+        .open_at(rel, OFlag::O_PATH)
+        .map_err(|e| BuildError::new(format!("RUN --mount source /{rel}: {e}")))?;
+    std::fs::read_link(fd_path(&fd))
+        .map_err(|e| BuildError::new(format!("RUN --mount source /{rel}: {e}")))
 }
 
 /// What existed in the image at a mount target before the run.

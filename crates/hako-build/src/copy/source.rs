@@ -1,11 +1,12 @@
 //! Where COPY reads from: the build context (with its `.dockerignore`, nothing outside
 //! it reachable) or the root filesystem of a stage or image (`--from`).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use hako_sys::fs::{Root, Rules};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::OFlag;
 
 use super::CopyError;
 use crate::ignore::{Matcher, clean_path};
@@ -13,7 +14,7 @@ use crate::ignore::{Matcher, clean_path};
 /// A directory COPY reads from.
 #[derive(Debug)]
 pub struct SourceRoot {
-    fd: OwnedFd,
+    root: Root,
     path: PathBuf,
     ignore: Matcher,
     context: bool,
@@ -24,7 +25,7 @@ impl SourceRoot {
     /// only while they stay inside it.
     pub fn context(path: &Path, ignore: Matcher) -> Result<SourceRoot, CopyError> {
         Ok(SourceRoot {
-            fd: open_root(path)?,
+            root: open_root(path, Rules::Beneath)?,
             path: path.to_path_buf(),
             ignore,
             context: true,
@@ -34,7 +35,7 @@ impl SourceRoot {
     /// A root filesystem (a stage or image for `--from`): absolute symlinks mean its `/`.
     pub fn rootfs(path: &Path) -> Result<SourceRoot, CopyError> {
         Ok(SourceRoot {
-            fd: open_root(path)?,
+            root: open_root(path, Rules::InRoot)?,
             path: path.to_path_buf(),
             ignore: Matcher::default(),
             context: false,
@@ -85,24 +86,10 @@ impl SourceRoot {
 
     /// Opens `rel` following symlinks (context: never out of it; rootfs: in its root).
     pub(crate) fn open(&self, rel: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
-        let resolve = if self.context {
-            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS
-        } else {
-            ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
-        };
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(resolve);
-        let p = if rel.is_empty() { "." } else { rel };
-        openat2(self.fd.as_fd(), p, how)
+        self.root.open_at(rel, flags)
     }
 }
 
-fn open_root(path: &Path) -> Result<OwnedFd, CopyError> {
-    nix::fcntl::open(
-        path,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| CopyError::io(format!("open {}", path.display()), e))
+fn open_root(path: &Path, rules: Rules) -> Result<Root, CopyError> {
+    Root::open(path, rules).map_err(|e| CopyError::io(format!("open {}", path.display()), e))
 }

@@ -1,6 +1,6 @@
 //! Writing selected items into a mounted root filesystem.
 //!
-//! Paths in the destination are looked up with `openat2(RESOLVE_IN_ROOT)` (a symlink in
+//! Paths in the destination are looked up in-root by `hako_sys::fs::Root` (a symlink in
 //! the image, `/app -> /srv/app`, means the image's `/srv/app`, never the host's), and
 //! every entry is made with `*at` calls relative to its parent's descriptor that never
 //! follow the last component. Times are kept deterministic: copied entries keep their
@@ -14,8 +14,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use hako_sys::fs::{Root, Rules, fd_path};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{
     FchmodatFlags, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstat, fstatat, futimens,
     mkdirat, mknodat, utimensat,
@@ -39,7 +40,7 @@ pub struct WriteOptions {
 }
 
 struct Dest {
-    root: OwnedFd,
+    root: Root,
     /// Paths (relative to the root) this copy created.
     created: HashSet<String>,
     /// Directories that existed, with their mtime before the copy changed them.
@@ -72,12 +73,8 @@ fn ts((s, ns): (i64, i64)) -> TimeSpec {
 
 impl Dest {
     fn open(rootfs: &Path) -> Result<Dest, CopyError> {
-        let root = nix::fcntl::open(
-            rootfs,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| CopyError::io(format!("open {}", rootfs.display()), e))?;
+        let root = Root::open(rootfs, Rules::InRoot)
+            .map_err(|e| CopyError::io(format!("open {}", rootfs.display()), e))?;
         Ok(Dest {
             root,
             created: HashSet::new(),
@@ -89,14 +86,7 @@ impl Dest {
     }
 
     fn resolve(&self, rel: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(
-            self.root.as_fd(),
-            if rel.is_empty() { "." } else { rel },
-            how,
-        )
+        self.root.open_at(rel, flags)
     }
 
     fn dir(&self, rel: &str) -> Result<OwnedFd, CopyError> {
@@ -366,12 +356,10 @@ fn set_xattrs(fd: &OwnedFd, e: &Entry) {
     }
 }
 
-/// Opens the source entry `rel` below the item descriptor, following nothing.
-fn open_source(item: &OwnedFd, rel: &str, shown: &str) -> Result<OwnedFd, CopyError> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    openat2(item.as_fd(), rel, how).map_err(|e| CopyError::io(format!("open {shown}"), e))
+/// Opens the source entry `rel` below the item (a root without symlinks), following nothing.
+fn open_source(item: &Root, rel: &str, shown: &str) -> Result<OwnedFd, CopyError> {
+    item.open_at(rel, OFlag::O_RDONLY | OFlag::O_NOFOLLOW)
+        .map_err(|e| CopyError::io(format!("open {shown}"), e))
 }
 
 fn copy_item(
@@ -395,6 +383,7 @@ fn copy_item(
     } else {
         base
     };
+    let item = Root::from_fd(item_fd, Rules::NoSymlinks);
     let (tparent, tname) = split(target);
     // Parent descriptors of the entries being written (entries come parent first).
     let mut stack: Vec<(String, OwnedFd)> = Vec::new();
@@ -475,17 +464,13 @@ fn copy_item(
                 clear(parent, name, &path, false)?;
                 let sfd = if e.rel.is_empty() {
                     nix::fcntl::open(
-                        format!(
-                            "/proc/self/fd/{}",
-                            std::os::fd::AsRawFd::as_raw_fd(&item_fd)
-                        )
-                        .as_str(),
+                        &fd_path(&item.as_fd()),
                         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
                         Mode::empty(),
                     )
                     .map_err(|err| CopyError::io(format!("open {shown_src}"), err))?
                 } else {
-                    open_source(&item_fd, &e.rel, &shown_src)?
+                    open_source(&item, &e.rel, &shown_src)?
                 };
                 let dfd = create_file(parent, name, &path)?;
                 copy_data(sfd, &dfd, e, &shown_src, &path)?;

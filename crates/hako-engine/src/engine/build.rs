@@ -152,29 +152,13 @@ impl Drop for BuildDirs {
 
 /// Reads a regular file of the context (never resolved outside it), at most 16 MiB.
 fn read_in_context(dir: &Path, rel: &str) -> std::io::Result<String> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let root = std::fs::File::open(dir)?;
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = openat2(
-        std::os::fd::AsFd::as_fd(&root),
-        rel.trim_start_matches('/'),
-        how,
-    )
-    .map_err(std::io::Error::from)?;
-    let f = std::fs::File::from(fd);
-    let md = f.metadata()?;
-    if !md.is_file() {
-        return Err(bad("not a regular file"));
-    }
-    if md.len() > 16 << 20 {
-        return Err(bad("larger than 16 MiB"));
-    }
-    let mut out = Vec::new();
-    f.take(16 << 20).read_to_end(&mut out)?;
-    String::from_utf8(out).map_err(|_| bad("not UTF-8 text"))
+    use hako_sys::fs::{Root, Rules};
+    let root = Root::open(dir, Rules::Beneath)?;
+    let data = root
+        .read_file(rel, 16 << 20)?
+        .ok_or_else(|| std::io::Error::from(nix::errno::Errno::ENOENT))?;
+    String::from_utf8(data)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 impl Engine {

@@ -1,14 +1,16 @@
 //! `/dev` inside the container: the default devices every container gets, the config's
 //! `linux.devices`, and the conventional symlinks.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use nix::sys::stat::{Mode, SFlag, makedev, mknodat, umask};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use super::resolve::{Kind, ensure_in_root, open_dir_in_root};
+use hako_sys::fs::{Kind, Root, fd_path};
+
+use super::ensure_in_root;
 use crate::error::{Context, Error, Result};
 
 /// (path, major, minor) of the devices the runtime spec says every container has.
@@ -31,7 +33,7 @@ const SYMLINKS: [(&str, &str); 5] = [
 
 /// Create the default and configured devices. In a user namespace mknod is not allowed,
 /// so the host's device nodes are bind-mounted instead (runc does the same).
-pub fn create(root: &OwnedFd, devices: &[LinuxDevice], in_userns: bool) -> Result<()> {
+pub fn create(root: &Root, devices: &[LinuxDevice], in_userns: bool) -> Result<()> {
     let old = umask(Mode::empty());
     let res = (|| {
         for (path, major, minor) in DEFAULT_DEVICES {
@@ -84,7 +86,7 @@ pub fn create(root: &OwnedFd, devices: &[LinuxDevice], in_userns: bool) -> Resul
 
 #[allow(clippy::too_many_arguments)]
 fn node(
-    root: &OwnedFd,
+    root: &Root,
     path: &Path,
     kind: SFlag,
     major: u64,
@@ -99,12 +101,14 @@ fn node(
         .file_name()
         .ok_or_else(|| Error::ConfigInvalid(format!("bad device path {}", path.display())))?;
     ensure_in_root(root, parent, Kind::Dir)?;
-    let dir = open_dir_in_root(root, parent).context(|| format!("open {}", parent.display()))?;
+    let dir = root
+        .open_dir(parent)
+        .context(|| format!("open {}", parent.display()))?;
     if in_userns {
         let target = ensure_in_root(root, path, Kind::File)?;
         return nix::mount::mount(
             Some(path),
-            &super::resolve::fd_path(&target),
+            &fd_path(&target),
             None::<&str>,
             nix::mount::MsFlags::MS_BIND,
             None::<&str>,
@@ -131,9 +135,9 @@ fn node(
 
 /// `/dev/fd`, `/dev/std{in,out,err}`, `/dev/ptmx` (to the container's own devpts), and
 /// `/dev/core` when the kernel has `/proc/kcore`.
-pub fn symlinks(root: &OwnedFd) -> Result<()> {
+pub fn symlinks(root: &Root) -> Result<()> {
     ensure_in_root(root, Path::new("/dev"), Kind::Dir)?;
-    let dev = open_dir_in_root(root, Path::new("/dev")).context(|| "open /dev".into())?;
+    let dev = root.open_dir("/dev").context(|| "open /dev".into())?;
     let kcore = Path::new("/proc/kcore").exists();
     let links = SYMLINKS
         .iter()

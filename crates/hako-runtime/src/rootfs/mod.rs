@@ -20,10 +20,11 @@
 mod devices;
 pub mod mounts;
 pub mod options;
-pub mod resolve;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
+
+use hako_sys::fs::{Kind, Root, Rules};
 
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -62,12 +63,8 @@ pub fn prepare(
     if own_ns {
         prepare_root(spec, rootfs)?;
     }
-    let root: OwnedFd = nix::fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .context(|| format!("open rootfs {}", rootfs.display()))?;
+    let root = Root::open(rootfs, Rules::InRoot)
+        .context(|| format!("open rootfs {}", rootfs.display()))?;
 
     let mut dev_from_host = false;
     for m in spec.mounts().iter().flatten() {
@@ -87,6 +84,15 @@ pub fn prepare(
         devices::symlinks(&root)?;
     }
     Ok(())
+}
+
+/// `path` inside the rootfs, made (missing directories, the last component as `kind`)
+/// if it does not exist, as an `O_PATH` descriptor to mount on (`/proc/self/fd/N`): the
+/// object resolved, never a path that could be swapped in between. Symlinks, dangling ones
+/// too, resolve as if the rootfs were `/` (CVE-2021-30465).
+fn ensure_in_root(root: &Root, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    root.ensure(path, kind, OFlag::O_PATH)
+        .context(|| format!("resolve {} in rootfs", path.display()))
 }
 
 /// What `/` becomes before anything is mounted, then the rootfs bound onto itself (see the

@@ -8,7 +8,9 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use oci_spec::runtime::Mount;
 
 use super::options::Options;
-use super::resolve::{Kind, ensure_in_root, fd_path};
+use hako_sys::fs::{Kind, Root, fd_path};
+
+use super::ensure_in_root;
 use crate::error::{Context, Error, Result};
 
 /// A host cgroup directory to show in the container, as given by the cgroup manager.
@@ -28,7 +30,7 @@ pub struct CgroupView {
 }
 
 /// Mount `m` under `root` (a descriptor of the rootfs, resolved in-root).
-pub fn mount_entry(root: &OwnedFd, m: &Mount, cgroups: &CgroupView, in_userns: bool) -> Result<()> {
+pub fn mount_entry(root: &Root, m: &Mount, cgroups: &CgroupView, in_userns: bool) -> Result<()> {
     let opts = Options::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = m.destination();
@@ -103,7 +105,7 @@ fn set_propagation(target: &OwnedFd, dest: &Path, opts: &Options) -> Result<()> 
 /// Bind `source` (a host path) onto `dest` inside root, then apply the per-mount flags with
 /// a remount (a bind mount ignores them on creation).
 pub fn bind(
-    root: &OwnedFd,
+    root: &Root,
     source: &Path,
     dest: &Path,
     opts: &Options,
@@ -179,7 +181,7 @@ fn locked_flags(path: &Path) -> MsFlags {
 /// The container's `/sys/fs/cgroup`: cgroup2 itself on a pure v2 host with a cgroup
 /// namespace, otherwise a tmpfs with one bind mount of the container's own cgroup directory
 /// per hierarchy (so the container sees only its own subtree, and nothing of the host's).
-fn mount_cgroups(root: &OwnedFd, dest: &Path, opts: &Options, view: &CgroupView) -> Result<()> {
+fn mount_cgroups(root: &Root, dest: &Path, opts: &Options, view: &CgroupView) -> Result<()> {
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let base = opts.flags
         & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
@@ -232,7 +234,8 @@ fn mount_cgroups(root: &OwnedFd, dest: &Path, opts: &Options, view: &CgroupView)
         bind(root, &src.host_dir, &sub, &bind_opts, false)?;
         // Co-mounted controllers ("cpu,cpuacct") get one symlink per controller name.
         if src.name.contains(',') {
-            let dir = super::resolve::open_dir_in_root(root, dest)
+            let dir = root
+                .open_dir(dest)
                 .context(|| format!("open {}", dest.display()))?;
             for part in src.name.split(',') {
                 match nix::unistd::symlinkat(src.name.as_str(), dir.as_fd(), part) {
