@@ -220,6 +220,7 @@ impl ImageStore {
                 return Err(e);
             }
         };
+        tracing::debug!(flight = %token, kind, "flight begins");
         Ok(Flight {
             store: self,
             kind: kind.to_string(),

@@ -61,6 +61,9 @@ impl ImageStore {
             return Ok(false);
         }
         let Some(lock) = self.try_exclusive()? else {
+            tracing::debug!(
+                "an interrupted operation left garbage; another process is busy, collecting later"
+            );
             return Ok(false);
         };
         extra(&lock)?;

@@ -282,6 +282,7 @@ impl ImageStore {
             let dg = self
                 .driver
                 .apply_layer(&cache_id, parent_cache, &mut blob)?;
+            tracing::debug!(blob = %src.blob, layer = %cache_id, diff_id = %dg.diff_id, "layer unpacked");
             hako_sys::crash::point("layer.unpacked");
             let diff_id = Digest::parse(&dg.diff_id)?;
             if let Some(expected) = &src.diff_id
@@ -387,6 +388,7 @@ impl ImageStore {
             )?;
         }
         tx.commit()?;
+        tracing::debug!(image = %config, new_layers = pending.len(), "image registered");
         hako_sys::crash::point("image.registered");
         Ok(())
     }

@@ -53,6 +53,7 @@
 //! | `init.pid` | runtime (`--pid-file`) | the current init's pid, while the shim runs |
 //! | `runtime.log` | runtime (`--log`, JSON) | kept; the runtime's errors, and restart failures |
 //! | `exit.json` | shim | the last [`protocol::ExitInfo`], replaced atomically at every exit; kept |
+//! | `shim.log` | shim | its own failures with timestamps: restart decisions, failed restarts, log writes that failed (see [`shimlog`]); kept |
 //!
 //! # Logs
 //!
@@ -74,6 +75,7 @@
 pub mod events;
 pub mod options;
 pub mod protocol;
+pub mod shimlog;
 pub mod sockpath;
 
 mod client;

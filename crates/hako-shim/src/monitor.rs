@@ -91,6 +91,8 @@ pub struct Shim {
     pending_size: Option<(u16, u16)>,
     /// The healthcheck of the current run.
     health: Option<Health>,
+    /// The shim's own failure log (`shim.log`).
+    shimlog: crate::shimlog::ShimLog,
 }
 
 impl Shim {
@@ -106,7 +108,6 @@ impl Shim {
         cgroup_files: Vec<PathBuf>,
     ) -> Self {
         Self {
-            opts,
             runtime,
             signals,
             listener: Some(listener),
@@ -127,6 +128,8 @@ impl Shim {
             close_stdin: false,
             pending_size: None,
             health: None,
+            shimlog: crate::shimlog::ShimLog::new(&opts.state_dir),
+            opts,
         }
     }
 
@@ -426,7 +429,11 @@ impl Shim {
                 Ok(n) => {
                     let data = &buf[..n];
                     if let Some(log) = self.log.as_mut() {
-                        let _ = log.write(stream, data);
+                        // A full disk drops output but never stops the container.
+                        let r = log.write(stream, data);
+                        if let Some(path) = &self.opts.log_path {
+                            self.shimlog.log_write(path, &r);
+                        }
                     }
                     for c in &mut self.clients {
                         c.output(stream, data, tty);
@@ -628,7 +635,11 @@ impl Shim {
                 self.event("start", &[]);
                 Reply::Ok
             }
-            Err(message) => Reply::Error { message },
+            Err(message) => {
+                self.shimlog
+                    .note(&format!("OCI runtime start failed: {message}"));
+                Reply::Error { message }
+            }
         }
     }
 
@@ -741,21 +752,37 @@ impl Shim {
         self.pid = None;
         self.health = None;
         self.stdin_buf.clear();
-        if !self.stopped
-            && self
-                .opts
-                .restart
-                .restarts(exit.exit_code, self.restart_count)
-        {
+        let policy = self.opts.restart;
+        let what = format!(
+            "exited with {}{} after {:.1}s; restart policy {policy}",
+            exit.exit_code,
+            if exit.oom_killed { " (OOM killed)" } else { "" },
+            ran.as_secs_f64()
+        );
+        if !self.stopped && policy.restarts(exit.exit_code, self.restart_count) {
             if ran > MAX_BACKOFF {
                 self.backoff = MIN_BACKOFF;
             }
             let delay = self.backoff;
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            self.shimlog.note(&format!(
+                "{what}: restarting in {}ms (restart {})",
+                delay.as_millis(),
+                self.restart_count + 1
+            ));
             self.phase = Phase::Restarting {
                 at: Instant::now() + delay,
             };
         } else {
+            if policy != crate::options::RestartPolicy::No {
+                let why = if self.stopped {
+                    "stopped"
+                } else {
+                    "policy says no"
+                };
+                self.shimlog
+                    .note(&format!("{what}: not restarting ({why})"));
+            }
             self.finish();
         }
     }
@@ -770,6 +797,7 @@ impl Shim {
                 self.event("start", &[]);
             }
             Err(message) => {
+                self.shimlog.note(&format!("restart failed: {message}"));
                 // Leave a trace where the engine looks for runtime errors.
                 let _ = append_shim_error(&self.opts.state_dir, &message);
                 self.io = None;

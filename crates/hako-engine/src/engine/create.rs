@@ -153,6 +153,7 @@ impl Engine {
             }
         }
         cleanup.record = true;
+        tracing::debug!(container = %id, %name, image = %image_id, "create: record inserted (creating)");
         hako_sys::crash::point("create.record");
         if !attach.is_empty() {
             cleanup.network = true;
@@ -186,6 +187,7 @@ impl Engine {
                 .map_err(|e| Error::InvalidArgument(format!("--storage-opt: {e}")))?;
                 let m = self.images.prepare_rootfs_with(&image_id, &id, &storage)?;
                 cleanup.rootfs = true;
+                tracing::debug!(container = %id, rootfs = %m.rootfs.display(), "create: root filesystem mounted");
                 hako_sys::crash::point("create.rootfs");
                 m.rootfs
             }
@@ -224,6 +226,7 @@ impl Engine {
                 // too: half copied up, it would be nothing the user asked for).
                 cleanup.volumes.push((vol.name.clone(), new));
                 new_volumes.push((vol.name.clone(), new));
+                tracing::debug!(container = %id, volume = %vol.name, new, destination = %m.destination, "create: volume claimed");
                 hako_sys::crash::point("create.volume");
                 if new && *copy {
                     let inside = rootfs.join(m.destination.trim_start_matches('/'));
@@ -358,6 +361,7 @@ impl Engine {
             .map_err(|e| Error::InvalidArgument(format!("write config.json: {e}")))?;
         crate::files::write(&dir.join("config.json"), &json, crate::files::PRIVATE)
             .ctx(|| "write config.json".into())?;
+        tracing::debug!(container = %id, bundle = %dir.display(), "create: bundle written");
         hako_sys::crash::point("create.bundle");
 
         host.runtime = Some(runtime.clone());
@@ -387,6 +391,7 @@ impl Engine {
         .ctx(|| "write mounts.json".into())?;
         // Complete: listed from now on.
         records::update(&self.conn(), &rec)?;
+        tracing::debug!(container = %id, "create: complete");
         hako_sys::crash::point("create.complete");
         cleanup.disarm();
         flight.complete();

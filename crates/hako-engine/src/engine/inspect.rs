@@ -24,6 +24,7 @@ impl Engine {
     pub fn inspect(&self, what: &str) -> Result<ContainerInspectResponse> {
         let rec = self.get(what)?;
         let live = self.live(&rec);
+        self.debug_shim_log(&rec.id);
         let dir = self.container_dir(&rec.id);
         let graph = if rec.rootfs_managed {
             self.images
@@ -176,6 +177,7 @@ impl Engine {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
         let rec = self.get(what)?;
+        self.debug_shim_log(&rec.id);
         if super::validate::logs_off(&rec.host_config) {
             return Err(Error::InvalidArgument(
                 "configured logging driver does not support reading (the container runs with --log-driver none)"
@@ -230,5 +232,23 @@ fn container_state(l: &LiveState) -> ContainerState {
                 .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
         ),
         health: None,
+    }
+}
+
+impl Engine {
+    /// The last lines of the shim's own failure log (hako-shim shimlog.rs), at debug level:
+    /// `hako --debug inspect` shows what the shim saw go wrong.
+    pub(super) fn debug_shim_log(&self, id: &str) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let path = self.state_dir(id).join(hako_shim::shimlog::SHIM_LOG);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        for l in &lines[lines.len().saturating_sub(20)..] {
+            tracing::debug!(container = %&id[..12], "shim: {l}");
+        }
     }
 }

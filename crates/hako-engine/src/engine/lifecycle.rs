@@ -166,7 +166,9 @@ impl Engine {
         let r = self.run_monitor(cmd, &dir, "create");
         // The shim has its own copies of the port sockets now.
         drop(held);
-        r
+        r?;
+        tracing::debug!(container = %rec.id, state = %dir.display(), "start: shim up, the runtime created the container");
+        Ok(())
     }
 
     /// `hako-shim --id --bundle --runtime --runtime-root --state-dir --events-log`: what
@@ -240,6 +242,7 @@ impl Engine {
         let dir = self.state_dir(&rec.id);
         match request_timeout(&dir, &Request::Start, Duration::from_secs(60)) {
             Ok(Reply::Ok) => {
+                tracing::debug!(container = %rec.id, "start: running");
                 self.mark_stopped(rec, false);
                 let _ = std::fs::write(dir.join("started_at"), crate::now_rfc3339());
                 Ok(())
@@ -320,6 +323,7 @@ impl Engine {
         if live.status != Status::Restarting {
             let _ = self.runtime_run(&rec, "kill", &["kill", &rec.id, &sig]);
             self.container_event(&rec, "kill", &[("signal", signal_number(&sig))]);
+            tracing::debug!(container = %rec.id, signal = %sig, timeout, "stop: signalled, waiting");
             hako_sys::crash::point("stop.signalled");
         }
         self.mark_stopped(&rec, true);

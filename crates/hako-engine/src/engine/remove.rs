@@ -60,6 +60,7 @@ impl Engine {
             flight.complete();
             return Ok(rec);
         }
+        tracing::debug!(container = %rec.id, remove_volumes, "rm: removal claimed");
         hako_sys::crash::point("rm.claimed");
         let res = self.teardown(&rec, remove_volumes);
         if res.is_err() {
@@ -86,6 +87,7 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
+        tracing::debug!(container = %rec.id, "rm: runtime state and root filesystem gone");
         hako_sys::crash::point("rm.rootfs");
         // Claimed for removal before the record goes: a crash later leaves `removing`
         // volumes that the recovery finishes, never anonymous volumes nobody owns.
@@ -100,6 +102,7 @@ impl Engine {
         hako_sys::crash::point("rm.dirs");
         crate::locks::remove(&self.opts.exec_root, &rec.id);
         records::delete(&self.conn(), &rec.id)?;
+        tracing::debug!(container = %rec.id, volumes = ?anon, "rm: directories and record gone");
         hako_sys::crash::point("rm.record");
         self.drop_exec_sessions(&rec.id);
         self.container_event(rec, "destroy", &[]);
