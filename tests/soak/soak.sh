@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 cycles="${1:-1000}"
 workers="${2:-4}"
 echo "==> soak: $cycles cycles x $workers workers ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-cargo build -p hako-cli -p hako-shim -p hako-runtime -p hako-init --bins
+cargo build -p hako-cli -p hako-shim -p hako-runtime -p hako-init -p hako-net --bins
 HAKO_SOAK_CYCLES="$cycles" HAKO_SOAK_WORKERS="$workers" \
     cargo nextest run -p hako-cli --test soak --no-capture \
     --profile soak
