@@ -2,40 +2,15 @@
 //! results run and checked from inside; the cache changed one input at a time; bad input
 //! failing with one clear message and leaving nothing behind.
 
+mod build_common;
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use build_common::{Ctx, assert_build_clean, marker_processes};
 use common::Hako;
-
-/// A build context in a temp dir.
-struct Ctx(tempfile::TempDir);
-
-impl Ctx {
-    fn new(dockerfile: &str) -> Ctx {
-        let c = Ctx(tempfile::Builder::new()
-            .prefix("hako-build-ctx-")
-            .tempdir()
-            .expect("tempdir"));
-        c.file("Dockerfile", dockerfile);
-        c
-    }
-    fn file(&self, rel: &str, content: &str) -> &Ctx {
-        let p = self.0.path().join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, content).expect("write");
-        self
-    }
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-    fn dir(&self) -> &str {
-        self.0.path().to_str().expect("utf-8")
-    }
-}
 
 fn build(h: &Hako, ctx: &Ctx, extra: &[&str]) -> Output {
     let mut args = vec!["build", "--progress=plain"];
@@ -92,75 +67,6 @@ fn steps(out: &str) -> (Vec<String>, Vec<String>) {
         }
     }
     (ran, cached)
-}
-
-/// `hb-<store>`: the start of this store's build container ids (six hex digits of the
-/// root path's sha256, see `Engine::build_id_prefix`).
-fn build_prefix(h: &Hako) -> String {
-    use sha2::Digest;
-    let hex = format!(
-        "{:x}",
-        sha2::Sha256::digest(h.root.path().as_os_str().as_encoded_bytes())
-    );
-    format!("hb-{}", &hex[..6])
-}
-
-/// Nothing of a build may remain: build dirs, RUN containers, their root filesystems,
-/// mounts, cgroups.
-fn assert_build_clean(h: &Hako) {
-    let root = h.root.path();
-    let prefix = build_prefix(h);
-    for d in ["build/active", "build/tmp"] {
-        let left: Vec<_> = std::fs::read_dir(root.join(d))
-            .map(|r| r.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "left in {d}: {left:?}");
-    }
-    let left: Vec<_> = std::fs::read_dir(h.exec.path().join("build"))
-        .map(|r| r.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "bundles left: {left:?}");
-    for dir in [
-        root.join("overlay2"),
-        h.exec.path().join("runtime/hako-runtime"),
-    ] {
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .map(|r| {
-                r.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("hb-"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(
-            left.is_empty(),
-            "build containers left in {}: {left:?}",
-            dir.display()
-        );
-        let _ = &prefix;
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let ours: Vec<&str> = mounts
-        .lines()
-        .filter(|l| l.contains(root.to_str().unwrap_or("-")))
-        .collect();
-    assert!(ours.is_empty(), "mounts left: {ours:?}");
-    for hier in ["memory", "pids", "cpu,cpuacct", "unified"] {
-        let dir = Path::new("/sys/fs/cgroup").join(hier).join("hako");
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .map(|r| {
-                r.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&prefix))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(
-            left.is_empty(),
-            "cgroups left in {}: {left:?}",
-            dir.display()
-        );
-    }
 }
 
 fn run_out(h: &Hako, args: &[&str]) -> String {
@@ -730,20 +636,6 @@ fn spawn_build(h: &Hako, ctx: &Ctx, tag: &str) -> (std::process::Child, Vec<Stri
         let _ = r.read_to_string(&mut rest);
     });
     (child, lines)
-}
-
-fn marker_processes(marker: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .map(|r| {
-            r.flatten()
-                .filter(|e| {
-                    std::fs::read(e.path().join("cmdline"))
-                        .map(|c| String::from_utf8_lossy(&c).contains(marker))
-                        .unwrap_or(false)
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 #[test]

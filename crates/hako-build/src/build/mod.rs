@@ -74,15 +74,20 @@ pub struct BuildError {
     pub step: Option<String>,
     /// The build was cancelled (not a failure of the Dockerfile).
     pub cancelled: bool,
+    /// A RUN that exited non-zero: its command line (argv joined by spaces) and exit code
+    /// (the classic API reports both, and the docker CLI exits with that code).
+    pub failed_run: Option<(String, i32)>,
 }
 
 impl BuildError {
-    pub(crate) fn new(message: impl Into<String>) -> BuildError {
+    /// An error with just a message.
+    pub fn new(message: impl Into<String>) -> BuildError {
         BuildError {
             message: message.into(),
             lines: None,
             step: None,
             cancelled: false,
+            failed_run: None,
         }
     }
 

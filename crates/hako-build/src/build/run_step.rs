@@ -393,10 +393,14 @@ fn execute(
         return Err(BuildError::cancelled());
     }
     if code != 0 {
-        return Err(BuildError::new(format!(
-            "process {} did not complete successfully: exit code: {code}",
-            serde_json::to_string(&r.argv.join(" ")).unwrap_or_default()
-        )));
+        let command = r.argv.join(" ");
+        return Err(BuildError {
+            failed_run: Some((command.clone(), code)),
+            ..BuildError::new(format!(
+                "process {} did not complete successfully: exit code: {code}",
+                serde_json::to_string(&command).unwrap_or_default()
+            ))
+        });
     }
     for s in stubs.iter().rev() {
         remove_stub(rootfs.path(), s);

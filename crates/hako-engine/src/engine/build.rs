@@ -125,12 +125,7 @@ impl Default for BuildRequest {
 const KIND_BUILD: &str = "bld";
 
 fn berr(m: impl Into<String>) -> BuildError {
-    BuildError {
-        message: m.into(),
-        lines: None,
-        step: None,
-        cancelled: false,
-    }
+    BuildError::new(m)
 }
 
 /// A build's own directories and lock; dropping it removes them.
