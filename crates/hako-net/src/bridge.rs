@@ -36,7 +36,7 @@ impl Bridge {
         let link = match nl.link(&n.bridge)? {
             Some(l) => l,
             None => {
-                match nl.add_bridge(&n.bridge, n.mtu) {
+                match nl.add_bridge(&n.bridge, n.mtu, crate::ipam::mac_for(None)) {
                     Ok(()) => {}
                     Err(Error::Netlink { source, .. })
                         if source.raw_os_error() == Some(libc::EEXIST) => {}

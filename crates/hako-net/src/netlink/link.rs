@@ -116,10 +116,16 @@ impl Socket {
             .collect())
     }
 
-    /// Creates a bridge (fails with EEXIST if it exists).
-    pub fn add_bridge(&mut self, name: &str, mtu: u32) -> Result<()> {
+    /// Creates a bridge with MAC address `mac` (fails with EEXIST if it exists).
+    ///
+    /// The address is set, not left to the kernel: a bridge without one takes the lowest
+    /// of its ports' addresses and changes it whenever a port with a lower one joins, and
+    /// the containers' ARP caches then point their gateway at an address the bridge no
+    /// longer answers on (a later container's start cut the others off for ~30 s).
+    pub fn add_bridge(&mut self, name: &str, mtu: u32, mac: [u8; 6]) -> Result<()> {
         let mut m = named(name);
         m.attributes.push(LinkAttribute::Mtu(mtu));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Bridge),
             LinkInfo::Data(InfoData::Bridge(vec![])),
