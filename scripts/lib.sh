@@ -20,7 +20,22 @@ ensure_packages() {
 HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procps ca-certificates docker-registry docker.io containerd podman xfsprogs skopeo criu nftables
     qemu-system-x86 cpio kmod xz-utils jq
     # the CRI test: CNI plugins for pod networks, protoc for the k8s-cri gRPC bindings
-    containernetworking-plugins protobuf-compiler)
+    containernetworking-plugins protobuf-compiler
+    # hako serve's client tests: docker-compose v1 (Python, speaks the Engine API), and a venv
+    # for docker-py 7.x (ensure_docker_py)
+    docker-compose python3-venv)
+
+# docker-py 7.x (PyPI `docker`) in a venv under the fixtures dir, for the API client tests
+# (crates/hako-cli/tests/api_clients.rs): Debian's python3-docker is 5.x, compose's own.
+ensure_docker_py() {
+    local venv="${HAKO_FIXTURES:-$(pwd)/.fixtures}/docker-py"
+    if ! "$venv/bin/python" -c 'import docker, sys; sys.exit(int(docker.__version__.split(".")[0]) < 7)' 2>/dev/null; then
+        echo "==> docker-py 7.x into $venv"
+        rm -rf "$venv"
+        /usr/bin/python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check 'docker>=7,<8'
+    fi
+}
 
 # The cargo target dir (honours CARGO_TARGET_DIR).
 target_dir() {

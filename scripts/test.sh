@@ -26,6 +26,7 @@ export HAKO_INIT="$TARGET/release/hako-init"
 
 step "fixtures"
 "$TARGET/release/hako-fixture" rootfs
+ensure_docker_py
 set +e
 
 failed=()

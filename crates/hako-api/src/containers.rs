@@ -95,7 +95,7 @@ pub async fn create(
 
 /// `GET /containers/{id}/json`.
 pub async fn inspect(St(state): St<State>, Path(id): Path<String>) -> ApiResult<Response> {
-    let v = blocking(&state, move |e| Ok(e.inspect(&id)?)).await?;
+    let v = blocking(&state, move |e| Ok(e.inspect_json(&id)?)).await?;
     Ok(Json(v).into_response())
 }
 

@@ -20,6 +20,20 @@ use super::lifecycle::hako_storage_is_mounted;
 use super::status::LiveState;
 
 impl Engine {
+    /// `docker inspect` of a container as Docker prints it: every field with its zero
+    /// value ([`crate::shape`]) and the top-level network fields of the bridge endpoint.
+    /// The CLI and `GET /containers/{id}/json` both answer this (docker-py reads
+    /// `HostConfig.LogConfig.Type` of every container it runs).
+    pub fn inspect_json(&self, what: &str) -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(self.inspect(what)?).map_err(|e| crate::Error::Io {
+            context: "encode the inspect answer".into(),
+            source: e.into(),
+        })?;
+        crate::shape::container_inspect(&mut v);
+        super::add_legacy_network_fields(&mut v);
+        Ok(v)
+    }
+
     /// `docker inspect` of a container.
     pub fn inspect(&self, what: &str) -> Result<ContainerInspectResponse> {
         let rec = self.get(what)?;

@@ -37,11 +37,8 @@ pub fn run(g: &Global, a: &InspectArgs, containers_only: bool) -> Result<()> {
     let mut errors: Vec<String> = Vec::new();
     for name in &a.names {
         if want_containers {
-            match engine.inspect(name) {
-                Ok(c) => {
-                    let mut v = serde_json::to_value(c)?;
-                    hako_engine::shape::container_inspect(&mut v);
-                    hako_engine::add_legacy_network_fields(&mut v);
+            match engine.inspect_json(name) {
+                Ok(v) => {
                     found.push(v);
                     continue;
                 }
