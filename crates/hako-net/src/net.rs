@@ -16,7 +16,7 @@ use crate::bridge::Bridge;
 use crate::driver::{Driver, Request};
 use crate::error::{Error, ErrorList, IoContext, Result};
 use crate::files::{self, DnsConfig};
-use crate::firewall::{Backend, Batch};
+use crate::firewall::{Backend, Batch, foreign};
 use crate::netns::{self, Netns};
 use crate::ports::{self, Mapping, Wanted};
 use crate::store::{self, Attachment, Endpoint, Network, Sandbox, Subnet};
@@ -789,7 +789,7 @@ impl Net {
         } else {
             b.del_network(n);
         }
-        match b.apply(self.backend) {
+        let applied = match b.apply(self.backend) {
             Ok(()) => Ok(()),
             Err(e) if add => {
                 // Left over from a crash: take them out and put them back.
@@ -799,6 +799,22 @@ impl Net {
                 b.apply(self.backend).map_err(|_| e)
             }
             Err(e) => Err(e),
+        };
+        // Another table's FORWARD drop policy (dockerd's): accepted ahead of it where
+        // that can be done, said plainly where not (firewall::foreign).
+        if add {
+            applied?;
+            for w in foreign::open(self.backend, &n.bridge) {
+                tracing::warn!("{w}");
+            }
+            Ok(())
+        } else {
+            let left = foreign::close(self.backend, &n.bridge);
+            applied?;
+            match left.is_empty() {
+                true => Ok(()),
+                false => Err(Error::Nft(left.join("; "))),
+            }
         }
     }
 

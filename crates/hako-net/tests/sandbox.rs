@@ -343,3 +343,136 @@ fn user_network_names_and_isolation() {
     let left: Vec<String> = links().into_iter().filter(|l| l != "lo").collect();
     assert!(left.is_empty(), "links left: {left:?}");
 }
+
+/// Runs `sh -c script` (in the calling thread's network namespace), asserting success.
+fn sh(script: &str) -> String {
+    let o = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `echo x | nc -w 3 HOST PORT` in the namespace at `ns`.
+fn nc_in(ns: &Path, host: &str, port: u16) -> String {
+    let o = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .arg(busybox())
+        .args([
+            "sh",
+            "-c",
+            &format!("echo x | {} nc -w 3 {host} {port}", busybox()),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// dockerd's `iptables -P FORWARD DROP` (iptables-nft) in the test's namespace: hako
+/// accepts its bridges' traffic ahead of it in a chain of its own, and takes it away with
+/// the last container. A drop policy in a native nftables table it cannot override: it
+/// names it.
+#[test]
+fn another_tables_forward_drop_policy() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env();
+    // "Outside": a namespace behind 192.0.2.2 with a server on port 80.
+    let out = tempfile::tempdir().unwrap();
+    let out_ns = out.path().join("ns");
+    let outside = hako_net::netns::Netns::create(&out_ns).expect("outside netns");
+    let mut anchor = Command::new("sleep").arg("60").spawn().unwrap();
+    sh(&format!(
+        "nsenter --net={o} ip link add hkt-o1 type veth peer name hkt-o0 netns {pid} && \
+         nsenter --net={o} sh -c 'ip link set lo up && ip addr add 192.0.2.2/24 dev hkt-o1 && ip link set hkt-o1 up' && \
+         ip addr add 192.0.2.1/24 dev hkt-o0 && ip link set hkt-o0 up",
+        o = out_ns.display(),
+        pid = anchor.id()
+    ));
+    let _ = anchor.kill();
+    let _ = anchor.wait();
+    let server = serve(&out_ns, 80, "outside");
+    sh("iptables -w -P FORWARD DROP");
+    let id = format!("{}{}", "f".repeat(8), hako_net::random_hex(56));
+    e.net
+        .configure(
+            &id,
+            &[AttachRequest {
+                network: "bridge".into(),
+                ..Default::default()
+            }],
+        )
+        .unwrap();
+    let binds = ports::parse_publish("8080:80").unwrap();
+    let s = e
+        .net
+        .setup(&SetupRequest {
+            container: id.clone(),
+            name: "c".into(),
+            hostname: "c".into(),
+            ports: ports::wanted(&binds, false, &[]).unwrap(),
+            dns: DnsConfig::default(),
+            extra_hosts: vec![],
+        })
+        .expect("setup");
+    let ns = e.net.netns_path(&id);
+    assert_eq!(nc_in(&ns, "192.0.2.2", 80), "hello from outside", "out");
+    let rules = sh("iptables -w -S HAKO-FORWARD");
+    assert!(rules.contains("-i hako0 -j ACCEPT"), "{rules}");
+    assert!(sh("iptables -w -S FORWARD").contains("-j HAKO-FORWARD"));
+    let inside = serve(&ns, 80, "inside");
+    assert_eq!(
+        nc_in(&out_ns, "192.0.2.1", 8080),
+        "hello from inside",
+        "a published port from outside"
+    );
+    // Not routed in directly (Docker's rule too): only DNATed or answering traffic.
+    let ip = s.endpoints[0].ipv4.unwrap().to_string();
+    sh(&format!(
+        "nsenter --net={} ip route add 10.77.0.0/16 via 192.0.2.1",
+        out_ns.display()
+    ));
+    assert_eq!(nc_in(&out_ns, &ip, 80), "", "direct routing stays dropped");
+    kill(inside);
+    e.net.teardown(&id).expect("teardown");
+    assert!(
+        !sh("iptables -w -S").contains("HAKO-FORWARD"),
+        "the chain and its jump go with the last container"
+    );
+    // A native table's drop: named, not edited.
+    sh(
+        "nft add table inet hkt && nft add chain inet hkt forward '{ type filter hook forward priority 0; policy drop; }'",
+    );
+    let b = hako_net::firewall::foreign::blockers(e.net.backend(), "hako0");
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert!(b[0].contains("table inet hkt chain forward"), "{b:?}");
+    e.net
+        .setup(&SetupRequest {
+            container: id.clone(),
+            name: "c".into(),
+            hostname: "c".into(),
+            ports: vec![],
+            dns: DnsConfig::default(),
+            extra_hosts: vec![],
+        })
+        .expect("setup again");
+    assert_eq!(
+        nc_in(&ns, "192.0.2.2", 80),
+        "",
+        "dropped, as the warning says"
+    );
+    assert!(
+        sh("nft list chain inet hkt forward").contains("policy drop"),
+        "not edited"
+    );
+    e.net.teardown(&id).expect("teardown");
+    e.net.forget(&id).unwrap();
+    kill(server);
+    drop(outside);
+    hako_net::netns::remove(&out_ns).expect("remove the outside namespace");
+}

@@ -38,6 +38,7 @@
 //! relays TCP to the container (`hako-shim`'s `--proxy`); no map element is made for it.
 
 mod backend;
+pub mod foreign;
 
 pub use backend::Backend;
 

@@ -1,0 +1,255 @@
+//! Other tables' FORWARD `policy drop` (dockerd's, a user's firewall).
+//!
+//! Every base chain at a hook sees the packet: an `accept` in `inet hako` ends only that
+//! chain, and a `policy drop` in another table still drops it. So hako's routed traffic
+//! (a container reaching beyond the host, a published port reached from outside) dies in
+//! a FORWARD chain hako does not own. dockerd sets `ip filter FORWARD` (iptables, through
+//! iptables-nft here) to `policy drop` when it turns forwarding on; its documented way for
+//! other software is to accept in the iptables filter table ahead of that policy (the
+//! `DOCKER-USER` chain; netavark's iptables driver did the same with `NETAVARK_FORWARD`).
+//!
+//! hako does that through the same mechanism, in a chain of its own: `HAKO-FORWARD` in
+//! the `filter` table of `iptables`/`ip6tables`, jumped to first from `FORWARD`, with per
+//! bridge
+//!
+//! ```text
+//!   -i BRIDGE -j ACCEPT                                        (from containers)
+//!   -o BRIDGE -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT
+//! ```
+//!
+//! These only let the packet past *that* table: hako's own `forward` chain still drops
+//! what hako's rules drop (isolation between bridges, internal networks). Direct routing
+//! into a container from outside stays dropped, as with Docker. The chain and the jump go
+//! when the last bridge's rules go. Nothing is added (and no process runs) unless such a
+//! drop policy exists.
+//!
+//! A drop policy in a native nftables table (`inet filter` of `/etc/nftables.conf`,
+//! dockerd's nftables backend) cannot be overridden from another table, and hako does not
+//! edit tables it does not own: [`blockers`] names it, and the first container on a bridge
+//! logs a warning saying what to accept there.
+
+use std::process::{Command, Stdio};
+
+use super::{Backend, TABLE};
+
+/// hako's chain in the iptables filter table.
+pub const CHAIN: &str = "HAKO-FORWARD";
+
+/// A base chain at the forward hook whose policy is drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drop {
+    /// `ip`, `ip6`, `inet`...
+    pub family: String,
+    /// The table.
+    pub table: String,
+    /// The chain.
+    pub chain: String,
+}
+
+impl Drop {
+    /// iptables' own chain (iptables-nft keeps its tables in nftables): hako can accept
+    /// ahead of its policy with `iptables`/`ip6tables`.
+    fn iptables(&self) -> Option<&'static str> {
+        match (
+            self.family.as_str(),
+            self.table.as_str(),
+            self.chain.as_str(),
+        ) {
+            ("ip", "filter", "FORWARD") => Some("iptables"),
+            ("ip6", "filter", "FORWARD") => Some("ip6tables"),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `nft list chains`: the forward-hook base chains with `policy drop`, outside
+/// hako's table.
+pub fn parse_drops(listing: &str) -> Vec<Drop> {
+    let mut out = Vec::new();
+    let (mut family, mut table, mut chain) = (String::new(), String::new(), String::new());
+    for line in listing.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["table", f, t, ..] => {
+                family = (*f).to_string();
+                table = (*t).to_string();
+            }
+            ["chain", c, ..] => chain = (*c).to_string(),
+            _ if line.contains("hook forward")
+                && line.contains("policy drop")
+                && !(family == "inet" && table == TABLE) =>
+            {
+                out.push(Drop {
+                    family: family.clone(),
+                    table: table.clone(),
+                    chain: chain.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The FORWARD drop policies of other tables in this namespace.
+pub fn drops(backend: Backend) -> Vec<Drop> {
+    backend
+        .apply("list chains\n")
+        .map(|l| parse_drops(&l))
+        .unwrap_or_default()
+}
+
+/// What would drop `bridge`'s routed traffic that hako cannot accept itself, one sentence
+/// each (empty: nothing).
+pub fn blockers(backend: Backend, bridge: &str) -> Vec<String> {
+    drops(backend)
+        .iter()
+        .filter(|d| d.iptables().is_none())
+        .map(|d| message(d, bridge))
+        .collect()
+}
+
+fn message(d: &Drop, bridge: &str) -> String {
+    format!(
+        "table {} {} chain {} drops forwarded packets (policy drop): containers on {bridge} \
+         cannot reach beyond the host, nor published ports be reached from outside, until \
+         that chain accepts them (iifname \"{bridge}\" accept; oifname \"{bridge}\" ct state \
+         established,related accept; oifname \"{bridge}\" ct status dnat accept)",
+        d.family, d.table, d.chain
+    )
+}
+
+/// Lets `bridge`'s traffic past other tables' FORWARD drop policies where that can be
+/// done (iptables' filter table); returns a warning for each that cannot.
+pub fn open(backend: Backend, bridge: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for d in drops(backend) {
+        let Some(program) = d.iptables() else {
+            warnings.push(message(&d, bridge));
+            continue;
+        };
+        let ours = listing(backend, &d.family, CHAIN);
+        if ours
+            .as_deref()
+            .is_some_and(|l| l.contains(&format!("iifname \"{bridge}\"")))
+        {
+            continue;
+        }
+        let mut steps: Vec<Vec<String>> = Vec::new();
+        if ours.is_none() {
+            steps.push(args(&["-N", CHAIN]));
+        }
+        let jumps = listing(backend, &d.family, "FORWARD")
+            .is_some_and(|l| l.contains(&format!("jump {CHAIN}")));
+        if !jumps {
+            steps.push(args(&["-I", "FORWARD", "1", "-j", CHAIN]));
+        }
+        steps.push(rule("-A", bridge, true));
+        steps.push(rule("-A", bridge, false));
+        for s in steps {
+            if let Err(e) = iptables(program, &s) {
+                warnings.push(format!(
+                    "{} (and hako could not accept {bridge}'s traffic ahead of it: {e})",
+                    message(&d, bridge)
+                ));
+                break;
+            }
+        }
+    }
+    warnings
+}
+
+/// Takes `bridge`'s rules out of hako's chains (its last container left); the chain and
+/// its jump go when no bridge is left in them. Errors are returned, all of them.
+pub fn close(backend: Backend, bridge: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    for (family, program) in [("ip", "iptables"), ("ip6", "ip6tables")] {
+        let Some(l) = listing(backend, family, CHAIN) else {
+            continue;
+        };
+        if l.contains(&format!("iifname \"{bridge}\"")) {
+            for inbound in [true, false] {
+                if let Err(e) = iptables(program, &rule("-D", bridge, inbound)) {
+                    errs.push(e);
+                }
+            }
+        }
+        let left = listing(backend, family, CHAIN).unwrap_or_default();
+        if !left.contains("iifname") && !left.contains("oifname") {
+            let _ = iptables(program, &args(&["-D", "FORWARD", "-j", CHAIN]));
+            if let Err(e) = iptables(program, &args(&["-X", CHAIN])) {
+                errs.push(e);
+            }
+        }
+    }
+    errs
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_string()).collect()
+}
+
+fn rule(op: &str, bridge: &str, from_bridge: bool) -> Vec<String> {
+    if from_bridge {
+        args(&[op, CHAIN, "-i", bridge, "-j", "ACCEPT"])
+    } else {
+        args(&[
+            op,
+            CHAIN,
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED,DNAT",
+            "-j",
+            "ACCEPT",
+        ])
+    }
+}
+
+/// `nft list chain FAMILY filter CHAIN`, None when it does not exist.
+fn listing(backend: Backend, family: &str, chain: &str) -> Option<String> {
+    backend
+        .apply(&format!("list chain {family} filter {chain}\n"))
+        .ok()
+}
+
+fn iptables(program: &str, a: &[String]) -> Result<(), String> {
+    let out = Command::new(program)
+        .arg("-w")
+        .args(a)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            a.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_policies_of_other_tables_are_found() {
+        let l = "table inet hako {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\n\
+                 table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n\
+                 \tchain DOCKER-USER {\n\t}\n}\n\
+                 table inet fw {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t}\n\
+                 \tchain fwd {\n\t\ttype filter hook forward priority 10; policy drop;\n\t}\n\
+                 \tchain fwd2 {\n\t\ttype filter hook forward priority 10; policy accept;\n\t}\n}\n";
+        let d = parse_drops(l);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0].iptables(), Some("iptables"));
+        assert_eq!((d[1].table.as_str(), d[1].chain.as_str()), ("fw", "fwd"));
+        assert_eq!(d[1].iptables(), None);
+        assert!(message(&d[1], "hako0").contains("table inet fw chain fwd"));
+    }
+}
