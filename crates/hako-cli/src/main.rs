@@ -6,7 +6,7 @@
 //!                  `image` / `system` groups (containers join as `container` later)
 //! context.rs       global flags -> logging, the image store
 //! commands/        one file per command, grouped by object (image/, system/)
-//! format/          the Go-template engine behind every `--format`
+//! hako-format      (crate) the Go-template engine behind every `--format`
 //! units.rs         human sizes and times; progress.rs: progress bars on a terminal
 //! error.rs         Docker's error lines and exit codes
 //! ```
@@ -15,11 +15,13 @@ mod cli;
 mod commands;
 mod context;
 mod error;
-mod format;
 mod progress;
 mod units;
 
 use std::process::ExitCode;
+
+// `crate::format` for the commands; the engine is its own crate so that fuzz targets reach it.
+use hako_format as format;
 
 use clap::Parser;
 

@@ -18,11 +18,7 @@
 //! Every body returns quietly on bad input: what the fuzzer hunts is a panic, a hang, a
 //! leak or a file written outside its place.
 
-/// The Go-template engine of the CLI's `--format`, compiled in from its one place
-/// (hako-cli is a binary crate).
-#[path = "../../hako-cli/src/format/mod.rs"]
-#[allow(dead_code, unreachable_pub, unused_imports)]
-mod format;
+use hako_format as format;
 
 use std::io::Read;
 
