@@ -102,8 +102,16 @@ impl Reference {
         if s.is_empty() {
             return Err(invalid(s, "empty reference"));
         }
-        if s.len() > 255 + 128 + 72 {
+        // Name, `:` tag, `@sha256:` digest at their longest.
+        if s.len() > 255 + 1 + 128 + 1 + 71 {
             return Err(invalid(s, "reference too long"));
+        }
+        // An image id is never a name (Docker refuses it too, to keep the two apart).
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(invalid(s, "cannot specify 64-byte hexadecimal strings"));
         }
         let (name, digest) = match s.split_once('@') {
             Some((n, d)) => (
@@ -124,8 +132,12 @@ impl Reference {
             None => (name, None),
         };
         let (domain, path) = match name.split_once('/') {
+            // Docker's splitDockerDomain: an uppercase first part is a host too (`Foo/bar`).
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.bytes().any(|c| c.is_ascii_uppercase()) =>
             {
                 (first.to_string(), rest.to_string())
             }
@@ -277,6 +289,11 @@ mod tests {
             Reference::parse("localhost:5000/x/y:t").unwrap().familiar(),
             "localhost:5000/x/y:t"
         );
+        // Found by the image_reference fuzz target, checked against `docker pull`.
+        assert_eq!(norm("Foo/bar"), "Foo/bar:latest");
+        assert_eq!(norm("UPPER/x"), "UPPER/x:latest");
+        let longest = format!("x.io/{}:{}@{d}", "a".repeat(250), "t".repeat(128));
+        assert_eq!(norm(&longest), longest);
     }
 
     #[test]
@@ -295,7 +312,8 @@ mod tests {
             "busybox:-x",
             "host:port/x",
             "a b",
-            "UPPER/x",
+            "UPPER/X",
+            &"a".repeat(64),
             &format!("x:{}", "t".repeat(129)),
         ] {
             let e = Reference::parse(bad);
