@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hako_fuzz::dockerfile(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hako_fuzz::targets::dockerfile(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hako_fuzz::go_template(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hako_fuzz::targets::go_template(data));

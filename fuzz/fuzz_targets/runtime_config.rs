@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hako_fuzz::runtime_config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hako_fuzz::targets::runtime_config(data));

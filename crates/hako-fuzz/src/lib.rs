@@ -1,132 +1,93 @@
-//! The fuzz targets' bodies, one function per target, shared by the cargo-fuzz binaries
-//! (`fuzz/fuzz_targets/*.rs`, nightly features through `RUSTC_BOOTSTRAP`) and by this
-//! crate's test, which runs every input kept under `fuzz/corpus/<target>/` and
-//! `fuzz/artifacts/<target>/` (crashes found and fixed) on the stable toolchain, so a
-//! regression fails the ordinary test suite.
+//! The bodies of hako's fuzz targets.
+//!
+//! Each target takes untrusted bytes the way hako receives them (a layer tar from a
+//! registry, a bundle's `config.json`, a seccomp profile, a manifest, an image reference, a
+//! `--format` template, a Dockerfile) and checks an invariant stronger than "does not
+//! crash": nothing written outside the layer directory, a compiled seccomp filter that
+//! decides what the profile says, references and documents that survive a round trip.
+//! A broken invariant is a panic.
 //!
 //! ```text
-//! target           what it feeds                                      beyond "no panic"
-//! reference        image references (Docker's normalization)          print → parse round trip
-//! image_json       manifests, indexes, image configs                  index platform pick
-//! seccomp_profile  seccomp profiles (Docker's JSON)                   compile to BPF
-//! runtime_config   OCI config.json                                    validation
-//! layer_unpack     layer tars (plain, gzip, zstd), overlay whiteouts  nothing outside the layer
-//! go_template      `--format` Go templates                            run on a sample
-//! dockerfile       Dockerfiles                                        -
+//!  fuzz/fuzz_targets/NAME.rs  (cargo-fuzz, libFuzzer)  ─┐
+//!                                                        ├─► hako_fuzz::targets::NAME(&[u8])
+//!  tests/corpus.rs  (cargo nextest, stable)  ────────────┘
+//!     replays fuzz/{seeds,corpus,regressions}/NAME/*
 //! ```
 //!
-//! Every body returns quietly on bad input: what the fuzzer hunts is a panic, a hang, a
-//! leak or a file written outside its place.
+//! The fuzz crate in `fuzz/` is its own workspace (libFuzzer and coverage flags would
+//! otherwise rebuild everything); this crate is a member of the main one, so the replay runs
+//! in every `scripts/test.sh` and a regression fails CI. `fuzz/README.md` says how to fuzz.
 
-use hako_format as format;
+mod sandbox;
+mod scratch;
+pub mod targets;
 
-use std::io::Read;
+use std::path::{Path, PathBuf};
 
-/// A target's body.
-pub type Body = fn(&[u8]);
+/// One fuzz target: the name of its cargo-fuzz binary and corpus directories, and its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// `fuzz/fuzz_targets/<name>.rs`, `fuzz/{seeds,corpus,regressions}/<name>/`.
+    pub name: &'static str,
+    /// Runs one input; panics when an invariant is broken.
+    pub run: fn(&[u8]),
+}
 
-/// The targets by name, for the corpus test and `fuzz/`.
-pub const TARGETS: &[(&str, Body)] = &[
-    ("reference", reference),
-    ("image_json", image_json),
-    ("seccomp_profile", seccomp_profile),
-    ("runtime_config", runtime_config),
-    ("layer_unpack", layer_unpack),
-    ("go_template", go_template),
-    ("dockerfile", dockerfile),
+/// Every target, in the order of `fuzz/Cargo.toml`.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "tar_unpack",
+        run: targets::tar_unpack,
+    },
+    Target {
+        name: "runtime_config",
+        run: targets::runtime_config,
+    },
+    Target {
+        name: "seccomp_profile",
+        run: targets::seccomp_profile,
+    },
+    Target {
+        name: "image_spec",
+        run: targets::image_spec,
+    },
+    Target {
+        name: "image_reference",
+        run: targets::image_reference,
+    },
+    Target {
+        name: "go_template",
+        run: targets::go_template,
+    },
+    Target {
+        name: "dockerfile",
+        run: targets::dockerfile,
+    },
 ];
 
-/// Image references: whatever parses prints as something that parses to the same.
-pub fn reference(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(r) = hako_image::Reference::parse(s) else {
-        return;
-    };
-    let printed = r.to_string();
-    let again = hako_image::Reference::parse(&printed)
-        .unwrap_or_else(|e| panic!("{s:?} printed as {printed:?}, which does not parse: {e}"));
-    assert_eq!(again.to_string(), printed, "round trip of {s:?}");
-    let _ = r.familiar();
-    let _ = r.with_default_tag().to_string();
+/// The repository's `fuzz/` directory.
+pub fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
-/// Manifests, indexes and configs as a registry or an archive would hand them over.
-pub fn image_json(data: &[u8]) {
-    let _ = hako_image::spec::parse_manifest(data);
-    let _ = hako_image::spec::ImageConfig::parse(data);
-    if let Ok(index) = hako_image::spec::parse_index(data) {
-        let _ = index.pick(&hako_image::Platform::host());
+/// The inputs kept for `name`: hand-made seeds (`fuzz/seeds/NAME`, readable, never
+/// minimized), the corpus the fuzzers grew (`fuzz/corpus/NAME`, minimized by
+/// `fuzz/run.sh merge`) and the regressions (inputs that once broke an invariant).
+pub fn inputs(name: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for kind in ["seeds", "corpus", "regressions"] {
+        let dir = fuzz_dir().join(kind).join(name);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind != "seeds" => continue,
+            Err(e) => return Err(e),
+        };
+        let mut files = entries
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        files.retain(|p| p.is_file());
+        files.sort();
+        out.extend(files);
     }
-}
-
-/// Seccomp profiles: parsed, and compiled to BPF when they parse.
-pub fn seccomp_profile(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(p) = hako_seccomp::parse_profile(s) {
-        let _ = hako_seccomp::compile(&p);
-    }
-}
-
-/// OCI runtime configs: parsed and validated as `create` does (nothing is made).
-pub fn runtime_config(data: &[u8]) {
-    let Ok(spec) = serde_json::from_slice::<oci_spec::runtime::Spec>(data) else {
-        return;
-    };
-    let _ = hako_runtime::config::Config::from_spec(spec, "/nonexistent-fuzz-bundle".into());
-}
-
-/// Layer tars into a fresh directory: whatever they say, nothing appears beside it.
-pub fn layer_unpack(data: &[u8]) {
-    let Ok(outer) = tempfile::Builder::new().prefix("hako-fuzz-").tempdir() else {
-        return;
-    };
-    let dest = outer.path().join("layer");
-    if std::fs::create_dir(&dest).is_err() {
-        return;
-    }
-    let mut input = std::io::BufReader::new(data);
-    let stream: Box<dyn Read> = match hako_storage::unpack::detect_compression(&mut input)
-        .and_then(|c| hako_storage::unpack::decoder(Box::new(input), c))
-    {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let mut stream = stream.take(64 << 20);
-    let _ = hako_storage::unpack::apply(&mut stream, &dest, hako_storage::WhiteoutMode::Overlay);
-    let beside: Vec<_> = std::fs::read_dir(outer.path())
-        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert_eq!(
-        beside,
-        vec![std::ffi::OsString::from("layer")],
-        "the layer wrote beside its directory"
-    );
-}
-
-/// `--format` templates: parsed, and run on a sample row when they parse.
-pub fn go_template(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(t) = format::Template::parse(s) else {
-        return;
-    };
-    let sample = serde_json::json!({
-        "ID": "0123456789ab", "Names": "web", "Image": "busybox", "Labels": {"a": "b"},
-        "Ports": [{"PrivatePort": 80, "Type": "tcp"}], "Size": 1234, "State": "running",
-        "Config": {"Env": ["A=1"], "Cmd": ["sh", "-c", "x"]}, "Nested": [[1, 2], [3]],
-    });
-    let _ = t.execute(&sample);
-}
-
-/// Dockerfiles: parsed with directives, continuations and heredocs.
-pub fn dockerfile(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else {
-        return;
-    };
-    let _ = hako_build::parser::parse(s);
+    Ok(out)
 }

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets and runs them in the background at nice 19 (spare CPU only), each
+# on a working corpus seeded from fuzz/{seeds,corpus,regressions}/NAME, so the checked-in
+# corpus only changes when `merge` minimizes into it.
+#
+#   fuzz/run.sh start [SECONDS] [NAME...]   build, then fuzz each NAME (default: all) for
+#                                          SECONDS (default: until stopped)
+#   fuzz/run.sh status                     last progress line of each running target
+#   fuzz/run.sh stop                       stop the fuzzers this script started
+#   fuzz/run.sh merge [NAME...]            minimize corpus + working corpus into fuzz/corpus,
+#                                          leaving out what the seeds already cover
+#
+# Logs, working corpora and pids live in fuzz/target/work/; crashes in fuzz/artifacts/NAME/.
+# SANITIZER=address uses ASan (needs RUSTC_BOOTSTRAP=1 on a stable toolchain, set here).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ALL=(tar_unpack runtime_config seccomp_profile image_spec image_reference go_template dockerfile)
+JSON=" runtime_config seccomp_profile image_spec "
+SANITIZER="${SANITIZER:-none}"
+WORK=target/work
+BIN=target/x86_64-unknown-linux-gnu/release
+
+build() {
+    local env=()
+    [ "$SANITIZER" = none ] || env=(RUSTC_BOOTSTRAP=1)
+    env "${env[@]}" nice -n 19 cargo fuzz build -O -s "$SANITIZER"
+}
+
+# The libFuzzer flags of NAME: its dictionary (plus JSON's), limits.
+flags() {
+    local name=$1 dict="$WORK/$1.dict"
+    : >"$dict"
+    case "$JSON" in *" $name "*) cat dicts/json.dict >>"$dict" ;; esac
+    [ -f "dicts/$name.dict" ] && cat "dicts/$name.dict" >>"$dict"
+    local f=(-dict="$dict" -timeout=60 -rss_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="artifacts/$name/")
+    [ "$name" = tar_unpack ] && f+=(-max_len=32768)
+    printf '%s\n' "${f[@]}"
+}
+
+dirs() {
+    local name=$1
+    printf '%s\n' "$WORK/corpus/$name" "seeds/$name"
+    local d
+    for d in "corpus/$name" "regressions/$name"; do
+        [ -d "$d" ] && echo "$d"
+    done
+    return 0
+}
+
+start() {
+    local secs=0
+    if [ "${1:-}" != "" ] && [ "$1" -eq "$1" ] 2>/dev/null; then
+        secs=$1
+        shift
+    fi
+    local names=("$@")
+    [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+    build
+    for name in "${names[@]}"; do
+        mkdir -p "$WORK/corpus/$name" "artifacts/$name"
+        mapfile -t f < <(flags "$name")
+        mapfile -t d < <(dirs "$name")
+        nice -n 19 "$BIN/$name" "${f[@]}" -max_total_time="$secs" "${d[@]}" \
+            >"$WORK/$name.log" 2>&1 &
+        echo $! >"$WORK/$name.pid"
+        echo "started $name (pid $!, log fuzz/$WORK/$name.log)"
+    done
+}
+
+status() {
+    for name in "${ALL[@]}"; do
+        [ -f "$WORK/$name.log" ] || continue
+        local state=stopped
+        [ -f "$WORK/$name.pid" ] && kill -0 "$(cat "$WORK/$name.pid")" 2>/dev/null && state=running
+        printf '%-16s %-8s %s\n' "$name" "$state" \
+            "$(grep -E '^#[0-9]+' "$WORK/$name.log" | tail -1)"
+    done
+}
+
+stop() {
+    for name in "${ALL[@]}"; do
+        [ -f "$WORK/$name.pid" ] || continue
+        kill "$(cat "$WORK/$name.pid")" 2>/dev/null || true
+        rm -f "$WORK/$name.pid"
+    done
+}
+
+merge() {
+    local names=("$@")
+    [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+    for name in "${names[@]}"; do
+        local new="$WORK/merged/$name" f d
+        rm -rf "$new" && mkdir -p "$new"
+        mapfile -t f < <(flags "$name")
+        # Seeds first: libFuzzer copies an input only for coverage not seen before.
+        mapfile -t d < <(dirs "$name")
+        nice -n 19 "$BIN/$name" "${f[@]}" -merge=1 "$new" "seeds/$name" "${d[@]}" \
+            >"$WORK/$name.merge.log" 2>&1
+        # Merged files are named by their SHA-1: drop the copies of seeds and regressions.
+        for d in "seeds/$name" "regressions/$name"; do
+            [ -d "$d" ] || continue
+            for s in "$d"/*; do rm -f "$new/$(sha1sum <"$s" | cut -d' ' -f1)"; done
+        done
+        rm -rf "corpus/$name"
+        if [ -n "$(ls -A "$new")" ]; then mv "$new" "corpus/$name"; fi
+        echo "$name: $(ls "corpus/$name" 2>/dev/null | wc -l) inputs, $(du -sh "corpus/$name" 2>/dev/null | cut -f1)"
+    done
+}
+
+cmd=${1:-status}
+shift || true
+case "$cmd" in
+start) start "$@" ;;
+status) status ;;
+stop) stop ;;
+merge) merge "$@" ;;
+*)
+    echo "usage: fuzz/run.sh start [SECONDS] [NAME...] | status | stop | merge [NAME...]" >&2
+    exit 2
+    ;;
+esac
