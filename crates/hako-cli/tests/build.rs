@@ -248,6 +248,56 @@ fn cache_reruns_exactly_what_changed() {
 }
 
 #[test]
+fn copy_from_keys_on_the_files_copied() {
+    need_root!();
+    let h = Hako::new();
+    let ctx = Ctx::new(concat!(
+        "FROM busybox AS src\n",
+        "ARG PAYLOAD=one\n",
+        "COPY unrelated.txt /unrelated.txt\n",
+        "RUN mkdir /out && echo \"$PAYLOAD\" > /out/payload && date +%s%N > /stamp\n",
+        "FROM busybox\n",
+        "COPY --from=src /out/ /app/\n",
+        "RUN cat /app/payload > /app/seen\n",
+    ));
+    ctx.file("unrelated.txt", "u1\n");
+    build_ok(&h, &ctx, &["-t", "cf:1"]);
+    assert_eq!(run_out(&h, &["cf:1", "cat", "/app/seen"]), "one\n");
+    let rerun = |extra: &[&str]| steps(&build_ok(&h, &ctx, extra));
+    // An unrelated change in the source stage: that stage re-runs (new mtimes, a new
+    // /stamp), the files copied from it are the same, so the COPY --from and the RUN on
+    // top of it come from the cache.
+    ctx.file("unrelated.txt", "u2\n");
+    let (ran, cached) = rerun(&["-t", "cf:1"]);
+    assert_eq!(
+        ran,
+        [
+            "[src 2/3] COPY unrelated.txt /unrelated.txt",
+            "[src 3/3] RUN mkdir /out && echo \"$PAYLOAD\" > /out/payload && date +%s%N > /stamp"
+        ]
+    );
+    assert_eq!(
+        cached,
+        [
+            "[stage-1 2/3] COPY --from=src /out/ /app/",
+            "[stage-1 3/3] RUN cat /app/payload > /app/seen"
+        ]
+    );
+    // A change in the copied files: the COPY --from and what follows re-run.
+    let (ran, _) = rerun(&["-t", "cf:1", "--build-arg", "PAYLOAD=two"]);
+    assert_eq!(
+        ran,
+        [
+            "[src 3/3] RUN mkdir /out && echo \"$PAYLOAD\" > /out/payload && date +%s%N > /stamp",
+            "[stage-1 2/3] COPY --from=src /out/ /app/",
+            "[stage-1 3/3] RUN cat /app/payload > /app/seen"
+        ]
+    );
+    assert_eq!(run_out(&h, &["cf:1", "cat", "/app/seen"]), "two\n");
+    assert_build_clean(&h);
+}
+
+#[test]
 fn multi_stage_target_parallel_and_unused() {
     need_root!();
     let h = Hako::new();

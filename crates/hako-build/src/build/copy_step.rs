@@ -92,7 +92,7 @@ fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Download, B
 pub(crate) struct Prepared {
     urls: Vec<String>,
     paths: Vec<String>,
-    from_src: Option<(String, crate::worker::Layers)>,
+    from_src: Option<crate::worker::Layers>,
     sel: SelectOptions,
     items: Vec<Item>,
     content: String,
@@ -122,19 +122,15 @@ pub(crate) fn prepare(b: &Build<'_>, stage: usize, cp: &CopyStep) -> Result<Prep
         ));
     }
     // Where paths come from.
-    let from_src: Option<(String, crate::worker::Layers)> = match &cp.from {
+    let from_src: Option<crate::worker::Layers> = match &cp.from {
         None => None,
         Some(f) => Some(match stage_ref(&b.stages, f, stage) {
-            Some(j) => {
-                let out = b.wait_stage(j)?;
-                (out.fs.key.clone(), out.fs.layers.clone())
-            }
+            Some(j) => b.wait_stage(j)?.fs.layers.clone(),
             None => {
-                let img = b
-                    .worker
+                b.worker
                     .base_image(f, None, false, &mut |_| {})
-                    .map_err(werr)?;
-                (img.id, img.layers)
+                    .map_err(werr)?
+                    .layers
             }
         }),
     };
@@ -143,7 +139,7 @@ pub(crate) fn prepare(b: &Build<'_>, stage: usize, cp: &CopyStep) -> Result<Prep
         exclude: cp.exclude.clone(),
     };
     // Context sources are hashed now (the key needs their content); a stage or image
-    // source is fully named by its key.
+    // source is mounted and hashed when its step runs (`run`).
     let mut items: Vec<Item> = Vec::new();
     let mut content = String::new();
     if from_src.is_none() && !paths.is_empty() {
@@ -193,8 +189,23 @@ pub(crate) fn run(
         from_src,
         sel,
         mut items,
-        content,
+        mut content,
     } = prepared;
+    // A stage or image source: mounted and its selection hashed like the context's, so
+    // the key depends on the files copied, not on how the source stage got them (a
+    // source stage that re-ran and made the same files leaves this step cached).
+    let mut held: Vec<Box<dyn Rootfs + '_>> = Vec::new();
+    let from_root = match &from_src {
+        Some(layers) => {
+            let m = b.worker.rootfs(layers).map_err(werr)?;
+            let r = SourceRoot::rootfs(m.path()).map_err(|e| BuildError::new(e.to_string()))?;
+            items = copy::select(&r, &paths, &sel).map_err(|e| BuildError::new(e.to_string()))?;
+            content = copy::digest(&items);
+            held.push(m);
+            Some(r)
+        }
+        None => None,
+    };
     let dl_dir = b.opts.scratch.join(format!("add-{vid}"));
     let mut downloads = Vec::new();
     let mut url_keys = Vec::new();
@@ -222,7 +233,7 @@ pub(crate) fn run(
             "copy"
         },
         &json!({
-            "from": from_src.as_ref().map(|(k, _)| k),
+            "from": from_src.is_some(),
             "sources": paths,
             "content": content,
             "urls": url_keys,
@@ -257,19 +268,6 @@ pub(crate) fn run(
             owner,
             chmod: cp.chmod,
             parents: cp.parents,
-        };
-        // A stage or image source: mounted only now, on a miss.
-        let mut held: Vec<Box<dyn Rootfs + '_>> = Vec::new();
-        let from_root = match &from_src {
-            Some((_, layers)) => {
-                let m = b.worker.rootfs(layers).map_err(werr)?;
-                let r = SourceRoot::rootfs(m.path()).map_err(|e| BuildError::new(e.to_string()))?;
-                items =
-                    copy::select(&r, &paths, &sel).map_err(|e| BuildError::new(e.to_string()))?;
-                held.push(m);
-                Some(r)
-            }
-            None => None,
         };
         let root = match &from_root {
             Some(r) => r,
