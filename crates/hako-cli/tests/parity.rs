@@ -1310,3 +1310,93 @@ fn group_add_joins_groups_by_number_and_by_the_images_names() {
     assert!(e.contains("Unable to find group nosuch"), "{e}");
     h.assert_clean(&[]);
 }
+
+/// A tar entry: (type, link target, device numbers, pax keys).
+type TarEntry = (tar::EntryType, String, (u32, u32), Vec<String>);
+
+/// Entries of a tar stream by name.
+fn tar_entries(bytes: &[u8]) -> std::collections::HashMap<String, TarEntry> {
+    let mut ar = tar::Archive::new(bytes);
+    let mut out = std::collections::HashMap::new();
+    for e in ar.entries().expect("tar") {
+        let mut e = e.expect("entry");
+        let h = e.header().clone();
+        let mut keys = Vec::new();
+        if let Some(exts) = e.pax_extensions().expect("pax") {
+            for x in exts {
+                keys.push(x.expect("pax").key().expect("key").to_string());
+            }
+        }
+        let link = e
+            .link_name()
+            .expect("link")
+            .map(|l| l.display().to_string())
+            .unwrap_or_default();
+        let dev = (
+            h.device_major().ok().flatten().unwrap_or(0),
+            h.device_minor().ok().flatten().unwrap_or(0),
+        );
+        let name = e.path().expect("path").display().to_string();
+        out.insert(
+            name.trim_start_matches("./").to_string(),
+            (h.entry_type(), link, dev, keys),
+        );
+    }
+    out
+}
+
+/// `export` and `cp CONTAINER:PATH -` go through the one tar writer: a device keeps its
+/// numbers (a 0/0 character device is a whiteout), hard links are written once, symlinks
+/// are not followed, xattrs are kept.
+#[test]
+fn export_and_cp_keep_devices_links_symlinks_and_xattrs() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(&["--name", "tw", "busybox", "sleep", "1000"], None);
+    h.ok(&[
+        "exec",
+        "tw",
+        "sh",
+        "-c",
+        "mkdir /x && mknod /x/null c 1 3 && echo d > /x/f && ln /x/f /x/g && ln -s /etc /x/etc",
+    ]);
+    let merged = h.inspect("tw")["GraphDriver"]["Data"]["MergedDir"]
+        .as_str()
+        .expect("MergedDir")
+        .to_string();
+    xattr_set(&format!("{merged}/x/f"));
+    let export = h.cmd(&["export", "tw"]).output().expect("export");
+    assert!(export.status.success());
+    let cp = h.cmd(&["cp", "tw:/x", "-"]).output().expect("cp");
+    assert!(cp.status.success());
+    for (what, bytes, prefix) in [("export", &export.stdout, "x/"), ("cp", &cp.stdout, "x/")] {
+        let t = tar_entries(bytes);
+        let get = |n: &str| {
+            t.get(&format!("{prefix}{n}"))
+                .unwrap_or_else(|| panic!("{what}: no {n} in {:?}", t.keys()))
+        };
+        assert_eq!(get("null").0, tar::EntryType::Char, "{what}");
+        assert_eq!(get("null").2, (1, 3), "{what}: device numbers");
+        let (f, g) = (get("f"), get("g"));
+        assert!(
+            (f.0 == tar::EntryType::Link) != (g.0 == tar::EntryType::Link),
+            "{what}: one of the two names is a link to the other"
+        );
+        assert_eq!(get("etc").0, tar::EntryType::Symlink, "{what}");
+        assert_eq!(get("etc").1, "/etc", "{what}");
+        let keys = if f.0 == tar::EntryType::Link {
+            &g.3
+        } else {
+            &f.3
+        };
+        assert!(
+            keys.iter().any(|k| k == "SCHILY.xattr.user.hako"),
+            "{what}: {keys:?}"
+        );
+    }
+    h.finish(&[&id]);
+}
+
+fn xattr_set(path: &str) {
+    xattr::set(path, "user.hako", b"1").expect("set user.hako");
+}

@@ -14,16 +14,16 @@
 //!
 //! The host side of `cp` uses the same code with `/` as the root.
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use hako_sys::fs::{Rules, fd_path};
+use hako_storage::TarWriter;
+use hako_sys::fs::Rules;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, fstatat, mkdirat, mknodat, utimensat};
@@ -152,13 +152,9 @@ impl Root {
             flags |= OFlag::O_NOFOLLOW;
         }
         let top = File::from(self.resolve(path, flags)?);
-        let mut w = TarWriter {
-            b: tar::Builder::new(out),
-            links: HashMap::new(),
-            owner,
-        };
+        let mut w = TarWriter::new(out).with_owner(owner);
         match name {
-            Some(n) => w.entry(top, Path::new(n))?,
+            Some(n) => w.tree(&top, Path::new(n))?,
             None => {
                 let dir = openat(
                     top.as_fd(),
@@ -170,7 +166,7 @@ impl Root {
                 w.children(dir, Path::new(""))?;
             }
         }
-        w.b.into_inner()?.flush()
+        w.finish()
     }
 
     /// Extracts the tar `input` into the directory `dir` (which must exist). Parent
@@ -344,120 +340,6 @@ impl Root {
         let t = TimeSpec::new(i64::try_from(mtime).unwrap_or(0), 0);
         let _ = utimensat(pfd.as_fd(), name, &t, &t, UtimensatFlags::NoFollowSymlink);
         Ok(())
-    }
-}
-
-/// Writes entries found by descriptor.
-struct TarWriter<'a> {
-    b: tar::Builder<&'a mut dyn Write>,
-    /// (dev, ino) of files with several links → the first name written.
-    links: HashMap<(u64, u64), PathBuf>,
-    owner: Option<(u32, u32)>,
-}
-
-impl TarWriter<'_> {
-    /// `f` (an `O_PATH` descriptor, not followed) as `name`.
-    fn entry(&mut self, f: File, name: &Path) -> io::Result<()> {
-        let md = f.metadata()?;
-        let ft = md.file_type();
-        if ft.is_socket() {
-            // Tar has no sockets (Docker leaves them out too).
-            return Ok(());
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
-        if let Some((u, g)) = self.owner {
-            h.set_uid(u.into());
-            h.set_gid(g.into());
-        }
-        if ft.is_symlink() {
-            let target = readlinkat(f.as_fd(), "").map_err(errno)?;
-            h.set_size(0);
-            return self.b.append_link(&mut h, name, target);
-        }
-        if !ft.is_dir() && md.nlink() > 1 {
-            let key = (md.dev(), md.ino());
-            if let Some(first) = self.links.get(&key) {
-                h.set_entry_type(tar::EntryType::Link);
-                h.set_size(0);
-                let first = first.clone();
-                return self.b.append_link(&mut h, name, first);
-            }
-            self.links.insert(key, name.to_path_buf());
-        }
-        self.xattrs(&f)?;
-        if ft.is_dir() {
-            self.b.append_data(&mut h, name, io::empty())?;
-            let dir = openat(
-                f.as_fd(),
-                ".",
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno)?;
-            return self.children(dir, name);
-        }
-        if ft.is_file() {
-            // Reopened through the descriptor: the same inode, whatever the name is now.
-            let data = File::open(fd_path(&f))?;
-            let size = md.len();
-            return self.b.append_data(&mut h, name, data.take(size));
-        }
-        h.set_size(0);
-        self.b.append_data(&mut h, name, io::empty())
-    }
-
-    /// Everything in the directory `dir`, sorted, as `prefix/NAME`.
-    fn children(&mut self, dir: OwnedFd, prefix: &Path) -> io::Result<()> {
-        let mut names: Vec<OsString> = Vec::new();
-        let mut it = nix::dir::Dir::from_fd(dir.try_clone()?).map_err(errno)?;
-        for ent in it.iter() {
-            let ent = ent.map_err(errno)?;
-            let n = ent.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(OsStr::from_bytes(n).to_os_string());
-            }
-        }
-        drop(it);
-        names.sort();
-        for n in names {
-            let fd = match openat(
-                dir.as_fd(),
-                n.as_os_str(),
-                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => fd,
-                // Gone since the listing (a running container): nothing to write.
-                Err(Errno::ENOENT) => continue,
-                Err(e) => return Err(errno(e)),
-            };
-            self.entry(File::from(fd), &prefix.join(&n))?;
-        }
-        Ok(())
-    }
-
-    /// PAX `SCHILY.xattr.*` records for the next entry.
-    fn xattrs(&mut self, f: &File) -> io::Result<()> {
-        let p = fd_path(f);
-        let Ok(names) = xattr::list(&p) else {
-            return Ok(());
-        };
-        let mut recs: Vec<(String, Vec<u8>)> = Vec::new();
-        for n in names {
-            let key = n.to_string_lossy().into_owned();
-            if key.starts_with("trusted.overlay.") {
-                continue;
-            }
-            if let Ok(Some(v)) = xattr::get(&p, &n) {
-                recs.push((format!("SCHILY.xattr.{key}"), v));
-            }
-        }
-        if recs.is_empty() {
-            return Ok(());
-        }
-        self.b
-            .append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
     }
 }
 

@@ -13,6 +13,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+use hako_storage::TarWriter;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -361,7 +364,7 @@ impl ImageStore {
                 None => images.push((id, tags)),
             }
         }
-        let mut tar = tar::Builder::new(out);
+        let mut tar = TarWriter::new(out);
         let mut written: HashSet<String> = HashSet::new();
         let mut docker_manifest = Vec::new();
         let mut index_entries = Vec::new();
@@ -435,15 +438,13 @@ impl ImageStore {
         append(&mut tar, "index.json", &index_bytes)?;
         let dm = serde_json::to_vec(&docker_manifest).map_err(|e| Error::bad(e.to_string()))?;
         append(&mut tar, "manifest.json", &dm)?;
-        tar.into_inner()
-            .and_then(|w| w.flush())
-            .map_err(|e| Error::io("write archive", e))
+        tar.finish().map_err(|e| Error::io("write archive", e))
     }
 
     /// Writes a layer as an uncompressed tar whose digest is its diff id.
-    fn append_layer<W: Write>(
+    fn append_layer(
         &self,
-        tar: &mut tar::Builder<W>,
+        tar: &mut TarWriter<'_>,
         path: &str,
         l: &crate::store::LayerRecord,
     ) -> Result<()> {
@@ -455,9 +456,7 @@ impl ImageStore {
         let compression = hako_storage::unpack::detect_compression(&mut reader)?;
         let decoded = hako_storage::unpack::decoder(Box::new(reader), compression)?;
         let mut hashing = Hashing::new(decoded.take(l.diff_size));
-        let mut h = header(path, l.diff_size);
-        h.set_cksum();
-        tar.append(&h, &mut hashing)
+        tar.file(Path::new(path), l.diff_size, &mut hashing)
             .map_err(|e| Error::io(format!("write {path}"), e))?;
         if hashing.count != l.diff_size || hashing.digest() != l.diff_id {
             return Err(Error::DigestMismatch {
@@ -470,19 +469,7 @@ impl ImageStore {
     }
 }
 
-fn header(path: &str, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    let _ = h.set_path(path);
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h
-}
-
-fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Result<()> {
-    let mut h = header(path, data.len() as u64);
-    h.set_cksum();
-    tar.append(&h, data)
+fn append(tar: &mut TarWriter<'_>, path: &str, data: &[u8]) -> Result<()> {
+    tar.file(Path::new(path), data.len() as u64, data)
         .map_err(|e| Error::io(format!("write {path}"), e))
 }

@@ -35,6 +35,7 @@ use std::path::PathBuf;
 
 pub use changes::{Change, ChangeKind};
 pub use error::{Error, Result};
+pub use export::TarWriter;
 pub use overlay::Overlay2;
 pub use quota::{QuotaUsage, StorageOpts};
 pub use unpack::{LayerDigests, WhiteoutMode};
