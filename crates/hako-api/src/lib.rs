@@ -13,8 +13,10 @@
 //! back. Containers never depend on the server: it can be killed and restarted at any
 //! time and finds them through the engine's store.
 
+mod archive;
 mod body;
 mod build;
+mod commit;
 mod containers;
 mod error;
 mod exec;
@@ -30,7 +32,7 @@ mod volumes;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, head, post};
 use hako_engine::Engine;
 
 pub use error::ApiError;
@@ -60,6 +62,7 @@ pub fn router(state: State) -> Router {
         .route("/system/df", get(system::df))
         .route("/events", get(system::events))
         .route("/auth", post(system::auth))
+        .route("/commit", post(commit::commit))
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
         .route("/containers/prune", post(containers::prune))
@@ -79,6 +82,10 @@ pub fn router(state: State) -> Router {
         .route("/containers/{id}/stats", get(containers::stats))
         .route("/containers/{id}/changes", get(containers::changes))
         .route("/containers/{id}/export", get(containers::export))
+        .route(
+            "/containers/{id}/archive",
+            head(archive::head).get(archive::get).put(archive::put),
+        )
         .route("/containers/{id}/attach", post(hijack::attach))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(hijack::exec_start))

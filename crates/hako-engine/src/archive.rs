@@ -43,6 +43,46 @@ pub struct PathStat {
     pub is_dir: bool,
     /// The symlink's target when the path itself is a symlink (not followed).
     pub link_target: Option<String>,
+    /// Modification time: seconds and nanoseconds since the epoch.
+    pub mtime: (i64, u32),
+}
+
+impl PathStat {
+    /// Docker's `X-Docker-Container-Path-Stat` JSON: `mode` as Go's `os.FileMode` (the
+    /// permission bits plus a type bit each: clients test `Mode.IsDir()`), `mtime` as
+    /// RFC 3339.
+    pub fn docker_json(&self) -> serde_json::Value {
+        const S_IFMT: u32 = 0o170_000;
+        let kind: u32 = match self.mode & S_IFMT {
+            0o040_000 => 1 << 31,               // ModeDir
+            0o120_000 => 1 << 27,               // ModeSymlink
+            0o060_000 => 1 << 26,               // ModeDevice
+            0o020_000 => (1 << 26) | (1 << 21), // ModeDevice | ModeCharDevice
+            0o010_000 => 1 << 25,               // ModeNamedPipe
+            0o140_000 => 1 << 24,               // ModeSocket
+            _ => 0,
+        };
+        let mut mode = kind | (self.mode & 0o777);
+        if self.mode & 0o4000 != 0 {
+            mode |= 1 << 23; // ModeSetuid
+        }
+        if self.mode & 0o2000 != 0 {
+            mode |= 1 << 22; // ModeSetgid
+        }
+        if self.mode & 0o1000 != 0 {
+            mode |= 1 << 20; // ModeSticky
+        }
+        let when = std::time::UNIX_EPOCH
+            + std::time::Duration::new(self.mtime.0.max(0).unsigned_abs(), self.mtime.1);
+        let mtime = humantime::format_rfc3339_nanos(when).to_string();
+        serde_json::json!({
+            "name": self.name,
+            "size": self.size,
+            "mode": mode,
+            "mtime": mtime,
+            "linkTarget": self.link_target.clone().unwrap_or_default(),
+        })
+    }
 }
 
 /// Who owns extracted files.
@@ -133,6 +173,7 @@ impl Root {
             mode: md.mode(),
             is_dir: md.is_dir(),
             link_target,
+            mtime: (md.mtime(), u32::try_from(md.mtime_nsec()).unwrap_or(0)),
         }))
     }
 

@@ -339,6 +339,7 @@ mod tests {
             mode: 0,
             is_dir,
             link_target: None,
+            mtime: (0, 0),
         }
     }
 

@@ -1,0 +1,83 @@
+//! `POST /commit`: a container's changes as a new image (`docker commit`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State as St};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hako_image::CommitOptions;
+use serde_json::{Value, json};
+
+use crate::State;
+use crate::body::{MAX_JSON, blocking};
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`: 201 with the
+/// new image's id. The body (a container config to merge) may only be empty: hako takes
+/// the container's own config, changed by `changes` (Dockerfile instructions).
+pub async fn commit(
+    St(state): St<State>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = Query::parse(q.as_deref());
+    let Some(container) = q.get("container").filter(|c| !c.is_empty()) else {
+        return Err(ApiError::bad("bad parameter: container is required"));
+    };
+    if body.len() > MAX_JSON {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_JSON} bytes"),
+        ));
+    }
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
+        let empty = match &v {
+            Value::Null => true,
+            Value::Object(m) => m.values().all(|x| {
+                x.is_null()
+                    || x.as_str() == Some("")
+                    || x.as_bool() == Some(false)
+                    || x.as_object().is_some_and(|o| o.is_empty())
+                    || x.as_array().is_some_and(|a| a.is_empty())
+            }),
+            _ => false,
+        };
+        if !empty {
+            return Err(ApiError::bad(
+                "a config in the commit body is not supported by hako; give Dockerfile instructions in `changes` (docker commit --change)",
+            ));
+        }
+    }
+    let reference = match (q.get("repo").filter(|r| !r.is_empty()), q.get("tag")) {
+        (None, Some(t)) if !t.is_empty() => {
+            return Err(ApiError::bad("a tag needs a repository (repo)"));
+        }
+        (None, _) => None,
+        (Some(r), Some(t)) if !t.is_empty() => Some(format!("{r}:{t}")),
+        (Some(r), _) => Some(r.to_string()),
+    };
+    let opts = CommitOptions {
+        reference,
+        changes: q
+            .all("changes")
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect(),
+        message: q
+            .get("comment")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+        author: q
+            .get("author")
+            .filter(|a| !a.is_empty())
+            .map(str::to_string),
+        // Docker's default since API 1.13: pause.
+        pause: q.bool("pause", true),
+    };
+    let container = container.to_string();
+    let id = blocking(&state, move |e| Ok(e.commit(&container, &opts)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": id.to_string()}))).into_response())
+}
