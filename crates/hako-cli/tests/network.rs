@@ -540,6 +540,8 @@ fn ipv6_networks_are_dual_stack() {
             "six",
             "-p",
             "8086:80",
+            "-p",
+            "8087:53/udp",
             "busybox",
             "sh",
             "-c",
@@ -571,6 +573,48 @@ fn ipv6_networks_are_dual_stack() {
         "hello from a",
         "published on the host's IPv6 address"
     );
+    // IPv6 loopback, which no NAT can serve: the shim relays TCP and UDP.
+    assert_eq!(fetch(&h, "[::1]:8086"), "hello from a", "TCP on [::1]");
+    let key = h.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", "a"]);
+    let key = key.trim().to_string();
+    let echo = std::thread::spawn(move || {
+        let f = std::fs::File::open(&key).unwrap();
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let s = UdpSocket::bind("[::]:53").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], from);
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let got = h.net.run(|| {
+        let s = UdpSocket::bind("[::1]:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answers = Vec::new();
+        for msg in [&b"ping"[..], &b"pong"[..]] {
+            s.send_to(msg, "[::1]:8087").unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.recv_from(&mut buf).map(|(n, from)| {
+                assert_eq!(
+                    from.port(),
+                    8087,
+                    "the answer comes from the published port"
+                );
+                n
+            });
+            answers.push(n.map(|n| buf[..n].to_vec()).unwrap_or_default());
+        }
+        answers
+    });
+    assert_eq!(
+        got,
+        vec![b"ping".to_vec(), b"pong".to_vec()],
+        "UDP on [::1]"
+    );
+    echo.join().unwrap();
     drop(out);
     h.finish(&[&a, &b]);
     h.ok(&["network", "rm", "six"]);

@@ -672,15 +672,24 @@ impl Net {
             &reserved.mappings,
             i32::try_from(std::process::id()).unwrap_or(0),
         )?;
-        let names = atts.iter().any(|(_, n)| n.resolves_names());
-        if names {
-            dns::ensure(&self.opts.dns_program, &self.opts.db, &self.opts.exec_root)?;
+        let gateways: Vec<IpAddr> = atts
+            .iter()
+            .filter(|(_, n)| n.resolves_names())
+            .flat_map(|(_, n)| n.subnets.iter().map(|s| s.gateway))
+            .collect();
+        if !gateways.is_empty() {
+            dns::ensure(
+                &self.opts.dns_program,
+                &self.opts.db,
+                &self.opts.exec_root,
+                &gateways,
+            )?;
         }
         let (hosts, resolv) = self.etc_files(req, atts, &eps)?;
         let mut proxies = Vec::new();
         for (i, m) in reserved.mappings.iter().enumerate() {
             let loopback_too = m.host_ip.is_unspecified() || m.host_ip.is_loopback();
-            if m.proto == ports::Proto::Tcp
+            if matches!(m.proto, ports::Proto::Tcp | ports::Proto::Udp)
                 && m.host_ip.is_ipv6()
                 && loopback_too
                 && let Some(t) = eps.iter().find_map(|e| e.ipv6)
@@ -958,7 +967,13 @@ impl Net {
                 self.network_elements(&n, true)?;
             }
             if n.resolves_names() {
-                dns::ensure(&self.opts.dns_program, &self.opts.db, &self.opts.exec_root)?;
+                let gateways: Vec<IpAddr> = n.subnets.iter().map(|s| s.gateway).collect();
+                dns::ensure(
+                    &self.opts.dns_program,
+                    &self.opts.db,
+                    &self.opts.exec_root,
+                    &gateways,
+                )?;
             }
             Ok(e)
         })();

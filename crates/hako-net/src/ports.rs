@@ -362,6 +362,11 @@ pub fn reserve(wanted: &[Wanted], v4: bool, v6: bool) -> Result<Reserved> {
                     "Bind for {} failed: port is already allocated",
                     shown(ip, port)
                 ))
+            } else if w.proto == Proto::Sctp && e.raw_os_error() == Some(libc::EPROTONOSUPPORT) {
+                Error::InvalidArgument(format!(
+                    "cannot publish {}/sctp: this kernel has no SCTP (load the sctp module)",
+                    w.container_port
+                ))
             } else {
                 Error::Io {
                     context: format!("bind {}/{}", shown(ip, port), w.proto.as_str()),
@@ -402,6 +407,37 @@ mod tests {
             container: c.into(),
             host_ip: ip.into(),
             host_port: h.into(),
+        }
+    }
+
+    /// SCTP ports are held like the others (nobody else can take them), where the
+    /// kernel has SCTP; where it has not, a clear refusal.
+    #[test]
+    fn sctp_ports_are_reserved_or_refused_clearly() {
+        let w = Wanted {
+            proto: Proto::Sctp,
+            container_port: 9000,
+            host_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            host_ports: (0, 0),
+        };
+        let sctp =
+            rustix::net::socket(AddressFamily::INET, SocketType::STREAM, Some(ipproto::SCTP));
+        match reserve(std::slice::from_ref(&w), true, false) {
+            Ok(r) => {
+                assert!(sctp.is_ok());
+                assert_eq!(r.sockets.len(), 1);
+                let port = r.mappings[0].host_port;
+                let again = Wanted {
+                    host_ports: (port, port),
+                    ..w
+                };
+                let e = reserve(&[again], true, false).unwrap_err().to_string();
+                assert!(e.contains("port is already allocated"), "{e}");
+            }
+            Err(e) => {
+                assert!(sctp.is_err(), "{e}");
+                assert!(e.to_string().contains("this kernel has no SCTP"), "{e}");
+            }
         }
     }
 

@@ -476,3 +476,65 @@ fn another_tables_forward_drop_policy() {
     drop(outside);
     hako_net::netns::remove(&out_ns).expect("remove the outside namespace");
 }
+
+/// Port 53 taken on a user network's gateway (dnsmasq on 0.0.0.0:53, aardvark-dns #13):
+/// the start fails with a clear error and leaves nothing; once it is free, names work.
+#[test]
+fn resolver_port_53_taken() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env();
+    e.net
+        .create_network(&NetworkCreate {
+            name: "front".into(),
+            ..Default::default()
+        })
+        .expect("create");
+    let squatter = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind 0.0.0.0:53");
+    let id = format!("{}{}", "d".repeat(8), hako_net::random_hex(56));
+    e.net
+        .configure(
+            &id,
+            &[AttachRequest {
+                network: "front".into(),
+                ..Default::default()
+            }],
+        )
+        .unwrap();
+    let req = SetupRequest {
+        container: id.clone(),
+        name: "c".into(),
+        hostname: "c".into(),
+        ports: vec![],
+        dns: DnsConfig::default(),
+        extra_hosts: vec![],
+    };
+    let err = e.net.setup(&req).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot listen on") && err.contains(":53"),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
+    assert!(!e.net.netns_path(&id).exists(), "nothing left");
+    assert!(e.net.endpoints(&id).unwrap().is_empty(), "no address held");
+    drop(squatter);
+    let s = e.net.setup(&req).expect("setup once 53 is free");
+    let gw = s
+        .resolv
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver "))
+        .unwrap()
+        .to_string();
+    let o = Command::new("nsenter")
+        .arg(format!("--net={}", e.net.netns_path(&id).display()))
+        .args([busybox(), "nslookup", "c", &gw])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let ip = s.endpoints[0].ipv4.unwrap().to_string();
+    assert!(out.contains(&ip), "{out}");
+    e.net.teardown(&id).unwrap();
+    e.net.forget(&id).unwrap();
+}

@@ -23,6 +23,7 @@ pub mod server;
 pub mod wire;
 
 use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,8 +82,9 @@ fn listening(exec_root: &Path) -> String {
 }
 
 /// Makes sure the resolver runs and listens on every user network with a live container
-/// (call after the new endpoint is in the store). Waits until it does.
-pub fn ensure(program: &Path, db: &Path, exec_root: &Path) -> Result<()> {
+/// (call after the new endpoint is in the store). Waits until it does, and fails when it
+/// cannot listen on one of `gateways` (port 53 there taken by another DNS server).
+pub fn ensure(program: &Path, db: &Path, exec_root: &Path, gateways: &[IpAddr]) -> Result<()> {
     let l = lock(exec_root)?;
     let before = listening(exec_root);
     match running(exec_root) {
@@ -116,7 +118,7 @@ pub fn ensure(program: &Path, db: &Path, exec_root: &Path) -> Result<()> {
     while Instant::now() < deadline {
         let now = listening(exec_root);
         if !now.is_empty() && now != before {
-            return Ok(());
+            return check_listening(&now, gateways);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -127,6 +129,27 @@ pub fn ensure(program: &Path, db: &Path, exec_root: &Path) -> Result<()> {
             "it did not report its listeners within 5s",
         ),
     })
+}
+
+/// Whether the listen file names every one of `gateways`; else the resolver's reason.
+fn check_listening(listen: &str, gateways: &[IpAddr]) -> Result<()> {
+    for gw in gateways {
+        let text = gw.to_string();
+        if listen.lines().any(|l| l == text) {
+            continue;
+        }
+        let why = listen
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("! {text} ")))
+            .unwrap_or("not listed by the resolver");
+        return Err(Error::Conflict(format!(
+            "the network's name resolver cannot listen on {} port 53: {why}; another DNS \
+             server (dnsmasq, a resolver bound to 0.0.0.0:53) holds it: let it leave the \
+             address free, or use the default bridge network (no name resolution)",
+            SocketAddr::new(*gw, 53)
+        )));
+    }
+    Ok(())
 }
 
 /// Tells the resolver to re-read the store (a container left a user network); it exits

@@ -176,14 +176,19 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
         }
         keep
     });
+    let mut failed = Vec::new();
     for (addr, network) in want {
         if listeners.contains_key(&addr) {
             continue;
         }
         let sa = SocketAddr::new(addr, 53);
-        let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(sa), TcpListener::bind(sa)) else {
-            tracing::warn!(%sa, "cannot listen");
-            continue;
+        let (udp, tcp) = match (UdpSocket::bind(sa), TcpListener::bind(sa)) {
+            (Ok(u), Ok(t)) => (u, t),
+            (Err(e), _) | (_, Err(e)) => {
+                // Said in the listen file: the start that asked reports it.
+                failed.push((addr, e));
+                continue;
+            }
         };
         let l = Listener {
             network,
@@ -210,6 +215,9 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
     addrs.sort();
     for a in addrs {
         text.push_str(&format!("{a}\n"));
+    }
+    for (a, e) in failed {
+        text.push_str(&format!("! {a} {e}\n"));
     }
     let tmp = super::listen_file(&cfg.exec_root).with_extension("tmp");
     let _ = std::fs::write(&tmp, text);
