@@ -298,6 +298,102 @@ fn copy_from_keys_on_the_files_copied() {
 }
 
 #[test]
+fn run_is_on_the_bridge_by_default_and_follows_network() {
+    need_root!();
+    use std::os::unix::fs::MetadataExt;
+    let h = Hako::new();
+    // A listener on the test's "host" side (its network namespace), on every address: a
+    // RUN on the bridge reaches it through its gateway, as on Docker's default bridge.
+    let listener = h
+        .net
+        .run(|| std::net::TcpListener::bind("0.0.0.0:0").expect("bind"));
+    let port = listener.local_addr().expect("addr").port().to_string();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).expect("read");
+        line
+    });
+    let host_ns = format!(
+        "net:[{}]\n",
+        std::fs::metadata(h.net.path()).expect("netns").ino()
+    );
+    let probe =
+        "readlink /proc/self/ns/net > /ns && ls /sys/class/net > /ifaces && hostname > /hostname";
+    let ctx = Ctx::new(&format!(
+        concat!(
+            "FROM busybox\n",
+            "ARG PORT\n",
+            "ARG MODE\n",
+            "RUN {probe} && echo $MODE > /mode\n",
+            "RUN --network=none ls /sys/class/net > /ifaces-none\n",
+        ),
+        probe = probe
+    ));
+    let cat = |tag: &str, f: &str| run_out(&h, &["--network", "none", tag, "cat", f]);
+    // Default: an interface of its own on the bridge, a default route, the host reached.
+    build_ok(&h, &ctx, &["-t", "n:bridge", "--build-arg", "MODE=bridge"]);
+    assert_eq!(cat("n:bridge", "/ifaces"), "eth0\nlo\n");
+    assert_ne!(cat("n:bridge", "/ns"), host_ns);
+    assert_eq!(cat("n:bridge", "/hostname"), "buildkitsandbox\n");
+    assert_eq!(cat("n:bridge", "/ifaces-none"), "lo\n");
+    let reach = Ctx::new(concat!(
+        "FROM busybox\n",
+        "ARG PORT\n",
+        "RUN ip -4 route | grep '^default via ' && ",
+        "GW=$(ip -4 route | awk '/^default/ {print $3}') && ",
+        "echo hello-from-run | nc -w 10 $GW $PORT\n",
+    ));
+    build_ok(&h, &reach, &["--build-arg", &format!("PORT={port}")]);
+    assert_eq!(server.join().expect("server"), "hello-from-run\n");
+    // --network none: loopback only, in a namespace of its own.
+    build_ok(
+        &h,
+        &ctx,
+        &[
+            "-t",
+            "n:none",
+            "--network",
+            "none",
+            "--build-arg",
+            "MODE=none",
+        ],
+    );
+    assert_eq!(cat("n:none", "/ifaces"), "lo\n");
+    assert_ne!(cat("n:none", "/ns"), host_ns);
+    // --network host: the build's own namespace (here the test's).
+    build_ok(
+        &h,
+        &ctx,
+        &[
+            "-t",
+            "n:host",
+            "--network",
+            "host",
+            "--build-arg",
+            "MODE=host",
+        ],
+    );
+    assert_eq!(cat("n:host", "/ns"), host_ns);
+    assert_eq!(cat("n:host", "/ifaces"), "lo\n");
+    // The same Dockerfile and args on another network is another cache entry.
+    let (ran, _) = steps(&build_ok(
+        &h,
+        &ctx,
+        &[
+            "-t",
+            "n:none2",
+            "--network",
+            "none",
+            "--build-arg",
+            "MODE=bridge",
+        ],
+    ));
+    assert!(ran.iter().any(|r| r.contains("RUN readlink")), "{ran:?}");
+    assert_build_clean(&h);
+}
+
+#[test]
 fn multi_stage_target_parallel_and_unused() {
     need_root!();
     let h = Hako::new();

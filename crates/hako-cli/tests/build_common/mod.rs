@@ -45,7 +45,7 @@ pub fn build_prefix(h: &Hako) -> String {
 }
 
 /// Nothing of a build may remain: build dirs, RUN containers, their root filesystems,
-/// mounts, cgroups.
+/// mounts, cgroups, network interfaces and rules.
 pub fn assert_build_clean(h: &Hako) {
     let root = h.root.path();
     let prefix = build_prefix(h);
@@ -100,6 +100,9 @@ pub fn assert_build_clean(h: &Hako) {
             dir.display()
         );
     }
+    // RUN on the bridge: interfaces, nftables elements, processes in the test's netns.
+    let leaks = h.net.leaks();
+    assert!(leaks.is_empty(), "network leaks: {leaks:?}");
 }
 
 /// How many processes have `marker` in their command line.

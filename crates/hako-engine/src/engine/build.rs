@@ -385,6 +385,14 @@ impl Engine {
                 }
             }
         }
+        // RUN containers on the bridge: their network and attachment records.
+        if let Ok(attached) = self.net.network_containers("bridge") {
+            for (cid, _) in attached.iter().filter(|(c, _)| c.starts_with(&prefix)) {
+                if let Err(e) = self.net.forget(cid) {
+                    tracing::warn!(container = %cid, error = %e, "release a dead build's network");
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&bundles);
         let _ = std::fs::remove_dir_all(self.build_root().join("tmp").join(id));
     }

@@ -7,6 +7,10 @@
 //! cleaned up by its lock file (`collect_dead_builds`). The bundle is the same Docker
 //! default spec `hako run` uses (capabilities, seccomp, masked paths, /dev, /proc...).
 //!
+//! Networking is Docker's: the default bridge unless the build asks for `none` or `host`.
+//! A RUN on the bridge gets a namespace, address and veth of its own for the step, set up
+//! and given back here (a dead build's by `remove_build_leftovers`), as `hako run` does.
+//!
 //! Mount points the runtime creates in the image for its own mounts (`/etc/hosts`,
 //! `/proc`...) are removed again when they were not there before, so they never end up in
 //! the step's layer (Docker keeps them in an init layer; BuildKit removes them the same
@@ -42,6 +46,59 @@ const RUNTIME_TARGETS: &[&str] = &[
 
 fn werr(e: impl std::fmt::Display) -> WorkerError {
     WorkerError(e.to_string())
+}
+
+/// A RUN's place on the default bridge; dropping it gives everything back (interface,
+/// address, namespace, and the attachment record).
+struct BridgeNet<'a> {
+    net: &'a hako_net::Net,
+    id: String,
+    netns: std::path::PathBuf,
+}
+
+impl<'a> BridgeNet<'a> {
+    /// Attaches container `id` to `bridge` and sets its network up; writes its
+    /// `/etc/hosts` and `resolv.conf` into `bundle`.
+    fn setup(net: &'a hako_net::Net, id: &str, bundle: &Path) -> WResult<BridgeNet<'a>> {
+        let attach = hako_net::AttachRequest {
+            network: "bridge".into(),
+            aliases: Vec::new(),
+            ipv4: None,
+            ipv6: None,
+            mac: None,
+        };
+        // From here on the guard gives back whatever part exists.
+        let g = BridgeNet {
+            net,
+            id: id.to_string(),
+            netns: net.netns_path(id),
+        };
+        net.configure(id, &[attach])
+            .map_err(|e| werr(format!("RUN on the bridge network: {e}")))?;
+        let setup = net
+            .setup(&hako_net::SetupRequest {
+                container: id.to_string(),
+                name: id.to_string(),
+                hostname: HOSTNAME.into(),
+                ports: Vec::new(),
+                dns: hako_net::files::DnsConfig::default(),
+                extra_hosts: Vec::new(),
+            })
+            .map_err(|e| werr(format!("RUN on the bridge network: {e}")))?;
+        for (name, text) in [("hosts", &setup.hosts), ("resolv.conf", &setup.resolv)] {
+            std::fs::write(bundle.join(name), text)
+                .map_err(|e| werr(format!("write {}: {e}", bundle.join(name).display())))?;
+        }
+        Ok(g)
+    }
+}
+
+impl Drop for BridgeNet<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.net.forget(&self.id) {
+            tracing::warn!(container = %self.id, error = %e, "give back a RUN's network");
+        }
+    }
 }
 
 /// The paths among `targets` (relative to `rootfs`) that do not exist yet.
@@ -112,12 +169,11 @@ impl EngineWorker<'_> {
             env.push(format!("HOME={}", user.home));
         }
         let host = HostConfig {
-            // Bridge networking is not wired into the engine yet: RUN uses the host's
-            // network, as buildkitd does without CNI.
             network_mode: Some(
                 match req.network {
                     Network::None => "none",
-                    Network::Host | Network::Default => "host",
+                    Network::Host => "host",
+                    Network::Default => "bridge",
                 }
                 .into(),
             ),
@@ -163,6 +219,11 @@ impl EngineWorker<'_> {
         let created_before = missing(root, &targets);
         spec::write_etc_files(bundle, HOSTNAME, &host)
             .map_err(|e| werr(format!("write {}: {e}", bundle.display())))?;
+        // Held until the container is gone (declared before the runtime's child).
+        let bridge = match req.network {
+            Network::Default => Some(BridgeNet::setup(engine.net(), id, bundle)?),
+            Network::None | Network::Host => None,
+        };
         let config = ContainerConfig {
             tty: Some(false),
             ..ContainerConfig::default()
@@ -180,7 +241,7 @@ impl EngineWorker<'_> {
             cwd: req.cwd.clone(),
             user: &user,
             hostname: HOSTNAME.into(),
-            netns: None,
+            netns: bridge.as_ref().map(|b| b.netns.as_path()),
         })
         .map_err(werr)?;
         oci.save(bundle.join("config.json"))

@@ -53,7 +53,7 @@ pub struct BuildArgs {
     /// "id=mysecret,env=VAR")
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
-    /// Set the networking mode for the RUN instructions during build (default, none, host)
+    /// Set the networking mode for the RUN instructions during build (default: the bridge; none, host)
     #[arg(long, value_name = "MODE", default_value = "default")]
     pub network: String,
     /// Suppress the build output and print image ID on success
