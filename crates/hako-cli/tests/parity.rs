@@ -1400,3 +1400,68 @@ fn export_and_cp_keep_devices_links_symlinks_and_xattrs() {
 fn xattr_set(path: &str) {
     xattr::set(path, "user.hako", b"1").expect("set user.hako");
 }
+
+/// Whether `p` is a mount point in this (the host's) mount namespace.
+fn mounted(p: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p))
+}
+
+/// Docker unmounts a container's rootfs when it stops: `stop`, an exit on its own, and
+/// `cp`/`export`/`diff`/`commit` of a stopped container leave it unmounted; `start`
+/// mounts it again.
+#[test]
+fn a_stopped_containers_rootfs_is_unmounted_and_mounted_only_for_operations() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(
+        &[
+            "--name",
+            "um",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /f; sleep 1000",
+        ],
+        Some("/f"),
+    );
+    let merged_of = |c: &str| {
+        h.inspect(c)["GraphDriver"]["Data"]["MergedDir"]
+            .as_str()
+            .expect("MergedDir")
+            .to_string()
+    };
+    let merged = merged_of("um");
+    assert!(mounted(&merged), "a running container's rootfs is mounted");
+    h.ok(&["stop", "-t", "1", "um"]);
+    assert!(!mounted(&merged), "stop unmounts the rootfs");
+    let out = h.cmd(&["cp", "um:/f", "-"]).output().expect("cp");
+    assert!(out.status.success());
+    assert!(tar_entries(&out.stdout).contains_key("f"));
+    let host = tmp("hako-um-");
+    std::fs::write(host.path().join("g"), "in\n").expect("write");
+    h.ok(&[
+        "cp",
+        host.path().join("g").to_str().expect("utf-8"),
+        "um:/g",
+    ]);
+    let export = h.cmd(&["export", "um"]).output().expect("export");
+    assert!(export.status.success());
+    let t = tar_entries(&export.stdout);
+    assert!(t.contains_key("f") && t.contains_key("g"), "{:?}", t.keys());
+    let diff = h.ok(&["diff", "um"]);
+    assert!(diff.lines().any(|l| l == "A /g"), "{diff}");
+    h.ok(&["commit", "um", "um:img"]);
+    assert!(!mounted(&merged), "cp/export/diff/commit left it mounted");
+    h.ok(&["start", "um"]);
+    assert_eq!(h.ok(&["exec", "um", "cat", "/g"]), "in\n");
+    assert!(mounted(&merged), "start mounts it again");
+    // A container that exits on its own: its shim's exit command unmounts it.
+    h.ok(&["run", "--name", "ex", "busybox", "true"]);
+    let merged2 = merged_of("ex");
+    h.wait_for("the exit command's unmount", || !mounted(&merged2));
+    h.finish(&[&id, "ex"]);
+    h.ok(&["rmi", "um:img"]);
+}

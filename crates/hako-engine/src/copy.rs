@@ -1,7 +1,7 @@
 //! `docker export` and `docker cp` on the engine side: a container's root filesystem as a
 //! tar, a path in it as a tar, and a tar extracted into it. Every container path is
 //! resolved inside the container's root (see [`crate::archive`]), for running and stopped
-//! containers alike ([`Engine::rootfs`] mounts a stopped one).
+//! containers alike ([`Engine::rootfs`] mounts a stopped one for the operation only).
 //!
 //! Volumes and bind mounts exist only in the container's mount namespace, so a path under
 //! a mount's destination (`/data/x` with `-v vol:/data`) is looked up in the mount's
@@ -43,12 +43,14 @@ struct Located {
     writable: bool,
     /// Whether `root` is a mount's source.
     mount: bool,
+    /// A stopped container's lock, for as long as the operation (see [`Engine::rootfs`]).
+    _lock: Option<crate::locks::ContainerLock>,
 }
 
 impl Engine {
     /// The root (the container's, or that of the mount `path` is under) and the path in it.
     fn locate(&self, what: &str, path: &str) -> Result<Located> {
-        let (rec, rootfs) = self.rootfs(what)?;
+        let (rec, container_root, lock) = self.rootfs(what)?;
         let dir = self.options().root.join("containers").join(&rec.id);
         let mut mounts: Vec<MountPoint> = std::fs::read(dir.join("mounts.json"))
             .ok()
@@ -102,6 +104,7 @@ impl Engine {
                     path: rest,
                     writable,
                     mount: true,
+                    _lock: lock,
                 });
             }
             // A file mounted on a file: its directory, and its name in there.
@@ -115,13 +118,14 @@ impl Engine {
                     path,
                     writable,
                     mount: true,
+                    _lock: lock,
                 });
             }
         }
-        let root = Root::open(&rootfs).ctx(|| format!("open the root of {}", &rec.id[..12]))?;
         let writable = rec.host_config.readonly_rootfs != Some(true);
         Ok(Located {
-            root,
+            root: container_root,
+            _lock: lock,
             path: want,
             writable,
             mount: false,
@@ -130,8 +134,7 @@ impl Engine {
 
     /// `docker export`: the container's whole filesystem as a tar.
     pub fn export(&self, what: &str, out: &mut dyn Write) -> Result<()> {
-        let (rec, rootfs) = self.rootfs(what)?;
-        let root = Root::open(&rootfs).ctx(|| format!("open the root of {}", &rec.id[..12]))?;
+        let (rec, root, _lock) = self.rootfs(what)?;
         root.write_tar("/", false, None, None, out)
             .ctx(|| format!("export {}", &rec.id[..12]))
     }

@@ -34,6 +34,19 @@ pub(crate) fn lock(exec_root: &Path, id: &str) -> Result<ContainerLock> {
     Ok(ContainerLock { _lock: l })
 }
 
+/// Takes container `id`'s lock if nobody holds it; `None` if somebody does.
+pub(crate) fn try_lock(exec_root: &Path, id: &str) -> Result<Option<ContainerLock>> {
+    let p = path(exec_root, id);
+    match Flock::lock(open_lock(&p)?, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(ContainerLock { _lock: l })),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::Io {
+            context: format!("lock {}", p.display()),
+            source: e.into(),
+        }),
+    }
+}
+
 /// Removes container `id`'s lock files (with the container, or when a process that waited
 /// on them finds the container gone).
 pub(crate) fn remove(exec_root: &Path, id: &str) {

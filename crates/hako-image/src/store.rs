@@ -733,6 +733,13 @@ impl ImageStore {
         Ok(self.driver.mount(container_id)?.rootfs)
     }
 
+    /// Unmounts a container's root filesystem (lazily: a descriptor opened in it keeps
+    /// working until it is closed); it stays on disk for [`ImageStore::mount_rootfs`].
+    pub fn unmount_rootfs(&self, container_id: &str) -> Result<()> {
+        self.container_image(container_id)?;
+        Ok(self.driver.unmount(container_id)?)
+    }
+
     /// Unmounts and deletes a container's root filesystem and releases its image layers.
     pub fn release_rootfs(&self, container_id: &str) -> Result<()> {
         let flight = self.in_flight()?;

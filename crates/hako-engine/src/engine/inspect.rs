@@ -1,7 +1,6 @@
 //! `inspect`, `top`, `stats`, `logs` and the mounted root filesystem.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::Command;
 
 use bollard_stubs::models::{
@@ -16,7 +15,6 @@ use crate::state::Status;
 use hako_cgroups::CgroupManager as _;
 
 use super::Engine;
-use super::lifecycle::hako_storage_is_mounted;
 use super::status::LiveState;
 
 impl Engine {
@@ -203,18 +201,42 @@ impl Engine {
         logs::print(&path, o, out, err, &mut running)
     }
 
-    /// The container's root filesystem, mounted (for `export` and `cp`). The returned guard
-    /// unmounts it again if it was not mounted before.
-    pub fn rootfs(&self, what: &str) -> Result<(Record, PathBuf)> {
+    /// The container's root filesystem, open (for `export` and `cp`). A running
+    /// container's is mounted already. A stopped one's is mounted for the operation under
+    /// the container's lock (no `start` meanwhile; the caller holds the returned lock
+    /// until it is done), opened, and unmounted again at once (lazily: the descriptor
+    /// keeps the detached mount until the operation drops it), so that a stopped
+    /// container never stays mounted, as with Docker.
+    pub(crate) fn rootfs(&self, what: &str) -> Result<ContainerRoot> {
         let rec = self.get(what)?;
-        if rec.rootfs_managed && !hako_storage_is_mounted(&rec.rootfs) {
-            let p = self.images.mount_rootfs(&rec.id)?;
-            return Ok((rec, p));
+        let open = |rec: &Record, p: &std::path::Path| {
+            crate::archive::Root::open(p).ctx(|| format!("open the root of {}", &rec.id[..12]))
+        };
+        if !rec.rootfs_managed || self.live(&rec).status.is_active() {
+            let root = open(&rec, &rec.rootfs)?;
+            return Ok((rec, root, None));
         }
-        let p = rec.rootfs.clone();
-        Ok((rec, p))
+        let (lock, rec) = self.lock_container(&rec.id)?;
+        if self.live(&rec).status.is_active() {
+            let root = open(&rec, &rec.rootfs)?;
+            return Ok((rec, root, Some(lock)));
+        }
+        let p = self.images.mount_rootfs(&rec.id)?;
+        let root = open(&rec, &p);
+        let unmounted = self.images.unmount_rootfs(&rec.id);
+        let root = root?;
+        unmounted?;
+        Ok((rec, root, Some(lock)))
     }
 }
+
+/// A container's record, its root filesystem open, and (for a stopped container) its
+/// lock, held until the operation is over (see [`Engine::rootfs`]).
+pub(crate) type ContainerRoot = (
+    Record,
+    crate::archive::Root,
+    Option<crate::locks::ContainerLock>,
+);
 
 fn container_state(l: &LiveState) -> ContainerState {
     let status = match l.status {

@@ -339,7 +339,31 @@ impl Engine {
         // The shim's exit command releases the network; wait for it, so that a stopped
         // container holds no address, port or interface when `stop` returns.
         self.release_network(&rec.id, true)?;
+        self.unmount_stopped(&rec);
         Ok(rec)
+    }
+
+    /// A stopped container's root filesystem is not left mounted (Docker unmounts on
+    /// stop; `cp` and `export` mount it for the operation, `start` again). Only when
+    /// nobody holds the container's lock: a `start` in progress wants it mounted, an `rm`
+    /// unmounts it itself.
+    pub(super) fn unmount_stopped(&self, rec: &Record) {
+        if !rec.rootfs_managed {
+            return;
+        }
+        let Ok(Some(_lock)) = crate::locks::try_lock(&self.opts.exec_root, &rec.id) else {
+            return;
+        };
+        match self.get(&rec.id) {
+            Ok(rec) if !self.live(&rec).status.is_active() => {
+                if let Err(e) = self.images.unmount_rootfs(&rec.id) {
+                    tracing::warn!(container = %rec.id, error = %e, "unmount the stopped container's rootfs");
+                }
+            }
+            Ok(_) => {}
+            // Removed meanwhile: the lock file this made goes too.
+            Err(_) => crate::locks::remove(&self.opts.exec_root, &rec.id),
+        }
     }
 
     /// Sends a signal to the container's init (Docker's `kill`; default SIGKILL). The

@@ -138,6 +138,7 @@ impl Engine {
         }
         self.release_network(&rec.id, false)?;
         if rec.host_config.auto_remove != Some(true) {
+            self.unmount_stopped(&rec);
             return Ok(());
         }
         self.remove(&rec.id, false, true).map(|_| ())
