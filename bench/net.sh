@@ -6,6 +6,7 @@
 #   2. a published port on 127.0.0.1 against the container's own address (the physical
 #      reference): bulk TCP throughput and connection rate, hako (kernel NAT) and docker
 #      (docker-proxy, Docker's default userland proxy for 127.0.0.1).
+#   3. container to container on each engine's default bridge (bulk and connection rate).
 #
 #   sudo bench/net.sh                 RUNS=30 MB=2000 SECONDS_RATE=5 by default
 #
@@ -69,6 +70,7 @@ DOCKERD_PID=$!
 for _ in $(seq 150); do "${DOCKER[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
 "${DOCKER[@]}" load -i "$BENCH_DIR/busybox.tar" >/dev/null
 
+if [ -z "${SKIP_RUN:-}" ]; then
 step "run --rm busybox true ($RUNS runs each, one hyperfine)"
 cmds=("$HAKO run --rm --network none busybox true"
     "$HAKO run --rm busybox true"
@@ -92,16 +94,25 @@ print(f"hako network setup+teardown per container (bridge - none): "
       f"(nft program instead of libnftables: {(med['hako-bridge-nft-exec'] - med['hako-none'])*1000:.1f} ms)")
 EOF
 
+fi
+
 step "published port on 127.0.0.1 vs the container's address ($MB MiB bulk, ${SECONDS_RATE}s of connections)"
 H=$("$HAKO" run -d -p 127.0.0.1:5001:5000 busybox sleep 3600)
 HNS=$("$HAKO" inspect -f '{{.NetworkSettings.SandboxKey}}' "$H")
-HIP=$("$HAKO" inspect -f '{{.NetworkSettings.IPAddress}}' "$H")
+HIP=$("$HAKO" inspect -f '{{.NetworkSettings.Networks.bridge.IPAddress}}' "$H")
 nsenter --net="$HNS" python3 "$PERF" serve 5000 & PIDS+=($!)
 D=$("${DOCKER[@]}" run -d -p 127.0.0.1:5002:5000 busybox sleep 3600)
 DPID=$("${DOCKER[@]}" inspect -f '{{.State.Pid}}' "$D")
 DIP=$("${DOCKER[@]}" inspect -f '{{.NetworkSettings.IPAddress}}' "$D")
 nsenter --net="/proc/$DPID/ns/net" python3 "$PERF" serve 5000 & PIDS+=($!)
-sleep 1
+# Both servers listening before anything is measured (python starts slowly under load).
+for addr in "$HIP" "$DIP"; do
+    python3 -c "import socket, sys, time
+for _ in range(100):
+    try: socket.create_connection((sys.argv[1], 5000), 1).sendall(b'x'); break
+    except OSError: time.sleep(0.1)
+else: sys.exit('server at ' + sys.argv[1] + ' did not start')" "$addr"
+done
 printf '%-34s %12s %10s %12s %10s\n' path "MiB/s" "vs direct" "conn/s" "vs direct"
 measure() { # name host port direct_bulk direct_rate
     local b r
@@ -117,4 +128,17 @@ measure "hako: 127.0.0.1:5001 (kernel NAT)" 127.0.0.1 5001 "$hb" "$hr"
 measure "docker: container address $DIP" "$DIP" 5000 "" ""
 db=$LAST_B dr=$LAST_R
 measure "docker: 127.0.0.1:5002 (docker-proxy)" 127.0.0.1 5002 "$db" "$dr"
+
+step "container to container on the default bridge ($MB MiB bulk, ${SECONDS_RATE}s of connections)"
+H2=$("$HAKO" run -d busybox sleep 3600)
+H2NS=$("$HAKO" inspect -f '{{.NetworkSettings.SandboxKey}}' "$H2")
+D2=$("${DOCKER[@]}" run -d busybox sleep 3600)
+D2NS="/proc/$("${DOCKER[@]}" inspect -f '{{.State.Pid}}' "$D2")/ns/net"
+printf '%-34s %12s %12s\n' path "MiB/s" "conn/s"
+for side in "hako $H2NS $HIP" "docker $D2NS $DIP"; do
+    set -- $side
+    b=$(nsenter --net="$2" python3 "$PERF" bulk "$3" 5000 "$MB")
+    r=$(nsenter --net="$2" python3 "$PERF" rate "$3" 5000 "$SECONDS_RATE")
+    printf '%-34s %12s %12s\n' "$1: container -> $3:5000" "$b" "$r"
+done
 echo "load: $(uptime)"
