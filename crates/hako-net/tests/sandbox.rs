@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,6 +82,8 @@ fn serve(netns: &Path, port: u16, name: &str) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // A group of its own: `kill` ends the loop and the `nc` waiting in it.
+        .process_group(0)
         .spawn()
         .expect("nsenter");
     std::thread::sleep(Duration::from_millis(200));
@@ -120,7 +123,12 @@ fn links() -> Vec<String> {
 }
 
 fn kill(mut c: Child) {
-    let _ = c.kill();
+    if let Ok(pid) = i32::try_from(c.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     let _ = c.wait();
 }
 
