@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::digest::{Digest, Hashing};
 use crate::error::{Error, Result};
+use crate::flight::Flight;
 use crate::import::parse_tag;
 use crate::reference::Reference;
 use crate::spec::{self, Descriptor, ImageConfig};
@@ -111,14 +112,14 @@ impl ImageStore {
                     .map_err(|e| Error::bad(format!("manifest.json: {e}")))?;
                 let mut out = Vec::new();
                 for e in entries {
-                    out.push(self.load_docker_entry(&collected, &e)?);
+                    out.push(self.load_docker_entry(&flight, &collected, &e)?);
                 }
                 Ok(out)
             } else if let Some(idx) = collected.json.get("index.json") {
                 let index = spec::parse_index(idx)?;
                 let mut out: Vec<LoadedImage> = Vec::new();
                 for d in &index.manifests {
-                    let img = self.load_oci_descriptor(d, 0)?;
+                    let img = self.load_oci_descriptor(&flight, d, 0)?;
                     match out.iter_mut().find(|o| o.id == img.id) {
                         Some(o) => o.tags.extend(img.tags),
                         None => out.push(img),
@@ -211,7 +212,12 @@ impl ImageStore {
         Ok((self.blobs.read(&d)?, d))
     }
 
-    fn load_docker_entry(&self, c: &Collected, e: &DockerEntry) -> Result<LoadedImage> {
+    fn load_docker_entry(
+        &self,
+        flight: &Flight<'_>,
+        c: &Collected,
+        e: &DockerEntry,
+    ) -> Result<LoadedImage> {
         let tags: Vec<Reference> = e
             .repo_tags
             .iter()
@@ -239,10 +245,15 @@ impl ImageStore {
                 })
             })
             .collect::<Result<_>>()?;
-        self.add_image(&id, &config, &sources, None, &tags)
+        self.add_image(flight, &id, &config, &sources, None, &tags)
     }
 
-    fn load_oci_descriptor(&self, d: &Descriptor, depth: u32) -> Result<LoadedImage> {
+    fn load_oci_descriptor(
+        &self,
+        flight: &Flight<'_>,
+        d: &Descriptor,
+        depth: u32,
+    ) -> Result<LoadedImage> {
         let digest = Digest::parse(&d.digest)?;
         let bytes = self
             .blobs
@@ -254,7 +265,7 @@ impl ImageStore {
             }
             let nested = spec::parse_index(&bytes)?;
             let pick = nested.pick(&self.platform)?.clone();
-            let mut img = self.load_oci_descriptor(&pick, depth + 1)?;
+            let mut img = self.load_oci_descriptor(flight, &pick, depth + 1)?;
             img.tags.extend(self.tag_from_annotations(d, &img.id)?);
             return Ok(img);
         }
@@ -295,7 +306,14 @@ impl ImageStore {
             .collect::<Result<_>>()?;
         let tags = self.tag_from_annotations(d, &config_digest)?;
         let tag_refs: Vec<Reference> = tags.iter().map(|t| parse_tag(t)).collect::<Result<_>>()?;
-        self.add_image(&config_digest, &config, &sources, Some(&digest), &tag_refs)
+        self.add_image(
+            flight,
+            &config_digest,
+            &config,
+            &sources,
+            Some(&digest),
+            &tag_refs,
+        )
     }
 
     fn tag_from_annotations(&self, d: &Descriptor, _id: &Digest) -> Result<Vec<String>> {
@@ -311,18 +329,19 @@ impl ImageStore {
             .collect())
     }
 
+    /// Unpacks and registers one image of the archive, in the load's `flight`.
     fn add_image(
         &self,
+        flight: &Flight<'_>,
         id: &Digest,
         config: &ImageConfig,
         sources: &[LayerSource],
         manifest: Option<&Digest>,
         tags: &[Reference],
     ) -> Result<LoadedImage> {
-        let flight = self.in_flight()?;
-        let r = (|| -> Result<LoadedImage> {
+        {
             let _layers = self.lock_layers()?;
-            let (pending, top) = self.unpack_layers(&flight, sources)?;
+            let (pending, top) = self.unpack_layers(flight, sources)?;
             let result = self.commit_image(
                 id,
                 config.created.as_deref(),
@@ -342,8 +361,7 @@ impl ImageStore {
                 id: id.clone(),
                 tags: tags.iter().map(Reference::familiar).collect(),
             })
-        })();
-        flight.finish(r)
+        }
     }
 
     /// Writes the images `names` (tags, ids) to `out` as one archive that is both a Docker
@@ -364,12 +382,28 @@ impl ImageStore {
                 None => images.push((id, tags)),
             }
         }
+        // Layers must stay while they are read: a concurrent `rmi` leaves pinned ones.
+        let flight = self.in_flight()?;
+        let r = (|| {
+            for (id, _) in &images {
+                if let Some(top) = self.image_record(id)?.layers.last() {
+                    let chain = self.chain_id_of(&top.cache_id)?;
+                    flight.pin(chain.as_str())?;
+                }
+            }
+            self.save_images(&images, out)
+        })();
+        flight.complete();
+        r
+    }
+
+    fn save_images(&self, images: &[(Digest, Vec<String>)], out: &mut dyn Write) -> Result<()> {
         let mut tar = TarWriter::new(out);
         let mut written: HashSet<String> = HashSet::new();
         let mut docker_manifest = Vec::new();
         let mut index_entries = Vec::new();
         append(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        for (id, tags) in &images {
+        for (id, tags) in images {
             let rec = self.image_record(id)?;
             let config_bytes = self.blobs.read(id)?;
             let config_path = format!("blobs/sha256/{}", id.hex());
@@ -448,16 +482,9 @@ impl ImageStore {
         path: &str,
         l: &crate::store::LayerRecord,
     ) -> Result<()> {
-        let blob = l
-            .blob
-            .as_ref()
-            .ok_or_else(|| Error::bad(format!("layer {} has no stored content", l.diff_id)))?;
-        let mut reader = BufReader::with_capacity(256 * 1024, self.blobs.open_blob(blob)?);
-        let compression = hako_storage::unpack::detect_compression(&mut reader)?;
-        let decoded = hako_storage::unpack::decoder(Box::new(reader), compression)?;
-        let mut hashing = Hashing::new(decoded.take(l.diff_size));
+        let mut hashing = Hashing::new(self.layer_tar(l)?.take(l.diff_size));
         tar.file(Path::new(path), l.diff_size, &mut hashing)
-            .map_err(|e| Error::io(format!("write {path}"), e))?;
+            .map_err(|e| Error::io(format!("save layer {}", l.diff_id), e))?;
         if hashing.count != l.diff_size || hashing.digest() != l.diff_id {
             return Err(Error::DigestMismatch {
                 what: format!("stored layer {}", l.diff_id),

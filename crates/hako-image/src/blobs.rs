@@ -70,30 +70,23 @@ impl BlobStore {
             io::copy(r, &mut h).ctx(|| format!("read blob {d}"))?;
             return check(d, &h.digest(), "blob").map(|()| (d.clone(), h.count));
         }
-        let tmp = self.tmp.join(crate::random_hex(16));
-        let guard = RemoveOnDrop(Some(tmp.clone()));
-        let file = File::create_new(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-        let mut w = Hashing::new(io::BufWriter::with_capacity(256 * 1024, file));
+        let mut w = self.writer()?;
         io::copy(r, &mut w).ctx(|| "write blob".to_string())?;
-        let digest = w.digest();
-        let size = w.count;
         if let Some(e) = expected {
-            check(e, &digest, "blob")?;
+            check(e, &w.digest(), "blob")?;
         }
-        let file = w
-            .inner
-            .into_inner()
-            .map_err(|e| Error::io("write blob", e.into_error()))?;
-        file.sync_all().ctx(|| "fsync blob".to_string())?;
-        drop(file);
-        hako_sys::crash::point("blob.written");
-        std::fs::rename(&tmp, self.path(&digest)).ctx(|| format!("commit blob {digest}"))?;
-        hako_sys::crash::point("blob.stored");
-        guard.disarm();
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .ctx(|| "fsync blob dir".to_string())?;
-        Ok((digest, size))
+        w.commit()
+    }
+
+    /// A blob written piece by piece: [`BlobWriter::commit`] stores it under its digest.
+    pub(crate) fn writer(&self) -> Result<BlobWriter> {
+        let tmp = self.tmp.join(crate::random_hex(16));
+        let file = File::create_new(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        Ok(BlobWriter {
+            w: Hashing::new(io::BufWriter::with_capacity(256 * 1024, file)),
+            tmp: RemoveOnDrop(Some(tmp)),
+            dir: self.dir.clone(),
+        })
     }
 
     /// Stores `data`.
@@ -174,6 +167,60 @@ impl BlobStore {
     }
 }
 
+/// A blob being written to `blobs/tmp/`, hashed on the way. Dropped without
+/// [`BlobWriter::commit`], the temporary file goes.
+#[derive(Debug)]
+pub(crate) struct BlobWriter {
+    w: Hashing<io::BufWriter<File>>,
+    tmp: RemoveOnDrop,
+    dir: PathBuf,
+}
+
+impl io::Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.w.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+impl BlobWriter {
+    /// The digest of what was written so far.
+    pub(crate) fn digest(&self) -> Digest {
+        self.w.digest()
+    }
+
+    /// Where the blob is being written (until it is committed).
+    pub(crate) fn temp_path(&self) -> &Path {
+        self.tmp.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Flushes, fsyncs and renames the blob to its digest (a blob of that digest already
+    /// there is replaced by the same bytes); returns the digest and size.
+    pub(crate) fn commit(self) -> Result<(Digest, u64)> {
+        let digest = self.w.digest();
+        let size = self.w.count;
+        let file = self
+            .w
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io("write blob", e.into_error()))?;
+        file.sync_all().ctx(|| "fsync blob".to_string())?;
+        drop(file);
+        hako_sys::crash::point("blob.written");
+        let tmp = self.tmp.0.clone().unwrap_or_default();
+        std::fs::rename(&tmp, self.dir.join(digest.hex()))
+            .ctx(|| format!("commit blob {digest}"))?;
+        hako_sys::crash::point("blob.stored");
+        self.tmp.disarm();
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .ctx(|| "fsync blob dir".to_string())?;
+        Ok((digest, size))
+    }
+}
+
 fn check(expected: &Digest, actual: &Digest, what: &str) -> Result<()> {
     if expected == actual {
         Ok(())
@@ -186,6 +233,7 @@ fn check(expected: &Digest, actual: &Digest, what: &str) -> Result<()> {
     }
 }
 
+#[derive(Debug)]
 struct RemoveOnDrop(Option<PathBuf>);
 
 impl RemoveOnDrop {

@@ -114,7 +114,11 @@ impl ImageStore {
         counts.images = images.len();
         let layers: Vec<LayerRow> = {
             let mut stmt = conn
-                .prepare("SELECT chain_id, parent, cache_id, blob_digest, refcount FROM layers")?;
+                // The blob a layer needs: its tar-split record, or else the tar it came as.
+                .prepare(
+                    "SELECT chain_id, parent, cache_id, COALESCE(tar_split, blob_digest), refcount
+                     FROM layers",
+                )?;
             stmt.query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
@@ -157,7 +161,9 @@ impl ImageStore {
                 bad_layers.insert(chain.clone(), format!("blob of layer {name} is damaged"));
                 out.push(Finding::damage(
                     format!("layer {name}"),
-                    format!("its blob {b} is missing or damaged (save and push need it)"),
+                    format!(
+                        "its blob {b} (its tar or tar-split record) is missing or damaged (save and push need it)"
+                    ),
                 ));
             }
         }

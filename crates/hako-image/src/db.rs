@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! layers           chain_id PK, diff_id, parent -> layers, cache_id (driver dir), size,
-//!                  diff_size, blob_digest, blob_media_type, refcount, created
+//!                  diff_size, blob_digest, blob_media_type, refcount, created,
+//!                  tar_split (blob: the layer's tar-split record; NULL: blob_digest is
+//!                  kept in the blob store instead, see store.rs)
+//! blob_sources     diff_id, digest, media_type, size, repository: where a layer's tar is
+//!                  known as a (compressed) blob, Docker's v2metadata (registry/push.rs)
 //! images           id PK (config digest), top_layer -> layers, manifest_digest, created, size, added
 //! tags             name PK ("docker.io/library/busybox:latest") -> images
 //! repo_digests     name PK ("docker.io/library/busybox@sha256:..") -> images
@@ -71,6 +75,14 @@ CREATE TABLE IF NOT EXISTS layer_pins (
 );
 CREATE INDEX IF NOT EXISTS layer_pins_by_chain ON layer_pins(chain_id);
 CREATE INDEX IF NOT EXISTS layer_pins_by_owner ON layer_pins(owner);
+CREATE TABLE IF NOT EXISTS blob_sources (
+  diff_id TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  repository TEXT NOT NULL,
+  PRIMARY KEY (diff_id, digest, repository)
+);
 CREATE TABLE IF NOT EXISTS build_cache (
   key TEXT PRIMARY KEY,
   top_layer TEXT REFERENCES layers(chain_id),
@@ -94,8 +106,18 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE;{SCHEMA}INSERT OR IGNORE INTO meta VALUES ('schema', '1');COMMIT;"
+        "BEGIN IMMEDIATE;{SCHEMA}INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
     ))?;
+    // Schema 2: layers.tar_split. Stores made before keep their layer blobs (NULL).
+    let has_split: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('layers') WHERE name = 'tar_split'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_split {
+        conn.execute_batch("ALTER TABLE layers ADD COLUMN tar_split TEXT;")?;
+    }
+    conn.execute_batch("UPDATE meta SET value = '2' WHERE key = 'schema'; COMMIT;")?;
     Ok(conn)
 }
 

@@ -60,6 +60,9 @@ pub struct Flight<'a> {
     /// exclusive lock.
     locks: Option<(PathBuf, Flock<File>, Flock<File>)>,
     pinned: AtomicBool,
+    /// Files the flight made unneeded (the blobs of layers registered with a tar-split
+    /// record): collected at its end like a removal's.
+    garbage: AtomicBool,
     completed: bool,
 }
 
@@ -68,7 +71,17 @@ impl Flight<'_> {
     /// A flight dropped without this (an error on the way) leaves its marker, so that the
     /// next open collects what it may have left.
     pub fn complete(mut self) {
+        if self.garbage.load(Ordering::Relaxed) {
+            return self.leave_garbage();
+        }
         self.completed = true;
+    }
+
+    /// Notes that the flight made files unneeded that other flights in progress may still
+    /// read (a layer blob, once its layer is unpacked with a tar-split record): the flight
+    /// ends as [`Flight::leave_garbage`] does.
+    pub(crate) fn leaves_garbage(&self) {
+        self.garbage.store(true, Ordering::Relaxed);
     }
 
     /// Ends the flight with garbage left for a collection: files that may be shared with
@@ -192,6 +205,7 @@ impl ImageStore {
                 token,
                 locks: None,
                 pinned: AtomicBool::new(false),
+                garbage: AtomicBool::new(false),
                 completed: false,
             });
         }
@@ -227,6 +241,7 @@ impl ImageStore {
             token,
             locks: Some((marker, lock, gc)),
             pinned: AtomicBool::new(false),
+            garbage: AtomicBool::new(false),
             completed: false,
         })
     }

@@ -88,6 +88,10 @@ impl ImageStore {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM layer_pins", [])?;
             let dead = delete_dead_layers(&tx)?;
+            tx.execute(
+                "DELETE FROM blob_sources WHERE diff_id NOT IN (SELECT diff_id FROM layers)",
+                [],
+            )?;
             let live_dirs: HashSet<String> = column(
                 &tx,
                 "SELECT cache_id FROM layers UNION SELECT rw_cache_id FROM container_layers",
@@ -95,7 +99,8 @@ impl ImageStore {
             let live_blobs: HashSet<String> = column(
                 &tx,
                 "SELECT id FROM images UNION SELECT manifest_digest FROM images WHERE manifest_digest IS NOT NULL
-                 UNION SELECT blob_digest FROM layers WHERE blob_digest IS NOT NULL",
+                 UNION SELECT COALESCE(tar_split, blob_digest) FROM layers
+                   WHERE COALESCE(tar_split, blob_digest) IS NOT NULL",
             )?;
             tx.commit()?;
             (dead, live_dirs, live_blobs)

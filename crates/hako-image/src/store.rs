@@ -19,6 +19,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -127,7 +128,10 @@ pub(crate) struct PendingLayer {
     pub(crate) cache_id: String,
     pub(crate) size: u64,
     pub(crate) diff_size: u64,
+    /// The blob the layer came from, and its media type.
     pub(crate) blob: Option<(Digest, String)>,
+    /// The layer's tar-split record (a blob); `None`: `blob` is kept instead.
+    pub(crate) tar_split: Option<Digest>,
 }
 
 /// Where to get one layer of an image being added.
@@ -279,9 +283,10 @@ impl ImageStore {
             let file = self.blobs.open_blob(&src.blob)?;
             let mut blob = std::io::BufReader::with_capacity(256 * 1024, file);
             let parent_cache = parent.as_ref().map(|p| p.1.as_str());
-            let dg = self
-                .driver
-                .apply_layer(&cache_id, parent_cache, &mut blob)?;
+            let mut split = self.blobs.writer()?;
+            let dg =
+                self.driver
+                    .apply_layer_split(&cache_id, parent_cache, &mut blob, &mut split)?;
             tracing::debug!(blob = %src.blob, layer = %cache_id, diff_id = %dg.diff_id, "layer unpacked");
             hako_sys::crash::point("layer.unpacked");
             let diff_id = Digest::parse(&dg.diff_id)?;
@@ -295,6 +300,9 @@ impl ImageStore {
                     actual: diff_id.to_string(),
                 });
             }
+            // The blob the layer came from is not needed once the layer is registered with
+            // its tar-split record: the flight collects it at its end (see flight.rs).
+            flight.leaves_garbage();
             let chain = Digest::chain(parent_chain, &diff_id);
             if let Some(existing) = self.pinned_cache_id(flight, &chain)? {
                 // Known only now that we know its diff id (import): keep the stored one.
@@ -303,6 +311,19 @@ impl ImageStore {
                 step(index, true);
                 continue;
             }
+            let tar_split = if dg.split_complete {
+                match split.commit() {
+                    Ok((d, _)) => Some(d),
+                    Err(e) => {
+                        let _ = self.driver.remove(&cache_id);
+                        return Err(e);
+                    }
+                }
+            } else {
+                tracing::info!(layer = %diff_id, blob = %src.blob,
+                    "the layer tar overwrites its own files: keeping the tar itself");
+                None
+            };
             pending.push(PendingLayer {
                 chain_id: chain.clone(),
                 diff_id,
@@ -311,6 +332,7 @@ impl ImageStore {
                 size: self.driver.size(&cache_id)?,
                 diff_size: dg.diff_size,
                 blob: Some((src.blob.clone(), src.media_type.clone())),
+                tar_split,
             });
             parent = Some((chain, cache_id));
             step(index, true);
@@ -910,19 +932,37 @@ impl ImageStore {
         let mut layers = Vec::new();
         let mut cur = top.clone();
         while let Some(c) = cur {
-            let row: (String, Option<String>, String, i64, Option<String>, i64) = conn.query_row(
-                "SELECT cache_id, parent, diff_id, diff_size, blob_digest, size FROM layers WHERE chain_id = ?1",
+            let (record, parent) = conn.query_row(
+                "SELECT cache_id, parent, diff_id, diff_size, blob_digest, size, blob_media_type, tar_split
+                 FROM layers WHERE chain_id = ?1",
                 [c.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    let digest = |i: usize| -> rusqlite::Result<Option<Digest>> {
+                        r.get::<_, Option<String>>(i)
+                            .map(|d| d.and_then(|d| Digest::parse(&d).ok()))
+                    };
+                    Ok((
+                        LayerRecord {
+                            cache_id: r.get(0)?,
+                            diff_id: digest(2)?.ok_or_else(|| {
+                                rusqlite::Error::InvalidColumnType(
+                                    2,
+                                    "diff_id".into(),
+                                    rusqlite::types::Type::Text,
+                                )
+                            })?,
+                            diff_size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                            blob: digest(4)?,
+                            size: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                            media_type: r.get(6)?,
+                            tar_split: digest(7)?,
+                        },
+                        digest(1)?,
+                    ))
+                },
             )?;
-            layers.push(LayerRecord {
-                cache_id: row.0,
-                diff_id: Digest::parse(&row.2)?,
-                diff_size: u64::try_from(row.3).unwrap_or(0),
-                blob: row.4.map(|b| Digest::parse(&b)).transpose()?,
-                size: u64::try_from(row.5).unwrap_or(0),
-            });
-            cur = row.1.map(|p| Digest::parse(&p)).transpose()?;
+            layers.push(record);
+            cur = parent;
         }
         layers.reverse();
         Ok(ImageRecord {
@@ -935,6 +975,46 @@ impl ImageStore {
             layers,
             manifest: manifest.map(|m| Digest::parse(&m)).transpose()?,
         })
+    }
+}
+
+impl ImageStore {
+    /// The uncompressed tar of layer `l`: rebuilt from its tar-split record and its
+    /// directory, or read from the blob it was kept as (decompressed). Reading fails if the
+    /// layer is damaged; the caller checks the diff id of what it read.
+    pub(crate) fn layer_tar(&self, l: &LayerRecord) -> Result<Box<dyn Read + '_>> {
+        if let Some(record) = &l.tar_split {
+            let file = self.blobs.open_blob(record).map_err(|e| {
+                Error::bad(format!(
+                    "layer {}: its tar-split record {record} cannot be read ({e}): remove the image and pull or load it again",
+                    l.diff_id
+                ))
+            })?;
+            let tar = self
+                .driver
+                .layer_tar(&l.cache_id, Box::new(std::io::BufReader::new(file)))?;
+            return Ok(Box::new(tar));
+        }
+        let blob = l
+            .blob
+            .as_ref()
+            .ok_or_else(|| Error::bad(format!("layer {} has no stored content", l.diff_id)))?;
+        let mut reader = std::io::BufReader::with_capacity(256 * 1024, self.blobs.open_blob(blob)?);
+        let compression = hako_storage::unpack::detect_compression(&mut reader)?;
+        Ok(hako_storage::unpack::decoder(
+            Box::new(reader),
+            compression,
+        )?)
+    }
+
+    /// The chain id of the layer stored as `cache_id`.
+    pub(crate) fn chain_id_of(&self, cache_id: &str) -> Result<Digest> {
+        let c: String = self.conn().query_row(
+            "SELECT chain_id FROM layers WHERE cache_id = ?1",
+            [cache_id],
+            |r| r.get(0),
+        )?;
+        Digest::parse(&c)
     }
 }
 
@@ -957,7 +1037,12 @@ pub(crate) struct LayerRecord {
     pub(crate) cache_id: String,
     pub(crate) diff_id: Digest,
     pub(crate) diff_size: u64,
+    /// The blob the layer came from (kept in the blob store only if `tar_split` is `None`).
     pub(crate) blob: Option<Digest>,
+    /// Its media type.
+    pub(crate) media_type: Option<String>,
+    /// The layer's tar-split record: the tar is rebuilt from it and the layer directory.
+    pub(crate) tar_split: Option<Digest>,
     /// Bytes on disk, as counted in the image's size.
     pub(crate) size: u64,
 }
@@ -1012,8 +1097,8 @@ pub(crate) fn insert_layers(tx: &Connection, pending: &[PendingLayer]) -> Result
     let now = db::now();
     for p in pending {
         tx.execute(
-            "INSERT INTO layers (chain_id, diff_id, parent, cache_id, size, diff_size, blob_digest, blob_media_type, refcount, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+            "INSERT INTO layers (chain_id, diff_id, parent, cache_id, size, diff_size, blob_digest, blob_media_type, refcount, created, tar_split)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
             params![
                 p.chain_id.as_str(),
                 p.diff_id.as_str(),
@@ -1023,7 +1108,8 @@ pub(crate) fn insert_layers(tx: &Connection, pending: &[PendingLayer]) -> Result
                 i64::try_from(p.diff_size).unwrap_or(i64::MAX),
                 p.blob.as_ref().map(|b| b.0.as_str()),
                 p.blob.as_ref().map(|b| b.1.as_str()),
-                now
+                now,
+                p.tar_split.as_ref().map(Digest::as_str),
             ],
         )?;
     }

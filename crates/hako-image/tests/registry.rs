@@ -932,3 +932,189 @@ fn kill_9_mid_pull() {
         0
     );
 }
+
+/// Uploads `data` into `repo` of a real registry (monolithic), as another tool would.
+fn upload(host: &str, repo: &str, data: &[u8]) -> String {
+    let digest = format!("sha256:{}", sha256_hex(data));
+    let resp = ureq::post(&format!("http://{host}/v2/{repo}/blobs/uploads/"))
+        .send_bytes(&[])
+        .unwrap();
+    let location = resp.header("location").unwrap().to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{host}{location}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    ureq::put(&format!("{url}{sep}digest={digest}"))
+        .set("Content-Type", "application/octet-stream")
+        .send_bytes(data)
+        .unwrap();
+    digest
+}
+
+/// Bytes of the files in a store's blob store.
+fn blob_bytes(root: &Path) -> u64 {
+    std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+fn statuses_of(store: &ImageStore, name: &str) -> (hako_image::PushReport, Vec<ProgressStatus>) {
+    let events = Events::default();
+    let ev = events.clone();
+    let show = move |e: ProgressEvent| ev.push(e);
+    let report = store
+        .push(
+            name,
+            &PushOptions {
+                progress: Some(&show),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    (report, events.statuses())
+}
+
+/// Layers keep no blob once unpacked; push still gives the registry what it needs. A
+/// layer that came compressed by another tool is pushed under the digest it came with
+/// wherever the registry has (or can mount) that blob, and compressed anew (a new digest,
+/// a new manifest: what `docker push` does) where it has not.
+#[test]
+fn layers_without_their_blobs_push_and_pull_exactly() {
+    let Some(reg) = Registry::start(None) else {
+        return;
+    };
+    let Some(reg2) = Registry::start(None) else {
+        return;
+    };
+    // An image another tool pushed: Docker's manifest type, a gzip layer of its own.
+    let extra = noise(400_000);
+    let tar = rootfs_tar(&extra);
+    let layer = gz(&tar);
+    let host = hako_image::Platform::host();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": host.architecture, "os": host.os, "config": {"Env": ["C=3"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex(&tar))]},
+    }))
+    .unwrap();
+    let repo = "disk/foreign";
+    let config_d = upload(&reg.host(), repo, &config);
+    let layer_d = upload(&reg.host(), repo, &layer);
+    let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_d, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer_d, "size": layer.len()}],
+    }))
+    .unwrap();
+    ureq::put(&format!("http://{}/v2/{repo}/manifests/1", reg.host()))
+        .set(
+            "Content-Type",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send_bytes(&manifest)
+        .unwrap();
+    let original = format!("sha256:{}", sha256_hex(&manifest));
+
+    let a = Root::new("hako-test-registry-");
+    let store = ImageStore::open(a.path()).unwrap();
+    let name = format!("{}/{repo}:1", reg.host());
+    let pulled = store.pull(&name, &PullOptions::default()).unwrap();
+    assert_eq!(pulled.digest.as_str(), original);
+    // The 400 KB layer is not in the blob store (compressed or not).
+    assert!(blob_bytes(a.path()) < 64 * 1024, "{}", blob_bytes(a.path()));
+
+    // Same registry, another repository: mounted, the very same manifest.
+    let copy = format!("{}/disk/copy:1", reg.host());
+    store.tag(&name, &copy).unwrap();
+    let (report, s) = statuses_of(&store, &copy);
+    assert_eq!(report.digest.as_str(), original);
+    assert!(s.contains(&ProgressStatus::Mounted), "{s:?}");
+    // Back to where it came from: already there.
+    let (report, s) = statuses_of(&store, &name);
+    assert_eq!(report.digest.as_str(), original);
+    assert!(s.contains(&ProgressStatus::LayerAlreadyExists), "{s:?}");
+
+    // A registry that has none of it: the layer is rebuilt and compressed anew.
+    let far = format!("{}/{repo}:1", reg2.host());
+    store.tag(&name, &far).unwrap();
+    let (first, s) = statuses_of(&store, &far);
+    assert_ne!(first.digest.as_str(), original);
+    assert!(s.contains(&ProgressStatus::Pushed), "{s:?}");
+    let raw = ureq::get(&format!("http://{}/v2/{repo}/manifests/1", reg2.host()))
+        .set(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .call()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_reader(raw.into_reader()).unwrap();
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(m["config"]["digest"], config_d.as_str());
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert_ne!(m["layers"][0]["digest"], layer_d.as_str());
+    // Pushed again: the new blob is known there now, nothing is compressed twice.
+    let (again, s) = statuses_of(&store, &far);
+    assert_eq!(again.digest, first.digest);
+    assert!(s.contains(&ProgressStatus::LayerAlreadyExists), "{s:?}");
+    assert!(!s.contains(&ProgressStatus::Pushed), "{s:?}");
+
+    // Pulled from there: the same image, the same files.
+    let b = Root::new("hako-test-registry-");
+    let other = ImageStore::open(b.path()).unwrap();
+    let back = other.pull(&far, &PullOptions::default()).unwrap();
+    assert_eq!(back.id, pulled.id);
+    assert_eq!(back.digest, first.digest);
+    assert_eq!(
+        other.inspect(&far).unwrap()["RootFS"],
+        store.inspect(&name).unwrap()["RootFS"]
+    );
+    assert_eq!(read_extra(&other, &far, "hako-disk-1"), extra);
+
+    // A loaded image (uncompressed layers): pushed as is, pulled back with the same digest.
+    let mut archive = Vec::new();
+    other.save(&[far.as_str()], &mut archive).unwrap();
+    let c = Root::new("hako-test-registry-");
+    let loaded_store = ImageStore::open(c.path()).unwrap();
+    let loaded = loaded_store.load(&mut Cursor::new(&archive)).unwrap();
+    assert!(blob_bytes(c.path()) < 64 * 1024, "{}", blob_bytes(c.path()));
+    let plain = format!("{}/disk/loaded:1", reg2.host());
+    loaded_store.tag(loaded[0].id.as_str(), &plain).unwrap();
+    let (pushed, _) = statuses_of(&loaded_store, &plain);
+    let d = Root::new("hako-test-registry-");
+    let last = ImageStore::open(d.path()).unwrap();
+    let got = last.pull(&plain, &PullOptions::default()).unwrap();
+    assert_eq!(got.digest, pushed.digest);
+    assert_eq!(got.id, pulled.id);
+    let mut archive2 = Vec::new();
+    last.save(&[plain.as_str()], &mut archive2).unwrap();
+    assert_eq!(
+        archive_layers(&archive2),
+        archive_layers(&archive),
+        "layer tars differ after load, push, pull"
+    );
+}
+
+/// The layer files of a saved archive (path, sha256 of the contents).
+fn archive_layers(archive: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut ar = tar::Archive::new(Cursor::new(archive));
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if data.len() > 100_000 {
+            out.push((path, sha256_hex(&data)));
+        }
+    }
+    out.sort();
+    out
+}

@@ -216,7 +216,7 @@ impl<'a> LayerTar<'a> {
 
     fn next_op(&mut self) -> io::Result<()> {
         let mut tag = [0u8];
-        if self.ops.read(&mut tag)? == 0 {
+        if self.ops.read(&mut tag).map_err(record_error)? == 0 {
             return Err(damaged("it ends before its end marker"));
         }
         self.state = match tag[0] {
@@ -227,10 +227,10 @@ impl<'a> LayerTar<'a> {
                     return Err(damaged("a file name is too long"));
                 }
                 let mut path = vec![0u8; usize::try_from(len).unwrap_or(0)];
-                self.ops.read_exact(&mut path)?;
+                self.ops.read_exact(&mut path).map_err(record_error)?;
                 let size = read_varint(&mut self.ops)?;
                 let mut crc = [0u8; 4];
-                self.ops.read_exact(&mut crc)?;
+                self.ops.read_exact(&mut crc).map_err(record_error)?;
                 let shown = String::from_utf8_lossy(&path).into_owned();
                 let file = self.open(&path, &shown, size)?;
                 State::File {
@@ -250,7 +250,7 @@ impl<'a> LayerTar<'a> {
                     )));
                 }
                 let mut rest = [0u8];
-                if self.ops.read(&mut rest)? != 0 {
+                if self.ops.read(&mut rest).map_err(record_error)? != 0 {
                     return Err(damaged("there is data after its end marker"));
                 }
                 State::Done
@@ -302,9 +302,7 @@ impl Read for LayerTar<'_> {
             match &mut self.state {
                 State::Start => {
                     let mut magic = [0u8; 8];
-                    self.ops
-                        .read_exact(&mut magic)
-                        .map_err(|_| damaged("it is not a tar-split record"))?;
+                    self.ops.read_exact(&mut magic).map_err(record_error)?;
                     if &magic != MAGIC {
                         return Err(damaged("it is not a tar-split record"));
                     }
@@ -315,7 +313,7 @@ impl Read for LayerTar<'_> {
                 State::Segment(0) => self.state = State::Idle,
                 State::Segment(left) => {
                     let want = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                    let n = self.ops.read(&mut buf[..want])?;
+                    let n = self.ops.read(&mut buf[..want]).map_err(record_error)?;
                     if n == 0 {
                         return Err(damaged("it ends inside a segment"));
                     }
@@ -363,6 +361,14 @@ fn damaged(why: &str) -> io::Error {
     )
 }
 
+/// An error reading the record itself (zstd's own: a bad frame, a checksum, its end).
+fn record_error(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => damaged("it is cut short"),
+        _ => damaged(&e.to_string()),
+    }
+}
+
 fn changed(path: &str, why: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -386,8 +392,7 @@ fn read_varint(r: &mut dyn BufRead) -> io::Result<u64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let mut b = [0u8];
-        r.read_exact(&mut b)
-            .map_err(|_| damaged("it ends inside an entry"))?;
+        r.read_exact(&mut b).map_err(record_error)?;
         v |= u64::from(b[0] & 0x7f) << shift;
         if b[0] & 0x80 == 0 {
             return Ok(v);

@@ -185,6 +185,10 @@ impl ImageStore {
                 }
             }
             result?;
+            // Where each layer's tar lives as a blob: a later push mounts it from here.
+            for (l, diff_id) in manifest.layers.iter().zip(config.diff_ids()?) {
+                self.add_blob_source(&diff_id, l, &r.repository())?;
+            }
             tracing::info!(reference = %r, id = %config_digest, digest = %top_digest, "pulled");
             Ok(PullReport {
                 id: config_digest,
