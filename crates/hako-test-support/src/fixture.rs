@@ -92,12 +92,20 @@ fn build_busybox_rootfs() -> Result<PathBuf> {
     fs::write(root.join("etc/group"), GROUP)?;
     fs::write(root.join("etc/hostname"), "hako\n")?;
     fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n")?;
-    let _ = fs::remove_dir_all(&done);
     let kept = tmp.keep();
-    if let Err(err) = fs::rename(&kept, &done) {
+    // Never remove a complete copy another process installed: a third one may be reading
+    // it (busybox_tar tars it; a removal under that tar left a tar without etc/).
+    let complete = |d: &Path| d.join("bin/busybox").exists() && d.join("etc/group").exists();
+    let mut renamed = fs::rename(&kept, &done);
+    if renamed.is_err() && done.exists() && !complete(&done) {
+        // A partial copy from an older version: replace it.
+        let _ = fs::remove_dir_all(&done);
+        renamed = fs::rename(&kept, &done);
+    }
+    if let Err(err) = renamed {
         // Another process won the race; use its copy.
         let _ = fs::remove_dir_all(&kept);
-        if !done.join("etc/group").exists() {
+        if !complete(&done) {
             return Err(err).context("installing busybox rootfs fixture");
         }
     }
