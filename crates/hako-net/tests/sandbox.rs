@@ -123,11 +123,16 @@ fn links() -> Vec<String> {
 }
 
 fn kill(mut c: Child) {
-    if let Ok(pid) = i32::try_from(c.id()) {
-        let _ = nix::sys::signal::killpg(
+    // The child's group when it leads one, else the child.
+    let group = i32::try_from(c.id()).ok().and_then(|pid| {
+        nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
-        );
+        )
+        .ok()
+    });
+    if group.is_none() {
+        let _ = c.kill();
     }
     let _ = c.wait();
 }
