@@ -12,11 +12,12 @@
 #
 # Logs, working corpora and pids live in fuzz/target/work/; crashes in fuzz/artifacts/NAME/.
 # SANITIZER=address uses ASan (needs RUSTC_BOOTSTRAP=1 on a stable toolchain, set here).
+# NO_BUILD=1 runs the binaries already built (while the sources are being edited).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-ALL=(tar_unpack runtime_config seccomp_profile image_spec image_reference go_template dockerfile)
-JSON=" runtime_config seccomp_profile image_spec "
+ALL=(tar_unpack runtime_config seccomp_profile image_spec image_reference go_template dockerfile api_request)
+JSON=" runtime_config seccomp_profile image_spec api_request "
 SANITIZER="${SANITIZER:-none}"
 WORK=target/work
 BIN=target/x86_64-unknown-linux-gnu/release
@@ -57,7 +58,7 @@ start() {
     fi
     local names=("$@")
     [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
-    build
+    [ -n "${NO_BUILD:-}" ] || build
     for name in "${names[@]}"; do
         mkdir -p "$WORK/corpus/$name" "artifacts/$name"
         mapfile -t f < <(flags "$name")

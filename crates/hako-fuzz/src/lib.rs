@@ -2,7 +2,7 @@
 //!
 //! Each target takes untrusted bytes the way hako receives them (a layer tar from a
 //! registry, a bundle's `config.json`, a seccomp profile, a manifest, an image reference, a
-//! `--format` template, a Dockerfile) and checks an invariant stronger than "does not
+//! `--format` template, a Dockerfile, a request to `hako serve`) and checks an invariant stronger than "does not
 //! crash": nothing written outside the layer directory, a compiled seccomp filter that
 //! decides what the profile says, references and documents that survive a round trip.
 //! A broken invariant is a panic.
@@ -62,6 +62,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "dockerfile",
         run: targets::dockerfile,
+    },
+    Target {
+        name: "api_request",
+        run: targets::api_request,
     },
 ];
 

@@ -80,6 +80,11 @@ fn dockerfile() {
     replay("dockerfile");
 }
 
+#[test]
+fn api_request() {
+    replay("api_request");
+}
+
 /// The pieces that must agree: a target here, a cargo-fuzz binary calling it, seeds.
 #[test]
 fn every_target_has_a_binary_seeds_and_a_replay_test() {

@@ -209,10 +209,12 @@ impl Reference {
     /// The repository as Docker shows it (`busybox`, `localhost:5000/x/y`).
     pub fn familiar_repository(&self) -> String {
         if self.domain == DEFAULT_DOMAIN {
-            self.path
-                .strip_prefix("library/")
-                .unwrap_or(&self.path)
-                .to_string()
+            // Docker's familiarizeName: `library/` goes only before a one-part name
+            // (`library/a/b` stays, or it would name the image `a/b`).
+            match self.path.strip_prefix("library/") {
+                Some(rest) if !rest.contains('/') => rest.to_string(),
+                _ => self.path.clone(),
+            }
         } else {
             self.repository()
         }
@@ -291,6 +293,10 @@ mod tests {
         );
         // Found by the image_reference fuzz target, checked against `docker pull`.
         assert_eq!(norm("Foo/bar"), "Foo/bar:latest");
+        // Found by the image_reference fuzz target: `library/` stays before a nested path.
+        let nested = Reference::parse("docker.io/library/a/b").unwrap();
+        assert_eq!(nested.familiar(), "library/a/b");
+        assert_eq!(Reference::parse(&nested.familiar()).unwrap(), nested);
         assert_eq!(norm("UPPER/x"), "UPPER/x:latest");
         let longest = format!("x.io/{}:{}@{d}", "a".repeat(250), "t".repeat(128));
         assert_eq!(norm(&longest), longest);

@@ -19,7 +19,13 @@ use crate::Error;
 /// Unknown actions, arches, flags and operators are reported one by one with their JSON
 /// location instead of as a generic "unknown variant" serde error.
 pub fn parse_profile(json: &str) -> Result<LinuxSeccomp, Error> {
-    let value: Value = serde_json::from_str(json).map_err(Error::Json)?;
+    let value: Value = match serde_json::from_str(json) {
+        Ok(v) => v,
+        // Text only a typed read takes: a lone surrogate (`"\ud800"`) in a field hako ignores
+        // (Docker's `archMap`), which serde skips unchecked and Go reads as U+FFFD. The
+        // names are then serde's to check; its message is plainer, but the profile works.
+        Err(e) => return serde_json::from_str(json).map_err(|_| Error::Json(e)),
+    };
     check_names(&value)?;
     serde_json::from_value(value).map_err(Error::Json)
 }
@@ -192,6 +198,19 @@ mod tests {
         .unwrap();
         assert_eq!(p.default_errno_ret(), Some(38));
         assert_eq!(p.syscalls().as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_lone_surrogate_where_hako_does_not_look_is_no_error() {
+        // Found by the seccomp_profile fuzz target (Docker's format: archMap is not OCI's).
+        let p = parse_profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","archMap":[{"architecture":"SCMP_ARCH_X86_64",
+                "subArchitectures":["SCMP\ud800X"]}],"syscalls":[]}"#,
+        )
+        .unwrap();
+        assert!(p.syscalls().as_ref().is_some_and(|s| s.is_empty()));
+        // In a field hako reads it is still an error.
+        assert!(parse_profile(r#"{"defaultAction":"SCMP\ud800"}"#).is_err());
     }
 
     #[test]

@@ -236,9 +236,10 @@ impl<'a> Parser<'a> {
             nodes.push(node);
         }
         if nodes.is_empty() {
+            // An empty file has no line 0 to blame: its last line, or the first.
             return Err(ParseError {
-                line: self.next,
-                end_line: self.next,
+                line: self.next.max(1),
+                end_line: self.next.max(1),
                 message: "file with no instructions".into(),
             });
         }

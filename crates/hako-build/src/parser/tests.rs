@@ -96,6 +96,8 @@ fn no_instructions_is_an_error() {
     for t in ["", "\n\n", "# just a comment\n", "# syntax=x\n"] {
         let e = parse(t).unwrap_err();
         assert_eq!(e.message, "file with no instructions", "{t:?}");
+        // Found by the dockerfile fuzz target: the empty file said "on line 0".
+        assert!(e.line >= 1 && e.line == e.end_line, "{t:?}: {e:?}");
     }
 }
 

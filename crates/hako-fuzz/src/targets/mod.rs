@@ -2,6 +2,7 @@
 //! says which invariant broke, when hako got it wrong; an input hako refuses with an error
 //! is fine (the error's text is still formatted: that is code too).
 
+mod api_request;
 mod dockerfile;
 mod go_template;
 mod image_reference;
@@ -11,6 +12,7 @@ mod seccomp_oracle;
 mod seccomp_profile;
 mod tar_unpack;
 
+pub use api_request::api_request;
 pub use dockerfile::dockerfile;
 pub use go_template::go_template;
 pub use image_reference::image_reference;
