@@ -1465,3 +1465,57 @@ fn a_stopped_containers_rootfs_is_unmounted_and_mounted_only_for_operations() {
     h.finish(&[&id, "ex"]);
     h.ok(&["rmi", "um:img"]);
 }
+
+/// `--device` makes the host's node in the container with the cgroup permissions asked
+/// for; `--device-cgroup-rule` allows a node the container makes itself.
+#[test]
+fn device_and_device_cgroup_rule_reach_the_container() {
+    need_root!();
+    let h = Hako::new();
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "busybox",
+        "sh",
+        "-c",
+        "stat -c '%F %t:%T' /dev/mynull && echo x > /dev/mynull && echo written",
+    ]);
+    assert_eq!(out, "character special file 1:3\nwritten\n");
+    // c 1:2 has no driver: allowed, its open says ENXIO; refused, EPERM.
+    let script = "mknod /tmp/k c 1 2 && cat /tmp/k";
+    let o = h.run(&["run", "--rm", "busybox", "sh", "-c", script]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    let o = h.run(&[
+        "run",
+        "--rm",
+        "--device-cgroup-rule",
+        "c 1:2 rwm",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No such device"), "{err}");
+    let e = h.fails(
+        125,
+        &["run", "--rm", "--device", "/nonexistent", "busybox", "true"],
+    );
+    assert!(e.contains("/nonexistent"), "{e}");
+    let e = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--device-cgroup-rule",
+            "c 1",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(e.contains("invalid device cgroup rule"), "{e}");
+    h.assert_clean(&[]);
+}

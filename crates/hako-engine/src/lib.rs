@@ -21,6 +21,7 @@
 pub mod archive;
 mod check;
 mod copy;
+mod devices;
 mod engine;
 mod error;
 pub mod events;

@@ -408,6 +408,13 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec> {
             None => a.push(json!({"type": "network"})),
         }
     }
+    let (devs, rules) = crate::devices::from_host(host)?;
+    if !devs.is_empty() {
+        linux["devices"] = Value::Array(devs);
+    }
+    if let Some(a) = linux["resources"]["devices"].as_array_mut() {
+        a.extend(rules);
+    }
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);

@@ -117,6 +117,12 @@ pub struct CreateArgs {
     /// here)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
+    #[arg(long = "device", value_name = "LIST")]
+    pub devices: Vec<String>,
+    /// Add a rule to the cgroup allowed devices list ('c 1:3 rwm')
+    #[arg(long = "device-cgroup-rule", value_name = "LIST")]
+    pub device_cgroup_rules: Vec<String>,
     /// GPU devices to add to the container (refused: hako has no GPU support)
     #[arg(long, value_name = "GPU-REQUEST")]
     pub gpus: Option<String>,
@@ -464,6 +470,24 @@ fn lines_of(path: &PathBuf) -> Result<Vec<String>> {
         .collect())
 }
 
+/// `--device HOST[:CONTAINER[:PERMISSIONS]]`, as Docker reads it (`HOST:rw` is
+/// permissions, not a path).
+fn parse_device(s: &str) -> hako_engine::models::DeviceMapping {
+    let parts: Vec<&str> = s.splitn(3, ':').collect();
+    let perms = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let (src, dst, p) = match parts[..] {
+        [src, dst, p] => (src, dst, p),
+        [src, p] if perms(p) => (src, src, p),
+        [src, dst] => (src, dst, "rwm"),
+        _ => (s, s, "rwm"),
+    };
+    hako_engine::models::DeviceMapping {
+        path_on_host: Some(src.to_string()),
+        path_in_container: Some(dst.to_string()),
+        cgroup_permissions: Some(p.to_string()),
+    }
+}
+
 fn env_file(path: &PathBuf) -> Result<Vec<String>> {
     Ok(lines_of(path)?
         .iter()
@@ -727,6 +751,8 @@ impl CreateArgs {
             ),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
             readonly_rootfs: Some(self.read_only),
+            devices: Some(self.devices.iter().map(|d| parse_device(d)).collect()),
+            device_cgroup_rules: Some(self.device_cgroup_rules.clone()),
             memory,
             memory_swap,
             memory_reservation: self

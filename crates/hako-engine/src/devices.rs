@@ -1,0 +1,118 @@
+//! `--device HOST[:CONTAINER[:PERMISSIONS]]` and `--device-cgroup-rule 'c 1:3 rwm'`: the
+//! spec's `linux.devices` (the node made in the container) and the cgroup's allow rules.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use bollard_stubs::models::HostConfig;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+
+fn access_ok(a: &str) -> bool {
+    !a.is_empty() && a.chars().all(|c| "rwm".contains(c))
+}
+
+/// The device nodes to make and the cgroup rules that allow them (and the rules asked for).
+pub(crate) fn from_host(host: &HostConfig) -> Result<(Vec<Value>, Vec<Value>)> {
+    let mut devs = Vec::new();
+    let mut rules = Vec::new();
+    for d in host.devices.iter().flatten() {
+        let src = d.path_on_host.as_deref().unwrap_or_default();
+        let dst = d
+            .path_in_container
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(src);
+        let perms = d
+            .cgroup_permissions
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("rwm");
+        let bad = |why: String| {
+            Error::InvalidArgument(format!(
+                "error gathering device information while adding custom device \"{src}\": {why}"
+            ))
+        };
+        if !access_ok(perms) {
+            return Err(bad(format!("invalid permissions {perms:?} (r, w, m)")));
+        }
+        if !dst.starts_with('/') {
+            return Err(bad(format!("{dst} is not an absolute path")));
+        }
+        let md = std::fs::metadata(src).map_err(|e| bad(e.to_string()))?;
+        let typ = if md.file_type().is_char_device() {
+            "c"
+        } else if md.file_type().is_block_device() {
+            "b"
+        } else {
+            return Err(bad("not a device node".into()));
+        };
+        let (major, minor) = (
+            nix::sys::stat::major(md.rdev()),
+            nix::sys::stat::minor(md.rdev()),
+        );
+        devs.push(json!({
+            "path": dst, "type": typ, "major": major, "minor": minor,
+            "fileMode": md.mode() & 0o7777, "uid": md.uid(), "gid": md.gid(),
+        }));
+        rules.push(
+            json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": perms}),
+        );
+    }
+    for r in host.device_cgroup_rules.iter().flatten() {
+        rules.push(cgroup_rule(r)?);
+    }
+    Ok((devs, rules))
+}
+
+/// `TYPE MAJOR:MINOR ACCESS` (`c 1:3 rwm`, `b 8:* r`, `a *:* m`).
+fn cgroup_rule(r: &str) -> Result<Value> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "invalid device cgroup rule {r:?}: want TYPE MAJOR:MINOR ACCESS, such as 'c 1:3 rwm'"
+        ))
+    };
+    let parts: Vec<&str> = r.split_whitespace().collect();
+    let [t, nums, access] = parts[..] else {
+        return Err(bad());
+    };
+    if !matches!(t, "a" | "b" | "c") || !access_ok(access) {
+        return Err(bad());
+    }
+    let (ma, mi) = nums.split_once(':').ok_or_else(bad)?;
+    let num = |s: &str| -> Result<Option<i64>> {
+        if s == "*" {
+            Ok(None)
+        } else {
+            s.parse::<i64>().map(Some).map_err(|_| bad())
+        }
+    };
+    let mut v = json!({"allow": true, "type": t, "access": access});
+    if let Some(m) = num(ma)? {
+        v["major"] = json!(m);
+    }
+    if let Some(m) = num(mi)? {
+        v["minor"] = json!(m);
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_rules_parse_like_dockers() {
+        assert_eq!(
+            cgroup_rule("c 1:3 rwm").unwrap(),
+            json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"})
+        );
+        assert_eq!(
+            cgroup_rule("a *:* m").unwrap(),
+            json!({"allow": true, "type": "a", "access": "m"})
+        );
+        for bad in ["c 1:3", "x 1:3 r", "c 1:3 rx", "c 1 r", "c a:3 r"] {
+            assert!(cgroup_rule(bad).is_err(), "{bad}");
+        }
+    }
+}
