@@ -67,6 +67,27 @@ impl Manager {
         Ok(Manager::systemd(layout, sd))
     }
 
+    /// The manager a cgroupsPath asks for by its form: `slice:prefix:name` is a systemd
+    /// scope (the system manager's for root, the user's otherwise), anything else a
+    /// cgroupfs path. For callers that read a container's cgroup without knowing which
+    /// driver made it (the engine's stats and top).
+    pub fn for_cgroups_path(
+        cgroups_path: Option<&str>,
+        container_id: &str,
+    ) -> Result<Manager, Error> {
+        match cgroups_path {
+            Some(p) if crate::path::is_systemd_form(p) => {
+                let instance = if nix::unistd::geteuid().is_root() {
+                    Instance::System
+                } else {
+                    Instance::User
+                };
+                Manager::new_systemd(Some(p), container_id, instance)
+            }
+            _ => Manager::new(cgroups_path, container_id),
+        }
+    }
+
     fn systemd(layout: Layout, sd: Systemd) -> Manager {
         Manager {
             layout,

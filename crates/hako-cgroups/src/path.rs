@@ -76,7 +76,7 @@ pub(crate) fn resolve_with(
 }
 
 /// `slice:prefix:name` with no slash: what Docker/Kubernetes pass with the systemd driver.
-fn is_systemd_form(p: &str) -> bool {
+pub(crate) fn is_systemd_form(p: &str) -> bool {
     !p.contains('/') && p.split(':').count() == 3
 }
 

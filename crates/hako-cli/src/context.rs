@@ -39,6 +39,25 @@ pub struct Global {
     /// Set the logging level
     #[arg(long = "log-level", value_enum, default_value_t = LogLevel::Warn)]
     pub log_level: LogLevel,
+
+    /// Who makes containers' cgroups: systemd (a scope per container) or cgroupfs
+    /// (default: systemd when it is PID 1 on a cgroup v2 host, else cgroupfs)
+    #[arg(
+        long = "cgroup-manager",
+        value_enum,
+        env = "HAKO_CGROUP_MANAGER",
+        value_name = "MANAGER"
+    )]
+    pub cgroup_manager: Option<CgroupManager>,
+}
+
+/// `--cgroup-manager` values (Podman's flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupManager {
+    /// hako-runtime makes the cgroup directories itself
+    Cgroupfs,
+    /// systemd makes a transient scope for each container
+    Systemd,
 }
 
 /// `--log-level` values (Docker's, `fatal` included).
@@ -113,6 +132,13 @@ impl Global {
         let mut opts = hako_engine::EngineOptions::new(&self.root);
         opts.exec_root = self.exec_root.clone();
         opts.driver = self.storage_driver.clone();
+        match self.cgroup_manager {
+            Some(CgroupManager::Cgroupfs) => {
+                opts.cgroup_driver = hako_engine::CgroupDriver::Cgroupfs;
+            }
+            Some(CgroupManager::Systemd) => opts.cgroup_driver = hako_engine::CgroupDriver::Systemd,
+            None => {}
+        }
         // Test and packaging hooks: the binaries to use instead of the ones next to hako.
         for (var, slot) in [
             ("HAKO_INIT", &mut opts.init),

@@ -126,20 +126,38 @@ impl ReadyPipe {
     }
 }
 
-/// The files that count OOM kills in the container's memory cgroup, best effort: cgroup v2
-/// `memory.events` or v1 `memory.oom_control` (both have an `oom_kill N` line), for
-/// `linux.cgroupsPath` of the bundle, or runc's default `<id>` under the shim's own cgroup
-/// (a relative path is relative to the caller's cgroup). Systemd paths (`slice:prefix:name`)
-/// are not resolved.
-pub fn oom_files(bundle: &Path, id: &str) -> Vec<PathBuf> {
+/// `linux.cgroupsPath` of the bundle's config.json, if any.
+fn cgroups_path(bundle: &Path) -> Option<String> {
     let config: serde_json::Value = std::fs::read(bundle.join("config.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let path = config["linux"]["cgroupsPath"]
-        .as_str()
-        .unwrap_or(id)
-        .to_string();
+        .and_then(|b| serde_json::from_slice(&b).ok())?;
+    config["linux"]["cgroupsPath"].as_str().map(str::to_owned)
+}
+
+/// The bundle's cgroupsPath when it is in the systemd driver's form (`slice:prefix:name`):
+/// the runtime then gets `--systemd-cgroup`.
+pub fn systemd_cgroups_path(bundle: &Path) -> Option<hako_cgroups::systemd::UnitPath> {
+    let path = cgroups_path(bundle)?;
+    if path.contains('/') || !path.contains(':') {
+        return None;
+    }
+    hako_cgroups::systemd::UnitPath::parse(&path, "system.slice").ok()
+}
+
+/// The files that count OOM kills in the container's memory cgroup, best effort: cgroup v2
+/// `memory.events` or v1 `memory.oom_control` (both have an `oom_kill N` line), for
+/// `linux.cgroupsPath` of the bundle (a systemd scope of the system manager included), or
+/// runc's default `<id>` under the shim's own cgroup (a relative path is relative to the
+/// caller's cgroup).
+pub fn oom_files(bundle: &Path, id: &str) -> Vec<PathBuf> {
+    if let Some(unit) = systemd_cgroups_path(bundle) {
+        return vec![
+            Path::new("/sys/fs/cgroup")
+                .join(unit.cgroup().trim_start_matches('/'))
+                .join("memory.events"),
+        ];
+    }
+    let path = cgroups_path(bundle).unwrap_or_else(|| id.to_string());
     if path.contains(':') {
         return Vec::new();
     }

@@ -93,6 +93,12 @@ pub struct Shim {
     health: Option<Health>,
     /// The shim's own failure log (`shim.log`).
     shimlog: crate::shimlog::ShimLog,
+    /// The container's v2 memory.events, polled while it runs (kernfs wakes POLLPRI on a
+    /// change): a systemd scope's cgroup is gone as soon as its last process exits, so an
+    /// OOM kill must be seen while it happens, not read at the exit.
+    oom_watch: Option<fs::File>,
+    /// An OOM kill was counted during the current run.
+    oom_seen: bool,
 }
 
 impl Shim {
@@ -124,6 +130,8 @@ impl Shim {
             restart_count: 0,
             stopped: false,
             backoff: MIN_BACKOFF,
+            oom_watch: None,
+            oom_seen: false,
             stdin_buf: Vec::new(),
             close_stdin: false,
             pending_size: None,
@@ -200,6 +208,14 @@ impl Shim {
         self.pid = Some(pid);
         self.stdin_buf.clear();
         self.close_stdin = false;
+        if self.opts.exec_process.is_none() {
+            self.oom_seen = false;
+            self.oom_watch = self
+                .cgroup_files
+                .iter()
+                .filter(|p| p.ends_with("memory.events"))
+                .find_map(|p| fs::File::open(p).ok());
+        }
         Ok(pid)
     }
 
@@ -229,7 +245,11 @@ impl Shim {
             stdin,
             clients,
             health,
+            oom,
         } = readiness;
+        if oom {
+            self.check_oom_watch();
+        }
         if health && let Some(h) = self.health.as_mut() {
             h.read_output();
         }
@@ -301,6 +321,9 @@ impl Shim {
         if let Some(fd) = health_fd {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
+        if let Some(f) = &self.oom_watch {
+            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLPRI));
+        }
         poll(&mut fds, self.timeout())?;
         let flags: Vec<PollFlags> = fds
             .iter()
@@ -314,6 +337,7 @@ impl Shim {
         let stdin = stdin_fd.is_some() && !next().is_empty();
         let clients = (0..self.clients.len()).map(|_| next()).collect();
         let health = health_fd.is_some() && !next().is_empty();
+        let oom = self.oom_watch.is_some() && !next().is_empty();
         Ok(Readiness {
             signals,
             listener,
@@ -321,6 +345,7 @@ impl Shim {
             stdin,
             clients,
             health,
+            oom,
         })
     }
 
@@ -396,17 +421,31 @@ impl Shim {
         }
     }
 
-    /// Best effort: the container's cgroup counted an OOM kill.
+    /// Best effort: the container's cgroup counted an OOM kill (seen while it ran, or
+    /// still readable now).
     fn oom_killed(&self) -> bool {
-        self.cgroup_files.iter().any(|path| {
-            fs::read_to_string(path).is_ok_and(|text| {
-                text.lines().any(|l| {
-                    l.strip_prefix("oom_kill ")
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                        .is_some_and(|n| n > 0)
-                })
-            })
-        })
+        self.oom_seen
+            || self
+                .cgroup_files
+                .iter()
+                .any(|path| fs::read_to_string(path).is_ok_and(|text| counts_oom_kill(&text)))
+    }
+
+    /// memory.events changed: read it again from the start. A cgroup that is gone (read
+    /// error) is watched no more, or poll would report it forever.
+    fn check_oom_watch(&mut self) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Some(f) = self.oom_watch.as_mut() else {
+            return;
+        };
+        let mut text = String::new();
+        let read = f
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| f.read_to_string(&mut text));
+        match read {
+            Ok(_) => self.oom_seen |= counts_oom_kill(&text),
+            Err(_) => self.oom_watch = None,
+        }
     }
 
     /// Read what output `i` has; true at EOF (or EIO from a pty with no peer left).
@@ -869,6 +908,16 @@ struct Readiness {
     stdin: bool,
     clients: Vec<PollFlags>,
     health: bool,
+    oom: bool,
+}
+
+/// An `oom_kill N` line with N > 0 (v2 memory.events, v1 memory.oom_control).
+fn counts_oom_kill(text: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix("oom_kill ")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    })
 }
 
 /// Write `exit.json` atomically (temp file + rename).

@@ -22,6 +22,8 @@ pub struct Runtime {
     log: PathBuf,
     id: String,
     pid_file: PathBuf,
+    /// `--systemd-cgroup`: the bundle's cgroupsPath is in systemd form (slice:prefix:name).
+    systemd_cgroup: bool,
 }
 
 /// The stdio `create` is spawned with; without a terminal the runtime hands it to the
@@ -45,13 +47,23 @@ impl Runtime {
             log: state_dir.join(RUNTIME_LOG),
             id: id.to_string(),
             pid_file: state_dir.join(INIT_PID_FILE),
+            systemd_cgroup: false,
         }
+    }
+
+    /// Pass `--systemd-cgroup` (a global flag runc, crun and hako-runtime all take).
+    pub fn with_systemd_cgroup(mut self, on: bool) -> Self {
+        self.systemd_cgroup = on;
+        self
     }
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         if let Some(root) = &self.root {
             cmd.arg("--root").arg(root);
+        }
+        if self.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
         }
         cmd.arg("--log")
             .arg(&self.log)

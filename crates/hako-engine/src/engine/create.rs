@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bollard_stubs::models::{ContainerConfig, HealthConfig, HostConfig, MountPoint};
+use bollard_stubs::models::{
+    ContainerConfig, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum, MountPoint,
+};
 use serde_json::Value;
 
 use crate::error::{Error, IoContext, Result};
@@ -31,11 +33,46 @@ pub struct CreateOptions {
 }
 
 impl Engine {
+    /// The systemd driver needs systemd as PID 1 on pure cgroup v2, and `--cgroup-parent`
+    /// must then name a slice (Docker's rule and message).
+    fn validate_cgroup_driver(&self, host: &HostConfig) -> Result<()> {
+        if self.opts.cgroup_driver != crate::CgroupDriver::Systemd {
+            return Ok(());
+        }
+        if !hako_cgroups::systemd::booted() {
+            return Err(Error::InvalidArgument(
+                "the systemd cgroup manager needs systemd as PID 1, and this host has none: use --cgroup-manager cgroupfs".into(),
+            ));
+        }
+        if hako_cgroups::detect_layout().ok() != Some(hako_cgroups::Layout::V2) {
+            return Err(Error::InvalidArgument(
+                "the systemd cgroup manager of hako needs a pure cgroup v2 host: use --cgroup-manager cgroupfs".into(),
+            ));
+        }
+        if let Some(p) = host.cgroup_parent.as_deref().filter(|p| !p.is_empty())
+            && hako_cgroups::systemd::expand_slice(p).is_none()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "cgroup-parent for systemd cgroup should be a valid slice named as \"xxx.slice\" (got {p:?})"
+            )));
+        }
+        Ok(())
+    }
+
     /// Creates a container: record, root filesystem, bundle. Nothing runs yet. On failure
     /// nothing is left behind.
     pub fn create(&self, opts: CreateOptions) -> Result<Record> {
-        let host = opts.host_config.clone();
+        let mut host = opts.host_config.clone();
         validate_host_config(&host)?;
+        self.validate_cgroup_driver(&host)?;
+        // A cgroup namespace of its own unless --cgroupns host (Docker's default on v2;
+        // hako keeps it on v1 hosts too), and inspect says so.
+        if matches!(
+            host.cgroupns_mode,
+            None | Some(HostConfigCgroupnsModeEnum::EMPTY)
+        ) {
+            host.cgroupns_mode = Some(HostConfigCgroupnsModeEnum::PRIVATE);
+        }
         let user_mounts = mounts::from_host_config(&host)?;
         // `-v /missing:/data` makes the host directory (0755, Docker's); a `--mount
         // type=bind` source must exist (the check below).
@@ -195,7 +232,6 @@ impl Engine {
 
         let mut config = opts.config.clone();
         merge_image_config(&mut config, &image_config);
-        let mut host = host;
         let mut all_mounts = user_mounts;
         // Volumes the image declares get anonymous volumes unless the user mounted there.
         for v in string_keys(&image_config["Volumes"]) {
@@ -356,6 +392,18 @@ impl Engine {
             user: &user,
             hostname,
         })?;
+        let mut oci = oci;
+        if self.opts.cgroup_driver == crate::CgroupDriver::Systemd
+            && let Some(linux) = oci.linux_mut()
+        {
+            // slice:prefix:name: the runtime asks systemd for the scope hako-<id>.scope.
+            let slice = host
+                .cgroup_parent
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("system.slice");
+            linux.set_cgroups_path(Some(format!("{slice}:hako:{id}").into()));
+        }
         // 0600: the process's Env is in there.
         let json = serde_json::to_vec_pretty(&oci)
             .map_err(|e| Error::InvalidArgument(format!("write config.json: {e}")))?;

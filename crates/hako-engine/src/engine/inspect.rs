@@ -156,7 +156,7 @@ impl Engine {
         )
         .unwrap_or(Value::Null);
         let path = spec["linux"]["cgroupsPath"].as_str().map(str::to_string);
-        hako_cgroups::Manager::new(path.as_deref(), &rec.id)
+        hako_cgroups::Manager::for_cgroups_path(path.as_deref(), &rec.id)
             .map_err(|e| Error::InvalidArgument(format!("cgroup of {}: {e}", &rec.id[..12])))
     }
 

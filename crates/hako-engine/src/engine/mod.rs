@@ -90,6 +90,37 @@ pub struct EngineOptions {
     pub bridge_subnet: Option<String>,
     /// MTU of new networks (default 1500).
     pub mtu: Option<u32>,
+    /// Who makes containers' cgroups: systemd (a transient scope per container, as Docker
+    /// and Podman on systemd hosts) or hako-runtime itself through cgroupfs.
+    pub cgroup_driver: CgroupDriver,
+}
+
+/// `--cgroup-manager`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+impl CgroupDriver {
+    /// systemd when it is PID 1 on a pure cgroup v2 host (hako's systemd driver needs
+    /// v2), cgroupfs otherwise.
+    pub fn host_default() -> CgroupDriver {
+        if hako_cgroups::systemd::booted()
+            && hako_cgroups::detect_layout().ok() == Some(hako_cgroups::Layout::V2)
+        {
+            CgroupDriver::Systemd
+        } else {
+            CgroupDriver::Cgroupfs
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupDriver::Cgroupfs => "cgroupfs",
+            CgroupDriver::Systemd => "systemd",
+        }
+    }
 }
 
 impl EngineOptions {
@@ -110,6 +141,7 @@ impl EngineOptions {
             bridge_name: "hako0".into(),
             bridge_subnet: None,
             mtu: None,
+            cgroup_driver: CgroupDriver::host_default(),
         }
     }
 }

@@ -114,7 +114,10 @@ impl Engine {
             n_goroutines: Some(0),
             system_time: Some(crate::now_rfc3339()),
             logging_driver: Some("json-file".into()),
-            cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
+            cgroup_driver: Some(match self.opts.cgroup_driver {
+                crate::CgroupDriver::Cgroupfs => SystemInfoCgroupDriverEnum::CGROUPFS,
+                crate::CgroupDriver::Systemd => SystemInfoCgroupDriverEnum::SYSTEMD,
+            }),
             cgroup_version: Some(cgroup_version),
             n_events_listener: Some(0),
             kernel_version: Some(read_trim("/proc/sys/kernel/osrelease")),
