@@ -4,6 +4,7 @@
 # scripts/vm/batches/KIND.scripts), printing every result and the time each guest took.
 #
 #   scripts/vm/test.sh [v2|systemd ...]      default: every kind
+#   HAKO_VM_ONLY=vm_engine scripts/vm/test.sh   only the batch lines whose label has it
 #
 # Needs root (the tests run real containers in the guest) and the test executables already
 # built (scripts/test.sh runs this after `cargo nextest run`). Under CI=true a stage that
@@ -43,6 +44,7 @@ cargo nextest list --list-type binaries-only --message-format json --workspace 2
 runtime=$TARGET/release/hako-runtime
 [ -x "$runtime" ] || runtime=$TARGET/debug/hako-runtime
 init=$TARGET/release/hako-init
+[ -x "$init" ] || init=$TARGET/debug/hako-init
 
 stage_rc=0
 summary=()
@@ -53,6 +55,8 @@ for kind in "${kinds[@]}"; do
     if [ -e "scripts/vm/batches/$kind.tests" ]; then
         while read -r label args; do
             case "$label" in ''|'#'*) continue ;; esac
+            # HAKO_VM_ONLY=PATTERN: only the labels matching it (a developer's shortcut).
+            [ -z "${HAKO_VM_ONLY:-}" ] || [[ "$label" == *$HAKO_VM_ONLY* ]] || continue
             path=$(awk -v id="$label" '$1 == id {print $2}' "$binaries")
             [ -n "$path" ] || { echo "vm stage: no test executable $label" >&2; stage_rc=1; continue; }
             echo "$label $path $args" >> "$job/tests.list"
