@@ -19,6 +19,8 @@ ensure_packages() {
 # The packages that tests, the quick start and the benchmark use.
 HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procps ca-certificates docker-registry docker.io containerd podman xfsprogs skopeo criu nftables
     qemu-system-x86 cpio kmod xz-utils jq
+    # rootless mode: newuidmap/newgidmap, pasta
+    uidmap passt
     # the CRI test: CNI plugins for pod networks, protoc for the k8s-cri gRPC bindings
     containernetworking-plugins protobuf-compiler
     # hako serve's client tests: docker-compose v1 (Python, speaks the Engine API), and a venv

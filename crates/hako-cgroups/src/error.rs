@@ -152,6 +152,16 @@ pub enum Error {
     /// Processes survived SIGKILL for too long.
     #[error("cgroup {dir} still has processes {pids:?} after SIGKILL")]
     NotEmpty { dir: PathBuf, pids: Vec<i32> },
+    /// A rootless container asked for a limit, and the host gives its user no cgroup to
+    /// set it in.
+    #[error(
+        "{setting} needs a cgroup this user may write, and this host delegates none to it (rootless mode without cgroup v2 and systemd --user delegation): drop the limit or run as root"
+    )]
+    NoDelegation { setting: String },
+    /// An operation that needs the container's cgroup, for a container that has none
+    /// (rootless without delegation).
+    #[error("cannot {what}: the container has no cgroup (rootless mode without cgroup delegation)")]
+    NoCgroup { what: &'static str },
     /// Teardown gathers every failure instead of stopping at the first one.
     #[error("cannot destroy cgroup {path}: {}", join(.errors))]
     Destroy { path: String, errors: Vec<Error> },
@@ -166,6 +176,21 @@ fn join(errors: &[Error]) -> String {
 }
 
 impl Error {
+    /// True when the kernel refused a cgroup directory or file for lack of permission:
+    /// what a user namespace without delegation meets.
+    pub fn is_permission(&self) -> bool {
+        let source = match self {
+            Error::Create { source, .. }
+            | Error::Write { source, .. }
+            | Error::Read { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.kind(),
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+        ) || source.raw_os_error() == Some(nix::libc::EPERM)
+    }
+
     /// True when the underlying cause is a missing file or directory.
     pub(crate) fn is_not_found(&self) -> bool {
         match self {

@@ -35,7 +35,13 @@ enum Inner {
     Hybrid(V1, V2),
     /// A transient scope made by systemd (pure v2 only).
     Systemd(Box<Systemd>),
+    /// No cgroup at all: a rootless container on a host that delegates no cgroup to the
+    /// user (as runc in rootless mode: fine as long as nothing asks for a limit).
+    None,
 }
+
+/// [`Manager::saved`] of a container without a cgroup.
+const SAVED_NONE: &str = "none";
 
 impl Manager {
     /// A manager for a container on this host: resolves `cgroups_path` (see
@@ -88,6 +94,22 @@ impl Manager {
         }
     }
 
+    /// A container without a cgroup (rootless, no delegation): every write is refused
+    /// in one line naming the setting, reads find no processes.
+    pub fn none() -> Manager {
+        Manager {
+            layout: detect_or_v1(),
+            resolved: String::new(),
+            inner: Inner::None,
+            device_rules: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// True for [`Manager::none`].
+    pub fn is_none(&self) -> bool {
+        matches!(self.inner, Inner::None)
+    }
+
     fn systemd(layout: Layout, sd: Systemd) -> Manager {
         Manager {
             layout,
@@ -103,6 +125,7 @@ impl Manager {
     pub fn saved(&self) -> String {
         match &self.inner {
             Inner::Systemd(sd) => sd.saved(),
+            Inner::None => SAVED_NONE.into(),
             _ => self.resolved.clone(),
         }
     }
@@ -110,6 +133,9 @@ impl Manager {
     /// Rebuilds a manager from [`Manager::saved`] (no D-Bus connection is made until an
     /// operation needs one).
     pub fn from_saved(saved: &str) -> Result<Manager, Error> {
+        if saved == SAVED_NONE {
+            return Ok(Manager::none());
+        }
         if saved.starts_with("systemd:") {
             let mounts = host_mounts()?;
             let layout = mounts.layout()?;
@@ -195,6 +221,7 @@ impl Manager {
             Inner::V1(v1) => v1.dirs(),
             Inner::V2(v2) => vec![v2.dir()],
             Inner::Systemd(sd) => vec![sd.v2.dir()],
+            Inner::None => Vec::new(),
             Inner::Hybrid(v1, v2) => {
                 let mut dirs = v1.dirs();
                 dirs.push(v2.dir());
@@ -229,9 +256,14 @@ impl Manager {
         match &self.inner {
             Inner::V2(v2) | Inner::Hybrid(_, v2) => Some(v2).filter(|v2| v2.has_kill()),
             Inner::Systemd(sd) => Some(&sd.v2).filter(|v2| v2.has_kill()),
-            Inner::V1(_) => None,
+            Inner::V1(_) | Inner::None => None,
         }
     }
+}
+
+/// The host's layout, for a manager that has no directories of its own.
+fn detect_or_v1() -> Layout {
+    crate::detect_layout().unwrap_or(Layout::V1)
 }
 
 fn signal_all(pids: &[i32], signal: i32) -> Result<(), Error> {
@@ -264,6 +296,7 @@ impl CgroupManager for Manager {
             Inner::V2(v2) => v2.create(),
             // systemd makes the scope when the first process joins; here: is it there?
             Inner::Systemd(sd) => sd.create(),
+            Inner::None => Ok(()),
             Inner::Hybrid(v1, v2) => {
                 v1.create()?;
                 v2.create()
@@ -284,6 +317,7 @@ impl CgroupManager for Manager {
                 v1.add_task(pid)?;
                 v2.add_task(pid)
             }
+            Inner::None => Ok(()),
         }
     }
 
@@ -301,6 +335,10 @@ impl CgroupManager for Manager {
                 }
                 Ok(())
             }
+            Inner::None => match resources::first_limit(resources) {
+                Some(setting) => Err(Error::NoDelegation { setting }),
+                None => Ok(()),
+            },
         }
     }
 
@@ -313,6 +351,7 @@ impl CgroupManager for Manager {
             // that directory is missing (made by another tool), fall back to v1.
             Inner::Hybrid(v1, v2) if !v2.dir().exists() => v1.pids(),
             Inner::Hybrid(_, v2) => v2.pids(),
+            Inner::None => Ok(Vec::new()),
         }
     }
 
@@ -324,6 +363,7 @@ impl CgroupManager for Manager {
             // The v1 freezer is what a container sees in its own /sys/fs/cgroup/freezer.
             Inner::Hybrid(v1, _) if v1.has_freezer() => v1.freeze(),
             Inner::Hybrid(_, v2) => v2.freeze(),
+            Inner::None => Err(Error::NoCgroup { what: "pause" }),
         }
     }
 
@@ -334,6 +374,7 @@ impl CgroupManager for Manager {
             Inner::Systemd(sd) => sd.v2.thaw(),
             Inner::Hybrid(v1, _) if v1.has_freezer() => v1.thaw(),
             Inner::Hybrid(_, v2) => v2.thaw(),
+            Inner::None => Err(Error::NoCgroup { what: "unpause" }),
         }
     }
 
@@ -344,6 +385,7 @@ impl CgroupManager for Manager {
             Inner::Systemd(sd) => sd.v2.freezer_state(),
             Inner::Hybrid(v1, _) if v1.has_freezer() => v1.freezer_state(),
             Inner::Hybrid(_, v2) => v2.freezer_state(),
+            Inner::None => Ok(FreezerState::Thawed),
         }
     }
 
@@ -377,6 +419,7 @@ impl CgroupManager for Manager {
                 m.push(unified(v2, "unified"));
                 m
             }
+            Inner::None => Vec::new(),
         }
     }
 
@@ -392,6 +435,7 @@ impl CgroupManager for Manager {
             Inner::V1(v1) | Inner::Hybrid(v1, _) => stats::v1(&|c| v1.dir(c)),
             Inner::V2(v2) => stats::v2(&v2.dir()),
             Inner::Systemd(sd) => stats::v2(&sd.v2.dir()),
+            Inner::None => Err(Error::NoCgroup { what: "read stats" }),
         }
     }
 
@@ -400,6 +444,36 @@ impl CgroupManager for Manager {
             Inner::V1(v1) | Inner::Hybrid(v1, _) => v1.oom_kill_count(),
             Inner::V2(v2) => v2.oom_kill_count(),
             Inner::Systemd(sd) => sd.v2.oom_kill_count(),
+            Inner::None => Ok(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod none_tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+
+    #[test]
+    fn a_manager_without_cgroup_refuses_limits_and_survives_a_round_trip() {
+        let m = Manager::none();
+        assert!(m.is_none());
+        assert_eq!(Manager::from_saved(&m.saved()).unwrap().saved(), "none");
+        m.create().unwrap();
+        m.apply(&LinuxResources::default()).unwrap();
+        assert_eq!(m.pids().unwrap(), Vec::<i32>::new());
+        m.destroy().unwrap();
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let e = m.apply(&r).unwrap_err().to_string();
+        assert!(e.starts_with("memory.limit needs a cgroup"), "{e}");
+        assert!(m.freeze().unwrap_err().to_string().contains("no cgroup"));
     }
 }

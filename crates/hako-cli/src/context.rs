@@ -5,24 +5,31 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 
+/// `--root` of root (a rootless user's default: `$XDG_DATA_HOME/hako`).
+pub const DEFAULT_ROOT: &str = "/var/lib/hako";
+/// `--exec-root` of root (a rootless user's default: `$XDG_RUNTIME_DIR/hako`).
+pub const DEFAULT_EXEC_ROOT: &str = "/run/hako";
+
 /// hako's own options, given before the command (`hako --root DIR ps`), as Docker's
 /// global options: `hako --help` lists them once, each command's help only its own flags.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Root directory of hako's data (images, layers, containers)
+    /// Root directory of hako's data (images, layers, containers; rootless:
+    /// $XDG_DATA_HOME/hako)
     #[arg(
         long,
         env = "HAKO_ROOT",
-        default_value = "/var/lib/hako",
+        default_value = DEFAULT_ROOT,
         value_name = "DIR"
     )]
     pub root: PathBuf,
 
-    /// Root directory of runtime state (shim sockets, runtime state)
+    /// Root directory of runtime state (shim sockets, runtime state; rootless:
+    /// $XDG_RUNTIME_DIR/hako)
     #[arg(
         long = "exec-root",
         env = "HAKO_EXEC_ROOT",
-        default_value = "/run/hako",
+        default_value = DEFAULT_EXEC_ROOT,
         value_name = "DIR"
     )]
     pub exec_root: PathBuf,
@@ -116,10 +123,11 @@ impl Global {
         }
     }
 
-    /// hako works as root only for now: say so, rather than fail on the first file.
+    /// A normal user's hako has joined its user namespace (rootless.rs) by now, where it
+    /// is root: anything else is a bug to name rather than a failure on the first file.
     fn check_root() -> Result<()> {
         if !nix::unistd::geteuid().is_root() {
-            bail!("hako needs root (rootless mode is not supported yet)");
+            bail!("hako is not root in its user namespace (rootless setup did not run)");
         }
         Ok(())
     }

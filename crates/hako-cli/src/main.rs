@@ -5,6 +5,7 @@
 //! cli.rs           the command tree: top-level shortcuts (`images`, `rmi`, ...) and the
 //!                  `image` / `system` groups (containers join as `container` later)
 //! context.rs       global flags -> logging, the image store
+//! rootless.rs      a normal user's hako: its user namespace (pause process), its dirs
 //! commands/        one file per command, grouped by object (image/, system/)
 //! hako-format      (crate) the Go-template engine behind every `--format`
 //! units.rs         human sizes and times; progress.rs: progress bars on a terminal
@@ -16,6 +17,7 @@ mod commands;
 mod context;
 mod error;
 mod progress;
+mod rootless;
 mod units;
 
 use std::process::ExitCode;
@@ -26,11 +28,18 @@ use hako_format as format;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    if let Some(code) = rootless::pause_main() {
+        return code;
+    }
+    let mut cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return error::report_usage(&e),
     };
     context::init_logging(&cli.global);
+    // Before any thread exists (setns of a user namespace needs a single thread).
+    if let Err(e) = rootless::enter(&mut cli.global) {
+        return error::report(&e);
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => error::report(&e),

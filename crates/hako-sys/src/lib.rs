@@ -18,6 +18,7 @@ pub mod process;
 pub mod quota;
 pub mod seccomp;
 pub mod tty;
+pub mod userns;
 pub mod uts;
 
 pub use process::{

@@ -168,3 +168,32 @@ pub(crate) fn apply_v2(dir: &Path, r: &LinuxResources) -> Result<Vec<LinuxDevice
     }
     Ok(r.devices().clone().unwrap_or_default())
 }
+
+/// The first setting of `r` that limits something (device rules aside, which a
+/// container without a cgroup does not need: the runtime binds device nodes from the
+/// host), as the OCI name (`memory.limit`), or `None` when nothing is asked.
+pub fn first_limit(r: &LinuxResources) -> Option<String> {
+    let mut v = serde_json::to_value(r).ok()?;
+    let obj = v.as_object_mut()?;
+    obj.remove("devices");
+    first_set(&v, "")
+}
+
+fn first_set(v: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    let name = |k: &str| {
+        if at.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match v {
+        Value::Null => None,
+        Value::Object(m) => m.iter().find_map(|(k, x)| first_set(x, &name(k))),
+        Value::Array(a) if a.is_empty() => None,
+        // blockIO weight 0 means unset (dockerd sends it), as apply does.
+        Value::Number(n) if at.ends_with("weight") && n.as_u64() == Some(0) => None,
+        _ => Some(at.to_owned()),
+    }
+}

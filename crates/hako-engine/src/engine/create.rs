@@ -39,6 +39,11 @@ impl Engine {
         if self.opts.cgroup_driver != crate::CgroupDriver::Systemd {
             return Ok(());
         }
+        if self.opts.rootless {
+            return Err(Error::InvalidArgument(
+                "the systemd cgroup manager is not available to rootless hako yet: use --cgroup-manager cgroupfs".into(),
+            ));
+        }
         if !hako_cgroups::systemd::booted() {
             return Err(Error::InvalidArgument(
                 "the systemd cgroup manager needs systemd as PID 1, and this host has none: use --cgroup-manager cgroupfs".into(),
@@ -65,6 +70,7 @@ impl Engine {
         let mut host = opts.host_config.clone();
         validate_host_config(&host)?;
         self.validate_cgroup_driver(&host)?;
+        self.check_rootless_network(&host)?;
         // A cgroup namespace of its own unless --cgroupns host (Docker's default on v2;
         // hako keeps it on v1 hosts too), and inspect says so.
         if matches!(
@@ -393,6 +399,7 @@ impl Engine {
             hostname,
         })?;
         let mut oci = oci;
+        self.check_rootless_resources(&oci)?;
         if self.opts.cgroup_driver == crate::CgroupDriver::Systemd
             && let Some(linux) = oci.linux_mut()
         {

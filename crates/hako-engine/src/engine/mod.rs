@@ -32,6 +32,7 @@ mod network;
 mod networks;
 mod prune;
 mod remove;
+mod rootless;
 mod runtime;
 mod stats;
 mod status;
@@ -93,6 +94,10 @@ pub struct EngineOptions {
     /// Who makes containers' cgroups: systemd (a transient scope per container, as Docker
     /// and Podman on systemd hosts) or hako-runtime itself through cgroupfs.
     pub cgroup_driver: CgroupDriver,
+    /// Rootless mode: hako runs in a user namespace of its own (made from the user's
+    /// /etc/subuid range by the CLI): containers get no cgroup where the host delegates
+    /// none, and their network comes from pasta instead of a bridge.
+    pub rootless: bool,
 }
 
 /// `--cgroup-manager`.
@@ -106,7 +111,8 @@ impl CgroupDriver {
     /// systemd when it is PID 1 on a pure cgroup v2 host (hako's systemd driver needs
     /// v2), cgroupfs otherwise.
     pub fn host_default() -> CgroupDriver {
-        if hako_cgroups::systemd::booted()
+        if hako_sys::userns::in_initial()
+            && hako_cgroups::systemd::booted()
             && hako_cgroups::detect_layout().ok() == Some(hako_cgroups::Layout::V2)
         {
             CgroupDriver::Systemd
@@ -142,6 +148,7 @@ impl EngineOptions {
             bridge_subnet: None,
             mtu: None,
             cgroup_driver: CgroupDriver::host_default(),
+            rootless: !hako_sys::userns::in_initial(),
         }
     }
 }

@@ -137,6 +137,10 @@ impl Engine {
     ) -> Result<Vec<AttachRequest>> {
         let ports = wanted_ports(host, exposed_ports)?;
         let endpoints = networking.and_then(|n| n.endpoints_config.as_ref());
+        if self.opts.rootless && matches!(mode_of(host), Mode::Bridge(_)) {
+            // pasta's network: nothing to attach (check_rootless_network refused others).
+            return Ok(Vec::new());
+        }
         match mode_of(host) {
             Mode::None | Mode::Host => Ok(Vec::new()),
             Mode::Container(other) => {
@@ -205,6 +209,10 @@ impl Engine {
     /// /etc/hosts and resolv.conf. Returns the host port sockets the shim must hold, and
     /// which of them it relays (index, container address).
     pub(crate) fn setup_network(&self, rec: &Record) -> Result<(Vec<OwnedFd>, Relays)> {
+        if self.opts.rootless {
+            self.setup_rootless_network(rec)?;
+            return Ok((Vec::new(), Vec::new()));
+        }
         match mode_of(&rec.host_config) {
             Mode::None | Mode::Host => return Ok((Vec::new(), Vec::new())),
             Mode::Container(other) => {
@@ -295,6 +303,9 @@ impl Engine {
     /// us: the shim's exit command runs with the shim's pid). With `wait`, waits (10s at
     /// most) for a live holder to finish first.
     pub(crate) fn release_network(&self, id: &str, wait: bool) -> Result<()> {
+        if self.opts.rootless {
+            return self.release_rootless_network(id);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let Some(s) = self.net.sandbox(id)? else {

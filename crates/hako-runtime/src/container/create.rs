@@ -149,7 +149,19 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     } else {
         Manager::new(cgroups_path.as_deref(), &opts.id)?
     };
-    cg.create()?;
+    // Rootless (this runtime itself in a user namespace, as runc's rootless mode): a host
+    // that delegates no cgroup to the user refuses the directory; the container then runs
+    // without one, unless it asks for a limit (one line naming it).
+    let cg = match cg.create() {
+        Ok(()) => cg,
+        Err(e) if e.is_permission() && !hako_sys::userns::in_initial() => {
+            tracing::debug!(error = %e, "rootless: no cgroup for this container");
+            let none = Manager::none();
+            none.apply(&linux.resources().clone().unwrap_or_default())?;
+            none
+        }
+        Err(e) => return Err(e.into()),
+    };
     tracing::debug!(path = cg.resolved_path(), layout = ?cg.layout(), unit = ?cg.systemd_unit(), "cgroup created");
     cleanup.cgroup = Some(Manager::from_saved(&cg.saved())?);
     // Like runc, the device cgroup is always a whitelist: the config's rules, then the
@@ -315,7 +327,7 @@ fn cgroup_view(cg: &Manager, plan: &Plan) -> CgroupView {
         .collect();
     CgroupView {
         sources,
-        mount_cgroup2: cg.layout() == Layout::V2 && plan.new_cgroup,
+        mount_cgroup2: cg.layout() == Layout::V2 && plan.new_cgroup && !cg.is_none(),
     }
 }
 

@@ -146,14 +146,22 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
     }
     drop(args);
     drop(chan);
-    setns(own_pid.as_fd(), CloneFlags::CLONE_NEWPID)
-        .context(|| "return to own pid namespace".into())?;
+    // Rootless, our own namespaces belong to the host's user namespace, where we have no
+    // capability to join them again: this process forks nothing more, so staying is
+    // harmless (only children made from now on would be placed there).
+    let rootless = !hako_sys::userns::in_initial();
+    match setns(own_pid.as_fd(), CloneFlags::CLONE_NEWPID) {
+        Err(nix::errno::Errno::EPERM) if rootless => {}
+        r => r.context(|| "return to own pid namespace".into())?,
+    }
     if time_joined {
-        setns(
+        match setns(
             own_time.as_fd(),
             CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
-        )
-        .context(|| "return to own time namespace".into())?;
+        ) {
+            Err(nix::errno::Errno::EPERM) if rootless => {}
+            r => r.context(|| "return to own time namespace".into())?,
+        }
     }
     let pid = match cloned {
         Ok(hako_sys::CloneResult::Parent(pid)) => pid,

@@ -119,6 +119,9 @@ fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         hako_sys::uts::set_domainname(d).context(|| format!("set domainname {d}"))?;
     }
+    // A runtime that itself runs in a user namespace (rootless) meets the same limits as
+    // a container with one of its own: no mknod, locked mount flags.
+    let in_userns = in_userns || !hako_sys::userns::in_initial();
     tracing::debug!(in_userns, "namespaces ready");
     rootfs::prepare(
         spec,

@@ -69,6 +69,28 @@ pub fn mount_entry(root: &Root, m: &Mount, cgroups: &CgroupView, in_userns: bool
             };
             return bind(root, Path::new("/sys"), dest, &ro, in_userns);
         }
+        // devpts' gid=5 where gid 5 is not mapped (a user namespace that maps a single
+        // id): without it the pty group is the caller's, as runc's rootless spec has it.
+        Err(nix::errno::Errno::EINVAL)
+            if in_userns
+                && typ == "devpts"
+                && data.as_deref().is_some_and(|d| d.contains("gid=")) =>
+        {
+            let kept: Vec<&str> = data
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|o| !o.starts_with("gid="))
+                .collect();
+            mount(
+                Some(source),
+                &fd_path(&target),
+                Some(typ),
+                flags,
+                Some(kept.join(",").as_str()),
+            )
+            .context(|| format!("mount {typ} on {}", dest.display()))?;
+        }
         Err(nix::errno::Errno::ENODEV) => {
             return Err(Error::ConfigInvalid(format!(
                 "mount {} on {}: unknown filesystem type {typ:?} (see /proc/filesystems)",
