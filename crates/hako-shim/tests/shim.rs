@@ -246,7 +246,12 @@ impl<'a> Shim<'a> {
                     .collect()
             })
             .unwrap_or_default();
-        left.retain(|n| n != protocol::EXIT_FILE && n != protocol::RUNTIME_LOG);
+        // Kept on purpose: the exit record, the runtime's log and the shim's failure log.
+        left.retain(|n| {
+            n != protocol::EXIT_FILE
+                && n != protocol::RUNTIME_LOG
+                && n != hako_shim::shimlog::SHIM_LOG
+        });
         assert!(left.is_empty(), "left in the state dir: {left:?}");
     }
 }
