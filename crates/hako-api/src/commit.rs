@@ -1,4 +1,5 @@
-//! `POST /commit`: a container's changes as a new image (`docker commit`).
+//! `POST /commit`: a container's changes as a new image (`docker commit`); `POST
+//! /containers/{id}/update` (`docker update`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -80,4 +81,15 @@ pub async fn commit(
     let container = container.to_string();
     let id = blocking(&state, move |e| Ok(e.commit(&container, &opts)?)).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": id.to_string()}))).into_response())
+}
+
+/// `POST /containers/{id}/update`: new resource limits (and restart policy).
+pub async fn update(
+    St(state): St<State>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let u: hako_engine::models::ContainerUpdateBody = crate::body::json(&body)?;
+    let warnings = blocking(&state, move |e| Ok(e.update(&id, &u)?)).await?;
+    Ok(Json(json!({"Warnings": warnings})).into_response())
 }

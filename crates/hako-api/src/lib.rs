@@ -75,6 +75,7 @@ pub fn router(state: State) -> Router {
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/update", post(commit::update))
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/top", get(containers::top))

@@ -153,6 +153,38 @@ fn docker_cp_port_commit_and_update_through_hako_serve() {
     let o = s.run(&["commit", "ghost", "x:y"]);
     assert!(!o.status.success());
 
+    // update: the running container's cgroup changes now, the record keeps it.
+    s.ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--cpus",
+        "0.5",
+        "f1",
+    ]);
+    let limit = s.ok(&[
+        "exec",
+        "f1",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    ]);
+    assert_eq!(limit.trim(), "67108864");
+    let kept = s.ok(&[
+        "inspect",
+        "f1",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+    ]);
+    assert_eq!(kept.trim(), "67108864 500000000");
+    let o = s.run(&["update", "--memory", "1k", "f1"]);
+    assert!(
+        !o.status.success(),
+        "a limit below the minimum is refused: {o:?}"
+    );
+
     s.ok(&["rm", "-f", "f1"]);
     s.ok(&["rmi", "snap:v1"]);
     s.ok(&["volume", "rm", "vol1"]);

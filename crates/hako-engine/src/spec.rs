@@ -193,7 +193,7 @@ fn rlimits(host: &HostConfig) -> Result<Value> {
     Ok(Value::Array(out))
 }
 
-fn resources(host: &HostConfig) -> Value {
+pub(crate) fn resources(host: &HostConfig) -> Value {
     let mut r = serde_json::Map::new();
     let privileged = host.privileged.unwrap_or(false);
     let mut devices = vec![json!({"allow": privileged, "access": "rwm"})];

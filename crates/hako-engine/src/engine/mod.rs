@@ -38,6 +38,7 @@ mod stats;
 mod status;
 mod system;
 mod transfer;
+mod update;
 mod validate;
 mod volume;
 mod wait;
