@@ -70,6 +70,12 @@ fn shim_pid(h: &Hako, id: &str) -> i32 {
         .unwrap_or_else(|| panic!("no shim pid in {}", dir.display()))
 }
 
+/// Records a failed operation (and shows it at once: a long soak ends hours later).
+fn fail(failures: &Mutex<Vec<String>>, what: String) {
+    eprintln!("soak: FAILED {what}");
+    failures.lock().unwrap().push(what);
+}
+
 /// What a process's fds point at.
 fn fd_targets(pid: i32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -266,10 +272,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                         *ops.lock().unwrap() += 1;
                         let o = h.run(args);
                         if !o.status.success() {
-                            failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("w{w} c{round}: hako {args:?}: {}", text(&o)));
+                            fail(failures, format!("w{w} c{round}: hako {args:?}: {}", text(&o)));
                         }
                         o
                     };
@@ -370,7 +373,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                         *ops.lock().unwrap() += 1;
                         let got = fetch(h, &port);
                         if got != want {
-                            failures.lock().unwrap().push(format!(
+                            fail(failures, format!(
                                 "w{w} c{round}: published port {port:?} of {web}: {got:?}"
                             ));
                         }
@@ -379,7 +382,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                         );
                         let o = op(&["run", "--rm", "--network", &net, "busybox", "sh", "-c", &ask]);
                         if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() != want {
-                            failures.lock().unwrap().push(format!(
+                            fail(failures, format!(
                                 "w{w} c{round}: {web} by name: {}",
                                 text(&o)
                             ));
@@ -392,10 +395,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                         *ops.lock().unwrap() += 1;
                         let (st, body) = api(sock, m, p, b);
                         if st != want {
-                            failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("w{w} c{round}: API {m} {p}: {st} {body}"));
+                            fail(failures, format!("w{w} c{round}: API {m} {p}: {st} {body}"));
                         }
                         body
                     };
@@ -424,6 +424,20 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
             warm = Some(fds_and_rss(kpid));
             warm_server = Some(fds_and_rss(spid));
         }
+        if (round + 1) % 25 == 0 {
+            let (k, sv) = (fds_and_rss(kpid), fds_and_rss(spid));
+            eprintln!(
+                "soak: cycle {}/{cycles} at {:.0} s, {} operations, {} failed; keeper shim fds {} RSS {} kB; server fds {} RSS {} kB",
+                round + 1,
+                started.elapsed().as_secs_f64(),
+                *ops.lock().unwrap(),
+                failures.lock().unwrap().len(),
+                k.0,
+                k.1,
+                sv.0,
+                sv.1
+            );
+        }
     }
     let elapsed = started.elapsed();
     let after_soak = fds_and_rss(kpid);
@@ -446,12 +460,6 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
         start_server.1,
         warm_server.1,
         server_after.1,
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {ops} operations failed:\n{}",
-        failures.len(),
-        failures.join("\n")
     );
     // A client connection (exec, logs) the shim has not seen close yet may hold one for
     // a moment on a loaded machine.
@@ -510,4 +518,11 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     drop(reg);
     h.assert_clean(&id_refs);
+    // Last, so that a failed operation does not hide what the leak check finds.
+    assert!(
+        failures.is_empty(),
+        "{} of {ops} operations failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

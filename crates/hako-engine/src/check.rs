@@ -95,7 +95,15 @@ impl Engine {
             out.extend(self.engine_findings(None)?);
             out.extend(self.kernel_findings(None)?);
         }
-        let (image_findings, counts) = self.images().check(lock.as_ref())?;
+        let (mut image_findings, counts) = self.images().check(lock.as_ref())?;
+        // An interrupted create or removal (a full disk can stop even its rollback): what
+        // its root filesystem lacks is part of the garbage the next open finishes.
+        let unfinished: HashSet<String> = out
+            .iter()
+            .filter(|f| f.garbage && f.problem.starts_with("a create or removal was interrupted"))
+            .map(|f| f.object.clone())
+            .collect();
+        image_findings.retain(|f| f.garbage || !unfinished.contains(&f.object));
         out.extend(image_findings);
         if let Some(lock) = &lock {
             self.images()
@@ -322,6 +330,22 @@ impl Engine {
             );
             if repair.is_some() && tasks.trim().is_empty() {
                 f.repaired = std::fs::remove_dir(&dir).is_ok();
+            }
+            out.push(f);
+        }
+        // Network state (addresses, ports, interfaces, namespace) of containers without a
+        // record: the exit command that gives it back needs the record.
+        for c in self.net().containers()? {
+            if ids.contains(&c) {
+                continue;
+            }
+            let mut f = finding(
+                format!("container {}", &c[..c.len().min(12)]),
+                "has network state (addresses, ports, interfaces) but no record",
+                false,
+            );
+            if repair.is_some() {
+                f.repaired = self.net().forget(&c).is_ok();
             }
             out.push(f);
         }

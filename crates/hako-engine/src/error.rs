@@ -70,7 +70,7 @@ pub enum Error {
     #[error(transparent)]
     Image(#[from] hako_image::Error),
     /// The database failed.
-    #[error("database: {0}")]
+    #[error("database: {}", hako_image::describe_db_error(.0))]
     Db(#[from] rusqlite::Error),
     /// A file or socket operation failed.
     #[error("{context}: {source}")]

@@ -95,6 +95,9 @@ pub struct Record {
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
+    // Before the first statement: its -wal and -shm files stay, so a full disk still
+    // lets hako open the store (hako-sys sqlite.rs).
+    hako_sys::sqlite::persist_wal(&conn)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;

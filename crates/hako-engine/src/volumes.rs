@@ -273,18 +273,28 @@ pub(crate) fn copy_up(src: &Path, dst: &Path) -> Result<()> {
     if !src.is_dir() {
         return Ok(());
     }
-    let status = std::process::Command::new("cp")
+    let out = std::process::Command::new("cp")
         .arg("-a")
         .arg(format!("{}/.", src.display()))
         .arg(dst)
-        .status()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
         .ctx(|| "run cp -a".to_string())?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "copying image files from {} into the volume failed ({status})",
-            src.display()
-        )))
+    if out.status.success() {
+        return Ok(());
     }
+    // cp's own words (its last line), e.g. "error writing '...': No space left on device".
+    let err = String::from_utf8_lossy(&out.stderr);
+    let why = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("cp: ").to_string())
+        .unwrap_or_else(|| out.status.to_string());
+    Err(Error::InvalidArgument(format!(
+        "copying image files from {} into the volume {}: {why}",
+        src.display(),
+        dst.display()
+    )))
 }

@@ -101,6 +101,9 @@ CREATE TABLE IF NOT EXISTS damaged_images (
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     private(path)?;
     let conn = Connection::open(path)?;
+    // Before the first statement: its -wal and -shm files stay, so a full disk still
+    // lets hako open the store (hako-sys sqlite.rs).
+    hako_sys::sqlite::persist_wal(&conn)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -153,4 +156,17 @@ pub(crate) fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// A database error as the user should read it: a full disk says so (SQLite's own words
+/// for it are "database or disk is full" and, growing its shared-memory file, "disk I/O
+/// error ... xShmMap"), everything else as SQLite says it.
+pub fn describe(e: &rusqlite::Error) -> String {
+    if let rusqlite::Error::SqliteFailure(f, _) = e
+        && (f.code == rusqlite::ErrorCode::DiskFull
+            || f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE)
+    {
+        return format!("no space left on device ({e})");
+    }
+    e.to_string()
 }

@@ -13,7 +13,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The metadata database failed.
-    #[error("image database: {0}")]
+    #[error("image database: {}", crate::db::describe(.0))]
     Db(#[from] rusqlite::Error),
     /// A layer could not be stored or mounted.
     #[error(transparent)]

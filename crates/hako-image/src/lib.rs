@@ -40,6 +40,7 @@ pub use blobs::BlobStore;
 pub use build_cache::{BuildCacheEntry, BuildCacheUsage, BuildPruneReport};
 pub use check::{CheckCounts, Finding};
 pub use commit::CommitOptions;
+pub use db::describe as describe_db_error;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use flight::{Exclusive, Flight, KIND_IMAGE};

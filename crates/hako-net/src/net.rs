@@ -880,6 +880,12 @@ impl Net {
         errs.into_result()
     }
 
+    /// Every container the store holds network state for (`hako system check` looks for
+    /// ones without a record).
+    pub fn containers(&self) -> Result<Vec<String>> {
+        store::containers(&self.conn())
+    }
+
     /// Forgets a container (it is being removed): teardown if needed, then its
     /// attachments.
     pub fn forget(&self, container: &str) -> Result<()> {

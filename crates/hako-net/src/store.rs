@@ -201,6 +201,8 @@ pub struct Sandbox {
 /// Opens the database at `path` (WAL, as the rest of the store) and makes the tables.
 pub fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
+    // As every connection to the store: its -wal and -shm stay (hako-sys sqlite.rs).
+    hako_sys::sqlite::persist_wal(&conn)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -393,6 +395,15 @@ fn attachment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attachment> {
 pub fn attached_to(conn: &Connection, network: &str) -> Result<Vec<String>> {
     let mut st = conn.prepare("SELECT container FROM net_attachments WHERE network = ?1")?;
     let rows = st.query_map([network], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every container with network state: attachments, endpoints or a sandbox.
+pub fn containers(conn: &Connection) -> Result<Vec<String>> {
+    let mut st = conn.prepare(
+        "SELECT container FROM net_attachments UNION SELECT container FROM net_endpoints UNION SELECT container FROM net_sandboxes",
+    )?;
+    let rows = st.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

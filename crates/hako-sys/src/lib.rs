@@ -17,6 +17,8 @@ pub mod nftables;
 pub mod process;
 pub mod quota;
 pub mod seccomp;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod tty;
 pub mod userns;
 pub mod uts;

@@ -1,0 +1,352 @@
+//! A full disk (issue 12), as root on a small tmpfs the test mounts as `--root`: pull, load,
+//! import, commit, build, volume copy-up, create and run each fail with one error line that
+//! says "no space left on device", leave nothing half-made (`hako system check` finds no
+//! damage), and work again once space is freed; on a disk with no byte left, `images`, `ps`
+//! and `system check` still work; a container whose log fills the disk keeps running, its
+//! shim notes the dropped output in `shim.log` and logs again once there is room.
+
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Hako;
+
+/// A tmpfs of `size` MiB mounted on a fresh directory; unmounted on drop.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn new(mib: u64) -> SmallFs {
+        let dir = tempfile::Builder::new()
+            .prefix("hako-full-")
+            .tempdir()
+            .expect("tempdir");
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0755")])
+            .arg("hako-full-disk")
+            .arg(dir.path())
+            .output()
+            .expect("mount");
+        assert!(
+            o.status.success(),
+            "mount tmpfs: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        SmallFs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.path().join("filler")
+    }
+
+    fn avail(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(self.path()).expect("statvfs");
+        s.blocks_available() * s.fragment_size()
+    }
+
+    /// Takes all free space but `leave` bytes.
+    fn fill(&self, leave: u64) {
+        self.free();
+        let n = self.avail().saturating_sub(leave);
+        let o = Command::new("fallocate")
+            .args(["-l", &n.to_string()])
+            .arg(self.filler())
+            .output()
+            .expect("fallocate");
+        assert!(
+            o.status.success(),
+            "fallocate: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(self.avail() <= leave + 4096, "{} left", self.avail());
+    }
+
+    fn free(&self) {
+        let _ = std::fs::remove_file(self.filler());
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A hako whose `--root` is on `fs`, with busybox.
+fn hako_on(fs: &SmallFs) -> Hako {
+    let h = Hako {
+        root: tempfile::Builder::new()
+            .prefix("root-")
+            .tempdir_in(fs.path())
+            .expect("tempdir"),
+        exec: tempfile::Builder::new()
+            .prefix("hk")
+            .tempdir_in("/tmp")
+            .expect("tempdir"),
+        exec_override: None,
+        net: hako_test_support::NetSandbox::new().expect("a network namespace for the test"),
+    };
+    h.ok(&[
+        "import",
+        common::rootfs_tar().to_str().expect("utf-8"),
+        "busybox",
+        "--change",
+        "CMD [\"sh\"]",
+    ]);
+    h
+}
+
+/// `args` fails (125) with one error line, and it says the disk is full.
+fn no_space(h: &Hako, args: &[&str]) -> String {
+    // `build` fails as Docker's does: exit 1, "ERROR: failed to solve: ...".
+    let (code, prefix) = if args[0] == "build" {
+        (1, "ERROR")
+    } else {
+        (125, "Error")
+    };
+    let o = h.run(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(code), "hako {args:?}: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(prefix)).collect();
+    assert_eq!(lines.len(), 1, "hako {args:?}: {err}");
+    assert!(
+        lines[0].to_lowercase().contains("no space left on device"),
+        "hako {args:?}: {err}"
+    );
+    lines[0].to_string()
+}
+
+/// `system check`: nothing damaged (garbage that the next operation collects is allowed
+/// while the disk is full; `settled` says none may remain).
+fn check(h: &Hako, settled: bool) {
+    let o = h.run(&["system", "check"]);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "system check: {out}");
+    assert!(out.contains(" 0 damaged objects"), "{out}");
+    if settled && !out.contains(" 0 pieces of garbage") {
+        let dbg = h.run(&["--debug", "ps"]);
+        panic!(
+            "{out}\n{}\n{}{}",
+            h.ok(&["images", "-a", "--digests", "--no-trunc"]),
+            String::from_utf8_lossy(&dbg.stderr),
+            h.ok(&["system", "check"])
+        );
+    }
+}
+
+/// On a nearly full disk (`leave` bytes): `args` fails cleanly; with space, it works.
+fn fails_then_works(h: &Hako, fs: &SmallFs, leave: u64, args: &[&str]) -> String {
+    fails_then_works_leaving(h, fs, leave, args, true)
+}
+
+/// [`fails_then_works`]; `settled`: whether even garbage must be gone after the retry.
+fn fails_then_works_leaving(
+    h: &Hako,
+    fs: &SmallFs,
+    leave: u64,
+    args: &[&str],
+    settled: bool,
+) -> String {
+    fs.fill(leave);
+    let e = no_space(h, args);
+    check(h, false);
+    fs.free();
+    let out = h.ok(args);
+    check(h, false);
+    // What the failed attempt left (it could not even write its cleanup to the database)
+    // is collected by the next command.
+    h.ok(&["ps"]);
+    check(h, settled);
+    eprintln!("hako {args:?} on a full disk: {e}");
+    out
+}
+
+#[test]
+fn image_and_container_operations_fail_cleanly_on_a_full_disk_and_work_after() {
+    need_root!();
+    let fs = SmallFs::new(64);
+    let h = hako_on(&fs);
+    let tmp = tempfile::tempdir().unwrap();
+    // An image with 3 MB of data in /data: too big for the 1 MiB the fills leave.
+    h.ok(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /data && head -c 3000000 /dev/urandom > /data/big",
+    ]);
+    h.ok(&["commit", "mk", "big:1"]);
+    let saved = tmp.path().join("big.tar");
+    h.ok(&["save", "-o", saved.to_str().unwrap(), "big:1"]);
+    let reg = h.net.run(hako_test_support::Registry::start);
+    let remote = reg
+        .as_ref()
+        .map(|r| format!("127.0.0.1:{}/full/big:1", r.port));
+    if let Some(r) = &remote {
+        h.ok(&["tag", "big:1", r]);
+        h.ok(&["push", r]);
+        h.ok(&["rmi", r]);
+    }
+    h.ok(&["rmi", "big:1"]);
+    check(&h, true);
+    const LEAVE: u64 = 1 << 20;
+
+    if let Some(r) = &remote {
+        fails_then_works(&h, &fs, LEAVE, &["pull", "-q", r]);
+        h.ok(&["rmi", r]);
+    }
+    // Known, not the full disk's doing: `load` of an archive with an OCI manifest blob
+    // stores that blob and no image references it (garbage until a prune), on an empty
+    // disk too.
+    fails_then_works_leaving(
+        &h,
+        &fs,
+        LEAVE,
+        &["load", "-q", "-i", saved.to_str().unwrap()],
+        false,
+    );
+    // Volume copy-up: the image's 3 MB /data into a new volume.
+    fs.fill(LEAVE);
+    no_space(
+        &h,
+        &["run", "--rm", "-v", "full-vol:/data", "big:1", "true"],
+    );
+    check(&h, false);
+    assert_eq!(h.ok(&["ps", "-aq"]).lines().count(), 1, "only mk");
+    // The rollback could not write to the full database: the next command finishes it.
+    fs.free();
+    h.ok(&["ps"]);
+    assert_eq!(
+        h.ok(&["volume", "ls", "-q"]).trim(),
+        "",
+        "a half-copied volume"
+    );
+    check(&h, true);
+    h.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "full-vol:/data",
+        "big:1",
+        "ls",
+        "/data/big",
+    ]);
+    h.ok(&["volume", "rm", "full-vol"]);
+    check(&h, true);
+
+    fails_then_works(&h, &fs, LEAVE, &["commit", "mk", "committed:1"]);
+    h.ok(&["rmi", "committed:1"]);
+    fails_then_works(
+        &h,
+        &fs,
+        LEAVE,
+        &[
+            "import",
+            common::rootfs_tar().to_str().unwrap(),
+            "imported:1",
+        ],
+    );
+    h.ok(&["rmi", "imported:1"]);
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("big"), vec![7u8; 3_000_000]).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY big /big\n").unwrap();
+    fails_then_works(
+        &h,
+        &fs,
+        LEAVE,
+        &["build", "-q", "-t", "built:1", ctx.to_str().unwrap()],
+    );
+    h.ok(&["rmi", "built:1"]);
+
+    // Not a byte left: what writes fails clearly, what reads works.
+    fs.fill(0);
+    no_space(&h, &["run", "--rm", "busybox", "true"]);
+    no_space(&h, &["create", "--name", "full-c", "busybox", "true"]);
+    assert!(h.ok(&["images"]).contains("busybox"));
+    assert_eq!(h.ok(&["ps", "-aq"]).lines().count(), 1, "only mk");
+    check(&h, false);
+    fs.free();
+    assert_eq!(h.ok(&["run", "--rm", "busybox", "echo", "ok"]), "ok\n");
+    h.ok(&["create", "--name", "full-c", "busybox", "true"]);
+    h.ok(&["rm", "full-c", "mk"]);
+    h.ok(&["image", "prune", "-a", "-f"]);
+    check(&h, true);
+    drop(reg);
+    h.assert_clean(&[]);
+}
+
+#[test]
+fn a_container_whose_log_fills_the_disk_keeps_running() {
+    need_root!();
+    let fs = SmallFs::new(32);
+    let h = hako_on(&fs);
+    // About 50 kB of log a second.
+    let id = h
+        .ok(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "s=$(head -c 1000 /dev/zero | tr '\\0' x); i=0; while :; do i=$((i+1)); echo \"line $i $s\"; usleep 20000; done",
+        ])
+        .trim()
+        .to_string();
+    let shim_log = h.exec_root().join("containers").join(&id).join("shim.log");
+    let shim_log_has = |what: &str| {
+        std::fs::read_to_string(&shim_log)
+            .unwrap_or_default()
+            .contains(what)
+    };
+    fs.fill(128 << 10);
+    wait(
+        Duration::from_secs(60),
+        "the log to hit the full disk",
+        || shim_log_has("No space left on device"),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let running = || h.ok(&["inspect", "-f", "{{.State.Running}}", &id]).trim() == "true";
+    assert!(running(), "the container stopped on a full disk");
+    h.ok(&["exec", &id, "true"]);
+    let last = |h: &Hako| -> u64 {
+        let out = h.ok(&["logs", "--tail", "1", &id]);
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no line number in {out:?}"))
+    };
+    let before = last(&h);
+    fs.free();
+    wait(Duration::from_secs(30), "the log to work again", || {
+        shim_log_has("writing the log works again")
+    });
+    wait(Duration::from_secs(30), "new lines in the log", || {
+        last(&h) > before + 5
+    });
+    assert!(running());
+    h.ok(&["rm", "-f", &id]);
+    h.assert_clean(&[&id]);
+}
+
+fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
