@@ -654,6 +654,44 @@ fn parallel_runs_get_distinct_addresses() {
 }
 
 #[test]
+fn parallel_network_creates_get_distinct_subnets() {
+    need_root!();
+    // Separate processes at once, each picking "the first free subnet": found by the soak,
+    // where two networks got the same one and their containers the same address.
+    let h = Hako::new_empty();
+    let n = 12;
+    std::thread::scope(|s| {
+        for i in 0..n {
+            let h = &h;
+            s.spawn(move || h.ok(&["network", "create", &format!("par{i}")]));
+        }
+    });
+    let mut seen = HashSet::new();
+    for i in 0..n {
+        let subnet = h
+            .ok(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                &format!("par{i}"),
+            ])
+            .trim()
+            .to_string();
+        assert!(!subnet.is_empty(), "par{i} has a subnet");
+        assert!(
+            seen.insert(subnet.clone()),
+            "{subnet} given to two networks"
+        );
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("par{i}")).collect();
+    let mut args = vec!["network", "rm"];
+    args.extend(names.iter().map(String::as_str));
+    h.ok(&args);
+    h.assert_clean(&[]);
+}
+
+#[test]
 fn restart_policy_keeps_the_address_and_the_port() {
     need_root!();
     let h = Hako::new();

@@ -306,7 +306,12 @@ impl Net {
                 )));
             }
         }
-        let existing = store::networks(&self.conn())?;
+        // The check and the insert are one `BEGIN IMMEDIATE` transaction: two processes
+        // creating networks at once would otherwise both pick the same free subnet (the
+        // soak saw two networks share one, and their containers one address).
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let existing = store::networks(&tx)?;
         if existing.iter().any(|n| n.name == req.name) {
             return Err(Error::Conflict(format!(
                 "network with name {} already exists",
@@ -408,7 +413,8 @@ impl Net {
             options,
             builtin: false,
         };
-        store::insert_network(&self.conn(), &n)?;
+        store::insert_network(&tx, &n)?;
+        tx.commit()?;
         Ok(n)
     }
 
