@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::build::{BuildArgs, BuilderCommand};
+use crate::commands::container::update::UpdateArgs;
 use crate::commands::container::{
     commit::CommitArgs,
     cp::CpArgs,
@@ -84,6 +85,8 @@ pub enum Command {
     Wait(ContainersArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
     /// Execute a command in a running container
@@ -277,6 +280,8 @@ pub enum ContainerCommand {
     Wait(ContainersArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
     /// Execute a command in a running container

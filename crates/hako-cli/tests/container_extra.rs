@@ -622,3 +622,64 @@ fn cp_goes_into_volumes_and_respects_read_only_mounts() {
     h.finish(&[&id, &rofs]);
     h.ok(&["volume", "rm", "vol"]);
 }
+
+#[test]
+fn update_changes_limits_inside_a_running_container_and_the_record() {
+    need_root!();
+    let h = Hako::new();
+    let c = h.start(
+        &[
+            "--name",
+            "upd",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "20",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+        None,
+    );
+    let mem = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max";
+    let pids = "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max";
+    assert_eq!(h.ok(&["exec", "upd", "sh", "-c", mem]).trim(), "67108864");
+    // Docker prints each container as given.
+    let out = h.ok(&[
+        "update",
+        "-m",
+        "128m",
+        "--memory-swap",
+        "-1",
+        "--pids-limit",
+        "50",
+        "--restart",
+        "on-failure:3",
+        "upd",
+    ]);
+    assert_eq!(out, "upd\n");
+    assert_eq!(h.ok(&["exec", "upd", "sh", "-c", mem]).trim(), "134217728");
+    assert_eq!(h.ok(&["exec", "upd", "sh", "-c", pids]).trim(), "50");
+    let v = h.inspect(&c);
+    assert_eq!(v["HostConfig"]["Memory"], 134_217_728);
+    assert_eq!(v["HostConfig"]["PidsLimit"], 50);
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+    // Bad input: one line, nothing changed.
+    let e = h.fails(125, &["update", "upd"]);
+    assert!(e.contains("one or more flags"), "{e}");
+    let e = h.fails(125, &["update", "-m", "lots", "upd"]);
+    assert!(e.contains("invalid size"), "{e}");
+    let e = h.fails(125, &["update", "--restart", "sometimes", "upd"]);
+    assert!(e.contains("invalid restart policy"), "{e}");
+    let e = h.fails(125, &["update", "-m", "32m", "nosuch"]);
+    assert!(e.contains("No such container"), "{e}");
+    assert_eq!(h.inspect(&c)["HostConfig"]["Memory"], 134_217_728);
+    // A stopped container: recorded, applied at its next start.
+    h.ok(&["stop", "-t", "0", "upd"]);
+    h.ok(&["update", "-m", "96m", "upd"]);
+    h.ok(&["start", "upd"]);
+    assert_eq!(h.ok(&["exec", "upd", "sh", "-c", mem]).trim(), "100663296");
+    h.ok(&["rm", "-f", "upd"]);
+    h.assert_clean(&[&c]);
+}

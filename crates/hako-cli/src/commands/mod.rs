@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Wait(a) | Command::Container(C::Wait(a)) => container::manage::wait(g, &a),
         Command::Rename(a) | Command::Container(C::Rename(a)) => container::manage::rename(g, &a),
+        Command::Update(a) | Command::Container(C::Update(a)) => container::update::run(g, &a),
         Command::Attach(a) | Command::Container(C::Attach(a)) => container::manage::attach(g, &a),
         Command::Exec(a) | Command::Container(C::Exec(a)) => container::exec::run(g, &a),
         Command::Logs(a) | Command::Container(C::Logs(a)) => container::logs::run(g, &a),

@@ -1,5 +1,5 @@
 //! `docker update`: new resource limits for a container, applied to its cgroup now if it
-//! runs (the runtime's `update`) and kept in its record for every later start.
+//! runs (the runtime's `update`) and kept in its record and its bundle for every later start.
 
 use bollard_stubs::models::ContainerUpdateBody;
 
@@ -73,8 +73,33 @@ impl Engine {
             let _ = std::fs::remove_file(&file);
             r?;
         }
+        self.update_bundle_resources(&rec)?;
         records::update(&self.conn(), &rec)?;
         self.container_event(&rec, "update", &[]);
         Ok(Vec::new())
+    }
+
+    /// Writes the new resources into the bundle's config.json, so the next start (of a
+    /// stopped container, or a restart) runs with them; the devices stay as created.
+    fn update_bundle_resources(&self, rec: &records::Record) -> Result<()> {
+        let file = self.container_dir(&rec.id).join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).ctx(|| "read config.json".into())?)
+                .map_err(|e| Error::InvalidArgument(format!("config.json: {e}")))?;
+        let serde_json::Value::Object(new) = crate::spec::resources(&rec.host_config) else {
+            return Ok(());
+        };
+        let res = &mut spec["linux"]["resources"];
+        if !res.is_object() {
+            *res = serde_json::json!({});
+        }
+        for (k, v) in new {
+            if k != "devices" {
+                res[k] = v;
+            }
+        }
+        let json = serde_json::to_vec(&spec)
+            .map_err(|e| Error::InvalidArgument(format!("config.json: {e}")))?;
+        crate::files::write(&file, &json, crate::files::PRIVATE).ctx(|| "write config.json".into())
     }
 }

@@ -277,7 +277,27 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
     Ok((n * mult as f64) as i64)
 }
 
-fn parse_restart(s: &str) -> Result<RestartPolicy> {
+/// `--cpus`: a rational number of CPUs, as Docker's NanoCPUs.
+pub fn parse_cpus(c: &str) -> Result<i64> {
+    let v: f64 = c.parse().with_context(|| {
+        format!(
+            "invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"
+        )
+    })?;
+    if v < 0.0 || !v.is_finite() {
+        bail!(
+            "Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available",
+            n = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        );
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    Ok((v * 1e9).round() as i64)
+}
+
+/// `--restart`: Docker's policy syntax (`no`, `always`, `unless-stopped`, `on-failure[:N]`).
+pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
     let (name, count) = match s.split_once(':') {
         Some((n, c)) => (n, Some(c)),
         None => (s, None),
@@ -708,22 +728,7 @@ impl CreateArgs {
             Some(s) => Some(parse_bytes(s)?),
             None => None,
         };
-        let nano_cpus = match self.cpus.as_deref() {
-            None => None,
-            Some(c) => {
-                let v: f64 = c.parse().with_context(|| format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))?;
-                if v < 0.0 || !v.is_finite() {
-                    bail!(
-                        "Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available",
-                        n = std::thread::available_parallelism()
-                            .map(|n| n.get())
-                            .unwrap_or(1)
-                    );
-                }
-                #[allow(clippy::cast_possible_truncation)]
-                Some((v * 1e9).round() as i64)
-            }
-        };
+        let nano_cpus = self.cpus.as_deref().map(parse_cpus).transpose()?;
         let mut tmpfs = HashMap::new();
         for t in &self.tmpfs {
             let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));

@@ -16,6 +16,7 @@ pub mod run;
 pub mod stats;
 pub mod stream;
 pub mod top;
+pub mod update;
 
 use crate::error::AlreadyReported;
 
