@@ -36,6 +36,9 @@ cargo fmt --all --check || failed+=("fmt")
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings || failed+=("clippy")
 
+step "cargo build --workspace --bins (debug: the binaries a plain cargo build makes, which tests check)"
+cargo build --workspace --bins || failed+=("build")
+
 step "cargo nextest run --workspace"
 profile=default
 [ "${CI:-}" = "true" ] && profile=ci

@@ -227,8 +227,9 @@ fn the_docker_cli_drives_hako_serve() {
     assert_eq!(code, 400, "a runtime path is refused");
     let (code, _) = s.http("GET", "/containers/nope/json", "");
     assert_eq!(code, 404);
-    let (code, _) = s.http("POST", "/build", "");
-    assert_eq!(code, 501);
+    // A build without a context (the builder exists since POST /build landed): an error.
+    let (code, body) = s.http("POST", "/build", "");
+    assert!((400..600).contains(&code), "{code} {body}");
     drop(s);
     h.finish(&[]);
 }
