@@ -260,46 +260,55 @@ pub async fn exec_start(
         .and_then(|p| p.tty)
         .unwrap_or(false);
     let keys = detach_keys(info.detach_keys.as_deref())?;
-    let started = blocking(&state, move |e| match e.exec_start(&id, false) {
+    let ct = stream_type(tty, version);
+    if !upgrade {
+        return match start_attached(&state, id).await? {
+            Ok(Some(att)) => Ok(output_only(att, ct)),
+            Ok(None) => Ok(StatusCode::OK.into_response()),
+            Err(message) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
+        };
+    }
+    // As dockerd: the 101 first, the exec started once the connection is the client's.
+    // Started before, its first output could reach the client in the same read as the
+    // 101's headers, where a client that buffers the headers (docker-py's http.client)
+    // loses it: an exec_run with exit code 0 and no output, about 1 run in 3.
+    tokio::spawn(async move {
+        let Ok(up) = on_upgrade.await else { return };
+        let mut io = TokioIo::new(up);
+        let message = match start_attached(&state, id).await {
+            Ok(Ok(Some(att))) => return bridge(io, att, keys).await,
+            Ok(Ok(None)) => {
+                let _ = io.shutdown().await;
+                return;
+            }
+            Ok(Err(message)) => message,
+            Err(e) => e.message,
+        };
+        let text = format!("{message}\r\n");
+        let framed = if tty {
+            text.into_bytes()
+        } else {
+            let mut v = Vec::new();
+            let _ = hako_engine::stream::write_frame(
+                &mut v,
+                hako_engine::stream::STDERR,
+                text.as_bytes(),
+            );
+            v
+        };
+        let _ = io.write_all(&framed).await;
+        let _ = io.shutdown().await;
+    });
+    Ok(switching(ct))
+}
+
+/// Starts an exec attached: its stream, or the runtime's message when the process could not
+/// be made (an error of the exec, reported in its stream as dockerd does).
+async fn start_attached(state: &State, id: String) -> ApiResult<Result<Option<Attached>, String>> {
+    blocking(state, move |e| match e.exec_start(&id, false) {
         Ok(att) => Ok(Ok(att)),
         Err(err @ hako_engine::Error::Runtime { .. }) => Ok(Err(err.to_string())),
         Err(other) => Err(other.into()),
     })
-    .await?;
-    let ct = stream_type(tty, version);
-    match started {
-        Ok(Some(att)) => {
-            if !upgrade {
-                return Ok(output_only(att, ct));
-            }
-            tokio::spawn(async move {
-                if let Ok(up) = on_upgrade.await {
-                    bridge(TokioIo::new(up), att, keys).await;
-                }
-            });
-        }
-        Ok(None) => return Ok(StatusCode::OK.into_response()),
-        Err(message) => {
-            tokio::spawn(async move {
-                if let Ok(up) = on_upgrade.await {
-                    let mut io = TokioIo::new(up);
-                    let text = format!("{message}\r\n");
-                    let framed = if tty {
-                        text.into_bytes()
-                    } else {
-                        let mut v = Vec::new();
-                        let _ = hako_engine::stream::write_frame(
-                            &mut v,
-                            hako_engine::stream::STDERR,
-                            text.as_bytes(),
-                        );
-                        v
-                    };
-                    let _ = io.write_all(&framed).await;
-                    let _ = io.shutdown().await;
-                }
-            });
-        }
-    }
-    Ok(switching(ct))
+    .await
 }

@@ -148,7 +148,9 @@ fn the_docker_cli_drives_hako_serve() {
     // create + start -a
     s.ok(&["create", "--name", "later", "busybox", "echo", "from-later"]);
     assert_eq!(s.ok(&["start", "-a", "later"]), "from-later\n");
-    // Events from the CLI, the shims and the server in one log.
+    // Events from the CLI, the shims and the server in one log. The docker CLI sends
+    // `--until 0s` in whole seconds: the last second's events come after it, so wait.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let evs = s.ok(&[
         "events",
         "--since",
