@@ -15,6 +15,11 @@ impl NetnsGuard {
     /// Create `hako-e2e-<pid>-<n>`.
     pub fn new() -> Result<Self> {
         let name = crate::unique_id("hako-e2e");
+        // The name holds this process's pid: a namespace of that name is a leftover of a
+        // test process that had the pid before and was killed (no Drop ran), never a live one.
+        if PathBuf::from("/run/netns").join(&name).exists() {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+        }
         let out = Command::new("ip").args(["netns", "add", &name]).output()?;
         if !out.status.success() {
             bail!(
