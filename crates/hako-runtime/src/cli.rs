@@ -289,20 +289,15 @@ pub struct UpdateArgs {
     pub id: String,
 }
 
+/// What `checkpoint` and `restore` both give CRIU (runc's shared flags).
 #[derive(Debug, clap::Args)]
-pub struct CheckpointArgs {
-    /// Directory for the checkpoint image
+pub struct CriuArgs {
+    /// Directory of the checkpoint image
     #[arg(long, default_value = "checkpoint")]
     pub image_path: PathBuf,
     /// Directory for CRIU's work files and logs
     #[arg(long)]
     pub work_path: Option<PathBuf>,
-    /// Directory of a previous (pre-dump) checkpoint
-    #[arg(long)]
-    pub parent_path: Option<PathBuf>,
-    /// Keep the container running after the checkpoint
-    #[arg(long)]
-    pub leave_running: bool,
     /// Allow open TCP connections
     #[arg(long)]
     pub tcp_established: bool,
@@ -315,6 +310,30 @@ pub struct CheckpointArgs {
     /// Allow file locks
     #[arg(long)]
     pub file_locks: bool,
+}
+
+impl CriuArgs {
+    /// The CRIU flags the booleans stand for, each with whether it is on.
+    pub fn flags(&self) -> [(bool, &'static str); 4] {
+        [
+            (self.tcp_established, "--tcp-established"),
+            (self.ext_unix_sk, "--ext-unix-sk"),
+            (self.shell_job, "--shell-job"),
+            (self.file_locks, "--file-locks"),
+        ]
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Directory of a previous (pre-dump) checkpoint
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Keep the container running after the checkpoint
+    #[arg(long)]
+    pub leave_running: bool,
     /// Only dump memory (for iterative migration)
     #[arg(long)]
     pub pre_dump: bool,
@@ -324,12 +343,8 @@ pub struct CheckpointArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// Directory of the checkpoint image
-    #[arg(long, default_value = "checkpoint")]
-    pub image_path: PathBuf,
-    /// Directory for CRIU's work files and logs
-    #[arg(long)]
-    pub work_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub criu: CriuArgs,
     /// Path to the bundle directory
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
@@ -342,18 +357,6 @@ pub struct RestoreArgs {
     /// Unix socket that receives the pty master
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
-    /// Allow open TCP connections
-    #[arg(long)]
-    pub tcp_established: bool,
-    /// Allow external unix sockets
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// Allow shell jobs
-    #[arg(long)]
-    pub shell_job: bool,
-    /// Allow file locks
-    #[arg(long)]
-    pub file_locks: bool,
     /// Container id
     pub id: String,
 }

@@ -29,8 +29,8 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
         return Err(Refusal::Checkpoint(status.as_str()).into());
     }
     let criu = criu_binary()?;
-    let images = make_dir(&args.image_path, "checkpoint image")?;
-    let work = match &args.work_path {
+    let images = make_dir(&args.criu.image_path, "checkpoint image")?;
+    let work = match &args.criu.work_path {
         Some(w) => make_dir(w, "checkpoint work")?,
         None => images.clone(),
     };
@@ -59,14 +59,10 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
     {
         cmd.arg("--freeze-cgroup").arg(freezer.host_dir);
     }
-    for (on, flag) in [
-        (args.tcp_established, "--tcp-established"),
-        (args.ext_unix_sk, "--ext-unix-sk"),
-        (args.shell_job, "--shell-job"),
-        (args.file_locks, "--file-locks"),
+    for (on, flag) in args.criu.flags().into_iter().chain([
         (args.leave_running && !args.pre_dump, "--leave-running"),
         (args.pre_dump || args.parent_path.is_some(), "--track-mem"),
-    ] {
+    ]) {
         if on {
             cmd.arg(flag);
         }
@@ -97,17 +93,20 @@ pub fn restore(root: &Path, args: &RestoreArgs) -> Result<i32> {
     if StateDir::new(root, id).exists() {
         return Err(Error::ContainerExists(id.clone()));
     }
-    let inventory = args.image_path.join("inventory.img");
+    let inventory = args.criu.image_path.join("inventory.img");
     if !inventory.exists() {
         return Err(Error::Usage(format!(
             "no checkpoint in {}: {} is missing",
-            args.image_path.display(),
+            args.criu.image_path.display(),
             inventory.display()
         )));
     }
     let criu = criu_binary()?;
     let work = make_dir(
-        args.work_path.as_deref().unwrap_or(&args.image_path),
+        args.criu
+            .work_path
+            .as_deref()
+            .unwrap_or(&args.criu.image_path),
         "restore work",
     )?;
     let log = "restore.log";
