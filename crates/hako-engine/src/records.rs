@@ -20,7 +20,6 @@
 //! what a killed process left, and recovery.rs finishes the job.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bollard_stubs::models::{ContainerConfig, HostConfig};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -94,23 +93,8 @@ pub struct Record {
 }
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
-    // Before the first statement: its -wal and -shm files stay, so a full disk still
-    // lets hako open the store (hako-sys sqlite.rs).
-    hako_sys::sqlite::persist_wal(&conn)?;
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    let have: bool = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'container_volumes'",
-            [],
-            |_| Ok(true),
-        )
-        .optional()?
-        .unwrap_or(false);
-    if !have {
+    let conn = hako_sys::sqlite::open_shared(path)?;
+    if !hako_sys::sqlite::has_table(&conn, "container_volumes")? {
         conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))?;
     }
     // Columns added since the first schema.

@@ -24,7 +24,6 @@
 //! busy timeout covers the wait.
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -100,14 +99,7 @@ CREATE TABLE IF NOT EXISTS damaged_images (
 /// Opens the database, creating the schema.
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     private(path)?;
-    let conn = Connection::open(path)?;
-    // Before the first statement: its -wal and -shm files stay, so a full disk still
-    // lets hako open the store (hako-sys sqlite.rs).
-    hako_sys::sqlite::persist_wal(&conn)?;
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let conn = hako_sys::sqlite::open_shared(path)?;
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;{SCHEMA}INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
     ))?;

@@ -200,22 +200,8 @@ pub struct Sandbox {
 
 /// Opens the database at `path` (WAL, as the rest of the store) and makes the tables.
 pub fn open(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
-    // As every connection to the store: its -wal and -shm stay (hako-sys sqlite.rs).
-    hako_sys::sqlite::persist_wal(&conn)?;
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    let have: bool = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'net_cursor'",
-            [],
-            |_| Ok(true),
-        )
-        .optional()?
-        .unwrap_or(false);
-    if !have {
+    let conn = hako_sys::sqlite::open_shared(path)?;
+    if !hako_sys::sqlite::has_table(&conn, "net_cursor")? {
         conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))?;
     }
     Ok(conn)

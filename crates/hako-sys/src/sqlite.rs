@@ -1,6 +1,37 @@
-//! What rusqlite does not wrap: one SQLite file control.
+//! How every hako database connection is opened, and what rusqlite does not wrap: one
+//! SQLite file control.
 
 use std::ffi::c_int;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+
+/// Opens a store database as every hako process must, so that many processes share it: its
+/// `-wal` and `-shm` kept ([`persist_wal`], before the first statement), a 30 s busy
+/// timeout (another process's write transaction waits, never fails), WAL journal,
+/// `synchronous = NORMAL`, foreign keys on.
+pub fn open_shared(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    persist_wal(&conn)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Whether the database has a table of this name (a schema made before is not made again).
+pub fn has_table(conn: &Connection, name: &str) -> Result<bool, rusqlite::Error> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
 
 /// Keeps a WAL database's `-wal` and `-shm` files when the last connection closes
 /// (`SQLITE_FCNTL_PERSIST_WAL`). Without it, every hako command (each opens the store anew)
