@@ -106,7 +106,9 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         id: &str,
         parent: Option<&str>,
         stream: &mut dyn Read,
-    ) -> Result<LayerDigests>;
+    ) -> Result<LayerDigests> {
+        self.unpack_layer(id, parent, stream, None)
+    }
 
     /// [`Driver::apply_layer`], writing the layer's tar-split record to `split` (see
     /// [`tarsplit`]). When the result's `split_complete` is true, [`Driver::layer_tar`]
@@ -118,6 +120,18 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         parent: Option<&str>,
         stream: &mut dyn Read,
         split: &mut (dyn std::io::Write + Send),
+    ) -> Result<LayerDigests> {
+        self.unpack_layer(id, parent, stream, Some(split))
+    }
+
+    /// What each driver writes for [`Driver::apply_layer`] and
+    /// [`Driver::apply_layer_split`]: the layer, and the tar-split record when asked.
+    fn unpack_layer(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        stream: &mut dyn Read,
+        split: Option<&mut (dyn std::io::Write + Send)>,
     ) -> Result<LayerDigests>;
 
     /// The uncompressed tar layer `id` was applied from, rebuilt from the tar-split

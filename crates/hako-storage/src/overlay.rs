@@ -255,26 +255,15 @@ impl Driver for Overlay2 {
         "overlay2"
     }
 
-    fn apply_layer(
+    fn unpack_layer(
         &self,
         id: &str,
         parent: Option<&str>,
         stream: &mut dyn Read,
+        split: Option<&mut (dyn std::io::Write + Send)>,
     ) -> Result<LayerDigests> {
         self.build(id, parent, None, |diff| {
-            unpack::apply(stream, diff, WhiteoutMode::Overlay)
-        })
-    }
-
-    fn apply_layer_split(
-        &self,
-        id: &str,
-        parent: Option<&str>,
-        stream: &mut dyn Read,
-        split: &mut (dyn std::io::Write + Send),
-    ) -> Result<LayerDigests> {
-        self.build(id, parent, None, |diff| {
-            unpack::apply_split(stream, diff, WhiteoutMode::Overlay, Some(split))
+            unpack::apply_split(stream, diff, WhiteoutMode::Overlay, split)
         })
     }
 

@@ -74,26 +74,15 @@ impl Driver for Vfs {
         "vfs"
     }
 
-    fn apply_layer(
+    fn unpack_layer(
         &self,
         id: &str,
         parent: Option<&str>,
         stream: &mut dyn Read,
+        split: Option<&mut (dyn std::io::Write + Send)>,
     ) -> Result<LayerDigests> {
         self.build(id, parent, |dir| {
-            unpack::apply(stream, dir, WhiteoutMode::Delete)
-        })
-    }
-
-    fn apply_layer_split(
-        &self,
-        id: &str,
-        parent: Option<&str>,
-        stream: &mut dyn Read,
-        split: &mut (dyn std::io::Write + Send),
-    ) -> Result<LayerDigests> {
-        self.build(id, parent, |dir| {
-            unpack::apply_split(stream, dir, WhiteoutMode::Delete, Some(split))
+            unpack::apply_split(stream, dir, WhiteoutMode::Delete, split)
         })
     }
 
