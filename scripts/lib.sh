@@ -24,8 +24,8 @@ HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procp
     # the CRI test: CNI plugins for pod networks, protoc for the k8s-cri gRPC bindings
     containernetworking-plugins protobuf-compiler
     # hako serve's client tests: docker-compose v1 (Python, speaks the Engine API), and a venv
-    # for docker-py 7.x (ensure_docker_py)
-    docker-compose python3-venv)
+    # for docker-py 7.x (ensure_docker_py); openssl makes the certificates of the TLS test
+    docker-compose python3-venv openssl)
 
 # docker-py 7.x (PyPI `docker`) in a venv under the fixtures dir, for the API client tests
 # (crates/hako-cli/tests/api_clients.rs): Debian's python3-docker is 5.x, compose's own.

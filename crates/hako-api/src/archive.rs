@@ -204,8 +204,9 @@ fn set_raw(
     Ok(())
 }
 
-/// `PUT /containers/{id}/archive?path=DIR&copyUIDGID=`: extracts the tar body into the
-/// existing directory `DIR` (owned by root unless `copyUIDGID`).
+/// `PUT /containers/{id}/archive?path=DIR&copyUIDGID=&noOverwriteDirNonDir=`: extracts
+/// the tar body into the existing directory `DIR` (owned by root unless `copyUIDGID`; with
+/// `noOverwriteDirNonDir` a directory of the tar does not replace a file: 400).
 pub async fn put(
     St(state): St<State>,
     Path(id): Path<String>,
@@ -213,11 +214,13 @@ pub async fn put(
     body: Body,
 ) -> ApiResult<Response> {
     let path = path_of(q.as_deref())?;
-    let keep_owner = Query::parse(q.as_deref()).bool("copyUIDGID", false);
+    let query = Query::parse(q.as_deref());
+    let keep_owner = query.bool("copyUIDGID", false);
+    let strict = query.bool("noOverwriteDirNonDir", false);
     stat(&state, &id, &path).await?;
     let mut input = reader(body);
     blocking(&state, move |e| {
-        Ok(e.copy_in(&id, &path, &mut input, keep_owner)?)
+        Ok(e.copy_in(&id, &path, &mut input, keep_owner, strict)?)
     })
     .await?;
     Ok(StatusCode::OK.into_response())

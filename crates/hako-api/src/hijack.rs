@@ -56,7 +56,8 @@ pub async fn attach(
         stdout: if any { q.bool("stdout", false) } else { true },
         stderr: if any { q.bool("stderr", false) } else { true },
     };
-    if !q.bool("stream", false) && !q.bool("logs", false) {
+    let (streaming, logs) = (q.bool("stream", false), q.bool("logs", false));
+    if !streaming && !logs {
         return Err(ApiError::bad(
             "Bad parameters: at least one of stream or logs must be given",
         ));
@@ -64,42 +65,111 @@ pub async fn attach(
     let keys = detach_keys(q.get("detachKeys"))?;
     let upgrade = wants_upgrade(&req);
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let att = blocking(&state, move |e| {
+    // As dockerd: the log so far first (`logs=1`), then the live stream (`stream=1`).
+    let (att, replay, tty) = blocking(&state, move |e| {
         let rec = e.get(&id)?;
+        let tty = rec.config.tty.unwrap_or(false);
         let o = AttachOptions {
             stdin: o.stdin && rec.config.open_stdin.unwrap_or(false),
             ..o
         };
+        let replay = if logs {
+            log_replay(e, &rec.id, tty, &o)?
+        } else {
+            Vec::new()
+        };
+        if !streaming {
+            return Ok((None, replay, tty));
+        }
         match e.attach_with(&rec.id, &o) {
-            Ok(a) => Ok(Some(a)),
+            Ok(a) => Ok((Some(a), replay, tty)),
             // A container whose process cannot be created: the attach (made before
             // `start` by `docker run`) ends at once, and `start` reports the error.
-            Err(hako_engine::Error::Runtime { .. }) => Ok(None),
+            Err(hako_engine::Error::Runtime { .. }) => Ok((None, replay, tty)),
             Err(err) => Err(err.into()),
         }
     })
     .await?;
+    let ct = stream_type(att.as_ref().map_or(tty, |a| a.tty), version);
     let Some(att) = att else {
         if upgrade {
             tokio::spawn(async move {
                 if let Ok(up) = on_upgrade.await {
-                    let _ = TokioIo::new(up).shutdown().await;
+                    let mut io = TokioIo::new(up);
+                    let _ = io.write_all(&replay).await;
+                    let _ = io.shutdown().await;
                 }
             });
-            return Ok(switching(stream_type(false, version)));
+            return Ok(switching(ct));
         }
-        return Ok(Response::new(Body::empty()));
+        let mut r = Response::new(Body::from(replay));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        return Ok(r);
     };
-    let ct = stream_type(att.tty, version);
     if !upgrade {
-        return Ok(output_only(att, ct));
+        return Ok(output_only(att, ct, replay));
     }
     tokio::spawn(async move {
         if let Ok(up) = on_upgrade.await {
-            bridge(TokioIo::new(up), att, keys).await;
+            let mut io = TokioIo::new(up);
+            if io.write_all(&replay).await.is_ok() {
+                bridge(io, att, keys).await;
+            }
         }
     });
     Ok(switching(ct))
+}
+
+/// The container's log so far as an attach carries it: stdcopy frames without a tty, the
+/// raw bytes with one; only the streams asked for.
+fn log_replay(
+    e: &hako_engine::Engine,
+    id: &str,
+    tty: bool,
+    o: &AttachOptions,
+) -> ApiResult<Vec<u8>> {
+    use std::cell::RefCell;
+    use std::io::Write;
+    struct Sink<'a> {
+        buf: &'a RefCell<Vec<u8>>,
+        kind: u8,
+        tty: bool,
+    }
+    impl Write for Sink<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let mut buf = self.buf.borrow_mut();
+            if self.tty {
+                buf.extend_from_slice(b);
+            } else {
+                hako_engine::stream::write_frame(&mut *buf, self.kind, b)?;
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = RefCell::new(Vec::new());
+    let lo = hako_engine::logs::LogOptions {
+        stdout: o.stdout,
+        stderr: o.stderr,
+        ..Default::default()
+    };
+    if o.stdout || o.stderr {
+        let mut out = Sink {
+            buf: &buf,
+            kind: hako_engine::stream::STDOUT,
+            tty,
+        };
+        let mut err = Sink {
+            buf: &buf,
+            kind: hako_engine::stream::STDERR,
+            tty,
+        };
+        e.logs(id, &lo, &mut out, &mut err)?;
+    }
+    Ok(buf.into_inner())
 }
 
 fn detach_keys(given: Option<&str>) -> ApiResult<Vec<u8>> {
@@ -111,10 +181,13 @@ fn detach_keys(given: Option<&str>) -> ApiResult<Vec<u8>> {
     }
 }
 
-/// For clients that do not upgrade: the output as a plain streaming body.
-fn output_only(att: Attached, ct: &'static str) -> Response {
+/// For clients that do not upgrade: the output (after `first`) as a plain streaming body.
+fn output_only(att: Attached, ct: &'static str, first: Vec<u8>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
     tokio::spawn(async move {
+        if !first.is_empty() && tx.send(bytes::Bytes::from(first)).await.is_err() {
+            return;
+        }
         let Ok(std) = att.stream.try_clone() else {
             return;
         };
@@ -263,7 +336,7 @@ pub async fn exec_start(
     let ct = stream_type(tty, version);
     if !upgrade {
         return match start_attached(&state, id).await? {
-            Ok(Some(att)) => Ok(output_only(att, ct)),
+            Ok(Some(att)) => Ok(output_only(att, ct, Vec::new())),
             Ok(None) => Ok(StatusCode::OK.into_response()),
             Err(message) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
         };

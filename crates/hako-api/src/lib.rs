@@ -26,6 +26,7 @@ mod networks;
 mod query;
 mod serve;
 mod system;
+mod tls;
 mod version;
 mod volumes;
 
@@ -37,6 +38,7 @@ use hako_engine::Engine;
 
 pub use error::ApiError;
 pub use serve::{Listen, ServeOptions, serve};
+pub use tls::TlsFiles;
 
 /// The API version hako speaks (the docker CLI of this machine, 28.2, speaks 1.50).
 pub const API_VERSION: &str = "1.50";

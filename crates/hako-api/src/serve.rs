@@ -1,6 +1,7 @@
 //! Listening: the unix socket (root-owned, 0660 with group `hako` when that group exists,
-//! else 0600, as dockerd does with `docker`), or TCP on loopback with an explicit
-//! `--insecure`. Stops on SIGTERM/SIGINT and removes its socket; containers run on.
+//! else 0600, as dockerd does with `docker`); TCP with TLS and verified client certificates
+//! (`--tlsverify`, as dockerd); or plain TCP on loopback with an explicit `--insecure` and a
+//! warning. Stops on SIGTERM/SIGINT and removes its socket; containers run on.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use hako_engine::Engine;
 
+use crate::tls::{TlsFiles, TlsListener, acceptor};
 use crate::{AppState, router, version};
 
 /// Where to listen.
@@ -49,6 +51,8 @@ pub struct ServeOptions {
     pub listen: Listen,
     /// Plain TCP was asked for explicitly.
     pub insecure: bool,
+    /// `--tlsverify` with its files (TCP only).
+    pub tls: Option<TlsFiles>,
 }
 
 /// The service: version layer around the router.
@@ -67,31 +71,61 @@ fn hako_gid() -> Option<u32> {
     })
 }
 
+/// What to listen with, checked before anything is bound.
+enum Plan {
+    Unix(PathBuf),
+    Tls(SocketAddr, tokio_rustls::TlsAcceptor),
+    Plain(SocketAddr),
+}
+
+fn plan(opts: &ServeOptions) -> Result<Plan, String> {
+    match (&opts.listen, &opts.tls) {
+        (Listen::Unix(_), Some(_)) => Err(
+            "--tlsverify is for tcp:// addresses: a unix socket is protected by its owner and mode"
+                .into(),
+        ),
+        (Listen::Unix(p), None) => Ok(Plan::Unix(p.clone())),
+        (Listen::Tcp(addr), Some(files)) => Ok(Plan::Tls(*addr, acceptor(files)?)),
+        (Listen::Tcp(addr), None) => {
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "refusing to serve the API on {addr} without TLS: anyone who reaches it controls hako (and so root); use --tlsverify --tlscacert --tlscert --tlskey, or a loopback address with --insecure"
+                ));
+            }
+            if !opts.insecure {
+                return Err(format!(
+                    "plain TCP on {addr} gives root to anyone who can connect: use --tlsverify --tlscacert --tlscert --tlskey, or add --insecure to do it anyway (loopback only)"
+                ));
+            }
+            eprintln!(
+                "WARNING: serving the API on {addr} without TLS: any local user can control hako (and so root) through it"
+            );
+            Ok(Plan::Plain(*addr))
+        }
+    }
+}
+
 /// Serves until SIGTERM or SIGINT.
 pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
-    if let Listen::Tcp(addr) = &opts.listen {
-        if !addr.ip().is_loopback() {
-            return Err(format!(
-                "refusing to serve the API on {addr} without TLS: TLS client verification (--tlsverify) is not implemented yet; use a unix socket or a loopback address with --insecure"
-            ));
-        }
-        if !opts.insecure {
-            return Err(format!(
-                "plain TCP on {addr} gives root to anyone who can connect: add --insecure to do it anyway (loopback only)"
-            ));
-        }
-        eprintln!(
-            "WARNING: serving the API on {addr} without TLS: any local user can control hako (and so root) through it"
-        );
-    }
+    let plan = plan(opts)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(256)
         .enable_all()
         .build()
         .map_err(|e| format!("start the runtime: {e}"))?;
-    let app = app(Arc::new(engine));
+    let engine = Arc::new(engine);
+    let app = app(engine.clone());
     rt.block_on(async move {
+        // Finished exec sessions go after dockerd's 5 minutes (`exec_create` sweeps too).
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let e = engine.clone();
+                let _ = tokio::task::spawn_blocking(move || e.exec_gc(hako_engine::EXEC_KEEP)).await;
+            }
+        });
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -101,50 +135,24 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        match &opts.listen {
-            Listen::Unix(path) => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("create {}: {e}", dir.display()))?;
-                }
-                match std::os::unix::net::UnixStream::connect(path) {
-                    Ok(_) => {
-                        return Err(format!(
-                            "{} is in use: another hako serve (or dockerd) listens there",
-                            path.display()
-                        ));
-                    }
-                    Err(_) => {
-                        let _ = std::fs::remove_file(path);
-                    }
-                }
-                // Bound with no access for anyone but root, then opened to the group.
-                let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-                let bound = tokio::net::UnixListener::bind(path);
-                nix::sys::stat::umask(old);
-                let listener = bound.map_err(|e| format!("listen on {}: {e}", path.display()))?;
-                let mode = match hako_gid() {
-                    Some(gid) => {
-                        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
-                            .map_err(|e| format!("chown {}: {e}", path.display()))?;
-                        0o660
-                    }
-                    None => 0o600,
-                };
-                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                    .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        match plan {
+            Plan::Unix(path) => serve_unix(&path, app, shutdown).await,
+            Plan::Tls(addr, acceptor) => {
+                let tcp = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("listen on {addr}: {e}"))?;
+                let listener =
+                    TlsListener::new(tcp, acceptor).map_err(|e| format!("listen on {addr}: {e}"))?;
                 eprintln!(
-                    "hako serve: API {} on unix://{}",
-                    crate::API_VERSION,
-                    path.display()
+                    "hako serve: API {} on tcp://{addr} (TLS; clients need a certificate signed by the --tlscacert CA)",
+                    crate::API_VERSION
                 );
-                let res = axum::serve(listener, app)
+                axum::serve(listener, app)
                     .with_graceful_shutdown(shutdown)
-                    .await;
-                let _ = std::fs::remove_file(path);
-                res.map_err(|e| format!("serve: {e}"))
+                    .await
+                    .map_err(|e| format!("serve: {e}"))
             }
-            Listen::Tcp(addr) => {
+            Plan::Plain(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|e| format!("listen on {addr}: {e}"))?;
@@ -156,4 +164,50 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
             }
         }
     })
+}
+
+async fn serve_unix(
+    path: &std::path::Path,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => {
+            return Err(format!(
+                "{} is in use: another hako serve (or dockerd) listens there",
+                path.display()
+            ));
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    // Bound with no access for anyone but root, then opened to the group.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.map_err(|e| format!("listen on {}: {e}", path.display()))?;
+    let mode = match hako_gid() {
+        Some(gid) => {
+            nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .map_err(|e| format!("chown {}: {e}", path.display()))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    eprintln!(
+        "hako serve: API {} on unix://{}",
+        crate::API_VERSION,
+        path.display()
+    );
+    let res = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = std::fs::remove_file(path);
+    res.map_err(|e| format!("serve: {e}"))
 }

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::process::Stdio;
+use std::time::Duration;
 
 use common::Hako;
 use common::serve::{Server, have_docker};
@@ -190,4 +191,75 @@ fn docker_cp_port_commit_and_update_through_hako_serve() {
     s.ok(&["volume", "rm", "vol1"]);
     drop(s);
     h.finish(&[]);
+}
+
+/// `docker update --restart` on a running container applies at once, as dockerd's monitor
+/// follows it: the next exit restarts it (on-failure), and back to `no` it stays down.
+#[test]
+fn a_new_restart_policy_applies_to_the_running_container() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let id = s
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "rp",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 3' TERM; touch /ready; while :; do sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    let ready = || {
+        h.wait_for("the container's trap", || {
+            s.run(&["exec", "rp", "test", "-e", "/ready"])
+                .status
+                .success()
+        });
+    };
+    ready();
+    s.ok(&["update", "--restart", "on-failure:2", "rp"]);
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "rp"])
+            .trim(),
+        "on-failure"
+    );
+    s.ok(&["exec", "rp", "rm", "/ready"]);
+    s.ok(&["exec", "rp", "kill", "1"]);
+    h.wait_for("the restart by the new policy", || {
+        s.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Running}}",
+            "rp",
+        ])
+        .trim()
+            == "1 true"
+    });
+    ready();
+    s.ok(&["update", "--restart", "no", "rp"]);
+    s.ok(&["exec", "rp", "kill", "1"]);
+    h.wait_for("the exit", || {
+        s.ok(&["inspect", "-f", "{{.State.Status}}", "rp"]).trim() == "exited"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        s.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+            "rp"
+        ])
+        .trim(),
+        "1 exited 3",
+        "no restart under the policy set back to no"
+    );
+    drop(s);
+    h.finish(&[&id]);
 }

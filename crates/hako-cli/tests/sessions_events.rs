@@ -304,3 +304,46 @@ fn a_new_run_waits_for_the_last_shim_to_finish() {
     slow(&["rm", "again"]);
     h.assert_clean(&[]);
 }
+
+/// Finished exec sessions are kept about five minutes after their process ended (their
+/// exit code readable), then swept, as dockerd's exec GC does: at the next exec create,
+/// and by `hako serve` (at its start and every minute); a recent one stays.
+#[test]
+fn finished_exec_sessions_are_swept_after_five_minutes() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(&["busybox", "sleep", "1000"], None);
+    let age = |session: &str| {
+        // It ended six minutes ago (by its exit record).
+        std::fs::File::options()
+            .write(true)
+            .open(h.exec.path().join("exec").join(session).join("exit.json"))
+            .expect("the exit record")
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(360))
+            .expect("age the exit record");
+    };
+    h.ok(&["exec", &id, "true"]);
+    let a = exec_dirs(&h);
+    assert_eq!(a.len(), 1, "{a:?}");
+    h.ok(&["exec", &id, "true"]);
+    let mut b = exec_dirs(&h);
+    assert_eq!(b.len(), 2, "a recent session stays: {b:?}");
+    b.retain(|x| *x != a[0]);
+    age(&a[0]);
+    h.ok(&["exec", &id, "true"]);
+    let mut left = exec_dirs(&h);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(&a[0]), "swept at exec create: {left:?}");
+    left.retain(|x| *x != b[0]);
+    let c = left[0].clone();
+    age(&b[0]);
+    let s = common::serve::Server::start(&h);
+    h.wait_for("hako serve's sweep", || !exec_dirs(&h).contains(&b[0]));
+    let (status, body) = s.http("GET", &format!("/exec/{}/json", b[0]), "");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = s.http("GET", &format!("/exec/{c}/json"), "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ExitCode\":0"), "{body}");
+    drop(s);
+    h.finish(&[&id]);
+}

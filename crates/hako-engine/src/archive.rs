@@ -213,6 +213,20 @@ impl Root {
     /// Extracts the tar `input` into the directory `dir` (which must exist). Parent
     /// directories missing from the tar are made (0755).
     pub fn extract(&self, dir: &str, input: &mut dyn Read, owner: Owner) -> io::Result<()> {
+        self.extract_checked(dir, input, owner, false)
+    }
+
+    /// [`Root::extract`]; with `no_overwrite_dir_non_dir` (Docker's `noOverwriteDirNonDir`,
+    /// which `docker cp` always sets) a directory of the tar does not replace an existing
+    /// non-directory either: both are refused, as dockerd's untar does. (A non-directory
+    /// never replaces a directory here, flag or not.)
+    pub fn extract_checked(
+        &self,
+        dir: &str,
+        input: &mut dyn Read,
+        owner: Owner,
+        no_overwrite_dir_non_dir: bool,
+    ) -> io::Result<()> {
         let base = dir.trim_end_matches('/').to_string();
         let st = self.resolve(&base, OFlag::O_PATH)?;
         if !File::from(st).metadata()?.is_dir() {
@@ -229,7 +243,7 @@ impl Root {
                 continue;
             };
             let pfd = self.mkdir_all(&base, parents)?;
-            self.extract_entry(&pfd, name, &base, &mut e, owner)
+            self.extract_entry(&pfd, name, &base, &mut e, owner, no_overwrite_dir_non_dir)
                 .map_err(|err| {
                     io::Error::new(
                         err.kind(),
@@ -257,6 +271,7 @@ impl Root {
         base: &str,
         e: &mut tar::Entry<'_, R>,
         owner: Owner,
+        no_overwrite_dir_non_dir: bool,
     ) -> io::Result<()> {
         let h = e.header();
         let kind = h.entry_type();
@@ -272,7 +287,7 @@ impl Root {
         let mtime = h.mtime().unwrap_or(0);
         let (uid, gid) = (h.uid()?, h.gid()?);
         let is_dir = kind.is_dir();
-        let existing = fstatat(pfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+        let mut existing = fstatat(pfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
         if let Some(st) = existing {
             let old_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
             match (old_dir, is_dir) {
@@ -283,8 +298,15 @@ impl Root {
                         "cannot overwrite a directory with a non-directory",
                     ));
                 }
+                (false, true) if no_overwrite_dir_non_dir => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        "cannot overwrite a non-directory with a directory",
+                    ));
+                }
                 (false, _) => {
                     unlinkat(pfd.as_fd(), name, UnlinkatFlags::NoRemoveDir).map_err(errno)?;
+                    existing = None;
                 }
             }
         }

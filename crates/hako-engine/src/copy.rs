@@ -183,12 +183,15 @@ impl Engine {
 
     /// `docker cp ... CONTAINER:DIR`: extracts a tar into the existing directory `dir`;
     /// files keep the tar's owners with `keep_owner` (`-a`), else they belong to root.
+    /// With `no_overwrite_dir_non_dir` a directory never replaces a file (nor a file a
+    /// directory): a clear error, as dockerd's.
     pub fn copy_in(
         &self,
         what: &str,
         dir: &str,
         tar: &mut dyn Read,
         keep_owner: bool,
+        no_overwrite_dir_non_dir: bool,
     ) -> Result<()> {
         let l = self.locate(what, dir)?;
         if !l.writable {
@@ -216,8 +219,21 @@ impl Engine {
         } else {
             Owner::Set(0, 0)
         };
-        l.root
-            .extract(&l.path, tar, owner)
-            .ctx(|| format!("copy into {dir} of container {what}"))
+        match l
+            .root
+            .extract_checked(&l.path, tar, owner, no_overwrite_dir_non_dir)
+        {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::IsADirectory | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Err(Error::InvalidArgument(format!(
+                    "copy into {dir} of container {what}: {e}"
+                )))
+            }
+            r => r.ctx(|| format!("copy into {dir} of container {what}")),
+        }
     }
 }

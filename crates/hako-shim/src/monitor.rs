@@ -651,6 +651,13 @@ impl Shim {
                 }
                 Reply::Ok
             }
+            Request::SetRestartPolicy { policy } => match policy.parse() {
+                Ok(p) => {
+                    self.opts.restart = p;
+                    Reply::Ok
+                }
+                Err(message) => Reply::Error { message },
+            },
         };
         self.clients[i].reply_and_close(&reply);
     }

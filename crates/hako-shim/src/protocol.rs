@@ -96,6 +96,12 @@ pub enum Request {
         /// Do not restart after the coming exit (the only meaningful value is `true`).
         no_restart: bool,
     },
+    /// Follow a new restart policy from now on (`docker update --restart`); reply
+    /// [`Reply::Ok`], or an error for a policy the shim cannot parse.
+    SetRestartPolicy {
+        /// The policy in `--restart` syntax (`no`, `always`, `on-failure:3`...).
+        policy: String,
+    },
 }
 
 /// How the container's init ended.

@@ -11,8 +11,10 @@
 //! ```
 //!
 //! Nothing depends on the caller staying alive: a detached exec, or one whose client went
-//! away, runs to its end under its monitor, and its exit code stays readable until the
-//! container is removed or started again (which drops its sessions).
+//! away, runs to its end under its monitor, and its exit code stays readable for
+//! [`EXEC_KEEP`] after the process ended (as dockerd's exec GC), or until the container is
+//! removed or started again (which drops its sessions). The sweep runs at every
+//! `exec_create` (sessions only accumulate there) and from `hako serve` every minute.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,6 +77,9 @@ struct Session {
 }
 
 const SESSION_FILE: &str = "exec.json";
+/// How long a finished exec's session (its exit code) is kept: dockerd's exec GC removes
+/// a finished exec at its next 5-minute tick.
+pub const EXEC_KEEP: Duration = Duration::from_secs(5 * 60);
 const PROCESS_FILE: &str = "process.json";
 
 impl Engine {
@@ -103,6 +108,7 @@ impl Engine {
         if let Some(keys) = &o.detach_keys {
             crate::stream::parse_detach_keys(keys)?;
         }
+        self.exec_gc(EXEC_KEEP);
         let id = crate::random_id();
         let dir = self.exec_dir(&id);
         crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
@@ -205,10 +211,19 @@ impl Engine {
         Ok(attached)
     }
 
-    /// Sets the terminal size of an exec with a tty (also before it starts).
+    /// Sets the terminal size of an exec with a tty (also before it starts). A resize that
+    /// comes just before the start made the exec's monitor (the docker CLI sends it right
+    /// after its start request) waits for it, up to 10 s, as dockerd waits for the exec.
     pub fn exec_resize(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
         self.session(id)?;
         let dir = self.exec_dir(id);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !protocol::socket_path(&dir).exists()
+            && protocol::read_exit(&dir).ok().flatten().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if !protocol::socket_path(&dir).exists() {
             return Err(Error::Conflict(format!(
                 "exec {} is not running",
@@ -240,7 +255,7 @@ impl Engine {
     pub fn exec_inspect(&self, id: &str) -> Result<ExecInspectResponse> {
         let s = self.session(id)?;
         let dir = self.exec_dir(id);
-        let exit = protocol::read_exit(&dir).ok().flatten();
+        let mut exit = protocol::read_exit(&dir).ok().flatten();
         let mut running = false;
         let mut pid = 0;
         if exit.is_none()
@@ -250,6 +265,13 @@ impl Engine {
         {
             running = st.status == "running";
             pid = st.pid.unwrap_or(0);
+            // Ended, its exit record not written yet: the monitor has the code.
+            exit = st.exit;
+        }
+        if exit.is_none() && !running && dir.join(PROCESS_FILE).exists() {
+            // Between the monitor's exit record and its socket going away (or the other
+            // way round): read the record again rather than answer "never ran".
+            exit = protocol::read_exit(&dir).ok().flatten();
         }
         let o = &s.options;
         Ok(ExecInspectResponse {
@@ -293,6 +315,38 @@ impl Engine {
             .collect();
         out.sort_by(|a, b| a.created.cmp(&b.created));
         out
+    }
+
+    /// Removes the sessions whose process ended more than `keep` ago (by the time of its
+    /// exit record), and those of containers that no longer exist; returns how many. A
+    /// session never started stays while its container does, as in Docker.
+    pub fn exec_gc(&self, keep: Duration) -> usize {
+        let Ok(rd) = std::fs::read_dir(self.opts.exec_root.join("exec")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in rd.flatten() {
+            let dir = e.path();
+            let ended = std::fs::metadata(dir.join(protocol::EXIT_FILE))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            let finished =
+                ended.is_some_and(|age| age >= keep) && !protocol::socket_path(&dir).exists();
+            let orphan = || {
+                std::fs::read(dir.join(SESSION_FILE))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Session>(&b).ok())
+                    .is_some_and(|s| {
+                        !self.container_dir(&s.container_id).exists()
+                            && !protocol::socket_path(&dir).exists()
+                    })
+            };
+            if (finished || orphan()) && std::fs::remove_dir_all(&dir).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Drops the container's exec sessions (at its removal, and before it runs again:

@@ -47,7 +47,7 @@ pub use attach::{AttachOptions, Attached, Resizer};
 pub use boot::BootReport;
 pub use build::{BuildContext, BuildRequest, CredentialLookup, Dockerfile};
 pub use create::CreateOptions;
-pub use exec::ExecOptions;
+pub use exec::{EXEC_KEEP, ExecOptions};
 pub use images::{IMAGE_FILTERS, IMAGE_PRUNE_FILTERS, ImageListOptions};
 pub use list::{CONTAINER_FILTERS, ContainerListOptions, status_text};
 pub use network::{Mode as NetworkMode, add_legacy_network_fields};

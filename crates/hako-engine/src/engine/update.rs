@@ -1,18 +1,22 @@
 //! `docker update`: new resource limits for a container, applied to its cgroup now if it
 //! runs (the runtime's `update`) and kept in its record and its bundle for every later start.
 
+use std::time::Duration;
+
 use bollard_stubs::models::ContainerUpdateBody;
+use hako_shim::protocol::{Reply, Request};
 
 use crate::error::{Error, IoContext, Result};
 use crate::records;
 
 use super::Engine;
-use super::validate::validate_host_config;
+use super::status::request_timeout;
+use super::validate::{restart_arg, validate_host_config};
 
 impl Engine {
     /// Docker's update: zero or empty fields keep their value (the docker CLI sends every
-    /// field). Returns Docker's warnings. A new restart policy takes effect at the next
-    /// start (the running container's shim keeps the policy it was started with).
+    /// field). Returns Docker's warnings. A new restart policy applies at once: the running
+    /// container's shim is told (as dockerd's monitor follows it), and the record keeps it.
     pub fn update(&self, what: &str, u: &ContainerUpdateBody) -> Result<Vec<String>> {
         let mut rec = self.get(what)?;
         let h = &mut rec.host_config;
@@ -46,7 +50,8 @@ impl Engine {
                     .into(),
             ));
         }
-        if let Some(p) = u.restart_policy.as_ref().filter(|p| p.name.is_some()) {
+        let new_policy = u.restart_policy.as_ref().filter(|p| p.name.is_some());
+        if let Some(p) = new_policy {
             if h.auto_remove == Some(true)
                 && p.name
                     .as_ref()
@@ -60,7 +65,8 @@ impl Engine {
             h.restart_policy = Some(p.clone());
         }
         validate_host_config(h)?;
-        if self.live(&rec).status.is_active() {
+        let active = self.live(&rec).status.is_active();
+        if active {
             let mut res = crate::spec::resources(&rec.host_config);
             if let Some(o) = res.as_object_mut() {
                 o.remove("devices");
@@ -75,8 +81,24 @@ impl Engine {
         }
         self.update_bundle_resources(&rec)?;
         records::update(&self.conn(), &rec)?;
+        let mut warnings = Vec::new();
+        if active && new_policy.is_some() {
+            let policy = restart_arg(&rec.host_config);
+            let asked = request_timeout(
+                &self.state_dir(&rec.id),
+                &Request::SetRestartPolicy {
+                    policy: policy.clone(),
+                },
+                Duration::from_secs(5),
+            );
+            if !matches!(asked, Ok(Reply::Ok)) {
+                warnings.push(format!(
+                    "the restart policy {policy} is saved but applies from the next start: the container's monitor did not take it ({asked:?})"
+                ));
+            }
+        }
         self.container_event(&rec, "update", &[]);
-        Ok(Vec::new())
+        Ok(warnings)
     }
 
     /// Writes the new resources into the bundle's config.json, so the next start (of a

@@ -243,7 +243,7 @@ pub fn run(g: &Global, a: &CpArgs) -> Result<()> {
             let p = abs(p);
             let mut input = std::io::stdin().lock();
             engine
-                .copy_in(c, &p, &mut input, a.archive)
+                .copy_in(c, &p, &mut input, a.archive, true)
                 .map_err(engine_err)?;
             return Ok(());
         }
@@ -324,7 +324,8 @@ fn into_container(engine: &Engine, a: &CpArgs, src: &str, c: &str, dest: &str) -
             host.write_tar(path, a.follow_link, name.as_deref(), owner, w)
                 .with_context(|| format!("read {path}"))
         },
-        |r| engine.copy_in(c, &dir, r, true).map_err(engine_err),
+        // As the docker CLI: a directory never replaces a file (noOverwriteDirNonDir).
+        |r| engine.copy_in(c, &dir, r, true, true).map_err(engine_err),
     )
 }
 
