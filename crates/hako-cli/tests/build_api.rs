@@ -5,107 +5,16 @@
 mod build_common;
 mod common;
 
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use build_common::{Ctx, assert_build_clean};
 use common::Hako;
+use common::serve::{Server, have_docker};
 
-/// A `hako serve` on a socket of its own (in the test's network namespace, as every hako
-/// process of the harness).
-struct Server<'a> {
-    h: &'a Hako,
-    sock: PathBuf,
-    config: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl<'a> Server<'a> {
-    fn start(h: &'a Hako) -> Server<'a> {
-        let sock = h.root.path().join("api.sock");
-        let url = format!("unix://{}", sock.display());
-        let log = std::fs::File::create(h.root.path().join("serve.log")).expect("server log");
-        let child = h
-            .cmd(&["serve", "--host", &url])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn hako serve");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < deadline, "hako serve did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            h,
-            sock,
-            config: tempfile::tempdir().expect("docker config dir"),
-            child: Some(child),
-        }
-    }
-
-    /// `DOCKER_BUILDKIT=0 docker ARGS` against this server.
-    fn docker(&self, args: &[&str]) -> Output {
-        let mut child = Command::new("docker")
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.config.path())
-            .env("DOCKER_BUILDKIT", "0")
-            .env_remove("DOCKER_CONTEXT")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run docker (install the docker CLI)");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                return child.wait_with_output().expect("output");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("docker {args:?} hung");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "hako serve's stderr:\n{}",
-                std::fs::read_to_string(self.h.root.path().join("serve.log")).unwrap_or_default()
-            );
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
-    }
-}
-
-fn have_docker() -> bool {
-    let ok = Command::new("docker")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the docker CLI is needed (docker.io)"
-        );
-        eprintln!("SKIP: no docker CLI");
-    }
-    ok
+/// `DOCKER_BUILDKIT=0 docker ARGS` against the server (a build may take a while).
+fn docker(s: &Server<'_>, args: &[&str]) -> Output {
+    s.run_with(args, &[("DOCKER_BUILDKIT", "0")], Duration::from_secs(120))
 }
 
 fn text(o: &Output) -> String {
@@ -147,7 +56,7 @@ fn the_docker_clis_classic_build_through_hako_serve() {
         "via=api",
         ctx.dir(),
     ];
-    let o = s.docker(&args);
+    let o = docker(&s, &args);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -184,7 +93,7 @@ fn the_docker_clis_classic_build_through_hako_serve() {
     // The same build again: every filesystem step from the cache (config-only steps run
     // nothing and have no cache entry to show), nothing run, the same image id.
     let id = h.ok(&["image", "inspect", "--format", "{{.Id}}", "app:1"]);
-    let o = s.docker(&args);
+    let o = docker(&s, &args);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert_eq!(
@@ -203,22 +112,25 @@ fn the_docker_clis_classic_build_through_hako_serve() {
         id
     );
     // -q: only the id on stdout.
-    let o = s.docker(&[
-        "build",
-        "-q",
-        "--build-arg",
-        "WHO=docker",
-        "--label",
-        "via=api",
-        ctx.dir(),
-    ]);
+    let o = docker(
+        &s,
+        &[
+            "build",
+            "-q",
+            "--build-arg",
+            "WHO=docker",
+            "--label",
+            "via=api",
+            ctx.dir(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), id);
 
     // A failing RUN: the docker CLI's message, the RUN's exit code, its output shown, no
     // image and no build leftovers.
     let bad = Ctx::new("FROM busybox\nRUN echo before-the-failure && exit 7\nLABEL never=1\n");
-    let o = s.docker(&["build", "-t", "broken:1", bad.dir()]);
+    let o = docker(&s, &["build", "-t", "broken:1", bad.dir()]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(7), "{out}");
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -241,7 +153,7 @@ fn the_docker_clis_classic_build_through_hako_serve() {
 
     // A Dockerfile error before any step: an HTTP error, the CLI's exit 1 with the line.
     let syntax = Ctx::new("FROM busybox\nFROBNICATE x\n");
-    let o = s.docker(&["build", syntax.dir()]);
+    let o = docker(&s, &["build", syntax.dir()]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("unknown instruction: FROBNICATE"), "{out}");

@@ -90,13 +90,19 @@ impl<'a> Server<'a> {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[], Duration::from_secs(60))
+    }
+
+    /// `docker ARGS` with more environment, killed (and the test failed) after `limit`.
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
         let mut child = self
             .docker(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run docker (install the docker CLI)");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + limit;
         loop {
             if child.try_wait().expect("wait").is_some() {
                 return child.wait_with_output().expect("output");
