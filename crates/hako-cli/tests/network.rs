@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -128,23 +129,55 @@ impl Outside {
 
     /// A server in the outside namespace. It has no route to container subnets: only a
     /// masqueraded connection can get its answer back.
-    fn serve(&self, port: u16) -> Child {
-        self.cmd("busybox")
-            .args([
-                "sh",
-                "-c",
-                &format!("while true; do echo outside | busybox nc -l -p {port}; done"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("outside server")
+    fn serve(&self, port: u16) -> Group {
+        Group::spawn(self.cmd("busybox").args([
+            "sh",
+            "-c",
+            &format!("while true; do echo outside | busybox nc -l -p {port}; done"),
+        ]))
+    }
+
+    /// The processes left in the outside namespace.
+    fn processes(&self) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "pids", self.ns.name()])
+            .output()
+            .expect("ip netns pids");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 }
 
-fn kill(mut c: Child) {
-    let _ = c.kill();
-    let _ = c.wait();
+/// A helper process in a process group of its own, killed as a group when dropped: a
+/// `while ...; do nc -l ...; done` loop's `nc` goes with its shell, also when the test
+/// fails before the end (a plain `Child` is never killed on drop).
+struct Group(Child);
+
+impl Group {
+    fn spawn(c: &mut Command) -> Group {
+        Group(
+            c.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("spawn a helper process"),
+        )
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let killed = i32::try_from(self.0.id()).ok().and_then(|pid| {
+            nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .ok()
+        });
+        if killed.is_none() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -263,7 +296,11 @@ fn outbound_traffic_is_masqueraded() {
     std::thread::sleep(Duration::from_millis(300));
     let c = h.start(&["busybox", "sleep", "300"], None);
     assert_eq!(nc_from(&h, &c, "192.0.2.2", 7000), "outside");
-    kill(srv);
+    drop(srv);
+    // The server's loop and its `nc` are gone (a killed shell used to leave its `nc`).
+    h.wait_for("no process left in the outside namespace", || {
+        out.processes().is_empty()
+    });
     drop(out);
     h.finish(&[&c]);
 }
@@ -404,12 +441,7 @@ fn publish_all_expose_and_port_conflicts() {
         "hello from a"
     );
     // A port held by any process is refused before the container starts; nothing is left.
-    let holder = h
-        .host("busybox")
-        .args(["nc", "-l", "-p", "9099"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let holder = Group::spawn(h.host("busybox").args(["nc", "-l", "-p", "9099"]));
     std::thread::sleep(Duration::from_millis(300));
     let before = h.net.leaks();
     let e = h.fails(
@@ -419,7 +451,7 @@ fn publish_all_expose_and_port_conflicts() {
     assert!(e.contains("port is already allocated"), "{e}");
     let o = h.run(&["ps", "-aq", "--filter", "name=clash"]);
     let clash = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    kill(holder);
+    drop(holder);
     // A port held by another container is refused too.
     let e = h.fails(
         125,
