@@ -888,3 +888,87 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
     h.finish(&[&a, "dup"]);
     assert!(h.ok(&["network", "prune", "-f"]).contains("five"));
 }
+
+/// `HAKO_FIREWALL=iptables-legacy` (the driver used where nftables is unusable): the choice
+/// is recorded in the exec root, so later commands and the shims' cleanups use it without
+/// the variable; published ports (IPv4 and IPv6, loopback, outside, hairpin) and masquerade
+/// work with real iptables rules, nothing is in nftables, and no rule of a container or a
+/// network is left after `rm`.
+#[test]
+fn the_iptables_driver_publishes_masquerades_and_cleans_up() {
+    need_root!();
+    let h = Hako::new();
+    let out = Outside::new(&h);
+    h.ok(&["network", "create", "--ipv6", "six"]);
+    let o = h
+        .cmd(&[
+            "run",
+            "-d",
+            "--name",
+            "a",
+            "--network",
+            "six",
+            "-p",
+            "8086:80",
+            "busybox",
+            "sh",
+            "-c",
+        ])
+        .arg(server("a", 80))
+        .env("HAKO_FIREWALL", "iptables-legacy")
+        .output()
+        .expect("hako run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let record = std::fs::read_to_string(h.exec_root().join("firewall")).unwrap_or_default();
+    assert_eq!(record, "iptables-legacy", "the driver is recorded");
+    let srv = out.serve(7000);
+    let b = h.start(
+        &["--name", "b", "--network", "six", "busybox", "sleep", "300"],
+        None,
+    );
+    assert_eq!(nc_from(&h, &b, "192.0.2.2", 7000), "outside", "masquerade");
+    assert_eq!(fetch(&h, "127.0.0.1:8086"), "hello from a", "127.0.0.1");
+    assert_eq!(
+        nc_from(&h, &b, "192.0.2.1", 8086),
+        "hello from a",
+        "hairpin"
+    );
+    for addr in ["192.0.2.1", "2001:db8::1"] {
+        // Retried: the server's loop does not listen between two connections.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            let o = out
+                .cmd("busybox")
+                .args(["sh", "-c", &format!("echo x | busybox nc -w 3 {addr} 8086")])
+                .output()
+                .unwrap();
+            let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if !got.is_empty() || Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(got, "hello from a", "from outside to {addr}");
+    }
+    let save = |program: &str| {
+        let o = h.host(program).output().expect(program);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(save("iptables-legacy-save").contains("\"hako:port:tcp:0.0.0.0:8086\" -j DNAT"));
+    let v6 = save("ip6tables-legacy-save");
+    assert!(v6.contains("\"hako:port:tcp:[::]:8086\" -j DNAT"), "{v6}");
+    let o = h.host("nft").args(["list", "tables"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("hako"),
+        "nothing in nftables"
+    );
+    drop(srv);
+    drop(out);
+    h.finish(&[&a, &b]);
+    h.ok(&["network", "rm", "six"]);
+    let left = save("iptables-legacy-save") + &save("ip6tables-legacy-save");
+    for gone in ["hako:port", "hako:hk", "DNAT --to", "MASQUERADE"] {
+        assert!(!left.contains(gone), "{gone} left: {left}");
+    }
+}

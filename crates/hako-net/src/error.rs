@@ -33,6 +33,9 @@ pub enum Error {
     /// nftables refused a batch.
     #[error("nftables: {0}")]
     Nft(String),
+    /// iptables (the fallback driver) refused a batch.
+    #[error("iptables: {0}")]
+    Iptables(String),
     /// The network store.
     #[error("network store: {0}")]
     Sqlite(#[from] rusqlite::Error),

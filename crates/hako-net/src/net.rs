@@ -6,7 +6,7 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use ipnet::IpNet;
 use nix::fcntl::{Flock, FlockArg};
@@ -38,6 +38,9 @@ pub struct NetOptions {
     pub mtu: Option<u32>,
     /// The resolver program (`hako-dns`).
     pub dns_program: PathBuf,
+    /// The firewall driver; `None`: `HAKO_FIREWALL`, else detected at first use
+    /// (`firewall::Backend::detect`: nftables, iptables where nftables is unusable).
+    pub firewall: Option<Backend>,
 }
 
 /// `hako network create`.
@@ -114,7 +117,7 @@ pub struct Setup {
 pub struct Net {
     opts: NetOptions,
     conn: Mutex<Connection>,
-    backend: Backend,
+    backend: OnceLock<std::result::Result<Backend, String>>,
     bridge: Mutex<Option<Bridge>>,
 }
 
@@ -136,7 +139,7 @@ impl Net {
         let net = Net {
             opts,
             conn: Mutex::new(conn),
-            backend: Backend::detect(),
+            backend: OnceLock::new(),
             bridge: Mutex::new(None),
         };
         net.builtins()?;
@@ -176,9 +179,46 @@ impl Net {
         }
     }
 
-    /// The backend applying nftables batches.
-    pub fn backend(&self) -> Backend {
+    /// The firewall driver (detected at first use: a command that never touches the
+    /// firewall never probes it).
+    pub fn backend(&self) -> Result<Backend> {
         self.backend
+            .get_or_init(|| self.choose_backend().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(Error::InvalidArgument)
+    }
+
+    /// The options' driver; else `HAKO_FIREWALL`'s, recorded in the exec root when it is
+    /// iptables; else the recorded one (a container's rules must go through the driver
+    /// that made them, whoever tears it down: the shim's exit command, a `hako rm` from
+    /// another shell); else detected (`Backend::detect`).
+    fn choose_backend(&self) -> Result<Backend> {
+        if let Some(b) = self.opts.firewall {
+            return Ok(b);
+        }
+        let record = self.opts.exec_root.join("firewall");
+        if let Some(b) = Backend::from_env()? {
+            let saved = match b {
+                Backend::Iptables { .. } => std::fs::create_dir_all(&self.opts.exec_root)
+                    .and_then(|()| std::fs::write(&record, b.name())),
+                _ => std::fs::remove_file(&record).or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                }),
+            };
+            saved.ctx(|| format!("record the firewall driver in {}", record.display()))?;
+            return Ok(b);
+        }
+        match std::fs::read_to_string(&record) {
+            Ok(name) => Backend::from_name(&name).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{}: unknown firewall driver {:?}",
+                    record.display(),
+                    name.trim()
+                ))
+            }),
+            Err(_) => Backend::detect(),
+        }
     }
 
     /// Where a container's namespace is bound.
@@ -656,6 +696,7 @@ impl Net {
                 if first {
                     self.network_elements(r.network, true)?;
                 }
+                self.open_forward(&r.network.bridge);
             }
             Ok(())
         })?;
@@ -670,7 +711,7 @@ impl Net {
             batch.add_port(m, target);
         }
         if !batch.is_empty() {
-            batch.apply(self.backend)?;
+            batch.apply(self.backend()?)?;
         }
         store::update_sandbox(
             &self.conn(),
@@ -796,6 +837,17 @@ impl Net {
         })
     }
 
+    /// Lets `bridge`'s routed traffic past other tables' FORWARD drop policies. A policy
+    /// may appear after the bridge's first container (dockerd started later) and an
+    /// iptables flush takes hako's accepts away, so every start checks: one in-process
+    /// listing when nothing drops (firewall::foreign).
+    fn open_forward(&self, bridge: &str) {
+        let Ok(backend) = self.backend() else { return };
+        for w in foreign::open(backend, bridge) {
+            tracing::warn!("{w}");
+        }
+    }
+
     /// Adds (or removes) a network's elements in the firewall.
     fn network_elements(&self, n: &Network, add: bool) -> Result<()> {
         let mut b = Batch::default();
@@ -804,27 +856,25 @@ impl Net {
         } else {
             b.del_network(n);
         }
-        let applied = match b.apply(self.backend) {
+        let backend = self.backend()?;
+        let applied = match b.apply(backend) {
             Ok(()) => Ok(()),
             Err(e) if add => {
                 // Left over from a crash: take them out and put them back.
                 let mut d = Batch::default();
                 d.del_network(n);
-                let _ = d.apply(self.backend);
-                b.apply(self.backend).map_err(|_| e)
+                let _ = d.apply(backend);
+                b.apply(backend).map_err(|_| e)
             }
             Err(e) => Err(e),
         };
-        // Another table's FORWARD drop policy (dockerd's): accepted ahead of it where
-        // that can be done, said plainly where not (firewall::foreign).
+        // Another table's FORWARD drop policy (dockerd's): accepted ahead of it where that
+        // can be done (by each start, `setup_inner`), said plainly where not; the
+        // accepts go with the network's last container (firewall::foreign).
         if add {
-            applied?;
-            for w in foreign::open(self.backend, &n.bridge) {
-                tracing::warn!("{w}");
-            }
-            Ok(())
+            applied
         } else {
-            let left = foreign::close(self.backend, &n.bridge);
+            let left = foreign::close(backend, &n.bridge);
             applied?;
             match left.is_empty() {
                 true => Ok(()),
@@ -852,7 +902,7 @@ impl Net {
             batch.del_port(m);
         }
         if !batch.is_empty() {
-            errs.push(batch.apply(self.backend));
+            errs.push(self.backend().and_then(|b| batch.apply(b)));
         }
         let mut names = false;
         for e in &eps {
@@ -978,6 +1028,7 @@ impl Net {
             if first {
                 self.network_elements(&n, true)?;
             }
+            self.open_forward(&n.bridge);
             if n.resolves_names() {
                 let gateways: Vec<IpAddr> = n.subnets.iter().map(|s| s.gateway).collect();
                 dns::ensure(
@@ -1043,8 +1094,8 @@ impl Net {
         if sbs.is_empty() {
             return Ok(());
         }
-        let listing = crate::firewall::list(self.backend);
-        if listing.contains("hostports") {
+        let backend = self.backend()?;
+        if crate::firewall::intact(backend) {
             return Ok(());
         }
         let _lock = self.lock()?;
@@ -1068,7 +1119,7 @@ impl Net {
                 }
             }
         }
-        batch.apply(self.backend)
+        batch.apply(backend)
     }
 }
 

@@ -40,6 +40,10 @@ struct Env {
 }
 
 fn env() -> Env {
+    env_with(None)
+}
+
+fn env_with(firewall: Option<hako_net::firewall::Backend>) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = dir.path().join("run");
     let net = Net::open(NetOptions {
@@ -49,6 +53,7 @@ fn env() -> Env {
         bridge_subnet: None,
         mtu: None,
         dns_program: env!("CARGO_BIN_EXE_hako-dns").into(),
+        firewall,
     })
     .expect("open");
     Env {
@@ -214,7 +219,7 @@ fn bridge_ports_and_cleanup() {
     let left: Vec<String> = links().into_iter().filter(|l| l != "lo").collect();
     assert!(left.is_empty(), "links left: {left:?}");
     assert!(!ns.exists());
-    let table = hako_net::firewall::list(e.net.backend());
+    let table = hako_net::firewall::list(e.net.backend().unwrap());
     assert!(!table.contains("10.77."), "elements left: {table}");
     assert!(e.net.endpoints(&id).unwrap().is_empty());
     e.net.forget(&id).unwrap();
@@ -384,6 +389,54 @@ fn nc_in(ns: &Path, host: &str, port: u16) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// [`nc_in`] retried for a few seconds while it gets nothing: a server's `while ...; do nc
+/// -l; done` loop does not listen between two connections. For answers that must come.
+fn nc_until(ns: &Path, host: &str, port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let got = nc_in(ns, host, port);
+        if !got.is_empty() || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// "Outside": a namespace behind 192.0.2.2 (the test's namespace is 192.0.2.1 on the link),
+/// with no route to container subnets: only masqueraded traffic gets answers back.
+struct Outside {
+    dir: tempfile::TempDir,
+    ns: Option<hako_net::netns::Netns>,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ns");
+        let ns = hako_net::netns::Netns::create(&path).expect("outside netns");
+        let mut anchor = Command::new("sleep").arg("60").spawn().unwrap();
+        sh(&format!(
+            "nsenter --net={o} ip link add hkt-o1 type veth peer name hkt-o0 netns {pid} && \
+             nsenter --net={o} sh -c 'ip link set lo up && ip addr add 192.0.2.2/24 dev hkt-o1 && ip link set hkt-o1 up' && \
+             ip addr add 192.0.2.1/24 dev hkt-o0 && ip link set hkt-o0 up",
+            o = path.display(),
+            pid = anchor.id()
+        ));
+        let _ = anchor.kill();
+        let _ = anchor.wait();
+        Outside { dir, ns: Some(ns) }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("ns")
+    }
+
+    fn remove(mut self) {
+        drop(self.ns.take());
+        hako_net::netns::remove(&self.path()).expect("remove the outside namespace");
+    }
+}
+
 /// dockerd's `iptables -P FORWARD DROP` (iptables-nft) in the test's namespace: hako
 /// accepts its bridges' traffic ahead of it in a chain of its own, and takes it away with
 /// the last container. A drop policy in a native nftables table it cannot override: it
@@ -395,21 +448,35 @@ fn another_tables_forward_drop_policy() {
     }
     sandbox();
     let e = env();
-    // "Outside": a namespace behind 192.0.2.2 with a server on port 80.
-    let out = tempfile::tempdir().unwrap();
-    let out_ns = out.path().join("ns");
-    let outside = hako_net::netns::Netns::create(&out_ns).expect("outside netns");
-    let mut anchor = Command::new("sleep").arg("60").spawn().unwrap();
-    sh(&format!(
-        "nsenter --net={o} ip link add hkt-o1 type veth peer name hkt-o0 netns {pid} && \
-         nsenter --net={o} sh -c 'ip link set lo up && ip addr add 192.0.2.2/24 dev hkt-o1 && ip link set hkt-o1 up' && \
-         ip addr add 192.0.2.1/24 dev hkt-o0 && ip link set hkt-o0 up",
-        o = out_ns.display(),
-        pid = anchor.id()
-    ));
-    let _ = anchor.kill();
-    let _ = anchor.wait();
+    let out = Outside::new();
+    let out_ns = out.path();
     let server = serve(&out_ns, 80, "outside");
+    // The bridge's first container starts before the drop policy exists (dockerd started
+    // later): the next start on the bridge puts the accepts in.
+    let early = format!("{}{}", "e".repeat(8), hako_net::random_hex(56));
+    e.net
+        .configure(
+            &early,
+            &[AttachRequest {
+                network: "bridge".into(),
+                ..Default::default()
+            }],
+        )
+        .unwrap();
+    e.net
+        .setup(&SetupRequest {
+            container: early.clone(),
+            name: "early".into(),
+            hostname: "early".into(),
+            ports: vec![],
+            dns: DnsConfig::default(),
+            extra_hosts: vec![],
+        })
+        .expect("setup early");
+    assert!(
+        !sh("iptables -w -S").contains("HAKO-FORWARD"),
+        "nothing drops yet"
+    );
     sh("iptables -w -P FORWARD DROP");
     let id = format!("{}{}", "f".repeat(8), hako_net::random_hex(56));
     e.net
@@ -434,13 +501,18 @@ fn another_tables_forward_drop_policy() {
         })
         .expect("setup");
     let ns = e.net.netns_path(&id);
-    assert_eq!(nc_in(&ns, "192.0.2.2", 80), "hello from outside", "out");
+    assert_eq!(nc_until(&ns, "192.0.2.2", 80), "hello from outside", "out");
+    assert_eq!(
+        nc_until(&e.net.netns_path(&early), "192.0.2.2", 80),
+        "hello from outside",
+        "out from the container started before the policy"
+    );
     let rules = sh("iptables -w -S HAKO-FORWARD");
     assert!(rules.contains("-i hako0 -j ACCEPT"), "{rules}");
     assert!(sh("iptables -w -S FORWARD").contains("-j HAKO-FORWARD"));
     let inside = serve(&ns, 80, "inside");
     assert_eq!(
-        nc_in(&out_ns, "192.0.2.1", 8080),
+        nc_until(&out_ns, "192.0.2.1", 8080),
         "hello from inside",
         "a published port from outside"
     );
@@ -454,6 +526,12 @@ fn another_tables_forward_drop_policy() {
     kill(inside);
     e.net.teardown(&id).expect("teardown");
     assert!(
+        sh("iptables -w -S HAKO-FORWARD").contains("-i hako0 -j ACCEPT"),
+        "kept while a container is on the bridge"
+    );
+    e.net.teardown(&early).expect("teardown early");
+    e.net.forget(&early).unwrap();
+    assert!(
         !sh("iptables -w -S").contains("HAKO-FORWARD"),
         "the chain and its jump go with the last container"
     );
@@ -461,7 +539,7 @@ fn another_tables_forward_drop_policy() {
     sh(
         "nft add table inet hkt && nft add chain inet hkt forward '{ type filter hook forward priority 0; policy drop; }'",
     );
-    let b = hako_net::firewall::foreign::blockers(e.net.backend(), "hako0");
+    let b = hako_net::firewall::foreign::blockers(e.net.backend().unwrap(), "hako0");
     assert_eq!(b.len(), 1, "{b:?}");
     assert!(b[0].contains("table inet hkt chain forward"), "{b:?}");
     e.net
@@ -486,8 +564,7 @@ fn another_tables_forward_drop_policy() {
     e.net.teardown(&id).expect("teardown");
     e.net.forget(&id).unwrap();
     kill(server);
-    drop(outside);
-    hako_net::netns::remove(&out_ns).expect("remove the outside namespace");
+    out.remove();
 }
 
 /// Port 53 taken on a user network's gateway (dnsmasq on 0.0.0.0:53, aardvark-dns #13):
@@ -550,4 +627,144 @@ fn resolver_port_53_taken() {
     assert!(out.contains(&ip), "{out}");
     e.net.teardown(&id).unwrap();
     e.net.forget(&id).unwrap();
+}
+
+/// The iptables driver (where nftables is unusable), with iptables-legacy: nothing of it is
+/// in nftables. dockerd's FORWARD drop policy is there too (a Docker user's legacy host).
+/// Masquerade out, published ports from loopback, from outside and hairpin, isolation
+/// between networks, rules put back after a flush, and nothing of the containers left.
+#[test]
+fn iptables_driver_ports_masquerade_isolation_and_cleanup() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env_with(Some(hako_net::firewall::Backend::Iptables { legacy: true }));
+    let out = Outside::new();
+    let out_ns = out.path();
+    let server = serve(&out_ns, 80, "outside");
+    sh("iptables-legacy -w -P FORWARD DROP");
+    let start = |id: &str, network: &str, publish: &[&str]| {
+        e.net
+            .configure(
+                id,
+                &[AttachRequest {
+                    network: network.into(),
+                    ..Default::default()
+                }],
+            )
+            .unwrap();
+        let mut binds = Vec::new();
+        for p in publish {
+            binds.extend(ports::parse_publish(p).unwrap());
+        }
+        e.net
+            .setup(&SetupRequest {
+                container: id.to_string(),
+                name: id[..8].to_string(),
+                hostname: id[..8].to_string(),
+                ports: ports::wanted(&binds, false, &[]).unwrap(),
+                dns: DnsConfig::default(),
+                extra_hosts: vec![],
+            })
+            .expect("setup")
+    };
+    let id = format!("{}{}", "1".repeat(8), hako_net::random_hex(56));
+    let s = start(&id, "bridge", &["8080:80", "127.0.0.1:8081:80"]);
+    let ip = s.endpoints[0].ipv4.unwrap();
+    let ns = e.net.netns_path(&id);
+    assert_eq!(
+        nc_until(&ns, "192.0.2.2", 80),
+        "hello from outside",
+        "masqueraded out"
+    );
+    let inside = serve(&ns, 80, "inside");
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(
+        fetch((lo, 8080)).trim(),
+        "hello from inside",
+        "127.0.0.1:8080"
+    );
+    assert_eq!(
+        fetch((lo, 8081)).trim(),
+        "hello from inside",
+        "127.0.0.1:8081"
+    );
+    assert_eq!(
+        nc_until(&out_ns, "192.0.2.1", 8080),
+        "hello from inside",
+        "from outside"
+    );
+    assert_eq!(
+        nc_in(&out_ns, "192.0.2.1", 8081),
+        "",
+        "8081 is on 127.0.0.1 only"
+    );
+    assert_eq!(
+        nc_until(&ns, "192.0.2.1", 8080),
+        "hello from inside",
+        "hairpin"
+    );
+    let saved = sh("iptables-legacy-save");
+    assert!(
+        saved.contains("\"hako:port:tcp:0.0.0.0:8080\" -j DNAT")
+            && saved.contains(&format!("--to-destination {ip}:80")),
+        "{saved}"
+    );
+    assert!(
+        !sh("nft list tables").contains("hako"),
+        "nothing in nftables"
+    );
+    // Another network: isolated from the bridge, still out; the bridge's rules once.
+    e.net
+        .create_network(&NetworkCreate {
+            name: "other".into(),
+            ..Default::default()
+        })
+        .expect("create");
+    let id3 = format!("{}{}", "3".repeat(8), hako_net::random_hex(56));
+    start(&id3, "other", &[]);
+    let ns3 = e.net.netns_path(&id3);
+    assert_eq!(
+        nc_until(&ns3, "192.0.2.2", 80),
+        "hello from outside",
+        "out from other"
+    );
+    assert_eq!(
+        nc_in(&ns3, &ip.to_string(), 80),
+        "",
+        "isolated from the bridge"
+    );
+    let id2 = format!("{}{}", "2".repeat(8), hako_net::random_hex(56));
+    start(&id2, "bridge", &[]);
+    let saved = sh("iptables-legacy-save");
+    assert_eq!(saved.matches("\"hako:hako0:in\"").count(), 1, "{saved}");
+    assert_eq!(saved.matches("\"hako:jump-filter\"").count(), 1, "{saved}");
+    // A flush of the nat table (a firewall reload): the housekeeping pass mends it.
+    sh("iptables-legacy -w -t nat -F && iptables-legacy -w -t nat -X");
+    assert!(!fetch((lo, 8080)).contains("hello"), "flushed");
+    e.net.reconcile().expect("reconcile");
+    assert_eq!(fetch((lo, 8080)).trim(), "hello from inside", "mended");
+    assert_eq!(
+        nc_until(&ns, "192.0.2.2", 80),
+        "hello from outside",
+        "masquerade mended"
+    );
+    kill(inside);
+    for c in [&id, &id2, &id3] {
+        e.net.teardown(c).expect("teardown");
+        e.net.forget(c).unwrap();
+    }
+    e.net.remove_network("other").unwrap();
+    let saved = sh("iptables-legacy-save; ip6tables-legacy-save");
+    for gone in ["hako:port", "hako:hako0", "hako:hk-", "10.77.", "DNAT --to"] {
+        assert!(!saved.contains(gone), "{gone} left: {saved}");
+    }
+    let left: Vec<String> = links()
+        .into_iter()
+        .filter(|l| l != "lo" && l != "hkt-o0")
+        .collect();
+    assert!(left.is_empty(), "links left: {left:?}");
+    kill(server);
+    out.remove();
 }

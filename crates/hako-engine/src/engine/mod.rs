@@ -200,6 +200,7 @@ impl Engine {
             bridge_subnet: opts.bridge_subnet.clone(),
             mtu: opts.mtu,
             dns_program: opts.dns.clone(),
+            firewall: None,
         })?;
         let engine = Engine {
             opts,

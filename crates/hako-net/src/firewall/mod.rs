@@ -39,6 +39,7 @@
 
 mod backend;
 pub mod foreign;
+pub mod iptables;
 
 pub use backend::Backend;
 
@@ -101,11 +102,14 @@ add rule inet {TABLE} forward iifname @bridges oifname @bridges iifname . oifnam
     )
 }
 
-/// Element changes, applied as one batch with the rules.
+/// Element changes, applied as one batch with the rules (the iptables driver: the
+/// same changes as rules, `iptables::Rule`).
 #[derive(Debug, Default)]
 pub struct Batch {
     add: Vec<(String, String)>,
     del: Vec<(String, String)>,
+    rules_add: Vec<iptables::Rule>,
+    rules_del: Vec<iptables::Rule>,
 }
 
 fn port_key(m: &Mapping) -> (String, String) {
@@ -128,11 +132,13 @@ impl Batch {
     /// A network's elements (its bridge exists).
     pub fn add_network(&mut self, n: &Network) {
         self.add.extend(network_elements(n));
+        self.rules_add.extend(iptables::network_rules(n));
     }
 
     /// Removes a network's elements.
     pub fn del_network(&mut self, n: &Network) {
         self.del.extend(network_elements(n));
+        self.rules_del.extend(iptables::network_rules(n));
     }
 
     /// A published port to `target` (the container's address of the mapping's family).
@@ -143,6 +149,7 @@ impl Batch {
         let (set, key) = port_key(m);
         self.add
             .push((set, format!("{key} : {target} . {}", m.container_port)));
+        self.rules_add.extend(iptables::port_rule(m, target));
     }
 
     /// Removes a published port.
@@ -151,6 +158,7 @@ impl Batch {
             return;
         }
         self.del.push(port_key(m));
+        self.rules_del.extend(iptables::port_del(m));
     }
 
     /// Nothing to change.
@@ -173,6 +181,9 @@ impl Batch {
     /// already gone fails a whole nft transaction; then each deletion is retried on its
     /// own (gone is fine) and the additions applied after: teardown must not stop there.
     pub fn apply(&self, backend: Backend) -> Result<()> {
+        if let Backend::Iptables { legacy } = backend {
+            return iptables::apply(legacy, &self.rules_add, &self.rules_del);
+        }
         match backend.apply(&self.text(true)) {
             Ok(_) => Ok(()),
             Err(e) if self.del.is_empty() => Err(e),
@@ -183,7 +194,7 @@ impl Batch {
                 }
                 let adds = Batch {
                     add: self.add.clone(),
-                    del: Vec::new(),
+                    ..Batch::default()
                 };
                 backend.apply(&adds.text(true)).map(|_| ())
             }
@@ -211,18 +222,22 @@ fn network_elements(n: &Network) -> Vec<(String, String)> {
     v
 }
 
-/// Removes hako's table entirely (tests and `hako system reset`-like cleanups).
-pub fn delete_table(backend: Backend) -> Result<()> {
-    backend
-        .apply(&format!(
-            "add table inet {TABLE}\ndelete table inet {TABLE}\n"
-        ))
-        .map(|_| ())
+/// Lists the table (`nft list table inet hako`; the iptables driver: hako's chains and
+/// rules as `iptables-save` prints them), empty when there is none.
+pub fn list(backend: Backend) -> String {
+    match backend {
+        Backend::Iptables { legacy } => iptables::list(legacy),
+        _ => backend
+            .apply(&format!("list table inet {TABLE}\n"))
+            .unwrap_or_default(),
+    }
 }
 
-/// Lists the table (`nft list table inet hako`), empty when it does not exist.
-pub fn list(backend: Backend) -> String {
-    backend
-        .apply(&format!("list table inet {TABLE}\n"))
-        .unwrap_or_default()
+/// Whether hako's rules are in place (a flushed ruleset or a firewall reload removes them:
+/// then `Net::reconcile` puts back the elements of running containers).
+pub fn intact(backend: Backend) -> bool {
+    match backend {
+        Backend::Iptables { legacy } => iptables::intact(legacy),
+        _ => list(backend).contains("hostports"),
+    }
 }
