@@ -972,3 +972,39 @@ fn the_iptables_driver_publishes_masquerades_and_cleans_up() {
         assert!(!left.contains(gone), "{gone} left: {left}");
     }
 }
+
+/// `network inspect` and `volume inspect` (one helper): what is found is printed (a JSON
+/// array, or the template once per object), then one error line per name not found, exit 125.
+#[test]
+fn network_and_volume_inspect_print_what_they_find_and_one_line_per_missing_name() {
+    need_root!();
+    let h = Hako::new_empty();
+    h.ok(&["network", "create", "front"]);
+    h.ok(&["volume", "create", "vol"]);
+    for (kind, name, prefix) in [
+        ("network", "front", "Error response from daemon: "),
+        ("volume", "vol", "Error: "),
+    ] {
+        let o = h.run(&[kind, "inspect", name, "nope"]);
+        assert_eq!(o.status.code(), Some(125), "{kind}");
+        let found: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert_eq!(found.as_array().map(Vec::len), Some(1), "{kind}: {found}");
+        assert_eq!(found[0]["Name"], name, "{kind}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{kind}: {err}");
+        assert!(
+            err.starts_with(prefix) && err.contains("nope"),
+            "{kind}: {err}"
+        );
+        let o = h.run(&[kind, "inspect", "-f", "{{.Name}}", name, name]);
+        assert!(o.status.success(), "{kind}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            format!("{name}\n{name}\n")
+        );
+        let e = h.fails(125, &[kind, "inspect", "-f", "{{.Nope", name]);
+        assert_eq!(e.lines().count(), 1, "a bad template is one line: {e}");
+    }
+    h.ok(&["network", "rm", "front"]);
+    h.ok(&["volume", "rm", "vol"]);
+}

@@ -3,9 +3,8 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::Value;
 
-use crate::commands::image::inspect::pretty;
+use crate::commands::image::inspect::render;
 use crate::context::Global;
 use crate::error::AlreadyReported;
 use crate::format::Template;
@@ -61,18 +60,7 @@ pub fn run(g: &Global, a: &InspectArgs, containers_only: bool) -> Result<()> {
             },
         );
     }
-    let text = match &template {
-        Some(t) => {
-            let mut s = String::new();
-            for v in &found {
-                s.push_str(&t.execute(v)?);
-                s.push('\n');
-            }
-            s
-        }
-        None => format!("{}\n", pretty(&Value::Array(found))),
-    };
-    crate::commands::print(&text)?;
+    crate::commands::print(&render(template.as_ref(), &found)?)?;
     match errors.len() {
         0 => Ok(()),
         n => {

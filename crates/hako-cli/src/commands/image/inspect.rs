@@ -61,18 +61,10 @@ pub fn run(g: &Global, a: &InspectArgs) -> Result<()> {
             Err(e) => errors.push(engine_err(e)),
         }
     }
-    let text = match &template {
-        Some(t) => {
-            let mut s = String::new();
-            for v in &found {
-                s.push_str(&t.execute(&with_docker_fields(v.clone()))?);
-                s.push('\n');
-            }
-            s
-        }
-        None => format!("{}\n", pretty(&Value::Array(found))),
-    };
-    super::super::print(&text)?;
+    if template.is_some() {
+        found = found.into_iter().map(with_docker_fields).collect();
+    }
+    super::super::print(&render(template.as_ref(), &found)?)?;
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),
@@ -94,6 +86,49 @@ pub fn pretty(v: &Value) -> String {
     match v.serialize(&mut ser) {
         Ok(()) => crate::format::escape_html(&String::from_utf8_lossy(&buf)),
         Err(_) => to_go_json(v),
+    }
+}
+
+/// What every `inspect` prints: `--format` applied to each value (a line each), else the
+/// values as one JSON array.
+pub fn render(template: Option<&Template>, found: &[Value]) -> Result<String> {
+    match template {
+        Some(t) => {
+            let mut s = String::new();
+            for v in found {
+                s.push_str(&t.execute(v)?);
+                s.push('\n');
+            }
+            Ok(s)
+        }
+        None => Ok(format!("{}\n", pretty(&Value::Array(found.to_vec())))),
+    }
+}
+
+/// `hako network inspect`, `hako volume inspect`: looks each name up with `find`, prints
+/// what was found ([`render`]), then one line per name that was not (`error_prefix` and the
+/// error, Docker's wording differs by command); exit status 1 when any was not.
+pub fn inspect_each<T: serde::Serialize, E: std::fmt::Display>(
+    template: Option<&Template>,
+    names: &[String],
+    error_prefix: &str,
+    mut find: impl FnMut(&str) -> std::result::Result<T, E>,
+) -> Result<()> {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for n in names {
+        match find(n) {
+            Ok(v) => found.push(serde_json::to_value(v)?),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    super::super::print(&render(template, &found)?)?;
+    for e in &errors {
+        eprintln!("{error_prefix}{e}");
+    }
+    match errors.len() {
+        0 => Ok(()),
+        n => Err(AlreadyReported(n).into()),
     }
 }
 

@@ -13,10 +13,9 @@ use serde_json::{Value, json};
 
 use crate::commands::container::prune::confirm;
 use crate::commands::container::{engine_err, for_each};
-use crate::commands::image::inspect::pretty;
+use crate::commands::image::inspect::inspect_each;
 use crate::commands::volume::manage::parse_labels;
 use crate::context::Global;
-use crate::error::AlreadyReported;
 use crate::format::{Format, Template};
 
 /// Arguments of `hako network create`.
@@ -228,33 +227,12 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<()> {
 pub fn inspect(g: &Global, a: &InspectArgs) -> Result<()> {
     let template = a.format.as_deref().map(Template::parse).transpose()?;
     let engine = g.open_engine()?;
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for n in &a.names {
-        match engine.network_inspect(n) {
-            Ok(v) => found.push(serde_json::to_value(v)?),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    let text = match &template {
-        Some(t) => {
-            let mut s = String::new();
-            for v in &found {
-                s.push_str(&t.execute(v)?);
-                s.push('\n');
-            }
-            s
-        }
-        None => format!("{}\n", pretty(&Value::Array(found))),
-    };
-    crate::commands::print(&text)?;
-    for e in &errors {
-        eprintln!("Error response from daemon: {e}");
-    }
-    match errors.len() {
-        0 => Ok(()),
-        n => Err(AlreadyReported(n).into()),
-    }
+    inspect_each(
+        template.as_ref(),
+        &a.names,
+        "Error response from daemon: ",
+        |n| engine.network_inspect(n),
+    )
 }
 
 /// `hako network rm`: prints each removed name.

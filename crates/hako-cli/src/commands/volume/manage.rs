@@ -4,12 +4,10 @@ use std::collections::HashMap;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use serde_json::Value;
 
 use crate::commands::container::{engine_err, for_each};
-use crate::commands::image::inspect::pretty;
+use crate::commands::image::inspect::inspect_each;
 use crate::context::Global;
-use crate::error::AlreadyReported;
 use crate::format::Template;
 
 /// Arguments of `hako volume create`.
@@ -85,33 +83,9 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
 pub fn inspect(g: &Global, a: &InspectArgs) -> Result<()> {
     let template = a.format.as_deref().map(Template::parse).transpose()?;
     let engine = g.open_engine()?;
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for n in &a.names {
-        match engine.volume_inspect(n) {
-            Ok(v) => found.push(serde_json::to_value(v)?),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    let text = match &template {
-        Some(t) => {
-            let mut s = String::new();
-            for v in &found {
-                s.push_str(&t.execute(v)?);
-                s.push('\n');
-            }
-            s
-        }
-        None => format!("{}\n", pretty(&Value::Array(found))),
-    };
-    crate::commands::print(&text)?;
-    for e in &errors {
-        eprintln!("Error: {e}");
-    }
-    match errors.len() {
-        0 => Ok(()),
-        n => Err(AlreadyReported(n).into()),
-    }
+    inspect_each(template.as_ref(), &a.names, "Error: ", |n| {
+        engine.volume_inspect(n)
+    })
 }
 
 /// `hako volume rm`.
