@@ -87,15 +87,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Bytes of the regular files under `dir` (what `du` would count, without blocks).
+/// Bytes of the regular files under `dir`, a hard-linked file once (Docker's
+/// `directory.Size`); 0 when it cannot be read. The storage's one walk.
 pub fn dir_size(dir: impl AsRef<std::path::Path>) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+    hako_storage::dir_size(dir.as_ref()).unwrap_or(0)
 }
 
 #[cfg(test)]

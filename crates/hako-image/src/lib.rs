@@ -51,7 +51,9 @@ pub use registry::{
     Credentials, ProgressEvent, ProgressStatus, PullOptions, PullReport, PushOptions, PushReport,
 };
 pub use spec::Platform;
-pub use store::{ImageStore, ImageSummary, Options, PruneReport, RemoveAction, RootfsMount};
+pub use store::{
+    ImageStore, ImageSummary, LayerUsage, Options, PruneReport, RemoveAction, RootfsMount,
+};
 
 impl From<std::io::Error> for Error {
     fn from(source: std::io::Error) -> Self {

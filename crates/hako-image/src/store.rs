@@ -35,6 +35,15 @@ use crate::flight::{Flight, KIND_IMAGE};
 use crate::reference::Reference;
 use crate::spec::Platform;
 
+/// What [`ImageStore::layer_usage`] counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerUsage {
+    /// Bytes of all image layers, each layer once.
+    pub layers_size: u64,
+    /// Image id → bytes of its layers other images share.
+    pub shared: std::collections::HashMap<String, u64>,
+}
+
 /// How to open an [`ImageStore`].
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -856,28 +865,46 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// `docker system df -v`'s SHARED SIZE: for each image id, the bytes of its layers that
-    /// at least one other image uses too (stored once, counted in both images' sizes).
-    pub fn shared_sizes(&self) -> Result<std::collections::HashMap<String, u64>> {
+    /// `docker system df`: the bytes of every image layer counted once (`LayersSize`), and
+    /// for each image id the bytes of its layers that at least one other image uses too
+    /// (`SharedSize`: stored once, counted in both images' sizes).
+    pub fn layer_usage(&self) -> Result<LayerUsage> {
         let mut chains = Vec::new();
-        let mut users: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut users: std::collections::HashMap<String, (usize, u64)> =
+            std::collections::HashMap::new();
         for img in self.list()? {
             let rec = self.image_record(&img.id)?;
             for l in &rec.layers {
-                *users.entry(l.cache_id.clone()).or_default() += 1;
+                users.entry(l.cache_id.clone()).or_insert((0, l.size)).0 += 1;
             }
             chains.push((img.id.to_string(), rec.layers));
         }
-        Ok(chains
+        let shared = chains
             .into_iter()
             .map(|(id, layers)| {
                 let shared = layers
                     .iter()
-                    .filter(|l| users.get(&l.cache_id).copied().unwrap_or(0) > 1)
+                    .filter(|l| users.get(&l.cache_id).is_some_and(|u| u.0 > 1))
                     .map(|l| l.size)
                     .sum();
                 (id, shared)
             })
+            .collect();
+        Ok(LayerUsage {
+            layers_size: users.values().map(|u| u.1).sum(),
+            shared,
+        })
+    }
+
+    /// The bytes of each layer of image `name`, base first: the sizes its `Size` adds up
+    /// (`docker history` shows them).
+    pub fn layer_sizes(&self, name: &str) -> Result<Vec<u64>> {
+        let id = self.resolve(name)?;
+        Ok(self
+            .image_record(&id)?
+            .layers
+            .iter()
+            .map(|l| l.size)
             .collect())
     }
 

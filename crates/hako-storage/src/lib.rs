@@ -300,14 +300,25 @@ pub fn open_default(root: impl Into<PathBuf>) -> Result<Box<dyn Driver>> {
 /// Bytes of the regular files below `dir`, each inode counted once.
 pub fn dir_size(dir: &std::path::Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
+    // A file removed while the walk runs (a running container's upper dir) takes no room.
+    let gone = |e: &walkdir::Error| {
+        e.depth() > 0
+            && e.io_error().map(std::io::Error::kind) == Some(std::io::ErrorKind::NotFound)
+    };
     let mut seen = std::collections::HashSet::new();
     let mut total = 0;
     for e in walkdir::WalkDir::new(dir).follow_links(false) {
-        let e = e.map_err(|e| Error::io(format!("walk {}", dir.display()), e.into()))?;
+        let e = match e {
+            Ok(e) => e,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(Error::io(format!("walk {}", dir.display()), e.into())),
+        };
         if e.file_type().is_file() {
-            let md = e
-                .metadata()
-                .map_err(|e| Error::io(format!("walk {}", dir.display()), e.into()))?;
+            let md = match e.metadata() {
+                Ok(md) => md,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(Error::io(format!("walk {}", dir.display()), e.into())),
+            };
             if md.nlink() == 1 || seen.insert((md.dev(), md.ino())) {
                 total += md.len();
             }

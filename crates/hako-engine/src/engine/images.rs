@@ -8,7 +8,6 @@ use bollard_stubs::models::{
     ImageSummary,
 };
 use hako_image::{BlobStore, RemoveAction, spec::ImageConfig};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::filters::{Filters, glob};
@@ -128,7 +127,8 @@ impl Engine {
             .map_err(|e| Error::InvalidArgument(format!("image {name}: bad record: {e}")))
     }
 
-    /// `docker history`: newest first; layer sizes from the layer directories.
+    /// `docker history`: newest first; each layer's size is the one the image's `Size`
+    /// adds up (so `history` and `images` agree).
     pub fn image_history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>> {
         let id = self
             .images
@@ -144,15 +144,11 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        let mut sizes = layer_sizes(&inspect).into_iter();
+        let mut sizes = self.images.layer_sizes(id.as_str())?.into_iter();
         let mut rows = Vec::new();
         for h in &config.history {
             let empty = h["empty_layer"].as_bool().unwrap_or(false);
-            let size = if empty {
-                Some(0)
-            } else {
-                sizes.next().flatten()
-            };
+            let size = if empty { Some(0) } else { sizes.next() };
             rows.push(ImageHistoryResponseItem {
                 id: "<missing>".into(),
                 created: h["created"].as_str().and_then(parse_rfc3339).unwrap_or(0),
@@ -307,28 +303,4 @@ fn precise(s: Option<&str>) -> Option<(i64, u32)> {
 fn nanos((secs, n): (i64, u32)) -> i64 {
     secs.saturating_mul(1_000_000_000)
         .saturating_add(i64::from(n))
-}
-
-/// Bytes of each layer, bottom first, from the overlay directories (`None` when unknown).
-fn layer_sizes(inspect: &Value) -> Vec<Option<u64>> {
-    let layers = inspect["RootFS"]["Layers"].as_array().map_or(0, Vec::len);
-    let total = inspect["Size"].as_u64();
-    if layers == 1 {
-        return vec![total];
-    }
-    let data = &inspect["GraphDriver"]["Data"];
-    if let Some(upper) = data["UpperDir"].as_str() {
-        let mut dirs: Vec<&str> = data["LowerDir"]
-            .as_str()
-            .map(|l| l.split(':').rev().collect())
-            .unwrap_or_default();
-        dirs.push(upper);
-        if dirs.len() == layers {
-            return dirs
-                .into_iter()
-                .map(|d| Some(crate::units::dir_size(d)))
-                .collect();
-        }
-    }
-    vec![None; layers]
 }

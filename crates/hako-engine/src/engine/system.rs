@@ -165,22 +165,17 @@ impl Engine {
     /// writable layers, volumes with their size and users.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let mut images = self.image_list(&Default::default())?;
-        let shared = self.images.shared_sizes()?;
-        let mut layers = 0i64;
+        let usage = self.images.layer_usage()?;
         for img in &mut images {
-            let s = shared
+            let s = usage
+                .shared
                 .get(&img.id)
-                .or_else(|| shared.get(img.id.trim_start_matches("sha256:")))
+                .or_else(|| usage.shared.get(img.id.trim_start_matches("sha256:")))
                 .copied()
                 .unwrap_or(0);
             img.shared_size = i64::try_from(s).unwrap_or(0);
-            layers += img.size - img.shared_size.min(img.size);
         }
-        layers += shared
-            .values()
-            .copied()
-            .max()
-            .map_or(0, |m| i64::try_from(m).unwrap_or(0));
+        let layers = i64::try_from(usage.layers_size).unwrap_or(i64::MAX);
         let containers = self.containers(&ContainerListOptions {
             all: true,
             size: true,

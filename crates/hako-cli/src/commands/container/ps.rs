@@ -44,7 +44,7 @@ pub struct PsArgs {
 const DEFAULT: &str = r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 const DEFAULT_SIZE: &str = r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}";
 
-fn header() -> Value {
+pub(crate) fn header() -> Value {
     json!({
         "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
         "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
@@ -95,64 +95,68 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
         let out: String = list.iter().map(|c| format!("{}\n", id_of(c))).collect();
         return super::super::print(&out);
     }
-    let rows: Vec<Value> = list
-        .iter()
-        .map(|c| {
-            let size = match (c.size_rw, c.size_root_fs) {
-                (Some(rw), Some(all)) => format!(
-                    "{} (virtual {})",
-                    human_size(u64::try_from(rw).unwrap_or(0)),
-                    human_size(u64::try_from(all).unwrap_or(0))
-                ),
-                _ => String::new(),
-            };
-            let mut lv: Vec<String> = c
-                .labels
-                .iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            lv.sort();
-            let names: Vec<String> = c
-                .names
-                .iter()
-                .flatten()
-                .map(|n| n.trim_start_matches('/').to_string())
-                .collect();
-            let mounts: Vec<String> = c
-                .mounts
-                .iter()
-                .flatten()
-                .filter_map(|m| m.name.clone().or_else(|| m.source.clone()))
-                .collect();
-            let local_volumes = c
-                .mounts
-                .iter()
-                .flatten()
-                .filter(|m| m.driver.as_deref() == Some("local"))
-                .count();
-            json!({
-                "ID": id_of(c),
-                "Image": image_column(c.image.as_deref().unwrap_or_default(), a.no_trunc),
-                "Command": command(c, a.no_trunc),
-                "CreatedAt": c.created.map(created_at).unwrap_or_default(),
-                "RunningFor": since(c.created),
-                "Status": c.status.clone().unwrap_or_default(),
-                "State": c.state.map(|s| s.to_string()).unwrap_or_default(),
-                "Ports": super::port::summary_text(c.ports.as_deref().unwrap_or_default()),
-                "Names": names.join(","),
-                "Size": size,
-                "Labels": lv.join(","),
-                "Mounts": mounts.join(","),
-                "Networks": c.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default(),
-                "LocalVolumes": local_volumes.to_string(),
-            })
-        })
-        .collect();
+    let rows: Vec<Value> = list.iter().map(|c| row(c, a.no_trunc)).collect();
     let text = format
         .expect("format is set unless quiet")
         .render(&header(), &rows)?;
     super::super::print(&text)
+}
+
+/// One container's fields for `ps` (and `system df -v`), Docker's `ContainerContext`.
+pub(crate) fn row(c: &ContainerSummary, no_trunc: bool) -> Value {
+    let mut id = c.id.clone().unwrap_or_default();
+    if !no_trunc {
+        id = id.chars().take(12).collect();
+    }
+    let size = match (c.size_rw, c.size_root_fs) {
+        (Some(rw), Some(all)) => format!(
+            "{} (virtual {})",
+            human_size(u64::try_from(rw).unwrap_or(0)),
+            human_size(u64::try_from(all).unwrap_or(0))
+        ),
+        _ => String::new(),
+    };
+    let mut lv: Vec<String> = c
+        .labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    lv.sort();
+    let names: Vec<String> = c
+        .names
+        .iter()
+        .flatten()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect();
+    let mounts: Vec<String> = c
+        .mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| m.name.clone().or_else(|| m.source.clone()))
+        .collect();
+    let local_volumes = c
+        .mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.driver.as_deref() == Some("local"))
+        .count();
+    json!({
+        "ID": id,
+        "Image": image_column(c.image.as_deref().unwrap_or_default(), no_trunc),
+        "Command": command(c, no_trunc),
+        "CreatedAt": c.created.map(created_at).unwrap_or_default(),
+        "RunningFor": since(c.created),
+        "Status": c.status.clone().unwrap_or_default(),
+        "State": c.state.map(|s| s.to_string()).unwrap_or_default(),
+        "Ports": super::port::summary_text(c.ports.as_deref().unwrap_or_default()),
+        "Names": names.join(","),
+        "Size": size,
+        "Labels": lv.join(","),
+        "Mounts": mounts.join(","),
+        "Networks": c.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default(),
+        "LocalVolumes": local_volumes.to_string(),
+    })
 }
 
 /// Docker's IMAGE column: the image as the container was created from it, or its id when

@@ -1,5 +1,5 @@
-//! `hako system df [-v]`: disk usage by images, containers, volumes and build cache.
-//! Build cache is zero: hako has no builder yet.
+//! `hako system df [-v]`: disk usage by images, containers, volumes and build cache, with
+//! the docker CLI's columns and sums (a layer several images share counts once).
 
 use anyhow::Result;
 use clap::Args;
@@ -7,12 +7,13 @@ use serde_json::{Value, json};
 
 use hako_engine::DiskUsage;
 use hako_engine::models::{ContainerSummary, ContainerSummaryStateEnum};
+use hako_image::BuildCacheUsage;
 
-use crate::commands::container::engine_err;
+use crate::commands::container::{engine_err, ps};
 use crate::commands::image::list::split_tag;
 use crate::context::Global;
 use crate::format::{Format, align};
-use crate::units::{human_size4, since};
+use crate::units::{human_size, human_size4, since};
 
 /// Arguments of `hako system df`.
 #[derive(Debug, Args)]
@@ -27,25 +28,30 @@ pub struct DfArgs {
 }
 
 const DEFAULT: &str = r"table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
+/// The docker CLI's containers table of `system df -v`.
+const CONTAINERS: &str = r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}";
 
 /// Prints the summary table (or the verbose listing).
 pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
     let format = Format::parse(a.format.as_deref().unwrap_or(""), DEFAULT)?;
     let engine = g.open_engine()?;
     let du = engine.disk_usage().map_err(engine_err)?;
-    if a.verbose {
-        return verbose(&du);
-    }
     let build = engine.build_cache_usage().map_err(engine_err)?;
+    if a.verbose {
+        return verbose(&du, &build);
+    }
     let n = |x: i64| u64::try_from(x).unwrap_or(0);
     let images = &du.images;
-    let total: u64 = images.iter().map(|i| n(i.size)).sum();
+    // Docker's sums: SIZE is every layer once (`LayersSize`); RECLAIMABLE is that minus
+    // what only the images in use hold (their unique bytes).
+    let total = n(du.layers_size);
     let active = images.iter().filter(|i| i.containers > 0).count();
-    let reclaimable: u64 = images
+    let used: u64 = images
         .iter()
-        .filter(|i| i.containers == 0)
-        .map(|i| n(i.size))
+        .filter(|i| i.containers > 0 && i.shared_size >= 0)
+        .map(|i| n(i.size - i.shared_size))
         .sum();
+    let reclaimable = total.saturating_sub(used);
     let ctr = |c: &ContainerSummary| {
         (
             n(c.size_rw.unwrap_or(0)),
@@ -116,43 +122,68 @@ fn row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> 
     })
 }
 
-fn verbose(du: &DiskUsage) -> Result<()> {
+/// Docker's `system df -v`: one table per kind, as the docker CLI prints them.
+fn verbose(du: &DiskUsage, build: &BuildCacheUsage) -> Result<()> {
+    let n = |x: i64| u64::try_from(x).unwrap_or(0);
     let mut t = String::from(
         "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS\n",
     );
     for img in &du.images {
-        let size = u64::try_from(img.size).unwrap_or(0);
-        let shared = u64::try_from(img.shared_size).unwrap_or(0);
         let id: String = img
             .id
             .trim_start_matches("sha256:")
             .chars()
             .take(12)
             .collect();
-        let created = since(Some(img.created).filter(|c| *c > 0));
-        let tags: Vec<(&str, &str)> = if img.repo_tags.is_empty() {
-            vec![("<none>", "<none>")]
+        // The first tag only, as the docker CLI.
+        let (repo, tag) = img
+            .repo_tags
+            .first()
+            .map_or(("<none>", "<none>"), |t| split_tag(t));
+        let (shared, unique) = if img.shared_size < 0 {
+            ("N/A".to_string(), "N/A".to_string())
         } else {
-            img.repo_tags.iter().map(|t| split_tag(t)).collect()
+            (
+                human_size4(n(img.shared_size)),
+                human_size4(n(img.size - img.shared_size)),
+            )
         };
-        for (repo, tag) in tags {
-            t.push_str(&format!(
-                "{repo}\t{tag}\t{id}\t{created}\t{}\t{}\t{}\t{}\n",
-                human_size4(size),
-                human_size4(shared),
-                human_size4(size - shared.min(size)),
-                img.containers
-            ));
-        }
+        t.push_str(&format!(
+            "{repo}\t{tag}\t{id}\t{}\t{}\t{shared}\t{unique}\t{}\n",
+            since(Some(img.created).filter(|c| *c > 0)),
+            human_size(n(img.size)),
+            img.containers
+        ));
     }
-    let mut out = format!("Images space usage:\n\n{}\n", align(&t));
-    out.push_str("Containers space usage:\n\n");
-    out.push_str(&align(
-        "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES\n",
-    ));
+    let mut out = format!("Images space usage:\n\n{}", align(&t));
+    out.push_str("\nContainers space usage:\n\n");
+    let rows: Vec<Value> = du
+        .containers
+        .iter()
+        .map(|c| {
+            let mut r = ps::row(c, false);
+            // Its own bytes only (Docker leaves out the virtual size here).
+            r["Size"] = json!(human_size(n(c.size_rw.unwrap_or(0))));
+            r
+        })
+        .collect();
+    out.push_str(&Format::parse("", CONTAINERS)?.render(&ps::header(), &rows)?);
     out.push_str("\nLocal Volumes space usage:\n\n");
-    out.push_str(&align("VOLUME NAME\tLINKS\tSIZE\n"));
-    out.push_str("\nBuild cache usage: 0B\n\n");
+    let mut t = String::from("VOLUME NAME\tLINKS\tSIZE\n");
+    for v in &du.volumes {
+        let (links, size) = v
+            .usage_data
+            .as_ref()
+            .map_or(("N/A".into(), "N/A".into()), |u| {
+                (u.ref_count.to_string(), human_size4(n(u.size)))
+            });
+        t.push_str(&format!("{}\t{links}\t{size}\n", v.name));
+    }
+    out.push_str(&align(&t));
+    out.push_str(&format!(
+        "\nBuild cache usage: {}\n\n",
+        human_size4(build.size)
+    ));
     out.push_str(&align(
         "CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED\n",
     ));
