@@ -1276,7 +1276,7 @@ fn pid_ipc_uts_cgroupns_host_share_the_hosts_namespaces() {
         125,
         &["run", "--rm", "--pid", "container:x", "busybox", "true"],
     );
-    assert!(e.contains("--pid container:x"), "{e}");
+    assert!(e.contains("No such container: x"), "{e}");
     let e = h.fails(
         125,
         &["run", "--rm", "--userns", "remap", "busybox", "true"],

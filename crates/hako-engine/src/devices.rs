@@ -1,5 +1,6 @@
 //! `--device HOST[:CONTAINER[:PERMISSIONS]]` and `--device-cgroup-rule 'c 1:3 rwm'`: the
-//! spec's `linux.devices` (the node made in the container) and the cgroup's allow rules.
+//! spec's `linux.devices` (the node made in the container; every node under a directory)
+//! and the cgroup's allow rules.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -40,29 +41,55 @@ pub(crate) fn from_host(host: &HostConfig) -> Result<(Vec<Value>, Vec<Value>)> {
             return Err(bad(format!("{dst} is not an absolute path")));
         }
         let md = std::fs::metadata(src).map_err(|e| bad(e.to_string()))?;
-        let typ = if md.file_type().is_char_device() {
-            "c"
-        } else if md.file_type().is_block_device() {
-            "b"
-        } else {
-            return Err(bad("not a device node".into()));
-        };
-        let (major, minor) = (
-            nix::sys::stat::major(md.rdev()),
-            nix::sys::stat::minor(md.rdev()),
-        );
-        devs.push(json!({
-            "path": dst, "type": typ, "major": major, "minor": minor,
-            "fileMode": md.mode() & 0o7777, "uid": md.uid(), "gid": md.gid(),
-        }));
-        rules.push(
-            json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": perms}),
-        );
+        if md.is_dir() {
+            // A directory: every device node under it, at the same place under `dst`
+            // (Docker's walk; symlinks and other files are skipped).
+            for e in walkdir::WalkDir::new(src).follow_links(false).min_depth(1) {
+                let e = e.map_err(|e| bad(e.to_string()))?;
+                let md = e
+                    .path()
+                    .symlink_metadata()
+                    .map_err(|e| bad(e.to_string()))?;
+                let rel = e.path().strip_prefix(src).unwrap_or(e.path());
+                let path = std::path::Path::new(dst).join(rel);
+                if let Some((dev, rule)) = node(&md, &path.to_string_lossy(), perms) {
+                    devs.push(dev);
+                    rules.push(rule);
+                }
+            }
+            continue;
+        }
+        let (dev, rule) = node(&md, dst, perms).ok_or_else(|| bad("not a device node".into()))?;
+        devs.push(dev);
+        rules.push(rule);
     }
     for r in host.device_cgroup_rules.iter().flatten() {
         rules.push(cgroup_rule(r)?);
     }
     Ok((devs, rules))
+}
+
+/// The spec's device entry for the node `md` describes (made at `dst`) and the cgroup
+/// rule that allows it; `None` when it is not a character or block device.
+fn node(md: &std::fs::Metadata, dst: &str, perms: &str) -> Option<(Value, Value)> {
+    let typ = if md.file_type().is_char_device() {
+        "c"
+    } else if md.file_type().is_block_device() {
+        "b"
+    } else {
+        return None;
+    };
+    let (major, minor) = (
+        nix::sys::stat::major(md.rdev()),
+        nix::sys::stat::minor(md.rdev()),
+    );
+    Some((
+        json!({
+            "path": dst, "type": typ, "major": major, "minor": minor,
+            "fileMode": md.mode() & 0o7777, "uid": md.uid(), "gid": md.gid(),
+        }),
+        json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": perms}),
+    ))
 }
 
 /// `TYPE MAJOR:MINOR ACCESS` (`c 1:3 rwm`, `b 8:* r`, `a *:* m`).

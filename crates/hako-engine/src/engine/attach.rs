@@ -65,13 +65,13 @@ impl Engine {
     pub fn start_attached(
         &self,
         what: &str,
-        stdin: bool,
+        streams: &AttachOptions,
         size: Option<(u16, u16)>,
     ) -> Result<(Record, Attached, Waiter<'_>)> {
         let (_lock, rec) = self.lock_container(what)?;
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
-            let a = self.attach(&rec.id, stdin)?;
+            let a = self.attach_with(&rec.id, streams)?;
             let w = self.waiter(&rec.id, WaitCondition::NotRunning)?;
             return Ok((rec, a, w));
         }
@@ -79,7 +79,7 @@ impl Engine {
             self.spawn_shim(&rec)?;
         }
         let dir = self.state_dir(&rec.id);
-        let attached = protocol::attach(&dir, stdin, true, true)
+        let attached = protocol::attach(&dir, streams.stdin, streams.stdout, streams.stderr)
             .ctx(|| format!("attach to container {}", &rec.id[..12]))?;
         if let (true, Some((rows, cols))) = (attached.1, size) {
             let _ = request_timeout(

@@ -79,7 +79,9 @@ impl Engine {
         ) {
             host.cgroupns_mode = Some(HostConfigCgroupnsModeEnum::PRIVATE);
         }
-        let user_mounts = mounts::from_host_config(&host)?;
+        self.check_joins(&host)?;
+        let mut user_mounts = mounts::from_host_config(&host)?;
+        self.volumes_from(&host, &mut user_mounts)?;
         // `-v /missing:/data` makes the host directory (0755, Docker's); a `--mount
         // type=bind` source must exist (the check below).
         for b in host.binds.iter().flatten() {
@@ -457,7 +459,57 @@ impl Engine {
         }
         self.write_event_attributes(&rec);
         self.container_event(&rec, "create", &[]);
+        // Mounted for the create's own work (volume copy-up, passwd lookups); a created
+        // container is not left mounted: `start` mounts it (Docker's order).
+        self.unmount_stopped(&rec);
         Ok(rec)
+    }
+
+    /// `--volumes-from CONTAINER[:ro|:rw]`: that container's volumes and binds at the same
+    /// destinations (a mount of this container's own at a destination wins), read-only or
+    /// writable as there unless the mode says otherwise (Docker's rules).
+    fn volumes_from(&self, host: &HostConfig, mounts: &mut Vec<ResolvedMount>) -> Result<()> {
+        for spec in host.volumes_from.iter().flatten() {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m)) => (n, Some(m)),
+                None => (spec.as_str(), None),
+            };
+            let rw = match mode {
+                None => None,
+                Some("rw") => Some(true),
+                Some("ro") => Some(false),
+                Some(m) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "invalid mode for --volumes-from {spec}: {m} (use ro or rw)"
+                    )));
+                }
+            };
+            let other = self.get(name)?;
+            for mp in self.mount_points(&other.id) {
+                let Some(dest) = mp.destination.clone() else {
+                    continue;
+                };
+                let kind = match mp.typ.as_deref() {
+                    Some("bind") => MountKind::Bind,
+                    Some("volume") => MountKind::Volume {
+                        name: mp.name.clone(),
+                        copy: false,
+                    },
+                    _ => continue,
+                };
+                if mounts.iter().any(|m| m.destination == dest) {
+                    continue;
+                }
+                mounts.push(ResolvedMount {
+                    kind,
+                    source: mp.source.clone().unwrap_or_default(),
+                    destination: dest,
+                    rw: rw.unwrap_or(mp.rw.unwrap_or(true)),
+                    options: Vec::new(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn free_name(&self, id: &str) -> Result<String> {

@@ -41,8 +41,10 @@ impl Engine {
     }
 
     pub(super) fn spawn_shim(&self, rec: &Record) -> Result<()> {
-        // The network first: the runtime joins its namespace by path, and a port that is
-        // taken refuses the start before anything runs.
+        // `--pid/--ipc container:NAME` first (nothing to undo), then the network: the
+        // runtime joins its namespace by path, and a port that is taken refuses the
+        // start before anything runs.
+        self.join_namespaces(rec)?;
         let (sockets, proxies) = self.setup_network(rec)?;
         let networked = self.net.sandbox(&rec.id)?.is_some();
         match self.spawn_shim_with(rec, &sockets, &proxies, networked) {

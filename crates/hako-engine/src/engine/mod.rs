@@ -26,6 +26,7 @@ mod exec;
 mod health;
 mod images;
 mod inspect;
+mod joins;
 mod lifecycle;
 mod list;
 mod network;

@@ -73,12 +73,16 @@ pub(super) fn validate_host_config(h: &HostConfig) -> Result<()> {
         // hako has no user namespace remapping: the host's is the only one.
         ("--userns", h.userns_mode.as_deref(), &["", "host"][..]),
     ] {
+        // `container:NAME` for --pid and --ipc: checked against the store (joins.rs).
+        let joins = matches!(flag, "--pid" | "--ipc");
         if let Some(m) = mode
             && !allowed.contains(&m)
+            && !(joins && m.starts_with("container:"))
         {
             return bad(format!(
-                "{flag} {m}: not supported by hako (use {})",
-                allowed[1..].join(" or ")
+                "{flag} {m}: not supported by hako (use {}{})",
+                allowed[1..].join(" or "),
+                if joins { " or container:NAME" } else { "" }
             ));
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use hako_cgroups::{CgroupManager, Layout, Manager};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
@@ -167,10 +167,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     // Like runc, the device cgroup is always a whitelist: the config's rules, then the
     // devices every container needs.
     let resources = linux.resources().clone().unwrap_or_default();
-    cg.apply(&with_default_devices(
-        &resources,
-        linux.devices().as_deref().unwrap_or_default(),
-    ))?;
+    cg.apply(&with_default_devices(&resources))?;
 
     nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622))
         .context(|| "make exec fifo".into())?;
@@ -261,9 +258,10 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
 }
 
 /// The device cgroup rules to apply: the config's, then the devices every container needs
-/// and the config's `linux.devices` (runc appends the same list, so a config that starts
-/// with "deny all" still gets a working /dev).
-fn with_default_devices(res: &LinuxResources, devices: &[LinuxDevice]) -> LinuxResources {
+/// (runc appends the same list, so a config that starts with "deny all" still gets a
+/// working /dev). A `linux.devices` node gets only the access the config's rules give it,
+/// as with runc: `docker run --device /dev/x:/dev/x:r` cannot write to it.
+fn with_default_devices(res: &LinuxResources) -> LinuxResources {
     let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(true);
@@ -288,15 +286,6 @@ fn with_default_devices(res: &LinuxResources, devices: &[LinuxDevice]) -> LinuxR
         rule(C, Some(5), Some(2), "rwm"),
         rule(C, Some(136), None, "rwm"),
     ]);
-    for d in devices {
-        if matches!(
-            d.typ(),
-            LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U
-        ) {
-            let typ = if d.typ() == LinuxDeviceType::B { B } else { C };
-            rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
-        }
-    }
     let mut out = res.clone();
     out.set_devices(Some(rules));
     out

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use hako_engine::CreateOptions;
+
+use super::resource_args::ResourceArgs;
 use hako_engine::models::{
     ContainerConfig, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
     HostConfigCgroupnsModeEnum, HostConfigLogConfig, Mount, MountBindOptions,
@@ -26,6 +28,9 @@ pub struct CreateArgs {
     /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short = 'a', long = "attach", value_name = "LIST", value_parser = parse_attach)]
+    pub attach: Vec<String>,
     /// Set environment variables (KEY=VALUE, or KEY to take it from this environment)
     #[arg(short, long = "env", value_name = "LIST")]
     pub env: Vec<String>,
@@ -50,6 +55,9 @@ pub struct CreateArgs {
     /// Bind mount a volume (SRC:DST[:OPTS], NAME:DST[:OPTS] or DST)
     #[arg(short = 'v', long = "volume", value_name = "LIST")]
     pub volumes: Vec<String>,
+    /// Mount volumes from the specified container(s) (CONTAINER[:ro|:rw])
+    #[arg(long = "volumes-from", value_name = "LIST")]
+    pub volumes_from: Vec<String>,
     /// Attach a filesystem mount (type=bind|volume|tmpfs,source=..,target=..,readonly)
     #[arg(long = "mount", value_name = "MOUNT")]
     pub mounts: Vec<String>,
@@ -59,30 +67,8 @@ pub struct CreateArgs {
     /// Mount the container's root filesystem as read only
     #[arg(long = "read-only")]
     pub read_only: bool,
-    /// Memory limit (e.g. 512m, 1g)
-    #[arg(short, long, value_name = "BYTES")]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
-    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit
-    #[arg(long = "memory-reservation", value_name = "BYTES")]
-    pub memory_reservation: Option<String>,
-    /// Number of CPUs
-    #[arg(long, value_name = "DECIMAL", allow_hyphen_values = true)]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares", allow_hyphen_values = true)]
-    pub cpu_shares: Option<i64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// MEMs in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-mems")]
-    pub cpuset_mems: Option<String>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long = "ulimit", value_name = "ULIMIT")]
     pub ulimits: Vec<String>,
@@ -217,10 +203,10 @@ pub struct CreateArgs {
     /// Add additional groups to join
     #[arg(long = "group-add", value_name = "LIST")]
     pub group_add: Vec<String>,
-    /// PID namespace to use (host: the host's)
+    /// PID namespace to use (host, or container:NAME to join that container's)
     #[arg(long = "pid", value_name = "string")]
     pub pid: Option<String>,
-    /// IPC mode to use (host, private, shareable)
+    /// IPC mode to use (host, private, shareable, or container:NAME to join that container's)
     #[arg(long = "ipc", value_name = "string")]
     pub ipc: Option<String>,
     /// UTS namespace to use (host: the host's)
@@ -250,6 +236,15 @@ pub struct CreateArgs {
     /// (`run IMAGE -V` passes `-V` to it), as Docker's.
     #[arg(value_name = "IMAGE", trailing_var_arg = true)]
     pub args: Vec<String>,
+}
+
+/// `-a/--attach`: a stream name, any case (Docker's `ValidateAttach`).
+fn parse_attach(s: &str) -> Result<String, String> {
+    let l = s.to_ascii_lowercase();
+    match l.as_str() {
+        "stdin" | "stdout" | "stderr" => Ok(l),
+        _ => Err("valid streams are STDIN, STDOUT and STDERR".into()),
+    }
 }
 
 /// Docker's `RAMInBytes`: a number with an optional unit b, k, m, g, t, p (powers of 1024).
@@ -700,6 +695,7 @@ impl CreateArgs {
         let networking = wants_endpoint.then(|| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(network_mode.clone(), endpoint)])),
         });
+        let attached = |stream: &str| self.attach.iter().any(|a| a == stream);
         let config = ContainerConfig {
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             image,
@@ -709,9 +705,10 @@ impl CreateArgs {
             tty: Some(self.tty),
             open_stdin: Some(self.interactive),
             stdin_once: Some(self.interactive),
-            attach_stdin: Some(self.interactive),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
+            // Without -a: stdout and stderr (and stdin with -i), as Docker's.
+            attach_stdin: Some(self.interactive || attached("stdin")),
+            attach_stdout: Some(self.attach.is_empty() || attached("stdout")),
+            attach_stderr: Some(self.attach.is_empty() || attached("stderr")),
             env: Some(env),
             cmd: (!command.is_empty()).then_some(command),
             entrypoint,
@@ -722,13 +719,7 @@ impl CreateArgs {
             healthcheck: self.healthcheck()?,
             ..Default::default()
         };
-        let memory = self.memory.as_deref().map(parse_bytes).transpose()?;
-        let memory_swap = match self.memory_swap.as_deref() {
-            Some("-1") => Some(-1),
-            Some(s) => Some(parse_bytes(s)?),
-            None => None,
-        };
-        let nano_cpus = self.cpus.as_deref().map(parse_cpus).transpose()?;
+        let r = self.resources.parse()?;
         let mut tmpfs = HashMap::new();
         for t in &self.tmpfs {
             let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
@@ -755,21 +746,21 @@ impl CreateArgs {
                     .collect::<Result<_>>()?,
             ),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            volumes_from: (!self.volumes_from.is_empty()).then(|| self.volumes_from.clone()),
             readonly_rootfs: Some(self.read_only),
             devices: Some(self.devices.iter().map(|d| parse_device(d)).collect()),
             device_cgroup_rules: Some(self.device_cgroup_rules.clone()),
-            memory,
-            memory_swap,
-            memory_reservation: self
-                .memory_reservation
-                .as_deref()
-                .map(parse_bytes)
-                .transpose()?,
-            nano_cpus,
-            cpu_shares: self.cpu_shares,
-            cpuset_cpus: self.cpuset_cpus.clone(),
-            cpuset_mems: self.cpuset_mems.clone(),
-            pids_limit: self.pids_limit,
+            blkio_weight: r.blkio_weight,
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpu_shares: r.cpu_shares,
+            nano_cpus: r.nano_cpus,
+            cpuset_cpus: r.cpuset_cpus,
+            cpuset_mems: r.cpuset_mems,
+            memory: r.memory,
+            memory_reservation: r.memory_reservation,
+            memory_swap: r.memory_swap,
+            pids_limit: r.pids_limit,
             ulimits: Some(
                 self.ulimits
                     .iter()

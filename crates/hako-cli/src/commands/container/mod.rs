@@ -12,6 +12,7 @@ pub mod manage;
 pub mod port;
 pub mod prune;
 pub mod ps;
+pub mod resource_args;
 pub mod run;
 pub mod stats;
 pub mod stream;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use hako_engine::Engine;
+use hako_engine::{AttachOptions, Engine};
 
 use super::create_args::CreateArgs;
 use super::stream::{self, End};
@@ -94,8 +94,24 @@ fn pull(engine: &Engine, image: &str, insecure: bool) -> Result<()> {
     Ok(())
 }
 
-fn create(engine: &Engine, a: &CreateArgs, verb: &str) -> Result<hako_engine::Record> {
-    let opts = a.to_options(verb)?;
+fn create(
+    engine: &Engine,
+    a: &CreateArgs,
+    verb: &str,
+    detach: bool,
+) -> Result<hako_engine::Record> {
+    let mut opts = a.to_options(verb)?;
+    if detach {
+        if !a.attach.is_empty() {
+            anyhow::bail!("Conflicting options: -a and -d");
+        }
+        // `run -d` attaches nothing (Docker clears these).
+        let c = &mut opts.config;
+        c.attach_stdin = Some(false);
+        c.attach_stdout = Some(false);
+        c.attach_stderr = Some(false);
+        c.stdin_once = Some(false);
+    }
     let image = opts.config.image.clone().unwrap_or_default();
     if a.pull == "always" && a.rootfs.is_none() {
         pull(engine, &image, a.insecure_registry)?;
@@ -122,7 +138,7 @@ fn create(engine: &Engine, a: &CreateArgs, verb: &str) -> Result<hako_engine::Re
 /// `hako create`.
 pub fn run_create(g: &Global, a: &CreateCmdArgs) -> Result<()> {
     let engine = g.open_engine()?;
-    let rec = create(&engine, &a.create, "create")?;
+    let rec = create(&engine, &a.create, "create", false)?;
     println!("{}", rec.id);
     Ok(())
 }
@@ -155,19 +171,19 @@ fn proxy_signals(engine: &Engine, id: &str) -> Result<()> {
 fn attached_run(
     engine: &Engine,
     id: &str,
-    stdin: bool,
+    streams: AttachOptions,
     keys: &str,
     sig_proxy: bool,
     tty: bool,
 ) -> Result<i32> {
     let keys = stream::detach_keys(keys)?;
     let (rec, att, waiter) = engine
-        .start_attached(id, stdin, stream::terminal_size())
+        .start_attached(id, &streams, stream::terminal_size())
         .map_err(engine_err)?;
     if sig_proxy && !tty {
         proxy_signals(engine, &rec.id)?;
     }
-    let end = stream::pump(att, stdin, &keys)?;
+    let end = stream::pump(att, streams.stdin, &keys)?;
     if end == End::Detached {
         eprintln!("\nread escape sequence");
         return Ok(0);
@@ -191,10 +207,11 @@ fn attached_run(
 /// `hako run`.
 pub fn run(g: &Global, a: &RunArgs) -> Result<()> {
     if !a.detach {
-        stream::check_tty(a.create.interactive, a.create.tty)?;
+        let stdin = a.create.interactive || a.create.attach.iter().any(|s| s == "stdin");
+        stream::check_tty(stdin, a.create.tty)?;
     }
     let engine = g.open_engine()?;
-    let rec = create(&engine, &a.create, "run")?;
+    let rec = create(&engine, &a.create, "run", a.detach)?;
     if a.detach {
         if let Err(e) = engine.start(&rec.id) {
             if rec.host_config.auto_remove == Some(true) {
@@ -205,10 +222,17 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<()> {
         println!("{}", rec.id);
         return Ok(());
     }
+    // The streams `-a` chose (stdout and stderr without it; stdin with -i).
+    let c = &rec.config;
+    let streams = AttachOptions {
+        stdin: c.attach_stdin == Some(true) && c.open_stdin == Some(true),
+        stdout: c.attach_stdout != Some(false),
+        stderr: c.attach_stderr != Some(false),
+    };
     match attached_run(
         &engine,
         &rec.id,
-        a.create.interactive,
+        streams,
         &a.detach_keys,
         a.sig_proxy,
         a.create.tty,
@@ -234,7 +258,13 @@ pub fn run_start(g: &Global, a: &StartArgs) -> Result<()> {
         let rec = engine.get(one).map_err(engine_err)?;
         let tty = rec.config.tty.unwrap_or(false);
         stream::check_tty(a.interactive && rec.config.open_stdin.unwrap_or(false), tty)?;
-        return match attached_run(&engine, one, a.interactive, &a.detach_keys, true, tty)? {
+        // Docker's `start -a`: stdout and stderr, stdin with -i if it is open.
+        let streams = AttachOptions {
+            stdin: a.interactive && rec.config.open_stdin.unwrap_or(false),
+            stdout: true,
+            stderr: true,
+        };
+        return match attached_run(&engine, one, streams, &a.detach_keys, true, tty)? {
             0 => Ok(()),
             code => Err(EngineError::exit(code)),
         };
