@@ -562,6 +562,32 @@ fn another_tables_forward_drop_policy() {
         "not edited"
     );
     e.net.teardown(&id).expect("teardown");
+    // iptables-legacy's drop (dockerd on a legacy host; hako still on nftables): x_tables,
+    // which nftables does not show.
+    sh("nft delete table inet hkt && iptables -w -P FORWARD ACCEPT");
+    sh("iptables-legacy -w -P FORWARD DROP");
+    e.net
+        .setup(&SetupRequest {
+            container: id.clone(),
+            name: "c".into(),
+            hostname: "c".into(),
+            ports: vec![],
+            dns: DnsConfig::default(),
+            extra_hosts: vec![],
+        })
+        .expect("setup with a legacy drop");
+    assert_eq!(
+        nc_until(&ns, "192.0.2.2", 80),
+        "hello from outside",
+        "out past iptables-legacy's drop"
+    );
+    let rules = sh("iptables-legacy -w -S HAKO-FORWARD");
+    assert!(rules.contains("-i hako0 -j ACCEPT"), "{rules}");
+    e.net.teardown(&id).expect("teardown");
+    assert!(
+        !sh("iptables-legacy -w -S").contains("HAKO-FORWARD"),
+        "the legacy chain and its jump go with the last container"
+    );
     e.net.forget(&id).unwrap();
     kill(server);
     out.remove();

@@ -23,6 +23,11 @@
 //! when the last bridge's rules go. Nothing is added (and no process runs) unless such a
 //! drop policy exists.
 //!
+//! iptables-legacy's FORWARD policy (dockerd on a host still on iptables-legacy, while
+//! nftables works and hako uses it) lives in x_tables, invisible to nftables: where
+//! `/proc/thread-self/net/ip_tables_names` shows a legacy filter table, `iptables-legacy -S
+//! FORWARD` is read, and the same chain is made with `iptables-legacy`.
+//!
 //! A drop policy in a native nftables table (`inet filter` of `/etc/nftables.conf`,
 //! dockerd's nftables backend) cannot be overridden from another table, and hako does not
 //! edit tables it does not own: [`blockers`] names it, and the first container on a bridge
@@ -44,22 +49,60 @@ pub struct Drop {
     pub table: String,
     /// The chain.
     pub chain: String,
+    /// iptables-legacy's (x_tables, not in nftables: dockerd on a host still on
+    /// iptables-legacy), found with `iptables-legacy -S FORWARD`.
+    pub legacy: bool,
 }
 
 impl Drop {
-    /// iptables' own chain (iptables-nft keeps its tables in nftables): hako can accept
-    /// ahead of its policy with `iptables`/`ip6tables`.
+    /// iptables' own chain (iptables-nft keeps its tables in nftables; iptables-legacy in
+    /// x_tables): hako can accept ahead of its policy with that iptables.
     fn iptables(&self) -> Option<&'static str> {
         match (
             self.family.as_str(),
             self.table.as_str(),
             self.chain.as_str(),
+            self.legacy,
         ) {
-            ("ip", "filter", "FORWARD") => Some("iptables"),
-            ("ip6", "filter", "FORWARD") => Some("ip6tables"),
+            ("ip", "filter", "FORWARD", false) => Some("iptables"),
+            ("ip6", "filter", "FORWARD", false) => Some("ip6tables"),
+            ("ip", "filter", "FORWARD", true) => Some("iptables-legacy"),
+            ("ip6", "filter", "FORWARD", true) => Some("ip6tables-legacy"),
             _ => None,
         }
     }
+}
+
+/// The legacy (x_tables) variants: `/proc/thread-self/net/ip_tables_names` lists the tables
+/// loaded in this thread's namespace (no process runs unless a filter table is there).
+const LEGACY: [(&str, &str, &str); 2] = [
+    ("ip", "ip_tables_names", "iptables-legacy"),
+    ("ip6", "ip6_tables_names", "ip6tables-legacy"),
+];
+
+fn legacy_filter_loaded(names: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/thread-self/net/{names}"))
+        .is_ok_and(|t| t.lines().any(|l| l.trim() == "filter"))
+}
+
+/// iptables-legacy's FORWARD drop policies in this namespace.
+fn legacy_drops() -> Vec<Drop> {
+    let mut out = Vec::new();
+    for (family, names, program) in LEGACY {
+        if !legacy_filter_loaded(names) {
+            continue;
+        }
+        let policy = iptables_out(program, &args(&["-S", "FORWARD"])).unwrap_or_default();
+        if policy.lines().any(|l| l.trim() == "-P FORWARD DROP") {
+            out.push(Drop {
+                family: family.to_string(),
+                table: "filter".into(),
+                chain: "FORWARD".into(),
+                legacy: true,
+            });
+        }
+    }
+    out
 }
 
 /// Parses `nft list chains`: the forward-hook base chains with `policy drop`, outside
@@ -83,6 +126,7 @@ pub fn parse_drops(listing: &str) -> Vec<Drop> {
                     family: family.clone(),
                     table: table.clone(),
                     chain: chain.clone(),
+                    legacy: false,
                 });
             }
             _ => {}
@@ -91,12 +135,15 @@ pub fn parse_drops(listing: &str) -> Vec<Drop> {
     out
 }
 
-/// The FORWARD drop policies of other tables in this namespace.
+/// The FORWARD drop policies of other tables in this namespace (nftables', including
+/// iptables-nft's, then iptables-legacy's).
 pub fn drops(backend: Backend) -> Vec<Drop> {
-    backend
+    let mut d = backend
         .apply("list chains\n")
         .map(|l| parse_drops(&l))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    d.extend(legacy_drops());
+    d
 }
 
 /// What would drop `bridge`'s routed traffic that hako cannot accept itself, one sentence
@@ -123,24 +170,41 @@ fn message(d: &Drop, bridge: &str) -> String {
 /// done (iptables' filter table); returns a warning for each that cannot.
 pub fn open(backend: Backend, bridge: &str) -> Vec<String> {
     let mut warnings = Vec::new();
+    if !backend.is_nftables() {
+        // The iptables driver accepts in its own HAKO-FILTER, after its isolation rules.
+        return warnings;
+    }
     for d in drops(backend) {
         let Some(program) = d.iptables() else {
             warnings.push(message(&d, bridge));
             continue;
         };
-        let ours = listing(backend, &d.family, CHAIN);
-        if ours
-            .as_deref()
-            .is_some_and(|l| l.contains(&format!("iifname \"{bridge}\"")))
-        {
+        // iptables-nft's chains are read in-process (no process per start); legacy ones
+        // through the program.
+        let (ours, has, jumps) = if d.legacy {
+            let ours = iptables_out(program, &args(&["-S", CHAIN])).ok();
+            let has = ours
+                .as_deref()
+                .is_some_and(|l| l.contains(&format!("-i {bridge} -j ACCEPT")));
+            let jumps = iptables_out(program, &args(&["-S", "FORWARD"]))
+                .is_ok_and(|l| l.contains(&format!("-j {CHAIN}")));
+            (ours.is_some(), has, jumps)
+        } else {
+            let ours = listing(backend, &d.family, CHAIN);
+            let has = ours
+                .as_deref()
+                .is_some_and(|l| l.contains(&format!("iifname \"{bridge}\"")));
+            let jumps = listing(backend, &d.family, "FORWARD")
+                .is_some_and(|l| l.contains(&format!("jump {CHAIN}")));
+            (ours.is_some(), has, jumps)
+        };
+        if has {
             continue;
         }
         let mut steps: Vec<Vec<String>> = Vec::new();
-        if ours.is_none() {
+        if !ours {
             steps.push(args(&["-N", CHAIN]));
         }
-        let jumps = listing(backend, &d.family, "FORWARD")
-            .is_some_and(|l| l.contains(&format!("jump {CHAIN}")));
         if !jumps {
             steps.push(args(&["-I", "FORWARD", "1", "-j", CHAIN]));
         }
@@ -163,19 +227,35 @@ pub fn open(backend: Backend, bridge: &str) -> Vec<String> {
 /// its jump go when no bridge is left in them. Errors are returned, all of them.
 pub fn close(backend: Backend, bridge: &str) -> Vec<String> {
     let mut errs = Vec::new();
+    if !backend.is_nftables() {
+        return errs;
+    }
+    // iptables-nft's chains are seen in-process (nftables); a legacy program runs only
+    // where a legacy filter table is loaded.
+    let mut programs = Vec::new();
     for (family, program) in [("ip", "iptables"), ("ip6", "ip6tables")] {
-        let Some(l) = listing(backend, family, CHAIN) else {
+        if listing(backend, family, CHAIN).is_some() {
+            programs.push(program);
+        }
+    }
+    for (_, names, program) in LEGACY {
+        if legacy_filter_loaded(names) {
+            programs.push(program);
+        }
+    }
+    for program in programs {
+        let Ok(l) = iptables_out(program, &args(&["-S", CHAIN])) else {
             continue;
         };
-        if l.contains(&format!("iifname \"{bridge}\"")) {
+        if l.contains(&format!("-i {bridge} -j ACCEPT")) {
             for inbound in [true, false] {
                 if let Err(e) = iptables(program, &rule("-D", bridge, inbound)) {
                     errs.push(e);
                 }
             }
         }
-        let left = listing(backend, family, CHAIN).unwrap_or_default();
-        if !left.contains("iifname") && !left.contains("oifname") {
+        let left = iptables_out(program, &args(&["-S", CHAIN])).unwrap_or_default();
+        if !left.contains(" -i ") && !left.contains(" -o ") {
             let _ = iptables(program, &args(&["-D", "FORWARD", "-j", CHAIN]));
             if let Err(e) = iptables(program, &args(&["-X", CHAIN])) {
                 errs.push(e);
@@ -216,6 +296,10 @@ fn listing(backend: Backend, family: &str, chain: &str) -> Option<String> {
 }
 
 fn iptables(program: &str, a: &[String]) -> Result<(), String> {
+    iptables_out(program, a).map(|_| ())
+}
+
+fn iptables_out(program: &str, a: &[String]) -> Result<String, String> {
     let out = Command::new(program)
         .arg("-w")
         .args(a)
@@ -223,7 +307,7 @@ fn iptables(program: &str, a: &[String]) -> Result<(), String> {
         .output()
         .map_err(|e| format!("{program}: {e}"))?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
             "{program} {}: {}",
