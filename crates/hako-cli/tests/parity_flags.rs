@@ -334,12 +334,32 @@ fn ns(h: &Hako, args: &[&str]) -> String {
 
 /// `--pid container:NAME` and `--ipc container:NAME` put the new container in that
 /// running container's PID and IPC namespaces (its processes are visible, the namespace
-/// links are the same); a stopped or missing one is refused with Docker's words.
+/// links are the same) and, for IPC, on its /dev/shm, which only a `--ipc shareable`
+/// container offers (a tmpfs the host mounts while it runs); a stopped, missing or
+/// private one is refused with Docker's words.
 #[test]
 fn pid_and_ipc_container_join_the_other_containers_namespaces() {
     need_root!();
     let h = Hako::new();
-    let donor = h.start(&["--name", "donor", "busybox", "sleep", "1000"], None);
+    let donor = h.start(
+        &[
+            "--name",
+            "donor",
+            "--ipc",
+            "shareable",
+            "--shm-size",
+            "8m",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+        None,
+    );
+    let shm = h.root.path().join("containers").join(&donor).join("shm");
+    assert!(
+        mounted(&shm.to_string_lossy()),
+        "the shareable /dev/shm is mounted on the host"
+    );
     let theirs = |t: &str| {
         ns(
             &h,
@@ -348,29 +368,26 @@ fn pid_and_ipc_container_join_the_other_containers_namespaces() {
     };
     let (pid, ipc) = (theirs("pid"), theirs("ipc"));
     let out = h.ok(&[
-        "run",
-        "--rm",
-        "--pid",
-        "container:donor",
-        "--ipc",
-        "container:donor",
-        "busybox",
-        "sh",
+        "run", "--rm", "--pid", "container:donor", "--ipc", "container:donor", "busybox", "sh",
         "-c",
-        "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; cat /proc/1/cmdline | tr '\\0' ' '",
+        "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; cat /proc/1/cmdline | tr '\\0' ' '; \
+         echo; echo shared > /dev/shm/note; df -k /dev/shm | tail -1 | awk '{print $2}'",
     ]);
-    assert_eq!(out, format!("{pid}\n{ipc}\nsleep 1000 "));
-    // Without the flags: namespaces of its own.
+    assert_eq!(out, format!("{pid}\n{ipc}\nsleep 1000 \n8192\n"));
+    assert_eq!(h.ok(&["exec", "donor", "cat", "/dev/shm/note"]), "shared\n");
+    // Without the flags: namespaces and /dev/shm of its own.
     let own = h.ok(&[
         "run",
         "--rm",
         "busybox",
         "sh",
         "-c",
-        "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc",
+        "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; ls /dev/shm",
     ]);
     assert_eq!(
-        own.lines().filter(|l| *l == pid || *l == ipc).count(),
+        own.lines()
+            .filter(|l| *l == pid || *l == ipc || *l == "note")
+            .count(),
         0,
         "{own}"
     );
@@ -390,6 +407,10 @@ fn pid_and_ipc_container_join_the_other_containers_namespaces() {
     let j = h.inspect("j");
     assert_eq!(j["HostConfig"]["PidMode"], "container:donor", "{j}");
     h.ok(&["stop", "-t", "1", "donor"]);
+    assert!(
+        !mounted(&shm.to_string_lossy()),
+        "stop unmounts the shareable /dev/shm"
+    );
     let e = h.fails(125, &["start", "j"]);
     assert!(
         e.contains("cannot join PID of a non running container: donor"),
@@ -403,7 +424,20 @@ fn pid_and_ipc_container_join_the_other_containers_namespaces() {
         &["run", "--rm", "--ipc", "container:nope", "busybox", "true"],
     );
     assert!(e.contains("No such container: nope"), "{e}");
-    h.finish(&[&donor, "j"]);
+    let private = h.start(&["--name", "private", "busybox", "sleep", "1000"], None);
+    let e = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:private",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(e.contains("non-shareable IPC"), "{e}");
+    h.finish(&[&donor, "j", &private]);
 }
 
 /// `run`/`create` and `update` take the same resource flags from one declaration (Docker's

@@ -2,6 +2,13 @@
 //! PID or IPC namespace. The other container must exist at create and run at each start
 //! (Docker's rules); the bundle's namespace gets the path of that container's init at
 //! every start, since a restarted container has a new init.
+//!
+//! `--ipc shareable` (Docker's ShmPath): the container's `/dev/shm` is a tmpfs the host
+//! mounts at `<container dir>/shm` at start (unmounted when it stops or is removed), so
+//! that a container with `--ipc container:NAME` binds the same one; only a shareable
+//! container may be joined, as with Docker.
+
+use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::HostConfig;
 
@@ -39,10 +46,17 @@ impl Engine {
     /// running containers they join.
     pub(super) fn join_namespaces(&self, rec: &Record) -> Result<()> {
         let wanted = joins(&rec.host_config);
-        if wanted.is_empty() {
+        let shareable = rec.host_config.ipc_mode.as_deref() == Some("shareable");
+        if wanted.is_empty() && !shareable {
             return Ok(());
         }
         let mut paths = Vec::new();
+        // The /dev/shm to bind: its own (shareable) or the one of the container it joins.
+        let mut shm: Option<PathBuf> = None;
+        if shareable {
+            self.mount_shm(rec)?;
+            shm = Some(self.shm_dir(&rec.id));
+        }
         for (typ, word, other) in wanted {
             let not_running = || {
                 Error::InvalidArgument(format!(
@@ -55,6 +69,15 @@ impl Engine {
                 .pid
                 .filter(|_| live.status.is_active())
                 .ok_or_else(not_running)?;
+            if typ == "ipc" {
+                let dir = self.shm_dir(&o.id);
+                if o.host_config.ipc_mode.as_deref() != Some("shareable") || !mounted(&dir) {
+                    return Err(Error::InvalidArgument(format!(
+                        "container {other}: non-shareable IPC (hint: use --ipc shareable for the donor container)"
+                    )));
+                }
+                shm = Some(dir);
+            }
             paths.push((typ, format!("/proc/{pid}/ns/{typ}")));
         }
         let file = self.container_dir(&rec.id).join("config.json");
@@ -70,8 +93,65 @@ impl Engine {
                 n["path"] = serde_json::json!(p);
             }
         }
+        if let Some(dir) = &shm {
+            for m in spec["mounts"].as_array_mut().into_iter().flatten() {
+                if m["destination"] == "/dev/shm" {
+                    *m = serde_json::json!({
+                        "destination": "/dev/shm", "type": "bind", "source": dir,
+                        "options": ["rbind", "nosuid", "noexec", "nodev"],
+                    });
+                }
+            }
+        }
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(|e| Error::InvalidArgument(format!("write config.json: {e}")))?;
         crate::files::write(&file, &bytes, crate::files::PRIVATE).ctx(|| "write config.json".into())
     }
+
+    /// Where a shareable container's /dev/shm is mounted on the host.
+    pub(super) fn shm_dir(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("shm")
+    }
+
+    /// Mounts a shareable container's /dev/shm tmpfs (`--shm-size`, 64 MiB by default),
+    /// unless it is mounted already (a restart).
+    fn mount_shm(&self, rec: &Record) -> Result<()> {
+        use nix::mount::{MsFlags, mount};
+        let dir = self.shm_dir(&rec.id);
+        if mounted(&dir) {
+            return Ok(());
+        }
+        crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
+        let size = rec
+            .host_config
+            .shm_size
+            .filter(|s| *s > 0)
+            .unwrap_or(64 << 20);
+        mount(
+            Some("shm"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+            Some(format!("mode=1777,size={size}").as_str()),
+        )
+        .map_err(|e| Error::Io {
+            context: format!("mount the shareable /dev/shm at {}", dir.display()),
+            source: e.into(),
+        })
+    }
+
+    /// Unmounts a container's shareable /dev/shm if it is mounted (stop, exit, rm); a
+    /// container that joined it keeps its own bind of it.
+    pub(super) fn unmount_shm(&self, id: &str) {
+        let dir = self.shm_dir(id);
+        if mounted(&dir)
+            && let Err(e) = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
+        {
+            tracing::warn!(container = %id, error = %e, "unmount the shareable /dev/shm");
+        }
+    }
+}
+
+fn mounted(p: &Path) -> bool {
+    super::lifecycle::hako_storage_is_mounted(p)
 }

@@ -345,19 +345,20 @@ impl Engine {
         Ok(rec)
     }
 
-    /// A stopped container's root filesystem is not left mounted (Docker unmounts on
-    /// stop; `cp` and `export` mount it for the operation, `start` again). Only when
-    /// nobody holds the container's lock: a `start` in progress wants it mounted, an `rm`
-    /// unmounts it itself.
+    /// A stopped container's root filesystem (and shareable /dev/shm) is not left
+    /// mounted (Docker unmounts on stop; `cp` and `export` mount it for the operation,
+    /// `start` again). Only when nobody holds the container's lock: a `start` in progress
+    /// wants it mounted, an `rm` unmounts it itself.
     pub(super) fn unmount_stopped(&self, rec: &Record) {
-        if !rec.rootfs_managed {
-            return;
-        }
         let Ok(Some(_lock)) = crate::locks::try_lock(&self.opts.exec_root, &rec.id) else {
             return;
         };
         match self.get(&rec.id) {
             Ok(rec) if !self.live(&rec).status.is_active() => {
+                self.unmount_shm(&rec.id);
+                if !rec.rootfs_managed {
+                    return;
+                }
                 if let Err(e) = self.images.unmount_rootfs(&rec.id) {
                     tracing::warn!(container = %rec.id, error = %e, "unmount the stopped container's rootfs");
                 }

@@ -81,6 +81,7 @@ impl Engine {
             let _ = self.runtime_run(rec, "delete", &["delete", "--force", &rec.id]);
         }
         hako_sys::crash::point("rm.runtime");
+        self.unmount_shm(&rec.id);
         if rec.rootfs_managed {
             match self.images.release_rootfs(&rec.id) {
                 Ok(()) | Err(hako_image::Error::NoSuchContainer(_)) => {}
