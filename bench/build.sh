@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 
 ENGINES="${ENGINES:-hako docker buildah}"
 BENCH_DIR="${BENCH_DIR:-/tmp/hako-bench/build}"
@@ -90,15 +91,8 @@ step "bases into each engine"
 
 if has docker; then
     step "private dockerd"
-    mkdir -p "$BENCH_DIR/docker"
-    echo '{}' > "$BENCH_DIR/docker/daemon.json"
-    unshare --net dockerd --data-root "$BENCH_DIR/docker/data" --exec-root "$BENCH_DIR/docker/exec" \
-        --pidfile "$BENCH_DIR/docker/docker.pid" --host "unix://$DOCKER_SOCK" \
-        --config-file "$BENCH_DIR/docker/daemon.json" --bridge=none --iptables=false \
-        --ip6tables=false --ip-masq=false --userland-proxy=false \
-        --cgroup-parent /hako-bench-build >"$BENCH_DIR/docker/dockerd.log" 2>&1 &
-    DOCKERD_PID=$!
-    for _ in $(seq 150); do "${DOCKER[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
+    DOCKERD_PREFIX="unshare --net" start_dockerd "$BENCH_DIR/docker/data" "$BENCH_DIR/docker" \
+        "$DOCKER_SOCK" --cgroup-parent /hako-bench-build
     "${DOCKER[@]}" load -i "$BENCH_DIR/bases.tar" >/dev/null
 fi
 if has buildah; then

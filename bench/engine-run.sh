@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 
 RUNS="${RUNS:-30}"
 WARMUP="${WARMUP:-3}"
@@ -65,15 +66,8 @@ tar -C "$ROOTFS" -cf - . | "$HAKO" import --change 'CMD ["sh"]' - busybox >/dev/
 
 if has docker; then
     step "private dockerd"
-    mkdir -p "$BENCH_DIR/docker"
-    echo '{}' > "$BENCH_DIR/docker/daemon.json"
-    unshare --net dockerd --data-root "$BENCH_DIR/docker/data" --exec-root "$BENCH_DIR/docker/exec" \
-        --pidfile "$BENCH_DIR/docker/docker.pid" --host "unix://$DOCKER_SOCK" \
-        --config-file "$BENCH_DIR/docker/daemon.json" --bridge=none --iptables=false \
-        --ip6tables=false --ip-masq=false --userland-proxy=false \
-        --cgroup-parent /hako-bench-docker >"$BENCH_DIR/docker/dockerd.log" 2>&1 &
-    DOCKERD_PID=$!
-    for _ in $(seq 100); do "${DOCKER[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
+    DOCKERD_PREFIX="unshare --net" start_dockerd "$BENCH_DIR/docker/data" "$BENCH_DIR/docker" \
+        "$DOCKER_SOCK" --cgroup-parent /hako-bench-docker
     "${DOCKER[@]}" load -i "$BENCH_DIR/busybox.tar" >/dev/null
 fi
 if has podman; then

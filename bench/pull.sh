@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 [ "$(id -u)" -eq 0 ] || { echo "the benchmark needs root" >&2; exit 1; }
 
 CACHE=/tmp/hako-bench-unpack
@@ -91,18 +92,10 @@ DOCKER="docker --host unix://$DIR/docker.sock"
 if case " $COMMANDS " in *" docker-pull "*) true ;; *) false ;; esac; then
     step "start a private dockerd"
     FS_SIZE=4G bench/fresh-fs.sh "$DIR/docker" "$DIR/docker.img"
-    echo '{}' > "$DIR/daemon.json"
-    dockerd --data-root="$DIR/docker/data" --exec-root="$DIR/exec" \
-        --pidfile="$DIR/docker.pid" --host="unix://$DIR/docker.sock" \
-        --config-file="$DIR/daemon.json" --insecure-registry="127.0.0.1:$PORT" \
-        --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
-        --userland-proxy=false >"$DIR/dockerd.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 300); do
-        DOCKER_CONFIG="$DIR/cli" $DOCKER version >/dev/null 2>&1 && break
-        sleep 0.2
-    done
     export DOCKER_CONFIG="$DIR/cli"
+    start_dockerd "$DIR/docker/data" "$DIR" "$DIR/docker.sock" \
+        --insecure-registry="127.0.0.1:$PORT"
+    PIDS+=("$DOCKERD_PID")
     $DOCKER version --format 'dockerd {{.Server.Version}}, storage driver' | tr -d '\n'
     $DOCKER info --format ' {{.Driver}}'
 fi
