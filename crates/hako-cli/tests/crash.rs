@@ -36,6 +36,12 @@ struct Op<'a> {
     /// After the crash and the next open: checks the object is whole or absent, and
     /// removes it (and what `setup` made).
     settle: &'a dyn Fn(&Hako),
+    /// Only the steps whose names start with one of these, all of them (empty: every
+    /// step, `HAKO_CRASH_POINTS` of them).
+    steps: &'a [&'a str],
+    /// The steps are reached by the exit command of the container's shim (the network's
+    /// teardown after a stop), not by the command run (`HAKO_CRASH_IN_CHILD`).
+    child: bool,
 }
 
 /// `step:n` for the n-th time each step was reached, in order.
@@ -52,7 +58,13 @@ fn occurrences(trace: &str) -> Vec<String> {
         .collect()
 }
 
-fn pick(points: Vec<String>) -> Vec<String> {
+fn pick(points: Vec<String>, steps: &[&str]) -> Vec<String> {
+    if !steps.is_empty() {
+        return points
+            .into_iter()
+            .filter(|p| steps.iter().any(|s| p.starts_with(s)))
+            .collect();
+    }
     let cap: usize = std::env::var("HAKO_CRASH_POINTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -89,34 +101,108 @@ fn consistent(h: &Hako, base: &Inventory, what: &str) {
     let _ = base;
 }
 
+/// Waits (20 s at most) until no process of the installation runs that did not run before
+/// the operation: an exited container's shim runs its exit command after `run` returns.
+/// (The resolver stays while a user network has a container: while a killed exit
+/// command's sandbox waits for the next open.)
+fn shims_done(h: &Hako, base: &Inventory, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = Inventory::take(h.root.path(), h.exec.path(), &[]);
+        let extra: Vec<_> = now
+            .processes
+            .difference(&base.processes)
+            .filter(|p| !p.contains("hako-dns"))
+            .collect();
+        if extra.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: processes still running after 20 s: {extra:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Nothing of hako's networking is left in the test's namespace: interfaces, nftables
+/// elements, processes (the resolver exits shortly after the last container).
+fn network_clean(h: &Hako, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // The test's own registry (pull) runs there on purpose.
+    let leaks = || -> Vec<String> {
+        h.net
+            .leaks()
+            .into_iter()
+            .filter(|l| !l.contains("docker-registry"))
+            .collect()
+    };
+    let mut left = leaks();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        left = leaks();
+    }
+    let leaks = left;
+    assert!(leaks.is_empty(), "{what}: network leaks: {leaks:?}");
+}
+
 fn crash_op(h: &Hako, base: &Inventory, op: &Op<'_>) -> usize {
     let args: Vec<&str> = op.args.iter().map(String::as_str).collect();
     // Learn the steps.
+    let command = |env: &[(&str, &std::ffi::OsStr)]| {
+        let mut c = h.cmd(&args);
+        c.envs(env.iter().copied());
+        if op.child {
+            c.env("HAKO_CRASH_IN_CHILD", "1");
+        }
+        c
+    };
     (op.setup)(h);
     let trace = tempfile::NamedTempFile::new().expect("trace file");
-    let o = h
-        .cmd(&args)
-        .env("HAKO_CRASH_TRACE", trace.path())
+    let o = command(&[("HAKO_CRASH_TRACE", trace.path().as_os_str())])
         .output()
         .expect("run");
     assert!(o.status.success(), "{}: {}", op.name, text(&o));
+    if op.child {
+        shims_done(h, base, op.name);
+    }
     (op.settle)(h);
     let steps = std::fs::read_to_string(trace.path()).unwrap_or_default();
-    let points = pick(occurrences(&steps));
-    assert!(!points.is_empty(), "{}: no crash points reached", op.name);
+    let points = pick(occurrences(&steps), op.steps);
+    assert!(
+        !points.is_empty(),
+        "{}: no crash points reached (steps: {steps})",
+        op.name
+    );
     let mut killed = 0;
     for p in &points {
         (op.setup)(h);
-        let o = h.cmd(&args).env("HAKO_CRASH_AT", p).output().expect("run");
-        if o.status.signal() == Some(9) {
+        let reached = tempfile::NamedTempFile::new().expect("trace file");
+        let o = command(&[
+            ("HAKO_CRASH_AT", std::ffi::OsStr::new(p)),
+            ("HAKO_CRASH_TRACE", reached.path().as_os_str()),
+        ])
+        .output()
+        .expect("run");
+        let what = format!("{} killed at {p}", op.name);
+        if op.child {
+            // The command succeeds; its container's exit command is the one killed (if
+            // it reached the step: its trace says).
+            assert!(o.status.success(), "{what}: {}", text(&o));
+            shims_done(h, base, &what);
+            let seen = std::fs::read_to_string(reached.path()).unwrap_or_default();
+            if occurrences(&seen).contains(p) {
+                killed += 1;
+            }
+        } else if o.status.signal() == Some(9) {
             killed += 1;
         } else {
             // Not reached this time (a step that depends on timing): it ran to the end.
             assert!(o.status.success(), "{} at {p}: {}", op.name, text(&o));
         }
-        let what = format!("{} killed at {p}", op.name);
         consistent(h, base, &what);
         (op.settle)(h);
+        network_clean(h, &what);
         let after = Inventory::take(h.root.path(), h.exec.path(), &[]);
         let diff = after.diff(base);
         assert!(
@@ -173,7 +259,11 @@ fn crash_group(group: &[&str]) {
     let saved = tmp.path().join("ld.tar");
     h.ok(&["save", "-o", saved.to_str().unwrap(), "crash-ld"]);
     h.ok(&["rmi", "crash-ld"]);
-    let reg = h.net.run(hako_test_support::Registry::start);
+    let reg = if group.contains(&"pull") {
+        h.net.run(hako_test_support::Registry::start)
+    } else {
+        None
+    };
     let pulled = reg
         .as_ref()
         .map(|r| format!("127.0.0.1:{}/crash/ld:1", r.port));
@@ -182,6 +272,7 @@ fn crash_group(group: &[&str]) {
         h.ok(&["push", p]);
         h.ok(&["rmi", p]);
     }
+    h.ok(&["network", "create", "crash-net"]);
     h.ok(&["ps", "-a"]);
     let base = Inventory::take(h.root.path(), h.exec.path(), &[]);
 
@@ -236,6 +327,8 @@ fn crash_group(group: &[&str]) {
         .map(String::from)
         .to_vec(),
         settle: &create_settle,
+        steps: &[],
+        child: false,
     });
     let run_settle = |h: &Hako| rm_container(h, "crash-r");
     ops.push(Op {
@@ -245,6 +338,8 @@ fn crash_group(group: &[&str]) {
             .map(String::from)
             .to_vec(),
         settle: &run_settle,
+        steps: &[],
+        child: false,
     });
     let stop_setup = |h: &Hako| running(h, "crash-s", &[]);
     let stop_settle = |h: &Hako| {
@@ -260,6 +355,8 @@ fn crash_group(group: &[&str]) {
         setup: &stop_setup,
         args: ["stop", "-t", "1", "crash-s"].map(String::from).to_vec(),
         settle: &stop_settle,
+        steps: &[],
+        child: false,
     });
     let rm_setup = |h: &Hako| running(h, "crash-rm", &["-v", "/data"]);
     let rm_settle = |h: &Hako| rm_container(h, "crash-rm");
@@ -268,6 +365,8 @@ fn crash_group(group: &[&str]) {
         setup: &rm_setup,
         args: ["rm", "-f", "-v", "crash-rm"].map(String::from).to_vec(),
         settle: &rm_settle,
+        steps: &[],
+        child: false,
     });
     let import_settle = |h: &Hako| rm_image(h, "crash-imp");
     ops.push(Op {
@@ -275,6 +374,8 @@ fn crash_group(group: &[&str]) {
         setup: &nothing,
         args: vec!["import".into(), other_s.clone(), "crash-imp".into()],
         settle: &import_settle,
+        steps: &[],
+        child: false,
     });
     let load_settle = |h: &Hako| rm_image(h, "crash-ld");
     ops.push(Op {
@@ -282,6 +383,8 @@ fn crash_group(group: &[&str]) {
         setup: &nothing,
         args: vec!["load".into(), "-i".into(), saved.display().to_string()],
         settle: &load_settle,
+        steps: &[],
+        child: false,
     });
     let commit_setup = |h: &Hako| {
         running(h, "crash-cm", &[]);
@@ -305,6 +408,8 @@ fn crash_group(group: &[&str]) {
             .map(String::from)
             .to_vec(),
         settle: &commit_settle,
+        steps: &[],
+        child: false,
     });
     let vol_setup = |h: &Hako| {
         h.ok(&["volume", "create", "crash-v"]);
@@ -328,6 +433,8 @@ fn crash_group(group: &[&str]) {
         setup: &vol_setup,
         args: ["volume", "rm", "crash-v"].map(String::from).to_vec(),
         settle: &vol_settle,
+        steps: &[],
+        child: false,
     });
     let rmi_setup = |h: &Hako| {
         h.ok(&["import", &other_s, "crash-rmi"]);
@@ -338,6 +445,8 @@ fn crash_group(group: &[&str]) {
         setup: &rmi_setup,
         args: ["rmi", "crash-rmi"].map(String::from).to_vec(),
         settle: &rmi_settle,
+        steps: &[],
+        child: false,
     });
     let pull_settle = |h: &Hako| {
         if let Some(p) = &pulled {
@@ -354,8 +463,176 @@ fn crash_group(group: &[&str]) {
             setup: &nothing,
             args: vec!["pull".into(), "-q".into(), p.clone()],
             settle: &pull_settle,
+            steps: &[],
+            child: false,
         });
     }
+
+    // Networking: the set-up (a container's first start on a network: namespace,
+    // addresses, interfaces, the network's firewall elements, published ports, resolver)
+    // and its teardown (run by the exited container's exit command), connect, disconnect
+    // and network rm, each killed at every step. Whole means: it runs with an address on
+    // its network (or starts again and then does).
+    let on_net = |h: &Hako, name: &str, ifname: &str| {
+        let state = h.ok(&["inspect", "-f", "{{.State.Status}}", name]);
+        if state.trim() != "running" {
+            h.ok(&["start", name]);
+        }
+        let addr = h.ok(&["exec", name, "ip", "-o", "-4", "addr", "show", ifname]);
+        assert!(
+            addr.contains("inet "),
+            "{name} has no address on {ifname}: {addr}"
+        );
+    };
+    let net_run_settle = |h: &Hako| {
+        if exists(h, "container", "crash-n") {
+            on_net(h, "crash-n", "eth0");
+            let port = h.ok(&["port", "crash-n", "80"]);
+            assert!(port.starts_with("127.0.0.1:"), "published: {port}");
+            h.ok(&["rm", "-f", "crash-n"]);
+        }
+    };
+    ops.push(Op {
+        name: "run -d on a network",
+        setup: &nothing,
+        args: [
+            "run",
+            "-d",
+            "--name",
+            "crash-n",
+            "--network",
+            "crash-net",
+            "-p",
+            "127.0.0.1::80",
+            "busybox",
+            "sleep",
+            "100",
+        ]
+        .map(String::from)
+        .to_vec(),
+        settle: &net_run_settle,
+        steps: &["net.", "start.shim-spawned"],
+        child: false,
+    });
+    // The teardown runs in the exit command of the container's shim when it exits: the
+    // shim gets the crash variables from the `run` that starts it.
+    let net_exit_settle = |h: &Hako| {
+        let out = h.ok(&["start", "-a", "crash-ne"]);
+        assert!(out.contains("inet "), "no address after a restart: {out}");
+        h.ok(&["rm", "-f", "crash-ne"]);
+    };
+    ops.push(Op {
+        name: "network teardown at exit",
+        setup: &nothing,
+        args: [
+            "run",
+            "-d",
+            "--name",
+            "crash-ne",
+            "--network",
+            "crash-net",
+            "-p",
+            "127.0.0.1::80",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0; sleep 1",
+        ]
+        .map(String::from)
+        .to_vec(),
+        settle: &net_exit_settle,
+        steps: &["net."],
+        child: true,
+    });
+    let connect_setup = |h: &Hako| running(h, "crash-nc", &[]);
+    let connect_settle = |h: &Hako| {
+        let nets = h.ok(&[
+            "inspect",
+            "-f",
+            "{{json .NetworkSettings.Networks}}",
+            "crash-nc",
+        ]);
+        if nets.contains("crash-net") {
+            on_net(h, "crash-nc", "eth1");
+        }
+        h.ok(&["rm", "-f", "crash-nc"]);
+    };
+    ops.push(Op {
+        name: "network connect",
+        setup: &connect_setup,
+        args: ["network", "connect", "crash-net", "crash-nc"]
+            .map(String::from)
+            .to_vec(),
+        settle: &connect_settle,
+        steps: &["net."],
+        child: false,
+    });
+    let disconnect_setup = |h: &Hako| {
+        running(h, "crash-nd", &["--network", "crash-net"]);
+        h.ok(&["network", "connect", "bridge", "crash-nd"]);
+    };
+    let disconnect_settle = |h: &Hako| {
+        on_net(h, "crash-nd", "eth1");
+        h.ok(&["rm", "-f", "crash-nd"]);
+    };
+    ops.push(Op {
+        name: "network disconnect",
+        setup: &disconnect_setup,
+        args: ["network", "disconnect", "crash-net", "crash-nd"]
+            .map(String::from)
+            .to_vec(),
+        settle: &disconnect_settle,
+        steps: &["net."],
+        child: false,
+    });
+    let net_rm_setup = |h: &Hako| {
+        h.ok(&["network", "create", "crash-net2"]);
+    };
+    let net_rm_settle = |h: &Hako| {
+        if exists(h, "network", "crash-net2") {
+            h.ok(&["network", "rm", "crash-net2"]);
+        }
+    };
+    ops.push(Op {
+        name: "network rm",
+        setup: &net_rm_setup,
+        args: ["network", "rm", "crash-net2"].map(String::from).to_vec(),
+        settle: &net_rm_settle,
+        steps: &["net."],
+        child: false,
+    });
+    // Volume copy-up: a new named volume over a directory of the image, killed as it is
+    // claimed, while `cp` copies (which must die with hako: the recovery removes the
+    // half-copied volume) and after the copy.
+    let copy_settle = |h: &Hako| {
+        if exists(h, "container", "crash-cu") {
+            h.ok(&["start", "-a", "crash-cu"]);
+            let mp = h.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "crash-cuvol"]);
+            assert!(Path::new(mp.trim()).join("sh").exists(), "copied up");
+            h.ok(&["rm", "crash-cu"]);
+        }
+        if exists(h, "volume", "crash-cuvol") {
+            h.ok(&["volume", "rm", "crash-cuvol"]);
+        }
+    };
+    ops.push(Op {
+        name: "create with copy-up",
+        setup: &nothing,
+        args: [
+            "create",
+            "--name",
+            "crash-cu",
+            "-v",
+            "crash-cuvol:/bin",
+            "busybox",
+            "true",
+        ]
+        .map(String::from)
+        .to_vec(),
+        settle: &copy_settle,
+        steps: &["create.volume", "volume.", "create.copy-up"],
+        child: false,
+    });
 
     if group.contains(&"pull") && pulled.is_none() {
         eprintln!("SKIP pull: no docker-registry (not in CI)");
@@ -381,6 +658,24 @@ fn container_operations_survive_kill_9_at_every_step() {
 fn image_operations_survive_kill_9_at_every_step() {
     need_root!();
     crash_group(&["import", "load", "commit", "rmi"]);
+}
+
+#[test]
+fn network_operations_survive_kill_9_at_every_step() {
+    need_root!();
+    crash_group(&[
+        "run -d on a network",
+        "network teardown at exit",
+        "network connect",
+        "network disconnect",
+        "network rm",
+    ]);
+}
+
+#[test]
+fn volume_copy_up_survives_kill_9_at_every_step() {
+    need_root!();
+    crash_group(&["create with copy-up"]);
 }
 
 #[test]

@@ -294,10 +294,15 @@ impl Engine {
                 out.push(f);
             }
         }
-        // cgroups of containers that do not run.
+        // cgroups of containers that do not run. A container created by its shim but not
+        // started yet (the CLI that ran `start` died in between) has its runtime's init
+        // waiting in the cgroup: the shim owns it, `start` or `rm` ends the wait.
         let active: HashSet<String> = recs
             .iter()
-            .filter(|r| self.live(r).status.is_active())
+            .filter(|r| {
+                let live = self.live(r);
+                live.status.is_active() || live.monitor
+            })
             .map(|r| r.id.clone())
             .collect();
         let mut parents: HashSet<String> = recs

@@ -273,14 +273,19 @@ pub(crate) fn copy_up(src: &Path, dst: &Path) -> Result<()> {
     if !src.is_dir() {
         return Ok(());
     }
-    let out = std::process::Command::new("cp")
-        .arg("-a")
+    let mut cp = std::process::Command::new("cp");
+    cp.arg("-a")
         .arg(format!("{}/.", src.display()))
         .arg(dst)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .output()
-        .ctx(|| "run cp -a".to_string())?;
+        .stderr(std::process::Stdio::piped());
+    // Killed with us: the recovery of a crashed create removes the half-made volume, and
+    // a cp still writing into it would race that.
+    hako_sys::process::die_with_parent(&mut cp);
+    let child = cp.spawn().ctx(|| "run cp -a".to_string())?;
+    hako_sys::crash::point("volume.copying");
+    let out = child.wait_with_output().ctx(|| "run cp -a".to_string())?;
     if out.status.success() {
         return Ok(());
     }

@@ -505,6 +505,7 @@ impl Net {
         }
         // No container: no bridge either, unless a crash left one.
         let _ = self.with_bridge(|b| b.teardown(&n, "", true));
+        hako_sys::crash::point("net.bridge-removed");
         store::delete_network(&self.conn(), &n.id)?;
         Ok(n)
     }
@@ -638,7 +639,8 @@ impl Net {
         let reserved = ports::reserve(&req.ports, v4, v6)?;
         let path = self.netns_path(&req.container);
         let _ = netns::remove(&path);
-        let ns = Netns::create(&path)?;
+        // The record first, then what it owns: a crash after any step leaves a sandbox
+        // whose holder is gone, which the next open tears down (namespace file included).
         store::insert_sandbox(
             &self.conn(),
             &Sandbox {
@@ -650,7 +652,12 @@ impl Net {
                 owner: i32::try_from(std::process::id()).unwrap_or(0),
             },
         )?;
-        match self.setup_inner(req, &atts, &ns, reserved) {
+        hako_sys::crash::point("net.sandbox");
+        let made = Netns::create(&path).and_then(|ns| {
+            hako_sys::crash::point("net.netns");
+            self.setup_inner(req, &atts, &ns, reserved)
+        });
+        match made {
             Ok(s) => {
                 drop(lock);
                 Ok(s)
@@ -670,6 +677,7 @@ impl Net {
         reserved: ports::Reserved,
     ) -> Result<Setup> {
         let eps = self.allocate(&req.container, atts)?;
+        hako_sys::crash::point("net.endpoints");
         let reqs: Vec<Request<'_>> = eps
             .iter()
             .zip(atts)
@@ -693,8 +701,10 @@ impl Net {
             for r in &reqs {
                 let first = store::network_endpoints(&self.conn(), &r.network.id)?.len() == 1;
                 b.setup(r)?;
+                hako_sys::crash::point("net.interface");
                 if first {
                     self.network_elements(r.network, true)?;
+                    hako_sys::crash::point("net.elements");
                 }
                 self.open_forward(&r.network.bridge);
             }
@@ -710,15 +720,18 @@ impl Net {
                 })?;
             batch.add_port(m, target);
         }
-        if !batch.is_empty() {
-            batch.apply(self.backend()?)?;
-        }
+        // Recorded before they exist: a crash in between must not leave rules that no
+        // sandbox names (deleting an element that is not there is no error at teardown).
         store::update_sandbox(
             &self.conn(),
             &req.container,
             &reserved.mappings,
             i32::try_from(std::process::id()).unwrap_or(0),
         )?;
+        if !batch.is_empty() {
+            batch.apply(self.backend()?)?;
+            hako_sys::crash::point("net.ports");
+        }
         let gateways: Vec<IpAddr> = atts
             .iter()
             .filter(|(_, n)| n.resolves_names())
@@ -731,6 +744,7 @@ impl Net {
                 &self.opts.exec_root,
                 &gateways,
             )?;
+            hako_sys::crash::point("net.dns");
         }
         let (hosts, resolv) = self.etc_files(req, atts, &eps)?;
         let mut proxies = Vec::new();
@@ -903,6 +917,7 @@ impl Net {
         }
         if !batch.is_empty() {
             errs.push(self.backend().and_then(|b| batch.apply(b)));
+            hako_sys::crash::point("net.ports-removed");
         }
         let mut names = false;
         for e in &eps {
@@ -922,13 +937,16 @@ impl Net {
                 errs.push(self.network_elements(&n, false));
             }
             errs.push(self.with_bridge(|b| b.teardown(&n, &e.host_veth, last)));
+            hako_sys::crash::point("net.interface-removed");
             errs.push(store::delete_endpoint(&self.conn(), container, &e.network));
+            hako_sys::crash::point("net.endpoint-removed");
         }
         let path = sandbox
             .as_ref()
             .map(|s| PathBuf::from(&s.netns))
             .unwrap_or_else(|| self.netns_path(container));
         errs.push(netns::remove(&path));
+        hako_sys::crash::point("net.netns-removed");
         errs.push(store::delete_sandbox(&self.conn(), container));
         if names {
             dns::reload(&self.opts.exec_root);
@@ -991,7 +1009,15 @@ impl Net {
         let sandbox = store::sandbox(&self.conn(), container)?.ok_or_else(|| {
             Error::InvalidArgument(format!("container {container} has no network namespace"))
         })?;
-        store::attach(&self.conn(), &a)?;
+        // The attachment is recorded last, once the interface works: a connect killed
+        // halfway leaves an endpoint without one (not connected, its interface and address
+        // go with the container's teardown), which a new connect removes first.
+        if store::endpoints(&self.conn(), container)?
+            .iter()
+            .any(|e| e.network == n.id)
+        {
+            self.disconnect_locked(container, &n)?;
+        }
         let index = store::endpoints(&self.conn(), container)?
             .iter()
             .filter_map(|e| e.ifname.trim_start_matches("eth").parse::<usize>().ok())
@@ -1008,6 +1034,7 @@ impl Net {
                 tx.commit()?;
                 e
             };
+            hako_sys::crash::point("net.connect-endpoint");
             let ns = Netns::open(Path::new(&sandbox.netns))?;
             let r = Request {
                 network: &n,
@@ -1025,6 +1052,7 @@ impl Net {
                 b.validate(&r)?;
                 b.setup(&r)
             })?;
+            hako_sys::crash::point("net.connect-interface");
             if first {
                 self.network_elements(&n, true)?;
             }
@@ -1038,6 +1066,7 @@ impl Net {
                     &gateways,
                 )?;
             }
+            store::attach(&self.conn(), &a)?;
             Ok(e)
         })();
         match made {
@@ -1064,9 +1093,10 @@ impl Net {
             )));
         }
         let _lock = self.lock()?;
-        let r = self.disconnect_locked(container, &n);
+        // Not connected from here on; a crash before the interface is gone leaves an
+        // endpoint without attachment, which the next connect or the teardown removes.
         store::detach(&self.conn(), container, &n.id)?;
-        r
+        self.disconnect_locked(container, &n)
     }
 
     fn disconnect_locked(&self, container: &str, n: &Network) -> Result<()> {
@@ -1080,6 +1110,7 @@ impl Net {
             errs.push(self.network_elements(n, false));
         }
         errs.push(self.with_bridge(|b| b.teardown(n, &e.host_veth, last)));
+        hako_sys::crash::point("net.disconnect-interface");
         errs.push(store::delete_endpoint(&self.conn(), container, &n.id));
         if n.resolves_names() {
             dns::reload(&self.opts.exec_root);

@@ -13,6 +13,13 @@
 //! Unset (always, outside tests) a point costs one load of a cached `OnceLock`. The engine
 //! removes both variables from the environment of the processes it starts (shims and their
 //! exit commands), so a test kills only the command it ran.
+//!
+//! ```text
+//! HAKO_CRASH_IN_CHILD=1              the command itself ignores both variables and hands
+//!                                    them to the shims it starts, so that a container's
+//!                                    exit command (`container cleanup`, the network's
+//!                                    teardown) is the one that dies
+//! ```
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -22,6 +29,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const CRASH_AT: &str = "HAKO_CRASH_AT";
 /// The environment variable naming a file to append each step reached to.
 pub const CRASH_TRACE: &str = "HAKO_CRASH_TRACE";
+/// The environment variable that hands the other two to the processes started (one level).
+pub const CRASH_IN_CHILD: &str = "HAKO_CRASH_IN_CHILD";
+
+fn in_child() -> bool {
+    std::env::var_os(CRASH_IN_CHILD).is_some_and(|v| !v.is_empty())
+}
 
 struct Plan {
     at: Option<(String, u32)>,
@@ -32,6 +45,13 @@ struct Plan {
 fn plan() -> &'static Plan {
     static PLAN: OnceLock<Plan> = OnceLock::new();
     PLAN.get_or_init(|| {
+        if in_child() {
+            return Plan {
+                at: None,
+                trace: None,
+                seen: AtomicU32::new(0),
+            };
+        }
         let at = std::env::var(CRASH_AT)
             .ok()
             .filter(|s| !s.is_empty())
@@ -76,7 +96,12 @@ pub fn point(name: &str) {
 }
 
 /// Removes the crash variables from a command's environment (for processes the caller
-/// starts but the test does not mean to kill).
+/// starts but the test does not mean to kill), unless `HAKO_CRASH_IN_CHILD` says they are
+/// meant for it (then only that one goes).
 pub fn scrub(cmd: &mut std::process::Command) {
-    cmd.env_remove(CRASH_AT).env_remove(CRASH_TRACE);
+    if in_child() {
+        cmd.env_remove(CRASH_IN_CHILD);
+    } else {
+        cmd.env_remove(CRASH_AT).env_remove(CRASH_TRACE);
+    }
 }

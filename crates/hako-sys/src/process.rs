@@ -263,6 +263,32 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// Makes `cmd`'s child die with SIGKILL when the thread that spawned it exits (a `kill -9`
+/// of hako mid-operation must not leave, say, a `cp` writing into a volume that the next
+/// command's recovery is removing). If the process is already gone when the child starts,
+/// the child does not run.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = i32::try_from(std::process::id()).unwrap_or(0);
+    let hook = move || -> io::Result<()> {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) with integer arguments touches no memory.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getppid has no arguments and cannot fail.
+        if unsafe { libc::getppid() } != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing and shares
+    // no memory with the parent.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +322,22 @@ mod tests {
         let fd = pidfd_open(std::process::id() as i32).unwrap();
         // Signal 0 checks existence and permission only.
         pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), 0).unwrap();
+    }
+
+    #[test]
+    fn a_child_that_dies_with_its_parent_goes_when_the_spawning_thread_ends() {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        die_with_parent(&mut cmd);
+        // PR_SET_PDEATHSIG fires when the spawning *thread* exits: a thread stands in for
+        // a process that is killed.
+        let mut child = std::thread::spawn(move || cmd.spawn().unwrap())
+            .join()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
     }
 }

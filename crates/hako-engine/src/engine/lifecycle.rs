@@ -49,6 +49,7 @@ impl Engine {
         let networked = self.net.sandbox(&rec.id)?.is_some();
         match self.spawn_shim_with(rec, &sockets, &proxies, networked) {
             Ok(()) => {
+                hako_sys::crash::point("start.shim-spawned");
                 if networked {
                     let pid =
                         protocol::read_shim_pid(&self.state_dir(&rec.id)).map_or(0, |(pid, _)| pid);

@@ -23,6 +23,7 @@ use bollard_stubs::models::{
 use hako_net::files::DnsConfig;
 use hako_net::ports::{Binding, Wanted};
 use hako_net::{AttachRequest, NetworkCreate, SetupRequest};
+use hako_shim::protocol;
 
 use crate::error::{Error, IoContext, Result};
 use crate::records::Record;
@@ -329,13 +330,25 @@ impl Engine {
     }
 
     /// Housekeeping at open: networks of containers whose holder died (`kill -9` of a
-    /// shim, a CLI killed mid-start) are released.
+    /// shim, a CLI killed mid-start) are released. A CLI killed after it spawned the shim
+    /// but before it handed the sandbox over: the living shim takes it (its container
+    /// runs in that namespace).
     pub(crate) fn collect_dead_networks(&self) {
         let Ok(all) = self.net.sandboxes() else {
             return;
         };
         for s in all {
             if s.owner > 0 && !holder_alive(s.owner) {
+                let dir = self.state_dir(&s.container);
+                if protocol::shim_alive(&dir)
+                    && let Some((pid, _)) = protocol::read_shim_pid(&dir)
+                {
+                    tracing::info!(container = %s.container, pid, "the container's shim takes over its network from a process that is gone");
+                    if let Err(e) = self.net.set_owner(&s.container, pid) {
+                        tracing::warn!(container = %s.container, "hand the network to the shim: {e}");
+                    }
+                    continue;
+                }
                 tracing::info!(container = %s.container, "releasing the network of a container whose monitor is gone");
                 if let Err(e) = self.net.teardown(&s.container) {
                     tracing::warn!(container = %s.container, "release network: {e}");
