@@ -302,6 +302,17 @@ fn save_load_round_trip_and_interop() {
         "Loaded image: busybox:latest\n"
     );
     assert_eq!(other.ok(&["images", "-q", "--no-trunc"]), format!("{id}\n"));
+    // Every file of the archive is used or collected: its OCI manifest (read through
+    // manifest.json, which does not name it) stayed as garbage when the load unpacked no
+    // layer (loaded again: they are all there).
+    for _ in 0..2 {
+        let check = other.ok(&["system", "check"]);
+        assert!(
+            check.contains("0 damaged objects, 0 pieces of garbage"),
+            "{check}"
+        );
+        other.ok(&["load", "-q", "-i", archive_s]);
+    }
     assert_eq!(
         other.inspect("busybox")["Config"]["Cmd"],
         serde_json::json!(["sh"])

@@ -107,14 +107,14 @@ impl ImageStore {
             let compression = hako_storage::unpack::detect_compression(&mut buffered)?;
             let decoded = hako_storage::unpack::decoder(Box::new(buffered), compression)?;
             let collected = self.collect_archive(decoded)?;
-            if let Some(m) = collected.json.get("manifest.json") {
+            let loaded = if let Some(m) = collected.json.get("manifest.json") {
                 let entries: Vec<DockerEntry> = serde_json::from_slice(m)
                     .map_err(|e| Error::bad(format!("manifest.json: {e}")))?;
                 let mut out = Vec::new();
                 for e in entries {
                     out.push(self.load_docker_entry(&flight, &collected, &e)?);
                 }
-                Ok(out)
+                out
             } else if let Some(idx) = collected.json.get("index.json") {
                 let index = spec::parse_index(idx)?;
                 let mut out: Vec<LoadedImage> = Vec::new();
@@ -125,14 +125,36 @@ impl ImageStore {
                         None => out.push(img),
                     }
                 }
-                Ok(out)
+                out
             } else {
-                Err(Error::bad(
+                return Err(Error::bad(
                     "archive has neither manifest.json nor index.json",
-                ))
+                ));
+            };
+            // Every file of the archive went into the blob store as it streamed by; what
+            // no loaded image refers to (the OCI manifest and index of a `docker save`
+            // archive read through its manifest.json, platforms not picked, stray files)
+            // is the flight's garbage, collected when it ends.
+            for d in collected.blobs.values() {
+                if !self.blob_referenced(d)? {
+                    tracing::debug!(blob = %d, "load: a blob of the archive no image uses");
+                    flight.leaves_garbage();
+                    break;
+                }
             }
+            Ok(loaded)
         })();
         flight.finish(r)
+    }
+
+    /// Whether a committed row refers to blob `d` (what garbage collection keeps).
+    fn blob_referenced(&self, d: &Digest) -> Result<bool> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM images WHERE id = ?1 OR manifest_digest = ?1)
+                 OR EXISTS (SELECT 1 FROM layers WHERE COALESCE(tar_split, blob_digest) = ?1)",
+            [d.as_str()],
+            |r| r.get(0),
+        )?)
     }
 
     fn collect_archive(&self, r: Box<dyn Read + '_>) -> Result<Collected> {
