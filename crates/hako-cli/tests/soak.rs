@@ -76,6 +76,58 @@ fn fail(failures: &Mutex<Vec<String>>, what: String) {
     failures.lock().unwrap().push(what);
 }
 
+/// Time spent per kind of operation (`run --rm`, `exec`, `API POST /containers/create`...):
+/// which step a cycle's time goes to.
+#[derive(Default)]
+struct Profile(Mutex<std::collections::BTreeMap<String, (usize, Duration)>>);
+
+impl Profile {
+    fn add(&self, kind: String, took: Duration) {
+        let mut m = self.0.lock().unwrap();
+        let e = m.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += took;
+    }
+
+    /// The kind of a CLI operation: its command words before the first flag or name.
+    fn kind(args: &[&str]) -> String {
+        let mut k = vec![args[0]];
+        match args {
+            ["run", "--rm", ..] => k.push("--rm"),
+            ["run", "-d", ..] => k.push("-d"),
+            ["network" | "volume", sub, ..] => k.push(sub),
+            _ => {}
+        }
+        if args[0] == "run" && args.contains(&"--network") {
+            k.push("(user network)");
+        }
+        k.join(" ")
+    }
+
+    /// A table, the costliest first; shares are of the time all workers spent.
+    fn table(&self) -> String {
+        let m = self.0.lock().unwrap();
+        let total: Duration = m.values().map(|v| v.1).sum();
+        let mut rows: Vec<_> = m.iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
+        let mut out = format!(
+            "{:<34} {:>7} {:>9} {:>8} {:>6}\n",
+            "operation", "count", "total s", "mean ms", "share"
+        );
+        for (k, (n, t)) in rows {
+            out += &format!(
+                "{:<34} {:>7} {:>9.1} {:>8.0} {:>5.1}%\n",
+                k,
+                n,
+                t.as_secs_f64(),
+                t.as_secs_f64() * 1000.0 / *n as f64,
+                100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-9)
+            );
+        }
+        out
+    }
+}
+
 /// What a process's fds point at.
 fn fd_targets(pid: i32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -255,6 +307,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
     let kpid = shim_pid(&h, &keeper);
 
     let failures = Mutex::new(Vec::<String>::new());
+    let profile = Profile::default();
     let ids = Mutex::new(vec![keeper.clone()]);
     let ops = Mutex::new(0usize);
     let mut warm: Option<(usize, u64)> = None;
@@ -267,10 +320,18 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
             for w in 0..workers {
                 let (h, failures, ids, ops) = (&h, &failures, &ids, &ops);
                 let (bind, ctx, remote, sock) = (&bind, &ctx, &remote, &server.sock);
+                let profile = &profile;
                 s.spawn(move || {
+                    let timed = |kind: String, f: &mut dyn FnMut()| {
+                        let t = Instant::now();
+                        f();
+                        profile.add(kind, t.elapsed());
+                    };
                     let op = |args: &[&str]| -> Output {
                         *ops.lock().unwrap() += 1;
+                        let t = Instant::now();
                         let o = h.run(args);
+                        profile.add(Profile::kind(args), t.elapsed());
                         if !o.status.success() {
                             fail(failures, format!("w{w} c{round}: hako {args:?}: {}", text(&o)));
                         }
@@ -319,8 +380,10 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                             "-c",
                             "echo c > /c; sleep 600",
                         ]);
-                        h.wait_for("/c", || {
-                            h.run(&["exec", &cm, "test", "-e", "/c"]).status.success()
+                        timed("wait for a file (exec test -e)".into(), &mut || {
+                            h.wait_for("/c", || {
+                                h.run(&["exec", &cm, "test", "-e", "/c"]).status.success()
+                            })
                         });
                         op(&["commit", &cm, &img]);
                         op(&["rm", "-f", &cm]);
@@ -348,8 +411,10 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                         // Several workers may pull the same image at once: fine, the
                         // last rmi may find it gone.
                         op(&["pull", "-q", r]);
-                        let _ = h.run(&["run", "--rm", r, "true"]);
-                        let _ = h.run(&["rmi", r]);
+                        timed("run --rm (pulled), rmi".into(), &mut || {
+                            let _ = h.run(&["run", "--rm", r, "true"]);
+                            let _ = h.run(&["rmi", r]);
+                        });
                     }
                     op(&["volume", "rm", &vol]);
                     // A user network, a published port reached from the host, and a
@@ -371,7 +436,10 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                             .to_string();
                         let want = format!("hello from {web}");
                         *ops.lock().unwrap() += 1;
-                        let got = fetch(h, &port);
+                        let mut got = String::new();
+                        timed("fetch the published port".into(), &mut || {
+                            got = fetch(h, &port);
+                        });
                         if got != want {
                             fail(failures, format!(
                                 "w{w} c{round}: published port {port:?} of {web}: {got:?}"
@@ -393,7 +461,14 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                     // The same through the API server.
                     let call = |m: &str, p: &str, b: Option<&str>, want: u16| -> String {
                         *ops.lock().unwrap() += 1;
+                        let t = Instant::now();
                         let (st, body) = api(sock, m, p, b);
+                        let path = p.split(['?']).next().unwrap_or(p);
+                        let path = match path.split('/').nth(2) {
+                            Some(x) if x.len() == 64 => path.replacen(x, "{id}", 1),
+                            _ => path.to_string(),
+                        };
+                        profile.add(format!("API {m} {path}"), t.elapsed());
                         if st != want {
                             fail(failures, format!("w{w} c{round}: API {m} {p}: {st} {body}"));
                         }
@@ -424,7 +499,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
             warm = Some(fds_and_rss(kpid));
             warm_server = Some(fds_and_rss(spid));
         }
-        if (round + 1) % 25 == 0 {
+        if (round + 1) % 25 == 0 || round + 1 == cycles.min(5) {
             let (k, sv) = (fds_and_rss(kpid), fds_and_rss(spid));
             eprintln!(
                 "soak: cycle {}/{cycles} at {:.0} s, {} operations, {} failed; keeper shim fds {} RSS {} kB; server fds {} RSS {} kB",
@@ -446,6 +521,10 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
     let failures = failures.into_inner().unwrap();
     let ops = ops.into_inner().unwrap();
     let warm = warm.unwrap_or(after_soak);
+    eprintln!(
+        "soak: time per kind of operation ({workers} workers at once):\n{}",
+        profile.table()
+    );
     eprintln!(
         "soak: {cycles} cycles x {workers} workers, {ops} operations in {:.1} s, {} failed; keeper shim fds {} -> {}, RSS {} kB (start) {} kB (after cycle 1) -> {} kB; server fds {} -> {}, RSS {} kB (start) {} kB (after cycle 1) -> {} kB",
         elapsed.as_secs_f64(),
