@@ -170,6 +170,15 @@ pub trait Worker: Sync {
         key: &str,
     ) -> WResult<StepResult>;
 
+    /// `COPY --link`: `rootfs` started empty (`Layers(None)`); all it holds becomes a
+    /// layer of its own, stacked on `parent`, recorded under `key`.
+    fn commit_linked(
+        &self,
+        rootfs: Box<dyn Rootfs + '_>,
+        parent: &Layers,
+        key: &str,
+    ) -> WResult<StepResult>;
+
     /// The diff ids of a chain, base first.
     fn diff_ids(&self, layers: &Layers) -> WResult<Vec<String>>;
 

@@ -227,7 +227,8 @@ fn cache_reruns_exactly_what_changed() {
     assert_eq!(
         rerun(&["-t", "c:1", "--build-arg", "FLAVOR=spicy"]),
         [
-            "[4/6] RUN echo \"$FLAVOR\" > /flavor",
+            // Progress shows the instruction expanded, as BuildKit does.
+            "[4/6] RUN echo \"spicy\" > /flavor",
             "[5/6] COPY b.txt /b.txt",
             "[6/6] RUN cat /a.txt /b.txt /flavor > /all"
         ]
@@ -273,7 +274,7 @@ fn copy_from_keys_on_the_files_copied() {
         ran,
         [
             "[src 2/3] COPY unrelated.txt /unrelated.txt",
-            "[src 3/3] RUN mkdir /out && echo \"$PAYLOAD\" > /out/payload && date +%s%N > /stamp"
+            "[src 3/3] RUN mkdir /out && echo \"one\" > /out/payload && date +%s%N > /stamp"
         ]
     );
     assert_eq!(
@@ -288,7 +289,7 @@ fn copy_from_keys_on_the_files_copied() {
     assert_eq!(
         ran,
         [
-            "[src 3/3] RUN mkdir /out && echo \"$PAYLOAD\" > /out/payload && date +%s%N > /stamp",
+            "[src 3/3] RUN mkdir /out && echo \"two\" > /out/payload && date +%s%N > /stamp",
             "[stage-1 2/3] COPY --from=src /out/ /app/",
             "[stage-1 3/3] RUN cat /app/payload > /app/seen"
         ]
@@ -390,6 +391,66 @@ fn run_is_on_the_bridge_by_default_and_follows_network() {
         ],
     ));
     assert!(ran.iter().any(|r| r.contains("RUN readlink")), "{ran:?}");
+    assert_build_clean(&h);
+}
+
+#[test]
+fn copy_link_makes_a_layer_of_its_own() {
+    need_root!();
+    let h = Hako::new();
+    let ctx = Ctx::new(concat!(
+        "FROM busybox\n",
+        "ARG V=1\n",
+        "RUN mkdir /real /app && ln -s /real /target && echo $V > /v\n",
+        "COPY --link a.txt /target/\n",
+        "COPY --link --chown=user:user a.txt /app/owned.txt\n",
+        "COPY a.txt /real/plain.txt\n",
+    ));
+    ctx.file("a.txt", "A\n");
+    build_ok(&h, &ctx, &["-t", "l:1"]);
+    // The symlink in the parent was not followed: /target is now a directory of its own
+    // (the layer's), /real got nothing from the --link COPY.
+    assert_eq!(
+        run_out(
+            &h,
+            &[
+                "--network",
+                "none",
+                "l:1",
+                "sh",
+                "-c",
+                "test -d /target && ! test -L /target && ls /target && echo -- && ls /real && stat -c %U:%G /app/owned.txt && cat /target/a.txt /v",
+            ]
+        ),
+        "a.txt\n--\nplain.txt\nuser:user\nA\n1\n"
+    );
+    // Another parent (the RUN before re-runs): the --link layers are the same layers,
+    // the plain COPY into the parent's directory is not.
+    build_ok(&h, &ctx, &["-t", "l:2", "--build-arg", "V=2"]);
+    let layers = |tag: &str| -> Vec<String> {
+        serde_json::from_str(&h.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RootFS.Layers}}",
+            tag,
+        ]))
+        .expect("layers")
+    };
+    let (one, two) = (layers("l:1"), layers("l:2"));
+    assert_eq!(one.len(), 5, "{one:?}");
+    assert_eq!(one[0], two[0], "the base");
+    assert_ne!(one[1], two[1], "the RUN");
+    assert_eq!(one[2], two[2], "COPY --link a.txt /target/");
+    assert_eq!(one[3], two[3], "COPY --link --chown");
+    assert_ne!(one[4], two[4], "plain COPY into the parent's /real");
+    assert_eq!(
+        run_out(
+            &h,
+            &["--network", "none", "l:2", "cat", "/target/a.txt", "/v"]
+        ),
+        "A\n2\n"
+    );
     assert_build_clean(&h);
 }
 

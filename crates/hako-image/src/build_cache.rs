@@ -153,9 +153,32 @@ impl ImageStore {
         parent: Option<&Digest>,
         key: &str,
     ) -> Result<BuildCacheEntry> {
+        self.build_commit_on(container_id, parent, parent, key)
+    }
+
+    /// `COPY --link`: build container `container_id` started empty and its whole
+    /// content is the layer, stacked on `parent` (so the layer never depends on it).
+    pub fn build_commit_linked(
+        &self,
+        container_id: &str,
+        parent: Option<&Digest>,
+        key: &str,
+    ) -> Result<BuildCacheEntry> {
+        self.build_commit_on(container_id, None, parent, key)
+    }
+
+    /// The layer of `container_id`'s changes against the chain `diff_base`, put on
+    /// `parent`.
+    fn build_commit_on(
+        &self,
+        container_id: &str,
+        diff_base: Option<&Digest>,
+        parent: Option<&Digest>,
+        key: &str,
+    ) -> Result<BuildCacheEntry> {
         let flight = self.in_flight()?;
         let r = (|| -> Result<(BuildCacheEntry, Vec<String>)> {
-            let parent_cache: Option<String> = match parent {
+            let parent_cache: Option<String> = match diff_base {
                 Some(p) => Some(
                     self.conn()
                         .query_row(

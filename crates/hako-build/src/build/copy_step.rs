@@ -259,8 +259,20 @@ pub(crate) fn run(
         if let (Some(c), [u]) = (&cp.checksum, urls.as_slice()) {
             downloads.push(download(u, &dl_dir, Some(c))?);
         }
-        let rootfs = b.worker.rootfs(&fs.layers).map_err(werr)?;
+        // `--link`: the files go into an empty root filesystem, which becomes a layer
+        // of its own on the parent: nothing of the parent is seen (a symlink there is
+        // never followed), and the layer is the same whatever the parent holds.
+        let empty = crate::worker::Layers(None);
+        let rootfs = b
+            .worker
+            .rootfs(if cp.link { &empty } else { &fs.layers })
+            .map_err(werr)?;
         let owner = match &cp.chown {
+            // User and group names are the parent's (its /etc/passwd and /etc/group).
+            Some(c) if cp.link => {
+                let parent = b.worker.rootfs(&fs.layers).map_err(werr)?;
+                Some(b.worker.resolve_user(parent.as_ref(), c).map_err(werr)?)
+            }
             Some(c) => Some(b.worker.resolve_user(rootfs.as_ref(), c).map_err(werr)?),
             None => None,
         };
@@ -299,7 +311,11 @@ pub(crate) fn run(
         }
         extract_all(b, root, &archives, rootfs.as_ref(), &cp.dest, owner)?;
         drop(held);
-        b.worker.commit(rootfs, &fs.layers, &k).map_err(werr)
+        if cp.link {
+            b.worker.commit_linked(rootfs, &fs.layers, &k).map_err(werr)
+        } else {
+            b.worker.commit(rootfs, &fs.layers, &k).map_err(werr)
+        }
     })();
     let _ = std::fs::remove_dir_all(&dl_dir);
     result.map(|res| (k, res))

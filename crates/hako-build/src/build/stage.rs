@@ -11,18 +11,6 @@ use crate::progress::{Event, StepInfo};
 use crate::worker::{Layers, StepResult};
 
 /// The instruction as shown in progress (`RUN make`, keyword in capitals).
-fn display(c: &Command) -> String {
-    let text = c.original.trim();
-    let rest = text
-        .split_once(char::is_whitespace)
-        .map_or("", |(_, r)| r.trim_start());
-    if rest.is_empty() {
-        c.keyword.clone()
-    } else {
-        format!("{} {rest}", c.keyword)
-    }
-}
-
 fn is_fs(i: &Instruction) -> bool {
     matches!(
         i,
@@ -159,7 +147,7 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
             return Err(BuildError::cancelled());
         }
         let lines = (c.line, c.end_line);
-        let shown = display(c);
+        let shown = state.shown(c);
         let step = state.apply(c, &b.build_args, &b.globals).map_err(|e| {
             let (v, _) = b.vertex(format!("{} {shown}", label(n + 1, fs_total)), None);
             fail(v, BuildError::new(e.message).at(lines))

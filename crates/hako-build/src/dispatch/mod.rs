@@ -152,6 +152,28 @@ impl StageState {
         v
     }
 
+    /// How progress names `cmd` (BuildKit's vertex name): its text with the variables
+    /// set before it (ARGs in scope, ENV) expanded, quotes kept, references to unset
+    /// variables left as written; the text as written when it does not scan.
+    pub fn shown(&self, cmd: &Command) -> String {
+        let text = cmd.original.trim();
+        let rest = text
+            .split_once(char::is_whitespace)
+            .map_or("", |(_, r)| r.trim_start());
+        if rest.is_empty() {
+            return cmd.keyword.clone();
+        }
+        let lex = Lex {
+            raw_quotes: true,
+            skip_unset_env: true,
+            ..self.lex()
+        };
+        let rest = lex
+            .process(rest, &self.vars())
+            .map_or_else(|_| rest.to_string(), |e| e.result);
+        format!("{} {rest}", cmd.keyword)
+    }
+
     fn word(&self, s: &str) -> Result<String, DispatchError> {
         Ok(self.lex().word(s, &self.vars())?)
     }

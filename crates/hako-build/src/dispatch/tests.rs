@@ -389,3 +389,45 @@ fn history_lines() {
     let hc = r.state.image.config.healthcheck.as_ref().unwrap();
     assert_eq!((hc.interval, hc.retries), (5_000_000_000, 3));
 }
+
+#[test]
+fn progress_shows_the_instruction_expanded_as_buildkit_does() {
+    let text = concat!(
+        "ARG V=1\n",
+        "FROM a\n",
+        "ARG V\n",
+        "ARG W=w1\n",
+        "ENV E=e1 W=fromenv\n",
+        "RUN echo \"$V $W\" '$E' ${E:-x} $UNSET ${UNSET:-d} > /f\n",
+        "COPY $E/* /dst/$W/\n",
+        "RUN [\"sh\", \"-c\", \"echo $E\"]\n",
+        "ENV E=e2\n",
+        "WORKDIR /w/$E\n",
+    );
+    let s = stages(&parse(text).unwrap()).unwrap();
+    let build_args = BuildArgs::new([("V".to_string(), "2".to_string())]);
+    let b = builtins(&platform(), &platform());
+    let g = globals(&s.meta_args, &build_args, &b, &Lex::default()).unwrap();
+    let mut state = StageState::new(base(), s.escape);
+    let mut shown = Vec::new();
+    for c in &s.stages[0].commands {
+        shown.push(state.shown(c));
+        state.apply(c, &build_args, &g).unwrap();
+    }
+    assert_eq!(
+        shown,
+        [
+            "ARG V",
+            "ARG W=w1",
+            "ENV E=e1 W=fromenv",
+            // Quotes kept (single quotes too, as the shell will see them); ENV wins over
+            // ARG; references to unset variables left as written, defaults included
+            // (BuildKit's SkipUnsetEnv).
+            "RUN echo \"2 fromenv\" '$E' e1 $UNSET ${UNSET:-d} > /f",
+            "COPY e1/* /dst/fromenv/",
+            "RUN [\"sh\", \"-c\", \"echo e1\"]",
+            "ENV E=e2",
+            "WORKDIR /w/e2",
+        ]
+    );
+}

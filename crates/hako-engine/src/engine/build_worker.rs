@@ -284,6 +284,23 @@ impl Worker for EngineWorker<'_> {
         Ok(r)
     }
 
+    fn commit_linked(
+        &self,
+        rootfs: Box<dyn Rootfs + '_>,
+        parent: &Layers,
+        key: &str,
+    ) -> WResult<StepResult> {
+        let top = layers_top(parent)?;
+        let entry = self
+            .store()
+            .build_commit_linked(rootfs.id(), top.as_ref(), key)
+            .map_err(werr)?;
+        drop(rootfs);
+        let r = entry_result(entry);
+        self.pin(&r.layers)?;
+        Ok(r)
+    }
+
     fn diff_ids(&self, layers: &Layers) -> WResult<Vec<String>> {
         let top = layers_top(layers)?;
         Ok(self
