@@ -117,6 +117,8 @@ impl<W: Write + Send> Progress for ClassicStream<W> {
             }
             Event::Done { id, .. } | Event::Error { id, .. } => self.running(id),
             Event::Warning { message } => self.stream(format!("{message}\n")),
+            // dockerd's classic builder has no build checks.
+            Event::Check(_) => {}
             Event::Image { id } => {
                 let short = id
                     .trim_start_matches("sha256:")

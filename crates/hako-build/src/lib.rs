@@ -17,6 +17,7 @@ pub mod copy;
 pub mod dispatch;
 pub mod ignore;
 pub mod instructions;
+pub mod lint;
 pub mod mounts;
 pub mod parser;
 pub mod progress;

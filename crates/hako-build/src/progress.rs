@@ -75,6 +75,8 @@ pub enum Event {
         /// The text.
         message: String,
     },
+    /// A build check found a violation (shown after the build, as BuildKit does).
+    Check(crate::lint::Lint),
     /// The result: the image id (`sha256:...`).
     Image {
         /// Config digest.

@@ -294,13 +294,7 @@ pub fn build(
             ),
         });
     }
-    let mut warnings: Vec<String> = Vec::new();
-    for w in &df.warnings {
-        warnings.push(w.message.clone());
-        progress.event(Event::Warning {
-            message: format!("{}:{}: {}", opts.dockerfile_name, w.line, w.message),
-        });
-    }
+    let warnings: Vec<String> = Vec::new();
     first(
         "[internal] load .dockerignore",
         format!(
@@ -318,6 +312,7 @@ pub fn build(
     let builtin = args::builtins(&host, &host);
     let globals = args::globals(&stages.meta_args, &build_args, &builtin, &lex)
         .map_err(|(line, e)| BuildError::new(e.to_string()).at((line, line)))?;
+    checks(&df, &stages, &build_args, &builtin, progress)?;
     let plan = plan::plan(&stages, &globals, &lex, opts.target.as_deref())?;
     let context = context::Context::new(opts)?;
     let n = stages.stages.len();
@@ -396,6 +391,44 @@ pub fn build(
     }
     let warnings = b.warnings.lock().map(|w| w.clone()).unwrap_or_default();
     Ok(BuildOutput { id, warnings })
+}
+
+/// Runs the build checks the `# check=` directive (or the `BUILDKIT_DOCKERFILE_CHECK`
+/// build arg) leaves on, reporting each; with `error=true` a violation fails the build
+/// before anything runs.
+fn checks(
+    df: &crate::parser::Dockerfile,
+    stages: &Stages,
+    build_args: &BuildArgs,
+    builtin: &[(String, String)],
+    progress: &dyn Progress,
+) -> Result<(), BuildError> {
+    let arg = build_args.take("BUILDKIT_DOCKERFILE_CHECK");
+    let opts = crate::lint::options(df.directives.check.as_deref(), arg.as_deref())
+        .map_err(|e| BuildError::new(e).at((1, 1)))?;
+    let found: Vec<crate::lint::Lint> = crate::lint::check(df, stages, builtin)
+        .into_iter()
+        .filter(|l| opts.enabled(l.rule))
+        .collect();
+    for l in &found {
+        progress.event(Event::Check(l.clone()));
+    }
+    if let Some(first) = found.first()
+        && opts.error
+    {
+        let mut rules: Vec<&str> = Vec::new();
+        for l in &found {
+            if !rules.contains(&l.rule) {
+                rules.push(l.rule);
+            }
+        }
+        return Err(BuildError::new(format!(
+            "lint violation found for rules: {}",
+            rules.join(", ")
+        ))
+        .at((first.line, first.line)));
+    }
+    Ok(())
 }
 
 /// Writes the target stage as an image.

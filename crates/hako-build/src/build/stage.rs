@@ -44,7 +44,8 @@ fn triggers(exprs: &[String], line: usize) -> Result<Vec<Command>, BuildError> {
 /// Runs stage `i` to the end.
 pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> {
     let st = &b.stages.stages[i];
-    let multi = b.plan.needed.iter().filter(|n| **n).count() > 1;
+    // BuildKit names steps by stage unless the Dockerfile has one stage only.
+    let multi = b.stages.stages.len() > 1;
     let name = st.name.clone().unwrap_or_else(|| format!("stage-{i}"));
     let fs_total = 1 + st.commands.iter().filter(|c| is_fs(&c.instruction)).count();
     let label = |k: usize, total: usize| {

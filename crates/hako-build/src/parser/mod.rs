@@ -195,7 +195,7 @@ impl<'a> Parser<'a> {
             }
             if empty_continuation {
                 warnings.push(Warning {
-                    line: self.next,
+                    line: start,
                     message: format!("Empty continuation line found in: {line}"),
                 });
             }

@@ -40,6 +40,8 @@ struct State {
     last: Option<u64>,
     drawn: usize,
     finished: bool,
+    /// Build check violations, listed after the build as BuildKit's client does.
+    checks: Vec<String>,
 }
 
 /// Renders build events on stderr.
@@ -74,6 +76,7 @@ impl Renderer {
             last: None,
             drawn: 0,
             finished: false,
+            checks: Vec::new(),
         }));
         if mode == Mode::Plain {
             eprintln!("#0 building with \"default\" instance using hako driver");
@@ -115,6 +118,18 @@ impl Renderer {
         }
         if let Some(h) = self.painter.lock().ok().and_then(|mut p| p.take()) {
             let _ = h.join();
+        }
+        let st = self.lock();
+        if st.mode != Mode::Quiet && !st.checks.is_empty() {
+            let n = st.checks.len();
+            let mut out = format!(
+                "\n {n} warning{} found (use docker --debug to expand):\n",
+                if n == 1 { "" } else { "s" }
+            );
+            for c in &st.checks {
+                out.push_str(&format!(" - {c}\n"));
+            }
+            eprint!("{out}");
         }
     }
 
@@ -257,6 +272,7 @@ impl Progress for Renderer {
                     out.push_str(&format!("WARNING: {message}\n"));
                 }
             }
+            Event::Check(l) => st.checks.push(l.to_string()),
             Event::Image { .. } | Event::Tagged { .. } => {}
         }
         if !out.is_empty() {
