@@ -792,6 +792,19 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
             "hako build --network=host",
         ),
     ];
+    // Layers: no case gets a filesystem step done, so no layer may appear.
+    let layers = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(h.root.path().join("overlay2"))
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let before = layers();
     for (df, want) in cases {
         let ctx = Ctx::new(&df);
         ctx.file("a", "").file("b", "");
@@ -800,6 +813,7 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
         assert!(err.contains(want), "{df:?} should say {want:?}:\n{err}");
         assert!(err.contains("ERROR: failed to solve:"), "{err}");
     }
+    assert_eq!(layers(), before, "a failed build left layers");
     // The failing RUN: its output and the Dockerfile lines around it.
     let ctx = Ctx::new("FROM busybox\nRUN true\nRUN echo failing-output && exit 7\nCMD x\n");
     let err = build_fails(&h, &ctx, &[]);
@@ -834,7 +848,8 @@ fn spawn_build(h: &Hako, ctx: &Ctx, tag: &str) -> (std::process::Child, Vec<Stri
             break;
         }
         lines.push(l.clone());
-        if l.contains("running-marker") {
+        // The RUN's output (`#5 0.123 running-marker`), not its header line.
+        if l.trim_end().ends_with(" running-marker") && !l.contains("RUN") {
             break;
         }
     }
@@ -849,13 +864,19 @@ fn spawn_build(h: &Hako, ctx: &Ctx, tag: &str) -> (std::process::Child, Vec<Stri
 fn cancelled_and_killed_builds_leave_nothing() {
     need_root!();
     let h = Hako::new();
-    let ctx = Ctx::new("FROM busybox\nRUN echo running-marker && sleep 317\n");
+    // The inner shell keeps "sleep 317" in its command line while it waits.
+    let ctx = Ctx::new("FROM busybox\nRUN echo running-marker && sh -c 'sleep 317; true'\n");
     // ctrl-c: the RUN container is killed, no image, no cache entry.
     let (mut child, lines) = spawn_build(&h, &ctx, "cancelled");
     assert!(
         lines.iter().any(|l| l.contains("running-marker")),
         "{lines:?}"
     );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while marker_processes("sleep 317") == 0 {
+        assert!(Instant::now() < deadline, "the RUN never started its sleep");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
         nix::sys::signal::Signal::SIGINT,
@@ -1048,5 +1069,121 @@ fn layers_are_reproducible_and_images_travel() {
     h.ok(&["system", "prune", "-f"]);
     let after = build_ok(&h, &ctx, &["-t", "r:3"]);
     assert!(steps(&after).1.is_empty(), "the cache was pruned:\n{after}");
+    assert_build_clean(&h);
+}
+
+#[test]
+fn checks_directives_shell_platform_and_the_terminal_view() {
+    need_root!();
+    let h = Hako::new();
+    let ctx = Ctx::new(concat!(
+        "# escape=`\n",
+        "ARG NAME\n",
+        "FROM --platform=$BUILDPLATFORM busybox as Base\n",
+        "MAINTAINER someone\n",
+        "ENV WIN=C:\\dir `\n",
+        "    GREETING=${NAME:-nobody}\n",
+        "SHELL [\"/bin/sh\", \"-c\", \"echo via-shell > /via; eval \\\"$0\\\"\"]\n",
+        "RUN echo \"$GREETING\" > /greeting\n",
+        "CMD echo from-cmd\n",
+    ));
+    let out = build_ok(&h, &ctx, &["-t", "chk"]);
+    assert!(
+        out.contains(concat!(
+            " 3 warnings found (use docker --debug to expand):\n",
+            " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 3)\n",
+            " - StageNameCasing: Stage name 'Base' should be lowercase (line 3)\n",
+            " - MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 4)\n",
+        )),
+        "{out}"
+    );
+    // `# escape=`: a backslash is an ordinary character, the backtick continues lines.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&h.ok(&["image", "inspect", "-f", "{{json .Config}}", "chk"]))
+            .expect("json");
+    let env: Vec<&str> = cfg["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(env.contains(&"WIN=C:\\dir"), "{env:?}");
+    assert!(env.contains(&"GREETING=nobody"), "{env:?}");
+    assert_eq!(cfg["Shell"][2], "echo via-shell > /via; eval \"$0\"");
+    // SHELL ran the RUN and runs the shell-form CMD.
+    assert_eq!(
+        run_out(&h, &["chk", "cat", "/greeting", "/via"]),
+        "nobody\nvia-shell\n"
+    );
+    assert_eq!(run_out(&h, &["chk"]), "from-cmd\n");
+    // `# check=error=true`: a violation fails the build before anything runs.
+    let strict = Ctx::new("# check=error=true\nFROM busybox\nRUN touch /ran\nCMD echo hi\n");
+    let err = build_fails(&h, &strict, &["-t", "strict"]);
+    for want in [
+        " 1 warning found (use docker --debug to expand):\n - JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 4)\n",
+        "   4 | >>> CMD echo hi\n",
+        "ERROR: failed to solve: lint violation found for rules: JSONArgsRecommended\n",
+    ] {
+        assert!(err.contains(want), "{want:?} in:\n{err}");
+    }
+    assert!(!err.contains("] RUN touch"), "a step ran:\n{err}");
+    assert_ne!(
+        h.run(&["image", "inspect", "strict"]).status.code(),
+        Some(0)
+    );
+    // The build arg wins over the directive; a skipped rule is not reported.
+    let out = build_ok(
+        &h,
+        &strict,
+        &[
+            "-t",
+            "strict",
+            "--build-arg",
+            "BUILDKIT_DOCKERFILE_CHECK=skip=JSONArgsRecommended;error=true",
+        ],
+    );
+    assert!(!out.contains("warning"), "{out}");
+    let bad = Ctx::new("# check=colour=red\nFROM busybox\n");
+    let err = build_fails(&h, &bad, &[]);
+    assert!(err.contains("invalid check option \"colour\""), "{err}");
+    // On a terminal: the live view, redrawn in place, then the warnings.
+    let mut c = h.cmd(&["build", "-t", "chk-tty", ctx.dir()]);
+    c.env("TERM", "xterm");
+    let t = common::pty::Pty::spawn(&c);
+    let (st, screen) = t.wait();
+    assert!(st.success(), "{screen}");
+    assert!(screen.contains("\x1b[K"), "{screen}");
+    assert!(screen.contains("FINISHED"), "{screen}");
+    assert!(
+        screen.contains(" => CACHED [2/2] RUN echo \"nobody\" > /greeting"),
+        "{screen}"
+    );
+    assert!(screen.contains(" 3 warnings found"), "{screen}");
+    assert_build_clean(&h);
+}
+
+#[test]
+fn pull_takes_the_registrys_base() {
+    need_root!();
+    let h = Hako::new();
+    let Some(reg) = h.net.run(hako_test_support::Registry::start) else {
+        return;
+    };
+    let base = format!("127.0.0.1:{}/build/base:1", reg.port);
+    // The registry's base has /marker; the local one with the same name does not.
+    let v2 = Ctx::new("FROM busybox\nRUN echo v2 > /marker\n");
+    build_ok(&h, &v2, &["-t", &base]);
+    h.ok(&["push", &base]);
+    h.ok(&["tag", "busybox", &base]);
+    let ctx = Ctx::new(&format!(
+        "FROM {base}\nRUN cat /marker > /seen 2>/dev/null || echo none > /seen\n"
+    ));
+    build_ok(&h, &ctx, &["-t", "p:local"]);
+    assert_eq!(run_out(&h, &["p:local", "cat", "/seen"]), "none\n");
+    let out = build_ok(&h, &ctx, &["--pull", "-t", "p:pulled"]);
+    let (ran, _) = steps(&out);
+    assert_eq!(ran.len(), 1, "a new base reruns the RUN: {out}");
+    assert_eq!(run_out(&h, &["p:pulled", "cat", "/seen"]), "v2\n");
+    drop(reg);
     assert_build_clean(&h);
 }

@@ -5,10 +5,11 @@
 mod build_common;
 mod common;
 
-use std::process::Output;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
-use build_common::{Ctx, assert_build_clean};
+use build_common::{Ctx, assert_build_clean, marker_processes};
 use common::Hako;
 use common::serve::{Server, have_docker};
 
@@ -158,6 +159,148 @@ fn the_docker_clis_classic_build_through_hako_serve() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("unknown instruction: FROBNICATE"), "{out}");
 
+    drop(s);
+    assert_build_clean(&h);
+}
+
+/// docker-py's `images.build` (the logs it hands back, a BuildError for a failing RUN).
+const DOCKER_PY_BUILD: &str = r#"
+import sys, docker
+c = docker.from_env()
+img, logs = c.images.build(path=sys.argv[1], tag="py:1", buildargs={"WHO": "py"})
+out = "".join(l.get("stream", "") for l in logs)
+assert "Successfully built" in out, out
+print(img.id)
+try:
+    c.images.build(path=sys.argv[2], tag="py:bad")
+    sys.exit("a failing RUN built")
+except docker.errors.BuildError as e:
+    print("BuildError:", e.msg)
+"#;
+
+#[test]
+fn docker_py_and_compose_build_and_a_client_gone_cancels() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let python = hako_test_support::fixtures_dir().join("docker-py/bin/python");
+    let compose = PathBuf::from("/usr/bin/docker-compose");
+    for (p, what) in [
+        (&python, "docker-py 7.x (scripts/lib.sh ensure_docker_py)"),
+        (&compose, "docker-compose (Debian)"),
+    ] {
+        if !p.exists() {
+            assert!(!hako_test_support::in_ci(), "{what} is needed");
+            eprintln!("SKIP: no {what}");
+            return;
+        }
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let ctx = Ctx::new(concat!(
+        "FROM busybox\n",
+        "ARG WHO=nobody\n",
+        "RUN echo \"hello, $WHO\" > /out\n",
+        "CMD [\"cat\", \"/out\"]\n",
+    ));
+    let bad = Ctx::new("FROM busybox\nRUN echo py-failing && exit 4\n");
+    let script = ctx.path().join("..").join(format!(
+        "{}-build.py",
+        ctx.path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("t")
+    ));
+    std::fs::write(&script, DOCKER_PY_BUILD).expect("script");
+    let o = s
+        .client(python.to_str().expect("utf-8"))
+        .arg(&script)
+        .args([ctx.dir(), bad.dir()])
+        .output()
+        .expect("docker-py");
+    let _ = std::fs::remove_file(&script);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let id = h.ok(&["image", "inspect", "--format", "{{.Id}}", "py:1"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with(id.trim()), "{out}");
+    assert!(
+        stdout.contains("BuildError: The command '/bin/sh -c echo py-failing && exit 4' returned a non-zero code: 4"),
+        "{out}"
+    );
+    assert_eq!(
+        h.ok(&["run", "--rm", "--network", "none", "py:1"]),
+        "hello, py\n"
+    );
+
+    // compose's `build:` (docker-compose 1.29 through docker-py 5).
+    ctx.file(
+        "docker-compose.yml",
+        "version: \"3\"\nservices:\n  app:\n    image: composed:1\n    build:\n      context: .\n      args:\n        WHO: compose\n",
+    );
+    let o = s
+        .client(compose.to_str().expect("utf-8"))
+        .args(["-p", "hkb", "build"])
+        .current_dir(ctx.path())
+        .output()
+        .expect("docker-compose");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        h.ok(&["run", "--rm", "--network", "none", "composed:1"]),
+        "hello, compose\n"
+    );
+
+    // The client goes away mid-RUN: the build stops, its RUN is killed, nothing is left.
+    // The inner shell keeps "sleep 419" in its command line while it waits (a last
+    // command alone would be exec'd as `sleep` `419`).
+    let slow = Ctx::new("FROM busybox\nRUN echo running-marker && sh -c 'sleep 419; true'\n");
+    let mut child = s
+        .docker(&["build", "-t", "gone:1", slow.dir()])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker build");
+    let mut r = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut l = String::new();
+        let n = std::io::BufRead::read_line(&mut r, &mut l).unwrap_or(0);
+        assert!(n > 0 && Instant::now() < deadline, "no RUN output");
+        // The RUN's own output (not the `Step 2/2 : RUN echo running-marker` line).
+        if l.trim() == "running-marker" {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while marker_processes("sleep 419") == 0 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the RUN's sleep never started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill the docker CLI");
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while marker_processes("sleep 419") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the RUN outlived its client by 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The server finishes the cancelled build's cleanup before it answers again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(h.root.path().join("build/active"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "the cancelled build never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!h.run(&["image", "inspect", "gone:1"]).status.success());
     drop(s);
     assert_build_clean(&h);
 }

@@ -324,6 +324,20 @@ fn dockerfiles_build_the_same_as_dockerds_builder() {
             "file trees of Dockerfile #{i} differ:\n only dockerd: {only_docker:#?}\n only hako: {only_hako:#?}"
         );
         h.cmd(&["rm", hc.stdout.trim()]).ok("hako rm");
+        if i == 1 {
+            // hako's image travels: `hako save` | `docker load` gives dockerd the same
+            // image (id = config digest, the same layers).
+            let saved = ctx.path().join("saved.tar");
+            h.cmd(&["save", "-o", &saved.to_string_lossy(), &tag])
+                .ok("hako save");
+            d.docker(&["rmi", "-f", &tag]).ok("docker rmi");
+            d.docker(&["load", "-i", &saved.to_string_lossy()])
+                .ok("docker load");
+            let lv: Value =
+                serde_json::from_str(&d.docker(&["image", "inspect", &tag]).stdout).expect("json");
+            assert_eq!(lv[0]["Id"], hv[0]["Id"], "docker load of hako's image");
+            assert_eq!(lv[0]["RootFS"]["Layers"], hv[0]["RootFS"]["Layers"]);
+        }
     }
     d.shutdown();
 }

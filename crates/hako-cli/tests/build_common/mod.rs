@@ -101,7 +101,14 @@ pub fn assert_build_clean(h: &Hako) {
         );
     }
     // RUN on the bridge: interfaces, nftables elements, processes in the test's netns.
-    let leaks = h.net.leaks();
+    // A `run --rm` of the test may still be in its exit hook (`container cleanup`) for a
+    // moment: processes get a few seconds to end on their own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut leaks = h.net.leaks();
+    while !leaks.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        leaks = h.net.leaks();
+    }
     assert!(leaks.is_empty(), "network leaks: {leaks:?}");
 }
 
