@@ -12,9 +12,8 @@
 # the others as `hako save` archives, so every engine starts from the same bytes.
 #
 # Isolation: own roots under $BENCH_DIR; dockerd runs inside `unshare --net` with
-# --bridge=none and no iptables; every RUN uses --network none (docker, buildah) or the
-# host network (hako's default until bridge networking is wired in; the RUN here needs no
-# network at all).
+# --bridge=none and no iptables; every engine builds with --network none (the RUNs here
+# need no network, and hako's default bridge would be made in the host's namespace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -104,8 +103,8 @@ fi
 CTX="$BENCH_DIR/ctx"
 cold=() cached=()
 if has hako; then
-    cold+=(-n "hako build" "$HAKO build -q --no-cache -t app $CTX")
-    cached+=(-n "hako build (cached)" "$HAKO build -q -t app $CTX")
+    cold+=(-n "hako build" "$HAKO build -q --no-cache --network none -t app $CTX")
+    cached+=(-n "hako build (cached)" "$HAKO build -q --network none -t app $CTX")
 fi
 if has docker; then
     cold+=(-n "docker build" "DOCKER_BUILDKIT=0 ${DOCKER[*]} build -q --no-cache --network none -t app $CTX")
