@@ -1,6 +1,6 @@
 //! Sizes as Docker counts them (issue 10): `system df` counts a layer several images share
 //! once, `system df -v` lists images, containers and volumes, and `history`, `images` and
-//! `image inspect` agree on a layer's bytes. The stock docker CLI, pointed at `hako serve`
+//! `image inspect` agree on a layer's bytes; the build cache is listed entry by entry. The stock docker CLI, pointed at `hako serve`
 //! on the same store, prints the same tables from the API's numbers.
 
 #[macro_use]
@@ -66,6 +66,28 @@ fn system_df_counts_a_shared_layer_once_and_prints_what_the_docker_cli_prints() 
         assert_eq!(sizes.iter().sum::<i64>(), size(&h, img), "{img}: {hist}");
         assert_eq!(sizes.first(), Some(&top), "{img}'s top layer: {hist}");
     }
+    // Build cache: a built image's steps (their layers held by the image too: shared),
+    // built twice (the second run is a cache hit), and a step whose image is gone.
+    let ctx = tempfile::tempdir().expect("context");
+    let file = |name: &str, text: &str| {
+        let p = ctx.path().join(name);
+        std::fs::write(&p, text).expect("Dockerfile");
+        p.display().to_string()
+    };
+    let kept = file(
+        "kept",
+        "FROM busybox\nRUN head -c 100000 /dev/urandom > /r\n",
+    );
+    let gone = file(
+        "gone",
+        "FROM busybox\nRUN head -c 200000 /dev/urandom > /s\n",
+    );
+    let dir = ctx.path().display().to_string();
+    for (f, tag) in [(&kept, "built"), (&kept, "built"), (&gone, "gone")] {
+        h.ok(&["build", "-q", "--network", "none", "-f", f, "-t", tag, &dir]);
+    }
+    h.ok(&["rmi", "gone"]);
+    let sb = size(&h, "built");
     h.ok(&["volume", "create", "v1"]);
     h.ok(&[
         "run",
@@ -97,8 +119,29 @@ fn system_df_counts_a_shared_layer_once_and_prints_what_the_docker_cli_prints() 
     let (code, body) = s.http("GET", "/system/df", "");
     assert_eq!(code, 200, "{body}");
     let du: Value = serde_json::from_str(&body).expect("json");
-    // Every layer once: busybox's, img1's and img2's own.
-    assert_eq!(du["LayersSize"].as_i64(), Some(s1 + s2 - base), "{body}");
+    // Every image layer once: busybox's, img1's, img2's and built's own.
+    assert_eq!(
+        du["LayersSize"].as_i64(),
+        Some(s1 + s2 + sb - 2 * base),
+        "{body}"
+    );
+    let cache = du["BuildCache"].as_array().expect("build cache");
+    let own: Vec<(i64, bool, i64)> = cache
+        .iter()
+        .map(|r| {
+            (
+                r["Size"].as_i64().expect("size"),
+                r["Shared"].as_bool().expect("shared"),
+                r["UsageCount"].as_i64().expect("uses"),
+            )
+        })
+        .collect();
+    assert!(own.contains(&(sb - base, true, 2)), "{own:?}");
+    assert!(
+        own.iter()
+            .any(|(size, shared, uses)| *size >= 200_000 && !shared && *uses == 1),
+        "{own:?}"
+    );
     for img in du["Images"].as_array().expect("images") {
         assert_eq!(img["SharedSize"].as_i64(), Some(base), "{img}");
     }
@@ -132,9 +175,9 @@ fn system_df_counts_a_shared_layer_once_and_prints_what_the_docker_cli_prints() 
         .lines()
         .find(|l| l.starts_with("Images"))
         .expect("Images row");
-    // 3 images, 2 with containers (created ones count, as Docker's).
+    // 4 images, 2 with containers (created ones count, as Docker's).
     let cols = cells(images).remove(0);
-    assert_eq!(&cols[1..3], ["3", "2"], "{table}");
+    assert_eq!(&cols[1..3], ["4", "2"], "{table}");
     let verbose = h.ok(&["system", "df", "-v"]);
     for want in [
         "img1",
@@ -150,5 +193,6 @@ fn system_df_counts_a_shared_layer_once_and_prints_what_the_docker_cli_prints() 
     drop(s);
     h.finish(&[&up, "idle"]);
     h.ok(&["volume", "rm", "v1", "v2"]);
-    h.ok(&["rmi", "img1", "img2"]);
+    h.ok(&["rmi", "img1", "img2", "built"]);
+    h.ok(&["builder", "prune", "-f"]);
 }

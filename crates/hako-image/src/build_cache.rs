@@ -5,7 +5,8 @@
 //! build_cache   key PK (the builder's step key), top_layer -> layers (the filesystem
 //!               after the step; NULL for an empty one), created (RFC 3339, reused by
 //!               rebuilds so their images are identical), empty (the step made no
-//!               layer), size (bytes the step's own layer takes), last_used
+//!               layer), size (bytes the step's own layer takes), last_used, uses
+//!               (the run that made it and every cache hit)
 //! ```
 //!
 //! An entry holds a reference on every layer of its chain, exactly as an image does, so
@@ -60,6 +61,23 @@ pub struct BuildCacheUsage {
     pub reclaimable: u64,
 }
 
+/// One build cache entry as `system df -v` lists it (Docker's `CacheRecord`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildCacheRecord {
+    /// The step's cache key.
+    pub key: String,
+    /// Bytes the step's own layer takes (0 for a step that made none).
+    pub size: u64,
+    /// When the step ran first (RFC 3339).
+    pub created: String,
+    /// When a build last used it (Unix seconds).
+    pub last_used: i64,
+    /// The run that made it and every cache hit since.
+    pub uses: u64,
+    /// Its layer is held by an image or a container too: a `builder prune` does not free it.
+    pub shared: bool,
+}
+
 /// The digest of an empty layer tar (two zero blocks).
 fn empty_layer() -> Digest {
     Digest::of(&[0u8; 1024])
@@ -80,7 +98,7 @@ impl ImageStore {
             return Ok(None);
         };
         conn.execute(
-            "UPDATE build_cache SET last_used = ?2 WHERE key = ?1",
+            "UPDATE build_cache SET last_used = ?2, uses = uses + 1 WHERE key = ?1",
             params![key, db::now()],
         )?;
         Ok(Some(BuildCacheEntry {
@@ -397,6 +415,28 @@ impl ImageStore {
         Ok(ids)
     }
 
+    /// Every entry, least recently used first, then by key (the docker CLI's order).
+    pub fn build_cache_records(&self) -> Result<Vec<BuildCacheRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT b.key, b.size, b.created, b.last_used, b.uses,
+                    COALESCE(l.refcount > (SELECT COUNT(*) FROM build_cache c2 WHERE c2.top_layer = b.top_layer), 0)
+             FROM build_cache b LEFT JOIN layers l ON l.chain_id = b.top_layer
+             ORDER BY b.last_used, b.key",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(BuildCacheRecord {
+                key: r.get(0)?,
+                size: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                created: r.get(2)?,
+                last_used: r.get(3)?,
+                uses: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                shared: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Build cache usage (`system df`).
     pub fn build_cache_usage(&self) -> Result<BuildCacheUsage> {
         let conn = self.conn();
@@ -440,7 +480,7 @@ fn upsert_entry(
     if let Some((top, created, empty)) = old {
         if top == new_top {
             tx.execute(
-                "UPDATE build_cache SET last_used = ?2 WHERE key = ?1",
+                "UPDATE build_cache SET last_used = ?2, uses = uses + 1 WHERE key = ?1",
                 params![key, db::now()],
             )?;
             return Ok((
@@ -462,8 +502,8 @@ fn upsert_entry(
         tx.execute("DELETE FROM build_cache WHERE key = ?1", [key])?;
     }
     tx.execute(
-        "INSERT INTO build_cache (key, top_layer, created, empty, size, last_used)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO build_cache (key, top_layer, created, empty, size, last_used, uses)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
         params![key, new_top, entry.created, entry.empty, size, db::now()],
     )?;
     for (chain_id, _, _) in chain_of(tx, entry.top_layer.as_ref())? {

@@ -112,7 +112,16 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     if !has_split {
         conn.execute_batch("ALTER TABLE layers ADD COLUMN tar_split TEXT;")?;
     }
-    conn.execute_batch("UPDATE meta SET value = '2' WHERE key = 'schema'; COMMIT;")?;
+    // Schema 3: build_cache.uses (`system df -v`'s USAGE). Older entries count from 0.
+    let has_uses: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('build_cache') WHERE name = 'uses'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_uses {
+        conn.execute_batch("ALTER TABLE build_cache ADD COLUMN uses INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    conn.execute_batch("UPDATE meta SET value = '3' WHERE key = 'schema'; COMMIT;")?;
     Ok(conn)
 }
 

@@ -37,7 +37,7 @@ mod store;
 
 pub use archive::LoadedImage;
 pub use blobs::BlobStore;
-pub use build_cache::{BuildCacheEntry, BuildCacheUsage, BuildPruneReport};
+pub use build_cache::{BuildCacheEntry, BuildCacheRecord, BuildCacheUsage, BuildPruneReport};
 pub use check::{CheckCounts, Finding};
 pub use commit::CommitOptions;
 pub use db::describe as describe_db_error;

@@ -29,7 +29,7 @@ pub struct DiskUsage {
     pub containers: Vec<ContainerSummary>,
     /// Volumes, with `UsageData`.
     pub volumes: Vec<Volume>,
-    /// Build cache records (none yet).
+    /// Build cache records (Docker's `CacheRecord`, least recently used first).
     pub build_cache: Vec<serde_json::Value>,
 }
 
@@ -190,12 +190,28 @@ impl Engine {
             });
             volumes.push(v);
         }
+        // Docker's `CacheRecord`s: nothing is in use between builds here.
+        let build_cache = self
+            .images
+            .build_cache_records()?
+            .into_iter()
+            .map(|r| {
+                let last_used = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(r.last_used.max(0).unsigned_abs());
+                serde_json::json!({
+                    "ID": r.key, "Parents": [], "Type": "regular", "Description": "",
+                    "InUse": false, "Shared": r.shared, "Size": r.size, "CreatedAt": r.created,
+                    "LastUsedAt": humantime::format_rfc3339_seconds(last_used).to_string(),
+                    "UsageCount": r.uses,
+                })
+            })
+            .collect();
         Ok(DiskUsage {
             layers_size: layers,
             images,
             containers,
             volumes,
-            build_cache: Vec::new(),
+            build_cache,
         })
     }
 }

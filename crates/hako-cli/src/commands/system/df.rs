@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use hako_engine::DiskUsage;
 use hako_engine::models::{ContainerSummary, ContainerSummaryStateEnum};
-use hako_image::BuildCacheUsage;
 
 use crate::commands::container::{engine_err, ps};
 use crate::commands::image::list::split_tag;
@@ -36,9 +35,8 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
     let format = Format::parse(a.format.as_deref().unwrap_or(""), DEFAULT)?;
     let engine = g.open_engine()?;
     let du = engine.disk_usage().map_err(engine_err)?;
-    let build = engine.build_cache_usage().map_err(engine_err)?;
     if a.verbose {
-        return verbose(&du, &build);
+        return verbose(&du);
     }
     let n = |x: i64| u64::try_from(x).unwrap_or(0);
     let images = &du.images;
@@ -95,10 +93,15 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
         ),
         row(
             "Build Cache",
-            usize::try_from(build.entries).unwrap_or(usize::MAX),
-            0,
-            build.size,
-            build.reclaimable,
+            du.build_cache.len(),
+            du.build_cache.iter().filter(|r| r["InUse"] == true).count(),
+            builder_size(&du),
+            builder_size(&du)
+                - du.build_cache
+                    .iter()
+                    .filter(|r| r["InUse"] == true && r["Shared"] != true)
+                    .map(|r| r["Size"].as_u64().unwrap_or(0))
+                    .sum::<u64>(),
         ),
     ];
     let header = json!({
@@ -108,10 +111,20 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
     super::super::print(&format.render(&header, &rows)?)
 }
 
+/// The docker CLI's build cache size: the entries whose bytes nothing else holds.
+fn builder_size(du: &DiskUsage) -> u64 {
+    du.build_cache
+        .iter()
+        .filter(|r| r["Shared"] != true)
+        .map(|r| r["Size"].as_u64().unwrap_or(0))
+        .sum()
+}
+
 fn row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> Value {
+    // The docker CLI gives no percentage for the build cache.
     let reclaim = match (reclaimable * 100).checked_div(size) {
-        Some(pct) => format!("{} ({pct}%)", human_size4(reclaimable)),
-        None => human_size4(reclaimable),
+        Some(pct) if kind != "Build Cache" => format!("{} ({pct}%)", human_size4(reclaimable)),
+        _ => human_size4(reclaimable),
     };
     json!({
         "Type": kind,
@@ -123,7 +136,7 @@ fn row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> 
 }
 
 /// Docker's `system df -v`: one table per kind, as the docker CLI prints them.
-fn verbose(du: &DiskUsage, build: &BuildCacheUsage) -> Result<()> {
+fn verbose(du: &DiskUsage) -> Result<()> {
     let n = |x: i64| u64::try_from(x).unwrap_or(0);
     let mut t = String::from(
         "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS\n",
@@ -182,10 +195,31 @@ fn verbose(du: &DiskUsage, build: &BuildCacheUsage) -> Result<()> {
     out.push_str(&align(&t));
     out.push_str(&format!(
         "\nBuild cache usage: {}\n\n",
-        human_size4(build.size)
+        human_size4(builder_size(du))
     ));
-    out.push_str(&align(
-        "CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED\n",
-    ));
+    let mut t = String::from("CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED\n");
+    let ago = |v: &Value| since(v.as_str().and_then(hako_engine::units::parse_rfc3339));
+    for r in &du.build_cache {
+        let key = r["ID"].as_str().unwrap_or_default();
+        let mut id: String = key
+            .rsplit_once(':')
+            .map_or(key, |(_, hex)| hex)
+            .chars()
+            .take(12)
+            .collect();
+        if r["InUse"] == true {
+            id.push('*');
+        }
+        t.push_str(&format!(
+            "{id}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            r["Type"].as_str().unwrap_or_default(),
+            human_size(r["Size"].as_u64().unwrap_or(0)),
+            ago(&r["CreatedAt"]),
+            ago(&r["LastUsedAt"]),
+            r["UsageCount"],
+            r["Shared"] == true,
+        ));
+    }
+    out.push_str(&align(&t));
     super::super::print(&out)
 }
