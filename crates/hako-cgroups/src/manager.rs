@@ -83,12 +83,7 @@ impl Manager {
     ) -> Result<Manager, Error> {
         match cgroups_path {
             Some(p) if crate::path::is_systemd_form(p) => {
-                let instance = if nix::unistd::geteuid().is_root() {
-                    Instance::System
-                } else {
-                    Instance::User
-                };
-                Manager::new_systemd(Some(p), container_id, instance)
+                Manager::new_systemd(Some(p), container_id, Instance::for_caller())
             }
             _ => Manager::new(cgroups_path, container_id),
         }
@@ -241,7 +236,11 @@ impl Manager {
     /// Writes `r` to a v2 directory and attaches the device program.
     fn apply_v2_files(&self, v2: &V2, r: &LinuxResources) -> Result<(), Error> {
         let rules = resources::apply_v2(&v2.dir(), r)?;
-        if r.devices().is_some() {
+        // In a user namespace (rootless, in a cgroup delegated to the user) the kernel
+        // refuses device programs (CAP_BPF of the initial namespace), and there is nothing
+        // to guard: the user cannot mknod, and devices are bind mounts of the user's own
+        // access. runc's rootless mode skips them the same way.
+        if r.devices().is_some() && hako_sys::userns::in_initial() {
             resources::devices_bpf::attach(&v2.dir(), &rules)?;
             *self
                 .device_rules

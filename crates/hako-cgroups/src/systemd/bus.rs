@@ -79,6 +79,27 @@ pub(crate) struct Bus {
     pending: VecDeque<Message>,
 }
 
+/// `uid` as the peer sees it: in a user namespace (rootless: 0 inside is the user
+/// outside), the kernel hands the peer the uid outside, and EXTERNAL must name that one.
+/// `uid_map` is /proc/self/uid_map (`inside outside count` lines).
+fn outer_uid(uid: u32, uid_map: &str) -> u32 {
+    uid_map
+        .lines()
+        .find_map(|l| {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            match f[..] {
+                [inside, outside, count] if uid >= inside && uid - inside < count => {
+                    Some(outside + (uid - inside))
+                }
+                _ => None,
+            }
+        })
+        .unwrap_or(uid)
+}
+
 impl Bus {
     /// Connects to `path` and authenticates as our uid; `daemon` says the socket is a bus
     /// daemon (which wants a Hello first), not systemd's private peer-to-peer socket.
@@ -107,7 +128,11 @@ impl Bus {
     }
 
     fn authenticate(&mut self, path: &Path) -> Result<(), BusError> {
-        let uid = nix::unistd::geteuid().as_raw().to_string();
+        let uid = outer_uid(
+            nix::unistd::geteuid().as_raw(),
+            &std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default(),
+        )
+        .to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
         self.stream
             .write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
@@ -315,6 +340,14 @@ pub(crate) fn decode_message(buf: &[u8], header_len: usize) -> Result<Message, B
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn external_auth_names_the_uid_outside_the_user_namespace() {
+        assert_eq!(super::outer_uid(0, "         0          0 4294967295\n"), 0);
+        assert_eq!(super::outer_uid(0, "0 1000 1\n1 100000 65536\n"), 1000);
+        assert_eq!(super::outer_uid(5, "0 1000 1\n1 100000 65536\n"), 100004);
+        assert_eq!(super::outer_uid(7, ""), 7);
+    }
     use super::*;
 
     #[test]

@@ -66,6 +66,48 @@ impl Instance {
     }
 }
 
+impl Instance {
+    /// The instance for this process: the system manager for root in the initial user
+    /// namespace; the user's own manager otherwise (rootless, also when root inside a
+    /// user namespace of the user's, as runc's rootless mode decides).
+    pub fn for_caller() -> Instance {
+        if nix::unistd::geteuid().is_root() && hako_sys::userns::in_initial() {
+            Instance::System
+        } else {
+            Instance::User
+        }
+    }
+}
+
+/// The controllers the caller's user manager can hand to the scopes it makes (those
+/// `user@.service` is delegated, from its `cgroup.controllers`), or why there are none:
+/// no user manager (`XDG_RUNTIME_DIR/systemd/private`), or not pure cgroup v2.
+pub fn user_controllers() -> Result<Vec<String>, Error> {
+    // Asked once per process (the engine asks when it picks its driver and again at each
+    // create): each answer is a D-Bus round trip to the user's manager.
+    static KNOWN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    if let Some(c) = KNOWN.get() {
+        return Ok(c.clone());
+    }
+    let c = ask_user_controllers()?;
+    Ok(KNOWN.get_or_init(|| c).clone())
+}
+
+fn ask_user_controllers() -> Result<Vec<String>, Error> {
+    let mounts = crate::mounts::host_mounts()?;
+    let (crate::Layout::V2, Some((mount, _))) = (mounts.layout()?, mounts.unified) else {
+        return Err(Error::SystemdNeedsV2);
+    };
+    let root = user_manager_root()?;
+    let file = mount
+        .join(root.trim_start_matches('/'))
+        .join("cgroup.controllers");
+    let text = std::fs::read_to_string(&file).map_err(|e| Error::SystemdNotRunning {
+        what: format!("cannot read {}: {e}", file.display()),
+    })?;
+    Ok(text.split_whitespace().map(str::to_owned).collect())
+}
+
 /// True when systemd runs as PID 1 (sd_booted()'s test).
 pub fn booted() -> bool {
     Path::new("/run/systemd/system").is_dir()

@@ -220,9 +220,20 @@ impl EngineWorker<'_> {
         spec::write_etc_files(bundle, HOSTNAME, &host)
             .map_err(|e| werr(format!("write {}: {e}", bundle.display())))?;
         // Held until the container is gone (declared before the runtime's child).
+        // Rootless: no bridge within the user's reach; a namespace pasta connects instead.
+        let rootless_net = match req.network {
+            Network::Default if engine.opts.rootless => Some(
+                engine
+                    .rootless_run_network(id)
+                    .map_err(|e| werr(format!("RUN's network: {e}")))?,
+            ),
+            _ => None,
+        };
         let bridge = match req.network {
-            Network::Default => Some(BridgeNet::setup(engine.net(), id, bundle)?),
-            Network::None | Network::Host => None,
+            Network::Default if rootless_net.is_none() => {
+                Some(BridgeNet::setup(engine.net(), id, bundle)?)
+            }
+            _ => None,
         };
         let config = ContainerConfig {
             tty: Some(false),
@@ -241,7 +252,10 @@ impl EngineWorker<'_> {
             cwd: req.cwd.clone(),
             user: &user,
             hostname: HOSTNAME.into(),
-            netns: bridge.as_ref().map(|b| b.netns.as_path()),
+            netns: bridge
+                .as_ref()
+                .map(|b| b.netns.as_path())
+                .or(rootless_net.as_ref().map(|r| r.path.as_path())),
         })
         .map_err(werr)?;
         oci.save(bundle.join("config.json"))

@@ -39,11 +39,6 @@ impl Engine {
         if self.opts.cgroup_driver != crate::CgroupDriver::Systemd {
             return Ok(());
         }
-        if self.opts.rootless {
-            return Err(Error::InvalidArgument(
-                "the systemd cgroup manager is not available to rootless hako yet: use --cgroup-manager cgroupfs".into(),
-            ));
-        }
         if !hako_cgroups::systemd::booted() {
             return Err(Error::InvalidArgument(
                 "the systemd cgroup manager needs systemd as PID 1, and this host has none: use --cgroup-manager cgroupfs".into(),
@@ -53,6 +48,13 @@ impl Engine {
             return Err(Error::InvalidArgument(
                 "the systemd cgroup manager of hako needs a pure cgroup v2 host: use --cgroup-manager cgroupfs".into(),
             ));
+        }
+        if self.opts.rootless
+            && let Err(e) = hako_cgroups::systemd::user_controllers()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "the systemd cgroup manager of rootless hako needs the user's own systemd (systemd --user, loginctl enable-linger): {e}: use --cgroup-manager cgroupfs"
+            )));
         }
         if let Some(p) = host.cgroup_parent.as_deref().filter(|p| !p.is_empty())
             && hako_cgroups::systemd::expand_slice(p).is_none()
@@ -410,7 +412,11 @@ impl Engine {
                 .cgroup_parent
                 .as_deref()
                 .filter(|p| !p.is_empty())
-                .unwrap_or("system.slice");
+                .unwrap_or(if self.opts.rootless {
+                    "user.slice"
+                } else {
+                    "system.slice"
+                });
             linux.set_cgroups_path(Some(format!("{slice}:hako:{id}").into()));
         }
         // 0600: the process's Env is in there.

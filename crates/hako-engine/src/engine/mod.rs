@@ -111,7 +111,9 @@ pub enum CgroupDriver {
 
 impl CgroupDriver {
     /// systemd when it is PID 1 on a pure cgroup v2 host (hako's systemd driver needs
-    /// v2), cgroupfs otherwise.
+    /// v2), cgroupfs otherwise. Rootless hako uses the user's manager only when asked
+    /// (`--cgroup-manager systemd`): asking it on every command costs a D-Bus round trip
+    /// that can stall on a busy manager.
     pub fn host_default() -> CgroupDriver {
         if hako_sys::userns::in_initial()
             && hako_cgroups::systemd::booted()

@@ -421,7 +421,10 @@ impl Engine {
             }
         }
         let mut ports: PortMap = HashMap::new();
-        if sandbox.is_some() {
+        // Rootless: no sandbox in the network store, pasta's namespace file while it runs.
+        let rootless_netns = (self.opts.rootless && self.net.netns_path(&rec.id).exists())
+            .then(|| self.net.netns_path(&rec.id).to_string_lossy().into_owned());
+        if sandbox.is_some() || rootless_netns.is_some() {
             for k in rec
                 .config
                 .exposed_ports
@@ -431,7 +434,7 @@ impl Engine {
             {
                 ports.entry(k).or_insert(None);
             }
-            for m in sandbox.iter().flat_map(|s| s.ports.iter()) {
+            for m in &self.ports(&rec.id) {
                 let key = format!("{}/{}", m.container_port, m.proto.as_str());
                 ports
                     .entry(key)
@@ -444,7 +447,7 @@ impl Engine {
             }
         }
         NetworkSettings {
-            sandbox_id: Some(if sandbox.is_some() {
+            sandbox_id: Some(if sandbox.is_some() || rootless_netns.is_some() {
                 rec.id.clone()
             } else {
                 String::new()
@@ -453,6 +456,7 @@ impl Engine {
                 sandbox
                     .as_ref()
                     .map(|s| s.netns.clone())
+                    .or(rootless_netns)
                     .unwrap_or_default(),
             ),
             ports: Some(ports),
@@ -720,6 +724,9 @@ impl Engine {
 
     /// The published ports of a container as set up (`hako port`, `ps`).
     pub fn ports(&self, id: &str) -> Vec<hako_net::ports::Mapping> {
+        if self.opts.rootless {
+            return self.rootless_ports(id);
+        }
         self.net
             .sandbox(id)
             .ok()

@@ -140,11 +140,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
     let cg = if opts.systemd_cgroup {
-        let instance = if nix::unistd::geteuid().is_root() {
-            hako_cgroups::systemd::Instance::System
-        } else {
-            hako_cgroups::systemd::Instance::User
-        };
+        let instance = hako_cgroups::systemd::Instance::for_caller();
         Manager::new_systemd(cgroups_path.as_deref(), &opts.id, instance)?
     } else {
         Manager::new(cgroups_path.as_deref(), &opts.id)?
