@@ -64,7 +64,7 @@ for kind in "${kinds[@]}"; do
     fi
     scripts=$(grep -v '^#' "scripts/vm/batches/$kind.scripts" 2>/dev/null | tr '\n' ' ')
     cat > "$job/job.sh" <<JOB
-export CI='${CI:-}' RUST_BACKTRACE=0 HAKO_RUNTIME='$runtime' HAKO_INIT='$init'
+export CI='${CI:-}' HAKO_VM_KIND='$kind' RUST_BACKTRACE=0 HAKO_RUNTIME='$runtime' HAKO_INIT='$init'
 export HAKO_FIXTURES='${HAKO_FIXTURES:-$REPO/.fixtures}' HAKO_REPO='$REPO' HOME=/root
 cd '$REPO'
 rc=0

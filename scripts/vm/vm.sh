@@ -135,7 +135,9 @@ boot() {
     rm -f "$job/status"
     # no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can
     # time out and panic ("IO-APIC + timer doesn't work"), as it can in any slow VM.
-    local append="console=ttyS0 quiet panic=-1 no_timer_check hako.kind=$kind hako.stage2=$HERE/guest/stage2.sh hako.modules=$kd/lib/modules/$kver"
+    # apparmor=0: Debian's kernel enables AppArmor, but the host's userland has no
+    # apparmor_parser (dockerd would refuse to start containers without it).
+    local append="console=ttyS0 quiet panic=-1 no_timer_check apparmor=0 hako.kind=$kind hako.stage2=$HERE/guest/stage2.sh hako.modules=$kd/lib/modules/$kver"
     [ "$kind" = systemd ] && append+=" systemd.unit=hako-vm.target systemd.show_status=0"
     local t0; t0=$(date +%s.%N)
     # panic=-1 + -no-reboot: a kernel panic ends qemu; timeout ends a guest that hangs.

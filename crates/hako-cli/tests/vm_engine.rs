@@ -190,3 +190,306 @@ fn cgroup_manager_and_cgroupns_choices() {
         h.assert_clean(&[]);
     }
 }
+
+/// `hako ARGS` on the default root and exec root (`/var/lib/hako`, `/run/hako`), which the
+/// shipped unit uses: in the guest both are fresh tmpfs mounts, nothing of the host's.
+fn hako_default(args: &[&str]) -> String {
+    let out = Command::new(common::HAKO)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run hako");
+    assert!(
+        out.status.success(),
+        "hako {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `scripts/hako-boot.service` as `scripts/install.sh` installs it, run by systemd: after
+/// every container process and shim was killed (what a power cut leaves), starting the
+/// unit brings back `always` and `unless-stopped` (not one stopped by hand, not `no`); the
+/// containers it started live in scopes of their own, so the oneshot's end and a `stop` of
+/// the unit leave them running.
+#[test]
+fn hako_boot_service_restarts_policies_under_systemd() {
+    require_vm();
+    assert!(
+        systemd(),
+        "needs systemd as PID 1: `bash scripts/vm/test.sh systemd`"
+    );
+    let bindir = Path::new(common::HAKO).parent().expect("bin dir");
+    let unit_text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/hako-boot.service"),
+    )
+    .expect("scripts/hako-boot.service");
+    let unit = Path::new("/run/systemd/system/hako-boot.service");
+    std::fs::write(
+        unit,
+        unit_text.replace("@BINDIR@", &bindir.to_string_lossy()),
+    )
+    .expect("install the unit");
+    let sc = |args: &[&str]| {
+        let o = Command::new("systemctl")
+            .args(args)
+            .output()
+            .expect("systemctl");
+        assert!(o.status.success(), "systemctl {args:?}: {o:?}");
+    };
+    sc(&["daemon-reload"]);
+    sc(&["enable", "--runtime", "hako-boot.service"]);
+    assert!(
+        Path::new("/run/systemd/system/multi-user.target.wants/hako-boot.service").exists(),
+        "enable links it into multi-user.target"
+    );
+
+    hako_default(&[
+        "import",
+        common::rootfs_tar().to_str().expect("utf-8"),
+        "busybox",
+    ]);
+    let mut ids = Vec::new();
+    for (name, policy) in [
+        ("always", "always"),
+        ("unless", "unless-stopped"),
+        ("stopped", "unless-stopped"),
+        ("never", "no"),
+    ] {
+        ids.push(hako_default(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "1000",
+        ]));
+    }
+    hako_default(&["stop", "-t", "0", "stopped"]);
+    // The power cut: every shim and container process, kill -9.
+    for (name, id) in ["always", "unless", "never"]
+        .iter()
+        .zip([&ids[0], &ids[1], &ids[3]])
+    {
+        let init: i32 = hako_default(&["inspect", "-f", "{{.State.Pid}}", name])
+            .parse()
+            .expect("pid");
+        let text = std::fs::read_to_string(format!("/run/hako/containers/{id}/shim.pid"))
+            .expect("shim.pid");
+        let shim: i32 = text
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("shim pid");
+        for pid in [shim, init] {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !hako_default(&["ps", "-q"]).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containers still up after kill -9"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    sc(&["start", "hako-boot.service"]);
+    assert_eq!(show("hako-boot.service", "ActiveState"), "active");
+    assert_eq!(show("hako-boot.service", "Result"), "success");
+    let state = |n: &str| hako_default(&["inspect", "-f", "{{.State.Status}}", n]);
+    for n in ["always", "unless"] {
+        assert_eq!(state(n), "running", "{n} after hako-boot.service");
+    }
+    for n in ["stopped", "never"] {
+        assert_ne!(state(n), "running", "{n} after hako-boot.service");
+    }
+    // Not in the unit's cgroup: stopping the unit leaves them.
+    sc(&["stop", "hako-boot.service"]);
+    for (n, id) in [("always", &ids[0]), ("unless", &ids[1])] {
+        assert_eq!(state(n), "running", "{n} after stopping hako-boot.service");
+        let pid = hako_default(&["inspect", "-f", "{{.State.Pid}}", n]);
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+        assert_eq!(
+            cg.trim(),
+            format!("0::/system.slice/hako-{id}.scope"),
+            "{n}"
+        );
+    }
+    assert_eq!(hako_default(&["exec", "always", "echo", "up"]), "up");
+
+    for id in &ids {
+        hako_default(&["rm", "-f", "-v", id]);
+    }
+    for id in &ids {
+        let unit = format!("hako-{id}.scope");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while show(&unit, "LoadState") != "not-found" {
+            assert!(std::time::Instant::now() < deadline, "{unit} left");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    assert_eq!(hako_default(&["ps", "-aq"]), "", "containers left");
+    let report = hako_test_support::find_leaks(
+        Path::new("/run/hako/runtime/hako-runtime"),
+        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        // (/var/lib/hako itself is the guest's tmpfs mount: the layers' mounts are below.)
+        &[
+            Path::new("/var/lib/hako/overlay2"),
+            Path::new("/var/lib/hako/containers"),
+        ],
+    );
+    assert!(report.is_empty(), "leaks:\n{report}");
+    sc(&["disable", "--runtime", "hako-boot.service"]);
+    std::fs::remove_file(unit).expect("remove the unit");
+}
+
+/// A loop-mounted XFS image with project quotas (the guest's Debian kernel has
+/// `CONFIG_XFS_QUOTA`; this host's does not). Drop unmounts it.
+struct Xfs {
+    dir: tempfile::TempDir,
+}
+
+impl Xfs {
+    fn new(opts: &str) -> Xfs {
+        let dir = tempfile::Builder::new()
+            .prefix("hako-vm-xfs-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let img = dir.path().join("img");
+        std::fs::create_dir(dir.path().join("mnt")).expect("mnt");
+        for argv in [
+            vec!["truncate", "-s", "300M", img.to_str().expect("utf-8")],
+            vec!["mkfs.xfs", "-q", img.to_str().expect("utf-8")],
+            vec![
+                "mount",
+                "-o",
+                &format!("loop,{opts}"),
+                img.to_str().expect("utf-8"),
+                dir.path().join("mnt").to_str().expect("utf-8"),
+            ],
+        ] {
+            let o = Command::new(argv[0])
+                .args(&argv[1..])
+                .output()
+                .expect(argv[0]);
+            assert!(o.status.success(), "{argv:?}: {o:?}");
+        }
+        Xfs { dir }
+    }
+
+    fn mnt(&self) -> std::path::PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.mnt()).status();
+    }
+}
+
+/// `hako` with its --root on `dir` (a fresh directory there).
+fn hako_on(dir: &Path) -> Hako {
+    let h = Hako {
+        root: tempfile::Builder::new()
+            .prefix("hako-ctr-")
+            .tempdir_in(dir)
+            .expect("tempdir"),
+        exec: tempfile::Builder::new()
+            .prefix("hk")
+            .tempdir_in("/tmp")
+            .expect("tempdir"),
+        exec_override: None,
+        net: hako_test_support::NetSandbox::new().expect("netns"),
+    };
+    h.ok(&[
+        "import",
+        common::rootfs_tar().to_str().expect("utf-8"),
+        "busybox",
+    ]);
+    h
+}
+
+/// `--storage-opt size=` on overlay2 over XFS mounted with `prjquota`: the container's
+/// writable layer holds 10 MiB and a write past 20 MiB ends in ENOSPC inside; `inspect`
+/// keeps the option. On XFS without the option (and on tmpfs) it is Docker's one line and
+/// nothing is created.
+#[test]
+fn storage_opt_size_is_a_project_quota_on_xfs() {
+    require_vm();
+    let xfs = Xfs::new("prjquota");
+    {
+        let h = hako_on(&xfs.mnt());
+        let id = h
+            .ok(&[
+                "run",
+                "-d",
+                "--storage-opt",
+                "size=20m",
+                "busybox",
+                "sleep",
+                "1000",
+            ])
+            .trim()
+            .to_owned();
+        assert_eq!(
+            h.inspect(&id)["HostConfig"]["StorageOpt"]["size"],
+            "20m",
+            "inspect shows the option"
+        );
+        let fits = h.run(&[
+            "exec",
+            &id,
+            "dd",
+            "if=/dev/zero",
+            "of=/ten",
+            "bs=1M",
+            "count=10",
+        ]);
+        assert!(fits.status.success(), "10 MiB in 20: {fits:?}");
+        let past = h.run(&[
+            "exec",
+            &id,
+            "dd",
+            "if=/dev/zero",
+            "of=/thirty",
+            "bs=1M",
+            "count=30",
+        ]);
+        let err = String::from_utf8_lossy(&past.stderr);
+        assert!(!past.status.success(), "30 MiB more must not fit: {past:?}");
+        assert!(err.contains("No space left on device"), "{err}");
+        h.finish(&[&id]);
+    }
+    let plain = Xfs::new("noquota");
+    for dir in [plain.mnt(), std::path::PathBuf::from("/tmp")] {
+        let h = hako_on(&dir);
+        let line = h.fails(
+            125,
+            &[
+                "run",
+                "--rm",
+                "--storage-opt",
+                "size=20m",
+                "busybox",
+                "true",
+            ],
+        );
+        assert!(
+            line.contains(
+                "--storage-opt size is only supported for overlay over xfs with 'pquota' mount option"
+            ),
+            "{}: {line}",
+            dir.display()
+        );
+        h.assert_clean(&[]);
+    }
+}
