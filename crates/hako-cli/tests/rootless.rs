@@ -622,6 +622,8 @@ fn rootless_limits_through_the_users_delegated_systemd_scope() {
     u.import_busybox();
     let cpu = delegated.iter().any(|d| d == "cpu");
     let mut args = vec![
+        "--cgroup-manager",
+        "systemd",
         "run",
         "--rm",
         "--network",
@@ -654,6 +656,8 @@ fn rootless_limits_through_the_users_delegated_systemd_scope() {
     // From outside: the scope of the user's manager, owned by the user.
     let id = u
         .ok(&[
+            "--cgroup-manager",
+            "systemd",
             "run",
             "-d",
             "--network",
@@ -690,6 +694,8 @@ fn rootless_limits_through_the_users_delegated_systemd_scope() {
 
     // The limit holds.
     let hog = u.run(&[
+        "--cgroup-manager",
+        "systemd",
         "run",
         "--rm",
         "--network",
@@ -716,6 +722,8 @@ fn rootless_limits_through_the_users_delegated_systemd_scope() {
         u.refused(
             None,
             &[
+                "--cgroup-manager",
+                "systemd",
                 "run",
                 "--rm",
                 "--network",
@@ -728,19 +736,10 @@ fn rootless_limits_through_the_users_delegated_systemd_scope() {
             &format!("not delegated the {controller} controller"),
         );
     }
-    // The cgroupfs driver has no delegated cgroup at all.
+    // The default driver of rootless hako (cgroupfs) has no delegated cgroup at all.
     u.refused(
         None,
-        &[
-            "--cgroup-manager",
-            "cgroupfs",
-            "run",
-            "--rm",
-            "-m",
-            "8m",
-            "busybox",
-            "true",
-        ],
+        &["run", "--rm", "-m", "8m", "busybox", "true"],
         "no cgroup is delegated",
     );
 

@@ -72,7 +72,8 @@ if wait_for 120 docker version; then
     unit=docker-$id.scope
     expect dockerd-runtime hako "$(docker inspect -f '{{.HostConfig.Runtime}}' "$id")"
     # hako-runtime's own state of the container (runc's would be state.json of another shape).
-    sdir=$(find "$d/exec" -type d -name "$id" -path '*runtime-hako*' | head -1)
+    # (dockerd 20.10 keeps every runtime's state under runtime-runc/moby.)
+    sdir=$(find "$d/exec" -type d -path "*/runtime-*/moby/$id" | head -1)
     st=$("$rt" --root "$(dirname "${sdir:-/nonexistent/x}")" state "$id" 2>&1 | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')
     [ "$st" = running ] || st="$st (no hako-runtime state; dirs: $(find "$d/exec" -maxdepth 3 -type d | tr '\n' ' '))"
     expect dockerd-hako-state running "$st"

@@ -54,12 +54,13 @@ pub(crate) fn resources_from(
     let mut r = match &args.resources {
         Some(path) => {
             let text = read_json(path)?;
-            serde_json::from_str::<LinuxResources>(&text).map_err(|e| {
+            let r = serde_json::from_str::<LinuxResources>(&text).map_err(|e| {
                 Error::Usage(format!(
                     "--resources {}: not a valid linux.resources JSON object: {e}",
                     path.display()
                 ))
-            })?
+            })?;
+            zeros_unset(r)
         }
         None => LinuxResources::default(),
     };
@@ -131,6 +132,38 @@ pub(crate) fn resources_from(
     }
     validate(&r)?;
     Ok(r)
+}
+
+/// Zero means "no change" in an update's JSON, as runc reads it: dockerd sends every field
+/// of `docker update`, the ones not given as 0 (`docker update -m 32m` came with cpu
+/// period 0, which the kernel's bounds refuse).
+fn zeros_unset(mut r: LinuxResources) -> LinuxResources {
+    let nz = |v: Option<i64>| v.filter(|v| *v != 0);
+    let nzu = |v: Option<u64>| v.filter(|v| *v != 0);
+    if let Some(mut m) = *r.memory() {
+        m.set_limit(nz(m.limit()));
+        m.set_reservation(nz(m.reservation()));
+        m.set_swap(nz(m.swap()));
+        m.set_kernel(nz(m.kernel()));
+        m.set_kernel_tcp(nz(m.kernel_tcp()));
+        r.set_memory(Some(m));
+    }
+    if let Some(mut c) = r.cpu().clone() {
+        c.set_shares(nzu(c.shares()));
+        c.set_quota(nz(c.quota()));
+        c.set_period(nzu(c.period()));
+        c.set_realtime_runtime(nz(c.realtime_runtime()));
+        c.set_realtime_period(nzu(c.realtime_period()));
+        c.set_cpus(c.cpus().clone().filter(|s| !s.is_empty()));
+        c.set_mems(c.mems().clone().filter(|s| !s.is_empty()));
+        r.set_cpu(Some(c));
+    }
+    if let Some(mut b) = r.block_io().clone() {
+        b.set_weight(b.weight().filter(|w| *w != 0));
+        b.set_leaf_weight(b.leaf_weight().filter(|w| *w != 0));
+        r.set_block_io(Some(b));
+    }
+    r
 }
 
 fn read_resources_json(path: &Path) -> Result<String> {
@@ -480,6 +513,25 @@ mod tests {
         let c = r.cpu().as_ref().unwrap();
         assert_eq!(c.shares(), Some(100));
         assert_eq!(c.quota(), Some(20_000));
+    }
+
+    #[test]
+    fn zeros_in_the_json_mean_no_change_as_dockerd_sends_them() {
+        // What dockerd sent for `docker update -m 32m --memory-swap 64m` (systemd guest).
+        let json = r#"{"memory":{"limit":33554432,"reservation":0,"swap":67108864},
+                       "cpu":{"shares":0,"quota":0,"period":0,"realtimeRuntime":0,
+                              "realtimePeriod":0,"cpus":"","mems":""},
+                       "blockIO":{"weight":0}}"#;
+        let r = resources_from(&args(&["-r", "-"]), |_| Ok(json.into())).unwrap();
+        let m = r.memory().unwrap();
+        assert_eq!(
+            (m.limit(), m.reservation(), m.swap()),
+            (Some(32 << 20), None, Some(64 << 20))
+        );
+        let c = r.cpu().as_ref().unwrap();
+        assert_eq!((c.shares(), c.quota(), c.period()), (None, None, None));
+        assert_eq!((c.cpus().as_deref(), c.mems().as_deref()), (None, None));
+        assert_eq!(r.block_io().as_ref().unwrap().weight(), None);
     }
 
     #[test]
