@@ -258,6 +258,57 @@ fn image_and_container_operations_fail_cleanly_on_a_full_disk_and_work_after() {
     );
     h.ok(&["rmi", "built:1"]);
 
+    // Not a byte left: removals still work (they are how a user frees space): rm -f -v
+    // of a running container with an anonymous volume, volume rm, rmi of an image whose
+    // layer only it has.
+    h.ok(&["commit", "mk", "full-rmi:1"]);
+    h.ok(&[
+        "run", "-d", "--name", "full-rm", "-v", "/anon", "busybox", "sleep", "600",
+    ]);
+    h.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "full-nv:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 2000000 /dev/urandom > /data/f",
+    ]);
+    // hako holds 1 MiB back for exactly this (reserve.rs in hako-image).
+    let reserve = h.root.path().join("reserved-space");
+    assert!(
+        reserve.exists(),
+        "no reserved space in the root ({} bytes free)",
+        fs.avail()
+    );
+    fs.fill(0);
+    for args in [
+        &["rm", "-f", "-v", "full-rm"][..],
+        &["volume", "rm", "full-nv"],
+        &["rmi", "full-rmi:1"],
+    ] {
+        let o = h.run(args);
+        assert!(
+            o.status.success(),
+            "hako {args:?} with 0 bytes free: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    check(&h, false);
+    assert!(fs.avail() > 2_000_000, "the removals freed space");
+    assert_eq!(h.ok(&["ps", "-aq"]).lines().count(), 1, "only mk");
+    assert!(!h.ok(&["volume", "ls", "-q"]).contains("full-nv"));
+    assert!(!h.ok(&["images"]).contains("full-rmi"));
+    assert!(!reserve.exists(), "the reserve was used");
+    fs.free();
+    h.ok(&["ps"]);
+    assert!(
+        reserve.exists(),
+        "the reserve is made again once there is room"
+    );
+    check(&h, true);
+
     // Not a byte left: what writes fails clearly, what reads works.
     fs.fill(0);
     no_space(&h, &["run", "--rm", "busybox", "true"]);

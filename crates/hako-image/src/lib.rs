@@ -32,6 +32,7 @@ mod import;
 mod inspect;
 mod reference;
 pub mod registry;
+mod reserve;
 pub mod spec;
 mod store;
 

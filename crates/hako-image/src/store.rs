@@ -200,6 +200,7 @@ impl ImageStore {
         if !opts.skip_recovery {
             store.recover(&[KIND_IMAGE], |_| Ok::<(), Error>(()))?;
         }
+        crate::reserve::ensure(&store.root);
         Ok(store)
     }
 
@@ -517,6 +518,7 @@ impl ImageStore {
     /// removes the image. Refuses while containers use the image (unless `force`, which
     /// then only untags), and refuses an id with several tags unless `force`.
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<RemoveAction>> {
+        self.make_room();
         let flight = self.in_flight()?;
         let r = (|| -> Result<Vec<RemoveAction>> {
             let id = self.resolve(name)?;

@@ -36,6 +36,8 @@ const CHURN: &[&str] = &["meta", "events", "sqlite_sequence", "net_cursor"];
 /// Files that change in normal operation (the database itself, lock files that stay).
 fn churn_file(rel: &str) -> bool {
     rel.starts_with("root:hako-image.db")
+        // The space held back for removals on a full disk (freed and made again).
+        || rel.starts_with("root:reserved-space")
         || rel == "root:locks/gc.lock"
         || rel == "root:locks/layers.lock"
         || rel == "root:locks/flight"

@@ -16,6 +16,7 @@ impl Engine {
     /// Removes a container: with `force` a running one is killed first; with `volumes` its
     /// anonymous volumes go too. Removes the record last, so a failure can be retried.
     pub fn remove(&self, what: &str, force: bool, remove_volumes: bool) -> Result<Record> {
+        self.images.make_room();
         // Not while another process starts it (it would look like a start whose CLI died).
         let (_lock, rec) = self.lock_container(what)?;
         let live = self.live(&rec);

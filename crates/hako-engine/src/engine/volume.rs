@@ -71,6 +71,7 @@ impl Engine {
 
     /// Volumes: remove.
     pub fn volume_remove(&self, name: &str) -> Result<()> {
+        self.images.make_room();
         let flight = self.images.begin_flight(crate::recovery::KIND_ENGINE)?;
         let r = volumes::remove(&self.conn(), &self.opts.root, name);
         if matches!(r, Err(Error::NoSuchVolume(_) | Error::VolumeInUse { .. })) {
