@@ -829,6 +829,9 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
         h.run(&["image", "inspect", "bad"]).status.code() != Some(0),
         "no image was made"
     );
+    // `RUN true` changed nothing: the mount points the runtime made for it (/etc/hosts...)
+    // and the copy-up of /etc they caused are gone, so it made no layer either.
+    assert_eq!(layers(), before, "RUN true left a layer");
     let e = h.fails(125, &["build", "-t", "Bad:Tag", ctx.dir()]);
     assert!(e.contains("invalid reference format"), "{e}");
     assert_build_clean(&h);

@@ -110,6 +110,74 @@ fn missing(rootfs: &Path, targets: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The directories the runtime's mount points are made in (`etc` for `etc/hosts`, the
+/// root for `proc`), as they were before the RUN: their times, and whether an overlay
+/// upper dir held them already.
+struct StubParents {
+    upper: Option<std::path::PathBuf>,
+    dirs: Vec<(String, std::fs::FileTimes, bool)>,
+}
+
+impl StubParents {
+    /// Records the parents of the `created` mount points of `rootfs`.
+    fn record(rootfs: &Path, created: &[String]) -> StubParents {
+        // overlay2 mounts <layer>/merged over <layer>/diff (the upper dir).
+        let upper = (rootfs.file_name() == Some(std::ffi::OsStr::new("merged")))
+            .then(|| rootfs.parent().map(|p| p.join("diff")))
+            .flatten()
+            .filter(|u| u.is_dir());
+        let mut dirs: Vec<(String, std::fs::FileTimes, bool)> = Vec::new();
+        for c in created {
+            let parent = Path::new(c)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            if dirs.iter().any(|(d, _, _)| *d == parent) {
+                continue;
+            }
+            let Ok(md) = std::fs::metadata(rootfs.join(&parent)) else {
+                continue;
+            };
+            let (Ok(a), Ok(m)) = (md.accessed(), md.modified()) else {
+                continue;
+            };
+            let in_upper = upper
+                .as_ref()
+                .is_some_and(|u| parent.is_empty() || u.join(&parent).exists());
+            dirs.push((
+                parent,
+                std::fs::FileTimes::new().set_accessed(a).set_modified(m),
+                in_upper,
+            ));
+        }
+        StubParents { upper, dirs }
+    }
+
+    /// After the mount points are gone: the parents' times back, and a directory the
+    /// overlay copied up only for them (empty, not opaque, not there before) out of the
+    /// upper dir, so a RUN that changed nothing there leaves nothing in its layer. Docker
+    /// keeps these mount points in an init layer; BuildKit restores the times the same way.
+    fn restore(&self, rootfs: &Path) {
+        for (dir, times, in_upper) in &self.dirs {
+            if let Ok(f) = std::fs::File::open(rootfs.join(dir)) {
+                let _ = f.set_times(*times);
+            }
+            let Some(upper) = self.upper.as_ref().filter(|_| !in_upper && !dir.is_empty()) else {
+                continue;
+            };
+            let copied = upper.join(dir);
+            let empty = std::fs::read_dir(&copied).is_ok_and(|mut d| d.next().is_none());
+            let opaque = matches!(
+                xattr::get(&copied, "trusted.overlay.opaque"),
+                Ok(Some(v)) if v == b"y"
+            );
+            if empty && !opaque {
+                let _ = std::fs::remove_dir(&copied);
+            }
+        }
+    }
+}
+
 /// Removes empty mount points the runtime made (files or directories, deepest first).
 fn remove_created(rootfs: &Path, created: &[String]) {
     let mut c: Vec<&String> = created.iter().collect();
@@ -217,6 +285,7 @@ impl EngineWorker<'_> {
             .collect();
         let targets: Vec<String> = RUNTIME_TARGETS.iter().map(|s| s.to_string()).collect();
         let created_before = missing(root, &targets);
+        let parents = StubParents::record(root, &created_before);
         spec::write_etc_files(bundle, HOSTNAME, &host)
             .map_err(|e| werr(format!("write {}: {e}", bundle.display())))?;
         // Held until the container is gone (declared before the runtime's child).
@@ -363,6 +432,7 @@ impl EngineWorker<'_> {
             .stderr(Stdio::null())
             .status();
         remove_created(root, &created_before);
+        parents.restore(root);
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
