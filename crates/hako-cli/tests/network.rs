@@ -137,6 +137,29 @@ impl Outside {
         ]))
     }
 
+    /// `echo x | nc -w 3 ADDR PORT` from the outside namespace, retried for a few seconds
+    /// while it gets nothing (a server's `while ...; do nc -l; done` loop does not listen
+    /// between two connections). For answers that must come.
+    fn nc_until(&self, addr: &str, port: u16) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let o = self
+                .cmd("busybox")
+                .args([
+                    "sh",
+                    "-c",
+                    &format!("echo x | busybox nc -w 3 {addr} {port}"),
+                ])
+                .output()
+                .expect("nc from outside");
+            let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if !got.is_empty() || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The processes left in the outside namespace.
     fn processes(&self) -> String {
         let o = Command::new("ip")
@@ -335,13 +358,8 @@ fn published_ports_from_loopback_outside_other_containers_and_hairpin() {
         "the host's other address"
     );
     // From another namespace, through the host's address.
-    let o = out
-        .cmd("busybox")
-        .args(["sh", "-c", "echo x | busybox nc -w 3 192.0.2.1 8080"])
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
+        out.nc_until("192.0.2.1", 8080),
         "hello from web",
         "from outside"
     );
@@ -595,13 +613,8 @@ fn ipv6_networks_are_dual_stack() {
     );
     let o = h.ok(&["exec", "b", "nslookup", "-type=AAAA", "a"]);
     assert!(o.contains(a6), "AAAA answer: {o}");
-    let o = out
-        .cmd("busybox")
-        .args(["sh", "-c", "echo x | busybox nc -w 3 2001:db8::1 8086"])
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
+        out.nc_until("2001:db8::1", 8086),
         "hello from a",
         "published on the host's IPv6 address"
     );
@@ -935,21 +948,11 @@ fn the_iptables_driver_publishes_masquerades_and_cleans_up() {
         "hairpin"
     );
     for addr in ["192.0.2.1", "2001:db8::1"] {
-        // Retried: the server's loop does not listen between two connections.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let got = loop {
-            let o = out
-                .cmd("busybox")
-                .args(["sh", "-c", &format!("echo x | busybox nc -w 3 {addr} 8086")])
-                .output()
-                .unwrap();
-            let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            if !got.is_empty() || Instant::now() > deadline {
-                break got;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        assert_eq!(got, "hello from a", "from outside to {addr}");
+        assert_eq!(
+            out.nc_until(addr, 8086),
+            "hello from a",
+            "from outside to {addr}"
+        );
     }
     let save = |program: &str| {
         let o = h.host(program).output().expect(program);
