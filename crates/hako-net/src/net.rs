@@ -738,12 +738,13 @@ impl Net {
             .flat_map(|(_, n)| n.subnets.iter().map(|s| s.gateway))
             .collect();
         if !gateways.is_empty() {
-            dns::ensure(
+            let moved = dns::ensure(
                 &self.opts.dns_program,
                 &self.opts.db,
                 &self.opts.exec_root,
                 &gateways,
             )?;
+            self.redirect_dns(&moved)?;
             hako_sys::crash::point("net.dns");
         }
         let (hosts, resolv) = self.etc_files(req, atts, &eps)?;
@@ -862,6 +863,52 @@ impl Net {
         }
     }
 
+    /// Port 53 of a gateway, UDP and TCP, to the resolver's port there (53 was taken).
+    fn dns_mappings(moved: &[(IpAddr, u16)]) -> Vec<(Mapping, IpAddr)> {
+        moved
+            .iter()
+            .flat_map(|(gw, port)| {
+                [ports::Proto::Udp, ports::Proto::Tcp].map(|proto| {
+                    let m = Mapping {
+                        proto,
+                        host_ip: *gw,
+                        host_port: 53,
+                        container_port: *port,
+                    };
+                    (m, *gw)
+                })
+            })
+            .collect()
+    }
+
+    /// Redirects port 53 of the gateways where the resolver could not take it (a dnsmasq
+    /// on 0.0.0.0:53) to the port it took: the network's containers still ask GW:53. A
+    /// published-port element (`gw . proto . 53 : gw . port`); it goes with the network's
+    /// last container (`network_elements`).
+    fn redirect_dns(&self, moved: &[(IpAddr, u16)]) -> Result<()> {
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let backend = self.backend()?;
+        let maps = Self::dns_mappings(moved);
+        let mut add = Batch::default();
+        for (m, gw) in &maps {
+            add.add_port(m, *gw);
+        }
+        // Usually already there: one batch. A resolver restarted on another port: the
+        // element's value differs (nftables refuses to add it), replace it. iptables'
+        // batch finds rules by key only, so it always replaces.
+        if backend.is_nftables() && add.apply(backend).is_ok() {
+            return Ok(());
+        }
+        let mut both = Batch::default();
+        for (m, gw) in &maps {
+            both.del_port(m);
+            both.add_port(m, *gw);
+        }
+        both.apply(backend)
+    }
+
     /// Adds (or removes) a network's elements in the firewall.
     fn network_elements(&self, n: &Network, add: bool) -> Result<()> {
         let mut b = Batch::default();
@@ -869,6 +916,14 @@ impl Net {
             b.add_network(n);
         } else {
             b.del_network(n);
+            let gws: Vec<IpAddr> = n.subnets.iter().map(|s| s.gateway).collect();
+            let moved: Vec<(IpAddr, u16)> = dns::redirected(&self.opts.exec_root)
+                .into_iter()
+                .filter(|(gw, _)| gws.contains(gw))
+                .collect();
+            for (m, _) in Self::dns_mappings(&moved) {
+                b.del_port(&m);
+            }
         }
         let backend = self.backend()?;
         let applied = match b.apply(backend) {
@@ -1059,12 +1114,13 @@ impl Net {
             self.open_forward(&n.bridge);
             if n.resolves_names() {
                 let gateways: Vec<IpAddr> = n.subnets.iter().map(|s| s.gateway).collect();
-                dns::ensure(
+                let moved = dns::ensure(
                     &self.opts.dns_program,
                     &self.opts.db,
                     &self.opts.exec_root,
                     &gateways,
                 )?;
+                self.redirect_dns(&moved)?;
             }
             store::attach(&self.conn(), &a)?;
             Ok(e)

@@ -594,7 +594,9 @@ fn another_tables_forward_drop_policy() {
 }
 
 /// Port 53 taken on a user network's gateway (dnsmasq on 0.0.0.0:53, aardvark-dns #13):
-/// the start fails with a clear error and leaves nothing; once it is free, names work.
+/// the resolver listens on another port there and the start redirects the containers'
+/// GW:53 to it; the squatter sees nothing, names resolve, the redirect goes with the
+/// network's last container.
 #[test]
 fn resolver_port_53_taken() {
     if !root() {
@@ -609,6 +611,7 @@ fn resolver_port_53_taken() {
         })
         .expect("create");
     let squatter = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind 0.0.0.0:53");
+    squatter.set_nonblocking(true).unwrap();
     let id = format!("{}{}", "d".repeat(8), hako_net::random_hex(56));
     e.net
         .configure(
@@ -627,30 +630,55 @@ fn resolver_port_53_taken() {
         dns: DnsConfig::default(),
         extra_hosts: vec![],
     };
-    let err = e.net.setup(&req).unwrap_err().to_string();
-    assert!(
-        err.contains("cannot listen on") && err.contains(":53"),
-        "{err}"
-    );
-    assert!(err.contains("in use"), "{err}");
-    assert!(!e.net.netns_path(&id).exists(), "nothing left");
-    assert!(e.net.endpoints(&id).unwrap().is_empty(), "no address held");
-    drop(squatter);
-    let s = e.net.setup(&req).expect("setup once 53 is free");
+    let s = e.net.setup(&req).expect("setup with 53 taken");
     let gw = s
         .resolv
         .lines()
         .find_map(|l| l.strip_prefix("nameserver "))
         .unwrap()
         .to_string();
-    let o = Command::new("nsenter")
-        .arg(format!("--net={}", e.net.netns_path(&id).display()))
-        .args([busybox(), "nslookup", "c", &gw])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
+    let listen = std::fs::read_to_string(hako_net::dns::listen_file(&e.exec)).unwrap();
+    let port = listen
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{gw} ")))
+        .unwrap_or_else(|| panic!("{gw} on another port: {listen}"))
+        .to_string();
+    assert_ne!(port, "53");
+    let lookup = || {
+        let o = Command::new("nsenter")
+            .arg(format!("--net={}", e.net.netns_path(&id).display()))
+            .args([busybox(), "nslookup", "c", &gw])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
     let ip = s.endpoints[0].ipv4.unwrap().to_string();
+    let out = lookup();
     assert!(out.contains(&ip), "{out}");
+    let mut buf = [0u8; 512];
+    assert!(
+        squatter.recv_from(&mut buf).is_err(),
+        "the squatter got a query"
+    );
+    let table = hako_net::firewall::list(e.net.backend().unwrap());
+    assert!(
+        table.contains(&format!("{gw} . udp . 53 : {gw} . {port}")),
+        "{table}"
+    );
+    drop(s);
+    e.net.teardown(&id).unwrap();
+    let table = hako_net::firewall::list(e.net.backend().unwrap());
+    assert!(!table.contains(" . 53 "), "redirect left: {table}");
+    // Once 53 is free, a new resolver takes it again.
+    drop(squatter);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hako_net::dns::running(&e.exec).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = e.net.setup(&req).expect("setup once 53 is free");
+    let listen = std::fs::read_to_string(hako_net::dns::listen_file(&e.exec)).unwrap();
+    assert!(listen.lines().any(|l| l == gw), "{listen}");
+    assert!(lookup().contains(&s.endpoints[0].ipv4.unwrap().to_string()));
     e.net.teardown(&id).unwrap();
     e.net.forget(&id).unwrap();
 }

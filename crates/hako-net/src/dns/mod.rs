@@ -10,6 +10,10 @@
 //!   Net::teardown ── SIGHUP ───────────────────────▶    left: remove pid file and exit)
 //! ```
 //!
+//! Port 53 of a gateway taken by another server (a dnsmasq on 0.0.0.0:53): hako-dns takes
+//! one free port there for UDP and TCP (listen file line `GW PORT`), and `Net` redirects
+//! the containers' GW:53 to it in the firewall ([`redirected`], `Net::redirect_dns`).
+//!
 //! Answers come straight from the store (`net_endpoints` + `net_sandboxes` +
 //! `net_attachments`, read-only SQLite), so a container started after the asker is found
 //! at once, with no file to rewrite: by name, network alias, short (12) or full id, only
@@ -81,10 +85,32 @@ fn listening(exec_root: &Path) -> String {
     std::fs::read_to_string(listen_file(exec_root)).unwrap_or_default()
 }
 
+/// Gateways on which the resolver listens on another port than 53 (53 was taken), with
+/// that port, as the listen file says now.
+pub fn redirected(exec_root: &Path) -> Vec<(IpAddr, u16)> {
+    parse_redirected(&listening(exec_root))
+}
+
+fn parse_redirected(listen: &str) -> Vec<(IpAddr, u16)> {
+    listen
+        .lines()
+        .filter_map(|l| {
+            let (a, p) = l.split_once(' ')?;
+            Some((a.parse().ok()?, p.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// Makes sure the resolver runs and listens on every user network with a live container
 /// (call after the new endpoint is in the store). Waits until it does, and fails when it
-/// cannot listen on one of `gateways` (port 53 there taken by another DNS server).
-pub fn ensure(program: &Path, db: &Path, exec_root: &Path, gateways: &[IpAddr]) -> Result<()> {
+/// cannot listen on one of `gateways`. Returns the gateways of `gateways` where it listens on
+/// another port than 53 (53 taken by another DNS server): the caller redirects 53 there.
+pub fn ensure(
+    program: &Path,
+    db: &Path,
+    exec_root: &Path,
+    gateways: &[IpAddr],
+) -> Result<Vec<(IpAddr, u16)>> {
     let l = lock(exec_root)?;
     let before = listening(exec_root);
     match running(exec_root) {
@@ -118,7 +144,11 @@ pub fn ensure(program: &Path, db: &Path, exec_root: &Path, gateways: &[IpAddr]) 
     while Instant::now() < deadline {
         let now = listening(exec_root);
         if !now.is_empty() && now != before {
-            return check_listening(&now, gateways);
+            check_listening(&now, gateways)?;
+            return Ok(parse_redirected(&now)
+                .into_iter()
+                .filter(|(a, _)| gateways.contains(a))
+                .collect());
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -135,7 +165,10 @@ pub fn ensure(program: &Path, db: &Path, exec_root: &Path, gateways: &[IpAddr]) 
 fn check_listening(listen: &str, gateways: &[IpAddr]) -> Result<()> {
     for gw in gateways {
         let text = gw.to_string();
-        if listen.lines().any(|l| l == text) {
+        if listen
+            .lines()
+            .any(|l| l == text || l.split_once(' ').is_some_and(|(a, _)| a == text))
+        {
             continue;
         }
         let why = listen
@@ -143,9 +176,8 @@ fn check_listening(listen: &str, gateways: &[IpAddr]) -> Result<()> {
             .find_map(|l| l.strip_prefix(&format!("! {text} ")))
             .unwrap_or("not listed by the resolver");
         return Err(Error::Conflict(format!(
-            "the network's name resolver cannot listen on {} port 53: {why}; another DNS \
-             server (dnsmasq, a resolver bound to 0.0.0.0:53) holds it: let it leave the \
-             address free, or use the default bridge network (no name resolution)",
+            "the network's name resolver cannot listen on {}: {why}; use the default bridge \
+             network (no name resolution) or fix the address",
             SocketAddr::new(*gw, 53)
         )));
     }

@@ -31,6 +31,8 @@ pub struct Config {
 /// A bound address: gateway of which network, and its sockets.
 struct Listener {
     network: String,
+    /// 53, or the port taken instead when 53 was in use (the start DNATs 53 to it).
+    port: u16,
     udp: Arc<UdpSocket>,
     tcp: Arc<TcpListener>,
     /// Set before the sockets are shut down: their threads end then, and only then.
@@ -181,10 +183,9 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
         if listeners.contains_key(&addr) {
             continue;
         }
-        let sa = SocketAddr::new(addr, 53);
-        let (udp, tcp) = match (UdpSocket::bind(sa), TcpListener::bind(sa)) {
-            (Ok(u), Ok(t)) => (u, t),
-            (Err(e), _) | (_, Err(e)) => {
+        let (udp, tcp, port) = match bind(addr) {
+            Ok(b) => b,
+            Err(e) => {
                 // Said in the listen file: the start that asked reports it.
                 failed.push((addr, e));
                 continue;
@@ -192,6 +193,7 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
         };
         let l = Listener {
             network,
+            port,
             udp: Arc::new(udp),
             tcp: Arc::new(tcp),
             closed: Arc::new(AtomicBool::new(false)),
@@ -211,10 +213,13 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
         listeners.insert(addr, l);
     }
     let mut text = format!("# {generation} {}\n", std::process::id());
-    let mut addrs: Vec<_> = listeners.keys().collect();
-    addrs.sort();
-    for a in addrs {
-        text.push_str(&format!("{a}\n"));
+    let mut addrs: Vec<_> = listeners.iter().collect();
+    addrs.sort_by_key(|(a, _)| **a);
+    for (a, l) in addrs {
+        match l.port {
+            53 => text.push_str(&format!("{a}\n")),
+            p => text.push_str(&format!("{a} {p}\n")),
+        }
     }
     for (a, e) in failed {
         text.push_str(&format!("! {a} {e}\n"));
@@ -223,6 +228,28 @@ fn reload(cfg: &Config, listeners: &mut HashMap<IpAddr, Listener>, generation: u
     let _ = std::fs::write(&tmp, text);
     let _ = std::fs::rename(&tmp, super::listen_file(&cfg.exec_root));
     true
+}
+
+/// UDP and TCP on `addr` port 53; where another server holds 53 (a dnsmasq on
+/// `0.0.0.0:53`), one free port for both instead, to which the start redirects 53 from the
+/// network's containers (aardvark-dns's `dns_bind_port`, chosen here).
+fn bind(addr: IpAddr) -> std::io::Result<(UdpSocket, TcpListener, u16)> {
+    let sa = SocketAddr::new(addr, 53);
+    match (UdpSocket::bind(sa), TcpListener::bind(sa)) {
+        (Ok(u), Ok(t)) => return Ok((u, t, 53)),
+        (Err(e), _) | (_, Err(e)) if e.kind() != std::io::ErrorKind::AddrInUse => return Err(e),
+        _ => {}
+    }
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(SocketAddr::new(addr, 0))?;
+        let port = udp.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(addr, port)) {
+            Ok(tcp) => return Ok((udp, tcp, port)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse)))
 }
 
 fn spawn_udp(sock: Arc<UdpSocket>, network: String, shared: Arc<Shared>, closed: Arc<AtomicBool>) {
