@@ -776,9 +776,29 @@ fn iptables_driver_ports_masquerade_isolation_and_cleanup() {
             ..Default::default()
         })
         .expect("create");
+    // Port 53 taken on the host: the resolver's redirect is a DNAT rule here.
+    let squatter = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind 0.0.0.0:53");
     let id3 = format!("{}{}", "3".repeat(8), hako_net::random_hex(56));
-    start(&id3, "other", &[]);
+    let s3 = start(&id3, "other", &[]);
     let ns3 = e.net.netns_path(&id3);
+    let gw3 = s3
+        .resolv
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver "))
+        .unwrap()
+        .to_string();
+    let o = Command::new("nsenter")
+        .arg(format!("--net={}", ns3.display()))
+        .args([busybox(), "nslookup", &id3[..8], &gw3])
+        .output()
+        .unwrap();
+    let ip3 = s3.endpoints[0].ipv4.unwrap().to_string();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&ip3),
+        "a name through GW:53 redirected: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(sh("iptables-legacy-save -t nat").contains(&format!("\"hako:port:udp:{gw3}:53\"")));
     assert_eq!(
         nc_until(&ns3, "192.0.2.2", 80),
         "hello from outside",
@@ -810,6 +830,7 @@ fn iptables_driver_ports_masquerade_isolation_and_cleanup() {
         e.net.forget(c).unwrap();
     }
     e.net.remove_network("other").unwrap();
+    drop(squatter);
     let saved = sh("iptables-legacy-save; ip6tables-legacy-save");
     for gone in ["hako:port", "hako:hako0", "hako:hk-", "10.77.", "DNAT --to"] {
         assert!(!saved.contains(gone), "{gone} left: {saved}");
