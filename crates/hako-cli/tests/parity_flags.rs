@@ -507,3 +507,122 @@ fn run_create_and_update_share_their_resource_flags() {
     );
     h.finish(&[&id]);
 }
+
+/// A block device of this machine: (its /dev path, "MAJOR:MINOR").
+fn a_block_device() -> (String, String) {
+    use std::os::unix::fs::FileTypeExt;
+    let mut names: Vec<String> = std::fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram"))
+        .collect();
+    names.sort();
+    for n in names {
+        let dev = format!("/dev/{n}");
+        let numbers = std::fs::read_to_string(format!("/sys/block/{n}/dev")).unwrap_or_default();
+        if std::fs::metadata(&dev).is_ok_and(|m| m.file_type().is_block_device()) {
+            return (dev, numbers.trim().to_string());
+        }
+    }
+    panic!("no block device on this machine");
+}
+
+/// Docker's remaining resource flags of run/create: `--device-{read,write}-{bps,iops}`
+/// (the container's blkio throttle), `--memory-swappiness`, `--oom-kill-disable`, and
+/// `--annotation` (into the OCI spec); bad values are one line and nothing is made.
+#[test]
+fn blkio_throttles_swappiness_oom_kill_disable_and_annotations() {
+    need_root!();
+    let h = Hako::new();
+    let (dev, numbers) = a_block_device();
+    let id = h.ok(&[
+        "create",
+        "--device-read-bps",
+        &format!("{dev}:1mb"),
+        "--device-write-iops",
+        &format!("{dev}:100"),
+        "--memory-swappiness",
+        "30",
+        "-m",
+        "64m",
+        "--oom-kill-disable",
+        "--annotation",
+        "org.hako.test=yes",
+        "busybox",
+        "sh",
+        "-c",
+        "cd /sys/fs/cgroup; cat blkio/blkio.throttle.read_bps_device blkio/blkio.throttle.write_iops_device \
+         memory/memory.swappiness; grep oom_kill_disable memory/memory.oom_control",
+    ]);
+    let id = id.trim();
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            h.root
+                .path()
+                .join("containers")
+                .join(id)
+                .join("config.json"),
+        )
+        .expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        spec["annotations"]["org.hako.test"], "yes",
+        "{}",
+        spec["annotations"]
+    );
+    let mem = &spec["linux"]["resources"]["memory"];
+    assert_eq!(
+        (&mem["swappiness"], &mem["disableOOMKiller"]),
+        (&30.into(), &true.into())
+    );
+    let hc = &h.inspect(id)["HostConfig"];
+    assert_eq!(hc["BlkioDeviceReadBps"][0]["Rate"], 1 << 20, "{hc}");
+    assert_eq!(hc["Annotations"]["org.hako.test"], "yes", "{hc}");
+    // Inside (cgroup v1, this machine's): the limits are the container's cgroup's.
+    if std::path::Path::new("/sys/fs/cgroup/blkio").exists() {
+        assert_eq!(
+            h.ok(&["start", "-a", id]),
+            format!("{numbers} 1048576\n{numbers} 100\n30\noom_kill_disable 1\n")
+        );
+    }
+    let e = h.fails(
+        125,
+        &["create", "--device-read-bps", "/dev/null:1mb", "busybox"],
+    );
+    assert!(e.contains("/dev/null is not a block device"), "{e}");
+    let e = h.fails(125, &["create", "--memory-swappiness", "101", "busybox"]);
+    assert!(e.contains("valid memory swappiness range is 0-100"), "{e}");
+    let e = h.fails(125, &["create", "--device-write-bps", "sda:1mb", "busybox"]);
+    assert!(e.contains("--device-write-bps"), "{e}");
+    h.finish(&[id]);
+}
+
+/// `run -q` pulls a missing image without the pull's progress and status lines (Docker's
+/// `--quiet`: only "Unable to find image" is said, as there).
+#[test]
+fn run_quiet_pulls_without_output() {
+    need_root!();
+    let h = Hako::new();
+    // In the test's network namespace, where hako (and its pulls) run.
+    let Some(reg) = h.net.run(hako_test_support::Registry::start) else {
+        return;
+    };
+    let name = format!("127.0.0.1:{}/hako/busybox:quiet", reg.port);
+    h.ok(&["tag", "busybox", &name]);
+    h.ok(&["push", &name]);
+    h.ok(&["rmi", &name]);
+    let o = h.run(&["run", "-q", "--rm", &name, "echo", "pulled"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        (text(&o.stdout), text(&o.stderr)),
+        (
+            "pulled\n".into(),
+            format!("Unable to find image '{name}' locally\n")
+        )
+    );
+    h.ok(&["rmi", &name]);
+    drop(reg);
+    h.assert_clean(&[]);
+}

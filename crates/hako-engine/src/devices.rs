@@ -92,6 +92,51 @@ fn node(md: &std::fs::Metadata, dst: &str, perms: &str) -> Option<(Value, Value)
     ))
 }
 
+/// A block device's numbers, for the blkio weight and throttle options (Docker's
+/// message when the path is something else).
+pub(crate) fn block_numbers(path: &str) -> Result<(u64, u64)> {
+    let md = std::fs::metadata(path).map_err(|e| Error::InvalidArgument(format!("{path}: {e}")))?;
+    if !md.file_type().is_block_device() {
+        return Err(Error::InvalidArgument(format!(
+            "{path} is not a block device"
+        )));
+    }
+    Ok((
+        nix::sys::stat::major(md.rdev()),
+        nix::sys::stat::minor(md.rdev()),
+    ))
+}
+
+/// The spec's `blockIO` per-device entries of the host config (`--blkio-weight-device`,
+/// `--device-{read,write}-{bps,iops}`); a path that is not a block device is an error.
+pub(crate) fn block_io(host: &HostConfig) -> Result<serde_json::Map<String, Value>> {
+    let mut out = serde_json::Map::new();
+    let mut weights = Vec::new();
+    for d in host.blkio_weight_device.iter().flatten() {
+        let (major, minor) = block_numbers(d.path.as_deref().unwrap_or_default())?;
+        weights.push(json!({"major": major, "minor": minor, "weight": d.weight.unwrap_or(0)}));
+    }
+    if !weights.is_empty() {
+        out.insert("weightDevice".into(), Value::Array(weights));
+    }
+    for (key, list) in [
+        ("throttleReadBpsDevice", &host.blkio_device_read_bps),
+        ("throttleWriteBpsDevice", &host.blkio_device_write_bps),
+        ("throttleReadIOPSDevice", &host.blkio_device_read_iops),
+        ("throttleWriteIOPSDevice", &host.blkio_device_write_iops),
+    ] {
+        let mut rates = Vec::new();
+        for d in list.iter().flatten() {
+            let (major, minor) = block_numbers(d.path.as_deref().unwrap_or_default())?;
+            rates.push(json!({"major": major, "minor": minor, "rate": d.rate.unwrap_or(0).max(0)}));
+        }
+        if !rates.is_empty() {
+            out.insert(key.into(), Value::Array(rates));
+        }
+    }
+    Ok(out)
+}
+
 /// `TYPE MAJOR:MINOR ACCESS` (`c 1:3 rwm`, `b 8:* r`, `a *:* m`).
 fn cgroup_rule(r: &str) -> Result<Value> {
     let bad = || {

@@ -241,6 +241,9 @@ pub(crate) fn resources(host: &HostConfig) -> Value {
     if host.oom_kill_disable == Some(true) {
         mem.insert("disableOOMKiller".into(), json!(true));
     }
+    if let Some(s) = host.memory_swappiness.filter(|s| (0..=100).contains(s)) {
+        mem.insert("swappiness".into(), json!(s));
+    }
     if !mem.is_empty() {
         r.insert("memory".into(), Value::Object(mem));
     }
@@ -271,8 +274,13 @@ pub(crate) fn resources(host: &HostConfig) -> Value {
     if let Some(p) = host.pids_limit.filter(|p| *p > 0) {
         r.insert("pids".into(), json!({"limit": p}));
     }
+    // Checked at create (validate.rs): a device gone since is left out.
+    let mut bio = crate::devices::block_io(host).unwrap_or_default();
     if let Some(w) = host.blkio_weight.filter(|w| *w > 0) {
-        r.insert("blockIO".into(), json!({"weight": w}));
+        bio.insert("weight".into(), json!(w));
+    }
+    if !bio.is_empty() {
+        r.insert("blockIO".into(), Value::Object(bio));
     }
     Value::Object(r)
 }
@@ -433,6 +441,10 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec> {
         "mounts": mounts,
         "linux": linux,
     });
+    // `--annotation`: for the runtime (Docker passes them into the OCI spec).
+    if let Some(a) = host.annotations.as_ref().filter(|a| !a.is_empty()) {
+        spec["annotations"] = json!(a);
+    }
     // A hostname needs a UTS namespace of its own.
     if host.uts_mode.as_deref() != Some("host") {
         spec["hostname"] = json!(input.hostname);

@@ -43,6 +43,20 @@ pub(super) fn validate_host_config(h: &HostConfig) -> Result<()> {
             ));
         }
     }
+    if let Some(s) = h.memory_swappiness
+        && s != -1
+        && !(0..=100).contains(&s)
+    {
+        return bad(format!(
+            "invalid value: {s}, valid memory swappiness range is 0-100"
+        ));
+    }
+    crate::devices::block_io(h)?;
+    if h.annotations.iter().flatten().any(|(k, _)| k.is_empty()) {
+        return bad(
+            "invalid Annotations: the empty string is not permitted as an annotation key".into(),
+        );
+    }
     if h.cpu_shares.is_some_and(|s| s < 0) {
         return bad("invalid CPU shares: must not be negative".into());
     }

@@ -13,7 +13,8 @@ use hako_engine::models::{
     ContainerConfig, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
     HostConfigCgroupnsModeEnum, HostConfigLogConfig, Mount, MountBindOptions,
     MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
-    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    NetworkingConfig, PortBinding, ResourcesBlkioWeightDevice, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum, ThrottleDevice,
 };
 
 /// Flags shared by `run` and `create`.
@@ -69,6 +70,34 @@ pub struct CreateArgs {
     pub read_only: bool,
     #[command(flatten)]
     pub resources: ResourceArgs,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Tune container memory swappiness (0 to 100; -1: the host's)
+    #[arg(
+        long = "memory-swappiness",
+        value_name = "INT",
+        allow_hyphen_values = true
+    )]
+    pub memory_swappiness: Option<i64>,
+    /// Block IO weight (relative device weight) (DEVICE:WEIGHT)
+    #[arg(long = "blkio-weight-device", value_name = "LIST")]
+    pub blkio_weight_device: Vec<String>,
+    /// Limit read rate (bytes per second) from a device (DEVICE:RATE, e.g. /dev/sda:1mb)
+    #[arg(long = "device-read-bps", value_name = "LIST")]
+    pub device_read_bps: Vec<String>,
+    /// Limit write rate (bytes per second) to a device (DEVICE:RATE)
+    #[arg(long = "device-write-bps", value_name = "LIST")]
+    pub device_write_bps: Vec<String>,
+    /// Limit read rate (IO per second) from a device (DEVICE:RATE)
+    #[arg(long = "device-read-iops", value_name = "LIST")]
+    pub device_read_iops: Vec<String>,
+    /// Limit write rate (IO per second) to a device (DEVICE:RATE)
+    #[arg(long = "device-write-iops", value_name = "LIST")]
+    pub device_write_iops: Vec<String>,
+    /// Add an annotation to the container, passed through to the OCI runtime (KEY=VALUE)
+    #[arg(long = "annotation", value_name = "MAP")]
+    pub annotations: Vec<String>,
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long = "ulimit", value_name = "ULIMIT")]
     pub ulimits: Vec<String>,
@@ -227,6 +256,9 @@ pub struct CreateArgs {
     /// Pull image before running (always, missing, never)
     #[arg(long, default_value = "missing", value_parser = ["always", "missing", "never"])]
     pub pull: String,
+    /// Suppress the pull output
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Allow plain http to the image's registry when pulling (loopback registries always may)
     #[arg(long = "insecure-registry")]
     pub insecure_registry: bool,
@@ -236,6 +268,41 @@ pub struct CreateArgs {
     /// (`run IMAGE -V` passes `-V` to it), as Docker's.
     #[arg(value_name = "IMAGE", trailing_var_arg = true)]
     pub args: Vec<String>,
+}
+
+/// `DEVICE:VALUE` of the blkio flags: an absolute device path and its value.
+fn device_value(s: &str, flag: &str) -> Result<(String, String)> {
+    match s.rsplit_once(':') {
+        Some((p, v)) if p.starts_with('/') && !v.is_empty() => Ok((p.to_string(), v.to_string())),
+        _ => bail!(
+            "invalid argument \"{s}\" for \"--{flag}\" flag: want DEVICE:VALUE with an absolute DEVICE"
+        ),
+    }
+}
+
+/// `--device-{read,write}-{bps,iops}`: rates per device (sizes for bps, counts for iops).
+fn throttle(list: &[String], flag: &str, bytes: bool) -> Result<Option<Vec<ThrottleDevice>>> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    list.iter()
+        .map(|d| {
+            let (path, v) = device_value(d, flag)?;
+            let rate = if bytes {
+                parse_bytes(&v)?
+            } else {
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .with_context(|| format!("invalid rate for device: {v}"))?
+            };
+            Ok(ThrottleDevice {
+                path: Some(path),
+                rate: Some(rate),
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// `-a/--attach`: a stream name, any case (Docker's `ValidateAttach`).
@@ -787,6 +854,33 @@ impl CreateArgs {
             extra_hosts: Some(self.add_hosts.clone()),
             dns: Some(self.dns.clone()),
             oom_score_adj: self.oom_score_adj,
+            oom_kill_disable: self.oom_kill_disable.then_some(true),
+            memory_swappiness: self.memory_swappiness,
+            blkio_weight_device: (!self.blkio_weight_device.is_empty())
+                .then(|| {
+                    self.blkio_weight_device
+                        .iter()
+                        .map(|d| {
+                            let (path, w) = device_value(d, "blkio-weight-device")?;
+                            let weight = w.parse::<u16>().ok().filter(|w| (10..=1000).contains(w));
+                            let weight = weight.with_context(|| {
+                                format!("invalid weight for device: {w} (10 to 1000)")
+                            })?;
+                            Ok(ResourcesBlkioWeightDevice {
+                                path: Some(path),
+                                weight: Some(usize::from(weight)),
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?,
+            blkio_device_read_bps: throttle(&self.device_read_bps, "device-read-bps", true)?,
+            blkio_device_write_bps: throttle(&self.device_write_bps, "device-write-bps", true)?,
+            blkio_device_read_iops: throttle(&self.device_read_iops, "device-read-iops", false)?,
+            blkio_device_write_iops: throttle(&self.device_write_iops, "device-write-iops", false)?,
+            annotations: (!self.annotations.is_empty())
+                .then(|| key_values(&self.annotations, "annotation"))
+                .transpose()?,
             cgroup_parent: self.cgroup_parent.clone(),
             group_add: (!self.group_add.is_empty()).then(|| self.group_add.clone()),
             pid_mode: self.pid.clone(),

@@ -69,28 +69,32 @@ pub struct StartArgs {
 
 /// Pulls `image` for `run`/`create` the way Docker does: progress and status lines on
 /// stderr (stdout belongs to the container).
-fn pull(engine: &Engine, image: &str, insecure: bool) -> Result<()> {
+fn pull(engine: &Engine, image: &str, insecure: bool, quiet: bool) -> Result<()> {
     use hako_image::registry::{PullOptions, load_credentials};
     let r = hako_image::Reference::parse(image).map_err(crate::error::image_error)?;
     let what = r.digest().map_or_else(
         || r.tag().unwrap_or("latest").to_string(),
         ToString::to_string,
     );
-    eprintln!("{what}: Pulling from {}", r.path());
+    if !quiet {
+        eprintln!("{what}: Pulling from {}", r.path());
+    }
     let show = crate::commands::registry::progress::LayerProgress::on_stderr();
     let callback = |e| show.event(e);
     let opts = PullOptions {
         insecure,
         credentials: load_credentials(&crate::commands::registry::config_path(), r.domain())?,
-        progress: Some(&callback),
+        progress: (!quiet).then_some(&callback as _),
         ..PullOptions::default()
     };
     let report = engine
         .images()
         .pull(image, &opts)
         .map_err(crate::error::image_error)?;
-    eprintln!("Digest: {}", report.digest);
-    eprintln!("Status: Downloaded newer image for {}", report.reference);
+    if !quiet {
+        eprintln!("Digest: {}", report.digest);
+        eprintln!("Status: Downloaded newer image for {}", report.reference);
+    }
     Ok(())
 }
 
@@ -114,12 +118,12 @@ fn create(
     }
     let image = opts.config.image.clone().unwrap_or_default();
     if a.pull == "always" && a.rootfs.is_none() {
-        pull(engine, &image, a.insecure_registry)?;
+        pull(engine, &image, a.insecure_registry, a.quiet)?;
     }
     let rec = match engine.create(opts.clone()) {
         Err(hako_engine::Error::NoSuchImage(name)) if a.pull == "missing" => {
             eprintln!("Unable to find image '{name}' locally");
-            pull(engine, &image, a.insecure_registry)?;
+            pull(engine, &image, a.insecure_registry, a.quiet)?;
             engine.create(opts).map_err(engine_err)?
         }
         Err(hako_engine::Error::NoSuchImage(name)) => {
