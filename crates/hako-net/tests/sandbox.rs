@@ -71,8 +71,9 @@ fn busybox() -> &'static str {
     }
 }
 
-/// A TCP server answering `hello from NAME` once per connection, in `netns`.
-fn serve(netns: &Path, port: u16, name: &str) -> Child {
+/// A TCP server answering `hello from NAME` once per connection, in `netns`; killed (its
+/// loop and its `nc`) when dropped, also when the test fails before the end.
+fn serve(netns: &Path, port: u16, name: &str) -> Server {
     let c = Command::new("nsenter")
         .arg(format!("--net={}", netns.display()))
         .arg(busybox())
@@ -92,7 +93,28 @@ fn serve(netns: &Path, port: u16, name: &str) -> Child {
         .spawn()
         .expect("nsenter");
     std::thread::sleep(Duration::from_millis(200));
-    c
+    Server(c)
+}
+
+/// A helper process leading a process group of its own.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The child's group when it leads one, else the child.
+        let c = &mut self.0;
+        let group = i32::try_from(c.id()).ok().and_then(|pid| {
+            nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .ok()
+        });
+        if group.is_none() {
+            let _ = c.kill();
+        }
+        let _ = c.wait();
+    }
 }
 
 fn fetch(addr: (IpAddr, u16)) -> String {
@@ -127,19 +149,8 @@ fn links() -> Vec<String> {
         .collect()
 }
 
-fn kill(mut c: Child) {
-    // The child's group when it leads one, else the child.
-    let group = i32::try_from(c.id()).ok().and_then(|pid| {
-        nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .ok()
-    });
-    if group.is_none() {
-        let _ = c.kill();
-    }
-    let _ = c.wait();
+fn kill(s: Server) {
+    drop(s);
 }
 
 #[test]
