@@ -476,18 +476,25 @@ impl ImageStore {
     /// All images, newest first.
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        // One read transaction and three queries for the whole list (not two per image:
+        // each statement alone takes and drops SQLite's lock).
+        let tx = conn.unchecked_transaction()?;
+        let mut stmt = tx.prepare(
             "SELECT id, created, size, (SELECT COUNT(*) FROM container_layers c WHERE c.image_id = images.id)
              FROM images ORDER BY added DESC, id",
         )?;
         let rows: Vec<(String, Option<String>, i64, i64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        let mut tags = all_names(&tx, "tags")?;
+        let mut digests = all_names(&tx, "repo_digests")?;
+        tx.commit()?;
         let mut out = Vec::new();
         for (id, created, size, containers) in rows {
             out.push(ImageSummary {
-                repo_tags: names_of(&conn, "tags", &id)?,
-                repo_digests: names_of(&conn, "repo_digests", &id)?,
+                repo_tags: tags.remove(&id).unwrap_or_default(),
+                repo_digests: digests.remove(&id).unwrap_or_default(),
                 id: Digest::parse(&id)?,
                 created,
                 size: u64::try_from(size).unwrap_or(0),
@@ -1103,6 +1110,20 @@ fn names_full(conn: &Connection, table: &str, id: &str) -> Result<Vec<String>> {
         .query_map([id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(v)
+}
+
+/// Every image's names in `table` (familiar form, sorted), by image id.
+fn all_names(
+    conn: &Connection,
+    table: &str,
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let mut stmt = conn.prepare(&format!("SELECT image_id, name FROM {table} ORDER BY name"))?;
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (id, name) = row?;
+        out.entry(id).or_default().push(familiar(&name));
+    }
+    Ok(out)
 }
 
 fn names_of(conn: &Connection, table: &str, id: &str) -> Result<Vec<String>> {

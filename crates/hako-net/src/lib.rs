@@ -36,7 +36,9 @@ pub mod store;
 mod subnets;
 
 pub use error::{Error, ErrorList, Result};
-pub use net::{AttachRequest, Net, NetOptions, NetworkCreate, Setup, SetupRequest};
+pub use net::{
+    AttachRequest, ContainerNet, Net, NetOptions, NetSnapshot, NetworkCreate, Setup, SetupRequest,
+};
 pub use store::{Attachment, Endpoint, Network, Sandbox, Subnet};
 
 /// `n` random hex digits.

@@ -112,6 +112,25 @@ pub struct Setup {
     pub resolv: String,
 }
 
+/// A container's network records: its attachments (with their networks), live endpoints
+/// and sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerNet {
+    /// What it asked for, network by network, in order.
+    pub attachments: Vec<(Attachment, Network)>,
+    /// Its live interfaces.
+    pub endpoints: Vec<Endpoint>,
+    /// Its live namespace and published ports.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// [`ContainerNet`] of every container with network records, by container id.
+#[derive(Debug, Clone, Default)]
+pub struct NetSnapshot {
+    /// By container id.
+    pub containers: std::collections::HashMap<String, ContainerNet>,
+}
+
 /// The networking half of the engine.
 #[derive(Debug)]
 pub struct Net {
@@ -599,6 +618,56 @@ impl Net {
             out.push((a, n));
         }
         Ok(out)
+    }
+
+    /// Every container's network records, read in one transaction with a handful of
+    /// queries (a listing of N containers asks this once instead of N times each query).
+    pub fn snapshot(&self) -> Result<NetSnapshot> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let networks = store::networks(&tx)?;
+        let atts = store::all_attachments(&tx)?;
+        let eps = store::all_endpoints(&tx)?;
+        let sbs = store::sandboxes(&tx)?;
+        tx.commit()?;
+        let mut snap = NetSnapshot::default();
+        for a in atts {
+            // As find_network: the attachment names its network by id (or name).
+            let Some(n) = networks
+                .iter()
+                .find(|n| n.name == a.network)
+                .or_else(|| networks.iter().find(|n| n.id == a.network))
+            else {
+                continue;
+            };
+            let n = n.clone();
+            snap.containers
+                .entry(a.container.clone())
+                .or_default()
+                .attachments
+                .push((a, n));
+        }
+        for e in eps {
+            snap.containers
+                .entry(e.container.clone())
+                .or_default()
+                .endpoints
+                .push(e);
+        }
+        for sb in sbs {
+            let id = sb.container.clone();
+            snap.containers.entry(id).or_default().sandbox = Some(sb);
+        }
+        Ok(snap)
+    }
+
+    /// One container's network records ([`Net::snapshot`]'s part for one container).
+    pub fn container_net(&self, container: &str) -> ContainerNet {
+        ContainerNet {
+            attachments: self.attachments(container).unwrap_or_default(),
+            endpoints: self.endpoints(container).unwrap_or_default(),
+            sandbox: self.sandbox(container).ok().flatten(),
+        }
     }
 
     /// A container's live endpoints.

@@ -377,6 +377,25 @@ fn attachment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attachment> {
     })
 }
 
+/// Every attachment of every container, in order.
+pub fn all_attachments(conn: &Connection) -> Result<Vec<Attachment>> {
+    let mut st = conn.prepare(
+        "SELECT container, network, aliases, ipv4, ipv6, mac FROM net_attachments
+         ORDER BY container, seq",
+    )?;
+    let rows = st.query_map([], attachment_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every live endpoint.
+pub fn all_endpoints(conn: &Connection) -> Result<Vec<Endpoint>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {EP_COLUMNS} FROM net_endpoints ORDER BY container, ifname"
+    ))?;
+    let rows = st.query_map([], ep_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Every container attached to a network (configured, running or not).
 pub fn attached_to(conn: &Connection, network: &str) -> Result<Vec<String>> {
     let mut st = conn.prepare("SELECT container FROM net_attachments WHERE network = ?1")?;

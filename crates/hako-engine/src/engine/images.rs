@@ -51,6 +51,11 @@ impl Engine {
             .transpose()?;
         let mut list = self.images.list()?;
         list.sort_by_key(|i| std::cmp::Reverse(precise(i.created.as_deref())));
+        // The labels cache keeps only images that still exist.
+        self.image_labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| list.iter().any(|i| i.id.as_str() == id));
         let mut out = Vec::new();
         for img in list {
             let created = precise(img.created.as_deref());
@@ -105,16 +110,30 @@ impl Engine {
     }
 
     fn image_labels(&self, id: &str) -> HashMap<String, String> {
-        self.images
-            .inspect(id)
-            .ok()
-            .and_then(|v| v["Config"]["Labels"].as_object().cloned())
+        if let Some(l) = self
+            .image_labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            return l.clone();
+        }
+        let Ok(v) = self.images.inspect(id) else {
+            return HashMap::new();
+        };
+        let labels: HashMap<String, String> = v["Config"]["Labels"]
+            .as_object()
             .map(|o| {
-                o.into_iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+                o.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.image_labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), labels.clone());
+        labels
     }
 
     /// `docker image inspect`.

@@ -1,5 +1,7 @@
 //! `docker ps` / `GET /containers/json`: Docker's summaries, filters and `Status` text.
 
+use std::collections::HashMap;
+
 use bollard_stubs::models::{
     ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
     ContainerSummaryStateEnum, MountPoint,
@@ -44,6 +46,15 @@ pub struct ContainerListOptions {
     pub size: bool,
     /// Docker's `ps` filters.
     pub filters: Filters,
+}
+
+/// What a summary needs beyond the record, read once for the whole listing.
+struct Parts<'a> {
+    health: Option<&'a str>,
+    mounts: Vec<MountPoint>,
+    net: hako_net::ContainerNet,
+    /// The image id the container's image name means now.
+    current_image: Option<&'a str>,
 }
 
 impl Engine {
@@ -94,6 +105,10 @@ impl Engine {
             .transpose()?
             .flatten();
         let all = o.all || o.limit.is_some() || f.contains("status") || f.contains("exited");
+        // Every container's network records and image names in a few queries, not a few
+        // per container (a list of 100 spent most of its time preparing SQL).
+        let mut nets = self.net.snapshot().unwrap_or_default();
+        let mut resolved: HashMap<String, Option<String>> = HashMap::new();
         let mut out = Vec::new();
         for (rec, live) in &list {
             if !all && !live.status.is_active() {
@@ -133,7 +148,27 @@ impl Engine {
             if !keep {
                 continue;
             }
-            out.push(self.summary(rec, live, health.as_deref(), mounts, o.size));
+            let cn = nets.containers.remove(&rec.id).unwrap_or_default();
+            let current = resolved
+                .entry(rec.image.clone())
+                .or_insert_with(|| {
+                    self.images
+                        .resolve(&rec.image)
+                        .ok()
+                        .map(|d| d.as_str().to_string())
+                })
+                .clone();
+            out.push(self.summary(
+                rec,
+                live,
+                Parts {
+                    health: health.as_deref(),
+                    mounts,
+                    net: cn,
+                    current_image: current.as_deref(),
+                },
+                o.size,
+            ));
             if o.limit.is_some_and(|n| out.len() >= n) {
                 break;
             }
@@ -162,10 +197,15 @@ impl Engine {
         &self,
         rec: &Record,
         live: &LiveState,
-        health: Option<&str>,
-        mounts: Vec<MountPoint>,
+        parts: Parts<'_>,
         size: bool,
     ) -> ContainerSummary {
+        let Parts {
+            health,
+            mounts,
+            net: cn,
+            current_image,
+        } = parts;
         let (size_rw, size_root_fs) = if size {
             let rw = self.rw_size(&rec.id);
             let image = self.image_size(&rec.image_id);
@@ -181,10 +221,7 @@ impl Engine {
         // the same image, else the image id (after an untag or a retag).
         let image = if rec.image_id.is_empty()
             || rec.image == rec.image_id
-            || self
-                .images
-                .resolve(&rec.image)
-                .is_ok_and(|d| d.as_str() == rec.image_id)
+            || current_image == Some(rec.image_id.as_str())
         {
             rec.image.clone()
         } else {
@@ -225,7 +262,7 @@ impl Engine {
                 annotations: None,
             }),
             network_settings: Some(ContainerSummaryNetworkSettings {
-                networks: self.network_settings(rec).networks,
+                networks: self.network_settings_of(rec, cn).networks,
             }),
             mounts: Some(mounts),
             ..Default::default()

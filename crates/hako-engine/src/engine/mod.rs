@@ -173,6 +173,10 @@ pub struct Engine {
     images: ImageStore,
     db: Mutex<Connection>,
     net: hako_net::Net,
+    /// Image labels by image id (an image's config never changes): `images` reads each
+    /// image's config once per process, not at every listing.
+    image_labels:
+        Mutex<std::collections::HashMap<String, std::collections::HashMap<String, String>>>,
 }
 
 impl Engine {
@@ -210,6 +214,7 @@ impl Engine {
             images,
             db: Mutex::new(db),
             net,
+            image_labels: Mutex::default(),
         };
         engine.recover();
         engine.collect_dead_networks();

@@ -360,8 +360,21 @@ impl Engine {
 
     /// Docker's `NetworkSettings` of a container.
     pub(crate) fn network_settings(&self, rec: &Record) -> NetworkSettings {
-        let sandbox = self.net.sandbox(&rec.id).ok().flatten();
-        let eps = self.net.endpoints(&rec.id).unwrap_or_default();
+        self.network_settings_of(rec, self.net.container_net(&rec.id))
+    }
+
+    /// [`Engine::network_settings`] from records already read (a listing reads every
+    /// container's at once: [`hako_net::Net::snapshot`]).
+    pub(crate) fn network_settings_of(
+        &self,
+        rec: &Record,
+        cn: hako_net::ContainerNet,
+    ) -> NetworkSettings {
+        let hako_net::ContainerNet {
+            attachments,
+            endpoints: eps,
+            sandbox,
+        } = cn;
         let mut networks = HashMap::new();
         match mode_of(&rec.host_config) {
             Mode::Host => {
@@ -372,7 +385,7 @@ impl Engine {
             }
             Mode::Container(_) => {}
             Mode::Bridge(_) => {
-                for (a, n) in self.net.attachments(&rec.id).unwrap_or_default() {
+                for (a, n) in attachments {
                     let e = eps.iter().find(|e| e.network == n.id);
                     let v4 = n.v4();
                     let v6 = n.v6();
