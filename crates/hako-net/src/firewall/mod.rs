@@ -1,4 +1,6 @@
-//! Kernel NAT and filtering in hako's own nftables table, `inet hako`.
+//! Kernel NAT and filtering in hako's own nftables table, `inet hako` (where nftables is
+//! unusable, the same behaviour in iptables chains of hako's own: `iptables.rs`; which
+//! driver: `backend.rs`).
 //!
 //! The rules never change with containers: they look up sets and maps, and a container or
 //! a network only adds and removes *elements*. So a start is one small batch, a port range
