@@ -178,3 +178,37 @@ fn first_line(s: &str) -> String {
         _ => s.trim().to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_names_and_a_kernel_without_nftables() {
+        for b in [
+            Backend::Program,
+            Backend::Iptables { legacy: false },
+            Backend::Iptables { legacy: true },
+        ] {
+            assert_eq!(Backend::from_name(b.name()), Some(b));
+            assert_eq!(Backend::from_name(&format!("{}\n", b.name())), Some(b));
+        }
+        assert_eq!(Backend::from_name("nftables"), None, "detected, not named");
+        assert_eq!(Backend::from_name("ipchains"), None);
+        // What libnftables and nft say on a kernel without nf_tables, and what they say
+        // for a bad batch (no fallback then).
+        assert!(kernel_lacks_nftables(
+            "Error: Could not process rule: Operation not supported"
+        ));
+        assert!(kernel_lacks_nftables("Protocol not supported"));
+        assert!(!kernel_lacks_nftables(
+            "Error: syntax error, unexpected newline (list tables)"
+        ));
+        assert!(!Backend::Iptables { legacy: true }.is_nftables());
+        assert!(
+            Backend::Iptables { legacy: false }
+                .apply("list tables\n")
+                .is_err()
+        );
+    }
+}
