@@ -213,7 +213,7 @@ fn volumes_from_mounts_the_other_containers_volumes_and_binds() {
 
 /// Docker mounts a container's root filesystem when it starts: `create` (which mounts it
 /// for its own work, such as copying the image's files into a new volume) leaves it
-/// unmounted, `start` mounts it, and its exit unmounts it again.
+/// unmounted, `start` mounts it, its exit unmounts it again, and so does a failed start.
 #[test]
 fn a_created_container_is_not_left_mounted() {
     need_root!();
@@ -253,7 +253,20 @@ fn a_created_container_is_not_left_mounted() {
         h.ok(&["exec", id, "cat", "/etc/hostname"]),
         format!("{}\n", &id[..12])
     );
-    h.finish(&["cr", id]);
+    // A start that fails leaves it created and unmounted, as Docker's cleanup does.
+    let o = h.run(&["run", "--name", "bad", "busybox", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+    let bad = h.inspect("bad");
+    assert_eq!(bad["State"]["Status"], "created", "{}", bad["State"]);
+    let merged = bad["GraphDriver"]["Data"]["MergedDir"]
+        .as_str()
+        .expect("MergedDir")
+        .to_string();
+    assert!(!mounted(&merged), "a failed start left {merged} mounted");
+    let o = h.run(&["start", "bad"]);
+    assert!(!o.status.success());
+    assert!(!mounted(&merged), "a failed start left {merged} mounted");
+    h.finish(&["cr", id, "bad"]);
 }
 
 /// `--device DIR[:CONTAINER_DIR[:PERMS]]` adds every device node under the host directory

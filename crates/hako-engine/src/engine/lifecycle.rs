@@ -61,6 +61,7 @@ impl Engine {
                 if networked {
                     let _ = self.net.teardown(&rec.id);
                 }
+                self.unmount_failed_start(rec);
                 Err(e)
             }
         }
@@ -253,6 +254,7 @@ impl Engine {
             Ok(Reply::Error { message }) => {
                 self.wait_shim_gone(&rec.id, Duration::from_secs(5));
                 let _ = self.release_network(&rec.id, true);
+                self.unmount_failed_start(rec);
                 Err(runtime_error("start", message))
             }
             Ok(other) => Err(runtime_error(
@@ -367,6 +369,20 @@ impl Engine {
             Ok(_) => {}
             // Removed meanwhile: the lock file this made goes too.
             Err(_) => crate::locks::remove(&self.opts.exec_root, &rec.id),
+        }
+    }
+
+    /// A start that failed leaves the container created, not mounted (Docker's cleanup
+    /// after a failed start). The caller holds the container's lock.
+    fn unmount_failed_start(&self, rec: &Record) {
+        if self.live(rec).status.is_active() {
+            return;
+        }
+        self.unmount_shm(&rec.id);
+        if rec.rootfs_managed
+            && let Err(e) = self.images.unmount_rootfs(&rec.id)
+        {
+            tracing::warn!(container = %rec.id, error = %e, "unmount after a failed start");
         }
     }
 
