@@ -943,7 +943,10 @@ fn df_shape(s: &Server<'_>) {
             .iter()
             .any(|i| i.repo_tags.iter().any(|t| t == "busybox:latest"))
     );
-    assert!(df.containers.is_empty() && df.volumes.is_empty() && df.build_cache.is_empty());
+    assert!(df.containers.is_empty(), "{body}");
+    assert!(df.volumes.is_empty(), "{body}");
+    // The classic build above may have left cache records: read as bollard's BuildCache.
+    let _ = df.build_cache;
 }
 
 /// An exec's exit code, once it has one (read through exec inspect).

@@ -11,6 +11,7 @@ pub mod crash;
 pub mod fd;
 pub mod fs;
 pub mod keyring;
+pub mod malloc;
 pub mod mount;
 pub mod mountinfo;
 pub mod nftables;
