@@ -12,7 +12,7 @@
 # nothing the guest writes reaches the host, except JOBDIR (a second, writable 9p share,
 # mounted at /job): job.sh writes logs there, and its exit status lands in JOBDIR/status.
 #
-# Env: HAKO_VM_CACHE (default /var/cache/hako-vm), HAKO_VM_TIMEOUT (seconds, default 600),
+# Env: HAKO_VM_CACHE (default /var/cache/hako-vm), HAKO_VM_TIMEOUT (seconds, default 900),
 # HAKO_VM_MEM (MiB, default 2048).
 # Facts behind the choices (measured on the 2-core CI machine): KVM cannot run a guest here
 # (/dev/kvm is a PVM backend), so this is TCG, ~50x slower than the host; the uncompressed
@@ -21,7 +21,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${HAKO_VM_CACHE:-/var/cache/hako-vm}
-TIMEOUT=${HAKO_VM_TIMEOUT:-600}
+TIMEOUT=${HAKO_VM_TIMEOUT:-900}
 MEM=${HAKO_VM_MEM:-2048}
 # Modules the initramfs needs to reach the root (dependency order); everything else is
 # loaded on demand inside the guest from the kernel's full module tree.
