@@ -1,7 +1,8 @@
 //! The soak: cycles of mixed work from several processes at once on one store, then an
 //! exact leak check. `tests/soak/soak.sh CYCLES` runs the long version; the ordinary test
 //! suite runs a short one (`HAKO_SOAK_CYCLES`, default 2 per worker; `HAKO_SOAK_WORKERS`,
-//! default 3).
+//! default 3; `HAKO_SOAK_SECONDS`, a time budget after which no cycle starts). At the end
+//! it prints the time spent per kind of operation.
 //!
 //! ```text
 //! per cycle, per worker   run --rm; run -d with a named volume and a read-only bind,
@@ -263,6 +264,9 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
     need_root!();
     let h = Hako::new();
     let cycles = env_or("HAKO_SOAK_CYCLES", 2);
+    // A time budget (seconds, 0 = none): no new cycle starts after it, the leak check runs
+    // as after the last cycle (a long soak on a shared machine ends when it must).
+    let budget = Duration::from_secs(env_or("HAKO_SOAK_SECONDS", 0) as u64);
     let workers = env_or("HAKO_SOAK_WORKERS", 3);
     let tmp = tempfile::tempdir().unwrap();
     let bind = tmp.path().join("bind");
@@ -315,7 +319,16 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
     let (start_keeper, start_server) = (fds_and_rss(kpid), fds_and_rss(spid));
     let started = Instant::now();
     // The first cycle warms up (allocator, first log file); the shim is measured after it.
+    let mut done = 0;
     for round in 0..cycles {
+        if !budget.is_zero() && started.elapsed() >= budget {
+            eprintln!(
+                "soak: time budget of {} s used up after {round} cycles",
+                budget.as_secs()
+            );
+            break;
+        }
+        done = round + 1;
         std::thread::scope(|s| {
             for w in 0..workers {
                 let (h, failures, ids, ops) = (&h, &failures, &ids, &ops);
@@ -346,8 +359,11 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                     }
                     let v = format!("{vol}:/data");
                     let b = format!("{}:/bind:ro", bind.display());
+                    // Stops on SIGTERM (Docker's usual case; a plain `sleep` as PID 1
+                    // ignores it and every stop waited out its timeout).
                     let o = op(&[
-                        "run", "-d", "--name", &name, "-v", &v, "-v", &b, "busybox", "sleep", "600",
+                        "run", "-d", "--name", &name, "-v", &v, "-v", &b, "busybox", "sh", "-c",
+                        "trap 'exit 0' TERM; sleep 600 & wait",
                     ]);
                     ids.lock()
                         .unwrap()
@@ -525,6 +541,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
         "soak: time per kind of operation ({workers} workers at once):\n{}",
         profile.table()
     );
+    let cycles = done;
     eprintln!(
         "soak: {cycles} cycles x {workers} workers, {ops} operations in {:.1} s, {} failed; keeper shim fds {} -> {}, RSS {} kB (start) {} kB (after cycle 1) -> {} kB; server fds {} -> {}, RSS {} kB (start) {} kB (after cycle 1) -> {} kB",
         elapsed.as_secs_f64(),
