@@ -13,7 +13,8 @@ pub(crate) fn split_command(line: &str) -> Result<(String, Vec<String>, String),
     } else {
         extract_flags(rest)?
     };
-    Ok((cmd.to_ascii_lowercase(), flags, rest.trim().to_string()))
+    // strings.ToLower in BuildKit: Unicode, not only ASCII.
+    Ok((cmd.to_lowercase(), flags, rest.trim().to_string()))
 }
 
 /// The blanks BuildKit splits instructions on (`[\t\v\f\r ]`).

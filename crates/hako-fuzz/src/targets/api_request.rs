@@ -193,11 +193,11 @@ fn frames(data: &[u8]) {
             // write_frame writes nothing for an empty payload.
             assert!(back.is_empty());
         } else {
-            assert_eq!(
-                back[..],
-                data[consumed..end],
-                "a frame read, written back, differs"
-            );
+            // Bytes 1-3 of the header are padding that readers ignore (Docker's stdcopy
+            // too) and writers zero.
+            let mut read = data[consumed..end].to_vec();
+            read[1..4].fill(0);
+            assert_eq!(back[..], read[..], "a frame read, written back, differs");
         }
         consumed = end;
     }

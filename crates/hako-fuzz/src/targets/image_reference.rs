@@ -127,16 +127,21 @@ fn re(pattern: &str) -> Regex {
 }
 
 /// distribution/reference's grammar (reference/regexp.go), anchored.
+/// distribution/reference's DomainRegexp.
+fn domain_pattern() -> String {
+    let domain_component = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+    let domain_name = format!(r"{domain_component}(?:\.{domain_component})*");
+    let host = format!(r"(?:{domain_name}|\[(?:[a-fA-F0-9:]+)\])");
+    format!("{host}(?::[0-9]+)?")
+}
+
 fn reference_regexp() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         let alnum = "[a-z0-9]+";
         let separator = "(?:[._]|__|[-]+)";
         let path_component = format!("{alnum}(?:{separator}{alnum})*");
-        let domain_component = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-        let domain_name = format!(r"{domain_component}(?:\.{domain_component})*");
-        let host = format!(r"(?:{domain_name}|\[(?:[a-fA-F0-9:]+)\])");
-        let domain = format!("{host}(?::[0-9]+)?");
+        let domain = domain_pattern();
         let name = format!("(?:{domain}/)?{path_component}(?:/{path_component})*");
         let tag = r"[\w][\w.-]{0,127}";
         let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}";
@@ -165,6 +170,17 @@ fn docker_normalize(s: &str) -> Docker {
         domain = "docker.io".into();
     }
     if domain == "registry-1.docker.io" {
+        return Docker::Unsupported;
+    }
+    // A first part with a '.' or ':' that is no host name (`a_b.io/x`): Docker's grammar
+    // still matches the whole as a path and returns a name with an empty domain, which no
+    // registry serves; hako refuses it ("bad registry host").
+    static DOMAIN: OnceLock<Regex> = OnceLock::new();
+    if domain != "docker.io"
+        && !DOMAIN
+            .get_or_init(|| re(&format!("^{}$", domain_pattern())))
+            .is_match(&domain)
+    {
         return Docker::Unsupported;
     }
     if domain == "docker.io" && !rest.contains('/') {
