@@ -65,7 +65,9 @@ fn matches(arg: &LinuxSeccompArg, args: &[u64; 6]) -> bool {
         LinuxSeccompOperator::ScmpCmpEq => a == v,
         LinuxSeccompOperator::ScmpCmpGe => a >= v,
         LinuxSeccompOperator::ScmpCmpGt => a > v,
-        LinuxSeccompOperator::ScmpCmpMaskedEq => a & v == arg.value_two().unwrap_or(0),
+        // libseccomp masks the expected value too (its _db_node_mask_fixup): bits of
+        // valueTwo outside the mask never count.
+        LinuxSeccompOperator::ScmpCmpMaskedEq => a & v == arg.value_two().unwrap_or(0) & v,
     }
 }
 
