@@ -424,8 +424,9 @@ fn copy_link_makes_a_layer_of_its_own() {
         ),
         "a.txt\n--\nplain.txt\nuser:user\nA\n1\n"
     );
-    // Another parent (the RUN before re-runs): the --link layers are the same layers,
-    // the plain COPY into the parent's directory is not.
+    // Another parent (the RUN before re-runs): the --link layers are the same layers.
+    // (The plain COPY's layer is not compared: it holds the parent's /real, whose mtime
+    // differs only when the two RUNs ran in different seconds.)
     build_ok(&h, &ctx, &["-t", "l:2", "--build-arg", "V=2"]);
     let layers = |tag: &str| -> Vec<String> {
         serde_json::from_str(&h.ok(&[
@@ -443,7 +444,6 @@ fn copy_link_makes_a_layer_of_its_own() {
     assert_ne!(one[1], two[1], "the RUN");
     assert_eq!(one[2], two[2], "COPY --link a.txt /target/");
     assert_eq!(one[3], two[3], "COPY --link --chown");
-    assert_ne!(one[4], two[4], "plain COPY into the parent's /real");
     assert_eq!(
         run_out(
             &h,
