@@ -259,8 +259,18 @@ fn dockerfiles_build_the_same_as_dockerds_builder() {
             .env("DOCKER_CONFIG", d.cli_config())
             .args(["build", "--network", "none", "-t", &tag, &c]);
         run(docker, ctx.path(), Duration::from_secs(300)).ok("docker build");
-        h.cmd(&["build", "--progress=plain", "-t", &tag, &c])
-            .ok("hako build");
+        // `--network none` as docker's: this test runs in the host's network namespace,
+        // where hako's default bridge (and its nftables table) must not be made.
+        h.cmd(&[
+            "build",
+            "--network",
+            "none",
+            "--progress=plain",
+            "-t",
+            &tag,
+            &c,
+        ])
+        .ok("hako build");
 
         let dv: Value =
             serde_json::from_str(&d.docker(&["image", "inspect", &tag]).stdout).expect("json");
@@ -281,7 +291,7 @@ fn dockerfiles_build_the_same_as_dockerds_builder() {
         let dc = d.docker(&["create", &tag]);
         dc.ok("docker create");
         let dexp = d.docker_bytes(&["export", dc.stdout.trim()]);
-        let hc = h.cmd(&["create", &tag]);
+        let hc = h.cmd(&["create", "--network", "none", &tag]);
         hc.ok("hako create");
         let hexp = {
             let mut cmd = Command::new(&h.bin);
