@@ -407,6 +407,10 @@ impl Shim {
             {
                 continue;
             }
+            // The OOM kill came before this exit, but its memory.events change may still
+            // wait behind it in poll: read the watched file now, before a systemd scope's
+            // cgroup is removed with its last process (then it can be read no more).
+            self.check_oom_watch();
             let exit = ExitInfo {
                 exit_code,
                 signal,
