@@ -132,6 +132,52 @@ fn limits_stats_pause_and_oom_on_v2() {
     }
 }
 
+/// Under systemd the scope's cgroup goes with its last process: an init OOM-killed takes
+/// the cgroup's count with it, often before the shim has reaped it. The shim then reads the
+/// kernel log from the run's start (hako-shim's kmsg): OOMKilled every time, not by luck.
+#[test]
+fn oom_is_reported_every_time_under_systemd() {
+    require_vm();
+    assert!(
+        systemd(),
+        "run in the systemd guest: HAKO_VM_ONLY=vm_engine"
+    );
+    let h = Hako::new();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let name = format!("hog{n}");
+        let out = h.run(&[
+            "run",
+            "--name",
+            &name,
+            "-m",
+            "16m",
+            "busybox",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+        ]);
+        assert_eq!(out.status.code(), Some(137), "run {n}: {out:?}");
+        let hog = h.inspect(&name);
+        assert_eq!(
+            hog["State"]["OOMKilled"], true,
+            "run {n}: {:#}",
+            hog["State"]
+        );
+        ids.push(hog["Id"].as_str().expect("id").to_owned());
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    h.finish(&ids);
+    for c in ids {
+        let unit = format!("hako-{c}.scope");
+        h.wait_for(&format!("{unit} to go"), || {
+            show(&unit, "LoadState") == "not-found"
+        });
+    }
+}
+
 #[test]
 fn cgroup_manager_and_cgroupns_choices() {
     require_vm();

@@ -81,6 +81,7 @@ pub mod sockpath;
 mod client;
 mod daemon;
 mod health;
+mod kmsg;
 mod logfile;
 mod monitor;
 mod proxy;

@@ -99,6 +99,10 @@ pub struct Shim {
     oom_watch: Option<fs::File>,
     /// An OOM kill was counted during the current run.
     oom_seen: bool,
+    /// For a systemd scope: its cgroup (`/system.slice/hako-x.scope`) and the kernel log
+    /// from the run's start, which tells of an OOM kill when systemd removed the cgroup
+    /// before the exit was reaped (see [`crate::kmsg`]).
+    oom_scope: Option<(String, crate::kmsg::KernelLog)>,
 }
 
 impl Shim {
@@ -132,6 +136,7 @@ impl Shim {
             backoff: MIN_BACKOFF,
             oom_watch: None,
             oom_seen: false,
+            oom_scope: None,
             stdin_buf: Vec::new(),
             close_stdin: false,
             pending_size: None,
@@ -210,11 +215,16 @@ impl Shim {
         self.close_stdin = false;
         if self.opts.exec_process.is_none() {
             self.oom_seen = false;
-            self.oom_watch = self
+            let watched = self
                 .cgroup_files
                 .iter()
                 .filter(|p| p.ends_with("memory.events"))
-                .find_map(|p| fs::File::open(p).ok());
+                .find_map(|p| fs::File::open(p).ok().map(|f| (p, f)));
+            self.oom_scope = watched
+                .as_ref()
+                .and_then(|(p, _)| scope_cgroup(p))
+                .and_then(|cg| Some((cg, crate::kmsg::KernelLog::open()?)));
+            self.oom_watch = watched.map(|(_, f)| f);
         }
         Ok(pid)
     }
@@ -411,11 +421,12 @@ impl Shim {
             // wait behind it in poll: read the watched file now, before a systemd scope's
             // cgroup is removed with its last process (then it can be read no more).
             self.check_oom_watch();
+            let oom_killed = self.oom_killed() || self.oom_kill_logged(pid.as_raw(), signal);
             let exit = ExitInfo {
                 exit_code,
                 signal,
                 finished_at: now(),
-                oom_killed: self.oom_killed(),
+                oom_killed,
                 restart_count: self.restart_count,
             };
             self.phase = Phase::Draining {
@@ -433,6 +444,25 @@ impl Shim {
                 .cgroup_files
                 .iter()
                 .any(|path| fs::read_to_string(path).is_ok_and(|text| counts_oom_kill(&text)))
+    }
+
+    /// A systemd scope whose cgroup went before we read it (the watch was dropped on a read
+    /// error, or never saw the count) and an init killed by SIGKILL: did the kernel log an
+    /// OOM kill in the scope, or of the init, during this run?
+    fn oom_kill_logged(&mut self, pid: i32, signal: Option<i32>) -> bool {
+        if signal != Some(libc::SIGKILL) {
+            return false;
+        }
+        let Some((cgroup, log)) = self.oom_scope.as_mut() else {
+            return false;
+        };
+        let found = log.oom_kill_since(cgroup, pid);
+        if found {
+            self.shimlog.note(&format!(
+                "OOM kill of {cgroup} read from the kernel log (the cgroup was gone)"
+            ));
+        }
+        found
     }
 
     /// memory.events changed: read it again from the start. A cgroup that is gone (read
@@ -920,6 +950,14 @@ struct Readiness {
     clients: Vec<PollFlags>,
     health: bool,
     oom: bool,
+}
+
+/// `/sys/fs/cgroup/<path>.scope/memory.events` → `/<path>.scope`: the cgroup of a systemd
+/// scope, which systemd removes with its last process.
+fn scope_cgroup(events: &Path) -> Option<String> {
+    let dir = events.parent()?;
+    let rel = dir.strip_prefix("/sys/fs/cgroup").ok()?.to_str()?;
+    rel.ends_with(".scope").then(|| format!("/{rel}"))
 }
 
 /// An `oom_kill N` line with N > 0 (v2 memory.events, v1 memory.oom_control).
