@@ -90,8 +90,10 @@ pub async fn get(
     tokio::task::spawn_blocking(move || {
         let name = top_name(&path);
         // An error mid-stream ends the body early: the client's tar reader reports it.
-        let res = if name == "." {
-            contents(&engine, &id, &path, &mut w)
+        let res = if is_root(&path) {
+            contents(&engine, &id, &path, b"/", &mut w)
+        } else if name == "." {
+            contents(&engine, &id, &path, b"./", &mut w)
         } else {
             engine
                 .copy_out(&id, &path, follows(&path), Some(&name), &mut w)
@@ -109,13 +111,20 @@ pub async fn get(
     with_stat(r, &st)
 }
 
-/// `dir/.`: a directory's contents, every entry named `./...` as dockerd sends them (the
-/// client rebases `.` to its destination's name and needs the prefix to do it). The
-/// engine's tar (whose writer normalises `./a` to `a`) is renamed entry by entry.
+/// The container's root (`/`, `//`): dockerd names its entries `/`, `/bin/`, `/etc/passwd`.
+fn is_root(path: &str) -> bool {
+    !path.is_empty() && path.bytes().all(|b| b == b'/')
+}
+
+/// A directory's contents, every entry named with `prefix`: `./...` for `dir/.` and
+/// `/...` for `/`, as dockerd sends them (the client rebases the top entry to its
+/// destination's name and needs the prefix to do it). The engine's tar (whose writer
+/// normalises `./a` to `a`) is renamed entry by entry.
 fn contents(
     engine: &hako_engine::Engine,
     id: &str,
     path: &str,
+    prefix: &'static [u8],
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let (r, mut wr) = std::io::pipe()?;
@@ -125,7 +134,7 @@ fn contents(
             drop(wr);
             res.map_err(|e| std::io::Error::other(e.to_string()))
         });
-        let renamed = dot_prefixed(r, out);
+        let renamed = prefixed(r, prefix, out);
         let made = producer
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the archive writer panicked")));
@@ -133,18 +142,22 @@ fn contents(
     })
 }
 
-/// Copies the tar `input` to `out` with `./` before every name (and hard link target).
-fn dot_prefixed(input: impl std::io::Read, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+/// Copies the tar `input` to `out` with `prefix` before every name (and hard link target).
+fn prefixed(
+    input: impl std::io::Read,
+    prefix: &[u8],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut a = tar::Archive::new(input);
     let mut b = tar::Builder::new(out);
     for e in a.entries()? {
         let mut e = e?;
         let mut h = e.header().clone();
-        let name = dotted(&e.path_bytes(), h.entry_type().is_dir());
+        let name = with_prefix(prefix, &e.path_bytes(), h.entry_type().is_dir());
         if h.entry_type().is_hard_link()
             && let Some(l) = e.link_name_bytes()
         {
-            let l = dotted(&l, false);
+            let l = with_prefix(prefix, &l, false);
             set_raw(&mut b, &mut h, &l, true)?;
         }
         set_raw(&mut b, &mut h, &name, false)?;
@@ -154,13 +167,14 @@ fn dot_prefixed(input: impl std::io::Read, out: &mut dyn std::io::Write) -> std:
     b.into_inner()?.flush()
 }
 
-/// `a` → `./a`, `.` → `./` (a directory gets a trailing `/`, as Go's tar writes it).
-fn dotted(name: &[u8], dir: bool) -> Vec<u8> {
+/// With `./`: `a` → `./a`, `.` → `./`; with `/`: `a` → `/a`, `.` → `/` (a directory
+/// gets a trailing `/`, as Go's tar writes it).
+fn with_prefix(prefix: &[u8], name: &[u8], dir: bool) -> Vec<u8> {
     let trimmed: &[u8] = match name {
         b"." | b"./" => b"",
         n => n.strip_prefix(b"./").unwrap_or(n),
     };
-    let mut v = b"./".to_vec();
+    let mut v = prefix.to_vec();
     v.extend_from_slice(trimmed);
     if dir && !v.ends_with(b"/") {
         v.push(b'/');
@@ -243,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn contents_get_dot_prefixed_names_long_ones_too() {
+    fn contents_get_prefixed_names_long_ones_too() {
         let long = format!("{}/f", "d".repeat(150));
         let mut src = tar::Builder::new(Vec::new());
         for (name, dir) in [(".", true), ("a", false), (long.as_str(), false)] {
@@ -259,21 +273,25 @@ mod tests {
             src.append_data(&mut h, name, data).unwrap();
         }
         let src = src.into_inner().unwrap();
-        let mut out = Vec::new();
-        dot_prefixed(&src[..], &mut out).unwrap();
-        let mut a = tar::Archive::new(&out[..]);
-        let names: Vec<Vec<u8>> = a
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path_bytes().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                b"./".to_vec(),
-                b"./a".to_vec(),
-                format!("./{long}").into_bytes()
-            ]
-        );
+        for prefix in ["./", "/"] {
+            let mut out = Vec::new();
+            prefixed(&src[..], prefix.as_bytes(), &mut out).unwrap();
+            let mut a = tar::Archive::new(&out[..]);
+            let names: Vec<Vec<u8>> = a
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap().path_bytes().into_owned())
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    prefix.as_bytes().to_vec(),
+                    format!("{prefix}a").into_bytes(),
+                    format!("{prefix}{long}").into_bytes()
+                ]
+            );
+        }
+        assert!(is_root("/") && is_root("//"));
+        assert!(!is_root("") && !is_root("/.") && !is_root("/etc"));
     }
 }

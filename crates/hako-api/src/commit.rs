@@ -15,8 +15,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 
 /// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`: 201 with the
-/// new image's id. The body (a container config to merge) may only be empty: hako takes
-/// the container's own config, changed by `changes` (Dockerfile instructions).
+/// new image's id. The body, a container config, is merged with the container's own as
+/// dockerd does (its fields win); `changes` (Dockerfile instructions) apply last.
 pub async fn commit(
     St(state): St<State>,
     RawQuery(q): RawQuery,
@@ -32,26 +32,18 @@ pub async fn commit(
             format!("request body larger than {MAX_JSON} bytes"),
         ));
     }
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(&body)
+    // The container config to merge (docker-py's `conf`, bollard's config): typed first,
+    // so a wrong type is a 400; the docker CLI sends `null`.
+    let config = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let c: Option<hako_engine::models::ContainerConfig> = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
-        let empty = match &v {
-            Value::Null => true,
-            Value::Object(m) => m.values().all(|x| {
-                x.is_null()
-                    || x.as_str() == Some("")
-                    || x.as_bool() == Some(false)
-                    || x.as_object().is_some_and(|o| o.is_empty())
-                    || x.as_array().is_some_and(|a| a.is_empty())
-            }),
-            _ => false,
-        };
-        if !empty {
-            return Err(ApiError::bad(
-                "a config in the commit body is not supported by hako; give Dockerfile instructions in `changes` (docker commit --change)",
-            ));
+        match c.map(serde_json::to_value) {
+            Some(Ok(Value::Object(m))) if !m.is_empty() => Some(m),
+            _ => None,
         }
-    }
+    };
     let reference = match (q.get("repo").filter(|r| !r.is_empty()), q.get("tag")) {
         (None, Some(t)) if !t.is_empty() => {
             return Err(ApiError::bad("a tag needs a repository (repo)"));
@@ -77,6 +69,7 @@ pub async fn commit(
             .map(str::to_string),
         // Docker's default since API 1.13: pause.
         pause: q.bool("pause", true),
+        config,
     };
     let container = container.to_string();
     let id = blocking(&state, move |e| Ok(e.commit(&container, &opts)?)).await?;

@@ -8,11 +8,13 @@ use axum::body::Body;
 use axum::extract::{Extension, Path, RawQuery, Request, State as St};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use hako_engine::stream::{DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys};
 use hako_engine::{AttachOptions, Attached};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use crate::State;
 use crate::body::{blocking, json_or_default};
@@ -65,29 +67,51 @@ pub async fn attach(
     let keys = detach_keys(q.get("detachKeys"))?;
     let upgrade = wants_upgrade(&req);
     let on_upgrade = hyper::upgrade::on(&mut req);
-    // As dockerd: the log so far first (`logs=1`), then the live stream (`stream=1`).
-    let (att, replay, tty) = blocking(&state, move |e| {
+    // As dockerd: the log so far first (`logs=1`), then the live stream (`stream=1`). The
+    // log is streamed as it is read; the attach is made after it.
+    let (rec_id, tty, o) = blocking(&state, move |e| {
         let rec = e.get(&id)?;
-        let tty = rec.config.tty.unwrap_or(false);
         let o = AttachOptions {
             stdin: o.stdin && rec.config.open_stdin.unwrap_or(false),
             ..o
         };
-        let replay = if logs {
-            log_replay(e, &rec.id, tty, &o)?
-        } else {
-            Vec::new()
+        Ok((rec.id, rec.config.tty.unwrap_or(false), o))
+    })
+    .await?;
+    if logs {
+        let replay = log_replay(&state, rec_id.clone(), tty, o);
+        let ct = stream_type(tty, version);
+        let later = async move {
+            if streaming {
+                attach_after(&state, rec_id, o).await
+            } else {
+                None
+            }
         };
-        if !streaming {
-            return Ok((None, replay, tty));
+        if !upgrade {
+            return Ok(output_only(ct, Some(replay), later));
         }
-        match e.attach_with(&rec.id, &o) {
-            Ok(a) => Ok((Some(a), replay, tty)),
-            // A container whose process cannot be created: the attach (made before
-            // `start` by `docker run`) ends at once, and `start` reports the error.
-            Err(hako_engine::Error::Runtime { .. }) => Ok((None, replay, tty)),
-            Err(err) => Err(err.into()),
-        }
+        tokio::spawn(async move {
+            let Ok(up) = on_upgrade.await else { return };
+            let mut io = TokioIo::new(up);
+            if forward(replay, &mut io).await.is_err() {
+                return;
+            }
+            match later.await {
+                Some(att) => bridge(io, att, keys).await,
+                None => {
+                    let _ = io.shutdown().await;
+                }
+            }
+        });
+        return Ok(switching(ct));
+    }
+    let att = blocking(&state, move |e| match e.attach_with(&rec_id, &o) {
+        Ok(a) => Ok(Some(a)),
+        // A container whose process cannot be created: the attach (made before `start`
+        // by `docker run`) ends at once, and `start` reports the error.
+        Err(hako_engine::Error::Runtime { .. }) => Ok(None),
+        Err(err) => Err(err.into()),
     })
     .await?;
     let ct = stream_type(att.as_ref().map_or(tty, |a| a.tty), version);
@@ -95,81 +119,100 @@ pub async fn attach(
         if upgrade {
             tokio::spawn(async move {
                 if let Ok(up) = on_upgrade.await {
-                    let mut io = TokioIo::new(up);
-                    let _ = io.write_all(&replay).await;
-                    let _ = io.shutdown().await;
+                    let _ = TokioIo::new(up).shutdown().await;
                 }
             });
             return Ok(switching(ct));
         }
-        let mut r = Response::new(Body::from(replay));
+        let mut r = Response::new(Body::empty());
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         return Ok(r);
     };
     if !upgrade {
-        return Ok(output_only(att, ct, replay));
+        return Ok(output_only(ct, None, async move { Some(att) }));
     }
     tokio::spawn(async move {
         if let Ok(up) = on_upgrade.await {
-            let mut io = TokioIo::new(up);
-            if io.write_all(&replay).await.is_ok() {
-                bridge(io, att, keys).await;
-            }
+            bridge(TokioIo::new(up), att, keys).await;
         }
     });
     Ok(switching(ct))
 }
 
-/// The container's log so far as an attach carries it: stdcopy frames without a tty, the
-/// raw bytes with one; only the streams asked for.
-fn log_replay(
-    e: &hako_engine::Engine,
-    id: &str,
-    tty: bool,
-    o: &AttachOptions,
-) -> ApiResult<Vec<u8>> {
-    use std::cell::RefCell;
+/// The live attach after a log replay; `None` when it cannot be made (the container
+/// stopped meanwhile...): the stream then ends after the log, as dockerd's does.
+async fn attach_after(state: &State, id: String, o: AttachOptions) -> Option<Attached> {
+    blocking(state, move |e| Ok(e.attach_with(&id, &o).ok()))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Writes every chunk of `rx` to `io`.
+async fn forward<W: tokio::io::AsyncWrite + Unpin>(
+    mut rx: mpsc::Receiver<Bytes>,
+    io: &mut W,
+) -> std::io::Result<()> {
+    while let Some(b) = rx.recv().await {
+        io.write_all(&b).await?;
+    }
+    Ok(())
+}
+
+/// The container's log so far as an attach carries it (stdcopy frames without a tty, the
+/// raw bytes with one; only the streams asked for), read by a blocking task into a small
+/// channel: a large log is never held whole, and a client that leaves stops the reading.
+fn log_replay(state: &State, id: String, tty: bool, o: AttachOptions) -> mpsc::Receiver<Bytes> {
     use std::io::Write;
-    struct Sink<'a> {
-        buf: &'a RefCell<Vec<u8>>,
+    struct Sink {
+        tx: mpsc::Sender<Bytes>,
         kind: u8,
         tty: bool,
     }
-    impl Write for Sink<'_> {
+    impl Write for Sink {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let mut buf = self.buf.borrow_mut();
+            let mut chunk = Vec::with_capacity(b.len() + 8);
             if self.tty {
-                buf.extend_from_slice(b);
+                chunk.extend_from_slice(b);
             } else {
-                hako_engine::stream::write_frame(&mut *buf, self.kind, b)?;
+                hako_engine::stream::write_frame(&mut chunk, self.kind, b)?;
             }
+            self.tx.blocking_send(Bytes::from(chunk)).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let buf = RefCell::new(Vec::new());
-    let lo = hako_engine::logs::LogOptions {
-        stdout: o.stdout,
-        stderr: o.stderr,
-        ..Default::default()
-    };
-    if o.stdout || o.stderr {
+    let (tx, rx) = mpsc::channel(8);
+    if !(o.stdout || o.stderr) {
+        return rx;
+    }
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let lo = hako_engine::logs::LogOptions {
+            stdout: o.stdout,
+            stderr: o.stderr,
+            ..Default::default()
+        };
         let mut out = Sink {
-            buf: &buf,
+            tx: tx.clone(),
             kind: hako_engine::stream::STDOUT,
             tty,
         };
         let mut err = Sink {
-            buf: &buf,
+            tx,
             kind: hako_engine::stream::STDERR,
             tty,
         };
-        e.logs(id, &lo, &mut out, &mut err)?;
-    }
-    Ok(buf.into_inner())
+        if let Err(e) = engine.logs(&id, &lo, &mut out, &mut err) {
+            tracing::debug!(error = %e, "attach log replay of {id}");
+        }
+    });
+    rx
 }
 
 fn detach_keys(given: Option<&str>) -> ApiResult<Vec<u8>> {
@@ -181,13 +224,23 @@ fn detach_keys(given: Option<&str>) -> ApiResult<Vec<u8>> {
     }
 }
 
-/// For clients that do not upgrade: the output (after `first`) as a plain streaming body.
-fn output_only(att: Attached, ct: &'static str, first: Vec<u8>) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+/// For clients that do not upgrade: `first` (a log replay), then the output of the
+/// attach `att` gives, as a plain streaming body.
+fn output_only(
+    ct: &'static str,
+    first: Option<mpsc::Receiver<Bytes>>,
+    att: impl std::future::Future<Output = Option<Attached>> + Send + 'static,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
     tokio::spawn(async move {
-        if !first.is_empty() && tx.send(bytes::Bytes::from(first)).await.is_err() {
-            return;
+        if let Some(mut first) = first {
+            while let Some(b) = first.recv().await {
+                if tx.send(b).await.is_err() {
+                    return;
+                }
+            }
         }
+        let Some(att) = att.await else { return };
         let Ok(std) = att.stream.try_clone() else {
             return;
         };
@@ -203,11 +256,7 @@ fn output_only(att: Attached, ct: &'static str, first: Vec<u8>) -> Response {
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if tx
-                        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
                         return;
                     }
                 }
@@ -336,7 +385,7 @@ pub async fn exec_start(
     let ct = stream_type(tty, version);
     if !upgrade {
         return match start_attached(&state, id).await? {
-            Ok(Some(att)) => Ok(output_only(att, ct, Vec::new())),
+            Ok(Some(att)) => Ok(output_only(ct, None, async move { Some(att) })),
             Ok(None) => Ok(StatusCode::OK.into_response()),
             Err(message) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
         };

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -60,6 +60,30 @@ fn docker_cp_port_commit_and_update_through_hako_serve() {
         Some("/srv/d/a")
     );
     s.ok(&["cp", "-L", "f1:/srv/link", &hs("lf")]);
+    // The whole root: dockerd names the entries `/`, `/bin/`, ...; the client makes the
+    // destination the root's copy.
+    s.ok(&["cp", "f1:/", &hs("root")]);
+    assert_eq!(
+        std::fs::read_to_string(hp("root/srv/d/a")).expect("root/srv/d/a"),
+        "a\n"
+    );
+    let o = s
+        .docker(&["cp", "f1:/", "-"])
+        .output()
+        .expect("docker cp f1:/ -");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut tar = tar::Archive::new(&o.stdout[..]);
+    let first: Vec<Vec<u8>> = tar
+        .entries()
+        .expect("a tar")
+        .take(2)
+        .map(|e| e.expect("entry").path_bytes().into_owned())
+        .collect();
+    assert_eq!(first[0], b"/", "{first:?}");
+    assert!(
+        first[1].starts_with(b"/") && first[1].len() > 1,
+        "{first:?}"
+    );
     assert_eq!(std::fs::read_to_string(hp("lf")).expect("lf"), "a\n");
     let o = s.run(&["cp", "f1:/data/v", "-"]);
     assert!(o.status.success(), "{o:?}");
@@ -153,6 +177,40 @@ fn docker_cp_port_commit_and_update_through_hako_serve() {
     assert_eq!(comment.trim(), "by the test");
     let o = s.run(&["commit", "ghost", "x:y"]);
     assert!(!o.status.success());
+    // A config in the body (docker-py's `conf`, bollard's config): merged with the
+    // container's own as dockerd merges it, `changes` last; a wrong type is a 400.
+    let (status, body) = s.http(
+        "POST",
+        "/v1.50/commit?container=f1&repo=snap&tag=conf&changes=ENV%20LAST%3D1",
+        r#"{"Env": ["FROM_CONF=1"], "Cmd": ["sh", "-c", "echo $FROM_CONF$LAST $PATH"],
+            "Labels": {"made-by": "conf"}, "ExposedPorts": {"7000/udp": {}},
+            "WorkingDir": "/srv", "Hostname": "ignored"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        s.ok(&["run", "--rm", "snap:conf"]).trim(),
+        "11 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "the body's env and command, the change, the container's PATH"
+    );
+    let seen = s.ok(&[
+        "image",
+        "inspect",
+        "snap:conf",
+        "--format",
+        "{{.Config.Labels}} {{.Config.ExposedPorts}} {{.Config.WorkingDir}} {{json .Config}}",
+    ]);
+    assert!(
+        seen.starts_with("map[made-by:conf] map[7000/udp:{}] /srv {") && !seen.contains("ignored"),
+        "{seen}"
+    );
+    let (status, body) = s.http(
+        "POST",
+        "/v1.50/commit?container=f1&repo=snap&tag=bad",
+        r#"{"Env": "x"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid JSON"), "{body}");
+    s.ok(&["rmi", "snap:conf"]);
 
     // update: the running container's cgroup changes now, the record keeps it.
     s.ok(&[
@@ -262,4 +320,82 @@ fn a_new_restart_policy_applies_to_the_running_container() {
     );
     drop(s);
     h.finish(&[&id]);
+}
+
+/// `attach` with `logs=1` streams the log as it reads it: a 32 MiB log goes through
+/// without the server holding it (its peak RSS, reset before, grows far less than the log).
+#[test]
+fn attach_with_logs_streams_the_log_without_holding_it() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    const SIZE: usize = 32 << 20;
+    let h = Hako::new();
+    let s = Server::start(&h);
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "big",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("head -c {SIZE} /dev/zero | tr '\\0' x"),
+    ]);
+    assert_eq!(s.ok(&["wait", "big"]).trim(), "0");
+    let status = format!("/proc/{}/status", s.pid());
+    let hwm = || {
+        std::fs::read_to_string(&status)
+            .expect("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM")
+    };
+    // Peak RSS back to the current RSS.
+    std::fs::write(format!("/proc/{}/clear_refs", s.pid()), "5").expect("clear_refs");
+    let before = hwm();
+    let mut c = std::os::unix::net::UnixStream::connect(&s.sock).expect("connect");
+    c.write_all(
+        // HTTP/1.0: the body ends with the connection (no chunk framing to undo).
+        b"POST /v1.50/containers/big/attach?logs=1&stdout=1 HTTP/1.0\r\nHost: hako\r\n\r\n",
+    )
+    .expect("request");
+    let mut r = std::io::BufReader::new(c);
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        r.read_exact(&mut b).expect("headers");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Read slowly at first: a server that streams has only a channel's worth in flight.
+    std::thread::sleep(Duration::from_secs(1));
+    // stdcopy frames: 8-byte header (stream, 0, 0, 0, length BE), then the payload.
+    let mut total = 0usize;
+    let mut hdr = [0u8; 8];
+    let mut payload = Vec::new();
+    while r.read_exact(&mut hdr).is_ok() {
+        assert_eq!(hdr[0], 1, "stdout frames only");
+        let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+        payload.resize(len, 0);
+        r.read_exact(&mut payload).expect("a whole frame");
+        assert!(payload.iter().all(|b| *b == b'x'), "the log's bytes");
+        total += len;
+    }
+    assert_eq!(total, SIZE, "every byte of the log replayed");
+    let grown = hwm().saturating_sub(before);
+    assert!(
+        grown < 12 << 10,
+        "hako serve's peak RSS grew {grown} kB replaying a {} kB log",
+        SIZE >> 10
+    );
+    s.ok(&["rm", "big"]);
+    drop(s);
+    h.finish(&[]);
 }

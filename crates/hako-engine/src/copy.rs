@@ -147,10 +147,14 @@ impl Engine {
             .root
             .stat(&l.path, follow)
             .ctx(|| format!("stat {path} in container {what}"))?;
-        // Named as the container sees it (a file bind mount's source has its own name).
+        // Named as the container sees it (a file bind mount's source has its own name;
+        // the root is `/`, as dockerd names it).
         Ok(st.map(|mut s| {
-            if let Some(n) = Path::new(&lexical(path)).file_name() {
+            let p = lexical(path);
+            if let Some(n) = Path::new(&p).file_name() {
                 s.name = n.to_string_lossy().into_owned();
+            } else if p == "/" {
+                s.name = "/".into();
             }
             s
         }))

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use hako_image::{Change, CommitOptions, Digest};
+use serde_json::{Map, Value, json};
 
 use crate::engine::{Engine, LiveState};
 use crate::error::{Error, Result};
@@ -45,8 +46,9 @@ impl Engine {
     }
 
     /// `docker commit`: a new image of the container's image, its changes and its
-    /// configuration (command, entrypoint, env, workdir, user; `opts.changes` applied
-    /// after). A running container is frozen meanwhile when `opts.pause` is set.
+    /// configuration (command, entrypoint, env, workdir, user), under `opts.config` (the
+    /// API's body, merged as dockerd merges it), `opts.changes` applied last. A running
+    /// container is frozen meanwhile when `opts.pause` is set.
     pub fn commit(&self, what: &str, opts: &CommitOptions) -> Result<Digest> {
         let rec = self.get(what)?;
         if !rec.rootfs_managed {
@@ -56,8 +58,10 @@ impl Engine {
             )));
         }
         let mut o = opts.clone();
-        o.changes = config_changes(&rec);
-        o.changes.extend(opts.changes.iter().cloned());
+        o.config = Some(merge_config(
+            opts.config.clone().unwrap_or_default(),
+            own_config(&rec),
+        ));
         let pause = opts.pause && self.live(&rec).status == Status::Running;
         if pause {
             self.pause(&rec.id)?;
@@ -130,30 +134,144 @@ impl Engine {
     }
 }
 
-/// The container's configuration as Dockerfile instructions for the new image.
-fn config_changes(rec: &Record) -> Vec<String> {
+/// The container's own config that a commit keeps: command, entrypoint, env, workdir,
+/// user (the image's config holds the rest).
+fn own_config(rec: &Record) -> Map<String, Value> {
     let c = &rec.config;
-    let mut out = Vec::new();
-    for e in c.env.iter().flatten() {
-        if let Some((k, v)) = e.split_once('=')
-            && !k.is_empty()
-            && !k.contains(char::is_whitespace)
-        {
-            out.push(format!("ENV {k} {v}"));
-        }
+    let mut m = Map::new();
+    if let Some(env) = &c.env {
+        m.insert("Env".into(), json!(env));
     }
-    let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     if let Some(ep) = &c.entrypoint {
-        out.push(format!("ENTRYPOINT {}", json(ep)));
+        m.insert("Entrypoint".into(), json!(ep));
     }
     if let Some(cmd) = &c.cmd {
-        out.push(format!("CMD {}", json(cmd)));
+        m.insert("Cmd".into(), json!(cmd));
     }
     if let Some(w) = c.working_dir.as_deref().filter(|w| !w.is_empty()) {
-        out.push(format!("WORKDIR {w}"));
+        m.insert("WorkingDir".into(), json!(w));
     }
     if let Some(u) = c.user.as_deref().filter(|u| !u.is_empty()) {
-        out.push(format!("USER {u}"));
+        m.insert("User".into(), json!(u));
+    }
+    m
+}
+
+/// The fields of a container config that an image config keeps.
+const IMAGE_FIELDS: &[&str] = &[
+    "User",
+    "ExposedPorts",
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Volumes",
+    "WorkingDir",
+    "Labels",
+    "StopSignal",
+    "OnBuild",
+    "Shell",
+];
+
+/// dockerd's merge of a commit's config (`user`, the request body) with the container's
+/// (`own`): the user's fields win, the container's fill what the user left empty, `Env`
+/// by variable; a user's entrypoint comes with the user's command (none if not given).
+fn merge_config(user: Map<String, Value>, own: Map<String, Value>) -> Map<String, Value> {
+    let empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        Some(_) => false,
+    };
+    let mut out: Map<String, Value> = user
+        .into_iter()
+        .filter(|(k, _)| IMAGE_FIELDS.contains(&k.as_str()))
+        .collect();
+    for k in ["User", "WorkingDir"] {
+        if empty(out.get(k))
+            && let Some(v) = own.get(k)
+        {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    let var = |e: &Value| {
+        e.as_str()
+            .map(|s| s.split_once('=').map_or(s, |(k, _)| k).to_string())
+    };
+    if let Some(theirs) = own.get("Env") {
+        match out.get_mut("Env") {
+            Some(Value::Array(mine)) if !mine.is_empty() => {
+                let names: Vec<_> = mine.iter().map(var).collect();
+                let more = theirs.as_array().into_iter().flatten();
+                let more: Vec<Value> = more.filter(|e| !names.contains(&var(e))).cloned().collect();
+                mine.extend(more);
+            }
+            _ => {
+                out.insert("Env".into(), theirs.clone());
+            }
+        }
+    }
+    if empty(out.get("Entrypoint")) {
+        if empty(out.get("Cmd"))
+            && let Some(cmd) = own.get("Cmd")
+        {
+            out.insert("Cmd".into(), cmd.clone());
+        }
+        if matches!(out.get("Entrypoint"), None | Some(Value::Null))
+            && let Some(ep) = own.get("Entrypoint")
+        {
+            out.insert("Entrypoint".into(), ep.clone());
+        }
+    } else {
+        out.entry("Cmd").or_insert(Value::Null);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn a_commit_config_merges_as_dockerd() {
+        let own = map(json!({
+            "Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "Entrypoint": ["/init"],
+            "WorkingDir": "/w", "User": "1"
+        }));
+        // Nothing given: the container's own.
+        assert_eq!(merge_config(Map::new(), own.clone()), own);
+        // Env by variable, the user's first; other fields filled; container-only fields dropped.
+        let m = merge_config(
+            map(json!({"Env": ["A=2", "B=3"], "Labels": {"l": "v"}, "Hostname": "h", "User": ""})),
+            own.clone(),
+        );
+        assert_eq!(m["Env"], json!(["A=2", "B=3", "PATH=/bin"]));
+        assert_eq!(m["Labels"], json!({"l": "v"}));
+        assert_eq!((&m["User"], &m["WorkingDir"]), (&json!("1"), &json!("/w")));
+        assert!(!m.contains_key("Hostname"));
+        assert_eq!(
+            (&m["Cmd"], &m["Entrypoint"]),
+            (&json!(["sh"]), &json!(["/init"]))
+        );
+        // A command alone keeps the entrypoint; an entrypoint brings its own command.
+        let m = merge_config(map(json!({"Cmd": ["echo", "hi"]})), own.clone());
+        assert_eq!(
+            (&m["Cmd"], &m["Entrypoint"]),
+            (&json!(["echo", "hi"]), &json!(["/init"]))
+        );
+        let m = merge_config(map(json!({"Entrypoint": ["/bin/echo"]})), own.clone());
+        assert_eq!(
+            (&m["Cmd"], &m["Entrypoint"]),
+            (&Value::Null, &json!(["/bin/echo"]))
+        );
+        // An empty (not null) entrypoint clears it.
+        let m = merge_config(map(json!({"Entrypoint": []})), own);
+        assert_eq!((&m["Cmd"], &m["Entrypoint"]), (&json!(["sh"]), &json!([])));
+    }
 }

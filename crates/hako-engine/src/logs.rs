@@ -1,6 +1,7 @@
 //! Reading the json-file logs the shim writes (`<id>-json.log`, rotated to `.1`, `.2`, ...):
 //! `hako logs` with `--tail`, `--since`, `--until`, `-t` and `-f`.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -100,7 +101,9 @@ pub fn print(
     err: &mut dyn Write,
     still_running: &mut dyn FnMut() -> bool,
 ) -> Result<()> {
-    let mut entries: Vec<Entry> = Vec::new();
+    // Without a tail every entry goes out as it is read (a log may be far larger than
+    // memory should hold); with one, only the last `tail` entries are kept.
+    let mut last: VecDeque<Entry> = VecDeque::new();
     let mut position = 0u64;
     let mut inode = 0u64;
     for f in files(path) {
@@ -125,12 +128,20 @@ pub fn print(
             if let Ok(e) = serde_json::from_str::<Entry>(&line)
                 && keep(&e, o)
             {
-                entries.push(e);
+                match o.tail {
+                    None => emit(&e, o, out, err).ctx(|| "write log output".into())?,
+                    Some(0) => {}
+                    Some(t) => {
+                        if last.len() == t {
+                            last.pop_front();
+                        }
+                        last.push_back(e);
+                    }
+                }
             }
         }
     }
-    let skip = o.tail.map_or(0, |t| entries.len().saturating_sub(t));
-    for e in &entries[skip..] {
+    for e in &last {
         emit(e, o, out, err).ctx(|| "write log output".into())?;
     }
     if !o.follow {
@@ -238,6 +249,19 @@ mod tests {
             "2026-01-01T00:00:03Z three\n"
         );
         assert!(err.is_empty());
+        for (n, want_out, want_err) in [
+            (0, "", ""),
+            (2, "three\n", "two\n"),
+            (9, "one\nthree\n", "two\n"),
+        ] {
+            let tail = LogOptions {
+                tail: Some(n),
+                ..all.clone()
+            };
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            print(&p, &tail, &mut out, &mut err, &mut || false).unwrap();
+            assert_eq!((out, err), (want_out.into(), want_err.into()), "tail {n}");
+        }
 
         let since = LogOptions {
             since: parse_time("2026-01-01T00:00:02Z"),

@@ -14,7 +14,7 @@
 
 use std::io::Write;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -36,6 +36,10 @@ pub struct CommitOptions {
     /// `--pause` (Docker's default: true). The store knows no processes: the caller (the
     /// engine) freezes the container around [`ImageStore::commit`] when this is set.
     pub pause: bool,
+    /// Docker-shaped config fields that replace the image's before `changes` apply:
+    /// `Env` by variable and `Labels`, `ExposedPorts`, `Volumes` by key (as ENV, LABEL,
+    /// EXPOSE and VOLUME do); any other field as given (`null` clears it).
+    pub config: Option<Map<String, Value>>,
 }
 
 impl ImageStore {
@@ -75,6 +79,9 @@ impl ImageStore {
             let mut config: ImageConfig = serde_json::from_slice(&self.blobs.read(&image)?)
                 .map_err(|e| Error::bad(format!("config of image {image}: {e}")))?;
             let mut container_config = config.config.take().unwrap_or_default();
+            if let Some(over) = &opts.config {
+                overlay(&mut container_config, over);
+            }
             for c in &opts.changes {
                 apply_change(&mut container_config, c)?;
             }
@@ -181,5 +188,64 @@ impl ImageStore {
             }
             (Err(e), _) => Err(e),
         }
+    }
+}
+
+/// Puts `over`'s fields into the config `base` (see [`CommitOptions::config`]).
+pub fn overlay(base: &mut Map<String, Value>, over: &Map<String, Value>) {
+    for (k, v) in over {
+        match (k.as_str(), v) {
+            ("Env", Value::Array(vars)) => {
+                let mut env = match base.remove("Env") {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                };
+                for var in vars {
+                    let key = |e: &Value| {
+                        e.as_str()
+                            .map(|s| s.split_once('=').map_or(s, |(k, _)| k).to_string())
+                    };
+                    let name = key(var);
+                    env.retain(|e| key(e) != name);
+                    env.push(var.clone());
+                }
+                base.insert(k.clone(), Value::Array(env));
+            }
+            ("Labels" | "ExposedPorts" | "Volumes", Value::Object(add)) => {
+                let mut map = match base.remove(k) {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                map.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
+                base.insert(k.clone(), Value::Object(map));
+            }
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_merges_env_and_maps_by_key_and_replaces_the_rest() {
+        let mut base = json!({
+            "Env": ["PATH=/bin", "A=1"], "Labels": {"a": "1"}, "Cmd": ["sh"], "User": "u"
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        let over = json!({"Env": ["A=2", "B"], "Labels": {"b": "2"}, "Cmd": null, "User": "v"});
+        overlay(&mut base, over.as_object().unwrap());
+        assert_eq!(
+            Value::Object(base),
+            json!({
+                "Env": ["PATH=/bin", "A=2", "B"], "Labels": {"a": "1", "b": "2"},
+                "Cmd": null, "User": "v"
+            })
+        );
     }
 }

@@ -132,6 +132,7 @@ fn commit_round_trip(driver: &str) {
                 message: Some("a commit".into()),
                 author: Some("hako test".into()),
                 pause: true,
+                config: None,
             },
         )
         .unwrap();

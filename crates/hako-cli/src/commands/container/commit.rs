@@ -46,6 +46,7 @@ pub fn run(g: &Global, a: &CommitArgs) -> Result<()> {
         message: a.message.clone(),
         author: a.author.clone(),
         pause: a.pause,
+        config: None,
     };
     let id = engine.commit(&a.container, &opts).map_err(engine_err)?;
     crate::commands::print(&format!("{id}\n"))
