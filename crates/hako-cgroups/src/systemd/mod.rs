@@ -23,7 +23,7 @@ mod wire;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
 
@@ -39,6 +39,10 @@ const OBJECT: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 /// How long a job may take (systemd answers in milliseconds; a loaded TCG guest in seconds).
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stop waits for the scope to be stopped before the delete goes on without it.
+const STOP_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a stop waits for its `JobRemoved` before it asks for the unit's state.
+const STOP_POLL: Duration = Duration::from_millis(250);
 
 /// Which systemd instance manages the scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,7 +386,7 @@ impl Systemd {
                         .unwrap_or_default()
                         .to_owned();
                     // The job's result does not matter: stopped is stopped.
-                    let _ = wait_job(b, &job, &unit);
+                    wait_stopped(b, &job, &unit);
                 }
                 Err(BusError::Remote { name, .. })
                     if name == "org.freedesktop.systemd1.NoSuchUnit" => {}
@@ -429,6 +433,75 @@ fn wait_job(b: &mut Bus, job: &str, unit: &str) -> Result<(), Error> {
             message: format!("the job ended with result {result:?} (see journalctl -u {unit})"),
         })
     }
+}
+
+/// Waits until the stop `job` of `unit` is over: its `JobRemoved`, or the unit seen
+/// inactive, failed or unloaded when asked between short waits (a signal missed for any
+/// reason costs a quarter second, not the job timeout). Never fails: a delete goes on
+/// after [`STOP_PATIENCE`], and the files are removed after it either way.
+fn wait_stopped(b: &mut Bus, job: &str, unit: &str) {
+    let deadline = Instant::now() + STOP_PATIENCE;
+    loop {
+        match b.wait_signal(MANAGER, "JobRemoved", STOP_POLL, |body| {
+            body.get(1).and_then(Value::as_str) == Some(job)
+        }) {
+            Ok(_) => return,
+            Err(BusError::Timeout(_)) => {}
+            Err(e) => {
+                tracing::debug!(unit, error = %e, "waiting for the stop job");
+                return;
+            }
+        }
+        match active_state(b, unit) {
+            Ok(None) => return,
+            Ok(Some(state)) if state == "inactive" || state == "failed" => return,
+            Ok(Some(state)) => tracing::debug!(unit, state, "the scope is still stopping"),
+            Err(e) => {
+                tracing::debug!(unit, error = %e, "asking for the scope's state");
+                return;
+            }
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                unit,
+                "systemd did not finish stopping {unit} within {} s; going on",
+                STOP_PATIENCE.as_secs()
+            );
+            return;
+        }
+    }
+}
+
+/// The `ActiveState` of `unit`, or None when systemd has no such unit loaded.
+fn active_state(b: &mut Bus, unit: &str) -> Result<Option<String>, BusError> {
+    let path = match b.call(
+        DEST,
+        OBJECT,
+        MANAGER,
+        "GetUnit",
+        &[Value::Str(unit.to_owned())],
+    ) {
+        Ok(reply) => reply
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        Err(BusError::Remote { name, .. }) if name == "org.freedesktop.systemd1.NoSuchUnit" => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let reply = b.call(
+        DEST,
+        &path,
+        "org.freedesktop.DBus.Properties",
+        "Get",
+        &[
+            Value::Str("org.freedesktop.systemd1.Unit".into()),
+            Value::Str("ActiveState".into()),
+        ],
+    )?;
+    Ok(reply.first().and_then(Value::as_str).map(str::to_owned))
 }
 
 /// The cgroup of the caller's user manager (`/user.slice/user-1000.slice/user@1000.service`),
