@@ -7,6 +7,11 @@
 //! The steps of each operation are learned first (`HAKO_CRASH_TRACE`), so new steps are
 //! tried without changing this file. `HAKO_CRASH_POINTS` caps the steps tried per
 //! operation (default 6, spread over the operation; 0 = all of them).
+//!
+//! The same for requests to `hako serve` (create, pull, build): the server is the process
+//! killed, one server per point. And for the network operations once more with the
+//! iptables driver (`HAKO_FIREWALL=iptables-legacy`): then the rules in iptables and
+//! ip6tables must be exactly those of before after each point.
 
 #[macro_use]
 mod common;
@@ -42,6 +47,159 @@ struct Op<'a> {
     /// The steps are reached by the exit command of the container's shim (the network's
     /// teardown after a stop), not by the command run (`HAKO_CRASH_IN_CHILD`).
     child: bool,
+    /// Sent to a `hako serve` started for it (which is the process killed) instead of
+    /// running `args`.
+    request: Option<Request>,
+}
+
+/// A Docker API request.
+struct Request {
+    method: &'static str,
+    path: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+/// How one run of an operation ended.
+struct Outcome {
+    killed: bool,
+    success: bool,
+    text: String,
+}
+
+/// Starts `hako serve` with `env`, sends `req`, and reads the answer: killed if the server
+/// died of SIGKILL (at a crash point), else stopped with SIGTERM once it answered.
+fn serve_once(h: &Hako, env: &[(&str, &std::ffi::OsStr)], req: &Request) -> Outcome {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("server dir");
+    let sock = dir.path().join("api.sock");
+    let log = dir.path().join("serve.log");
+    let mut child = h
+        .cmd(&["serve", "--host", &format!("unix://{}", sock.display())])
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("server log"))
+        .spawn()
+        .expect("spawn hako serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut conn = loop {
+        if let Ok(c) = UnixStream::connect(&sock) {
+            break c;
+        }
+        if let Some(st) = child.try_wait().expect("wait") {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            return Outcome {
+                killed: st.signal() == Some(9),
+                success: false,
+                text: format!("hako serve exited before listening: {st:?} {text}"),
+            };
+        }
+        assert!(Instant::now() < deadline, "hako serve did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let head = format!(
+        "{} {} HTTP/1.1\r\nHost: docker\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        req.method,
+        req.path,
+        req.content_type,
+        req.body.len()
+    );
+    // A server killed while reading the request: the write fails.
+    let _ = conn
+        .write_all(head.as_bytes())
+        .and_then(|()| conn.write_all(&req.body));
+    conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    // Killed: the connection ended with the process; wait for it to be reaped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut status = None;
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().expect("wait") {
+            status = Some(st);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if status.is_none() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status_line = answer.lines().next().unwrap_or("");
+        let ok = status_line.starts_with("HTTP/1.1 2")
+            && !answer.contains("\"errorDetail\"")
+            && !answer.contains("\"error\":");
+        return Outcome {
+            killed: false,
+            success: ok,
+            text: answer,
+        };
+    }
+    let st = status.expect("status");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    Outcome {
+        killed: st.signal() == Some(9),
+        success: false,
+        text: format!("hako serve exited ({st:?}) answering {answer:?}: {text}"),
+    }
+}
+
+/// cgroups of this installation's RUN containers (`hb-<6 hex digits of the root>-...`):
+/// what a killed build's containers would leave if nothing deleted them.
+fn build_cgroups(h: &Hako) -> Vec<String> {
+    let prefix = format!(
+        "hb-{}",
+        &hako_image::Digest::of(h.root.path().as_os_str().as_encoded_bytes()).hex()[..6]
+    );
+    let mut out = Vec::new();
+    for c in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = c.path().join("hako");
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The rules of both iptables (legacy) tables in the test's namespace, without counters
+/// and comments.
+fn iptables_rules(h: &Hako) -> String {
+    let mut out = String::new();
+    for program in ["iptables-legacy-save", "ip6tables-legacy-save"] {
+        let o = h.host(program).output().expect(program);
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let line = match line.rsplit_once(" [") {
+                Some((chain, _)) if line.starts_with(':') => chain,
+                _ => line,
+            };
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `step:n` for the n-th time each step was reached, in order.
@@ -127,7 +285,7 @@ fn shims_done(h: &Hako, base: &Inventory, what: &str) {
 
 /// Nothing of hako's networking is left in the test's namespace: interfaces, nftables
 /// elements, processes (the resolver exits shortly after the last container).
-fn network_clean(h: &Hako, what: &str) {
+fn network_clean(h: &Hako, what: &str, iptables: Option<&str>) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     // The test's own registry (pull) runs there on purpose.
     let leaks = || -> Vec<String> {
@@ -144,25 +302,50 @@ fn network_clean(h: &Hako, what: &str) {
     }
     let leaks = left;
     assert!(leaks.is_empty(), "{what}: network leaks: {leaks:?}");
+    if let Some(base) = iptables {
+        let mut now = iptables_rules(h);
+        while now != base && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            now = iptables_rules(h);
+        }
+        let diff = |a: &str, b: &str| -> Vec<String> {
+            a.lines()
+                .filter(|l| !b.lines().any(|x| x == *l))
+                .map(String::from)
+                .collect()
+        };
+        assert!(
+            now == base,
+            "{what}: iptables rules differ: added {:?}, gone {:?}",
+            diff(&now, base),
+            diff(base, &now)
+        );
+    }
 }
 
-fn crash_op(h: &Hako, base: &Inventory, op: &Op<'_>) -> usize {
+fn crash_op(h: &Hako, base: &Inventory, iptables: Option<&str>, op: &Op<'_>) -> usize {
     let args: Vec<&str> = op.args.iter().map(String::as_str).collect();
-    // Learn the steps.
-    let command = |env: &[(&str, &std::ffi::OsStr)]| {
+    let command = |env: &[(&str, &std::ffi::OsStr)]| -> Outcome {
+        if let Some(req) = &op.request {
+            return serve_once(h, env, req);
+        }
         let mut c = h.cmd(&args);
         c.envs(env.iter().copied());
         if op.child {
             c.env("HAKO_CRASH_IN_CHILD", "1");
         }
-        c
+        let o = c.output().expect("run");
+        Outcome {
+            killed: o.status.signal() == Some(9),
+            success: o.status.success(),
+            text: text(&o),
+        }
     };
+    // Learn the steps.
     (op.setup)(h);
     let trace = tempfile::NamedTempFile::new().expect("trace file");
-    let o = command(&[("HAKO_CRASH_TRACE", trace.path().as_os_str())])
-        .output()
-        .expect("run");
-    assert!(o.status.success(), "{}: {}", op.name, text(&o));
+    let o = command(&[("HAKO_CRASH_TRACE", trace.path().as_os_str())]);
+    assert!(o.success, "{}: {}", op.name, o.text);
     if op.child {
         shims_done(h, base, op.name);
     }
@@ -181,28 +364,26 @@ fn crash_op(h: &Hako, base: &Inventory, op: &Op<'_>) -> usize {
         let o = command(&[
             ("HAKO_CRASH_AT", std::ffi::OsStr::new(p)),
             ("HAKO_CRASH_TRACE", reached.path().as_os_str()),
-        ])
-        .output()
-        .expect("run");
+        ]);
         let what = format!("{} killed at {p}", op.name);
         if op.child {
             // The command succeeds; its container's exit command is the one killed (if
             // it reached the step: its trace says).
-            assert!(o.status.success(), "{what}: {}", text(&o));
+            assert!(o.success, "{what}: {}", o.text);
             shims_done(h, base, &what);
             let seen = std::fs::read_to_string(reached.path()).unwrap_or_default();
             if occurrences(&seen).contains(p) {
                 killed += 1;
             }
-        } else if o.status.signal() == Some(9) {
+        } else if o.killed {
             killed += 1;
         } else {
             // Not reached this time (a step that depends on timing): it ran to the end.
-            assert!(o.status.success(), "{} at {p}: {}", op.name, text(&o));
+            assert!(o.success, "{} at {p}: {}", op.name, o.text);
         }
         consistent(h, base, &what);
         (op.settle)(h);
-        network_clean(h, &what);
+        network_clean(h, &what, iptables);
         let after = Inventory::take(h.root.path(), h.exec.path(), &[]);
         let diff = after.diff(base);
         assert!(
@@ -249,9 +430,21 @@ fn other_tar(dir: &Path) -> std::path::PathBuf {
     tar
 }
 
-fn crash_group(group: &[&str]) {
+fn crash_group(group: &[&str], firewall: Option<&str>) {
     let h = Hako::new();
     let tmp = tempfile::tempdir().unwrap();
+    if let Some(fw) = firewall {
+        // The driver is recorded in the exec root by the first command that uses the
+        // firewall; later commands (and the shims' exit commands) take it from there.
+        let o = h
+            .cmd(&["run", "--rm", "busybox", "true"])
+            .env("HAKO_FIREWALL", fw)
+            .output()
+            .expect("hako run");
+        assert!(o.status.success(), "{}", text(&o));
+        let record = std::fs::read_to_string(h.exec_root().join("firewall")).unwrap_or_default();
+        assert_eq!(record, fw, "the driver is recorded");
+    }
     let other = other_tar(tmp.path());
     let other_s = other.to_str().unwrap().to_string();
     // An archive for `load`: the other image, saved, then removed.
@@ -259,7 +452,7 @@ fn crash_group(group: &[&str]) {
     let saved = tmp.path().join("ld.tar");
     h.ok(&["save", "-o", saved.to_str().unwrap(), "crash-ld"]);
     h.ok(&["rmi", "crash-ld"]);
-    let reg = if group.contains(&"pull") {
+    let reg = if group.iter().any(|g| g.contains("pull")) {
         h.net.run(hako_test_support::Registry::start)
     } else {
         None
@@ -273,8 +466,40 @@ fn crash_group(group: &[&str]) {
         h.ok(&["rmi", p]);
     }
     h.ok(&["network", "create", "crash-net"]);
+    // A build context: two RUNs around a COPY of a few files (one big enough to take
+    // several reads), and its tar for `POST /build`.
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("data")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo started; sleep 1; echo run > /run-marker\nCOPY data /data\nRUN cat /run-marker /data/small\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("data/small"), "small\n").unwrap();
+    std::fs::write(ctx.join("data/big"), vec![7u8; 512 * 1024]).unwrap();
+    for i in 0..8 {
+        std::fs::write(ctx.join(format!("data/f{i}")), format!("{i}\n")).unwrap();
+    }
+    let ctx_tar = {
+        let o = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&ctx)
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("tar");
+        assert!(o.status.success());
+        o.stdout
+    };
+    // Built once and removed: the base inventory then holds what any build leaves (its
+    // directories under the roots), and the build cache is empty again.
+    if group.iter().any(|g| g.contains("build")) {
+        h.ok(&["build", "-q", "-t", "crash-b", ctx.to_str().unwrap()]);
+        h.ok(&["rmi", "crash-b"]);
+        h.ok(&["builder", "prune", "-f"]);
+    }
     h.ok(&["ps", "-a"]);
     let base = Inventory::take(h.root.path(), h.exec.path(), &[]);
+    let iptables_base = firewall.map(|_| iptables_rules(&h));
 
     let nothing = |_: &Hako| {};
     let run_ok = |h: &Hako, image: &str| {
@@ -329,6 +554,7 @@ fn crash_group(group: &[&str]) {
         settle: &create_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let run_settle = |h: &Hako| rm_container(h, "crash-r");
     ops.push(Op {
@@ -340,6 +566,7 @@ fn crash_group(group: &[&str]) {
         settle: &run_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let stop_setup = |h: &Hako| running(h, "crash-s", &[]);
     let stop_settle = |h: &Hako| {
@@ -357,6 +584,7 @@ fn crash_group(group: &[&str]) {
         settle: &stop_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let rm_setup = |h: &Hako| running(h, "crash-rm", &["-v", "/data"]);
     let rm_settle = |h: &Hako| rm_container(h, "crash-rm");
@@ -367,6 +595,7 @@ fn crash_group(group: &[&str]) {
         settle: &rm_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let import_settle = |h: &Hako| rm_image(h, "crash-imp");
     ops.push(Op {
@@ -376,6 +605,7 @@ fn crash_group(group: &[&str]) {
         settle: &import_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let load_settle = |h: &Hako| rm_image(h, "crash-ld");
     ops.push(Op {
@@ -385,6 +615,7 @@ fn crash_group(group: &[&str]) {
         settle: &load_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let commit_setup = |h: &Hako| {
         running(h, "crash-cm", &[]);
@@ -410,6 +641,7 @@ fn crash_group(group: &[&str]) {
         settle: &commit_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let vol_setup = |h: &Hako| {
         h.ok(&["volume", "create", "crash-v"]);
@@ -435,6 +667,7 @@ fn crash_group(group: &[&str]) {
         settle: &vol_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let rmi_setup = |h: &Hako| {
         h.ok(&["import", &other_s, "crash-rmi"]);
@@ -447,6 +680,7 @@ fn crash_group(group: &[&str]) {
         settle: &rmi_settle,
         steps: &[],
         child: false,
+        request: None,
     });
     let pull_settle = |h: &Hako| {
         if let Some(p) = &pulled {
@@ -465,6 +699,7 @@ fn crash_group(group: &[&str]) {
             settle: &pull_settle,
             steps: &[],
             child: false,
+            request: None,
         });
     }
 
@@ -513,6 +748,7 @@ fn crash_group(group: &[&str]) {
         settle: &net_run_settle,
         steps: &["net.", "start.shim-spawned"],
         child: false,
+        request: None,
     });
     // The teardown runs in the exit command of the container's shim when it exits: the
     // shim gets the crash variables from the `run` that starts it.
@@ -543,6 +779,7 @@ fn crash_group(group: &[&str]) {
         settle: &net_exit_settle,
         steps: &["net."],
         child: true,
+        request: None,
     });
     let connect_setup = |h: &Hako| running(h, "crash-nc", &[]);
     let connect_settle = |h: &Hako| {
@@ -554,6 +791,10 @@ fn crash_group(group: &[&str]) {
         ]);
         if nets.contains("crash-net") {
             on_net(h, "crash-nc", "eth1");
+        } else {
+            // Not connected: the interface of the interrupted connect is gone too.
+            let links = h.ok(&["exec", "crash-nc", "ip", "-o", "link"]);
+            assert!(!links.contains("eth1"), "stale interface: {links}");
         }
         h.ok(&["rm", "-f", "crash-nc"]);
     };
@@ -566,6 +807,7 @@ fn crash_group(group: &[&str]) {
         settle: &connect_settle,
         steps: &["net."],
         child: false,
+        request: None,
     });
     let disconnect_setup = |h: &Hako| {
         running(h, "crash-nd", &["--network", "crash-net"]);
@@ -584,6 +826,7 @@ fn crash_group(group: &[&str]) {
         settle: &disconnect_settle,
         steps: &["net."],
         child: false,
+        request: None,
     });
     let net_rm_setup = |h: &Hako| {
         h.ok(&["network", "create", "crash-net2"]);
@@ -600,6 +843,7 @@ fn crash_group(group: &[&str]) {
         settle: &net_rm_settle,
         steps: &["net."],
         child: false,
+        request: None,
     });
     // Volume copy-up: a new named volume over a directory of the image, killed as it is
     // claimed, while `cp` copies (which must die with hako: the recovery removes the
@@ -632,15 +876,123 @@ fn crash_group(group: &[&str]) {
         settle: &copy_settle,
         steps: &["create.volume", "volume.", "create.copy-up"],
         child: false,
+        request: None,
     });
 
-    if group.contains(&"pull") && pulled.is_none() {
+    // Build: killed in the RUN (spawned, running, exited), in the COPY (under way,
+    // done), at the commits, the cache entries and the image's export, and in the RUN's
+    // network set-up on the default bridge. Whole means: the image has every step's files.
+    let build_settle = |h: &Hako, image: &str| {
+        let left = build_cgroups(h);
+        assert!(left.is_empty(), "cgroups of RUN containers left: {left:?}");
+        if exists(h, "image", image) {
+            let out = h.ok(&["run", "--rm", image, "cat", "/run-marker", "/data/small"]);
+            assert_eq!(out, "run\nsmall\n", "{image} is whole");
+            h.ok(&["rmi", image]);
+        }
+        h.ok(&["builder", "prune", "-f"]);
+    };
+    const BUILD_STEPS: &[&str] = &[
+        "build.started",
+        "build.rootfs:1",
+        "build.run-spawned:1",
+        "build.run-output:1",
+        "build.run-exited:1",
+        "build.committed:1",
+        "build.copying:1",
+        "build.copied:1",
+        "build.committed:2",
+        "build.run-output:2",
+        "build.exported",
+        "layer.filled:1",
+        "image.registered",
+        "net.endpoints:1",
+        "net.interface:1",
+    ];
+    let cli_build_settle = |h: &Hako| build_settle(h, "crash-b");
+    ops.push(Op {
+        name: "build",
+        setup: &nothing,
+        args: vec![
+            "build".into(),
+            "-q".into(),
+            "-t".into(),
+            "crash-b".into(),
+            ctx.display().to_string(),
+        ],
+        settle: &cli_build_settle,
+        steps: BUILD_STEPS,
+        child: false,
+        request: None,
+    });
+    // Requests to `hako serve`: the server is killed mid-request.
+    let serve_build_settle = |h: &Hako| build_settle(h, "crash-sb");
+    ops.push(Op {
+        name: "serve build",
+        setup: &nothing,
+        args: Vec::new(),
+        settle: &serve_build_settle,
+        steps: BUILD_STEPS,
+        child: false,
+        request: Some(Request {
+            method: "POST",
+            path: "/v1.43/build?t=crash-sb&q=1".into(),
+            content_type: "application/x-tar",
+            body: ctx_tar.clone(),
+        }),
+    });
+    let serve_create_settle = |h: &Hako| {
+        if exists(h, "container", "crash-sc") {
+            h.ok(&["start", "-a", "crash-sc"]);
+            let mp = h.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "crash-svol"]);
+            assert!(Path::new(mp.trim()).join("passwd").exists(), "copied up");
+            h.ok(&["rm", "crash-sc"]);
+        }
+        if exists(h, "volume", "crash-svol") {
+            h.ok(&["volume", "rm", "crash-svol"]);
+        }
+    };
+    ops.push(Op {
+        name: "serve create",
+        setup: &nothing,
+        args: Vec::new(),
+        settle: &serve_create_settle,
+        steps: &[],
+        child: false,
+        request: Some(Request {
+            method: "POST",
+            path: "/v1.43/containers/create?name=crash-sc".into(),
+            content_type: "application/json",
+            body:
+                br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Binds":["crash-svol:/etc"]}}"#
+                    .to_vec(),
+        }),
+    });
+    if let Some(p) = &pulled {
+        let (image, tag) = p.rsplit_once(':').expect("tag");
+        ops.push(Op {
+            name: "serve pull",
+            setup: &nothing,
+            args: Vec::new(),
+            settle: &pull_settle,
+            steps: &[],
+            child: false,
+            request: Some(Request {
+                method: "POST",
+                path: format!("/v1.43/images/create?fromImage={image}&tag={tag}"),
+                content_type: "text/plain",
+                body: Vec::new(),
+            }),
+        });
+    }
+
+    if group.iter().any(|g| g.contains("pull")) && pulled.is_none() {
         eprintln!("SKIP pull: no docker-registry (not in CI)");
         return;
     }
     let mut total = 0;
     for op in ops.iter().filter(|o| group.contains(&o.name)) {
-        total += crash_op(&h, &base, op);
+        total += crash_op(&h, &base, iptables_base.as_deref(), op);
     }
     assert!(total > 0);
     // The registry runs in the test's network namespace, where the leak check looks.
@@ -649,37 +1001,67 @@ fn crash_group(group: &[&str]) {
 }
 
 #[test]
+fn build_survives_kill_9_at_every_step() {
+    need_root!();
+    crash_group(&["build"], None);
+}
+
+#[test]
+fn server_requests_survive_kill_9_at_every_step() {
+    need_root!();
+    crash_group(&["serve create", "serve build", "serve pull"], None);
+}
+
+#[test]
+fn network_operations_with_the_iptables_driver_survive_kill_9_at_every_step() {
+    need_root!();
+    crash_group(
+        &[
+            "run -d on a network",
+            "network teardown at exit",
+            "network connect",
+            "network disconnect",
+            "network rm",
+        ],
+        Some("iptables-legacy"),
+    );
+}
+
+#[test]
 fn container_operations_survive_kill_9_at_every_step() {
     need_root!();
-    crash_group(&["create", "run -d", "stop", "rm -f -v", "volume rm"]);
+    crash_group(&["create", "run -d", "stop", "rm -f -v", "volume rm"], None);
 }
 
 #[test]
 fn image_operations_survive_kill_9_at_every_step() {
     need_root!();
-    crash_group(&["import", "load", "commit", "rmi"]);
+    crash_group(&["import", "load", "commit", "rmi"], None);
 }
 
 #[test]
 fn network_operations_survive_kill_9_at_every_step() {
     need_root!();
-    crash_group(&[
-        "run -d on a network",
-        "network teardown at exit",
-        "network connect",
-        "network disconnect",
-        "network rm",
-    ]);
+    crash_group(
+        &[
+            "run -d on a network",
+            "network teardown at exit",
+            "network connect",
+            "network disconnect",
+            "network rm",
+        ],
+        None,
+    );
 }
 
 #[test]
 fn volume_copy_up_survives_kill_9_at_every_step() {
     need_root!();
-    crash_group(&["create with copy-up"]);
+    crash_group(&["create with copy-up"], None);
 }
 
 #[test]
 fn pull_survives_kill_9_at_every_step() {
     need_root!();
-    crash_group(&["pull"]);
+    crash_group(&["pull"], None);
 }

@@ -106,8 +106,14 @@ impl Engine {
         image_findings.retain(|f| f.garbage || !unfinished.contains(&f.object));
         out.extend(image_findings);
         if let Some(lock) = &lock {
-            self.images()
-                .clear_crashed_flights(lock, &[hako_image::KIND_IMAGE, KIND_ENGINE])?;
+            self.images().clear_crashed_flights(
+                lock,
+                &[
+                    hako_image::KIND_IMAGE,
+                    KIND_ENGINE,
+                    crate::engine::KIND_BUILD,
+                ],
+            )?;
         }
         out.sort_by_key(|f| f.garbage);
         report.findings = out;
@@ -200,6 +206,23 @@ impl Engine {
                     false,
                 ));
             }
+        }
+        for (id, _) in self.dead_builds() {
+            out.push(finding(
+                format!("build {id}"),
+                "was interrupted; the next open removes its RUN containers, root filesystems and directories",
+                true,
+            ));
+        }
+        for (container, network) in self.net().stale_endpoints()? {
+            out.push(finding(
+                format!("container {}", &container[..container.len().min(12)]),
+                format!(
+                    "has an endpoint on network {} without being connected (a connect or disconnect was interrupted); the next open removes it",
+                    &network[..network.len().min(12)]
+                ),
+                true,
+            ));
         }
         let vols: HashSet<String> = volumes::all_names(&self.conn())?.into_iter().collect();
         for n in vol_dirs.iter().filter(|n| !vols.contains(*n)) {
@@ -341,7 +364,8 @@ impl Engine {
         // Network state (addresses, ports, interfaces, namespace) of containers without a
         // record: the exit command that gives it back needs the record.
         for c in self.net().containers()? {
-            if ids.contains(&c) {
+            // A build's RUN containers have no record (a dead build's are reported above).
+            if ids.contains(&c) || c.starts_with("hb-") {
                 continue;
             }
             let mut f = finding(

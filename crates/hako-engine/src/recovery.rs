@@ -14,6 +14,8 @@
 //! <root>/containers/<id>/, <exec-root>/containers/<id>/ without a record: remove
 //! <root>/volumes/<name>/ without a record: remove
 //! container_layers rows without a container record: release the root filesystem
+//! builds whose lock nobody holds: their RUN containers, root filesystems, directories
+//! network endpoints without an attachment (connect/disconnect killed): remove
 //! ```
 //!
 //! and then the image store collects its own garbage. All of it under the exclusive lock,
@@ -39,10 +41,10 @@ impl Engine {
     /// the next open tries again (and `hako system check` shows what is left). Opening
     /// never fails because of it.
     pub(crate) fn recover(&self) {
-        if let Err(e) = self
-            .images()
-            .recover(&[KIND_IMAGE, KIND_ENGINE], |lock| self.recover_engine(lock))
-        {
+        if let Err(e) = self.images().recover(
+            &[KIND_IMAGE, KIND_ENGINE, crate::engine::KIND_BUILD],
+            |lock| self.recover_engine(lock),
+        ) {
             tracing::warn!(error = %e, "cleaning up after an interrupted operation failed; the next command tries again");
         }
     }
@@ -55,6 +57,14 @@ impl Engine {
                 first_error.get_or_insert(e);
             }
         };
+        // Builds that died: their RUN containers go before their root filesystems (below).
+        self.collect_dead_builds_locked();
+        note(
+            self.net()
+                .remove_stale_endpoints()
+                .map(|_| ())
+                .map_err(Into::into),
+        );
         // (Bound first: a guard in a `for` head would be held through the loop.)
         let unfinished = records::unfinished(&self.conn())?;
         for (rec, creating, with_volumes) in unfinished {

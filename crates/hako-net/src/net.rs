@@ -1243,6 +1243,37 @@ impl Net {
         errs.into_result()
     }
 
+    /// Endpoints without an attachment (container, network id): a `network connect` or
+    /// `disconnect` killed halfway left them, holding an address (and maybe an interface
+    /// in the container). Setup records attachments before endpoints, and connect and
+    /// disconnect keep the two apart only while they hold the network lock, so with no
+    /// such operation in progress every one listed is stale.
+    pub fn stale_endpoints(&self) -> Result<Vec<(String, String)>> {
+        store::stale_endpoints(&self.conn())
+    }
+
+    /// Removes the endpoints [`Net::stale_endpoints`] lists (interface, address, the
+    /// network's elements if it was the last one), under the network lock; returns how
+    /// many went. One query when there are none.
+    pub fn remove_stale_endpoints(&self) -> Result<usize> {
+        if store::stale_endpoints(&self.conn())?.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock()?;
+        let stale = store::stale_endpoints(&self.conn())?;
+        let mut errs = ErrorList::default();
+        for (container, network) in &stale {
+            tracing::info!(container = %container, network = %network, "removing an endpoint an interrupted connect or disconnect left");
+            // (Bound first: the connection's guard in a `match` head lives through the arms.)
+            let n = store::find_network(&self.conn(), network);
+            match n {
+                Ok(n) => errs.push(self.disconnect_locked(container, &n)),
+                Err(e) => errs.push::<()>(Err(e)),
+            }
+        }
+        errs.into_result().map(|()| stale.len())
+    }
+
     /// Puts back the firewall elements of every live sandbox (after `nft flush ruleset`
     /// or a firewall reload wiped hako's table). Cheap when the table is intact.
     pub fn reconcile(&self) -> Result<()> {

@@ -412,6 +412,19 @@ pub fn containers(conn: &Connection) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Endpoints (container, network id) without an attachment to their network: what a
+/// `network connect` killed before recording its attachment, or a `disconnect` killed
+/// after removing it, left behind.
+pub fn stale_endpoints(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut st = conn.prepare(
+        "SELECT e.container, e.network FROM net_endpoints e
+         LEFT JOIN net_attachments a ON a.container = e.container AND a.network = e.network
+         WHERE a.container IS NULL ORDER BY e.container, e.network",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Forgets everything about a container (it is being removed).
 pub fn forget(conn: &Connection, container: &str) -> Result<()> {
     conn.execute(

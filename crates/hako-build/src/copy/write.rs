@@ -283,7 +283,9 @@ pub fn write(
             &target,
         )?;
     }
-    d.finish(newest)
+    d.finish(newest)?;
+    hako_sys::crash::point("build.copied");
+    Ok(())
 }
 
 /// Removes a non-directory in the way; a directory in the way of a non-directory fails.
@@ -388,7 +390,11 @@ fn copy_item(
     // Parent descriptors of the entries being written (entries come parent first).
     let mut stack: Vec<(String, OwnedFd)> = Vec::new();
     let top_parent = d.dir(tparent)?;
-    for e in &it.entries {
+    for (i, e) in it.entries.iter().enumerate() {
+        if i == 1 {
+            // The copy is under way: its first entry is written.
+            hako_sys::crash::point("build.copying");
+        }
         let path = join(target, &e.rel);
         let (prel, name) = if e.rel.is_empty() {
             (None, tname)

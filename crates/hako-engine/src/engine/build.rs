@@ -122,7 +122,7 @@ impl Default for BuildRequest {
 }
 
 /// Flight marker kind of builds (hako-image's flight.rs).
-const KIND_BUILD: &str = "bld";
+pub(crate) const KIND_BUILD: &str = "bld";
 
 fn berr(m: impl Into<String>) -> BuildError {
     BuildError::new(m)
@@ -170,17 +170,21 @@ impl Engine {
         cancel: &Cancel,
     ) -> std::result::Result<BuildOutput, BuildError> {
         self.collect_dead_builds();
-        let dirs = self.build_dirs().map_err(|e| berr(e.to_string()))?;
         // A flight for the whole build: garbage collection and prunes (which need the
-        // store exclusive) wait until it ends, so the layers of earlier steps stay.
+        // store exclusive) wait until it ends, so the layers of earlier steps stay. It
+        // spans the build's directories too: a build killed at any point leaves a marker,
+        // and the next open cleans up after it (recovery.rs).
         let flight = self
             .images
             .begin_flight(KIND_BUILD)
             .map_err(|e| berr(e.to_string()))?;
+        let dirs = self.build_dirs().map_err(|e| berr(e.to_string()))?;
+        hako_sys::crash::point("build.started");
         let tags = req.tags.clone();
         let r = self.build_in(req, &dirs, &flight, progress, cancel);
-        // Everything a failed build made is gone already (steps clean up after themselves,
-        // `dirs` goes next); only a killed build leaves its marker.
+        // Everything a failed build made is gone already (steps clean up after themselves);
+        // only a killed build leaves its marker.
+        drop(dirs);
         flight.complete();
         if let Ok(out) = &r {
             for t in &tags {
@@ -303,15 +307,22 @@ impl Engine {
             source: e,
         })?;
         let lock_path = active.join(format!("{id}.lock"));
-        let f = std::fs::File::create(&lock_path).map_err(|e| crate::Error::Io {
-            context: format!("create {}", lock_path.display()),
+        // Locked under a temporary name first: a lock file that is there and free is a
+        // dead build's, which another process's open cleans up.
+        let temp = active.join(format!("{id}.new"));
+        let f = std::fs::File::create(&temp).map_err(|e| crate::Error::Io {
+            context: format!("create {}", temp.display()),
             source: e,
         })?;
         let lock =
             Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| crate::Error::Io {
-                context: format!("lock {}", lock_path.display()),
+                context: format!("lock {}", temp.display()),
                 source: e.into(),
             })?;
+        std::fs::rename(&temp, &lock_path).map_err(|e| crate::Error::Io {
+            context: format!("create {}", lock_path.display()),
+            source: e,
+        })?;
         let scratch = self.build_root().join("tmp").join(&id);
         let bundles = self.opts.exec_root.join("build").join(&id);
         for d in [&scratch, &bundles] {
@@ -332,33 +343,58 @@ impl Engine {
     /// Cleans up after builds whose process died: their RUN containers, root
     /// filesystems and directories. A build still running holds its lock and is left alone.
     pub fn collect_dead_builds(&self) {
-        let active = self.build_root().join("active");
-        let Ok(rd) = std::fs::read_dir(&active) else {
-            return;
-        };
+        // Their flight markers go when no flight at all is in progress.
+        if self.collect_dead_builds_locked() > 0
+            && let Ok(Some(x)) = self.images.try_exclusive()
+        {
+            let _ = self.images.clear_crashed_flights(&x, &[KIND_BUILD]);
+        }
+    }
+
+    /// [`Engine::collect_dead_builds`] without clearing the flight markers (the recovery,
+    /// which holds the exclusive lock, clears them); returns how many builds were dead.
+    pub(crate) fn collect_dead_builds_locked(&self) -> usize {
         let mut dead = 0;
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".lock") else {
-                continue;
-            };
-            let Ok(f) = std::fs::File::options().write(true).open(e.path()) else {
+        for (id, path) in self.dead_builds() {
+            let Ok(f) = std::fs::File::options().write(true).open(&path) else {
                 continue;
             };
             let Ok(_lock) = Flock::lock(f, FlockArg::LockExclusiveNonblock) else {
                 continue;
             };
-            tracing::info!(build = id, "cleaning up after a build that did not finish");
-            self.remove_build_leftovers(id);
-            let _ = std::fs::remove_file(e.path());
+            tracing::info!(build = %id, "cleaning up after a build that did not finish");
+            self.remove_build_leftovers(&id);
+            let _ = std::fs::remove_file(&path);
             dead += 1;
         }
-        // Their flight markers go when no flight at all is in progress.
-        if dead > 0
-            && let Ok(Some(x)) = self.images.try_exclusive()
-        {
-            let _ = self.images.clear_crashed_flights(&x, &[KIND_BUILD]);
+        dead
+    }
+
+    /// Builds whose lock file nobody holds (their process died): id and lock file. A
+    /// build takes its lock before its lock file appears under its name.
+    pub(crate) fn dead_builds(&self) -> Vec<(String, PathBuf)> {
+        let active = self.build_root().join("active");
+        let Ok(rd) = std::fs::read_dir(&active) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // (`.new`: one that died before naming its lock file; it made nothing else.)
+            let Some(id) = name
+                .strip_suffix(".lock")
+                .or_else(|| name.strip_suffix(".new"))
+            else {
+                continue;
+            };
+            let Ok(f) = std::fs::File::options().write(true).open(e.path()) else {
+                continue;
+            };
+            if Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok() {
+                out.push((id.to_string(), e.path()));
+            }
         }
+        out
     }
 
     fn remove_build_leftovers(&self, id: &str) {
@@ -386,8 +422,8 @@ impl Engine {
             }
         }
         // RUN containers on the bridge: their network and attachment records.
-        if let Ok(attached) = self.net.network_containers("bridge") {
-            for (cid, _) in attached.iter().filter(|(c, _)| c.starts_with(&prefix)) {
+        if let Ok(all) = self.net.containers() {
+            for cid in all.iter().filter(|c| c.starts_with(&prefix)) {
                 if let Err(e) = self.net.forget(cid) {
                     tracing::warn!(container = %cid, error = %e, "release a dead build's network");
                 }

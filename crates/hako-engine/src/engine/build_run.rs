@@ -331,8 +331,8 @@ impl EngineWorker<'_> {
             .map_err(|e| werr(format!("write config.json: {e}")))?;
         let runtime = engine.opts.runtime.clone();
         let state_root = engine.runtime_root("hako-runtime");
-        let mut child = Command::new(&runtime)
-            .arg("--root")
+        let mut cmd = Command::new(&runtime);
+        cmd.arg("--root")
             .arg(&state_root)
             .arg("run")
             .arg("--bundle")
@@ -342,9 +342,14 @@ impl EngineWorker<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group: a ctrl-c at the terminal is the build's to handle.
-            .process_group(0)
+            .process_group(0);
+        // A build killed (kill -9) takes the runtime with it: the next open deletes the
+        // container, which a runtime still creating it would make again afterwards.
+        hako_sys::process::die_with_parent(&mut cmd);
+        let mut child = cmd
             .spawn()
             .map_err(|e| werr(format!("run the OCI runtime {}: {e}", runtime.display())))?;
+        hako_sys::crash::point("build.run-spawned");
         let (tx, rx) = mpsc::channel::<(u8, Vec<u8>)>();
         let mut pumps = Vec::new();
         for (stream, pipe) in [
@@ -385,9 +390,15 @@ impl EngineWorker<'_> {
         // then removes the container).
         let mut kills = 0u32;
         let mut last_kill: Option<std::time::Instant> = None;
+        let mut first_output = true;
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok((s, data)) => out(s, &data),
+                Ok((s, data)) => {
+                    out(s, &data);
+                    if std::mem::take(&mut first_output) {
+                        hako_sys::crash::point("build.run-output");
+                    }
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -423,6 +434,7 @@ impl EngineWorker<'_> {
         let status = child
             .wait()
             .map_err(|e| werr(format!("wait for the OCI runtime: {e}")))?;
+        hako_sys::crash::point("build.run-exited");
         // `run` deletes the container when it exits; make sure (a killed runtime does not).
         let _ = Command::new(&runtime)
             .arg("--root")

@@ -210,10 +210,9 @@ impl Worker for EngineWorker<'_> {
             created: result.created.clone(),
             empty: result.empty,
         };
-        self.store()
-            .build_cache_put(key, &entry)
-            .map(|_| ())
-            .map_err(werr)
+        self.store().build_cache_put(key, &entry).map_err(werr)?;
+        hako_sys::crash::point("build.cached");
+        Ok(())
     }
 
     fn rootfs(&self, layers: &Layers) -> WResult<Box<dyn Rootfs + '_>> {
@@ -224,6 +223,7 @@ impl Worker for EngineWorker<'_> {
             .store()
             .prepare_rootfs_on_chain(top.as_ref(), &id)
             .map_err(werr)?;
+        hako_sys::crash::point("build.rootfs");
         Ok(Box::new(BuildRootfs {
             store: self.store(),
             id,
@@ -262,9 +262,16 @@ impl Worker for EngineWorker<'_> {
             Some((u, g)) => Owner::Set(u, g),
             None => Owner::Keep,
         };
+        let mut tar = CrashPointAfterFirstRead {
+            inner: tar,
+            read: false,
+            marked: false,
+        };
         Root::open(rootfs.path())
-            .and_then(|r| r.extract(dir, tar, owner))
-            .map_err(werr)
+            .and_then(|r| r.extract(dir, &mut tar, owner))
+            .map_err(werr)?;
+        hako_sys::crash::point("build.extracted");
+        Ok(())
     }
 
     fn commit(
@@ -278,6 +285,7 @@ impl Worker for EngineWorker<'_> {
             .store()
             .build_commit(rootfs.id(), top.as_ref(), key)
             .map_err(werr)?;
+        hako_sys::crash::point("build.committed");
         drop(rootfs);
         let r = entry_result(entry);
         self.pin(&r.layers)?;
@@ -295,6 +303,7 @@ impl Worker for EngineWorker<'_> {
             .store()
             .build_commit_linked(rootfs.id(), top.as_ref(), key)
             .map_err(werr)?;
+        hako_sys::crash::point("build.committed");
         drop(rootfs);
         let r = entry_result(entry);
         self.pin(&r.layers)?;
@@ -386,7 +395,29 @@ impl Worker for EngineWorker<'_> {
             .store()
             .create_image(&bytes, top.as_ref(), tags)
             .map_err(werr)?;
+        hako_sys::crash::point("build.exported");
         Ok(id.to_string())
+    }
+}
+
+/// A COPY's tar stream that marks the crash point `build.extracting` once, at its second
+/// read: the copy is under way, part of it written.
+struct CrashPointAfterFirstRead<'a> {
+    inner: &'a mut dyn Read,
+    read: bool,
+    marked: bool,
+}
+
+impl Read for CrashPointAfterFirstRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 && !self.read {
+            self.read = true;
+        } else if n > 0 && !self.marked {
+            self.marked = true;
+            hako_sys::crash::point("build.extracting");
+        }
+        Ok(n)
     }
 }
 

@@ -46,6 +46,7 @@ mod wait;
 
 pub use attach::{AttachOptions, Attached, Resizer};
 pub use boot::BootReport;
+pub(crate) use build::KIND_BUILD;
 pub use build::{BuildContext, BuildRequest, CredentialLookup, Dockerfile};
 pub use create::CreateOptions;
 pub use exec::{EXEC_KEEP, ExecOptions};

@@ -639,7 +639,13 @@ impl Engine {
         let n = self.net.network(network)?;
         let running = self.live(&rec).status.is_active();
         let req = attach_request(&n.name, endpoint);
-        let made = self.net.connect(&rec.id, &req, running)?;
+        // A flight: a connect killed halfway leaves an endpoint without attachment, which
+        // the next open removes (recovery.rs).
+        let flight = self.images.begin_flight(crate::recovery::KIND_ENGINE)?;
+        let made = self.net.connect(&rec.id, &req, running);
+        // A failed connect rolled back what it made.
+        flight.complete();
+        let made = made?;
         self.network_event("connect", &n.id, &n.name, &n.driver, Some(&rec.id));
         if let Some(e) = made {
             // Docker appends the new address to the running container's /etc/hosts.
@@ -681,7 +687,10 @@ impl Engine {
                 .collect()
         };
         let n = self.net.network(network)?;
-        self.net.disconnect(&rec.id, network)?;
+        let flight = self.images.begin_flight(crate::recovery::KIND_ENGINE)?;
+        let r = self.net.disconnect(&rec.id, network);
+        flight.complete();
+        r?;
         self.network_event("disconnect", &n.id, &n.name, &n.driver, Some(&rec.id));
         if !removed.is_empty() {
             let path = self.container_dir(&rec.id).join("hosts");
