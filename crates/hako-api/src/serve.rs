@@ -77,16 +77,18 @@ async fn count(
     next.run(req).await
 }
 
-/// Once a second of no new request follows some, the allocator gives its free memory back
-/// (a list or a pull leaves megabytes of freed buffers that glibc otherwise keeps).
-async fn trim_when_idle() {
+/// Once a second of no new request follows some, the engine gives its idle memory back
+/// (SQLite page caches; a list or a pull leaves megabytes of freed buffers that glibc
+/// otherwise keeps).
+async fn trim_when_idle(engine: Arc<Engine>) {
     let (mut seen, mut trimmed) = (0, 0);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let n = REQUESTS.load(Ordering::Relaxed);
         if n == seen && n != trimmed {
-            let _ = tokio::task::spawn_blocking(hako_sys::malloc::trim).await;
+            let e = engine.clone();
+            let _ = tokio::task::spawn_blocking(move || e.release_memory()).await;
             trimmed = n;
         }
         seen = n;
@@ -139,8 +141,9 @@ fn plan(opts: &ServeOptions) -> Result<Plan, String> {
 pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
     let plan = plan(opts)?;
     // Small when idle: one thread for every connection's I/O (the engine's work runs on
-    // blocking threads, which end after 2 s without work), two malloc arenas.
-    hako_sys::malloc::limit_arenas(2);
+    // blocking threads, which end after 2 s without work), one malloc arena (the few
+    // threads seldom allocate at once; every arena keeps pages its live objects pin).
+    hako_sys::malloc::limit_arenas(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(256)
         .thread_keep_alive(Duration::from_secs(2))
@@ -150,7 +153,7 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
     let engine = Arc::new(engine);
     let app = app(engine.clone());
     rt.block_on(async move {
-        tokio::spawn(trim_when_idle());
+        tokio::spawn(trim_when_idle(engine.clone()));
         // Finished exec sessions go after dockerd's 5 minutes (`exec_create` sweeps too).
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -223,6 +223,11 @@ impl ImageStore {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Frees the connection's page cache and statements (an idle `hako serve`).
+    pub fn release_memory(&self) {
+        hako_sys::sqlite::release_memory(&self.conn());
+    }
+
     fn lock_file(&self, name: &str) -> Result<File> {
         let path = self.root.join("locks").join(name);
         File::options()

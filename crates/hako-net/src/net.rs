@@ -169,6 +169,11 @@ impl Net {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Frees the connection's page cache and statements (an idle `hako serve`).
+    pub fn release_memory(&self) {
+        hako_sys::sqlite::release_memory(&self.conn());
+    }
+
     fn lock(&self) -> Result<Lock> {
         let path = self.opts.exec_root.join("network.lock");
         std::fs::create_dir_all(&self.opts.exec_root)

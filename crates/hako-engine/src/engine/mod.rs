@@ -222,6 +222,15 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Gives back the memory an idle server need not hold: the store connections' page
+    /// caches and prepared statements, then the allocator's free pages.
+    pub fn release_memory(&self) {
+        hako_sys::sqlite::release_memory(&self.conn());
+        self.images.release_memory();
+        self.net.release_memory();
+        hako_sys::malloc::trim();
+    }
+
     /// The image store.
     pub fn images(&self) -> &ImageStore {
         &self.images

@@ -143,7 +143,11 @@ impl Waiter<'_> {
             if left.is_zero() {
                 return Ok(None);
             }
-            if self.conn.is_none() || self.code.is_some() {
+            if self.code.is_some() {
+                // Exited, waiting for the removal (`run --rm`): the client returns as soon
+                // as the record is gone, so look often (a cheap indexed read).
+                std::thread::sleep(left.min(Duration::from_millis(5)));
+            } else if self.conn.is_none() {
                 std::thread::sleep(left.min(Duration::from_millis(25)));
             }
         }
