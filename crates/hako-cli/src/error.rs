@@ -1,11 +1,14 @@
 //! How errors reach the user: one line on stderr, `Error: ` and Docker's wording, and
-//! Docker's exit codes (125 when hako itself fails; 126/127/the container's status will
-//! come with `run`).
+//! Docker's exit codes: 125 when `run` fails before its container does and for usage
+//! errors of any command, 126/127 when the container's command cannot be run, the
+//! container's own status, and 1 when any other command fails (as the docker CLI).
 
 use std::process::ExitCode;
 
-/// Exit status for hako's own errors (bad flags, unknown images, store failures).
+/// Exit status for usage errors and for a failing `run` (and `create`'s bad flags).
 pub const EXIT_HAKO: u8 = 125;
+/// Exit status for every other failing command.
+pub const EXIT_FAILURE: u8 = 1;
 
 /// Errors already printed (one line each, like `rmi a b` with two failures): only the
 /// exit code is left to set.
@@ -13,8 +16,9 @@ pub const EXIT_HAKO: u8 = 125;
 #[error("{0} of the operations failed")]
 pub struct AlreadyReported(pub usize);
 
-/// Prints `e` as one line and returns the exit code.
-pub fn report(e: &anyhow::Error) -> ExitCode {
+/// Prints `e` as one line and returns the exit code: the one `e` carries, else
+/// `default` (the failing command's, [`failure_status`]).
+pub fn report(e: &anyhow::Error, default: u8) -> ExitCode {
     if is_broken_pipe(e) {
         // `hako images | head -1`: the reader left, nothing to say.
         return ExitCode::SUCCESS;
@@ -23,14 +27,26 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
         if let Some(m) = &ee.message {
             eprintln!("Error: {}", one_line(m));
         }
-        return ExitCode::from(u8::try_from(ee.code).unwrap_or(EXIT_HAKO));
+        return match ee.code {
+            Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(default)),
+            None => ExitCode::from(default),
+        };
     }
-    if let Some(r) = e.downcast_ref::<AlreadyReported>() {
-        let _ = r;
-        return ExitCode::from(EXIT_HAKO);
+    if e.downcast_ref::<AlreadyReported>().is_some() {
+        return ExitCode::from(default);
     }
     eprintln!("Error: {}", chain_line(e));
-    ExitCode::from(EXIT_HAKO)
+    ExitCode::from(default)
+}
+
+/// The status a failing `command` leaves with: 125 for `run` (Docker wraps all of run's
+/// errors so that they differ from the container's own statuses), 1 for the others.
+pub fn failure_status(command: &crate::cli::Command) -> u8 {
+    use crate::cli::{Command, ContainerCommand};
+    match command {
+        Command::Run(_) | Command::Container(ContainerCommand::Run(_)) => EXIT_HAKO,
+        _ => EXIT_FAILURE,
+    }
 }
 
 /// `e` and its causes as one line, `context: cause: cause`, each cause once: an error
@@ -51,9 +67,11 @@ pub fn chain_line(e: &anyhow::Error) -> String {
     one_line(&line)
 }
 
-/// Clap's errors: help and version go to stdout with status 0; a usage error is one line
-/// (`Error: unexpected argument '--x' found; see 'hako images --help'`) with status 125,
-/// naming what is missing (`hako stop`) or the command meant (`hako pss`).
+/// Clap's errors: help and version are printed with status 0; a usage error is one line
+/// (`Error: unexpected argument '--x' found; see 'hako images --help'`), naming what is
+/// missing (`hako stop`) or the command meant (`hako pss`). The status is Docker's: 125
+/// for a bad flag (unknown, or a value it cannot take), 1 for a missing or extra argument
+/// and an unknown command.
 pub fn report_usage(e: &clap::Error) -> ExitCode {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if matches!(
@@ -62,12 +80,9 @@ pub fn report_usage(e: &clap::Error) -> ExitCode {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
+        // `hako network` alone prints the group's help and succeeds, as `docker network`.
         let _ = e.print();
-        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            ExitCode::from(EXIT_HAKO)
-        } else {
-            ExitCode::SUCCESS
-        };
+        return ExitCode::SUCCESS;
     }
     let text = e.to_string();
     let usage = text
@@ -114,7 +129,17 @@ pub fn report_usage(e: &clap::Error) -> ExitCode {
         Some(cmd) => eprintln!("Error: {first}; see '{cmd} --help'"),
         None => eprintln!("Error: {first}"),
     }
-    ExitCode::from(EXIT_HAKO)
+    let flag_error = match e.kind() {
+        ErrorKind::MissingRequiredArgument
+        | ErrorKind::InvalidSubcommand
+        | ErrorKind::MissingSubcommand => false,
+        // clap says "unexpected argument" for an extra positional argument too.
+        ErrorKind::UnknownArgument => strings(ContextKind::InvalidArg)
+            .first()
+            .is_none_or(|a| a.starts_with('-')),
+        _ => true,
+    };
+    ExitCode::from(if flag_error { EXIT_HAKO } else { EXIT_FAILURE })
 }
 
 pub fn one_line(s: &str) -> String {

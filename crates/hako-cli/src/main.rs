@@ -36,12 +36,13 @@ fn main() -> ExitCode {
         Err(e) => return error::report_usage(&e),
     };
     context::init_logging(&cli.global);
+    let failed = error::failure_status(&cli.command);
     // Before any thread exists (setns of a user namespace needs a single thread).
     if let Err(e) = rootless::enter(&mut cli.global) {
-        return error::report(&e);
+        return error::report(&e, failed);
     }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => error::report(&e),
+        Err(e) => error::report(&e, failed),
     }
 }

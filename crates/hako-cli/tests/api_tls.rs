@@ -136,12 +136,12 @@ fn the_docker_cli_over_tcp_with_tls_client_verification() {
     // Refused at once, one line each, nothing left listening.
     let plain = format!("tcp://127.0.0.1:{PORT}");
     let wide = format!("tcp://0.0.0.0:{PORT}");
-    let e = h.fails(125, &["serve", "-H", &plain]);
+    let e = h.fails(1, &["serve", "-H", &plain]);
     assert!(e.contains("--tlsverify") && e.contains("--insecure"), "{e}");
-    let e = h.fails(125, &["serve", "-H", &wide, "--insecure"]);
+    let e = h.fails(1, &["serve", "-H", &wide, "--insecure"]);
     assert!(e.contains("without TLS"), "{e}");
     let e = h.fails(
-        125,
+        1,
         &[
             "serve",
             "-H",
@@ -160,7 +160,7 @@ fn the_docker_cli_over_tcp_with_tls_client_verification() {
         "{e}"
     );
     let e = h.fails(
-        125,
+        1,
         &[
             "serve",
             "-H",
@@ -180,7 +180,7 @@ fn the_docker_cli_over_tcp_with_tls_client_verification() {
     );
     let sock = format!("unix://{}", h.root.path().join("t.sock").display());
     let e = h.fails(
-        125,
+        1,
         &[
             "serve",
             "-H",

@@ -68,9 +68,9 @@ fn top_shows_the_containers_processes() {
         out.lines().nth(1).is_some_and(|l| l.ends_with("sleep")),
         "{out}"
     );
-    h.fails(125, &["top", "nope"]);
+    h.fails(1, &["top", "nope"]);
     h.ok(&["stop", "-t", "1", "topper"]);
-    assert!(h.fails(125, &["top", "topper"]).contains("is not running"));
+    assert!(h.fails(1, &["top", "topper"]).contains("is not running"));
     h.finish(&[&id]);
 }
 
@@ -142,7 +142,7 @@ fn export_holds_the_image_and_the_containers_writes() {
     let tar2 = dir.path().join("c2.tar");
     std::fs::write(&tar2, &o.stdout).expect("write");
     assert!(tar_names(&tar2).iter().any(|n| n == "written.txt"));
-    h.fails(125, &["export", "nope"]);
+    h.fails(1, &["export", "nope"]);
     h.finish(&[&id]);
 }
 
@@ -194,9 +194,9 @@ fn cp_copies_both_ways_with_dockers_rules() {
         "/tmp/target\n"
     );
     // Bad destinations.
-    h.fails(125, &["cp", &hp("file.txt"), "cpy:/missing/dir/"]);
-    h.fails(125, &["cp", &hp("tree"), "cpy:/tmp/file.txt"]);
-    h.fails(125, &["cp", &hp("file.txt"), &hp("x")]);
+    h.fails(1, &["cp", &hp("file.txt"), "cpy:/missing/dir/"]);
+    h.fails(1, &["cp", &hp("tree"), "cpy:/tmp/file.txt"]);
+    h.fails(1, &["cp", &hp("file.txt"), &hp("x")]);
 
     // Container -> host.
     h.ok(&[
@@ -222,7 +222,7 @@ fn cp_copies_both_ways_with_dockers_rules() {
         "inside\n"
     );
     assert!(
-        h.fails(125, &["cp", "cpy:/nope", &hp("")])
+        h.fails(1, &["cp", "cpy:/nope", &hp("")])
             .contains("Could not find the file /nope")
     );
 
@@ -250,7 +250,7 @@ fn cp_copies_both_ways_with_dockers_rules() {
     );
     h.ok(&["start", "cpy"]);
     assert_eq!(h.ok(&["exec", "cpy", "cat", "/stopped.txt"]), "from host\n");
-    h.fails(125, &["cp", "cpy:/a", "cpy:/b"]);
+    h.fails(1, &["cp", "cpy:/a", "cpy:/b"]);
     h.finish(&[&id]);
 }
 
@@ -280,10 +280,10 @@ fn cp_never_follows_a_container_symlink_onto_the_host() {
 
     // Reading through the links: the host file is never found.
     for src in ["evil:/evil/secret", "evil:/tmp/up/secret"] {
-        h.fails(125, &["cp", src, &op("stolen")]);
+        h.fails(1, &["cp", src, &op("stolen")]);
         assert!(!out.path().join("stolen").exists(), "{src} read the host");
     }
-    h.fails(125, &["cp", "-L", "evil:/evil", &op("stolen")]);
+    h.fails(1, &["cp", "-L", "evil:/evil", &op("stolen")]);
     assert!(!out.path().join("stolen").exists());
     // Without -L the link itself is copied, as a link.
     h.ok(&["cp", "evil:/evil", &op("link")]);
@@ -344,7 +344,7 @@ fn cp_never_follows_a_container_symlink_onto_the_host() {
     ]);
     let raw = std::fs::read(&climb).unwrap();
     let o = h.run_stdin(&["cp", "-", "evil:/tmp"], &raw);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         snapshot(secret.path()),
         before,
@@ -361,7 +361,7 @@ fn port_lists_nothing_for_an_existing_container() {
     h.ok(&["create", "--name", "p", "busybox"]);
     assert_eq!(h.ok(&["port", "p"]), "");
     assert!(
-        h.fails(125, &["port", "nope"])
+        h.fails(1, &["port", "nope"])
             .contains("No such container: nope")
     );
     let id = h
@@ -417,7 +417,7 @@ fn volume_lifecycle() {
         std::fs::read_to_string(Path::new(mp.trim()).join("f")).unwrap(),
         "kept\n"
     );
-    let err = h.fails(125, &["volume", "rm", "named"]);
+    let err = h.fails(1, &["volume", "rm", "named"]);
     assert!(err.contains("volume is in use"), "{err}");
     assert_eq!(
         h.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]),
@@ -441,7 +441,7 @@ fn volume_lifecycle() {
     assert!(h.ok(&["volume", "prune", "-f", "-a"]).contains("named\n"));
     assert_eq!(h.ok(&["volume", "ls", "-q"]), "");
     assert!(!Path::new(mp.trim()).exists());
-    h.fails(125, &["volume", "rm", "named"]);
+    h.fails(1, &["volume", "rm", "named"]);
     h.ok(&["volume", "rm", "-f", "named"]);
     h.finish(&[&id]);
 }
@@ -549,7 +549,7 @@ fn diff_and_commit() {
     h.ok(&["stop", "-t", "1", "changer"]);
     h.ok(&["commit", "changer", "mine:v3"]);
     assert_eq!(h.ok(&["run", "--rm", "mine:v3", "cat", "/added"]), "new\n");
-    h.fails(125, &["diff", "nope"]);
+    h.fails(1, &["diff", "nope"]);
     h.finish(&[&id]);
 }
 
@@ -604,7 +604,7 @@ fn cp_goes_into_volumes_and_respects_read_only_mounts() {
     );
     let mp = h.ok(&["volume", "inspect", "--format", "{{.Mountpoint}}", "vol"]);
     assert!(Path::new(mp.trim()).join("f").exists());
-    let err = h.fails(125, &["cp", fp, "vols:/ro/"]);
+    let err = h.fails(1, &["cp", fp, "vols:/ro/"]);
     assert!(err.contains("read-only"), "{err}");
     assert!(!bind.path().join("f").exists());
     let out = host.path().join("conf");
@@ -614,7 +614,7 @@ fn cp_goes_into_volumes_and_respects_read_only_mounts() {
         .ok(&["create", "--read-only", "busybox"])
         .trim()
         .to_string();
-    let err = h.fails(125, &["cp", fp, &format!("{rofs}:/tmp")]);
+    let err = h.fails(1, &["cp", fp, &format!("{rofs}:/tmp")]);
     assert!(
         err.contains("container rootfs is marked read-only"),
         "{err}"
@@ -666,13 +666,13 @@ fn update_changes_limits_inside_a_running_container_and_the_record() {
     assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
     assert_eq!(v["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
     // Bad input: one line, nothing changed.
-    let e = h.fails(125, &["update", "upd"]);
+    let e = h.fails(1, &["update", "upd"]);
     assert!(e.contains("one or more flags"), "{e}");
     let e = h.fails(125, &["update", "-m", "lots", "upd"]);
     assert!(e.contains("invalid size"), "{e}");
-    let e = h.fails(125, &["update", "--restart", "sometimes", "upd"]);
+    let e = h.fails(1, &["update", "--restart", "sometimes", "upd"]);
     assert!(e.contains("invalid restart policy"), "{e}");
-    let e = h.fails(125, &["update", "-m", "32m", "nosuch"]);
+    let e = h.fails(1, &["update", "-m", "32m", "nosuch"]);
     assert!(e.contains("No such container"), "{e}");
     assert_eq!(h.inspect(&c)["HostConfig"]["Memory"], 134_217_728);
     // A stopped container: recorded, applied at its next start.

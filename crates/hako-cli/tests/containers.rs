@@ -147,7 +147,7 @@ fn detached_lifecycle_ps_logs_exec_stop_start_rm() {
             .code(),
         Some(7)
     );
-    let e = h.fails(125, &["rm", "ticker"]);
+    let e = h.fails(1, &["rm", "ticker"]);
     assert!(e.contains("container is running"), "{e}");
     let e = h.fails(125, &["run", "--name", "ticker", "busybox", "true"]);
     assert!(e.contains("is already in use"), "{e}");
@@ -163,7 +163,7 @@ fn detached_lifecycle_ps_logs_exec_stop_start_rm() {
         .trim(),
         "exited 0"
     );
-    let e = h.fails(125, &["exec", "ticker", "true"]);
+    let e = h.fails(1, &["exec", "ticker", "true"]);
     assert!(e.contains("is not running"), "{e}");
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
     // start again; logs keep the earlier output.
@@ -648,15 +648,15 @@ fn pause_rename_and_attach() {
         h.ok(&["ps", "--format", "{{.Status}}"])
             .contains("(Paused)")
     );
-    let e = h.fails(125, &["exec", "first", "true"]);
+    let e = h.fails(1, &["exec", "first", "true"]);
     assert!(e.contains("is paused"), "{e}");
-    let e = h.fails(125, &["pause", "first"]);
+    let e = h.fails(1, &["pause", "first"]);
     assert!(e.contains("already paused"), "{e}");
     h.ok(&["unpause", "first"]);
-    let e = h.fails(125, &["unpause", "first"]);
+    let e = h.fails(1, &["unpause", "first"]);
     assert!(e.contains("is not paused"), "{e}");
     h.ok(&["rename", "first", "second"]);
-    h.fails(125, &["inspect", "first"]);
+    h.fails(1, &["inspect", "first"]);
     assert_eq!(
         h.ok(&["inspect", "-f", "{{.Name}}", "second"]).trim(),
         "/second"

@@ -104,13 +104,14 @@ fn hako_on(fs: &SmallFs) -> Hako {
     h
 }
 
-/// `args` fails (125) with one error line, and it says the disk is full.
+/// `args` fails (Docker's status for the command) with one error line, and it says the
+/// disk is full.
 fn no_space(h: &Hako, args: &[&str]) -> String {
     // `build` fails as Docker's does: exit 1, "ERROR: failed to solve: ...".
     let (code, prefix) = if args[0] == "build" {
         (1, "ERROR")
     } else {
-        (125, "Error")
+        (common::failure_code(args), "Error")
     };
     let o = h.run(args);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();

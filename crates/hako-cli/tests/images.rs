@@ -55,10 +55,16 @@ impl Hako {
         String::from_utf8(o.stdout).expect("utf-8 stdout")
     }
 
-    /// Runs, asserts exit 125 and exactly one stderr line; returns that line.
+    /// Runs, asserts exit 1 (Docker's for a failing image command) and exactly one
+    /// stderr line; returns that line.
     fn fails(&self, args: &[&str]) -> String {
+        self.fails_with(1, args)
+    }
+
+    /// As [`Hako::fails`], with status `code` (125 for usage errors).
+    fn fails_with(&self, code: i32, args: &[&str]) -> String {
         let o = self.run(args);
-        assert_eq!(o.status.code(), Some(125), "hako {args:?}: {o:?}");
+        assert_eq!(o.status.code(), Some(code), "hako {args:?}: {o:?}");
         let err = String::from_utf8(o.stderr).expect("utf-8 stderr");
         assert_eq!(
             err.lines().count(),
@@ -445,9 +451,9 @@ fn rmi_messages_and_in_use() {
         eprintln!("skipping the in-use check: needs root to mount a container rootfs");
         format!("Untagged: bb:2\nDeleted: {id}\n")
     };
-    // Several names: each outcome printed, a failure still exits 125 with one line.
+    // Several names: each outcome printed, a failure still exits 1 with one line.
     let o = h.run(&["rmi", short(&id), "nope"]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&o.stdout), expected);
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
@@ -457,7 +463,7 @@ fn rmi_messages_and_in_use() {
 }
 
 #[test]
-fn errors_are_one_docker_line_with_125() {
+fn errors_are_one_docker_line_with_status_1() {
     let h = Hako::new();
     for args in [
         &["image", "inspect", "foo"][..],
@@ -489,7 +495,10 @@ fn errors_are_one_docker_line_with_125() {
         h.fails(&["images", "--format", "{{nope .ID}}"]),
         r#"Error: template parsing error: template: :1: function "nope" not defined"#
     );
-    assert!(h.fails(&["images", "--bogus"]).contains("'--bogus'"));
+    assert!(
+        h.fails_with(125, &["images", "--bogus"])
+            .contains("'--bogus'")
+    );
     assert_eq!(
         h.fails(&["images", "--filter", "foo=bar"]),
         "Error: invalid filter 'foo'"

@@ -302,11 +302,11 @@ fn user_network_names_aliases_and_no_names_on_the_default_bridge() {
     for n in ["bridge", "front", "host", "none"] {
         assert!(ls.lines().any(|l| l == n), "{ls}");
     }
-    let e = h.fails(125, &["network", "rm", "front"]);
+    let e = h.fails(1, &["network", "rm", "front"]);
     assert!(e.contains("has active endpoints"), "{e}");
     h.finish(&[&web, &client, &late, &a, &b]);
     assert_eq!(h.ok(&["network", "rm", "front"]).trim(), "front");
-    let e = h.fails(125, &["network", "inspect", "front"]);
+    let e = h.fails(1, &["network", "inspect", "front"]);
     assert!(e.contains("network front not found"), "{e}");
 }
 
@@ -554,7 +554,7 @@ fn connect_and_disconnect_a_running_container() {
     assert!(addrs.contains("10.99.7.50/24"), "{addrs}");
     assert_eq!(nc_from(&h, "b", "a", 80), "hello from a");
     assert_eq!(nc_from(&h, "b", "alpha", 80), "hello from a");
-    let e = h.fails(125, &["network", "connect", "back", "a"]);
+    let e = h.fails(1, &["network", "connect", "back", "a"]);
     assert!(e.contains("already exists"), "{e}");
     h.ok(&["network", "disconnect", "back", "a"]);
     let o = h.run(&["exec", "a", "ip", "link", "show", "eth1"]);
@@ -562,7 +562,7 @@ fn connect_and_disconnect_a_running_container() {
     assert_eq!(nc_once(&h, "b", "a", 80), "");
     // None and host containers cannot be connected.
     let n = h.start(&["--network", "none", "busybox", "sleep", "300"], None);
-    let e = h.fails(125, &["network", "connect", "back", &n]);
+    let e = h.fails(1, &["network", "connect", "back", &n]);
     assert!(e.contains("none"), "{e}");
     h.finish(&[&a, &b, &n]);
     h.ok(&["network", "rm", "back"]);
@@ -843,16 +843,13 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
         ),
     ];
     for (args, msg) in cases {
-        let e = h.fails(125, args);
+        let e = h.fails(common::failure_code(args), args);
         assert!(e.contains(msg), "{args:?}: {e}");
     }
     h.ok(&["network", "create", "--subnet", "10.5.0.0/16", "five"]);
-    let e = h.fails(
-        125,
-        &["network", "create", "--subnet", "10.5.1.0/24", "six"],
-    );
+    let e = h.fails(1, &["network", "create", "--subnet", "10.5.1.0/24", "six"]);
     assert!(e.contains("overlaps"), "{e}");
-    let e = h.fails(125, &["network", "create", "five"]);
+    let e = h.fails(1, &["network", "create", "five"]);
     assert!(e.contains("already exists"), "{e}");
     let e = h.fails(
         125,
@@ -989,7 +986,7 @@ fn network_and_volume_inspect_print_what_they_find_and_one_line_per_missing_name
         ("volume", "vol", "Error: "),
     ] {
         let o = h.run(&[kind, "inspect", name, "nope"]);
-        assert_eq!(o.status.code(), Some(125), "{kind}");
+        assert_eq!(o.status.code(), Some(1), "{kind}");
         let found: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
         assert_eq!(found.as_array().map(Vec::len), Some(1), "{kind}: {found}");
         assert_eq!(found[0]["Name"], name, "{kind}");
@@ -1005,7 +1002,7 @@ fn network_and_volume_inspect_print_what_they_find_and_one_line_per_missing_name
             String::from_utf8_lossy(&o.stdout),
             format!("{name}\n{name}\n")
         );
-        let e = h.fails(125, &[kind, "inspect", "-f", "{{.Nope", name]);
+        let e = h.fails(1, &[kind, "inspect", "-f", "{{.Nope", name]);
         assert_eq!(e.lines().count(), 1, "a bad template is one line: {e}");
     }
     h.ok(&["network", "rm", "front"]);

@@ -124,24 +124,62 @@ fn arguments_after_the_image_or_container_are_the_containers() {
     // A flag hako does not know, before the image, is still an error.
     let e = h.fails(125, &["run", "--bogus", "busybox", "true"]);
     assert!(e.contains("'--bogus'"), "{e}");
-    let e = h.fails(125, &["exec", "ex"]);
+    let e = h.fails(1, &["exec", "ex"]);
     assert!(e.contains("requires at least 2 arguments"), "{e}");
-    let e = h.fails(125, &["run"]);
+    // Missing arguments fail with 1 (Docker's), unknown flags with 125.
+    let e = h.fails(1, &["run"]);
     assert!(e.contains("'hako run' requires at least 1 argument"), "{e}");
     h.finish(&["c1", &id]);
+}
+
+/// The docker CLI's exit statuses (measured with docker 28.2): a failing `run` leaves
+/// 125, any other failing command 1; a bad flag is 125 for every command, a missing
+/// argument or unknown command 1, a command group alone prints its help and succeeds.
+#[test]
+fn exit_statuses_are_the_docker_clis() {
+    need_root!();
+    let h = Hako::new();
+    let cases: &[(&[&str], i32)] = &[
+        (&["run", "--rm", "--pull", "never", "nosuchimage"], 125),
+        (&["run", "-m", "lots", "busybox"], 125),
+        (&["run"], 1),
+        (&["create", "--pull", "never", "nosuchimage"], 1),
+        (&["create", "--memory-swappiness", "101", "busybox"], 125),
+        (&["rm", "nosuch"], 1),
+        (&["inspect", "nosuch"], 1),
+        (&["stop", "nosuch"], 1),
+        (&["stop", "-t", "abc", "nosuch"], 125),
+        (&["rmi", "nosuch"], 1),
+        (&["volume", "rm", "nosuch"], 1),
+        (&["network", "rm", "nosuch"], 1),
+        (&["images", "--bogus"], 125),
+        (&["rename", "a"], 1),
+        (&["pss"], 1),
+        (&["network"], 0),
+    ];
+    for (args, code) in cases {
+        let o = h.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(*code),
+            "hako {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    h.finish(&[]);
 }
 
 #[test]
 fn usage_errors_are_one_line_naming_what_is_wrong() {
     need_root!();
     let h = Hako::new();
-    let e = h.fails(125, &["stop"]);
+    let e = h.fails(1, &["stop"]);
     assert!(e.contains("CONTAINER"), "names the missing argument: {e}");
-    let e = h.fails(125, &["rename", "a"]);
+    let e = h.fails(1, &["rename", "a"]);
     assert!(e.contains("NEW_NAME"), "{e}");
-    let e = h.fails(125, &["pss"]);
+    let e = h.fails(1, &["pss"]);
     assert!(e.contains("did you mean 'ps'?"), "{e}");
-    let e = h.fails(125, &["image", "lss"]);
+    let e = h.fails(1, &["image", "lss"]);
     assert!(e.contains("did you mean 'ls'?"), "{e}");
     // hako has no daemon: no "Error response from daemon", one line per failure.
     let o = h.run(&["stop", "nosuch1", "nosuch2"]);
@@ -150,7 +188,7 @@ fn usage_errors_are_one_line_naming_what_is_wrong() {
         err,
         "Error: No such container: nosuch1\nError: No such container: nosuch2\n"
     );
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     let o = h.run(&["volume", "rm", "nosuchvol"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!err.contains("daemon"), "{err}");
@@ -274,7 +312,11 @@ fn without_root_an_unwritable_root_is_one_line_and_nothing_is_made() {
         // Rootless mode exists now: a user who cannot write the --root given gets one
         // line naming it, and nothing is made.
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(
+            o.status.code(),
+            Some(common::failure_code(args)),
+            "{args:?}: {err}"
+        );
         assert!(
             err.starts_with("Error: ") && err.lines().count() == 1 && err.contains("root"),
             "{args:?}: {err}"
@@ -481,10 +523,7 @@ fn exec_it_detaches_with_its_detach_keys_and_the_process_runs_on() {
         ]);
         assert!(alive.status.success(), "{keys:?}: the exec'd shell is gone");
     }
-    let e = h.fails(
-        125,
-        &["exec", "-it", "--detach-keys", "ctrl-", "host", "sh"],
-    );
+    let e = h.fails(1, &["exec", "-it", "--detach-keys", "ctrl-", "host", "sh"]);
     assert!(e.contains("detach"), "{e}");
     h.finish(&[&id]);
 }
@@ -638,7 +677,7 @@ fn ps_shows_the_image_id_once_the_name_means_another_image_and_names_filter_by_r
         Vec::<String>::new(),
         "the name starts with /"
     );
-    let e = h.fails(125, &["ps", "--filter", "name=[unclosed"]);
+    let e = h.fails(1, &["ps", "--filter", "name=[unclosed"]);
     assert!(e.contains("name=[unclosed"), "{e}");
     h.finish(&[&id, &id2]);
     h.ok(&["rmi", "kept:1"]);
@@ -799,7 +838,7 @@ fn user_lookup_reads_passwd_and_group_inside_the_image_only() {
     ]);
     let o = bounded(&h, &["exec", "-u", "nobody", "ex", "true"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("not a regular file"), "{err}");
     h.finish(&[&id]);
     for (tag, _) in &cases {
@@ -1114,7 +1153,7 @@ fn log_drivers_none_and_local_and_logs_refusing_on_none() {
     ]);
     let id = id.trim().to_string();
     h.ok(&["wait", "quiet"]);
-    let e = h.fails(125, &["logs", "quiet"]);
+    let e = h.fails(1, &["logs", "quiet"]);
     assert!(e.contains("does not support reading"), "{e}");
     assert!(
         !h.root

@@ -201,7 +201,7 @@ fn volumes_from_mounts_the_other_containers_volumes_and_binds() {
     );
     assert!(e.contains("No such container: nope"), "{e}");
     let e = h.fails(
-        125,
+        1,
         &["create", "--volumes-from", "joiner:zz", "busybox", "true"],
     );
     assert!(e.contains("invalid mode"), "{e}");
@@ -424,7 +424,7 @@ fn pid_and_ipc_container_join_the_other_containers_namespaces() {
         !mounted(&shm.to_string_lossy()),
         "stop unmounts the shareable /dev/shm"
     );
-    let e = h.fails(125, &["start", "j"]);
+    let e = h.fails(1, &["start", "j"]);
     assert!(
         e.contains("cannot join PID of a non running container: donor"),
         "{e}"
@@ -601,7 +601,7 @@ fn blkio_throttles_swappiness_oom_kill_disable_and_annotations() {
         );
     }
     let e = h.fails(
-        125,
+        1,
         &["create", "--device-read-bps", "/dev/null:1mb", "busybox"],
     );
     assert!(e.contains("/dev/null is not a block device"), "{e}");

@@ -179,11 +179,15 @@ impl User {
         String::from_utf8(o.stdout).unwrap()
     }
 
-    /// Exit 125 and one `Error:` line containing `what`.
+    /// Docker's failure status for `args` and one `Error:` line containing `what`.
     fn refused(&self, path_env: Option<&str>, args: &[&str], what: &str) {
         let o = self.cmd(path_env, args).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(125), "hako {args:?}: {err}");
+        assert_eq!(
+            o.status.code(),
+            Some(common::failure_code(args)),
+            "hako {args:?}: {err}"
+        );
         let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("Error")).collect();
         assert_eq!(lines.len(), 1, "hako {args:?}: {err}");
         assert!(lines[0].contains(what), "hako {args:?}: {err}");

@@ -15,6 +15,39 @@ use serde_json::Value;
 
 pub const HAKO: &str = env!("CARGO_BIN_EXE_hako");
 
+/// The status a failing `hako ARGS` leaves with, as the docker CLI's: 125 when `run`
+/// fails (Docker keeps 1-124 for the container's own statuses), 1 for any other command.
+/// (Usage errors are 125 for every command.)
+pub fn failure_code(args: &[&str]) -> i32 {
+    const GLOBALS_WITH_VALUE: &[&str] = &[
+        "--root",
+        "--exec-root",
+        "--storage-driver",
+        "--cgroup-manager",
+        "--runtime",
+        "--host",
+        "-H",
+        "--log-level",
+        "-l",
+    ];
+    let mut it = args.iter();
+    let mut words = Vec::new();
+    while let Some(a) = it.next() {
+        if GLOBALS_WITH_VALUE.contains(a) {
+            it.next();
+        } else if !a.starts_with('-') {
+            words.push(*a);
+            if words.len() == 2 {
+                break;
+            }
+        }
+    }
+    match words.as_slice() {
+        ["run", ..] | ["container", "run"] => 125,
+        _ => 1,
+    }
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

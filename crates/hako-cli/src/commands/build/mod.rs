@@ -361,10 +361,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
         }
         Err(e) => {
             report(&renderer, &e, dockerfile_text.as_deref());
-            Err(anyhow::Error::new(EngineError {
-                message: None,
-                code: 1,
-            }))
+            Err(EngineError::exit(1))
         }
     }
 }

@@ -77,7 +77,8 @@ pub struct CreateArgs {
     #[arg(
         long = "memory-swappiness",
         value_name = "INT",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        value_parser = swappiness
     )]
     pub memory_swappiness: Option<i64>,
     /// Block IO weight (relative device weight) (DEVICE:WEIGHT)
@@ -621,6 +622,18 @@ fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
         .collect()
 }
 
+/// `--memory-swappiness`: checked as Docker's CLI checks it, before anything is asked of
+/// the engine (so a bad value is a flag error, status 125).
+fn swappiness(s: &str) -> Result<i64, String> {
+    let n: i64 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    if n != -1 && !(0..=100).contains(&n) {
+        return Err(format!(
+            "invalid value: {n}, valid memory swappiness range is 0-100"
+        ));
+    }
+    Ok(n)
+}
+
 impl CreateArgs {
     /// Docker's `--health-*` and `--no-healthcheck` (durations of 0 mean "the image's,
     /// else the default").
@@ -681,7 +694,11 @@ impl CreateArgs {
             (Some(_), _) => (None, self.args.clone()),
             (None, Some((i, rest))) => (Some(i.clone()), rest.to_vec()),
             (None, None) => {
-                bail!("'hako {verb}' requires at least 1 argument; see 'hako {verb} --help'")
+                // A missing argument fails with 1 (not 125) even for `run`, as Docker's.
+                return Err(super::EngineError::with_code(
+                    format!("'hako {verb}' requires at least 1 argument; see 'hako {verb} --help'"),
+                    1,
+                ));
             }
         };
         if let Some(g) = &self.gpus {

@@ -21,15 +21,16 @@ pub mod update;
 
 use crate::error::AlreadyReported;
 
-/// An error with Docker's exit code: 125 for hako's own failures, 126/127 when the
-/// command cannot be run, or the container's status (`message` then is `None`).
+/// An error with Docker's exit code: the container's status (`message` then is `None`),
+/// 126/127 when the command cannot be run, or (`code` None) the failing command's own
+/// status: 125 for `run`, 1 for the others, as the docker CLI leaves.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", message.as_deref().unwrap_or("container exited"))]
 pub struct EngineError {
     /// What to print (nothing for a container's own exit status).
     pub message: Option<String>,
-    /// The exit code.
-    pub code: i32,
+    /// The exit code; None for the command's default.
+    pub code: Option<i32>,
 }
 
 impl EngineError {
@@ -37,14 +38,26 @@ impl EngineError {
     pub fn exit(code: i32) -> anyhow::Error {
         anyhow::Error::new(EngineError {
             message: None,
-            code,
+            code: Some(code),
+        })
+    }
+
+    /// Fail with `message` and exactly `code`, whatever the command.
+    pub fn with_code(message: impl Into<String>, code: i32) -> anyhow::Error {
+        anyhow::Error::new(EngineError {
+            message: Some(message.into()),
+            code: Some(code),
         })
     }
 }
 
-/// An engine error, with its exit code.
+/// An engine error, with its exit code (the runtime's 126/127 when the command could not
+/// be run; the command's default otherwise).
 pub fn engine_err(e: hako_engine::Error) -> anyhow::Error {
-    let code = e.exit_code();
+    let code = match &e {
+        hako_engine::Error::Runtime { exit_code, .. } if *exit_code != 125 => Some(*exit_code),
+        _ => None,
+    };
     anyhow::Error::new(EngineError {
         message: Some(e.to_string()),
         code,

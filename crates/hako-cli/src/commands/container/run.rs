@@ -104,7 +104,15 @@ fn create(
     verb: &str,
     detach: bool,
 ) -> Result<hako_engine::Record> {
-    let mut opts = a.to_options(verb)?;
+    // Flags that do not make a valid container fail with 125 for `create` too (Docker's
+    // CLI checks them before it asks the daemon); `run` fails with 125 anyway.
+    let mut opts = a.to_options(verb).map_err(|e| {
+        if e.is::<EngineError>() {
+            e
+        } else {
+            EngineError::with_code(crate::error::chain_line(&e), 125)
+        }
+    })?;
     if detach {
         if !a.attach.is_empty() {
             anyhow::bail!("Conflicting options: -a and -d");

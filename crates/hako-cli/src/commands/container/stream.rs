@@ -66,10 +66,10 @@ fn stdin_is_tty() -> bool {
 /// anything is created).
 pub fn check_tty(attach_stdin: bool, tty: bool) -> Result<()> {
     if attach_stdin && tty && !stdin_is_tty() {
-        return Err(anyhow::Error::new(super::EngineError {
-            message: Some("the input device is not a TTY".into()),
-            code: 1,
-        }));
+        return Err(super::EngineError::with_code(
+            "the input device is not a TTY",
+            1,
+        ));
     }
     Ok(())
 }

@@ -29,7 +29,11 @@ pub struct UpdateArgs {
 impl UpdateArgs {
     /// Docker's update body; errors name the flag, before any container is touched.
     fn body(&self) -> Result<ContainerUpdateBody> {
-        let r = self.resources.parse()?;
+        // A bad size or number is a flag error for Docker's CLI (status 125).
+        let r = self
+            .resources
+            .parse()
+            .map_err(|e| super::EngineError::with_code(crate::error::chain_line(&e), 125))?;
         if !r.any() && self.restart.is_none() {
             anyhow::bail!("you must provide one or more flags when using this command");
         }
