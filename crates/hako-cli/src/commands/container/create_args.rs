@@ -834,17 +834,6 @@ impl CreateArgs {
             readonly_rootfs: Some(self.read_only),
             devices: Some(self.devices.iter().map(|d| parse_device(d)).collect()),
             device_cgroup_rules: Some(self.device_cgroup_rules.clone()),
-            blkio_weight: r.blkio_weight,
-            cpu_period: r.cpu_period,
-            cpu_quota: r.cpu_quota,
-            cpu_shares: r.cpu_shares,
-            nano_cpus: r.nano_cpus,
-            cpuset_cpus: r.cpuset_cpus,
-            cpuset_mems: r.cpuset_mems,
-            memory: r.memory,
-            memory_reservation: r.memory_reservation,
-            memory_swap: r.memory_swap,
-            pids_limit: r.pids_limit,
             ulimits: Some(
                 self.ulimits
                     .iter()
@@ -911,7 +900,7 @@ impl CreateArgs {
                     HostConfigCgroupnsModeEnum::PRIVATE
                 }
             }),
-            ..Default::default()
+            ..r.to_host_config()
         };
         Ok(CreateOptions {
             name: self.name.clone(),

@@ -38,19 +38,8 @@ impl UpdateArgs {
             anyhow::bail!("you must provide one or more flags when using this command");
         }
         Ok(ContainerUpdateBody {
-            blkio_weight: r.blkio_weight,
-            cpu_period: r.cpu_period,
-            cpu_quota: r.cpu_quota,
-            cpu_shares: r.cpu_shares,
-            nano_cpus: r.nano_cpus,
-            cpuset_cpus: r.cpuset_cpus,
-            cpuset_mems: r.cpuset_mems,
-            memory: r.memory,
-            memory_reservation: r.memory_reservation,
-            memory_swap: r.memory_swap,
-            pids_limit: r.pids_limit,
             restart_policy: self.restart.as_deref().map(parse_restart).transpose()?,
-            ..Default::default()
+            ..r.to_update_body()
         })
     }
 }
