@@ -832,7 +832,7 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
     // `RUN true` changed nothing: the mount points the runtime made for it (/etc/hosts...)
     // and the copy-up of /etc they caused are gone, so it made no layer either.
     assert_eq!(layers(), before, "RUN true left a layer");
-    let e = h.fails(1, &["build", "-t", "Bad:Tag", ctx.dir()]);
+    let e = h.fails(125, &["build", "-t", "Bad:Tag", ctx.dir()]);
     assert!(e.contains("invalid reference format"), "{e}");
     assert_build_clean(&h);
 }

@@ -229,8 +229,13 @@ fn cancel_on_signals() -> Result<Cancel> {
 /// `hako build`.
 pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     for t in &a.tags {
-        hako_image::Reference::parse(t)
-            .map_err(|e| anyhow::anyhow!("invalid argument {t:?} for \"-t, --tag\" flag: {e}"))?;
+        // A flag error (status 125), as Docker's CLI checks -t before it builds.
+        hako_image::Reference::parse(t).map_err(|e| {
+            EngineError::with_code(
+                format!("invalid argument {t:?} for \"-t, --tag\" flag: {e}"),
+                125,
+            )
+        })?;
     }
     if let Some(p) = &a.platform {
         let host = hako_image::Platform::host().to_string();
