@@ -49,8 +49,8 @@ pub use engine::{
     CONTAINER_PRUNE_FILTERS, CgroupDriver, ContainerListOptions, CreateOptions, CredentialLookup,
     DiskUsage, Dockerfile, EXEC_KEEP, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS,
     IMAGE_PRUNE_FILTERS, ImageListOptions, LiveState, NETWORK_FILTERS, NETWORK_PRUNE_FILTERS,
-    NetworkMode, Resizer, SignalSender, VOLUME_FILTERS, VOLUME_PRUNE_FILTERS, WaitCondition,
-    Waiter, add_legacy_network_fields, parse_size, sibling_binary, status_text,
+    NetworkMode, RemovalLock, Resizer, SignalSender, VOLUME_FILTERS, VOLUME_PRUNE_FILTERS,
+    WaitCondition, Waiter, add_legacy_network_fields, parse_size, sibling_binary, status_text,
 };
 pub use error::{Error, Result};
 pub use records::Record;

@@ -37,6 +37,19 @@ pub struct Attached {
     pub(super) _attached: Option<crate::locks::AttachedLock>,
 }
 
+impl Attached {
+    /// Takes the `--rm` removal lock out of the connection, for a caller that removes the
+    /// container after the stream ends (a foreground `run --rm`): held until dropped, so
+    /// the shim's exit command waits for that removal instead of racing it.
+    pub fn take_removal_lock(&mut self) -> Option<RemovalLock> {
+        self._attached.take().map(RemovalLock)
+    }
+}
+
+/// See [`Attached::take_removal_lock`].
+#[derive(Debug)]
+pub struct RemovalLock(#[allow(dead_code)] crate::locks::AttachedLock);
+
 /// Resizes the terminal of an attached container or exec (its monitor's state directory).
 #[derive(Debug, Clone)]
 pub struct Resizer {

@@ -313,7 +313,11 @@ impl Engine {
                 return Ok(());
             };
             let me = i32::try_from(std::process::id()).unwrap_or(0);
-            if s.owner == 0 || s.owner == me || !holder_alive(s.owner) || Instant::now() >= deadline
+            if s.owner == 0
+                || s.owner == me
+                || !holder_alive(s.owner)
+                || is_exit_command(s.owner, id)
+                || Instant::now() >= deadline
             {
                 let joined = self.net.attachments(id).unwrap_or_default();
                 self.net.teardown(id)?;
@@ -758,6 +762,20 @@ impl Engine {
     }
 }
 
+/// Whether `pid` is container `id`'s exit command (`hako container cleanup ID`, exec'd
+/// by its shim in its place, so it keeps the shim's pid and ownership): the container
+/// has stopped and its shim is done, so whoever asks may release the network now
+/// rather than wait for that process to start up and do it (teardown is serialized by
+/// hako-net's lock; the second finds nothing to do). A foreground `run --rm` holds the
+/// removal lock on which the exit command waits, so it must not wait for it here.
+fn is_exit_command(pid: i32, id: &str) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+    argv.ends_with(&[b"cleanup".as_slice(), id.as_bytes()])
+}
+
 /// Whether `pid` runs (a zombie does not: a killed shim whose parent has not reaped it yet
 /// holds nothing any more).
 fn holder_alive(pid: i32) -> bool {
@@ -836,6 +854,42 @@ pub fn add_legacy_network_fields(inspect: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    /// The shim's exit command (`... container cleanup ID`, same pid as the shim) is told
+    /// apart from any other holder of a network: a remover does not wait for it.
+    #[test]
+    fn the_exit_command_of_a_container_is_recognised_by_its_arguments() {
+        let id = "c".repeat(64);
+        let other = "d".repeat(64);
+        let mut exit_cmd = std::process::Command::new("sh")
+            // `read`, a builtin: no child process outlives the kill.
+            .args(["-c", "read x", "container", "cleanup", &id])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut holder = std::process::Command::new("sh")
+            // `read`, a builtin: no child process outlives the kill.
+            .args(["-c", "read x", "run", &id])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let (a, b) = (
+            i32::try_from(exit_cmd.id()).unwrap(),
+            i32::try_from(holder.id()).unwrap(),
+        );
+        assert!(super::is_exit_command(a, &id));
+        assert!(!super::is_exit_command(a, &other), "another container's");
+        assert!(!super::is_exit_command(b, &id), "not an exit command");
+        for c in [&mut exit_cmd, &mut holder] {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        assert!(!super::is_exit_command(a, &id), "gone");
+    }
 
     #[test]
     fn legacy_fields_come_from_the_bridge_endpoint_over_zero_values() {

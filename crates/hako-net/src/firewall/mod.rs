@@ -28,8 +28,9 @@
 //!                               between two different bridges: drop (isolation)
 //! ```
 //!
-//! Every batch re-declares the table, sets and maps (`add` is a no-op for what exists) and
-//! rebuilds the chains (flush + add) in the same transaction as its element changes: a
+//! Every batch that adds re-declares the table, sets and maps (`add` is a no-op for what
+//! exists) and rebuilds the chains (flush + add) in the same transaction as its element
+//! changes (a batch that only deletes is just its deletions): a
 //! flushed table (`nft flush ruleset`, a firewall reload) is mended by the next start, and
 //! the rules are never half there. The *elements* of running containers are put back by
 //! the housekeeping pass (`Net::reconcile`).
@@ -179,20 +180,26 @@ impl Batch {
         s
     }
 
-    /// Applies the batch (with the rules) atomically. A deletion of an element that is
-    /// already gone fails a whole nft transaction; then each deletion is retried on its
-    /// own (gone is fine) and the additions applied after: teardown must not stop there.
+    /// Applies the batch atomically, with the rules when it adds anything (a batch that
+    /// only deletes elements needs no chains rebuilt: a teardown is one small
+    /// transaction). A deletion of an element that is already gone fails a whole nft
+    /// transaction; then each deletion is retried on its own (gone is fine) and the
+    /// additions applied after: teardown must not stop there.
     pub fn apply(&self, backend: Backend) -> Result<()> {
         if let Backend::Iptables { legacy } = backend {
             return iptables::apply(legacy, &self.rules_add, &self.rules_del);
         }
-        match backend.apply(&self.text(true)) {
+        let with_rules = !self.add.is_empty();
+        match backend.apply(&self.text(with_rules)) {
             Ok(_) => Ok(()),
             Err(e) if self.del.is_empty() => Err(e),
             Err(_) => {
                 for (set, el) in &self.del {
                     let _ =
                         backend.apply(&format!("delete element inet {TABLE} {set} {{ {el} }}\n"));
+                }
+                if !with_rules {
+                    return Ok(());
                 }
                 let adds = Batch {
                     add: self.add.clone(),
@@ -240,6 +247,10 @@ pub fn list(backend: Backend) -> String {
 pub fn intact(backend: Backend) -> bool {
     match backend {
         Backend::Iptables { legacy } => iptables::intact(legacy),
-        _ => list(backend).contains("hostports"),
+        // One chain, not the whole table: a listing of the table dumps every element of
+        // every map (every published port), and each engine open asks this.
+        _ => backend
+            .apply(&format!("list chain inet {TABLE} hostports\n"))
+            .is_ok_and(|l| l.contains("@ports4")),
     }
 }

@@ -189,9 +189,12 @@ fn attached_run(
     tty: bool,
 ) -> Result<i32> {
     let keys = stream::detach_keys(keys)?;
-    let (rec, att, waiter) = engine
+    let (rec, mut att, waiter) = engine
         .start_attached(id, &streams, stream::terminal_size())
         .map_err(engine_err)?;
+    // Held until this CLI has removed an `--rm` container: the shim's exit command waits
+    // for it (instead of a second process racing this one for the removal).
+    let _removal = att.take_removal_lock();
     if sig_proxy && !tty {
         proxy_signals(engine, &rec.id)?;
     }
