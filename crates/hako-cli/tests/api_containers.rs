@@ -147,6 +147,46 @@ fn docker_cp_port_commit_and_update_through_hako_serve() {
     assert_eq!(seen, "hello\nhello\ndeep\ntar\n0 644\n");
     let o = s.run(&["cp", &hs("up.txt"), "f1:/nodir/x"]);
     assert!(!o.status.success(), "no such directory: {o:?}");
+    // A file over a directory through the API (docker-py's put_archive sends no
+    // noOverwriteDirNonDir): refused with the flag, the directory replaced without, as dockerd.
+    let file_tar = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut hdr = tar::Header::new_gnu();
+        hdr.set_size(5);
+        hdr.set_mode(0o644);
+        hdr.set_uid(0);
+        hdr.set_gid(0);
+        hdr.set_mtime(1_600_000_000);
+        hdr.set_cksum();
+        b.append_data(&mut hdr, "d", &b"file\n"[..])
+            .expect("tar entry");
+        b.into_inner().expect("tar")
+    };
+    let put = |flag: &str| {
+        let mut c = std::os::unix::net::UnixStream::connect(&s.sock).expect("connect");
+        let head = format!(
+            "PUT /v1.50/containers/f1/archive?path=/srv{flag} HTTP/1.0\r\nHost: hako\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+            file_tar.len()
+        );
+        c.write_all(head.as_bytes()).expect("request");
+        c.write_all(&file_tar).expect("body");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        answer
+    };
+    let refused = put("&noOverwriteDirNonDir=1");
+    assert!(
+        refused.starts_with("HTTP/1.0 400") || refused.starts_with("HTTP/1.1 400"),
+        "{refused}"
+    );
+    assert_eq!(
+        s.ok(&["exec", "f1", "cat", "/srv/d/sub/b"]),
+        "b\n",
+        "the directory stays"
+    );
+    let replaced = put("");
+    assert!(replaced.contains(" 200 OK"), "{replaced}");
+    assert_eq!(s.ok(&["exec", "f1", "cat", "/srv/d"]), "file\n");
 
     // port: from inspect's NetworkSettings.Ports.
     let ports = s.ok(&["port", "f1"]);

@@ -17,7 +17,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -119,6 +119,19 @@ fn entry_parts(raw: &[u8]) -> io::Result<Vec<OsString>> {
     })
 }
 
+/// What an extracted entry may replace when the path exists with the other kind (a
+/// directory vs anything else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    /// Neither (the API's `noOverwriteDirNonDir`).
+    Nothing,
+    /// A directory replaces a file; a file never replaces a directory (`hako cp` to the
+    /// host, builds).
+    FilesOnly,
+    /// Either replaces the other (the API without the flag, as dockerd).
+    Anything,
+}
+
 impl Root {
     /// Opens `path` as the root.
     pub fn open(path: &Path) -> io::Result<Root> {
@@ -212,20 +225,37 @@ impl Root {
 
     /// Extracts the tar `input` into the directory `dir` (which must exist). Parent
     /// directories missing from the tar are made (0755).
+    /// A non-directory never replaces a directory here.
     pub fn extract(&self, dir: &str, input: &mut dyn Read, owner: Owner) -> io::Result<()> {
-        self.extract_checked(dir, input, owner, false)
+        self.extract_with(dir, input, owner, Replace::FilesOnly)
     }
 
-    /// [`Root::extract`]; with `no_overwrite_dir_non_dir` (Docker's `noOverwriteDirNonDir`,
-    /// which `docker cp` always sets) a directory of the tar does not replace an existing
-    /// non-directory either: both are refused, as dockerd's untar does. (A non-directory
-    /// never replaces a directory here, flag or not.)
+    /// The API's `PUT archive` as dockerd's untar: with `no_overwrite_dir_non_dir` (Docker's
+    /// `noOverwriteDirNonDir`, which `docker cp` always sets) neither a directory of the tar
+    /// replaces an existing non-directory nor the other way round: both are refused;
+    /// without it, either replaces the other (an existing directory is removed with
+    /// everything in it, as dockerd's `RemoveAll`).
     pub fn extract_checked(
         &self,
         dir: &str,
         input: &mut dyn Read,
         owner: Owner,
         no_overwrite_dir_non_dir: bool,
+    ) -> io::Result<()> {
+        let how = if no_overwrite_dir_non_dir {
+            Replace::Nothing
+        } else {
+            Replace::Anything
+        };
+        self.extract_with(dir, input, owner, how)
+    }
+
+    fn extract_with(
+        &self,
+        dir: &str,
+        input: &mut dyn Read,
+        owner: Owner,
+        how: Replace,
     ) -> io::Result<()> {
         let base = dir.trim_end_matches('/').to_string();
         let st = self.resolve(&base, OFlag::O_PATH)?;
@@ -243,7 +273,7 @@ impl Root {
                 continue;
             };
             let pfd = self.mkdir_all(&base, parents)?;
-            self.extract_entry(&pfd, name, &base, &mut e, owner, no_overwrite_dir_non_dir)
+            self.extract_entry(&pfd, name, &base, &mut e, owner, how)
                 .map_err(|err| {
                     io::Error::new(
                         err.kind(),
@@ -271,7 +301,7 @@ impl Root {
         base: &str,
         e: &mut tar::Entry<'_, R>,
         owner: Owner,
-        no_overwrite_dir_non_dir: bool,
+        how: Replace,
     ) -> io::Result<()> {
         let h = e.header();
         let kind = h.entry_type();
@@ -292,13 +322,21 @@ impl Root {
             let old_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
             match (old_dir, is_dir) {
                 (true, true) => {}
+                (true, false) if how == Replace::Anything => {
+                    // The entry is a directory (not followed if a symlink: checked above
+                    // without following); its parent is a descriptor inside the root.
+                    let path =
+                        PathBuf::from(format!("/proc/self/fd/{}", pfd.as_raw_fd())).join(name);
+                    std::fs::remove_dir_all(&path)?;
+                    existing = None;
+                }
                 (true, false) => {
                     return Err(io::Error::new(
                         io::ErrorKind::IsADirectory,
                         "cannot overwrite a directory with a non-directory",
                     ));
                 }
-                (false, true) if no_overwrite_dir_non_dir => {
+                (false, true) if how == Replace::Nothing => {
                     return Err(io::Error::new(
                         io::ErrorKind::NotADirectory,
                         "cannot overwrite a non-directory with a directory",
