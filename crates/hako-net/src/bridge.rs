@@ -160,10 +160,10 @@ impl Driver for Bridge {
 
     fn teardown(&self, network: &Network, host_veth: &str, last: bool) -> Result<()> {
         let mut nl = self.nl();
-        let r = nl.del_link(host_veth);
         if last {
-            nl.del_link(&network.bridge)?;
+            // The bridge and its last port in one unregistration (Socket::del_links).
+            return nl.del_links(&[host_veth, &network.bridge]);
         }
-        r
+        nl.del_link(host_veth)
     }
 }

@@ -854,3 +854,39 @@ fn iptables_driver_ports_masquerade_isolation_and_cleanup() {
     kill(server);
     out.remove();
 }
+
+/// A bridge and its last port go in one request (one unregistration in the kernel), and
+/// nothing else in the namespace goes with them: not another bridge, not a link of the
+/// default device group.
+#[test]
+fn links_are_deleted_together_and_nothing_else() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let mut nl = hako_net::netlink::Socket::new().expect("netlink");
+    nl.add_bridge("hkdel0", 1500, [2, 0, 0, 0, 0, 0x10])
+        .expect("bridge");
+    nl.add_bridge("keep0", 1500, [2, 0, 0, 0, 0, 0x11])
+        .expect("other bridge");
+    let here = std::fs::File::open("/proc/thread-self/ns/net").expect("own netns");
+    nl.add_veth(&hako_net::netlink::VethSpec {
+        host: "hkdelv",
+        peer: "hkdelp",
+        netns: std::os::fd::AsFd::as_fd(&here),
+        mtu: 1500,
+        peer_mac: None,
+    })
+    .expect("veth");
+    let br = nl.link("hkdel0").unwrap().expect("bridge made");
+    let v = nl.link("hkdelv").unwrap().expect("veth made");
+    nl.enslave(v.index, "hkdelv", br.index).expect("enslave");
+    nl.del_links(&["hkdelv", "hkdel0", "missing0"])
+        .expect("delete together");
+    let mut left: Vec<String> = links().into_iter().filter(|l| l != "lo").collect();
+    left.sort();
+    // The veth's peer goes with it; the other bridge stays.
+    assert_eq!(left, ["keep0"]);
+    nl.del_links(&["hkdelv", "hkdel0"]).expect("gone is fine");
+    nl.del_link("keep0").unwrap();
+}
