@@ -92,6 +92,10 @@ h_kb=$(rss "$hserve")
 d_kb=$(rss "$dd")
 c_kb=$(rss "${cd_pid:-0}")
 echo "== idle RSS (kB): hako serve $h_kb; dockerd $d_kb + containerd $c_kb = $((d_kb + c_kb))"
+# Anonymous memory vs pages of the binary and libraries (shared with every hako process).
+split() { awk '/RssAnon|RssFile/ {printf "%s %s kB  ", $1, $2}' "/proc/$1/status" 2>/dev/null; echo; }
+echo "   hako serve: $(split "$hserve")"
+echo "   dockerd:    $(split "$dd")"
 
 # 100 containers (created) and 100 images (imported one-file tars) in each.
 for i in $(seq "$N"); do
