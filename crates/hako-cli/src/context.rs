@@ -48,7 +48,8 @@ pub struct Global {
     pub log_level: LogLevel,
 
     /// Who makes containers' cgroups: systemd (a scope per container) or cgroupfs
-    /// (default: systemd when it is PID 1 on a cgroup v2 host, else cgroupfs)
+    /// (default: systemd when it is PID 1 on a cgroup v2 host, for rootless hako when the
+    /// user's systemd runs too; else cgroupfs)
     #[arg(
         long = "cgroup-manager",
         value_enum,

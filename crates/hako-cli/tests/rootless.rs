@@ -600,7 +600,7 @@ fn without_newuidmap_a_user_with_subordinate_ids_is_told_what_to_install() {
     assert!(u.processes().is_empty(), "{:?}", u.processes());
 }
 
-/// Rootless limits through the user's systemd (`--cgroup-manager systemd`), where it
+/// Rootless limits through the user's systemd (the default driver there), where it
 /// exists: pure cgroup v2 with `user@UID.service` delegated controllers (the VM stage's systemd guest runs this:
 /// `bash scripts/vm/test.sh systemd`). Each container is a scope of the user's manager
 /// under `user@UID.service/user.slice`, its limits in the files (seen from inside through
@@ -657,11 +657,10 @@ fn vm_rootless_limits_through_the_users_delegated_systemd_scope() {
     }
     assert_eq!(inside.lines().collect::<Vec<_>>(), want, "limits inside");
 
-    // From outside: the scope of the user's manager, owned by the user.
+    // From outside: the scope of the user's manager (the default driver where the user's
+    // systemd runs), owned by the user.
     let id = u
         .ok(&[
-            "--cgroup-manager",
-            "systemd",
             "run",
             "-d",
             "--network",
@@ -740,10 +739,19 @@ fn vm_rootless_limits_through_the_users_delegated_systemd_scope() {
             &format!("not delegated the {controller} controller"),
         );
     }
-    // The default driver of rootless hako (cgroupfs) has no delegated cgroup at all.
+    // The cgroupfs driver of rootless hako has no delegated cgroup at all.
     u.refused(
         None,
-        &["run", "--rm", "-m", "8m", "busybox", "true"],
+        &[
+            "--cgroup-manager",
+            "cgroupfs",
+            "run",
+            "--rm",
+            "-m",
+            "8m",
+            "busybox",
+            "true",
+        ],
         "no cgroup is delegated",
     );
 

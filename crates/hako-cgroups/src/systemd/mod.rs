@@ -117,6 +117,12 @@ pub fn booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// True when the caller's user manager has its socket (`$XDG_RUNTIME_DIR/systemd/private`):
+/// a rootless caller's scopes can be made by it.
+pub fn user_manager_running() -> bool {
+    socket(Instance::User).is_ok()
+}
+
 /// The private socket of `instance`, if it exists.
 fn socket(instance: Instance) -> Result<PathBuf, Error> {
     let path = match instance {

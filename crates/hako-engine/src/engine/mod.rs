@@ -112,13 +112,13 @@ pub enum CgroupDriver {
 
 impl CgroupDriver {
     /// systemd when it is PID 1 on a pure cgroup v2 host (hako's systemd driver needs
-    /// v2), cgroupfs otherwise. Rootless hako uses the user's manager only when asked
-    /// (`--cgroup-manager systemd`): asking it on every command costs a D-Bus round trip
-    /// that can stall on a busy manager.
+    /// v2), cgroupfs otherwise; for rootless hako, systemd when the user's manager runs
+    /// too (a login or `loginctl enable-linger`), as Podman: its scopes are the only
+    /// cgroups delegated to the user.
     pub fn host_default() -> CgroupDriver {
-        if hako_sys::userns::in_initial()
-            && hako_cgroups::systemd::booted()
+        if hako_cgroups::systemd::booted()
             && hako_cgroups::detect_layout().ok() == Some(hako_cgroups::Layout::V2)
+            && (hako_sys::userns::in_initial() || hako_cgroups::systemd::user_manager_running())
         {
             CgroupDriver::Systemd
         } else {
