@@ -37,6 +37,9 @@ chmod 755 /usr/local/sbin/hako-vm-finish
 for d in /tmp /var/tmp /var/lib/hako /var/lib/docker /var/lib/containerd /var/lib/containers; do
     mkdir -p "$d" && mount -t tmpfs -o mode=755 tmpfs "$d"
 done
+# pasta (rootless networking) opens /dev/net/tun: the node appears with the module (no udev
+# static nodes here; the rootless tests make it 0666, as distributions do).
+modprobe tun 2>/dev/null || echo "@@ vm: no tun module"
 chmod 1777 /tmp /var/tmp
 
 if [ "$kind" = systemd ]; then
