@@ -135,6 +135,14 @@ pub trait Worker: Sync {
     /// Records `result` under `key` (a step whose result is an existing state).
     fn cache_put(&self, key: &str, result: &StepResult) -> WResult<()>;
 
+    /// A fact derived from an immutable state, recorded under `key` by an earlier build
+    /// ([`Worker::memo_put`]).
+    fn memo_get(&self, key: &str) -> WResult<Option<String>>;
+
+    /// Records a fact derived from an immutable state (the content digest of files
+    /// selected in a layer chain), so later builds need not derive it again.
+    fn memo_put(&self, key: &str, value: &str) -> WResult<()>;
+
     /// A writable root filesystem on `layers`.
     fn rootfs(&self, layers: &Layers) -> WResult<Box<dyn Rootfs + '_>>;
 
@@ -162,21 +170,14 @@ pub trait Worker: Sync {
     ) -> WResult<()>;
 
     /// Turns the changes made in `rootfs` into a layer on `parent` and records the
-    /// result under `key`.
+    /// result under `key`. `linked` (`COPY --link`): `rootfs` started empty
+    /// (`Layers(None)`) and all it holds becomes a layer of its own, stacked on `parent`.
     fn commit(
         &self,
         rootfs: Box<dyn Rootfs + '_>,
         parent: &Layers,
         key: &str,
-    ) -> WResult<StepResult>;
-
-    /// `COPY --link`: `rootfs` started empty (`Layers(None)`); all it holds becomes a
-    /// layer of its own, stacked on `parent`, recorded under `key`.
-    fn commit_linked(
-        &self,
-        rootfs: Box<dyn Rootfs + '_>,
-        parent: &Layers,
-        key: &str,
+        linked: bool,
     ) -> WResult<StepResult>;
 
     /// The diff ids of a chain, base first.

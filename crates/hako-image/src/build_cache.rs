@@ -7,6 +7,10 @@
 //!               rebuilds so their images are identical), empty (the step made no
 //!               layer), size (bytes the step's own layer takes), last_used, uses
 //!               (the run that made it and every cache hit)
+//! build_memo    key PK, value: what a build derived from an immutable state and would
+//!               otherwise derive again (the content digest of files selected in a
+//!               layer chain: `COPY --from` keys without mounting the source); no
+//!               references, dropped by every `builder prune`
 //! ```
 //!
 //! An entry holds a reference on every layer of its chain, exactly as an image does, so
@@ -108,6 +112,25 @@ impl ImageStore {
         }))
     }
 
+    /// The memo recorded under `key`, if any.
+    pub fn build_memo_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM build_memo WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Records `value` under `key` (replacing what was there).
+    pub fn build_memo_put(&self, key: &str, value: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO build_memo (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
     /// Records `entry` under `key` (a step whose result already exists, such as a
     /// `mkdir` of a directory that was there). An entry with the same result is kept;
     /// another one is replaced. Returns the entry in effect.
@@ -164,25 +187,18 @@ impl ImageStore {
 
     /// The layer the changes in build container `container_id` make on top of
     /// `parent`, registered together with the cache entry `key` (one transaction). A
-    /// container that changed nothing gives an empty entry and no layer.
+    /// container that changed nothing gives an empty entry and no layer. `linked`
+    /// (`COPY --link`): the container started empty and its whole content is the layer,
+    /// stacked on `parent` (so the layer never depends on it).
     pub fn build_commit(
         &self,
         container_id: &str,
         parent: Option<&Digest>,
         key: &str,
+        linked: bool,
     ) -> Result<BuildCacheEntry> {
-        self.build_commit_on(container_id, parent, parent, key)
-    }
-
-    /// `COPY --link`: build container `container_id` started empty and its whole
-    /// content is the layer, stacked on `parent` (so the layer never depends on it).
-    pub fn build_commit_linked(
-        &self,
-        container_id: &str,
-        parent: Option<&Digest>,
-        key: &str,
-    ) -> Result<BuildCacheEntry> {
-        self.build_commit_on(container_id, None, parent, key)
+        let diff_base = if linked { None } else { parent };
+        self.build_commit_on(container_id, diff_base, parent, key)
     }
 
     /// The layer of `container_id`'s changes against the chain `diff_base`, put on
@@ -385,6 +401,8 @@ impl ImageStore {
                 }
                 tx.execute("DELETE FROM build_cache WHERE key = ?1", [key])?;
             }
+            // Memos are derived facts: cheap to derive again, never worth keeping past a prune.
+            tx.execute("DELETE FROM build_memo", [])?;
             let dead = delete_dead_layers(&tx)?;
             tx.commit()?;
             (keys.len(), dead)

@@ -13,6 +13,7 @@
 //! container_layers container_id PK, image_id, top_layer, rw_cache_id, created
 //! layer_pins       chain_id, owner (a flight's token; see flight.rs)
 //! build_cache      key PK, top_layer -> layers, created, empty, size, last_used (build_cache.rs)
+//! build_memo       key PK, value: facts about immutable states a build derived (build_cache.rs)
 //! damaged_images   image_id PK, reason (marked by `system check --repair`; see check.rs)
 //! meta             key PK, value   (schema version, storage driver)
 //! ```
@@ -25,7 +26,7 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::Result;
 
@@ -90,16 +91,34 @@ CREATE TABLE IF NOT EXISTS build_cache (
   size INTEGER NOT NULL,
   last_used INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS build_memo (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS damaged_images (
   image_id TEXT PRIMARY KEY,
   reason TEXT NOT NULL
 );
 ";
 
+/// The schema `open` brings a store to.
+const SCHEMA_VERSION: &str = "4";
+
 /// Opens the database, creating the schema.
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     private(path)?;
     let conn = hako_sys::sqlite::open_shared(path)?;
+    // A store already at this schema needs no write (a write transaction at every open
+    // would wait for every other process's writes, and write the WAL for nothing).
+    let current: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .unwrap_or(None);
+    if current.as_deref() == Some(SCHEMA_VERSION) {
+        return Ok(conn);
+    }
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;{SCHEMA}INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
     ))?;
@@ -121,7 +140,10 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     if !has_uses {
         conn.execute_batch("ALTER TABLE build_cache ADD COLUMN uses INTEGER NOT NULL DEFAULT 0;")?;
     }
-    conn.execute_batch("UPDATE meta SET value = '3' WHERE key = 'schema'; COMMIT;")?;
+    // Schema 4: build_memo (made by SCHEMA above).
+    conn.execute_batch(&format!(
+        "UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema'; COMMIT;"
+    ))?;
     Ok(conn)
 }
 

@@ -191,21 +191,34 @@ pub(crate) fn run(
         mut items,
         mut content,
     } = prepared;
-    // A stage or image source: mounted and its selection hashed like the context's, so
-    // the key depends on the files copied, not on how the source stage got them (a
-    // source stage that re-ran and made the same files leaves this step cached).
-    let mut held: Vec<Box<dyn Rootfs + '_>> = Vec::new();
-    let from_root = match &from_src {
-        Some(layers) => {
-            let m = b.worker.rootfs(layers).map_err(werr)?;
-            let r = SourceRoot::rootfs(m.path()).map_err(|e| BuildError::new(e.to_string()))?;
-            items = copy::select(&r, &paths, &sel).map_err(|e| BuildError::new(e.to_string()))?;
-            content = copy::digest(&items);
-            held.push(m);
-            Some(r)
+    // A stage or image source: its selection hashed like the context's, so the key
+    // depends on the files copied, not on how the source stage got them (a source stage
+    // that re-ran and made the same files leaves this step cached). A layer chain never
+    // changes, so the digest is recorded (a memo) and a cached rebuild mounts nothing.
+    let memo = from_src.as_ref().map(|layers| {
+        key::step(
+            "",
+            "copy-source",
+            &json!({
+                "layers": layers.0,
+                "sources": paths,
+                "parents": sel.parents,
+                "exclude": sel.exclude,
+            }),
+        )
+    });
+    let mut source: Option<(Box<dyn Rootfs + '_>, SourceRoot)> = None;
+    if let (Some(layers), Some(mk)) = (&from_src, &memo) {
+        match b.worker.memo_get(mk).map_err(werr)? {
+            Some(d) => content = d,
+            None => {
+                let (m, r, its, c) = mount_source(b, layers, &paths, &sel)?;
+                b.worker.memo_put(mk, &c).map_err(werr)?;
+                (items, content) = (its, c);
+                source = Some((m, r));
+            }
         }
-        None => None,
-    };
+    }
     let dl_dir = b.opts.scratch.join(format!("add-{vid}"));
     let mut downloads = Vec::new();
     let mut url_keys = Vec::new();
@@ -256,6 +269,19 @@ pub(crate) fn run(
         return Ok((k, hit));
     }
     let result = (|| {
+        if let (Some(layers), Some(mk), None) = (&from_src, &memo, &source) {
+            let (m, r, its, c) = mount_source(b, layers, &paths, &sel)?;
+            if c != content {
+                // The memo lied (a damaged store): record the truth, and fail rather
+                // than cache this step under a key that does not describe it.
+                b.worker.memo_put(mk, &c).map_err(werr)?;
+                return Err(BuildError::new(
+                    "the source's files differ from what the build cache recorded; run the build again",
+                ));
+            }
+            items = its;
+            source = Some((m, r));
+        }
         if let (Some(c), [u]) = (&cp.checksum, urls.as_slice()) {
             downloads.push(download(u, &dl_dir, Some(c))?);
         }
@@ -281,10 +307,13 @@ pub(crate) fn run(
             chmod: cp.chmod,
             parents: cp.parents,
         };
-        let root = match &from_root {
-            Some(r) => r,
+        let root = match &source {
+            Some((_, r)) => r,
             None if !items.is_empty() => b.context.root()?,
             None => {
+                std::fs::create_dir_all(&b.opts.scratch).map_err(|e| {
+                    BuildError::new(format!("create {}: {e}", b.opts.scratch.display()))
+                })?;
                 &SourceRoot::rootfs(&b.opts.scratch).map_err(|e| BuildError::new(e.to_string()))?
             }
         };
@@ -310,15 +339,29 @@ pub(crate) fn run(
             extract_all(b, &dl_root, &unpack, rootfs.as_ref(), &cp.dest, owner)?;
         }
         extract_all(b, root, &archives, rootfs.as_ref(), &cp.dest, owner)?;
-        drop(held);
-        if cp.link {
-            b.worker.commit_linked(rootfs, &fs.layers, &k).map_err(werr)
-        } else {
-            b.worker.commit(rootfs, &fs.layers, &k).map_err(werr)
-        }
+        drop(source);
+        b.worker
+            .commit(rootfs, &fs.layers, &k, cp.link)
+            .map_err(werr)
     })();
     let _ = std::fs::remove_dir_all(&dl_dir);
     result.map(|res| (k, res))
+}
+
+/// A stage or image source mounted, with `paths` selected in it and their digest.
+type Mounted<'w> = (Box<dyn Rootfs + 'w>, SourceRoot, Vec<Item>, String);
+
+fn mount_source<'w>(
+    b: &Build<'w>,
+    layers: &crate::worker::Layers,
+    paths: &[String],
+    sel: &SelectOptions,
+) -> Result<Mounted<'w>, BuildError> {
+    let m = b.worker.rootfs(layers).map_err(werr)?;
+    let r = SourceRoot::rootfs(m.path()).map_err(|e| BuildError::new(e.to_string()))?;
+    let items = copy::select(&r, paths, sel).map_err(|e| BuildError::new(e.to_string()))?;
+    let content = copy::digest(&items);
+    Ok((m, r, items, content))
 }
 
 /// Opens a selected file for reading, resolved in its root (never on the host).

@@ -58,7 +58,8 @@ pub struct BuildOptions {
     pub network: Network,
     /// `--secret` values by id.
     pub secrets: BTreeMap<String, Vec<u8>>,
-    /// A directory this build may use for temporary files (deleted by the caller).
+    /// A directory this build may use for temporary files (made by the step that first
+    /// needs it; deleted by the caller).
     pub scratch: PathBuf,
 }
 

@@ -323,14 +323,9 @@ impl Engine {
             context: format!("create {}", lock_path.display()),
             source: e,
         })?;
+        // Made by the first step that needs them (a cached rebuild needs neither).
         let scratch = self.build_root().join("tmp").join(&id);
         let bundles = self.opts.exec_root.join("build").join(&id);
-        for d in [&scratch, &bundles] {
-            std::fs::create_dir_all(d).map_err(|e| crate::Error::Io {
-                context: format!("create {}", d.display()),
-                source: e,
-            })?;
-        }
         Ok(BuildDirs {
             id,
             scratch,

@@ -215,6 +215,14 @@ impl Worker for EngineWorker<'_> {
         Ok(())
     }
 
+    fn memo_get(&self, key: &str) -> WResult<Option<String>> {
+        self.store().build_memo_get(key).map_err(werr)
+    }
+
+    fn memo_put(&self, key: &str, value: &str) -> WResult<()> {
+        self.store().build_memo_put(key, value).map_err(werr)
+    }
+
     fn rootfs(&self, layers: &Layers) -> WResult<Box<dyn Rootfs + '_>> {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let id = format!("hb-{}-{n}", self.build_id);
@@ -279,29 +287,12 @@ impl Worker for EngineWorker<'_> {
         rootfs: Box<dyn Rootfs + '_>,
         parent: &Layers,
         key: &str,
+        linked: bool,
     ) -> WResult<StepResult> {
         let top = layers_top(parent)?;
         let entry = self
             .store()
-            .build_commit(rootfs.id(), top.as_ref(), key)
-            .map_err(werr)?;
-        hako_sys::crash::point("build.committed");
-        drop(rootfs);
-        let r = entry_result(entry);
-        self.pin(&r.layers)?;
-        Ok(r)
-    }
-
-    fn commit_linked(
-        &self,
-        rootfs: Box<dyn Rootfs + '_>,
-        parent: &Layers,
-        key: &str,
-    ) -> WResult<StepResult> {
-        let top = layers_top(parent)?;
-        let entry = self
-            .store()
-            .build_commit_linked(rootfs.id(), top.as_ref(), key)
+            .build_commit(rootfs.id(), top.as_ref(), key, linked)
             .map_err(werr)?;
         hako_sys::crash::point("build.committed");
         drop(rootfs);
