@@ -170,15 +170,18 @@ pub trait Worker: Sync {
     ) -> WResult<()>;
 
     /// Turns the changes made in `rootfs` into a layer on `parent` and records the
-    /// result under `key`. `linked` (`COPY --link`): `rootfs` started empty
-    /// (`Layers(None)`) and all it holds becomes a layer of its own, stacked on `parent`.
+    /// result under `key`.
     fn commit(
         &self,
         rootfs: Box<dyn Rootfs + '_>,
         parent: &Layers,
         key: &str,
-        linked: bool,
     ) -> WResult<StepResult>;
+
+    /// `COPY --link`: puts `own` (a step committed on `Layers(None)`: its files as a
+    /// layer of their own) on `parent`, recorded under `key`. The same layer whatever
+    /// the parent; nothing is copied from the step's sources again.
+    fn stack(&self, own: &StepResult, parent: &Layers, key: &str) -> WResult<StepResult>;
 
     /// The diff ids of a chain, base first.
     fn diff_ids(&self, layers: &Layers) -> WResult<Vec<String>>;

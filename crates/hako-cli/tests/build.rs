@@ -284,8 +284,20 @@ fn copy_from_keys_on_the_files_copied() {
             "[stage-1 3/3] RUN cat /app/payload > /app/seen"
         ]
     );
-    // A change in the copied files: the COPY --from and what follows re-run.
-    let (ran, _) = rerun(&["-t", "cf:1", "--build-arg", "PAYLOAD=two"]);
+    // A change in the copied files: the COPY --from and what follows re-run (with the
+    // debug log, which names every build root filesystem mounted).
+    let debug_build = |extra: &[&str]| {
+        let mut a = vec!["-D", "build", "--progress=plain"];
+        a.extend_from_slice(extra);
+        a.push(ctx.dir());
+        let o = h.run(&a);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    let out = debug_build(&["-t", "cf:1", "--build-arg", "PAYLOAD=two"]);
+    assert!(out.contains("build root filesystem"), "{out}");
+    let (ran, _) = steps(&out);
     assert_eq!(
         ran,
         [
@@ -295,6 +307,14 @@ fn copy_from_keys_on_the_files_copied() {
         ]
     );
     assert_eq!(run_out(&h, &["cf:1", "cat", "/app/seen"]), "two\n");
+    // Nothing changed: all from the cache, and nothing mounted (the COPY --from's key
+    // uses the digest of the copied files recorded when they were first read).
+    let out = debug_build(&["-t", "cf:1", "--build-arg", "PAYLOAD=two"]);
+    assert_eq!(steps(&out).0, Vec::<String>::new(), "{out}");
+    assert!(
+        !out.contains("build root filesystem"),
+        "a cached rebuild mounted a root filesystem:\n{out}"
+    );
     assert_build_clean(&h);
 }
 
@@ -404,6 +424,7 @@ fn copy_link_makes_a_layer_of_its_own() {
         "RUN mkdir /real /app && ln -s /real /target && echo $V > /v\n",
         "COPY --link a.txt /target/\n",
         "COPY --link --chown=user:user a.txt /app/owned.txt\n",
+        "COPY --link --chown=1000:1000 a.txt /app/num.txt\n",
         "COPY a.txt /real/plain.txt\n",
     ));
     ctx.file("a.txt", "A\n");
@@ -419,15 +440,28 @@ fn copy_link_makes_a_layer_of_its_own() {
                 "l:1",
                 "sh",
                 "-c",
-                "test -d /target && ! test -L /target && ls /target && echo -- && ls /real && stat -c %U:%G /app/owned.txt && cat /target/a.txt /v",
+                "test -d /target && ! test -L /target && ls /target && echo -- && ls /real && stat -c %U:%G /app/owned.txt && stat -c %u:%g /app/num.txt && cat /target/a.txt /v",
             ]
         ),
-        "a.txt\n--\nplain.txt\nuser:user\nA\n1\n"
+        "a.txt\n--\nplain.txt\nuser:user\n1000:1000\nA\n1\n"
     );
-    // Another parent (the RUN before re-runs): the --link layers are the same layers.
+    // Another parent (the RUN before re-runs): the --link copies are cached (their keys
+    // do not depend on the parent) and their layers are the same layers; the one whose
+    // --chown names a user (looked up in the parent) and the plain COPY run again.
     // (The plain COPY's layer is not compared: it holds the parent's /real, whose mtime
     // differs only when the two RUNs ran in different seconds.)
-    build_ok(&h, &ctx, &["-t", "l:2", "--build-arg", "V=2"]);
+    let out = build_ok(&h, &ctx, &["-t", "l:2", "--build-arg", "V=2"]);
+    let (ran, cached) = steps(&out);
+    assert_eq!(
+        cached,
+        [
+            "[3/6] COPY --link a.txt /target/",
+            "[5/6] COPY --link --chown=1000:1000 a.txt /app/num.txt"
+        ],
+        "{out}"
+    );
+    let ran: Vec<&str> = ran.iter().map(|n| &n[..5]).collect();
+    assert_eq!(ran, ["[2/6]", "[4/6]", "[6/6]"], "{out}");
     let layers = |tag: &str| -> Vec<String> {
         serde_json::from_str(&h.ok(&[
             "image",
@@ -439,11 +473,12 @@ fn copy_link_makes_a_layer_of_its_own() {
         .expect("layers")
     };
     let (one, two) = (layers("l:1"), layers("l:2"));
-    assert_eq!(one.len(), 5, "{one:?}");
+    assert_eq!(one.len(), 6, "{one:?}");
     assert_eq!(one[0], two[0], "the base");
     assert_ne!(one[1], two[1], "the RUN");
     assert_eq!(one[2], two[2], "COPY --link a.txt /target/");
-    assert_eq!(one[3], two[3], "COPY --link --chown");
+    assert_eq!(one[3], two[3], "COPY --link --chown=user:user");
+    assert_eq!(one[4], two[4], "COPY --link --chown=1000:1000");
     assert_eq!(
         run_out(
             &h,
@@ -834,6 +869,21 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
     assert_eq!(layers(), before, "RUN true left a layer");
     let e = h.fails(125, &["build", "-t", "Bad:Tag", ctx.dir()]);
     assert!(e.contains("invalid reference format"), "{e}");
+    // Remote contexts (URLs and git repositories, by Docker's prefixes): one clear line.
+    for remote in [
+        "https://example.com/ctx.tar.gz",
+        "git://example.com/repo",
+        "git@example.com:repo.git",
+        "github.com/moby/moby",
+    ] {
+        let o = h.run(&["build", remote]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{remote}: {e}");
+        assert!(
+            e.contains("remote contexts (URLs, git) are not supported by hako"),
+            "{remote}: {e}"
+        );
+    }
     assert_build_clean(&h);
 }
 

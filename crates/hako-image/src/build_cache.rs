@@ -187,32 +187,16 @@ impl ImageStore {
 
     /// The layer the changes in build container `container_id` make on top of
     /// `parent`, registered together with the cache entry `key` (one transaction). A
-    /// container that changed nothing gives an empty entry and no layer. `linked`
-    /// (`COPY --link`): the container started empty and its whole content is the layer,
-    /// stacked on `parent` (so the layer never depends on it).
+    /// container that changed nothing gives an empty entry and no layer.
     pub fn build_commit(
         &self,
         container_id: &str,
         parent: Option<&Digest>,
         key: &str,
-        linked: bool,
-    ) -> Result<BuildCacheEntry> {
-        let diff_base = if linked { None } else { parent };
-        self.build_commit_on(container_id, diff_base, parent, key)
-    }
-
-    /// The layer of `container_id`'s changes against the chain `diff_base`, put on
-    /// `parent`.
-    fn build_commit_on(
-        &self,
-        container_id: &str,
-        diff_base: Option<&Digest>,
-        parent: Option<&Digest>,
-        key: &str,
     ) -> Result<BuildCacheEntry> {
         let flight = self.in_flight()?;
         let r = (|| -> Result<(BuildCacheEntry, Vec<String>)> {
-            let parent_cache: Option<String> = match diff_base {
+            let parent_cache: Option<String> = match parent {
                 Some(p) => Some(
                     self.conn()
                         .query_row(
@@ -248,48 +232,109 @@ impl ImageStore {
                 tx.commit()?;
                 return Ok(r);
             }
-            let _layers = self.lock_layers()?;
-            let mut sources: Vec<LayerSource> = self
-                .chain_diff_ids_blobs(parent)?
-                .into_iter()
-                .map(|(diff_id, blob)| LayerSource {
-                    blob: blob.unwrap_or_else(|| diff_id.clone()),
-                    diff_id: Some(diff_id),
-                    media_type: crate::spec::OCI_LAYER.into(),
-                })
-                .collect();
-            sources.push(LayerSource {
-                diff_id: None,
-                blob: blob.clone(),
-                media_type: crate::spec::OCI_LAYER.into(),
-            });
-            let (pending, top) = self.unpack_layers(&flight, &sources)?;
-            let result = (|| {
-                let top = top.ok_or_else(|| Error::bad("build step produced no layer"))?;
-                let size: i64 = pending
-                    .last()
-                    .map_or(0, |p| i64::try_from(p.size).unwrap_or(0));
-                let entry = BuildCacheEntry {
-                    top_layer: Some(top),
-                    created,
-                    empty: false,
-                };
-                let mut conn = self.conn();
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                insert_layers(&tx, &pending)?;
-                let r = upsert_entry(&tx, key, &entry, size)?;
-                tx.commit()?;
-                Ok(r)
-            })();
-            if result.is_err() {
-                for p in &pending {
-                    let _ = self.driver.remove(&p.cache_id);
-                }
-            }
-            result
+            self.stack_blob(&flight, blob, None, parent, key, created)
         })();
         self.end_with_dead(flight, r)
+    }
+
+    /// `COPY --link` on another parent: the one layer of chain `layer` (a build step
+    /// committed on nothing) put on `parent`, recorded under `key` with `created`. The
+    /// files are not copied again from their source, and the layer's diff id is the same
+    /// on every parent.
+    pub fn build_stack(
+        &self,
+        layer: &Digest,
+        parent: Option<&Digest>,
+        key: &str,
+        created: &str,
+    ) -> Result<BuildCacheEntry> {
+        let flight = self.in_flight()?;
+        let r = (|| -> Result<(BuildCacheEntry, Vec<String>)> {
+            if !flight.pin(layer.as_str())? {
+                return Err(Error::bad(format!("layer {layer} is not in the store")));
+            }
+            let (record, below) = crate::store::layer_record(&self.conn(), layer)?;
+            if below.is_some() {
+                return Err(Error::bad(format!(
+                    "layer {layer} is not a layer of its own (it has a parent)"
+                )));
+            }
+            // Its tar (from the layer and its tar-split record) as a blob to unpack again;
+            // the blob is garbage once the new layer is registered.
+            let mut tar = self.layer_tar(&record)?;
+            let mut w = self.blobs.writer()?;
+            std::io::copy(&mut tar, &mut w).map_err(|e| Error::io("copy a layer", e))?;
+            let (blob, _) = w.commit()?;
+            flight.leaves_garbage();
+            if blob != record.diff_id {
+                return Err(Error::DigestMismatch {
+                    what: format!("layer {layer}"),
+                    expected: record.diff_id.to_string(),
+                    actual: blob.to_string(),
+                });
+            }
+            self.stack_blob(
+                &flight,
+                blob,
+                Some(record.diff_id),
+                parent,
+                key,
+                created.to_string(),
+            )
+        })();
+        self.end_with_dead(flight, r)
+    }
+
+    /// Unpacks layer `blob` on the chain `parent` and records the result under `key`,
+    /// layer and entry in one transaction.
+    fn stack_blob(
+        &self,
+        flight: &crate::Flight<'_>,
+        blob: Digest,
+        diff_id: Option<Digest>,
+        parent: Option<&Digest>,
+        key: &str,
+        created: String,
+    ) -> Result<(BuildCacheEntry, Vec<String>)> {
+        let _layers = self.lock_layers()?;
+        let mut sources: Vec<LayerSource> = self
+            .chain_diff_ids_blobs(parent)?
+            .into_iter()
+            .map(|(diff_id, blob)| LayerSource {
+                blob: blob.unwrap_or_else(|| diff_id.clone()),
+                diff_id: Some(diff_id),
+                media_type: crate::spec::OCI_LAYER.into(),
+            })
+            .collect();
+        sources.push(LayerSource {
+            diff_id,
+            blob,
+            media_type: crate::spec::OCI_LAYER.into(),
+        });
+        let (pending, top) = self.unpack_layers(flight, &sources)?;
+        let result = (|| {
+            let top = top.ok_or_else(|| Error::bad("build step produced no layer"))?;
+            let size: i64 = pending
+                .last()
+                .map_or(0, |p| i64::try_from(p.size).unwrap_or(0));
+            let entry = BuildCacheEntry {
+                top_layer: Some(top),
+                created,
+                empty: false,
+            };
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_layers(&tx, &pending)?;
+            let r = upsert_entry(&tx, key, &entry, size)?;
+            tx.commit()?;
+            Ok(r)
+        })();
+        if result.is_err() {
+            for p in &pending {
+                let _ = self.driver.remove(&p.cache_id);
+            }
+        }
+        result
     }
 
     /// (diff id, blob) of each layer of a chain, base first.

@@ -973,35 +973,7 @@ impl ImageStore {
         let mut layers = Vec::new();
         let mut cur = top.clone();
         while let Some(c) = cur {
-            let (record, parent) = conn.query_row(
-                "SELECT cache_id, parent, diff_id, diff_size, blob_digest, size, blob_media_type, tar_split
-                 FROM layers WHERE chain_id = ?1",
-                [c.as_str()],
-                |r| {
-                    let digest = |i: usize| -> rusqlite::Result<Option<Digest>> {
-                        r.get::<_, Option<String>>(i)
-                            .map(|d| d.and_then(|d| Digest::parse(&d).ok()))
-                    };
-                    Ok((
-                        LayerRecord {
-                            cache_id: r.get(0)?,
-                            diff_id: digest(2)?.ok_or_else(|| {
-                                rusqlite::Error::InvalidColumnType(
-                                    2,
-                                    "diff_id".into(),
-                                    rusqlite::types::Type::Text,
-                                )
-                            })?,
-                            diff_size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
-                            blob: digest(4)?,
-                            size: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
-                            media_type: r.get(6)?,
-                            tar_split: digest(7)?,
-                        },
-                        digest(1)?,
-                    ))
-                },
-            )?;
+            let (record, parent) = layer_record(&conn, &c)?;
             layers.push(record);
             cur = parent;
         }
@@ -1214,4 +1186,40 @@ pub(crate) fn delete_dead_layers(conn: &Connection) -> Result<Vec<String>> {
             dead.push(cache);
         }
     }
+}
+
+/// The record of layer `chain` and its parent's chain id.
+pub(crate) fn layer_record(
+    conn: &Connection,
+    chain: &Digest,
+) -> Result<(LayerRecord, Option<Digest>)> {
+    Ok(conn.query_row(
+        "SELECT cache_id, parent, diff_id, diff_size, blob_digest, size, blob_media_type, tar_split
+                 FROM layers WHERE chain_id = ?1",
+        [chain.as_str()],
+        |r| {
+            let digest = |i: usize| -> rusqlite::Result<Option<Digest>> {
+                r.get::<_, Option<String>>(i)
+                    .map(|d| d.and_then(|d| Digest::parse(&d).ok()))
+            };
+            Ok((
+                LayerRecord {
+                    cache_id: r.get(0)?,
+                    diff_id: digest(2)?.ok_or_else(|| {
+                        rusqlite::Error::InvalidColumnType(
+                            2,
+                            "diff_id".into(),
+                            rusqlite::types::Type::Text,
+                        )
+                    })?,
+                    diff_size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    blob: digest(4)?,
+                    size: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                    media_type: r.get(6)?,
+                    tar_split: digest(7)?,
+                },
+                digest(1)?,
+            ))
+        },
+    )?)
 }

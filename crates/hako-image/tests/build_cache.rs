@@ -57,7 +57,7 @@ fn steps_images_references_and_prune() {
     assert!(m.rootfs.join("etc/base").exists());
     std::fs::write(m.rootfs.join("etc/new"), "new").unwrap();
     let e1 = store
-        .build_commit("hako-test-bc-1", top.as_ref(), "k1", false)
+        .build_commit("hako-test-bc-1", top.as_ref(), "k1")
         .unwrap();
     store.release_rootfs("hako-test-bc-1").unwrap();
     assert!(!e1.empty);
@@ -76,7 +76,7 @@ fn steps_images_references_and_prune() {
         "new"
     );
     let e2 = store
-        .build_commit("hako-test-bc-2", e1.top_layer.as_ref(), "k2", false)
+        .build_commit("hako-test-bc-2", e1.top_layer.as_ref(), "k2")
         .unwrap();
     store.release_rootfs("hako-test-bc-2").unwrap();
     assert!(e2.empty);
@@ -136,7 +136,7 @@ fn steps_images_references_and_prune() {
         .unwrap();
     std::fs::write(m.rootfs.join("etc/new"), "other").unwrap();
     let e1b = store
-        .build_commit("hako-test-bc-4", top.as_ref(), "k1", false)
+        .build_commit("hako-test-bc-4", top.as_ref(), "k1")
         .unwrap();
     store.release_rootfs("hako-test-bc-4").unwrap();
     assert_ne!(e1b.top_layer, e1.top_layer);

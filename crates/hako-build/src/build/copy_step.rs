@@ -238,28 +238,38 @@ pub(crate) fn run(
         .iter()
         .map(|(n, body)| (n.clone(), body.clone().into_bytes(), 0o644))
         .collect();
-    let k = key::step(
-        &fs.key,
-        if cp.kind == CopyKind::Add {
-            "add"
-        } else {
-            "copy"
-        },
-        &json!({
-            "from": from_src.is_some(),
-            "sources": paths,
-            "content": content,
-            "urls": url_keys,
-            "inline": inline.iter().map(|(n, d, _)| json!([n, key::bytes(d)])).collect::<Vec<_>>(),
-            "dest": cp.dest,
-            "chown": cp.chown,
-            "chmod": cp.chmod,
-            "link": cp.link,
-            "parents": cp.parents,
-            "exclude": cp.exclude,
-            "unpack": cp.unpack,
-        }),
-    );
+    let desc = json!({
+        "from": from_src.is_some(),
+        "sources": paths,
+        "content": content,
+        "urls": url_keys,
+        "inline": inline.iter().map(|(n, d, _)| json!([n, key::bytes(d)])).collect::<Vec<_>>(),
+        "dest": cp.dest,
+        "chown": cp.chown,
+        "chmod": cp.chmod,
+        "link": cp.link,
+        "parents": cp.parents,
+        "exclude": cp.exclude,
+        "unpack": cp.unpack,
+    });
+    let kind = if cp.kind == CopyKind::Add {
+        "add"
+    } else {
+        "copy"
+    };
+    // `--link`: the copy has a key of its own that does not depend on the parent (unless
+    // --chown names a user, which is looked up in the parent); the step's key is that
+    // copy stacked on the parent. A new parent reuses the copy and only stacks it again.
+    let named_owner = cp.chown.as_deref().is_some_and(|c| {
+        !c.split(':')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    let (k, own_key) = if cp.link {
+        let own = key::step(if named_owner { &fs.key } else { "" }, kind, &desc);
+        (key::step(&fs.key, "link", &json!(own)), Some(own))
+    } else {
+        (key::step(&fs.key, kind, &desc), None)
+    };
     let _claim = b.claim(&k);
     if !b.opts.no_cache
         && let Some(hit) = b.worker.cache_get(&k).map_err(werr)?
@@ -267,6 +277,16 @@ pub(crate) fn run(
         b.progress.event(Event::Cached { id: vid });
         let _ = std::fs::remove_dir_all(&dl_dir);
         return Ok((k, hit));
+    }
+    if let Some(own) = &own_key
+        && !b.opts.no_cache
+        && let Some(hit) = b.worker.cache_get(own).map_err(werr)?
+    {
+        // The copy is cached (BuildKit shows it so); the new parent only takes its layer.
+        b.progress.event(Event::Cached { id: vid });
+        let _ = std::fs::remove_dir_all(&dl_dir);
+        let res = b.worker.stack(&hit, &fs.layers, &k).map_err(werr)?;
+        return Ok((k, res));
     }
     let result = (|| {
         if let (Some(layers), Some(mk), None) = (&from_src, &memo, &source) {
@@ -295,7 +315,7 @@ pub(crate) fn run(
             .map_err(werr)?;
         let owner = match &cp.chown {
             // User and group names are the parent's (its /etc/passwd and /etc/group).
-            Some(c) if cp.link => {
+            Some(c) if cp.link && named_owner => {
                 let parent = b.worker.rootfs(&fs.layers).map_err(werr)?;
                 Some(b.worker.resolve_user(parent.as_ref(), c).map_err(werr)?)
             }
@@ -340,9 +360,16 @@ pub(crate) fn run(
         }
         extract_all(b, root, &archives, rootfs.as_ref(), &cp.dest, owner)?;
         drop(source);
-        b.worker
-            .commit(rootfs, &fs.layers, &k, cp.link)
-            .map_err(werr)
+        match &own_key {
+            Some(own) => {
+                let made = b
+                    .worker
+                    .commit(rootfs, &crate::worker::Layers(None), own)
+                    .map_err(werr)?;
+                b.worker.stack(&made, &fs.layers, &k).map_err(werr)
+            }
+            None => b.worker.commit(rootfs, &fs.layers, &k).map_err(werr),
+        }
     })();
     let _ = std::fs::remove_dir_all(&dl_dir);
     result.map(|res| (k, res))

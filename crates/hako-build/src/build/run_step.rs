@@ -405,7 +405,7 @@ fn execute(
     for s in stubs.iter().rev() {
         remove_stub(rootfs.path(), s);
     }
-    b.worker.commit(rootfs, &fs.layers, k, false).map_err(werr)
+    b.worker.commit(rootfs, &fs.layers, k).map_err(werr)
 }
 
 /// A host path showing `source` of the context as the build sees it: the directory
@@ -493,10 +493,7 @@ pub(crate) fn mkdir(
     let made = copy::mkdir_p(rootfs.path(), path, owner)
         .map_err(|e| BuildError::new(format!("WORKDIR {path}: {e}")))?;
     if made {
-        let res = b
-            .worker
-            .commit(rootfs, &fs.layers, &k, false)
-            .map_err(werr)?;
+        let res = b.worker.commit(rootfs, &fs.layers, &k).map_err(werr)?;
         return Ok((k, res));
     }
     drop(rootfs);

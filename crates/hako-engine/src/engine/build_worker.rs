@@ -231,6 +231,7 @@ impl Worker for EngineWorker<'_> {
             .store()
             .prepare_rootfs_on_chain(top.as_ref(), &id)
             .map_err(werr)?;
+        tracing::debug!(rootfs = %id, layers = ?layers.0, "build root filesystem mounted");
         hako_sys::crash::point("build.rootfs");
         Ok(Box::new(BuildRootfs {
             store: self.store(),
@@ -287,15 +288,41 @@ impl Worker for EngineWorker<'_> {
         rootfs: Box<dyn Rootfs + '_>,
         parent: &Layers,
         key: &str,
-        linked: bool,
     ) -> WResult<StepResult> {
         let top = layers_top(parent)?;
         let entry = self
             .store()
-            .build_commit(rootfs.id(), top.as_ref(), key, linked)
+            .build_commit(rootfs.id(), top.as_ref(), key)
             .map_err(werr)?;
         hako_sys::crash::point("build.committed");
         drop(rootfs);
+        let r = entry_result(entry);
+        self.pin(&r.layers)?;
+        Ok(r)
+    }
+
+    fn stack(&self, own: &StepResult, parent: &Layers, key: &str) -> WResult<StepResult> {
+        let Some(layer) = layers_top(&own.layers)? else {
+            // The step made nothing: the parent's state is the result.
+            return self
+                .cache_put(
+                    key,
+                    &StepResult {
+                        layers: parent.clone(),
+                        created: own.created.clone(),
+                        empty: true,
+                    },
+                )
+                .and_then(|()| {
+                    self.cache_get(key)?
+                        .ok_or_else(|| WorkerError(format!("cache entry {key} went")))
+                });
+        };
+        let top = layers_top(parent)?;
+        let entry = self
+            .store()
+            .build_stack(&layer, top.as_ref(), key, &own.created)
+            .map_err(werr)?;
         let r = entry_result(entry);
         self.pin(&r.layers)?;
         Ok(r)

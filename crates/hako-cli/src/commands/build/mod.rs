@@ -243,9 +243,10 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             bail!("--platform {p}: hako builds for the host platform only ({host})");
         }
     }
-    if a.context.starts_with("http://")
-        || a.context.starts_with("https://")
-        || a.context.starts_with("git@")
+    // Docker's remote contexts: URLs, and git repositories by the prefixes it knows.
+    if ["http://", "https://", "git://", "git@", "github.com/"]
+        .iter()
+        .any(|p| a.context.starts_with(p))
     {
         bail!(
             "unable to prepare context: remote contexts (URLs, git) are not supported by hako; give a directory or -"
