@@ -6,6 +6,7 @@
 #
 #   sudo bench/build.sh                       # all three
 #   ENGINES="hako docker" bench/build.sh
+#   CACHED_RUNS=10 bench/build.sh             # the fully cached rebuild 10 times each (mean)
 #
 # The Dockerfile: a Debian 12 stage with gcc compiles a small C program, which is then
 # copied into a slim Debian 12 stage. Both bases are made here, once, with mmdebstrap
@@ -21,6 +22,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 ENGINES="${ENGINES:-hako docker buildah}"
+CACHED_RUNS="${CACHED_RUNS:-1}"
 BENCH_DIR="${BENCH_DIR:-/tmp/hako-bench/build}"
 BASES="${BASES:-/var/tmp/hako-bench}"
 TARGET="$(target_dir)"
@@ -122,8 +124,8 @@ fi
 step "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 step "cold builds (--no-cache), one run each"
 hyperfine --runs 1 --style basic --export-markdown "$BENCH_DIR/cold.md" "${cold[@]}"
-step "fully cached rebuilds, one run each (after one build to fill the cache)"
-hyperfine --runs 1 --style basic --export-markdown "$BENCH_DIR/cached.md" "${cached[@]}"
+step "fully cached rebuilds, $CACHED_RUNS run(s) each (after one build to fill the cache)"
+hyperfine --runs "$CACHED_RUNS" --style basic --export-markdown "$BENCH_DIR/cached.md" "${cached[@]}"
 step "one source file changed: the COPY, the compile and what follows re-run, one run each"
 echo 'int helper_1(int x) { return x * 2 + 1; }' > "$CTX/helper_1.c"
 hyperfine --runs 1 --style basic --export-markdown "$BENCH_DIR/changed.md" "${cached[@]}"
