@@ -80,8 +80,13 @@ pub fn report_usage(e: &clap::Error) -> ExitCode {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
-        // `hako network` alone prints the group's help and succeeds, as `docker network`.
-        let _ = e.print();
+        // `hako network` alone prints the group's help on stdout and succeeds, as
+        // `docker network` does (clap would print it on stderr).
+        if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            print!("{}", e.render());
+        } else {
+            let _ = e.print();
+        }
         return ExitCode::SUCCESS;
     }
     let text = e.to_string();

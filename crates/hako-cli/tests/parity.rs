@@ -166,6 +166,12 @@ fn exit_statuses_are_the_docker_clis() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    // The group's help goes to stdout, as docker's.
+    let o = h.run(&["network"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Manage networks") && o.stderr.is_empty(),
+        "{o:?}"
+    );
     h.finish(&[]);
 }
 
