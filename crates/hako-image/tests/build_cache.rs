@@ -189,3 +189,70 @@ fn prune_by_age_keeps_recent_entries() {
     assert_eq!(r.entries, 1);
     assert_eq!(r.layers_removed, 0, "the base image still uses its layer");
 }
+
+#[test]
+fn a_layer_of_its_own_is_stacked_on_any_parent() {
+    let root = Root::new("hako-test-bcs-");
+    let store = ImageStore::open(root.path()).unwrap();
+    let base_id = base(&store);
+    let top = store.image_top_layer(&base_id).unwrap();
+    // Two parents: the base, and the base plus a layer.
+    let m = store
+        .prepare_rootfs_on_chain(top.as_ref(), "hako-test-bcs-1")
+        .unwrap();
+    std::fs::write(m.rootfs.join("etc/other"), "other").unwrap();
+    let p2 = store
+        .build_commit("hako-test-bcs-1", top.as_ref(), "parent2")
+        .unwrap();
+    store.release_rootfs("hako-test-bcs-1").unwrap();
+    // COPY --link's files: committed on nothing, under a key of their own.
+    let m = store
+        .prepare_rootfs_on_chain(None, "hako-test-bcs-2")
+        .unwrap();
+    std::fs::create_dir(m.rootfs.join("app")).unwrap();
+    std::fs::write(m.rootfs.join("app/linked"), "linked").unwrap();
+    let own = store.build_commit("hako-test-bcs-2", None, "own").unwrap();
+    store.release_rootfs("hako-test-bcs-2").unwrap();
+    let own_top = own.top_layer.clone().expect("a layer");
+    assert_eq!(store.chain_diff_ids(Some(&own_top)).unwrap().len(), 1);
+    // Stacked on each parent: the same diff id on top of each parent's chain.
+    let on1 = store
+        .build_stack(&own_top, top.as_ref(), "on1", &own.created)
+        .unwrap();
+    let on2 = store
+        .build_stack(&own_top, p2.top_layer.as_ref(), "on2", &own.created)
+        .unwrap();
+    assert_eq!(on1.created, own.created);
+    let d1 = store.chain_diff_ids(on1.top_layer.as_ref()).unwrap();
+    let d2 = store.chain_diff_ids(on2.top_layer.as_ref()).unwrap();
+    let own_diff = store.chain_diff_ids(Some(&own_top)).unwrap();
+    assert_eq!(d1.len(), 2);
+    assert_eq!(d2.len(), 3);
+    assert_eq!(d1[1], own_diff[0]);
+    assert_eq!(d2[2], own_diff[0]);
+    assert_ne!(on1.top_layer, on2.top_layer);
+    // The stacked layer holds the files on the parent's.
+    let m = store
+        .prepare_rootfs_on_chain(on2.top_layer.as_ref(), "hako-test-bcs-3")
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(m.rootfs.join("app/linked")).unwrap(),
+        "linked"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.rootfs.join("etc/other")).unwrap(),
+        "other"
+    );
+    store.release_rootfs("hako-test-bcs-3").unwrap();
+    // A chain of more than one layer is not a layer of its own.
+    assert!(
+        store
+            .build_stack(on1.top_layer.as_ref().unwrap(), None, "bad", &own.created)
+            .is_err()
+    );
+    // Prune frees them all; the base image keeps its layer.
+    let report = store.build_cache_prune(None).unwrap();
+    assert_eq!(report.entries, 4);
+    assert_eq!(store.build_cache_usage().unwrap().entries, 0);
+    assert!(store.image_top_layer(&base_id).unwrap().is_some());
+}
