@@ -75,21 +75,23 @@ pub fn image_reference(data: &[u8]) {
         docker_familiar(r.domain(), r.path()),
         "{s:?}: hako and Docker shorten it differently"
     );
-    let back = Reference::parse(&familiar)
-        .unwrap_or_else(|e| panic!("{s:?}: its familiar form {familiar:?} does not parse: {e}"));
     // Docker's familiar form of a Hub path whose first part looks like a host
-    // (`docker.io/a.b/c` → `a.b/c`) names that host when read back, in Docker too.
+    // (`docker.io/a.b/c` → `a.b/c`) names that host when read back, in Docker too; when
+    // that first part is no valid host (`a__b.c/d`), Docker reads the whole as a path with
+    // an empty domain (the quirk the differential documents) and hako refuses it.
     let first = familiar.split('/').next().unwrap_or_default();
     let names_a_host = r.domain() == "docker.io"
         && familiar.contains('/')
         && (first.contains(['.', ':'])
             || first == "localhost"
             || first.bytes().any(|c| c.is_ascii_uppercase()));
-    if !names_a_host {
-        assert_eq!(
+    match (Reference::parse(&familiar), names_a_host) {
+        (Ok(back), false) => assert_eq!(
             back, r,
             "{s:?}: familiar form {familiar:?} parses differently"
-        );
+        ),
+        (Err(e), false) => panic!("{s:?}: its familiar form {familiar:?} does not parse: {e}"),
+        (_, true) => {}
     }
 
     let tagged = r.clone().with_default_tag();
