@@ -890,3 +890,110 @@ fn links_are_deleted_together_and_nothing_else() {
     nl.del_links(&["hkdelv", "hkdel0"]).expect("gone is fine");
     nl.del_link("keep0").unwrap();
 }
+
+/// The resolvers running for `exec` (their command line names it).
+fn resolvers(exec: &Path) -> Vec<i32> {
+    let want = exec.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if !zombie
+            && args.first().is_some_and(|a| a.ends_with("hako-dns"))
+            && args.iter().any(|a| *a == want)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Several containers on user networks starting at once, from separate processes (threads
+/// here: the resolver lock is a flock per open, so they exclude each other the same way),
+/// get one resolver. (A start used to let go of the lock before the new resolver had
+/// written its pid file, so the next start found none and made a second one.)
+#[test]
+fn starts_at_once_get_one_resolver() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env();
+    e.net
+        .create_network(&NetworkCreate {
+            name: "front".into(),
+            ..Default::default()
+        })
+        .expect("create");
+    let id = format!("{}{}", "e".repeat(8), hako_net::random_hex(56));
+    e.net
+        .configure(
+            &id,
+            &[AttachRequest {
+                network: "front".into(),
+                ..Default::default()
+            }],
+        )
+        .unwrap();
+    let req = SetupRequest {
+        container: id.clone(),
+        name: "c".into(),
+        hostname: "c".into(),
+        ports: vec![],
+        dns: DnsConfig::default(),
+        extra_hosts: vec![],
+    };
+    let s = e.net.setup(&req).expect("setup");
+    let gw: IpAddr = s
+        .resolv
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let db = e._dir.path().join("hako.db");
+    let program = Path::new(env!("CARGO_BIN_EXE_hako-dns"));
+    for round in 0..5 {
+        // No resolver: stop the one there (it removes its files as it goes).
+        for pid in resolvers(&e.exec) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !resolvers(&e.exec).is_empty() {
+            assert!(Instant::now() < deadline, "round {round}: a resolver stays");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::scope(|t| {
+            for _ in 0..6 {
+                t.spawn(|| {
+                    hako_net::dns::ensure(program, &db, &e.exec, &[gw]).expect("ensure");
+                });
+            }
+        });
+        let running = resolvers(&e.exec);
+        assert_eq!(running.len(), 1, "round {round}: resolvers {running:?}");
+        assert_eq!(hako_net::dns::running(&e.exec), Some(running[0]));
+    }
+    drop(s);
+    e.net.teardown(&id).unwrap();
+    e.net.forget(&id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !resolvers(&e.exec).is_empty() {
+        assert!(Instant::now() < deadline, "hako-dns still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!hako_net::dns::pid_file(&e.exec).exists());
+}

@@ -89,26 +89,43 @@ pub fn running(exec_root: &Path) -> Option<i32> {
     .then_some(pid)
 }
 
-/// Starts the resolver (it puts itself in the background); the caller holds the lock.
-fn start(program: &Path, db: &Path, exec_root: &Path) -> Result<()> {
+/// Starts the resolver (it puts itself in the background) and writes its pid file; the
+/// caller holds the lock. Returns the resolver's pid.
+///
+/// The pid file is written here, under the lock, not only by the resolver once it runs:
+/// otherwise a second start in between (another container on a user network, from another
+/// process) found no resolver and started a second one, which lost port 53 to the first
+/// and served on another port until the first exited (the soak saw two at once).
+fn start(program: &Path, db: &Path, exec_root: &Path) -> Result<i32> {
     let _ = std::fs::remove_file(listen_file(exec_root));
-    let st = Command::new(program)
+    let context = || format!("start the resolver {}", program.display());
+    let out = Command::new(program)
         .arg("--db")
         .arg(db)
         .arg("--exec-root")
         .arg(exec_root)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .status()
-        .ctx(|| format!("start the resolver {}", program.display()))?;
-    if !st.success() {
-        return Err(Error::Io {
-            context: format!("start the resolver {}", program.display()),
-            source: std::io::Error::other(format!("exited with {st}")),
-        });
-    }
-    Ok(())
+        .output()
+        .ctx(context)?;
+    let pid = String::from_utf8_lossy(&out.stdout).trim().parse::<i32>();
+    let pid = match (out.status.success(), pid) {
+        (true, Ok(pid)) => pid,
+        (ok, pid) => {
+            return Err(Error::Io {
+                context: context(),
+                source: std::io::Error::other(if ok {
+                    format!("it did not say its pid ({pid:?})")
+                } else {
+                    format!("exited with {}", out.status)
+                }),
+            });
+        }
+    };
+    std::fs::write(pid_file(exec_root), format!("{pid}\n"))
+        .ctx(|| format!("write {}", pid_file(exec_root).display()))?;
+    Ok(pid)
 }
 
 fn listening(exec_root: &Path) -> String {
@@ -148,9 +165,11 @@ pub fn ensure(
             let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
             Some(pid)
         }
+        // A resolver that dies before it reports its listeners is started again, once,
+        // as one signalled below.
         None => {
-            start(program, db, exec_root)?;
-            None
+            before = String::new();
+            Some(start(program, db, exec_root)?)
         }
     };
     // The resolver takes the lock to reload: let go before waiting for it.
@@ -173,7 +192,7 @@ pub fn ensure(
                 let l = lock(exec_root)?;
                 if running(exec_root).is_none() {
                     before = String::new();
-                    start(program, db, exec_root)?;
+                    let _ = start(program, db, exec_root)?;
                 }
                 drop(l);
             }
