@@ -908,9 +908,7 @@ fn resolvers(exec: &Path) -> Vec<i32> {
         let zombie = stat
             .rsplit_once(')')
             .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-        if !zombie
-            && args.first().is_some_and(|a| a.ends_with("hako-dns"))
-            && args.iter().any(|a| *a == want)
+        if !zombie && args.first().is_some_and(|a| a.ends_with("hako-dns")) && args.contains(&want)
         {
             out.push(pid);
         }
