@@ -10,21 +10,10 @@ use rusqlite::{Connection, OptionalExtension};
 /// Opens a store database as every hako process must, so that many processes share it: its
 /// `-wal` and `-shm` kept ([`persist_wal`], before the first statement), a 30 s busy
 /// timeout (another process's write transaction waits, never fails), WAL journal,
-/// `synchronous = NORMAL`, foreign keys on, and no checkpoint when it closes.
-///
-/// Closing the last connection of a process would otherwise checkpoint the WAL into the
-/// database file: two fsyncs (~10 ms here) at the end of every hako command, a third of a
-/// cached `hako build`. The WAL is checkpointed when it reaches SQLite's auto-checkpoint
-/// size (1000 pages) instead, by whichever write crosses it; a process that wants its
-/// commits on disk when it ends calls [`sync_wal`] (one fdatasync of the WAL: a commit in
-/// the WAL is as durable as one in the database file).
+/// `synchronous = NORMAL`, foreign keys on.
 pub fn open_shared(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     persist_wal(&conn)?;
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -38,19 +27,6 @@ pub fn open_shared(path: &Path) -> Result<Connection, rusqlite::Error> {
 pub fn release_memory(conn: &Connection) {
     let _ = conn.execute_batch("PRAGMA shrink_memory");
     conn.flush_prepared_statement_cache();
-}
-
-/// Puts what was committed to the database at `path` on disk (fdatasync of its `-wal`,
-/// where WAL mode with `synchronous = NORMAL` leaves commits until a checkpoint). A
-/// database without a WAL file has nothing waiting.
-pub fn sync_wal(path: &Path) -> std::io::Result<()> {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    match std::fs::File::open(&wal) {
-        Ok(f) => f.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Whether the database has a table of this name (a schema made before is not made again).

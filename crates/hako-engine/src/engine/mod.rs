@@ -180,17 +180,6 @@ pub struct Engine {
         Mutex<std::collections::HashMap<String, std::collections::HashMap<String, String>>>,
 }
 
-impl Drop for Engine {
-    /// What this process committed is on disk when it lets the engine go (the store's
-    /// connections do not checkpoint when they close: `hako_sys::sqlite::open_shared`).
-    fn drop(&mut self) {
-        let db = self.opts.root.join("hako-image.db");
-        if let Err(e) = hako_sys::sqlite::sync_wal(&db) {
-            tracing::warn!(db = %db.display(), error = %e, "sync the store's WAL");
-        }
-    }
-}
-
 impl Engine {
     /// Opens the engine (and its image store) at `opts.root`.
     pub fn open(opts: EngineOptions) -> Result<Engine> {
