@@ -983,7 +983,16 @@ fn starts_at_once_get_one_resolver() {
         });
         let running = resolvers(&e.exec);
         assert_eq!(running.len(), 1, "round {round}: resolvers {running:?}");
-        assert_eq!(hako_net::dns::running(&e.exec), Some(running[0]));
+        // The resolver rewrites its pid file at each reload (under the resolver lock, which
+        // this unlocked read does not take): it may be caught half-written for a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hako_net::dns::running(&e.exec) != Some(running[0]) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: pid file of {running:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     drop(s);
     e.net.teardown(&id).unwrap();
