@@ -69,3 +69,59 @@ fn the_shim_logs_its_restart_decisions_with_timestamps() {
     h.ok(&["rm", &id]);
     h.assert_clean(&[&id]);
 }
+
+/// A test that fails with its store unusable (its disk full, say) leaves no shim or
+/// container process behind: when `rm -f` cannot run, the harness kills what runs from its
+/// roots and removes the containers' cgroups.
+#[test]
+fn a_store_that_no_longer_opens_leaves_nothing_running_behind_a_test() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(&["busybox", "sleep", "1000"], None);
+    let roots = [h.root.path().to_path_buf(), h.exec.path().to_path_buf()];
+    let roots: Vec<&std::path::Path> = roots.iter().map(|p| p.as_path()).collect();
+    let shim = hako_test_support::processes_under(&roots);
+    assert!(!shim.is_empty(), "no shim names the roots");
+    let cgroup =
+        hako_test_support::find_leaks(std::path::Path::new("/nonexistent"), &[&id], &[]).cgroups;
+    let procs: Vec<i32> = cgroup
+        .iter()
+        .flat_map(|c| {
+            std::fs::read_to_string(c.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    assert!(!procs.is_empty(), "the container's processes in {cgroup:?}");
+    let mut left: Vec<i32> = shim.into_iter().chain(procs).collect();
+    left.sort_unstable();
+    left.dedup();
+    std::fs::write(h.root.path().join("hako-image.db"), b"not a database").unwrap();
+    for sidecar in ["hako-image.db-wal", "hako-image.db-shm"] {
+        let _ = std::fs::remove_file(h.root.path().join(sidecar));
+    }
+    assert!(
+        !h.run(&["ps", "-a"]).status.success(),
+        "the store still opens"
+    );
+    drop(h);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alive = |pid: &i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+    };
+    while left.iter().any(alive) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let cgroups =
+        hako_test_support::find_leaks(std::path::Path::new("/nonexistent"), &[&id], &[]).cgroups;
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+}

@@ -604,26 +604,16 @@ fn another_tables_forward_drop_policy() {
     out.remove();
 }
 
-/// Port 53 taken on a user network's gateway (dnsmasq on 0.0.0.0:53, aardvark-dns #13):
-/// the resolver listens on another port there and the start redirects the containers'
-/// GW:53 to it; the squatter sees nothing, names resolve, the redirect goes with the
-/// network's last container.
-#[test]
-fn resolver_port_53_taken() {
-    if !root() {
-        return;
-    }
-    sandbox();
-    let e = env();
+/// A user network `front` and a container named `c` configured on it (its id starts with
+/// eight `lead`s), with the request that sets up its network: what the resolver tests need.
+fn on_a_user_network(e: &Env, lead: char) -> (String, SetupRequest) {
     e.net
         .create_network(&NetworkCreate {
             name: "front".into(),
             ..Default::default()
         })
         .expect("create");
-    let squatter = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind 0.0.0.0:53");
-    squatter.set_nonblocking(true).unwrap();
-    let id = format!("{}{}", "d".repeat(8), hako_net::random_hex(56));
+    let id = format!("{}{}", lead.to_string().repeat(8), hako_net::random_hex(56));
     e.net
         .configure(
             &id,
@@ -641,6 +631,23 @@ fn resolver_port_53_taken() {
         dns: DnsConfig::default(),
         extra_hosts: vec![],
     };
+    (id, req)
+}
+
+/// Port 53 taken on a user network's gateway (dnsmasq on 0.0.0.0:53, aardvark-dns #13):
+/// the resolver listens on another port there and the start redirects the containers'
+/// GW:53 to it; the squatter sees nothing, names resolve, the redirect goes with the
+/// network's last container.
+#[test]
+fn resolver_port_53_taken() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env();
+    let (id, req) = on_a_user_network(&e, 'd');
+    let squatter = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind 0.0.0.0:53");
+    squatter.set_nonblocking(true).unwrap();
     let s = e.net.setup(&req).expect("setup with 53 taken");
     let gw = s
         .resolv
@@ -927,30 +934,7 @@ fn starts_at_once_get_one_resolver() {
     }
     sandbox();
     let e = env();
-    e.net
-        .create_network(&NetworkCreate {
-            name: "front".into(),
-            ..Default::default()
-        })
-        .expect("create");
-    let id = format!("{}{}", "e".repeat(8), hako_net::random_hex(56));
-    e.net
-        .configure(
-            &id,
-            &[AttachRequest {
-                network: "front".into(),
-                ..Default::default()
-            }],
-        )
-        .unwrap();
-    let req = SetupRequest {
-        container: id.clone(),
-        name: "c".into(),
-        hostname: "c".into(),
-        ports: vec![],
-        dns: DnsConfig::default(),
-        extra_hosts: vec![],
-    };
+    let (id, req) = on_a_user_network(&e, 'e');
     let s = e.net.setup(&req).expect("setup");
     let gw: IpAddr = s
         .resolv

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{Signal, kill};
@@ -217,6 +218,39 @@ fn processes_of(root: &Path, ids: &[&str], bundles: &[&Path]) -> Vec<(i32, Strin
     }
     found.sort();
     found.dedup_by_key(|(pid, _)| *pid);
+    found
+}
+
+/// Processes (not this one) whose root or cwd is under one of `dirs`, or with an argument
+/// under one of them: what is left of an installation whose store no longer opens (a test
+/// that failed with its disk full), so that it can be killed without the store's help.
+pub fn processes_under(dirs: &[&Path]) -> Vec<i32> {
+    let me = std::process::id();
+    let under = |p: &Path| dirs.iter().any(|d| p.starts_with(d));
+    let mut found = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in procs.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let dir = entry.path();
+        let placed = ["root", "cwd"]
+            .iter()
+            .any(|l| fs::read_link(dir.join(l)).is_ok_and(|t| under(&t)));
+        let named = fs::read(dir.join("cmdline")).is_ok_and(|c| {
+            c.split(|&b| b == 0)
+                .skip(1)
+                .any(|a| under(Path::new(std::ffi::OsStr::from_bytes(a))))
+        });
+        if placed || named {
+            found.push(pid as i32);
+        }
+    }
     found
 }
 

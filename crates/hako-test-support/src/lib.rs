@@ -27,7 +27,7 @@ pub use config::Config;
 pub use console::{ConsoleSocket, pty_roundtrip};
 pub use fixture::{Bundle, busybox_rootfs, busybox_tar, fixtures_dir, install_bundle};
 pub use guard::ContainerGuard;
-pub use leak::{LeakReport, find_leaks};
+pub use leak::{LeakReport, find_leaks, processes_under};
 pub use netns::{NetSandbox, NetnsGuard};
 pub use registry::Registry;
 pub use runtime::{Output, Runtime, RuntimeKind};

@@ -271,6 +271,53 @@ impl Drop for Hako {
                 let _ = self.cmd(&["rm", "-f", "-v", id]).output();
             }
         }
+        // What `rm -f` could not reach (a failed test left a store that no longer opens,
+        // say on a full disk): the containers' processes (found by their cgroups) and the
+        // shims (their command lines name the roots), killed by hand; then the cgroups.
+        let roots = [self.root.path(), self.exec.path()];
+        let ids: Vec<String> = std::fs::read_dir(self.root.path().join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut cgroups =
+            hako_test_support::find_leaks(Path::new("/nonexistent"), &ids, &[]).cgroups;
+        let in_cgroups = || {
+            cgroups
+                .iter()
+                .flat_map(|c| {
+                    std::fs::read_to_string(c.join("cgroup.procs"))
+                        .unwrap_or_default()
+                        .lines()
+                        .filter_map(|l| l.parse::<i32>().ok())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<i32>>()
+        };
+        let left: Vec<i32> = in_cgroups()
+            .into_iter()
+            .chain(hako_test_support::processes_under(&roots))
+            .collect();
+        for pid in &left {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !left.is_empty()
+            && (!in_cgroups().is_empty() || !hako_test_support::processes_under(&roots).is_empty())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Deepest first.
+        cgroups.sort_by_key(|c| std::cmp::Reverse(c.components().count()));
+        for c in cgroups {
+            let _ = std::fs::remove_dir(c);
+        }
         for m in hako_test_support::find_leaks(Path::new("/nonexistent"), &[], &[self.root.path()])
             .mounts
         {
