@@ -125,3 +125,23 @@ fn a_store_that_no_longer_opens_leaves_nothing_running_behind_a_test() {
         hako_test_support::find_leaks(std::path::Path::new("/nonexistent"), &[&id], &[]).cgroups;
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
 }
+
+/// `run` starts what it created without unmounting its root filesystem and mounting it
+/// again in between (an overlay's unmount syncs the host filesystem under it); `create`
+/// leaves a container unmounted, and its `start` mounts it.
+#[test]
+fn run_keeps_the_root_filesystem_mounted_from_create_to_start() {
+    need_root!();
+    let h = Hako::new();
+    let o = h.run(&["--debug", "run", "--rm", "busybox", "true"]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("create: root filesystem mounted"), "{err}");
+    assert!(!err.contains("start: root filesystem mounted"), "{err}");
+    let id = h.ok(&["create", "busybox", "true"]).trim().to_string();
+    let o = h.run(&["--debug", "start", "-a", &id]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("start: root filesystem mounted"), "{err}");
+    h.finish(&[&id]);
+}

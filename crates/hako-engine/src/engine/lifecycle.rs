@@ -89,6 +89,7 @@ impl Engine {
         crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
         if rec.rootfs_managed && !hako_storage_is_mounted(&rec.rootfs) {
             self.images.mount_rootfs(&rec.id)?;
+            tracing::debug!(container = %rec.id, "start: root filesystem mounted");
         }
         self.write_event_attributes(rec);
         self.drop_exec_sessions(&rec.id);

@@ -128,11 +128,19 @@ fn create(
     if a.pull == "always" && a.rootfs.is_none() {
         pull(engine, &image, a.insecure_registry, a.quiet)?;
     }
-    let rec = match engine.create(opts.clone()) {
+    // `run` starts what it creates: the root filesystem stays mounted for that start.
+    let make = |opts| {
+        if verb == "run" {
+            engine.create_to_start(opts)
+        } else {
+            engine.create(opts)
+        }
+    };
+    let rec = match make(opts.clone()) {
         Err(hako_engine::Error::NoSuchImage(name)) if a.pull == "missing" => {
             eprintln!("Unable to find image '{name}' locally");
             pull(engine, &image, a.insecure_registry, a.quiet)?;
-            engine.create(opts).map_err(engine_err)?
+            make(opts).map_err(engine_err)?
         }
         Err(hako_engine::Error::NoSuchImage(name)) => {
             return Err(engine_err(hako_engine::Error::InvalidArgument(format!(
