@@ -252,14 +252,19 @@ fn bind(addr: IpAddr) -> std::io::Result<(UdpSocket, TcpListener, u16)> {
     Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse)))
 }
 
-fn spawn_udp(sock: Arc<UdpSocket>, network: String, shared: Arc<Shared>, closed: Arc<AtomicBool>) {
+fn spawn_udp(
+    sock: Arc<UdpSocket>,
+    network: String,
+    shared: Arc<Shared>,
+    closed: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         loop {
-            let (n, from) = match sock.recv_from(&mut buf) {
+            let (n, from) = match recv_from(&sock, &mut buf) {
                 _ if closed.load(Ordering::SeqCst) => return,
-                Ok((0, _)) | Err(_) => continue,
-                Ok(x) => x,
+                Ok((0, _) | (_, None)) | Err(_) => continue,
+                Ok((n, Some(from))) => (n, from),
             };
             let msg = buf[..n].to_vec();
             match local(&shared, &network, &msg) {
@@ -275,7 +280,21 @@ fn spawn_udp(sock: Arc<UdpSocket>, network: String, shared: Arc<Shared>, closed:
                 }
             }
         }
-    });
+    })
+}
+
+/// A datagram and its sender (None: no address, as after `close` shut the socket down).
+///
+/// Not `UdpSocket::recv_from`: std leaves the address storage uninitialized and asserts
+/// that an IPv4 family comes with a whole `sockaddr_in`; after a shutdown `recvfrom`
+/// returns 0 bytes and an address length of 0, the storage still holding the family of
+/// the previous datagram, and the assertion panicked. In the release build (panic =
+/// abort) that ended the whole resolver whenever one of several networks lost its last
+/// container, leaving its pid and listen files and every other network without names
+/// (the soak's "bad address" failures).
+fn recv_from(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<SocketAddr>)> {
+    let (n, _, from) = rustix::net::recvfrom(sock, buf, rustix::net::RecvFlags::empty())?;
+    Ok((n, from.and_then(|a| SocketAddr::try_from(a).ok())))
 }
 
 fn spawn_tcp(l: Arc<TcpListener>, network: String, shared: Arc<Shared>, closed: Arc<AtomicBool>) {
@@ -403,4 +422,66 @@ fn forward(shared: &Shared, msg: &[u8]) -> Vec<u8> {
         }
     }
     wire::error(msg, wire::RCODE_SERVFAIL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query for `name.` type A.
+    fn query(name: &str) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            m.push(u8::try_from(l.len()).unwrap());
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        m
+    }
+
+    /// A listener closed while its thread waits for the next query (a network lost its
+    /// last container; the resolver serves others): the thread ends, without a panic. It
+    /// panicked in std's `recv_from` after a query had been answered, and the release
+    /// resolver (panic = abort) died with it.
+    #[test]
+    fn closing_a_listener_that_answered_ends_its_thread_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(Shared {
+            cfg: Config {
+                db: dir.path().join("no-store.db"),
+                exec_root: dir.path().to_path_buf(),
+            },
+            upstreams: Vec::new(),
+            search: Vec::new(),
+        });
+        for round in 0..3 {
+            let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+            let l = Listener {
+                network: "n".into(),
+                port: 53,
+                udp: udp.clone(),
+                tcp: Arc::new(TcpListener::bind("127.0.0.1:0").unwrap()),
+                closed: Arc::new(AtomicBool::new(false)),
+            };
+            let thread = spawn_udp(udp.clone(), "n".into(), shared.clone(), l.closed.clone());
+            // Answered (SERVFAIL: no store, no upstream) by the listener's thread.
+            let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.send_to(&query("web"), udp.local_addr().unwrap()).unwrap();
+            let mut buf = [0u8; 512];
+            let n = c.recv(&mut buf).expect("an answer");
+            assert!(
+                n >= 12 && buf[..2] == [0x12, 0x34],
+                "round {round}: {:?}",
+                &buf[..n]
+            );
+            // The thread is back waiting in recvfrom (or about to be): close under it.
+            std::thread::sleep(Duration::from_millis(50));
+            close(&l);
+            assert!(
+                thread.join().is_ok(),
+                "round {round}: the listener's thread panicked when it was closed"
+            );
+        }
+    }
 }
