@@ -683,3 +683,43 @@ fn update_changes_limits_inside_a_running_container_and_the_record() {
     h.ok(&["rm", "-f", "upd"]);
     h.assert_clean(&[&c]);
 }
+
+/// The options of the container's `/` in its own mount table.
+fn root_mount_options(mounts: &str) -> String {
+    mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/"))
+        .unwrap_or_else(|| panic!("no / in:\n{mounts}"))
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Overlay's `volatile` among mount options (`fsync=volatile` since Linux 6.6).
+fn volatile(opts: &str) -> bool {
+    opts.split(',')
+        .any(|o| o == "volatile" || o == "fsync=volatile")
+}
+
+/// A `--rm` container's layer is thrown away with it, so its overlay is mounted
+/// `volatile` (no sync of the host's filesystem at the unmount, podman's choice for
+/// `--rm`); any other container's is not. A `--rm` container created, then started (an
+/// unmount and a mount in between, the kernel's volatile marker left by the first) runs.
+#[test]
+fn a_rm_containers_overlay_is_volatile_and_no_other() {
+    need_root!();
+    let h = Hako::new();
+    let opts = root_mount_options(&h.ok(&["run", "--rm", "busybox", "cat", "/proc/mounts"]));
+    assert!(volatile(&opts), "{opts}");
+    let id = h.start(&["busybox", "sleep", "100"], None);
+    let opts = root_mount_options(&h.ok(&["exec", &id, "cat", "/proc/mounts"]));
+    assert!(!volatile(&opts), "{opts}");
+    let rm = h
+        .ok(&["create", "--rm", "busybox", "cat", "/proc/mounts"])
+        .trim()
+        .to_string();
+    let opts = root_mount_options(&h.ok(&["start", "-a", &rm]));
+    assert!(volatile(&opts), "{opts}");
+    h.finish(&[&id, &rm]);
+}

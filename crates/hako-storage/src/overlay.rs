@@ -36,6 +36,8 @@ use crate::{Driver, LayerPaths, MountInfo, check_id, mountinfo, random_name};
 const SHORT_LEN: usize = 26;
 /// The kernel copies at most one page of mount data.
 const MAX_MOUNT_DATA: usize = 4096 - 1;
+/// The marker file of a layer mounted `volatile` ([`StorageOpts::volatile`]).
+const VOLATILE: &str = "volatile";
 
 /// Docker's `overlay2` driver layout under `<root>/overlay2`. See the module docs.
 #[derive(Debug)]
@@ -274,8 +276,13 @@ impl Driver for Overlay2 {
     fn create_rw_with(&self, id: &str, parent: Option<&str>, opts: &StorageOpts) -> Result<()> {
         self.build(id, parent, opts.size, |diff| {
             unpack::apply(&mut crate::empty_tar(), diff, WhiteoutMode::Overlay)
-        })
-        .map(drop)
+        })?;
+        if opts.volatile {
+            // Read by `mount` (a crash before it leaves an ordinary layer: harmless).
+            let marker = self.dir(id).join(VOLATILE);
+            std::fs::write(&marker, "").ctx(|| format!("write {}", marker.display()))?;
+        }
+        Ok(())
     }
 
     fn quota_supported(&self) -> bool {
@@ -322,7 +329,11 @@ impl Driver for Overlay2 {
                 options: None,
             });
         };
-        let opts = format!("lowerdir={lower},upperdir={id}/diff,workdir={id}/work");
+        let mut opts = format!("lowerdir={lower},upperdir={id}/diff,workdir={id}/work");
+        let volatile = self.dir(id).join(VOLATILE).exists();
+        if volatile {
+            opts.push_str(",volatile");
+        }
         if mountinfo::is_mounted(&merged) {
             return Ok(MountInfo {
                 rootfs: merged,
@@ -336,12 +347,33 @@ impl Driver for Overlay2 {
                 max: MAX_MOUNT_DATA,
             });
         }
-        self.mount_relative(&PathBuf::from(id).join("merged"), &opts)
-            .map_err(|source| Error::Mount {
-                op: "mount overlay on",
-                path: merged.clone(),
-                source,
-            })?;
+        if volatile {
+            // The kernel leaves this behind a volatile mount and refuses the next mount
+            // while it is there (its sign of a crash). This layer is thrown away with its
+            // container, never trusted after a crash: mounting it again after a clean
+            // unmount (a `create` then its `start`) is what the marker would stop.
+            let incompat = self.dir(id).join("work/work/incompat/volatile");
+            match std::fs::remove_dir_all(&incompat) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("remove {}", incompat.display()), e));
+                }
+                _ => {}
+            }
+        }
+        let target = PathBuf::from(id).join("merged");
+        let mounted = match self.mount_relative(&target, &opts) {
+            // A kernel before 5.10 has no `volatile`: an ordinary mount then.
+            Err(Errno::EINVAL) if volatile => {
+                opts.truncate(opts.len() - ",volatile".len());
+                self.mount_relative(&target, &opts)
+            }
+            r => r,
+        };
+        mounted.map_err(|source| Error::Mount {
+            op: "mount overlay on",
+            path: merged.clone(),
+            source,
+        })?;
         tracing::debug!(layer = id, options = %opts, "mounted overlay");
         Ok(MountInfo {
             rootfs: merged,

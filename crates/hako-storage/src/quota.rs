@@ -31,11 +31,15 @@ use nix::sys::stat::{Mode, SFlag};
 
 use crate::error::{Error, IoContext, Result};
 
-/// Options for a container layer (`--storage-opt KEY=VALUE`).
+/// Options for a container layer (`--storage-opt KEY=VALUE`, and what the engine adds).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageOpts {
     /// `size=`: the most bytes the container layer may use.
     pub size: Option<u64>,
+    /// The layer goes with its container and never outlives a crash (`run --rm`): overlay
+    /// mounts it `volatile`, so neither the container's syncs nor the unmount sync the
+    /// host's filesystem (podman does the same for `--rm`). Not a `--storage-opt`.
+    pub volatile: bool,
 }
 
 impl StorageOpts {

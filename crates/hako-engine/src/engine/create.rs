@@ -237,7 +237,7 @@ impl Engine {
                 d
             }
             None => {
-                let storage = hako_image::StorageOpts::parse(
+                let mut storage = hako_image::StorageOpts::parse(
                     &host
                         .storage_opt
                         .iter()
@@ -246,6 +246,8 @@ impl Engine {
                         .collect::<Vec<_>>(),
                 )
                 .map_err(|e| Error::InvalidArgument(format!("--storage-opt: {e}")))?;
+                // `--rm`: the layer goes with the container (podman mounts it volatile too).
+                storage.volatile = host.auto_remove == Some(true);
                 let m = self.images.prepare_rootfs_with(&image_id, &id, &storage)?;
                 cleanup.rootfs = true;
                 tracing::debug!(container = %id, rootfs = %m.rootfs.display(), "create: root filesystem mounted");
