@@ -60,7 +60,7 @@ pub struct Global {
 }
 
 /// `--cgroup-manager` values (Podman's flag).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum CgroupManager {
     /// hako-runtime makes the cgroup directories itself
     Cgroupfs,
@@ -69,7 +69,7 @@ pub enum CgroupManager {
 }
 
 /// `--log-level` values (Docker's, `fatal` included).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum LogLevel {
     /// Everything, including debug details
     Debug,

@@ -31,6 +31,9 @@ fn main() -> ExitCode {
     if let Some(code) = rootless::pause_main() {
         return code;
     }
+    if let Some(code) = commands::system::serve::exec_main() {
+        return code;
+    }
     let mut cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return error::report_usage(&e),

@@ -272,6 +272,83 @@ fn docker_run_it_gets_a_terminal_through_the_api() {
     h.finish(&[]);
 }
 
+/// `docker run --rm` waits for the removal (`wait?condition=removed`), so the server removes
+/// the container at its exit itself rather than leave it to the shim's exit command (a new
+/// process whose start-up the client would wait for); a client that leaves, or a server
+/// killed, leaves it to the exit command: nothing is left either way.
+#[test]
+fn run_rm_is_removed_by_the_server_or_else_by_the_exit_command() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let mut s = Server::start_with(&h, &["--log-level", "debug"]);
+    // The server runs in a fresh image of hako (same pid, same arguments); what carried
+    // its options there reaches no child.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", s.pid())).expect("cmdline");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("serve\0--host\0"),
+        "{cmdline:?}"
+    );
+    let id = s.ok(&["run", "-d", "busybox", "sleep", "60"]);
+    let shim = std::fs::read_to_string(
+        h.exec_root()
+            .join("containers")
+            .join(id.trim())
+            .join("shim.pid"),
+    )
+    .expect("shim.pid");
+    let shim = shim.split_whitespace().next().expect("pid");
+    let env = std::fs::read(format!("/proc/{shim}/environ")).expect("shim environ");
+    assert!(
+        !String::from_utf8_lossy(&env).contains("HAKO_SERVE_EXEC"),
+        "the shim inherited the server's exec options"
+    );
+    s.ok(&["rm", "-f", id.trim()]);
+    let before = std::fs::read_to_string(s.log()).expect("server log").len();
+    assert_eq!(s.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    assert!(h.ok(&["ps", "-aq"]).trim().is_empty());
+    let log = std::fs::read_to_string(s.log()).expect("server log")[before..].to_string();
+    assert!(
+        log.contains("rm: removal claimed"),
+        "the server did not remove the container itself:\n{log}"
+    );
+    for kill_server in [false, true] {
+        let mut run = s
+            .docker(&["run", "--rm", "--name", "rm2", "busybox", "sleep", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker run");
+        h.wait_for("rm2 to run", || {
+            !h.ok(&["ps", "-q", "--filter", "name=rm2"])
+                .trim()
+                .is_empty()
+        });
+        if kill_server {
+            s.kill9();
+        } else {
+            run.kill().expect("kill docker run");
+        }
+        let _ = run.wait();
+        h.wait_for("the exit command to remove rm2", || {
+            h.ok(&["ps", "-aq"]).trim().is_empty()
+        });
+        if kill_server {
+            s.spawn();
+        }
+    }
+    assert_eq!(
+        count(&h.exec_root().join("locks")),
+        0,
+        "lock files left in {}",
+        h.exec_root().join("locks").display()
+    );
+    drop(s);
+    h.finish(&[]);
+}
+
 #[test]
 fn a_killed_server_loses_nothing_and_leaks_nothing() {
     need_root!();

@@ -50,7 +50,8 @@ pub use engine::{
     DiskUsage, Dockerfile, EXEC_KEEP, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS,
     IMAGE_PRUNE_FILTERS, ImageListOptions, LiveState, NETWORK_FILTERS, NETWORK_PRUNE_FILTERS,
     NetworkMode, RemovalLock, Resizer, SignalSender, VOLUME_FILTERS, VOLUME_PRUNE_FILTERS,
-    WaitCondition, Waiter, add_legacy_network_fields, parse_size, sibling_binary, status_text,
+    WaitCondition, Waiter, add_legacy_network_fields, cleanup_needed, parse_size, sibling_binary,
+    status_text,
 };
 pub use error::{Error, Result};
 pub use records::Record;

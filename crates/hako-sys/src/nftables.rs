@@ -5,11 +5,13 @@
 //!
 //! `dlopen` rather than linking: the `hako` binary must still start (and fall back to the
 //! `nft` program, or to no firewall at all for `--network none`) on a machine without the
-//! library.
+//! library. A long-lived process (`hako serve`) lets it go when idle ([`unload`]): with
+//! its libraries (libgmp, libnftnl, libjansson, ...) it keeps ~1.5 MB mapped otherwise.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::io;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// `NFT_CTX_DEFAULT`.
 const NFT_CTX_DEFAULT: c_uint = 0;
@@ -32,39 +34,103 @@ struct Api {
     run_cmd: RunCmd,
 }
 
-fn api() -> Option<Api> {
-    static API: OnceLock<Option<Api>> = OnceLock::new();
-    *API.get_or_init(load)
+/// The loaded library: closed when the last user (the loader's slot, a context) lets go.
+#[derive(Debug)]
+struct Lib {
+    handle: *mut c_void,
+    api: Api,
 }
 
-fn load() -> Option<Api> {
+// SAFETY: the handle and the function pointers are plain addresses, valid in every thread
+// until `dlclose`, which only runs when the last `Arc<Lib>` is dropped; libnftables keeps
+// no per-thread state (each `Nft` context is used by one thread at a time: `&mut self`).
+unsafe impl Send for Lib {}
+// SAFETY: as above; nothing in `Lib` is mutated after it is made.
+unsafe impl Sync for Lib {}
+
+impl Drop for Lib {
+    fn drop(&mut self) {
+        // SAFETY: `handle` came from dlopen and is closed once, here, when no context
+        // (each holds an `Arc<Lib>`) and no caller of `lib()` can use its functions any more.
+        unsafe { libc::dlclose(self.handle) };
+    }
+}
+
+/// The library loaded now (`None` until first use and after [`unload`]).
+static LIB: Mutex<Option<Arc<Lib>>> = Mutex::new(None);
+/// dlopen failed once: the library is not installed (not tried again).
+static MISSING: AtomicBool = AtomicBool::new(false);
+
+fn lib() -> Option<Arc<Lib>> {
+    if MISSING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut slot = LIB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if slot.is_none() {
+        *slot = load().map(Arc::new);
+        if slot.is_none() {
+            MISSING.store(true, Ordering::Relaxed);
+        }
+    }
+    slot.clone()
+}
+
+/// Lets the library go: it is closed (and its pages unmapped) once no context uses it; the
+/// next context loads it again. For a long-lived process between bursts of work.
+pub fn unload() {
+    let lib = LIB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    drop(lib);
+}
+
+/// Whether the library is loaded now (with [`unload`], for tests).
+pub fn loaded() -> bool {
+    LIB.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_some()
+}
+
+fn load() -> Option<Lib> {
     let name = c"libnftables.so.1";
     // SAFETY: `name` is a valid NUL-terminated string; dlopen has no other precondition.
-    // The handle is never closed, so the function pointers below stay valid for the life
-    // of the process.
     let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
     if handle.is_null() {
         return None;
     }
     // SAFETY (each call below): the symbol is the libnftables function of that name, whose C
     // prototype (`include/nftables/libnftables.h`, stable since libnftables 0.9) is
-    // exactly the function pointer type asked for.
-    Some(Api {
-        // SAFETY: see above.
-        ctx_new: unsafe { sym::<CtxNew>(handle, c"nft_ctx_new") }?,
-        // SAFETY: see above.
-        ctx_free: unsafe { sym::<CtxFree>(handle, c"nft_ctx_free") }?,
-        // SAFETY: see above.
-        buffer_output: unsafe { sym::<CtxInt>(handle, c"nft_ctx_buffer_output") }?,
-        // SAFETY: see above.
-        buffer_error: unsafe { sym::<CtxInt>(handle, c"nft_ctx_buffer_error") }?,
-        // SAFETY: see above.
-        get_output: unsafe { sym::<CtxStr>(handle, c"nft_ctx_get_output_buffer") }?,
-        // SAFETY: see above.
-        get_error: unsafe { sym::<CtxStr>(handle, c"nft_ctx_get_error_buffer") }?,
-        // SAFETY: see above.
-        run_cmd: unsafe { sym::<RunCmd>(handle, c"nft_run_cmd_from_buffer") }?,
-    })
+    // exactly the function pointer type asked for; they stay valid while the returned
+    // `Lib` (which closes `handle`) lives.
+    let api = (|| {
+        Some(Api {
+            // SAFETY: see above.
+            ctx_new: unsafe { sym::<CtxNew>(handle, c"nft_ctx_new") }?,
+            // SAFETY: see above.
+            ctx_free: unsafe { sym::<CtxFree>(handle, c"nft_ctx_free") }?,
+            // SAFETY: see above.
+            buffer_output: unsafe { sym::<CtxInt>(handle, c"nft_ctx_buffer_output") }?,
+            // SAFETY: see above.
+            buffer_error: unsafe { sym::<CtxInt>(handle, c"nft_ctx_buffer_error") }?,
+            // SAFETY: see above.
+            get_output: unsafe { sym::<CtxStr>(handle, c"nft_ctx_get_output_buffer") }?,
+            // SAFETY: see above.
+            get_error: unsafe { sym::<CtxStr>(handle, c"nft_ctx_get_error_buffer") }?,
+            // SAFETY: see above.
+            run_cmd: unsafe { sym::<RunCmd>(handle, c"nft_run_cmd_from_buffer") }?,
+        })
+    })();
+    match api {
+        Some(api) => Some(Lib { handle, api }),
+        None => {
+            // SAFETY: `handle` came from dlopen just above and nothing of it is kept.
+            unsafe { libc::dlclose(handle) };
+            None
+        }
+    }
 }
 
 /// Looks up `name` in `handle` as a function pointer of type `T`.
@@ -85,7 +151,7 @@ unsafe fn sym<T: Copy>(handle: *mut c_void, name: &CStr) -> Option<T> {
 
 /// Whether libnftables could be loaded.
 pub fn available() -> bool {
-    api().is_some()
+    lib().is_some()
 }
 
 /// One libnftables context (`struct nft_ctx`), output and errors buffered.
@@ -94,14 +160,16 @@ pub fn available() -> bool {
 /// per batch so that a batch always sees what other processes changed meanwhile.
 #[derive(Debug)]
 pub struct Nft {
-    api: Api,
+    /// Keeps the library loaded while the context lives.
+    lib: Arc<Lib>,
     ctx: *mut c_void,
 }
 
 impl Nft {
     /// A new context, or `None` when libnftables is not installed.
     pub fn new() -> Option<Nft> {
-        let api = api()?;
+        let lib = lib()?;
+        let api = lib.api;
         // SAFETY: plain constructor; a null return is handled.
         let ctx = unsafe { (api.ctx_new)(NFT_CTX_DEFAULT) };
         if ctx.is_null() {
@@ -117,7 +185,7 @@ impl Nft {
             unsafe { (api.ctx_free)(ctx) };
             return None;
         }
-        Some(Nft { api, ctx })
+        Some(Nft { lib, ctx })
     }
 
     /// Runs `commands` (nft's text syntax, as for `nft -f`) as one transaction: all or
@@ -127,12 +195,12 @@ impl Nft {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in nft commands"))?;
         // SAFETY: `self.ctx` is live for as long as `self`, `text` is NUL-terminated and
         // outlives the call (libnftables copies what it keeps).
-        let rc = unsafe { (self.api.run_cmd)(self.ctx, text.as_ptr()) };
+        let rc = unsafe { (self.lib.api.run_cmd)(self.ctx, text.as_ptr()) };
         // SAFETY: with buffering on, the getter returns a NUL-terminated string owned by the
         // context (valid until the next command), or null.
-        let out = unsafe { (self.api.get_output)(self.ctx) };
+        let out = unsafe { (self.lib.api.get_output)(self.ctx) };
         // SAFETY: as above.
-        let err = unsafe { (self.api.get_error)(self.ctx) };
+        let err = unsafe { (self.lib.api.get_error)(self.ctx) };
         // SAFETY: null or a valid NUL-terminated string, copied at once.
         let out = unsafe { owned(out) };
         // SAFETY: as above.
@@ -162,6 +230,36 @@ unsafe fn owned(p: *const c_char) -> String {
 impl Drop for Nft {
     fn drop(&mut self) {
         // SAFETY: `ctx` came from nft_ctx_new and is freed exactly once, here.
-        unsafe { (self.api.ctx_free)(self.ctx) };
+        unsafe { (self.lib.api.ctx_free)(self.ctx) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn mapped() -> bool {
+        std::fs::read_to_string("/proc/self/maps")
+            .expect("maps")
+            .contains("libnftables")
+    }
+
+    #[test]
+    fn the_library_is_unmapped_when_let_go_and_loaded_again_when_needed() {
+        let Some(nft) = super::Nft::new() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "libnftables.so.1 is missing (Debian's libnftables1)"
+            );
+            return;
+        };
+        super::unload();
+        assert!(mapped(), "a live context keeps the library loaded");
+        assert!(!super::loaded());
+        drop(nft);
+        assert!(!mapped(), "unmapped once nothing uses it");
+        let again = super::Nft::new().expect("loaded again");
+        assert!(mapped() && super::loaded());
+        drop(again);
+        super::unload();
+        assert!(!mapped());
     }
 }

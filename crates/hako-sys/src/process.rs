@@ -289,6 +289,19 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     }
 }
 
+/// Reads and removes environment variable `key` (a value meant for this process only,
+/// not for the children it spawns).
+///
+/// Call it first thing in `main`, before any thread exists: the environment is process
+/// global, and C code in another thread (getaddrinfo, ...) may read it without std's lock.
+pub fn take_env_at_start(key: &str) -> Option<std::ffi::OsString> {
+    let value = std::env::var_os(key)?;
+    // SAFETY: the caller runs this before any other thread exists (see above), so nothing
+    // reads the environment concurrently.
+    unsafe { std::env::remove_var(key) };
+    Some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

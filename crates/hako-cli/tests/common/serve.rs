@@ -17,16 +17,24 @@ pub struct Server<'a> {
     pub sock: PathBuf,
     config: tempfile::TempDir,
     child: Option<Child>,
+    /// hako's global flags for the server (`--log-level debug`).
+    global: Vec<String>,
 }
 
 impl<'a> Server<'a> {
     pub fn start(h: &'a Hako) -> Server<'a> {
+        Server::start_with(h, &[])
+    }
+
+    /// A server started with hako's `global` flags before `serve`.
+    pub fn start_with(h: &'a Hako, global: &[&str]) -> Server<'a> {
         let sock = h.root.path().join("api.sock");
         let mut s = Server {
             h,
             sock,
             config: tempfile::tempdir().expect("docker config dir"),
             child: None,
+            global: global.iter().map(|a| (*a).to_string()).collect(),
         };
         s.spawn();
         s
@@ -34,9 +42,11 @@ impl<'a> Server<'a> {
 
     pub fn spawn(&mut self) {
         let url = format!("unix://{}", self.sock.display());
+        let mut args: Vec<&str> = self.global.iter().map(String::as_str).collect();
+        args.extend(["serve", "--host", &url]);
         let child = self
             .h
-            .cmd(&["serve", "--host", &url])
+            .cmd(&args)
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()

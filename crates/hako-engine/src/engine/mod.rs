@@ -55,6 +55,7 @@ pub use list::{CONTAINER_FILTERS, ContainerListOptions, status_text};
 pub use network::{Mode as NetworkMode, add_legacy_network_fields};
 pub use networks::{NETWORK_FILTERS, NETWORK_PRUNE_FILTERS};
 pub use prune::{CONTAINER_PRUNE_FILTERS, VOLUME_PRUNE_FILTERS};
+pub use remove::cleanup_needed;
 pub use runtime::SignalSender;
 pub use status::LiveState;
 pub use system::DiskUsage;
@@ -223,11 +224,13 @@ impl Engine {
     }
 
     /// Gives back the memory an idle server need not hold: the store connections' page
-    /// caches and prepared statements, then the allocator's free pages.
+    /// caches and prepared statements, libnftables with its libraries (~1.5 MB mapped;
+    /// loaded again by the next firewall change), then the allocator's free pages.
     pub fn release_memory(&self) {
         hako_sys::sqlite::release_memory(&self.conn());
         self.images.release_memory();
         self.net.release_memory();
+        hako_sys::nftables::unload();
         hako_sys::malloc::trim();
     }
 

@@ -1,5 +1,6 @@
 //! `rm` and the `--rm` cleanup the shim runs.
 
+use std::path::Path;
 use std::time::Duration;
 
 use hako_shim::protocol::Request;
@@ -145,4 +146,27 @@ impl Engine {
         }
         self.remove(&rec.id, false, true).map(|_| ())
     }
+}
+
+/// The exit command's first step, before it opens the engine (the store, the network
+/// state, the recovery of others' crashes: most of its cost): waits for whoever holds the
+/// container's removal lock (a foreground `run --rm`, or `hako serve` answering a
+/// `wait?condition=removed`: each removes the container at its exit) and tells whether
+/// there is still anything to do. `false` when the container's directory is gone: its
+/// removal ran past the directories (a remover that died after that left a `removing`
+/// record, which the next open's recovery finishes).
+pub fn cleanup_needed(root: &Path, exec_root: &Path, id: &str) -> Result<bool> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(true);
+    }
+    let dir = root.join("containers").join(id);
+    if dir.exists() {
+        crate::locks::await_attached(exec_root, id)?;
+    }
+    if dir.exists() {
+        return Ok(true);
+    }
+    // The lock files this process may have made again after the removal.
+    crate::locks::remove(exec_root, id);
+    Ok(false)
 }

@@ -54,12 +54,24 @@ pub struct Waiter<'a> {
     code: Option<i32>,
     /// The container was seen running (an exit after that counts for `next-exit`).
     seen_active: bool,
+    /// Waiting until an `--rm` container is removed: this waiter removes it at its exit,
+    /// holding the removal lock from before it can exit so that the shim's exit command
+    /// leaves the removal to it (the caller waits for that removal anyway: a second
+    /// process starting up to do it only adds its start-up to the wait). Released when
+    /// the waiter is dropped (its client gone): the exit command then does it.
+    removal: Option<crate::locks::AttachedLock>,
 }
 
 impl Engine {
     /// Registers a wait for `what` under `cond`.
     pub fn waiter(&self, what: &str, cond: WaitCondition) -> Result<Waiter<'_>> {
         let rec = self.get(what)?;
+        let removal = if cond == WaitCondition::Removed && rec.host_config.auto_remove == Some(true)
+        {
+            Some(crate::locks::attached(&self.opts.exec_root, &rec.id)?)
+        } else {
+            None
+        };
         let live = self.live(&rec);
         let mut w = Waiter {
             engine: self,
@@ -69,6 +81,7 @@ impl Engine {
             line: Vec::new(),
             code: None,
             seen_active: live.status.is_active(),
+            removal,
         };
         if cond == WaitCondition::NotRunning && !live.status.is_active() {
             w.code = Some(live.exit_code);
@@ -115,6 +128,9 @@ impl Waiter<'_> {
                 if self.cond != WaitCondition::Removed {
                     return Ok(Some(code));
                 }
+                if self.removal.is_some() {
+                    self.remove();
+                }
                 if records::find(&self.engine.conn(), &self.id).is_err() {
                     return Ok(Some(code));
                 }
@@ -150,6 +166,21 @@ impl Waiter<'_> {
             } else if self.conn.is_none() {
                 std::thread::sleep(left.min(Duration::from_millis(25)));
             }
+        }
+    }
+
+    /// Removes the exited `--rm` container this waiter holds the removal lock of (see
+    /// [`Waiter::removal`]), then lets the lock go: whoever finds it still there after
+    /// that (the exit command) tries again.
+    fn remove(&mut self) {
+        match self.engine.remove(&self.id, true, true) {
+            Ok(_) | Err(Error::NoSuchContainer(_)) => {}
+            Err(e) => tracing::warn!(container = %self.id, "remove the --rm container: {e}"),
+        }
+        self.removal = None;
+        if records::find(&self.engine.conn(), &self.id).is_err() {
+            // The lock file this waiter may have made again after the removal.
+            crate::locks::remove(&self.engine.opts.exec_root, &self.id);
         }
     }
 

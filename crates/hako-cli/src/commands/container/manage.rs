@@ -191,6 +191,10 @@ pub fn attach(g: &Global, a: &AttachArgs) -> Result<()> {
 
 /// The shim's exit command for `--rm` containers.
 pub fn cleanup(g: &Global, a: &CleanupArgs) -> Result<()> {
+    // Most runs end here: whoever waited for the exit has removed the container already.
+    if !hako_engine::cleanup_needed(&g.root, &g.exec_root, &a.container).map_err(engine_err)? {
+        return Ok(());
+    }
     let engine = g.open_engine()?;
     engine.cleanup(&a.container).map_err(engine_err)
 }
