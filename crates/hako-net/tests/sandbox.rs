@@ -988,3 +988,119 @@ fn starts_at_once_get_one_resolver() {
     }
     assert!(!hako_net::dns::pid_file(&e.exec).exists());
 }
+
+/// A container on the default bridge set up and handed back at once: (setup, id).
+fn start_on_bridge(e: &Env, tag: char) -> (hako_net::Setup, String) {
+    let id = format!("{}{}", tag.to_string().repeat(8), hako_net::random_hex(56));
+    e.net
+        .configure(
+            &id,
+            &[AttachRequest {
+                network: "bridge".into(),
+                ..Default::default()
+            }],
+        )
+        .expect("configure");
+    let s = e
+        .net
+        .setup(&SetupRequest {
+            container: id.clone(),
+            name: format!("c{tag}"),
+            hostname: format!("c{tag}"),
+            ports: vec![],
+            dns: DnsConfig::default(),
+            extra_hosts: vec![],
+        })
+        .expect("setup");
+    (s, id)
+}
+
+fn stop(e: &Env, (s, id): (hako_net::Setup, String)) {
+    drop(s);
+    e.net.teardown(&id).expect("teardown");
+    e.net.forget(&id).expect("forget");
+}
+
+/// The handles of the rules in hako's chains (`nft -a`): rebuilt chains get new ones.
+fn rule_handles() -> Vec<String> {
+    sh("nft -a list table inet hako")
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !["table ", "chain ", "set ", "map "]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .filter_map(|l| l.split("# handle ").nth(1).map(str::to_string))
+        .collect()
+}
+
+/// A network's first container adds its elements only while hako's rules are in place
+/// (marked with a hash of their text); flushed chains, an older hako's rules or a flushed
+/// ruleset are rebuilt by the next start, though the process keeps one libnftables context
+/// (and its ruleset cache) across all of it. No nf_tables socket of the process reaches a
+/// child.
+#[test]
+fn rules_are_rebuilt_only_when_missing_or_stale() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env();
+    let first = start_on_bridge(&e, 'a');
+    let handles = rule_handles();
+    assert!(handles.len() >= 18, "{handles:?}");
+    let hostports = || sh("nft list chain inet hako hostports");
+    let mark = hostports()
+        .split('"')
+        .find(|w| w.starts_with("hako-rules-"))
+        .expect("the rules' mark")
+        .to_string();
+    // A child inherits no nf_tables socket (libmnl opens it without close-on-exec).
+    let inherited = sh("for f in /proc/$$/fd/*; do readlink $f; done | \
+         sed -n 's/^socket:\\[\\(.*\\)\\]$/\\1/p' | while read i; do \
+         awk -v i=$i '$2 == 12 && $NF == i' /proc/net/netlink; done");
+    assert_eq!(inherited.trim(), "", "nf_tables sockets inherited");
+    stop(&e, first);
+    assert!(
+        !sh("nft list set inet hako bridges").contains("hako0"),
+        "elements left"
+    );
+
+    // The table stays (by design); the next first container adds its elements only.
+    let again = start_on_bridge(&e, 'b');
+    assert_eq!(rule_handles(), handles, "the chains were rebuilt");
+    assert!(sh("nft list set inet hako bridges").contains("\"hako0\""));
+    stop(&e, again);
+
+    // Chains flushed by someone else: this process's cached ruleset is stale, the kernel's
+    // generation tells it so, and the next start puts the rules back.
+    sh("nft flush chain inet hako hostports; nft flush chain inet hako postrouting");
+    let mended = start_on_bridge(&e, 'c');
+    assert!(hostports().contains(&mark), "{}", hostports());
+    assert!(sh("nft list chain inet hako postrouting").contains("masquerade"));
+    stop(&e, mended);
+
+    // Another hako's rules (an older mark): rebuilt with this one's.
+    sh(
+        "nft flush chain inet hako hostports; nft add rule inet hako hostports \
+        meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @ports4 \
+        comment '\"hako-rules-0\"'",
+    );
+    let newer = start_on_bridge(&e, 'd');
+    let l = hostports();
+    assert!(l.contains(&mark) && !l.contains("hako-rules-0\""), "{l}");
+    assert_eq!(l.matches("@ports4").count(), 1, "{l}");
+    stop(&e, newer);
+
+    // No table at all.
+    sh("nft delete table inet hako");
+    let fresh = start_on_bridge(&e, 'e');
+    assert!(hostports().contains(&mark));
+    assert!(sh("nft list set inet hako bridges").contains("\"hako0\""));
+    stop(&e, fresh);
+    let left: Vec<String> = links().into_iter().filter(|l| l != "lo").collect();
+    assert!(left.is_empty(), "links left: {left:?}");
+    let table = hako_net::firewall::list(e.net.backend().unwrap());
+    assert!(!table.contains("10.77."), "elements left: {table}");
+}

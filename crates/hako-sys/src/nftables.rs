@@ -7,9 +7,21 @@
 //! `nft` program, or to no firewall at all for `--network none`) on a machine without the
 //! library. A long-lived process (`hako serve`) lets it go when idle ([`unload`]): with
 //! its libraries (libgmp, libnftnl, libjansson, ...) it keeps ~1.5 MB mapped otherwise.
+//!
+//! [`run_shared`] keeps one context per network namespace until [`unload`] or exit (what
+//! firewalld does), for two reasons measured on the development VM (kernel 6.18): closing
+//! an nf_tables netlink socket right after a transaction that deleted anything (set
+//! elements, the rules of a flushed chain) waits for the kernel's deferred destruction of
+//! those objects, one RCU grace period (`nft_rcv_nl_event` flushes the destroy work):
+//! `close()` took 12 ms of a 14 ms `nft delete element`, where adding took 4 ms in all. A
+//! kept socket is closed at exit, by when the grace period has passed during the rest of
+//! the command's work. And libnftables keeps its ruleset cache between commands, checked
+//! against the kernel's generation id at each command (another process's change is seen),
+//! so a context is not set up again per batch.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -80,6 +92,10 @@ fn lib() -> Option<Arc<Lib>> {
 /// Lets the library go: it is closed (and its pages unmapped) once no context uses it; the
 /// next context loads it again. For a long-lived process between bursts of work.
 pub fn unload() {
+    SHARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
     let lib = LIB
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -156,13 +172,85 @@ pub fn available() -> bool {
 
 /// One libnftables context (`struct nft_ctx`), output and errors buffered.
 ///
-/// A context keeps a cache of the kernel's ruleset between commands; hako makes a new one
-/// per batch so that a batch always sees what other processes changed meanwhile.
+/// A context keeps a cache of the kernel's ruleset between commands, refreshed when the
+/// kernel's ruleset generation changed (another process's change is seen). Its netlink
+/// socket talks to the network namespace of the thread that made it.
 #[derive(Debug)]
 pub struct Nft {
     /// Keeps the library loaded while the context lives.
     lib: Arc<Lib>,
     ctx: *mut c_void,
+}
+
+// SAFETY: a libnftables context has no thread affinity (no thread-local state; its socket
+// belongs to a namespace, not a thread); it must not be used from two threads at once,
+// which `&mut self` on `run` (and the mutex of `run_shared`) rules out.
+unsafe impl Send for Nft {}
+
+/// (device, inode) of the calling thread's network namespace.
+fn netns_id() -> io::Result<(u64, u64)> {
+    let m = std::fs::metadata("/proc/thread-self/ns/net")?;
+    Ok((
+        std::os::unix::fs::MetadataExt::dev(&m),
+        std::os::unix::fs::MetadataExt::ino(&m),
+    ))
+}
+
+/// The process's contexts, by network namespace (a handful at most: tests move between
+/// namespaces, the engine never does; the oldest goes beyond [`SHARED_MAX`]).
+static SHARED: Mutex<Vec<((u64, u64), Nft)>> = Mutex::new(Vec::new());
+const SHARED_MAX: usize = 4;
+
+/// Runs `commands` (see [`Nft::run`]) on the process's context for the calling thread's
+/// network namespace, made at first use and kept until [`unload`]. All callers in the
+/// process take turns (the library also has process-wide state of its own). `None`:
+/// libnftables is not installed or makes no context.
+pub fn run_shared(commands: &str) -> Option<io::Result<String>> {
+    let ns = match netns_id() {
+        Ok(ns) => ns,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut all = SHARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let i = match all.iter().position(|(id, _)| *id == ns) {
+        Some(i) => i,
+        None => {
+            let nft = Nft::new_kept()?;
+            if all.len() >= SHARED_MAX {
+                all.remove(0);
+            }
+            all.push((ns, nft));
+            all.len() - 1
+        }
+    };
+    Some(all[i].1.run(commands))
+}
+
+/// The open file descriptors of this process.
+fn open_fds() -> Vec<RawFd> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `fd` is an nf_tables netlink socket (`AF_NETLINK`, `NETLINK_NETFILTER`).
+fn is_netfilter_socket(fd: RawFd) -> bool {
+    let get = |opt: c_int| -> Option<c_int> {
+        let mut v: c_int = 0;
+        let mut len = libc::socklen_t::try_from(std::mem::size_of::<c_int>()).ok()?;
+        // SAFETY: `v` and `len` are valid for writes of an int and its length; a bad or
+        // non-socket fd only makes the call fail.
+        let rc = unsafe {
+            libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&raw mut v).cast(), &raw mut len)
+        };
+        (rc == 0).then_some(v)
+    };
+    get(libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
+        && get(libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER)
 }
 
 impl Nft {
@@ -186,6 +274,21 @@ impl Nft {
             return None;
         }
         Some(Nft { lib, ctx })
+    }
+
+    /// A context to keep: its netlink socket (which libmnl opens without close-on-exec)
+    /// is marked close-on-exec, so that no child (a shim, `iptables`) inherits it. Every
+    /// nf_tables socket of the process is libnftables' (hako opens none itself).
+    fn new_kept() -> Option<Nft> {
+        let nft = Nft::new()?;
+        for fd in open_fds() {
+            if is_netfilter_socket(fd) {
+                // SAFETY: F_SETFD on a descriptor number only sets its flags; the socket
+                // is libnftables' own, which stays open while the context lives.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+        Some(nft)
     }
 
     /// Runs `commands` (nft's text syntax, as for `nft -f`) as one transaction: all or

@@ -129,12 +129,11 @@ impl Backend {
     /// Applies nftables `commands` atomically (an iptables backend refuses).
     pub fn apply(self, commands: &str) -> Result<String> {
         match self {
-            Backend::Library => {
-                let mut nft = hako_sys::nftables::Nft::new()
-                    .ok_or_else(|| Error::Nft("libnftables could not make a context".into()))?;
-                nft.run(commands)
-                    .map_err(|e| Error::Nft(first_line(&e.to_string())))
-            }
+            // The process's context for this namespace, kept (hako_sys::nftables: a
+            // socket closed right after a deletion waits for an RCU grace period).
+            Backend::Library => hako_sys::nftables::run_shared(commands)
+                .ok_or_else(|| Error::Nft("libnftables could not make a context".into()))?
+                .map_err(|e| Error::Nft(first_line(&e.to_string()))),
             Backend::Program => {
                 let mut child = Command::new("nft")
                     .args(["-f", "-"])

@@ -28,12 +28,17 @@
 //!                               between two different bridges: drop (isolation)
 //! ```
 //!
-//! Every batch that adds re-declares the table, sets and maps (`add` is a no-op for what
-//! exists) and rebuilds the chains (flush + add) in the same transaction as its element
-//! changes (a batch that only deletes is just its deletions): a
-//! flushed table (`nft flush ruleset`, a firewall reload) is mended by the next start, and
-//! the rules are never half there. The *elements* of running containers are put back by
-//! the housekeeping pass (`Net::reconcile`).
+//! The first rule of `hostports` carries a mark, `comment "hako-rules-HASH"` (HASH: of the
+//! rules' text, so a hako with other rules sees an older table as stale). A batch that adds
+//! is first tried as one command: list `hostports`, add the elements. When the listing
+//! shows the mark, that was all: the chains stay as they are (no rule is deleted, so the
+//! kernel has nothing to destroy, see `hako_sys::nftables`). Otherwise (no table: `nft
+//! flush ruleset`, a firewall reload; flushed chains; another hako's rules) the batch is
+//! applied again with the table, sets and maps re-declared (`add` is a no-op for what
+//! exists) and the chains rebuilt (flush + add) in the same transaction as its elements:
+//! the rules are never half there. A batch that only deletes is just its deletions. The
+//! *elements* of running containers are put back by the housekeeping pass
+//! (`Net::reconcile`, which checks the same mark).
 //!
 //! IPv6 loopback: the kernel refuses `::1` as a source or destination on any interface
 //! but `lo`, so a DNAT of `[::1]:P` cannot work (the SYN-ACK is dropped after de-NAT).
@@ -56,8 +61,27 @@ use crate::store::Network;
 /// hako's table (family `inet`).
 pub const TABLE: &str = "hako";
 
-/// The table, sets, maps and chains; rules are rebuilt, elements are kept.
+/// What marks hako's rules as this hako writes them: `hako-rules-` and an FNV-1a hash of
+/// their text (without the mark).
+fn mark() -> &'static str {
+    static MARK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARK.get_or_init(|| {
+        let h = ruleset_marked("")
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        format!("hako-rules-{h:016x}")
+    })
+}
+
+/// The table, sets, maps and chains, the first `hostports` rule marked; rules are
+/// rebuilt, elements are kept.
 fn ruleset() -> String {
+    ruleset_marked(&format!(" comment \"{}\"", mark()))
+}
+
+fn ruleset_marked(mark: &str) -> String {
     format!(
         "add table inet {TABLE}
 add set inet {TABLE} bridges {{ type ifname; }}
@@ -86,7 +110,7 @@ flush chain inet {TABLE} forward
 add rule inet {TABLE} raw_prerouting iifname @bridges ip daddr 127.0.0.0/8 drop
 add rule inet {TABLE} prerouting fib daddr type local jump hostports
 add rule inet {TABLE} output fib daddr type local jump hostports
-add rule inet {TABLE} hostports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @ports4
+add rule inet {TABLE} hostports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @ports4{mark}
 add rule inet {TABLE} hostports meta nfproto ipv4 dnat ip to meta l4proto . th dport map @anyports4
 add rule inet {TABLE} hostports ip6 daddr ::1 return
 add rule inet {TABLE} hostports meta nfproto ipv6 dnat ip6 to ip6 daddr . meta l4proto . th dport map @ports6
@@ -180,16 +204,27 @@ impl Batch {
         s
     }
 
-    /// Applies the batch atomically, with the rules when it adds anything (a batch that
-    /// only deletes elements needs no chains rebuilt: a teardown is one small
-    /// transaction). A deletion of an element that is already gone fails a whole nft
-    /// transaction; then each deletion is retried on its own (gone is fine) and the
-    /// additions applied after: teardown must not stop there.
+    /// Applies the batch atomically. A batch that adds: its elements alone when hako's
+    /// rules are in place (the mark, checked in the same command), else again with the
+    /// table and the chains rebuilt. A batch that only deletes needs no chains: a teardown
+    /// is one small transaction. A deletion of an element that is already gone fails a
+    /// whole nft transaction; then each deletion is retried on its own (gone is fine) and
+    /// the additions applied after: teardown must not stop there.
     pub fn apply(&self, backend: Backend) -> Result<()> {
         if let Backend::Iptables { legacy } = backend {
             return iptables::apply(legacy, &self.rules_add, &self.rules_del);
         }
         let with_rules = !self.add.is_empty();
+        if with_rules
+            && backend
+                .apply(&format!(
+                    "list chain inet {TABLE} hostports\n{}",
+                    self.text(false)
+                ))
+                .is_ok_and(|listing| listing.contains(mark()))
+        {
+            return Ok(());
+        }
         match backend.apply(&self.text(with_rules)) {
             Ok(_) => Ok(()),
             Err(e) if self.del.is_empty() => Err(e),
@@ -248,9 +283,10 @@ pub fn intact(backend: Backend) -> bool {
     match backend {
         Backend::Iptables { legacy } => iptables::intact(legacy),
         // One chain, not the whole table: a listing of the table dumps every element of
-        // every map (every published port), and each engine open asks this.
+        // every map (every published port), and each engine open asks this. The mark:
+        // rules of this hako (an older hako's table is rebuilt).
         _ => backend
             .apply(&format!("list chain inet {TABLE} hostports\n"))
-            .is_ok_and(|l| l.contains("@ports4")),
+            .is_ok_and(|l| l.contains(mark())),
     }
 }
