@@ -301,7 +301,8 @@ impl Engine {
     }
 
     /// Gives the container's network back if the process that holds it is gone (or is
-    /// us: the shim's exit command runs with the shim's pid). With `wait`, waits (10s at
+    /// us: the shim's exit command runs with the shim's pid; or is that exit command, or
+    /// the shim about to become it: its `shim.pid` removed, it touches nothing more). With `wait`, waits (10s at
     /// most) for a live holder to finish first.
     pub(crate) fn release_network(&self, id: &str, wait: bool) -> Result<()> {
         if self.opts.rootless {
@@ -317,6 +318,7 @@ impl Engine {
                 || s.owner == me
                 || !holder_alive(s.owner)
                 || is_exit_command(s.owner, id)
+                || (is_shim_of(s.owner, id) && !protocol::shim_alive(&self.state_dir(id)))
                 || Instant::now() >= deadline
             {
                 let joined = self.net.attachments(id).unwrap_or_default();
@@ -329,7 +331,9 @@ impl Engine {
             if !wait {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // The holder is usually a shim finishing its container (`RUNTIME delete`, a
+            // few ms): a short poll.
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -776,6 +780,18 @@ fn is_exit_command(pid: i32, id: &str) -> bool {
     argv.ends_with(&[b"cleanup".as_slice(), id.as_bytes()])
 }
 
+/// Whether `pid` is the shim of container `id` (`hako-shim ... --id ID ...`).
+fn is_shim_of(pid: i32, id: &str) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+    argv.first().is_some_and(|p| p.ends_with(b"hako-shim"))
+        && argv
+            .windows(2)
+            .any(|w| w == [b"--id".as_slice(), id.as_bytes()])
+}
+
 /// Whether `pid` runs (a zombie does not: a killed shim whose parent has not reaped it yet
 /// holds nothing any more).
 fn holder_alive(pid: i32) -> bool {
@@ -889,6 +905,29 @@ mod tests {
             c.wait().unwrap();
         }
         assert!(!super::is_exit_command(a, &id), "gone");
+        // The shim of the container (until it execs its exit command), not another's.
+        let shim_dir = tempfile::tempdir().unwrap();
+        let shim = shim_dir.path().join("hako-shim");
+        std::os::unix::fs::symlink("/bin/sh", &shim).unwrap();
+        let mut s = std::process::Command::new(&shim)
+            .args(["-c", "read x", "sh", "--id", &id, "--bundle", "/x"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let p = i32::try_from(s.id()).unwrap();
+        // Its command line shows once the exec is through.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.is_empty())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(super::is_shim_of(p, &id));
+        assert!(!super::is_shim_of(p, &other), "another container's shim");
+        assert!(!super::is_shim_of(b, &id), "not a shim");
+        assert!(!super::is_exit_command(p, &id));
+        s.kill().unwrap();
+        s.wait().unwrap();
     }
 
     #[test]
