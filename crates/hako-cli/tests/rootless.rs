@@ -604,7 +604,7 @@ fn without_newuidmap_a_user_with_subordinate_ids_is_told_what_to_install() {
 /// exists: pure cgroup v2 with `user@UID.service` delegated controllers (the VM stage's systemd guest runs this:
 /// `bash scripts/vm/test.sh systemd`). Each container is a scope of the user's manager
 /// under `user@UID.service/user.slice`, its limits in the files (seen from inside through
-/// a private cgroupns) and holding (OOM kill); a limit whose controller is not delegated,
+/// a private cgroupns) and holding (OOM kill, OOMKilled every time, not for a SIGKILL by hand); a limit whose controller is not delegated,
 /// and any limit with `--cgroup-manager cgroupfs`, is one line; nothing is left.
 /// Named `vm_*`: nextest's default filter leaves it out on the host (.config/nextest.toml).
 #[test]
@@ -713,6 +713,36 @@ fn vm_rootless_limits_through_the_users_delegated_systemd_scope() {
         "count=1",
     ]);
     assert_eq!(hog.status.code(), Some(137), "{hog:?}");
+    // OOMKilled every time: no kernel log in a user namespace, and the user's systemd often
+    // removes the scope before the shim reads its count: then the slice's count tells.
+    for n in 0..3 {
+        let name = format!("hog{n}");
+        let hog = u.run(&[
+            "run",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "-m",
+            "16m",
+            "busybox",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+        ]);
+        assert_eq!(hog.status.code(), Some(137), "{hog:?}");
+        let state = u.ok(&["inspect", "-f", "{{.State.OOMKilled}}", &name]);
+        assert_eq!(state.trim(), "true", "run {n}");
+        u.ok(&["rm", &name]);
+    }
+    // A container of the same slice, running while those were OOM-killed, killed by hand:
+    // no OOM kill of its own.
+    u.ok(&["kill", &id]);
+    assert_eq!(u.ok(&["wait", &id]).trim(), "137");
+    let state = u.ok(&["inspect", "-f", "{{.State.OOMKilled}}", &id]);
+    assert_eq!(state.trim(), "false", "killed by hand");
 
     // What the user's systemd was not delegated, in one line.
     for (flag, value, controller) in [

@@ -84,6 +84,7 @@ mod health;
 mod kmsg;
 mod logfile;
 mod monitor;
+mod oom;
 mod proxy;
 mod runtime;
 mod stdio;

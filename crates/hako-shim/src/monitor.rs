@@ -93,16 +93,10 @@ pub struct Shim {
     health: Option<Health>,
     /// The shim's own failure log (`shim.log`).
     shimlog: crate::shimlog::ShimLog,
-    /// The container's v2 memory.events, polled while it runs (kernfs wakes POLLPRI on a
-    /// change): a systemd scope's cgroup is gone as soon as its last process exits, so an
-    /// OOM kill must be seen while it happens, not read at the exit.
-    oom_watch: Option<fs::File>,
-    /// An OOM kill was counted during the current run.
-    oom_seen: bool,
-    /// For a systemd scope: its cgroup (`/system.slice/hako-x.scope`) and the kernel log
-    /// from the run's start, which tells of an OOM kill when systemd removed the cgroup
-    /// before the exit was reaped (see [`crate::kmsg`]).
-    oom_scope: Option<(String, crate::kmsg::KernelLog)>,
+    /// The current run's OOM witnesses on cgroup v2 (see [`crate::oom`]): a systemd
+    /// scope's cgroup is gone as soon as its last process exits, so an OOM kill must be
+    /// seen while it happens, or in something that outlives the cgroup.
+    oom: Option<crate::oom::OomWatch>,
 }
 
 impl Shim {
@@ -134,9 +128,7 @@ impl Shim {
             restart_count: 0,
             stopped: false,
             backoff: MIN_BACKOFF,
-            oom_watch: None,
-            oom_seen: false,
-            oom_scope: None,
+            oom: None,
             stdin_buf: Vec::new(),
             close_stdin: false,
             pending_size: None,
@@ -214,17 +206,7 @@ impl Shim {
         self.stdin_buf.clear();
         self.close_stdin = false;
         if self.opts.exec_process.is_none() {
-            self.oom_seen = false;
-            let watched = self
-                .cgroup_files
-                .iter()
-                .filter(|p| p.ends_with("memory.events"))
-                .find_map(|p| fs::File::open(p).ok().map(|f| (p, f)));
-            self.oom_scope = watched
-                .as_ref()
-                .and_then(|(p, _)| scope_cgroup(p))
-                .and_then(|cg| Some((cg, crate::kmsg::KernelLog::open()?)));
-            self.oom_watch = watched.map(|(_, f)| f);
+            self.oom = crate::oom::OomWatch::open(pid, &self.cgroup_files);
         }
         Ok(pid)
     }
@@ -257,8 +239,8 @@ impl Shim {
             health,
             oom,
         } = readiness;
-        if oom {
-            self.check_oom_watch();
+        if oom && let Some(w) = self.oom.as_mut() {
+            w.check();
         }
         if health && let Some(h) = self.health.as_mut() {
             h.read_output();
@@ -331,8 +313,10 @@ impl Shim {
         if let Some(fd) = health_fd {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        if let Some(f) = &self.oom_watch {
-            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLPRI));
+        let oom_fds = self.oom.as_ref().map(crate::oom::OomWatch::fds);
+        let n_oom = oom_fds.as_ref().map_or(0, Vec::len);
+        for fd in oom_fds.into_iter().flatten() {
+            fds.push(PollFd::new(fd, PollFlags::POLLPRI));
         }
         poll(&mut fds, self.timeout())?;
         let flags: Vec<PollFlags> = fds
@@ -347,7 +331,7 @@ impl Shim {
         let stdin = stdin_fd.is_some() && !next().is_empty();
         let clients = (0..self.clients.len()).map(|_| next()).collect();
         let health = health_fd.is_some() && !next().is_empty();
-        let oom = self.oom_watch.is_some() && !next().is_empty();
+        let oom = (0..n_oom).fold(false, |any, _| !next().is_empty() || any);
         Ok(Readiness {
             signals,
             listener,
@@ -418,10 +402,22 @@ impl Shim {
                 continue;
             }
             // The OOM kill came before this exit, but its memory.events change may still
-            // wait behind it in poll: read the watched file now, before a systemd scope's
-            // cgroup is removed with its last process (then it can be read no more).
-            self.check_oom_watch();
-            let oom_killed = self.oom_killed() || self.oom_kill_logged(pid.as_raw(), signal);
+            // wait behind it in poll: read the counts now (a systemd scope's cgroup may
+            // already be gone with its last process: then the other witnesses).
+            let seen = self
+                .oom
+                .as_mut()
+                .and_then(|w| w.at_exit(pid.as_raw(), signal));
+            match seen {
+                Some(crate::oom::Seen::KernelLog) => self.shimlog.note(
+                    "OOM kill read from the kernel log (the container's cgroup was gone)",
+                ),
+                Some(crate::oom::Seen::Parent) => self.shimlog.note(
+                    "OOM kill read from the parent cgroup's count (the container's cgroup was gone)",
+                ),
+                _ => {}
+            }
+            let oom_killed = seen.is_some() || self.oom_killed();
             let exit = ExitInfo {
                 exit_code,
                 signal,
@@ -436,50 +432,12 @@ impl Shim {
         }
     }
 
-    /// Best effort: the container's cgroup counted an OOM kill (seen while it ran, or
-    /// still readable now).
+    /// Best effort: a file of the container's cgroup that the bundle names (v1
+    /// memory.oom_control included) counts an OOM kill now.
     fn oom_killed(&self) -> bool {
-        self.oom_seen
-            || self
-                .cgroup_files
-                .iter()
-                .any(|path| fs::read_to_string(path).is_ok_and(|text| counts_oom_kill(&text)))
-    }
-
-    /// A systemd scope whose cgroup went before we read it (the watch was dropped on a read
-    /// error, or never saw the count) and an init killed by SIGKILL: did the kernel log an
-    /// OOM kill in the scope, or of the init, during this run?
-    fn oom_kill_logged(&mut self, pid: i32, signal: Option<i32>) -> bool {
-        if signal != Some(libc::SIGKILL) {
-            return false;
-        }
-        let Some((cgroup, log)) = self.oom_scope.as_mut() else {
-            return false;
-        };
-        let found = log.oom_kill_since(cgroup, pid);
-        if found {
-            self.shimlog.note(&format!(
-                "OOM kill of {cgroup} read from the kernel log (the cgroup was gone)"
-            ));
-        }
-        found
-    }
-
-    /// memory.events changed: read it again from the start. A cgroup that is gone (read
-    /// error) is watched no more, or poll would report it forever.
-    fn check_oom_watch(&mut self) {
-        use std::io::{Read, Seek, SeekFrom};
-        let Some(f) = self.oom_watch.as_mut() else {
-            return;
-        };
-        let mut text = String::new();
-        let read = f
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| f.read_to_string(&mut text));
-        match read {
-            Ok(_) => self.oom_seen |= counts_oom_kill(&text),
-            Err(_) => self.oom_watch = None,
-        }
+        self.cgroup_files
+            .iter()
+            .any(|path| fs::read_to_string(path).is_ok_and(|text| crate::oom::oom_kills(&text) > 0))
     }
 
     /// Read what output `i` has; true at EOF (or EIO from a pty with no peer left).
@@ -950,23 +908,6 @@ struct Readiness {
     clients: Vec<PollFlags>,
     health: bool,
     oom: bool,
-}
-
-/// `/sys/fs/cgroup/<path>.scope/memory.events` → `/<path>.scope`: the cgroup of a systemd
-/// scope, which systemd removes with its last process.
-fn scope_cgroup(events: &Path) -> Option<String> {
-    let dir = events.parent()?;
-    let rel = dir.strip_prefix("/sys/fs/cgroup").ok()?.to_str()?;
-    rel.ends_with(".scope").then(|| format!("/{rel}"))
-}
-
-/// An `oom_kill N` line with N > 0 (v2 memory.events, v1 memory.oom_control).
-fn counts_oom_kill(text: &str) -> bool {
-    text.lines().any(|l| {
-        l.strip_prefix("oom_kill ")
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
-    })
 }
 
 /// Write `exit.json` atomically (temp file + rename).
