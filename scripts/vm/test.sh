@@ -4,7 +4,7 @@
 # scripts/vm/batches/KIND.scripts), printing every result and the time each guest took.
 #
 #   scripts/vm/test.sh [v2|systemd ...]      default: every kind
-#   HAKO_VM_ONLY=vm_engine scripts/vm/test.sh   only the batch lines whose label has it
+#   HAKO_VM_ONLY=vm_engine scripts/vm/test.sh   only the batch lines (and scripts) that have it
 #
 # Needs root (the tests run real containers in the guest) and the test executables already
 # built (scripts/test.sh runs this after `cargo nextest run`). Under CI=true a stage that
@@ -37,9 +37,14 @@ fi
 # nextest's binary ids (hako-e2e::verbs) to executable paths, without building anything new.
 binaries=$(mktemp)
 trap 'rm -f "$binaries"' EXIT
-cargo nextest list --list-type binaries-only --message-format json --workspace 2>/dev/null \
-    | jq -r '."rust-binaries"[] | "\(."binary-id") \(."binary-path")"' > "$binaries" \
-    || cannot_run "cannot list the test executables (cargo nextest list failed)"
+# HAKO_VM_BINARIES=FILE ("ID PATH" lines): a developer's list instead (no workspace build).
+if [ -n "${HAKO_VM_BINARIES:-}" ]; then
+    cp "$HAKO_VM_BINARIES" "$binaries"
+else
+    cargo nextest list --list-type binaries-only --message-format json --workspace 2>/dev/null \
+        | jq -r '."rust-binaries"[] | "\(."binary-id") \(."binary-path")"' > "$binaries" \
+        || cannot_run "cannot list the test executables (cargo nextest list failed)"
+fi
 
 runtime=$TARGET/release/hako-runtime
 [ -x "$runtime" ] || runtime=$TARGET/debug/hako-runtime
@@ -50,29 +55,46 @@ stage_rc=0
 summary=()
 for kind in "${kinds[@]}"; do
     job=$(mktemp -d /tmp/hako-vm-"$kind".XXXXXX)
-    # Resolve the batch's labels to executables.
-    : > "$job/tests.list"
-    if [ -e "scripts/vm/batches/$kind.tests" ]; then
+    # Resolve the batch's labels to executables: KIND.tests for the boot, KIND.reboot.tests
+    # for a second boot after a real reboot (`systemctl reboot` at the end of the first).
+    for b in tests reboot.tests; do
+        : > "$job/$b.list"
+        [ -e "scripts/vm/batches/$kind.$b" ] || continue
         while read -r label args; do
             case "$label" in ''|'#'*) continue ;; esac
             # HAKO_VM_ONLY=PATTERN: only the labels matching it (a developer's shortcut).
-            [ -z "${HAKO_VM_ONLY:-}" ] || [[ "$label" == *$HAKO_VM_ONLY* ]] || continue
+            [ -z "${HAKO_VM_ONLY:-}" ] || [[ "$label $args" == *$HAKO_VM_ONLY* ]] || continue
             path=$(awk -v id="$label" '$1 == id {print $2}' "$binaries")
             [ -n "$path" ] || { echo "vm stage: no test executable $label" >&2; stage_rc=1; continue; }
-            echo "$label $path $args" >> "$job/tests.list"
-        done < "scripts/vm/batches/$kind.tests"
+            echo "$label $path $args" >> "$job/$b.list"
+        done < "scripts/vm/batches/$kind.$b"
+    done
+    # What the guest keeps across its reboot (stage 2: hako's store, systemd's units).
+    if [ -s "$job/reboot.tests.list" ]; then
+        truncate -s 2G "$job/disk.img"
+        mkfs.ext4 -q -F -N 65536 -E lazy_itable_init=0,lazy_journal_init=0 "$job/disk.img" \
+            || cannot_run "mkfs.ext4 failed (e2fsprogs)"
     fi
-    scripts=$(grep -v '^#' "scripts/vm/batches/$kind.scripts" 2>/dev/null | tr '\n' ' ')
+    scripts=$(grep -v '^#' "scripts/vm/batches/$kind.scripts" 2>/dev/null \
+        | grep -F -- "${HAKO_VM_ONLY:-}" | tr '\n' ' ')
     cat > "$job/job.sh" <<JOB
 export CI='${CI:-}' HAKO_VM_KIND='$kind' RUST_BACKTRACE=0 HAKO_RUNTIME='$runtime' HAKO_INIT='$init'
 export HAKO_FIXTURES='${HAKO_FIXTURES:-$REPO/.fixtures}' HAKO_REPO='$REPO' HOME=/root
 cd '$REPO'
+if [ -e /job/rebooted ]; then
+    # The second boot: the first one's status, and the tests that need the reboot.
+    rc=\$(cat /job/rebooted)
+    sh scripts/vm/guest/run-tests.sh /job/reboot.tests.list || rc=1
+    exit \$rc
+fi
 rc=0
 sh scripts/vm/guest/run-tests.sh /job/tests.list || rc=1
 for s in $scripts; do
     echo "@@ script \$s"
     sh "scripts/vm/guest/\$s" || { echo "@@ script \$s FAILED"; rc=1; }
 done
+# hako-vm-finish reboots instead of powering off when this is there.
+[ -s /job/reboot.tests.list ] && : > /job/reboot
 exit \$rc
 JOB
     step "VM stage: $kind guest"

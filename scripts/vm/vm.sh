@@ -139,17 +139,30 @@ boot() {
     # apparmor_parser (dockerd would refuse to start containers without it).
     local append="console=ttyS0 quiet panic=-1 no_timer_check apparmor=0 hako.kind=$kind hako.stage2=$HERE/guest/stage2.sh hako.modules=$kd/lib/modules/$kver"
     [ "$kind" = systemd ] && append+=" systemd.unit=hako-vm.target systemd.show_status=0"
+    # JOBDIR/disk.img: a disk that outlives the boot (stage 2 keeps hako's store and
+    # systemd's units on it), for a job that reboots the guest.
+    local disk=()
+    [ -e "$job/disk.img" ] && disk=(-drive "file=$job/disk.img,format=raw,if=virtio,cache=unsafe")
+    rm -f "$job/rebooted" "$job/reboot"
+    : > "$job/console.log"
     local t0; t0=$(date +%s.%N)
-    # panic=-1 + -no-reboot: a kernel panic ends qemu; timeout ends a guest that hangs.
-    set +e
-    timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -m "$MEM" -smp 2 \
-        -kernel "$kd/vmlinux" -initrd "$kd/initrd.cpio.gz" -append "$append" \
-        -nographic -no-reboot -nodefaults -serial stdio -monitor none \
-        -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-        -virtfs "local,path=$job,mount_tag=job,security_model=none,multidevs=remap" \
-        </dev/null 2>&1 | tr -d '\r' > "$job/console.log"
-    local qrc=${PIPESTATUS[0]}
-    set -e
+    local qrc n
+    for n in 1 2; do
+        # panic=-1 + -no-reboot: a kernel panic (or a reboot) ends qemu; timeout ends a
+        # guest that hangs.
+        set +e
+        timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -m "$MEM" -smp 2 \
+            -kernel "$kd/vmlinux" -initrd "$kd/initrd.cpio.gz" -append "$append" \
+            -nographic -no-reboot -nodefaults -serial stdio -monitor none \
+            -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+            -virtfs "local,path=$job,mount_tag=job,security_model=none,multidevs=remap" \
+            "${disk[@]}" </dev/null 2>&1 | tr -d '\r' >> "$job/console.log"
+        qrc=${PIPESTATUS[0]}
+        set -e
+        # The job asked for a reboot (stage 2's hako-vm-finish): boot once more.
+        [ "$qrc" = 0 ] && [ ! -e "$job/status" ] && [ -e "$job/rebooted" ] && [ "$n" = 1 ] || break
+        echo "vm: $kind guest rebooted after $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N)-$t0}")s"
+    done
     local wall; wall=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N)-$t0}")
     grep -a '^@@' "$job/console.log" || true
     echo "vm: $kind guest: qemu rc=$qrc, ${wall}s wall (console: $job/console.log)"

@@ -238,7 +238,7 @@ fn cgroup_manager_and_cgroupns_choices() {
 }
 
 /// `hako ARGS` on the default root and exec root (`/var/lib/hako`, `/run/hako`), which the
-/// shipped unit uses: in the guest both are fresh tmpfs mounts, nothing of the host's.
+/// shipped unit uses: in the guest both start empty, nothing of the host's.
 fn hako_default(args: &[&str]) -> String {
     let out = Command::new(common::HAKO)
         .args(args)
@@ -254,6 +254,138 @@ fn hako_default(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// `systemctl ARGS`, which must succeed.
+fn sc(args: &[&str]) {
+    let o = Command::new("systemctl")
+        .args(args)
+        .output()
+        .expect("systemctl");
+    assert!(o.status.success(), "systemctl {args:?}: {o:?}");
+}
+
+/// `scripts/hako-boot.service` as `scripts/install.sh` installs it (`@BINDIR@` = where this
+/// test's `hako` is) at `unit`, then `daemon-reload` and `enable ENABLE..`.
+fn install_boot_unit(unit: &Path, enable: &[&str]) {
+    let bindir = Path::new(common::HAKO).parent().expect("bin dir");
+    let unit_text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/hako-boot.service"),
+    )
+    .expect("scripts/hako-boot.service");
+    std::fs::write(
+        unit,
+        unit_text.replace("@BINDIR@", &bindir.to_string_lossy()),
+    )
+    .expect("install the unit");
+    sc(&["daemon-reload"]);
+    sc(&[&["enable"][..], enable, &["hako-boot.service"]].concat());
+}
+
+/// The containers of the hako-boot tests, by name and restart policy; `stopped` is stopped
+/// by hand before the power cut or reboot.
+const POLICIES: [(&str, &str); 4] = [
+    ("always", "always"),
+    ("unless", "unless-stopped"),
+    ("stopped", "unless-stopped"),
+    ("never", "no"),
+];
+
+/// `--name NAME --restart POLICY` for each of [`POLICIES`] (after `extra`), `stopped`
+/// stopped by hand; their ids. The init exits on SIGTERM, as a service would: at a
+/// shutdown, systemd's last SIGTERM to every process ends it at once.
+fn run_policies(extra: &[&str]) -> Vec<String> {
+    hako_default(&[
+        "import",
+        common::rootfs_tar().to_str().expect("utf-8"),
+        "busybox",
+    ]);
+    let ids: Vec<String> = POLICIES
+        .iter()
+        .map(|(name, policy)| {
+            hako_default(
+                &[
+                    &["run", "-d", "--network", "none", "--name", name][..],
+                    extra,
+                    &[
+                        "--restart",
+                        policy,
+                        "busybox",
+                        "sh",
+                        "-c",
+                        "trap 'exit 0' TERM; while :; do sleep 1; done",
+                    ],
+                ]
+                .concat(),
+            )
+        })
+        .collect();
+    hako_default(&["stop", "-t", "1", "stopped"]);
+    ids
+}
+
+/// hako-boot.service ran and succeeded; `always` and `unless` run again, each in a scope of
+/// its own (not the unit's: stopping the unit leaves them), `stopped` and `never` do not.
+fn policies_came_back(ids: &[String]) {
+    assert_eq!(show("hako-boot.service", "ActiveState"), "active");
+    assert_eq!(show("hako-boot.service", "Result"), "success");
+    let state = |n: &str| hako_default(&["inspect", "-f", "{{.State.Status}}", n]);
+    for n in ["always", "unless"] {
+        assert_eq!(state(n), "running", "{n} after hako-boot.service");
+    }
+    for n in ["stopped", "never"] {
+        assert_ne!(state(n), "running", "{n} after hako-boot.service");
+    }
+    sc(&["stop", "hako-boot.service"]);
+    for (n, id) in [("always", &ids[0]), ("unless", &ids[1])] {
+        assert_eq!(state(n), "running", "{n} after stopping hako-boot.service");
+        let pid = hako_default(&["inspect", "-f", "{{.State.Pid}}", n]);
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+        assert_eq!(
+            cg.trim(),
+            format!("0::/system.slice/hako-{id}.scope"),
+            "{n}"
+        );
+    }
+    assert_eq!(hako_default(&["exec", "always", "echo", "up"]), "up");
+}
+
+/// Removes the containers; their scopes go, nothing is left; the unit is disabled and
+/// removed.
+fn remove_policies(ids: &[String], unit: &Path, disable: &[&str]) {
+    for id in ids {
+        hako_default(&["rm", "-f", "-v", id]);
+    }
+    for id in ids {
+        let unit = format!("hako-{id}.scope");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while show(&unit, "LoadState") != "not-found" {
+            assert!(std::time::Instant::now() < deadline, "{unit} left");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    assert_eq!(hako_default(&["ps", "-aq"]), "", "containers left");
+    let report = hako_test_support::find_leaks(
+        Path::new("/run/hako/runtime/hako-runtime"),
+        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        // (/var/lib/hako itself is the guest's mount: the layers' mounts are below.)
+        &[
+            Path::new("/var/lib/hako/overlay2"),
+            Path::new("/var/lib/hako/containers"),
+        ],
+    );
+    assert!(report.is_empty(), "leaks:\n{report}");
+    sc(&[&["disable"][..], disable, &["hako-boot.service"]].concat());
+    std::fs::remove_file(unit).expect("remove the unit");
+    sc(&["daemon-reload"]);
+}
+
+fn require_systemd() {
+    require_vm();
+    assert!(
+        systemd(),
+        "needs systemd as PID 1: `bash scripts/vm/test.sh systemd`"
+    );
+}
+
 /// `scripts/hako-boot.service` as `scripts/install.sh` installs it, run by systemd: after
 /// every container process and shim was killed (what a power cut leaves), starting the
 /// unit brings back `always` and `unless-stopped` (not one stopped by hand, not `no`); the
@@ -261,63 +393,14 @@ fn hako_default(args: &[&str]) -> String {
 /// the unit leave them running.
 #[test]
 fn hako_boot_service_restarts_policies_under_systemd() {
-    require_vm();
-    assert!(
-        systemd(),
-        "needs systemd as PID 1: `bash scripts/vm/test.sh systemd`"
-    );
-    let bindir = Path::new(common::HAKO).parent().expect("bin dir");
-    let unit_text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/hako-boot.service"),
-    )
-    .expect("scripts/hako-boot.service");
+    require_systemd();
     let unit = Path::new("/run/systemd/system/hako-boot.service");
-    std::fs::write(
-        unit,
-        unit_text.replace("@BINDIR@", &bindir.to_string_lossy()),
-    )
-    .expect("install the unit");
-    let sc = |args: &[&str]| {
-        let o = Command::new("systemctl")
-            .args(args)
-            .output()
-            .expect("systemctl");
-        assert!(o.status.success(), "systemctl {args:?}: {o:?}");
-    };
-    sc(&["daemon-reload"]);
-    sc(&["enable", "--runtime", "hako-boot.service"]);
+    install_boot_unit(unit, &["--runtime"]);
     assert!(
         Path::new("/run/systemd/system/multi-user.target.wants/hako-boot.service").exists(),
         "enable links it into multi-user.target"
     );
-
-    hako_default(&[
-        "import",
-        common::rootfs_tar().to_str().expect("utf-8"),
-        "busybox",
-    ]);
-    let mut ids = Vec::new();
-    for (name, policy) in [
-        ("always", "always"),
-        ("unless", "unless-stopped"),
-        ("stopped", "unless-stopped"),
-        ("never", "no"),
-    ] {
-        ids.push(hako_default(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            name,
-            "--restart",
-            policy,
-            "busybox",
-            "sleep",
-            "1000",
-        ]));
-    }
-    hako_default(&["stop", "-t", "0", "stopped"]);
+    let ids = run_policies(&[]);
     // The power cut: every shim and container process, kill -9.
     for (name, id) in ["always", "unless", "never"]
         .iter()
@@ -346,55 +429,70 @@ fn hako_boot_service_restarts_policies_under_systemd() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-
     sc(&["start", "hako-boot.service"]);
-    assert_eq!(show("hako-boot.service", "ActiveState"), "active");
-    assert_eq!(show("hako-boot.service", "Result"), "success");
-    let state = |n: &str| hako_default(&["inspect", "-f", "{{.State.Status}}", n]);
-    for n in ["always", "unless"] {
-        assert_eq!(state(n), "running", "{n} after hako-boot.service");
-    }
-    for n in ["stopped", "never"] {
-        assert_ne!(state(n), "running", "{n} after hako-boot.service");
-    }
-    // Not in the unit's cgroup: stopping the unit leaves them.
-    sc(&["stop", "hako-boot.service"]);
-    for (n, id) in [("always", &ids[0]), ("unless", &ids[1])] {
-        assert_eq!(state(n), "running", "{n} after stopping hako-boot.service");
-        let pid = hako_default(&["inspect", "-f", "{{.State.Pid}}", n]);
-        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
-        assert_eq!(
-            cg.trim(),
-            format!("0::/system.slice/hako-{id}.scope"),
-            "{n}"
-        );
-    }
-    assert_eq!(hako_default(&["exec", "always", "echo", "up"]), "up");
+    policies_came_back(&ids);
+    remove_policies(&ids, unit, &["--runtime"]);
+}
 
-    for id in &ids {
-        hako_default(&["rm", "-f", "-v", id]);
-    }
-    for id in &ids {
-        let unit = format!("hako-{id}.scope");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while show(&unit, "LoadState") != "not-found" {
-            assert!(std::time::Instant::now() < deadline, "{unit} left");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-    assert_eq!(hako_default(&["ps", "-aq"]), "", "containers left");
-    let report = hako_test_support::find_leaks(
-        Path::new("/run/hako/runtime/hako-runtime"),
-        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
-        // (/var/lib/hako itself is the guest's tmpfs mount: the layers' mounts are below.)
-        &[
-            Path::new("/var/lib/hako/overlay2"),
-            Path::new("/var/lib/hako/containers"),
-        ],
+/// Where the reboot tests install the unit: `/etc/systemd/system`, which the systemd
+/// guest keeps on its disk across the reboot (with `/var/lib/hako`).
+const REBOOT_UNIT: &str = "/etc/systemd/system/hako-boot.service";
+/// The label that carries the first boot's id over the reboot.
+const BOOT_LABEL: &str = "hako.test.boot";
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("boot_id")
+        .trim()
+        .to_owned()
+}
+
+/// A REAL reboot, first half (the systemd guest runs it last, then reboots with
+/// `systemctl reboot`: scripts/vm/batches/systemd.reboot.tests has the second half):
+/// hako-boot.service enabled for good, containers of every restart policy left running.
+#[test]
+fn reboot_1_containers_with_restart_policies_are_left_running() {
+    require_systemd();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("/dev/vda /var/lib/hako ")),
+        "/var/lib/hako must be on the guest's disk (scripts/vm/test.sh makes one for a batch with a reboot)"
     );
-    assert!(report.is_empty(), "leaks:\n{report}");
-    sc(&["disable", "--runtime", "hako-boot.service"]);
-    std::fs::remove_file(unit).expect("remove the unit");
+    install_boot_unit(Path::new(REBOOT_UNIT), &[]);
+    let label = format!("{BOOT_LABEL}={}", boot_id());
+    let ids = run_policies(&["--label", &label]);
+    for ((n, _), id) in POLICIES.iter().zip(&ids).take(2) {
+        assert_eq!(
+            hako_default(&["inspect", "-f", "{{.State.Status}}", n]),
+            "running"
+        );
+        assert_eq!(show(&format!("hako-{id}.scope"), "ActiveState"), "active");
+    }
+}
+
+/// A REAL reboot, second half (the systemd guest's second boot): systemd started
+/// hako-boot.service at boot (multi-user.target wants it), which brought back `always` and
+/// `unless-stopped` from the store on disk, with no shim, runtime state or mount of the first
+/// boot left (/run is new); the one stopped by hand and `no` stay down. Then everything goes.
+#[test]
+fn reboot_2_hako_boot_service_brings_them_back_after_the_reboot() {
+    require_systemd();
+    let ids: Vec<String> = POLICIES
+        .iter()
+        .map(|(n, _)| hako_default(&["inspect", "-f", "{{.Id}}", n]))
+        .collect();
+    let before = hako_default(&[
+        "inspect",
+        "-f",
+        &format!("{{{{index .Config.Labels \"{BOOT_LABEL}\"}}}}"),
+        "always",
+    ]);
+    assert!(!before.is_empty(), "the first boot's label");
+    assert_ne!(before, boot_id(), "this must run after a reboot");
+    policies_came_back(&ids);
+    remove_policies(&ids, Path::new(REBOOT_UNIT), &[]);
 }
 
 /// A loop-mounted XFS image with project quotas (the guest's Debian kernel has

@@ -9,7 +9,9 @@ up() { cut -d' ' -f1 /proc/uptime; }
 rc=0
 while read -r label path args; do
     case "$label" in ''|'#'*) continue ;; esac
-    log=/job/logs/$(echo "$label" | tr ':/' '__').log
+    log=/job/logs/$(echo "$label" | tr ':/' '__')
+    # A label on several lines (or in both boots of a rebooting job): a log each.
+    n=1; sfx=; while [ -e "$log$sfx.log" ]; do n=$((n + 1)); sfx=.$n; done; log=$log$sfx.log
     t0=$(up)
     # shellcheck disable=SC2086 # args are libtest's, split on purpose
     "$path" --test-threads="${HAKO_VM_TEST_THREADS:-2}" $args > "$log" 2>&1

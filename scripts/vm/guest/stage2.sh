@@ -21,6 +21,15 @@ echo hako-vm > /etc/hostname
 cat > /usr/local/sbin/hako-vm-finish <<'FIN'
 #!/bin/sh
 # hako-vm-finish STATUS: record the job's status for the host, then power off at once.
+# A job that asked for a reboot (/job/reboot) gets a real one instead: its status so far is
+# kept for the next boot (/job/rebooted), systemd stops everything, the kernel restarts
+# (qemu -no-reboot ends, vm.sh boots the guest again).
+if [ -e /job/reboot ] && [ "$(cat /proc/1/comm)" = systemd ]; then
+    echo "$1" > /job/rebooted && rm -f /job/reboot
+    echo "@@ vm: reboot (status so far $1) uptime=$(cut -d' ' -f1 /proc/uptime)"
+    sync
+    exec systemctl reboot --no-block
+fi
 echo "$1" > /job/status
 echo "@@ vm-status $1 uptime=$(cut -d' ' -f1 /proc/uptime)"
 sync
@@ -37,6 +46,23 @@ chmod 755 /usr/local/sbin/hako-vm-finish
 for d in /tmp /var/tmp /var/lib/hako /var/lib/docker /var/lib/containerd /var/lib/containers; do
     mkdir -p "$d" && mount -t tmpfs -o mode=755 tmpfs "$d"
 done
+# A disk that survives a reboot (vm.sh attaches JOBDIR/disk.img as the first virtio disk,
+# when there is one): hako's store and systemd's unit directory live on it, as they would on
+# a real host's root disk, so a job can reboot the guest (`systemctl reboot`; vm.sh boots it
+# again) and find what it installed and created. Everything else stays in memory.
+disk=
+if [ "$kind" = systemd ] && [ -e /job/disk.img ]; then
+    modprobe virtio_blk && modprobe ext4 || echo "@@ vm: cannot load virtio_blk/ext4"
+    disk=/var/lib/hako-vm-disk
+    mkdir -p $disk && mount /dev/vda $disk || { echo "@@ vm: cannot mount the disk"; disk=; }
+fi
+if [ -n "$disk" ]; then
+    umount /var/lib/hako
+    mkdir -p $disk/hako && mount --bind $disk/hako /var/lib/hako
+    boots=$(( $(cat $disk/boots 2>/dev/null || echo 0) + 1 ))
+    echo $boots > $disk/boots
+    echo "@@ vm: boot $boots with the disk (/var/lib/hako, /etc/systemd/system) uptime=$(up)"
+fi
 # pasta (rootless networking) opens /dev/net/tun: the node appears with the module (no udev
 # static nodes here; the rootless tests make it 0666, as distributions do).
 modprobe tun 2>/dev/null || echo "@@ vm: no tun module"
@@ -57,26 +83,40 @@ if [ "$kind" = systemd ]; then
         systemd-hwdb-update.service systemd-journal-catalog-update.service \
         systemd-update-done.service kmod-static-nodes.service systemd-remount-fs.service \
         systemd-ask-password-console.path systemd-ask-password-wall.path \
-        e2scrub_reap.service apt-daily.timer apt-daily-upgrade.timer man-db.timer; do
+        e2scrub_reap.service apt-daily.timer apt-daily-upgrade.timer man-db.timer getty.target; do
         ln -sf /dev/null "/etc/systemd/system/$u"
     done
-    cat > /etc/systemd/system/hako-vm.target <<'UNIT'
+    if [ -n "$disk" ]; then
+        # The first boot fills the disk's unit directory with the one made above; later
+        # boots find it with what the job enabled there.
+        [ -d $disk/systemd-system ] || cp -a /etc/systemd/system $disk/systemd-system
+        mount --bind $disk/systemd-system /etc/systemd/system
+    fi
+    # After a reboot, multi-user.target too: what the job enabled there (WantedBy=) runs
+    # at boot, before the job.
+    after=
+    [ "${boots:-1}" -gt 1 ] && after=multi-user.target
+    cat > /etc/systemd/system/hako-vm.target <<UNIT
 [Unit]
 Description=hako test guest
 Requires=basic.target hako-vm.service
+Wants=$after
 After=basic.target hako-vm.service
 AllowIsolate=yes
 UNIT
-    cat > /etc/systemd/system/hako-vm.service <<'UNIT'
+    cat > /etc/systemd/system/hako-vm.service <<UNIT
 [Unit]
 Description=hako test job
-After=basic.target dbus.socket
+After=basic.target dbus.socket $after
 Wants=dbus.socket
 
 [Service]
 # simple: `systemctl is-system-running --wait` in the job must not wait for the job itself
 Type=simple
-ExecStart=/bin/sh -c 'sh /job/job.sh; hako-vm-finish $?'
+ExecStart=/bin/sh -c 'sh /job/job.sh; hako-vm-finish \$?'
+# At a reboot the job's leftovers (the shims of the containers its tests left running) are
+# SIGKILLed at once: a shim ignores SIGTERM, and the default would wait 90 s for them.
+KillMode=mixed
 StandardInput=null
 StandardOutput=tty
 StandardError=inherit
