@@ -120,23 +120,26 @@ fn active(e: &hako_engine::Engine, id: &str) -> ApiResult<bool> {
     Ok(e.live(&rec).status.is_active())
 }
 
-/// `POST /containers/{id}/start`: 204, or 304 when it already runs.
+/// `POST /containers/{id}/start`: 204, or 304 when it already runs (one look at its state).
 pub async fn start(St(state): St<State>, Path(id): Path<String>) -> ApiResult<Response> {
-    let started = blocking(&state, move |e| {
-        if active(e, &id)? {
-            return Ok(false);
-        }
-        if let Err(err) = e.start(&id) {
+    let started = blocking(&state, move |e| match e.start_if_stopped(&id) {
+        Ok((_, started)) => Ok(started),
+        Err(err) => {
             // Docker removes an AutoRemove container that could not start (`run --rm`
-            // waits for that removal).
-            if let Ok(rec) = e.get(&id)
+            // waits for that removal); not one that is paused (a 409, as dockerd's).
+            if !matches!(
+                err,
+                hako_engine::Error::IllegalTransition {
+                    status: hako_engine::Status::Paused,
+                    ..
+                }
+            ) && let Ok(rec) = e.get(&id)
                 && rec.host_config.auto_remove == Some(true)
             {
                 let _ = e.remove(&rec.id, true, true);
             }
-            return Err(err.into());
+            Err(err.into())
         }
-        Ok(true)
     })
     .await?;
     Ok(if started {

@@ -305,6 +305,13 @@ fn run_rm_is_removed_by_the_server_or_else_by_the_exit_command() {
         !String::from_utf8_lossy(&env).contains("HAKO_SERVE_EXEC"),
         "the shim inherited the server's exec options"
     );
+    // Start of a running container: 304; of a paused one: 409 (dockerd's answers).
+    let start = format!("/containers/{}/start", id.trim());
+    assert_eq!(s.http("POST", &start, "").0, 304);
+    s.ok(&["pause", id.trim()]);
+    let (code, body) = s.http("POST", &start, "");
+    assert_eq!(code, 409, "{body}");
+    s.ok(&["unpause", id.trim()]);
     s.ok(&["rm", "-f", id.trim()]);
     let before = std::fs::read_to_string(s.log()).expect("server log").len();
     assert_eq!(s.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");

@@ -26,10 +26,16 @@ const SHIM_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 impl Engine {
     /// Starts a container and returns once its process runs (or failed to).
     pub fn start(&self, what: &str) -> Result<Record> {
+        self.start_if_stopped(what).map(|(rec, _)| rec)
+    }
+
+    /// [`Engine::start`], and whether it started it (`false`: it was running already,
+    /// the API's 304), from one look at its state.
+    pub fn start_if_stopped(&self, what: &str) -> Result<(Record, bool)> {
         let (_lock, rec) = self.lock_container(what)?;
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
-            return Ok(rec);
+            return Ok((rec, false));
         }
         if !live.monitor {
             self.spawn_shim(&rec)?;
@@ -37,7 +43,7 @@ impl Engine {
         hako_sys::crash::point("start.shim");
         self.begin(&rec)?;
         hako_sys::crash::point("start.started");
-        Ok(rec)
+        Ok((rec, true))
     }
 
     pub(super) fn spawn_shim(&self, rec: &Record) -> Result<()> {
