@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hako_test_support::{
-    Bundle, Config, ContainerGuard, Runtime, RuntimeKind, cgroups, in_ci, is_root,
+    Bundle, Config, ContainerGuard, Runtime, RuntimeKind, cgroups, in_ci, root_or_skip,
 };
 use serde_json::Value;
 
@@ -47,8 +47,7 @@ scenario!(
 /// Run `f` against `kind`, or say why it is skipped (not root, filtered out by
 /// `HAKO_E2E_RUNTIMES=runc,hako`, binary missing: a failure for hako under CI).
 fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
-    if !is_root() {
-        eprintln!("SKIP {name} [{kind}]: end-to-end tests need root");
+    if !root_or_skip(&format!("{name} [{kind}]")) {
         return;
     }
     if let Ok(only) = std::env::var("HAKO_E2E_RUNTIMES")

@@ -243,7 +243,10 @@ scenario!(
 
 fn hako() -> Runtime {
     require_v2();
-    assert!(common::is_root(), "the v2 tests run as root (in the VM)");
+    assert!(
+        hako_test_support::is_root(),
+        "the v2 tests run as root (in the VM)"
+    );
     Runtime::new(RuntimeKind::Hako).expect("hako-runtime (HAKO_RUNTIME)")
 }
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use hako_test_support::{Bundle, Config, Runtime, RuntimeKind, in_ci, is_root, unique_id};
+use hako_test_support::{Bundle, Config, Runtime, RuntimeKind, in_ci, root_or_skip, unique_id};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -356,8 +356,7 @@ fn run_in_container(rt: &Runtime, with_init: bool) -> String {
 }
 
 fn container_contrast(kind: RuntimeKind) {
-    if !is_root() {
-        eprintln!("SKIP container test [{kind}]: needs root");
+    if !root_or_skip(&format!("container test [{kind}]")) {
         return;
     }
     let rt = match Runtime::new(kind) {

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hako_shim::protocol::{self, ExitInfo, Reply, Request};
-use hako_test_support::{Bundle, Config, Runtime, RuntimeKind, is_root, unique_id};
+use hako_test_support::{Bundle, Config, Runtime, RuntimeKind, in_ci, root_or_skip, unique_id};
 use serde_json::Value;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_hako-shim");
@@ -51,8 +51,7 @@ scenario!(
 );
 
 fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
-    if !is_root() {
-        eprintln!("SKIP {name} [{kind}]: needs root");
+    if !root_or_skip(&format!("{name} [{kind}]")) {
         return;
     }
     let rt = match kind {
@@ -64,6 +63,9 @@ fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
     };
     match rt {
         Ok(rt) => f(&rt),
+        Err(e) if kind == RuntimeKind::Hako && in_ci() => {
+            panic!("{name}: {e:#} (CI=true: hako-runtime must be built first)")
+        }
         Err(e) => eprintln!("SKIP {name} [{kind}]: {e:#}"),
     }
 }

@@ -52,6 +52,21 @@ pub fn in_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
 }
 
+/// Whether the test can go on as root. Not root: prints `SKIP <what>: needs root` and
+/// returns false on a developer's machine; under `CI=true` (which runs every test as root)
+/// the test fails instead, so a CI run never passes a test that did not run.
+pub fn root_or_skip(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{what}: needs root (CI=true runs the tests as root)"
+    );
+    eprintln!("SKIP {what}: needs root");
+    false
+}
+
 /// A container id unique across processes and threads: `<prefix>-<pid>-<n>`.
 ///
 /// Ids stay short (runc accepts `[\w+-.]+`; cgroup and socket paths have length limits).

@@ -1,7 +1,7 @@
 //! The scenario harness: every scenario is a `fn(&Runtime)` run once per runtime.
 
 pub use hako_test_support::{
-    Bundle, Config, ContainerGuard, Runtime, RuntimeKind, in_ci, is_root, unique_id,
+    Bundle, Config, ContainerGuard, Runtime, RuntimeKind, in_ci, root_or_skip, unique_id,
 };
 
 /// Define `mod <name> { #[test] fn hako(); #[test] fn runc(); }` for scenario fn `<name>`,
@@ -27,8 +27,7 @@ pub(crate) use scenario;
 /// Run `f` against `kind`, or print why it is skipped: not root, runtime filtered out by
 /// `HAKO_E2E_RUNTIMES=runc,hako`, or binary missing (a failure for hako-runtime under CI).
 pub fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
-    if !is_root() {
-        eprintln!("SKIP {name} [{kind}]: end-to-end tests need root");
+    if !root_or_skip(&format!("{name} [{kind}]")) {
         return;
     }
     if let Ok(only) = std::env::var("HAKO_E2E_RUNTIMES")

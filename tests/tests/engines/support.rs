@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use hako_test_support::{RuntimeKind, in_ci, is_root};
+use hako_test_support::{RuntimeKind, in_ci, root_or_skip};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -34,8 +34,7 @@ pub struct Oci {
 /// and the runtime binary. Prints `SKIP <why>` and returns None when it cannot run; under
 /// `CI=true` a missing engine package or hako-runtime is a failure instead.
 pub fn gate(test: &str, kind: RuntimeKind, engine_bins: &[&str]) -> Option<Oci> {
-    if !is_root() {
-        eprintln!("SKIP {test} [{kind}]: engine tests need root");
+    if !root_or_skip(&format!("{test} [{kind}]")) {
         return None;
     }
     if let Ok(only) = std::env::var("HAKO_E2E_RUNTIMES")
