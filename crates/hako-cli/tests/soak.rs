@@ -233,6 +233,78 @@ impl Drop for Server {
     }
 }
 
+/// Seconds per cycle: mean, min, max, and the means of the first and last tenth (a soak
+/// that slows down as it goes has something growing).
+fn cycle_summary(secs: &[f64]) -> String {
+    if secs.is_empty() {
+        return "no cycle ran".into();
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let tenth = secs.len().div_ceil(10);
+    format!(
+        "seconds per cycle: mean {:.2}, min {:.2}, max {:.2}; first {tenth} cycles {:.2}, last {tenth} {:.2}",
+        mean(secs),
+        secs.iter().copied().fold(f64::INFINITY, f64::min),
+        secs.iter().copied().fold(0.0, f64::max),
+        mean(&secs[..tenth]),
+        mean(&secs[secs.len() - tenth..])
+    )
+}
+
+/// The `hako-dns` resolvers of this soak's exec root, sampled every second by a thread of
+/// its own: how many ran at once (at most), which pids were seen, the largest resident
+/// memory. The resolver is no container's: it exits when no user network has a container
+/// and the next start makes a new one, so in the soak it comes and goes with the cycles.
+#[derive(Default)]
+struct Resolvers {
+    pids: std::collections::BTreeSet<i32>,
+    max_at_once: usize,
+    rss_min: Option<u64>,
+    rss_max: u64,
+    samples: usize,
+}
+
+impl Resolvers {
+    fn sample(&mut self, exec_root: &Path) {
+        let root = exec_root.as_os_str().as_encoded_bytes();
+        let mut now = 0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() != "hako-dns" {
+                continue;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if !cmdline.split(|b| *b == 0).any(|a| a == root) {
+                continue;
+            }
+            let (_, rss) = fds_and_rss(pid);
+            if rss == 0 {
+                continue; // a zombie or gone
+            }
+            now += 1;
+            self.pids.insert(pid);
+            self.rss_max = self.rss_max.max(rss);
+            self.rss_min = Some(self.rss_min.map_or(rss, |m| m.min(rss)));
+        }
+        self.samples += 1;
+        self.max_at_once = self.max_at_once.max(now);
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "resolvers seen {} (at most {} at once, {} samples), RSS {}..{} kB",
+            self.pids.len(),
+            self.max_at_once,
+            self.samples,
+            self.rss_min.unwrap_or(0),
+            self.rss_max
+        )
+    }
+}
+
 /// Directories named after any of `ids` in any cgroup hierarchy under the hako parent.
 fn cgroups_of(ids: &[String]) -> Vec<String> {
     let mut out = Vec::new();
@@ -318,6 +390,19 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
     let mut warm_server: Option<(usize, u64)> = None;
     let (start_keeper, start_server) = (fds_and_rss(kpid), fds_and_rss(spid));
     let started = Instant::now();
+    let resolvers = std::sync::Arc::new(Mutex::new(Resolvers::default()));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (resolvers, sampling) = (resolvers.clone(), sampling.clone());
+        let exec = h.exec_root().to_path_buf();
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                resolvers.lock().unwrap().sample(&exec);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let mut cycle_secs: Vec<f64> = Vec::new();
     // The first cycle warms up (allocator, first log file); the shim is measured after it.
     let mut done = 0;
     for round in 0..cycles {
@@ -329,6 +414,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
             break;
         }
         done = round + 1;
+        let cycle_started = Instant::now();
         std::thread::scope(|s| {
             for w in 0..workers {
                 let (h, failures, ids, ops) = (&h, &failures, &ids, &ops);
@@ -511,6 +597,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                 });
             }
         });
+        cycle_secs.push(cycle_started.elapsed().as_secs_f64());
         if round == 0 {
             warm = Some(fds_and_rss(kpid));
             warm_server = Some(fds_and_rss(spid));
@@ -518,7 +605,7 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
         if (round + 1) % 25 == 0 || round + 1 == cycles.min(5) {
             let (k, sv) = (fds_and_rss(kpid), fds_and_rss(spid));
             eprintln!(
-                "soak: cycle {}/{cycles} at {:.0} s, {} operations, {} failed; keeper shim fds {} RSS {} kB; server fds {} RSS {} kB",
+                "soak: cycle {}/{cycles} at {:.0} s, {} operations, {} failed; keeper shim fds {} RSS {} kB; server fds {} RSS {} kB; {}",
                 round + 1,
                 started.elapsed().as_secs_f64(),
                 *ops.lock().unwrap(),
@@ -526,11 +613,14 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
                 k.0,
                 k.1,
                 sv.0,
-                sv.1
+                sv.1,
+                resolvers.lock().unwrap().summary()
             );
         }
     }
     let elapsed = started.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.join();
     let after_soak = fds_and_rss(kpid);
     let server_after = fds_and_rss(spid);
     let warm_server = warm_server.unwrap_or(server_after);
@@ -556,6 +646,11 @@ fn soak_cycles_of_mixed_work_leave_nothing_behind() {
         start_server.1,
         warm_server.1,
         server_after.1,
+    );
+    eprintln!(
+        "soak: {}; {}",
+        cycle_summary(&cycle_secs),
+        resolvers.lock().unwrap().summary()
     );
     // A client connection (exec, logs) the shim has not seen close yet may hold one for
     // a moment on a loaded machine.
