@@ -5,7 +5,8 @@
 #
 #   fuzz/run.sh start [SECONDS] [NAME...]   build, then fuzz each NAME (default: all) for
 #                                          SECONDS (default: until stopped)
-#   fuzz/run.sh status                     last progress line of each running target
+#   fuzz/run.sh status                     last progress line of each target, and the CPU
+#                                          time a running one has used so far
 #   fuzz/run.sh stop                       stop the fuzzers this script started
 #   fuzz/run.sh merge [NAME...]            minimize corpus + working corpus into fuzz/corpus,
 #                                          leaving out what the seeds already cover
@@ -13,6 +14,8 @@
 # Logs, working corpora and pids live in fuzz/target/work/; crashes in fuzz/artifacts/NAME/.
 # SANITIZER=address uses ASan (needs RUSTC_BOOTSTRAP=1 on a stable toolchain, set here).
 # NO_BUILD=1 runs the binaries already built (while the sources are being edited).
+# IDLE=1 runs the fuzzers under SCHED_IDLE (`chrt --idle 0`): CPU no other task wants, so a
+# soak or a build at nice 19 beside them is not slowed down.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -63,7 +66,9 @@ start() {
         mkdir -p "$WORK/corpus/$name" "artifacts/$name"
         mapfile -t f < <(flags "$name")
         mapfile -t d < <(dirs "$name")
-        nice -n 19 "$BIN/$name" "${f[@]}" -max_total_time="$secs" "${d[@]}" \
+        local sched=(nice -n 19)
+        [ -z "${IDLE:-}" ] || sched=(chrt --idle 0)
+        "${sched[@]}" "$BIN/$name" "${f[@]}" -max_total_time="$secs" "${d[@]}" \
             >"$WORK/$name.log" 2>&1 &
         echo $! >"$WORK/$name.pid"
         echo "started $name (pid $!, log fuzz/$WORK/$name.log)"
@@ -73,9 +78,14 @@ start() {
 status() {
     for name in "${ALL[@]}"; do
         [ -f "$WORK/$name.log" ] || continue
-        local state=stopped
-        [ -f "$WORK/$name.pid" ] && kill -0 "$(cat "$WORK/$name.pid")" 2>/dev/null && state=running
-        printf '%-16s %-8s %s\n' "$name" "$state" \
+        local state=stopped cpu=""
+        if [ -f "$WORK/$name.pid" ] && kill -0 "$(cat "$WORK/$name.pid")" 2>/dev/null; then
+            state=running
+            # utime + stime (fields 14, 15 of /proc/PID/stat, after the command's parens).
+            cpu=$(sed 's/.*) //' "/proc/$(cat "$WORK/$name.pid")/stat" |
+                awk -v hz="$(getconf CLK_TCK)" '{ printf "cpu %.0fs", ($12 + $13) / hz }')
+        fi
+        printf '%-16s %-8s %-10s %s\n' "$name" "$state" "$cpu" \
             "$(grep -E '^#[0-9]+' "$WORK/$name.log" | tail -1)"
     done
 }
