@@ -242,3 +242,66 @@ fn parallel_runs_race_ps_rm_rmi_and_prune() {
     assert!(diff.is_empty(), "{diff}");
     h.assert_clean(&[]);
 }
+
+/// Whether `pid` waits for an flock (a `->` line of /proc/locks).
+fn waits_for_a_lock(pid: i32) -> bool {
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(&pid.to_string()))
+}
+
+/// A container's exit command (`hako container cleanup ID`, run by its shim in its place)
+/// that read the network sandbox before a new start set the network up again must not
+/// tear down the new one. The soak hit it on `stop` + `start`: the exit command, starved
+/// at nice 19, read the old sandbox, waited for the network lock while `start` set up a
+/// new namespace, then removed it under the starting runtime ("open net namespace ...: No
+/// such file or directory"). Made certain here: the test holds the network lock until the
+/// exit command waits for it, and meanwhile hands the sandbox to another live holder, as
+/// a start's setup does.
+#[test]
+fn an_exit_command_leaves_a_network_set_up_again_meanwhile() {
+    need_root!();
+    let h = Hako::new();
+    let id = h
+        .ok(&["run", "-d", "busybox", "sh", "-c", "sleep 2"])
+        .trim()
+        .to_string();
+    let shim = hako_shim::protocol::read_shim_pid(&h.exec_root().join("containers").join(&id))
+        .map(|(pid, _)| pid)
+        .expect("the shim's pid");
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(h.exec_root().join("network.lock"))
+        .expect("the network lock file");
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock");
+    // The container exits; its shim becomes the exit command, reads the sandbox (owned by
+    // the shim's pid, its own) and waits for the lock to tear it down.
+    h.wait_for("the exit command waiting for the network lock", || {
+        waits_for_a_lock(shim)
+    });
+    let me = std::process::id();
+    hako_test_support::db_execute(
+        h.root.path(),
+        &format!("UPDATE net_sandboxes SET owner = {me} WHERE container = '{id}'"),
+    );
+    drop(lock);
+    h.wait_for("the exit command to end", || {
+        !std::path::Path::new(&format!("/proc/{shim}")).exists()
+    });
+    let netns = h.exec_root().join("netns").join(&id);
+    assert!(
+        netns.exists(),
+        "the exit command removed the network a new holder set up: {} is gone",
+        netns.display()
+    );
+    // Back to no holder, so that rm releases it at once.
+    hako_test_support::db_execute(
+        h.root.path(),
+        &format!("UPDATE net_sandboxes SET owner = 0 WHERE container = '{id}'"),
+    );
+    h.ok(&["rm", "-f", &id]);
+    assert!(!netns.exists(), "rm released the network");
+}

@@ -1033,6 +1033,23 @@ impl Net {
         self.teardown_locked(container)
     }
 
+    /// Tears the container's network down only while its sandbox is still held by `owner`
+    /// (checked under the lock); returns whether it did. A release decided on an owner
+    /// read before the lock must not remove a sandbox that a new start set up meanwhile:
+    /// a stop's exit command read the old shim as the owner, waited for the lock while
+    /// `start` set the network up again, then removed the new namespace under the
+    /// starting runtime (the soak: "open net namespace ...: No such file or directory").
+    pub fn teardown_if_owner(&self, container: &str, owner: i32) -> Result<bool> {
+        let _lock = self.lock()?;
+        // (Bound first: the connection's guard in a match head would be held through the
+        // arms, and the teardown takes it again.)
+        let sandbox = store::sandbox(&self.conn(), container)?;
+        match sandbox {
+            Some(s) if s.owner == owner => self.teardown_locked(container).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     fn teardown_locked(&self, container: &str) -> Result<()> {
         let mut errs = ErrorList::default();
         let sandbox = store::sandbox(&self.conn(), container)?;

@@ -322,7 +322,10 @@ impl Engine {
                 || Instant::now() >= deadline
             {
                 let joined = self.net.attachments(id).unwrap_or_default();
-                self.net.teardown(id)?;
+                if !self.net.teardown_if_owner(id, s.owner)? {
+                    // A start set the network up again since it was read: judge that one.
+                    continue;
+                }
                 for (_, n) in joined {
                     self.network_event("disconnect", &n.id, &n.name, &n.driver, Some(id));
                 }
@@ -358,7 +361,7 @@ impl Engine {
                     continue;
                 }
                 tracing::info!(container = %s.container, "releasing the network of a container whose monitor is gone");
-                if let Err(e) = self.net.teardown(&s.container) {
+                if let Err(e) = self.net.teardown_if_owner(&s.container, s.owner) {
                     tracing::warn!(container = %s.container, "release network: {e}");
                 }
             }
