@@ -117,7 +117,11 @@ impl Progress for Recorder {
 
 /// A flag that stops a build: set on ctrl-c or when the API client goes away.
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    own: Arc<AtomicBool>,
+    /// The flag this one was made from ([`Cancel::child`]): setting it stops this one too.
+    parent: Option<Arc<AtomicBool>>,
+}
 
 impl Cancel {
     /// A flag not set.
@@ -125,14 +129,27 @@ impl Cancel {
         Cancel::default()
     }
 
+    /// A flag set by its own [`Cancel::cancel`] or by this one's, whose own `cancel`
+    /// leaves this one alone (a failed stage stops its build, not the caller's flag).
+    pub fn child(&self) -> Cancel {
+        Cancel {
+            own: Arc::new(AtomicBool::new(false)),
+            parent: Some(self.own.clone()),
+        }
+    }
+
     /// Stops the build at the next check (a running RUN is killed).
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.own.store(true, Ordering::SeqCst);
     }
 
     /// Whether the build was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.own.load(Ordering::SeqCst)
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::SeqCst))
     }
 }
 
@@ -149,5 +166,22 @@ pub fn human_size(n: u64) -> String {
         format!("{n}B")
     } else {
         format!("{v:.2}{}", UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_flag_stops_with_its_parent_but_not_the_other_way() {
+        let user = Cancel::new();
+        let build = user.child();
+        build.cancel();
+        assert!(build.is_cancelled() && !user.is_cancelled());
+        let again = user.child();
+        assert!(!again.is_cancelled());
+        user.cancel();
+        assert!(again.is_cancelled() && build.clone().is_cancelled());
     }
 }

@@ -69,6 +69,20 @@ fn steps(out: &str) -> (Vec<String>, Vec<String>) {
     (ran, cached)
 }
 
+/// The USAGE column of `system df -v`'s build cache table, one number per entry.
+fn cache_usage(df: &str) -> Vec<u64> {
+    df.split("CACHE ID")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            t.len().checked_sub(2).and_then(|i| t[i].parse().ok())
+        })
+        .collect()
+}
+
 fn run_out(h: &Hako, args: &[&str]) -> String {
     let mut a = vec!["run", "--rm"];
     a.extend_from_slice(args);
@@ -199,10 +213,35 @@ fn cache_reruns_exactly_what_changed() {
         .file("ignored.log", "x");
     ctx.file(".dockerignore", "*.log\n");
     build_ok(&h, &ctx, &["-t", "c:1"]);
-    assert_eq!(run_out(&h, &["c:1", "cat", "/all"]), "a1\nb1\nplain\n");
     let rerun = |extra: &[&str]| steps(&build_ok(&h, &ctx, extra)).0;
-    // Nothing changed.
+    // Nothing changed: nothing runs, and nothing is written to the database (no
+    // transaction, so no checkpoint when the connections close); the hits are counted
+    // all the same (`system df -v`'s USAGE), once each, also after a prune folds them in.
+    let usage = || cache_usage(&h.ok(&["system", "df", "-v"]));
+    let before = usage();
+    assert!(
+        !before.is_empty() && before.iter().all(|u| *u == 1),
+        "{before:?}"
+    );
+    let db = h.root.path().join("hako-image.db");
+    let wal = h.root.path().join("hako-image.db-wal");
+    let bytes = || (std::fs::read(&db).expect("db"), std::fs::read(&wal).ok());
+    let was = bytes();
     assert!(rerun(&["-t", "c:1"]).is_empty());
+    assert!(
+        was == bytes(),
+        "a fully cached rebuild wrote to the database"
+    );
+    assert_eq!(usage(), vec![2; before.len()]);
+    h.ok(&["builder", "prune", "-f", "--filter", "until=1h"]);
+    assert_eq!(
+        usage(),
+        vec![2; before.len()],
+        "a prune counted the hits again"
+    );
+    assert!(!h.root.path().join("build-uses").exists());
+    // (A container run after the database checks: its --rm cleanup may still be writing.)
+    assert_eq!(run_out(&h, &["c:1", "cat", "/all"]), "a1\nb1\nplain\n");
     // Only mtimes changed, and a file .dockerignore hides: still nothing.
     let a = ctx.path().join("a.txt");
     std::fs::File::options()

@@ -88,7 +88,9 @@ fn empty_layer() -> Digest {
 }
 
 impl ImageStore {
-    /// The entry for `key`, if any (and marks it used).
+    /// The entry for `key`, if any. A read only: the caller notes the hit with
+    /// [`ImageStore::build_cache_note_uses`] (a cached rebuild writes nothing to the
+    /// database, so its connections close without a checkpoint).
     pub fn build_cache_get(&self, key: &str) -> Result<Option<BuildCacheEntry>> {
         let conn = self.conn();
         let row: Option<(Option<String>, String, bool)> = conn
@@ -101,10 +103,6 @@ impl ImageStore {
         let Some((top, created, empty)) = row else {
             return Ok(None);
         };
-        conn.execute(
-            "UPDATE build_cache SET last_used = ?2, uses = uses + 1 WHERE key = ?1",
-            params![key, db::now()],
-        )?;
         Ok(Some(BuildCacheEntry {
             top_layer: top.map(|t| Digest::parse(&t)).transpose()?,
             created,
@@ -425,6 +423,8 @@ impl ImageStore {
     /// seconds), then the layers nothing else uses.
     pub fn build_cache_prune(&self, unused_for: Option<u64>) -> Result<BuildPruneReport> {
         let _gc = self.exclusive()?;
+        // `last_used` as the builds left it (their hits are journaled, see build_uses.rs).
+        self.fold_build_uses(&_gc)?;
         let (entries, dead) = {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -497,7 +497,56 @@ impl ImageStore {
                 shared: r.get(5)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut records: Vec<BuildCacheRecord> = rows.collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        drop(conn);
+        // Hits not folded into the table yet.
+        let unfolded = self.unfolded_build_uses()?;
+        if !unfolded.is_empty() {
+            for r in &mut records {
+                if let Some((n, last)) = unfolded.get(&r.key) {
+                    r.uses += n;
+                    r.last_used = r.last_used.max(*last);
+                }
+            }
+            records.sort_by(|a, b| (a.last_used, &a.key).cmp(&(b.last_used, &b.key)));
+        }
+        Ok(records)
+    }
+
+    /// The id of the image whose config is `config` if it is in the store and each of
+    /// `tags` already names it: a build whose result is that image has nothing to write
+    /// (a fully cached rebuild). Read in one snapshot.
+    pub fn image_in_place(&self, config: &[u8], tags: &[String]) -> Result<Option<Digest>> {
+        let refs = tags
+            .iter()
+            .map(|t| parse_tag(t))
+            .collect::<Result<Vec<_>>>()?;
+        let id = Digest::of(config);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists = tx
+            .query_row("SELECT 1 FROM images WHERE id = ?1", [id.as_str()], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        for t in &refs {
+            let named: Option<String> = tx
+                .query_row(
+                    "SELECT image_id FROM tags WHERE name = ?1",
+                    [t.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if named.as_deref() != Some(id.as_str()) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(id))
     }
 
     /// Build cache usage (`system df`).

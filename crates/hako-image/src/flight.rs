@@ -114,6 +114,29 @@ impl Flight<'_> {
         self.pin(chain.as_str())
     }
 
+    /// Pins every layer of `chains` for the rest of the flight, in one transaction (a build
+    /// that deferred its pins while it only read). Returns the first that is not in the
+    /// store, if any; then none is pinned.
+    pub fn pin_layers(&self, chains: &[crate::Digest]) -> Result<Option<crate::Digest>> {
+        if chains.is_empty() {
+            return Ok(None);
+        }
+        let mut conn = self.store.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for c in chains {
+            let n = tx.execute(
+                "INSERT INTO layer_pins (chain_id, owner) SELECT chain_id, ?2 FROM layers WHERE chain_id = ?1",
+                rusqlite::params![c.as_str(), self.token],
+            )?;
+            if n == 0 {
+                return Ok(Some(c.clone()));
+            }
+        }
+        tx.commit()?;
+        self.pinned.store(true, Ordering::Relaxed);
+        Ok(None)
+    }
+
     /// Pins layer `chain_id` for the rest of the flight if it exists; false if it does not
     /// (gone, or never there).
     pub(crate) fn pin(&self, chain_id: &str) -> Result<bool> {

@@ -21,6 +21,7 @@
 mod archive;
 mod blobs;
 mod build_cache;
+mod build_uses;
 mod check;
 mod commit;
 mod db;

@@ -256,3 +256,88 @@ fn a_layer_of_its_own_is_stacked_on_any_parent() {
     assert_eq!(store.build_cache_usage().unwrap().entries, 0);
     assert!(store.image_top_layer(&base_id).unwrap().is_some());
 }
+
+#[test]
+fn hits_are_journaled_and_folded_once_and_deferred_pins_are_all_or_none() {
+    let root = Root::new("hako-test-bcu-");
+    let store = ImageStore::open(root.path()).unwrap();
+    let base_id = base(&store);
+    let top = store.image_top_layer(&base_id).unwrap();
+    let entry = BuildCacheEntry {
+        top_layer: top.clone(),
+        created: "2026-01-01T00:00:00Z".into(),
+        empty: true,
+    };
+    store.build_cache_put("e", &entry).unwrap();
+    let db = rusqlite::Connection::open(root.path().join("hako-image.db")).unwrap();
+    // Last used long ago: a prune by age would take it, were the new hit not counted.
+    db.execute("UPDATE build_cache SET last_used = 0 WHERE key = 'e'", [])
+        .unwrap();
+    let record = |store: &ImageStore| {
+        let r = store.build_cache_records().unwrap();
+        assert_eq!(r.len(), 1);
+        (r[0].uses, r[0].last_used)
+    };
+    assert_eq!(record(&store), (1, 0));
+    // A hit is a line in the journal, not a write to the database.
+    store.build_cache_note_uses(&["e".into()]);
+    let journal = root.path().join("build-uses");
+    assert!(journal.exists());
+    let (uses, last) = record(&store);
+    assert_eq!(uses, 2);
+    assert!(last > 1_700_000_000);
+    // A prune folds it in first: the entry is recent, kept; counted once.
+    assert_eq!(store.build_cache_prune(Some(3600)).unwrap().entries, 0);
+    assert!(!journal.exists());
+    assert_eq!(record(&store).0, 2);
+    // A fold that died after its commit left its journal: not counted again. One that died
+    // before its commit: counted once.
+    db.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('build_uses_folded', 'done1')",
+        [],
+    )
+    .unwrap();
+    std::fs::write(root.path().join("build-uses.done1"), "100 e\n").unwrap();
+    std::fs::write(root.path().join("build-uses.half2"), "100 e\n").unwrap();
+    assert_eq!(record(&store).0, 3);
+    assert_eq!(store.build_cache_prune(Some(3600)).unwrap().entries, 0);
+    assert_eq!(record(&store).0, 3);
+    for n in ["build-uses.done1", "build-uses.half2"] {
+        assert!(!root.path().join(n).exists(), "{n}");
+    }
+
+    // An image already there under its tags: a rebuild has nothing to write.
+    let ids = store.chain_diff_ids(top.as_ref()).unwrap();
+    let cfg = config(&ids);
+    let tag = ["hako-test/bcu-out:1".to_string()];
+    assert_eq!(store.image_in_place(&cfg, &tag).unwrap(), None);
+    let img = store.create_image(&cfg, top.as_ref(), &tag).unwrap();
+    assert_eq!(store.image_in_place(&cfg, &tag).unwrap(), Some(img.clone()));
+    assert_eq!(store.image_in_place(&cfg, &[]).unwrap(), Some(img));
+    assert_eq!(
+        store
+            .image_in_place(&cfg, &["hako-test/bcu-out:2".into()])
+            .unwrap(),
+        None,
+        "a new tag is a write"
+    );
+    assert_eq!(store.image_in_place(&config(&[]), &[]).unwrap(), None);
+
+    // Deferred pins: all in one transaction, or none when one layer is gone.
+    let pins = || -> i64 {
+        db.query_row("SELECT COUNT(*) FROM layer_pins", [], |r| r.get(0))
+            .unwrap()
+    };
+    let top = top.unwrap();
+    let gone = Digest::of(b"no such layer");
+    let flight = store.begin_flight("tst").unwrap();
+    assert_eq!(
+        flight.pin_layers(&[top.clone(), gone.clone()]).unwrap(),
+        Some(gone)
+    );
+    assert_eq!(pins(), 0);
+    assert_eq!(flight.pin_layers(&[top]).unwrap(), None);
+    assert_eq!(pins(), 1);
+    flight.complete();
+    assert_eq!(pins(), 0);
+}

@@ -144,7 +144,7 @@ pub(crate) struct Build<'a> {
     pub(crate) opts: &'a BuildOptions,
     pub(crate) worker: &'a dyn Worker,
     pub(crate) progress: &'a dyn Progress,
-    /// The user's cancel flag, also set by the first failure so the other stages stop.
+    /// Set by the user's cancel flag, and by the first failure so the other stages stop.
     pub(crate) stop: Cancel,
     pub(crate) stages: Stages,
     pub(crate) plan: plan::Plan,
@@ -321,7 +321,7 @@ pub fn build(
         opts,
         worker,
         progress,
-        stop: cancel.clone(),
+        stop: cancel.child(),
         plan,
         stages,
         globals,

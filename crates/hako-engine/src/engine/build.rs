@@ -186,6 +186,7 @@ impl Engine {
         // only a killed build leaves its marker.
         drop(dirs);
         flight.complete();
+        self.images.build_cache_fold_uses_if_large();
         if let Ok(out) = &r {
             for t in &tags {
                 self.image_event("tag", &out.id, &super::images::familiar(t));
@@ -289,8 +290,22 @@ impl Engine {
             secrets: req.secrets,
             scratch: dirs.scratch.clone(),
         };
-        let worker = EngineWorker::new(self, dirs, flight, req.credentials);
-        hako_build::build::build(&opts, &worker, progress, cancel)
+        let worker = EngineWorker::new(self, dirs, flight, req.credentials, true);
+        let mut r = hako_build::build::build(&opts, &worker, progress, cancel);
+        let mut hits = worker.take_hits();
+        // A layer the build relied on without a pin went meanwhile (a concurrent build
+        // replaced the cache entry holding it): what it did is not to be trusted; again,
+        // pinning each state as it comes (see EngineWorker).
+        if r.as_ref().is_err_and(|e| !e.cancelled) && worker.stale() {
+            progress.event(hako_build::progress::Event::Warning {
+                message: "the build cache changed under the build (another build replaced an entry it used): building again".into(),
+            });
+            let again = worker.again();
+            r = hako_build::build::build(&opts, &again, progress, cancel);
+            hits = again.take_hits();
+        }
+        self.images.build_cache_note_uses(&hits);
+        r
     }
 
     /// Six hex digits naming this store in build container ids (`hb-<store><random>-<n>`),

@@ -4,7 +4,8 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hako_build::config::ImageConfig;
 use hako_build::dispatch::args::Platform;
@@ -76,6 +77,14 @@ fn entry_result(e: BuildCacheEntry) -> StepResult {
 }
 
 /// The engine as a build worker.
+///
+/// Every state handed to the builder is pinned in the build's flight, so that nothing
+/// removes its layers while the build relies on them. While the build has only read (cache
+/// hits, base images: a cached rebuild), the pins wait in memory and the build writes
+/// nothing to the database; the first step that writes (a miss) pins them all in one
+/// transaction, and from then on each state is pinned as it comes. A deferred pin whose
+/// layer went meanwhile (another build replaced the cache entry that held it) makes the
+/// worker [`EngineWorker::stale`]: [`Engine::build`] builds again, pinning as it goes.
 pub(super) struct EngineWorker<'a> {
     pub(super) engine: &'a Engine,
     pub(super) build_id: String,
@@ -84,14 +93,22 @@ pub(super) struct EngineWorker<'a> {
     flight: &'a hako_image::Flight<'a>,
     next: AtomicU64,
     credentials: Option<CredentialLookup>,
+    /// Pins not written yet (`None`: pinning as states come).
+    deferred: Mutex<Option<Vec<Digest>>>,
+    /// A deferred pin found its layer gone.
+    stale: AtomicBool,
+    /// Cache entries this build used (noted in the store's journal at its end).
+    hits: Mutex<Vec<String>>,
 }
 
 impl<'a> EngineWorker<'a> {
+    /// A worker that defers its pins (`defer`) or pins each state as it comes.
     pub(super) fn new(
         engine: &'a Engine,
         dirs: &BuildDirs,
         flight: &'a hako_image::Flight<'a>,
         credentials: Option<CredentialLookup>,
+        defer: bool,
     ) -> EngineWorker<'a> {
         EngineWorker {
             engine,
@@ -100,15 +117,78 @@ impl<'a> EngineWorker<'a> {
             flight,
             next: AtomicU64::new(0),
             credentials,
+            deferred: Mutex::new(defer.then(Vec::new)),
+            stale: AtomicBool::new(false),
+            hits: Mutex::new(Vec::new()),
         }
     }
 
-    /// Pins the state `layers` for the rest of the build (see [`EngineWorker::flight`]).
+    /// A worker for building again after this one went stale: it pins as it goes, and
+    /// names its root filesystems after this one's.
+    pub(super) fn again(&self) -> EngineWorker<'a> {
+        EngineWorker {
+            engine: self.engine,
+            build_id: self.build_id.clone(),
+            bundles: self.bundles.clone(),
+            flight: self.flight,
+            next: AtomicU64::new(self.next.load(Ordering::SeqCst)),
+            credentials: self.credentials.clone(),
+            deferred: Mutex::new(None),
+            stale: AtomicBool::new(false),
+            hits: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether a state this build relied on without pinning it went meanwhile (checked
+    /// now for the pins still deferred: a failed build asks before it is believed).
+    pub(super) fn stale(&self) -> bool {
+        let _ = self.write_pins();
+        self.stale.load(Ordering::SeqCst)
+    }
+
+    /// The cache entries the build used.
+    pub(super) fn take_hits(&self) -> Vec<String> {
+        std::mem::take(&mut *self.hits.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Pins the state `layers` for the rest of the build (see [`EngineWorker`]).
     fn pin(&self, layers: &Layers) -> WResult<()> {
-        if let Some(top) = layers_top(layers)?
-            && !self.flight.pin_layer(&top).map_err(werr)?
+        let Some(top) = layers_top(layers)? else {
+            return Ok(());
+        };
+        if let Some(d) = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
         {
+            if !d.contains(&top) {
+                d.push(top);
+            }
+            return Ok(());
+        }
+        if !self.flight.pin_layer(&top).map_err(werr)? {
             return Err(WorkerError(format!("layer {top} is not in the store")));
+        }
+        Ok(())
+    }
+
+    /// Writes the deferred pins (before the build's first write); from then on each state
+    /// is pinned as it comes.
+    fn write_pins(&self) -> WResult<()> {
+        let Some(d) = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return Ok(());
+        };
+        if let Some(gone) = self.flight.pin_layers(&d).map_err(werr)? {
+            self.stale.store(true, Ordering::SeqCst);
+            return Err(WorkerError(format!(
+                "layer {gone} went while the build used it (another build replaced its cache entry)"
+            )));
         }
         Ok(())
     }
@@ -201,10 +281,18 @@ impl Worker for EngineWorker<'_> {
             return Ok(None);
         };
         // An entry whose layer went meanwhile (a prune) is a miss.
-        Ok(self.pin(&r.layers).is_ok().then_some(r))
+        if self.pin(&r.layers).is_err() {
+            return Ok(None);
+        }
+        self.hits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key.to_string());
+        Ok(Some(r))
     }
 
     fn cache_put(&self, key: &str, result: &StepResult) -> WResult<()> {
+        self.write_pins()?;
         let entry = BuildCacheEntry {
             top_layer: layers_top(&result.layers)?,
             created: result.created.clone(),
@@ -224,6 +312,7 @@ impl Worker for EngineWorker<'_> {
     }
 
     fn rootfs(&self, layers: &Layers) -> WResult<Box<dyn Rootfs + '_>> {
+        self.write_pins()?;
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let id = format!("hb-{}-{n}", self.build_id);
         let top = layers_top(layers)?;
@@ -289,6 +378,7 @@ impl Worker for EngineWorker<'_> {
         parent: &Layers,
         key: &str,
     ) -> WResult<StepResult> {
+        self.write_pins()?;
         let top = layers_top(parent)?;
         let entry = self
             .store()
@@ -302,6 +392,7 @@ impl Worker for EngineWorker<'_> {
     }
 
     fn stack(&self, own: &StepResult, parent: &Layers, key: &str) -> WResult<StepResult> {
+        self.write_pins()?;
         let Some(layer) = layers_top(&own.layers)? else {
             // The step made nothing: the parent's state is the result.
             return self
@@ -408,6 +499,12 @@ impl Worker for EngineWorker<'_> {
 
     fn export(&self, config: &ImageConfig, layers: &Layers, tags: &[String]) -> WResult<String> {
         let bytes = serde_json::to_vec(config).map_err(werr)?;
+        // A rebuild whose image is there under its tags already writes nothing.
+        if let Some(id) = self.store().image_in_place(&bytes, tags).map_err(werr)? {
+            hako_sys::crash::point("build.exported");
+            return Ok(id.to_string());
+        }
+        self.write_pins()?;
         let top = layers_top(layers)?;
         let id = self
             .store()
