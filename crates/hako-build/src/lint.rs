@@ -7,11 +7,12 @@
 //! NoEmptyContinuation, ConsistentInstructionCasing, ReservedStageName,
 //! JSONArgsRecommended, MaintainerDeprecated, UndefinedArgInFrom, WorkdirRelativePath,
 //! MultipleInstructionsDisallowed, LegacyKeyValueFormat, SecretsUsedInArgOrEnv,
-//! FromPlatformFlagConstDisallowed. Not checked: UndefinedVar, InvalidDefaultArgInFrom,
-//! InvalidBaseImagePlatform and RedundantTargetPlatform (they need the base images'
-//! configs; hako resolves those while building, after the checks), and the experimental
-//! ones. JSONArgsRecommended is skipped after a `SHELL` in the stage (or a stage it
-//! builds on), not for a base image whose config sets a shell.
+//! FromPlatformFlagConstDisallowed, InvalidDefaultArgInFrom, RedundantTargetPlatform.
+//! UndefinedVar needs the base image's `Env`: the build reports it as it dispatches each
+//! instruction ([`undefined_var`]; with `error=true` the build fails at that instruction,
+//! where BuildKit fails before the first step). Not checked: InvalidBaseImagePlatform and
+//! the experimental rules. JSONArgsRecommended is skipped after a `SHELL` in the stage (or
+//! a stage it builds on), not for a base image whose config sets a shell.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,6 +52,9 @@ pub const RULES: &[&str] = &[
     "LegacyKeyValueFormat",
     "SecretsUsedInArgOrEnv",
     "FromPlatformFlagConstDisallowed",
+    "InvalidDefaultArgInFrom",
+    "RedundantTargetPlatform",
+    "UndefinedVar",
 ];
 
 /// `# check=skip=A,B;error=true`.
@@ -245,6 +249,33 @@ pub fn check(df: &Dockerfile, stages: &Stages, builtins: &[(String, String)]) ->
                         }
                     }
                 }
+                // Built only from defaults (no --build-arg), the base must still be a name.
+                if base.contains('$') {
+                    let valid = lex
+                        .process(&base, &declared)
+                        .is_ok_and(|e| valid_reference(&e.result));
+                    if !valid {
+                        add(
+                            "InvalidDefaultArgInFrom",
+                            format!(
+                                "Default value for ARG {base} results in empty or invalid base image name"
+                            ),
+                            line,
+                        );
+                    }
+                }
+                if let Some(p) = platform
+                    .as_deref()
+                    .filter(|p| matches!(*p, "$TARGETPLATFORM" | "${TARGETPLATFORM}"))
+                {
+                    add(
+                        "RedundantTargetPlatform",
+                        format!(
+                            "Setting platform to predefined {p} in FROM is redundant as this is the default behavior"
+                        ),
+                        line,
+                    );
+                }
                 if let Some(p) = platform.as_deref().filter(|p| !p.contains('$')) {
                     let mut parts = p.split('/');
                     let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -358,6 +389,109 @@ pub fn check(df: &Dockerfile, stages: &Stages, builtins: &[(String, String)]) ->
     out
 }
 
+/// Whether `s` is an image reference (`name[:tag][@digest]`, Docker's grammar): what a
+/// FROM line must expand to.
+fn valid_reference(s: &str) -> bool {
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let Some((algo, hex)) = d.split_once(':') else {
+            return false;
+        };
+        let algo_ok = !algo.is_empty()
+            && algo
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c));
+        if !algo_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return false;
+        }
+    }
+    let (name, tag) = match rest.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, Some(t)),
+        _ => (rest, None),
+    };
+    if let Some(t) = tag {
+        let mut cs = t.chars();
+        let first_ok = cs
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !first_ok || t.len() > 128 || !cs.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            return false;
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1 {
+        let host = parts[0];
+        if host.contains('.') || host.contains(':') || host == "localhost" {
+            let (h, port) = host.split_once(':').unwrap_or((host, "0"));
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+                || port.is_empty()
+                || !port.chars().all(|c| c.is_ascii_digit())
+            {
+                return false;
+            }
+            parts.remove(0);
+        }
+    }
+    let component = |p: &str| {
+        !p.is_empty()
+            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+    };
+    !parts.is_empty() && parts.iter().all(|p| component(p))
+}
+
+/// BuildKit's UndefinedVar text for `name`, with a "did you mean" from `known` (the
+/// variables in scope and the Dockerfile's global ARGs) when one is close.
+pub fn undefined_var(name: &str, known: &[String]) -> String {
+    let mut out = format!("Usage of undefined variable '${name}'");
+    if let Some(m) = suggest(name, known) {
+        out.push_str(&format!(" (did you mean ${m}?)"));
+    }
+    out
+}
+
+/// The closest of `options` to `word` (never `word` itself: a global ARG of that name is
+/// simply not in the stage): the same but for case, else at most two edits away (and
+/// fewer than the word's length).
+fn suggest<'a>(word: &str, options: &'a [String]) -> Option<&'a str> {
+    let options: Vec<&'a String> = options.iter().filter(|o| *o != word).collect();
+    if let Some(o) = options.iter().find(|o| o.eq_ignore_ascii_case(word)) {
+        return Some(o.as_str());
+    }
+    let mut best: Option<(usize, &str)> = None;
+    for o in options {
+        let d = edit_distance(word, o);
+        if d <= 2 && d < word.chars().count() && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, o));
+        }
+    }
+    best.map(|(_, o)| o)
+}
+
+/// Levenshtein distance (characters).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// The build's `--build-arg BUILDKIT_DOCKERFILE_CHECK` or else the directive, parsed.
 pub fn options(directive: Option<&str>, build_arg: Option<&str>) -> Result<CheckOptions, String> {
     match build_arg.or(directive) {
@@ -429,6 +563,64 @@ mod tests {
             ]
         );
         assert!(lints("FROM busybox AS ok\nWORKDIR /abs\nWORKDIR rel\nCMD [\"x\"]\n").is_empty());
+    }
+
+    #[test]
+    fn base_names_from_defaults_and_the_target_platform() {
+        let got = lints(concat!(
+            "ARG TAG\n",
+            "ARG VARIANT\n",
+            "ARG IMG=busybox\n",
+            "ARG DIGEST\n",
+            "FROM busybox:${TAG}\n",
+            "FROM busybox:stable${VARIANT}\n",
+            "FROM alpine:${TAG:-3.14}\n",
+            "FROM ${IMG}@${DIGEST}\n",
+            "FROM --platform=$TARGETPLATFORM ${IMG} AS b\n",
+            "FROM --platform=${TARGETPLATFORM} ${IMG} AS c\n",
+        ));
+        assert_eq!(
+            got,
+            [
+                "InvalidDefaultArgInFrom: Default value for ARG busybox:${TAG} results in empty or invalid base image name (line 5)",
+                "InvalidDefaultArgInFrom: Default value for ARG ${IMG}@${DIGEST} results in empty or invalid base image name (line 8)",
+                "RedundantTargetPlatform: Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior (line 9)",
+                "RedundantTargetPlatform: Setting platform to predefined ${TARGETPLATFORM} in FROM is redundant as this is the default behavior (line 10)",
+            ]
+        );
+        for ok in [
+            "busybox",
+            "reg.io:5000/a/b-c_d:1.0",
+            "localhost/x",
+            "x@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(valid_reference(ok), "{ok}");
+        }
+        for bad in ["", "busybox:", "Busybox", "a//b", "x@", "x:-y", "-x"] {
+            assert!(!valid_reference(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn undefined_variables_get_a_suggestion_when_one_is_close() {
+        let known = ["PATH".to_string(), "HOME".to_string(), "GOPATH".to_string()];
+        assert_eq!(
+            undefined_var("PAHT", &known),
+            "Usage of undefined variable '$PAHT' (did you mean $PATH?)"
+        );
+        assert_eq!(
+            undefined_var("path", &known),
+            "Usage of undefined variable '$path' (did you mean $PATH?)"
+        );
+        assert_eq!(
+            undefined_var("foo", &known),
+            "Usage of undefined variable '$foo'"
+        );
+        assert_eq!(
+            undefined_var("HOME", &known),
+            "Usage of undefined variable '$HOME'"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -1182,10 +1182,13 @@ fn checks_directives_shell_platform_and_the_terminal_view() {
     let out = build_ok(&h, &ctx, &["-t", "chk"]);
     assert!(
         out.contains(concat!(
-            " 3 warnings found (use docker --debug to expand):\n",
+            " 4 warnings found (use docker --debug to expand):\n",
             " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 3)\n",
             " - StageNameCasing: Stage name 'Base' should be lowercase (line 3)\n",
             " - MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 4)\n",
+            // A global ARG is not in the stage unless declared there again (found as
+            // the ENV is dispatched, with the base image's Env known).
+            " - UndefinedVar: Usage of undefined variable '$NAME' (line 5)\n",
         )),
         "{out}"
     );
@@ -1223,6 +1226,18 @@ fn checks_directives_shell_platform_and_the_terminal_view() {
         h.run(&["image", "inspect", "strict"]).status.code(),
         Some(0)
     );
+    // UndefinedVar knows the base image's Env (PATH) and suggests a near name; with
+    // error=true it fails the build at its instruction (hako checks each instruction as it
+    // dispatches it; BuildKit checks all of them before the first step).
+    let undef = Ctx::new("# check=error=true\nFROM busybox\nENV P=$PATH:$PAHT\n");
+    let err = build_fails(&h, &undef, &["-t", "undef"]);
+    for want in [
+        " - UndefinedVar: Usage of undefined variable '$PAHT' (did you mean $PATH?) (line 3)\n",
+        "ERROR: failed to solve: lint violation found for rules: UndefinedVar\n",
+    ] {
+        assert!(err.contains(want), "{want:?} in:\n{err}");
+    }
+    assert_ne!(h.run(&["image", "inspect", "undef"]).status.code(), Some(0));
     // The build arg wins over the directive; a skipped rule is not reported.
     let out = build_ok(
         &h,
@@ -1250,7 +1265,7 @@ fn checks_directives_shell_platform_and_the_terminal_view() {
         screen.contains(" => CACHED [2/2] RUN echo \"nobody\" > /greeting"),
         "{screen}"
     );
-    assert!(screen.contains(" 3 warnings found"), "{screen}");
+    assert!(screen.contains(" 4 warnings found"), "{screen}");
     assert_build_clean(&h);
 }
 

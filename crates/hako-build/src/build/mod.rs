@@ -160,6 +160,8 @@ pub(crate) struct Build<'a> {
     running: Mutex<std::collections::HashSet<String>>,
     running_done: Condvar,
     warnings: Mutex<Vec<String>>,
+    /// Which build checks are on, and whether a violation fails the build.
+    checks: crate::lint::CheckOptions,
 }
 
 /// A step being built by one stage (see [`Build::claim`]).
@@ -197,6 +199,22 @@ impl Build<'_> {
             id,
             elapsed: started.elapsed(),
         });
+    }
+
+    /// Reports a build check violation found while building (UndefinedVar); with
+    /// `error=true` it fails the build here.
+    pub(crate) fn check(&self, lint: crate::lint::Lint) -> Result<(), BuildError> {
+        if !self.checks.enabled(lint.rule) {
+            return Ok(());
+        }
+        let (rule, line) = (lint.rule, lint.line);
+        self.progress.event(Event::Check(lint));
+        if self.checks.error {
+            return Err(
+                BuildError::new(format!("lint violation found for rules: {rule}")).at((line, line)),
+            );
+        }
+        Ok(())
     }
 
     pub(crate) fn warn(&self, message: String) {
@@ -313,7 +331,7 @@ pub fn build(
     let builtin = args::builtins(&host, &host);
     let globals = args::globals(&stages.meta_args, &build_args, &builtin, &lex)
         .map_err(|(line, e)| BuildError::new(e.to_string()).at((line, line)))?;
-    checks(&df, &stages, &build_args, &builtin, progress)?;
+    let check_opts = checks(&df, &stages, &build_args, &builtin, progress)?;
     let plan = plan::plan(&stages, &globals, &lex, opts.target.as_deref())?;
     let context = context::Context::new(opts)?;
     let n = stages.stages.len();
@@ -335,6 +353,7 @@ pub fn build(
         running: Mutex::new(std::collections::HashSet::new()),
         running_done: Condvar::new(),
         warnings: Mutex::new(warnings),
+        checks: check_opts,
     };
     let outcome: Result<Arc<StageOut>, BuildError> = std::thread::scope(|s| {
         let mut handles = Vec::new();
@@ -403,7 +422,7 @@ fn checks(
     build_args: &BuildArgs,
     builtin: &[(String, String)],
     progress: &dyn Progress,
-) -> Result<(), BuildError> {
+) -> Result<crate::lint::CheckOptions, BuildError> {
     let arg = build_args.take("BUILDKIT_DOCKERFILE_CHECK");
     let opts = crate::lint::options(df.directives.check.as_deref(), arg.as_deref())
         .map_err(|e| BuildError::new(e).at((1, 1)))?;
@@ -429,7 +448,7 @@ fn checks(
         ))
         .at((first.line, first.line)));
     }
-    Ok(())
+    Ok(opts)
 }
 
 /// Writes the target stage as an image.

@@ -149,6 +149,20 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
         }
         let lines = (c.line, c.end_line);
         let shown = state.shown(c);
+        for v in state.undefined_vars(c) {
+            let mut known: Vec<String> = b
+                .stages
+                .meta_args
+                .iter()
+                .map(|(a, _)| a.name.clone())
+                .collect();
+            known.extend(state.vars().into_iter().map(|(k, _)| k));
+            b.check(crate::lint::Lint {
+                rule: "UndefinedVar",
+                detail: crate::lint::undefined_var(&v, &known),
+                line: c.line,
+            })?;
+        }
         let step = state.apply(c, &b.build_args, &b.globals).map_err(|e| {
             let (v, _) = b.vertex(format!("{} {shown}", label(n + 1, fs_total)), None);
             fail(v, BuildError::new(e.message).at(lines))

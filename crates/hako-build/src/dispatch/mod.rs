@@ -9,6 +9,8 @@
 pub mod args;
 mod ports;
 
+use std::collections::BTreeSet;
+
 use args::{BuildArgs, Globals};
 
 use crate::config::{Health, ImageConfig};
@@ -43,6 +45,8 @@ pub struct StageState {
     pub image: ImageConfig,
     /// Declared ARGs with a value, in order.
     pub args: Vec<(String, String)>,
+    /// Every ARG declared in the stage, with a value or not (none is an undefined variable).
+    pub declared: Vec<String>,
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     pub cmd_set: bool,
     /// The escape token of the Dockerfile.
@@ -136,6 +140,7 @@ impl StageState {
         StageState {
             image,
             args: Vec::new(),
+            declared: Vec::new(),
             cmd_set: false,
             escape,
         }
@@ -172,6 +177,57 @@ impl StageState {
             .process(rest, &self.vars())
             .map_or_else(|_| rest.to_string(), |e| e.result);
         format!("{} {rest}", cmd.keyword)
+    }
+
+    /// The variables `cmd` uses that nothing defines (BuildKit's UndefinedVar): in the
+    /// words the builder expands (ENV, LABEL, EXPOSE, USER, WORKDIR, VOLUME, STOPSIGNAL,
+    /// ARG defaults, COPY/ADD paths and flags; never RUN, CMD or ENTRYPOINT, which the
+    /// shell expands), not set by ENV or the base image, nor declared by an ARG of the
+    /// stage. Sorted, each once.
+    pub fn undefined_vars(&self, cmd: &Command) -> Vec<String> {
+        let mut words: Vec<&String> = Vec::new();
+        match &cmd.instruction {
+            Instruction::Env(pairs) | Instruction::Label(pairs) => {
+                for (k, v) in pairs {
+                    words.extend([k, v]);
+                }
+            }
+            Instruction::Expose(v) | Instruction::Volume(v) => words.extend(v),
+            Instruction::User(w) | Instruction::Workdir(w) | Instruction::StopSignal(w) => {
+                words.push(w);
+            }
+            Instruction::Arg(defs) => words.extend(defs.iter().filter_map(|d| d.default.as_ref())),
+            Instruction::Copy(c) | Instruction::Add(c) => {
+                words.extend(&c.sources);
+                words.push(&c.dest);
+                words.extend(&c.exclude);
+                for o in [&c.from, &c.chown, &c.chmod, &c.checksum] {
+                    words.extend(o);
+                }
+            }
+            _ => {}
+        }
+        let vars = self.vars();
+        let lex = self.lex();
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        for w in words {
+            if let Ok(e) = lex.process(w, &vars) {
+                out.extend(e.unmatched);
+            }
+        }
+        // An ARG declared earlier in the same instruction counts as declared.
+        if let Instruction::Arg(defs) = &cmd.instruction {
+            for d in defs {
+                out.remove(&d.name);
+            }
+        }
+        // (BuildKit's SBOM scanner arguments are never in the environment: exempt.)
+        out.retain(|v| {
+            !self.declared.contains(v)
+                && v != "BUILDKIT_SBOM_SCAN_CONTEXT"
+                && v != "BUILDKIT_SBOM_SCAN_STAGE"
+        });
+        out.into_iter().collect()
     }
 
     fn word(&self, s: &str) -> Result<String, DispatchError> {
@@ -342,6 +398,9 @@ impl StageState {
                         None => def.name.clone(),
                     });
                     self.args.retain(|(k, _)| *k != def.name);
+                    if !self.declared.contains(&def.name) {
+                        self.declared.push(def.name.clone());
+                    }
                     if let Some(v) = value {
                         self.args.push((def.name.clone(), v));
                     }

@@ -431,3 +431,45 @@ fn progress_shows_the_instruction_expanded_as_buildkit_does() {
         ]
     );
 }
+
+#[test]
+fn undefined_variables_are_those_nothing_defines() {
+    let text = concat!(
+        "ARG GLOBAL=g\n",
+        "FROM a\n",
+        "ARG DECLARED\n",
+        "ENV E=1 F=$E G=$GLOBAL\n",
+        "RUN echo $NOT_CHECKED\n",
+        "CMD echo $NOR_THIS\n",
+        "COPY --chown=$OWNER $SRC $DECLARED /d/$E/\n",
+        "LABEL l=$PATH k=${MISSING:-x}\n",
+        "ARG A=1 B=$A C=$UNSET\n",
+        "WORKDIR $BUILDKIT_SBOM_SCAN_STAGE/$E\n",
+    );
+    let s = stages(&parse(text).unwrap()).unwrap();
+    let build_args = BuildArgs::new([("OWNER".to_string(), "1".to_string())]);
+    let b = builtins(&platform(), &platform());
+    let g = globals(&s.meta_args, &build_args, &b, &Lex::default()).unwrap();
+    let mut state = StageState::new(base(), s.escape);
+    state.image.set_env("PATH", "/bin");
+    let mut found = Vec::new();
+    for c in &s.stages[0].commands {
+        for v in state.undefined_vars(c) {
+            found.push(format!("{}:{v}", c.line));
+        }
+        state.apply(c, &build_args, &g).unwrap();
+    }
+    // ENV's own E is not set for F yet (values from before the instruction), a global ARG
+    // is not in the stage, a --build-arg does not declare; RUN and CMD are the shell's.
+    assert_eq!(
+        found,
+        [
+            "4:E",
+            "4:GLOBAL",
+            "7:OWNER",
+            "7:SRC",
+            "8:MISSING",
+            "9:UNSET"
+        ]
+    );
+}
