@@ -1065,8 +1065,43 @@ impl Net {
             errs.push(self.backend().and_then(|b| batch.apply(b)));
             hako_sys::crash::point("net.ports-removed");
         }
+        let path = sandbox
+            .as_ref()
+            .map(|s| PathBuf::from(&s.netns))
+            .unwrap_or_else(|| self.netns_path(container));
+        // The namespace's unmount and the links' deletion each wait for an RCU grace period
+        // in the kernel (namespace_unlock, unregister_netdevice): both at once. A namespace
+        // that dies first takes the container's veth with it; a link already gone is fine.
         let mut names = false;
-        for e in &eps {
+        let unmounted = std::thread::scope(|t| {
+            let unmount = t.spawn(|| netns::remove(&path));
+            self.teardown_endpoints(container, &eps, &mut errs, &mut names);
+            unmount.join().unwrap_or_else(|_| {
+                Err(Error::Io {
+                    context: format!("unmount {}", path.display()),
+                    source: std::io::Error::other("panicked"),
+                })
+            })
+        });
+        errs.push(unmounted);
+        hako_sys::crash::point("net.netns-removed");
+        errs.push(store::delete_sandbox(&self.conn(), container));
+        if names {
+            dns::reload(&self.opts.exec_root);
+        }
+        errs.into_result()
+    }
+
+    /// A container's interfaces and addresses, network by network (the network's rules
+    /// and bridge with its last container).
+    fn teardown_endpoints(
+        &self,
+        container: &str,
+        eps: &[Endpoint],
+        errs: &mut ErrorList,
+        names: &mut bool,
+    ) {
+        for e in eps {
             let n = match store::find_network(&self.conn(), &e.network) {
                 Ok(n) => n,
                 Err(err) => {
@@ -1074,7 +1109,7 @@ impl Net {
                     continue;
                 }
             };
-            names |= n.resolves_names();
+            *names |= n.resolves_names();
             let others = store::network_endpoints(&self.conn(), &n.id)
                 .map(|v| v.iter().filter(|x| x.container != container).count())
                 .unwrap_or(1);
@@ -1087,17 +1122,6 @@ impl Net {
             errs.push(store::delete_endpoint(&self.conn(), container, &e.network));
             hako_sys::crash::point("net.endpoint-removed");
         }
-        let path = sandbox
-            .as_ref()
-            .map(|s| PathBuf::from(&s.netns))
-            .unwrap_or_else(|| self.netns_path(container));
-        errs.push(netns::remove(&path));
-        hako_sys::crash::point("net.netns-removed");
-        errs.push(store::delete_sandbox(&self.conn(), container));
-        if names {
-            dns::reload(&self.opts.exec_root);
-        }
-        errs.into_result()
     }
 
     /// Every container the store holds network state for (`hako system check` looks for
