@@ -109,6 +109,24 @@ impl Engine {
         // per container (a list of 100 spent most of its time preparing SQL).
         let mut nets = self.net.snapshot().unwrap_or_default();
         let mut resolved: HashMap<String, Option<String>> = HashMap::new();
+        // With sizes: every image's size from one list, not a list per container (a store
+        // of 1,000 containers and images spent minutes in `system df`: bench/check.sh).
+        let image_sizes: Option<HashMap<String, i64>> = o
+            .size
+            .then(|| -> Result<_> {
+                Ok(self
+                    .images
+                    .list()?
+                    .into_iter()
+                    .map(|i| {
+                        (
+                            i.id.as_str().to_string(),
+                            i64::try_from(i.size).unwrap_or(i64::MAX),
+                        )
+                    })
+                    .collect())
+            })
+            .transpose()?;
         let mut out = Vec::new();
         for (rec, live) in &list {
             if !all && !live.status.is_active() {
@@ -167,7 +185,7 @@ impl Engine {
                     net: cn,
                     current_image: current.as_deref(),
                 },
-                o.size,
+                image_sizes.as_ref(),
             ));
             if o.limit.is_some_and(|n| out.len() >= n) {
                 break;
@@ -198,7 +216,7 @@ impl Engine {
         rec: &Record,
         live: &LiveState,
         parts: Parts<'_>,
-        size: bool,
+        image_sizes: Option<&HashMap<String, i64>>,
     ) -> ContainerSummary {
         let Parts {
             health,
@@ -206,12 +224,13 @@ impl Engine {
             net: cn,
             current_image,
         } = parts;
-        let (size_rw, size_root_fs) = if size {
-            let rw = self.rw_size(&rec.id);
-            let image = self.image_size(&rec.image_id);
-            (Some(rw), Some(rw + image))
-        } else {
-            (None, None)
+        let (size_rw, size_root_fs) = match image_sizes {
+            Some(sizes) => {
+                let rw = self.rw_size(&rec.id);
+                let image = sizes.get(&rec.image_id).copied().unwrap_or(0);
+                (Some(rw), Some(rw + image))
+            }
+            None => (None, None),
         };
         let command = std::iter::once(rec.path.as_str())
             .chain(rec.args.iter().map(String::as_str))
@@ -276,18 +295,6 @@ impl Engine {
             .ok()
             .and_then(|p| p.get("UpperDir").map(crate::units::dir_size))
             .and_then(|n| i64::try_from(n).ok())
-            .unwrap_or(0)
-    }
-
-    fn image_size(&self, image_id: &str) -> i64 {
-        if image_id.is_empty() {
-            return 0;
-        }
-        self.images
-            .list()
-            .ok()
-            .and_then(|l| l.into_iter().find(|i| i.id.as_str() == image_id))
-            .and_then(|i| i64::try_from(i.size).ok())
             .unwrap_or(0)
     }
 
