@@ -106,7 +106,19 @@ fn a_store_that_no_longer_opens_leaves_nothing_running_behind_a_test() {
         !h.run(&["ps", "-a"]).status.success(),
         "the store still opens"
     );
+    let exec = h.exec.path().to_string_lossy().into_owned();
     drop(h);
+    // Nothing mounted under the roots either (the container's network namespace file).
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounted: Vec<&str> = mounts
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .is_some_and(|m| m.starts_with(&exec))
+        })
+        .collect();
+    assert!(mounted.is_empty(), "mounts left: {mounted:?}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let alive = |pid: &i32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {

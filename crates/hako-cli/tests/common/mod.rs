@@ -318,9 +318,9 @@ impl Drop for Hako {
         for c in cgroups {
             let _ = std::fs::remove_dir(c);
         }
-        for m in hako_test_support::find_leaks(Path::new("/nonexistent"), &[], &[self.root.path()])
-            .mounts
-        {
+        // Mounts under either root: the rootfs under `--root`, a container's network
+        // namespace file under `--exec-root` (left when the store no longer opens).
+        for m in hako_test_support::find_leaks(Path::new("/nonexistent"), &[], &roots).mounts {
             let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
         }
     }
