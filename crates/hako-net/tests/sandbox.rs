@@ -604,34 +604,39 @@ fn another_tables_forward_drop_policy() {
     out.remove();
 }
 
-/// A user network `front` and a container named `c` configured on it (its id starts with
-/// eight `lead`s), with the request that sets up its network: what the resolver tests need.
-fn on_a_user_network(e: &Env, lead: char) -> (String, SetupRequest) {
+/// A container configured on `network` (its id starts with eight `tag`s, its name is `c`
+/// then the tag), with the request that sets up its network.
+fn configured_on(e: &Env, network: &str, tag: char) -> (String, SetupRequest) {
+    let id = format!("{}{}", tag.to_string().repeat(8), hako_net::random_hex(56));
+    e.net
+        .configure(
+            &id,
+            &[AttachRequest {
+                network: network.into(),
+                ..Default::default()
+            }],
+        )
+        .expect("configure");
+    let req = SetupRequest {
+        container: id.clone(),
+        name: format!("c{tag}"),
+        hostname: format!("c{tag}"),
+        ports: vec![],
+        dns: DnsConfig::default(),
+        extra_hosts: vec![],
+    };
+    (id, req)
+}
+
+/// A user network `front` and a container configured on it: what the resolver tests need.
+fn on_a_user_network(e: &Env, tag: char) -> (String, SetupRequest) {
     e.net
         .create_network(&NetworkCreate {
             name: "front".into(),
             ..Default::default()
         })
         .expect("create");
-    let id = format!("{}{}", lead.to_string().repeat(8), hako_net::random_hex(56));
-    e.net
-        .configure(
-            &id,
-            &[AttachRequest {
-                network: "front".into(),
-                ..Default::default()
-            }],
-        )
-        .unwrap();
-    let req = SetupRequest {
-        container: id.clone(),
-        name: "c".into(),
-        hostname: "c".into(),
-        ports: vec![],
-        dns: DnsConfig::default(),
-        extra_hosts: vec![],
-    };
-    (id, req)
+    configured_on(e, "front", tag)
 }
 
 /// Port 53 taken on a user network's gateway (dnsmasq on 0.0.0.0:53, aardvark-dns #13):
@@ -665,7 +670,7 @@ fn resolver_port_53_taken() {
     let lookup = || {
         let o = Command::new("nsenter")
             .arg(format!("--net={}", e.net.netns_path(&id).display()))
-            .args([busybox(), "nslookup", "c", &gw])
+            .args([busybox(), "nslookup", &req.name, &gw])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
@@ -991,28 +996,8 @@ fn starts_at_once_get_one_resolver() {
 
 /// A container on the default bridge set up and handed back at once: (setup, id).
 fn start_on_bridge(e: &Env, tag: char) -> (hako_net::Setup, String) {
-    let id = format!("{}{}", tag.to_string().repeat(8), hako_net::random_hex(56));
-    e.net
-        .configure(
-            &id,
-            &[AttachRequest {
-                network: "bridge".into(),
-                ..Default::default()
-            }],
-        )
-        .expect("configure");
-    let s = e
-        .net
-        .setup(&SetupRequest {
-            container: id.clone(),
-            name: format!("c{tag}"),
-            hostname: format!("c{tag}"),
-            ports: vec![],
-            dns: DnsConfig::default(),
-            extra_hosts: vec![],
-        })
-        .expect("setup");
-    (s, id)
+    let (id, req) = configured_on(e, "bridge", tag);
+    (e.net.setup(&req).expect("setup"), id)
 }
 
 fn stop(e: &Env, (s, id): (hako_net::Setup, String)) {
