@@ -35,6 +35,12 @@ use crate::flight::{Flight, KIND_IMAGE};
 use crate::reference::Reference;
 use crate::spec::Platform;
 
+/// `images`: every image with the number of containers made from it, newest first (each
+/// count is a lookup in db's `container_layers_by_image`, not a scan of all containers).
+pub(crate) const LIST_IMAGES: &str = "SELECT id, created, size,
+    (SELECT COUNT(*) FROM container_layers c WHERE c.image_id = images.id)
+    FROM images ORDER BY added DESC, id";
+
 /// What [`ImageStore::layer_usage`] counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LayerUsage {
@@ -484,10 +490,7 @@ impl ImageStore {
         // One read transaction and three queries for the whole list (not two per image:
         // each statement alone takes and drops SQLite's lock).
         let tx = conn.unchecked_transaction()?;
-        let mut stmt = tx.prepare(
-            "SELECT id, created, size, (SELECT COUNT(*) FROM container_layers c WHERE c.image_id = images.id)
-             FROM images ORDER BY added DESC, id",
-        )?;
+        let mut stmt = tx.prepare(LIST_IMAGES)?;
         let rows: Vec<(String, Option<String>, i64, i64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<_>>()?;

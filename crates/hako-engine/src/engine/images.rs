@@ -118,11 +118,19 @@ impl Engine {
         {
             return l.clone();
         }
-        let Ok(v) = self.images.inspect(id) else {
+        // The config blob alone (the image id is its digest): a whole inspect per image
+        // (record, tags, layers, driver paths) made `images` on 1,000 images take ~0.3 s.
+        let Ok(config) = hako_image::Digest::parse(id)
+            .and_then(|d| self.images.image_config(&d))
+            .and_then(|b| ImageConfig::parse(&b))
+        else {
             return HashMap::new();
         };
-        let labels: HashMap<String, String> = v["Config"]["Labels"]
-            .as_object()
+        let labels: HashMap<String, String> = config
+            .config
+            .as_ref()
+            .and_then(|c| c.get("Labels"))
+            .and_then(serde_json::Value::as_object)
             .map(|o| {
                 o.iter()
                     .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
