@@ -17,7 +17,7 @@ ensure_packages() {
 }
 
 # The packages that tests, the quick start and the benchmark use.
-HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procps ca-certificates docker-registry docker.io containerd podman xfsprogs skopeo criu nftables
+HAKO_PACKAGES=(busybox-static runc crun hyperfine tini iproute2 util-linux procps ca-certificates docker-registry docker.io containerd podman xfsprogs e2fsprogs skopeo criu nftables
     qemu-system-x86 cpio kmod xz-utils jq
     # rootless mode: newuidmap/newgidmap, pasta
     uidmap passt

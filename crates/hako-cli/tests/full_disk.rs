@@ -1,4 +1,4 @@
-//! A full disk (issue 12), as root on a small tmpfs the test mounts as `--root`: pull, load,
+//! A full disk (issue 12), as root on a small loop-mounted ext4 the test makes as `--root`: pull, load,
 //! import, commit, build, volume copy-up, create and run each fail with one error line that
 //! says "no space left on device", leave nothing half-made (`hako system check` finds no
 //! damage), and work again once space is freed; on a disk with no byte left, `images`, `ps`
@@ -14,37 +14,57 @@ use std::time::{Duration, Instant};
 
 use common::Hako;
 
-/// A tmpfs of `size` MiB mounted on a fresh directory; unmounted on drop.
+/// A small ext4 filesystem on a loop device (the issue's "small loop-mounted filesystem":
+/// real block allocation, a journal, metadata that needs room too), mounted on a fresh
+/// directory; unmounted on drop (the kernel frees the loop device with the last reference,
+/// `mount -o loop` sets autoclear). [`SmallFs::release`] unmounts and checks that it went.
 struct SmallFs {
     dir: tempfile::TempDir,
+    image: tempfile::TempDir,
 }
 
 impl SmallFs {
     fn new(mib: u64) -> SmallFs {
+        let image = tempfile::Builder::new()
+            .prefix("hako-full-img-")
+            .tempdir()
+            .expect("tempdir");
+        let file = image.path().join("fs.img");
+        std::fs::File::create(&file)
+            .and_then(|f| f.set_len(mib << 20))
+            .expect("image file");
+        // No blocks reserved for root (hako runs as root: it would see them as free).
+        run_ok(
+            Command::new("mkfs.ext4")
+                .args([
+                    "-q",
+                    "-F",
+                    "-m",
+                    "0",
+                    "-E",
+                    "lazy_itable_init=0,lazy_journal_init=0",
+                ])
+                .arg(&file),
+        );
         let dir = tempfile::Builder::new()
             .prefix("hako-full-")
             .tempdir()
             .expect("tempdir");
-        let o = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0755")])
-            .arg("hako-full-disk")
-            .arg(dir.path())
-            .output()
-            .expect("mount");
-        assert!(
-            o.status.success(),
-            "mount tmpfs: {}",
-            String::from_utf8_lossy(&o.stderr)
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "ext4", "-o", "loop"])
+                .arg(&file)
+                .arg(dir.path()),
         );
-        SmallFs { dir }
+        SmallFs { dir, image }
     }
 
     fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn filler(&self) -> PathBuf {
-        self.path().join("filler")
+    fn filler(&self, n: usize) -> PathBuf {
+        self.path().join(format!("filler{n}"))
     }
 
     fn avail(&self) -> u64 {
@@ -52,25 +72,53 @@ impl SmallFs {
         s.blocks_available() * s.fragment_size()
     }
 
-    /// Takes all free space but `leave` bytes.
+    /// Takes all free space but `leave` bytes: one preallocated file, then 4 KiB writes
+    /// (ext4 needs blocks for a big file's extent tree too, so one `fallocate` of all that
+    /// is free can fail).
     fn fill(&self, leave: u64) {
+        use std::io::Write;
         self.free();
-        let n = self.avail().saturating_sub(leave);
-        let o = Command::new("fallocate")
-            .args(["-l", &n.to_string()])
-            .arg(self.filler())
-            .output()
-            .expect("fallocate");
-        assert!(
-            o.status.success(),
-            "fallocate: {}",
-            String::from_utf8_lossy(&o.stderr)
+        let n = self.avail().saturating_sub(leave + (256 << 10));
+        run_ok(
+            Command::new("fallocate")
+                .args(["-l", &n.to_string()])
+                .arg(self.filler(0)),
         );
+        let mut f = std::fs::File::create(self.filler(1)).expect("filler");
+        while self.avail() > leave + 4096 {
+            match f.write_all(&[0u8; 4096]).and_then(|()| f.sync_data()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("fill: {e}"),
+            }
+        }
         assert!(self.avail() <= leave + 4096, "{} left", self.avail());
     }
 
     fn free(&self) {
-        let _ = std::fs::remove_file(self.filler());
+        for n in 0..2 {
+            let _ = std::fs::remove_file(self.filler(n));
+        }
+    }
+
+    /// Unmounts; the loop device goes with it.
+    fn release(self) {
+        let file = self.image.path().join("fs.img");
+        nix::mount::umount(self.path()).expect("unmount the small filesystem");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let o = Command::new("losetup")
+                .arg("-j")
+                .arg(&file)
+                .output()
+                .expect("losetup");
+            let held = String::from_utf8_lossy(&o.stdout).into_owned();
+            if held.trim().is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "loop device left: {held}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -78,6 +126,15 @@ impl Drop for SmallFs {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(self.path(), nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+fn run_ok(c: &mut Command) {
+    let o = c.output().expect("run");
+    assert!(
+        o.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A hako whose `--root` is on `fs`, with busybox.
@@ -325,6 +382,8 @@ fn image_and_container_operations_fail_cleanly_on_a_full_disk_and_work_after() {
     check(&h, true);
     drop(reg);
     h.assert_clean(&[]);
+    drop(h);
+    fs.release();
 }
 
 #[test]
@@ -378,6 +437,8 @@ fn a_container_whose_log_fills_the_disk_keeps_running() {
     assert!(running());
     h.ok(&["rm", "-f", &id]);
     h.assert_clean(&[&id]);
+    drop(h);
+    fs.release();
 }
 
 fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
