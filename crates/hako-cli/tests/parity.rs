@@ -1103,6 +1103,60 @@ fn system_boot_brings_back_always_and_unless_stopped_after_everything_was_killed
     h.finish(&refs);
 }
 
+/// A shim that gets SIGTERM (systemd stopping the unit or session it runs in, as at a
+/// shutdown) stops its container with the container's stop signal and ends: no restart,
+/// the exit recorded as any other, and no "stopped by hand" mark, so `system boot` (at the
+/// next boot) brings an `unless-stopped` container back; one stopped by hand stays down.
+#[test]
+fn a_shim_told_to_terminate_stops_its_container_and_boot_brings_it_back() {
+    need_root!();
+    let h = Hako::new();
+    let script = "trap 'exit 3' USR1; while :; do sleep 0.1; done";
+    let mut ids = Vec::new();
+    for name in ["svc", "byhand"] {
+        ids.push(h.start(
+            &[
+                "--name",
+                name,
+                "--restart",
+                "unless-stopped",
+                "--stop-signal",
+                "SIGUSR1",
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ],
+            None,
+        ));
+    }
+    h.ok(&["stop", "byhand"]);
+    let shim_file = h
+        .exec_root()
+        .join("containers")
+        .join(&ids[0])
+        .join("shim.pid");
+    let text = std::fs::read_to_string(&shim_file).expect("shim.pid");
+    let shim: i32 = text
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim), nix::sys::signal::SIGTERM)
+        .expect("SIGTERM");
+    h.wait_for("the shim to end", || !shim_file.exists());
+    let state = &h.inspect("svc")["State"];
+    assert_eq!(state["Status"], "exited", "{state}");
+    assert_eq!(state["ExitCode"], 3, "{state}");
+    assert_eq!(h.inspect("svc")["RestartCount"], 0);
+    let out = h.ok(&["system", "boot"]);
+    assert_eq!(out.trim(), ids[0], "started: {out}");
+    assert_eq!(h.ok(&["exec", "svc", "echo", "up"]), "up\n");
+    assert_ne!(h.inspect("byhand")["State"]["Status"], "running");
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    h.finish(&refs);
+}
+
 #[test]
 fn inspect_prints_every_docker_field_with_its_zero_value() {
     need_root!();

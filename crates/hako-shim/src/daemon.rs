@@ -9,8 +9,9 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-/// Signals taken over by the shim's signalfd. Only SIGCHLD means something; the rest are
-/// blocked so that they cannot kill the shim (and so orphan the container's stdio).
+/// Signals taken over by the shim's signalfd. SIGCHLD (reap) and SIGTERM (stop the
+/// container for good) mean something; the rest are blocked so that they cannot kill the
+/// shim (and so orphan the container's stdio).
 const BLOCKED: [Signal; 7] = [
     Signal::SIGCHLD,
     Signal::SIGTERM,

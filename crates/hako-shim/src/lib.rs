@@ -12,6 +12,7 @@
 //!             [--tty] [--stdin] [--stdin-once] [--restart POLICY]
 //!             [--exit-command PATH [--exit-command-arg ARG]...] [--ready-fd N]
 //!             [--hold-fd N]... [--proxy N=ADDR]...
+//!             [--stop-signal SIG] [--stop-timeout SECONDS]
 //! ```
 //!
 //! # Lifecycle
@@ -63,9 +64,12 @@
 //!
 //! # Signals
 //!
-//! SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1/2 sent to the shim are ignored: the container
-//! is stopped through the runtime (`RUNTIME kill`) after a `stop` request. SIGPIPE is
-//! ignored (Rust's default); a client that went away is dropped.
+//! SIGTERM to the shim (a service manager stopping its unit, as at shutdown) stops the
+//! container as `hako stop` does: `--stop-signal`, SIGKILL after `--stop-timeout`; the
+//! restart policy does not fire, the exit is recorded as usual and the shim ends (see
+//! `monitor/shutdown.rs`). SIGINT, SIGHUP, SIGQUIT, SIGUSR1/2 are ignored: the container is
+//! otherwise stopped by the engine through the runtime (`RUNTIME kill`) after a `stop`
+//! request. SIGPIPE is ignored (Rust's default); a client that went away is dropped.
 //!
 //! # Static binary
 //!
@@ -143,9 +147,11 @@ pub fn run(opts: Options) -> ! {
     }
     if let Some(program) = &opts.exit_command {
         // Replaces the shim (podman's conmon does the same for `--rm`); returns only on error.
-        let _ = std::process::Command::new(program)
-            .args(&opts.exit_command_args)
-            .exec();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(&opts.exit_command_args);
+        // Not with the shim's blocked signals: a service manager's SIGTERM must reach it.
+        hako_sys::process::unblock_signals_in_child(&mut cmd);
+        let _ = cmd.exec();
         std::process::exit(1);
     }
     std::process::exit(0);

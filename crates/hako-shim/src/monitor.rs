@@ -35,6 +35,8 @@ use crate::protocol::{
 use crate::runtime::Runtime;
 use crate::stdio::{self, ContainerIo};
 
+mod shutdown;
+
 /// How long output may still arrive after the init was reaped (a process outside the
 /// container's pid namespace could hold the pipes open forever).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,6 +99,10 @@ pub struct Shim {
     /// scope's cgroup is gone as soon as its last process exits, so an OOM kill must be
     /// seen while it happens, or in something that outlives the cgroup.
     oom: Option<crate::oom::OomWatch>,
+    /// The shim got SIGTERM: it is stopping the container for good (see [`shutdown`]).
+    terminating: bool,
+    /// When SIGKILL follows the stop signal sent for a SIGTERM.
+    kill_at: Option<Instant>,
 }
 
 impl Shim {
@@ -129,6 +135,8 @@ impl Shim {
             stopped: false,
             backoff: MIN_BACKOFF,
             oom: None,
+            terminating: false,
+            kill_at: None,
             stdin_buf: Vec::new(),
             close_stdin: false,
             pending_size: None,
@@ -347,9 +355,10 @@ impl Shim {
         let deadline = match &self.phase {
             Phase::Draining { deadline, .. } | Phase::Finished { deadline } => *deadline,
             Phase::Restarting { at } => *at,
-            Phase::Running => match &self.health {
-                Some(h) => h.deadline(),
-                None => return PollTimeout::NONE,
+            Phase::Running => match (self.health.as_ref().map(Health::deadline), self.kill_at) {
+                (Some(h), Some(k)) => h.min(k),
+                (Some(d), None) | (None, Some(d)) => d,
+                (None, None) => return PollTimeout::NONE,
             },
             Phase::Created => return PollTimeout::NONE,
         };
@@ -363,14 +372,19 @@ impl Shim {
     }
 
     fn handle_signals(&mut self) {
-        let mut child = false;
+        let (mut child, mut term) = (false, false);
         while let Ok(Some(info)) = self.signals.read_signal() {
-            // Everything but SIGCHLD (SIGTERM, SIGINT, SIGHUP, ...) is ignored on purpose:
-            // stopping the container is the engine's job, through the runtime.
+            // SIGTERM stops the container for good (see `shutdown`); the rest (SIGINT,
+            // SIGHUP, SIGQUIT, SIGUSR1/2) are ignored on purpose: stopping the container is
+            // otherwise the engine's job, through the runtime.
             child |= info.ssi_signo == libc::SIGCHLD as u32;
+            term |= info.ssi_signo == libc::SIGTERM as u32;
         }
         if child {
             self.reap();
+        }
+        if term {
+            self.terminate();
         }
     }
 
@@ -755,6 +769,7 @@ impl Shim {
             }
             Phase::Restarting { at } if Instant::now() >= *at => self.restart(),
             Phase::Running => {
+                self.kill_after_timeout();
                 if let Some(status) = self.health.as_mut().and_then(|h| h.tick(&self.runtime)) {
                     self.event(&format!("health_status: {status}"), &[]);
                 }
@@ -813,7 +828,9 @@ impl Shim {
             };
         } else {
             if policy != crate::options::RestartPolicy::No {
-                let why = if self.stopped {
+                let why = if self.terminating {
+                    "the shim got SIGTERM"
+                } else if self.stopped {
                     "stopped"
                 } else {
                     "policy says no"

@@ -97,6 +97,18 @@ pub struct Options {
     /// NAT can serve) and relay each connection to ADDR (repeat for several)
     #[arg(long = "proxy", value_name = "FD=ADDR")]
     pub proxies: Vec<String>,
+    /// The container's stop signal: what the shim sends it when the shim itself gets
+    /// SIGTERM (a service manager stopping everything, as at shutdown)
+    #[arg(long, default_value = "SIGTERM", value_name = "SIGNAL")]
+    pub stop_signal: String,
+    /// Seconds from the stop signal to SIGKILL in that case (negative: no SIGKILL)
+    #[arg(
+        long,
+        default_value_t = 10,
+        allow_negative_numbers = true,
+        value_name = "SECONDS"
+    )]
+    pub stop_timeout: i64,
 }
 
 impl Options {
@@ -174,6 +186,8 @@ impl Options {
         for p in &self.proxies {
             push("--proxy", p.clone().into());
         }
+        push("--stop-signal", self.stop_signal.clone().into());
+        push("--stop-timeout", self.stop_timeout.to_string().into());
         for (on, flag) in [
             (self.tty, "--tty"),
             (self.stdin, "--stdin"),
@@ -299,11 +313,19 @@ mod tests {
             "c1",
             "--ready-fd",
             "3",
+            "--stop-signal",
+            "SIGUSR1",
+            "--stop-timeout",
+            "-1",
         ]);
         let args = std::iter::once(OsString::from("hako-shim")).chain(opts.to_args());
         let again = Options::parse_from(args);
         assert_eq!(format!("{again:?}"), format!("{opts:?}"));
         assert_eq!(again.exit_command_args, ["--rm", "c1"]);
         assert_eq!(again.log_max_size, 10 << 20);
+        assert_eq!(
+            (again.stop_signal.as_str(), again.stop_timeout),
+            ("SIGUSR1", -1)
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Calling the OCI runtime (`create`, `start`, `delete --force`) and turning its failures
+//! Calling the OCI runtime (`create`, `start`, `kill`, `delete --force`...) and turning its failures
 //! into one line for the user.
 //!
 //! Every call gets `[--root R] --log <state-dir>/runtime.log --log-format json`, which runc,
@@ -59,6 +59,8 @@ impl Runtime {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
+        // The shim's blocked signals (its signalfd's) must not reach the container.
+        hako_sys::process::unblock_signals_in_child(&mut cmd);
         if let Some(root) = &self.root {
             cmd.arg("--root").arg(root);
         }
@@ -189,11 +191,40 @@ impl Runtime {
             .status();
     }
 
+    /// `kill ID SIGNAL`.
+    pub fn kill(&self, signal: &str) -> Result<(), String> {
+        self.simple_args(&["kill", &self.id, signal])
+    }
+
+    /// `state ID` says the container is paused (a frozen cgroup, where only SIGKILL, and on
+    /// cgroup v1 not even that, ends its processes).
+    pub fn paused(&self) -> bool {
+        let out = self
+            .command()
+            .args(["state", &self.id])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        out.ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .is_some_and(|v| v["status"] == "paused")
+    }
+
+    /// `resume ID`.
+    pub fn resume(&self) -> Result<(), String> {
+        self.simple("resume")
+    }
+
     fn simple(&self, verb: &str) -> Result<(), String> {
+        self.simple_args(&[verb, &self.id])
+    }
+
+    fn simple_args(&self, args: &[&str]) -> Result<(), String> {
         let mark = self.log_len();
         let out = self
             .command()
-            .args([verb, &self.id])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -46,6 +46,7 @@ scenario!(
     slow_client_is_dropped,
     log_rotation_keeps_max_file,
     survives_its_spawner,
+    sigterm_stops_the_container_for_good,
     create_failure_leaves_nothing,
     exit_command_runs,
 );
@@ -504,8 +505,9 @@ fn survives_its_spawner(rt: &Runtime) {
     let pid = shim.pid.expect("shim pid");
     spawner.kill().unwrap();
     spawner.wait().unwrap();
-    // Nor do SIGTERM, SIGINT and SIGHUP to the shim itself end it.
-    for sig in ["TERM", "INT", "HUP"] {
+    // Nor do SIGINT and SIGHUP to the shim itself end it (SIGTERM does: see
+    // sigterm_stops_the_container_for_good).
+    for sig in ["INT", "HUP", "QUIT"] {
         Command::new("kill")
             .args([&format!("-{sig}"), &pid.to_string()])
             .status()
@@ -525,6 +527,117 @@ fn survives_its_spawner(rt: &Runtime) {
     rt.kill(&shim.id, "KILL").expect_ok("kill");
     let exit = shim.wait();
     assert_eq!((exit.exit_code, exit.signal), (137, Some(9)));
+    shim.assert_gone_and_clean();
+}
+
+/// Sends SIGTERM to the shim (what systemd does to every process of a unit it stops, as at
+/// shutdown) and waits until the shim has ended; its exit record.
+#[track_caller]
+fn terminate_shim(shim: &Shim, within: Duration) -> ExitInfo {
+    let pid = shim.pid.expect("shim pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let deadline = Instant::now() + within;
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the shim did not end within {within:?} of SIGTERM; shim.log: {}",
+            std::fs::read_to_string(shim.state().join(hako_shim::shimlog::SHIM_LOG))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    protocol::read_exit(&shim.state())
+        .expect("exit.json")
+        .expect("an exit record")
+}
+
+fn sigterm_stops_the_container_for_good(rt: &Runtime) {
+    // The container's stop signal (USR1 here) ends it; `always` does not restart it. The
+    // container starts with no signal blocked (the shim's signalfd mask once reached runc
+    // containers: Go unblocks only what it handles, USR1 stayed blocked).
+    let script = "trap 'echo got USR1; exit 7' USR1; grep SigBlk /proc/$$/status; echo up; \
+                  while :; do sleep 0.1; done";
+    let mut shim = Shim::new(rt, &Config::new().sh(script));
+    let events = shim.dir.path().join("events.log");
+    shim.spawn(&[
+        "--restart",
+        "always",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "30",
+        "--events-log",
+        &events.display().to_string(),
+    ]);
+    shim.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shim.log_entries().iter().any(|e| e["log"] == "up\n") {
+        assert!(Instant::now() < deadline, "the container never said up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exit = terminate_shim(&shim, Duration::from_secs(20));
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.restart_count),
+        (7, None, 0),
+        "{exit:?}"
+    );
+    shim.assert_gone_and_clean();
+    let logged: Vec<Value> = shim.log_entries();
+    let said = |what: &str| logged.iter().filter(|e| e["log"] == what).count();
+    assert_eq!((said("up\n"), said("got USR1\n")), (1, 1), "{logged:?}");
+    assert_eq!(said("SigBlk:\t0000000000000000\n"), 1, "{logged:?}");
+    let actions: Vec<(String, String)> = read_entries(&events)
+        .iter()
+        .map(|e| {
+            let attrs = &e["Actor"]["Attributes"];
+            let detail = attrs["signal"].as_str().or(attrs["exitCode"].as_str());
+            (
+                e["Action"].as_str().unwrap_or("").to_string(),
+                detail.unwrap_or("").to_string(),
+            )
+        })
+        .filter(|(a, _)| a != "start")
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("kill".to_string(), "10".to_string()),
+            ("die".into(), "7".into())
+        ]
+    );
+
+    // A container that does not end on its stop signal (a pid 1 without a handler ignores
+    // SIGTERM) is killed once the stop timeout is over.
+    let mut shim = Shim::new(rt, &Config::new().args(&["sleep", "1000"]));
+    shim.spawn(&["--restart", "unless-stopped", "--stop-timeout", "1"]);
+    shim.start();
+    let sent = Instant::now();
+    let exit = terminate_shim(&shim, Duration::from_secs(20));
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.restart_count),
+        (137, Some(9), 0),
+        "{exit:?}"
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    shim.assert_gone_and_clean();
+
+    // Created, never started: the shim deletes it and ends.
+    let mut shim = Shim::new(rt, &Config::new().args(&["sleep", "1000"]));
+    shim.spawn(&[]);
+    let pid = shim.pid.expect("shim pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
     shim.assert_gone_and_clean();
 }
 

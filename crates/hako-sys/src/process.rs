@@ -250,6 +250,33 @@ pub fn reset_signals() -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
+/// Makes `cmd`'s child start with no signal blocked. std's `Command` passes the caller's
+/// signal mask on; a process that takes its signals from a signalfd (the shim) has them
+/// blocked, and a program that does not reset its mask hands them on blocked too (runc:
+/// Go unblocks only the signals it handles, so a runc container under the shim had
+/// SIGUSR1/SIGUSR2 blocked and never saw a `--stop-signal SIGUSR1`).
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let hook = || -> io::Result<()> {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset only initializes the set it is given (async-signal-safe).
+        unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+        // SAFETY: the set was initialized just above; pthread_sigmask reads it and writes
+        // nothing back (null old set); async-signal-safe, allocates nothing.
+        let rc =
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before exec (or in this process right
+    // before `exec`) and makes only async-signal-safe calls on its own stack memory.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
 /// Field 3 (`state`) and field 22 (`starttime`, clock ticks after boot) of
 /// `/proc/<pid>/stat`: with the pid, the start time names one process for good (a recycled
 /// pid has another).

@@ -153,6 +153,13 @@ impl Engine {
             }
         }
         cmd.arg("--restart").arg(restart_arg(&rec.host_config));
+        // What the shim does when a service manager stops it (SIGTERM at shutdown): stop the
+        // container as `stop` would.
+        if let Some(sig) = &rec.config.stop_signal {
+            cmd.arg("--stop-signal").arg(sig);
+        }
+        let stop_timeout = rec.config.stop_timeout.unwrap_or(STOP_TIMEOUT_DEFAULT);
+        cmd.arg(format!("--stop-timeout={stop_timeout}"));
         let held = super::network::inheritable(sockets)?;
         for fd in &held {
             cmd.arg("--hold-fd")
