@@ -360,6 +360,11 @@ fn skopeo(args: &[&str]) -> Vec<u8> {
 #[test]
 fn skopeo_interop() {
     if Command::new("skopeo").arg("--version").output().is_err() {
+        // scripts/test.sh installs skopeo: under CI missing is a failure.
+        assert!(
+            !matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1")),
+            "skopeo not installed (CI=true)"
+        );
         eprintln!("skopeo not installed; skipping");
         return;
     }

@@ -361,7 +361,7 @@ fn container_contrast(kind: RuntimeKind) {
     }
     let rt = match Runtime::new(kind) {
         Ok(rt) => rt,
-        Err(e) if kind == RuntimeKind::Hako && in_ci() => panic!("{e:#}"),
+        Err(e) if in_ci() => panic!("[{kind}] {e:#}"),
         Err(e) => {
             eprintln!("SKIP container test [{kind}]: {e:#}");
             return;
