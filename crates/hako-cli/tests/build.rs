@@ -225,13 +225,32 @@ fn cache_reruns_exactly_what_changed() {
     );
     let db = h.root.path().join("hako-image.db");
     let wal = h.root.path().join("hako-image.db-wal");
-    let bytes = || (std::fs::read(&db).expect("db"), std::fs::read(&wal).ok());
+    // The last connection to close empties the -wal (else every later command, whatever
+    // it does, checkpoints its frames into the database again), and the build collected
+    // what its steps left (no flight marker for the next command to clean up after).
+    let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len(), 0, "the -wal is not emptied at the last close");
+    let markers: Vec<_> = std::fs::read_dir(h.root.path().join("locks/flight"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        markers.is_empty(),
+        "a build left flight markers: {markers:?}"
+    );
+    let bytes = || {
+        let modified = std::fs::metadata(&db)
+            .and_then(|m| m.modified())
+            .expect("db");
+        (std::fs::read(&db).expect("db"), modified, wal_len())
+    };
     let was = bytes();
     assert!(rerun(&["-t", "c:1"]).is_empty());
     assert!(
         was == bytes(),
         "a fully cached rebuild wrote to the database"
     );
+    h.ok(&["images"]);
+    assert!(was == bytes(), "`hako images` wrote to the database");
     assert_eq!(usage(), vec![2; before.len()]);
     h.ok(&["builder", "prune", "-f", "--filter", "until=1h"]);
     assert_eq!(

@@ -186,6 +186,14 @@ impl Engine {
         // only a killed build leaves its marker.
         drop(dirs);
         flight.complete();
+        // The blobs its steps made unneeded (layers kept as tar-split records) could not be
+        // collected while this flight was in progress: their image flights left markers.
+        // Collected now, by the build, rather than by whatever command opens the store next.
+        if let Err(e) = self.images.recover(&[hako_image::KIND_IMAGE], |_| {
+            Ok::<(), hako_image::Error>(())
+        }) {
+            tracing::warn!(error = %e, "collecting the build's garbage failed; the next command tries again");
+        }
         self.images.build_cache_fold_uses_if_large();
         if let Ok(out) = &r {
             for t in &tags {
