@@ -199,6 +199,85 @@ mod tests {
         assert_eq!(events_of("4:pids:/x\n"), None);
     }
 
+    /// The parent's count alone decides, for real: the run's cgroup (no systemd scope, so no
+    /// kernel log witness) is removed before its exit is looked at, as systemd removes an
+    /// emptied scope before the shim reaps. An OOM-killed run is `Seen::Parent`; a run
+    /// killed by hand, with the parent's count unchanged, is no OOM. Needs root and cgroup
+    /// v2's memory controller: the VM guests (`vm_`: the host run leaves it out).
+    #[test]
+    fn vm_the_parents_count_decides_once_the_cgroup_is_gone() {
+        use std::io::Write;
+        use std::os::unix::process::ExitStatusExt;
+        let root = Path::new("/sys/fs/cgroup");
+        let controllers = std::fs::read_to_string(root.join("cgroup.subtree_control"));
+        assert!(
+            controllers.is_ok_and(|c| c.split_whitespace().any(|x| x == "memory")),
+            "needs cgroup v2 with the memory controller (scripts/vm/test.sh v2)"
+        );
+        let parent = root.join(format!("hako-oom-parent-{}", std::process::id()));
+        std::fs::create_dir(&parent).expect("parent cgroup");
+        std::fs::write(parent.join("cgroup.subtree_control"), "+memory").expect("+memory");
+        let mut seen = Vec::new();
+        for (case, oom) in [("killed", false), ("oom", true)] {
+            let dir = parent.join(case);
+            std::fs::create_dir(&dir).expect("cgroup");
+            for (file, value) in [("memory.max", "16777216"), ("memory.swap.max", "0")] {
+                let path = dir.join(file);
+                if path.exists() {
+                    std::fs::write(&path, value).expect(file);
+                }
+            }
+            // The run's init joins the cgroup, then waits for a line before the memory hog.
+            let mut child = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    &format!(
+                        "echo $$ > {}/cgroup.procs && read go && exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+                        dir.display()
+                    ),
+                ])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("sh");
+            let pid = i32::try_from(child.id()).expect("pid");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while events_of_pid(pid) != Some(dir.join("memory.events")) {
+                assert!(std::time::Instant::now() < deadline, "{case}: never joined");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let mut watch = OomWatch::open(pid, &[]).expect("the watch");
+            assert!(watch.log.is_none(), "no kernel log witness for a non-scope");
+            if oom {
+                writeln!(child.stdin.take().expect("stdin")).expect("go");
+            } else {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .expect("kill");
+            }
+            let status = child.wait().expect("wait");
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "{case}: {status:?}");
+            let mut removed = std::fs::remove_dir(&dir);
+            for _ in 0..100 {
+                if removed.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                removed = std::fs::remove_dir(&dir);
+            }
+            removed.unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
+            seen.push(watch.at_exit(pid, Some(libc::SIGKILL)));
+            assert!(
+                watch.own.is_none(),
+                "{case}: the own count was still readable"
+            );
+        }
+        std::fs::remove_dir(&parent).expect("rmdir the parent");
+        assert_eq!(seen, [None, Some(Seen::Parent)]);
+    }
+
     #[test]
     fn counts_and_the_parents_growth() {
         let events = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
