@@ -8,10 +8,11 @@
 //! JSONArgsRecommended, MaintainerDeprecated, UndefinedArgInFrom, WorkdirRelativePath,
 //! MultipleInstructionsDisallowed, LegacyKeyValueFormat, SecretsUsedInArgOrEnv,
 //! FromPlatformFlagConstDisallowed, InvalidDefaultArgInFrom, RedundantTargetPlatform.
-//! UndefinedVar needs the base image's `Env`: the build reports it as it dispatches each
-//! instruction ([`undefined_var`]; with `error=true` the build fails at that instruction,
-//! where BuildKit fails before the first step). Not checked: InvalidBaseImagePlatform and
-//! the experimental rules. JSONArgsRecommended is skipped after a `SHELL` in the stage (or
+//! UndefinedVar and InvalidBaseImagePlatform need the base images' configs: the build
+//! reports them as it dispatches each stage ([`undefined_var`], [`invalid_base_platform`]);
+//! with `error=true` it resolves the bases and dispatches every needed stage first, so a
+//! violation fails the build before any step runs, as BuildKit's does. Not checked: the
+//! experimental rules. JSONArgsRecommended is skipped after a `SHELL` in the stage (or
 //! a stage it builds on), not for a base image whose config sets a shell.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +56,7 @@ pub const RULES: &[&str] = &[
     "InvalidDefaultArgInFrom",
     "RedundantTargetPlatform",
     "UndefinedVar",
+    "InvalidBaseImagePlatform",
 ];
 
 /// `# check=skip=A,B;error=true`.
@@ -459,6 +461,43 @@ pub fn undefined_var(name: &str, known: &[String]) -> String {
     out
 }
 
+/// BuildKit's InvalidBaseImagePlatform text: base image `image` is for `actual`
+/// (`os/arch[/variant]` of its config), the stage wants `expected` (its `--platform`, else
+/// the target platform); `None` when they match.
+pub fn invalid_base_platform(image: &str, expected: &str, actual: &str) -> Option<String> {
+    if platform_matches(expected, actual) {
+        return None;
+    }
+    Some(format!(
+        "Base image {image} was pulled with platform \"{actual}\", expected \"{expected}\" for current build"
+    ))
+}
+
+/// Whether an image for `actual` serves a build for `expected` (`os/arch[/variant]`,
+/// architectures as containerd normalizes them; no variant wanted: any).
+fn platform_matches(expected: &str, actual: &str) -> bool {
+    fn norm(p: &str) -> (String, String, Option<String>) {
+        let mut it = p.split('/');
+        let os = it.next().unwrap_or_default().to_ascii_lowercase();
+        let arch = it.next().unwrap_or_default().to_ascii_lowercase();
+        let variant = it.next().map(str::to_ascii_lowercase);
+        let arch = match arch.as_str() {
+            "x86_64" | "x86-64" => "amd64".to_string(),
+            "aarch64" => "arm64".to_string(),
+            "i386" => "386".to_string(),
+            "armhf" => "arm".to_string(),
+            _ => arch,
+        };
+        let variant = match (arch.as_str(), variant.as_deref()) {
+            ("arm64", Some("v8")) | ("amd64", Some("v1")) => None,
+            _ => variant,
+        };
+        (os, arch, variant)
+    }
+    let (e, a) = (norm(expected), norm(actual));
+    e.0 == a.0 && e.1 == a.1 && (e.2.is_none() || e.2 == a.2)
+}
+
 /// The closest of `options` to `word` (never `word` itself: a global ARG of that name is
 /// simply not in the stage): the same but for case, else at most two edits away (and
 /// fewer than the word's length).
@@ -599,6 +638,34 @@ mod tests {
         for bad in ["", "busybox:", "Busybox", "a//b", "x@", "x:-y", "-x"] {
             assert!(!valid_reference(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn base_image_platforms_as_containerd_matches_them() {
+        assert_eq!(
+            invalid_base_platform("busybox", "linux/amd64", "linux/amd64"),
+            None
+        );
+        assert_eq!(
+            invalid_base_platform("b", "linux/arm64", "linux/arm64/v8"),
+            None
+        );
+        assert_eq!(
+            invalid_base_platform("b", "linux/arm", "linux/arm/v7"),
+            None
+        );
+        assert_eq!(
+            invalid_base_platform("b", "linux/x86_64", "linux/amd64"),
+            None
+        );
+        assert_eq!(
+            invalid_base_platform("busybox", "linux/arm64", "linux/amd64").as_deref(),
+            Some(
+                "Base image busybox was pulled with platform \"linux/amd64\", expected \"linux/arm64\" for current build"
+            )
+        );
+        assert!(invalid_base_platform("b", "linux/arm/v6", "linux/arm/v7").is_some());
+        assert!(invalid_base_platform("b", "windows/amd64", "linux/amd64").is_some());
     }
 
     #[test]

@@ -479,7 +479,7 @@ fn copy_link_makes_a_layer_of_its_own() {
     let ctx = Ctx::new(concat!(
         "FROM busybox\n",
         "ARG V=1\n",
-        "RUN mkdir /real /app && ln -s /real /target && echo $V > /v\n",
+        "RUN mkdir /real /app && ln -s /real /target && echo $V > /v && if [ $V = 3 ]; then sed -i 's/^user:x:[0-9]*:/user:x:1234:/' /etc/passwd; fi\n",
         "COPY --link a.txt /target/\n",
         "COPY --link --chown=user:user a.txt /app/owned.txt\n",
         "COPY --link --chown=1000:1000 a.txt /app/num.txt\n",
@@ -504,22 +504,23 @@ fn copy_link_makes_a_layer_of_its_own() {
         "a.txt\n--\nplain.txt\nuser:user\n1000:1000\nA\n1\n"
     );
     // Another parent (the RUN before re-runs): the --link copies are cached (their keys
-    // do not depend on the parent) and their layers are the same layers; the one whose
-    // --chown names a user (looked up in the parent) and the plain COPY run again.
-    // (The plain COPY's layer is not compared: it holds the parent's /real, whose mtime
-    // differs only when the two RUNs ran in different seconds.)
+    // do not depend on the parent; a named --chown keys on the ids the parent gives the
+    // name, the same here) and their layers are the same layers; the plain COPY runs
+    // again. (The plain COPY's layer is not compared: it holds the parent's /real, whose
+    // mtime differs only when the two RUNs ran in different seconds.)
     let out = build_ok(&h, &ctx, &["-t", "l:2", "--build-arg", "V=2"]);
     let (ran, cached) = steps(&out);
     assert_eq!(
         cached,
         [
             "[3/6] COPY --link a.txt /target/",
+            "[4/6] COPY --link --chown=user:user a.txt /app/owned.txt",
             "[5/6] COPY --link --chown=1000:1000 a.txt /app/num.txt"
         ],
         "{out}"
     );
     let ran: Vec<&str> = ran.iter().map(|n| &n[..5]).collect();
-    assert_eq!(ran, ["[2/6]", "[4/6]", "[6/6]"], "{out}");
+    assert_eq!(ran, ["[2/6]", "[6/6]"], "{out}");
     let layers = |tag: &str| -> Vec<String> {
         serde_json::from_str(&h.ok(&[
             "image",
@@ -543,6 +544,26 @@ fn copy_link_makes_a_layer_of_its_own() {
             &["--network", "none", "l:2", "cat", "/target/a.txt", "/v"]
         ),
         "A\n2\n"
+    );
+    // A parent that gives the name other ids: that copy runs again, with them.
+    let out = build_ok(&h, &ctx, &["-t", "l:3", "--build-arg", "V=3"]);
+    let (ran, _) = steps(&out);
+    let ran: Vec<&str> = ran.iter().map(|n| &n[..5]).collect();
+    assert_eq!(ran, ["[2/6]", "[4/6]", "[6/6]"], "{out}");
+    assert_eq!(
+        run_out(
+            &h,
+            &[
+                "--network",
+                "none",
+                "l:3",
+                "stat",
+                "-c",
+                "%u",
+                "/app/owned.txt"
+            ]
+        ),
+        "1234\n"
     );
     assert_build_clean(&h);
 }
@@ -1246,17 +1267,49 @@ fn checks_directives_shell_platform_and_the_terminal_view() {
         Some(0)
     );
     // UndefinedVar knows the base image's Env (PATH) and suggests a near name; with
-    // error=true it fails the build at its instruction (hako checks each instruction as it
-    // dispatches it; BuildKit checks all of them before the first step).
-    let undef = Ctx::new("# check=error=true\nFROM busybox\nENV P=$PATH:$PAHT\n");
+    // error=true it fails the build before the first step, as BuildKit's does (the bases
+    // are resolved and every needed stage dispatched first).
+    let undef = Ctx::new("# check=error=true\nFROM busybox\nRUN touch /ran\nENV P=$PATH:$PAHT\n");
     let err = build_fails(&h, &undef, &["-t", "undef"]);
     for want in [
-        " - UndefinedVar: Usage of undefined variable '$PAHT' (did you mean $PATH?) (line 3)\n",
+        "[internal] load metadata for docker.io/library/busybox:latest",
+        " - UndefinedVar: Usage of undefined variable '$PAHT' (did you mean $PATH?) (line 4)\n",
         "ERROR: failed to solve: lint violation found for rules: UndefinedVar\n",
     ] {
         assert!(err.contains(want), "{want:?} in:\n{err}");
     }
+    assert!(!err.contains("] RUN touch"), "a step ran:\n{err}");
     assert_ne!(h.run(&["image", "inspect", "undef"]).status.code(), Some(0));
+    // InvalidBaseImagePlatform: the base's config is for another platform than the
+    // stage's --platform (hako uses the local image as it is, and says so).
+    let host = h.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Os}}/{{.Architecture}}",
+        "busybox",
+    ]);
+    let wrong = "# check=skip=FromPlatformFlagConstDisallowed\nFROM --platform=linux/s390x busybox\nCMD [\"true\"]\n";
+    let plat = Ctx::new(wrong);
+    let out = build_ok(&h, &plat, &["-t", "plat"]);
+    let want = format!(
+        " - InvalidBaseImagePlatform: Base image busybox was pulled with platform \"{}\", expected \"linux/s390x\" for current build (line 2)\n",
+        host.trim()
+    );
+    assert!(out.contains(&want), "{want:?} in:\n{out}");
+    let plat = Ctx::new(&format!(
+        "{}RUN touch /ran\n",
+        wrong.replace("check=", "check=error=true;")
+    ));
+    let err = build_fails(&h, &plat, &["-t", "plat2"]);
+    assert!(err.contains(&want), "{want:?} in:\n{err}");
+    assert!(
+        err.contains(
+            "ERROR: failed to solve: lint violation found for rules: InvalidBaseImagePlatform\n"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("] RUN touch"), "a step ran:\n{err}");
     // The build arg wins over the directive; a skipped rule is not reported.
     let out = build_ok(
         &h,

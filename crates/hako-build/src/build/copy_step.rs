@@ -257,15 +257,16 @@ pub(crate) fn run(
     } else {
         "copy"
     };
-    // `--link`: the copy has a key of its own that does not depend on the parent (unless
-    // --chown names a user, which is looked up in the parent); the step's key is that
-    // copy stacked on the parent. A new parent reuses the copy and only stacks it again.
+    // `--link`: the copy has a key of its own that does not depend on the parent; the
+    // step's key is that copy stacked on the parent. A new parent reuses the copy and only
+    // stacks it again. A --chown that names a user is looked up in the parent: the copy's
+    // key then holds the ids found there (known only once the parent is read, on a miss).
     let named_owner = cp.chown.as_deref().is_some_and(|c| {
         !c.split(':')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
     });
-    let (k, own_key) = if cp.link {
-        let own = key::step(if named_owner { &fs.key } else { "" }, kind, &desc);
+    let (k, mut own_key) = if cp.link {
+        let own = key::step("", kind, &desc);
         (key::step(&fs.key, "link", &json!(own)), Some(own))
     } else {
         (key::step(&fs.key, kind, &desc), None)
@@ -277,6 +278,18 @@ pub(crate) fn run(
         b.progress.event(Event::Cached { id: vid });
         let _ = std::fs::remove_dir_all(&dl_dir);
         return Ok((k, hit));
+    }
+    // User and group names are the parent's (its /etc/passwd and /etc/group).
+    let mut parent_owner = None;
+    if let (Some(own), Some(c), true) = (&own_key, &cp.chown, named_owner) {
+        let parent = b.worker.rootfs(&fs.layers).map_err(werr)?;
+        let ids = b.worker.resolve_user(parent.as_ref(), c).map_err(werr)?;
+        own_key = Some(key::step(
+            "",
+            "owned",
+            &json!({"copy": own, "owner": [ids.0, ids.1]}),
+        ));
+        parent_owner = Some(ids);
     }
     if let Some(own) = &own_key
         && !b.opts.no_cache
@@ -313,14 +326,10 @@ pub(crate) fn run(
             .worker
             .rootfs(if cp.link { &empty } else { &fs.layers })
             .map_err(werr)?;
-        let owner = match &cp.chown {
-            // User and group names are the parent's (its /etc/passwd and /etc/group).
-            Some(c) if cp.link && named_owner => {
-                let parent = b.worker.rootfs(&fs.layers).map_err(werr)?;
-                Some(b.worker.resolve_user(parent.as_ref(), c).map_err(werr)?)
-            }
-            Some(c) => Some(b.worker.resolve_user(rootfs.as_ref(), c).map_err(werr)?),
-            None => None,
+        let owner = match (&cp.chown, parent_owner) {
+            (_, Some(ids)) => Some(ids),
+            (Some(c), None) => Some(b.worker.resolve_user(rootfs.as_ref(), c).map_err(werr)?),
+            (None, None) => None,
         };
         let wopts = WriteOptions {
             owner,

@@ -14,6 +14,7 @@ mod context;
 mod copy_step;
 mod key;
 mod plan;
+mod prelint;
 mod run_step;
 mod stage;
 
@@ -162,6 +163,10 @@ pub(crate) struct Build<'a> {
     warnings: Mutex<Vec<String>>,
     /// Which build checks are on, and whether a violation fails the build.
     checks: crate::lint::CheckOptions,
+    /// The checks that need base images ran before the build (prelint.rs): the stages
+    /// neither check again nor resolve the bases it left in `bases`.
+    pub(crate) prelinted: bool,
+    bases: Mutex<std::collections::HashMap<usize, crate::worker::BaseImage>>,
 }
 
 /// A step being built by one stage (see [`Build::claim`]).
@@ -263,6 +268,14 @@ impl Build<'_> {
         }
     }
 
+    /// The base image of stage `i` if the checks before the build resolved it.
+    pub(crate) fn prefetched(&self, i: usize) -> Option<crate::worker::BaseImage> {
+        self.bases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&i)
+    }
+
     fn finish_stage(&self, i: usize, out: StageResult) {
         let mut r = self.results.lock().unwrap_or_else(|p| p.into_inner());
         r[i] = Some(out);
@@ -335,7 +348,8 @@ pub fn build(
     let plan = plan::plan(&stages, &globals, &lex, opts.target.as_deref())?;
     let context = context::Context::new(opts)?;
     let n = stages.stages.len();
-    let b = Build {
+    let prelinted = prelint::wanted(&check_opts);
+    let mut b = Build {
         opts,
         worker,
         progress,
@@ -354,7 +368,13 @@ pub fn build(
         running_done: Condvar::new(),
         warnings: Mutex::new(warnings),
         checks: check_opts,
+        prelinted: false,
+        bases: Mutex::new(std::collections::HashMap::new()),
     };
+    if prelinted {
+        prelint::run(&b)?;
+        b.prelinted = true;
+    }
     let outcome: Result<Arc<StageOut>, BuildError> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for i in (0..n).filter(|i| b.plan.needed[*i]) {
@@ -433,22 +453,30 @@ fn checks(
     for l in &found {
         progress.event(Event::Check(l.clone()));
     }
-    if let Some(first) = found.first()
-        && opts.error
+    if opts.error
+        && let Some(e) = violation(&found)
     {
-        let mut rules: Vec<&str> = Vec::new();
-        for l in &found {
-            if !rules.contains(&l.rule) {
-                rules.push(l.rule);
-            }
+        return Err(e);
+    }
+    Ok(opts)
+}
+
+/// The error of a build that `found` violations fail (`error=true`), if any.
+fn violation(found: &[crate::lint::Lint]) -> Option<BuildError> {
+    let first = found.first()?;
+    let mut rules: Vec<&str> = Vec::new();
+    for l in found {
+        if !rules.contains(&l.rule) {
+            rules.push(l.rule);
         }
-        return Err(BuildError::new(format!(
+    }
+    Some(
+        BuildError::new(format!(
             "lint violation found for rules: {}",
             rules.join(", ")
         ))
-        .at((first.line, first.line)));
-    }
-    Ok(opts)
+        .at((first.line, first.line)),
+    )
 }
 
 /// Writes the target stage as an image.

@@ -7,6 +7,7 @@ use super::{Build, BuildError, Fs, StageOut, copy_step, key, run_step};
 use crate::config::{HISTORY_COMMENT, History, ImageConfig};
 use crate::dispatch::{StageState, Step};
 use crate::instructions::{Command, Instruction};
+use crate::lint::Lint;
 use crate::progress::{Event, StepInfo};
 use crate::worker::{Layers, StepResult};
 
@@ -116,10 +117,21 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
                     text: l.to_string(),
                 })
             };
-            let img = b
-                .worker
-                .base_image(r, platform.as_deref(), b.opts.pull, &mut log)
-                .map_err(|e| fail(vid, BuildError::new(e.0).at(from_lines)))?;
+            // Resolved already when the checks ran before the build (prelint.rs).
+            let img = match b.prefetched(i) {
+                Some(img) => img,
+                None => {
+                    let img = b
+                        .worker
+                        .base_image(r, platform.as_deref(), b.opts.pull, &mut log)
+                        .map_err(|e| fail(vid, BuildError::new(e.0).at(from_lines)))?;
+                    if let Some(l) = platform_lint(b, r, platform.as_deref(), &img.config, st.line)
+                    {
+                        b.check(l).map_err(|e| fail(vid, e))?;
+                    }
+                    img
+                }
+            };
             let created = img.config.created.clone();
             (
                 StageState::new(img.config, b.stages.escape),
@@ -132,15 +144,7 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
         }
     };
     b.done(vid, t0);
-    // PATH is always set (BuildKit and the classic builder both add it).
-    if !state.image.env().iter().any(|(k, _)| k == "PATH") {
-        state.image.set_env("PATH", crate::config::DEFAULT_PATH);
-    }
-    let mut commands = match state.image.config.on_build.take() {
-        Some(t) if !t.is_empty() => triggers(&t, st.line)?,
-        _ => Vec::new(),
-    };
-    commands.extend(st.commands.iter().cloned());
+    let commands = commands(b, i, &mut state)?;
     let fs_total = fs_total + commands.len() - st.commands.len();
     let mut n = 1;
     for (step_no, c) in (step_no + 1..).zip(commands.iter()) {
@@ -149,19 +153,10 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
         }
         let lines = (c.line, c.end_line);
         let shown = state.shown(c);
-        for v in state.undefined_vars(c) {
-            let mut known: Vec<String> = b
-                .stages
-                .meta_args
-                .iter()
-                .map(|(a, _)| a.name.clone())
-                .collect();
-            known.extend(state.vars().into_iter().map(|(k, _)| k));
-            b.check(crate::lint::Lint {
-                rule: "UndefinedVar",
-                detail: crate::lint::undefined_var(&v, &known),
-                line: c.line,
-            })?;
+        if !b.prelinted {
+            for l in undefined_lints(b, &state, c) {
+                b.check(l)?;
+            }
         }
         let step = state.apply(c, &b.build_args, &b.globals).map_err(|e| {
             let (v, _) = b.vertex(format!("{} {shown}", label(n + 1, fs_total)), None);
@@ -233,6 +228,74 @@ pub(crate) fn run(b: &Build<'_>, i: usize) -> Result<Arc<StageOut>, BuildError> 
         b.done(v, t);
     }
     Ok(Arc::new(StageOut { state, fs, created }))
+}
+
+/// What stage `i` runs on top of its base's `state`: the base's ONBUILD triggers, then
+/// its own instructions. Sets PATH if the base has none (BuildKit and the classic builder
+/// both add it).
+pub(crate) fn commands(
+    b: &Build<'_>,
+    i: usize,
+    state: &mut StageState,
+) -> Result<Vec<Command>, BuildError> {
+    let st = &b.stages.stages[i];
+    if !state.image.env().iter().any(|(k, _)| k == "PATH") {
+        state.image.set_env("PATH", crate::config::DEFAULT_PATH);
+    }
+    let mut commands = match state.image.config.on_build.take() {
+        Some(t) if !t.is_empty() => triggers(&t, st.line)?,
+        _ => Vec::new(),
+    };
+    commands.extend(st.commands.iter().cloned());
+    Ok(commands)
+}
+
+/// UndefinedVar for instruction `c` in `state`, with a "did you mean" from the variables
+/// in scope and the global ARGs.
+pub(crate) fn undefined_lints(b: &Build<'_>, state: &StageState, c: &Command) -> Vec<Lint> {
+    let vars = state.undefined_vars(c);
+    if vars.is_empty() {
+        return Vec::new();
+    }
+    let mut known: Vec<String> = b
+        .stages
+        .meta_args
+        .iter()
+        .map(|(a, _)| a.name.clone())
+        .collect();
+    known.extend(state.vars().into_iter().map(|(k, _)| k));
+    vars.iter()
+        .map(|v| Lint {
+            rule: "UndefinedVar",
+            detail: crate::lint::undefined_var(v, &known),
+            line: c.line,
+        })
+        .collect()
+}
+
+/// InvalidBaseImagePlatform for base image `reference` of the stage at `line`: its config's
+/// platform against the stage's `--platform` (else the host's, the target platform).
+pub(crate) fn platform_lint(
+    b: &Build<'_>,
+    reference: &str,
+    platform: Option<&str>,
+    config: &ImageConfig,
+    line: usize,
+) -> Option<Lint> {
+    if config.os.is_empty() || config.architecture.is_empty() {
+        return None;
+    }
+    let expected = platform.map_or_else(|| b.worker.platform().spec(), str::to_string);
+    let mut actual = format!("{}/{}", config.os, config.architecture);
+    if let Some(v) = &config.variant {
+        actual.push('/');
+        actual.push_str(v);
+    }
+    crate::lint::invalid_base_platform(reference, &expected, &actual).map(|detail| Lint {
+        rule: "InvalidBaseImagePlatform",
+        detail,
+        line,
+    })
 }
 
 /// The stages a step reads (`COPY --from`, `RUN --mount from=`).
