@@ -161,6 +161,14 @@ boot() {
         set -e
         # The job asked for a reboot (stage 2's hako-vm-finish): boot once more.
         [ "$qrc" = 0 ] && [ ! -e "$job/status" ] && [ -e "$job/rebooted" ] && [ "$n" = 1 ] || break
+        # How long the guest's shutdown took, on its own clock: from stage 2's line before
+        # `systemctl reboot` to the kernel's "Restarting system".
+        local said restarted
+        said=$(grep -a '^@@ vm: reboot' "$job/console.log" | tail -1 | sed -n 's/.*uptime=\([0-9.]*\).*/\1/p' || true)
+        restarted=$(grep -a 'reboot: Restarting system' "$job/console.log" | tail -1 \
+            | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p' || true)
+        [ -n "$said" ] && [ -n "$restarted" ] \
+            && echo "vm: $kind guest shutdown (systemctl reboot to the kernel's restart): $(awk "BEGIN{printf \"%.1f\", $restarted-$said}")s"
         echo "vm: $kind guest rebooted after $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N)-$t0}")s"
     done
     local wall; wall=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N)-$t0}")

@@ -114,9 +114,9 @@ Wants=dbus.socket
 # simple: `systemctl is-system-running --wait` in the job must not wait for the job itself
 Type=simple
 ExecStart=/bin/sh -c 'sh /job/job.sh; hako-vm-finish \$?'
-# At a reboot the job's leftovers (the shims of the containers its tests left running) are
-# SIGKILLed at once: a shim ignores SIGTERM, and the default would wait 90 s for them.
-KillMode=mixed
+# At a reboot the job's leftovers (the shims of the containers its tests left running) get
+# systemd's SIGTERM like any service's processes: each shim stops its container and ends
+# (hako-shim's SIGTERM handling; reboot_2 checks the containers' kill/die events).
 StandardInput=null
 StandardOutput=tty
 StandardError=inherit
