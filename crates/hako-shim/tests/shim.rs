@@ -632,6 +632,21 @@ fn sigterm_stops_the_container_for_good(rt: &Runtime) {
     );
     shim.assert_gone_and_clean();
 
+    // Paused (a frozen cgroup sees no signal; on v1 not even SIGKILL): resumed first.
+    let script = "trap 'exit 5' TERM; echo up; while :; do sleep 0.1; done";
+    let mut shim = Shim::new(rt, &Config::new().sh(script));
+    shim.spawn(&["--stop-timeout", "30"]);
+    shim.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shim.log_entries().iter().any(|e| e["log"] == "up\n") {
+        assert!(Instant::now() < deadline, "the container never said up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rt.cmd(&["pause", &shim.id]).expect_ok("pause");
+    let exit = terminate_shim(&shim, Duration::from_secs(20));
+    assert_eq!((exit.exit_code, exit.signal), (5, None), "{exit:?}");
+    shim.assert_gone_and_clean();
+
     // Created, never started: the shim deletes it and ends.
     let mut shim = Shim::new(rt, &Config::new().args(&["sleep", "1000"]));
     shim.spawn(&[]);
