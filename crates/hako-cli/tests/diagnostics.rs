@@ -157,3 +157,40 @@ fn run_keeps_the_root_filesystem_mounted_from_create_to_start() {
     assert!(err.contains("start: root filesystem mounted"), "{err}");
     h.finish(&[&id]);
 }
+
+#[test]
+fn a_shim_that_dies_before_answering_says_why() {
+    need_root!();
+    let h = Hako::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // A shim that cannot start: it says so on stderr and exits, as one given an argument
+    // it does not know would (a hako newer than its shim).
+    let shim = tmp.path().join("hako-shim");
+    std::fs::write(
+        &shim,
+        "#!/bin/sh\necho 'starting' >&2\necho \"error: unexpected argument '--stop-signal' found\" >&2\nexit 2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let id = h
+        .ok(&["create", "--network", "none", "busybox", "true"])
+        .trim()
+        .to_string();
+    let o = h
+        .cmd(&["start", &id])
+        .env("HAKO_SHIM", &shim)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "the shim ended (exit status: 2) without an answer: error: unexpected argument '--stop-signal' found"
+        ),
+        "{err}"
+    );
+    // Nothing of the attempt stays; the real shim starts it.
+    assert_eq!(h.ok(&["start", "-a", &id]), "");
+    h.ok(&["rm", &id]);
+    h.assert_clean(&[&id]);
+}

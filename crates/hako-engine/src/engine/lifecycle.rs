@@ -230,16 +230,22 @@ impl Engine {
         .ctx(|| "set close-on-exec".into())?;
         let ready_fd = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
         cmd.arg("--ready-fd").arg(ready_fd.to_string());
+        // The shim's stderr goes to a file until it answers: a shim that dies first (bad
+        // arguments, a panic) says why there; after a good answer the file is unlinked.
+        let stderr_path = state_dir.join("shim.stderr");
+        let stderr = std::fs::File::create(&stderr_path).map(Stdio::from);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(stderr.unwrap_or_else(|_| Stdio::null()));
         let mut child = cmd
             .spawn()
             .ctx(|| format!("run {}", self.opts.shim.display()))?;
         drop(ready_w);
         let mut reply = String::new();
         let read = std::fs::File::from(ready_r).read_to_string(&mut reply);
-        let _ = child.wait();
+        let status = child.wait();
+        let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&stderr_path);
         read.ctx(|| "read the shim's answer".into())?;
         let v: Value = serde_json::from_str(reply.trim()).unwrap_or(Value::Null);
         if v.get("pid").and_then(Value::as_i64).is_some() {
@@ -249,7 +255,7 @@ impl Engine {
             .get("error")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .unwrap_or_else(|| format!("the shim exited without an answer ({})", reply.trim()));
+            .unwrap_or_else(|| died_without_answer(status.ok(), &said));
         let _ = std::fs::remove_dir_all(state_dir);
         Err(runtime_error(op, message))
     }
@@ -492,4 +498,14 @@ fn signal_number(sig: &str) -> String {
     format!("SIG{}", s.to_ascii_uppercase())
         .parse::<nix::sys::signal::Signal>()
         .map_or_else(|_| sig.to_string(), |n| (n as i32).to_string())
+}
+
+/// What a shim that exited before answering leaves the user: how it ended and the last
+/// thing it wrote to stderr.
+fn died_without_answer(status: Option<std::process::ExitStatus>, said: &str) -> String {
+    let how = status.map_or_else(|| "exited".to_string(), |s| format!("ended ({s})"));
+    match said.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(last) => format!("the shim {how} without an answer: {}", last.trim()),
+        None => format!("the shim {how} without an answer"),
+    }
 }
