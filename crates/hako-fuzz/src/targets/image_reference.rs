@@ -145,7 +145,8 @@ fn reference_regexp() -> &'static Regex {
         let path_component = format!("{alnum}(?:{separator}{alnum})*");
         let domain = domain_pattern();
         let name = format!("(?:{domain}/)?{path_component}(?:/{path_component})*");
-        let tag = r"[\w][\w.-]{0,127}";
+        // Go's RE2 `\w` is ASCII only; the regex crate's is Unicode.
+        let tag = r"[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}";
         let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}";
         re(&format!("^({name})(?::({tag}))?(?:@({digest}))?$"))
     })
