@@ -72,8 +72,10 @@ fn valid_tag(t: &str) -> bool {
 }
 
 fn valid_domain(d: &str) -> bool {
+    // `[::1]` has no port (its last `:` is inside the brackets); `[::1]:5000` has one.
     let (host, port) = match d.rsplit_once(':') {
-        Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h, Some(p)),
+        _ if d.ends_with(']') => (d, None),
+        Some((h, p)) if !h.starts_with('[') || h.ends_with(']') => (h, Some(p)),
         _ => (d, None),
     };
     if let Some(p) = port
@@ -255,6 +257,15 @@ mod tests {
 
     fn norm(s: &str) -> String {
         Reference::parse(s).unwrap().with_default_tag().to_string()
+    }
+
+    #[test]
+    fn an_ipv6_registry_host_with_or_without_a_port() {
+        // Docker's grammar: `\[[a-fA-F0-9:]+\](:[0-9]+)?` (found by fuzz image_reference).
+        assert_eq!(norm("[::1]/azaz02"), "[::1]/azaz02:latest");
+        assert_eq!(norm("[::1]:5000/a/b:t"), "[::1]:5000/a/b:t");
+        assert!(Reference::parse("[::1/a").is_err());
+        assert!(Reference::parse("[::1]:/a").is_err());
     }
 
     #[test]
