@@ -37,10 +37,12 @@ pub fn detach() -> Result<(), String> {
     Ok(())
 }
 
-/// Block [`BLOCKED`], read them from a signalfd instead, and adopt orphans: processes the
-/// container leaves behind are re-parented to the shim, which reaps them.
+/// Block [`BLOCKED`] (back to their default actions), read them from a signalfd instead,
+/// and adopt orphans: processes the container leaves behind are re-parented to the shim,
+/// which reaps them.
 ///
-/// Children get an empty signal mask again: std's `Command` resets it before `exec`.
+/// Children must get an empty signal mask again: std's `Command` passes the mask on
+/// (`hako_sys::process::unblock_signals_in_child`).
 pub fn take_signals() -> Result<SignalFd, String> {
     let mut mask = SigSet::empty();
     for s in BLOCKED {
@@ -48,6 +50,12 @@ pub fn take_signals() -> Result<SignalFd, String> {
     }
     mask.thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
+    // Whoever started the shim may have ignored some of them (ignored stays ignored across
+    // exec). A blocked signal is queued even when ignored, but an ignored SIGCHLD makes the
+    // kernel reap the shim's children itself: the runtime's and the container's exit
+    // statuses would be lost ("No child processes").
+    hako_sys::process::default_actions(&BLOCKED)
+        .map_err(|e| format!("default signal actions: {e}"))?;
     let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| format!("signalfd: {e}"))?;
     nix::sys::prctl::set_child_subreaper(true)

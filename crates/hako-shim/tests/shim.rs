@@ -92,6 +92,9 @@ struct Shim<'a> {
     dir: tempfile::TempDir,
     /// The detached shim's pid, once it reported ready.
     pid: Option<i32>,
+    /// Spawn it with SIGTERM and SIGCHLD ignored (inherited across exec, as from a parent
+    /// that ignores them).
+    ignoring: bool,
 }
 
 /// Serializes spawns: the ready pipe is inherited (no close-on-exec) during the spawn, and
@@ -106,6 +109,7 @@ impl<'a> Shim<'a> {
             bundle: Bundle::new(config).expect("bundle"),
             dir: tempfile::tempdir().expect("tempdir"),
             pid: None,
+            ignoring: false,
         }
     }
 
@@ -165,7 +169,19 @@ impl<'a> Shim<'a> {
                 .expect("spawn sh");
             spawner = Some(child);
         } else {
-            let status = Command::new(SHIM)
+            let mut cmd = Command::new(SHIM);
+            if self.ignoring {
+                // (Not `sh -c "trap '' CHLD"`: dash does not ignore SIGCHLD.)
+                cmd = Command::new("python3");
+                cmd.args([
+                    "-c",
+                    "import os, signal, sys\n\
+                     for s in (signal.SIGTERM, signal.SIGCHLD): signal.signal(s, signal.SIG_IGN)\n\
+                     os.execv(sys.argv[1], sys.argv[1:])",
+                    SHIM,
+                ]);
+            }
+            let status = cmd
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -558,6 +574,16 @@ fn terminate_shim(shim: &Shim, within: Duration) -> ExitInfo {
         .expect("an exit record")
 }
 
+/// Waits (10 s at most) for the container to log the line "up".
+#[track_caller]
+fn wait_until_up(shim: &Shim) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shim.log_entries().iter().any(|e| e["log"] == "up\n") {
+        assert!(Instant::now() < deadline, "the container never said up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn sigterm_stops_the_container_for_good(rt: &Runtime) {
     // The container's stop signal (USR1 here) ends it; `always` does not restart it. The
     // container starts with no signal blocked (the shim's signalfd mask once reached runc
@@ -577,11 +603,7 @@ fn sigterm_stops_the_container_for_good(rt: &Runtime) {
         &events.display().to_string(),
     ]);
     shim.start();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !shim.log_entries().iter().any(|e| e["log"] == "up\n") {
-        assert!(Instant::now() < deadline, "the container never said up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_up(&shim);
     let exit = terminate_shim(&shim, Duration::from_secs(20));
     assert_eq!(
         (exit.exit_code, exit.signal, exit.restart_count),
@@ -632,16 +654,29 @@ fn sigterm_stops_the_container_for_good(rt: &Runtime) {
     );
     shim.assert_gone_and_clean();
 
+    // Started by a parent that ignores SIGTERM and SIGCHLD (ignored stays ignored across
+    // exec): the shim still creates the container (an ignored SIGCHLD had the kernel reap
+    // the runtime: "No child processes"), hears SIGTERM and gets the exit status.
+    let script = "trap 'exit 6' TERM; echo up; while :; do sleep 0.1; done";
+    let mut shim = Shim::new(rt, &Config::new().sh(script));
+    shim.ignoring = true;
+    shim.spawn(&["--restart", "always", "--stop-timeout", "30"]);
+    shim.start();
+    wait_until_up(&shim);
+    let exit = terminate_shim(&shim, Duration::from_secs(20));
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.restart_count),
+        (6, None, 0),
+        "{exit:?}"
+    );
+    shim.assert_gone_and_clean();
+
     // Paused (a frozen cgroup sees no signal; on v1 not even SIGKILL): resumed first.
     let script = "trap 'exit 5' TERM; echo up; while :; do sleep 0.1; done";
     let mut shim = Shim::new(rt, &Config::new().sh(script));
     shim.spawn(&["--stop-timeout", "30"]);
     shim.start();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !shim.log_entries().iter().any(|e| e["log"] == "up\n") {
-        assert!(Instant::now() < deadline, "the container never said up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_up(&shim);
     rt.cmd(&["pause", &shim.id]).expect_ok("pause");
     let exit = terminate_shim(&shim, Duration::from_secs(20));
     assert_eq!((exit.exit_code, exit.signal), (5, None), "{exit:?}");

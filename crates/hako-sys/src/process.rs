@@ -250,6 +250,19 @@ pub fn reset_signals() -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
+/// Puts `signals` back to their default action. An ignored signal stays ignored across
+/// `exec`: a shim started by a parent that ignored SIGCHLD would have its children reaped
+/// by the kernel, their exit statuses lost. Block the signals first when they are to be
+/// read from a signalfd: a blocked signal with its default action waits there.
+pub fn default_actions(signals: &[nix::sys::signal::Signal]) -> io::Result<()> {
+    use nix::sys::signal::{SigHandler, signal};
+    for &sig in signals {
+        // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
+        unsafe { signal(sig, SigHandler::SigDfl) }.map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
 /// Makes `cmd`'s child start with no signal blocked. std's `Command` passes the caller's
 /// signal mask on; a process that takes its signals from a signalfd (the shim) has them
 /// blocked, and a program that does not reset its mask hands them on blocked too (runc:
