@@ -639,3 +639,153 @@ fn run_quiet_pulls_without_output() {
     drop(reg);
     h.assert_clean(&[]);
 }
+
+/// `--env-file`, `--oom-score-adj`, `--sysctl`, `--stop-signal` and `--stop-timeout`, seen
+/// from inside the container; Docker's refusals of an out-of-range score and of a sysctl
+/// that is the host's own setting (`vm.*`, or `net.*` with the host's network), and that
+/// the refused sysctl was not written.
+#[test]
+fn env_file_oom_score_adj_sysctl_and_stop_timeout() {
+    need_root!();
+    let h = Hako::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let envf = dir.path().join("env");
+    std::fs::write(&envf, "A=1\n# a comment\n\nB=two words\nPATH\n").expect("env file");
+    let script = "echo \"A=$A B=$B\"; cat /proc/self/oom_score_adj \
+                  /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax";
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--env-file",
+        envf.to_str().expect("utf-8"),
+        "--oom-score-adj",
+        "500",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--sysctl",
+        "kernel.msgmax=9999",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(out, "A=1 B=two words\n500\n1\n9999\n");
+
+    let host_sysctl = |p: &str| {
+        let o = h.host("cat").arg(p).output().expect("cat");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let swappiness = host_sysctl("/proc/sys/vm/swappiness");
+    /// Puts the host's vm.swappiness back if a failing run wrote it.
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let p = "/proc/sys/vm/swappiness";
+            if std::fs::read_to_string(p).ok().as_ref() != Some(&self.0) {
+                let _ = std::fs::write(p, &self.0);
+            }
+        }
+    }
+    let _restore = Restore(swappiness.clone());
+    let err = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--sysctl",
+            "vm.swappiness=7",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(
+        err.contains("sysctl 'vm.swappiness=7' is not allowed"),
+        "{err}"
+    );
+    let err = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--sysctl",
+            "kernel.msgmax",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(
+        err.contains("sysctl 'kernel.msgmax' is not allowed"),
+        "{err}"
+    );
+    assert_eq!(host_sysctl("/proc/sys/vm/swappiness"), swappiness);
+    let forward = host_sysctl("/proc/sys/net/ipv4/ip_forward");
+    let flip = if forward.trim() == "1" { "0" } else { "1" };
+    let kv = format!("net.ipv4.ip_forward={flip}");
+    let o = h.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--sysctl",
+        &kv,
+        "busybox",
+        "true",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("not allowed in host network namespace"),
+        "{err}"
+    );
+    assert_eq!(host_sysctl("/proc/sys/net/ipv4/ip_forward"), forward);
+    let err = h.fails(
+        125,
+        &["run", "--rm", "--oom-score-adj", "2000", "busybox", "true"],
+    );
+    assert!(
+        err.contains("Invalid value 2000, range for oom score adj is [-1000, 1000]"),
+        "{err}"
+    );
+    let err = h.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--env-file",
+            "/nonexistent/env",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(err.contains("/nonexistent/env"), "{err}");
+
+    // A process that ignores the stop signal is killed once --stop-timeout is over.
+    let id = h.start(
+        &[
+            "--stop-timeout",
+            "1",
+            "--stop-signal",
+            "USR1",
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM USR1; touch /ready; while :; do sleep 0.1; done",
+        ],
+        Some("/ready"),
+    );
+    let cfg = &h.inspect(&id)["Config"];
+    assert_eq!(
+        (&cfg["StopTimeout"], &cfg["StopSignal"]),
+        (&1.into(), &"USR1".into())
+    );
+    let t = std::time::Instant::now();
+    h.ok(&["stop", &id]);
+    // Docker's default would wait 10 s; generous for a loaded machine.
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(h.inspect(&id)["State"]["ExitCode"], 137);
+    h.finish(&[&id]);
+}

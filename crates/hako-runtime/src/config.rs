@@ -135,6 +135,7 @@ impl Config {
                     .into(),
             ));
         }
+        check_sysctls(linux)?;
         for m in spec.mounts().iter().flatten() {
             if !m.destination().is_absolute() {
                 return Err(Error::ConfigInvalid(format!(
@@ -157,6 +158,75 @@ impl Config {
             rootfs,
         })
     }
+}
+
+/// A sysctl is written only where the container has the namespace that holds it, as runc
+/// checks: anything else would change the host's own setting (`net.ipv4.ip_forward` with
+/// the host's network, `vm.swappiness` anywhere).
+fn check_sysctls(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let Some(sysctls) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let ns = |t: LinuxNamespaceType| linux.namespaces().iter().flatten().find(|n| n.typ() == t);
+    let mut keys: Vec<&String> = sysctls.keys().collect();
+    keys.sort();
+    for raw in keys {
+        // runc takes both spellings: net.ipv4.ip_forward and net/ipv4/ip_forward.
+        let key = raw.replace('/', ".");
+        let uts = ns(LinuxNamespaceType::Uts).is_some();
+        let refused = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            ns(LinuxNamespaceType::Ipc)
+                .is_none()
+                .then(|| format!("sysctl {raw:?} is not allowed in the host's ipc namespace"))
+        } else if key.starts_with("net.") {
+            let host = match ns(LinuxNamespaceType::Network) {
+                None => true,
+                Some(n) => match n.path() {
+                    None => false,
+                    Some(p) => same_file(p, Path::new("/proc/self/ns/net"))?,
+                },
+            };
+            host.then(|| format!("sysctl {raw:?} not allowed in host network namespace"))
+        } else if uts && key == "kernel.domainname" {
+            None
+        } else if uts && key == "kernel.hostname" {
+            Some(
+                "sysctl \"kernel.hostname\" is not allowed; use the \"hostname\" field instead"
+                    .into(),
+            )
+        } else {
+            Some(format!(
+                "sysctl {raw:?} is not in a separate kernel namespace"
+            ))
+        };
+        if let Some(m) = refused {
+            return Err(Error::ConfigInvalid(m));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file (a namespace file joined is the host's own).
+fn same_file(a: &Path, b: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let stat = |p: &Path| {
+        std::fs::metadata(p).map_err(|source| Error::Io {
+            context: format!("namespace {}", p.display()),
+            source,
+        })
+    };
+    let (a, b) = (stat(a)?, stat(b)?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
 }
 
 /// AppArmor profiles and SELinux labels are applied only where the kernel has the LSM;
@@ -240,6 +310,52 @@ mod tests {
         let err = Config::load(b.path()).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
         assert!(!err.contains("expected one of"), "{err}");
+    }
+
+    /// A config of MINIMAL's with these namespaces and sysctls; Ok or the error's text.
+    fn with_sysctls(namespaces: &str, sysctls: &str) -> std::result::Result<(), String> {
+        let cfg = MINIMAL.replace(
+            r#""namespaces":[{"type":"pid"},{"type":"mount"}]"#,
+            &format!(r#""namespaces":[{namespaces}],"sysctl":{{{sysctls}}}"#),
+        );
+        let b = bundle_with(&cfg);
+        Config::load(b.path())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sysctls_only_in_the_namespace_that_holds_them() {
+        let mnt = r#"{"type":"mount"}"#;
+        let own = r#"{"type":"mount"},{"type":"network"},{"type":"ipc"},{"type":"uts"}"#;
+        // The container's own namespaces: allowed, both spellings.
+        for ok in [
+            r#""net.ipv4.ip_forward":"1""#,
+            r#""net/ipv4/ip_forward":"1""#,
+            r#""kernel.msgmax":"9999""#,
+            r#""fs.mqueue.msg_max":"20""#,
+            r#""kernel.domainname":"example""#,
+        ] {
+            assert_eq!(with_sysctls(own, ok), Ok(()), "{ok}");
+        }
+        // The host's network: refused, also when joined by the host's own namespace file.
+        let err = with_sysctls(mnt, r#""net.ipv4.ip_forward":"0""#).unwrap_err();
+        assert!(
+            err.contains("not allowed in host network namespace"),
+            "{err}"
+        );
+        let host_by_path = r#"{"type":"mount"},{"type":"network","path":"/proc/self/ns/net"}"#;
+        let err = with_sysctls(host_by_path, r#""net.ipv4.ip_forward":"0""#).unwrap_err();
+        assert!(err.contains("host network namespace"), "{err}");
+        // The host's IPC namespace, the hostname, and what no namespace holds.
+        let err = with_sysctls(mnt, r#""kernel.shmmax":"1""#).unwrap_err();
+        assert!(err.contains("host's ipc namespace"), "{err}");
+        let err = with_sysctls(own, r#""kernel.hostname":"x""#).unwrap_err();
+        assert!(err.contains("hostname"), "{err}");
+        for host_only in [r#""vm.swappiness":"1""#, r#""kernel.pid_max":"4096""#] {
+            let err = with_sysctls(own, host_only).unwrap_err();
+            assert!(err.contains("not in a separate kernel namespace"), "{err}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ scenario!(
     args0_not_found,
     invalid_ids,
     duplicate_id,
+    host_sysctls,
 );
 
 /// `create` must fail cleanly and leave nothing; returns the error line.
@@ -60,6 +61,55 @@ fn unknown_namespace(rt: &Runtime) {
 fn unknown_mount_type(rt: &Runtime) {
     let config = Config::new().mount("/mnt", "hakonosuchfs", "none", &[]);
     create_fails(rt, &bundle(&config), "mount of an unknown filesystem type");
+}
+
+/// A sysctl the container's namespaces do not hold is the host's: create refuses it, as
+/// runc does, and the host's value stays.
+fn host_sysctls(rt: &Runtime) {
+    /// Puts the host's values back if a runtime wrote them (a failing run must not leave
+    /// the host changed).
+    struct Restore(Vec<(&'static str, String)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            for (p, v) in &self.0 {
+                if std::fs::read_to_string(p).ok().as_ref() != Some(v) {
+                    let _ = std::fs::write(p, v);
+                }
+            }
+        }
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap();
+    let forward = read("/proc/sys/net/ipv4/ip_forward");
+    let flipped = if forward.trim() == "1" { "0" } else { "1" };
+    let swappiness = read("/proc/sys/vm/swappiness");
+    let _restore = Restore(vec![
+        ("/proc/sys/net/ipv4/ip_forward", forward.clone()),
+        ("/proc/sys/vm/swappiness", swappiness.clone()),
+    ]);
+    let cases = [
+        (
+            Config::new()
+                .without_namespace("network")
+                .sysctl("net.ipv4.ip_forward", flipped),
+            "host network namespace",
+        ),
+        (
+            Config::new().sysctl("vm.swappiness", "7"),
+            "not in a separate kernel namespace",
+        ),
+        (
+            Config::new()
+                .without_namespace("ipc")
+                .sysctl("kernel.shmmax", "4096"),
+            "ipc namespace",
+        ),
+    ];
+    for (config, want) in cases {
+        let line = create_fails(rt, &bundle(&config), want);
+        assert!(line.contains(want), "{}: {line}", rt.kind());
+    }
+    assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), forward);
+    assert_eq!(read("/proc/sys/vm/swappiness"), swappiness);
 }
 
 fn args0_not_found(rt: &Runtime) {

@@ -51,6 +51,13 @@ pub(super) fn validate_host_config(h: &HostConfig) -> Result<()> {
             "invalid value: {s}, valid memory swappiness range is 0-100"
         ));
     }
+    if let Some(adj) = h.oom_score_adj
+        && !(-1000..=1000).contains(&adj)
+    {
+        return bad(format!(
+            "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
+        ));
+    }
     crate::devices::block_io(h)?;
     if h.annotations.iter().flatten().any(|(k, _)| k.is_empty()) {
         return bad(

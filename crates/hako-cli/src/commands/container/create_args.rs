@@ -218,8 +218,8 @@ pub struct CreateArgs {
     /// Size of /dev/shm
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub shm_size: Option<String>,
-    /// Sysctl options (KEY=VALUE)
-    #[arg(long = "sysctl", value_name = "MAP")]
+    /// Sysctl options (KEY=VALUE; namespaced ones only: kernel.msg*/sem/shm*, fs.mqueue.*, net.*)
+    #[arg(long = "sysctl", value_name = "MAP", value_parser = sysctl)]
     pub sysctls: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host", value_name = "LIST")]
@@ -620,6 +620,30 @@ fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
             _ => bail!("invalid {what} {kv:?}: expected KEY=VALUE"),
         })
         .collect()
+}
+
+/// `--sysctl`: Docker's CLI allows only the sysctls a container's own namespaces hold (its
+/// IPC namespace's `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`; its network
+/// namespace's `net.*`): any other would be the host's own setting.
+fn sysctl(s: &str) -> Result<String, String> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let allowed = s.split_once('=').is_some_and(|(k, _)| {
+        IPC.contains(&k) || k.starts_with("net.") || k.starts_with("fs.mqueue.")
+    });
+    if allowed {
+        Ok(s.to_string())
+    } else {
+        Err(format!("sysctl '{s}' is not allowed"))
+    }
 }
 
 /// `--memory-swappiness`: checked as Docker's CLI checks it, before anything is asked of
