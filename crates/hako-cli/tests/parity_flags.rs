@@ -789,3 +789,35 @@ fn env_file_oom_score_adj_sysctl_and_stop_timeout() {
     assert_eq!(h.inspect(&id)["State"]["ExitCode"], 137);
     h.finish(&[&id]);
 }
+
+/// `-w` of a directory the image lacks: made at create in the container's layer (root's,
+/// 0755, so `diff` lists it before the first start), whoever the user; a file in the way
+/// is Docker's "Cannot mkdir" error, and a failed create leaves nothing.
+#[test]
+fn a_missing_working_dir_is_made_at_create() {
+    need_root!();
+    let h = Hako::new();
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "1234:5678",
+        "-w",
+        "/new/deep",
+        "busybox",
+        "sh",
+        "-c",
+        "pwd; stat -c '%u %g %a' .",
+    ]);
+    assert_eq!(out, "/new/deep\n0 0 755\n");
+    h.ok(&["create", "--name", "wd", "-w", "/made/x", "busybox", "true"]);
+    assert_eq!(h.ok(&["diff", "wd"]), "A /made\nA /made/x\n");
+    for w in ["/bin/busybox", "/bin/busybox/x"] {
+        let err = h.fails(125, &["run", "--rm", "-w", w, "busybox", "true"]);
+        assert!(
+            err.contains(&format!("Cannot mkdir: {w} is not a directory")),
+            "{err}"
+        );
+    }
+    h.finish(&["wd"]);
+}

@@ -22,6 +22,7 @@ scenario!(
     no_new_privileges,
     oom_score_adj,
     env_and_cwd,
+    missing_cwd_is_made_inside,
     user_namespace,
     join_netns_by_path,
     time_namespace,
@@ -339,6 +340,47 @@ fn env_and_cwd(rt: &Runtime) {
     assert_eq!(lines[0], "hello world", "{out}");
     assert_eq!(lines[1], "/home/user", "{out}");
     assert!(lines[2].contains("/bin"), "{out}");
+}
+
+/// A missing cwd is made (root's, 0755) before a read-only root is remounted, and a
+/// symlink on its way resolves inside the container's root, never onto the host.
+fn missing_cwd_is_made_inside(rt: &Runtime) {
+    let host = std::path::PathBuf::from(format!("/tmp/hako-e2e-cwd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host);
+    let config = Config::new()
+        .readonly_root(true)
+        .user(1000, 1000, &[])
+        .cwd("/escape/new/deep")
+        .sh("pwd; ls -lnd /escape/new/deep | cut -c1-10; stat -c '%u %g' .");
+    let b = bundle(&config);
+    // An absolute symlink to a directory that exists in the root (a dangling one is
+    // "file exists" to both runtimes' mkdir -p).
+    std::fs::create_dir_all(b.rootfs().join(host.strip_prefix("/").unwrap())).unwrap();
+    std::os::unix::fs::symlink(&host, b.rootfs().join("escape")).unwrap();
+    let id = unique_id(rt.kind().name());
+    let out = rt.run(&id, b.path());
+    out.expect_ok("container run");
+    rt.assert_no_leaks(&[&id], &[b.path()]);
+    // pwd names the directory the symlink led to: inside the root, at the host's path.
+    assert_eq!(
+        out.stdout,
+        format!("{}/new/deep\ndrwxr-xr-x\n0 0\n", host.display()),
+        "{}",
+        rt.kind()
+    );
+    assert!(
+        !host.exists(),
+        "{}: the cwd was made on the host",
+        rt.kind()
+    );
+    assert!(
+        b.rootfs()
+            .join(host.strip_prefix("/").unwrap())
+            .join("new/deep")
+            .is_dir(),
+        "{}: made inside the root",
+        rt.kind()
+    );
 }
 
 fn user_namespace(rt: &Runtime) {

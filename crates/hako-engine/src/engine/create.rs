@@ -397,6 +397,9 @@ impl Engine {
                 "the working directory '{cwd}' is invalid, it needs to be an absolute path"
             )));
         }
+        if opts.rootfs.is_none() && cwd != "/" {
+            make_working_dir(&rootfs, &cwd)?;
+        }
         spec::write_etc_files(&dir, &hostname, &host)
             .ctx(|| format!("write files in {}", dir.display()))?;
         if !exposed.is_empty() {
@@ -753,6 +756,25 @@ fn merge_healthcheck(c: &mut ContainerConfig, image: &Value) {
     }
     if zero(&h.retries) {
         h.retries = img.retries;
+    }
+}
+
+/// Docker makes a missing working directory at create, in the container's layer (root's,
+/// 0755), resolved inside the root; a file in the way is its "Cannot mkdir" error.
+fn make_working_dir(rootfs: &Path, cwd: &str) -> Result<()> {
+    use hako_sys::fs::{Root, Rules};
+    use nix::errno::Errno;
+    let io = |e: Errno| Error::Io {
+        context: format!("working directory {cwd}"),
+        source: e.into(),
+    };
+    let root = Root::open(rootfs, Rules::InRoot).map_err(io)?;
+    match root.ensure_dir(cwd) {
+        Ok(_) => Ok(()),
+        Err(Errno::ENOTDIR | Errno::EEXIST) => Err(Error::InvalidArgument(format!(
+            "Cannot mkdir: {cwd} is not a directory"
+        ))),
+        Err(e) => Err(io(e)),
     }
 }
 

@@ -150,10 +150,14 @@ fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
     }
 
     rootfs::pivot(&args.config.rootfs, args.no_pivot, plan.has_mount_ns)?;
+    let process = spec.process().as_ref().expect("validated");
+    // A missing cwd is made, as runc makes it: inside the new root (symlinks resolve in
+    // it), as root, before a read-only root is remounted.
+    std::fs::create_dir_all(process.cwd())
+        .context(|| format!("mkdir cwd {}", process.cwd().display()))?;
     rootfs::finalize(spec, in_userns, plan.has_mount_ns)?;
     tracing::debug!("root switched");
 
-    let process = spec.process().as_ref().expect("validated");
     if process.terminal().unwrap_or(false) {
         let sock = args.console_socket.as_ref().ok_or_else(|| {
             Error::Usage("process.terminal is true but no console socket was given".into())
