@@ -1384,6 +1384,40 @@ fn pid_ipc_uts_cgroupns_host_share_the_hosts_namespaces() {
     h.assert_clean(&[]);
 }
 
+/// The primary group is one of the process's supplementary groups too, in `run` and in
+/// `exec`, as Docker sets it since CVE-2022-36109 (without it, a process could drop the
+/// group with setgroups and pass a file's "group may not" permissions).
+#[test]
+fn the_primary_group_is_also_a_supplementary_group() {
+    need_root!();
+    let h = Hako::new();
+    let groups = |args: &[&str]| -> Vec<String> {
+        let out = h.ok(args);
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .unwrap_or_else(|| panic!("no Groups: line in {out}"))
+            .to_string();
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    let status = ["cat", "/proc/self/status"];
+    for (user, gid) in [("nobody", "65534"), ("nobody:1234", "1234"), ("0", "0")] {
+        let mut args = vec!["run", "--rm", "-u", user, "busybox"];
+        args.extend(status);
+        let g = groups(&args);
+        assert!(g.iter().any(|x| x == gid), "-u {user}: Groups {g:?}");
+    }
+    let id = h.start(&["busybox", "sleep", "1000"], None);
+    let mut args = vec!["exec", "-u", "nobody", id.as_str()];
+    args.extend(status);
+    let g = groups(&args);
+    assert!(
+        g.iter().any(|x| x == "65534"),
+        "exec -u nobody: Groups {g:?}"
+    );
+    h.finish(&[&id]);
+}
+
 #[test]
 fn group_add_joins_groups_by_number_and_by_the_images_names() {
     need_root!();

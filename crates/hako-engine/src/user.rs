@@ -152,15 +152,20 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
             )));
         };
     }
-    let mut additional_gids: Vec<u32> = match &name {
-        Some(n) if group.is_none() => all_groups
+    // The primary group is a supplementary one too, as Docker has it since CVE-2022-36109
+    // (a process that dropped it with setgroups could pass a file's "group may not"
+    // permissions); then the groups that list the user, when no group was named.
+    let mut additional_gids = vec![gid];
+    if let Some(n) = name.as_ref().filter(|_| group.is_none()) {
+        for g in all_groups
             .iter()
-            .filter(|g| g.members.iter().any(|m| m == n) && g.gid != gid)
-            .map(|g| g.gid)
-            .collect(),
-        _ => Vec::new(),
-    };
-    additional_gids.dedup();
+            .filter(|g| g.members.iter().any(|m| m == n))
+        {
+            if !additional_gids.contains(&g.gid) {
+                additional_gids.push(g.gid);
+            }
+        }
+    }
     Ok(User {
         uid,
         gid,
@@ -197,13 +202,14 @@ mod tests {
         let a = resolve(d.path(), "alice").unwrap();
         assert_eq!(
             (a.uid, a.gid, a.additional_gids.clone()),
-            (1000, 1000, vec![10])
+            (1000, 1000, vec![1000, 10])
         );
         assert_eq!(a.home, "/home/alice");
         let n = resolve(d.path(), "1234:5").unwrap();
         assert_eq!((n.uid, n.gid, n.home.as_str()), (1234, 5, "/"));
+        assert_eq!(n.additional_gids, [5]);
         let g = resolve(d.path(), "nobody:wheel").unwrap();
-        assert_eq!((g.uid, g.gid), (65534, 10));
+        assert_eq!((g.uid, g.gid, g.additional_gids), (65534, 10, vec![10]));
         assert!(
             resolve(d.path(), "mallory")
                 .unwrap_err()

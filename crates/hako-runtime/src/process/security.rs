@@ -114,11 +114,15 @@ pub fn prepare<'a>(
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    // setgroups is refused in a user namespace whose setgroups file says "deny"; then
-    // only an empty list is acceptable anyway.
+    // setgroups is refused in a user namespace whose setgroups file says "deny" (one
+    // mapped id, no newgidmap): runc leaves the groups as they are there, and so do we
+    // (an engine lists at least the primary group).
     match nix::unistd::setgroups(&gids) {
         Ok(()) => {}
-        Err(nix::errno::Errno::EPERM) if gids.is_empty() => {}
+        Err(nix::errno::Errno::EPERM)
+            if gids.is_empty()
+                || std::fs::read_to_string("/proc/self/setgroups")
+                    .is_ok_and(|s| s.trim() == "deny") => {}
         Err(e) => return Err(e).context(|| "setgroups".into()),
     }
     let gid = Gid::from_raw(user.gid());
