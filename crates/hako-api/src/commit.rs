@@ -70,6 +70,7 @@ pub async fn commit(
         // Docker's default since API 1.13: pause.
         pause: q.bool("pause", true),
         config,
+        created_by: None,
     };
     let container = container.to_string();
     let id = blocking(&state, move |e| Ok(e.commit(&container, &opts)?)).await?;

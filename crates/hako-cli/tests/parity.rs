@@ -1654,3 +1654,33 @@ fn device_and_device_cgroup_rule_reach_the_container() {
     assert!(e.contains("invalid device cgroup rule"), "{e}");
     h.assert_clean(&[]);
 }
+
+/// `diff` of a fresh container lists nothing (Docker keeps /etc/hosts and the other mount
+/// points in an init layer: hako listed `C /etc`), and what the container changes is
+/// listed; `commit` records the container's command as the history's CREATED BY.
+#[test]
+fn diff_of_a_fresh_container_is_empty_and_commit_records_the_command() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(
+        &["busybox", "sh", "-c", "touch /ready; sleep 1000"],
+        Some("/ready"),
+    );
+    assert_eq!(h.ok(&["diff", &id]), "A /ready\n");
+    h.ok(&["exec", &id, "sh", "-c", "echo x > /etc/app.conf"]);
+    assert_eq!(h.ok(&["diff", &id]), "C /etc\nA /etc/app.conf\nA /ready\n");
+    h.ok(&["commit", "-m", "msg", &id, "committed:1"]);
+    let history = h.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}|{{.Comment}}",
+        "committed:1",
+    ]);
+    assert_eq!(
+        history.lines().next(),
+        Some("sh -c touch /ready; sleep 1000|msg"),
+        "{history}"
+    );
+    h.finish(&[&id]);
+}

@@ -27,6 +27,37 @@ const INIT_PATHS: &[&str] = &[
     "/.dockerenv",
 ];
 
+/// The changes without the mount points every container gets (Docker keeps them in an
+/// init layer under the container's): the added init paths, and the directories that
+/// hold them (`C /etc` after `/etc/hosts` was made) unless something else changed in them.
+fn without_init_paths(mut all: Vec<Change>) -> Vec<Change> {
+    let is_init = |c: &Change| {
+        c.kind == hako_image::ChangeKind::Added && INIT_PATHS.contains(&c.path.as_str())
+    };
+    let hidden: Vec<String> = all
+        .iter()
+        .filter(|c| is_init(c))
+        .map(|c| c.path.clone())
+        .collect();
+    all.retain(|c| !is_init(c));
+    let under = |dir: &str, p: &str| {
+        p.len() > dir.len() + 1 && p.starts_with(dir) && p.as_bytes()[dir.len()] == b'/'
+    };
+    let holders: Vec<String> = all
+        .iter()
+        .filter(|c| c.kind != hako_image::ChangeKind::Deleted)
+        .filter(|c| hidden.iter().any(|h| under(&c.path, h)))
+        .filter(|c| {
+            !all.iter()
+                .any(|o| under(&c.path, &o.path) && !hidden.contains(&o.path))
+        })
+        .map(|c| c.path.clone())
+        .collect();
+    all.retain(|c| !holders.contains(&c.path));
+    all.sort();
+    all
+}
+
 impl Engine {
     /// `docker diff`: the container's changes to its image, sorted by path.
     pub fn changes(&self, what: &str) -> Result<Vec<Change>> {
@@ -37,12 +68,8 @@ impl Engine {
                 &rec.id[..12]
             )));
         }
-        let mut all = self.images().container_changes(&rec.id)?;
-        all.retain(|c| {
-            !(c.kind == hako_image::ChangeKind::Added && INIT_PATHS.contains(&c.path.as_str()))
-        });
-        all.sort();
-        Ok(all)
+        let all = self.images().container_changes(&rec.id)?;
+        Ok(without_init_paths(all))
     }
 
     /// `docker commit`: a new image of the container's image, its changes and its
@@ -58,6 +85,7 @@ impl Engine {
             )));
         }
         let mut o = opts.clone();
+        o.created_by = rec.config.cmd.as_ref().map(|c| c.join(" "));
         o.config = Some(merge_config(
             opts.config.clone().unwrap_or_default(),
             own_config(&rec),
@@ -233,6 +261,49 @@ fn merge_config(user: Map<String, Value>, own: Map<String, Value>) -> Map<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ch(kind: char, path: &str) -> Change {
+        let kind = match kind {
+            'A' => hako_image::ChangeKind::Added,
+            'C' => hako_image::ChangeKind::Modified,
+            _ => hako_image::ChangeKind::Deleted,
+        };
+        Change {
+            path: path.into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn init_paths_and_the_directories_holding_only_them_are_not_changes() {
+        let shown = |v: Vec<Change>| {
+            without_init_paths(v)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        // Only the mount points: nothing changed.
+        let mounts = vec![
+            ch('C', "/etc"),
+            ch('A', "/etc/hosts"),
+            ch('A', "/etc/hostname"),
+            ch('A', "/etc/resolv.conf"),
+            ch('A', "/.dockerenv"),
+        ];
+        assert_eq!(shown(mounts.clone()), Vec::<String>::new());
+        // Something else in /etc keeps it changed; other directories are untouched.
+        let mut more = mounts;
+        more.extend([ch('A', "/etc/app.conf"), ch('C', "/var"), ch('D', "/var/x")]);
+        assert_eq!(
+            shown(more),
+            ["C /etc", "A /etc/app.conf", "C /var", "D /var/x"]
+        );
+        // An image without /etc: the added /etc holding only mount points goes too.
+        assert_eq!(
+            shown(vec![ch('A', "/etc"), ch('A', "/etc/hosts"), ch('A', "/d")]),
+            ["A /d"]
+        );
+    }
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()

@@ -40,6 +40,9 @@ pub struct CommitOptions {
     /// `Env` by variable and `Labels`, `ExposedPorts`, `Volumes` by key (as ENV, LABEL,
     /// EXPOSE and VOLUME do); any other field as given (`null` clears it).
     pub config: Option<Map<String, Value>>,
+    /// The history's `created_by`: Docker writes the container's command there (the
+    /// engine fills it in).
+    pub created_by: Option<String>,
 }
 
 impl ImageStore {
@@ -131,6 +134,9 @@ impl ImageStore {
                 history.insert("created".into(), json!(now));
                 if let Some(a) = &opts.author {
                     history.insert("author".into(), json!(a));
+                }
+                if let Some(c) = opts.created_by.as_deref().filter(|c| !c.is_empty()) {
+                    history.insert("created_by".into(), json!(c));
                 }
                 if let Some(m) = &opts.message {
                     history.insert("comment".into(), json!(m));

@@ -133,10 +133,28 @@ fn commit_round_trip(driver: &str) {
                 author: Some("hako test".into()),
                 pause: true,
                 config: None,
+                created_by: Some("sh -c make".into()),
             },
         )
         .unwrap();
     assert_eq!(store.resolve("hako-test/committed:1").unwrap(), id);
+    let config: serde_json::Value =
+        serde_json::from_slice(&store.image_config(&id).unwrap()).unwrap();
+    let last = config["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&last["created_by"], &last["comment"], &last["author"]),
+        (
+            &"sh -c make".into(),
+            &"a commit".into(),
+            &"hako test".into()
+        ),
+        "{last}"
+    );
 
     let m2 = store
         .prepare_rootfs("hako-test/committed:1", "hako-test-c2")

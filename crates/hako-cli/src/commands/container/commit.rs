@@ -47,6 +47,7 @@ pub fn run(g: &Global, a: &CommitArgs) -> Result<()> {
         author: a.author.clone(),
         pause: a.pause,
         config: None,
+        created_by: None,
     };
     let id = engine.commit(&a.container, &opts).map_err(engine_err)?;
     crate::commands::print(&format!("{id}\n"))
