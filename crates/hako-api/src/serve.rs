@@ -83,7 +83,8 @@ async fn count(
 /// ([`BLOCKING_KEEP_ALIVE`] later): a thread's malloc cache goes back to its arena only when
 /// the thread exits, after the first trim (the removal of `--rm` containers left ~3 MB so).
 async fn trim_when_idle(engine: Arc<Engine>) {
-    let (mut seen, mut trimmed, mut idle) = (0, 0, 0u64);
+    // `trimmed` starts as "never": a server that got no request yet settles once too.
+    let (mut seen, mut trimmed, mut idle) = (0, u64::MAX, 0u64);
     let settle = BLOCKING_KEEP_ALIVE.as_secs() + 2;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -96,6 +97,9 @@ async fn trim_when_idle(engine: Arc<Engine>) {
             let _ = tokio::task::spawn_blocking(move || e.release_memory()).await;
             if idle == settle {
                 trimmed = n;
+                // The code's pages too: they stay in the page cache (shared with every hako
+                // process), and the next request maps back what it runs.
+                hako_sys::malloc::release_code();
             }
         }
     }

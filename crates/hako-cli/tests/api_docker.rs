@@ -484,3 +484,56 @@ fn a_killed_server_loses_nothing_and_leaks_nothing() {
     drop(s);
     h.finish(&[&id]);
 }
+
+/// The resident kB of `pid`'s own code (the `r-xp` mappings of its executable).
+fn code_rss_kb(pid: i32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+    let exe = exe.to_string_lossy().into_owned();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let (mut code, mut kb) = (false, 0);
+    for line in smaps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 2 && f[0].contains('-') && f[1].len() == 4 {
+            code = f[1] == "r-xp" && f.get(5) == Some(&exe.as_str());
+        } else if code && f.first() == Some(&"Rss:") {
+            kb += f[1].parse::<u64>().expect("kB");
+        }
+    }
+    kb
+}
+
+/// An idle server gives back the pages of its own code (the kernel maps code in 64 KB
+/// chunks, so a few requests make nearly all of it resident) a few seconds after its
+/// last request, and maps back what the next request runs.
+#[test]
+fn an_idle_server_gives_its_code_pages_back() {
+    need_root!();
+    let h = Hako::new();
+    let s = Server::start(&h);
+    for path in [
+        "/containers/json?all=1",
+        "/images/json",
+        "/info",
+        "/volumes",
+    ] {
+        let (code, body) = s.http("GET", path, "");
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let busy = code_rss_kb(s.pid());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut idle = busy;
+    while idle * 4 > busy && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        idle = code_rss_kb(s.pid());
+    }
+    assert!(
+        idle * 4 <= busy,
+        "code RSS after the requests {busy} kB, idle {idle} kB"
+    );
+    let (code, body) = s.http("GET", "/images/json", "");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        code_rss_kb(s.pid()) > idle,
+        "the next request maps code back"
+    );
+}
