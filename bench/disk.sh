@@ -32,7 +32,7 @@ HAKO="${HAKO:-$TARGET/release/hako}"
 
 if [ -z "${HAKO_BENCH_IN_NS:-}" ]; then
     ensure_packages skopeo docker-registry docker.io python3
-    if [ ! -e "$CACHE/.done" ]; then
+    if [ ! -e "$CACHE/.done" ] || [ ! -s "$CACHE/image.tar" ]; then
         step "generate the image ($CACHE)"
         rm -rf "$CACHE" && mkdir -p "$CACHE"
         tar --numeric-owner -C / -cf "$CACHE/l1.tar" etc usr/sbin usr/lib/python3.11
