@@ -212,6 +212,13 @@ fn inspect_fields_and_templates() {
         format!("LINUX/{}\n", v["Architecture"].as_str().unwrap_or(""))
     );
     assert_eq!(f("{{join .RepoTags \",\"}}"), "busybox:latest\n");
+    // What the image leaves out prints as Go's zero value, as on Docker's typed struct.
+    assert_eq!(
+        f(
+            "{{.Config.Entrypoint}}|{{.Config.WorkingDir}}|{{.Config.Labels}}|{{.Config.Tty}}|{{.Parent}}|{{.DockerVersion}}|{{.Variant}}"
+        ),
+        "[]||map[]|false|||\n"
+    );
     // Two images, one template line each.
     h.ok(&["tag", "busybox", "other:2"]);
     assert_eq!(

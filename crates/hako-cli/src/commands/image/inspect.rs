@@ -21,33 +21,64 @@ pub struct InspectArgs {
     pub images: Vec<String>,
 }
 
-/// Fields of Docker's `ContainerConfig` that a template may name even when the image
-/// config leaves them out (Go's typed structs always have them).
-const CONFIG_FIELDS: &[&str] = &[
-    "Hostname",
-    "Domainname",
-    "User",
-    "AttachStdin",
-    "AttachStdout",
-    "AttachStderr",
-    "ExposedPorts",
-    "Tty",
-    "OpenStdin",
-    "StdinOnce",
-    "Env",
-    "Cmd",
-    "Healthcheck",
-    "ArgsEscaped",
-    "Image",
-    "Volumes",
-    "WorkingDir",
-    "Entrypoint",
-    "OnBuild",
-    "Labels",
-    "StopSignal",
-    "Shell",
+/// Fields of an image's `Config` that a template may name even when the image config
+/// leaves them out, with the zero value Go's typed struct gives them (the docker CLI runs
+/// templates on its typed `image.InspectResponse`: `{{.Config.Entrypoint}}` prints `[]`).
+const CONFIG_FIELDS: &[(&str, ZeroKind)] = &[
+    ("Hostname", ZeroKind::Str),
+    ("Domainname", ZeroKind::Str),
+    ("User", ZeroKind::Str),
+    ("AttachStdin", ZeroKind::Bool),
+    ("AttachStdout", ZeroKind::Bool),
+    ("AttachStderr", ZeroKind::Bool),
+    ("ExposedPorts", ZeroKind::Map),
+    ("Tty", ZeroKind::Bool),
+    ("OpenStdin", ZeroKind::Bool),
+    ("StdinOnce", ZeroKind::Bool),
+    ("Env", ZeroKind::List),
+    ("Cmd", ZeroKind::List),
+    ("Healthcheck", ZeroKind::Nil),
+    ("ArgsEscaped", ZeroKind::Bool),
+    ("Image", ZeroKind::Str),
+    ("Volumes", ZeroKind::Map),
+    ("WorkingDir", ZeroKind::Str),
+    ("Entrypoint", ZeroKind::List),
+    ("OnBuild", ZeroKind::List),
+    ("Labels", ZeroKind::Map),
+    ("StopSignal", ZeroKind::Str),
+    ("Shell", ZeroKind::List),
 ];
-const TOP_FIELDS: &[&str] = &["Variant", "OsVersion", "Descriptor"];
+const TOP_FIELDS: &[(&str, ZeroKind)] = &[
+    ("Parent", ZeroKind::Str),
+    ("DockerVersion", ZeroKind::Str),
+    ("Author", ZeroKind::Str),
+    ("Comment", ZeroKind::Str),
+    ("Variant", ZeroKind::Str),
+    ("OsVersion", ZeroKind::Str),
+    ("Descriptor", ZeroKind::Nil),
+];
+
+/// Go's zero value of a field's type.
+#[derive(Debug, Clone, Copy)]
+enum ZeroKind {
+    Str,
+    Bool,
+    List,
+    Map,
+    Nil,
+}
+
+impl ZeroKind {
+    fn value(self) -> Value {
+        match self {
+            ZeroKind::Str => Value::String(String::new()),
+            ZeroKind::Bool => Value::Bool(false),
+            ZeroKind::List => Value::Array(Vec::new()),
+            ZeroKind::Map => Value::Object(serde_json::Map::new()),
+            ZeroKind::Nil => Value::Null,
+        }
+    }
+}
 
 /// Prints what was found; every name not found is one error line afterwards.
 pub fn run(g: &Global, a: &InspectArgs) -> Result<()> {
@@ -132,15 +163,24 @@ pub fn inspect_each<T: serde::Serialize, E: std::fmt::Display>(
     }
 }
 
-fn with_docker_fields(mut v: Value) -> Value {
-    if let Some(top) = v.as_object_mut() {
-        for f in TOP_FIELDS {
-            top.entry(*f).or_insert(Value::Null);
-        }
-        if let Some(cfg) = top.get_mut("Config").and_then(Value::as_object_mut) {
-            for f in CONFIG_FIELDS {
-                cfg.entry(*f).or_insert(Value::Null);
+/// An image's inspect value as a template sees it in Docker: every field of the typed
+/// struct present, the missing ones (or null) as their zero values.
+pub fn with_docker_fields(mut v: Value) -> Value {
+    fn fill(obj: &mut serde_json::Map<String, Value>, fields: &[(&str, ZeroKind)]) {
+        for (f, kind) in fields {
+            let slot = obj.entry(*f).or_insert(Value::Null);
+            if slot.is_null() {
+                *slot = kind.value();
             }
+        }
+    }
+    if let Some(top) = v.as_object_mut() {
+        fill(top, TOP_FIELDS);
+        let cfg = top
+            .entry("Config")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(cfg) = cfg.as_object_mut() {
+            fill(cfg, CONFIG_FIELDS);
         }
     }
     v
