@@ -212,6 +212,13 @@ fn inspect_fields_and_templates() {
         format!("LINUX/{}\n", v["Architecture"].as_str().unwrap_or(""))
     );
     assert_eq!(f("{{join .RepoTags \",\"}}"), "busybox:latest\n");
+    // Go's builtins and variables, as scripts use them.
+    assert_eq!(
+        f(
+            r#"{{if eq .Os "linux"}}L{{else}}?{{end}} {{printf "%.14s" .Id}} {{range $i, $t := .RepoTags}}{{if $i}},{{end}}{{$t}}{{end}}"#
+        ),
+        format!("L {} busybox:latest\n", &id[..14])
+    );
     // What the image leaves out prints as Go's zero value, as on Docker's typed struct.
     assert_eq!(
         f(

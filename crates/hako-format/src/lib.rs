@@ -1,11 +1,15 @@
-//! `--format`: a small Go `text/template` engine, enough for Docker's format strings.
+//! `--format`: a Go `text/template` engine for Docker's format strings.
 //!
 //! Supported: text with `\t`/`\n` escapes, `{{.Field.Sub}}`, `{{.}}`, pipelines
-//! (`{{.Tag | upper}}`), `{{range .List}}...{{else}}...{{end}}`, `{{if}}`/`{{with}}`,
-//! `{{- ` / ` -}}` trim markers, string/number/bool literals, parentheses, and the
-//! functions `json`, `index`, `upper`, `lower`, `title`, `join`, `split`, `len`,
-//! `truncate`, `println`. Data is JSON ([`serde_json::Value`]), printed as Go's `%v` would
-//! print the decoded value (`[a b]`, `map[k:v]`).
+//! (`{{.Tag | upper}}`), `{{range}}`, `{{if}}`/`{{else if}}`, `{{with}}`, variables
+//! (`{{$x := .A}}`, `{{$x = ...}}`, `{{range $k, $v := .Labels}}`, `$` for the data,
+//! `$x.Field`), `{{/* comments */}}`, `{{- ` / ` -}}` trim markers, string (Go's escapes),
+//! number (ints, floats, `0x`, `'c'`), bool and nil literals, parentheses; Go's builtins
+//! `and`, `or` (lazy), `not`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `len`, `index`, `slice`,
+//! `print`, `printf` (Go's fmt verbs and flags, `printf.rs`), `println`, `html`, `js`,
+//! `urlquery`; and Docker's `json`, `upper`, `lower`, `title`, `join`, `split`,
+//! `truncate`, `pad`. Data is JSON ([`serde_json::Value`]), printed as Go's `%v` would print
+//! the decoded value (`[a b]`, `map[k:v]`, floats as `1e+06`); JSON integers are Go ints.
 //!
 //! A format string starting with `table` renders a header row and aligns columns the
 //! way Docker's tabwriter does; `json` alone means `{{json .}}`.
@@ -20,6 +24,7 @@
 mod exec;
 mod funcs;
 mod parse;
+mod printf;
 mod tabwriter;
 mod value;
 
@@ -74,7 +79,7 @@ impl Template {
     /// Executes the template on `data`.
     pub fn execute(&self, data: &Value) -> Result<String, FormatError> {
         let mut out = String::new();
-        exec::run(&self.nodes, data, &mut out)?;
+        exec::execute(&self.nodes, data, &mut out)?;
         Ok(out)
     }
 }

@@ -33,10 +33,14 @@ pub(crate) enum BlockKind {
     With,
 }
 
-/// `cmd | cmd | ...`: each command's result becomes the last argument of the next.
+/// `cmd | cmd | ...`: each command's result becomes the last argument of the next;
+/// `$x := cmd...` declares variables with the result (`$i, $e :=` in `range`), `$x = ...`
+/// assigns an existing one.
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
     pub(crate) cmds: Vec<Command>,
+    pub(crate) decl: Vec<String>,
+    pub(crate) assign: bool,
 }
 
 /// A function call with arguments, or a single operand.
@@ -49,10 +53,20 @@ pub(crate) struct Command {
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
     Dot,
-    Field { path: Vec<String>, span: Span },
+    Field {
+        path: Vec<String>,
+        span: Span,
+    },
     Func(String),
+    /// `$name` (`$` alone: the data the template runs on) and a field path after it.
+    Var {
+        name: String,
+        path: Vec<String>,
+        span: Span,
+    },
     Str(String),
     Int(i64),
+    Float(f64),
     Bool(bool),
     Nil,
     Sub(Pipeline),
@@ -68,6 +82,11 @@ enum Tok {
     Ident(String),
     Str(String),
     Int(i64),
+    Float(f64),
+    Var(String, Vec<String>),
+    Declare,
+    Assign,
+    Comma,
     Pipe,
     LParen,
     RParen,
@@ -84,7 +103,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, FormatError> {
     match end {
         Stop::Eof => Ok(nodes),
         Stop::End(line) => Err(perr(line, "unexpected {{end}}")),
-        Stop::Else(line) => Err(perr(line, "unexpected {{else}}")),
+        Stop::Else(line) | Stop::ElseChain(line, _, _) => Err(perr(line, "unexpected {{else}}")),
     }
 }
 
@@ -136,6 +155,26 @@ fn lex(src: &str) -> Result<Vec<Item>, FormatError> {
             inner += 1;
         }
         push_text(&mut items, text);
+        // `{{/* a comment */}}` (with its trim markers): no output.
+        let after_space = inner + (src.len() - inner - src[inner..].trim_start().len());
+        if src[after_space..].starts_with("/*") {
+            let line = line_of(src, inner);
+            let end = src[after_space + 2..]
+                .find("*/")
+                .map(|i| after_space + 2 + i + 2)
+                .ok_or_else(|| perr(line, "unclosed comment"))?;
+            let rest = &src[end..];
+            let (after, trimmed) = if rest.starts_with("}}") {
+                (end + 2, false)
+            } else if rest.starts_with(" -}}") || rest.starts_with("\t-}}") {
+                (end + 4, true)
+            } else {
+                return Err(perr(line, "comment ends before closing delimiter"));
+            };
+            trim_next = trimmed;
+            pos = after;
+            continue;
+        }
         let (toks, close) = lex_action(src, inner)?;
         trim_next = close.trimmed;
         items.push(Item::Action { toks, start: inner });
@@ -217,12 +256,38 @@ fn lex_action(src: &str, start: usize) -> Result<(Vec<Spanned>, Close), FormatEr
                 }
                 i = end;
             }
-            b'-' | b'0'..=b'9' => {
-                let end = word_end(b, i + 1, false);
-                let n = src[i..end]
-                    .parse::<i64>()
-                    .map_err(|_| perr(line, format!("bad number syntax: {:?}", &src[i..end])))?;
-                toks.push((Tok::Int(n), i, end));
+            b'-' | b'+' | b'0'..=b'9' => {
+                let (tok, end) = lex_number(src, i).ok_or_else(|| {
+                    perr(
+                        line,
+                        format!("bad number syntax: {:?}", &src[i..word_end(b, i + 1, true)]),
+                    )
+                })?;
+                toks.push((tok, i, end));
+                i = end;
+            }
+            b'\'' => {
+                // A character constant is its code point, as in Go.
+                let rest = &src[i + 1..];
+                let (c, used) = match rest.chars().next() {
+                    Some('\\') => {
+                        let c = match rest[1..].chars().next() {
+                            Some('n') => '\n',
+                            Some('t') => '\t',
+                            Some('\\') => '\\',
+                            Some('\'') => '\'',
+                            _ => return Err(perr(line, "bad character constant")),
+                        };
+                        (c, 2)
+                    }
+                    Some(c) if c != '\'' => (c, c.len_utf8()),
+                    _ => return Err(perr(line, "empty character constant")),
+                };
+                if !rest[used..].starts_with('\'') {
+                    return Err(perr(line, "unterminated character constant"));
+                }
+                let end = i + 1 + used + 1;
+                toks.push((Tok::Int(i64::from(u32::from(c))), i, end));
                 i = end;
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
@@ -231,16 +296,101 @@ fn lex_action(src: &str, start: usize) -> Result<(Vec<Spanned>, Close), FormatEr
                 i = end;
             }
             b'$' => {
-                return Err(perr(
-                    line,
-                    "variables are not supported by hako's templates",
-                ));
+                let end = word_end(b, i + 1, false);
+                let name = src[i + 1..end].to_string();
+                let fend = if b.get(end) == Some(&b'.') {
+                    word_end(b, end + 1, true)
+                } else {
+                    end
+                };
+                let path: Vec<String> = if fend > end {
+                    src[end + 1..fend].split('.').map(String::from).collect()
+                } else {
+                    Vec::new()
+                };
+                if path.iter().any(|p| p.is_empty() || !is_ident(p)) {
+                    return Err(perr(
+                        line,
+                        format!("bad character in field {:?}", &src[i..fend]),
+                    ));
+                }
+                toks.push((Tok::Var(name, path), i, fend));
+                i = fend;
+            }
+            b':' if b.get(i + 1) == Some(&b'=') => {
+                toks.push((Tok::Declare, i, i + 2));
+                i += 2;
+            }
+            b'=' => {
+                toks.push((Tok::Assign, i, i + 1));
+                i += 1;
+            }
+            b',' => {
+                toks.push((Tok::Comma, i, i + 1));
+                i += 1;
             }
             _ => {
                 let ch = src[i..].chars().next().unwrap_or('?');
                 return Err(perr(line, format!("unexpected {ch:?} in command")));
             }
         }
+    }
+}
+
+/// A Go number literal: decimal or `0x` integers, and decimal floats with a point and/or
+/// an exponent (`1.5`, `1e3`, `-2.5e-3`).
+fn lex_number(src: &str, start: usize) -> Option<(Tok, usize)> {
+    let b = src.as_bytes();
+    let mut i = start;
+    if matches!(b[i], b'-' | b'+') {
+        i += 1;
+    }
+    let digits = |mut i: usize, hex: bool| {
+        while i < b.len()
+            && (b[i].is_ascii_digit() || b[i] == b'_' || (hex && b[i].is_ascii_hexdigit()))
+        {
+            i += 1;
+        }
+        i
+    };
+    if src[i..].starts_with("0x") || src[i..].starts_with("0X") {
+        let end = digits(i + 2, true);
+        let n = i64::from_str_radix(&src[i + 2..end].replace('_', ""), 16).ok()?;
+        let n = if b[start] == b'-' { -n } else { n };
+        return (end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'.'))
+            .then_some(())
+            .map_or(Some((Tok::Int(n), end)), |()| None);
+    }
+    let int_end = digits(i, false);
+    if int_end == i {
+        return None;
+    }
+    let mut end = int_end;
+    let mut float = false;
+    if b.get(end) == Some(&b'.') && b.get(end + 1).is_some_and(u8::is_ascii_digit) {
+        end = digits(end + 1, false);
+        float = true;
+    }
+    if matches!(b.get(end), Some(b'e' | b'E')) {
+        let mut j = end + 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        let k = digits(j, false);
+        if k > j {
+            end = k;
+            float = true;
+        }
+    }
+    if end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_' || b[end] == b'.') {
+        return None;
+    }
+    let text = src[start..end].replace('_', "");
+    if float {
+        let f: f64 = text.parse().ok()?;
+        f.is_finite().then_some((Tok::Float(f), end))
+    } else {
+        text.parse::<i64>().ok().map(|n| (Tok::Int(n), end))
     }
 }
 
@@ -255,24 +405,52 @@ fn word_end(b: &[u8], mut i: usize, dots: bool) -> usize {
     i
 }
 
-/// A Go string literal: `"..."` with escapes or a raw `` `...` ``.
+/// A Go string literal: `"..."` with Go's escapes (`\n`, `\x41`, `\u00e9`, `\101`...)
+/// or a raw `` `...` ``.
 fn lex_string(src: &str, start: usize) -> Option<(String, usize)> {
     let quote = src[start..].chars().next()?;
     let mut out = String::new();
-    let mut chars = src[start + 1..].char_indices();
+    let mut chars = src[start + 1..].char_indices().peekable();
     while let Some((off, c)) = chars.next() {
         match c {
             c if c == quote => return Some((out, start + 1 + off + 1)),
-            '\\' if quote == '"' => match chars.next()?.1 {
-                'n' => out.push('\n'),
-                't' => out.push('\t'),
-                '\\' => out.push('\\'),
-                '"' => out.push('"'),
-                other => {
-                    out.push('\\');
-                    out.push(other);
+            '\\' if quote == '"' => {
+                let (_, e) = chars.next()?;
+                let simple = match e {
+                    'a' => Some('\u{7}'),
+                    'b' => Some('\u{8}'),
+                    'f' => Some('\u{c}'),
+                    'n' => Some('\n'),
+                    'r' => Some('\r'),
+                    't' => Some('\t'),
+                    'v' => Some('\u{b}'),
+                    '\\' => Some('\\'),
+                    '"' => Some('"'),
+                    _ => None,
+                };
+                if let Some(c) = simple {
+                    out.push(c);
+                    continue;
                 }
-            },
+                let (digits, radix) = match e {
+                    'x' => (2, 16),
+                    'u' => (4, 16),
+                    'U' => (8, 16),
+                    '0'..='7' => (2, 8),
+                    _ => return None,
+                };
+                let mut code = if radix == 8 { e.to_digit(8)? } else { 0 };
+                for _ in 0..digits {
+                    let (_, d) = chars.next()?;
+                    code = code.checked_mul(radix)?.checked_add(d.to_digit(radix)?)?;
+                }
+                // \x and octal are bytes; a byte above 0x7f is not a whole character.
+                if matches!(e, 'x' | '0'..='7') && code > 0x7f {
+                    out.push('\u{FFFD}');
+                } else {
+                    out.push(char::from_u32(code)?);
+                }
+            }
             '\n' if quote == '"' => return None,
             c => out.push(c),
         }
@@ -285,6 +463,8 @@ enum Stop {
     Eof,
     End(usize),
     Else(usize),
+    /// `{{else if ...}}` / `{{else with ...}}`: a block that shares the `{{end}}`.
+    ElseChain(usize, BlockKind, Vec<Spanned>),
 }
 
 struct Parser<'a> {
@@ -316,47 +496,99 @@ impl Parser<'_> {
             let block = match kind {
                 "end" if toks.len() == 1 => return Ok((nodes, Stop::End(line))),
                 "else" if toks.len() == 1 => return Ok((nodes, Stop::Else(line))),
-                "end" | "else" => return Err(perr(line, format!("unexpected {kind} arguments"))),
+                "else" => match &toks[1].0 {
+                    Tok::Ident(k) if k == "if" || k == "with" => {
+                        let kind = if k == "if" {
+                            BlockKind::If
+                        } else {
+                            BlockKind::With
+                        };
+                        return Ok((nodes, Stop::ElseChain(line, kind, toks[2..].to_vec())));
+                    }
+                    _ => return Err(perr(line, "unexpected else arguments")),
+                },
+                "end" => return Err(perr(line, format!("unexpected {kind} arguments"))),
                 "range" => Some(BlockKind::Range),
                 "if" => Some(BlockKind::If),
                 "with" => Some(BlockKind::With),
                 _ => None,
             };
             let Some(kind) = block else {
-                nodes.push(Node::Action(self.pipeline(&toks)?));
+                nodes.push(Node::Action(self.pipeline(&toks, false)?));
                 continue;
             };
-            if toks.len() < 2 {
-                return Err(perr(
-                    line,
-                    format!("missing value for {kind:?}").to_lowercase(),
-                ));
-            }
-            let pipe = self.pipeline(&toks[1..])?;
-            let (body, end) = self.nodes()?;
-            let otherwise = match end {
-                Stop::Eof => return Err(perr(line_of(self.src, self.src.len()), "unexpected EOF")),
-                Stop::End(_) => Vec::new(),
-                Stop::Else(_) => match self.nodes()? {
-                    (o, Stop::End(_)) => o,
-                    (_, Stop::Else(l)) => return Err(perr(l, "expected end; found {{else}}")),
-                    (_, Stop::Eof) => {
-                        return Err(perr(line_of(self.src, self.src.len()), "unexpected EOF"));
-                    }
-                },
-            };
-            nodes.push(Node::Block {
-                kind,
-                pipe,
-                body,
-                otherwise,
-            });
+            nodes.push(self.block(kind, &toks[1..], line)?);
         }
         Ok((nodes, Stop::Eof))
     }
 
-    fn pipeline(&self, toks: &[Spanned]) -> Result<Pipeline, FormatError> {
+    /// The rest of a `range`/`if`/`with` block after its keyword: the pipeline, the body,
+    /// and an `{{else}}` part (an `{{else if}}` chain nests, sharing the one `{{end}}`).
+    fn block(
+        &mut self,
+        kind: BlockKind,
+        toks: &[Spanned],
+        line: usize,
+    ) -> Result<Node, FormatError> {
+        if toks.is_empty() {
+            return Err(perr(
+                line,
+                format!("missing value for {kind:?}").to_lowercase(),
+            ));
+        }
+        let pipe = self.pipeline(toks, kind == BlockKind::Range)?;
+        let (body, end) = self.nodes()?;
+        let eof = || perr(line_of(self.src, self.src.len()), "unexpected EOF");
+        let otherwise = match end {
+            Stop::Eof => return Err(eof()),
+            Stop::End(_) => Vec::new(),
+            Stop::ElseChain(l, k, rest) => vec![self.block(k, &rest, l)?],
+            Stop::Else(_) => match self.nodes()? {
+                (o, Stop::End(_)) => o,
+                (_, Stop::Else(l) | Stop::ElseChain(l, _, _)) => {
+                    return Err(perr(l, "expected end; found {{else}}"));
+                }
+                (_, Stop::Eof) => return Err(eof()),
+            },
+        };
+        Ok(Node::Block {
+            kind,
+            pipe,
+            body,
+            otherwise,
+        })
+    }
+
+    /// A pipeline, with its variable declaration if any (`$i, $e :=` only in `range`).
+    fn pipeline(&self, toks: &[Spanned], in_range: bool) -> Result<Pipeline, FormatError> {
         let line = toks.first().map_or(1, |t| line_of(self.src, t.1));
+        let (decl, assign, toks) = match toks {
+            [
+                (Tok::Var(a, pa), ..),
+                (Tok::Comma, ..),
+                (Tok::Var(b, pb), ..),
+                (Tok::Declare, ..),
+                rest @ ..,
+            ] if in_range && pa.is_empty() && pb.is_empty() => {
+                (vec![a.clone(), b.clone()], false, rest)
+            }
+            [
+                (Tok::Var(a, pa), ..),
+                (op @ (Tok::Declare | Tok::Assign), ..),
+                rest @ ..,
+            ] if pa.is_empty() => (vec![a.clone()], *op == Tok::Assign, rest),
+            _ => (Vec::new(), false, toks),
+        };
+        if decl.iter().any(String::is_empty) {
+            return Err(perr(line, "cannot assign to $"));
+        }
+        let mut p = self.plain_pipeline(toks, line)?;
+        p.decl = decl;
+        p.assign = assign;
+        Ok(p)
+    }
+
+    fn plain_pipeline(&self, toks: &[Spanned], line: usize) -> Result<Pipeline, FormatError> {
         let mut cmds = Vec::new();
         let mut depth = 0usize;
         let mut begin = 0;
@@ -387,7 +619,11 @@ impl Parser<'_> {
                 ));
             }
         }
-        Ok(Pipeline { cmds })
+        Ok(Pipeline {
+            cmds,
+            decl: Vec::new(),
+            assign: false,
+        })
     }
 
     fn command(&self, toks: &[Spanned], line: usize) -> Result<Command, FormatError> {
@@ -407,6 +643,7 @@ impl Parser<'_> {
                 },
                 Tok::Str(v) => Arg::Str(v.clone()),
                 Tok::Int(n) => Arg::Int(*n),
+                Tok::Float(f) => Arg::Float(*f),
                 Tok::Ident(name) => match name.as_str() {
                     "true" => Arg::Bool(true),
                     "false" => Arg::Bool(false),
@@ -434,7 +671,18 @@ impl Parser<'_> {
                         }
                         i += 1;
                     }
-                    Arg::Sub(self.pipeline(&toks[open..i - 1])?)
+                    Arg::Sub(self.plain_pipeline(&toks[open..i - 1], line)?)
+                }
+                Tok::Var(name, path) => Arg::Var {
+                    name: name.clone(),
+                    path: path.clone(),
+                    span: span(self.src, *s, *e),
+                },
+                Tok::Declare | Tok::Assign | Tok::Comma => {
+                    return Err(perr(
+                        line,
+                        format!("unexpected {:?} in operand", &self.src[*s..*e]),
+                    ));
                 }
                 Tok::RParen => return Err(perr(line, "unexpected right paren")),
                 Tok::Pipe => return Err(perr(line, "missing value for command")),

@@ -159,7 +159,9 @@ fn parse_errors() {
         ("{{.A .B}}", "can't give argument to non-function .A"),
         ("{{.A | .B}}", "non executable command in pipeline"),
         ("{{\"abc}}", "unterminated quoted string"),
-        ("{{$x := .A}}", "variables are not supported"),
+        ("{{.A, .B}}", "unexpected \",\" in operand"),
+        ("{{if .A}}{{else nope}}{{end}}", "unexpected else arguments"),
+        ("{{/* open", "unclosed comment"),
     ];
     for (t, want) in cases {
         match Template::parse(t) {
@@ -222,4 +224,169 @@ fn tabwriter_min_width_padding_and_unicode() {
     );
     assert_eq!(align("é\tx"), "é         x");
     assert_eq!(align("no tabs"), "no tabs");
+}
+
+/// Go's builtins, variables, `else if`, comments and number literals; every expected
+/// string is what the docker CLI (Go's text/template and fmt) printed for the same
+/// template on the same data.
+#[test]
+fn go_builtins_variables_and_literals_as_go_prints_them() {
+    let d = json!({
+        "Name": "/tp",
+        "RestartCount": 0,
+        "State": {"Status": "running", "Running": true, "Paused": false, "Restarting": false, "ExitCode": 0},
+        "Config": {"Image": "bb", "Cmd": ["sleep", "100"], "Env": ["FOO=bar"], "Labels": {"k1": "v1", "k2": "v2"}},
+    });
+    let cases = [
+        (
+            r#"{{if eq .State.Status "running"}}up{{else}}down{{end}}"#,
+            "up",
+        ),
+        (
+            r#"{{printf "%.5s|%-8s|%8s|%q" .Name .Config.Image .Config.Image .Config.Image}}"#,
+            r#"/tp|bb      |      bb|"bb""#,
+        ),
+        (
+            r"{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}",
+            "k1=v1;k2=v2;",
+        ),
+        (
+            r"{{range $i, $e := .Config.Cmd}}{{$i}}:{{$e}} {{end}}",
+            "0:sleep 1:100 ",
+        ),
+        (
+            r"{{range $e := .Config.Cmd}}<{{$e}}>{{end}}",
+            "<sleep><100>",
+        ),
+        (
+            r"{{$n := .Name}}{{with .Config}}{{$n}}/{{.Image}}{{end}}",
+            "/tp/bb",
+        ),
+        (
+            r"{{with $c := .Config}}{{$c.Image}}{{end}} {{$.Name}}",
+            "bb /tp",
+        ),
+        (
+            r"{{if and .State.Running (not .State.Paused)}}ok{{end}}",
+            "ok",
+        ),
+        (
+            r"{{if or .State.Paused .State.Restarting}}x{{else}}y{{end}}",
+            "y",
+        ),
+        (
+            r#"{{and 1 0 2}}|{{or 0 "" "x"}}|{{and 1 2}}|{{or 0 ""}}"#,
+            "0|x|2|",
+        ),
+        (r"{{slice .Name 1 3}}|{{slice .Config.Cmd 1}}", "tp|[100]"),
+        (r#"{{.Name | printf "%q"}}"#, r#""/tp""#),
+        (
+            r"{{if gt .RestartCount 0}}r{{else if eq .RestartCount 0}}zero{{else}}n{{end}}",
+            "zero",
+        ),
+        (r"{{pad .Config.Image 2 3}}|", "  bb   |"),
+        (
+            r#"{{ne .State.ExitCode 0}} {{lt 1 2}} {{le 2 2}} {{ge "a" "b"}} {{eq .Config.Image "x" "bb" "y"}}"#,
+            "false true true false true",
+        ),
+        (
+            r#"{{printf "%d|%5d|%-5d|%05d|%x|%X|%o|%b|%+d" .State.ExitCode 42 42 -42 255 255 8 5 3}}"#,
+            "0|   42|42   |-0042|ff|FF|10|101|+3",
+        ),
+        (
+            r#"{{printf "%v|%t|%s" .State.Running .State.Running .Config.Cmd}}"#,
+            "true|true|[sleep 100]",
+        ),
+        (
+            r#"{{printf "%s %d" "a"}}|{{printf "%d" "x"}}|{{printf "x" 1 "y"}}"#,
+            "a %!d(MISSING)|%!d(string=x)|x%!(EXTRA int=1, string=y)",
+        ),
+        (
+            r#"{{printf "%6.2f|%e|%g|%.3g" 3.14159 1234.5678 0.000012 3.14159}}"#,
+            "  3.14|1.234568e+03|1.2e-05|3.14",
+        ),
+        (
+            r#"{{printf "%v|%v|%v|%v|%v|%v|%v" 1234567.0 123456.0 0.0001 0.00001 1e20 1e21 2.5}}"#,
+            "1.234567e+06|123456|0.0001|1e-05|1e+20|1e+21|2.5",
+        ),
+        (
+            r#"{{printf "%g|%g|%G|%e|%.2e|%8.3f|%-8.2f|%+.1f|%f" 1234567.0 0.000012 1e-7 0.0 12345.678 3.14159 2.5 2.0 1e21}}"#,
+            "1.234567e+06|1.2e-05|1E-07|0.000000e+00|1.23e+04|   3.142|2.50    |+2.0|1000000000000000000000.000000",
+        ),
+        (
+            r#"{{1.5}}|{{print 1.0 2.5}}|{{printf "%d|%v" 3.0 3.0}}"#,
+            "1.5|1 2.5|%!d(float64=3)|3",
+        ),
+        (
+            r#"{{printf "%U|%#U|%5.1s|%.0f" 67 68 "hello" 2.5}}|{{0x10}}|{{1e3}}|{{-2}}|{{printf "%v" -0.0}}"#,
+            "U+0043|U+0044 'D'|    h|2|16|1000|-2|-0",
+        ),
+        (
+            r#"{{printf "%.3g|%.10g|%g|%#g" 1234.5678 1.0 100000.0 1.5}}"#,
+            "1.23e+03|1|100000|1.50000",
+        ),
+        (
+            r#"{{'a'}}|{{printf "%c" 'z'}}|{{len "héllo"}}|{{slice "héllo" 0 1}}"#,
+            "97|z|6|h",
+        ),
+        (
+            r#"{{print nil}}|{{println 1 nil "x"}}|{{printf "%v %s %d" nil nil nil}}"#,
+            "<nil>|1 <nil> x\n|<nil> %!s(<nil>) %!d(<nil>)",
+        ),
+        (
+            r#"{{lt 1 2}}|{{eq "a" "a"}}|{{eq true true}}"#,
+            "true|true|true",
+        ),
+        (
+            r"{{range $i, $c := .Config.Cmd}}{{if $i}},{{end}}{{$c}}{{end}}",
+            "sleep,100",
+        ),
+        (
+            r"{{- range .Config.Cmd}} [{{.}}] {{- end}}",
+            " [sleep] [100]",
+        ),
+        (
+            r"{{$x := .Name}}{{range .Config.Cmd}}{{$x}}{{.}}{{end}}",
+            "/tpsleep/tp100",
+        ),
+        (
+            r#"{{printf "%08.3f|%-08d|%+05d|%x|%X|% x" -3.14159 7 7 -255 "Hi" "ab"}}"#,
+            "-003.142|7       |+0007|-ff|4869|61 62",
+        ),
+        (
+            r#"{{printf "%5t|%-7v|%3.1v" true "ab" "abc"}}"#,
+            " true|ab     |  a",
+        ),
+        (
+            r#"{{printf "%q" "a\"b\\c\n\t\x01é"}}|{{printf "%+q" "é"}}"#,
+            r#""a\"b\\c\n\t\x01é"|"\u00e9""#,
+        ),
+        (
+            r#"{{printf "%s" .Config.Labels}}|{{printf "%d" .Config.Labels}}"#,
+            "map[k1:v1 k2:v2]|map[%!d(string=k1):%!d(string=v1) %!d(string=k2):%!d(string=v2)]",
+        ),
+        (
+            r#"{{printf "%*d|%-*d|%.*f" 5 1 5 1 2 3.14159}}"#,
+            "    1|1    |3.14",
+        ),
+        (r#"{{ge 2 1}}{{le 1 1}}{{gt "b" "a"}}"#, "truetruetrue"),
+        (
+            r#"{{html "<a&'b\">"}} {{js "it's <x>"}} {{urlquery "a b&c"}}"#,
+            r#"&lt;a&amp;&#39;b&#34;&gt; it\'s \u003Cx\u003E a+b%26c"#,
+        ),
+        ("{{/* comment */}}x{{- /* trimmed */ -}} y", "xy"),
+        ("{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}", "2"),
+    ];
+    for (t, want) in cases {
+        assert_eq!(ok(t, &d), want, "{t}");
+    }
+    // Go's comparison errors.
+    for (t, want) in [
+        ("{{eq 1 1.0}}", "incompatible types for comparison"),
+        ("{{lt .Config.Cmd 1}}", "invalid type for comparison"),
+        ("{{$nope}}", "undefined variable: $nope"),
+    ] {
+        let e = render(t, &d).unwrap_err().to_string();
+        assert!(e.contains(want), "{t}: {e}");
+    }
 }

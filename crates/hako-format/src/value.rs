@@ -15,6 +15,7 @@ fn write_go(v: &Value, out: &mut String, top: bool) {
         Value::Null if top => out.push_str("<no value>"),
         Value::Null => out.push_str("<nil>"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) if n.is_f64() => out.push_str(&go_float(n.as_f64().unwrap_or(0.0))),
         Value::Number(n) => out.push_str(&n.to_string()),
         Value::String(s) => out.push_str(s),
         Value::Array(a) => {
@@ -42,6 +43,34 @@ fn write_go(v: &Value, out: &mut String, top: bool) {
             out.push(']');
         }
     }
+}
+
+/// Go's `%v` of a float64: the shortest digits that read back, in exponent form (`1e+06`,
+/// `1.2e-05`) when the decimal exponent is below -4 or 6 and above, as strconv's `'g'`
+/// decides for the shortest precision.
+pub fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Rust's `{:e}` is the shortest round-trip mantissa: "1.234567e6".
+    let e = format!("{f:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..6).contains(&exp) {
+        let (sign, digits) = exp
+            .to_string()
+            .strip_prefix('-')
+            .map_or(("+", exp.to_string()), |d| ("-", d.to_string()));
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    // Plain decimal: Rust's Display is the shortest round-trip decimal too.
+    format!("{f}")
 }
 
 /// Go's `json.Marshal`: compact, with `<`, `>` and `&` escaped as `\u003c` etc.
