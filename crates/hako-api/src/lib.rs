@@ -40,10 +40,7 @@ pub use error::ApiError;
 pub use serve::{Listen, ServeOptions, serve};
 pub use tls::TlsFiles;
 
-/// The API version hako speaks (the docker CLI of this machine, 28.2, speaks 1.50).
-pub const API_VERSION: &str = "1.50";
-/// The oldest API version accepted (Docker's absolute minimum).
-pub const MIN_API_VERSION: &str = "1.24";
+pub use hako_engine::version::{API_VERSION, MIN_API_VERSION};
 
 /// What every handler shares.
 #[derive(Debug)]

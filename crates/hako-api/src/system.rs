@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use hako_engine::events::{EventQuery, FILTER_KEYS, parse_time};
 use serde_json::{Value, json};
 
+use crate::State;
 use crate::body::{blocking, json as json_body, stream};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::version::ApiVersion;
-use crate::{API_VERSION, MIN_API_VERSION, State};
 
 /// `HEAD|GET /_ping`: `OK` and the headers clients negotiate with.
 pub async fn ping(method: Method) -> Response {
@@ -40,33 +40,9 @@ pub async fn ping(method: Method) -> Response {
     r
 }
 
-/// Go's architecture name (`amd64`).
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 /// `GET /version`.
 pub async fn version() -> Json<Value> {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let v = env!("CARGO_PKG_VERSION");
-    Json(json!({
-        "Platform": {"Name": "hako"},
-        "Components": [{
-            "Name": "Engine", "Version": v,
-            "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                        "Os": "linux", "Arch": go_arch(), "KernelVersion": kernel,
-                        "GitCommit": "", "GoVersion": "", "Experimental": "false", "BuildTime": ""}
-        }],
-        "Version": v, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-        "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": go_arch(),
-        "KernelVersion": kernel, "Experimental": false, "BuildTime": "",
-    }))
+    Json(hako_engine::version::server_version())
 }
 
 /// `GET /info`.

@@ -743,6 +743,16 @@ fn system_df_info_version() {
         format!("{}\n", env!("CARGO_PKG_VERSION"))
     );
     assert!(h.ok(&["version"]).contains("API version:"));
+    // Go's field name APIVersion (the JSON key is ApiVersion), and the server's block as
+    // `GET /version` has it.
+    assert_eq!(
+        h.ok(&[
+            "version",
+            "--format",
+            "{{.Client.APIVersion}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{(index .Server.Components 0).Name}} {{.Client.Context}}"
+        ]),
+        "1.50 1.50 1.24 Engine default\n"
+    );
 }
 
 use hako_test_support::Registry;

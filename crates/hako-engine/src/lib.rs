@@ -40,6 +40,7 @@ pub mod state;
 pub mod stream;
 pub mod units;
 pub mod user;
+pub mod version;
 mod volumes;
 
 pub use bollard_stubs::models;

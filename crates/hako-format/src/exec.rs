@@ -228,6 +228,10 @@ fn operand(a: &Arg, dot: &Value, vars: &mut Vars) -> Result<Value, FormatError> 
         Arg::Bool(b) => Value::Bool(*b),
         Arg::Nil => Value::Null,
         Arg::Sub(p) => pipeline(p, dot, vars)?,
+        Arg::SubField { pipe, path, span } => {
+            let v = pipeline(pipe, dot, vars)?;
+            field(&v, path, span)?
+        }
         Arg::Func(name) => funcs::call(name, &[]).map_err(|e| FormatError::Exec {
             line: 1,
             col: 0,

@@ -70,6 +70,12 @@ pub(crate) enum Arg {
     Bool(bool),
     Nil,
     Sub(Pipeline),
+    /// `(pipeline).Field.Sub`.
+    SubField {
+        pipe: Pipeline,
+        path: Vec<String>,
+        span: Span,
+    },
 }
 
 /// A token with its byte range in the source.
@@ -671,7 +677,19 @@ impl Parser<'_> {
                         }
                         i += 1;
                     }
-                    Arg::Sub(self.plain_pipeline(&toks[open..i - 1], line)?)
+                    let pipe = self.plain_pipeline(&toks[open..i - 1], line)?;
+                    // `(...).Field`: a field right after the parenthesis, no space between.
+                    match toks.get(i) {
+                        Some((Tok::Field(path), fs, fe)) if *fs == toks[i - 1].2 => {
+                            i += 1;
+                            Arg::SubField {
+                                pipe,
+                                path: path.clone(),
+                                span: span(self.src, *s, *fe),
+                            }
+                        }
+                        _ => Arg::Sub(pipe),
+                    }
                 }
                 Tok::Var(name, path) => Arg::Var {
                     name: name.clone(),

@@ -376,6 +376,10 @@ fn go_builtins_variables_and_literals_as_go_prints_them() {
         ),
         ("{{/* comment */}}x{{- /* trimmed */ -}} y", "xy"),
         ("{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}", "2"),
+        (
+            r#"{{(index .Config.Cmd 0)}} {{(.Config).Image}} {{(.State).Status | printf "%.3s"}}"#,
+            "sleep bb run",
+        ),
     ];
     for (t, want) in cases {
         assert_eq!(ok(t, &d), want, "{t}");

@@ -15,50 +15,53 @@ pub struct VersionArgs {
     pub format: Option<String>,
 }
 
-/// The Docker Engine API version hako's API server will speak (Docker 28.2's).
-pub const API_VERSION: &str = "1.50";
-
-/// Prints the version block, or the template on `{Client, Server}`.
+/// Prints the version block, or the template on `{Client, Server}` (Docker's
+/// `types.VersionResponse`; a template may name `APIVersion`, the Go field behind the
+/// JSON key `ApiVersion`, as on the docker CLI's typed struct).
 pub fn run(_g: &Global, a: &VersionArgs) -> Result<()> {
-    let data = data();
+    let data = json!({
+        "Client": hako_engine::version::client_version(),
+        "Server": hako_engine::version::server_version(),
+    });
     let text = match a.format.as_deref() {
-        Some(f) => format!("{}\n", Template::parse(f)?.execute(&data)?),
+        Some(f) => {
+            let data = if f.contains("APIVersion") {
+                with_go_names(data)
+            } else {
+                data
+            };
+            format!("{}\n", Template::parse(f)?.execute(&data)?)
+        }
         None => {
-            let c = &data["Client"];
+            let (c, sv) = (&data["Client"], &data["Server"]);
             let s = |v: &Value| v.as_str().unwrap_or("").to_string();
             format!(
-                "Client:\n Version:           {}\n API version:       {}\n OS/Arch:           {}/{}\n\nServer: hako engine (in-process, no daemon)\n Engine:\n  Version:          {}\n  API version:      {} (minimum version 1.24)\n  OS/Arch:          {}/{}\n",
+                "Client:\n Version:           {}\n API version:       {}\n OS/Arch:           {}/{}\n Context:           default\n\nServer: hako engine (in-process, no daemon)\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  OS/Arch:          {}/{}\n  Kernel Version:   {}\n",
                 s(&c["Version"]),
                 s(&c["ApiVersion"]),
                 s(&c["Os"]),
                 s(&c["Arch"]),
-                s(&c["Version"]),
-                s(&c["ApiVersion"]),
-                s(&c["Os"]),
-                s(&c["Arch"]),
+                s(&sv["Version"]),
+                s(&sv["ApiVersion"]),
+                s(&sv["MinAPIVersion"]),
+                s(&sv["Os"]),
+                s(&sv["Arch"]),
+                s(&sv["KernelVersion"]),
             )
         }
     };
     super::super::print(&text)
 }
 
-/// Go's architecture name of this build (`amd64`, `arm64`).
-pub fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
+/// Adds `APIVersion` beside each `ApiVersion` (Go's field name of the JSON key), for a
+/// template that names it.
+fn with_go_names(mut v: Value) -> Value {
+    for part in ["Client", "Server"] {
+        if let Some(o) = v[part].as_object_mut()
+            && let Some(api) = o.get("ApiVersion").cloned()
+        {
+            o.insert("APIVersion".into(), api);
+        }
     }
-}
-
-fn data() -> Value {
-    let part = json!({
-        "Version": env!("CARGO_PKG_VERSION"),
-        "ApiVersion": API_VERSION,
-        "Os": std::env::consts::OS,
-        "Arch": go_arch(),
-    });
-    json!({ "Client": part.clone(), "Server": part })
+    v
 }
