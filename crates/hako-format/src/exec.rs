@@ -241,13 +241,29 @@ fn operand(a: &Arg, dot: &Value, vars: &mut Vars) -> Result<Value, FormatError> 
     })
 }
 
+/// The value of the JSON key whose Go field `name` is: Docker runs templates on its typed
+/// structs, whose field names spell acronyms in capitals where the JSON keys do not (`ID`
+/// for `Id`, `NanoCPUs` for `NanoCpus`, `APIVersion` for `ApiVersion`, `DNS` for `Dns`);
+/// both spellings work there. A name with fewer capitals than the key (`.id`) stays an
+/// error, as in Docker.
+fn go_field_name<'a>(m: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let caps = |s: &str| s.bytes().filter(u8::is_ascii_uppercase).count();
+    let mut found = m
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name) && caps(name) > caps(k));
+    match (found.next(), found.next()) {
+        (Some((_, v)), None) => Some(v),
+        _ => None,
+    }
+}
+
 /// `.A.B.C`: a missing key is an error (Docker's fields are fixed, so a typo should say
 /// so); a null along the way yields null, as Go's nil maps do.
 fn field(dot: &Value, path: &[String], span: &Span) -> Result<Value, FormatError> {
     let mut cur = dot;
     for name in path {
         cur = match cur {
-            Value::Object(m) => match m.get(name) {
+            Value::Object(m) => match m.get(name).or_else(|| go_field_name(m, name)) {
                 Some(v) => v,
                 None => return Err(exec_err(span, format!("can't evaluate field {name}"))),
             },

@@ -384,6 +384,17 @@ fn go_builtins_variables_and_literals_as_go_prints_them() {
     for (t, want) in cases {
         assert_eq!(ok(t, &d), want, "{t}");
     }
+    // Go's field names of JSON keys (Docker's typed structs): ID for Id, NanoCPUs for
+    // NanoCpus; fewer capitals than the key is no field.
+    let c = json!({"Id": "abc", "HostConfig": {"NanoCpus": 5, "Dns": []}});
+    assert_eq!(
+        ok(
+            "{{.ID}} {{.Id}} {{.HostConfig.NanoCPUs}} {{.HostConfig.DNS}}",
+            &c
+        ),
+        "abc abc 5 []"
+    );
+    assert!(render("{{.id}}", &c).is_err());
     // Go's comparison errors.
     for (t, want) in [
         ("{{eq 1 1.0}}", "incompatible types for comparison"),

@@ -16,22 +16,14 @@ pub struct VersionArgs {
 }
 
 /// Prints the version block, or the template on `{Client, Server}` (Docker's
-/// `types.VersionResponse`; a template may name `APIVersion`, the Go field behind the
-/// JSON key `ApiVersion`, as on the docker CLI's typed struct).
+/// `types.VersionResponse`).
 pub fn run(_g: &Global, a: &VersionArgs) -> Result<()> {
     let data = json!({
         "Client": hako_engine::version::client_version(),
         "Server": hako_engine::version::server_version(),
     });
     let text = match a.format.as_deref() {
-        Some(f) => {
-            let data = if f.contains("APIVersion") {
-                with_go_names(data)
-            } else {
-                data
-            };
-            format!("{}\n", Template::parse(f)?.execute(&data)?)
-        }
+        Some(f) => format!("{}\n", Template::parse(f)?.execute(&data)?),
         None => {
             let (c, sv) = (&data["Client"], &data["Server"]);
             let s = |v: &Value| v.as_str().unwrap_or("").to_string();
@@ -51,17 +43,4 @@ pub fn run(_g: &Global, a: &VersionArgs) -> Result<()> {
         }
     };
     super::super::print(&text)
-}
-
-/// Adds `APIVersion` beside each `ApiVersion` (Go's field name of the JSON key), for a
-/// template that names it.
-fn with_go_names(mut v: Value) -> Value {
-    for part in ["Client", "Server"] {
-        if let Some(o) = v[part].as_object_mut()
-            && let Some(api) = o.get("ApiVersion").cloned()
-        {
-            o.insert("APIVersion".into(), api);
-        }
-    }
-    v
 }
