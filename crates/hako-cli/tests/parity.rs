@@ -1684,3 +1684,40 @@ fn diff_of_a_fresh_container_is_empty_and_commit_records_the_command() {
     );
     h.finish(&[&id]);
 }
+
+/// `--format` as the docker CLI runs it: `{{.Label "key"}}` of ps, volume ls and network
+/// ls rows (a method with an argument), `{{.Size}}` in a ps format computes the sizes,
+/// Go's builtins and variables in the list commands too.
+#[test]
+fn list_formats_have_dockers_label_method_and_sizes() {
+    need_root!();
+    let h = Hako::new();
+    let id = h.start(&["-l", "k1=v1", "busybox", "sleep", "1000"], None);
+    let ps = h.ok(&[
+        "ps",
+        "--format",
+        r#"{{.Label "k1"}}|{{.Label "none"}}|{{.Size}}|{{if eq .State "running"}}up{{end}}"#,
+    ]);
+    assert!(ps.starts_with("v1||0B (virtual "), "{ps}");
+    assert!(ps.ends_with(")|up\n"), "{ps}");
+    h.ok(&["volume", "create", "--label", "a=b", "lv"]);
+    assert_eq!(
+        h.ok(&["volume", "ls", "--format", r#"{{.Label "a"}}|{{.Name}}"#]),
+        "b|lv\n"
+    );
+    h.ok(&["network", "create", "--label", "x=y", "nl"]);
+    assert_eq!(
+        h.ok(&[
+            "network",
+            "ls",
+            "--filter",
+            "name=nl",
+            "--format",
+            r#"{{.Label "x"}}|{{.Name}}"#
+        ]),
+        "y|nl\n"
+    );
+    h.ok(&["network", "rm", "nl"]);
+    h.ok(&["volume", "rm", "lv"]);
+    h.finish(&[&id]);
+}

@@ -198,6 +198,26 @@ fn command(
             }
             Ok(prev.unwrap_or(last))
         }
+        // `.Label "k"`: Docker's formatting contexts have methods with arguments (`Label`
+        // of ps, volume ls and network ls rows); a row carries such a method as a map from
+        // its argument to its result.
+        Some(Arg::Field { path, span }) if c.args.len() > 1 || prev.is_some() => {
+            let method = field(dot, path, span)?;
+            let mut args = Vec::with_capacity(c.args.len());
+            for a in &c.args[1..] {
+                args.push(operand(a, dot, vars)?);
+            }
+            args.extend(prev);
+            match (&method, args.as_slice()) {
+                (Value::Object(m), [Value::String(k)]) => {
+                    Ok(m.get(k).cloned().unwrap_or(Value::String(String::new())))
+                }
+                _ => Err(exec_err(
+                    span,
+                    format!("can't give argument to non-function {}", span.text),
+                )),
+            }
+        }
         Some(Arg::Func(name)) => {
             let mut args = Vec::with_capacity(c.args.len());
             for a in &c.args[1..] {

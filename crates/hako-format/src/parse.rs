@@ -618,7 +618,7 @@ impl Parser<'_> {
         }
         cmds.push(self.command(&toks[begin..], line)?);
         for c in &cmds[1..] {
-            if !matches!(c.args.first(), Some(Arg::Func(_))) {
+            if !matches!(c.args.first(), Some(Arg::Func(_) | Arg::Field { .. })) {
                 return Err(perr(
                     line,
                     format!("non executable command in pipeline stage {}", 2),
@@ -707,7 +707,7 @@ impl Parser<'_> {
             };
             args.push(arg);
         }
-        if args.len() > 1 && !matches!(args[0], Arg::Func(_)) {
+        if args.len() > 1 && !matches!(args[0], Arg::Func(_) | Arg::Field { .. }) {
             return Err(perr(
                 line,
                 format!(

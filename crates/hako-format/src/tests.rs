@@ -156,8 +156,7 @@ fn parse_errors() {
         ("{{range .L}}x", "unexpected EOF"),
         ("{{end}}", "unexpected {{end}}"),
         ("{{}}", "missing value for command"),
-        ("{{.A .B}}", "can't give argument to non-function .A"),
-        ("{{.A | .B}}", "non executable command in pipeline"),
+        ("{{.A | \"b\"}}", "non executable command in pipeline"),
         ("{{\"abc}}", "unterminated quoted string"),
         ("{{.A, .B}}", "unexpected \",\" in operand"),
         ("{{if .A}}{{else nope}}{{end}}", "unexpected else arguments"),
@@ -395,6 +394,17 @@ fn go_builtins_variables_and_literals_as_go_prints_them() {
         "abc abc 5 []"
     );
     assert!(render("{{.id}}", &c).is_err());
+    // A method with an argument, as Docker's `.Label "k"`: a map from argument to result.
+    let row = json!({"Labels": "a=1,b=2", "Label": {"a": "1", "b": "2"}});
+    assert_eq!(
+        ok(r#"{{.Label "b"}}|{{.Label "nope"}}|{{"a" | .Label}}"#, &row),
+        "2||1"
+    );
+    let e = render("{{.Labels .Labels}}", &row).unwrap_err().to_string();
+    assert!(
+        e.contains("can't give argument to non-function .Labels"),
+        "{e}"
+    );
     // Go's comparison errors.
     for (t, want) in [
         ("{{eq 1 1.0}}", "incompatible types for comparison"),

@@ -79,7 +79,8 @@ pub fn run(g: &Global, a: &PsArgs) -> Result<()> {
         .containers(&ContainerListOptions {
             all: a.all,
             limit: usize::try_from(last).ok().filter(|n| *n > 0),
-            size: a.size,
+            // As the docker CLI: a format that shows .Size asks for the sizes.
+            size: a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size")),
             filters,
         })
         .map_err(engine_err)?;
@@ -156,6 +157,9 @@ pub(crate) fn row(c: &ContainerSummary, no_trunc: bool) -> Value {
         "Mounts": mounts.join(","),
         "Networks": c.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default(),
         "LocalVolumes": local_volumes.to_string(),
+        "Platform": Value::Null,
+        // `{{.Label "key"}}` (Docker's method), see hako-format.
+        "Label": c.labels.clone().unwrap_or_default(),
     })
 }
 

@@ -86,7 +86,8 @@ impl Row {
             "Size": human_size(self.size),
             "Tag": self.tag,
             "UniqueSize": "N/A",
-            "VirtualSize": human_size(self.size),
+            // Docker's VirtualSize() is go-units HumanSize (4 digits), Size() 3.
+            "VirtualSize": crate::units::human_size4(self.size),
         })
     }
 }

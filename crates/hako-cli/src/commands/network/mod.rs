@@ -214,6 +214,7 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<()> {
             "IPv6": n.enable_ipv6.unwrap_or(false).to_string(),
             "Internal": n.internal.unwrap_or(false).to_string(), "Labels": lv.join(","),
             "CreatedAt": n.created.clone().unwrap_or_default(),
+            "Label": labels,
         }));
     }
     if a.quiet {

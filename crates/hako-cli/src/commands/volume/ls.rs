@@ -48,6 +48,7 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<()> {
             "Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint,
             "Labels": labels.join(","), "Scope": "local", "Size": "N/A",
             "Links": links.to_string(), "CreatedAt": v.created_at.clone().unwrap_or_default(),
+            "Label": v.labels,
         }));
     }
     if a.quiet {
