@@ -1241,6 +1241,14 @@ fn log_drivers_none_and_local_and_logs_refusing_on_none() {
         ],
     );
     assert!(e.contains("unknown log opt"), "{e}");
+    // Refused at create, as dockerd refuses it: nothing was made.
+    let before = h.ok(&["ps", "-aq"]);
+    let e = h.fails(125, &["run", "--log-opt", "bogus=1", "busybox", "true"]);
+    assert!(
+        e.contains("unknown log opt 'bogus' for json-file log driver"),
+        "{e}"
+    );
+    assert_eq!(h.ok(&["ps", "-aq"]), before);
     h.ok(&[
         "run",
         "-d",

@@ -58,6 +58,9 @@ pub(super) fn validate_host_config(h: &HostConfig) -> Result<()> {
             "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
         ));
     }
+    // The log driver and its options, as dockerd checks them at create: a bad one found
+    // only at start left a created container behind.
+    log_opts(h, 0, 1)?;
     crate::devices::block_io(h)?;
     if h.annotations.iter().flatten().any(|(k, _)| k.is_empty()) {
         return bad(
