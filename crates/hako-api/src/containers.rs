@@ -462,6 +462,7 @@ pub async fn logs(
         timestamps: q.bool("timestamps", false),
         stdout,
         stderr,
+        details: q.bool("details", false),
     };
     let tty = blocking(&state, {
         let id = id.clone();

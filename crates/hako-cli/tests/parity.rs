@@ -1729,3 +1729,75 @@ fn list_formats_have_dockers_label_method_and_sizes() {
     h.ok(&["volume", "rm", "lv"]);
     h.finish(&[&id]);
 }
+
+/// json-file's `labels`, `labels-regex`, `env`, `env-regex` and `tag` log options: every
+/// entry carries them as `attrs` (Docker's json-file format) and `logs --details` prints
+/// them first, escaped as Docker escapes them; `local` refuses them, a bad regex is one
+/// line, and neither leaves a container.
+#[test]
+fn log_attrs_from_labels_env_and_tag_show_in_logs_details() {
+    need_root!();
+    let h = Hako::new();
+    h.ok(&[
+        "run",
+        "--name",
+        "la",
+        "-l",
+        "x=1",
+        "-l",
+        "app.tier=web",
+        "-e",
+        "E1=v",
+        "-e",
+        "OTHER=no",
+        "--log-opt",
+        "labels=x,nope",
+        "--log-opt",
+        "labels-regex=^app\\.",
+        "--log-opt",
+        "env=E1",
+        "--log-opt",
+        "tag={{.Name}}/{{.ImageName}}",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(
+        h.ok(&["logs", "--details", "la"]),
+        "E1=v,app.tier=web,tag=la%2Fbusybox,x=1 hi\n"
+    );
+    assert_eq!(h.ok(&["logs", "la"]), "hi\n");
+    let path = h.inspect("la")["LogPath"]
+        .as_str()
+        .expect("LogPath")
+        .to_string();
+    let line = std::fs::read_to_string(&path).expect("log file");
+    assert!(
+        line.contains(r#""stream":"stdout","attrs":{"E1":"v","app.tier":"web","tag":"la/busybox","x":"1"},"time":"#),
+        "{line}"
+    );
+    let before = h.ok(&["ps", "-aq"]);
+    let e = h.fails(
+        125,
+        &["run", "--log-opt", "labels-regex=[", "busybox", "true"],
+    );
+    assert!(e.contains("invalid labels-regex"), "{e}");
+    let e = h.fails(
+        125,
+        &[
+            "run",
+            "--log-driver",
+            "local",
+            "--log-opt",
+            "labels=x",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(
+        e.contains("unknown log opt 'labels' for log driver local"),
+        "{e}"
+    );
+    assert_eq!(h.ok(&["ps", "-aq"]), before);
+    h.finish(&["la"]);
+}

@@ -21,6 +21,9 @@ pub struct Entry {
     pub stream: String,
     /// RFC 3339 with nanoseconds.
     pub time: String,
+    /// Docker's extra attributes (the labels, env and tag log options).
+    #[serde(default)]
+    pub attrs: std::collections::BTreeMap<String, String>,
 }
 
 /// What to show.
@@ -40,6 +43,8 @@ pub struct LogOptions {
     pub stdout: bool,
     /// Show stderr.
     pub stderr: bool,
+    /// Prefix each line with its attributes (`k=v,k2=v2 `, escaped as URL query values).
+    pub details: bool,
 }
 
 fn parse_time(t: &str) -> Option<SystemTime> {
@@ -87,6 +92,20 @@ fn emit(
     let w: &mut dyn Write = if e.stream == "stderr" { err } else { out };
     if o.timestamps {
         write!(w, "{} ", e.time)?;
+    }
+    if o.details {
+        let attrs: Vec<String> = e
+            .attrs
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    hako_format::query_escape(k),
+                    hako_format::query_escape(v)
+                )
+            })
+            .collect();
+        write!(w, "{} ", attrs.join(","))?;
     }
     w.write_all(e.log.as_bytes())?;
     w.flush()

@@ -150,7 +150,7 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
         }
         "html" => Ok(Value::String(html(&print_args(args)))),
         "js" => Ok(Value::String(js(&print_args(args)))),
-        "urlquery" => Ok(Value::String(urlquery(&print_args(args)))),
+        "urlquery" => Ok(Value::String(query_escape(&print_args(args)))),
         "pad" => {
             want(3)?;
             let n = |v: &Value| {
@@ -305,8 +305,9 @@ fn js(s: &str) -> String {
     out
 }
 
-/// Go's `urlquery` (`url.QueryEscape`): unreserved bytes kept, space as `+`.
-fn urlquery(s: &str) -> String {
+/// Go's `url.QueryEscape` (the `urlquery` function; also how Docker writes log details):
+/// unreserved bytes kept, space as `+`, the rest `%XX`.
+pub fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

@@ -33,6 +33,7 @@ mod tests;
 
 use serde_json::Value;
 
+pub use funcs::query_escape;
 pub use tabwriter::align;
 pub use value::{escape_html, to_go_json};
 

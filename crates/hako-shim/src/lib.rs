@@ -194,7 +194,14 @@ fn setup(opts: &Options) -> Result<Shim, String> {
             }
             Some(
                 JsonLog::open(path, opts.log_max_size, opts.log_max_file)
-                    .map_err(|e| format!("opening {}: {e}", path.display()))?,
+                    .map_err(|e| format!("opening {}: {e}", path.display()))?
+                    .with_attrs(
+                        opts.log_attrs
+                            .iter()
+                            .filter_map(|a| a.split_once('='))
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    ),
             )
         }
         None => None,

@@ -9,6 +9,7 @@
 //! `FILE` → `FILE.1` (the oldest falls off so at most `max_file` files exist), then a fresh
 //! `FILE` is opened. With `max_file == 1` the file is truncated instead.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -41,6 +42,8 @@ impl Stream {
 struct Entry<'a> {
     log: &'a str,
     stream: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attrs: &'a BTreeMap<String, String>,
     time: &'a str,
 }
 
@@ -53,6 +56,8 @@ pub struct JsonLog {
     file: File,
     size: u64,
     pending: [Vec<u8>; 2],
+    /// Docker's `attrs` of every entry (labels, env, tag the log options asked for).
+    attrs: BTreeMap<String, String>,
 }
 
 impl JsonLog {
@@ -67,7 +72,15 @@ impl JsonLog {
             file,
             size,
             pending: [Vec::new(), Vec::new()],
+            attrs: BTreeMap::new(),
         })
+    }
+
+    /// Every entry carries `attrs` (none: no `attrs` key, as Docker writes it).
+    #[must_use]
+    pub fn with_attrs(mut self, attrs: BTreeMap<String, String>) -> Self {
+        self.attrs = attrs;
+        self
     }
 
     /// Log a chunk of output: every complete line becomes an entry, the rest waits.
@@ -125,6 +138,7 @@ impl JsonLog {
         let entry = Entry {
             log: &text,
             stream: stream.name(),
+            attrs: &self.attrs,
             time,
         };
         let mut line = serde_json::to_vec(&entry).map_err(io::Error::other)?;
@@ -214,6 +228,24 @@ mod tests {
         assert_eq!(logs[3].1, "xxx");
         assert_eq!(logs.len(), 4);
         assert!(e[0]["time"].as_str().unwrap().ends_with('Z'));
+        assert!(e[0].get("attrs").is_none(), "no attrs key without attrs");
+    }
+
+    #[test]
+    fn attrs_go_into_every_entry_between_stream_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let attrs = BTreeMap::from([("tag".to_string(), "web/app".to_string())]);
+        let mut log = JsonLog::open(&path, 0, 1).unwrap().with_attrs(attrs);
+        log.write(Stream::Stdout, b"a\nb\n").unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            assert!(
+                line.contains(r#""stream":"stdout","attrs":{"tag":"web/app"},"time":"#),
+                "{line}"
+            );
+        }
+        assert_eq!(text.lines().count(), 2);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct Options {
     /// Keep at most this many log files, the current one included
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub log_max_file: u32,
+    /// KEY=VALUE written as `attrs` into every log entry (Docker's labels/env/tag log
+    /// options; repeat for several)
+    #[arg(long = "log-attr", value_name = "KEY=VALUE")]
+    pub log_attrs: Vec<String>,
     /// The container has a terminal (process.terminal in config.json must agree)
     #[arg(long)]
     pub tty: bool,
@@ -147,6 +151,9 @@ impl Options {
         }
         push("--log-max-size", self.log_max_size.to_string().into());
         push("--log-max-file", self.log_max_file.to_string().into());
+        for a in &self.log_attrs {
+            push("--log-attr", a.clone().into());
+        }
         push("--restart", self.restart.to_string().into());
         if let Some(cmd) = &self.exit_command {
             push("--exit-command", cmd.clone().into());

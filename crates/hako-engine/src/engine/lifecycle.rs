@@ -143,6 +143,9 @@ impl Engine {
         )?;
         cmd.arg("--log-max-size").arg(max_size.to_string());
         cmd.arg("--log-max-file").arg(max_file.to_string());
+        for (k, v) in super::validate::log_attrs(rec)? {
+            cmd.arg(format!("--log-attr={k}={v}"));
+        }
         if rec.config.tty.unwrap_or(false) {
             cmd.arg("--tty");
         }

@@ -172,6 +172,15 @@ pub(super) fn log_opts(
                 }
                 // Docker's `local` compresses rotated files; hako keeps them as they are.
                 "compress" if driver == "local" => {}
+                // json-file's extra attributes of every entry (see `log_attrs`).
+                "labels" | "env" if driver != "local" => {}
+                "labels-regex" | "env-regex" if driver != "local" => {
+                    log_regex(k, v)?;
+                }
+                "tag" if driver != "local" => {
+                    hako_format::Template::parse(v)
+                        .map_err(|e| Error::InvalidArgument(format!("invalid tag {v:?}: {e}")))?;
+                }
                 "max-size" => {
                     size = parse_size(v)
                         .ok_or_else(|| Error::InvalidArgument(format!("invalid max-size {v:?}")))?
@@ -185,13 +194,90 @@ pub(super) fn log_opts(
                 }
                 other => {
                     return Err(Error::InvalidArgument(format!(
-                        "unknown log opt '{other}' for json-file log driver"
+                        "unknown log opt '{other}' for {}",
+                        if driver == "local" {
+                            "log driver local"
+                        } else {
+                            "json-file log driver"
+                        }
                     )));
                 }
             }
         }
     }
     Ok((size, files))
+}
+
+/// A `labels-regex` / `env-regex` value; its error in one line (the regex crate's spans
+/// several, pointing at the spot).
+fn log_regex(key: &str, v: &str) -> Result<regex::Regex> {
+    regex::Regex::new(v).map_err(|e| {
+        let text = e.to_string();
+        let why = text.lines().last().unwrap_or_default().trim();
+        let why = why.strip_prefix("error: ").unwrap_or(why);
+        Error::InvalidArgument(format!("invalid {key} {v:?}: {why}"))
+    })
+}
+
+/// The `attrs` every json-file entry of `rec` carries, as Docker's json-file driver makes
+/// them: the labels named by `labels` (or matching `labels-regex`), the env variables
+/// named by `env` (or matching `env-regex`), and `tag` rendered on the container's
+/// `{{.ID}}`, `{{.FullID}}`, `{{.Name}}`, `{{.ImageID}}`, `{{.ImageFullID}}`,
+/// `{{.ImageName}}`, `{{.DaemonName}}`.
+pub(super) fn log_attrs(
+    rec: &crate::records::Record,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut attrs = std::collections::BTreeMap::new();
+    let Some(opts) = rec
+        .host_config
+        .log_config
+        .as_ref()
+        .and_then(|l| l.config.as_ref())
+    else {
+        return Ok(attrs);
+    };
+    let opt = |k: &str| opts.get(k).filter(|v| !v.is_empty());
+    let list = |k: &str| -> Vec<String> {
+        opt(k)
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let regex =
+        |k: &str| -> Result<Option<regex::Regex>> { opt(k).map(|v| log_regex(k, v)).transpose() };
+    let labels = rec.config.labels.clone().unwrap_or_default();
+    let (names, re) = (list("labels"), regex("labels-regex")?);
+    for (k, v) in &labels {
+        if names.contains(k) || re.as_ref().is_some_and(|r| r.is_match(k)) {
+            attrs.insert(k.clone(), v.clone());
+        }
+    }
+    let (names, re) = (list("env"), regex("env-regex")?);
+    for e in rec.config.env.iter().flatten() {
+        if let Some((k, v)) = e.split_once('=')
+            && (names.iter().any(|n| n == k) || re.as_ref().is_some_and(|r| r.is_match(k)))
+        {
+            attrs.insert(k.to_string(), v.to_string());
+        }
+    }
+    if let Some(tag) = opt("tag") {
+        let t = hako_format::Template::parse(tag)
+            .map_err(|e| Error::InvalidArgument(format!("invalid tag {tag:?}: {e}")))?;
+        let hex = rec.image_id.trim_start_matches("sha256:");
+        let info = serde_json::json!({
+            "ID": &rec.id[..12.min(rec.id.len())],
+            "FullID": rec.id,
+            "Name": rec.name.trim_start_matches('/'),
+            "ImageID": &hex[..12.min(hex.len())],
+            "ImageFullID": rec.image_id,
+            "ImageName": rec.image,
+            "DaemonName": "docker",
+        });
+        let rendered = t
+            .execute(&info)
+            .map_err(|e| Error::InvalidArgument(format!("tag {tag:?}: {e}")))?;
+        attrs.insert("tag".into(), rendered);
+    }
+    Ok(attrs)
 }
 
 /// `10m`, `1g`, `512k`, `100` (bytes), `-1` (unbounded).

@@ -28,7 +28,7 @@ pub struct LogsArgs {
     /// Show timestamps
     #[arg(short, long)]
     pub timestamps: bool,
-    /// Show extra details provided to logs (accepted for compatibility)
+    /// Show extra details provided to logs (the labels, env and tag the log options name)
     #[arg(long)]
     pub details: bool,
     /// The container
@@ -68,6 +68,7 @@ pub fn run(g: &Global, a: &LogsArgs) -> Result<()> {
         timestamps: a.timestamps,
         stdout: true,
         stderr: true,
+        details: a.details,
     };
     let engine = g.open_engine()?;
     let mut out = std::io::stdout();
