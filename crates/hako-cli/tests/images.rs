@@ -302,6 +302,10 @@ fn tag_and_history() {
         raw.trim().parse::<u64>().is_ok_and(|n| n > 1_000_000),
         "{raw}"
     );
+    // The new name is checked first, as the docker CLI checks it: a bad one is the error
+    // even when the source does not exist.
+    let e = h.fails(&["tag", "nosuch", "Bad:Name"]);
+    assert!(e.contains("must be lowercase"), "{e}");
 }
 
 #[test]

@@ -514,8 +514,9 @@ impl ImageStore {
 
     /// Points `target` (`repo[:tag]`) at the image `source` names.
     pub fn tag(&self, source: &str, target: &str) -> Result<()> {
-        let id = self.resolve(source)?;
+        // The new name first, as the docker CLI checks it before asking for the image.
         let r = Reference::parse(target)?.with_default_tag();
+        let id = self.resolve(source)?;
         if r.digest().is_some() {
             return Err(Error::InvalidReference {
                 reference: target.into(),
