@@ -806,6 +806,11 @@ fn push_pull_login_logout() {
         "{pulled}"
     );
     assert!(pulled.contains(": Pull complete\n"), "{pulled}");
+    // A pull that fails before the registry answered prints no "Pulling from" (as Docker,
+    // which prints it after the manifest).
+    let o = other.run(&["pull", "127.0.0.1:1/nowhere:1"]);
+    assert!(!o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "", "{o:?}");
     assert!(
         pulled.contains(&format!("Status: Downloaded newer image for {name}\n")),
         "{pulled}"

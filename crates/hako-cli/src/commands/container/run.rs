@@ -76,11 +76,23 @@ fn pull(engine: &Engine, image: &str, insecure: bool, quiet: bool) -> Result<()>
         || r.tag().unwrap_or("latest").to_string(),
         ToString::to_string,
     );
-    if !quiet {
-        eprintln!("{what}: Pulling from {}", r.path());
-    }
+    // "Pulling from" once the registry answered (Docker prints it after the manifest).
+    // Progress comes from the download threads: the first one prints, the others wait.
+    let header = std::sync::Mutex::new(quiet);
+    let say_pulling = || {
+        let mut shown = header
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*shown {
+            *shown = true;
+            eprintln!("{what}: Pulling from {}", r.path());
+        }
+    };
     let show = crate::commands::registry::progress::LayerProgress::on_stderr();
-    let callback = |e| show.event(e);
+    let callback = |e| {
+        say_pulling();
+        show.event(e);
+    };
     let opts = PullOptions {
         insecure,
         credentials: load_credentials(&crate::commands::registry::config_path(), r.domain())?,
@@ -91,6 +103,7 @@ fn pull(engine: &Engine, image: &str, insecure: bool, quiet: bool) -> Result<()>
         .images()
         .pull(image, &opts)
         .map_err(crate::error::image_error)?;
+    say_pulling();
     if !quiet {
         eprintln!("Digest: {}", report.digest);
         eprintln!("Status: Downloaded newer image for {}", report.reference);

@@ -40,13 +40,28 @@ pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
         if r.tag().is_none() && r.digest().is_none() {
             println!("Using default tag: latest");
         }
-        let what = r.digest().map_or_else(
-            || r.tag().unwrap_or("latest").to_string(),
-            ToString::to_string,
-        );
-        println!("{what}: Pulling from {}", r.path());
     }
-    let callback = |e| show.event(e);
+    let what = r.digest().map_or_else(
+        || r.tag().unwrap_or("latest").to_string(),
+        ToString::to_string,
+    );
+    // "Pulling from" once the registry answered with the image (Docker prints it after the
+    // manifest: an unreachable registry or a missing image shows only the error).
+    // Progress comes from the download threads: the first one prints, the others wait.
+    let header = std::sync::Mutex::new(a.quiet);
+    let say_pulling = || {
+        let mut shown = header
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*shown {
+            *shown = true;
+            println!("{what}: Pulling from {}", r.path());
+        }
+    };
+    let callback = |e| {
+        say_pulling();
+        show.event(e);
+    };
     let opts = PullOptions {
         platform,
         insecure: a.insecure,
@@ -55,6 +70,7 @@ pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
         ..PullOptions::default()
     };
     let report = engine.image_pull(&a.name, &opts).map_err(engine_err)?;
+    say_pulling();
     let full = r.with_default_tag().to_string();
     if a.quiet {
         println!("{full}");
