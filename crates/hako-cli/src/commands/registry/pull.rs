@@ -36,10 +36,8 @@ pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
     let engine = g.open_engine()?;
     let show = LayerProgress::new(a.quiet);
-    if !a.quiet {
-        if r.tag().is_none() && r.digest().is_none() {
-            println!("Using default tag: latest");
-        }
+    if !a.quiet && r.tag().is_none() && r.digest().is_none() {
+        println!("Using default tag: latest");
     }
     let what = r.digest().map_or_else(
         || r.tag().unwrap_or("latest").to_string(),
