@@ -758,6 +758,8 @@ fn env_file_oom_score_adj_sysctl_and_stop_timeout() {
         ],
     );
     assert!(err.contains("/nonexistent/env"), "{err}");
+    let err = h.fails(125, &["run", "--rm", "-e", "=x", "busybox", "true"]);
+    assert!(err.contains("invalid environment variable: =x"), "{err}");
 
     // A process that ignores the stop signal is killed once --stop-timeout is over.
     let id = h.start(

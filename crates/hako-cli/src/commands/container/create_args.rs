@@ -33,7 +33,7 @@ pub struct CreateArgs {
     #[arg(short = 'a', long = "attach", value_name = "LIST", value_parser = parse_attach)]
     pub attach: Vec<String>,
     /// Set environment variables (KEY=VALUE, or KEY to take it from this environment)
-    #[arg(short, long = "env", value_name = "LIST")]
+    #[arg(short, long = "env", value_name = "LIST", value_parser = env_var)]
     pub env: Vec<String>,
     /// Read in a file of environment variables
     #[arg(long = "env-file", value_name = "FILE")]
@@ -620,6 +620,14 @@ fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
             _ => bail!("invalid {what} {kv:?}: expected KEY=VALUE"),
         })
         .collect()
+}
+
+/// `-e`: Docker's CLI refuses a variable without a name (`-e =x`).
+pub(crate) fn env_var(s: &str) -> Result<String, String> {
+    match s.split_once('=').map_or(s, |(k, _)| k) {
+        "" => Err(format!("invalid environment variable: {s}")),
+        _ => Ok(s.to_string()),
+    }
 }
 
 /// `--sysctl`: Docker's CLI allows only the sysctls a container's own namespaces hold (its

@@ -26,7 +26,7 @@ pub struct ExecArgs {
     #[arg(short, long)]
     pub tty: bool,
     /// Set environment variables
-    #[arg(short, long = "env", value_name = "LIST")]
+    #[arg(short, long = "env", value_name = "LIST", value_parser = super::create_args::env_var)]
     pub env: Vec<String>,
     /// Username or UID (format: <name|uid>[:<group|gid>])
     #[arg(short, long)]
