@@ -775,6 +775,21 @@ fn env_file_oom_score_adj_sysctl_and_stop_timeout() {
         ],
         Some("/ready"),
     );
+    // exec takes --env-file too (Docker 28); -e wins over the file.
+    assert_eq!(
+        h.ok(&[
+            "exec",
+            "--env-file",
+            envf.to_str().expect("utf-8"),
+            "-e",
+            "B=cli",
+            &id,
+            "sh",
+            "-c",
+            "echo \"$A $B\"",
+        ]),
+        "1 cli\n"
+    );
     let cfg = &h.inspect(&id)["Config"];
     assert_eq!(
         (&cfg["StopTimeout"], &cfg["StopSignal"]),

@@ -571,7 +571,7 @@ fn parse_device(s: &str) -> hako_engine::models::DeviceMapping {
     }
 }
 
-fn env_file(path: &PathBuf) -> Result<Vec<String>> {
+pub(crate) fn env_file(path: &PathBuf) -> Result<Vec<String>> {
     Ok(lines_of(path)?
         .iter()
         .filter_map(|l| expand_env(l))
@@ -580,14 +580,7 @@ fn env_file(path: &PathBuf) -> Result<Vec<String>> {
 
 /// This machine's platform as Docker names it (`linux/amd64`).
 fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    format!("linux/{arch}")
+    format!("linux/{}", hako_engine::version::go_arch())
 }
 
 /// `--platform`: hako runs images for this machine only (no emulation).
@@ -604,7 +597,7 @@ fn check_platform(p: &str) -> Result<()> {
 }
 
 /// `KEY=VALUE` as is; a bare `KEY` takes this process's value (and is dropped if unset).
-fn expand_env(e: &str) -> Option<String> {
+pub(crate) fn expand_env(e: &str) -> Option<String> {
     if e.contains('=') {
         Some(e.to_string())
     } else {

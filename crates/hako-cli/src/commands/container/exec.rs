@@ -28,6 +28,9 @@ pub struct ExecArgs {
     /// Set environment variables
     #[arg(short, long = "env", value_name = "LIST", value_parser = super::create_args::env_var)]
     pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<std::path::PathBuf>,
     /// Username or UID (format: <name|uid>[:<group|gid>])
     #[arg(short, long)]
     pub user: Option<String>,
@@ -55,17 +58,16 @@ pub fn run(g: &Global, a: &ExecArgs) -> Result<()> {
         stream::check_tty(a.interactive, a.tty)?;
     }
     let engine = g.open_engine()?;
-    let env = a
-        .env
-        .iter()
-        .filter_map(|e| {
-            if e.contains('=') {
-                Some(e.clone())
-            } else {
-                std::env::var(e).ok().map(|v| format!("{e}={v}"))
-            }
-        })
-        .collect();
+    // The files first, then -e, as Docker merges them (a later one wins).
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(super::create_args::env_file(f)?);
+    }
+    env.extend(
+        a.env
+            .iter()
+            .filter_map(|e| super::create_args::expand_env(e)),
+    );
     let o = ExecOptions {
         cmd: command.to_vec(),
         tty: a.tty,
