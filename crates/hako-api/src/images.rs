@@ -204,43 +204,76 @@ pub async fn create(
         .transpose()
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let creds = credentials(&headers)?;
+    // Docker's API: no tag (and none in the name) pulls every tag the registry lists (the
+    // docker CLI sends tag=latest unless `pull --all-tags`).
+    let all_tags = q.get("tag").is_none_or(str::is_empty)
+        && parsed.tag().is_none()
+        && parsed.digest().is_none();
     let (mut w, out) = stream();
     let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || {
-        let what = parsed.digest().map_or_else(
-            || parsed.tag().unwrap_or("latest").to_string(),
-            ToString::to_string,
-        );
-        let _ = line(
-            &mut w,
-            &json!({"status": format!("Pulling from {}", parsed.familiar_repository()), "id": what}),
-        );
-        let progress_w = std::sync::Mutex::new(w.clone());
-        let show = |e: ProgressEvent| {
-            if let Ok(mut w) = progress_w.lock() {
-                let _ = line(&mut w, &progress_line(&e));
-            }
-        };
-        let opts = PullOptions {
-            platform,
-            credentials: creds,
-            progress: Some(&show),
+        let base = PullOptions {
+            credentials: creds.clone(),
             ..PullOptions::default()
         };
-        match engine.image_pull(&reference, &opts) {
-            Ok(report) => {
-                let _ = line(
-                    &mut w,
-                    &json!({"status": format!("Digest: {}", report.digest)}),
-                );
-                let status = if report.new {
-                    format!("Status: Downloaded newer image for {}", report.reference)
-                } else {
-                    format!("Status: Image is up to date for {}", report.reference)
-                };
-                let _ = line(&mut w, &json!({ "status": status }));
+        let names = if all_tags {
+            match engine.registry_tags(&reference, &base) {
+                Ok(tags) => tags.iter().map(|t| format!("{reference}:{t}")).collect(),
+                Err(e) => return error_line(&mut w, &e.to_string()),
             }
-            Err(e) => error_line(&mut w, &e.to_string()),
+        } else {
+            vec![reference.clone()]
+        };
+        let mut last = None;
+        for name in &names {
+            let Ok(one) = hako_image::Reference::parse(name) else {
+                continue;
+            };
+            let what = one.digest().map_or_else(
+                || one.tag().unwrap_or("latest").to_string(),
+                ToString::to_string,
+            );
+            let _ = line(
+                &mut w,
+                &json!({"status": format!("Pulling from {}", one.familiar_repository()), "id": what}),
+            );
+            let progress_w = std::sync::Mutex::new(w.clone());
+            let show = |e: ProgressEvent| {
+                if let Ok(mut w) = progress_w.lock() {
+                    let _ = line(&mut w, &progress_line(&e));
+                }
+            };
+            let opts = PullOptions {
+                platform: platform.clone(),
+                credentials: creds.clone(),
+                progress: Some(&show),
+                ..PullOptions::default()
+            };
+            match engine.image_pull(name, &opts) {
+                Ok(report) => {
+                    let _ = line(
+                        &mut w,
+                        &json!({"status": format!("Digest: {}", report.digest)}),
+                    );
+                    let new = report.new || last.as_ref().is_some_and(|(n, _)| *n);
+                    last = Some((new, report.reference));
+                }
+                Err(e) => return error_line(&mut w, &e.to_string()),
+            }
+        }
+        if let Some((new, reference)) = last {
+            // One status at the end; for all tags it names the repository, as dockerd's.
+            let what = if all_tags {
+                parsed.familiar_repository()
+            } else {
+                reference
+            };
+            let status = if new {
+                format!("Status: Downloaded newer image for {what}")
+            } else {
+                format!("Status: Image is up to date for {what}")
+            };
+            let _ = line(&mut w, &json!({ "status": status }));
         }
     });
     Ok(json_stream(out))

@@ -181,6 +181,32 @@ async fn every_endpoint(h: &Hako, d: &Docker, reg: u16) {
             .is_some_and(|s| s.starts_with("Status: "))),
         "{pulled:?}"
     );
+    // No tag: every tag the registry lists (Docker's API), one status naming the repository.
+    let all: Vec<_> = d
+        .create_image(
+            Some(qp::CreateImageOptions {
+                from_image: Some(remote.clone()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        )
+        .try_collect()
+        .await
+        .expect("pull all tags");
+    let statuses: Vec<&str> = all.iter().filter_map(|p| p.status.as_deref()).collect();
+    assert!(
+        statuses.contains(&format!("Status: Image is up to date for {remote}").as_str()),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| s.starts_with("Digest: "))
+            .count(),
+        1,
+        "the registry has one tag: {statuses:?}"
+    );
     let rootfs = std::fs::read(common::rootfs_tar()).expect("rootfs tar");
     let imported: Vec<_> = d
         .create_image(

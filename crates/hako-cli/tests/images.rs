@@ -821,6 +821,35 @@ fn push_pull_login_logout() {
     let digests = other.ok(&["images", "--format", "{{.Digest}}"]);
     assert!(digests.starts_with("sha256:"), "{digests}");
 
+    // --all-tags: every local tag pushed, every tag the registry lists pulled, one
+    // "Pulling from" and digest each; a tag in the name is Docker's error.
+    let repo = format!("127.0.0.1:{}/cli/busybox", reg.port);
+    h.ok(&["tag", "busybox", &format!("{repo}:2")]);
+    let pushed = h.ok(&["push", "--all-tags", &repo]);
+    assert!(
+        pushed.contains("\n1: digest: sha256:") && pushed.contains("\n2: digest: sha256:"),
+        "{pushed}"
+    );
+    let third = Hako::new();
+    let pulled = third.ok(&["pull", "-a", &repo]);
+    // In the registry's order of its tag list, as Docker pulls them.
+    for t in ["1", "2"] {
+        assert!(
+            pulled.starts_with(&format!("{t}: Pulling from cli/busybox\n"))
+                || pulled.contains(&format!("\n{t}: Pulling from cli/busybox\n")),
+            "{pulled}"
+        );
+    }
+    assert_eq!(pulled.matches("Digest: sha256:").count(), 2, "{pulled}");
+    assert!(pulled.ends_with(&format!("\n{repo}\n")), "{pulled}");
+    let tags = third.ok(&["images", "--format", "{{.Tag}}", &repo]);
+    assert_eq!(tags, "1\n2\n");
+    assert!(
+        third
+            .fails(&["pull", "-a", &name])
+            .contains("tag can't be used with --all-tags/-a")
+    );
+
     let cfg = tempfile::tempdir().expect("tempdir");
     let server = format!("127.0.0.1:{}", reg.port);
     let login = h

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use hako_image::registry::{Credentials, PullOptions, PullReport, PushOptions, PushReport};
 use hako_image::{Digest, ImportOptions, LoadedImage};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 use super::Engine;
 
@@ -17,6 +17,48 @@ impl Engine {
         let report = self.images.pull(reference, opts)?;
         self.image_event("pull", &report.reference, &report.reference);
         Ok(report)
+    }
+
+    /// The tags `repository` (no tag, no digest) has in its registry, in the registry's
+    /// order: what `docker pull --all-tags` pulls one by one.
+    pub fn registry_tags(&self, repository: &str, opts: &PullOptions<'_>) -> Result<Vec<String>> {
+        let r = hako_image::Reference::parse(repository)?;
+        if r.tag().is_some() || r.digest().is_some() {
+            return Err(Error::InvalidArgument(
+                "tag can't be used with --all-tags/-a".into(),
+            ));
+        }
+        Ok(hako_image::registry::list_tags(
+            repository,
+            opts.insecure,
+            opts.credentials.clone(),
+        )?)
+    }
+
+    /// The local tags of `repository` (`docker push --all-tags` pushes each), sorted.
+    pub fn local_tags(&self, repository: &str) -> Result<Vec<String>> {
+        let r = hako_image::Reference::parse(repository)?;
+        if r.tag().is_some() || r.digest().is_some() {
+            return Err(Error::InvalidArgument(
+                "tag can't be used with --all-tags/-a".into(),
+            ));
+        }
+        let repo = r.repository();
+        let mut tags: Vec<String> = self
+            .images
+            .list()?
+            .iter()
+            .flat_map(|i| i.repo_tags.iter())
+            .filter_map(|t| hako_image::Reference::parse(t).ok())
+            .filter(|t| t.repository() == repo)
+            .filter_map(|t| t.tag().map(str::to_string))
+            .collect();
+        tags.sort();
+        tags.dedup();
+        if tags.is_empty() {
+            return Err(Error::NoSuchImage(r.familiar_repository()));
+        }
+        Ok(tags)
     }
 
     /// `docker push` (with a `push` event).

@@ -25,17 +25,55 @@ pub struct PullArgs {
     #[arg(long)]
     pub insecure: bool,
 
+    /// Download all tagged images in the repository
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+
     /// The image to pull
     #[arg(value_name = "NAME[:TAG|@DIGEST]")]
     pub name: String,
 }
 
-/// Pulls, printing Docker's lines.
+/// Pulls, printing Docker's lines; `--all-tags`: every tag the registry lists, one after
+/// the other, each with its own "Pulling from" and "Digest" lines, and one status at the end.
 pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
     let r = Reference::parse(&a.name).map_err(image_error)?;
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
     let engine = g.open_engine()?;
-    let show = LayerProgress::new(a.quiet);
+    let credentials = load_credentials(&super::config_path(), r.domain())?;
+    let pull = |name: &str, what: &str| {
+        pull_one(
+            &engine,
+            name,
+            what,
+            r.path(),
+            a,
+            platform.clone(),
+            credentials.clone(),
+        )
+    };
+    if a.all_tags {
+        let base = PullOptions {
+            insecure: a.insecure,
+            credentials: credentials.clone(),
+            ..PullOptions::default()
+        };
+        let tags = engine.registry_tags(&a.name, &base).map_err(engine_err)?;
+        let mut new = false;
+        for t in &tags {
+            new |= pull(&format!("{}:{t}", a.name), t)?.new;
+        }
+        if !a.quiet {
+            let repo = r.familiar_repository();
+            if new {
+                println!("Status: Downloaded newer image for {repo}");
+            } else {
+                println!("Status: Image is up to date for {repo}");
+            }
+        }
+        println!("{r}");
+        return Ok(());
+    }
     if !a.quiet && r.tag().is_none() && r.digest().is_none() {
         println!("Using default tag: latest");
     }
@@ -43,8 +81,32 @@ pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
         || r.tag().unwrap_or("latest").to_string(),
         ToString::to_string,
     );
-    // "Pulling from" once the registry answered with the image (Docker prints it after the
-    // manifest: an unreachable registry or a missing image shows only the error).
+    let report = pull(&a.name, &what)?;
+    let full = r.with_default_tag().to_string();
+    if !a.quiet {
+        if report.new {
+            println!("Status: Downloaded newer image for {}", report.reference);
+        } else {
+            println!("Status: Image is up to date for {}", report.reference);
+        }
+    }
+    println!("{full}");
+    Ok(())
+}
+
+/// One image: "WHAT: Pulling from PATH" once the registry answered with it (Docker prints
+/// it after the manifest: an unreachable registry or a missing image shows only the
+/// error), the layers' progress, then its digest.
+fn pull_one(
+    engine: &hako_engine::Engine,
+    name: &str,
+    what: &str,
+    path: &str,
+    a: &PullArgs,
+    platform: Option<Platform>,
+    credentials: Option<hako_image::registry::Credentials>,
+) -> Result<hako_image::registry::PullReport> {
+    let show = LayerProgress::new(a.quiet);
     // Progress comes from the download threads: the first one prints, the others wait.
     let header = std::sync::Mutex::new(a.quiet);
     let say_pulling = || {
@@ -53,7 +115,7 @@ pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !*shown {
             *shown = true;
-            println!("{what}: Pulling from {}", r.path());
+            println!("{what}: Pulling from {path}");
         }
     };
     let callback = |e| {
@@ -63,23 +125,14 @@ pub fn run(g: &Global, a: &PullArgs) -> Result<()> {
     let opts = PullOptions {
         platform,
         insecure: a.insecure,
-        credentials: load_credentials(&super::config_path(), r.domain())?,
+        credentials,
         progress: Some(&callback),
         ..PullOptions::default()
     };
-    let report = engine.image_pull(&a.name, &opts).map_err(engine_err)?;
+    let report = engine.image_pull(name, &opts).map_err(engine_err)?;
     say_pulling();
-    let full = r.with_default_tag().to_string();
-    if a.quiet {
-        println!("{full}");
-    } else {
+    if !a.quiet {
         println!("Digest: {}", report.digest);
-        if report.new {
-            println!("Status: Downloaded newer image for {}", report.reference);
-        } else {
-            println!("Status: Image is up to date for {}", report.reference);
-        }
-        println!("{full}");
     }
-    Ok(())
+    Ok(report)
 }
