@@ -742,6 +742,25 @@ fn system_df_info_version() {
     assert!(info.contains(" Operating System: "), "{info}");
     assert!(info.contains("  aufs: not in this kernel"), "{info}");
     assert_eq!(h.ok(&["system", "info", "-f", "{{.Images}}"]), "1\n");
+    // -v with a template: one run on Docker's {Images, Containers, Volumes, BuildCache}.
+    assert_eq!(
+        h.ok(&[
+            "system",
+            "df",
+            "-v",
+            "--format",
+            "{{len .Images}}|{{(index .Images 0).Repository}}|{{len .Containers}}|{{len .Volumes}}"
+        ]),
+        "1|busybox|0|0\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&h.ok(&["system", "df", "-v", "--format", "json"])).expect("json");
+    assert!(
+        v["Images"][0]["ID"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("sha256:")),
+        "{v}"
+    );
     assert_eq!(
         h.ok(&["version", "--format", "{{.Client.Version}}"]),
         format!("{}\n", env!("CARGO_PKG_VERSION"))

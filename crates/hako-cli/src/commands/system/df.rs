@@ -36,6 +36,18 @@ pub fn run(g: &Global, a: &DfArgs) -> Result<()> {
     let engine = g.open_engine()?;
     let du = engine.disk_usage().map_err(engine_err)?;
     if a.verbose {
+        // A template (not `table`) runs once on Docker's {Images, Containers, Volumes,
+        // BuildCache} lists, as the docker CLI runs it.
+        if let Some(f) = a
+            .format
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty() && !f.starts_with("table"))
+        {
+            let f = if f == "json" { "{{json .}}" } else { f };
+            let t = crate::format::Template::parse(f)?;
+            return super::super::print(&format!("{}\n", t.execute(&verbose_value(&du))?));
+        }
         return verbose(&du);
     }
     let n = |x: i64| u64::try_from(x).unwrap_or(0);
@@ -136,6 +148,88 @@ fn row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> 
 }
 
 /// Docker's `system df -v`: one table per kind, as the docker CLI prints them.
+/// `system df -v` as template data: the docker CLI's rows of each list (images with their
+/// full ids, containers as `ps` rows with their own size, volumes, build cache records).
+fn verbose_value(du: &DiskUsage) -> Value {
+    let n = |x: i64| u64::try_from(x).unwrap_or(0);
+    let images: Vec<Value> = du
+        .images
+        .iter()
+        .map(|img| {
+            let (repo, tag) = img
+                .repo_tags
+                .first()
+                .map_or(("<none>", "<none>"), |t| split_tag(t));
+            let (shared, unique) = if img.shared_size < 0 {
+                ("N/A".to_string(), "N/A".to_string())
+            } else {
+                (
+                    human_size4(n(img.shared_size)),
+                    human_size4(n(img.size - img.shared_size)),
+                )
+            };
+            let created = Some(img.created).filter(|c| *c > 0);
+            json!({
+                "Containers": img.containers.to_string(),
+                "CreatedAt": created.map(crate::units::created_at).unwrap_or_default(),
+                "CreatedSince": since(created),
+                "Digest": img.repo_digests.first().and_then(|d| d.split_once('@')).map(|(_, d)| d).unwrap_or(""),
+                "ID": img.id,
+                "Repository": repo,
+                "SharedSize": shared,
+                "Size": human_size(n(img.size)),
+                "Tag": tag,
+                "UniqueSize": unique,
+                "VirtualSize": human_size4(n(img.size)),
+            })
+        })
+        .collect();
+    let containers: Vec<Value> = du
+        .containers
+        .iter()
+        .map(|c| {
+            let mut r = ps::row(c, false);
+            r["Size"] = json!(human_size(n(c.size_rw.unwrap_or(0))));
+            r
+        })
+        .collect();
+    let volumes: Vec<Value> = du
+        .volumes
+        .iter()
+        .map(|v| {
+            let mut labels: Vec<String> =
+                v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect();
+            labels.sort();
+            let (links, size) = v
+                .usage_data
+                .as_ref()
+                .map_or(("N/A".into(), "N/A".into()), |u| {
+                    (u.ref_count.to_string(), human_size4(n(u.size)))
+                });
+            json!({
+                "Availability": "N/A", "Driver": v.driver, "Group": "N/A",
+                "Labels": labels.join(","), "Links": links, "Mountpoint": v.mountpoint,
+                "Name": v.name, "Scope": "local", "Size": size, "Status": "N/A",
+            })
+        })
+        .collect();
+    let ago = |v: &Value| since(v.as_str().and_then(hako_engine::units::parse_rfc3339));
+    let cache: Vec<Value> = du
+        .build_cache
+        .iter()
+        .map(|r| {
+            json!({
+                "CacheType": r["Type"], "CreatedAt": r["CreatedAt"], "CreatedSince": ago(&r["CreatedAt"]),
+                "Description": r["Description"], "ID": r["ID"], "LastUsedAt": r["LastUsedAt"],
+                "LastUsedSince": ago(&r["LastUsedAt"]), "Parent": r["Parent"],
+                "Shared": r["Shared"] == true, "Size": human_size(r["Size"].as_u64().unwrap_or(0)),
+                "UsageCount": r["UsageCount"],
+            })
+        })
+        .collect();
+    json!({"Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": cache})
+}
+
 fn verbose(du: &DiskUsage) -> Result<()> {
     let n = |x: i64| u64::try_from(x).unwrap_or(0);
     let mut t = String::from(
