@@ -587,7 +587,8 @@ impl Engine {
             enable_ipv6: Some(n.ipv6),
             ipam: Some(Ipam {
                 driver: Some("default".into()),
-                options: None,
+                // Docker's `{}` (a template's `{{.IPAM.Options}}` is `map[]`).
+                options: Some(Default::default()),
                 config: Some(
                     n.subnets
                         .iter()
