@@ -1005,6 +1005,17 @@ fn network_and_volume_inspect_print_what_they_find_and_one_line_per_missing_name
         let e = h.fails(1, &[kind, "inspect", "-f", "{{.Nope", name]);
         assert_eq!(e.lines().count(), 1, "a bad template is one line: {e}");
     }
+    // Docker's zero values a template may name.
+    assert_eq!(
+        h.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.IPAM.Driver}} {{.IPAM.Options}} {{.Internal}}",
+            "front"
+        ]),
+        "default map[] false\n"
+    );
     h.ok(&["network", "rm", "front"]);
     h.ok(&["volume", "rm", "vol"]);
 }
