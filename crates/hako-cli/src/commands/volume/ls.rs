@@ -47,6 +47,8 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<()> {
         rows.push(json!({
             "Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint,
             "Labels": labels.join(","), "Scope": "local", "Size": "N/A",
+            // Docker's cluster-volume fields, N/A for a local volume.
+            "Availability": "N/A", "Group": "N/A", "Status": "N/A",
             "Links": links.to_string(), "CreatedAt": v.created_at.clone().unwrap_or_default(),
             "Label": v.labels,
         }));
