@@ -81,9 +81,37 @@ pub fn created_at(t: i64) -> String {
     rfc.replacen('T', " ", 1).replacen('Z', " +0000 UTC", 1)
 }
 
+/// Go's `time.Time.String()` of an RFC 3339 time (`2024-01-02 03:04:05.123456789 +0000
+/// UTC`, the fraction without trailing zeros), as `docker network ls` prints CreatedAt.
+pub fn go_time_string(rfc3339: &str) -> String {
+    let Some((date, rest)) = rfc3339.split_once('T') else {
+        return rfc3339.to_string();
+    };
+    let rest = rest.trim_end_matches('Z');
+    let (clock, frac) = rest.split_once('.').unwrap_or((rest, ""));
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{date} {clock} +0000 UTC")
+    } else {
+        format!("{date} {clock}.{frac} +0000 UTC")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_time_strings() {
+        assert_eq!(
+            go_time_string("2026-12-06T06:56:23.377616650Z"),
+            "2026-12-06 06:56:23.37761665 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_string("2026-12-06T06:56:23Z"),
+            "2026-12-06 06:56:23 +0000 UTC"
+        );
+    }
 
     #[test]
     fn created_at_like_docker() {

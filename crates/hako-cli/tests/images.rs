@@ -302,6 +302,9 @@ fn tag_and_history() {
         raw.trim().parse::<u64>().is_ok_and(|n| n > 1_000_000),
         "{raw}"
     );
+    // history's CreatedAt is RFC 3339 (the docker CLI's; ps and images print Go's time).
+    let at = h.ok(&["history", "--format", "{{.CreatedAt}}", "busybox"]);
+    assert!(at.trim().ends_with('Z') && at.contains('T'), "{at}");
     // The new name is checked first, as the docker CLI checks it: a bad one is the error
     // even when the source does not exist.
     let e = h.fails(&["tag", "nosuch", "Bad:Name"]);

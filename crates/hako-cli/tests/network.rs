@@ -1016,6 +1016,19 @@ fn network_and_volume_inspect_print_what_they_find_and_one_line_per_missing_name
         ]),
         "default map[] false\n"
     );
+    // ls prints CreatedAt as Go's time string, as the docker CLI does.
+    let created = h.ok(&[
+        "network",
+        "ls",
+        "--filter",
+        "name=front",
+        "--format",
+        "{{.CreatedAt}}",
+    ]);
+    assert!(
+        created.ends_with(" +0000 UTC\n") && !created.contains('T'),
+        "{created}"
+    );
     h.ok(&["network", "rm", "front"]);
     h.ok(&["volume", "rm", "vol"]);
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::commands::container::engine_err;
 use crate::context::Global;
 use crate::format::Format;
-use crate::units::{created_at, human_size, since};
+use crate::units::{human_size, since};
 
 /// Arguments of `hako history`.
 #[derive(Debug, Args)]
@@ -82,7 +82,15 @@ fn rows(engine: &hako_engine::Engine, a: &HistoryArgs) -> Result<Vec<Value>> {
                 } else {
                     created.map(rfc3339).unwrap_or_default()
                 },
-                "CreatedAt": created.map(created_at).unwrap_or_default(),
+                // The docker CLI's history CreatedAt is RFC 3339 (ps and images use Go's
+                // time string).
+                "CreatedAt": created
+                    .map(|t| {
+                        let when = std::time::UNIX_EPOCH
+                            + std::time::Duration::from_secs(t.max(0).unsigned_abs());
+                        humantime::format_rfc3339_seconds(when).to_string()
+                    })
+                    .unwrap_or_default(),
                 "CreatedBy": if a.no_trunc { created_by } else { ellipsis(&created_by, 45) },
                 "Size": match u64::try_from(h.size) {
                     Ok(s) if a.human => human_size(s),

@@ -213,7 +213,7 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<()> {
             "Scope": "local", "IPv4": n.enable_ipv4.unwrap_or(false).to_string(),
             "IPv6": n.enable_ipv6.unwrap_or(false).to_string(),
             "Internal": n.internal.unwrap_or(false).to_string(), "Labels": lv.join(","),
-            "CreatedAt": n.created.clone().unwrap_or_default(),
+            "CreatedAt": n.created.as_deref().map(crate::units::go_time_string).unwrap_or_default(),
             "Label": labels,
         }));
     }
