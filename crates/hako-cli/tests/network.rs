@@ -1026,7 +1026,7 @@ fn network_and_volume_inspect_print_what_they_find_and_one_line_per_missing_name
         "{{.CreatedAt}}",
     ]);
     assert!(
-        created.ends_with(" +0000 UTC\n") && !created.contains('T'),
+        created.ends_with(" +0000 UTC\n") && created.as_bytes().get(10) == Some(&b' '),
         "{created}"
     );
     h.ok(&["network", "rm", "front"]);
