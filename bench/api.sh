@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hako serve against Debian's dockerd, both driven by the same stock docker CLI:
 #   1. `docker run --rm busybox true` (hyperfine, both servers in one invocation)
-#   2. idle RSS: hako serve vs dockerd + its containerd (VmRSS after the runs, 5 s idle)
+#   2. idle RSS: hako serve vs dockerd + its containerd (VmRSS after the runs, 5 s idle; and
+#      right after and 6 s after the 100-container / 100-image lists)
 #   3. `docker ps -a` with 100 containers and `docker images` with 100 images
 #
 #   sudo bench/api.sh                       release binaries from target/release
@@ -114,5 +115,8 @@ hyperfine -N --warmup 3 --runs "$LIST_RUNS" --export-markdown "$DIR/list.md" \
     -n "ps dockerd" "env $D docker ps -a" \
     -n "images hako serve" "env $H docker images" \
     -n "images dockerd" "env $D docker images"
-echo "== idle RSS after the lists (kB): hako serve $(rss "$hserve"); dockerd $(rss "$dd") + containerd $(rss "${cd_pid:-0}")"
+echo "== RSS right after the lists (kB): hako serve $(rss "$hserve"); dockerd $(rss "$dd") + containerd $(rss "${cd_pid:-0}")"
+sleep 6
+echo "== idle RSS 6 s after the lists (kB): hako serve $(rss "$hserve"); dockerd $(rss "$dd") + containerd $(rss "${cd_pid:-0}")"
+echo "   hako serve: $(split "$hserve")"
 cat "$DIR/run.md" "$DIR/list.md"
