@@ -360,6 +360,11 @@ fn port_lists_nothing_for_an_existing_container() {
     let h = Hako::new();
     h.ok(&["create", "--name", "p", "busybox"]);
     assert_eq!(h.ok(&["port", "p"]), "");
+    // The port as written, as the docker CLI names it.
+    assert_eq!(
+        h.fails(1, &["port", "p", "80"]),
+        "Error: No public port '80' published for p"
+    );
     assert!(
         h.fails(1, &["port", "nope"])
             .contains("No such container: nope")

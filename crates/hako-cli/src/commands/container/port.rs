@@ -45,10 +45,8 @@ pub fn run(g: &Global, a: &PortArgs) -> Result<()> {
                 .filter(|m| m.container_port == want && m.proto.as_str() == proto)
                 .collect();
             if hits.is_empty() {
-                bail!(
-                    "No public port '{want}/{proto}' published for {}",
-                    a.container
-                );
+                // The port as the user wrote it, as the docker CLI says it.
+                bail!("No public port '{p}' published for {}", a.container);
             }
             for m in hits {
                 out.push_str(&format!("{}:{}\n", host(m.host_ip), m.host_port));
