@@ -1690,7 +1690,22 @@ fn diff_of_a_fresh_container_is_empty_and_commit_records_the_command() {
         Some("sh -c touch /ready; sleep 1000|msg"),
         "{history}"
     );
-    h.finish(&[&id]);
+    // The process's defaults (PATH for an image without one, TERM with a tty) are not the
+    // container's Config.Env, nor baked into a commit, as with Docker.
+    let t = h.ok(&["create", "-t", "-e", "A=1", "busybox", "sh"]);
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{json .Config.Env}}", t.trim()]),
+        "[\"A=1\"]\n"
+    );
+    let env = h.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Env}}",
+        "committed:1",
+    ]);
+    assert!(!env.contains("PATH="), "{env}");
+    h.finish(&[&id, t.trim()]);
 }
 
 /// `--format` as the docker CLI runs it: `{{.Label "key"}}` of ps, volume ls and network

@@ -361,7 +361,11 @@ impl Engine {
         if tty {
             env.push("TERM=xterm".into());
         }
-        let mut merged: Vec<String> = config.env.clone().unwrap_or_default();
+        // The process gets Docker's defaults (HOSTNAME, TERM with a tty, PATH when the image
+        // sets none); the container's Config.Env keeps only the image's and the user's, as
+        // dockerd keeps them (a commit would otherwise bake the defaults into the image).
+        let given: Vec<String> = config.env.clone().unwrap_or_default();
+        let mut merged = given.clone();
         if !merged.iter().any(|e| e.starts_with("PATH=")) {
             merged.insert(0, format!("PATH={}", spec::DEFAULT_PATH));
         }
@@ -370,12 +374,7 @@ impl Engine {
             env.retain(|x| x.split('=').next() != Some(key.as_str()));
             env.push(e);
         }
-        config.env = Some(
-            env.iter()
-                .filter(|e| !e.starts_with("HOSTNAME="))
-                .cloned()
-                .collect(),
-        );
+        config.env = (!given.is_empty()).then_some(given);
         let mut user = user::resolve(&rootfs, config.user.as_deref().unwrap_or(""))?;
         if let Some(extra) = host.group_add.as_ref().filter(|g| !g.is_empty()) {
             for gid in user::group_ids(&rootfs, extra)? {
