@@ -84,6 +84,7 @@ fn block(
     let v = pipeline(
         &Pipeline {
             decl: Vec::new(),
+            assign: false,
             ..pipe.clone()
         },
         dot,

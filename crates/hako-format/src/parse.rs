@@ -588,6 +588,9 @@ impl Parser<'_> {
         if decl.iter().any(String::is_empty) {
             return Err(perr(line, "cannot assign to $"));
         }
+        if in_range && assign {
+            return Err(perr(line, "range can only initialize variables"));
+        }
         let mut p = self.plain_pipeline(toks, line)?;
         p.decl = decl;
         p.assign = assign;

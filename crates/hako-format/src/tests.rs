@@ -161,6 +161,10 @@ fn parse_errors() {
         ("{{.A, .B}}", "unexpected \",\" in operand"),
         ("{{if .A}}{{else nope}}{{end}}", "unexpected else arguments"),
         ("{{/* open", "unclosed comment"),
+        (
+            "{{range $x = .A}}{{end}}",
+            "range can only initialize variables",
+        ),
     ];
     for (t, want) in cases {
         match Template::parse(t) {
