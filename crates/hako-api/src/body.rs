@@ -16,6 +16,12 @@ use crate::error::{ApiError, ApiResult};
 pub const MAX_JSON: usize = 4 << 20;
 /// Largest tar upload (load, import): a cap, not a quota.
 pub const MAX_UPLOAD: u64 = 64 << 30;
+/// How much of a body is still read (and dropped) after its reader is done with it: a tar
+/// reader stops at the end-of-archive block, and the client may still be sending the rest
+/// (Go's tar writer adds a second zero block; others pad to 10 KiB). Closing the connection
+/// with that unread would reset it, so the client sees "broken pipe" instead of the answer.
+/// A reader that stopped on an error early leaves more; past this the connection is closed.
+const DRAIN_LIMIT: u64 = 8 << 20;
 
 /// Runs `f` on the engine in a blocking thread.
 pub async fn blocking<T, F>(state: &State, f: F) -> ApiResult<T>
@@ -88,13 +94,26 @@ pub fn stream() -> (ChannelWriter, Body) {
     (ChannelWriter { tx }, Body::from_stream(s))
 }
 
-/// The request body as a blocking `Read` (for tar uploads), capped at [`MAX_UPLOAD`].
+/// The request body as a blocking `Read` (for tar uploads), capped at [`MAX_UPLOAD`]. What
+/// the reader leaves unread is read to the end anyway (up to [`DRAIN_LIMIT`]), so that the
+/// answer reaches the client.
 pub fn reader(body: Body) -> BodyReader {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     tokio::spawn(async move {
         let mut s = body.into_data_stream();
         let mut total = 0u64;
         while let Some(chunk) = s.next().await {
+            if tx.is_closed() {
+                // The reader is gone: drop the rest, up to the limit.
+                let mut dropped = chunk.map_or(0, |b| b.len() as u64);
+                while dropped <= DRAIN_LIMIT {
+                    match s.next().await {
+                        Some(Ok(b)) => dropped += b.len() as u64,
+                        _ => return,
+                    }
+                }
+                return;
+            }
             let item = match chunk {
                 Ok(b) => {
                     total += b.len() as u64;
@@ -106,10 +125,12 @@ pub fn reader(body: Body) -> BodyReader {
                 }
                 Err(e) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, e)),
             };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
+            if item.is_err() {
+                let _ = tx.send(item).await;
                 return;
             }
+            // A closed channel is seen at the next chunk, which is then dropped.
+            let _ = tx.send(item).await;
         }
     });
     BodyReader {

@@ -293,6 +293,70 @@ fn docker_cp_port_commit_and_update_through_hako_serve() {
 
 /// `docker update --restart` on a running container applies at once, as dockerd's monitor
 /// follows it: the next exit restarts it (on-failure), and back to `no` it stays down.
+/// A tar reader stops at the end-of-archive block, and the client may still be sending
+/// what follows it (Go's second zero block, padding): the server reads that too, so the
+/// answer arrives and the connection lives on. Before, it was reset now and then, and
+/// `docker cp` failed with "broken pipe" (once in CI).
+#[test]
+fn an_upload_is_read_to_its_end_and_the_connection_lives_on() {
+    need_root!();
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let id = h
+        .ok(&["create", "--name", "up", "busybox", "true"])
+        .trim()
+        .to_string();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut head = tar::Header::new_gnu();
+    head.set_size(3);
+    head.set_mode(0o644);
+    head.set_uid(0);
+    head.set_gid(0);
+    head.set_mtime(0);
+    tar.append_data(&mut head, "up.txt", &b"up\n"[..])
+        .expect("tar entry");
+    let mut body = tar.into_inner().expect("tar");
+    // The reader's end: the archive's first zero block; the rest comes in two parts later.
+    let end = body.len() - 512;
+    body.resize(body.len() + 64 * 1024, 0);
+    let (early, late) = body.split_at(end);
+    let (late1, late2) = late.split_at(late.len() / 2);
+
+    let mut c = std::os::unix::net::UnixStream::connect(&s.sock).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let put = format!(
+        "PUT /v1.47/containers/up/archive?path=%2Fetc HTTP/1.1\r\nHost: hako\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(put.as_bytes()).expect("write the request");
+    c.write_all(early).expect("write the archive");
+    for part in [late1, late2] {
+        std::thread::sleep(Duration::from_millis(300));
+        c.write_all(part)
+            .expect("write the padding: the server must still be reading");
+    }
+    c.write_all(b"GET /_ping HTTP/1.1\r\nHost: hako\r\nConnection: close\r\n\r\n")
+        .expect("a second request on the same connection");
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read both answers");
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "the upload's answer: {out:?}"
+    );
+    assert_eq!(
+        out.matches("HTTP/1.1 200").count(),
+        2,
+        "two answers on one connection: {out:?}"
+    );
+    assert!(out.ends_with("OK"), "the ping's answer: {out:?}");
+    let o = h.ok(&["cp", "up:/etc/up.txt", "-"]);
+    assert!(o.contains("up.txt"), "the uploaded file: {o:?}");
+    drop(s);
+    h.finish(&[&id]);
+}
+
 #[test]
 fn a_new_restart_policy_applies_to_the_running_container() {
     need_root!();
