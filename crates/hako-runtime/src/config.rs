@@ -164,16 +164,6 @@ impl Config {
 /// checks: anything else would change the host's own setting (`net.ipv4.ip_forward` with
 /// the host's network, `vm.swappiness` anywhere).
 fn check_sysctls(linux: &oci_spec::runtime::Linux) -> Result<()> {
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
     let Some(sysctls) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) else {
         return Ok(());
     };
@@ -184,11 +174,11 @@ fn check_sysctls(linux: &oci_spec::runtime::Linux) -> Result<()> {
         // runc takes both spellings: net.ipv4.ip_forward and net/ipv4/ip_forward.
         let key = raw.replace('/', ".");
         let uts = ns(LinuxNamespaceType::Uts).is_some();
-        let refused = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+        let refused = if hako_sys::sysctl::in_ipc_namespace(&key) {
             ns(LinuxNamespaceType::Ipc)
                 .is_none()
                 .then(|| format!("sysctl {raw:?} is not allowed in the host's ipc namespace"))
-        } else if key.starts_with("net.") {
+        } else if hako_sys::sysctl::in_net_namespace(&key) {
             let host = match ns(LinuxNamespaceType::Network) {
                 None => true,
                 Some(n) => match n.path() {

@@ -20,6 +20,7 @@ pub mod quota;
 pub mod seccomp;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod sysctl;
 pub mod tty;
 pub mod userns;
 pub mod uts;

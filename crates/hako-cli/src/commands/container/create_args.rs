@@ -627,18 +627,8 @@ pub(crate) fn env_var(s: &str) -> Result<String, String> {
 /// IPC namespace's `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`; its network
 /// namespace's `net.*`): any other would be the host's own setting.
 fn sysctl(s: &str) -> Result<String, String> {
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
     let allowed = s.split_once('=').is_some_and(|(k, _)| {
-        IPC.contains(&k) || k.starts_with("net.") || k.starts_with("fs.mqueue.")
+        hako_sys::sysctl::in_ipc_namespace(k) || hako_sys::sysctl::in_net_namespace(k)
     });
     if allowed {
         Ok(s.to_string())
