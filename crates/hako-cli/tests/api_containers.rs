@@ -149,19 +149,7 @@ fn docker_cp_port_commit_and_update_through_hako_serve() {
     assert!(!o.status.success(), "no such directory: {o:?}");
     // A file over a directory through the API (docker-py's put_archive sends no
     // noOverwriteDirNonDir): refused with the flag, the directory replaced without, as dockerd.
-    let file_tar = {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut hdr = tar::Header::new_gnu();
-        hdr.set_size(5);
-        hdr.set_mode(0o644);
-        hdr.set_uid(0);
-        hdr.set_gid(0);
-        hdr.set_mtime(1_600_000_000);
-        hdr.set_cksum();
-        b.append_data(&mut hdr, "d", &b"file\n"[..])
-            .expect("tar entry");
-        b.into_inner().expect("tar")
-    };
+    let file_tar = one_file_tar("d", b"file\n");
     let put = |flag: &str| {
         let mut c = std::os::unix::net::UnixStream::connect(&s.sock).expect("connect");
         let head = format!(
@@ -306,16 +294,7 @@ fn an_upload_is_read_to_its_end_and_the_connection_lives_on() {
         .ok(&["create", "--name", "up", "busybox", "true"])
         .trim()
         .to_string();
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut head = tar::Header::new_gnu();
-    head.set_size(3);
-    head.set_mode(0o644);
-    head.set_uid(0);
-    head.set_gid(0);
-    head.set_mtime(0);
-    tar.append_data(&mut head, "up.txt", &b"up\n"[..])
-        .expect("tar entry");
-    let mut body = tar.into_inner().expect("tar");
+    let mut body = one_file_tar("up.txt", b"up\n");
     // The reader's end: the archive's first zero block; the rest comes in two parts later.
     let end = body.len() - 512;
     body.resize(body.len() + 64 * 1024, 0);
@@ -511,4 +490,18 @@ fn attach_with_logs_streams_the_log_without_holding_it() {
     s.ok(&["rm", "big"]);
     drop(s);
     h.finish(&[]);
+}
+
+/// A tar of one regular file, owned by root, mode 0644.
+fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut hdr = tar::Header::new_gnu();
+    hdr.set_size(data.len() as u64);
+    hdr.set_mode(0o644);
+    hdr.set_uid(0);
+    hdr.set_gid(0);
+    hdr.set_mtime(1_600_000_000);
+    hdr.set_cksum();
+    b.append_data(&mut hdr, name, data).expect("tar entry");
+    b.into_inner().expect("tar")
 }

@@ -231,60 +231,45 @@ fn verbose_value(du: &DiskUsage) -> Value {
 }
 
 fn verbose(du: &DiskUsage) -> Result<()> {
-    let n = |x: i64| u64::try_from(x).unwrap_or(0);
+    let v = verbose_value(du);
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let s = |r: &Value, k: &str| match &r[k] {
+        Value::String(x) => x.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
     let mut t = String::from(
         "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS\n",
     );
-    for img in &du.images {
-        let id: String = img
-            .id
+    for img in list("Images") {
+        let id: String = s(&img, "ID")
             .trim_start_matches("sha256:")
             .chars()
             .take(12)
             .collect();
-        // The first tag only, as the docker CLI.
-        let (repo, tag) = img
-            .repo_tags
-            .first()
-            .map_or(("<none>", "<none>"), |t| split_tag(t));
-        let (shared, unique) = if img.shared_size < 0 {
-            ("N/A".to_string(), "N/A".to_string())
-        } else {
-            (
-                human_size4(n(img.shared_size)),
-                human_size4(n(img.size - img.shared_size)),
-            )
-        };
+        let cols = [
+            "CreatedSince",
+            "Size",
+            "SharedSize",
+            "UniqueSize",
+            "Containers",
+        ];
         t.push_str(&format!(
-            "{repo}\t{tag}\t{id}\t{}\t{}\t{shared}\t{unique}\t{}\n",
-            since(Some(img.created).filter(|c| *c > 0)),
-            human_size(n(img.size)),
-            img.containers
+            "{}\t{}\t{id}\t{}\n",
+            s(&img, "Repository"),
+            s(&img, "Tag"),
+            cols.map(|k| s(&img, k)).join("\t")
         ));
     }
     let mut out = format!("Images space usage:\n\n{}", align(&t));
     out.push_str("\nContainers space usage:\n\n");
-    let rows: Vec<Value> = du
-        .containers
-        .iter()
-        .map(|c| {
-            let mut r = ps::row(c, false);
-            // Its own bytes only (Docker leaves out the virtual size here).
-            r["Size"] = json!(human_size(n(c.size_rw.unwrap_or(0))));
-            r
-        })
-        .collect();
+    let rows = list("Containers");
     out.push_str(&Format::parse("", CONTAINERS)?.render(&ps::header(), &rows)?);
     out.push_str("\nLocal Volumes space usage:\n\n");
     let mut t = String::from("VOLUME NAME\tLINKS\tSIZE\n");
-    for v in &du.volumes {
-        let (links, size) = v
-            .usage_data
-            .as_ref()
-            .map_or(("N/A".into(), "N/A".into()), |u| {
-                (u.ref_count.to_string(), human_size4(n(u.size)))
-            });
-        t.push_str(&format!("{}\t{links}\t{size}\n", v.name));
+    for vol in list("Volumes") {
+        let cols = ["Name", "Links", "Size"];
+        t.push_str(&format!("{}\n", cols.map(|k| s(&vol, k)).join("\t")));
     }
     out.push_str(&align(&t));
     out.push_str(&format!(
@@ -292,8 +277,7 @@ fn verbose(du: &DiskUsage) -> Result<()> {
         human_size4(builder_size(du))
     ));
     let mut t = String::from("CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED\n");
-    let ago = |v: &Value| since(v.as_str().and_then(hako_engine::units::parse_rfc3339));
-    for r in &du.build_cache {
+    for (r, row) in du.build_cache.iter().zip(list("BuildCache")) {
         let key = r["ID"].as_str().unwrap_or_default();
         let mut id: String = key
             .rsplit_once(':')
@@ -304,15 +288,15 @@ fn verbose(du: &DiskUsage) -> Result<()> {
         if r["InUse"] == true {
             id.push('*');
         }
-        t.push_str(&format!(
-            "{id}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-            r["Type"].as_str().unwrap_or_default(),
-            human_size(r["Size"].as_u64().unwrap_or(0)),
-            ago(&r["CreatedAt"]),
-            ago(&r["LastUsedAt"]),
-            r["UsageCount"],
-            r["Shared"] == true,
-        ));
+        let cols = [
+            "CacheType",
+            "Size",
+            "CreatedSince",
+            "LastUsedSince",
+            "UsageCount",
+            "Shared",
+        ];
+        t.push_str(&format!("{id}\t{}\n", cols.map(|k| s(&row, k)).join("\t")));
     }
     out.push_str(&align(&t));
     super::super::print(&out)
