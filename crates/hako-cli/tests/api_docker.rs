@@ -487,19 +487,7 @@ fn a_killed_server_loses_nothing_and_leaks_nothing() {
 
 /// The resident kB of `pid`'s own code (the `r-xp` mappings of its executable).
 fn code_rss_kb(pid: i32) -> u64 {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
-    let exe = exe.to_string_lossy().into_owned();
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
-    let (mut code, mut kb) = (false, 0);
-    for line in smaps.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() >= 2 && f[0].contains('-') && f[1].len() == 4 {
-            code = f[1] == "r-xp" && f.get(5) == Some(&exe.as_str());
-        } else if code && f.first() == Some(&"Rss:") {
-            kb += f[1].parse::<u64>().expect("kB");
-        }
-    }
-    kb
+    hako_sys::malloc::code_rss_kb(Some(pid)).expect("smaps")
 }
 
 /// An idle server gives back the pages of its own code (the kernel maps code in 64 KB

@@ -78,23 +78,29 @@ pub fn release_code() -> usize {
     released
 }
 
+/// The resident kB of a process's own code (the `r-xp` mappings of its executable): this
+/// process's with `None`. For measuring what [`release_code`] gives back.
+pub fn code_rss_kb(pid: Option<i32>) -> std::io::Result<u64> {
+    let proc = pid.map_or_else(|| "self".to_string(), |p| p.to_string());
+    let exe = std::fs::read_link(format!("/proc/{proc}/exe"))?;
+    let exe = exe.to_string_lossy().into_owned();
+    let smaps = std::fs::read_to_string(format!("/proc/{proc}/smaps"))?;
+    let (mut code, mut kb) = (false, 0);
+    for line in smaps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 2 && f[0].contains('-') && f[1].len() == 4 {
+            code = f[1] == "r-xp" && f.get(5) == Some(&exe.as_str());
+        } else if code && f.first() == Some(&"Rss:") {
+            kb += f[1].parse::<u64>().map_err(std::io::Error::other)?;
+        }
+    }
+    Ok(kb)
+}
+
 #[cfg(test)]
 mod tests {
-    /// The resident size of this process's own code mappings, in kB.
     fn code_rss_kb() -> u64 {
-        let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        let exe = exe.to_string_lossy().into_owned();
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let (mut code, mut kb) = (false, 0);
-        for line in smaps.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() >= 2 && f[0].contains('-') && f[1].len() == 4 {
-                code = f[1] == "r-xp" && f.get(5) == Some(&exe.as_str());
-            } else if code && f.first() == Some(&"Rss:") {
-                kb += f[1].parse::<u64>().unwrap();
-            }
-        }
-        kb
+        super::code_rss_kb(None).unwrap()
     }
 
     #[test]
