@@ -280,9 +280,9 @@ fn float(f: f64, s: Spec) -> Option<String> {
             };
             if s.verb == 'G' { t.to_uppercase() } else { t }
         }
-        'f' | 'F' => format!("{:.*}", prec.unwrap_or(6), f),
+        'f' | 'F' => fixed(f, prec.unwrap_or(6)),
         'e' | 'E' => {
-            let t = format!("{:.*e}", prec.unwrap_or(6), f);
+            let t = sci(f, prec.unwrap_or(6));
             // Go writes the exponent with a sign and at least two digits: 1.5e+00.
             let t = match t.split_once('e') {
                 Some((m, e)) => {
@@ -307,7 +307,7 @@ fn float(f: f64, s: Spec) -> Option<String> {
 /// `%.Ng`: N significant digits, exponent form when the exponent is below -4 or at least
 /// N, trailing zeros dropped (kept with `#`).
 fn g_with_precision(f: f64, p: usize, keep_zeros: bool) -> String {
-    let e = format!("{:.*e}", p - 1, f);
+    let e = sci(f, p - 1);
     let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i64 = exp.parse().unwrap_or(0);
     let trim = |m: &str| -> String {
@@ -322,7 +322,33 @@ fn g_with_precision(f: f64, p: usize, keep_zeros: bool) -> String {
         return format!("{}e{sign}{:02}", trim(mantissa), exp.abs());
     }
     let decimals = usize::try_from(i64::try_from(p).unwrap_or(0) - 1 - exp).unwrap_or(0);
-    trim(&format!("{f:.decimals$}"))
+    trim(&fixed(f, decimals))
+}
+
+/// Past this many digits after the point every digit of an f64 is a zero: its exact
+/// decimal expansion ends within 1,074 fractional digits (767 significant ones).
+const EXACT_DIGITS: usize = 1100;
+
+/// `f` with `prec` digits after the point. Rust's formatter panics on a precision above
+/// `u16::MAX` ("Formatting argument out of range"), Go takes up to a million (`%.70000f`
+/// was a crash of the go_template fuzzer): the digits past [`EXACT_DIGITS`] are zeros.
+fn fixed(f: f64, prec: usize) -> String {
+    let mut t = format!("{:.*}", prec.min(EXACT_DIGITS), f);
+    if prec > EXACT_DIGITS && f.is_finite() {
+        t.push_str(&"0".repeat(prec - EXACT_DIGITS));
+    }
+    t
+}
+
+/// `f` in Rust's exponent form (`1.5e0`) with `prec` digits after the point, as [`fixed`].
+fn sci(f: f64, prec: usize) -> String {
+    let t = format!("{:.*e}", prec.min(EXACT_DIGITS), f);
+    match t.split_once('e') {
+        Some((m, e)) if prec > EXACT_DIGITS => {
+            format!("{m}{}e{e}", "0".repeat(prec - EXACT_DIGITS))
+        }
+        _ => t,
+    }
 }
 
 /// Pads a number: zeros go after the sign (`%05d` of -3 is `-0003`), unless `-`.

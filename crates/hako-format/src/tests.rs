@@ -419,3 +419,26 @@ fn go_builtins_variables_and_literals_as_go_prints_them() {
         assert!(e.contains(want), "{t}: {e}");
     }
 }
+
+/// Go takes precisions up to a million, Rust's formatter up to `u16::MAX`: `%.70000f`
+/// panicked (a go_template fuzzer find). Past an f64's exact digits Go writes zeros.
+#[test]
+fn float_precisions_past_rusts_formatter_limit() {
+    let f = |fmt: &str| crate::printf::sprintf(fmt, &[serde_json::json!(1.5)]);
+    let zeros = |t: &str| t.bytes().all(|b| b == b'0');
+    let t = f("%.70000f");
+    assert_eq!(t.len(), 70_002);
+    assert!(t.starts_with("1.5") && zeros(&t[3..]));
+    let t = f("%.70000e");
+    assert_eq!(t.len(), 70_006);
+    assert!(t.starts_with("1.5") && t.ends_with("e+00") && zeros(&t[3..t.len() - 4]));
+    assert_eq!(f("%.70000g"), "1.5");
+    let t = f("%#.70000g");
+    assert_eq!(t.len(), 70_001);
+    assert!(t.starts_with("1.5") && zeros(&t[3..]));
+    // Below the limit the digits are Rust's (exact): 0.1 is not 0.1000... at 60 places.
+    assert_eq!(
+        crate::printf::sprintf("%.60f", &[serde_json::json!(0.1)]),
+        "0.100000000000000005551115123125782702118158340454101562500000"
+    );
+}
