@@ -192,6 +192,9 @@ impl Scanner<'_> {
             }
             if ch == '$' {
                 let v = self.dollar()?;
+                if result.len() + v.len() > super::MAX_EXPANSION {
+                    return Err(super::too_long());
+                }
                 result.push_str(&v);
                 words.add_string(&v);
                 continue;

@@ -20,6 +20,16 @@ mod pattern;
 
 pub use lex::{Expansion, Lex};
 
+/// The longest text one expansion may produce: 1 MiB, eight times what a single argument
+/// or environment string may be for `execve` (`MAX_ARG_STRLEN`, 128 KiB). Without a
+/// limit, nested `${v//pattern/$v}` grow exponentially: a 1 KB Dockerfile (a fuzzer's)
+/// made a 13 MB pattern and took seconds; a few more levels would exhaust memory.
+pub(crate) const MAX_EXPANSION: usize = 1 << 20;
+
+fn too_long() -> String {
+    format!("the expansion is longer than {MAX_EXPANSION} bytes")
+}
+
 /// An expansion that failed (bad syntax, `${v?message}`, a bad pattern).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("failed to process {input:?}: {reason}")]

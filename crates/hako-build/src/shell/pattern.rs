@@ -1,7 +1,7 @@
 //! Shell patterns (`*`, `?`, `\`) for `${v#p}`, `${v%p}` and `${v/p/r}`, matched through
 //! a regular expression built from the pattern.
 
-use regex::{NoExpand, Regex};
+use regex::Regex;
 
 /// The regular expression for `pattern`: `*` any run (shortest unless `greedy`), `?` one
 /// character, `\*` `\?` `\\` the character itself; `\}` and `\/` are the brace or slash.
@@ -60,14 +60,27 @@ pub(crate) fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<St
     Ok(trimmed.chars().rev().collect())
 }
 
-/// `${value/pattern/replacement}`, every match with `all`.
+/// `${value/pattern/replacement}`, every match with `all`. An empty pattern matches
+/// between every two characters (Go's regexp, so BuildKit, does the same), and a
+/// replacement that holds the value grows it quadratically, nested ones exponentially: the
+/// result stops at [`super::MAX_EXPANSION`].
 pub(crate) fn replace(pattern: &str, repl: &str, value: &str, all: bool) -> Result<String, String> {
     let re = to_regex(pattern, true, false).map_err(|e| bad(pattern, e))?;
-    Ok(if all {
-        re.replace_all(value, NoExpand(repl)).into_owned()
-    } else {
-        re.replace(value, NoExpand(repl)).into_owned()
-    })
+    let mut out = String::new();
+    let mut last = 0;
+    for m in re.find_iter(value) {
+        out.push_str(&value[last..m.start()]);
+        out.push_str(repl);
+        last = m.end();
+        if out.len() > super::MAX_EXPANSION {
+            return Err(super::too_long());
+        }
+        if !all {
+            break;
+        }
+    }
+    out.push_str(&value[last..]);
+    Ok(out)
 }
 
 /// `pattern` backwards, an escape staying in front of the character it quotes

@@ -349,3 +349,31 @@ fn platform_style_names() {
         "something-v1.2.3.linux-arm-v7.tar.gz"
     );
 }
+
+/// An empty pattern matches between every two characters (as Go's regexp, so BuildKit),
+/// so `${B///$B}` squares B's length and nesting it grows exponentially: the expansion
+/// stops at 1 MiB with an error instead of taking seconds and then all memory (a
+/// dockerfile fuzzer find: a 1 KB file made a 13 MB pattern).
+#[test]
+fn expansions_stop_at_a_mebibyte() {
+    let lex = Lex::default();
+    let small = env(&[("B", "ab")]);
+    assert_eq!(lex.word("${B//${NONE}/-}", &small).unwrap(), "-a-b-");
+    assert_eq!(lex.word("${B/${NONE}/-}", &small).unwrap(), "-ab");
+    let big = env(&[("B", &"x".repeat(2000))]);
+    for word in [
+        "${B///$B}",
+        "${B///${B///$B}}",
+        "${B%%${B///$B}}",
+        "$B$B${B///$B}",
+    ] {
+        let e = lex.word(word, &big).unwrap_err();
+        assert!(
+            e.reason.contains("longer than 1048576 bytes"),
+            "{word}: {e}"
+        );
+    }
+    // Just under the limit is fine: 500 × 501 + 500 bytes.
+    let ok = env(&[("B", &"y".repeat(500))]);
+    assert_eq!(lex.word("${B///$B}", &ok).unwrap().len(), 500 * 501 + 500);
+}
