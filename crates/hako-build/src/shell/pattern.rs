@@ -5,7 +5,17 @@ use regex::Regex;
 
 /// The regular expression for `pattern`: `*` any run (shortest unless `greedy`), `?` one
 /// character, `\*` `\?` `\\` the character itself; `\}` and `\/` are the brace or slash.
+/// (What [`fitting`] compiles; the tests look at it directly.)
+#[cfg(test)]
 pub(crate) fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
+    let (src, _) = translate(pattern, greedy, anchored)?;
+    Regex::new(&src).map_err(|e| e.to_string())
+}
+
+/// The regular expression's source for `pattern`, and how many characters a match takes
+/// at the least (every pattern character but `*`).
+fn translate(pattern: &str, greedy: bool, anchored: bool) -> Result<(String, usize), String> {
+    let mut min = 0;
     let mut out = String::with_capacity(pattern.len() + 4);
     if anchored {
         out.push('^');
@@ -13,6 +23,9 @@ pub(crate) fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Re
     let star = if greedy { ".*" } else { ".*?" };
     let mut it = pattern.chars().peekable();
     while let Some(tok) = it.next() {
+        if tok != '*' && !(tok == '\\' && matches!(it.peek(), Some('}' | '/'))) {
+            min += 1;
+        }
         match tok {
             '*' => out.push_str(star),
             '?' => out.push('.'),
@@ -36,7 +49,23 @@ pub(crate) fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Re
             c => out.push(c),
         }
     }
-    Regex::new(&out).map_err(|e| e.to_string())
+    Ok((out, min))
+}
+
+/// The regular expression for `pattern` when a match could fit in `value`; `None` when
+/// the pattern needs more characters than `value` has. A pattern built from a grown
+/// expansion can be a megabyte, and compiling it takes a second.
+fn fitting(
+    pattern: &str,
+    value: &str,
+    greedy: bool,
+    anchored: bool,
+) -> Result<Option<Regex>, String> {
+    let (src, min) = translate(pattern, greedy, anchored)?;
+    if min > value.chars().count() {
+        return Ok(None);
+    }
+    Regex::new(&src).map(Some).map_err(|e| e.to_string())
 }
 
 fn bad(pattern: &str, e: String) -> String {
@@ -45,8 +74,8 @@ fn bad(pattern: &str, e: String) -> String {
 
 /// `${value#pattern}` (`greedy`: `##`).
 pub(crate) fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
-    let re = to_regex(pattern, greedy, true).map_err(|e| bad(pattern, e))?;
-    Ok(match re.find(value) {
+    let re = fitting(pattern, value, greedy, true).map_err(|e| bad(pattern, e))?;
+    Ok(match re.as_ref().and_then(|re| re.find(value)) {
         Some(m) => value[m.end()..].to_string(),
         None => value.to_string(),
     })
@@ -65,7 +94,9 @@ pub(crate) fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<St
 /// replacement that holds the value grows it quadratically, nested ones exponentially: the
 /// result stops at [`super::MAX_EXPANSION`].
 pub(crate) fn replace(pattern: &str, repl: &str, value: &str, all: bool) -> Result<String, String> {
-    let re = to_regex(pattern, true, false).map_err(|e| bad(pattern, e))?;
+    let Some(re) = fitting(pattern, value, true, false).map_err(|e| bad(pattern, e))? else {
+        return Ok(value.to_string());
+    };
     let mut out = String::new();
     let mut last = 0;
     for m in re.find_iter(value) {

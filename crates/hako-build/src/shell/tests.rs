@@ -376,4 +376,12 @@ fn expansions_stop_at_a_mebibyte() {
     // Just under the limit is fine: 500 × 501 + 500 bytes.
     let ok = env(&[("B", &"y".repeat(500))]);
     assert_eq!(lex.word("${B///$B}", &ok).unwrap().len(), 500 * 501 + 500);
+    // A pattern that needs more characters than the value has is not compiled (a grown
+    // one takes a second), and the answer is the same: no match. A bad one still fails.
+    let short = env(&[("S", "ab*"), ("P", &"y*".repeat(300_000))]);
+    assert_eq!(lex.word("${S%%$P}", &short).unwrap(), "ab*");
+    assert_eq!(lex.word("${S//$P/z}", &short).unwrap(), "ab*");
+    assert_eq!(lex.word("${S#a*}", &short).unwrap(), "b*");
+    assert_eq!(lex.word("${S%\\*}", &short).unwrap(), "ab");
+    assert!(lex.word("${S%%${P}\\q}", &short).is_err());
 }
