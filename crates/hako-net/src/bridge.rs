@@ -1,11 +1,12 @@
-//! The bridge driver: a Linux bridge per network (made with its first container, deleted
-//! with its last), one veth pair per container, the container end made directly in its
-//! namespace.
+//! The bridge driver: a Linux bridge per network (made with its first container; a
+//! user-defined network's deleted with its last, the default network's kept, as Docker
+//! keeps `docker0`), one veth pair per container, the container end made directly in its
+//! namespace and the pair removed by the kernel with that namespace.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::driver::{Driver, Request};
+use crate::driver::{Driver, Release, Request};
 use crate::error::{Error, Result};
 use crate::netlink::{Socket, VethSpec};
 use crate::netns::sysctl;
@@ -103,13 +104,25 @@ impl Driver for Bridge {
         let br = self.ensure(n)?;
         {
             let mut nl = self.nl();
-            nl.add_veth(&VethSpec {
+            let spec = VethSpec {
                 host: req.host_veth,
                 peer: req.ifname,
                 netns: std::os::fd::AsFd::as_fd(req.netns.file()),
                 mtu: n.mtu,
                 peer_mac: Some(req.mac),
-            })?;
+            };
+            match nl.add_veth(&spec) {
+                // The pair of this container's last run, released with its namespace
+                // (Release::WithNamespace) and not yet removed by the kernel: a restart
+                // right after its stop. Deleted now, then made again.
+                Err(Error::Netlink { source, .. })
+                    if source.raw_os_error() == Some(libc::EEXIST) =>
+                {
+                    nl.del_link(req.host_veth)?;
+                    nl.add_veth(&spec)?;
+                }
+                r => r?,
+            }
         }
         let done = (|| {
             let mut nl = self.nl();
@@ -158,11 +171,23 @@ impl Driver for Bridge {
         Ok(())
     }
 
-    fn teardown(&self, network: &Network, host_veth: &str, last: bool) -> Result<()> {
+    fn teardown(
+        &self,
+        network: &Network,
+        host_veth: &str,
+        release: Release,
+        remove_network: bool,
+    ) -> Result<()> {
         let mut nl = self.nl();
-        if last {
+        if remove_network {
             // The bridge and its last port in one unregistration (Socket::del_links).
             return nl.del_links(&[host_veth, &network.bridge]);
+        }
+        if host_veth.is_empty() {
+            return Ok(());
+        }
+        if release == Release::WithNamespace && nl.set_down(host_veth).is_ok() {
+            return Ok(());
         }
         nl.del_link(host_veth)
     }

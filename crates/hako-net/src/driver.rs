@@ -48,15 +48,36 @@ pub struct Request<'a> {
     pub default_route: bool,
 }
 
+/// How a container's interface goes at teardown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Deleted now (`network disconnect` of a running container; a namespace that
+    /// another container shares).
+    Delete,
+    /// Its namespace dies right after, with nobody in it: the host end is only taken out
+    /// of service (down: no forwarding, its learned addresses flushed) and the kernel
+    /// removes the pair when it cleans the dead namespace up, in a worker of its own.
+    /// Unregistering a device waits for every pending RCU callback (`rcu_barrier`,
+    /// ~20 ms here, the biggest part of a teardown), and that wait is then not the
+    /// caller's.
+    WithNamespace,
+}
+
 /// A network driver.
 pub trait Driver {
     /// Checks that `req` can be set up; changes nothing.
     fn validate(&self, req: &Request<'_>) -> Result<()>;
     /// Makes the interface; on error leaves nothing of it behind.
     fn setup(&self, req: &Request<'_>) -> Result<()>;
-    /// Removes the interface; `last`: no other container is on the network any more, so
-    /// network-wide pieces (a bridge) go too. Gone is not an error.
-    fn teardown(&self, network: &Network, host_veth: &str, last: bool) -> Result<()>;
+    /// Removes the interface; gone is not an error. `release`: how (see [`Release`]).
+    /// `remove_network`: network-wide pieces (a bridge) go too.
+    fn teardown(
+        &self,
+        network: &Network,
+        host_veth: &str,
+        release: Release,
+        remove_network: bool,
+    ) -> Result<()>;
     /// Whether the driver forwards published ports itself (no nftables maps then).
     fn publishes_ports(&self) -> bool {
         false

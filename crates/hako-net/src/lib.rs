@@ -10,7 +10,8 @@
 //!   netns      <exec-root>/netns/<id>: a bind-mounted namespace, handed to the runtime by
 //!              path in config.json; kept across restarts of a --restart container
 //!   bridge     hako0 (network `bridge`), hk-<id12> (user networks); made with the first
-//!              container on the network, deleted with the last
+//!              container on the network; a user network's deleted with its last, hako0
+//!              kept (as docker0)
 //!   veth       hk<id10><n> on the host ─ eth<n> made directly in the container's namespace
 //!   IPAM       net_endpoints in <root>/hako-image.db, one transaction per allocation
 //!   firewall   table inet hako: sets and maps, elements per container (firewall.rs)

@@ -13,7 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use rusqlite::Connection;
 
 use crate::bridge::Bridge;
-use crate::driver::{Driver, Request};
+use crate::driver::{Driver, Release, Request};
 use crate::error::{Error, ErrorList, IoContext, Result};
 use crate::files::{self, DnsConfig};
 use crate::firewall::{Backend, Batch, foreign};
@@ -248,6 +248,14 @@ impl Net {
     /// Where a container's namespace is bound.
     pub fn netns_path(&self, container: &str) -> PathBuf {
         self.opts.exec_root.join("netns").join(container)
+    }
+
+    /// Notes that a container is about to join `container`'s namespace (`--network
+    /// container:X`): its interfaces are then deleted at its teardown, not left to die with
+    /// a namespace that the joiner keeps alive.
+    pub fn mark_shared(&self, container: &str) -> Result<()> {
+        let p = shared_marker(&self.netns_path(container));
+        std::fs::write(&p, b"").ctx(|| format!("write {}", p.display()))
     }
 
     fn builtins(&self) -> Result<()> {
@@ -528,7 +536,7 @@ impl Net {
             )));
         }
         // No container: no bridge either, unless a crash left one.
-        let _ = self.with_bridge(|b| b.teardown(&n, "", true));
+        let _ = self.with_bridge(|b| b.teardown(&n, "", Release::Delete, true));
         hako_sys::crash::point("net.bridge-removed");
         store::delete_network(&self.conn(), &n.id)?;
         Ok(n)
@@ -696,7 +704,7 @@ impl Net {
         let lock = self.lock()?;
         if store::sandbox(&self.conn(), &req.container)?.is_some() {
             // A crash between setup and teardown: start afresh.
-            let _ = self.teardown_locked(&req.container);
+            let _ = self.teardown_locked(&req.container, Release::Delete);
         }
         let atts = self.attachments(&req.container)?;
         let v4 = atts.iter().any(|(_, n)| n.v4().is_some());
@@ -737,7 +745,7 @@ impl Net {
                 Ok(s)
             }
             Err(e) => {
-                let _ = self.teardown_locked(&req.container);
+                let _ = self.teardown_locked(&req.container, Release::Delete);
                 Err(e)
             }
         }
@@ -1027,10 +1035,11 @@ impl Net {
     }
 
     /// Gives back a container's network (it stopped): ports, interfaces, addresses,
-    /// namespace; bridges left without containers go too. Every error is collected.
+    /// namespace; a user-defined network's bridge without containers goes too. Every
+    /// error is collected. Its interfaces are deleted ([`Release::Delete`]).
     pub fn teardown(&self, container: &str) -> Result<()> {
         let _lock = self.lock()?;
-        self.teardown_locked(container)
+        self.teardown_locked(container, Release::Delete)
     }
 
     /// Tears the container's network down only while its sandbox is still held by `owner`
@@ -1039,18 +1048,23 @@ impl Net {
     /// a stop's exit command read the old shim as the owner, waited for the lock while
     /// `start` set the network up again, then removed the new namespace under the
     /// starting runtime (the soak: "open net namespace ...: No such file or directory").
-    pub fn teardown_if_owner(&self, container: &str, owner: i32) -> Result<bool> {
+    ///
+    /// `release`: [`Release::WithNamespace`] when the caller knows the container's
+    /// processes are gone (its shim saw it exit), so its namespace dies with the unmount;
+    /// a namespace shared with another container ([`Net::mark_shared`]) has its interfaces
+    /// deleted all the same.
+    pub fn teardown_if_owner(&self, container: &str, owner: i32, release: Release) -> Result<bool> {
         let _lock = self.lock()?;
         // (Bound first: the connection's guard in a match head would be held through the
         // arms, and the teardown takes it again.)
         let sandbox = store::sandbox(&self.conn(), container)?;
         match sandbox {
-            Some(s) if s.owner == owner => self.teardown_locked(container).map(|()| true),
+            Some(s) if s.owner == owner => self.teardown_locked(container, release).map(|()| true),
             _ => Ok(false),
         }
     }
 
-    fn teardown_locked(&self, container: &str) -> Result<()> {
+    fn teardown_locked(&self, container: &str, release: Release) -> Result<()> {
         let mut errs = ErrorList::default();
         let sandbox = store::sandbox(&self.conn(), container)?;
         let eps = store::endpoints(&self.conn(), container)?;
@@ -1069,13 +1083,17 @@ impl Net {
             .as_ref()
             .map(|s| PathBuf::from(&s.netns))
             .unwrap_or_else(|| self.netns_path(container));
-        // The namespace's unmount and the links' deletion each wait for an RCU grace period
-        // in the kernel (namespace_unlock, unregister_netdevice): both at once. A namespace
-        // that dies first takes the container's veth with it; a link already gone is fine.
+        let shared = shared_marker(&path);
+        let release = match shared.exists() {
+            true => Release::Delete,
+            false => release,
+        };
+        // The namespace's unmount waits for an RCU grace period in the kernel
+        // (namespace_unlock), as a link's deletion does: both at once.
         let mut names = false;
         let unmounted = std::thread::scope(|t| {
             let unmount = t.spawn(|| netns::remove(&path));
-            self.teardown_endpoints(container, &eps, &mut errs, &mut names);
+            self.teardown_endpoints(container, &eps, release, &mut errs, &mut names);
             unmount.join().unwrap_or_else(|_| {
                 Err(Error::Io {
                     context: format!("unmount {}", path.display()),
@@ -1084,6 +1102,7 @@ impl Net {
             })
         });
         errs.push(unmounted);
+        errs.push(remove_file(&shared));
         hako_sys::crash::point("net.netns-removed");
         errs.push(store::delete_sandbox(&self.conn(), container));
         if names {
@@ -1092,12 +1111,14 @@ impl Net {
         errs.into_result()
     }
 
-    /// A container's interfaces and addresses, network by network (the network's rules
-    /// and bridge with its last container).
+    /// A container's interfaces and addresses, network by network (a user-defined
+    /// network's rules and bridge with its last container; the default network keeps
+    /// them, as Docker keeps `docker0`: [`keeps_bridge`]).
     fn teardown_endpoints(
         &self,
         container: &str,
         eps: &[Endpoint],
+        release: Release,
         errs: &mut ErrorList,
         names: &mut bool,
     ) {
@@ -1113,11 +1134,11 @@ impl Net {
             let others = store::network_endpoints(&self.conn(), &n.id)
                 .map(|v| v.iter().filter(|x| x.container != container).count())
                 .unwrap_or(1);
-            let last = others == 0;
+            let last = others == 0 && !keeps_bridge(&n);
             if last {
                 errs.push(self.network_elements(&n, false));
             }
-            errs.push(self.with_bridge(|b| b.teardown(&n, &e.host_veth, last)));
+            errs.push(self.with_bridge(|b| b.teardown(&n, &e.host_veth, release, last)));
             hako_sys::crash::point("net.interface-removed");
             errs.push(store::delete_endpoint(&self.conn(), container, &e.network));
             hako_sys::crash::point("net.endpoint-removed");
@@ -1276,11 +1297,11 @@ impl Net {
             return Ok(());
         };
         let mut errs = ErrorList::default();
-        let last = store::network_endpoints(&self.conn(), &n.id)?.len() == 1;
+        let last = store::network_endpoints(&self.conn(), &n.id)?.len() == 1 && !keeps_bridge(n);
         if last {
             errs.push(self.network_elements(n, false));
         }
-        errs.push(self.with_bridge(|b| b.teardown(n, &e.host_veth, last)));
+        errs.push(self.with_bridge(|b| b.teardown(n, &e.host_veth, Release::Delete, last)));
         hako_sys::crash::point("net.disconnect-interface");
         errs.push(store::delete_endpoint(&self.conn(), container, &n.id));
         if n.resolves_names() {
@@ -1353,6 +1374,34 @@ impl Net {
             }
         }
         batch.apply(backend)
+    }
+}
+
+/// Whether a network keeps its bridge and rules without containers: the default one, as
+/// Docker keeps `docker0` (made with its first container, then there until reboot). Making
+/// and deleting it around every container was most of a `run --rm` on it: a bridge's
+/// deletion waits for RCU callbacks twice (~25 ms), its making sets sysctls and rules.
+/// User-defined networks' bridges go with their last container (netavark's way), so an
+/// unused network leaves nothing on the host.
+fn keeps_bridge(n: &Network) -> bool {
+    n.builtin
+}
+
+/// Present while another container's processes share the namespace at `netns`
+/// (`--network container:X`): then its interfaces are deleted at teardown, not left to
+/// die with it.
+fn shared_marker(netns: &Path) -> PathBuf {
+    let mut p = netns.as_os_str().to_owned();
+    p.push(".shared");
+    PathBuf::from(p)
+}
+
+fn remove_file(p: &Path) -> Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).ctx(|| format!("remove {}", p.display()))
+        }
+        _ => Ok(()),
     }
 }
 

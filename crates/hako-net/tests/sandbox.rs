@@ -140,6 +140,38 @@ fn fetch(addr: (IpAddr, u16)) -> String {
     }
 }
 
+/// Links other than `lo` and the default network's bridge (kept once made, as Docker's
+/// `docker0`) and `also`, once the kernel has removed the veth pairs of dead namespaces
+/// (a worker of its own does, shortly after their teardown): what a test left.
+fn links_left(also: &[&str]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = links()
+            .into_iter()
+            .filter(|l| l != "lo" && l != "hako0" && !also.contains(&l.as_str()))
+            .collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The items of the element lists in a listing of hako's table, but the default
+/// network's (kept with its bridge).
+fn elements_left(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .filter_map(|l| l.split_once("elements = {").map(|(_, r)| r))
+        .flat_map(|r| r.trim_end_matches([' ', '}', ',']).split(", "))
+        .map(|i| i.trim().to_string())
+        .filter(|i| {
+            !i.is_empty()
+                && !["\"hako0\"", "\"hako0\" . \"hako0\"", "10.77.0.0/16"].contains(&i.as_str())
+        })
+        .collect()
+}
+
 fn links() -> Vec<String> {
     hako_net::netlink::Socket::new()
         .and_then(|mut nl| nl.links())
@@ -227,11 +259,19 @@ fn bridge_ports_and_cleanup() {
     kill(server);
     drop(s);
     e.net.teardown(&id).expect("teardown");
-    let left: Vec<String> = links().into_iter().filter(|l| l != "lo").collect();
+    let left = links_left(&[]);
     assert!(left.is_empty(), "links left: {left:?}");
+    assert!(
+        links().contains(&"hako0".to_string()),
+        "the default bridge stays"
+    );
     assert!(!ns.exists());
     let table = hako_net::firewall::list(e.net.backend().unwrap());
-    assert!(!table.contains("10.77."), "elements left: {table}");
+    assert!(elements_left(&table).is_empty(), "elements left: {table}");
+    assert!(
+        table.contains("10.77.0.0/16"),
+        "the default network's stay: {table}"
+    );
     assert!(e.net.endpoints(&id).unwrap().is_empty());
     e.net.forget(&id).unwrap();
     e.net.forget(&id2).unwrap();
@@ -368,9 +408,11 @@ fn user_network_names_and_isolation() {
         assert!(Instant::now() < deadline, "hako-dns still running");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let bridge = e.net.network("front").unwrap().bridge;
     e.net.remove_network("front").unwrap();
-    let left: Vec<String> = links().into_iter().filter(|l| l != "lo").collect();
+    let left = links_left(&[]);
     assert!(left.is_empty(), "links left: {left:?}");
+    assert!(!links().contains(&bridge), "a user network's bridge goes");
 }
 
 /// Runs `sh -c script` (in the calling thread's network namespace), asserting success.
@@ -450,7 +492,7 @@ impl Outside {
 
 /// dockerd's `iptables -P FORWARD DROP` (iptables-nft) in the test's namespace: hako
 /// accepts its bridges' traffic ahead of it in a chain of its own, and takes it away with
-/// the last container. A drop policy in a native nftables table it cannot override: it
+/// a user network's last container (the default network's stay with its bridge). A drop policy in a native nftables table it cannot override: it
 /// names it.
 #[test]
 fn another_tables_forward_drop_policy() {
@@ -459,6 +501,14 @@ fn another_tables_forward_drop_policy() {
     }
     sandbox();
     let e = env();
+    let n = e
+        .net
+        .create_network(&NetworkCreate {
+            name: "fwd".into(),
+            ..Default::default()
+        })
+        .expect("create");
+    let accept = format!("-i {} -j ACCEPT", n.bridge);
     let out = Outside::new();
     let out_ns = out.path();
     let server = serve(&out_ns, 80, "outside");
@@ -469,7 +519,7 @@ fn another_tables_forward_drop_policy() {
         .configure(
             &early,
             &[AttachRequest {
-                network: "bridge".into(),
+                network: "fwd".into(),
                 ..Default::default()
             }],
         )
@@ -494,7 +544,7 @@ fn another_tables_forward_drop_policy() {
         .configure(
             &id,
             &[AttachRequest {
-                network: "bridge".into(),
+                network: "fwd".into(),
                 ..Default::default()
             }],
         )
@@ -519,7 +569,7 @@ fn another_tables_forward_drop_policy() {
         "out from the container started before the policy"
     );
     let rules = sh("iptables -w -S HAKO-FORWARD");
-    assert!(rules.contains("-i hako0 -j ACCEPT"), "{rules}");
+    assert!(rules.contains(&accept), "{rules}");
     assert!(sh("iptables -w -S FORWARD").contains("-j HAKO-FORWARD"));
     let inside = serve(&ns, 80, "inside");
     assert_eq!(
@@ -530,14 +580,15 @@ fn another_tables_forward_drop_policy() {
     // Not routed in directly (Docker's rule too): only DNATed or answering traffic.
     let ip = s.endpoints[0].ipv4.unwrap().to_string();
     sh(&format!(
-        "nsenter --net={} ip route add 10.77.0.0/16 via 192.0.2.1",
-        out_ns.display()
+        "nsenter --net={} ip route add {} via 192.0.2.1",
+        out_ns.display(),
+        n.v4().unwrap().subnet.trunc()
     ));
     assert_eq!(nc_in(&out_ns, &ip, 80), "", "direct routing stays dropped");
     kill(inside);
     e.net.teardown(&id).expect("teardown");
     assert!(
-        sh("iptables -w -S HAKO-FORWARD").contains("-i hako0 -j ACCEPT"),
+        sh("iptables -w -S HAKO-FORWARD").contains(&accept),
         "kept while a container is on the bridge"
     );
     e.net.teardown(&early).expect("teardown early");
@@ -550,7 +601,7 @@ fn another_tables_forward_drop_policy() {
     sh(
         "nft add table inet hkt && nft add chain inet hkt forward '{ type filter hook forward priority 0; policy drop; }'",
     );
-    let b = hako_net::firewall::foreign::blockers(e.net.backend().unwrap(), "hako0");
+    let b = hako_net::firewall::foreign::blockers(e.net.backend().unwrap(), &n.bridge);
     assert_eq!(b.len(), 1, "{b:?}");
     assert!(b[0].contains("table inet hkt chain forward"), "{b:?}");
     e.net
@@ -593,13 +644,14 @@ fn another_tables_forward_drop_policy() {
         "out past iptables-legacy's drop"
     );
     let rules = sh("iptables-legacy -w -S HAKO-FORWARD");
-    assert!(rules.contains("-i hako0 -j ACCEPT"), "{rules}");
+    assert!(rules.contains(&accept), "{rules}");
     e.net.teardown(&id).expect("teardown");
     assert!(
         !sh("iptables-legacy -w -S").contains("HAKO-FORWARD"),
         "the legacy chain and its jump go with the last container"
     );
     e.net.forget(&id).unwrap();
+    e.net.remove_network("fwd").unwrap();
     kill(server);
     out.remove();
 }
@@ -855,13 +907,12 @@ fn iptables_driver_ports_masquerade_isolation_and_cleanup() {
     e.net.remove_network("other").unwrap();
     drop(squatter);
     let saved = sh("iptables-legacy-save; ip6tables-legacy-save");
-    for gone in ["hako:port", "hako:hako0", "hako:hk-", "10.77.", "DNAT --to"] {
+    for gone in ["hako:port", "hako:hk-", "DNAT --to"] {
         assert!(!saved.contains(gone), "{gone} left: {saved}");
     }
-    let left: Vec<String> = links()
-        .into_iter()
-        .filter(|l| l != "lo" && l != "hkt-o0")
-        .collect();
+    // The default network's rules stay with its bridge, as Docker's for docker0.
+    assert!(saved.contains("\"hako:hako0:in\""), "{saved}");
+    let left = links_left(&["hkt-o0"]);
     assert!(left.is_empty(), "links left: {left:?}");
     kill(server);
     out.remove();
@@ -1048,11 +1099,11 @@ fn rules_are_rebuilt_only_when_missing_or_stale() {
     assert_eq!(inherited.trim(), "", "nf_tables sockets inherited");
     stop(&e, first);
     assert!(
-        !sh("nft list set inet hako bridges").contains("hako0"),
-        "elements left"
+        sh("nft list set inet hako bridges").contains("\"hako0\""),
+        "the default network's elements stay with its bridge"
     );
 
-    // The table stays (by design); the next first container adds its elements only.
+    // The table stays (by design); the next container changes no rule.
     let again = start_on_bridge(&e, 'b');
     assert_eq!(rule_handles(), handles, "the chains were rebuilt");
     assert!(sh("nft list set inet hako bridges").contains("\"hako0\""));
@@ -1084,8 +1135,74 @@ fn rules_are_rebuilt_only_when_missing_or_stale() {
     assert!(hostports().contains(&mark));
     assert!(sh("nft list set inet hako bridges").contains("\"hako0\""));
     stop(&e, fresh);
-    let left: Vec<String> = links().into_iter().filter(|l| l != "lo").collect();
+    let left = links_left(&[]);
     assert!(left.is_empty(), "links left: {left:?}");
     let table = hako_net::firewall::list(e.net.backend().unwrap());
-    assert!(!table.contains("10.77."), "elements left: {table}");
+    assert!(elements_left(&table).is_empty(), "elements left: {table}");
+}
+
+/// The state (up or down) of a link in this namespace, `None` when it is gone.
+fn link_up(name: &str) -> Option<bool> {
+    hako_net::netlink::Socket::new()
+        .and_then(|mut nl| nl.link(name))
+        .expect("look up a link")
+        .map(|l| l.up)
+}
+
+/// A stopped container's veth pair goes with its namespace: the host end is taken down at
+/// the teardown and the kernel removes the pair once the namespace dies. Here the test
+/// keeps the namespace alive (as a process still in it would): the host end stays, down,
+/// and a restart of the same container (same veth name) replaces it. A namespace that
+/// another container joined (`--network container:X`) has its interfaces deleted at once.
+#[test]
+fn veths_go_with_their_namespace_unless_it_is_shared() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env();
+    let (id, req) = configured_on(&e, "bridge", 'v');
+    let s = e.net.setup(&req).expect("setup");
+    let veth = s.endpoints[0].host_veth.clone();
+    assert_eq!(link_up(&veth), Some(true));
+    let held = std::fs::File::open(e.net.netns_path(&id)).expect("hold the namespace");
+    // As the exit command of a shim that saw its container exit.
+    let me = i32::try_from(std::process::id()).unwrap();
+    let exited = hako_net::driver::Release::WithNamespace;
+    drop(s);
+    assert!(e.net.teardown_if_owner(&id, me, exited).expect("teardown"));
+    assert_eq!(link_up(&veth), Some(false), "down, left to its namespace");
+
+    // A restart while the old pair still exists: made again under the same name.
+    let s = e.net.setup(&req).expect("setup again over the old pair");
+    assert_eq!(s.endpoints[0].host_veth, veth);
+    assert_eq!(link_up(&veth), Some(true), "the new pair is up");
+    let ip = s.endpoints[0].ipv4.unwrap();
+    let ns = e.net.netns_path(&id);
+    let server = serve(&ns, 80, "again");
+    assert_eq!(fetch((ip, 80)).trim(), "hello from again", "reachable");
+    kill(server);
+    drop(held);
+
+    // Shared with a joiner: deleted at the teardown, whoever holds the namespace.
+    let held = std::fs::File::open(&ns).expect("hold the namespace");
+    e.net.mark_shared(&id).expect("mark shared");
+    drop(s);
+    assert!(
+        e.net
+            .teardown_if_owner(&id, me, exited)
+            .expect("teardown shared")
+    );
+    assert_eq!(link_up(&veth), None, "deleted at once");
+    assert!(
+        std::fs::read_dir(e.exec.join("netns"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the namespace file and its marker are gone"
+    );
+    drop(held);
+    e.net.forget(&id).unwrap();
+    let left = links_left(&[]);
+    assert!(left.is_empty(), "links left: {left:?}");
 }

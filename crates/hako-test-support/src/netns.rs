@@ -5,6 +5,31 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
+/// The default network's bridge (hako's default name), kept once made.
+pub const DEFAULT_BRIDGE: &str = "hako0";
+
+/// The network of an interface address (`10.77.0.1/16` → `10.77.0.0/16`).
+fn subnet_of(addr: &str) -> Option<String> {
+    let (ip, len) = addr.split_once('/')?;
+    let len: u32 = len.parse().ok()?;
+    match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            Some(format!(
+                "{}/{len}",
+                std::net::Ipv4Addr::from(u32::from(a) & mask)
+            ))
+        }
+        std::net::IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            Some(format!(
+                "{}/{len}",
+                std::net::Ipv6Addr::from(u128::from(a) & mask)
+            ))
+        }
+    }
+}
+
 /// `/run/netns/<name>`, deleted with `ip netns delete` on Drop.
 #[derive(Debug)]
 pub struct NetnsGuard {
@@ -108,8 +133,9 @@ impl NetSandbox {
         })
     }
 
-    /// What hako networking left in the namespace: interfaces other than `lo`, elements in
-    /// hako's nftables table, and any process still inside (shims, containers, hako-dns).
+    /// What hako networking left in the namespace: interfaces other than `lo` and the
+    /// default bridge ([`DEFAULT_BRIDGE`]), elements in hako's nftables table other than
+    /// that bridge's, and any process still inside (shims, containers, hako-dns).
     pub fn leaks(&self) -> Vec<String> {
         let mut out = Vec::new();
         let text = |args: &[&str]| {
@@ -120,10 +146,26 @@ impl NetSandbox {
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default()
         };
+        // The default network's bridge stays once made, with its rules, as Docker's
+        // `docker0` does: not a leak. Its subnet, from the bridge's gateway address.
+        let kept: Vec<String> = text(&["-o", "addr", "show", "dev", DEFAULT_BRIDGE])
+            .lines()
+            .filter_map(|l| {
+                let mut w = l
+                    .split_whitespace()
+                    .skip_while(|w| *w != "inet" && *w != "inet6");
+                w.next()?;
+                subnet_of(w.next()?)
+            })
+            .chain([
+                format!("\"{DEFAULT_BRIDGE}\""),
+                format!("\"{DEFAULT_BRIDGE}\" . \"{DEFAULT_BRIDGE}\""),
+            ])
+            .collect();
         for line in text(&["-o", "link", "show"]).lines() {
             let name = line.split(':').nth(1).unwrap_or("").trim();
             let name = name.split('@').next().unwrap_or(name);
-            if name != "lo" && !name.is_empty() {
+            if name != "lo" && name != DEFAULT_BRIDGE && !name.is_empty() {
                 out.push(format!("interface {name}"));
             }
         }
@@ -134,7 +176,17 @@ impl NetSandbox {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         for line in table.lines().filter(|l| l.contains("elements = ")) {
-            out.push(format!("nft {}", line.trim()));
+            let items = line
+                .split_once('{')
+                .map_or(line, |(_, rest)| rest)
+                .trim_end_matches([' ', '}', ','])
+                .split(", ")
+                .map(str::trim)
+                .filter(|i| !i.is_empty() && !kept.iter().any(|k| k == i))
+                .count();
+            if items > 0 {
+                out.push(format!("nft {}", line.trim()));
+            }
         }
         let pids = Command::new("ip")
             .args(["netns", "pids", self.name()])
@@ -148,5 +200,22 @@ impl NetSandbox {
             out.push(format!("process {pid} in the test's netns: {}", cmd.trim()));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subnet_of;
+
+    #[test]
+    fn the_subnet_of_a_gateway_address() {
+        assert_eq!(subnet_of("10.77.0.1/16").as_deref(), Some("10.77.0.0/16"));
+        assert_eq!(subnet_of("172.18.5.1/24").as_deref(), Some("172.18.5.0/24"));
+        assert_eq!(
+            subnet_of("fd00:1:2::1/64").as_deref(),
+            Some("fd00:1:2::/64")
+        );
+        assert_eq!(subnet_of("10.0.0.1/0").as_deref(), Some("0.0.0.0/0"));
+        assert_eq!(subnet_of("nonsense"), None);
     }
 }

@@ -272,7 +272,10 @@ impl Engine {
     /// namespace of X's init for a `none` container).
     fn point_netns_at(&self, rec: &Record, other: &Record) -> Result<()> {
         let path = match mode_of(&other.host_config) {
-            Mode::Bridge(_) => self.net.netns_path(&other.id),
+            Mode::Bridge(_) => {
+                self.net.mark_shared(&other.id)?;
+                self.net.netns_path(&other.id)
+            }
             Mode::Host => {
                 return Err(Error::InvalidArgument(
                     "cannot join the network of a container on the host network".into(),
@@ -314,15 +317,26 @@ impl Engine {
                 return Ok(());
             };
             let me = i32::try_from(std::process::id()).unwrap_or(0);
+            // The shim saw the container exit (it is finishing, or became the exit
+            // command): no process is left in the namespace, which dies with its unmount
+            // and takes the interfaces with it. Otherwise (a killed shim, a holder that
+            // does not finish) the container may still run: its interfaces are deleted.
+            let exited = s.owner > 0
+                && (is_exit_command(s.owner, id)
+                    || (is_shim_of(s.owner, id) && !protocol::shim_alive(&self.state_dir(id))));
             if s.owner == 0
                 || s.owner == me
                 || !holder_alive(s.owner)
-                || is_exit_command(s.owner, id)
-                || (is_shim_of(s.owner, id) && !protocol::shim_alive(&self.state_dir(id)))
+                || exited
                 || Instant::now() >= deadline
             {
+                // (The exit command releasing itself runs with the shim's pid: `exited`.)
+                let release = match exited {
+                    true => hako_net::driver::Release::WithNamespace,
+                    false => hako_net::driver::Release::Delete,
+                };
                 let joined = self.net.attachments(id).unwrap_or_default();
-                if !self.net.teardown_if_owner(id, s.owner)? {
+                if !self.net.teardown_if_owner(id, s.owner, release)? {
                     // A start set the network up again since it was read: judge that one.
                     continue;
                 }
@@ -361,7 +375,8 @@ impl Engine {
                     continue;
                 }
                 tracing::info!(container = %s.container, "releasing the network of a container whose monitor is gone");
-                if let Err(e) = self.net.teardown_if_owner(&s.container, s.owner) {
+                let release = hako_net::driver::Release::Delete;
+                if let Err(e) = self.net.teardown_if_owner(&s.container, s.owner, release) {
                     tracing::warn!(container = %s.container, "release network: {e}");
                 }
             }

@@ -170,6 +170,18 @@ impl Socket {
             .map_err(nl_err(format!("set {name} up")))
     }
 
+    /// Takes a link down, by name; a link already gone is not an error. (A bridge port
+    /// going down leaves forwarding and loses its learned addresses at once.)
+    pub fn set_down(&mut self, name: &str) -> Result<()> {
+        let mut m = named(name);
+        m.header.change_mask = LinkFlags::Up;
+        match self.request(RouteNetlinkMessage::SetLink(m), 0) {
+            Ok(()) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
+            Err(e) => Err(nl_err(format!("set {name} down"))(e)),
+        }
+    }
+
     /// Makes `index` a port of bridge `master`, in hairpin mode (a container reaching its
     /// own published port goes out and back in through the same port), and up.
     pub fn enslave(&mut self, index: u32, name: &str, master: u32) -> Result<()> {
