@@ -429,6 +429,39 @@ impl CgroupManager for Manager {
         }
     }
 
+    fn clone_into_dir(&self) -> Option<PathBuf> {
+        match &self.inner {
+            Inner::V2(v2) | Inner::Hybrid(_, v2) => Some(v2.dir()),
+            _ => None,
+        }
+    }
+
+    fn self_join_files(&self) -> Result<Vec<std::fs::File>, Error> {
+        match &self.inner {
+            Inner::V1(v1) | Inner::Hybrid(v1, _) => v1.tasks_files(),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn add_task_rest(&self, pid: i32, cloned_into: bool, self_joined: bool) -> Result<(), Error> {
+        match &self.inner {
+            Inner::V1(v1) if !self_joined => v1.add_task(pid),
+            Inner::V1(_) => Ok(()),
+            Inner::V2(v2) if !cloned_into => v2.add_task(pid),
+            Inner::V2(_) => Ok(()),
+            Inner::Hybrid(v1, v2) => {
+                if !self_joined {
+                    v1.add_task(pid)?;
+                }
+                if !cloned_into {
+                    v2.add_task(pid)?;
+                }
+                Ok(())
+            }
+            _ => self.add_task(pid),
+        }
+    }
+
     fn stats(&self) -> Result<Stats, Error> {
         match &self.inner {
             Inner::V1(v1) | Inner::Hybrid(v1, _) => stats::v1(&|c| v1.dir(c)),

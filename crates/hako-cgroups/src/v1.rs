@@ -58,6 +58,24 @@ impl V1 {
         Ok(())
     }
 
+    /// Every hierarchy's `tasks` file, opened for writing (close-on-exec).
+    pub(crate) fn tasks_files(&self) -> Result<Vec<std::fs::File>, Error> {
+        self.dirs()
+            .into_iter()
+            .map(|dir| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("tasks"))
+                    .map_err(|source| Error::Write {
+                        value: "0".to_owned(),
+                        file: "tasks".to_owned(),
+                        dir,
+                        source,
+                    })
+            })
+            .collect()
+    }
+
     /// Where to list processes: the freezer hierarchy (the one `pause` acts on), else
     /// the first.
     pub(crate) fn pids_dir(&self) -> Option<PathBuf> {

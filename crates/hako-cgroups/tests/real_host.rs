@@ -333,6 +333,64 @@ fn hybrid_manager_end_to_end() {
     assert_eq!(leftovers(&path), Vec::<PathBuf>::new());
 }
 
+/// A single-threaded process writing `0` to the v1 `tasks` files moves itself into every
+/// v1 hierarchy (without the kernel's global rwsem and its grace period); the unified tree
+/// is left to CLONE_INTO_CGROUP or `add_task_rest`.
+#[test]
+fn hybrid_self_join_and_the_rest() {
+    require_host!();
+    let path = unique();
+    let m = Guard(Manager::new(Some(&path), "ignored").unwrap());
+    m.create().unwrap();
+    let unified = m.clone_into_dir().expect("hybrid: the unified tree");
+    assert!(
+        unified.starts_with("/sys/fs/cgroup/unified"),
+        "{}",
+        unified.display()
+    );
+    let files = m.self_join_files().unwrap();
+    let v1: Vec<_> = m
+        .mounts()
+        .into_iter()
+        .filter(|c| !c.host_dir.starts_with("/sys/fs/cgroup/unified"))
+        .collect();
+    assert_eq!(files.len(), v1.len(), "one tasks file per v1 hierarchy");
+    // Inheritable copies, so the shell can write to them.
+    let fds: Vec<std::os::fd::OwnedFd> =
+        files.iter().map(|f| nix::unistd::dup(f).unwrap()).collect();
+    let list: Vec<String> = fds
+        .iter()
+        .map(|f| std::os::fd::AsRawFd::as_raw_fd(f).to_string())
+        .collect();
+    // (bash: dash redirects single-digit descriptors only.)
+    let mut child = Proc(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "for fd in {}; do echo 0 >&$fd || exit 1; done; exec sleep 1000",
+                list.join(" ")
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    drop(fds);
+    let pid = child.pid();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !v1.iter().all(|c| procs(&c.host_dir).contains(&pid)) {
+        assert!(Instant::now() < deadline, "not in every v1 hierarchy");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !procs(&unified).contains(&pid),
+        "the unified tree is not joined this way"
+    );
+    m.add_task_rest(pid, false, true).unwrap();
+    assert!(procs(&unified).contains(&pid));
+    m.destroy().unwrap();
+    assert_eq!(child.wait(Duration::from_secs(5)).signal(), Some(9));
+    assert_eq!(leftovers(&path), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn memory_hog_is_oom_killed_and_counted() {
     require_host!();

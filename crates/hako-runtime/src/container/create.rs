@@ -178,6 +178,18 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     .context(|| "make exec.error".into())?;
 
     let cgroups = cgroup_view(&cg, &plan);
+    // v1 hierarchies: the init moves itself in (see CgroupManager::self_join_files), but
+    // not from inside a new user namespace (it is not root of the files' namespace
+    // there): then the parent moves it as before.
+    let join_cgroups = match plan.new_user || plan.intermediate {
+        true => Vec::new(),
+        false => cg
+            .self_join_files()?
+            .into_iter()
+            .map(OwnedFd::from)
+            .collect(),
+    };
+    let self_joined = !join_cgroups.is_empty();
     let init = InitArgs {
         id: &opts.id,
         config: &config,
@@ -191,9 +203,11 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         no_new_keyring: opts.no_new_keyring,
+        join_cgroups,
     };
-    // Pure v2 (cgroupfs driver): clone the init straight into its cgroup.
-    let cgroup_dir = match cg.v2_dir() {
+    // cgroup v2 (cgroupfs driver; hybrid's unified tree too): clone the init straight
+    // into its cgroup.
+    let cgroup_dir = match cg.clone_into_dir() {
         Some(d) => Some(
             nix::fcntl::open(
                 &d,
@@ -211,7 +225,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
             init,
             cgroup: cgroup_dir.as_ref().map(std::os::fd::AsFd::as_fd),
         },
-        &|pid| Ok(cg.add_task(pid)?),
+        &|pid, cloned_into| Ok(cg.add_task_rest(pid, cloned_into, self_joined)?),
     )?;
 
     let (_, start_time) = proc_stat(pid)

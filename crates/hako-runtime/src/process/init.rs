@@ -41,6 +41,9 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     /// `--no-new-keyring`: keep the caller's session keyring.
     pub no_new_keyring: bool,
+    /// The v1 hierarchies' `tasks` files of the container's cgroup: the init writes `0`
+    /// to each as its first step, moving itself in (`CgroupManager::self_join_files`).
+    pub join_cgroups: Vec<OwnedFd>,
 }
 
 /// Run as the init; never returns.
@@ -84,6 +87,10 @@ fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
     let spec = spec(args);
     let plan = args.plan;
     let host_pid = chan.expect_proceed()?;
+    // Single-threaded here: moving the calling thread moves the process.
+    for fd in &args.join_cgroups {
+        nix::unistd::write(fd, b"0").context(|| "join the container's cgroup".into())?;
+    }
     if plan.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare cgroup namespace".into())?;
     }

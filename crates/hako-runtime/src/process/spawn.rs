@@ -22,9 +22,9 @@ pub struct SpawnArgs<'a> {
     pub id: &'a str,
     pub config: &'a Config,
     pub init: InitArgs<'a>,
-    /// The container's cgroup v2 directory: the first child is cloned straight into it
-    /// (CLONE_INTO_CGROUP, Linux 5.7), so it never runs a step in the caller's cgroup and
-    /// the limits hold from its first instruction.
+    /// The container's cgroup v2 directory (pure v2's, hybrid's unified tree's): the
+    /// first child is cloned straight into it (CLONE_INTO_CGROUP, Linux 5.7), so it never
+    /// runs a step in the caller's cgroup and the limits hold from its first instruction.
     pub cgroup: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
@@ -41,14 +41,16 @@ impl Drop for Reaper {
 }
 
 /// Clone the container's init and drive it to "created". Returns the init's host pid.
-/// `add_to_cgroup` is called with the init's pid before it may run any container step.
-pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32) -> Result<()>) -> Result<i32> {
+/// `add_to_cgroup` is called with the init's pid before it may run any container step,
+/// and whether it was cloned into `args.cgroup`.
+pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32, bool) -> Result<()>) -> Result<i32> {
     let plan = args.init.plan;
     let spec = &args.config.spec;
     let (parent, child) = channel::pair()?;
 
     let restore = ParentNamespaces::enter(plan, spec)?;
     let mut cloned = hako_sys::clone3_fork(plan.clone_flags, args.cgroup);
+    let mut cloned_into = args.cgroup.is_some();
     if args.cgroup.is_some()
         && let Err(e) = &cloned
         && matches!(
@@ -61,6 +63,7 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32) -> Result<()>) -> 
         // clone normally, `add_to_cgroup` below moves the child.
         tracing::debug!(error = %e, "CLONE_INTO_CGROUP refused; cloning without it");
         cloned = hako_sys::clone3_fork(plan.clone_flags, None);
+        cloned_into = false;
     }
     let cloned = match cloned {
         Ok(hako_sys::CloneResult::Child) => {
@@ -99,7 +102,8 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32) -> Result<()>) -> 
         first
     };
 
-    add_to_cgroup(init_pid)?;
+    // (An intermediate process's child, the init, inherits its cgroup v2 placement.)
+    add_to_cgroup(init_pid, cloned_into)?;
     if plan.new_user && !plan.child_new_user {
         write_mappings(init_pid, spec)?;
     }
