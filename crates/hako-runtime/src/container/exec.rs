@@ -115,6 +115,25 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
     if !c.st.init_alive() {
         return Err(Refusal::ExecStopped.into());
     }
+    // The container's cgroup, as for its init (create.rs): cloned into its cgroup v2
+    // directory, the child moving itself into the v1 hierarchies (no global cgroup lock,
+    // no grace period: CgroupManager::self_join_files); rootless, the parent moves it.
+    let rootless = !hako_sys::userns::in_initial();
+    let cg = c.cgroup();
+    let join_cgroups: Vec<OwnedFd> = match &cg {
+        Some(cg) if !rootless => cg
+            .self_join_files()?
+            .into_iter()
+            .map(OwnedFd::from)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let self_joined = !join_cgroups.is_empty();
+    let into: Option<OwnedFd> = cg
+        .as_ref()
+        .and_then(|cg| cg.clone_into_dir())
+        .and_then(|d| std::fs::File::open(d).ok())
+        .map(OwnedFd::from);
     let args = ExecArgs {
         process,
         caps,
@@ -123,6 +142,7 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
         root,
         console_socket,
         preserve_fds: flags.preserve_fds,
+        join_cgroups,
     };
 
     let (parent, chan) = channel::pair()?;
@@ -139,7 +159,19 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
         CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
     )
     .is_ok();
-    let cloned = hako_sys::clone3_fork(CloneFlags::empty(), None);
+    let mut cloned = hako_sys::clone3_fork(CloneFlags::empty(), into.as_ref().map(AsFd::as_fd));
+    let mut cloned_into = into.is_some();
+    if cloned_into
+        && let Err(e) = &cloned
+        && matches!(
+            e.raw_os_error(),
+            Some(libc::E2BIG | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBUSY)
+        )
+    {
+        // As spawn.rs: no CLONE_INTO_CGROUP here, or a cgroup that takes no process.
+        cloned = hako_sys::clone3_fork(CloneFlags::empty(), None);
+        cloned_into = false;
+    }
     if let Ok(hako_sys::CloneResult::Child) = cloned {
         drop(parent);
         child::run(args, chan);
@@ -149,7 +181,6 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
     // Rootless, our own namespaces belong to the host's user namespace, where we have no
     // capability to join them again: this process forks nothing more, so staying is
     // harmless (only children made from now on would be placed there).
-    let rootless = !hako_sys::userns::in_initial();
     match setns(own_pid.as_fd(), CloneFlags::CLONE_NEWPID) {
         Err(nix::errno::Errno::EPERM) if rootless => {}
         r => r.context(|| "return to own pid namespace".into())?,
@@ -172,8 +203,8 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         let _ = waitpid(Pid::from_raw(pid), None);
     };
-    if let Some(cg) = c.cgroup()
-        && let Err(e) = cg.add_task(pid)
+    if let Some(cg) = &cg
+        && let Err(e) = cg.add_task_rest(pid, cloned_into, self_joined)
     {
         kill();
         return Err(e.into());

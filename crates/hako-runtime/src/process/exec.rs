@@ -41,6 +41,9 @@ pub struct ExecArgs {
     pub root: Option<OwnedFd>,
     pub console_socket: Option<OwnedFd>,
     pub preserve_fds: u32,
+    /// The container's v1 `tasks` files: the child writes `0` to each first, moving
+    /// itself in (`CgroupManager::self_join_files`).
+    pub join_cgroups: Vec<OwnedFd>,
 }
 
 /// Run as the exec child; never returns.
@@ -64,6 +67,10 @@ fn setup<'a>(
     chan: &ChildEnd,
 ) -> Result<(security::Prepared<'a>, hako_sys::process::Execve)> {
     chan.expect_proceed()?;
+    // Single-threaded here: moving the calling thread moves the process.
+    for fd in &args.join_cgroups {
+        nix::unistd::write(fd, b"0").context(|| "join the container's cgroup".into())?;
+    }
     for (flag, fd) in &args.namespaces {
         setns(fd.as_fd(), *flag).context(|| format!("join container namespace {flag:?}"))?;
     }
