@@ -454,7 +454,8 @@ fn run_is_on_the_bridge_by_default_and_follows_network() {
         ],
     );
     assert_eq!(cat("n:host", "/ns"), host_ns);
-    assert_eq!(cat("n:host", "/ifaces"), "lo\n");
+    // The host's interfaces: the default bridge, kept after the RUNs on it (as docker0).
+    assert_eq!(cat("n:host", "/ifaces"), "hako0\nlo\n");
     // The same Dockerfile and args on another network is another cache entry.
     let (ran, _) = steps(&build_ok(
         &h,
