@@ -1206,3 +1206,46 @@ fn veths_go_with_their_namespace_unless_it_is_shared() {
     let left = links_left(&[]);
     assert!(left.is_empty(), "links left: {left:?}");
 }
+
+/// A kept bridge's elements are added once per nftables ruleset: the next container's start
+/// commits nothing while the ruleset's generation is the one they were added at, and any
+/// change to the ruleset (here a flush by somebody else) makes the next start add them
+/// again, rules and all.
+#[test]
+fn kept_elements_are_added_again_only_after_the_ruleset_changed() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env();
+    let generation = hako_net::firewall::generation::generation;
+    let g0 = generation().expect("the ruleset's generation");
+    sh("nft add table inet hkgen && nft delete table inet hkgen");
+    let g1 = generation().unwrap();
+    assert!(g1 > g0, "each commit moves it on: {g0} -> {g1}");
+
+    stop(&e, start_on_bridge(&e, 'a'));
+    let before = generation().unwrap();
+    let again = start_on_bridge(&e, 'b');
+    assert_eq!(
+        generation().unwrap(),
+        before,
+        "the second start committed something"
+    );
+    assert!(sh("nft list set inet hako bridges").contains("\"hako0\""));
+    stop(&e, again);
+
+    sh("nft flush ruleset");
+    let mended = start_on_bridge(&e, 'c');
+    assert!(
+        sh("nft list set inet hako bridges").contains("\"hako0\""),
+        "elements back"
+    );
+    assert!(
+        sh("nft list chain inet hako postrouting").contains("masquerade"),
+        "rules back"
+    );
+    stop(&e, mended);
+    let left = links_left(&[]);
+    assert!(left.is_empty(), "links left: {left:?}");
+}

@@ -28,3 +28,27 @@ pub fn from_inherited(fd: RawFd) -> Option<OwnedFd> {
     // this process owns it (the caller takes each number once, at startup).
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// The cookie of the network namespace a socket lives in (`SO_NETNS_COOKIE`, Linux 5.14):
+/// unlike the namespace's inode number, never reused within a boot.
+pub fn netns_cookie(sock: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let mut cookie: u64 = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<u64>()).unwrap_or(8);
+    // SAFETY: `sock` is open for the call; the kernel writes at most `len` bytes into
+    // `cookie`, which outlives the call.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            std::ptr::addr_of_mut!(cookie).cast(),
+            &raw mut len,
+        )
+    };
+    match r {
+        0 => Ok(cookie),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}

@@ -47,6 +47,7 @@
 
 mod backend;
 pub mod foreign;
+pub mod generation;
 pub mod iptables;
 
 pub use backend::Backend;
