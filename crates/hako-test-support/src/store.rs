@@ -44,6 +44,10 @@ fn churn_file(rel: &str) -> bool {
         || rel == "exec:locks"
         // hako-net's lock and its directories (their entries count: netns/<id>, dns/pid).
         || rel == "exec:network.lock"
+        // The firewall work known done at the current nftables ruleset: a cache, rewritten
+        // whole by any start (hako-net firewall/generation.rs), its temporary name included.
+        || rel == "exec:firewall.verified"
+        || rel == "exec:firewall.tmp"
         || rel == "exec:netns"
         || rel == "exec:dns"
         || rel == "exec:dns/lock"
