@@ -80,6 +80,16 @@ pub struct CgroupMount {
     pub host_dir: PathBuf,
 }
 
+/// Moves the calling thread into the cgroups whose [`CgroupManager::self_join_files`] these
+/// are (writes `0` to each): the whole process, when it is single-threaded, as a freshly
+/// cloned init or exec child is.
+pub fn self_join(files: &[std::os::fd::OwnedFd]) -> std::io::Result<()> {
+    for f in files {
+        nix::unistd::write(f, b"0")?;
+    }
+    Ok(())
+}
+
 /// What the runtime and the engine do with a container's cgroups.
 pub trait CgroupManager {
     /// `mkdir -p` in every hierarchy; idempotent. v1 cpuset levels inherit cpus/mems
@@ -119,7 +129,7 @@ pub trait CgroupManager {
     /// container start here, the largest wait of `hako run`. A thread moving itself does
     /// not take it (`cgroup_procs_write_start`: "If the thread is `current`, it won't
     /// exit(2) under our hands..."): 9 hierarchies in 0.4 ms.
-    fn self_join_files(&self) -> Result<Vec<std::fs::File>, Error>;
+    fn self_join_files(&self) -> Result<Vec<std::os::fd::OwnedFd>, Error>;
     /// [`CgroupManager::add_task`] for the parts that cloning into
     /// [`CgroupManager::clone_into_dir`] (`cloned_into`) and writing to
     /// [`CgroupManager::self_join_files`] (`self_joined`) did not place the process in.

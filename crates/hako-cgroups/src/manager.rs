@@ -436,7 +436,7 @@ impl CgroupManager for Manager {
         }
     }
 
-    fn self_join_files(&self) -> Result<Vec<std::fs::File>, Error> {
+    fn self_join_files(&self) -> Result<Vec<std::os::fd::OwnedFd>, Error> {
         match &self.inner {
             Inner::V1(v1) | Inner::Hybrid(v1, _) => v1.tasks_files(),
             _ => Ok(Vec::new()),

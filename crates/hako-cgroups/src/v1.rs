@@ -59,13 +59,14 @@ impl V1 {
     }
 
     /// Every hierarchy's `tasks` file, opened for writing (close-on-exec).
-    pub(crate) fn tasks_files(&self) -> Result<Vec<std::fs::File>, Error> {
+    pub(crate) fn tasks_files(&self) -> Result<Vec<std::os::fd::OwnedFd>, Error> {
         self.dirs()
             .into_iter()
             .map(|dir| {
                 std::fs::OpenOptions::new()
                     .write(true)
                     .open(dir.join("tasks"))
+                    .map(std::os::fd::OwnedFd::from)
                     .map_err(|source| Error::Write {
                         value: "0".to_owned(),
                         file: "tasks".to_owned(),

@@ -26,5 +26,6 @@ pub mod userns;
 pub mod uts;
 
 pub use process::{
-    CloneResult, cloexec_from, clone3_fork, close_range_cloexec, pidfd_open, pidfd_send_signal,
+    CloneResult, cloexec_from, clone3_fork, clone3_fork_into, close_range_cloexec, pidfd_open,
+    pidfd_send_signal,
 };

@@ -34,6 +34,32 @@ struct CloneArgs {
 /// by `cgroup_fd`.
 pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// [`clone3_fork`] into the cgroup v2 directory `cgroup_fd` where the kernel takes it, else
+/// without it: a kernel without CLONE_INTO_CGROUP (E2BIG: clone_args too new; ENOSYS: no
+/// clone3) or a cgroup that cannot take a process (EBUSY: it delegates controllers;
+/// threaded). Returns, with the result, whether the child was cloned into the cgroup (if
+/// not, the caller places it). Same contract as [`clone3_fork`].
+pub fn clone3_fork_into(
+    flags: nix::sched::CloneFlags,
+    cgroup_fd: Option<BorrowedFd<'_>>,
+) -> (io::Result<CloneResult>, bool) {
+    let cloned = clone3_fork(flags, cgroup_fd);
+    match &cloned {
+        Err(e)
+            if cgroup_fd.is_some()
+                && matches!(
+                    e.raw_os_error(),
+                    Some(
+                        libc::E2BIG | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBUSY
+                    )
+                ) =>
+        {
+            (clone3_fork(flags, None), false)
+        }
+        _ => (cloned, cgroup_fd.is_some()),
+    }
+}
+
 /// Fork-like `clone3`: the child continues from this call on a copy of the caller's stack,
 /// in the new namespaces named by `flags` (`CLONE_NEW*`, `CLONE_PARENT`), optionally
 /// placed straight into a cgroup v2 directory. Falls back to the `clone` system call

@@ -183,11 +183,7 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     // there): then the parent moves it as before.
     let join_cgroups = match plan.new_user || plan.intermediate {
         true => Vec::new(),
-        false => cg
-            .self_join_files()?
-            .into_iter()
-            .map(OwnedFd::from)
-            .collect(),
+        false => cg.self_join_files()?,
     };
     let self_joined = !join_cgroups.is_empty();
     let init = InitArgs {

@@ -121,11 +121,7 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
     let rootless = !hako_sys::userns::in_initial();
     let cg = c.cgroup();
     let join_cgroups: Vec<OwnedFd> = match &cg {
-        Some(cg) if !rootless => cg
-            .self_join_files()?
-            .into_iter()
-            .map(OwnedFd::from)
-            .collect(),
+        Some(cg) if !rootless => cg.self_join_files()?,
         _ => Vec::new(),
     };
     let self_joined = !join_cgroups.is_empty();
@@ -159,19 +155,8 @@ pub fn exec(root: &Path, flags: &Flags) -> Result<i32> {
         CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
     )
     .is_ok();
-    let mut cloned = hako_sys::clone3_fork(CloneFlags::empty(), into.as_ref().map(AsFd::as_fd));
-    let mut cloned_into = into.is_some();
-    if cloned_into
-        && let Err(e) = &cloned
-        && matches!(
-            e.raw_os_error(),
-            Some(libc::E2BIG | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBUSY)
-        )
-    {
-        // As spawn.rs: no CLONE_INTO_CGROUP here, or a cgroup that takes no process.
-        cloned = hako_sys::clone3_fork(CloneFlags::empty(), None);
-        cloned_into = false;
-    }
+    let (cloned, cloned_into) =
+        hako_sys::clone3_fork_into(CloneFlags::empty(), into.as_ref().map(AsFd::as_fd));
     if let Ok(hako_sys::CloneResult::Child) = cloned {
         drop(parent);
         child::run(args, chan);

@@ -68,9 +68,7 @@ fn setup<'a>(
 ) -> Result<(security::Prepared<'a>, hako_sys::process::Execve)> {
     chan.expect_proceed()?;
     // Single-threaded here: moving the calling thread moves the process.
-    for fd in &args.join_cgroups {
-        nix::unistd::write(fd, b"0").context(|| "join the container's cgroup".into())?;
-    }
+    hako_cgroups::self_join(&args.join_cgroups).context(|| "join the container's cgroup".into())?;
     for (flag, fd) in &args.namespaces {
         setns(fd.as_fd(), *flag).context(|| format!("join container namespace {flag:?}"))?;
     }

@@ -88,9 +88,7 @@ fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
     let plan = args.plan;
     let host_pid = chan.expect_proceed()?;
     // Single-threaded here: moving the calling thread moves the process.
-    for fd in &args.join_cgroups {
-        nix::unistd::write(fd, b"0").context(|| "join the container's cgroup".into())?;
-    }
+    hako_cgroups::self_join(&args.join_cgroups).context(|| "join the container's cgroup".into())?;
     if plan.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare cgroup namespace".into())?;
     }

@@ -49,22 +49,7 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32, bool) -> Result<()
     let (parent, child) = channel::pair()?;
 
     let restore = ParentNamespaces::enter(plan, spec)?;
-    let mut cloned = hako_sys::clone3_fork(plan.clone_flags, args.cgroup);
-    let mut cloned_into = args.cgroup.is_some();
-    if args.cgroup.is_some()
-        && let Err(e) = &cloned
-        && matches!(
-            e.raw_os_error(),
-            Some(libc::E2BIG | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBUSY)
-        )
-    {
-        // A kernel without CLONE_INTO_CGROUP (E2BIG: clone_args too new; ENOSYS: no clone3),
-        // or a cgroup that cannot take a process (EBUSY: it delegates controllers; threaded):
-        // clone normally, `add_to_cgroup` below moves the child.
-        tracing::debug!(error = %e, "CLONE_INTO_CGROUP refused; cloning without it");
-        cloned = hako_sys::clone3_fork(plan.clone_flags, None);
-        cloned_into = false;
-    }
+    let (cloned, cloned_into) = hako_sys::clone3_fork_into(plan.clone_flags, args.cgroup);
     let cloned = match cloned {
         Ok(hako_sys::CloneResult::Child) => {
             drop(parent);
@@ -80,7 +65,7 @@ pub fn spawn(args: SpawnArgs<'_>, add_to_cgroup: &dyn Fn(i32, bool) -> Result<()
     restore.leave()?;
     drop(child);
     let first = cloned?;
-    tracing::debug!(pid = first, flags = ?plan.clone_flags, intermediate = plan.intermediate, "cloned");
+    tracing::debug!(pid = first, flags = ?plan.clone_flags, intermediate = plan.intermediate, into_cgroup = cloned_into, "cloned");
     let mut reaper = Reaper(vec![first]);
 
     let init_pid = if plan.intermediate {
