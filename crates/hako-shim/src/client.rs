@@ -103,6 +103,15 @@ impl Client {
         }
     }
 
+    /// Ends the connection now if it is done (its last output written, or broken): the
+    /// peer reads its EOF at once instead of when the client is dropped, which the
+    /// monitor's loop does only after the work of its turn.
+    pub fn hang_up_if_done(&mut self) {
+        if self.dead {
+            let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// Queue a reply line.
     pub fn reply(&mut self, reply: &Reply) {
         let mut line = serde_json::to_vec(reply).unwrap_or_else(|_| b"\"ok\"".to_vec());

@@ -885,6 +885,11 @@ impl Shim {
                 Role::Request => {}
             }
         }
+        // Those served in full learn the end before the runtime's `delete` (a few ms):
+        // `run --rm` removes the container once its attach stream ends.
+        for c in &mut self.clients {
+            c.hang_up_if_done();
+        }
         if self.opts.exec_process.is_none() {
             self.runtime.delete_force();
         }

@@ -49,6 +49,7 @@ scenario!(
     sigterm_stops_the_container_for_good,
     create_failure_leaves_nothing,
     exit_command_runs,
+    clients_see_the_end_before_the_runtime_delete,
 );
 
 fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
@@ -95,6 +96,8 @@ struct Shim<'a> {
     /// Spawn it with SIGTERM and SIGCHLD ignored (inherited across exec, as from a parent
     /// that ignores them).
     ignoring: bool,
+    /// A program to give as the runtime instead of `rt`'s (a wrapper around it).
+    runtime: Option<PathBuf>,
 }
 
 /// Serializes spawns: the ready pipe is inherited (no close-on-exec) during the spawn, and
@@ -110,6 +113,7 @@ impl<'a> Shim<'a> {
             dir: tempfile::tempdir().expect("tempdir"),
             pid: None,
             ignoring: false,
+            runtime: None,
         }
     }
 
@@ -122,13 +126,17 @@ impl<'a> Shim<'a> {
     }
 
     fn args(&self, ready_fd: i32, extra: &[&str]) -> Vec<String> {
+        let runtime = self
+            .runtime
+            .clone()
+            .unwrap_or_else(|| self.rt.binary().to_path_buf());
         let mut args: Vec<String> = [
             "--id",
             &self.id,
             "--bundle",
             &self.bundle.path().display().to_string(),
             "--runtime",
-            &self.rt.binary().display().to_string(),
+            &runtime.display().to_string(),
             "--runtime-root",
             &self.rt.root().display().to_string(),
             "--state-dir",
@@ -729,6 +737,48 @@ fn exit_command_runs(rt: &Runtime) {
     }
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "--an-argument\n");
+}
+
+/// The shim answers its waiters and ends its attach streams before it runs `RUNTIME
+/// delete` (what `run --rm` waits for before it removes the container): with a runtime
+/// whose `delete` takes a second, the stream's end comes while the shim still runs.
+fn clients_see_the_end_before_the_runtime_delete(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().sh("echo out"));
+    let wrapper = shim.dir.path().join("slow-delete-runtime");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = delete ] && sleep 1; done\nexec {} \"$@\"\n",
+            rt.binary().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    shim.runtime = Some(wrapper);
+    shim.spawn(&[]);
+    let (stream, _) = shim.attach(false);
+    let waiter = shim.request_thread(Request::Wait);
+    shim.start();
+    let out = read_to_end(stream);
+    assert!(
+        shim.state().join(protocol::SHIM_PID_FILE).exists(),
+        "the attach stream ended only after the shim's RUNTIME delete"
+    );
+    assert_eq!(joined(&frames(&out), 1), "out\n");
+    match waiter.join().unwrap() {
+        Reply::Exited(e) => assert_eq!(e.exit_code, 0),
+        other => panic!("wait: {other:?}"),
+    }
+    assert!(
+        shim.state().join(protocol::SHIM_PID_FILE).exists(),
+        "the waiter was answered only after the shim's RUNTIME delete"
+    );
+    assert_eq!(shim.wait().exit_code, 0);
+    shim.assert_gone_and_clean();
 }
 
 fn always_restarts_until_stopped(rt: &Runtime) {

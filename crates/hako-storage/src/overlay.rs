@@ -274,9 +274,7 @@ impl Driver for Overlay2 {
     }
 
     fn create_rw_with(&self, id: &str, parent: Option<&str>, opts: &StorageOpts) -> Result<()> {
-        self.build(id, parent, opts.size, |diff| {
-            unpack::apply(&mut crate::empty_tar(), diff, WhiteoutMode::Overlay)
-        })?;
+        self.build(id, parent, opts.size, |_| Ok(unpack::empty_layer()))?;
         if opts.volatile {
             // Read by `mount` (a crash before it leaves an ordinary layer: harmless).
             let marker = self.dir(id).join(VOLATILE);

@@ -156,6 +156,23 @@ pub fn decoder<'a>(
     })
 }
 
+/// What [`apply`] of the empty layer (one end-of-archive block, nothing else: a
+/// container's writable layer starts as one) returns, without its threads: the layer
+/// changes nothing in its directory.
+pub fn empty_layer() -> LayerDigests {
+    let tar = crate::empty_tar().into_inner();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
+    let size = u64::try_from(tar.len()).unwrap_or(u64::MAX);
+    LayerDigests {
+        blob_digest: digest.clone(),
+        blob_size: size,
+        diff_id: digest,
+        diff_size: size,
+        compression: Compression::None,
+        split_complete: false,
+    }
+}
+
 /// Applies the layer tar `stream` to the directory `dest`, which must exist.
 ///
 /// `dest` should be a private temporary directory: on error it holds a partial layer that

@@ -87,10 +87,8 @@ impl Driver for Vfs {
     }
 
     fn create_rw(&self, id: &str, parent: Option<&str>) -> Result<()> {
-        self.build(id, parent, |dir| {
-            unpack::apply(&mut crate::empty_tar(), dir, WhiteoutMode::Delete)
-        })
-        .map(drop)
+        self.build(id, parent, |_| Ok(unpack::empty_layer()))
+            .map(drop)
     }
 
     fn mount(&self, id: &str) -> Result<MountInfo> {

@@ -337,3 +337,13 @@ fn gzip_and_zstd_digests_and_truncation() {
         .unwrap_err();
     assert!(e.to_string().contains("not supported"), "{e}");
 }
+
+/// A container's writable layer skips the unpack of its empty layer: what it records
+/// in its place must be what that unpack returns, and it must change nothing.
+#[test]
+fn the_empty_layer_shortcut_matches_its_unpack() {
+    let sb = Sandbox::new();
+    let applied = sb.apply(&[0u8; 1024], WhiteoutMode::Overlay).unwrap();
+    assert_eq!(applied, unpack::empty_layer());
+    assert_eq!(std::fs::read_dir(sb.layer()).unwrap().count(), 0);
+}
