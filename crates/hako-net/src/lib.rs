@@ -39,6 +39,7 @@ mod subnets;
 pub use error::{Error, ErrorList, Result};
 pub use net::{
     AttachRequest, ContainerNet, Net, NetOptions, NetSnapshot, NetworkCreate, Setup, SetupRequest,
+    Wiring,
 };
 pub use store::{Attachment, Endpoint, Network, Sandbox, Subnet};
 

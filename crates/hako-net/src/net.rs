@@ -112,6 +112,55 @@ pub struct Setup {
     pub resolv: String,
 }
 
+/// The second half of a container's network setup ([`Net::setup_begin`]): it holds the
+/// network lock until [`Wiring::finish`].
+#[derive(Debug)]
+pub struct Wiring<'a> {
+    net: &'a Net,
+    _lock: Lock,
+    container: String,
+    atts: Vec<(Attachment, Network)>,
+    ns: Netns,
+    endpoints: Vec<Endpoint>,
+    ports: Vec<Mapping>,
+}
+
+impl Wiring<'_> {
+    /// Makes the interfaces, routes, firewall rules and the resolver. On failure the
+    /// whole setup is undone (the namespace too) and the lock released.
+    pub fn finish(self) -> Result<()> {
+        let r = self.net.wire(&self);
+        if r.is_err() {
+            let _ = self.net.teardown_locked(&self.container, Release::Delete);
+        }
+        r
+    }
+}
+
+/// The driver's requests for a container's endpoints `eps` on `atts`, in `ns`.
+fn requests<'a>(
+    container: &'a str,
+    atts: &'a [(Attachment, Network)],
+    eps: &'a [Endpoint],
+    ns: &'a Netns,
+) -> Vec<Request<'a>> {
+    eps.iter()
+        .zip(atts)
+        .enumerate()
+        .map(|(i, (e, (_, n)))| Request {
+            network: n,
+            container,
+            netns: ns,
+            ifname: &e.ifname,
+            host_veth: &e.host_veth,
+            ipv4: e.ipv4,
+            ipv6: e.ipv6,
+            mac: ipam::parse_mac(&e.mac).unwrap_or([2, 0x42, 0, 0, 0, 0]),
+            default_route: i == 0,
+        })
+        .collect()
+}
+
 /// A container's network records: its attachments (with their networks), live endpoints
 /// and sandbox.
 #[derive(Debug, Clone, Default)]
@@ -701,6 +750,19 @@ impl Net {
     /// Sets up a container's network (before its runtime starts it): namespace, addresses,
     /// interfaces, published ports, /etc files. On failure nothing is left.
     pub fn setup(&self, req: &SetupRequest) -> Result<Setup> {
+        let (setup, wiring) = self.setup_begin(req)?;
+        wiring.finish()?;
+        Ok(setup)
+    }
+
+    /// [`Net::setup`] in two halves, for a caller with other work meanwhile (the engine
+    /// spawns the shim, whose runtime joins the namespace by its path). This half reserves
+    /// the host ports, makes the namespace, allocates the addresses and checks them: every
+    /// refusal a user can cause comes from here. [`Wiring::finish`] (on any thread) then
+    /// makes the interfaces, routes, firewall rules and the resolver; nothing of the
+    /// container may run before it returns. The network lock is held from the first half
+    /// to the end of the second; a failure of either leaves nothing.
+    pub fn setup_begin(&self, req: &SetupRequest) -> Result<(Setup, Wiring<'_>)> {
         let lock = self.lock()?;
         if store::sandbox(&self.conn(), &req.container)?.is_some() {
             // A crash between setup and teardown: start afresh.
@@ -737,12 +799,21 @@ impl Net {
         hako_sys::crash::point("net.sandbox");
         let made = Netns::create(&path).and_then(|ns| {
             hako_sys::crash::point("net.netns");
-            self.setup_inner(req, &atts, &ns, reserved)
+            let setup = self.plan(req, &atts, &ns, reserved)?;
+            Ok((setup, ns))
         });
         match made {
-            Ok(s) => {
-                drop(lock);
-                Ok(s)
+            Ok((setup, ns)) => {
+                let wiring = Wiring {
+                    net: self,
+                    _lock: lock,
+                    container: req.container.clone(),
+                    atts,
+                    ns,
+                    endpoints: setup.endpoints.clone(),
+                    ports: setup.ports.clone(),
+                };
+                Ok((setup, wiring))
             }
             Err(e) => {
                 let _ = self.teardown_locked(&req.container, Release::Delete);
@@ -751,7 +822,9 @@ impl Net {
         }
     }
 
-    fn setup_inner(
+    /// The first half's tail: addresses allocated and checked, the /etc files and the
+    /// relays computed.
+    fn plan(
         &self,
         req: &SetupRequest,
         atts: &[(Attachment, Network)],
@@ -760,71 +833,8 @@ impl Net {
     ) -> Result<Setup> {
         let eps = self.allocate(&req.container, atts)?;
         hako_sys::crash::point("net.endpoints");
-        let reqs: Vec<Request<'_>> = eps
-            .iter()
-            .zip(atts)
-            .enumerate()
-            .map(|(i, (e, (_, n)))| Request {
-                network: n,
-                container: &req.container,
-                netns: ns,
-                ifname: &e.ifname,
-                host_veth: &e.host_veth,
-                ipv4: e.ipv4,
-                ipv6: e.ipv6,
-                mac: ipam::parse_mac(&e.mac).unwrap_or([2, 0x42, 0, 0, 0, 0]),
-                default_route: i == 0,
-            })
-            .collect();
-        self.with_bridge(|b| {
-            for r in &reqs {
-                b.validate(r)?;
-            }
-            for r in &reqs {
-                let first = store::network_endpoints(&self.conn(), &r.network.id)?.len() == 1;
-                b.setup(r)?;
-                hako_sys::crash::point("net.interface");
-                self.firewall_for_start(r.network, first)?;
-            }
-            Ok(())
-        })?;
-        let mut batch = Batch::default();
-        for m in &reserved.mappings {
-            let target = eps
-                .iter()
-                .find_map(|e| if m.host_ip.is_ipv6() { e.ipv6 } else { e.ipv4 })
-                .ok_or_else(|| {
-                    Error::InvalidArgument("published port without a container address".into())
-                })?;
-            batch.add_port(m, target);
-        }
-        // Recorded before they exist: a crash in between must not leave rules that no
-        // sandbox names (deleting an element that is not there is no error at teardown).
-        store::update_sandbox(
-            &self.conn(),
-            &req.container,
-            &reserved.mappings,
-            i32::try_from(std::process::id()).unwrap_or(0),
-        )?;
-        if !batch.is_empty() {
-            batch.apply(self.backend()?)?;
-            hako_sys::crash::point("net.ports");
-        }
-        let gateways: Vec<IpAddr> = atts
-            .iter()
-            .filter(|(_, n)| n.resolves_names())
-            .flat_map(|(_, n)| n.subnets.iter().map(|s| s.gateway))
-            .collect();
-        if !gateways.is_empty() {
-            let moved = dns::ensure(
-                &self.opts.dns_program,
-                &self.opts.db,
-                &self.opts.exec_root,
-                &gateways,
-            )?;
-            self.redirect_dns(&moved)?;
-            hako_sys::crash::point("net.dns");
-        }
+        let reqs = requests(&req.container, atts, &eps, ns);
+        self.with_bridge(|b| reqs.iter().try_for_each(|r| b.validate(r)))?;
         let (hosts, resolv) = self.etc_files(req, atts, &eps)?;
         let mut proxies = Vec::new();
         for (i, m) in reserved.mappings.iter().enumerate() {
@@ -845,6 +855,60 @@ impl Net {
             hosts,
             resolv,
         })
+    }
+
+    /// The second half of a setup (see [`Net::setup_begin`]).
+    fn wire(&self, w: &Wiring<'_>) -> Result<()> {
+        let reqs = requests(&w.container, &w.atts, &w.endpoints, &w.ns);
+        self.with_bridge(|b| {
+            for r in &reqs {
+                let first = store::network_endpoints(&self.conn(), &r.network.id)?.len() == 1;
+                b.setup(r)?;
+                hako_sys::crash::point("net.interface");
+                self.firewall_for_start(r.network, first)?;
+            }
+            Ok(())
+        })?;
+        let mut batch = Batch::default();
+        for m in &w.ports {
+            let target = w
+                .endpoints
+                .iter()
+                .find_map(|e| if m.host_ip.is_ipv6() { e.ipv6 } else { e.ipv4 })
+                .ok_or_else(|| {
+                    Error::InvalidArgument("published port without a container address".into())
+                })?;
+            batch.add_port(m, target);
+        }
+        // Recorded before they exist: a crash in between must not leave rules that no
+        // sandbox names (deleting an element that is not there is no error at teardown).
+        store::update_sandbox(
+            &self.conn(),
+            &w.container,
+            &w.ports,
+            i32::try_from(std::process::id()).unwrap_or(0),
+        )?;
+        if !batch.is_empty() {
+            batch.apply(self.backend()?)?;
+            hako_sys::crash::point("net.ports");
+        }
+        let gateways: Vec<IpAddr> = w
+            .atts
+            .iter()
+            .filter(|(_, n)| n.resolves_names())
+            .flat_map(|(_, n)| n.subnets.iter().map(|s| s.gateway))
+            .collect();
+        if !gateways.is_empty() {
+            let moved = dns::ensure(
+                &self.opts.dns_program,
+                &self.opts.db,
+                &self.opts.exec_root,
+                &gateways,
+            )?;
+            self.redirect_dns(&moved)?;
+            hako_sys::crash::point("net.dns");
+        }
+        Ok(())
     }
 
     /// /etc/hosts and resolv.conf for a container on `atts` with endpoints `eps`.

@@ -51,19 +51,54 @@ impl Engine {
         // runtime joins its namespace by path, and a port that is taken refuses the
         // start before anything runs.
         self.join_namespaces(rec)?;
-        let (sockets, proxies) = self.setup_network(rec)?;
+        let super::network::NetworkSetup {
+            sockets,
+            relays,
+            wiring,
+        } = self.setup_network(rec)?;
         let networked = self.net.sandbox(&rec.id)?.is_some();
-        match self.spawn_shim_with(rec, &sockets, &proxies, networked) {
-            Ok(()) => {
+        // The interfaces, routes and rules are made while the shim and the runtime create
+        // the container (~2 ms of netlink beside ~7 ms of process start-up): the runtime
+        // joins the namespace by its path, which exists already, and nothing runs in it
+        // before `start`.
+        let (spawned, wired) = std::thread::scope(|s| {
+            let wired = wiring.map(|w| {
+                std::thread::Builder::new()
+                    .name("hako-net-wire".into())
+                    .spawn_scoped(s, move || w.finish())
+            });
+            let spawned = self.spawn_shim_with(rec, &sockets, &relays, networked);
+            let wired = match wired {
+                None => Ok(()),
+                Some(Ok(h)) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Some(Err(e)) => Err(hako_net::Error::Io {
+                    context: "start the network setup thread".into(),
+                    source: e,
+                }),
+            };
+            (spawned, wired)
+        });
+        let failed = match (spawned, wired) {
+            (Ok(()), Ok(())) => None,
+            (Ok(()), Err(e)) => {
+                // The runtime created the container in a namespace that is gone now: end it.
+                self.end_created(rec);
+                Some(Error::from(e))
+            }
+            (Err(e), _) => Some(e),
+        };
+        match failed {
+            None => {
                 hako_sys::crash::point("start.shim-spawned");
                 if networked {
                     let pid =
                         protocol::read_shim_pid(&self.state_dir(&rec.id)).map_or(0, |(pid, _)| pid);
                     self.net.set_owner(&rec.id, pid)?;
+                    self.network_connect_events(rec);
                 }
                 Ok(())
             }
-            Err(e) => {
+            Some(e) => {
                 if networked {
                     let _ = self.net.teardown(&rec.id);
                 }
@@ -71,6 +106,17 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Ends a container the runtime created (under its shim) but that must not start.
+    pub(super) fn end_created(&self, rec: &Record) {
+        let _ = request_timeout(
+            &self.state_dir(&rec.id),
+            &Request::Stop { no_restart: true },
+            Duration::from_secs(5),
+        );
+        let _ = self.runtime_run(rec, "kill", &["kill", &rec.id, "SIGKILL"]);
+        self.wait_shim_gone(&rec.id, Duration::from_secs(10));
     }
 
     fn spawn_shim_with(

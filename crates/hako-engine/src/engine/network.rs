@@ -33,6 +33,17 @@ use super::Engine;
 /// Port sockets the shim relays: (index into the sockets, container address).
 pub(crate) type Relays = Vec<(usize, std::net::SocketAddr)>;
 
+/// What [`Engine::setup_network`] made.
+#[derive(Debug, Default)]
+pub(crate) struct NetworkSetup<'a> {
+    /// The host port sockets the shim must hold.
+    pub sockets: Vec<OwnedFd>,
+    /// Which of them it relays.
+    pub relays: Relays,
+    /// The setup's second half, for a bridge network.
+    pub wiring: Option<hako_net::Wiring<'a>>,
+}
+
 /// How a container is networked (`--network`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -207,15 +218,17 @@ impl Engine {
     }
 
     /// Before the shim starts the runtime: the container's network (bridge modes), its
-    /// /etc/hosts and resolv.conf. Returns the host port sockets the shim must hold, and
-    /// which of them it relays (index, container address).
-    pub(crate) fn setup_network(&self, rec: &Record) -> Result<(Vec<OwnedFd>, Relays)> {
+    /// /etc/hosts and resolv.conf. Returns the host port sockets the shim must hold, which
+    /// of them it relays (index, container address), and the second half of the setup
+    /// (interfaces, routes, rules: [`hako_net::Wiring`]) to finish while the shim and the
+    /// runtime create the container, and before it starts.
+    pub(crate) fn setup_network(&self, rec: &Record) -> Result<NetworkSetup<'_>> {
         if self.opts.rootless {
             self.setup_rootless_network(rec)?;
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(NetworkSetup::default());
         }
         match mode_of(&rec.host_config) {
-            Mode::None | Mode::Host => return Ok((Vec::new(), Vec::new())),
+            Mode::None | Mode::Host => return Ok(NetworkSetup::default()),
             Mode::Container(other) => {
                 let o = self.get(&other)?;
                 if !self.live(&o).status.is_active() {
@@ -225,7 +238,7 @@ impl Engine {
                     )));
                 }
                 self.point_netns_at(rec, &o)?;
-                return Ok((Vec::new(), Vec::new()));
+                return Ok(NetworkSetup::default());
             }
             Mode::Bridge(_) => {}
         }
@@ -236,7 +249,7 @@ impl Engine {
             .cloned()
             .unwrap_or_default();
         let h = &rec.host_config;
-        let setup = self.net.setup(&SetupRequest {
+        let (setup, wiring) = self.net.setup_begin(&SetupRequest {
             container: rec.id.clone(),
             name: rec.name.clone(),
             hostname: rec
@@ -258,14 +271,23 @@ impl Engine {
             overwrite(&dir.join("resolv.conf"), &setup.resolv)
         })();
         if let Err(e) = written {
+            // (The wiring's lock first: the teardown takes it.)
+            drop(wiring);
             let _ = self.net.teardown(&rec.id);
             return Err(e);
         }
-        // Docker's events: the container joins each of its networks at every start.
+        Ok(NetworkSetup {
+            sockets: setup.sockets,
+            relays: setup.proxies,
+            wiring: Some(wiring),
+        })
+    }
+
+    /// Docker's events: the container joins each of its networks at every start.
+    pub(crate) fn network_connect_events(&self, rec: &Record) {
         for (_, n) in self.net.attachments(&rec.id).unwrap_or_default() {
             self.network_event("connect", &n.id, &n.name, &n.driver, Some(&rec.id));
         }
-        Ok((setup.sockets, setup.proxies))
     }
 
     /// `container:X`: the spec joins X's namespace as it is now (a file hako made, or the
@@ -308,6 +330,18 @@ impl Engine {
     /// the shim about to become it: its `shim.pid` removed, it touches nothing more). With `wait`, waits (10s at
     /// most) for a live holder to finish first.
     pub(crate) fn release_network(&self, id: &str, wait: bool) -> Result<()> {
+        self.release_network_with(id, wait, false)
+    }
+
+    /// [`Engine::release_network`] for a caller that knows no process of the container is
+    /// left although its shim still runs (it reported the exit and is finishing: `RUNTIME
+    /// delete`, its files): the namespace goes now, with its interfaces, instead of after
+    /// the shim.
+    pub(crate) fn release_network_after_exit(&self, id: &str) -> Result<()> {
+        self.release_network_with(id, true, true)
+    }
+
+    fn release_network_with(&self, id: &str, wait: bool, processes_gone: bool) -> Result<()> {
         if self.opts.rootless {
             return self.release_rootless_network(id);
         }
@@ -323,7 +357,8 @@ impl Engine {
             // does not finish) the container may still run: its interfaces are deleted.
             let exited = s.owner > 0
                 && (is_exit_command(s.owner, id)
-                    || (is_shim_of(s.owner, id) && !protocol::shim_alive(&self.state_dir(id))));
+                    || (is_shim_of(s.owner, id)
+                        && (processes_gone || !protocol::shim_alive(&self.state_dir(id)))));
             if s.owner == 0
                 || s.owner == me
                 || !holder_alive(s.owner)
@@ -356,8 +391,10 @@ impl Engine {
 
     /// Housekeeping at open: networks of containers whose holder died (`kill -9` of a
     /// shim, a CLI killed mid-start) are released. A CLI killed after it spawned the shim
-    /// but before it handed the sandbox over: the living shim takes it (its container
-    /// runs in that namespace).
+    /// but before it handed the sandbox over may have died before the interfaces were
+    /// made (they are made while the shim starts): the container the runtime created
+    /// there, which never ran, is ended with its network, and its next start makes both
+    /// again. A living shim whose container runs (it restarted it) takes the network over.
     pub(crate) fn collect_dead_networks(&self) {
         let Ok(all) = self.net.sandboxes() else {
             return;
@@ -368,11 +405,20 @@ impl Engine {
                 if protocol::shim_alive(&dir)
                     && let Some((pid, _)) = protocol::read_shim_pid(&dir)
                 {
-                    tracing::info!(container = %s.container, pid, "the container's shim takes over its network from a process that is gone");
-                    if let Err(e) = self.net.set_owner(&s.container, pid) {
-                        tracing::warn!(container = %s.container, "hand the network to the shim: {e}");
+                    let rec = self.get(&s.container).ok();
+                    match rec {
+                        Some(rec) if self.live(&rec).status == crate::state::Status::Created => {
+                            tracing::info!(container = %s.container, "ending a created container whose start died before its network was handed over");
+                            self.end_created(&rec);
+                        }
+                        _ => {
+                            tracing::info!(container = %s.container, pid, "the container's shim takes over its network from a process that is gone");
+                            if let Err(e) = self.net.set_owner(&s.container, pid) {
+                                tracing::warn!(container = %s.container, "hand the network to the shim: {e}");
+                            }
+                            continue;
+                        }
                     }
-                    continue;
                 }
                 tracing::info!(container = %s.container, "releasing the network of a container whose monitor is gone");
                 let release = hako_net::driver::Release::Delete;

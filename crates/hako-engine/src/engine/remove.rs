@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hako_shim::protocol::Request;
+use hako_shim::protocol::{self, Request};
 
 use crate::error::{Error, Result};
 use crate::records::{self, Record};
@@ -75,20 +75,30 @@ impl Engine {
     /// create): runtime state, root filesystem, directories, then the record last (so a
     /// failure can be retried), then its anonymous volumes if asked.
     pub(crate) fn teardown(&self, rec: &Record, remove_volumes: bool) -> Result<()> {
+        // The shim of an exited container reports the exit first, then runs `RUNTIME
+        // delete` (~2 ms, most of it the runtime's start-up) and removes its files. When
+        // the container had a PID namespace of its own nothing of it runs any more (the
+        // kernel kills the namespace's processes before its init's exit is reported), so
+        // its network and root filesystem go meanwhile (both wait on RCU grace periods
+        // in the kernel); the runtime's state and the directories wait for the shim.
+        let overlap = self.finishing_after_exit(rec);
+        if overlap {
+            self.release_network_after_exit(&rec.id)?;
+            self.net.forget(&rec.id)?;
+            self.release_rootfs(rec)?;
+        }
         self.wait_shim_gone(&rec.id, Duration::from_secs(10));
-        self.release_network(&rec.id, true)?;
-        self.net.forget(&rec.id)?;
+        if !overlap {
+            self.release_network(&rec.id, true)?;
+            self.net.forget(&rec.id)?;
+        }
         let runtime_state = self.runtime_root(&rec.runtime).join(&rec.id);
         if runtime_state.exists() {
             let _ = self.runtime_run(rec, "delete", &["delete", "--force", &rec.id]);
         }
         hako_sys::crash::point("rm.runtime");
-        self.unmount_shm(&rec.id);
-        if rec.rootfs_managed {
-            match self.images.release_rootfs(&rec.id) {
-                Ok(()) | Err(hako_image::Error::NoSuchContainer(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+        if !overlap {
+            self.release_rootfs(rec)?;
         }
         tracing::debug!(container = %rec.id, "rm: runtime state and root filesystem gone");
         hako_sys::crash::point("rm.rootfs");
@@ -112,6 +122,27 @@ impl Engine {
         for v in anon {
             if volumes::finish_removal(&self.conn(), &self.opts.root, &v).is_ok() {
                 self.volume_event(&v, "destroy");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `rec` exited, its shim is still finishing, and no process of it can be
+    /// left: a PID namespace of its own (with `--pid host` or `container:X` others may
+    /// outlive its init until `RUNTIME delete --force` kills them).
+    fn finishing_after_exit(&self, rec: &Record) -> bool {
+        rec.host_config.pid_mode.as_deref().unwrap_or("").is_empty()
+            && protocol::shim_alive(&self.state_dir(&rec.id))
+            && self.live(rec).status == Status::Exited
+    }
+
+    /// The container's shareable /dev/shm and its root filesystem.
+    fn release_rootfs(&self, rec: &Record) -> Result<()> {
+        self.unmount_shm(&rec.id);
+        if rec.rootfs_managed {
+            match self.images.release_rootfs(&rec.id) {
+                Ok(()) | Err(hako_image::Error::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
