@@ -13,6 +13,8 @@
 # are never touched, and both are torn down (by pid) at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. bench/lib.sh
 
 BIN="${HAKO_BIN:-$(pwd)/target/release}"
 RUNS="${RUNS:-20}"
@@ -31,11 +33,12 @@ FIXTURE="${HAKO_FIXTURES:-$(pwd)/.fixtures}/busybox-rootfs.tar"
 
 rm -rf "$DIR"
 mkdir -p "$DIR/hako" "$DIR/docker" "$DIR/work"
+bench_storage "$DIR"
 HSOCK="$DIR/hako/api.sock"
 DSOCK="$DIR/docker/docker.sock"
 export DOCKER_CONFIG="$DIR/docker-config"
 unset DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
-HAKO=("$BIN/hako" --root "$DIR/hako/root" --exec-root "$DIR/hako/exec")
+HAKO=("$BIN/hako" --root "$BENCH_FS/hako" --exec-root "$BENCH_RUN/hako")
 export HAKO_INIT="$BIN/hako-init"
 
 hpid="" dpid=""
@@ -54,7 +57,7 @@ cleanup() {
     done
     # dockerd's data root holds overlay mounts in the host's mount namespace: unmount
     # ours (under $DIR only) before removing it.
-    grep -o " $DIR/[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done
+    bench_storage_cleanup "$DIR"
     rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -63,8 +66,8 @@ trap cleanup EXIT
 unshare --net --fork bash -c "ip link set lo up; exec ${HAKO[*]} serve --host unix://$HSOCK" \
     >"$DIR/hako/serve.log" 2>&1 &
 hpid=$!
-unshare --net --fork bash -c "ip link set lo up; exec dockerd --data-root $DIR/docker/data \
-    --exec-root $DIR/docker/exec --pidfile $DIR/docker/dockerd.pid --host unix://$DSOCK \
+unshare --net --fork bash -c "ip link set lo up; exec dockerd --data-root $BENCH_FS/docker \
+    --exec-root $BENCH_RUN/docker --pidfile $DIR/docker/dockerd.pid --host unix://$DSOCK \
     --containerd-namespace hakobench --containerd-plugins-namespace hakobench-p" \
     >"$DIR/docker/dockerd.log" 2>&1 &
 dpid=$!

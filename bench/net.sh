@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 
 if [ -z "${HAKO_NET_BENCH_INNER:-}" ]; then
     exec env HAKO_NET_BENCH_INNER=1 unshare --net "$0" "$@"
@@ -34,9 +35,11 @@ HAKO="$TARGET/release/hako"
 command -v hyperfine >/dev/null || ensure_packages hyperfine
 PERF="$(pwd)/bench/netperf.py"
 
-rm -rf "$BENCH_DIR"
+rm -rf "$BENCH_DIR" /tmp/hkb-net
 mkdir -p "$BENCH_DIR"
-export HAKO_ROOT="$BENCH_DIR/hako" HAKO_EXEC_ROOT=/tmp/hkb-net
+# (The exec root's path is short: a shim's socket path must fit in 108 bytes.)
+bench_storage "$BENCH_DIR" /tmp/hkb-net
+export HAKO_ROOT="$BENCH_FS/hako" HAKO_EXEC_ROOT=/tmp/hkb-net/hako
 DOCKER_SOCK="$BENCH_DIR/docker/docker.sock"
 DOCKER=(docker -H "unix://$DOCKER_SOCK")
 DOCKERD_PID=""
@@ -50,6 +53,7 @@ cleanup() {
         "${DOCKER[@]}" ps -aq | xargs -r "${DOCKER[@]}" rm -f >/dev/null 2>&1
     fi
     [ -n "$DOCKERD_PID" ] && kill "$DOCKERD_PID" 2>/dev/null && wait "$DOCKERD_PID" 2>/dev/null
+    bench_storage_cleanup "$BENCH_DIR" /tmp/hkb-net
     rm -rf /tmp/hkb-net
     find /sys/fs/cgroup -maxdepth 2 -type d -name hako-bench-docker -exec rmdir {} + 2>/dev/null
     grep " $BENCH_DIR" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
@@ -62,7 +66,7 @@ tar -C "$ROOTFS" -cf - . | "$HAKO" import --change 'CMD ["sh"]' - busybox >/dev/
 "$HAKO" save -o "$BENCH_DIR/busybox.tar" busybox
 mkdir -p "$BENCH_DIR/docker"
 echo '{}' > "$BENCH_DIR/docker/daemon.json"
-dockerd --data-root "$BENCH_DIR/docker/data" --exec-root "$BENCH_DIR/docker/exec" \
+dockerd --data-root "$BENCH_FS/docker" --exec-root /tmp/hkb-net/docker \
     --pidfile "$BENCH_DIR/docker/docker.pid" --host "unix://$DOCKER_SOCK" \
     --config-file "$BENCH_DIR/docker/daemon.json" \
     --cgroup-parent /hako-bench-docker >"$BENCH_DIR/docker/dockerd.log" 2>&1 &

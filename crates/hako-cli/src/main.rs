@@ -34,6 +34,9 @@ fn main() -> ExitCode {
     if let Some(code) = commands::system::serve::exec_main() {
         return code;
     }
+    if let Some(code) = exit_command_fast_path() {
+        return code;
+    }
     let mut cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return error::report_usage(&e),
@@ -47,5 +50,38 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => error::report(&e, failed),
+    }
+}
+
+/// The shim's exit command, exactly as the engine gives it (`--root R --exec-root E
+/// container cleanup ID`), when whoever waited for the exit removed the container
+/// already (most runs): done before the command line parser builds its tree of every
+/// command (~1.3 ms of CPU, beside the next container's start on a small machine).
+/// Anything else, or a container still there, takes the ordinary path.
+fn exit_command_fast_path() -> Option<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let [
+        root_flag,
+        root,
+        exec_flag,
+        exec_root,
+        container,
+        cleanup,
+        id,
+    ] = args.as_slice()
+    else {
+        return None;
+    };
+    if root_flag != "--root"
+        || exec_flag != "--exec-root"
+        || container != "container"
+        || cleanup != "cleanup"
+    {
+        return None;
+    }
+    let id = id.to_str()?;
+    match hako_engine::cleanup_needed(root.as_ref(), exec_root.as_ref(), id) {
+        Ok(false) => Some(ExitCode::SUCCESS),
+        _ => None,
     }
 }

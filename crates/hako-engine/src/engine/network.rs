@@ -410,6 +410,9 @@ impl Engine {
                         Some(rec) if self.live(&rec).status == crate::state::Status::Created => {
                             tracing::info!(container = %s.container, "ending a created container whose start died before its network was handed over");
                             self.end_created(&rec);
+                            // It never ran: without its shim's exit record it reads as
+                            // created again, and the next start makes everything anew.
+                            let _ = std::fs::remove_dir_all(&dir);
                         }
                         _ => {
                             tracing::info!(container = %s.container, pid, "the container's shim takes over its network from a process that is gone");
