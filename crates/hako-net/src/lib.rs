@@ -1,7 +1,8 @@
 //! hako's container networking, under the engine (DESIGN.md "Networking").
 //!
 //! The engine asks [`Net::setup`] for a container's network before the runtime starts it
-//! and gives it back with [`Net::teardown`] when the container stops, whoever notices:
+//! (in two halves, [`Net::setup_begin`] then [`Wiring::finish`] on a thread beside the
+//! shim's start-up) and gives it back with [`Net::teardown`] when the container stops, whoever notices:
 //! the CLI that stopped it, the shim's exit command, or any later hako process's
 //! housekeeping after a `kill -9`. Everything here is validated before anything changes,
 //! undone in reverse on failure, and torn down with every error collected.
