@@ -271,7 +271,14 @@ impl Engine {
                         nix::unistd::Pid::from_raw(s.pid),
                         nix::sys::signal::Signal::SIGKILL,
                     );
+                    // Gone before its directories go: a shim that saw its container die
+                    // may be writing (or have become its exit command) until the signal
+                    // lands. The container directory was passed over above while the shim
+                    // lived; the recovery that exit command ran removed it, when the
+                    // SIGKILL did not stop it first.
+                    wait_dead(s.pid, Duration::from_secs(2));
                     let _ = remove_tree(&exec.join("containers").join(&s.id));
+                    let _ = remove_tree(&root.join("containers").join(&s.id));
                     f.repaired = true;
                 }
                 out.push(f);
@@ -486,4 +493,20 @@ fn container_cgroups(parents: &HashSet<String>) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Waits (at most `timeout`) until process `pid` has exited (gone, or a zombie).
+fn wait_dead(pid: i32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let stat = format!("/proc/{pid}/stat");
+    while Instant::now() < deadline {
+        let state = std::fs::read_to_string(&stat).ok().and_then(|t| {
+            t.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        });
+        if matches!(state, None | Some('Z' | 'X')) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
