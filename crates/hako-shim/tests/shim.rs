@@ -761,7 +761,14 @@ fn clients_see_the_end_before_the_runtime_delete(rt: &Runtime) {
     shim.runtime = Some(wrapper);
     shim.spawn(&[]);
     let (stream, _) = shim.attach(false);
-    let waiter = shim.request_thread(Request::Wait);
+    // The wait is sent before the start, on a connection made before it: the shim reads
+    // it first (a thread's `request` could come after the exit, and a wait that arrives
+    // then is answered in the shim's next turn, after the delete).
+    let mut waiter =
+        hako_shim::sockpath::connect(&protocol::socket_path(&shim.state())).expect("connect");
+    let mut line = serde_json::to_vec(&Request::Wait).unwrap();
+    line.push(b'\n');
+    waiter.write_all(&line).unwrap();
     shim.start();
     let out = read_to_end(stream);
     assert!(
@@ -769,7 +776,9 @@ fn clients_see_the_end_before_the_runtime_delete(rt: &Runtime) {
         "the attach stream ended only after the shim's RUNTIME delete"
     );
     assert_eq!(joined(&frames(&out), 1), "out\n");
-    match waiter.join().unwrap() {
+    let mut reply = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut waiter), &mut reply).unwrap();
+    match serde_json::from_str(&reply).unwrap() {
         Reply::Exited(e) => assert_eq!(e.exit_code, 0),
         other => panic!("wait: {other:?}"),
     }
