@@ -113,8 +113,11 @@ impl Engine {
             crate::recovery::remove_tree(&d)?;
         }
         hako_sys::crash::point("rm.dirs");
-        crate::locks::remove(&self.opts.exec_root, &rec.id);
         records::delete(&self.conn(), &rec.id)?;
+        // After the record: a process that opens the lock file from now on (the shim's
+        // exit command unmounting a stopped container, a start) makes it anew, finds no
+        // record and removes it; one that made it before the record went would keep it.
+        crate::locks::remove(&self.opts.exec_root, &rec.id);
         tracing::debug!(container = %rec.id, volumes = ?anon, "rm: directories and record gone");
         hako_sys::crash::point("rm.record");
         self.drop_exec_sessions(&rec.id);
