@@ -54,9 +54,10 @@ fn main() -> ExitCode {
 }
 
 /// The shim's exit command, exactly as the engine gives it (`--root R --exec-root E
-/// container cleanup ID`), when whoever waited for the exit removed the container
-/// already (most runs): done before the command line parser builds its tree of every
-/// command (~1.3 ms of CPU, beside the next container's start on a small machine).
+/// container cleanup ID`: `cleanup_command` in context.rs), when whoever waited for the
+/// exit removed the container already (most runs): done before the command line parser
+/// builds its tree of every command (~1.3 ms of CPU, beside the next container's start on
+/// a small machine).
 /// Anything else, or a container still there, takes the ordinary path.
 fn exit_command_fast_path() -> Option<ExitCode> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();

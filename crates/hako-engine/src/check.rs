@@ -498,15 +498,10 @@ fn container_cgroups(parents: &HashSet<String>) -> Vec<PathBuf> {
 /// Waits (at most `timeout`) until process `pid` has exited (gone, or a zombie).
 fn wait_dead(pid: i32, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    let stat = format!("/proc/{pid}/stat");
     while Instant::now() < deadline {
-        let state = std::fs::read_to_string(&stat).ok().and_then(|t| {
-            t.rsplit_once(") ")
-                .and_then(|(_, rest)| rest.chars().next())
-        });
-        if matches!(state, None | Some('Z' | 'X')) {
-            return;
+        match hako_sys::process::proc_stat(pid) {
+            None | Some(('Z' | 'X', _)) => return,
+            Some(_) => std::thread::sleep(Duration::from_millis(2)),
         }
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
