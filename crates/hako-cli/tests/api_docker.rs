@@ -244,6 +244,15 @@ fn docker_run_it_gets_a_terminal_through_the_api() {
     }
     let h = Hako::new();
     let s = Server::start(&h);
+    // The size is the terminal's from the first instruction on (the CLI sends it as
+    // HostConfig.ConsoleSize at create; its resize after the start comes too late for a
+    // program that reads it at once). Three runs: without it, about half read 0 rows.
+    for _ in 0..3 {
+        let mut t = Pty::spawn(&s.docker(&["run", "-it", "--rm", "busybox", "stty", "size"]));
+        t.expect("24 80");
+        let (status, _) = t.wait();
+        assert!(status.success());
+    }
     let mut t = Pty::spawn(&s.docker(&["run", "-it", "--name", "tty", "busybox", "sh"]));
     t.expect("# ");
     t.send(b"stty size; echo $((6*7))\r");

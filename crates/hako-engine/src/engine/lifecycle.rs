@@ -313,6 +313,20 @@ impl Engine {
     /// (before it can see the exit, so `die` never comes first).
     pub(super) fn begin(&self, rec: &Record) -> Result<()> {
         let dir = self.state_dir(&rec.id);
+        // Docker's HostConfig.ConsoleSize ([rows, cols], sent by the docker CLI at create):
+        // the tty has that size before the process starts, not after the client's resize.
+        if rec.config.tty == Some(true)
+            && let Some([rows, cols]) = rec.host_config.console_size.as_deref()
+            && let (Ok(rows), Ok(cols)) = (u16::try_from(*rows), u16::try_from(*cols))
+            && rows > 0
+            && cols > 0
+        {
+            let _ = request_timeout(
+                &dir,
+                &Request::Resize { rows, cols },
+                Duration::from_secs(5),
+            );
+        }
         match request_timeout(&dir, &Request::Start, Duration::from_secs(60)) {
             Ok(Reply::Ok) => {
                 tracing::debug!(container = %rec.id, "start: running");
