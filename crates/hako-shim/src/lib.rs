@@ -146,6 +146,12 @@ pub fn run(opts: Options) -> ! {
         std::process::exit(0);
     }
     if let Some(program) = &opts.exit_command {
+        // A remover (`run --rm`, an API `wait?condition=removed`, `rm -f`) claimed the
+        // container's removal and waits for this shim to be gone: the exit command would
+        // only start, find the removal under way and exit (~2 ms the remover waits too).
+        if opts.state_dir.join(protocol::REMOVING_FILE).exists() {
+            std::process::exit(0);
+        }
         // Replaces the shim (podman's conmon does the same for `--rm`); returns only on error.
         let mut cmd = std::process::Command::new(program);
         cmd.args(&opts.exit_command_args);

@@ -59,6 +59,10 @@ pub const INIT_PID_FILE: &str = "init.pid";
 pub const EXIT_FILE: &str = "exit.json";
 /// The runtime's JSON log (`--log ... --log-format json`).
 pub const RUNTIME_LOG: &str = "runtime.log";
+/// Made in the state directory by a remover that claimed the container's removal and
+/// waits for the shim to finish: the shim then ends without its exit command, which would
+/// only find the removal under way and exit.
+pub const REMOVING_FILE: &str = "removing";
 
 /// Stream ids in the stdcopy header of a non-tty attach stream.
 pub const STREAM_STDOUT: u8 = 1;

@@ -49,6 +49,7 @@ scenario!(
     sigterm_stops_the_container_for_good,
     create_failure_leaves_nothing,
     exit_command_runs,
+    exit_command_is_skipped_once_the_container_is_removed,
     clients_see_the_end_before_the_runtime_delete,
 );
 
@@ -737,6 +738,39 @@ fn exit_command_runs(rt: &Runtime) {
     }
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "--an-argument\n");
+}
+
+/// A remover that claimed the container's removal marks the state directory: the shim
+/// then exits without running its exit command.
+fn exit_command_is_skipped_once_the_container_is_removed(rt: &Runtime) {
+    let mut shim = Shim::new(rt, &Config::new().sh("sleep 0.3; exit 3"));
+    let marker = shim.dir.path().join("exit-command-ran");
+    let script = format!("touch {}", marker.display());
+    shim.spawn(&[
+        "--exit-command",
+        "/bin/sh",
+        "--exit-command-arg",
+        "-c",
+        "--exit-command-arg",
+        &script,
+    ]);
+    shim.start();
+    let removing = shim.state().join(protocol::REMOVING_FILE);
+    std::fs::write(&removing, "").unwrap();
+    assert_eq!(shim.wait().exit_code, 3);
+    let pid = shim.pid.expect("spawned");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "shim {pid} still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !marker.exists(),
+        "the exit command ran for a container being removed"
+    );
+    std::fs::remove_file(&removing).unwrap();
+    shim.assert_gone_and_clean();
 }
 
 /// The shim answers its waiters and ends its attach streams before it runs `RUNTIME

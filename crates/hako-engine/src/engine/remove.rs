@@ -82,6 +82,11 @@ impl Engine {
         // its network and root filesystem go meanwhile (both wait on RCU grace periods
         // in the kernel); the runtime's state and the directories wait for the shim.
         let overlap = self.finishing_after_exit(rec);
+        // Tells a finishing shim to skip its exit command: the removal is ours now (a
+        // failure below leaves the record for the next `rm`, which redoes what the command
+        // would have done). A shim already past that point runs it, and it finds the
+        // removal under way and exits.
+        let _ = std::fs::write(self.state_dir(&rec.id).join(protocol::REMOVING_FILE), b"");
         if overlap {
             self.release_network_after_exit(&rec.id)?;
             self.net.forget(&rec.id)?;
