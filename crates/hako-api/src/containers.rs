@@ -54,6 +54,9 @@ struct CreateBody {
     networking: Option<Value>,
 }
 
+/// How long a container created through the API stays mounted for its start.
+const UNSTARTED_UNMOUNT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `POST /containers/create?name=`.
 pub async fn create(
     St(state): St<State>,
@@ -77,7 +80,7 @@ pub async fn create(
                 e.runtimes().keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        Ok(e.create(CreateOptions {
+        Ok(e.create_to_start(CreateOptions {
             name,
             config: b.config,
             host_config: host,
@@ -86,6 +89,19 @@ pub async fn create(
         })?)
     })
     .await?;
+    // Docker clients start what they create at once (`docker run`, compose's `up`): the
+    // root filesystem stays mounted for that start, as `hako run` keeps it (an overlay's
+    // unmount syncs the filesystem, and the start would mount it again). One still not
+    // started a while later is unmounted, as `hako create` does at once.
+    let (st, id) = (state.clone(), rec.id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(UNSTARTED_UNMOUNT).await;
+        let _ = blocking(&st, move |e| {
+            e.unmount_unstarted(&id);
+            Ok(())
+        })
+        .await;
+    });
     Ok((
         StatusCode::CREATED,
         Json(json!({"Id": rec.id, "Warnings": []})),

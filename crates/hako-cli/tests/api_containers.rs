@@ -505,3 +505,54 @@ fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
     b.append_data(&mut hdr, name, data).expect("tar entry");
     b.into_inner().expect("tar")
 }
+
+/// Whether `p` is a mount point in this (the host's) mount namespace.
+fn mounted(p: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p))
+}
+
+/// A container created through the API stays mounted for the start Docker clients send
+/// next (and `docker run` works from it), but not for long when no start comes.
+#[test]
+fn a_created_container_stays_mounted_for_its_start_only() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let merged_dir = |c: &str| {
+        h.inspect(c)["GraphDriver"]["Data"]["MergedDir"]
+            .as_str()
+            .expect("MergedDir")
+            .to_string()
+    };
+    let id = s.ok(&["create", "--name", "idle", "busybox", "true"]);
+    let merged = merged_dir(id.trim());
+    assert!(
+        mounted(&merged),
+        "create unmounted {merged} before the start"
+    );
+    // Two seconds on: unmounted, as `hako create` leaves it.
+    std::thread::sleep(Duration::from_secs(1));
+    h.wait_for("the unstarted container's unmount", || !mounted(&merged));
+    assert_eq!(h.inspect("idle")["State"]["Status"], "created");
+    // Its start mounts it again and runs.
+    assert_eq!(s.ok(&["start", "-a", "idle"]), "");
+    assert_eq!(h.inspect("idle")["State"]["ExitCode"], 0);
+    // A start before the deadline finds it mounted; the deadline leaves a started (and
+    // exited) container alone, and `run --rm` leaves nothing.
+    assert_eq!(
+        s.ok(&["run", "--name", "busy", "busybox", "echo", "hi"]),
+        "hi\n"
+    );
+    let merged = merged_dir("busy");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!mounted(&merged), "an exited container stayed mounted");
+    assert_eq!(s.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    drop(s);
+    h.finish(&["idle", "busy"]);
+}

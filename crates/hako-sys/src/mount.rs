@@ -3,6 +3,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 /// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)`: a detached bind mount of
 /// `path` (a file or directory) that belongs to no mount namespace. Nobody can reach it
@@ -54,4 +55,33 @@ pub fn set_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether `path` is the root of a mount (something is mounted exactly there), from one
+/// `statx` (`STATX_ATTR_MOUNT_ROOT`, Linux 5.8): `None` when the kernel does not report
+/// the attribute or the path cannot be looked up, for the caller to read mountinfo.
+pub fn is_mount_root(path: &Path) -> Option<bool> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: `statx` is plain old data; all zeroes is a valid value of it.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a writable `statx` on this frame; both
+    // outlive the call.
+    let ret = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_NO_AUTOMOUNT,
+            0,
+            &raw mut st,
+        )
+    };
+    if ret != 0 {
+        let gone = matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOENT | libc::ENOTDIR)
+        );
+        return gone.then_some(false);
+    }
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    (st.stx_attributes_mask & bit != 0).then_some(st.stx_attributes & bit != 0)
 }

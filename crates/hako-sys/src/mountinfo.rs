@@ -35,8 +35,13 @@ pub fn mounts_with_ids_under(dir: &Path) -> std::io::Result<Vec<Mount>> {
         .collect())
 }
 
-/// Whether something is mounted exactly at `path`.
+/// Whether something is mounted exactly at `path`: one `statx` where the kernel tells
+/// (reading mountinfo lists every mount of the namespace: ~0.1 ms with a few dozen
+/// containers running, on every start and removal), else mountinfo.
 pub fn is_mounted(path: &Path) -> bool {
+    if let Some(root) = crate::mount::is_mount_root(path) {
+        return root;
+    }
     mount_points()
         .map(|m| m.iter().any(|p| p == path))
         .unwrap_or(false)
@@ -83,6 +88,44 @@ fn unescape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The statx answer agrees with mountinfo for every mount point and for directories
+    /// that are not one (this kernel reports the attribute: CI runs 6.x).
+    #[test]
+    fn statx_and_mountinfo_agree() {
+        use std::path::Path;
+        let points = super::mount_points().unwrap();
+        let mut checked = 0;
+        for (i, p) in points.iter().enumerate() {
+            // A point that a later mount covers (at or above it) is not reachable by path.
+            if points[i + 1..].iter().any(|later| p.starts_with(later)) {
+                continue;
+            }
+            if let Some(root) = crate::mount::is_mount_root(p) {
+                assert!(
+                    root,
+                    "{} is in mountinfo but statx says no mount root",
+                    p.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "statx reported nothing");
+        for p in ["/proc/self", "/usr/bin", "/etc"] {
+            let p = Path::new(p);
+            let listed = points.iter().any(|m| m == p);
+            assert_eq!(
+                crate::mount::is_mount_root(p),
+                Some(listed),
+                "{}",
+                p.display()
+            );
+        }
+        assert_eq!(
+            crate::mount::is_mount_root(Path::new("/no/such/dir")),
+            Some(false)
+        );
+    }
+
     #[test]
     fn root_contains_everything() {
         let m = super::containing(std::path::Path::new("/proc/self")).unwrap();

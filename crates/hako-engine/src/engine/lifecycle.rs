@@ -467,6 +467,30 @@ impl Engine {
         }
     }
 
+    /// Unmounts the root filesystem [`Engine::create_to_start`] left mounted when the start
+    /// it was left for has not come: the container is still created, and no shim holds it
+    /// (an API attach before the start makes one). Busy (another process holds the
+    /// container's lock): left to that process.
+    pub fn unmount_unstarted(&self, id: &str) {
+        let Ok(Some(_lock)) = crate::locks::try_lock(&self.opts.exec_root, id) else {
+            return;
+        };
+        let Ok(rec) = self.get(id) else {
+            crate::locks::remove(&self.opts.exec_root, id);
+            return;
+        };
+        let live = self.live(&rec);
+        if live.status != Status::Created || live.monitor {
+            return;
+        }
+        self.unmount_shm(&rec.id);
+        if rec.rootfs_managed
+            && let Err(e) = self.images.unmount_rootfs(&rec.id)
+        {
+            tracing::warn!(container = %rec.id, error = %e, "unmount the unstarted container's rootfs");
+        }
+    }
+
     /// A start that failed leaves the container created, not mounted (Docker's cleanup
     /// after a failed start). The caller holds the container's lock.
     fn unmount_failed_start(&self, rec: &Record) {

@@ -279,7 +279,7 @@ fn with_default_devices(res: &LinuxResources) -> LinuxResources {
     };
     let mut rules = res.devices().clone().unwrap_or_default();
     use LinuxDeviceType::{B, C};
-    rules.extend([
+    let defaults = [
         rule(C, None, None, "m"),
         rule(B, None, None, "m"),
         rule(C, Some(1), Some(3), "rwm"),
@@ -291,7 +291,21 @@ fn with_default_devices(res: &LinuxResources) -> LinuxResources {
         rule(C, Some(5), Some(1), "rwm"),
         rule(C, Some(5), Some(2), "rwm"),
         rule(C, Some(136), None, "rwm"),
-    ]);
+    ];
+    // A rule the config already allows with no deny after it would be written again for
+    // nothing (Docker's and hako's configs carry this very list: 11 writes per create).
+    let last_deny = rules.iter().rposition(|r| !r.allow());
+    let allowed_after_deny = |r: &LinuxDeviceCgroup| {
+        rules
+            .iter()
+            .skip(last_deny.map_or(0, |i| i + 1))
+            .any(|x| x == r)
+    };
+    let missing: Vec<LinuxDeviceCgroup> = defaults
+        .into_iter()
+        .filter(|d| !allowed_after_deny(d))
+        .collect();
+    rules.extend(missing);
     let mut out = res.clone();
     out.set_devices(Some(rules));
     out
@@ -338,4 +352,56 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::write(&tmp, pid.to_string())
         .context(|| format!("write pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).context(|| format!("write pid file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+    use super::with_default_devices;
+
+    fn rule(
+        allow: bool,
+        typ: LinuxDeviceType,
+        major: Option<i64>,
+        access: &str,
+    ) -> LinuxDeviceCgroup {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(allow);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(None);
+        r.set_access(Some(access.to_owned()));
+        r
+    }
+
+    fn devices(res: &LinuxResources) -> Vec<LinuxDeviceCgroup> {
+        res.devices().clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_defaults_are_added_once() {
+        let none = with_default_devices(&LinuxResources::default());
+        let all = devices(&none);
+        assert_eq!(all.len(), 11);
+        // A config that carries them already (Docker's, hako's) gets nothing more.
+        let mut res = LinuxResources::default();
+        let mut given = vec![rule(false, LinuxDeviceType::A, None, "rwm")];
+        given.extend(all.iter().cloned());
+        res.set_devices(Some(given.clone()));
+        assert_eq!(devices(&with_default_devices(&res)), given);
+    }
+
+    #[test]
+    fn a_later_deny_gets_the_defaults_again() {
+        let mut res = LinuxResources::default();
+        let pts = rule(true, LinuxDeviceType::C, Some(136), "rwm");
+        let deny = rule(false, LinuxDeviceType::C, Some(136), "rwm");
+        res.set_devices(Some(vec![pts.clone(), deny.clone()]));
+        let out = devices(&with_default_devices(&res));
+        assert_eq!(out.len(), 2 + 11);
+        assert_eq!(out[..2], [pts.clone(), deny]);
+        // The /dev/pts rule comes back after the deny, as runc's appended list does.
+        assert!(out[2..].contains(&pts));
+    }
 }
