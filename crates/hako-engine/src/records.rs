@@ -220,11 +220,8 @@ fn creating(conn: &Connection, name: &str) -> bool {
 
 fn by_name(conn: &Connection, name: &str) -> Result<Option<Record>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"),
-            [name],
-            row,
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"))?
+        .query_row([name], row)
         .optional()?)
 }
 
@@ -232,12 +229,13 @@ fn by_name(conn: &Connection, name: &str) -> Result<Option<Record>> {
 /// Docker does (an exact id wins over a name, a name over a prefix). A container still
 /// being created does not exist yet.
 pub(crate) fn find(conn: &Connection, what: &str) -> Result<Record> {
+    // Cached: a server (and a waiter looking every 5 ms) finds containers all the time;
+    // preparing the statement was most of a lookup's cost.
     if let Some(r) = conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1 AND creating = 0"),
-            [what],
-            row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM containers WHERE id = ?1 AND creating = 0"
+        ))?
+        .query_row([what], row)
         .optional()?
     {
         return Ok(r);
