@@ -66,18 +66,22 @@ impl Runtime {
     }
 
     /// [`Runtime::command`] for the calls whose runtime process enters the container
-    /// (`create`, `exec`), run from a detached read-only bind mount of the binary, which the
-    /// caller holds until the spawn returned. A runtime guards against CVE-2019-5736 by
+    /// (`create`, `exec`), run from a detached read-only bind mount of the binary's
+    /// directory, which the caller holds until the spawn returned. A runtime guards against CVE-2019-5736 by
     /// making sure its running image cannot be written through `/proc/<pid>/exe`;
     /// hako-runtime (and runc 1.2) re-execute themselves from such a mount unless already
     /// on one (~0.8 ms per call, measured in a `run` timeline): this does it once, here,
     /// without the second exec. Scripts (a test's wrapper) and a failed mount (no privilege
     /// for the new mount API): the plain path, and the runtime seals itself as before.
     fn sealed_command(&self) -> (Command, Option<OwnedFd>) {
-        let Some(tree) = self.elf.then(|| readonly_tree(&self.bin)).flatten() else {
+        let Some((tree, name)) = self.elf.then(|| readonly_tree(&self.bin)).flatten() else {
             return (self.command(), None);
         };
-        let mut cmd = Command::new(format!("/proc/self/fd/{}", tree.as_raw_fd()));
+        // Through the directory, so the process is named after the binary (its comm is
+        // the last component of the path it was executed by), not after the descriptor.
+        let mut path = std::ffi::OsString::from(format!("/proc/self/fd/{}/", tree.as_raw_fd()));
+        path.push(name);
+        let mut cmd = Command::new(path);
         cmd.arg0(&self.bin);
         (self.command_from(cmd), Some(tree))
     }
@@ -291,13 +295,16 @@ fn is_elf(bin: &Path) -> bool {
         .is_ok_and(|()| magic == *b"\x7fELF")
 }
 
-/// A detached, read-only bind mount of `bin` (`open_tree(OPEN_TREE_CLONE)` +
-/// `mount_setattr(RDONLY)`), as a close-on-exec descriptor; `None` when not allowed.
-fn readonly_tree(bin: &Path) -> Option<OwnedFd> {
-    let path = std::ffi::CString::new(bin.as_os_str().as_encoded_bytes()).ok()?;
-    let tree = hako_sys::mount::open_tree_clone(&path).ok()?;
+/// A detached, read-only bind mount of the directory that holds `bin` (after symlinks)
+/// (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(RDONLY)`), as a close-on-exec
+/// descriptor, and the binary's name in it; `None` when not allowed.
+fn readonly_tree(bin: &Path) -> Option<(OwnedFd, std::ffi::OsString)> {
+    let real = std::fs::canonicalize(bin).ok()?;
+    let name = real.file_name()?.to_owned();
+    let dir = std::ffi::CString::new(real.parent()?.as_os_str().as_encoded_bytes()).ok()?;
+    let tree = hako_sys::mount::open_tree_clone(&dir).ok()?;
     hako_sys::mount::set_readonly(tree.as_fd()).ok()?;
-    Some(tree)
+    Some((tree, name))
 }
 
 fn last_logged_error(log: &Path, mark: u64) -> Option<String> {
