@@ -147,7 +147,14 @@ impl Engine {
         let rec = self.get(what)?;
         let live = self.check(&rec, Action::Attach)?;
         if live.status == Status::Created && !live.monitor {
-            self.spawn_shim(&rec)?;
+            // The API's attach before `start`: under the container's lock, as a start's
+            // spawn and the server's unmount of an unstarted container are (a caller that
+            // holds the lock attaches only to an active container: this is never reached).
+            let (_lock, rec) = self.lock_container(&rec.id)?;
+            let live = self.live(&rec);
+            if live.status == Status::Created && !live.monitor {
+                self.spawn_shim(&rec)?;
+            }
         } else if !live.status.is_active() && live.status != Status::Created {
             return Err(Error::Conflict(
                 "You cannot attach to a stopped container, start it first".into(),
