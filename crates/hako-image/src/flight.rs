@@ -243,7 +243,11 @@ impl ImageStore {
             .write(true)
             .open(&marker)
             .ctx(|| format!("create {}", marker.display()))?;
-        let lock = match flock(f, FlockArg::LockExclusiveNonblock, "flight marker") {
+        // Waiting, not failing: between the create and this lock another process's open
+        // may be probing the new marker (`crashed_flights`: a lock taken and dropped at
+        // once). Nothing else ever locks a marker (collection needs gc.lock exclusive,
+        // which this flight's shared lock keeps away), so the wait is that probe's.
+        let lock = match flock(f, FlockArg::LockExclusive, "flight marker") {
             Ok(Some(l)) => l,
             Ok(None) => {
                 let _ = std::fs::remove_file(&marker);

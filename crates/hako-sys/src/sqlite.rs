@@ -29,12 +29,32 @@ pub fn open_shared(path: &Path) -> Result<Connection, rusqlite::Error> {
         true,
     )?;
     conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    set_wal(&conn)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "journal_size_limit", WAL_KEEP)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     checkpoint_if_large(&conn, path)?;
     Ok(conn)
+}
+
+/// `PRAGMA journal_mode = WAL`. Turning a new database (SQLite makes it in rollback mode)
+/// into WAL needs it to itself, and SQLite answers "database is locked" at once, without the
+/// busy timeout, while another connection reads it: several hako commands started at once
+/// on a new store did that. Retried for the busy timeout's 30 s; a database already in WAL
+/// mode answers at once.
+fn set_wal(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The `-wal` size past which [`open_shared`] checkpoints: a process that opens the
