@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::Hako;
 use common::serve::{Server, have_docker};
+use common::{Hako, mounted};
 
 #[test]
 fn docker_cp_port_commit_and_update_through_hako_serve() {
@@ -504,14 +504,6 @@ fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
     hdr.set_cksum();
     b.append_data(&mut hdr, name, data).expect("tar entry");
     b.into_inner().expect("tar")
-}
-
-/// Whether `p` is a mount point in this (the host's) mount namespace.
-fn mounted(p: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(p))
 }
 
 /// A container created through the API stays mounted for the start Docker clients send

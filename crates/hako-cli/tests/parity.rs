@@ -8,8 +8,8 @@ mod common;
 
 use std::process::Command;
 
-use common::Hako;
 use common::pty::Pty;
+use common::{Hako, mounted};
 
 /// A temporary directory on the host named `PREFIX...` (removed when dropped).
 fn tmp(prefix: &str) -> tempfile::TempDir {
@@ -1542,14 +1542,6 @@ fn export_and_cp_keep_devices_links_symlinks_and_xattrs() {
 
 fn xattr_set(path: &str) {
     xattr::set(path, "user.hako", b"1").expect("set user.hako");
-}
-
-/// Whether `p` is a mount point in this (the host's) mount namespace.
-fn mounted(p: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(p))
 }
 
 /// Docker unmounts a container's rootfs when it stops: `stop`, an exit on its own, and

@@ -6,18 +6,10 @@
 #[macro_use]
 mod common;
 
-use common::Hako;
+use common::{Hako, mounted};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Whether `p` is a mount point in this (the host's) mount namespace.
-fn mounted(p: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(p))
 }
 
 /// `-a` picks the streams `run` shows (stdout and stderr without it, stdin with `-i`);

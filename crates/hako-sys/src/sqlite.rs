@@ -183,16 +183,23 @@ mod tests {
         assert_eq!(wal_len(&db), wal);
     }
 
+    /// A database with a table `t` of 4 KiB blobs, written until its `-wal` is past
+    /// [`CHECKPOINT_AT`]; the connection that wrote them, still open.
+    fn with_large_wal(db: &Path) -> Connection {
+        let a = open_shared(db).unwrap();
+        a.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
+        let blob = vec![7u8; 4096];
+        while wal_len(db) <= CHECKPOINT_AT {
+            a.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
+        }
+        a
+    }
+
     #[test]
     fn an_open_checkpoints_a_large_wal_and_empties_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let a = open_shared(&db).unwrap();
-        a.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        let blob = vec![7u8; 4096];
-        while wal_len(&db) <= CHECKPOINT_AT {
-            a.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
-        }
+        let a = with_large_wal(&db);
         let rows: i64 = a
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
@@ -214,16 +221,12 @@ mod tests {
     fn a_busy_database_is_checkpointed_by_a_later_open() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let a = open_shared(&db).unwrap();
-        a.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        let blob = vec![7u8; 4096];
-        while wal_len(&db) <= CHECKPOINT_AT {
-            a.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
-        }
+        let a = with_large_wal(&db);
         // A reader in an old snapshot holds the -wal: the open neither waits nor fails.
         a.execute_batch("BEGIN; SELECT COUNT(*) FROM t;").unwrap();
         let w = open_shared(&db).unwrap();
-        w.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
+        w.execute("INSERT INTO t VALUES (?1)", [&[7u8; 4096][..]])
+            .unwrap();
         let start = std::time::Instant::now();
         let b = open_shared(&db).unwrap();
         assert!(start.elapsed() < Duration::from_secs(5), "the open waited");

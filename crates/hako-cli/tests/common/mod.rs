@@ -325,3 +325,11 @@ impl Drop for Hako {
         }
     }
 }
+
+/// Whether `p` is a mount point in this (the host's) mount namespace.
+pub fn mounted(p: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p))
+}
