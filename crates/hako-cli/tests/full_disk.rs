@@ -24,7 +24,9 @@ struct SmallFs {
 }
 
 impl SmallFs {
-    fn new(mib: u64) -> SmallFs {
+    /// `block`: the ext4 block size (mkfs.ext4 picks 1024 below 512 MiB; most hosts' stores
+    /// have 4096, where SQLite connections close without a checkpoint: hako-sys `sqlite.rs`).
+    fn new(mib: u64, block: u32) -> SmallFs {
         let image = tempfile::Builder::new()
             .prefix("hako-full-img-")
             .tempdir()
@@ -39,6 +41,8 @@ impl SmallFs {
                 .args([
                     "-q",
                     "-F",
+                    "-b",
+                    &block.to_string(),
                     "-m",
                     "0",
                     "-E",
@@ -223,7 +227,7 @@ fn fails_then_works(h: &Hako, fs: &SmallFs, leave: u64, args: &[&str]) -> String
 #[test]
 fn image_and_container_operations_fail_cleanly_on_a_full_disk_and_work_after() {
     need_root!();
-    let fs = SmallFs::new(64);
+    let fs = SmallFs::new(64, 1024);
     let h = hako_on(&fs);
     let tmp = tempfile::tempdir().unwrap();
     // An image with 3 MB of data in /data: too big for the 1 MiB the fills leave.
@@ -388,8 +392,24 @@ fn image_and_container_operations_fail_cleanly_on_a_full_disk_and_work_after() {
 
 #[test]
 fn a_container_whose_log_fills_the_disk_keeps_running() {
+    log_fills_the_disk(1024, hako_sys::sqlite::CloseMode::Checkpoint);
+}
+
+/// The same with 4 KiB blocks, where the store's connections close without a checkpoint and
+/// the readers here (`inspect`, `logs`) rebuild SQLite's mapped wal-index from a kept `-wal`
+/// on the full disk: they must not die of SIGBUS (they did with 1 KiB blocks).
+#[test]
+fn a_container_whose_log_fills_a_disk_of_page_sized_blocks_keeps_running() {
+    log_fills_the_disk(4096, hako_sys::sqlite::CloseMode::Keep);
+}
+
+fn log_fills_the_disk(block: u32, mode: hako_sys::sqlite::CloseMode) {
     need_root!();
-    let fs = SmallFs::new(32);
+    let fs = SmallFs::new(32, block);
+    assert_eq!(
+        hako_sys::sqlite::close_mode(&fs.path().join("hako.db")),
+        mode
+    );
     let h = hako_on(&fs);
     // About 50 kB of log a second.
     let id = h
