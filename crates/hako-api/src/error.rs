@@ -67,6 +67,11 @@ impl From<tokio::task::JoinError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The client shows the message; the server's log keeps what went wrong on its side
+        // (as dockerd logs its 500s).
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, "{}", self.message);
+        }
         (
             self.status,
             Json(serde_json::json!({ "message": self.message })),

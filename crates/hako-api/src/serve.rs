@@ -59,7 +59,10 @@ pub struct ServeOptions {
 
 /// The service: version layer around the router.
 pub fn app(engine: Arc<Engine>) -> Router {
-    let state = Arc::new(AppState { engine });
+    let state = Arc::new(AppState {
+        engine,
+        prespawned: std::sync::Mutex::default(),
+    });
     Router::new()
         .fallback_service(router(state))
         .layer(axum::middleware::from_fn(version::layer))

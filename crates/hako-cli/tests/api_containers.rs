@@ -548,3 +548,77 @@ fn a_created_container_stays_mounted_for_its_start_only() {
     drop(s);
     h.finish(&["idle", "busy"]);
 }
+
+/// The shim processes (`hako-shim --id ID ...`) of container `id`.
+fn shims_of(id: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("hako-shim") && c.contains(id)
+            })
+        })
+        .count()
+}
+
+/// An `--rm` container's shim is spawned at its create (the docker CLI's `run --rm`
+/// attaches and starts right after); one that is then neither attached to nor started is
+/// ended two seconds on, reads as created, keeps no mount, network or process, and still
+/// starts (and is removed after its run) later.
+#[test]
+fn an_rm_container_is_prespawned_and_ended_when_nobody_starts_it() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let id = s
+        .ok(&["create", "--rm", "--name", "pre", "busybox", "echo", "hi"])
+        .trim()
+        .to_string();
+    h.wait_for("the prespawned shim", || shims_of(&id) == 1);
+    assert_eq!(h.inspect("pre")["State"]["Status"], "created");
+    let merged = h.inspect("pre")["GraphDriver"]["Data"]["MergedDir"]
+        .as_str()
+        .expect("MergedDir")
+        .to_string();
+    std::thread::sleep(Duration::from_secs(1));
+    h.wait_for("the unstarted shim's end", || shims_of(&id) == 0);
+    h.wait_for("the unstarted container's unmount", || !mounted(&merged));
+    assert_eq!(h.inspect("pre")["State"]["Status"], "created");
+    assert!(
+        !h.exec_root()
+            .join("containers")
+            .join(&id)
+            .join("exit.json")
+            .exists(),
+        "the ended shim left an exit record: the container reads as exited"
+    );
+    // Nothing of its runtime state or network is left.
+    assert!(
+        !h.exec_root()
+            .join("runtime/hako-runtime")
+            .join(&id)
+            .exists(),
+        "the runtime's state of the ended container is left"
+    );
+    let netns: Vec<_> = std::fs::read_dir(h.exec_root().join("netns"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(netns.is_empty(), "network namespaces left: {netns:?}");
+    assert_eq!(s.ok(&["start", "-a", "pre"]), "hi\n");
+    h.wait_for("the --rm container's removal", || {
+        !h.ok(&["ps", "-aq", "--no-trunc"]).contains(&id)
+    });
+    // `run --rm` (prespawned, attached and started at once) and `run --rm -d` as ever.
+    assert_eq!(s.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    let d = s.ok(&["run", "--rm", "-d", "busybox", "true"]);
+    h.wait_for("the detached --rm container's removal", || {
+        !h.ok(&["ps", "-aq", "--no-trunc"]).contains(d.trim())
+    });
+    drop(s);
+    h.finish(&[]);
+}

@@ -146,10 +146,12 @@ impl Engine {
     pub fn attach_with(&self, what: &str, o: &AttachOptions) -> Result<Attached> {
         let rec = self.get(what)?;
         let live = self.check(&rec, Action::Attach)?;
-        if live.status == Status::Created && !live.monitor {
+        if live.status == Status::Created {
             // The API's attach before `start`: under the container's lock, as a start's
             // spawn and the server's unmount of an unstarted container are (a caller that
             // holds the lock attaches only to an active container: this is never reached).
+            // Also when a shim runs: it may be one another spawn (the server's prespawn,
+            // a start) is still making, whose socket does not answer yet.
             let (_lock, rec) = self.lock_container(&rec.id)?;
             let live = self.live(&rec);
             if live.status == Status::Created && !live.monitor {
@@ -160,7 +162,8 @@ impl Engine {
                 "You cannot attach to a stopped container, start it first".into(),
             ));
         }
-        let (stream, tty) = protocol::attach(&self.state_dir(&rec.id), o.stdin, o.stdout, o.stderr)
+        let (stream, tty) = self
+            .attach_shim(&rec.id, o)
             .ctx(|| format!("attach to container {}", &rec.id[..12]))?;
         self.container_event(&rec, "attach", &[]);
         Ok(Attached {
@@ -171,6 +174,29 @@ impl Engine {
             },
             _attached: None,
         })
+    }
+
+    /// Connects to the shim's stdio. A shim that another process or thread is still
+    /// spawning (a start, `hako serve`'s prespawn: they hold the container's lock) has no
+    /// socket yet, and the container already reads as running: tried again until that
+    /// holder is done (10 s at most).
+    fn attach_shim(&self, id: &str, o: &AttachOptions) -> std::io::Result<(UnixStream, bool)> {
+        let dir = self.state_dir(id);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match protocol::attach(&dir, o.stdin, o.stdout, o.stderr) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) && std::time::Instant::now() < deadline
+                        && matches!(crate::locks::try_lock(&self.opts.exec_root, id), Ok(None)) =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sets the pty size of a container with a tty.

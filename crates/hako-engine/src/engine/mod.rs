@@ -179,6 +179,10 @@ pub struct Engine {
     /// image's config once per process, not at every listing.
     image_labels:
         Mutex<std::collections::HashMap<String, std::collections::HashMap<String, String>>>,
+    /// Shims this process has spawned, counted: a waiter for a container that has none yet
+    /// (the docker CLI's `run` sends its wait before its start) sleeps on this instead of
+    /// polling, so it registers with the shim as soon as the server's own start made it.
+    spawns: wait::Spawns,
 }
 
 impl Engine {
@@ -217,6 +221,7 @@ impl Engine {
             db: Mutex::new(db),
             net,
             image_labels: Mutex::default(),
+            spawns: wait::Spawns::default(),
         };
         engine.recover();
         engine.collect_dead_networks();

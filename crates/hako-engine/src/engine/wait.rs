@@ -5,6 +5,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use hako_shim::protocol::{self, Reply, Request};
@@ -60,6 +61,45 @@ pub struct Waiter<'a> {
     /// process starting up to do it only adds its start-up to the wait). Released when
     /// the waiter is dropped (its client gone): the exit command then does it.
     removal: Option<crate::locks::AttachedLock>,
+    /// [`Spawns`]'s count when the state was last looked at.
+    spawns_seen: u64,
+}
+
+/// A count of the shims an engine spawned, and a condition variable to wait for the next.
+#[derive(Debug, Default)]
+pub(crate) struct Spawns {
+    count: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Spawns {
+    fn now(&self) -> u64 {
+        *self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One more shim: wakes every waiter.
+    pub(crate) fn bump(&self) {
+        *self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        self.cv.notify_all();
+    }
+
+    /// Sleeps until a shim is spawned after `seen` was read, at most `timeout`.
+    fn wait_past(&self, seen: u64, timeout: Duration) {
+        let guard = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = self
+            .cv
+            .wait_timeout_while(guard, timeout, |n| *n == seen)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
 }
 
 impl Engine {
@@ -82,6 +122,7 @@ impl Engine {
             code: None,
             seen_active: live.status.is_active(),
             removal,
+            spawns_seen: self.spawns.now(),
         };
         if cond == WaitCondition::NotRunning && !live.status.is_active() {
             w.code = Some(live.exit_code);
@@ -150,6 +191,7 @@ impl Waiter<'_> {
                     None => {}
                 }
             } else {
+                self.spawns_seen = self.engine.spawns.now();
                 self.check_state()?;
                 if self.code.is_none() && self.conn.is_none() {
                     self.conn = self.register();
@@ -164,7 +206,11 @@ impl Waiter<'_> {
                 // as the record is gone, so look often (a cheap indexed read).
                 std::thread::sleep(left.min(Duration::from_millis(5)));
             } else if self.conn.is_none() {
-                std::thread::sleep(left.min(Duration::from_millis(25)));
+                // No shim to ask: a start by this process wakes this at once, one by
+                // another process (`hako start`) is seen at the next look.
+                self.engine
+                    .spawns
+                    .wait_past(self.spawns_seen, left.min(Duration::from_millis(25)));
             }
         }
     }
