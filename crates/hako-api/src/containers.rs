@@ -71,16 +71,6 @@ pub async fn create(
     let networking = b
         .networking
         .and_then(|v| serde_json::from_value::<hako_engine::models::NetworkingConfig>(v).ok());
-    // What a created container's spawn would hold before its start, against others'
-    // starts: published host ports and fixed addresses are taken only by a start, as in
-    // Docker (see the prespawn below).
-    let holds_nothing = host.port_bindings.as_ref().is_none_or(|p| p.is_empty())
-        && host.publish_all_ports != Some(true)
-        && networking.as_ref().is_none_or(|n| {
-            n.endpoints_config
-                .as_ref()
-                .is_none_or(|eps| eps.values().all(|ep| ep.ipam_config.is_none()))
-        });
     let rec = blocking(&state, move |e| {
         if let Some(rt) = host.runtime.as_deref().filter(|r| !r.is_empty())
             && (rt.contains('/') || !e.runtimes().contains_key(rt))
@@ -101,12 +91,11 @@ pub async fn create(
     .await?;
     // An `--rm` container is there to run now (`docker run --rm`): its shim is spawned
     // meanwhile (network, `RUNTIME create`: ~8 ms), while the client prepares its attach
-    // and start. Other creates keep Docker's: nothing runs before the start (`create`
-    // then `network connect`, compose's way, stays as it was), nor for one that publishes
-    // ports or asks for fixed addresses (a created container must not hold them). A
-    // prespawned container neither attached to nor started a while later is ended again,
-    // and a later start spawns anew.
-    let prespawn = rec.host_config.auto_remove == Some(true) && holds_nothing;
+    // and start (the docker CLI takes about as long). Other creates keep Docker's: nothing
+    // runs before the start (`create` then `network connect`, compose's way, stays as it
+    // was). A prespawned container neither attached to nor started a while later is ended
+    // again, and a later start spawns anew.
+    let prespawn = rec.host_config.auto_remove == Some(true);
     if prespawn {
         state
             .prespawned

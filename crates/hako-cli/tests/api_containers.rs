@@ -613,18 +613,6 @@ fn an_rm_container_is_prespawned_and_ended_when_nobody_starts_it() {
     h.wait_for("the --rm container's removal", || {
         !h.ok(&["ps", "-aq", "--no-trunc"]).contains(&id)
     });
-    // One that publishes a port holds nothing before its start: no shim.
-    let held = s
-        .ok(&["create", "--rm", "-p", "127.0.0.1::80", "busybox", "true"])
-        .trim()
-        .to_string();
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        shims_of(&held),
-        0,
-        "a created container holds its published port"
-    );
-    s.ok(&["rm", &held]);
     // `run --rm` (prespawned, attached and started at once) and `run --rm -d` as ever.
     assert_eq!(s.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
     let d = s.ok(&["run", "--rm", "-d", "busybox", "true"]);
