@@ -89,30 +89,6 @@ pub async fn create(
         })?)
     })
     .await?;
-    // An `--rm` container is there to run now (`docker run --rm`): its shim is spawned
-    // meanwhile (network, `RUNTIME create`: ~8 ms), while the client prepares its attach
-    // and start (the docker CLI takes about as long). Other creates keep Docker's: nothing
-    // runs before the start (`create` then `network connect`, compose's way, stays as it
-    // was). A prespawned container neither attached to nor started a while later is ended
-    // again, and a later start spawns anew.
-    let prespawn = rec.host_config.auto_remove == Some(true);
-    if prespawn {
-        state
-            .prespawned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(rec.id.clone());
-        let (st, id) = (state.clone(), rec.id.clone());
-        tokio::spawn(async move {
-            let _ = blocking(&st, move |e| {
-                if let Err(err) = e.prespawn(&id) {
-                    tracing::debug!(container = %id, "prespawn (the start tries again): {err}");
-                }
-                Ok(())
-            })
-            .await;
-        });
-    }
     // Docker clients start what they create at once (`docker run`, compose's `up`): the
     // root filesystem stays mounted for that start, as `hako run` keeps it (an overlay's
     // unmount syncs the filesystem, and the start would mount it again). One still not
@@ -120,16 +96,7 @@ pub async fn create(
     let (st, id) = (state.clone(), rec.id.clone());
     tokio::spawn(async move {
         tokio::time::sleep(UNSTARTED_UNMOUNT).await;
-        let end = prespawn
-            && st
-                .prespawned
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&id);
         let _ = blocking(&st, move |e| {
-            if end {
-                e.end_prespawned(&id);
-            }
             e.unmount_unstarted(&id);
             Ok(())
         })
@@ -171,7 +138,6 @@ fn active(e: &hako_engine::Engine, id: &str) -> ApiResult<bool> {
 
 /// `POST /containers/{id}/start`: 204, or 304 when it already runs (one look at its state).
 pub async fn start(St(state): St<State>, Path(id): Path<String>) -> ApiResult<Response> {
-    state.claim_prespawned(&id);
     let started = blocking(&state, move |e| match e.start_if_stopped(&id) {
         Ok((_, started)) => Ok(started),
         Err(err) => {

@@ -106,7 +106,6 @@ pub async fn attach(
         });
         return Ok(switching(ct));
     }
-    let claimed = rec_id.clone();
     let att = blocking(&state, move |e| match e.attach_with(&rec_id, &o) {
         Ok(a) => Ok(Some(a)),
         // A container whose process cannot be created: the attach (made before `start`
@@ -115,10 +114,6 @@ pub async fn attach(
         Err(err) => Err(err.into()),
     })
     .await?;
-    if att.is_some() {
-        // Attached: a prespawned shim stays for the start that follows.
-        state.claim_prespawned(&claimed);
-    }
     let ct = stream_type(att.as_ref().map_or(tty, |a| a.tty), version);
     let Some(att) = att else {
         if upgrade {
@@ -148,15 +143,10 @@ pub async fn attach(
 /// The live attach after a log replay; `None` when it cannot be made (the container
 /// stopped meanwhile...): the stream then ends after the log, as dockerd's does.
 async fn attach_after(state: &State, id: String, o: AttachOptions) -> Option<Attached> {
-    let claimed = id.clone();
-    let att = blocking(state, move |e| Ok(e.attach_with(&id, &o).ok()))
+    blocking(state, move |e| Ok(e.attach_with(&id, &o).ok()))
         .await
         .ok()
-        .flatten();
-    if att.is_some() {
-        state.claim_prespawned(&claimed);
-    }
-    att
+        .flatten()
 }
 
 /// Writes every chunk of `rx` to `io`.

@@ -47,20 +47,6 @@ pub use hako_engine::version::{API_VERSION, MIN_API_VERSION};
 pub struct AppState {
     /// The engine (blocking; handlers call it through `spawn_blocking`).
     pub engine: Arc<Engine>,
-    /// Containers whose shim a create spawned ahead of their start (`--rm` ones: see
-    /// `containers::create`) and that no attach has claimed yet: ended if still not
-    /// started a while later.
-    pub prespawned: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-impl AppState {
-    /// A container an attach or a start claims: its shim is no longer ended by the timer.
-    pub(crate) fn claim_prespawned(&self, id: &str) {
-        self.prespawned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
-    }
 }
 
 /// Shared state handle.

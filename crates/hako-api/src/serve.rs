@@ -59,10 +59,7 @@ pub struct ServeOptions {
 
 /// The service: version layer around the router.
 pub fn app(engine: Arc<Engine>) -> Router {
-    let state = Arc::new(AppState {
-        engine,
-        prespawned: std::sync::Mutex::default(),
-    });
+    let state = Arc::new(AppState { engine });
     Router::new()
         .fallback_service(router(state))
         .layer(axum::middleware::from_fn(version::layer))

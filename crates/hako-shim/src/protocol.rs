@@ -60,10 +60,8 @@ pub const EXIT_FILE: &str = "exit.json";
 /// The runtime's JSON log (`--log ... --log-format json`).
 pub const RUNTIME_LOG: &str = "runtime.log";
 /// Made in the state directory by a remover that claimed the container's removal and
-/// waits for the shim to finish, or by the engine ending a container that never ran (and
-/// giving its network back itself): the shim then ends without its exit command, which
-/// would only find the removal under way (or remove an `--rm` container that is to stay
-/// created).
+/// waits for the shim to finish: the shim then ends without its exit command, which would
+/// only find the removal under way and exit.
 pub const REMOVING_FILE: &str = "removing";
 
 /// Stream ids in the stdcopy header of a non-tty attach stream.

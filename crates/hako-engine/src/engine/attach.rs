@@ -150,8 +150,8 @@ impl Engine {
             // The API's attach before `start`: under the container's lock, as a start's
             // spawn and the server's unmount of an unstarted container are (a caller that
             // holds the lock attaches only to an active container: this is never reached).
-            // Also when a shim runs: it may be one another spawn (the server's prespawn,
-            // a start) is still making, whose socket does not answer yet.
+            // Also when a shim runs: it may be one that another spawn (a start by another
+            // request or process) is still making, whose socket does not answer yet.
             let (_lock, rec) = self.lock_container(&rec.id)?;
             let live = self.live(&rec);
             if live.status == Status::Created && !live.monitor {
@@ -177,7 +177,7 @@ impl Engine {
     }
 
     /// Connects to the shim's stdio. A shim that another process or thread is still
-    /// spawning (a start, `hako serve`'s prespawn: they hold the container's lock) has no
+    /// spawning (a start: it holds the container's lock) has no
     /// socket yet, and the container already reads as running: tried again until that
     /// holder is done (10 s at most).
     fn attach_shim(&self, id: &str, o: &AttachOptions) -> std::io::Result<(UnixStream, bool)> {

@@ -468,47 +468,6 @@ impl Engine {
         }
     }
 
-    /// Spawns the shim of a created container ahead of its start: its network is set up
-    /// and the runtime creates it, nothing runs (what an attach before the start does).
-    /// `hako serve` does it for an `--rm` container right after its create, while the
-    /// client prepares its attach and start. A failure is left to the start, which tries
-    /// again and reports it. [`Engine::end_prespawned`] undoes it.
-    pub fn prespawn(&self, id: &str) -> Result<()> {
-        let (_lock, rec) = self.lock_container(id)?;
-        let live = self.live(&rec);
-        if live.status == Status::Created && !live.monitor {
-            self.spawn_shim(&rec)?;
-        }
-        Ok(())
-    }
-
-    /// Ends the shim of a container that is still created (not started, not being
-    /// started: the container's lock is free) and gives its network back: the container
-    /// is as `create` left it, and a later start makes both again. The shim skips its exit
-    /// command (which would remove an `--rm` container).
-    pub fn end_prespawned(&self, id: &str) {
-        let Ok(Some(_lock)) = crate::locks::try_lock(&self.opts.exec_root, id) else {
-            return;
-        };
-        let Ok(rec) = self.get(id) else {
-            return;
-        };
-        let live = self.live(&rec);
-        if live.status != Status::Created || !live.monitor {
-            return;
-        }
-        let dir = self.state_dir(&rec.id);
-        let _ = std::fs::write(dir.join(protocol::REMOVING_FILE), b"");
-        self.end_created(&rec);
-        // It never ran: without its shim's files it reads as created again.
-        if let Err(e) = crate::recovery::remove_tree(&dir) {
-            tracing::warn!(container = %rec.id, "remove the ended shim's directory: {e}");
-        }
-        if let Err(e) = self.release_network(&rec.id, true) {
-            tracing::warn!(container = %rec.id, "release the unstarted container's network: {e}");
-        }
-    }
-
     /// Unmounts the root filesystem [`Engine::create_to_start`] left mounted when the start
     /// it was left for has not come: the container is still created, and no shim holds it
     /// (an API attach before the start makes one). Busy (another process holds the
