@@ -217,6 +217,34 @@ mod tests {
         std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len())
     }
 
+    /// A database with a table `t` of 4 KiB blobs, written until its `-wal` is past
+    /// [`CHECKPOINT_AT`]; the connection that wrote them, still open.
+    fn with_large_wal(db: &Path) -> Connection {
+        let a = open_with(db, CloseMode::Keep).unwrap();
+        a.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
+        let blob = vec![7u8; 4096];
+        while wal_len(db) <= CHECKPOINT_AT {
+            a.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
+        }
+        a
+    }
+
+    /// A connection opened in `mode` that only reads (three rows of `t`) changes no byte and
+    /// no time of the database file.
+    fn a_reader_writes_nothing(db: &Path, mode: CloseMode) {
+        let before = std::fs::metadata(db).unwrap().modified().unwrap();
+        let bytes = std::fs::read(db).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let r = open_with(db, mode).unwrap();
+        let n: i64 = r
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 3);
+        drop(r);
+        assert_eq!(std::fs::metadata(db).unwrap().modified().unwrap(), before);
+        assert_eq!(std::fs::read(db).unwrap(), bytes);
+    }
+
     #[test]
     fn a_close_leaves_the_wal_and_a_reader_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -234,17 +262,7 @@ mod tests {
         assert!(shm.exists(), "the -shm is kept (persist_wal)");
         // A process that only reads changes no byte and no time of the database, nor the
         // -wal: it rebuilds the wal-index from the -wal and finds every row.
-        let before = std::fs::metadata(&db).unwrap().modified().unwrap();
-        let bytes = std::fs::read(&db).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        let r = open_with(&db, CloseMode::Keep).unwrap();
-        let n: i64 = r
-            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 3);
-        drop(r);
-        assert_eq!(std::fs::metadata(&db).unwrap().modified().unwrap(), before);
-        assert_eq!(std::fs::read(&db).unwrap(), bytes);
+        a_reader_writes_nothing(&db, CloseMode::Keep);
         assert_eq!(wal_len(&db), wal);
     }
 
@@ -252,12 +270,7 @@ mod tests {
     fn an_open_checkpoints_a_large_wal_and_empties_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let a = open_with(&db, CloseMode::Keep).unwrap();
-        a.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        let blob = vec![7u8; 4096];
-        while wal_len(&db) <= CHECKPOINT_AT {
-            a.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
-        }
+        let a = with_large_wal(&db);
         let rows: i64 = a
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
@@ -279,16 +292,12 @@ mod tests {
     fn a_busy_database_is_checkpointed_by_a_later_open() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let a = open_with(&db, CloseMode::Keep).unwrap();
-        a.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        let blob = vec![7u8; 4096];
-        while wal_len(&db) <= CHECKPOINT_AT {
-            a.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
-        }
+        let a = with_large_wal(&db);
         // A reader in an old snapshot holds the -wal: the open neither waits nor fails.
         a.execute_batch("BEGIN; SELECT COUNT(*) FROM t;").unwrap();
         let w = open_with(&db, CloseMode::Keep).unwrap();
-        w.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
+        w.execute("INSERT INTO t VALUES (?1)", [&[7u8; 4096][..]])
+            .unwrap();
         let start = std::time::Instant::now();
         let b = open_with(&db, CloseMode::Keep).unwrap();
         assert!(start.elapsed() < Duration::from_secs(5), "the open waited");
@@ -321,17 +330,7 @@ mod tests {
             db.with_extension("db-shm").exists(),
             "the -shm is kept (persist_wal)"
         );
-        let before = std::fs::metadata(&db).unwrap().modified().unwrap();
-        let bytes = std::fs::read(&db).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        let r = open();
-        let n: i64 = r
-            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 3);
-        drop(r);
-        assert_eq!(std::fs::metadata(&db).unwrap().modified().unwrap(), before);
-        assert_eq!(std::fs::read(&db).unwrap(), bytes);
+        a_reader_writes_nothing(&db, CloseMode::Checkpoint);
         assert_eq!(wal_len(&db), 0);
     }
 

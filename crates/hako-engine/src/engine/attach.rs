@@ -177,9 +177,9 @@ impl Engine {
     }
 
     /// Connects to the shim's stdio. A shim that another process or thread is still
-    /// spawning (a start: it holds the container's lock) has no
-    /// socket yet, and the container already reads as running: tried again until that
-    /// holder is done (10 s at most).
+    /// spawning (a start: it holds the container's lock) has no socket yet, and the
+    /// container already reads as running: tried again until that holder is done (10 s at
+    /// most).
     fn attach_shim(&self, id: &str, o: &AttachOptions) -> std::io::Result<(UnixStream, bool)> {
         let dir = self.state_dir(id);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
