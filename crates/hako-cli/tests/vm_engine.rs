@@ -499,36 +499,39 @@ fn reboot_2_hako_boot_service_brings_them_back_after_the_reboot() {
 /// At the first boot's shutdown systemd sent SIGTERM to the job service's processes, the
 /// shims of `always` and `unless` among them: each shim stopped its container (its stop
 /// signal, SIGTERM; the init traps it and exits 0) and recorded the exit, so each has a
-/// `kill` 15 then a `die` 0 event from before this boot. (A shim that ignored SIGTERM was
-/// killed with everything else after systemd's stop timeout: no `die` at all.)
+/// `kill` 15 then a `die` 0 event before the `start` of this boot's hako-boot.service (the
+/// last `start` in the log). (A shim that ignored SIGTERM was killed with everything else
+/// after systemd's stop timeout: no `die` at all.) Not cut at the boot time: /proc/stat's
+/// `btime` has whole seconds, and the guest reboots within the second of its shutdown.
 fn stopped_by_their_shims_at_the_shutdown(ids: &[String]) {
-    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
-    let booted: i64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("btime");
     let mut text = String::new();
     for f in ["/var/lib/hako/events.log.1", "/var/lib/hako/events.log"] {
         text.push_str(&std::fs::read_to_string(f).unwrap_or_default());
     }
     for id in ids {
-        let seen: Vec<String> = text
+        let mut seen: Vec<String> = text
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["Actor"]["ID"] == id.as_str() && e["time"].as_i64() < Some(booted))
+            .filter(|e| e["Actor"]["ID"] == id.as_str())
             .filter_map(|e| {
                 let attrs = &e["Actor"]["Attributes"];
                 match e["Action"].as_str()? {
                     "kill" => Some(format!("kill {}", attrs["signal"].as_str()?)),
                     "die" => Some(format!("die {}", attrs["exitCode"].as_str()?)),
+                    "start" => Some("start".to_string()),
                     _ => None,
                 }
             })
             .collect();
+        let this_boot = seen.iter().rposition(|e| e == "start");
+        assert!(
+            this_boot.is_some_and(|i| i == seen.len() - 1),
+            "{id}: hako-boot.service's start must be the last event: {seen:?}"
+        );
+        seen.truncate(this_boot.unwrap_or(0));
         assert!(
             seen.ends_with(&["kill 15".to_string(), "die 0".to_string()]),
-            "{id}: events before this boot: {seen:?}"
+            "{id}: events before this boot's start: {seen:?}"
         );
     }
 }
