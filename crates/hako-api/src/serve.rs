@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hako_engine::Engine;
@@ -74,7 +74,16 @@ async fn count(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
-    next.run(req).await
+    // Like dockerd's "Calling POST /v1.47/containers/create" at debug level, with the
+    // time to the answer's head (a hijacked stream's: to its 101).
+    let (method, uri, t0) = (req.method().clone(), req.uri().clone(), Instant::now());
+    let res = next.run(req).await;
+    tracing::debug!(
+        "{method} {uri} -> {} in {:.2} ms",
+        res.status().as_u16(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    res
 }
 
 /// Once a second of no new request follows some, the engine gives its idle memory back

@@ -85,19 +85,33 @@ pub enum LogLevel {
 
 /// Logs go to stderr, one line each, without timestamps (a CLI, not a daemon).
 pub fn init_logging(g: &Global) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(max_level(g))
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// [`init_logging`] for `hako serve`, a daemon: each line starts with its time (UTC, to
+/// the microsecond), as dockerd's.
+pub fn init_daemon_logging(g: &Global) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(max_level(g))
+        .with_timer(tracing_subscriber::fmt::time::SystemTime)
+        .with_target(false)
+        .try_init();
+}
+
+fn max_level(g: &Global) -> tracing::level_filters::LevelFilter {
     use tracing::level_filters::LevelFilter;
-    let level = match (g.debug, g.log_level) {
+    match (g.debug, g.log_level) {
         (true, _) | (_, LogLevel::Debug) => LevelFilter::DEBUG,
         (_, LogLevel::Info) => LevelFilter::INFO,
         (_, LogLevel::Warn) => LevelFilter::WARN,
         (_, LogLevel::Error | LogLevel::Fatal) => LevelFilter::ERROR,
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .without_time()
-        .with_target(false)
-        .try_init();
+    }
 }
 
 /// Drivers Docker knows that this kernel or hako lacks, with the reason.

@@ -25,6 +25,11 @@ pub struct Options {
     /// The runtime's state root (`--root`); the runtime's default when not given
     #[arg(long)]
     pub runtime_root: Option<PathBuf>,
+    /// --runtime is the hako-runtime built with this shim: `start`, `kill` and `delete`
+    /// run in the shim through its library instead of as programs (`create` and `exec`,
+    /// which put a process into the container, still run the sealed program)
+    #[arg(long, requires = "runtime_root")]
+    pub runtime_builtin: bool,
     /// Directory for the shim's sockets and files (attach.sock, exit.json, ...)
     #[arg(long)]
     pub state_dir: PathBuf,
@@ -199,6 +204,7 @@ impl Options {
             (self.tty, "--tty"),
             (self.stdin, "--stdin"),
             (self.stdin_once, "--stdin-once"),
+            (self.runtime_builtin, "--runtime-builtin"),
         ] {
             if on {
                 args.push(flag.into());
@@ -304,6 +310,9 @@ mod tests {
             "/b",
             "--runtime",
             "runc",
+            "--runtime-root",
+            "/r",
+            "--runtime-builtin",
             "--state-dir",
             "/s",
             "--log-path",

@@ -27,6 +27,9 @@ pub struct Runtime {
     systemd_cgroup: bool,
     /// The binary is an ELF image (not a script), so it can run from a descriptor.
     elf: bool,
+    /// `--runtime-builtin`: `start`, `kill` and `delete` call hako-runtime's library here
+    /// with this state root (see [`Runtime::with_builtin`]).
+    builtin: Option<PathBuf>,
 }
 
 /// The stdio `create` is spawned with; without a terminal the runtime hands it to the
@@ -52,7 +55,19 @@ impl Runtime {
             pid_file: state_dir.join(INIT_PID_FILE),
             systemd_cgroup: false,
             elf: is_elf(bin),
+            builtin: None,
         }
+    }
+
+    /// The runtime is the hako-runtime this shim was built with (the engine's default):
+    /// `start`, `kill` and `delete` become calls into its library, in this process, with
+    /// the same state root. Each saves a fork and exec of the runtime and its start-up, ~1.5
+    /// ms on every `run` (measured in a `run --rm` timeline). `create` and `exec` stay
+    /// programs: their process enters the container, from the sealed image. Hooks run
+    /// as before: std's spawn gives them a clean signal mask, not the shim's blocked one.
+    pub fn with_builtin(mut self, on: bool) -> Self {
+        self.builtin = on.then(|| self.root.clone()).flatten();
+        self
     }
 
     /// Pass `--systemd-cgroup` (a global flag runc, crun and hako-runtime all take).
@@ -205,11 +220,19 @@ impl Runtime {
 
     /// `start ID`.
     pub fn start(&self) -> Result<(), String> {
+        if let Some(root) = &self.builtin {
+            return hako_runtime::container::start::start(root, &self.id)
+                .map_err(|e| e.to_string());
+        }
         self.simple("start")
     }
 
     /// `delete --force ID`, ignoring failures (the container may be gone already).
     pub fn delete_force(&self) {
+        if let Some(root) = &self.builtin {
+            let _ = hako_runtime::container::delete::delete(root, &self.id, true);
+            return;
+        }
         let _ = self
             .command()
             .args(["delete", "--force", &self.id])
@@ -221,6 +244,11 @@ impl Runtime {
 
     /// `kill ID SIGNAL`.
     pub fn kill(&self, signal: &str) -> Result<(), String> {
+        if let Some(root) = &self.builtin {
+            return hako_runtime::container::kill::parse_signal(signal)
+                .and_then(|sig| hako_runtime::container::kill::kill(root, &self.id, sig, false))
+                .map_err(|e| e.to_string());
+        }
         self.simple_args(&["kill", &self.id, signal])
     }
 

@@ -51,6 +51,7 @@ scenario!(
     exit_command_runs,
     exit_command_is_skipped_once_the_container_is_removed,
     clients_see_the_end_before_the_runtime_delete,
+    hooks_run_with_a_clean_signal_mask,
 );
 
 fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
@@ -150,6 +151,10 @@ impl<'a> Shim<'a> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // As the engine runs it: hako-runtime itself (not a wrapper) is called in process.
+        if self.runtime.is_none() && self.rt.kind() == RuntimeKind::Hako {
+            args.push("--runtime-builtin".into());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
@@ -738,6 +743,40 @@ fn exit_command_runs(rt: &Runtime) {
     }
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "--an-argument\n");
+}
+
+/// The poststart and poststop hooks run (by `start` and `delete`, in the shim with
+/// `--runtime-builtin`) with no signal blocked, although the shim blocks the ones its
+/// signalfd reads.
+fn hooks_run_with_a_clean_signal_mask(rt: &Runtime) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = |stage: &str| {
+        let out = dir.path().join(stage);
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("grep SigBlk /proc/self/status > {}", out.display())],
+        })
+    };
+    let config = Config::new().sh("exit 0").edit(|v| {
+        v["hooks"] = serde_json::json!({
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        });
+    });
+    let mut shim = Shim::new(rt, &config);
+    shim.spawn(&[]);
+    shim.start();
+    assert_eq!(shim.wait().exit_code, 0);
+    shim.assert_gone_and_clean();
+    for stage in ["poststart", "poststop"] {
+        let text = std::fs::read_to_string(dir.path().join(stage))
+            .unwrap_or_else(|e| panic!("the {stage} hook did not run: {e}"));
+        assert_eq!(
+            text.split_whitespace().nth(1),
+            Some("0000000000000000"),
+            "{stage}: {text}"
+        );
+    }
 }
 
 /// A remover that claimed the container's removal marks the state directory: the shim

@@ -257,6 +257,9 @@ impl Engine {
             .arg(state_dir)
             .arg("--events-log")
             .arg(self.events_path());
+        if self.runtime_is_builtin(&rec.runtime) {
+            cmd.arg("--runtime-builtin");
+        }
         Ok(cmd)
     }
 

@@ -30,6 +30,16 @@ impl Engine {
         }
     }
 
+    /// The container runs on hako's own runtime, built with the shim (the default
+    /// runtime, at a path named `hako-runtime`): the shim then calls its library for
+    /// `start`, `kill` and `delete` instead of running it (`hako-shim --runtime-builtin`).
+    /// A wrapper put in its place (`HAKO_RUNTIME`, a test's slowed-down runtime) has
+    /// another name and stays a program.
+    pub(super) fn runtime_is_builtin(&self, name: &str) -> bool {
+        matches!(name, "" | "hako-runtime" | "hako")
+            && self.opts.runtime.file_name() == Some(std::ffi::OsStr::new("hako-runtime"))
+    }
+
     pub(super) fn runtime_root(&self, name: &str) -> PathBuf {
         let base = Path::new(name)
             .file_name()

@@ -81,7 +81,7 @@ pub fn exec_main() -> Option<ExitCode> {
                 log_level: o.log_level,
                 cgroup_manager: o.cgroup_manager,
             };
-            crate::context::init_logging(&g);
+            crate::context::init_daemon_logging(&g);
             let tls = o.tls.map(|[ca, cert, key]| TlsFiles { ca, cert, key });
             serve(&g, &o.host, o.insecure, tls)
         });
