@@ -62,7 +62,7 @@ pub(crate) struct AttachedLock {
     _lock: Flock<File>,
 }
 
-fn attached_path(exec_root: &Path, id: &str) -> PathBuf {
+pub(crate) fn attached_path(exec_root: &Path, id: &str) -> PathBuf {
     exec_root.join("locks").join(format!("{id}.attached"))
 }
 

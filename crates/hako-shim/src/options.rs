@@ -64,6 +64,11 @@ pub struct Options {
     /// An argument for --exit-command (repeat for several)
     #[arg(long = "exit-command-arg", allow_hyphen_values = true)]
     pub exit_command_args: Vec<String>,
+    /// Before the exit command, wait for an exclusive lock on this file (a caller that
+    /// removes the container itself, as `run --rm` in the foreground, holds it shared until
+    /// it did), then skip the command if --bundle is gone by then
+    #[arg(long, value_name = "FILE", requires = "exit_command")]
+    pub exit_command_lock: Option<PathBuf>,
     /// Exec mode: run this OCI process (process.json) in the running container `--id`
     /// instead of creating a container; `start` runs `RUNTIME exec --detach`. The shim then
     /// monitors that one process: stdio, attach, resize, exit.json, no restart
@@ -165,6 +170,9 @@ impl Options {
         }
         for arg in &self.exit_command_args {
             push("--exit-command-arg", arg.clone().into());
+        }
+        if let Some(lock) = &self.exit_command_lock {
+            push("--exit-command-lock", lock.clone().into());
         }
         if let Some(p) = &self.exec_process {
             push("--exec-process", p.clone().into());
@@ -327,6 +335,8 @@ mod tests {
             "--rm",
             "--exit-command-arg",
             "c1",
+            "--exit-command-lock",
+            "/locks/c1.attached",
             "--ready-fd",
             "3",
             "--stop-signal",

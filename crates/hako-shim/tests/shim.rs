@@ -52,6 +52,7 @@ scenario!(
     exit_command_is_skipped_once_the_container_is_removed,
     clients_see_the_end_before_the_runtime_delete,
     hooks_run_with_a_clean_signal_mask,
+    exit_command_waits_for_the_attached_remover,
 );
 
 fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
@@ -776,6 +777,73 @@ fn hooks_run_with_a_clean_signal_mask(rt: &Runtime) {
             Some("0000000000000000"),
             "{stage}: {text}"
         );
+    }
+}
+
+/// `--exit-command-lock`: a caller attached to remove the container itself holds the lock
+/// shared; the shim, its files gone (so that caller does not wait for it), waits for the
+/// lock, then runs the exit command only if the bundle is still there: not when the holder
+/// removed the container, and when it let go without doing so (it died).
+fn exit_command_waits_for_the_attached_remover(rt: &Runtime) {
+    for removes in [true, false] {
+        let mut shim = Shim::new(rt, &Config::new().sh("exit 0"));
+        let marker = shim.dir.path().join("exit-command-ran");
+        let lock = shim.dir.path().join("attached.lock");
+        std::fs::write(&lock, b"").expect("lock file");
+        let held = nix::fcntl::Flock::lock(
+            std::fs::File::open(&lock).expect("open lock"),
+            nix::fcntl::FlockArg::LockShared,
+        )
+        .expect("lock shared");
+        let script = format!("touch {}", marker.display());
+        shim.spawn(&[
+            "--exit-command",
+            "/bin/sh",
+            "--exit-command-arg",
+            "-c",
+            "--exit-command-arg",
+            &script,
+            "--exit-command-lock",
+            lock.to_str().expect("utf-8"),
+        ]);
+        let pid = shim.pid.expect("shim pid");
+        shim.start();
+        assert_eq!(shim.wait().exit_code, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while protocol::shim_alive(&shim.state()) {
+            assert!(
+                Instant::now() < deadline,
+                "the shim's files are still there"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(alive(pid), "the shim waits for the lock");
+        assert!(
+            !marker.exists(),
+            "the exit command ran before the lock was free"
+        );
+        let bundle = shim.bundle.path().to_path_buf();
+        let away = bundle.with_extension("removed");
+        if removes {
+            std::fs::rename(&bundle, &away).expect("remove the bundle");
+        }
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "shim {pid} still running");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if removes {
+            std::fs::rename(&away, &bundle).expect("put the bundle back");
+        }
+        assert_eq!(
+            marker.exists(),
+            !removes,
+            "the exit command ran: removed {removes}"
+        );
+        shim.assert_gone_and_clean();
     }
 }
 

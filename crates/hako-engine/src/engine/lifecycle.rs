@@ -230,6 +230,8 @@ impl Engine {
             for a in rest.iter().chain(std::iter::once(&rec.id)) {
                 cmd.arg(format!("--exit-command-arg={a}"));
             }
+            cmd.arg("--exit-command-lock")
+                .arg(crate::locks::attached_path(&self.opts.exec_root, &rec.id));
         }
         let r = self.run_monitor(cmd, &dir, "create");
         // The shim has its own copies of the port sockets now.

@@ -88,9 +88,26 @@ impl Engine {
         // removal under way and exits.
         let _ = std::fs::write(self.state_dir(&rec.id).join(protocol::REMOVING_FILE), b"");
         if overlap {
-            self.release_network_after_exit(&rec.id)?;
-            self.net.forget(&rec.id)?;
-            self.release_rootfs(rec)?;
+            // Side by side: each is ~1 ms, mostly waiting in the kernel.
+            let (network, rootfs) = std::thread::scope(|s| {
+                let network = std::thread::Builder::new()
+                    .name("hako-rm-net".into())
+                    .spawn_scoped(s, || -> Result<()> {
+                        self.release_network_after_exit(&rec.id)?;
+                        Ok(self.net.forget(&rec.id)?)
+                    });
+                let rootfs = self.release_rootfs(rec);
+                let network = match network {
+                    Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    // No thread to be had: here, after the root filesystem.
+                    Err(_) => self
+                        .release_network_after_exit(&rec.id)
+                        .and_then(|()| Ok(self.net.forget(&rec.id)?)),
+                };
+                (network, rootfs)
+            });
+            network?;
+            rootfs?;
         }
         self.wait_shim_gone(&rec.id, Duration::from_secs(10));
         if !overlap {
