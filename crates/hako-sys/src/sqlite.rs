@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 /// Opens a store database as every hako process must, so that many processes share it: its
 /// `-wal` and `-shm` kept ([`persist_wal`], before the first statement), a 30 s busy
-/// timeout (another process's write transaction waits, never fails), WAL journal,
+/// wait in short steps (another connection's write transaction waits, never fails:
+/// [`wait_when_busy`]), WAL journal,
 /// `synchronous = NORMAL`, foreign keys on; what a close does with the `-wal` is
 /// [`close_mode`]'s choice for the database's filesystem.
 pub fn open_shared(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -83,7 +84,7 @@ pub fn open_with(path: &Path, mode: CloseMode) -> Result<Connection, rusqlite::E
             true,
         )?;
     }
-    conn.busy_timeout(Duration::from_secs(30))?;
+    wait_when_busy(&conn)?;
     set_wal(&conn)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "journal_size_limit", WAL_KEEP)?;
@@ -92,6 +93,40 @@ pub fn open_with(path: &Path, mode: CloseMode) -> Result<Connection, rusqlite::E
         checkpoint_if_large(&conn, path)?;
     }
     Ok(conn)
+}
+
+/// How long a statement waits for another connection's lock before "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Another connection's lock is waited for in short steps, for [`BUSY_TIMEOUT`] in all
+/// ([`busy_step`]). SQLite's own busy timeout sleeps 1, 2, 5, 10, 15, 20, 25... ms between
+/// tries, 100 ms at length: two writers that meet (a removal's network and root-filesystem
+/// threads, two commands at once) lost 10-30 ms to it where the other's transaction held the
+/// lock for well under one (measured in `hako serve`'s debug log of `docker run --rm`).
+pub fn wait_when_busy(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_handler(Some(busy_step))
+}
+
+/// SQLite's busy handler: sleeps [`busy_schedule`]'s step, or gives up (false).
+fn busy_step(tries: c_int) -> bool {
+    match busy_schedule(u64::try_from(tries).unwrap_or(0)) {
+        Some(step) => {
+            std::thread::sleep(step);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The sleep before try `n + 1`: 50 µs doubling to 800, then 1 ms each; `None` once the
+/// sleeps before it add up to [`BUSY_TIMEOUT`].
+fn busy_schedule(n: u64) -> Option<Duration> {
+    let (slept_us, step_us) = if n < 5 {
+        (50 * ((1 << n) - 1), 50 << n)
+    } else {
+        (1550 + (n - 5) * 1000, 1000)
+    };
+    (Duration::from_micros(slept_us) < BUSY_TIMEOUT).then(|| Duration::from_micros(step_us))
 }
 
 /// `PRAGMA journal_mode = WAL`. Turning a new database (SQLite makes it in rollback mode)
@@ -133,7 +168,7 @@ fn checkpoint_if_large(conn: &Connection, path: &Path) -> Result<(), rusqlite::E
     }
     conn.busy_timeout(Duration::ZERO)?;
     let res = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    conn.busy_timeout(Duration::from_secs(30))?;
+    wait_when_busy(&conn)?;
     match res {
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::DatabaseBusy =>
@@ -212,6 +247,47 @@ pub fn persist_wal(conn: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_busy_wait_steps_are_short_and_end_at_the_timeout() {
+        let us = |n| busy_schedule(n).map(|d| d.as_micros());
+        assert_eq!(
+            (0..7).map(us).collect::<Vec<_>>(),
+            [50, 100, 200, 400, 800, 1000, 1000].map(Some)
+        );
+        let steps: Vec<Duration> = (0..).map_while(busy_schedule).collect();
+        let total: Duration = steps.iter().sum();
+        assert!(total >= BUSY_TIMEOUT && total <= BUSY_TIMEOUT + Duration::from_millis(1));
+    }
+
+    /// A write that meets another connection's short write transaction goes on right after
+    /// it: here 20 ms, where SQLite's own busy timeout wakes after 1 + 2 + 5 + 10 + 15 = 33 ms.
+    #[test]
+    fn a_writer_waits_no_longer_than_the_other_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let a = open_shared(&db).unwrap();
+        a.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let mut b = open_shared(&db).unwrap();
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            a.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+                .unwrap();
+            let writer = std::thread::spawn(move || {
+                let t0 = std::time::Instant::now();
+                b.execute("INSERT INTO t VALUES (2)", []).unwrap();
+                (t0.elapsed(), b)
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            a.execute_batch("COMMIT").unwrap();
+            let (waited, back) = writer.join().unwrap();
+            waits.push(waited);
+            b = back;
+        }
+        waits.sort();
+        // The median wait: the 20 ms the lock was held, plus a step or two.
+        assert!(waits[5] < Duration::from_millis(28), "{waits:?}");
+    }
 
     fn wal_len(db: &Path) -> u64 {
         std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len())

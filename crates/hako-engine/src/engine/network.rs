@@ -351,14 +351,17 @@ impl Engine {
                 return Ok(());
             };
             let me = i32::try_from(std::process::id()).unwrap_or(0);
-            // The shim saw the container exit (it is finishing, or became the exit
-            // command): no process is left in the namespace, which dies with its unmount
-            // and takes the interfaces with it. Otherwise (a killed shim, a holder that
-            // does not finish) the container may still run: its interfaces are deleted.
+            // The container exited (the caller saw it, `processes_gone`, whatever its shim
+            // is now: finishing, the exit command, or a zombie whose parent has not reaped
+            // it yet, whose cmdline reads empty; or the shim says so): no process is left
+            // in the namespace, which dies with its unmount and takes the interfaces with
+            // it. Otherwise (a killed shim, a holder that does not finish) the container
+            // may still run: its interfaces are deleted, which waits for RCU grace periods
+            // (10-50 ms).
             let exited = s.owner > 0
-                && (is_exit_command(s.owner, id)
-                    || (is_shim_of(s.owner, id)
-                        && (processes_gone || !protocol::shim_alive(&self.state_dir(id)))));
+                && (processes_gone
+                    || is_exit_command(s.owner, id)
+                    || (is_shim_of(s.owner, id) && !protocol::shim_alive(&self.state_dir(id))));
             if s.owner == 0
                 || s.owner == me
                 || !holder_alive(s.owner)
