@@ -168,7 +168,7 @@ fn checkpoint_if_large(conn: &Connection, path: &Path) -> Result<(), rusqlite::E
     }
     conn.busy_timeout(Duration::ZERO)?;
     let res = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    wait_when_busy(&conn)?;
+    wait_when_busy(conn)?;
     match res {
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::DatabaseBusy =>
