@@ -106,38 +106,44 @@ pub async fn attach(
         });
         return Ok(switching(ct));
     }
-    let att = blocking(&state, move |e| match e.attach_with(&rec_id, &o) {
-        Ok(a) => Ok(Some(a)),
-        // A container whose process cannot be created: the attach (made before `start`
-        // by `docker run`) ends at once, and `start` reports the error.
-        Err(hako_engine::Error::Runtime { .. }) => Ok(None),
-        Err(err) => Err(err.into()),
-    })
-    .await?;
-    let ct = stream_type(att.as_ref().map_or(tty, |a| a.tty), version);
-    let Some(att) = att else {
-        if upgrade {
-            tokio::spawn(async move {
-                if let Ok(up) = on_upgrade.await {
-                    let _ = TokioIo::new(up).shutdown().await;
-                }
-            });
-            return Ok(switching(ct));
-        }
-        let mut r = Response::new(Body::empty());
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-        return Ok(r);
-    };
+    // The checks and the container's lock now (a 404 or 409 is this request's answer);
+    // the shim's spawn and the connection to it after the 101, while the client sends its
+    // `wait` and `start` (the start waits for the lock: it never runs the container before
+    // the attach is connected).
+    let pending = blocking(&state, move |e| Ok(e.attach_begin(&rec_id, &o)?)).await?;
+    let ct = stream_type(tty, version);
     if !upgrade {
-        return Ok(output_only(ct, None, async move { Some(att) }));
+        return Ok(output_only(ct, None, async move {
+            attach_end(&state, pending).await
+        }));
     }
     tokio::spawn(async move {
-        if let Ok(up) = on_upgrade.await {
-            bridge(TokioIo::new(up), att, keys).await;
+        let att = attach_end(&state, pending).await;
+        let Ok(up) = on_upgrade.await else { return };
+        let mut io = TokioIo::new(up);
+        match att {
+            Some(att) => bridge(io, att, keys).await,
+            None => {
+                let _ = io.shutdown().await;
+            }
         }
     });
     Ok(switching(ct))
+}
+
+/// [`hako_engine::Engine::attach_finish`]. `None` when it cannot be made: a container whose
+/// process cannot be created (the attach, made before `start` by `docker run`, ends at once
+/// and `start` reports the error, as with dockerd), or another failure (logged; the
+/// `start` that follows meets it too).
+async fn attach_end(state: &State, p: hako_engine::PendingAttach) -> Option<Attached> {
+    match blocking(state, move |e| Ok(e.attach_finish(p))).await {
+        Ok(Ok(att)) => Some(att),
+        Ok(Err(hako_engine::Error::Runtime { .. })) | Err(_) => None,
+        Ok(Err(e)) => {
+            tracing::warn!("attach: {e}");
+            None
+        }
+    }
 }
 
 /// The live attach after a log replay; `None` when it cannot be made (the container

@@ -46,7 +46,7 @@ mod volumes;
 pub use bollard_stubs::models;
 pub use check::CheckReport;
 pub use engine::{
-    AttachOptions, Attached, BootReport, BuildContext, BuildRequest, CONTAINER_FILTERS,
+    AttachOptions, Attached, PendingAttach, BootReport, BuildContext, BuildRequest, CONTAINER_FILTERS,
     CONTAINER_PRUNE_FILTERS, CgroupDriver, ContainerListOptions, CreateOptions, CredentialLookup,
     DiskUsage, Dockerfile, EXEC_KEEP, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS,
     IMAGE_PRUNE_FILTERS, ImageListOptions, LiveState, NETWORK_FILTERS, NETWORK_PRUNE_FILTERS,

@@ -24,6 +24,17 @@ pub struct AttachOptions {
     pub stderr: bool,
 }
 
+/// An attach checked and, for a created container, holding its lock: see
+/// [`Engine::attach_begin`].
+#[derive(Debug)]
+pub struct PendingAttach {
+    rec: Record,
+    options: AttachOptions,
+    /// No shim yet: [`Engine::attach_finish`] spawns it.
+    spawn: bool,
+    _lock: Option<crate::locks::ContainerLock>,
+}
+
 /// An attach connection to a container's stdio.
 #[derive(Debug)]
 pub struct Attached {
@@ -144,28 +155,61 @@ impl Engine {
     /// runtime creates it, nothing runs), so an attach made before `start` loses no output
     /// (the API's `docker run`: create, attach, wait, start).
     pub fn attach_with(&self, what: &str, o: &AttachOptions) -> Result<Attached> {
+        let pending = self.attach_begin(what, o)?;
+        self.attach_finish(pending)
+    }
+
+    /// [`Engine::attach_with`]'s first half, quick: the checks (no such container, a
+    /// stopped one) and, for a created container, its lock, which [`Engine::attach_finish`]
+    /// holds through the shim's spawn and the connection to it. A `start` waits for that
+    /// lock, so it never runs the container before the attach is connected: the API answers
+    /// `docker run`'s attach between the two halves, and the client's `wait` and `start`
+    /// requests overlap the spawn (~8 ms: network, shim, `RUNTIME create`), as with dockerd,
+    /// where an attach never waits for the runtime.
+    pub fn attach_begin(&self, what: &str, o: &AttachOptions) -> Result<PendingAttach> {
         let rec = self.get(what)?;
         let live = self.check(&rec, Action::Attach)?;
         if live.status == Status::Created {
-            // The API's attach before `start`: under the container's lock, as a start's
-            // spawn and the server's unmount of an unstarted container are (a caller that
-            // holds the lock attaches only to an active container: this is never reached).
-            // Also when a shim runs: it may be one that another spawn (a start by another
-            // request or process) is still making, whose socket does not answer yet.
-            let (_lock, rec) = self.lock_container(&rec.id)?;
+            // Under the container's lock, as a start's spawn and the server's unmount of an
+            // unstarted container are (a caller that holds the lock attaches only to an
+            // active container: this is never reached). Also when a shim runs: it may be
+            // one that another spawn (a start by another request or process) is still
+            // making, whose socket does not answer yet.
+            let (lock, rec) = self.lock_container(&rec.id)?;
             let live = self.live(&rec);
-            if live.status == Status::Created && !live.monitor {
-                self.spawn_shim(&rec)?;
-            }
-        } else if !live.status.is_active() && live.status != Status::Created {
+            let spawn = live.status == Status::Created && !live.monitor;
+            return Ok(PendingAttach {
+                rec,
+                options: *o,
+                spawn,
+                _lock: Some(lock),
+            });
+        }
+        if !live.status.is_active() {
             return Err(Error::Conflict(
                 "You cannot attach to a stopped container, start it first".into(),
             ));
         }
+        Ok(PendingAttach {
+            rec,
+            options: *o,
+            spawn: false,
+            _lock: None,
+        })
+    }
+
+    /// [`Engine::attach_with`]'s second half: the shim's spawn when the container has none
+    /// yet, then the connection to it, under the lock taken by [`Engine::attach_begin`]
+    /// (released at the end).
+    pub fn attach_finish(&self, p: PendingAttach) -> Result<Attached> {
+        let rec = &p.rec;
+        if p.spawn {
+            self.spawn_shim(rec)?;
+        }
         let (stream, tty) = self
-            .attach_shim(&rec.id, o)
+            .attach_shim(&rec.id, &p.options)
             .ctx(|| format!("attach to container {}", &rec.id[..12]))?;
-        self.container_event(&rec, "attach", &[]);
+        self.container_event(rec, "attach", &[]);
         Ok(Attached {
             stream,
             tty,

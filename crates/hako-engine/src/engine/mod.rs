@@ -44,7 +44,7 @@ mod validate;
 mod volume;
 mod wait;
 
-pub use attach::{AttachOptions, Attached, RemovalLock, Resizer};
+pub use attach::{AttachOptions, Attached, PendingAttach, RemovalLock, Resizer};
 pub use boot::BootReport;
 pub(crate) use build::KIND_BUILD;
 pub use build::{BuildContext, BuildRequest, CredentialLookup, Dockerfile};
