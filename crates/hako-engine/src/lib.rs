@@ -46,13 +46,13 @@ mod volumes;
 pub use bollard_stubs::models;
 pub use check::CheckReport;
 pub use engine::{
-    AttachOptions, Attached, PendingAttach, BootReport, BuildContext, BuildRequest, CONTAINER_FILTERS,
+    AttachOptions, Attached, BootReport, BuildContext, BuildRequest, CONTAINER_FILTERS,
     CONTAINER_PRUNE_FILTERS, CgroupDriver, ContainerListOptions, CreateOptions, CredentialLookup,
     DiskUsage, Dockerfile, EXEC_KEEP, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS,
     IMAGE_PRUNE_FILTERS, ImageListOptions, LiveState, NETWORK_FILTERS, NETWORK_PRUNE_FILTERS,
-    NetworkMode, RemovalLock, Resizer, SignalSender, VOLUME_FILTERS, VOLUME_PRUNE_FILTERS,
-    WaitCondition, Waiter, add_legacy_network_fields, cleanup_needed, parse_size, sibling_binary,
-    status_text,
+    NetworkMode, PendingAttach, RemovalLock, Resizer, SignalSender, VOLUME_FILTERS,
+    VOLUME_PRUNE_FILTERS, WaitCondition, Waiter, add_legacy_network_fields, cleanup_needed,
+    parse_size, sibling_binary, status_text,
 };
 pub use error::{Error, Result};
 pub use records::Record;
