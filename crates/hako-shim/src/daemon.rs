@@ -135,38 +135,49 @@ impl ReadyPipe {
     }
 }
 
-/// `linux.cgroupsPath` of the bundle's config.json, if any.
-fn cgroups_path(bundle: &Path) -> Option<String> {
-    let config: serde_json::Value = std::fs::read(bundle.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())?;
-    config["linux"]["cgroupsPath"].as_str().map(str::to_owned)
+/// `linux.cgroupsPath` of the bundle's config.json, if any: read once per shim, into a
+/// struct of that one field (the rest of the ~18 KB is skipped, not built into a tree).
+pub fn cgroups_path(bundle: &Path) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        linux: Option<Linux>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Linux {
+        #[serde(rename = "cgroupsPath")]
+        cgroups_path: Option<String>,
+    }
+    let bytes = std::fs::read(bundle.join("config.json")).ok()?;
+    serde_json::from_slice::<Config>(&bytes)
+        .ok()?
+        .linux?
+        .cgroups_path
 }
 
-/// The bundle's cgroupsPath when it is in the systemd driver's form (`slice:prefix:name`):
-/// the runtime then gets `--systemd-cgroup`.
-pub fn systemd_cgroups_path(bundle: &Path) -> Option<hako_cgroups::systemd::UnitPath> {
-    let path = cgroups_path(bundle)?;
+/// `cgroups_path` when it is in the systemd driver's form (`slice:prefix:name`): the
+/// runtime then gets `--systemd-cgroup`.
+pub fn systemd_cgroups_path(cgroups_path: Option<&str>) -> Option<hako_cgroups::systemd::UnitPath> {
+    let path = cgroups_path?;
     if path.contains('/') || !path.contains(':') {
         return None;
     }
-    hako_cgroups::systemd::UnitPath::parse(&path, "system.slice").ok()
+    hako_cgroups::systemd::UnitPath::parse(path, "system.slice").ok()
 }
 
 /// The files that count OOM kills in the container's memory cgroup, best effort: cgroup v2
 /// `memory.events` or v1 `memory.oom_control` (both have an `oom_kill N` line), for
-/// `linux.cgroupsPath` of the bundle (a systemd scope of the system manager included), or
+/// `cgroups_path`, the bundle's `linux.cgroupsPath` (a systemd scope of the system manager included), or
 /// runc's default `<id>` under the shim's own cgroup (a relative path is relative to the
 /// caller's cgroup).
-pub fn oom_files(bundle: &Path, id: &str) -> Vec<PathBuf> {
-    if let Some(unit) = systemd_cgroups_path(bundle) {
+pub fn oom_files(cgroups_path: Option<&str>, id: &str) -> Vec<PathBuf> {
+    if let Some(unit) = systemd_cgroups_path(cgroups_path) {
         return vec![
             Path::new("/sys/fs/cgroup")
                 .join(unit.cgroup().trim_start_matches('/'))
                 .join("memory.events"),
         ];
     }
-    let path = cgroups_path(bundle).unwrap_or_else(|| id.to_string());
+    let path = cgroups_path.unwrap_or(id).to_string();
     if path.contains(':') {
         return Vec::new();
     }

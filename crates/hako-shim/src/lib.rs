@@ -235,10 +235,11 @@ fn setup(opts: &Options) -> Result<Shim, String> {
         }
         None => None,
     };
+    let cgroups_path = daemon::cgroups_path(&opts.bundle);
     let runtime = Runtime::new(&opts.runtime, opts.runtime_root.as_deref(), state, &opts.id)
-        .with_systemd_cgroup(daemon::systemd_cgroups_path(&opts.bundle).is_some())
+        .with_systemd_cgroup(daemon::systemd_cgroups_path(cgroups_path.as_deref()).is_some())
         .with_builtin(opts.runtime_builtin);
-    let oom = daemon::oom_files(&opts.bundle, &opts.id);
+    let oom = daemon::oom_files(cgroups_path.as_deref(), &opts.id);
     Ok(Shim::new(
         opts.clone(),
         runtime,
