@@ -133,14 +133,14 @@ pub async fn attach(
 
 /// [`hako_engine::Engine::attach_finish`]. `None` when it cannot be made: a container whose
 /// process cannot be created (the attach, made before `start` by `docker run`, ends at once
-/// and `start` reports the error, as with dockerd), or another failure (logged; the
-/// `start` that follows meets it too).
+/// and `start` reports the error, as with dockerd), or another failure (a taken address...:
+/// the `start` that follows meets it too).
 async fn attach_end(state: &State, p: hako_engine::PendingAttach) -> Option<Attached> {
     match blocking(state, move |e| Ok(e.attach_finish(p))).await {
         Ok(Ok(att)) => Some(att),
         Ok(Err(hako_engine::Error::Runtime { .. })) | Err(_) => None,
         Ok(Err(e)) => {
-            tracing::warn!("attach: {e}");
+            tracing::debug!("attach: {e} (the start that follows reports it)");
             None
         }
     }

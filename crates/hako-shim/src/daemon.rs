@@ -100,6 +100,19 @@ pub fn hold(fds: &[i32]) -> Vec<std::os::fd::OwnedFd> {
     held
 }
 
+/// `--go-fd`: blocks until the spawner writes a byte (true) or closes its end first
+/// (false). The descriptor is closed after.
+pub fn wait_for_go(go: std::os::fd::OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(&go, &mut byte) {
+            Ok(n) => return n == 1,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// The pipe to the spawner that receives one line: `{"pid":N}` or `{"error":"..."}`.
 #[derive(Debug)]
 pub struct ReadyPipe(File);

@@ -110,8 +110,10 @@ use crate::runtime::Runtime;
 pub fn run(opts: Options) -> ! {
     let opts = absolute(opts);
     let ready = opts.ready_fd.and_then(ReadyPipe::take);
+    let go = opts.go_fd.and_then(hako_sys::fd::from_inherited);
     let mut keep: Vec<i32> = opts.hold_fds.clone();
     keep.extend(ready.as_ref().map(ReadyPipe::raw_fd));
+    keep.extend(go.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
     daemon::close_inherited(&keep);
     // Held, never used; close-on-exec so neither the runtime nor the exit command gets
     // them: they close when the shim ends, however it ends.
@@ -123,6 +125,15 @@ pub fn run(opts: Options) -> ! {
         Ok(shim) => shim,
         Err(e) => fail(ready, &format!("hako-shim: {e}"), &opts),
     };
+    if let Some(go) = go
+        && !daemon::wait_for_go(go)
+    {
+        fail(
+            ready,
+            "hako-shim: the engine gave up before the container was created",
+            &opts,
+        );
+    }
     match shim.create() {
         Ok(pid) => {
             // Relays start before the answer: when `run -d` returns, [::1] answers.

@@ -103,6 +103,12 @@ pub struct Options {
     /// is created, then is closed
     #[arg(long)]
     pub ready_fd: Option<i32>,
+    /// Inherited descriptor, a pipe's read end: the shim starts up, then waits for one byte
+    /// on it before it creates the container (its spawner sets the container's network up
+    /// meanwhile); end of file first means the spawner gave up, and the shim ends with an
+    /// error
+    #[arg(long, value_name = "FD")]
+    pub go_fd: Option<i32>,
     /// Inherited descriptor to hold, unused, until the shim exits (repeat for several): the
     /// container's published host ports, so no other process can take them meanwhile
     #[arg(long = "hold-fd")]
@@ -199,6 +205,9 @@ impl Options {
         }
         if let Some(fd) = self.ready_fd {
             push("--ready-fd", fd.to_string().into());
+        }
+        if let Some(fd) = self.go_fd {
+            push("--go-fd", fd.to_string().into());
         }
         for fd in &self.hold_fds {
             push("--hold-fd", fd.to_string().into());
@@ -339,6 +348,8 @@ mod tests {
             "/locks/c1.attached",
             "--ready-fd",
             "3",
+            "--go-fd",
+            "4",
             "--stop-signal",
             "SIGUSR1",
             "--stop-timeout",

@@ -53,6 +53,7 @@ scenario!(
     clients_see_the_end_before_the_runtime_delete,
     hooks_run_with_a_clean_signal_mask,
     exit_command_waits_for_the_attached_remover,
+    go_fd_holds_the_create_until_told,
 );
 
 fn run_scenario(kind: RuntimeKind, name: &str, f: fn(&Runtime)) {
@@ -845,6 +846,59 @@ fn exit_command_waits_for_the_attached_remover(rt: &Runtime) {
         );
         shim.assert_gone_and_clean();
     }
+}
+
+/// `--go-fd`: the shim starts up and waits for a byte before it creates the container (its
+/// spawner sets the network up meanwhile); a closed pipe instead means the spawner gave up:
+/// the shim answers an error and leaves nothing.
+fn go_fd_holds_the_create_until_told(rt: &Runtime) {
+    let go_pipe = || {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        nix::fcntl::fcntl(
+            &w,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .expect("close-on-exec");
+        (r, w)
+    };
+    // Told after 300 ms: the ready line (the container created) comes after that.
+    let mut shim = Shim::new(rt, &Config::new().args(&["echo", "went"]));
+    let (r, w) = go_pipe();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&r).to_string();
+    let t0 = Instant::now();
+    let (created, waited) = std::thread::scope(|s| {
+        s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            nix::unistd::write(&w, b"1").expect("go");
+        });
+        let created = shim.spawn_with(&["--go-fd", &fd], false).0;
+        (created, t0.elapsed())
+    });
+    drop(r);
+    assert!(created.is_ok(), "{created:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "created after {waited:?}"
+    );
+    shim.start();
+    assert_eq!(shim.wait().exit_code, 0);
+    shim.assert_gone_and_clean();
+    assert!(
+        std::fs::read_to_string(shim.log()).is_ok_and(|l| l.contains("went")),
+        "the container ran"
+    );
+    // The spawner gives up (closes its end): an error, and nothing created or left.
+    let mut shim = Shim::new(rt, &Config::new().args(&["echo", "never"]));
+    let (r, w) = go_pipe();
+    drop(w);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&r).to_string();
+    let err = shim
+        .spawn_with(&["--go-fd", &fd], false)
+        .0
+        .expect_err("no go, no container");
+    drop(r);
+    assert!(err.contains("gave up"), "{err}");
+    shim.assert_gone_and_clean();
 }
 
 /// A remover that claimed the container's removal marks the state directory: the shim

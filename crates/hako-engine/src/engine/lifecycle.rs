@@ -51,12 +51,51 @@ impl Engine {
         // runtime joins its namespace by path, and a port that is taken refuses the
         // start before anything runs.
         self.join_namespaces(rec)?;
-        let super::network::NetworkSetup {
-            sockets,
-            relays,
-            wiring,
-        } = self.setup_network(rec)?;
-        let networked = self.net.sandbox(&rec.id)?.is_some();
+        // A container whose network hands no host port to its shim: the shim is spawned
+        // first and starts up (~1.5 ms: exec, its socket, its log) while the network is
+        // set up; it creates the container once told to (`--go-fd`), as only `RUNTIME
+        // create` needs the namespace. Published ports are bound by the setup and given to
+        // the shim at its spawn: those containers spawn it after.
+        let (mut early, go) = if self.network_after_shim(rec) {
+            let (go_r, go_w) = nix::unistd::pipe()
+                .map_err(std::io::Error::from)
+                .ctx(|| "create a pipe".into())?;
+            nix::fcntl::fcntl(
+                &go_w,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .map_err(std::io::Error::from)
+            .ctx(|| "set close-on-exec".into())?;
+            let pending = self.spawn_shim_with(rec, &[], &[], true, Some(&go_r))?;
+            (Some(pending), Some(go_w))
+        } else {
+            (None, None)
+        };
+        let setup = self
+            .setup_network(rec)
+            .and_then(|s| Ok((self.net.sandbox(&rec.id)?.is_some(), s)));
+        let (
+            networked,
+            super::network::NetworkSetup {
+                sockets,
+                relays,
+                wiring,
+            },
+        ) = match setup {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(pending) = early {
+                    // No go: the shim ends without creating anything.
+                    drop(go);
+                    let _ = pending.end("create");
+                    self.unmount_failed_start(rec);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(go) = go {
+            let _ = nix::unistd::write(&go, b"1");
+        }
         // The interfaces, routes and rules are made while the shim and the runtime create
         // the container (~2 ms of netlink beside ~7 ms of process start-up): the runtime
         // joins the namespace by its path, which exists already, and nothing runs in it
@@ -67,7 +106,12 @@ impl Engine {
                     .name("hako-net-wire".into())
                     .spawn_scoped(s, move || w.finish())
             });
-            let spawned = self.spawn_shim_with(rec, &sockets, &relays, networked);
+            let spawned = match early.take() {
+                Some(pending) => pending.end("create"),
+                None => self
+                    .spawn_shim_with(rec, &sockets, &relays, networked, None)
+                    .and_then(|pending| pending.end("create")),
+            };
             let wired = match wired {
                 None => Ok(()),
                 Some(Ok(h)) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
@@ -89,6 +133,7 @@ impl Engine {
         };
         match failed {
             None => {
+                tracing::debug!(container = %rec.id, "start: shim up, the runtime created the container");
                 hako_sys::crash::point("start.shim-spawned");
                 self.spawns.bump();
                 if networked {
@@ -120,13 +165,16 @@ impl Engine {
         self.wait_shim_gone(&rec.id, Duration::from_secs(10));
     }
 
+    /// Spawns the shim (its answer is read by [`PendingMonitor::end`]); with `go`, it
+    /// creates the container only once a byte is written to the other end.
     fn spawn_shim_with(
         &self,
         rec: &Record,
         sockets: &[std::os::fd::OwnedFd],
         proxies: &[(usize, std::net::SocketAddr)],
         networked: bool,
-    ) -> Result<()> {
+        go: Option<&std::os::fd::OwnedFd>,
+    ) -> Result<PendingMonitor> {
         let dir = self.state_dir(&rec.id);
         // The last run's shim may still be finishing (`RUNTIME delete`, its files) after
         // it reported the exit: a new one must not share the directory or the runtime's id
@@ -233,12 +281,14 @@ impl Engine {
             cmd.arg("--exit-command-lock")
                 .arg(crate::locks::attached_path(&self.opts.exec_root, &rec.id));
         }
-        let r = self.run_monitor(cmd, &dir, "create");
+        if let Some(go) = go {
+            cmd.arg("--go-fd")
+                .arg(std::os::fd::AsRawFd::as_raw_fd(go).to_string());
+        }
+        let r = self.monitor_begin(cmd, &dir);
         // The shim has its own copies of the port sockets now.
         drop(held);
-        r?;
-        tracing::debug!(container = %rec.id, state = %dir.display(), "start: shim up, the runtime created the container");
-        Ok(())
+        r
     }
 
     /// `hako-shim --id --bundle --runtime --runtime-root --state-dir --events-log`: what
@@ -270,10 +320,15 @@ impl Engine {
     /// is removed and the error is the runtime's `op` failure).
     pub(super) fn run_monitor(
         &self,
-        mut cmd: Command,
+        cmd: Command,
         state_dir: &Path,
         op: &'static str,
     ) -> Result<()> {
+        self.monitor_begin(cmd, state_dir)?.end(op)
+    }
+
+    /// [`Engine::run_monitor`]'s first half: the spawn, with the ready pipe.
+    fn monitor_begin(&self, mut cmd: Command, state_dir: &Path) -> Result<PendingMonitor> {
         let (ready_r, ready_w) = nix::unistd::pipe()
             .map_err(std::io::Error::from)
             .ctx(|| "create a pipe".into())?;
@@ -292,27 +347,16 @@ impl Engine {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr.unwrap_or_else(|_| Stdio::null()));
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .ctx(|| format!("run {}", self.opts.shim.display()))?;
         drop(ready_w);
-        let mut reply = String::new();
-        let read = std::fs::File::from(ready_r).read_to_string(&mut reply);
-        let status = child.wait();
-        let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        let _ = std::fs::remove_file(&stderr_path);
-        read.ctx(|| "read the shim's answer".into())?;
-        let v: Value = serde_json::from_str(reply.trim()).unwrap_or(Value::Null);
-        if v.get("pid").and_then(Value::as_i64).is_some() {
-            return Ok(());
-        }
-        let message = v
-            .get("error")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| died_without_answer(status.ok(), &said));
-        let _ = std::fs::remove_dir_all(state_dir);
-        Err(runtime_error(op, message))
+        Ok(PendingMonitor {
+            child,
+            ready: ready_r,
+            stderr_path,
+            state_dir: state_dir.to_path_buf(),
+        })
     }
 
     /// Asks the shim to start the created container. The shim writes the `start` event
@@ -607,6 +651,37 @@ fn signal_number(sig: &str) -> String {
 
 /// What a shim that exited before answering leaves the user: how it ended and the last
 /// thing it wrote to stderr.
+/// A shim spawned by [`Engine::monitor_begin`] whose answer is still to be read.
+struct PendingMonitor {
+    child: std::process::Child,
+    ready: std::os::fd::OwnedFd,
+    stderr_path: std::path::PathBuf,
+    state_dir: std::path::PathBuf,
+}
+
+impl PendingMonitor {
+    /// Reads the shim's answer (see [`Engine::run_monitor`]).
+    fn end(mut self, op: &'static str) -> Result<()> {
+        let mut reply = String::new();
+        let read = std::fs::File::from(self.ready).read_to_string(&mut reply);
+        let status = self.child.wait();
+        let said = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.stderr_path);
+        read.ctx(|| "read the shim's answer".into())?;
+        let v: Value = serde_json::from_str(reply.trim()).unwrap_or(Value::Null);
+        if v.get("pid").and_then(Value::as_i64).is_some() {
+            return Ok(());
+        }
+        let message = v
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| died_without_answer(status.ok(), &said));
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+        Err(runtime_error(op, message))
+    }
+}
+
 fn died_without_answer(status: Option<std::process::ExitStatus>, said: &str) -> String {
     let how = status.map_or_else(|| "exited".to_string(), |s| format!("ended ({s})"));
     match said.lines().rev().find(|l| !l.trim().is_empty()) {

@@ -283,6 +283,21 @@ impl Engine {
         })
     }
 
+    /// The container's network is made with no host port to hand to its shim: a bridge
+    /// network (not rootless) that publishes nothing. Its shim can then be spawned before
+    /// the network is set up (`Engine::spawn_shim`).
+    pub(crate) fn network_after_shim(&self, rec: &Record) -> bool {
+        let exposed: Vec<String> = rec
+            .config
+            .exposed_ports
+            .as_ref()
+            .cloned()
+            .unwrap_or_default();
+        !self.opts.rootless
+            && matches!(mode_of(&rec.host_config), Mode::Bridge(_))
+            && wanted_ports(&rec.host_config, &exposed).is_ok_and(|w| w.is_empty())
+    }
+
     /// Docker's events: the container joins each of its networks at every start.
     pub(crate) fn network_connect_events(&self, rec: &Record) {
         for (_, n) in self.net.attachments(&rec.id).unwrap_or_default() {
