@@ -548,3 +548,34 @@ fn a_created_container_stays_mounted_for_its_start_only() {
     drop(s);
     h.finish(&["idle", "busy"]);
 }
+
+/// A `wait?condition=next-exit` made before the start sees the exit of a run it never saw
+/// (here a `hako start` by another process, whose spawn does not wake the server's waiter,
+/// of a container that exits at once): before, the waiter, having never seen it running,
+/// waited for a run to come for ever. Each round's wait must answer with the exit code.
+#[test]
+fn a_wait_made_before_the_start_sees_a_run_too_short_to_be_seen() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    for round in 0..6 {
+        let name = format!("short{round}");
+        let id = s.ok(&["create", "--name", &name, "busybox", "sh", "-c", "exit 3"]);
+        let path = format!("/containers/{}/wait?condition=next-exit", id.trim());
+        std::thread::scope(|scope| {
+            let waited = scope.spawn(|| s.http("POST", &path, ""));
+            // The wait is registered (its headers would go out) before the start.
+            std::thread::sleep(Duration::from_millis(200));
+            h.ok(&["start", &name]);
+            let (status, body) = waited.join().expect("the wait");
+            assert_eq!(status, 200, "round {round}: {body}");
+            assert!(body.contains("\"StatusCode\":3"), "round {round}: {body}");
+        });
+        h.ok(&["rm", &name]);
+    }
+    drop(s);
+    h.finish(&[]);
+}

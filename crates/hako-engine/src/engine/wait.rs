@@ -55,6 +55,10 @@ pub struct Waiter<'a> {
     code: Option<i32>,
     /// The container was seen running (an exit after that counts for `next-exit`).
     seen_active: bool,
+    /// The end of the last run when the wait was registered: an exit recorded with another
+    /// time came after it, even when no look saw the container running (a run shorter
+    /// than the time from the waiter's last look, before its shim was up, to the next).
+    finished_before: Option<String>,
     /// Waiting until an `--rm` container is removed: this waiter removes it at its exit,
     /// holding the removal lock from before it can exit so that the shim's exit command
     /// leaves the removal to it (the caller waits for that removal anyway: a second
@@ -121,6 +125,7 @@ impl Engine {
             line: Vec::new(),
             code: None,
             seen_active: live.status.is_active(),
+            finished_before: live.finished_at.clone(),
             removal,
             spawns_seen: self.spawns.now(),
         };
@@ -248,10 +253,14 @@ impl Waiter<'_> {
             Err(e) => return Err(e),
         };
         let live = self.engine.live(&rec);
+        let ended_since = live.status != Status::Created
+            && live.finished_at.is_some()
+            && live.finished_at != self.finished_before;
         if live.status.is_active() {
             self.seen_active = true;
         } else if self.cond == WaitCondition::NotRunning
             || (self.seen_active && live.status != Status::Created)
+            || ended_since
         {
             self.code = Some(live.exit_code);
         }
