@@ -101,6 +101,21 @@ JOB
     t0=$(date +%s)
     bash scripts/vm/vm.sh boot "$kind" "$job"
     rc=$?
+    if [ "$rc" = 3 ]; then
+        # The guest's kernel locked up (vm.sh: every CPU stuck, a QEMU TCG guest's fault,
+        # not a test's): its console is kept, and the whole guest runs once more, from a
+        # fresh disk. The tests must pass in that second boot.
+        mv "$job/console.log" "$job/console.lockup.log"
+        rm -rf "$job/logs" "$job/status"
+        if [ -e "$job/disk.img" ]; then
+            rm -f "$job/disk.img"
+            truncate -s 2G "$job/disk.img"
+            mkfs.ext4 -q -F -N 65536 -E lazy_itable_init=0,lazy_journal_init=0 "$job/disk.img"
+        fi
+        echo "vm stage: the $kind guest's kernel locked up (console: $job/console.lockup.log); booting it once more"
+        bash scripts/vm/vm.sh boot "$kind" "$job"
+        rc=$?
+    fi
     secs=$(( $(date +%s) - t0 ))
     if [ "$rc" != 0 ]; then
         stage_rc=1
@@ -113,7 +128,7 @@ JOB
         done
     fi
     summary+=("$kind: status $rc, ${secs}s, $(grep -c '^@@ test .* ok$' "$job/console.log") tests passed, $(grep -c '^@@ test .* FAILED$' "$job/console.log") failed$([ "$rc" = 0 ] || echo " (logs: $job)")")
-    [ "$rc" = 0 ] && rm -rf "$job"
+    [ "$rc" = 0 ] && [ ! -e "$job/console.lockup.log" ] && rm -rf "$job"
 done
 echo
 for s in "${summary[@]}"; do echo "vm stage: $s"; done

@@ -146,7 +146,7 @@ boot() {
     rm -f "$job/rebooted" "$job/reboot"
     : > "$job/console.log"
     local t0; t0=$(date +%s.%N)
-    local qrc n
+    local qrc n qpid locked=
     for n in 1 2; do
         # panic=-1 + -no-reboot: a kernel panic (or a reboot) ends qemu; timeout ends a
         # guest that hangs.
@@ -156,9 +156,25 @@ boot() {
             -nographic -no-reboot -nodefaults -serial stdio -monitor none \
             -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
             -virtfs "local,path=$job,mount_tag=job,security_model=none,multidevs=remap" \
-            "${disk[@]}" </dev/null 2>&1 | tr -d '\r' >> "$job/console.log"
-        qrc=${PIPESTATUS[0]}
+            "${disk[@]}" </dev/null > >(tr -d '\r' >> "$job/console.log") 2>&1 &
+        qpid=$!
+        # A guest kernel whose CPUs are all stuck (the watchdog's soft lockup, a minute
+        # and more: seen twice under TCG, each right after a memory cgroup's OOM kill,
+        # with nothing running any more) is ended now instead of at the timeout; the
+        # caller (scripts/vm/test.sh) boots the guest once more.
+        while kill -0 "$qpid" 2>/dev/null; do
+            if grep -aqE 'soft lockup - CPU#[0-9]+ stuck for ([6-9][0-9]|[0-9]{3,})s' "$job/console.log"; then
+                locked=1
+                kill "$qpid" 2>/dev/null
+                break
+            fi
+            sleep 2
+        done
+        wait "$qpid"
+        qrc=$?
+        sleep 0.5 # the console's last lines, through tr
         set -e
+        [ -z "$locked" ] || break
         # The job asked for a reboot (stage 2's hako-vm-finish): boot once more.
         [ "$qrc" = 0 ] && [ ! -e "$job/status" ] && [ -e "$job/rebooted" ] && [ "$n" = 1 ] || break
         # How long the guest's shutdown took, on its own clock: from stage 2's line before
@@ -174,6 +190,10 @@ boot() {
     local wall; wall=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N)-$t0}")
     grep -a '^@@' "$job/console.log" || true
     echo "vm: $kind guest: qemu rc=$qrc, ${wall}s wall (console: $job/console.log)"
+    if [ -n "$locked" ]; then
+        echo "vm: the $kind guest's kernel locked up (soft lockup on every CPU): ended" >&2
+        exit 3
+    fi
     [ "$qrc" = 124 ] && die "the $kind guest did not finish within ${TIMEOUT}s"
     local status; status=$(cat "$job/status" 2>/dev/null || true)
     [ -n "$status" ] || die "the $kind guest ended without a status (see $job/console.log)"
