@@ -600,6 +600,12 @@ async fn every_endpoint(h: &Hako, d: &Docker, reg: u16) {
     )
     .await
     .expect("restart");
+    // The restarted shell has set its TERM trap once it printed "hi" again (a start
+    // answers once the program runs, not once it has read its script: a stop right after
+    // could reach a PID 1 with no handler yet, which ignores SIGTERM until the SIGKILL).
+    h.wait_for("the restarted container's trap", || {
+        h.ok(&["logs", "b2"]).matches("hi").count() >= 2
+    });
     d.stop_container(
         "b2",
         Some(qp::StopContainerOptions {
