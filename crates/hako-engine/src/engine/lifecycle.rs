@@ -57,15 +57,7 @@ impl Engine {
         // create` needs the namespace. Published ports are bound by the setup and given to
         // the shim at its spawn: those containers spawn it after.
         let (mut early, go) = if self.network_after_shim(rec) {
-            let (go_r, go_w) = nix::unistd::pipe()
-                .map_err(std::io::Error::from)
-                .ctx(|| "create a pipe".into())?;
-            nix::fcntl::fcntl(
-                &go_w,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .map_err(std::io::Error::from)
-            .ctx(|| "set close-on-exec".into())?;
+            let (go_r, go_w) = pipe_keeping(End::Read)?;
             let pending = self.spawn_shim_with(rec, &[], &[], true, Some(&go_r))?;
             (Some(pending), Some(go_w))
         } else {
@@ -329,15 +321,7 @@ impl Engine {
 
     /// [`Engine::run_monitor`]'s first half: the spawn, with the ready pipe.
     fn monitor_begin(&self, mut cmd: Command, state_dir: &Path) -> Result<PendingMonitor> {
-        let (ready_r, ready_w) = nix::unistd::pipe()
-            .map_err(std::io::Error::from)
-            .ctx(|| "create a pipe".into())?;
-        nix::fcntl::fcntl(
-            &ready_r,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(std::io::Error::from)
-        .ctx(|| "set close-on-exec".into())?;
+        let (ready_r, ready_w) = pipe_keeping(End::Write)?;
         let ready_fd = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
         cmd.arg("--ready-fd").arg(ready_fd.to_string());
         // The shim's stderr goes to a file until it answers: a shim that dies first (bad
@@ -651,6 +635,31 @@ fn signal_number(sig: &str) -> String {
 
 /// What a shim that exited before answering leaves the user: how it ended and the last
 /// thing it wrote to stderr.
+/// Which end of a pipe a spawned shim inherits.
+enum End {
+    Read,
+    Write,
+}
+
+/// A pipe (read, write) whose `inherited` end a child spawned next inherits; the other end
+/// is close-on-exec, so the child never holds it.
+fn pipe_keeping(inherited: End) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    let (r, w) = nix::unistd::pipe()
+        .map_err(std::io::Error::from)
+        .ctx(|| "create a pipe".into())?;
+    let ours = match inherited {
+        End::Read => &w,
+        End::Write => &r,
+    };
+    nix::fcntl::fcntl(
+        ours,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(std::io::Error::from)
+    .ctx(|| "set close-on-exec".into())?;
+    Ok((r, w))
+}
+
 /// A shim spawned by [`Engine::monitor_begin`] whose answer is still to be read.
 struct PendingMonitor {
     child: std::process::Child,

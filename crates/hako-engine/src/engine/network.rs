@@ -115,6 +115,11 @@ pub(crate) fn wanted_ports(h: &HostConfig, exposed_ports: &[String]) -> Result<V
     Ok(w)
 }
 
+/// The image's and `--expose`'s ports (what `-P` publishes).
+fn exposed_ports(rec: &Record) -> Vec<String> {
+    rec.config.exposed_ports.clone().unwrap_or_default()
+}
+
 /// `EndpointSettings` of `NetworkingConfig` → hako-net's request for `network`.
 fn attach_request(network: &str, e: Option<&EndpointSettings>) -> AttachRequest {
     let ipam = e.and_then(|e| e.ipam_config.as_ref());
@@ -242,12 +247,7 @@ impl Engine {
             }
             Mode::Bridge(_) => {}
         }
-        let exposed: Vec<String> = rec
-            .config
-            .exposed_ports
-            .as_ref()
-            .cloned()
-            .unwrap_or_default();
+        let exposed = exposed_ports(rec);
         let h = &rec.host_config;
         let (setup, wiring) = self.net.setup_begin(&SetupRequest {
             container: rec.id.clone(),
@@ -287,12 +287,7 @@ impl Engine {
     /// network (not rootless) that publishes nothing. Its shim can then be spawned before
     /// the network is set up (`Engine::spawn_shim`).
     pub(crate) fn network_after_shim(&self, rec: &Record) -> bool {
-        let exposed: Vec<String> = rec
-            .config
-            .exposed_ports
-            .as_ref()
-            .cloned()
-            .unwrap_or_default();
+        let exposed = exposed_ports(rec);
         !self.opts.rootless
             && matches!(mode_of(&rec.host_config), Mode::Bridge(_))
             && wanted_ports(&rec.host_config, &exposed).is_ok_and(|w| w.is_empty())
