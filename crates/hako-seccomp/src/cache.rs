@@ -72,7 +72,12 @@ pub(crate) fn cache_path(
 
 fn cache_key(profile: &LinuxSeccomp, arch: Arch) -> Result<[u8; 32], Error> {
     let mut hash = HashWriter(Sha256::new());
-    for part in ["hako-seccomp", env!("CARGO_PKG_VERSION"), arch.name()] {
+    for part in [
+        "hako-seccomp",
+        env!("CARGO_PKG_VERSION"),
+        crate::program::LAYOUT,
+        arch.name(),
+    ] {
         hash.0.update(part.as_bytes());
         hash.0.update([0]);
     }

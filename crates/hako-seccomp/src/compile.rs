@@ -38,6 +38,13 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledFilter, Error> {
 }
 
 pub(crate) fn compile_for(profile: &LinuxSeccomp, arch: Arch) -> Result<CompiledFilter, Error> {
+    compile_with(profile, arch, program::link)
+}
+
+/// The program's layout, as [`program::link`] takes it.
+type Linker = fn(Arch, Vec<Section>, u32, u32) -> Result<Vec<libc::sock_filter>, Error>;
+
+fn compile_with(profile: &LinuxSeccomp, arch: Arch, link: Linker) -> Result<CompiledFilter, Error> {
     check_notify(profile)?;
     let default_ret = action_ret(
         profile.default_action(),
@@ -55,7 +62,7 @@ pub(crate) fn compile_for(profile: &LinuxSeccomp, arch: Arch) -> Result<Compiled
     let wants_listener = sections
         .iter()
         .any(|s| s.ret == libc::SECCOMP_RET_USER_NOTIF && !s.rules.is_empty());
-    let instructions = program::link(arch, sections, default_ret, foreign_ret)?;
+    let instructions = link(arch, sections, default_ret, foreign_ret)?;
     Ok(CompiledFilter {
         instructions,
         flags: load_flags(profile, wants_listener),

@@ -113,6 +113,12 @@ pub fn docker_default_profile(capabilities: &[String]) -> LinuxSeccomp {
     resolve(embedded(), capabilities, Arch::native().ok())
 }
 
+/// [`docker_default_profile`] for another arch than this one.
+#[cfg(test)]
+pub(crate) fn docker_default_for(capabilities: &[String], arch: Arch) -> LinuxSeccomp {
+    resolve(embedded(), capabilities, Some(arch))
+}
+
 fn go_arch(arch: Option<Arch>) -> &'static str {
     match arch {
         Some(Arch::X86_64) => "amd64",

@@ -1,8 +1,10 @@
-//! Linking seccompiler sections into one classic-BPF program.
+//! Linking a profile's sections into one classic-BPF program.
 //!
 //! seccompiler compiles a `SeccompFilter`: a set of syscalls (each with OR-ed rules of AND-ed
 //! argument conditions) sharing ONE match action and ONE mismatch action. An OCI profile has
-//! an action per rule, so we compile one section per action and chain them:
+//! an action per rule, so the sections with argument conditions are compiled one per action
+//! and chained; the syscalls whose action does not depend on arguments (in Docker's default
+//! profile, ~350 of ~360) are looked up in a binary search tree over syscall numbers:
 //!
 //! ```text
 //!   ld arch; jeq NATIVE ? next : ret FOREIGN       our arch check (replaces seccompiler's)
@@ -10,8 +12,15 @@
 //!   section 1 (action A) ── no match ──┐          seccompiler body, RETs rewritten:
 //!   section 2 (action B) ◄─────────────┘            "matched"     -> ret <action>
 //!   ...                                             "not matched" -> ja <end of section>
-//!   ret DEFAULT
+//!   ld nr; jge K ? right : left ... ret <action>   the tree: ranges of numbers, each with
+//!                                                  its action (DEFAULT in the gaps)
 //! ```
+//!
+//! Why a tree: the kernel runs the program when it is loaded, once per syscall number, to
+//! build its cache of always-allowed syscalls, and again on every syscall not in that cache.
+//! A chain of one comparison per syscall (seccompiler's layout, ~1,770 instructions for
+//! Docker's profile) made loading it cost ~0.55 ms per container start and exec; the tree
+//! answers in ~2·log2(ranges) steps and is a fraction of the size.
 //!
 //! Each section is built with two placeholder actions that cannot be confused (seccompiler
 //! itself refuses identical match/mismatch actions), then every `ret MATCHED` becomes
@@ -72,13 +81,48 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The whole program: arch check, sections in order, default action.
+/// What [`link`] lays out; part of the cache key, so a cached program of another layout is
+/// never read back as this one.
+pub(crate) const LAYOUT: &str = "conditional-chain+tree-1";
+
+/// The whole program: arch check, the sections with conditions in order, then the tree of
+/// the unconditional ones with the default action in its gaps.
 pub(crate) fn link(
     arch: Arch,
     sections: Vec<Section>,
     default_ret: u32,
     foreign_ret: u32,
 ) -> Result<Vec<libc::sock_filter>, Error> {
+    let mut program = arch_check(arch, foreign_ret);
+    // Unconditional syscalls, each with the action of the first section naming it (the
+    // planner already gives each syscall at most one catch-all).
+    let mut always: BTreeMap<u32, u32> = BTreeMap::new();
+    for section in sections.into_iter().filter(|s| !s.rules.is_empty()) {
+        if section.rules.values().all(Vec::is_empty) {
+            for nr in section.rules.keys() {
+                let nr = u32::try_from(*nr)
+                    .map_err(|_| Error::Unsupported(format!("syscall number {nr} out of range")))?;
+                always.entry(nr).or_insert(section.ret);
+            }
+        } else {
+            append_section(&mut program, arch, section)?;
+        }
+    }
+    let ranges = ranges(&always, default_ret);
+    if ranges.len() > 1 {
+        // A conditional section may have left an argument in the accumulator.
+        program.push(stmt(LD_W_ABS, DATA_NR));
+    }
+    program.extend(tree(&ranges));
+    if program.len() > MAX_INSTRUCTIONS {
+        return Err(Error::FilterTooLarge {
+            instructions: program.len(),
+        });
+    }
+    Ok(program)
+}
+
+fn arch_check(arch: Arch, foreign_ret: u32) -> Vec<libc::sock_filter> {
     let mut program = vec![
         stmt(LD_W_ABS, DATA_ARCH),
         jump(JMP_JEQ_K, arch.audit_arch(), 1, 0),
@@ -91,15 +135,73 @@ pub(crate) fn link(
             stmt(RET_K, foreign_ret),
         ]);
     }
+    program
+}
+
+/// The number line cut into ranges of one action: `(first number, action)`, ascending, the
+/// first starting at 0, each running up to the next one's start. Neighbours never share an
+/// action.
+fn ranges(always: &BTreeMap<u32, u32>, default_ret: u32) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    let mut add = |start: u32, ret: u32| {
+        if out.last().is_none_or(|&(_, last)| last != ret) {
+            out.push((start, ret));
+        }
+    };
+    let mut next: u64 = 0;
+    for (&nr, &ret) in always {
+        if u64::from(nr) > next {
+            add(u32::try_from(next).unwrap_or(u32::MAX), default_ret);
+        }
+        add(nr, ret);
+        next = u64::from(nr) + 1;
+    }
+    if next <= u64::from(u32::MAX) {
+        add(u32::try_from(next).unwrap_or(u32::MAX), default_ret);
+    }
+    out
+}
+
+/// A binary search over `ranges` (non-empty) on the syscall number in the accumulator: every
+/// path ends in a `ret`. Jumps are forward and relative, so a subtree can be placed anywhere.
+fn tree(ranges: &[(u32, u32)]) -> Vec<libc::sock_filter> {
+    if let [(_, ret)] = ranges {
+        return vec![stmt(RET_K, *ret)];
+    }
+    let mid = ranges.len() / 2;
+    let (left, right) = (tree(&ranges[..mid]), tree(&ranges[mid..]));
+    let k = ranges[mid].0;
+    let mut out = Vec::with_capacity(left.len() + right.len() + 2);
+    match u8::try_from(left.len()) {
+        // nr >= k: over the left subtree; else into it.
+        Ok(over) => out.push(jump(JMP_JGE_K, k, over, 0)),
+        // Too far for the 8-bit offset: the true branch takes a long jump instead.
+        Err(_) => out.extend([
+            jump(JMP_JGE_K, k, 0, 1),
+            stmt(
+                JMP_JA,
+                u32::try_from(left.len()).expect("programs are < 4096 instructions"),
+            ),
+        ]),
+    }
+    out.extend(left);
+    out.extend(right);
+    out
+}
+
+/// The layout before the tree, every section a chain (kept for the equivalence test).
+#[cfg(test)]
+pub(crate) fn link_chain(
+    arch: Arch,
+    sections: Vec<Section>,
+    default_ret: u32,
+    foreign_ret: u32,
+) -> Result<Vec<libc::sock_filter>, Error> {
+    let mut program = arch_check(arch, foreign_ret);
     for section in sections.into_iter().filter(|s| !s.rules.is_empty()) {
         append_section(&mut program, arch, section)?;
     }
     program.push(stmt(RET_K, default_ret));
-    if program.len() > MAX_INSTRUCTIONS {
-        return Err(Error::FilterTooLarge {
-            instructions: program.len(),
-        });
-    }
     Ok(program)
 }
 

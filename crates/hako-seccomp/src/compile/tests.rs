@@ -342,3 +342,123 @@ fn too_many_rules_is_filter_too_large() {
         "{e:?}"
     );
 }
+
+/// The tree layout answers exactly what the chain of sections (the layout before it) answers,
+/// for every syscall number, both arches' checks, x32 numbers and argument values the
+/// profiles' conditions compare, and is a fraction of its size.
+#[test]
+fn the_tree_answers_what_the_chain_answers() {
+    let all_caps: Vec<String> = crate::DOCKER_DEFAULT_CAPABILITIES
+        .iter()
+        .chain(&[
+            "CAP_SYS_ADMIN",
+            "CAP_SYS_BOOT",
+            "CAP_SYS_MODULE",
+            "CAP_SYS_PACCT",
+            "CAP_SYS_PTRACE",
+            "CAP_SYS_RAWIO",
+            "CAP_SYS_TIME",
+            "CAP_SYS_TTY_CONFIG",
+            "CAP_SYS_NICE",
+            "CAP_SYSLOG",
+            "CAP_BPF",
+            "CAP_PERFMON",
+            "CAP_DAC_READ_SEARCH",
+        ])
+        .map(|c| (*c).to_string())
+        .collect();
+    let default_caps: Vec<String> = crate::DOCKER_DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| (*c).to_string())
+        .collect();
+    let mut profiles = Vec::new();
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        for caps in [&default_caps, &all_caps, &Vec::new()] {
+            profiles.push((arch, crate::docker_default::docker_default_for(caps, arch)));
+        }
+    }
+    for json in [
+        r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["getpid","read"],"action":"SCMP_ACT_ERRNO","errnoRet":5},
+            {"names":["write"],"action":"SCMP_ACT_KILL_PROCESS"},
+            {"names":["personality"],"action":"SCMP_ACT_ERRNO","args":[
+                {"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#,
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["read","write","close","exit_group"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["openat"],"action":"SCMP_ACT_LOG"},
+            {"names":["read"],"action":"SCMP_ACT_KILL_PROCESS"},
+            {"names":["write"],"action":"SCMP_ACT_TRACE","args":[
+                {"index":0,"value":2,"op":"SCMP_CMP_GT"}]}]}"#,
+    ] {
+        profiles.push((Arch::X86_64, parse_profile(json).unwrap()));
+    }
+    // Every other syscall allowed: ~190 ranges, so the tree needs its long jumps.
+    let every_other: Vec<String> = crate::syscalls::x86_64::SYSCALLS
+        .iter()
+        .filter(|(_, nr)| nr % 2 == 0)
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
+    let json = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{{"names":[{}],"action":"SCMP_ACT_ALLOW"}}]}}"#,
+        every_other.join(",")
+    );
+    let alternating = parse_profile(&json).unwrap();
+    assert!(
+        super::compile_with(&alternating, Arch::X86_64, crate::program::link)
+            .unwrap()
+            .instructions()
+            .iter()
+            .any(|i| i.code == 0x05),
+        "no long jump in the tree"
+    );
+    profiles.push((Arch::X86_64, alternating));
+    let args: Vec<u64> = vec![
+        0,
+        1,
+        2,
+        8,
+        40,
+        0x0002_0000,
+        0x0002_0008,
+        0xffff_ffff,
+        0x1000_0000,
+        0x7e02_0000,
+        0x8000_0000,
+        u64::MAX,
+        0x1_0000_0008,
+    ];
+    let foreign = [
+        AUDIT_ARCH_I386,
+        Arch::X86_64.audit_arch(),
+        Arch::Aarch64.audit_arch(),
+    ];
+    let mut numbers: Vec<u32> = (0..1100).collect();
+    numbers.extend([0x3fff_ffff, 0x4000_0000, 0x4000_0001, 0x4000_0200, u32::MAX]);
+    for (i, (arch, profile)) in profiles.iter().enumerate() {
+        let tree = super::compile_with(profile, *arch, crate::program::link).unwrap();
+        let chain = super::compile_with(profile, *arch, crate::program::link_chain).unwrap();
+        if i == 0 {
+            // Docker's default profile, default capabilities, x86_64.
+            assert!(
+                tree.instructions().len() * 3 < chain.instructions().len(),
+                "tree {} vs chain {} instructions",
+                tree.instructions().len(),
+                chain.instructions().len()
+            );
+        }
+        for audit in foreign {
+            for &nr in &numbers {
+                for (j, &a) in args.iter().enumerate() {
+                    let b = args[(j + 1) % args.len()];
+                    let all = [a, b, a, b, a, b];
+                    assert_eq!(
+                        tree.simulate(audit, nr, all),
+                        chain.simulate(audit, nr, all),
+                        "profile {i}, arch {audit:#x}, nr {nr}, args {all:x?}"
+                    );
+                }
+            }
+        }
+    }
+}

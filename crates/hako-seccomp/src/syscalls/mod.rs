@@ -9,7 +9,7 @@
 mod aarch64;
 mod other_arches;
 mod riscv64;
-mod x86_64;
+pub(crate) mod x86_64;
 
 use crate::Error;
 
