@@ -19,6 +19,7 @@
 //! hako-image's flight.rs): when no flight is in progress, a row that still has one is
 //! what a killed process left, and recovery.rs finishes the job.
 
+use hako_sys::sqlite::Cached;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{ContainerConfig, HostConfig};
@@ -117,7 +118,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
 
 fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
     Ok(conn
-        .query_row(
+        .query_row_cached(
             "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2",
             [table, column],
             |_| Ok(true),
@@ -157,7 +158,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 /// Inserts the record of a container being created (`creating` set until [`update`]); a
 /// taken name is [`Error::NameInUse`].
 pub(crate) fn insert(conn: &Connection, rec: &Record) -> Result<()> {
-    let res = conn.execute(
+    let res = conn.execute_cached(
         &format!("INSERT INTO containers ({COLUMNS}, creating) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)"),
         params![
             rec.id,
@@ -193,7 +194,7 @@ pub(crate) fn insert(conn: &Connection, rec: &Record) -> Result<()> {
 /// Completes a record inserted early by `create` (config, rootfs, command): from now on
 /// the container is listed.
 pub(crate) fn update(conn: &Connection, rec: &Record) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE containers SET image = ?2, config = ?3, host_config = ?4, rootfs = ?5, path = ?6, args = ?7, created = ?8, creating = 0 WHERE id = ?1",
         params![
             rec.id,
@@ -210,7 +211,7 @@ pub(crate) fn update(conn: &Connection, rec: &Record) -> Result<()> {
 }
 
 fn creating(conn: &Connection, name: &str) -> bool {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT creating FROM containers WHERE name = ?1",
         [name],
         |r| r.get::<_, bool>(0),
@@ -247,7 +248,7 @@ pub(crate) fn find(conn: &Connection, what: &str) -> Result<Record> {
     if what.is_empty() || !what.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::NoSuchContainer(what.to_string()));
     }
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1 AND creating = 0 LIMIT 2"
     ))?;
     let mut found: Vec<Record> = stmt
@@ -262,7 +263,7 @@ pub(crate) fn find(conn: &Connection, what: &str) -> Result<Record> {
 
 /// Every record, newest first.
 pub(crate) fn all(conn: &Connection) -> Result<Vec<Record>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM containers WHERE removing = 0 AND creating = 0 ORDER BY created DESC"
     ))?;
     Ok(stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?)
@@ -273,7 +274,7 @@ pub(crate) fn all(conn: &Connection) -> Result<Vec<Record>> {
 /// With each: whether it is a create (else a removal), and whether its anonymous volumes
 /// go too.
 pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<(Record, bool, bool)>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS}, creating, removing FROM containers WHERE removing > 0 OR creating = 1"
     ))?;
     Ok(stmt
@@ -283,14 +284,14 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<(Record, bool, bool)>>
 
 /// Every id, including containers being created or removed.
 pub(crate) fn all_ids(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT id FROM containers")?;
+    let mut stmt = conn.prepare_cached("SELECT id FROM containers")?;
     Ok(stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
 }
 
 pub(crate) fn set_paused(conn: &Connection, id: &str, paused: bool) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE containers SET paused = ?2 WHERE id = ?1",
         params![id, paused],
     )?;
@@ -298,7 +299,7 @@ pub(crate) fn set_paused(conn: &Connection, id: &str, paused: bool) -> Result<()
 }
 
 pub(crate) fn rename(conn: &Connection, id: &str, name: &str) -> Result<()> {
-    match conn.execute(
+    match conn.execute_cached(
         "UPDATE containers SET name = ?2 WHERE id = ?1",
         params![id, name],
     ) {
@@ -319,22 +320,22 @@ pub(crate) fn rename(conn: &Connection, id: &str, name: &str) -> Result<()> {
 /// Claims the right to remove `id` (`removing` = 1, or 2 with its anonymous volumes, so
 /// that the recovery finishes it as asked); false if another process already did.
 pub(crate) fn claim_removal(conn: &Connection, id: &str, with_volumes: bool) -> Result<bool> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE containers SET removing = ?2 WHERE id = ?1 AND removing = 0",
         params![id, if with_volumes { 2 } else { 1 }],
     )? == 1)
 }
 
 pub(crate) fn unclaim_removal(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("UPDATE containers SET removing = 0 WHERE id = ?1", [id])?;
+    conn.execute_cached("UPDATE containers SET removing = 0 WHERE id = ?1", [id])?;
     Ok(())
 }
 
 pub(crate) fn delete(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM container_volumes WHERE container_id = ?1",
         [id],
     )?;
-    conn.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+    conn.execute_cached("DELETE FROM containers WHERE id = ?1", [id])?;
     Ok(())
 }

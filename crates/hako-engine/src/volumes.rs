@@ -6,6 +6,7 @@
 //! the row `removing` before it deletes the directory and the row last (a create meanwhile
 //! waits for it to finish; a crash in between is finished by the recovery).
 
+use hako_sys::sqlite::Cached;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -84,7 +85,7 @@ fn claim(
 ) -> Result<Option<(Volume, bool)>> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let row: Option<(String, String, bool)> = tx
-        .query_row(
+        .query_row_cached(
             "SELECT created, labels, removing FROM volumes WHERE name = ?1",
             [name],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -96,7 +97,7 @@ fn claim(
         None => {
             let created = crate::now_rfc3339();
             let labels_json = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO volumes (name, driver, created, labels, anonymous, creator) VALUES (?1, 'local', ?2, ?3, ?4, ?5)",
                 params![name, created, labels_json, anonymous, container],
             )?;
@@ -104,7 +105,7 @@ fn claim(
         }
     };
     if let Some(c) = container {
-        tx.execute(
+        tx.execute_cached(
             "INSERT OR IGNORE INTO container_volumes (container_id, volume) VALUES (?1, ?2)",
             params![c, name],
         )?;
@@ -123,7 +124,7 @@ fn hako_image_random_hex() -> String {
 /// One volume.
 pub(crate) fn get(conn: &Connection, root: &Path, name: &str) -> Result<Option<Volume>> {
     Ok(conn
-        .query_row(
+        .query_row_cached(
             "SELECT name, created, labels FROM volumes WHERE name = ?1 AND removing = 0",
             [name],
             |r| {
@@ -140,7 +141,7 @@ pub(crate) fn get(conn: &Connection, root: &Path, name: &str) -> Result<Option<V
 
 /// All volumes, by name.
 pub(crate) fn list(conn: &Connection, root: &Path) -> Result<Vec<(Volume, bool)>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT name, created, labels, anonymous FROM volumes WHERE removing = 0 ORDER BY name",
     )?;
     let rows = stmt
@@ -161,7 +162,8 @@ pub(crate) fn list(conn: &Connection, root: &Path) -> Result<Vec<(Volume, bool)>
 
 /// Containers that use volume `name`.
 pub(crate) fn users(conn: &Connection, name: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT container_id FROM container_volumes WHERE volume = ?1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT container_id FROM container_volumes WHERE volume = ?1")?;
     Ok(stmt
         .query_map([name], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
@@ -182,7 +184,7 @@ pub(crate) fn remove(conn: &Connection, root: &Path, name: &str) -> Result<()> {
                 containers: users.join(", "),
             });
         }
-        tx.execute("UPDATE volumes SET removing = 1 WHERE name = ?1", [name])?;
+        tx.execute_cached("UPDATE volumes SET removing = 1 WHERE name = ?1", [name])?;
         tx.commit()?;
     }
     hako_sys::crash::point("volume.claimed");
@@ -192,7 +194,7 @@ pub(crate) fn remove(conn: &Connection, root: &Path, name: &str) -> Result<()> {
 /// Volumes that container `id`'s create made (removed with it when the create did not
 /// finish: half copied up, they are nothing the user asked for).
 pub(crate) fn made_by(conn: &Connection, id: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT name FROM volumes WHERE creator = ?1")?;
+    let mut stmt = conn.prepare_cached("SELECT name FROM volumes WHERE creator = ?1")?;
     Ok(stmt
         .query_map([id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
@@ -200,7 +202,7 @@ pub(crate) fn made_by(conn: &Connection, id: &str) -> Result<Vec<String>> {
 
 /// Volumes whose removal a killed process left unfinished (when no flight is in progress).
 pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT name FROM volumes WHERE removing = 1")?;
+    let mut stmt = conn.prepare_cached("SELECT name FROM volumes WHERE removing = 1")?;
     Ok(stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
@@ -208,7 +210,7 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<String>> {
 
 /// Every volume name, including those being removed.
 pub(crate) fn all_names(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT name FROM volumes")?;
+    let mut stmt = conn.prepare_cached("SELECT name FROM volumes")?;
     Ok(stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
@@ -228,7 +230,7 @@ pub(crate) fn finish_removal(conn: &Connection, root: &Path, name: &str) -> Resu
         }
     }
     hako_sys::crash::point("volume.dir-removed");
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM volumes WHERE name = ?1 AND removing = 1",
         [name],
     )?;
@@ -246,11 +248,11 @@ pub(crate) fn claim_anonymous(conn: &Connection, container: &str) -> Result<Vec<
         if others {
             continue;
         }
-        tx.execute(
+        tx.execute_cached(
             "DELETE FROM container_volumes WHERE container_id = ?1 AND volume = ?2",
             params![container, v],
         )?;
-        tx.execute("UPDATE volumes SET removing = 1 WHERE name = ?1", [&v])?;
+        tx.execute_cached("UPDATE volumes SET removing = 1 WHERE name = ?1", [&v])?;
         claimed.push(v);
     }
     tx.commit()?;
@@ -259,7 +261,7 @@ pub(crate) fn claim_anonymous(conn: &Connection, container: &str) -> Result<Vec<
 
 /// Anonymous volumes of a container (removed by `rm -v` and `--rm`).
 pub(crate) fn anonymous_of(conn: &Connection, container: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT v.name FROM volumes v JOIN container_volumes cv ON cv.volume = v.name WHERE cv.container_id = ?1 AND v.anonymous = 1",
     )?;
     Ok(stmt

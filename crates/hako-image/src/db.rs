@@ -24,6 +24,7 @@
 //! several hako processes serialize on the write lock instead of failing on upgrade; the
 //! busy timeout covers the wait.
 
+use hako_sys::sqlite::Cached;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension};
@@ -112,7 +113,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     // A store already at this schema needs no write (a write transaction at every open
     // would wait for every other process's writes, and write the WAL for nothing).
     let current: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+        .query_row_cached("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
             r.get(0)
         })
         .optional()
@@ -124,7 +125,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         "BEGIN IMMEDIATE;{SCHEMA}INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
     ))?;
     // Schema 2: layers.tar_split. Stores made before keep their layer blobs (NULL).
-    let has_split: bool = conn.query_row(
+    let has_split: bool = conn.query_row_cached(
         "SELECT COUNT(*) > 0 FROM pragma_table_info('layers') WHERE name = 'tar_split'",
         [],
         |r| r.get(0),
@@ -133,7 +134,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         conn.execute_batch("ALTER TABLE layers ADD COLUMN tar_split TEXT;")?;
     }
     // Schema 3: build_cache.uses (`system df -v`'s USAGE). Older entries count from 0.
-    let has_uses: bool = conn.query_row(
+    let has_uses: bool = conn.query_row_cached(
         "SELECT COUNT(*) > 0 FROM pragma_table_info('build_cache') WHERE name = 'uses'",
         [],
         |r| r.get(0),
@@ -202,7 +203,9 @@ mod tests {
     fn plan(sql: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::open(&dir.path().join("hako-image.db")).unwrap();
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut stmt = conn
+            .prepare_cached(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
         stmt.query_map([], |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<rusqlite::Result<Vec<_>>>()

@@ -32,6 +32,7 @@
 //! pinned layer (nor, through `parent`, anything below it). Pins go when the flight ends;
 //! pins of a crashed flight go with the next collection.
 
+use hako_sys::sqlite::Cached;
 use std::cell::Cell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -124,7 +125,7 @@ impl Flight<'_> {
         let mut conn = self.store.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for c in chains {
-            let n = tx.execute(
+            let n = tx.execute_cached(
                 "INSERT INTO layer_pins (chain_id, owner) SELECT chain_id, ?2 FROM layers WHERE chain_id = ?1",
                 rusqlite::params![c.as_str(), self.token],
             )?;
@@ -140,7 +141,7 @@ impl Flight<'_> {
     /// Pins layer `chain_id` for the rest of the flight if it exists; false if it does not
     /// (gone, or never there).
     pub(crate) fn pin(&self, chain_id: &str) -> Result<bool> {
-        let n = self.store.conn().execute(
+        let n = self.store.conn().execute_cached(
             "INSERT INTO layer_pins (chain_id, owner) SELECT chain_id, ?2 FROM layers WHERE chain_id = ?1",
             rusqlite::params![chain_id, self.token],
         )?;
@@ -157,7 +158,7 @@ impl Drop for Flight<'_> {
             && let Err(e) = self
                 .store
                 .conn()
-                .execute("DELETE FROM layer_pins WHERE owner = ?1", [&self.token])
+                .execute_cached("DELETE FROM layer_pins WHERE owner = ?1", [&self.token])
         {
             // Left for the next collection (prune, or an open after a crash).
             tracing::warn!(error = %e, "release layer pins");

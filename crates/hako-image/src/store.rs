@@ -17,6 +17,7 @@
 //! [`ImageStore::open`] that sees the marker (and finds no flight in progress) or
 //! [`ImageStore::prune`] removes them (gc.rs).
 
+use hako_sys::sqlite::Cached;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
@@ -178,7 +179,7 @@ impl ImageStore {
         let blobs = BlobStore::open(&root)?;
         let conn = db::open(&root.join("hako-image.db"))?;
         let recorded: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'driver'", [], |r| {
+            .query_row_cached("SELECT value FROM meta WHERE key = 'driver'", [], |r| {
                 r.get(0)
             })
             .optional()?;
@@ -192,7 +193,7 @@ impl ImageStore {
             (Some(name), _) | (None, Some(name)) => hako_storage::open_driver(name, &root)?,
             (None, None) => hako_storage::open_default(&root)?,
         };
-        conn.execute(
+        conn.execute_cached(
             "INSERT OR IGNORE INTO meta VALUES ('driver', ?1)",
             params![driver.name()],
         )?;
@@ -368,7 +369,7 @@ impl ImageStore {
         }
         Ok(self
             .conn()
-            .query_row(
+            .query_row_cached(
                 "SELECT cache_id FROM layers WHERE chain_id = ?1",
                 [chain.as_str()],
                 |r| r.get(0),
@@ -397,7 +398,7 @@ impl ImageStore {
         let now = db::now();
         insert_layers(&tx, pending)?;
         let exists: bool = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT 1 FROM images WHERE id = ?1",
                 [config.as_str()],
                 |_| Ok(true),
@@ -407,25 +408,25 @@ impl ImageStore {
         if !exists {
             let chain = chain_of(&tx, top)?;
             let size: i64 = chain.iter().map(|(_, _, s)| *s).sum();
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO images (id, top_layer, manifest_digest, created, size, added) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![config.as_str(), top.map(|d| d.as_str()), manifest.map(|d| d.as_str()), created, size, now],
             )?;
             for (chain_id, _, _) in &chain {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE layers SET refcount = refcount + 1 WHERE chain_id = ?1",
                     [chain_id],
                 )?;
             }
         }
         for t in tags {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR REPLACE INTO tags (name, image_id, tagged) VALUES (?1, ?2, ?3)",
                 params![t.to_string(), config.as_str(), now],
             )?;
         }
         if let Some(d) = repo_digest {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR REPLACE INTO repo_digests (name, image_id) VALUES (?1, ?2)",
                 params![d, config.as_str()],
             )?;
@@ -457,7 +458,7 @@ impl ImageStore {
                 "tags"
             };
             let found: Option<String> = conn
-                .query_row(
+                .query_row_cached(
                     &format!("SELECT image_id FROM {table} WHERE name = ?1"),
                     [&key],
                     |row| row.get(0),
@@ -469,7 +470,7 @@ impl ImageStore {
         }
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
         if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut stmt = conn.prepare("SELECT id FROM images WHERE id LIKE ?1 LIMIT 2")?;
+            let mut stmt = conn.prepare_cached("SELECT id FROM images WHERE id LIKE ?1 LIMIT 2")?;
             let ids: Vec<String> = stmt
                 .query_map([format!("sha256:{}%", hex.to_ascii_lowercase())], |r| {
                     r.get(0)
@@ -490,7 +491,7 @@ impl ImageStore {
         // One read transaction and three queries for the whole list (not two per image:
         // each statement alone takes and drops SQLite's lock).
         let tx = conn.unchecked_transaction()?;
-        let mut stmt = tx.prepare(LIST_IMAGES)?;
+        let mut stmt = tx.prepare_cached(LIST_IMAGES)?;
         let rows: Vec<(String, Option<String>, i64, i64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -523,7 +524,7 @@ impl ImageStore {
                 reason: "cannot tag with a digest",
             });
         }
-        self.conn().execute(
+        self.conn().execute_cached(
             "INSERT OR REPLACE INTO tags (name, image_id, tagged) VALUES (?1, ?2, ?3)",
             params![r.to_string(), id.as_str(), db::now()],
         )?;
@@ -555,7 +556,7 @@ impl ImageStore {
                 let tags: Vec<String> = names_full(&tx, "tags", id.as_str())?;
                 let tagged_by_name = by_tag.as_ref().filter(|t| tags.contains(t));
                 let container: Option<String> = tx
-                    .query_row(
+                    .query_row_cached(
                         "SELECT container_id FROM container_layers WHERE image_id = ?1 LIMIT 1",
                         [id.as_str()],
                         |r| r.get(0),
@@ -563,7 +564,7 @@ impl ImageStore {
                     .optional()?;
                 if let Some(t) = tagged_by_name {
                     if tags.len() > 1 || (container.is_some() && force) {
-                        tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
+                        tx.execute_cached("DELETE FROM tags WHERE name = ?1", [t])?;
                         tx.commit()?;
                         return Ok(vec![RemoveAction::Untagged(familiar(t))]);
                     }
@@ -579,31 +580,31 @@ impl ImageStore {
                     });
                 }
                 for t in &tags {
-                    tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
+                    tx.execute_cached("DELETE FROM tags WHERE name = ?1", [t])?;
                     actions.push(RemoveAction::Untagged(familiar(t)));
                 }
                 for d in names_full(&tx, "repo_digests", id.as_str())? {
-                    tx.execute("DELETE FROM repo_digests WHERE name = ?1", [&d])?;
+                    tx.execute_cached("DELETE FROM repo_digests WHERE name = ?1", [&d])?;
                     actions.push(RemoveAction::Untagged(familiar(&d)));
                 }
                 if container.is_some() {
                     tx.commit()?;
                     return Ok(actions);
                 }
-                let top: Option<String> = tx.query_row(
+                let top: Option<String> = tx.query_row_cached(
                     "SELECT top_layer FROM images WHERE id = ?1",
                     [id.as_str()],
                     |r| r.get(0),
                 )?;
                 let top = top.map(|t| Digest::parse(&t)).transpose()?;
                 for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?1",
                         [chain_id],
                     )?;
                 }
-                tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
-                tx.execute(
+                tx.execute_cached("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
+                tx.execute_cached(
                     "DELETE FROM damaged_images WHERE image_id = ?1",
                     [id.as_str()],
                 )?;
@@ -682,7 +683,7 @@ impl ImageStore {
                 let top = match source {
                     Source::Image(image) => {
                         let top: Option<String> = tx
-                            .query_row(
+                            .query_row_cached(
                                 "SELECT top_layer FROM images WHERE id = ?1",
                                 [id.as_str()],
                                 |r| r.get(0),
@@ -701,7 +702,7 @@ impl ImageStore {
                     }
                 };
                 if let Some(reason) = tx
-                    .query_row(
+                    .query_row_cached(
                         "SELECT reason FROM damaged_images WHERE image_id = ?1",
                         [id.as_str()],
                         |r| r.get::<_, String>(0),
@@ -721,13 +722,13 @@ impl ImageStore {
                 {
                     return Err(Error::ContainerExists(container_id.to_string()));
                 }
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO container_layers (container_id, image_id, top_layer, rw_cache_id, created) VALUES (?1, ?2, ?3, ?1, ?4)",
                     params![container_id, id.as_str(), top.as_ref().map(|d| d.as_str()), db::now()],
                 )?;
                 let chain = chain_of(&tx, top.as_ref())?;
                 for (chain_id, _, _) in &chain {
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE layers SET refcount = refcount + 1 WHERE chain_id = ?1",
                         [chain_id],
                     )?;
@@ -769,7 +770,7 @@ impl ImageStore {
     /// The containers that have a root filesystem here.
     pub fn container_layer_ids(&self) -> Result<Vec<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT container_id FROM container_layers")?;
+        let mut stmt = conn.prepare_cached("SELECT container_id FROM container_layers")?;
         let v = stmt
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -811,7 +812,7 @@ impl ImageStore {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let Some(top) = tx
-                    .query_row(
+                    .query_row_cached(
                         "SELECT top_layer FROM container_layers WHERE container_id = ?1",
                         [container_id],
                         |r| r.get::<_, Option<String>>(0),
@@ -823,12 +824,12 @@ impl ImageStore {
                 };
                 let top = top.map(|t| Digest::parse(&t)).transpose()?;
                 for (chain_id, _, _) in chain_of(&tx, top.as_ref())? {
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?1",
                         [chain_id],
                     )?;
                 }
-                tx.execute(
+                tx.execute_cached(
                     "DELETE FROM container_layers WHERE container_id = ?1",
                     [container_id],
                 )?;
@@ -930,7 +931,7 @@ impl ImageStore {
     pub fn container_changes(&self, container_id: &str) -> Result<Vec<hako_storage::Change>> {
         let top: Option<String> = self
             .conn()
-            .query_row(
+            .query_row_cached(
                 "SELECT top_layer FROM container_layers WHERE container_id = ?1",
                 [container_id],
                 |r| r.get(0),
@@ -938,7 +939,7 @@ impl ImageStore {
             .optional()?
             .ok_or_else(|| Error::NoSuchContainer(container_id.to_string()))?;
         let parent: Option<String> = match top {
-            Some(t) => Some(self.conn().query_row(
+            Some(t) => Some(self.conn().query_row_cached(
                 "SELECT cache_id FROM layers WHERE chain_id = ?1",
                 [t],
                 |r| r.get(0),
@@ -951,7 +952,7 @@ impl ImageStore {
     pub(crate) fn container_image(&self, container_id: &str) -> Result<Digest> {
         let id: String = self
             .conn()
-            .query_row(
+            .query_row_cached(
                 "SELECT image_id FROM container_layers WHERE container_id = ?1",
                 [container_id],
                 |r| r.get(0),
@@ -966,7 +967,7 @@ impl ImageStore {
     pub(crate) fn image_record(&self, id: &Digest) -> Result<ImageRecord> {
         let conn = self.conn();
         let (top, created, size, manifest): (Option<String>, Option<String>, i64, Option<String>) =
-            conn.query_row(
+            conn.query_row_cached(
                 "SELECT top_layer, created, size, manifest_digest FROM images WHERE id = ?1",
                 [id.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -1026,7 +1027,7 @@ impl ImageStore {
 
     /// The chain id of the layer stored as `cache_id`.
     pub(crate) fn chain_id_of(&self, cache_id: &str) -> Result<Digest> {
-        let c: String = self.conn().query_row(
+        let c: String = self.conn().query_row_cached(
             "SELECT chain_id FROM layers WHERE cache_id = ?1",
             [cache_id],
             |r| r.get(0),
@@ -1078,13 +1079,13 @@ fn familiar(full: &str) -> String {
 /// Whether `sql` (with one parameter) returns a row.
 fn exists(conn: &Connection, sql: &str, param: &str) -> Result<bool> {
     Ok(conn
-        .query_row(sql, [param], |_| Ok(true))
+        .query_row_cached(sql, [param], |_| Ok(true))
         .optional()?
         .unwrap_or(false))
 }
 
 fn names_full(conn: &Connection, table: &str, id: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT name FROM {table} WHERE image_id = ?1 ORDER BY name"
     ))?;
     let v = stmt
@@ -1098,7 +1099,8 @@ fn all_names(
     conn: &Connection,
     table: &str,
 ) -> Result<std::collections::HashMap<String, Vec<String>>> {
-    let mut stmt = conn.prepare(&format!("SELECT image_id, name FROM {table} ORDER BY name"))?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT image_id, name FROM {table} ORDER BY name"))?;
     let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         let (id, name) = row?;
@@ -1115,7 +1117,7 @@ fn names_of(conn: &Connection, table: &str, id: &str) -> Result<Vec<String>> {
 }
 
 pub(crate) fn column(conn: &Connection, sql: &str) -> Result<HashSet<String>> {
-    let mut stmt = conn.prepare(sql)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     let v = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
@@ -1127,7 +1129,7 @@ pub(crate) fn column(conn: &Connection, sql: &str) -> Result<HashSet<String>> {
 pub(crate) fn insert_layers(tx: &Connection, pending: &[PendingLayer]) -> Result<()> {
     let now = db::now();
     for p in pending {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO layers (chain_id, diff_id, parent, cache_id, size, diff_size, blob_digest, blob_media_type, refcount, created, tar_split)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
             params![
@@ -1155,7 +1157,7 @@ pub(crate) fn chain_of(
     let mut out = Vec::new();
     let mut cur = top.map(|d| d.to_string());
     while let Some(c) = cur {
-        let (parent, cache, size): (Option<String>, String, i64) = conn.query_row(
+        let (parent, cache, size): (Option<String>, String, i64) = conn.query_row_cached(
             "SELECT parent, cache_id, size FROM layers WHERE chain_id = ?1",
             [&c],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -1172,7 +1174,7 @@ pub(crate) fn delete_dead_layers(conn: &Connection) -> Result<Vec<String>> {
     let mut dead = Vec::new();
     loop {
         let batch: Vec<(String, String)> = {
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare_cached(
                 "SELECT chain_id, cache_id FROM layers l WHERE refcount <= 0
                    AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = l.chain_id)
                    AND NOT EXISTS (SELECT 1 FROM images i WHERE i.top_layer = l.chain_id)
@@ -1186,7 +1188,7 @@ pub(crate) fn delete_dead_layers(conn: &Connection) -> Result<Vec<String>> {
             return Ok(dead);
         }
         for (chain, cache) in batch {
-            conn.execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])?;
+            conn.execute_cached("DELETE FROM layers WHERE chain_id = ?1", [&chain])?;
             dead.push(cache);
         }
     }
@@ -1197,7 +1199,7 @@ pub(crate) fn layer_record(
     conn: &Connection,
     chain: &Digest,
 ) -> Result<(LayerRecord, Option<Digest>)> {
-    Ok(conn.query_row(
+    Ok(conn.query_row_cached(
         "SELECT cache_id, parent, diff_id, diff_size, blob_digest, size, blob_media_type, tar_split
                  FROM layers WHERE chain_id = ?1",
         [chain.as_str()],

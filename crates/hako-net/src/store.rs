@@ -19,6 +19,7 @@
 //! Addresses are allocated when a container starts and released when it stops (Docker's
 //! rule), each allocation one `BEGIN IMMEDIATE` transaction.
 
+use hako_sys::sqlite::Cached;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -255,7 +256,7 @@ fn net_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Network> {
 
 /// Inserts a network; a taken name is a [`Error::Conflict`] with Docker's message.
 pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
-    let res = conn.execute(
+    let res = conn.execute_cached(
         &format!("INSERT INTO networks ({NET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
         params![
             n.id,
@@ -288,7 +289,8 @@ pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
 
 /// All networks, by name.
 pub fn networks(conn: &Connection) -> Result<Vec<Network>> {
-    let mut st = conn.prepare(&format!("SELECT {NET_COLUMNS} FROM networks ORDER BY name"))?;
+    let mut st =
+        conn.prepare_cached(&format!("SELECT {NET_COLUMNS} FROM networks ORDER BY name"))?;
     let rows = st.query_map([], net_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -296,7 +298,8 @@ pub fn networks(conn: &Connection) -> Result<Vec<Network>> {
 /// A network by exact name, full id, or unique id prefix (Docker's lookup order).
 pub fn find_network(conn: &Connection, what: &str) -> Result<Network> {
     let by = |sql: &str, arg: &str| -> Result<Vec<Network>> {
-        let mut st = conn.prepare(&format!("SELECT {NET_COLUMNS} FROM networks WHERE {sql}"))?;
+        let mut st =
+            conn.prepare_cached(&format!("SELECT {NET_COLUMNS} FROM networks WHERE {sql}"))?;
         let rows = st.query_map([arg], net_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     };
@@ -323,14 +326,14 @@ pub fn find_network(conn: &Connection, what: &str) -> Result<Network> {
 
 /// Deletes a network record (its attachments must be gone).
 pub fn delete_network(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM net_cursor WHERE network = ?1", [id])?;
-    conn.execute("DELETE FROM networks WHERE id = ?1", [id])?;
+    conn.execute_cached("DELETE FROM net_cursor WHERE network = ?1", [id])?;
+    conn.execute_cached("DELETE FROM networks WHERE id = ?1", [id])?;
     Ok(())
 }
 
 /// Adds (or replaces) what `a.container` asked for on `a.network`; `seq` orders eth0, eth1.
 pub fn attach(conn: &Connection, a: &Attachment) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO net_attachments (container, network, aliases, ipv4, ipv6, mac, seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6,
                  (SELECT COALESCE(MAX(seq), -1) + 1 FROM net_attachments WHERE container = ?1))
@@ -349,7 +352,7 @@ pub fn attach(conn: &Connection, a: &Attachment) -> Result<()> {
 
 /// Removes one attachment.
 pub fn detach(conn: &Connection, container: &str, network: &str) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM net_attachments WHERE container = ?1 AND network = ?2",
         [container, network],
     )?;
@@ -358,7 +361,7 @@ pub fn detach(conn: &Connection, container: &str, network: &str) -> Result<()> {
 
 /// A container's attachments, in order.
 pub fn attachments(conn: &Connection, container: &str) -> Result<Vec<Attachment>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT container, network, aliases, ipv4, ipv6, mac FROM net_attachments
          WHERE container = ?1 ORDER BY seq",
     )?;
@@ -379,7 +382,7 @@ fn attachment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attachment> {
 
 /// Every attachment of every container, in order.
 pub fn all_attachments(conn: &Connection) -> Result<Vec<Attachment>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT container, network, aliases, ipv4, ipv6, mac FROM net_attachments
          ORDER BY container, seq",
     )?;
@@ -389,7 +392,7 @@ pub fn all_attachments(conn: &Connection) -> Result<Vec<Attachment>> {
 
 /// Every live endpoint.
 pub fn all_endpoints(conn: &Connection) -> Result<Vec<Endpoint>> {
-    let mut st = conn.prepare(&format!(
+    let mut st = conn.prepare_cached(&format!(
         "SELECT {EP_COLUMNS} FROM net_endpoints ORDER BY container, ifname"
     ))?;
     let rows = st.query_map([], ep_row)?;
@@ -398,14 +401,14 @@ pub fn all_endpoints(conn: &Connection) -> Result<Vec<Endpoint>> {
 
 /// Every container attached to a network (configured, running or not).
 pub fn attached_to(conn: &Connection, network: &str) -> Result<Vec<String>> {
-    let mut st = conn.prepare("SELECT container FROM net_attachments WHERE network = ?1")?;
+    let mut st = conn.prepare_cached("SELECT container FROM net_attachments WHERE network = ?1")?;
     let rows = st.query_map([network], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Every container with network state: attachments, endpoints or a sandbox.
 pub fn containers(conn: &Connection) -> Result<Vec<String>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT container FROM net_attachments UNION SELECT container FROM net_endpoints UNION SELECT container FROM net_sandboxes",
     )?;
     let rows = st.query_map([], |r| r.get(0))?;
@@ -416,7 +419,7 @@ pub fn containers(conn: &Connection) -> Result<Vec<String>> {
 /// `network connect` killed before recording its attachment, or a `disconnect` killed
 /// after removing it, left behind.
 pub fn stale_endpoints(conn: &Connection) -> Result<Vec<(String, String)>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT e.container, e.network FROM net_endpoints e
          LEFT JOIN net_attachments a ON a.container = e.container AND a.network = e.network
          WHERE a.container IS NULL ORDER BY e.container, e.network",
@@ -427,7 +430,7 @@ pub fn stale_endpoints(conn: &Connection) -> Result<Vec<(String, String)>> {
 
 /// Forgets everything about a container (it is being removed).
 pub fn forget(conn: &Connection, container: &str) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM net_attachments WHERE container = ?1",
         [container],
     )?;
@@ -451,7 +454,7 @@ fn ep_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> {
 
 /// Records an endpoint; an address taken in the meantime is a [`Error::Conflict`].
 pub fn insert_endpoint(conn: &Connection, e: &Endpoint) -> Result<()> {
-    let res = conn.execute(
+    let res = conn.execute_cached(
         &format!(
             "INSERT INTO net_endpoints ({EP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
         ),
@@ -482,7 +485,7 @@ pub fn insert_endpoint(conn: &Connection, e: &Endpoint) -> Result<()> {
 
 /// A container's live endpoints.
 pub fn endpoints(conn: &Connection, container: &str) -> Result<Vec<Endpoint>> {
-    let mut st = conn.prepare(&format!(
+    let mut st = conn.prepare_cached(&format!(
         "SELECT {EP_COLUMNS} FROM net_endpoints WHERE container = ?1 ORDER BY ifname"
     ))?;
     let rows = st.query_map([container], ep_row)?;
@@ -491,7 +494,7 @@ pub fn endpoints(conn: &Connection, container: &str) -> Result<Vec<Endpoint>> {
 
 /// A network's live endpoints.
 pub fn network_endpoints(conn: &Connection, network: &str) -> Result<Vec<Endpoint>> {
-    let mut st = conn.prepare(&format!(
+    let mut st = conn.prepare_cached(&format!(
         "SELECT {EP_COLUMNS} FROM net_endpoints WHERE network = ?1 ORDER BY container"
     ))?;
     let rows = st.query_map([network], ep_row)?;
@@ -500,7 +503,7 @@ pub fn network_endpoints(conn: &Connection, network: &str) -> Result<Vec<Endpoin
 
 /// Addresses in use on a network.
 pub fn used_addresses(conn: &Connection, network: &str) -> Result<Vec<IpAddr>> {
-    let mut st = conn.prepare("SELECT ipv4, ipv6 FROM net_endpoints WHERE network = ?1")?;
+    let mut st = conn.prepare_cached("SELECT ipv4, ipv6 FROM net_endpoints WHERE network = ?1")?;
     let rows = st.query_map([network], |r| {
         Ok((
             r.get::<_, Option<String>>(0)?,
@@ -518,7 +521,7 @@ pub fn used_addresses(conn: &Connection, network: &str) -> Result<Vec<IpAddr>> {
 
 /// Deletes one endpoint.
 pub fn delete_endpoint(conn: &Connection, container: &str, network: &str) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM net_endpoints WHERE container = ?1 AND network = ?2",
         [container, network],
     )?;
@@ -529,7 +532,7 @@ pub fn delete_endpoint(conn: &Connection, container: &str, network: &str) -> Res
 pub fn last(conn: &Connection, network: &str, v6: bool) -> Result<Option<IpAddr>> {
     let col = if v6 { "last6" } else { "last4" };
     let s: Option<String> = conn
-        .query_row(
+        .query_row_cached(
             &format!("SELECT {col} FROM net_cursor WHERE network = ?1"),
             [network],
             |r| r.get(0),
@@ -541,7 +544,7 @@ pub fn last(conn: &Connection, network: &str, v6: bool) -> Result<Option<IpAddr>
 /// Remembers the last address handed out.
 pub fn set_last(conn: &Connection, network: &str, addr: IpAddr) -> Result<()> {
     let col = if addr.is_ipv6() { "last6" } else { "last4" };
-    conn.execute(
+    conn.execute_cached(
         &format!(
             "INSERT INTO net_cursor (network, {col}) VALUES (?1, ?2)
              ON CONFLICT (network) DO UPDATE SET {col} = ?2"
@@ -553,7 +556,7 @@ pub fn set_last(conn: &Connection, network: &str, addr: IpAddr) -> Result<()> {
 
 /// Records a sandbox.
 pub fn insert_sandbox(conn: &Connection, s: &Sandbox) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT OR REPLACE INTO net_sandboxes (container, netns, name, hostname, ports, owner)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -582,7 +585,7 @@ fn sandbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Sandbox> {
 /// A container's sandbox, if it has one.
 pub fn sandbox(conn: &Connection, container: &str) -> Result<Option<Sandbox>> {
     Ok(conn
-        .query_row(
+        .query_row_cached(
             "SELECT container, netns, name, hostname, ports, owner FROM net_sandboxes WHERE container = ?1",
             [container],
             sandbox_row,
@@ -592,8 +595,9 @@ pub fn sandbox(conn: &Connection, container: &str) -> Result<Option<Sandbox>> {
 
 /// Every sandbox.
 pub fn sandboxes(conn: &Connection) -> Result<Vec<Sandbox>> {
-    let mut st =
-        conn.prepare("SELECT container, netns, name, hostname, ports, owner FROM net_sandboxes")?;
+    let mut st = conn.prepare_cached(
+        "SELECT container, netns, name, hostname, ports, owner FROM net_sandboxes",
+    )?;
     let rows = st.query_map([], sandbox_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -605,7 +609,7 @@ pub fn update_sandbox(
     ports: &[Mapping],
     owner: i32,
 ) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE net_sandboxes SET ports = ?2, owner = ?3 WHERE container = ?1",
         params![container, json(&ports), owner],
     )?;
@@ -614,7 +618,7 @@ pub fn update_sandbox(
 
 /// Renames a container's sandbox (DNS answers the new name).
 pub fn rename(conn: &Connection, container: &str, name: &str) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE net_sandboxes SET name = ?2 WHERE container = ?1",
         [container, name],
     )?;
@@ -623,7 +627,7 @@ pub fn rename(conn: &Connection, container: &str, name: &str) -> Result<()> {
 
 /// Deletes a sandbox.
 pub fn delete_sandbox(conn: &Connection, container: &str) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM net_sandboxes WHERE container = ?1",
         [container],
     )?;
