@@ -173,8 +173,10 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
         .build()
         .map_err(|e| format!("start the runtime: {e}"))?;
     let engine = Arc::new(engine);
+    engine.keep_spare_namespace();
     let app = app(engine.clone());
-    rt.block_on(async move {
+    let kept = engine.clone();
+    let served = rt.block_on(async move {
         tokio::spawn(trim_when_idle(engine.clone()));
         // Finished exec sessions go after dockerd's 5 minutes (`exec_create` sweeps too).
         tokio::spawn(async move {
@@ -222,7 +224,9 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
                     .map_err(|e| format!("serve: {e}"))
             }
         }
-    })
+    });
+    kept.drop_spare_namespace();
+    served
 }
 
 async fn serve_unix(

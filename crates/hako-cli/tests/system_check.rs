@@ -160,3 +160,52 @@ fn a_damaged_image_is_marked_refused_and_removable() {
     let diff = settled(&h).diff(&base);
     assert!(diff.is_empty(), "{diff}");
 }
+
+/// A namespace file bound the way a spare is (`unshare --net` + a bind mount).
+fn bind_netns(path: &Path) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("netns dir");
+    std::fs::write(path, b"").expect("netns file");
+    let st = std::process::Command::new("unshare")
+        .args(["--net", "--", "mount", "--bind", "/proc/self/ns/net"])
+        .arg(path)
+        .status()
+        .expect("unshare");
+    assert!(st.success(), "bind a namespace on {}", path.display());
+}
+
+fn mounted(path: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let p = path.display().to_string();
+    table
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+/// A running `hako serve`'s spare network namespace is its own, not damage; the spare of a
+/// server that is gone (killed with SIGKILL) is removed by the next command's open.
+#[test]
+fn a_spare_namespace_is_a_live_servers_or_goes_at_the_next_open() {
+    need_root!();
+    let h = Hako::new();
+    h.ok(&["ps", "-a"]);
+    let netns = h.exec.path().join("netns");
+    let live = netns.join(format!(".spare-{}-0", std::process::id()));
+    let dead = netns.join(".spare-2147483646-0");
+    bind_netns(&live);
+    bind_netns(&dead);
+    assert!(mounted(&dead));
+    h.ok(&["ps", "-a"]);
+    assert!(
+        !dead.exists() && !mounted(&dead),
+        "the dead server's spare is gone"
+    );
+    let (code, out) = check(&h, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("0 damaged objects, 0 pieces of garbage"),
+        "a live server's spare is no damage: {out}"
+    );
+    assert!(live.exists() && mounted(&live), "and it stays");
+    nix::mount::umount2(&live, nix::mount::MntFlags::MNT_DETACH).expect("umount");
+    std::fs::remove_file(&live).expect("rm");
+}

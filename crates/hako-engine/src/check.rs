@@ -312,6 +312,25 @@ impl Engine {
                 let s = c.as_os_str().to_string_lossy();
                 ids.contains(s.as_ref()) || layers.contains(s.as_ref())
             });
+            match hako_net::spare_alive(&mp) {
+                // A running `hako serve`'s spare network namespace.
+                Some(true) => continue,
+                // One of a server that is gone: garbage, as the next open removes it.
+                Some(false) => {
+                    let mut f = finding(
+                        format!("mount {}", mp.display()),
+                        "spare network namespace of a hako serve that is gone",
+                        true,
+                    );
+                    if repair.is_some() {
+                        let _ = hako_net::netns::remove(&mp);
+                        f.repaired = !mp.exists();
+                    }
+                    out.push(f);
+                    continue;
+                }
+                None => {}
+            }
             if !owned {
                 let mut f = finding(
                     format!("mount {}", mp.display()),

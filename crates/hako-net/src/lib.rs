@@ -34,6 +34,8 @@ mod net;
 pub mod netlink;
 pub mod netns;
 pub mod ports;
+mod spare;
+pub use spare::spare_alive;
 pub mod store;
 mod subnets;
 

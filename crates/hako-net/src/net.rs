@@ -19,6 +19,7 @@ use crate::files::{self, DnsConfig};
 use crate::firewall::{Backend, Batch, foreign};
 use crate::netns::{self, Netns};
 use crate::ports::{self, Mapping, Wanted};
+use crate::spare::Spares;
 use crate::store::{self, Attachment, Endpoint, Network, Sandbox, Subnet};
 use crate::{dns, ipam, subnets};
 
@@ -187,6 +188,7 @@ pub struct Net {
     conn: Mutex<Connection>,
     backend: OnceLock<std::result::Result<Backend, String>>,
     bridge: Mutex<Option<Bridge>>,
+    spares: std::sync::Arc<Spares>,
 }
 
 /// Held while the host's network is changed.
@@ -205,6 +207,7 @@ impl Net {
     pub fn open(opts: NetOptions) -> Result<Net> {
         let conn = store::open(&opts.db)?;
         let net = Net {
+            spares: Spares::new(opts.exec_root.join("netns")),
             opts,
             conn: Mutex::new(conn),
             backend: OnceLock::new(),
@@ -212,6 +215,29 @@ impl Net {
         };
         net.builtins()?;
         Ok(net)
+    }
+
+    /// From now on keep one network namespace made ahead, for the next setup to adopt
+    /// (`hako serve`; see `spare.rs`). The first is made in the background.
+    pub fn keep_spare_namespace(&self) {
+        self.spares.start();
+    }
+
+    /// Keep none any more, and remove the one there is (at `hako serve`'s end).
+    pub fn drop_spare_namespace(&self) {
+        self.spares.stop();
+    }
+
+    /// Removes the spare namespaces of processes that are gone (a `hako serve` killed with
+    /// SIGKILL): every engine's open does it, as it does its other recovery.
+    pub fn sweep_dead_spares(&self) {
+        crate::spare::sweep(&self.opts.exec_root.join("netns"), false);
+    }
+
+    /// Makes the next spare in the background, when spares are kept and the last was
+    /// taken. Called once a start is done, off its way.
+    pub fn replenish_spare_namespace(&self) {
+        self.spares.replenish();
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -797,7 +823,11 @@ impl Net {
             },
         )?;
         hako_sys::crash::point("net.sandbox");
-        let made = Netns::create(&path).and_then(|ns| {
+        let ns = match self.spares.adopt(&path) {
+            Some(ns) => Ok(ns),
+            None => Netns::create(&path),
+        };
+        let made = ns.and_then(|ns| {
             hako_sys::crash::point("net.netns");
             let setup = self.plan(req, &atts, &ns, reserved)?;
             Ok((setup, ns))

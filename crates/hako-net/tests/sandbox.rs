@@ -1249,3 +1249,97 @@ fn kept_elements_are_added_again_only_after_the_ruleset_changed() {
     let left = links_left(&[]);
     assert!(left.is_empty(), "links left: {left:?}");
 }
+
+/// The `.spare-*` namespace files under `<exec>/netns`, with their namespaces' inodes.
+fn spares(exec: &Path) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found: Vec<(String, u64)> = std::fs::read_dir(exec.join("netns"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let ino = std::fs::metadata(e.path()).ok()?.ino();
+                    name.starts_with(".spare-").then_some((name, ino))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+fn wait_for_spares(exec: &Path, what: &str, ok: impl Fn(&[(String, u64)]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok(&spares(exec)) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: spares are {:?}",
+            spares(exec)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A long-lived engine keeps one namespace made ahead: a setup adopts it (the container's
+/// namespace is that very one), the next is made after the start, and stopping removes it;
+/// one left by a process that is gone is removed when the next starts keeping one.
+#[test]
+fn a_spare_namespace_is_adopted_replenished_and_removed() {
+    use std::os::unix::fs::MetadataExt;
+    if !root() {
+        return;
+    }
+    sandbox();
+    let e = env();
+    // A spare of a `hako serve` killed with SIGKILL (a pid above any pid_max).
+    let stale = e.exec.join("netns").join(".spare-2147483646-0");
+    hako_net::netns::Netns::create(&stale).expect("stale spare");
+    let mine = format!(".spare-{}-", std::process::id());
+
+    e.net.keep_spare_namespace();
+    wait_for_spares(&e.exec, "the first spare", |s| {
+        s.len() == 1 && s[0].0.starts_with(&mine)
+    });
+    assert!(!stale.exists(), "the dead process's spare is removed");
+    let spare = spares(&e.exec)[0].1;
+
+    let (setup, id) = start_on_bridge(&e, 's');
+    let ns = std::fs::metadata(e.net.netns_path(&id))
+        .expect("netns")
+        .ino();
+    assert_eq!(ns, spare, "the container's namespace is the spare");
+    assert!(spares(&e.exec).is_empty(), "taken");
+    assert_eq!(link_up(&setup.endpoints[0].host_veth), Some(true));
+
+    e.net.replenish_spare_namespace();
+    wait_for_spares(&e.exec, "the next spare", |s| {
+        s.len() == 1 && s[0].1 != spare
+    });
+
+    // Without a spare ready, a setup makes its namespace as before.
+    let next = spares(&e.exec)[0].1;
+    let (second, id2) = start_on_bridge(&e, 't');
+    let third = start_on_bridge(&e, 'u');
+    let ns2 = std::fs::metadata(e.net.netns_path(&id2))
+        .expect("netns")
+        .ino();
+    let ns3 = std::fs::metadata(e.net.netns_path(&third.1))
+        .expect("netns")
+        .ino();
+    assert!(ns2 == next || ns3 == next, "one of them adopted the spare");
+    assert_ne!(ns2, ns3);
+    stop(&e, third);
+    stop(&e, (second, id2));
+    stop(&e, (setup, id));
+
+    e.net.drop_spare_namespace();
+    assert!(spares(&e.exec).is_empty(), "removed at the end");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let exec = e.exec.display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&exec)),
+        "mounts left under {exec}"
+    );
+    let left = links_left(&[]);
+    assert!(left.is_empty(), "links left: {left:?}");
+}

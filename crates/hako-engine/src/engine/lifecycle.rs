@@ -43,6 +43,7 @@ impl Engine {
         hako_sys::crash::point("start.shim");
         self.begin(&rec)?;
         hako_sys::crash::point("start.started");
+        self.net.replenish_spare_namespace();
         Ok((rec, true))
     }
 

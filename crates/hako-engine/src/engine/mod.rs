@@ -228,6 +228,17 @@ impl Engine {
         Ok(engine)
     }
 
+    /// A long-lived engine (`hako serve`) keeps one network namespace made ahead, which
+    /// the next container's network setup adopts (hako-net's `spare.rs`).
+    pub fn keep_spare_namespace(&self) {
+        self.net.keep_spare_namespace();
+    }
+
+    /// Stops keeping one and removes it (the server's end).
+    pub fn drop_spare_namespace(&self) {
+        self.net.drop_spare_namespace();
+    }
+
     /// Gives back the memory an idle server need not hold: the store connections' page
     /// caches and prepared statements, libnftables with its libraries (~1.5 MB mapped;
     /// loaded again by the next firewall change), then the allocator's free pages.

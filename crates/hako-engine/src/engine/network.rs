@@ -408,7 +408,9 @@ impl Engine {
     /// made (they are made while the shim starts): the container the runtime created
     /// there, which never ran, is ended with its network, and its next start makes both
     /// again. A living shim whose container runs (it restarted it) takes the network over.
+    /// The spare namespace a `hako serve` killed with SIGKILL left goes too.
     pub(crate) fn collect_dead_networks(&self) {
+        self.net.sweep_dead_spares();
         let Ok(all) = self.net.sandboxes() else {
             return;
         };
