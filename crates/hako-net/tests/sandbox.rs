@@ -39,6 +39,25 @@ struct Env {
     exec: std::path::PathBuf,
 }
 
+/// A test that fails half-way leaves nothing mounted under its directories (the
+/// namespace files, the spare).
+impl Drop for Env {
+    fn drop(&mut self) {
+        let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return;
+        };
+        let mut under: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| Path::new(m).starts_with(&self.exec))
+            .collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 fn env() -> Env {
     env_with(None)
 }
