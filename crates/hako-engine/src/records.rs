@@ -19,10 +19,10 @@
 //! hako-image's flight.rs): when no flight is in progress, a row that still has one is
 //! what a killed process left, and recovery.rs finishes the job.
 
-use hako_sys::sqlite::Cached;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{ContainerConfig, HostConfig};
+use hako_sys::sqlite::Cached;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};

@@ -6,11 +6,11 @@
 //! the row `removing` before it deletes the directory and the row last (a create meanwhile
 //! waits for it to finish; a crash in between is finished by the recovery).
 
-use hako_sys::sqlite::Cached;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{Volume, VolumeScopeEnum};
+use hako_sys::sqlite::Cached;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, IoContext, Result};

@@ -24,9 +24,9 @@
 //! several hako processes serialize on the write lock instead of failing on upgrade; the
 //! busy timeout covers the wait.
 
-use hako_sys::sqlite::Cached;
 use std::path::Path;
 
+use hako_sys::sqlite::Cached;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::Result;

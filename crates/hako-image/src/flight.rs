@@ -32,12 +32,12 @@
 //! pinned layer (nor, through `parent`, anything below it). Pins go when the flight ends;
 //! pins of a crashed flight go with the next collection.
 
-use hako_sys::sqlite::Cached;
 use std::cell::Cell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use hako_sys::sqlite::Cached;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, IoContext, Result};

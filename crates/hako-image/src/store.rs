@@ -17,7 +17,6 @@
 //! [`ImageStore::open`] that sees the marker (and finds no flight in progress) or
 //! [`ImageStore::prune`] removes them (gc.rs).
 
-use hako_sys::sqlite::Cached;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
@@ -25,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use hako_storage::{Driver, LayerPaths, StorageOpts};
+use hako_sys::sqlite::Cached;
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OptionalExtension, params};
 

@@ -64,11 +64,7 @@ impl Netns {
             .create(dir)
             .ctx(|| format!("create {}", dir.display()))?;
         }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .ctx(|| format!("create {}", path.display()))?;
+        mount_point(path)?;
         let made = on_thread(None, || {
             nix::mount::mount(
                 Some("/proc/thread-self/ns/net"),
@@ -120,6 +116,16 @@ impl Netns {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         on_thread(Some(&self.file), f)
     }
+}
+
+/// Makes the empty file a namespace is bound onto (it must not exist yet).
+pub(crate) fn mount_point(path: &Path) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .ctx(|| format!("create {}", path.display()))?;
+    Ok(())
 }
 
 /// Unmounts and removes a namespace file; one already gone is fine. The namespace itself

@@ -127,11 +127,7 @@ impl Spares {
 
 /// Binds the namespace bound at `from` onto a new file `to`.
 fn bind_over(from: &Path, to: &Path) -> Result<Netns> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .ctx(|| format!("create {}", to.display()))?;
+    netns::mount_point(to)?;
     nix::mount::mount(Some(from), to, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .map_err(std::io::Error::from)
         .ctx(|| format!("bind {} onto {}", from.display(), to.display()))?;

@@ -19,12 +19,12 @@
 //! Addresses are allocated when a container starts and released when it stops (Docker's
 //! rule), each allocation one `BEGIN IMMEDIATE` transaction.
 
-use hako_sys::sqlite::Cached;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use hako_sys::sqlite::Cached;
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
