@@ -103,13 +103,11 @@ impl Spares {
     }
 
     /// The spare, bound at `path` (a file that must not exist yet) instead of its own name;
-    /// `None` when there is none ready (one being made is not waited for) or the move
-    /// failed (the caller makes a namespace as without spares).
+    /// `None` when there is none or the bind failed (the caller makes a namespace as
+    /// without spares). One being made is waited for: what is left of its making is never
+    /// more than making another.
     pub(crate) fn adopt(&self, path: &Path) -> Option<Netns> {
-        let spare = {
-            let mut slot = self.slot.try_lock().ok()?;
-            slot.take()?
-        };
+        let spare = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         match bind_over(&spare, path) {
             Ok(ns) => {
                 let _ = netns::remove(&spare);
