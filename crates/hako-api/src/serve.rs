@@ -174,6 +174,7 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("start the runtime: {e}"))?;
     let engine = Arc::new(engine);
     engine.keep_spare_namespace();
+    engine.keep_zygote_shim();
     let app = app(engine.clone());
     let kept = engine.clone();
     let served = rt.block_on(async move {
@@ -226,6 +227,7 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
         }
     });
     kept.drop_spare_namespace();
+    kept.drop_zygote_shim();
     served
 }
 

@@ -534,3 +534,92 @@ fn an_idle_server_gives_its_code_pages_back() {
         "the next request maps code back"
     );
 }
+
+/// The processes in `server`'s network namespace (each test has its own) that are a shim
+/// started ahead of need: `hako-shim --zygote-fd N PAD`.
+fn zygotes_of(server: i32) -> Vec<i32> {
+    let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let theirs = ns(server);
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if args.first().is_some_and(|a| a.ends_with(b"hako-shim"))
+            && args.get(1) == Some(&b"--zygote-fd".as_slice())
+            && theirs.is_some()
+            && ns(pid) == theirs
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` runs (not gone, not a zombie).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next())
+        })
+        .flatten()
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// `hako serve` keeps a shim started ahead of need (`hako_engine`'s zygote): the next
+/// container's shim is that very process, its command line now the one a spawned shim
+/// has (what `ps`, the network's release and `system check` read); a new zygote follows;
+/// and the zygote ends when the server does, even by SIGKILL.
+#[test]
+fn a_zygote_shim_becomes_the_next_shim_and_ends_with_the_server() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let mut s = Server::start(&h);
+    let server = s.pid();
+    h.wait_for("a zygote shim", || zygotes_of(server).len() == 1);
+    let z = zygotes_of(server)[0];
+    let id = s
+        .ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let cmd = std::fs::read(format!("/proc/{z}/cmdline")).expect("the zygote's cmdline");
+    let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == [b"--id".as_slice(), id.as_bytes()]),
+        "the container's shim is not the zygote: {}",
+        String::from_utf8_lossy(&cmd)
+    );
+    let shim_pid =
+        std::fs::read_to_string(h.exec_root().join("containers").join(&id).join("shim.pid"))
+            .expect("shim.pid");
+    // (`PID START_TIME`)
+    assert_eq!(
+        shim_pid.split_whitespace().next(),
+        Some(z.to_string().as_str())
+    );
+    // It is the shim in every way: exec, logs, the exit code, removal with its network.
+    assert_eq!(
+        s.ok(&["exec", &id, "sh", "-c", "echo out; echo err >&2"]),
+        "out\n"
+    );
+    h.wait_for("the next zygote", || {
+        let now = zygotes_of(server);
+        now.len() == 1 && now[0] != z
+    });
+    assert_eq!(s.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    s.ok(&["rm", "-f", &id]);
+    assert!(!running(z), "the container's shim outlived its removal");
+    h.wait_for("a zygote after the run", || zygotes_of(server).len() == 1);
+    let last = zygotes_of(server)[0];
+    s.kill9();
+    h.wait_for("the zygote to end with its server", || !running(last));
+    assert!(h.ok(&["ps", "-aq"]).trim().is_empty());
+}

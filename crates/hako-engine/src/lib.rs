@@ -42,6 +42,7 @@ pub mod units;
 pub mod user;
 pub mod version;
 mod volumes;
+mod zygote;
 
 pub use bollard_stubs::models;
 pub use check::CheckReport;

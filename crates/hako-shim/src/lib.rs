@@ -81,6 +81,7 @@ pub mod options;
 pub mod protocol;
 pub mod shimlog;
 pub mod sockpath;
+pub mod zygote;
 
 mod client;
 mod daemon;
@@ -108,7 +109,20 @@ use crate::runtime::Runtime;
 /// The whole life of a shim; never returns. Exits 0 after the container's final exit (or
 /// execs `--exit-command`), 1 when the container could not be created.
 pub fn run(opts: Options) -> ! {
+    run_with(opts, true)
+}
+
+/// [`run`] for a [`zygote`] that detached already, in the spawner's working directory.
+pub(crate) fn run_detached(opts: Options) -> ! {
+    run_with(opts, false)
+}
+
+fn run_with(opts: Options, detach: bool) -> ! {
     let opts = absolute(opts);
+    if !detach {
+        // As `daemon::detach` does: hold no directory busy.
+        let _ = nix::unistd::chdir("/");
+    }
     let ready = opts.ready_fd.and_then(ReadyPipe::take);
     let go = opts.go_fd.and_then(hako_sys::fd::from_inherited);
     let mut keep: Vec<i32> = opts.hold_fds.clone();
@@ -118,7 +132,7 @@ pub fn run(opts: Options) -> ! {
     // Held, never used; close-on-exec so neither the runtime nor the exit command gets
     // them: they close when the shim ends, however it ends.
     let mut held = daemon::hold(&opts.hold_fds);
-    if let Err(e) = daemon::detach() {
+    if detach && let Err(e) = daemon::detach() {
         fail(ready, &format!("hako-shim: {e}"), &opts);
     }
     let mut shim = match setup(&opts) {

@@ -132,6 +132,32 @@ pub struct Options {
 }
 
 impl Options {
+    /// The options with every inherited descriptor number (`--ready-fd`, `--go-fd`,
+    /// `--hold-fd`, `--proxy FD=`) passed through `to` (a [`crate::zygote`] got them under
+    /// other numbers); a number `to` does not know is an error.
+    pub fn renumber_fds(mut self, to: impl Fn(i32) -> Option<i32>) -> Result<Self, String> {
+        let map = |n: i32| to(n).ok_or_else(|| format!("descriptor {n} was not passed"));
+        if let Some(fd) = self.ready_fd {
+            self.ready_fd = Some(map(fd)?);
+        }
+        if let Some(fd) = self.go_fd {
+            self.go_fd = Some(map(fd)?);
+        }
+        for fd in &mut self.hold_fds {
+            *fd = map(*fd)?;
+        }
+        for p in &mut self.proxies {
+            let (fd, addr) = p
+                .split_once('=')
+                .ok_or_else(|| format!("--proxy {p}: expected FD=ADDR"))?;
+            let fd: i32 = fd
+                .parse()
+                .map_err(|_| format!("--proxy {p}: expected FD=ADDR"))?;
+            *p = format!("{}={addr}", map(fd)?);
+        }
+        Ok(self)
+    }
+
     /// The healthcheck, when a probe is configured.
     pub fn health(&self) -> Option<crate::health::HealthConfig> {
         let ns = Duration::from_nanos;
@@ -294,6 +320,42 @@ impl FromStr for RestartPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inherited_descriptors_are_renumbered_or_refused() {
+        let opts = Options::try_parse_from([
+            "hako-shim",
+            "--id",
+            "c",
+            "--bundle",
+            "/b",
+            "--runtime",
+            "r",
+            "--state-dir",
+            "/s",
+            "--ready-fd",
+            "30",
+            "--go-fd",
+            "31",
+            "--hold-fd",
+            "32",
+            "--hold-fd",
+            "33",
+            "--proxy",
+            "33=[fd00::2]:80",
+        ])
+        .expect("parse");
+        let map = |n: i32| (30..=33).contains(&n).then_some(n - 27);
+        let o = opts.clone().renumber_fds(map).expect("renumber");
+        assert_eq!((o.ready_fd, o.go_fd), (Some(3), Some(4)));
+        assert_eq!(o.hold_fds, [5, 6]);
+        assert_eq!(o.proxies, ["6=[fd00::2]:80"]);
+        // A number that was not passed: the shim must not take whatever has it here.
+        let e = opts
+            .renumber_fds(|n| (n != 32).then_some(n))
+            .expect_err("32 was not passed");
+        assert!(e.contains("32"), "{e}");
+    }
 
     #[test]
     fn restart_policies() {

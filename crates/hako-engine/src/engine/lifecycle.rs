@@ -278,7 +278,9 @@ impl Engine {
             cmd.arg("--go-fd")
                 .arg(std::os::fd::AsRawFd::as_raw_fd(go).to_string());
         }
-        let r = self.monitor_begin(cmd, &dir);
+        let mut inherited: Vec<&std::os::fd::OwnedFd> = held.iter().collect();
+        inherited.extend(go);
+        let r = self.monitor_begin(cmd, &dir, &inherited);
         // The shim has its own copies of the port sockets now.
         drop(held);
         r
@@ -317,27 +319,50 @@ impl Engine {
         state_dir: &Path,
         op: &'static str,
     ) -> Result<()> {
-        self.monitor_begin(cmd, state_dir)?.end(op)
+        self.monitor_begin(cmd, state_dir, &[])?.end(op)
     }
 
-    /// [`Engine::run_monitor`]'s first half: the spawn, with the ready pipe.
-    fn monitor_begin(&self, mut cmd: Command, state_dir: &Path) -> Result<PendingMonitor> {
+    /// [`Engine::run_monitor`]'s first half: the spawn, with the ready pipe; `inherited`
+    /// are the other descriptors `cmd` names by number. A server's zygote shim takes the
+    /// command line when it has one (`crate::zygote`).
+    fn monitor_begin(
+        &self,
+        mut cmd: Command,
+        state_dir: &Path,
+        inherited: &[&std::os::fd::OwnedFd],
+    ) -> Result<PendingMonitor> {
         let (ready_r, ready_w) = pipe_keeping(End::Write)?;
         let ready_fd = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
         cmd.arg("--ready-fd").arg(ready_fd.to_string());
         // The shim's stderr goes to a file until it answers: a shim that dies first (bad
         // arguments, a panic) says why there; after a good answer the file is unlinked.
         let stderr_path = state_dir.join("shim.stderr");
-        let stderr = std::fs::File::create(&stderr_path).map(Stdio::from);
+        let stderr = std::fs::File::create(&stderr_path);
+        if let Ok(file) = &stderr {
+            let mut fds = inherited.to_vec();
+            fds.push(&ready_w);
+            if self
+                .zygotes
+                .hand(&cmd, &fds, std::os::fd::AsFd::as_fd(file))
+            {
+                drop(ready_w);
+                return Ok(PendingMonitor {
+                    child: None,
+                    ready: ready_r,
+                    stderr_path,
+                    state_dir: state_dir.to_path_buf(),
+                });
+            }
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr.unwrap_or_else(|_| Stdio::null()));
+            .stderr(stderr.map_or_else(|_| Stdio::null(), Stdio::from));
         let child = cmd
             .spawn()
             .ctx(|| format!("run {}", self.opts.shim.display()))?;
         drop(ready_w);
         Ok(PendingMonitor {
-            child,
+            child: Some(child),
             ready: ready_r,
             stderr_path,
             state_dir: state_dir.to_path_buf(),
@@ -663,7 +688,8 @@ fn pipe_keeping(inherited: End) -> Result<(std::os::fd::OwnedFd, std::os::fd::Ow
 
 /// A shim spawned by [`Engine::monitor_begin`] whose answer is still to be read.
 struct PendingMonitor {
-    child: std::process::Child,
+    /// The spawned process (`None`: a zygote took the command line; it detached long ago).
+    child: Option<std::process::Child>,
     ready: std::os::fd::OwnedFd,
     stderr_path: std::path::PathBuf,
     state_dir: std::path::PathBuf,
@@ -674,7 +700,7 @@ impl PendingMonitor {
     fn end(mut self, op: &'static str) -> Result<()> {
         let mut reply = String::new();
         let read = std::fs::File::from(self.ready).read_to_string(&mut reply);
-        let status = self.child.wait();
+        let status = self.child.as_mut().and_then(|c| c.wait().ok());
         let said = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
         let _ = std::fs::remove_file(&self.stderr_path);
         read.ctx(|| "read the shim's answer".into())?;
@@ -686,7 +712,7 @@ impl PendingMonitor {
             .get("error")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .unwrap_or_else(|| died_without_answer(status.ok(), &said));
+            .unwrap_or_else(|| died_without_answer(status, &said));
         let _ = std::fs::remove_dir_all(&self.state_dir);
         Err(runtime_error(op, message))
     }

@@ -183,6 +183,8 @@ pub struct Engine {
     /// (the docker CLI's `run` sends its wait before its start) sleeps on this instead of
     /// polling, so it registers with the shim as soon as the server's own start made it.
     spawns: wait::Spawns,
+    /// The zygote shim a server keeps (`crate::zygote`).
+    zygotes: std::sync::Arc<crate::zygote::Zygotes>,
 }
 
 impl Engine {
@@ -216,6 +218,7 @@ impl Engine {
             firewall: None,
         })?;
         let engine = Engine {
+            zygotes: crate::zygote::Zygotes::new(opts.shim.clone()),
             opts,
             images,
             db: Mutex::new(db),
@@ -237,6 +240,17 @@ impl Engine {
     /// Stops keeping one and removes it (the server's end).
     pub fn drop_spare_namespace(&self) {
         self.net.drop_spare_namespace();
+    }
+
+    /// Keeps a shim started ahead of need from now on (`hako serve`): the next container
+    /// or exec takes it over instead of spawning one (`crate::zygote`).
+    pub fn keep_zygote_shim(&self) {
+        self.zygotes.start();
+    }
+
+    /// Stops keeping one; the one there is ends (the server's end).
+    pub fn drop_zygote_shim(&self) {
+        self.zygotes.stop();
     }
 
     /// Gives back the memory an idle server need not hold: the store connections' page
