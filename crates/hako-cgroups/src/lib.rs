@@ -90,6 +90,16 @@ pub fn self_join(files: &[std::os::fd::OwnedFd]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// [`self_join`] by path ([`Manager::self_join_paths`]): opens each `tasks` file and
+/// writes `0`.
+pub fn self_join_paths(paths: &[std::path::PathBuf]) -> std::io::Result<()> {
+    for p in paths {
+        let f = std::fs::OpenOptions::new().write(true).open(p)?;
+        nix::unistd::write(&f, b"0")?;
+    }
+    Ok(())
+}
+
 /// What the runtime and the engine do with a container's cgroups.
 pub trait CgroupManager {
     /// `mkdir -p` in every hierarchy; idempotent. v1 cpuset levels inherit cpus/mems

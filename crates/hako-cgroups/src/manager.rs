@@ -210,6 +210,29 @@ impl Manager {
             .clone()
     }
 
+    /// Makes only what cloning into [`CgroupManager::clone_into_dir`] needs (pure v2's
+    /// directory, hybrid's unified one): the rest can be made after the clone, while the
+    /// new process sets itself up ([`Manager::self_join_paths`]). Nothing on v1 or
+    /// systemd.
+    pub fn create_clone_target(&self) -> Result<(), Error> {
+        match &self.inner {
+            Inner::V2(v2) | Inner::Hybrid(_, v2) => v2.create(),
+            _ => Ok(()),
+        }
+    }
+
+    /// The v1 hierarchies' `tasks` files ([`CgroupManager::self_join_files`]) as paths,
+    /// which need not exist yet: a process that has them made before it writes `0` to
+    /// each ([`crate::self_join_paths`]) moves itself in.
+    pub fn self_join_paths(&self) -> Vec<PathBuf> {
+        match &self.inner {
+            Inner::V1(v1) | Inner::Hybrid(v1, _) => {
+                v1.dirs().into_iter().map(|d| d.join("tasks")).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Every directory of this container, in every hierarchy.
     pub(crate) fn all_dirs(&self) -> Vec<PathBuf> {
         match &self.inner {

@@ -145,25 +145,45 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     } else {
         Manager::new(cgroups_path.as_deref(), &opts.id)?
     };
-    // Rootless (this runtime itself in a user namespace, as runc's rootless mode): a host
-    // that delegates no cgroup to the user refuses the directory; the container then runs
-    // without one, unless it asks for a limit (one line naming it).
-    let cg = match cg.create() {
-        Ok(()) => cg,
-        Err(e) if e.is_permission() && !hako_sys::userns::in_initial() => {
-            tracing::debug!(error = %e, "rootless: no cgroup for this container");
-            let none = Manager::none();
-            none.apply(&linux.resources().clone().unwrap_or_default())?;
-            none
+    let resources = linux.resources().clone().unwrap_or_default();
+    // v1 and hybrid hosts: the v1 hierarchies are made and set (~1 ms: a directory and its
+    // settings in each of a dozen hierarchies, the device rules) after the clone, while the
+    // init joins its namespaces and makes its mounts (`InitArgs::cgroup_late`). Not with a
+    // user namespace (the parent answers the init's mapping requests then), an
+    // intermediate process, systemd's scopes or a rootless runtime (which may get no cgroup
+    // at all).
+    let late = !opts.systemd_cgroup
+        && matches!(cg.layout(), Layout::V1 | Layout::Hybrid)
+        && !plan.new_user
+        && !plan.intermediate
+        && plan.has_mount_ns
+        && hako_sys::userns::in_initial();
+    let cg = if late {
+        cg.create_clone_target()?;
+        cg
+    } else {
+        // Rootless (this runtime itself in a user namespace, as runc's rootless mode): a
+        // host that delegates no cgroup to the user refuses the directory; the container
+        // then runs without one, unless it asks for a limit (one line naming it).
+        match cg.create() {
+            Ok(()) => cg,
+            Err(e) if e.is_permission() && !hako_sys::userns::in_initial() => {
+                tracing::debug!(error = %e, "rootless: no cgroup for this container");
+                let none = Manager::none();
+                none.apply(&resources)?;
+                none
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
-    tracing::debug!(path = cg.resolved_path(), layout = ?cg.layout(), unit = ?cg.systemd_unit(), "cgroup created");
+    tracing::debug!(path = cg.resolved_path(), layout = ?cg.layout(), unit = ?cg.systemd_unit(), late, "cgroup created");
     cleanup.cgroup = Some(Manager::from_saved(&cg.saved())?);
     // Like runc, the device cgroup is always a whitelist: the config's rules, then the
     // devices every container needs.
-    let resources = linux.resources().clone().unwrap_or_default();
-    cg.apply(&with_default_devices(&resources))?;
+    let resources = with_default_devices(&resources);
+    if !late {
+        cg.apply(&resources)?;
+    }
 
     nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622))
         .context(|| "make exec fifo".into())?;
@@ -181,11 +201,16 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
     // v1 hierarchies: the init moves itself in (see CgroupManager::self_join_files), but
     // not from inside a new user namespace (it is not root of the files' namespace
     // there): then the parent moves it as before.
-    let join_cgroups = match plan.new_user || plan.intermediate {
+    let join_cgroups = match plan.new_user || plan.intermediate || late {
         true => Vec::new(),
         false => cg.self_join_files()?,
     };
-    let self_joined = !join_cgroups.is_empty();
+    let join_cgroup_paths = if late {
+        cg.self_join_paths()
+    } else {
+        Vec::new()
+    };
+    let self_joined = !join_cgroups.is_empty() || !join_cgroup_paths.is_empty();
     let init = InitArgs {
         id: &opts.id,
         config: &config,
@@ -200,6 +225,8 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
         preserve_fds: opts.preserve_fds,
         no_new_keyring: opts.no_new_keyring,
         join_cgroups,
+        join_cgroup_paths,
+        cgroup_late: late,
     };
     // cgroup v2 (cgroupfs driver; hybrid's unified tree too): clone the init straight
     // into its cgroup.
@@ -221,7 +248,14 @@ pub fn create(opts: &CreateOptions, console: Console) -> Result<Created> {
             init,
             cgroup: cgroup_dir.as_ref().map(std::os::fd::AsFd::as_fd),
         },
-        &|pid, cloned_into| Ok(cg.add_task_rest(pid, cloned_into, self_joined)?),
+        &|pid, cloned_into| {
+            if late {
+                cg.create()?;
+                cg.apply(&resources)?;
+                tracing::debug!("cgroup made beside the init");
+            }
+            Ok(cg.add_task_rest(pid, cloned_into, self_joined)?)
+        },
     )?;
 
     let (_, start_time) = proc_stat(pid)

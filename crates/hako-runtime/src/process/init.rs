@@ -44,6 +44,14 @@ pub struct InitArgs<'a> {
     /// The v1 hierarchies' `tasks` files of the container's cgroup: the init writes `0`
     /// to each as its first step, moving itself in (`CgroupManager::self_join_files`).
     pub join_cgroups: Vec<OwnedFd>,
+    /// The same files by path, when the parent makes the cgroup while the init sets up
+    /// (see [`InitArgs::cgroup_late`]).
+    pub join_cgroup_paths: Vec<std::path::PathBuf>,
+    /// The parent makes the container's cgroup after the clone (v1 and hybrid: a dozen
+    /// directories and their settings, ~1 ms) while the init joins its namespaces and makes
+    /// its mounts; the init waits for it (the parent's Proceed) only before the first step
+    /// that needs it: the cgroup namespace and the cgroup mount, else before `pivot_root`.
+    pub cgroup_late: bool,
 }
 
 /// Run as the init; never returns.
@@ -72,6 +80,20 @@ pub fn run(args: InitArgs<'_>, chan: ChildEnd) -> ! {
     }
 }
 
+/// Waits for the parent's Proceed (the cgroup is made and set), moves into the cgroup and
+/// makes the cgroup namespace; the init's host pid.
+fn enter_cgroup(args: &InitArgs<'_>, chan: &ChildEnd) -> Result<i32> {
+    let host_pid = chan.expect_proceed()?;
+    // Single-threaded here: moving the calling thread moves the process.
+    hako_cgroups::self_join(&args.join_cgroups).context(|| "join the container's cgroup".into())?;
+    hako_cgroups::self_join_paths(&args.join_cgroup_paths)
+        .context(|| "join the container's cgroup".into())?;
+    if args.plan.new_cgroup {
+        unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare cgroup namespace".into())?;
+    }
+    Ok(host_pid)
+}
+
 /// The init after it reported Ready: what is left to do once `start` comes.
 struct Ready<'a> {
     host_pid: i32,
@@ -86,11 +108,9 @@ fn spec<'a>(args: &InitArgs<'a>) -> &'a Spec {
 fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
     let spec = spec(args);
     let plan = args.plan;
-    let host_pid = chan.expect_proceed()?;
-    // Single-threaded here: moving the calling thread moves the process.
-    hako_cgroups::self_join(&args.join_cgroups).context(|| "join the container's cgroup".into())?;
-    if plan.new_cgroup {
-        unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare cgroup namespace".into())?;
+    let mut host_pid = None;
+    if !args.cgroup_late {
+        host_pid = Some(enter_cgroup(args, chan)?);
     }
     if !plan.intermediate {
         join_and_unshare(plan, chan)?;
@@ -134,7 +154,17 @@ fn setup<'a>(args: &'a InitArgs<'_>, chan: &ChildEnd) -> Result<Ready<'a>> {
         &args.cgroups,
         in_userns,
         plan.has_mount_ns,
+        &mut || {
+            if host_pid.is_none() {
+                host_pid = Some(enter_cgroup(args, chan)?);
+            }
+            Ok(())
+        },
     )?;
+    let host_pid = match host_pid {
+        Some(pid) => pid,
+        None => enter_cgroup(args, chan)?,
+    };
     tracing::debug!("mounts ready");
 
     let hooks = spec.hooks().as_ref();

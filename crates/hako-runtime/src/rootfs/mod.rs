@@ -58,6 +58,7 @@ pub fn prepare(
     cgroups: &CgroupView,
     in_userns: bool,
     own_ns: bool,
+    before_cgroup_mount: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
     let linux = spec.linux().as_ref();
     if own_ns {
@@ -67,7 +68,11 @@ pub fn prepare(
         .context(|| format!("open rootfs {}", rootfs.display()))?;
 
     let mut dev_from_host = false;
-    for m in spec.mounts().iter().flatten() {
+    let all: Vec<&oci_spec::runtime::Mount> = spec.mounts().iter().flatten().collect();
+    // A cgroup mount waits for the cgroup (`before_cgroup_mount`): it goes last unless a
+    // later mount is on it, in it or over it (then the order of the list holds).
+    let mut deferred = Vec::new();
+    for (i, m) in all.iter().enumerate() {
         if m.destination() == Path::new("/dev")
             && m.options()
                 .iter()
@@ -76,12 +81,31 @@ pub fn prepare(
         {
             dev_from_host = true;
         }
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            let d = m.destination();
+            let related = |x: &Path| x.starts_with(d) || d.starts_with(x);
+            if all[i + 1..]
+                .iter()
+                .any(|later| related(later.destination()))
+            {
+                before_cgroup_mount()?;
+            } else {
+                deferred.push(*m);
+                continue;
+            }
+        }
         mounts::mount_entry(&root, m, cgroups, in_userns)?;
     }
     if !dev_from_host {
         let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
         devices::create(&root, &devices, in_userns)?;
         devices::symlinks(&root)?;
+    }
+    if !deferred.is_empty() {
+        before_cgroup_mount()?;
+    }
+    for m in deferred {
+        mounts::mount_entry(&root, m, cgroups, in_userns)?;
     }
     Ok(())
 }
