@@ -28,8 +28,12 @@ for t in docker dockerd hyperfine unshare; do
     command -v "$t" >/dev/null || { echo "bench/api.sh: $t is needed" >&2; exit 1; }
 done
 FIXTURE="${HAKO_FIXTURES:-$(pwd)/.fixtures}/busybox-rootfs.tar"
-[ -f "$FIXTURE" ] || "$BIN/../release/hako-fixture" rootfs 2>/dev/null || {
-    echo "bench/api.sh: $FIXTURE missing (hako-fixture rootfs)" >&2; exit 1; }
+# The tests make this tar on first use; on a fresh checkout, make it from the rootfs fixture.
+if [ ! -f "$FIXTURE" ]; then
+    rootfs=$("$BIN/hako-fixture" rootfs) || {
+        echo "bench/api.sh: $FIXTURE missing and hako-fixture rootfs failed" >&2; exit 1; }
+    tar -C "$rootfs" -cf "$FIXTURE.tmp" . && mv "$FIXTURE.tmp" "$FIXTURE"
+fi
 
 rm -rf "$DIR"
 mkdir -p "$DIR/hako" "$DIR/docker" "$DIR/work"
