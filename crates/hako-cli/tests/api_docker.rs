@@ -536,7 +536,8 @@ fn an_idle_server_gives_its_code_pages_back() {
 }
 
 /// The processes in `server`'s network namespace (each test has its own) that are a shim
-/// started ahead of need: `hako-shim --zygote-fd N PAD`.
+/// started ahead of need (`hako-shim --zygote-fd N PAD`) and detached already (not the
+/// server's child any more: that first process exits once its child has detached).
 fn zygotes_of(server: i32) -> Vec<i32> {
     let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
     let theirs = ns(server);
@@ -551,11 +552,19 @@ fn zygotes_of(server: i32) -> Vec<i32> {
             && args.get(1) == Some(&b"--zygote-fd".as_slice())
             && theirs.is_some()
             && ns(pid) == theirs
+            && parent(pid).is_some_and(|p| p != server)
         {
             out.push(pid);
         }
     }
     out
+}
+
+/// `pid`'s parent.
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Whether `pid` runs (not gone, not a zombie).
@@ -585,6 +594,13 @@ fn a_zygote_shim_becomes_the_next_shim_and_ends_with_the_server() {
     let server = s.pid();
     h.wait_for("a zygote shim", || zygotes_of(server).len() == 1);
     let z = zygotes_of(server)[0];
+    // Its image is on a read-only mount (so it may create containers in a fork of itself,
+    // where the init runs that image until it executes the container's program).
+    let exe = nix::sys::statvfs::statvfs(format!("/proc/{z}/exe").as_str()).expect("statvfs");
+    assert!(
+        exe.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        "the zygote runs from a writable mount"
+    );
     let id = s
         .ok(&["run", "-d", "busybox", "sleep", "1000"])
         .trim()

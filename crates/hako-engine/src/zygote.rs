@@ -152,8 +152,9 @@ fn handover(cmd: &Command, fds: &[&OwnedFd]) -> Option<hako_shim::zygote::Handov
     })
 }
 
-/// Starts a zygote: `SHIM --zygote-fd N PAD` with its end of a socket pair as N. Its first
-/// process exits once it has detached; that exit is waited for here.
+/// Starts a zygote: `SHIM --zygote-fd N PAD` with its end of a socket pair as N, executed
+/// from a read-only mount of `SHIM`'s directory. Its first process exits once it has
+/// detached; that exit is waited for here.
 fn spawn(shim: &std::path::Path) -> std::io::Result<OwnedFd> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
@@ -164,7 +165,17 @@ fn spawn(shim: &std::path::Path) -> std::io::Result<OwnedFd> {
     // Inherited by number (a duplicate without close-on-exec), as the port sockets are.
     let inherited = nix::unistd::dup(&theirs)?;
     drop(theirs);
-    let mut cmd = Command::new(shim);
+    // From a read-only mount of its directory, which its image then stays on: the shim
+    // creates containers in a fork of itself (not with an exec of the runtime) only there.
+    let sealed = hako_sys::mount::readonly_tree(shim);
+    let mut cmd = match &sealed {
+        Some((tree, name)) => {
+            let mut c = Command::new(hako_sys::mount::in_tree(tree, name));
+            std::os::unix::process::CommandExt::arg0(&mut c, shim);
+            c
+        }
+        None => Command::new(shim),
+    };
     hako_sys::crash::scrub(&mut cmd);
     cmd.arg(hako_shim::zygote::FLAG)
         .arg(inherited.as_raw_fd().to_string())
@@ -174,6 +185,7 @@ fn spawn(shim: &std::path::Path) -> std::io::Result<OwnedFd> {
         .stderr(Stdio::null());
     let mut child = cmd.spawn()?;
     drop(inherited);
+    drop(sealed);
     let status = child.wait()?;
     if !status.success() {
         return Err(std::io::Error::other(format!("the zygote shim {status}")));

@@ -57,6 +57,27 @@ pub fn set_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// A detached read-only bind mount of the directory holding `bin`, and `bin`'s name in it:
+/// a program executed as `/proc/self/fd/<tree>/<name>` runs from an image that cannot be
+/// written through `/proc/<pid>/exe` (CVE-2019-5736). `None` where the new mount API is not
+/// allowed (no privilege).
+pub fn readonly_tree(bin: &std::path::Path) -> Option<(OwnedFd, std::ffi::OsString)> {
+    use std::os::fd::AsFd;
+    let real = std::fs::canonicalize(bin).ok()?;
+    let name = real.file_name()?.to_owned();
+    let dir = std::ffi::CString::new(real.parent()?.as_os_str().as_encoded_bytes()).ok()?;
+    let tree = open_tree_clone(&dir).ok()?;
+    set_readonly(tree.as_fd()).ok()?;
+    Some((tree, name))
+}
+
+/// The path to execute `name` by in a [`readonly_tree`].
+pub fn in_tree(tree: &OwnedFd, name: &std::ffi::OsStr) -> std::path::PathBuf {
+    let mut path = std::ffi::OsString::from(format!("/proc/self/fd/{}/", tree.as_raw_fd()));
+    path.push(name);
+    path.into()
+}
+
 /// Whether `path` is the root of a mount (something is mounted exactly there), from one
 /// `statx` (`STATX_ATTR_MOUNT_ROOT`, Linux 5.8): `None` when the kernel does not report
 /// the attribute or the path cannot be looked up, for the caller to read mountinfo.

@@ -162,6 +162,20 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether this process has one thread (`/proc/self/stat`'s num_threads): the condition
+/// for running arbitrary code in a fork of it (another thread may hold a lock, the
+/// allocator's say, at the fork, which the child then never sees released).
+pub fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let (_, rest) = s.rsplit_once(')')?;
+            // Fields from 3 (state) on: num_threads is field 20.
+            rest.split_whitespace().nth(17)?.parse::<u32>().ok()
+        })
+        == Some(1)
+}
+
 /// Mark every descriptor from `first` upward close-on-exec (`close_range(2)` with
 /// `CLOSE_RANGE_CLOEXEC`), so the container's program inherits only what it should
 /// (GHSA-xr7r-f8xq-vfvv: a leaked host directory fd lets a container escape).
@@ -371,6 +385,23 @@ pub fn take_env_at_start(key: &str) -> Option<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_threaded_counts_the_threads() {
+        // The test harness runs each test on a thread of its own: a forked child of this
+        // process has one thread, this process more.
+        assert!(!single_threaded());
+        match crate::clone3_fork(nix::sched::CloneFlags::empty(), None).expect("fork") {
+            crate::CloneResult::Child => std::process::exit(i32::from(!single_threaded())),
+            crate::CloneResult::Parent(pid) => {
+                let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                assert!(
+                    matches!(st, Ok(nix::sys::wait::WaitStatus::Exited(_, 0))),
+                    "{st:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn cloexec_from_marks_high_descriptors() {
