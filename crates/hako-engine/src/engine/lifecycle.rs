@@ -499,7 +499,9 @@ impl Engine {
         // The shim's exit command releases the network; wait for it, so that a stopped
         // container holds no address, port or interface when `stop` returns.
         self.release_network(&rec.id, true)?;
-        self.unmount_stopped(&rec);
+        // Waiting for the lock: the exit command holds it while it unmounts the same
+        // rootfs, and `stop` returns only once the rootfs is unmounted, as Docker's.
+        self.unmount_stopped_with(&rec, true);
         Ok(rec)
     }
 
@@ -508,7 +510,21 @@ impl Engine {
     /// `start` again). Only when nobody holds the container's lock: a `start` in progress
     /// wants it mounted, an `rm` unmounts it itself.
     pub(super) fn unmount_stopped(&self, rec: &Record) {
-        let Ok(Some(_lock)) = crate::locks::try_lock(&self.opts.exec_root, &rec.id) else {
+        self.unmount_stopped_with(rec, false);
+    }
+
+    /// [`Engine::unmount_stopped`]; with `wait`, after whoever holds the container's lock
+    /// is done (then a start that took it finds the container running, and it is left
+    /// mounted).
+    fn unmount_stopped_with(&self, rec: &Record, wait: bool) {
+        let lock = if wait {
+            crate::locks::lock(&self.opts.exec_root, &rec.id).ok()
+        } else {
+            crate::locks::try_lock(&self.opts.exec_root, &rec.id)
+                .ok()
+                .flatten()
+        };
+        let Some(_lock) = lock else {
             return;
         };
         match self.get(&rec.id) {
