@@ -204,11 +204,7 @@ impl Runtime {
                 std::os::unix::process::ExitStatusExt::from_raw(code << 8),
             ));
         }
-        let text = std::fs::read_to_string(&self.pid_file)
-            .map_err(|e| format!("reading {}: {e}", self.pid_file.display()))?;
-        text.trim()
-            .parse()
-            .map_err(|_| format!("bad pid in {}: {text:?}", self.pid_file.display()))
+        read_pid(&self.pid_file)
     }
 
     /// `exec --detach --pid-file P --process F [--console-socket S] ID`: starts one more
@@ -280,11 +276,7 @@ impl Runtime {
             let stderr = read_available(stderr_read);
             return Err(self.error_message(mark, &stderr, status));
         }
-        let text = std::fs::read_to_string(pid_file)
-            .map_err(|e| format!("reading {}: {e}", pid_file.display()))?;
-        text.trim()
-            .parse()
-            .map_err(|_| format!("bad pid in {}: {text:?}", pid_file.display()))
+        read_pid(pid_file)
     }
 
     /// `start ID`.
@@ -454,6 +446,15 @@ fn last_logged_error(log: &Path, mark: u64) -> Option<String> {
         }
         v["msg"].as_str().map(str::to_string)
     })
+}
+
+/// The pid a runtime call wrote to `pid_file`.
+fn read_pid(pid_file: &Path) -> Result<i32, String> {
+    let text = std::fs::read_to_string(pid_file)
+        .map_err(|e| format!("reading {}: {e}", pid_file.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("bad pid in {}: {text:?}", pid_file.display()))
 }
 
 /// Whatever can be read from a pipe without blocking (the caller made it non-blocking).

@@ -153,5 +153,5 @@ impl Engine {
 }
 
 fn mounted(p: &Path) -> bool {
-    super::lifecycle::hako_storage_is_mounted(p)
+    hako_sys::mountinfo::is_mounted(p)
 }

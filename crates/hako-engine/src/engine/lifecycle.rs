@@ -181,7 +181,7 @@ impl Engine {
         }
         let _ = std::fs::remove_dir_all(&dir);
         crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
-        if rec.rootfs_managed && !hako_storage_is_mounted(&rec.rootfs) {
+        if rec.rootfs_managed && !hako_sys::mountinfo::is_mounted(&rec.rootfs) {
             self.images.mount_rootfs(&rec.id)?;
             tracing::debug!(container = %rec.id, "start: root filesystem mounted");
         }
@@ -651,16 +651,6 @@ impl Engine {
         self.net.rename(&rec.id, new_name)?;
         Ok(())
     }
-}
-
-pub(super) fn hako_storage_is_mounted(p: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| {
-            let want = p.to_string_lossy();
-            m.lines()
-                .any(|l| l.split(' ').nth(4) == Some(want.as_ref()))
-        })
-        .unwrap_or(false)
 }
 
 /// A signal's number as Docker's `kill` event shows it (`SIGTERM` → `15`); what cannot be
