@@ -606,6 +606,13 @@ fn ipv6_networks_are_dual_stack() {
     let a6 = endpoint(&h, "a", "six", "GlobalIPv6Address");
     let a6 = a6.as_str();
     assert!(a6.starts_with("fd"), "{a6}");
+    let on = h.ok(&[
+        "exec",
+        "b",
+        "cat",
+        "/proc/sys/net/ipv6/conf/eth0/disable_ipv6",
+    ]);
+    assert_eq!(on.trim(), "0", "IPv6 stays on where the network has it");
     assert_eq!(
         nc_from(&h, "b", a6, 80),
         "hello from a",
@@ -663,6 +670,25 @@ fn ipv6_networks_are_dual_stack() {
     drop(out);
     h.finish(&[&a, &b]);
     h.ok(&["network", "rm", "six"]);
+}
+
+/// As Docker (26 and later): an interface on an IPv4-only network has IPv6 disabled (no
+/// link-local address), `lo` keeps ::1.
+#[test]
+fn ipv4_only_interfaces_have_no_ipv6() {
+    need_root!();
+    let h = Hako::new();
+    h.ok(&["network", "create", "four"]);
+    let show = "cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -6 addr show dev eth0; \
+                ip -6 addr show dev lo";
+    for net in ["bridge", "four"] {
+        let o = h.ok(&["run", "--rm", "--network", net, "busybox", "sh", "-c", show]);
+        let mut lines = o.lines();
+        assert_eq!(lines.next(), Some("1"), "eth0 on {net}: {o}");
+        assert!(!o.contains("fe80"), "no link-local address on {net}: {o}");
+        assert!(o.contains("::1/128"), "lo keeps ::1 on {net}: {o}");
+    }
+    h.ok(&["network", "rm", "four"]);
 }
 
 #[test]

@@ -140,6 +140,12 @@ impl Driver for Bridge {
                 if v6.is_some() {
                     sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
                     sysctl(&format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0")?;
+                } else {
+                    // No IPv6 on an interface of an IPv4-only network, as Docker (26 and
+                    // later; `lo` keeps ::1): no link-local address, no duplicate address
+                    // detection or MLD reports for it (their work came with every start).
+                    // Best effort: a kernel without IPv6 has nothing to disable.
+                    let _ = sysctl(&format!("net/ipv6/conf/{ifname}/disable_ipv6"), "1");
                 }
                 let mut c = Socket::new()?;
                 let link = c.link(ifname)?.ok_or_else(|| Error::Netlink {
