@@ -2,31 +2,41 @@
 
 use serde_json::{Value, json};
 
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::spec::ImageConfig;
 use crate::store::ImageStore;
 
 impl ImageStore {
+    /// The `config` of image `id` (what a container starts from: `Cmd`, `Env`,
+    /// `ExposedPorts`...; `Config` of [`ImageStore::inspect`]), or null: only its config blob
+    /// is read (a container's create needs nothing else of the image).
+    pub fn run_config(&self, id: &Digest) -> Result<Value> {
+        let config = ImageConfig::parse(&self.config_blob(id)?)?;
+        Ok(config.config.map(Value::Object).unwrap_or(Value::Null))
+    }
+
+    /// The config blob of image `id`; one that `system check --repair` removed says so.
+    fn config_blob(&self, id: &Digest) -> Result<Vec<u8>> {
+        match self.blobs.read(id) {
+            Ok(b) => Ok(b),
+            Err(e) => match self.damage(id)? {
+                Some(reason) => Err(crate::Error::Damaged {
+                    image: id.short().to_string(),
+                    reason,
+                }),
+                None => Err(e),
+            },
+        }
+    }
+
     /// The image `name` as `docker image inspect` shows it: `Id`, `RepoTags`,
     /// `RepoDigests`, `Created`, `Config`, `Architecture`, `Os`, `Size`, `GraphDriver`
     /// (`LowerDir`/`UpperDir`/`MergedDir`/`WorkDir` of the top layer), `RootFS.Layers`.
     pub fn inspect(&self, name: &str) -> Result<Value> {
         let id = self.resolve(name)?;
         let rec = self.image_record(&id)?;
-        let bytes = match self.blobs.read(&id) {
-            Ok(b) => b,
-            // `system check --repair` removed it: say so, and what to do.
-            Err(e) => match self.damage(&id)? {
-                Some(reason) => {
-                    return Err(crate::Error::Damaged {
-                        image: id.short().to_string(),
-                        reason,
-                    });
-                }
-                None => return Err(e),
-            },
-        };
-        let config = ImageConfig::parse(&bytes)?;
+        let config = ImageConfig::parse(&self.config_blob(&id)?)?;
         let comment = config
             .history
             .last()

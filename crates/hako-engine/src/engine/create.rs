@@ -150,8 +150,8 @@ impl Engine {
                     }
                     other => other.into(),
                 })?;
-                let inspect = self.images.inspect(id.as_str())?;
-                (id.to_string(), inspect["Config"].clone())
+                let config = self.images.run_config(&id)?;
+                (id.to_string(), config)
             }
         };
 
