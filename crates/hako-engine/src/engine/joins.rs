@@ -8,7 +8,7 @@
 //! that a container with `--ipc container:NAME` binds the same one; only a shareable
 //! container may be joined, as with Docker.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bollard_stubs::models::HostConfig;
 
@@ -71,7 +71,9 @@ impl Engine {
                 .ok_or_else(not_running)?;
             if typ == "ipc" {
                 let dir = self.shm_dir(&o.id);
-                if o.host_config.ipc_mode.as_deref() != Some("shareable") || !mounted(&dir) {
+                if o.host_config.ipc_mode.as_deref() != Some("shareable")
+                    || !hako_sys::mountinfo::is_mounted(&dir)
+                {
                     return Err(Error::InvalidArgument(format!(
                         "container {other}: non-shareable IPC (hint: use --ipc shareable for the donor container)"
                     )));
@@ -118,7 +120,7 @@ impl Engine {
     fn mount_shm(&self, rec: &Record) -> Result<()> {
         use nix::mount::{MsFlags, mount};
         let dir = self.shm_dir(&rec.id);
-        if mounted(&dir) {
+        if hako_sys::mountinfo::is_mounted(&dir) {
             return Ok(());
         }
         crate::files::dir(&dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
@@ -144,14 +146,10 @@ impl Engine {
     /// container that joined it keeps its own bind of it.
     pub(super) fn unmount_shm(&self, id: &str) {
         let dir = self.shm_dir(id);
-        if mounted(&dir)
+        if hako_sys::mountinfo::is_mounted(&dir)
             && let Err(e) = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
         {
             tracing::warn!(container = %id, error = %e, "unmount the shareable /dev/shm");
         }
     }
-}
-
-fn mounted(p: &Path) -> bool {
-    hako_sys::mountinfo::is_mounted(p)
 }
