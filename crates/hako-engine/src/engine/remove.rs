@@ -76,12 +76,13 @@ impl Engine {
     /// failure can be retried), then its anonymous volumes if asked.
     pub(crate) fn teardown(&self, rec: &Record, remove_volumes: bool) -> Result<()> {
         // The shim of an exited container reports the exit first, then runs `RUNTIME
-        // delete` (~2 ms, most of it the runtime's start-up) and removes its files. When
-        // the container had a PID namespace of its own nothing of it runs any more (the
-        // kernel kills the namespace's processes before its init's exit is reported), so
-        // its network and root filesystem go meanwhile (both wait on RCU grace periods
-        // in the kernel); the runtime's state and the directories wait for the shim.
-        let overlap = self.finishing_after_exit(rec);
+        // delete` and removes its files. When the container had a PID namespace of its
+        // own nothing of it runs any more (the kernel kills the namespace's processes
+        // before its init's exit is reported), so its network and root filesystem go
+        // meanwhile (both wait on RCU grace periods in the kernel), whether its shim is
+        // still finishing or done already; the runtime's state and the directories wait
+        // for the shim.
+        let overlap = self.exited_alone(rec);
         // Tells a finishing shim to skip its exit command: the removal is ours now (a
         // failure below leaves the record for the next `rm`, which redoes what the command
         // would have done). A shim already past that point runs it, and it finds the
@@ -152,12 +153,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether `rec` exited, its shim is still finishing, and no process of it can be
-    /// left: a PID namespace of its own (with `--pid host` or `container:X` others may
-    /// outlive its init until `RUNTIME delete --force` kills them).
-    fn finishing_after_exit(&self, rec: &Record) -> bool {
+    /// Whether `rec` exited (its shim recorded the exit) and no process of it can be left:
+    /// a PID namespace of its own (with `--pid host` or `container:X` others may outlive
+    /// its init until `RUNTIME delete --force` kills them). Its network then goes with its
+    /// namespace's unmount, never by deleting the interfaces (which waits for RCU grace
+    /// periods), also when its shim is gone already: a third of `docker run --rm`s here.
+    fn exited_alone(&self, rec: &Record) -> bool {
         rec.host_config.pid_mode.as_deref().unwrap_or("").is_empty()
-            && protocol::shim_alive(&self.state_dir(&rec.id))
             && self.live(rec).status == Status::Exited
     }
 
