@@ -212,8 +212,22 @@ impl Overlay2 {
         }
     }
 
-    /// mount(2) with paths relative to the driver home, on a thread with its own cwd.
+    /// mount(2) of the overlay `opts` (paths relative to the driver home) on `target`
+    /// (relative too): with the paths made absolute when that fits in a page (most
+    /// images), else from a thread whose cwd is the home (Docker's way for deep images).
+    /// The thread cost ~0.1-0.3 ms of every `docker run` while the CPUs are busy.
     fn mount_relative(&self, target: &Path, opts: &str) -> nix::Result<()> {
+        if let Some(abs) = self.absolute_options(opts)
+            && abs.len() <= MAX_MOUNT_DATA
+        {
+            return mount(
+                Some("overlay"),
+                &self.home.join(target),
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(abs.as_str()),
+            );
+        }
         std::thread::scope(|s| {
             s.spawn(|| {
                 unshare(CloneFlags::CLONE_FS)?;
@@ -229,6 +243,38 @@ impl Overlay2 {
             .join()
             .unwrap_or(Err(Errno::EINTR))
         })
+    }
+
+    /// `lowerdir=a:b,upperdir=c,workdir=d[,...]` with every path made absolute under the
+    /// home; `None` when the home's path cannot appear in mount options (relative, or with
+    /// a `,`, `:` or `=`).
+    fn absolute_options(&self, opts: &str) -> Option<String> {
+        let home = self.home.to_str()?;
+        if !self.home.is_absolute() || home.contains([',', ':', '=']) {
+            return None;
+        }
+        let mut out = String::with_capacity(opts.len() * 2);
+        for (i, opt) in opts.split(',').enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match opt.split_once('=') {
+                Some((key @ ("lowerdir" | "upperdir" | "workdir"), paths)) => {
+                    out.push_str(key);
+                    out.push('=');
+                    for (j, p) in paths.split(':').enumerate() {
+                        if j > 0 {
+                            out.push(':');
+                        }
+                        out.push_str(home);
+                        out.push('/');
+                        out.push_str(p);
+                    }
+                }
+                _ => out.push_str(opt),
+            }
+        }
+        Some(out)
     }
 }
 
@@ -513,4 +559,34 @@ pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .ctx(|| format!("chmod {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(home: &str) -> Overlay2 {
+        Overlay2 {
+            home: PathBuf::from(home),
+            quotas: std::sync::OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn overlay_options_are_made_absolute_under_the_home() {
+        let d = at("/var/lib/hako/overlay2");
+        assert_eq!(
+            d.absolute_options("lowerdir=l/AB:l/CD,upperdir=x/diff,workdir=x/work,volatile")
+                .as_deref(),
+            Some(
+                "lowerdir=/var/lib/hako/overlay2/l/AB:/var/lib/hako/overlay2/l/CD,\
+                 upperdir=/var/lib/hako/overlay2/x/diff,workdir=/var/lib/hako/overlay2/x/work,\
+                 volatile"
+            )
+        );
+        // Paths that cannot be written in the options, or relative ones: relative mount.
+        assert_eq!(at("/a,b/overlay2").absolute_options("lowerdir=l/A"), None);
+        assert_eq!(at("/a:b/overlay2").absolute_options("lowerdir=l/A"), None);
+        assert_eq!(at("rel/overlay2").absolute_options("lowerdir=l/A"), None);
+    }
 }
