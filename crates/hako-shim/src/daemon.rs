@@ -68,20 +68,7 @@ pub fn take_signals() -> Result<SignalFd, String> {
 /// stay open that long and keep its reader waiting for EOF. Call it first thing, before the
 /// shim opens anything of its own.
 pub fn close_inherited(keep: &[i32]) {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    // The directory's own descriptor is among them; it is closed by now, and closing its
-    // number again only fails with EBADF: nothing was opened in between.
-    for fd in fds {
-        if fd > 2 && !keep.contains(&fd) {
-            let _ = nix::unistd::close(fd);
-        }
-    }
+    hako_sys::fd::close_all_but_stdio(keep);
 }
 
 /// Takes the descriptors over, close-on-exec (they stay open in the shim itself, for its

@@ -52,3 +52,82 @@ pub fn netns_cookie(sock: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
         _ => Err(std::io::Error::last_os_error()),
     }
 }
+
+/// Closes every descriptor from 3 up except those in `keep`: `close_range(2)` over the
+/// gaps (a few system calls), or, on a kernel without it (before 5.9), each number listed
+/// in `/proc/self/fd`.
+pub fn close_all_but_stdio(keep: &[RawFd]) {
+    let mut kept: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let mut first = 3u32;
+    let mut ranges = Vec::with_capacity(kept.len() + 1);
+    for k in kept {
+        if k > first {
+            ranges.push((first, k - 1));
+        }
+        first = k + 1;
+    }
+    ranges.push((first, u32::MAX));
+    let mut fell_back = false;
+    for (lo, hi) in ranges {
+        // SAFETY: integer-only system call; the caller owns no descriptor in these ranges
+        // that it still uses (that is this function's contract).
+        if unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) } != 0 {
+            fell_back = true;
+            break;
+        }
+    }
+    if !fell_back {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    // The directory's own descriptor is among them; it is closed by now, and closing its
+    // number again only fails with EBADF: nothing was opened in between.
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing a number this function's contract gives it.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// In a fork (it closes this process's descriptors): three descriptors, one kept.
+    #[test]
+    fn close_all_but_stdio_keeps_stdio_and_the_kept_ones() {
+        // SAFETY: the child only makes system calls and exits (nextest runs each test in a
+        // process of its own).
+        match unsafe { libc::fork() } {
+            0 => {
+                // SAFETY: a valid C string; the descriptor is this child's.
+                let open = || unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+                let (a, b, c) = (open(), open(), open());
+                super::close_all_but_stdio(&[b]);
+                // SAFETY: reads a descriptor's flags, nothing else.
+                let is_open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+                let ok = a > 2 && !is_open(a) && is_open(b) && !is_open(c) && is_open(2);
+                // SAFETY: ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            pid if pid > 0 => {
+                let mut status = 0;
+                // SAFETY: waits for the child forked above, into a local.
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            }
+            _ => panic!("fork: {}", std::io::Error::last_os_error()),
+        }
+    }
+}

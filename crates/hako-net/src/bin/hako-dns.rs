@@ -59,17 +59,7 @@ fn main() {
     let _ = nix::unistd::setsid();
     let _ = nix::unistd::chdir("/");
     // Hold nothing the spawner had open (a pipe a caller waits on for EOF).
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        let fds: Vec<i32> = dir
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
-        for fd in fds {
-            if fd > 2 {
-                let _ = nix::unistd::close(fd);
-            }
-        }
-    }
+    hako_sys::fd::close_all_but_stdio(&[]);
     std::process::exit(hako_net::dns::server::run(hako_net::dns::server::Config {
         db,
         exec_root,
