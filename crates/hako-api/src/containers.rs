@@ -480,11 +480,10 @@ pub async fn logs(
         stderr,
         details: q.bool("details", false),
     };
-    let tty = blocking(&state, {
-        let id = id.clone();
-        move |e| Ok(e.get(&id)?.config.tty.unwrap_or(false))
-    })
-    .await?;
+    // Opened before the answer: a client that reads it only after removing the container
+    // (docker-py's `run(remove=True)`) still gets what was logged.
+    let open = blocking(&state, move |e| Ok(e.open_logs(&id)?)).await?;
+    let tty = open.tty();
     let (w, body) = stream();
     let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || {
@@ -499,7 +498,7 @@ pub async fn logs(
             kind: STDERR,
             tty,
         };
-        let _ = engine.logs_until(&id, &o, &mut out, &mut err, &|| closed.closed());
+        let _ = engine.print_logs(open, &o, &mut out, &mut err, &|| closed.closed());
     });
     let mut r = Response::new(body);
     r.headers_mut().insert(

@@ -51,7 +51,7 @@ pub use engine::{
     CONTAINER_PRUNE_FILTERS, CgroupDriver, ContainerListOptions, CreateOptions, CredentialLookup,
     DiskUsage, Dockerfile, EXEC_KEEP, Engine, EngineOptions, ExecOptions, IMAGE_FILTERS,
     IMAGE_PRUNE_FILTERS, ImageListOptions, LiveState, NETWORK_FILTERS, NETWORK_PRUNE_FILTERS,
-    NetworkMode, PendingAttach, RemovalLock, Resizer, SignalSender, VOLUME_FILTERS,
+    NetworkMode, OpenLogs, PendingAttach, RemovalLock, Resizer, SignalSender, VOLUME_FILTERS,
     VOLUME_PRUNE_FILTERS, WaitCondition, Waiter, add_legacy_network_fields, cleanup_needed,
     parse_size, sibling_binary, status_text,
 };

@@ -111,6 +111,27 @@ fn emit(
     w.flush()
 }
 
+/// A container's log files (the rotated ones, then the current one), open: what
+/// [`print_opened`] reads first. What was logged before [`open`] stays readable through
+/// them when the container is removed meanwhile (docker-py's `run(remove=True)` reads the
+/// log it asked for only after its `remove`).
+#[derive(Debug)]
+pub struct Opened {
+    path: PathBuf,
+    files: Vec<(PathBuf, File)>,
+}
+
+/// Opens the log at `path` and its rotated files.
+pub fn open(path: &Path) -> Opened {
+    Opened {
+        path: path.to_path_buf(),
+        files: files(path)
+            .into_iter()
+            .filter_map(|f| File::open(&f).ok().map(|h| (f, h)))
+            .collect(),
+    }
+}
+
 /// Prints the log at `path`; with `follow`, keeps printing until `still_running` says the
 /// container is gone (checked whenever there is no new data).
 pub fn print(
@@ -120,13 +141,24 @@ pub fn print(
     err: &mut dyn Write,
     still_running: &mut dyn FnMut() -> bool,
 ) -> Result<()> {
+    print_opened(open(path), o, out, err, still_running)
+}
+
+/// [`print`] of log files opened earlier.
+pub fn print_opened(
+    opened: Opened,
+    o: &LogOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    still_running: &mut dyn FnMut() -> bool,
+) -> Result<()> {
+    let path = opened.path.as_path();
     // Without a tail every entry goes out as it is read (a log may be far larger than
     // memory should hold); with one, only the last `tail` entries are kept.
     let mut last: VecDeque<Entry> = VecDeque::new();
     let mut position = 0u64;
     let mut inode = 0u64;
-    for f in files(path) {
-        let Ok(file) = File::open(&f) else { continue };
+    for (f, file) in opened.files {
         if f == path {
             let meta = file.metadata().ctx(|| format!("stat {}", f.display()))?;
             inode = meta.ino();
@@ -289,5 +321,30 @@ mod tests {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         print(&p, &since, &mut out, &mut err, &mut || false).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "three\n");
+    }
+
+    /// What was logged before the log was opened is printed even when the files are gone
+    /// by then (the container removed between an API `logs` answer and its reading).
+    #[test]
+    fn an_opened_log_outlives_its_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c-json.log");
+        std::fs::write(
+            format!("{}.1", p.display()),
+            line("old\n", "stdout", "2026-01-01T00:00:01Z"),
+        )
+        .unwrap();
+        std::fs::write(&p, line("kept\n", "stdout", "2026-01-01T00:00:02Z")).unwrap();
+        let opened = open(&p);
+        std::fs::remove_dir_all(d.path()).unwrap();
+        let o = LogOptions {
+            stdout: true,
+            stderr: true,
+            follow: true,
+            ..Default::default()
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print_opened(opened, &o, &mut out, &mut err, &mut || false).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "old\nkept\n");
     }
 }

@@ -188,6 +188,14 @@ impl Engine {
         err: &mut dyn Write,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
+        let open = self.open_logs(what)?;
+        self.print_logs(open, o, out, err, cancelled)
+    }
+
+    /// The container's log, open (the first half of [`Engine::logs_until`]): what was
+    /// logged until now is read from it even if the container is removed before
+    /// [`Engine::print_logs`] gets to it (the API answers a `logs` request in between).
+    pub fn open_logs(&self, what: &str) -> Result<OpenLogs> {
         let rec = self.get(what)?;
         self.debug_shim_log(&rec.id);
         if super::validate::logs_off(&rec.host_config) {
@@ -196,9 +204,23 @@ impl Engine {
                     .into(),
             ));
         }
-        let path = self.log_path(&rec.id);
+        let log = logs::open(&self.log_path(&rec.id));
+        Ok(OpenLogs { rec, log })
+    }
+
+    /// Prints a log opened by [`Engine::open_logs`], following it while the container runs
+    /// and `cancelled` says nothing.
+    pub fn print_logs(
+        &self,
+        open: OpenLogs,
+        o: &logs::LogOptions,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let OpenLogs { rec, log } = open;
         let mut running = || !cancelled() && self.live(&rec).status.is_active();
-        logs::print(&path, o, out, err, &mut running)
+        logs::print_opened(log, o, out, err, &mut running)
     }
 
     /// The container's root filesystem, open (for `export` and `cp`). A running
@@ -286,5 +308,19 @@ impl Engine {
         for l in &lines[lines.len().saturating_sub(20)..] {
             tracing::debug!(container = %&id[..12], "shim: {l}");
         }
+    }
+}
+
+/// A container's log, open for [`Engine::print_logs`].
+#[derive(Debug)]
+pub struct OpenLogs {
+    rec: Record,
+    log: logs::Opened,
+}
+
+impl OpenLogs {
+    /// The container has a terminal (its log is one stream).
+    pub fn tty(&self) -> bool {
+        self.rec.config.tty.unwrap_or(false)
     }
 }

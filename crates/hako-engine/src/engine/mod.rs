@@ -51,6 +51,7 @@ pub use build::{BuildContext, BuildRequest, CredentialLookup, Dockerfile};
 pub use create::CreateOptions;
 pub use exec::{EXEC_KEEP, ExecOptions};
 pub use images::{IMAGE_FILTERS, IMAGE_PRUNE_FILTERS, ImageListOptions};
+pub use inspect::OpenLogs;
 pub use list::{CONTAINER_FILTERS, ContainerListOptions, status_text};
 pub use network::{Mode as NetworkMode, add_legacy_network_fields};
 pub use networks::{NETWORK_FILTERS, NETWORK_PRUNE_FILTERS};
