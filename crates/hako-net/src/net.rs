@@ -1277,10 +1277,12 @@ impl Net {
                 }
             };
             *names |= n.resolves_names();
-            let others = store::network_endpoints(&self.conn(), &n.id)
-                .map(|v| v.iter().filter(|x| x.container != container).count())
-                .unwrap_or(1);
-            let last = others == 0 && !keeps_bridge(&n);
+            // (The default network keeps its bridge: its endpoints, all of them, are not
+            // read on every container's removal.)
+            let last = !keeps_bridge(&n)
+                && store::network_endpoints(&self.conn(), &n.id)
+                    .map(|v| v.iter().all(|x| x.container == container))
+                    .unwrap_or(false);
             if last {
                 errs.push(self.network_elements(&n, false));
             }
