@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # hako serve against Debian's dockerd, both driven by the same stock docker CLI:
-#   1. `docker run --rm busybox true` (hyperfine, both servers in one invocation)
+#   1. `docker run --rm busybox true` (hyperfine, both servers in one invocation), and the
+#      CLI's own share of it (bench/cli_floor.py: a server that answers at once)
 #   2. idle RSS: hako serve vs dockerd + its containerd (VmRSS after the runs, 5 s idle; and
 #      right after and 6 s after the 100-container / 100-image lists)
 #   3. `docker ps -a` with 100 containers and `docker images` with 100 images
@@ -90,6 +91,9 @@ echo "== docker run --rm busybox true ($RUNS runs) — load: $(cut -d' ' -f1-3 /
 hyperfine -N --warmup 2 --runs "$RUNS" --export-markdown "$DIR/run.md" \
     -n "hako serve" "env $H docker run --rm busybox true" \
     -n "dockerd" "env $D docker run --rm busybox true"
+# The CLI's own share, in the same minute: a server that answers at once (bench/cli_floor.py).
+echo "== the docker CLI alone against a server that answers at once"
+python3 bench/cli_floor.py "$RUNS" | grep -E "Time|Range"
 
 sleep 5
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }

@@ -13,11 +13,11 @@
 //! ```
 //!
 //! mount(2) takes at most one page of options. Absolute lowerdirs of 128 layers need
-//! ~10 KiB; relative `l/SHORT` names need 29 bytes per layer, so we mount with paths
-//! relative to `<root>/overlay2`. The relative paths need that directory as the current
-//! directory; to keep the rest of the process (other threads) where it is, the mount
-//! runs on a short-lived thread that first unshares its filesystem context
-//! (`unshare(CLONE_FS)`), so its `chdir` is private to it.
+//! ~10 KiB; relative `l/SHORT` names need 29 bytes per layer. When the absolute form fits
+//! (most images) the mount uses it; else, as Docker, paths relative to `<root>/overlay2`,
+//! which need that directory as the current directory: to keep the rest of the process
+//! (other threads) where it is, that mount runs on a short-lived thread that first
+//! unshares its filesystem context (`unshare(CLONE_FS)`), so its `chdir` is private to it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
