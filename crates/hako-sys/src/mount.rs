@@ -30,15 +30,35 @@ struct MountAttr {
     userns_fd: u64,
 }
 
+/// `MOUNT_ATTR_*` of `<linux/mount.h>`: what [`set_attrs`] can set.
+pub mod attr {
+    /// Read-only.
+    pub const RDONLY: u64 = 0x1;
+    /// No set-user-ID or set-group-ID.
+    pub const NOSUID: u64 = 0x2;
+    /// No device files.
+    pub const NODEV: u64 = 0x4;
+    /// No execution.
+    pub const NOEXEC: u64 = 0x8;
+}
+
 /// Make the (detached) mount behind `fd` read-only with `mount_setattr(2)`.
 pub fn set_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    set_attrs(fd, attr::RDONLY, false)
+}
+
+/// `mount_setattr(2)`: sets `attrs` ([`attr`]) on the mount `fd` names (an `O_PATH` of its
+/// root, or an `open_tree` mount) and, with `recursive`, on every mount below it, in one
+/// call instead of a remount per mount (Linux 5.12; `ENOSYS` before).
+pub fn set_attrs(fd: BorrowedFd<'_>, attrs: u64, recursive: bool) -> io::Result<()> {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: `attr` is a valid `mount_attr` of the size we pass and outlives the call; the
     // empty path with AT_EMPTY_PATH makes the call act on `fd` itself.
     let ret = unsafe {
@@ -46,7 +66,7 @@ pub fn set_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )

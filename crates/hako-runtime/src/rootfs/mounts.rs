@@ -241,26 +241,53 @@ fn mount_cgroups(root: &Root, dest: &Path, opts: &Options, view: &CgroupView) ->
         Some("mode=755"),
     )
     .context(|| format!("mount tmpfs on {}", dest.display()))?;
-    let bind_opts = Options {
-        flags: base
-            | MsFlags::MS_BIND
-            | if ro {
-                MsFlags::MS_RDONLY
-            } else {
-                MsFlags::empty()
-            },
-        ..Options::default()
-    };
+    // The tmpfs is new and empty: its directories are made by descriptor, one bind per
+    // hierarchy is mounted on each, and one recursive mount_setattr(2) makes the tmpfs and
+    // every bind read-only, nosuid, nodev and noexec: not a path walk, a bind and a remount
+    // per hierarchy (~20 mounts and ~200 system calls fewer at every start on a v1 host).
+    let top = root
+        .open_dir(dest)
+        .context(|| format!("open {}", dest.display()))?;
+    let mut subs = Vec::with_capacity(view.sources.len());
     for src in &view.sources {
-        let sub = dest.join(&src.name);
-        bind(root, &src.host_dir, &sub, &bind_opts, false)?;
+        let name = src.name.as_str();
+        match nix::sys::stat::mkdirat(
+            top.as_fd(),
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).context(|| format!("mkdir {}/{name}", dest.display())),
+        }
+        let sub = nix::fcntl::openat(
+            top.as_fd(),
+            name,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .context(|| format!("open {}/{name}", dest.display()))?;
+        mount(
+            Some(&src.host_dir),
+            &fd_path(&sub),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .context(|| {
+            format!(
+                "bind {} on {}/{name}",
+                src.host_dir.display(),
+                dest.display()
+            )
+        })?;
+        subs.push(name);
         // Co-mounted controllers ("cpu,cpuacct") get one symlink per controller name.
-        if src.name.contains(',') {
-            let dir = root
-                .open_dir(dest)
-                .context(|| format!("open {}", dest.display()))?;
-            for part in src.name.split(',') {
-                match nix::unistd::symlinkat(src.name.as_str(), dir.as_fd(), part) {
+        if name.contains(',') {
+            for part in name.split(',') {
+                match nix::unistd::symlinkat(name, top.as_fd(), part) {
                     Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                     Err(e) => {
                         return Err(e).context(|| format!("symlink {}/{part}", dest.display()));
@@ -268,6 +295,33 @@ fn mount_cgroups(root: &Root, dest: &Path, opts: &Options, view: &CgroupView) ->
                 }
             }
         }
+    }
+    let mut attrs = 0;
+    for (ms, a) in [
+        (MsFlags::MS_NOSUID, hako_sys::mount::attr::NOSUID),
+        (MsFlags::MS_NODEV, hako_sys::mount::attr::NODEV),
+        (MsFlags::MS_NOEXEC, hako_sys::mount::attr::NOEXEC),
+    ] {
+        if base.contains(ms) {
+            attrs |= a;
+        }
+    }
+    if ro {
+        attrs |= hako_sys::mount::attr::RDONLY;
+    }
+    if attrs == 0 || hako_sys::mount::set_attrs(top.as_fd(), attrs, true).is_ok() {
+        return Ok(());
+    }
+    // A kernel before 5.12 (or a seccomp filter around this runtime): a remount each.
+    let bind_flags = base
+        | if ro {
+            MsFlags::MS_RDONLY
+        } else {
+            MsFlags::empty()
+        };
+    for name in &subs {
+        let sub = ensure_in_root(root, &dest.join(name), Kind::Dir)?;
+        remount(&sub, &dest.join(name), bind_flags, false)?;
     }
     if ro {
         let target = ensure_in_root(root, dest, Kind::Dir)?;
