@@ -73,6 +73,7 @@ impl Engine {
             note(self.teardown(
                 &rec,
                 with_volumes || creating || rec.host_config.auto_remove == Some(true),
+                None,
             ));
             if creating {
                 for v in made {

@@ -21,6 +21,9 @@ impl Engine {
         // Not while another process starts it (it would look like a start whose CLI died).
         let (_lock, rec) = self.lock_container(what)?;
         let live = self.live(&rec);
+        // What the container is now, for the teardown: looked at once (each look asks a
+        // shim that is still there, busy finishing right after an exit).
+        let mut status = live.status;
         if live.status.is_active() {
             if !force {
                 return Err(Error::IllegalTransition {
@@ -45,6 +48,7 @@ impl Engine {
                     &rec.id[..12]
                 )));
             }
+            status = self.live(&rec).status;
         }
         if live.monitor && live.status == Status::Created {
             // Created by a shim but never started (the CLI died in between): end it.
@@ -64,7 +68,7 @@ impl Engine {
         }
         tracing::debug!(container = %rec.id, remove_volumes, "rm: removal claimed");
         hako_sys::crash::point("rm.claimed");
-        let res = self.teardown(&rec, remove_volumes);
+        let res = self.teardown(&rec, remove_volumes, Some(status));
         if res.is_err() {
             let _ = records::unclaim_removal(&self.conn(), &rec.id);
         }
@@ -73,8 +77,14 @@ impl Engine {
 
     /// Removes everything of a container claimed for removal (or left half-made by a
     /// create): runtime state, root filesystem, directories, then the record last (so a
-    /// failure can be retried), then its anonymous volumes if asked.
-    pub(crate) fn teardown(&self, rec: &Record, remove_volumes: bool) -> Result<()> {
+    /// failure can be retried), then its anonymous volumes if asked. `status`: the
+    /// container's, if the caller looked already.
+    pub(crate) fn teardown(
+        &self,
+        rec: &Record,
+        remove_volumes: bool,
+        status: Option<Status>,
+    ) -> Result<()> {
         // The shim of an exited container reports the exit first, then runs `RUNTIME
         // delete` and removes its files. When the container had a PID namespace of its
         // own nothing of it runs any more (the kernel kills the namespace's processes
@@ -82,7 +92,7 @@ impl Engine {
         // meanwhile (both wait on RCU grace periods in the kernel), whether its shim is
         // still finishing or done already; the runtime's state and the directories wait
         // for the shim.
-        let overlap = self.exited_alone(rec);
+        let overlap = self.exited_alone(rec, status);
         // Tells a finishing shim to skip its exit command: the removal is ours now (a
         // failure below leaves the record for the next `rm`, which redoes what the command
         // would have done). A shim already past that point runs it, and it finds the
@@ -158,9 +168,9 @@ impl Engine {
     /// its init until `RUNTIME delete --force` kills them). Its network then goes with its
     /// namespace's unmount, never by deleting the interfaces (which waits for RCU grace
     /// periods), also when its shim is gone already: a third of `docker run --rm`s here.
-    fn exited_alone(&self, rec: &Record) -> bool {
+    fn exited_alone(&self, rec: &Record, status: Option<Status>) -> bool {
         rec.host_config.pid_mode.as_deref().unwrap_or("").is_empty()
-            && self.live(rec).status == Status::Exited
+            && status.unwrap_or_else(|| self.live(rec).status) == Status::Exited
     }
 
     /// The container's shareable /dev/shm and its root filesystem.
