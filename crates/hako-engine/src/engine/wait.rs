@@ -67,6 +67,8 @@ pub struct Waiter<'a> {
     removal: Option<crate::locks::AttachedLock>,
     /// [`Spawns`]'s count when the state was last looked at.
     spawns_seen: u64,
+    /// The `finished_at` of the exit the shim reported to this waiter.
+    exit_seen: Option<String>,
 }
 
 /// A count of the shims an engine spawned, and a condition variable to wait for the next.
@@ -128,6 +130,7 @@ impl Engine {
             finished_before: live.finished_at.clone(),
             removal,
             spawns_seen: self.spawns.now(),
+            exit_seen: None,
         };
         if cond == WaitCondition::NotRunning && !live.status.is_active() {
             w.code = Some(live.exit_code);
@@ -189,6 +192,7 @@ impl Waiter<'_> {
                             self.conn = self.register();
                         } else {
                             self.code = Some(e.exit_code);
+                            self.exit_seen = Some(e.finished_at);
                         }
                         continue;
                     }
@@ -224,7 +228,11 @@ impl Waiter<'_> {
     /// [`Waiter::removal`]), then lets the lock go: whoever finds it still there after
     /// that (the exit command) tries again.
     fn remove(&mut self) {
-        match self.engine.remove(&self.id, true, true) {
+        let removed = match &self.exit_seen {
+            Some(f) => self.engine.remove_exited(&self.id, f),
+            None => self.engine.remove(&self.id, true, true),
+        };
+        match removed {
             Ok(_) | Err(Error::NoSuchContainer(_)) => {}
             Err(e) => tracing::warn!(container = %self.id, "remove the --rm container: {e}"),
         }
