@@ -283,7 +283,7 @@ pub async fn wait(
         let mut waiter = match engine.waiter(&id, cond) {
             Ok(w) => {
                 let _ = ready_tx.send(Ok(()));
-                w
+                w.defer_removal()
             }
             Err(e) => {
                 let _ = ready_tx.send(Err(e.into()));
@@ -294,6 +294,9 @@ pub async fn wait(
             match waiter.poll(Duration::from_millis(500)) {
                 Ok(Some(code)) => {
                     let _ = crate::body::line(&mut w, &json!({"StatusCode": code, "Error": null}));
+                    // The answer is out (the body ends with `w`): the removal's rest now.
+                    drop(w);
+                    waiter.finish();
                     return;
                 }
                 Ok(None) if w.closed() => return,

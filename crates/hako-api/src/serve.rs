@@ -59,11 +59,35 @@ pub struct ServeOptions {
 
 /// The service: version layer around the router.
 pub fn app(engine: Arc<Engine>) -> Router {
-    let state = Arc::new(AppState { engine });
+    let state = Arc::new(AppState {
+        engine: engine.clone(),
+    });
     Router::new()
         .fallback_service(router(state))
         .layer(axum::middleware::from_fn(version::layer))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                settled(engine.clone(), req, next)
+            },
+        ))
         .layer(axum::middleware::from_fn(count))
+}
+
+/// How long a request waits for removals finishing after their answers.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request (but a ping) waits for the removals that finish after their answers
+/// (`docker run --rm`'s: its root filesystem, directories and interfaces), usually done
+/// already: no request sees half of one, an image a gone container still holds, say.
+async fn settled(
+    engine: Arc<Engine>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if engine.removals_finishing() && !req.uri().path().ends_with("/_ping") {
+        let _ = tokio::task::spawn_blocking(move || engine.settle(SETTLE_TIMEOUT)).await;
+    }
+    next.run(req).await
 }
 
 /// Requests so far (the idle trim's clock).
@@ -226,6 +250,8 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
             }
         }
     });
+    // Removals still finishing after their answers end before the server does.
+    kept.settle(SETTLE_TIMEOUT);
     kept.drop_spare_namespace();
     kept.drop_zygote_shim();
     served

@@ -968,6 +968,33 @@ fn crash_group(group: &[&str], firewall: Option<&str>) {
                     .to_vec(),
         }),
     });
+    // `docker run --rm`'s wait: the server removes the container at its exit and leaves
+    // its root filesystem, interfaces and directories for after the answer.
+    let serve_wait_setup = |h: &Hako| {
+        h.ok(&[
+            "run", "-d", "--rm", "--name", "crash-sw", "busybox", "sleep", "2",
+        ]);
+    };
+    let serve_wait_settle = |h: &Hako| {
+        // A server killed before the removal: the shim's exit command removes it.
+        h.wait_for("crash-sw to be removed", || {
+            !exists(h, "container", "crash-sw")
+        });
+    };
+    ops.push(Op {
+        name: "serve wait removed",
+        setup: &serve_wait_setup,
+        args: Vec::new(),
+        settle: &serve_wait_settle,
+        steps: &["rm.", "rootfs.", "net."],
+        child: false,
+        request: Some(Request {
+            method: "POST",
+            path: "/v1.43/containers/crash-sw/wait?condition=removed".into(),
+            content_type: "application/json",
+            body: Vec::new(),
+        }),
+    });
     if let Some(p) = &pulled {
         let (image, tag) = p.rsplit_once(':').expect("tag");
         ops.push(Op {
@@ -1009,7 +1036,15 @@ fn build_survives_kill_9_at_every_step() {
 #[test]
 fn server_requests_survive_kill_9_at_every_step() {
     need_root!();
-    crash_group(&["serve create", "serve build", "serve pull"], None);
+    crash_group(
+        &[
+            "serve create",
+            "serve wait removed",
+            "serve build",
+            "serve pull",
+        ],
+        None,
+    );
 }
 
 #[test]

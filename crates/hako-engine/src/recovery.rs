@@ -136,6 +136,15 @@ impl Engine {
                 }
             }
         }
+        // Network state of containers without a record: a server killed while it finished
+        // a removal after its answer (remove.rs's `Tail`) left it. (A build's RUN
+        // containers have none: `hb-`.)
+        for c in self.net().containers()? {
+            if !known.contains(&c) && !c.starts_with("hb-") {
+                tracing::info!(container = %c, "releasing the network of a container without a record");
+                note(self.net().forget(&c).map_err(Into::into));
+            }
+        }
         for id in self.images().container_layer_ids()? {
             if !known.contains(&id) {
                 tracing::info!(container = %id, "releasing the root filesystem of a container without a record");

@@ -92,7 +92,10 @@ fn mounts(rt: &Runtime) {
     );
     // Each mount of the cgroup view (v1: the tmpfs and a bind per hierarchy; v2: cgroup2)
     // has the flags of the spec's entry (runc leaves v1's tmpfs writable, empty as it is).
-    for (m, fs, o) in table.iter().filter(|(m, _, _)| m.starts_with("/sys/fs/cgroup")) {
+    for (m, fs, o) in table
+        .iter()
+        .filter(|(m, _, _)| m.starts_with("/sys/fs/cgroup"))
+    {
         let want: &[&str] = match *fs {
             "tmpfs" => &["nosuid", "nodev", "noexec"],
             _ => &["ro", "nosuid", "nodev", "noexec"],

@@ -184,6 +184,8 @@ pub struct Engine {
     /// (the docker CLI's `run` sends its wait before its start) sleeps on this instead of
     /// polling, so it registers with the shim as soon as the server's own start made it.
     spawns: wait::Spawns,
+    /// Removals finishing after their answers.
+    tails: remove::Tails,
     /// The zygote shim a server keeps (`crate::zygote`).
     zygotes: std::sync::Arc<crate::zygote::Zygotes>,
 }
@@ -226,6 +228,7 @@ impl Engine {
             net,
             image_labels: Mutex::default(),
             spawns: wait::Spawns::default(),
+            tails: remove::Tails::default(),
         };
         engine.recover();
         engine.collect_dead_networks();

@@ -340,7 +340,7 @@ impl Engine {
     /// the shim about to become it: its `shim.pid` removed, it touches nothing more). With `wait`, waits (10s at
     /// most) for a live holder to finish first.
     pub(crate) fn release_network(&self, id: &str, wait: bool) -> Result<()> {
-        self.release_network_with(id, wait, false)
+        self.release_network_with(id, wait, false, true)
     }
 
     /// [`Engine::release_network`] for a caller that knows no process of the container is
@@ -348,10 +348,22 @@ impl Engine {
     /// delete`, its files): the namespace goes now, with its interfaces, instead of after
     /// the shim.
     pub(crate) fn release_network_after_exit(&self, id: &str) -> Result<()> {
-        self.release_network_with(id, true, true)
+        self.release_network_with(id, true, true, true)
     }
 
-    fn release_network_with(&self, id: &str, wait: bool, processes_gone: bool) -> Result<()> {
+    /// [`Engine::release_network_after_exit`] without the `disconnect` events (a removal
+    /// that sent them already, before finishing after its answer).
+    pub(crate) fn release_network_quietly(&self, id: &str) -> Result<()> {
+        self.release_network_with(id, true, true, false)
+    }
+
+    fn release_network_with(
+        &self,
+        id: &str,
+        wait: bool,
+        processes_gone: bool,
+        events: bool,
+    ) -> Result<()> {
         if self.opts.rootless {
             return self.release_rootless_network(id);
         }
@@ -388,7 +400,7 @@ impl Engine {
                     // A start set the network up again since it was read: judge that one.
                     continue;
                 }
-                for (_, n) in joined {
+                for (_, n) in joined.into_iter().filter(|_| events) {
                     self.network_event("disconnect", &n.id, &n.name, &n.driver, Some(id));
                 }
                 return Ok(());

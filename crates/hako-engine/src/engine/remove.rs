@@ -17,13 +17,23 @@ impl Engine {
     /// Removes a container: with `force` a running one is killed first; with `volumes` its
     /// anonymous volumes go too. Removes the record last, so a failure can be retried.
     pub fn remove(&self, what: &str, force: bool, remove_volumes: bool) -> Result<Record> {
-        self.remove_seen(what, force, remove_volumes, None)
+        self.remove_seen(what, force, remove_volumes, None, false)
+            .map(|(rec, _)| rec)
     }
 
     /// [`Engine::remove`] by a caller that was told of the exit that ended the container's
-    /// last run, `exit`'s `finished_at` (its shim's `Exited` reply).
-    pub(super) fn remove_exited(&self, id: &str, finished_at: &str) -> Result<Record> {
-        self.remove_seen(id, true, true, Some(finished_at))
+    /// last run, `exit`'s `finished_at` (its shim's `Exited` reply). With `defer`, what no
+    /// caller can see (the root filesystem, the interfaces and namespace of a container
+    /// that published nothing on the default network, the directories) is left in the
+    /// [`Tail`] returned, for after the caller answered: the record, its name and its
+    /// events are gone already.
+    pub(super) fn remove_exited(
+        &self,
+        id: &str,
+        finished_at: &str,
+        defer: bool,
+    ) -> Result<(Record, Option<Tail<'_>>)> {
+        self.remove_seen(id, true, true, Some(finished_at), defer)
     }
 
     fn remove_seen(
@@ -32,7 +42,8 @@ impl Engine {
         force: bool,
         remove_volumes: bool,
         exit_seen: Option<&str>,
-    ) -> Result<Record> {
+        defer: bool,
+    ) -> Result<(Record, Option<Tail<'_>>)> {
         self.images.make_room();
         // Not while another process starts it (it would look like a start whose CLI died).
         let (_lock, rec) = self.lock_container(what)?;
@@ -97,15 +108,65 @@ impl Engine {
         let flight = self.images.begin_flight(crate::recovery::KIND_ENGINE)?;
         if !records::claim_removal(&self.conn(), &rec.id, remove_volumes)? {
             flight.complete();
-            return Ok(rec);
+            return Ok((rec, None));
         }
         tracing::debug!(container = %rec.id, remove_volumes, "rm: removal claimed");
         hako_sys::crash::point("rm.claimed");
+        if defer && self.unseen_after_exit(&rec, status, remove_volumes)? {
+            // As `teardown` does: the finishing shim runs no exit command.
+            let _ = std::fs::write(self.state_dir(&rec.id).join(protocol::REMOVING_FILE), b"");
+            // Docker's order: the network's `disconnect` before the container's `destroy`.
+            for (_, n) in self.net.attachments(&rec.id).unwrap_or_default() {
+                self.network_event("disconnect", &n.id, &n.name, &n.driver, Some(&rec.id));
+            }
+            let res = self.teardown_record(&rec, Vec::new());
+            if let Err(e) = res {
+                let _ = records::unclaim_removal(&self.conn(), &rec.id);
+                return flight.finish(Err(e));
+            }
+            self.tails.begin();
+            let tail = Tail {
+                engine: self,
+                rec: rec.clone(),
+                flight: Some(flight),
+            };
+            return Ok((rec, Some(tail)));
+        }
         let res = self.teardown(&rec, remove_volumes, Some(status));
         if res.is_err() {
             let _ = records::unclaim_removal(&self.conn(), &rec.id);
         }
-        flight.finish(res.map(|()| rec))
+        flight.finish(res.map(|()| (rec, None)))
+    }
+
+    /// Whether what is left of `rec` once its record is gone can be removed after the
+    /// caller's answer with nobody able to tell: it exited alone (no process left), and
+    /// its network is the default bridge (no name in a resolver) with no published port
+    /// (none for the next container to find taken), or none at all; no anonymous volume
+    /// (`volume ls`) goes with it.
+    fn unseen_after_exit(
+        &self,
+        rec: &Record,
+        status: Status,
+        remove_volumes: bool,
+    ) -> Result<bool> {
+        use super::network::{Mode, mode_of, wanted_ports};
+        let network_unseen = !self.opts.rootless
+            && match mode_of(&rec.host_config) {
+                Mode::Bridge(n) => {
+                    n == "bridge"
+                        && wanted_ports(
+                            &rec.host_config,
+                            &rec.config.exposed_ports.clone().unwrap_or_default(),
+                        )
+                        .is_ok_and(|w| w.is_empty())
+                }
+                Mode::None | Mode::Host => true,
+                Mode::Container(_) => false,
+            };
+        Ok(network_unseen
+            && self.exited_alone(rec, Some(status))
+            && (!remove_volumes || volumes::anonymous_of(&self.conn(), &rec.id)?.is_empty()))
     }
 
     /// Removes everything of a container claimed for removal (or left half-made by a
@@ -179,12 +240,18 @@ impl Engine {
             crate::recovery::remove_tree(&d)?;
         }
         hako_sys::crash::point("rm.dirs");
+        self.teardown_record(rec, anon)
+    }
+
+    /// The end of a removal: the record, its lock files, exec sessions, the `destroy`
+    /// event, then the anonymous volumes claimed with it.
+    fn teardown_record(&self, rec: &Record, anon: Vec<String>) -> Result<()> {
         records::delete(&self.conn(), &rec.id)?;
         // After the record: a process that opens the lock file from now on (the shim's
         // exit command unmounting a stopped container, a start) makes it anew, finds no
         // record and removes it; one that made it before the record went would keep it.
         crate::locks::remove(&self.opts.exec_root, &rec.id);
-        tracing::debug!(container = %rec.id, volumes = ?anon, "rm: directories and record gone");
+        tracing::debug!(container = %rec.id, volumes = ?anon, "rm: record gone");
         hako_sys::crash::point("rm.record");
         self.drop_exec_sessions(&rec.id);
         self.container_event(rec, "destroy", &[]);
@@ -246,6 +313,127 @@ impl Engine {
             return Ok(());
         }
         self.remove(&rec.id, false, true).map(|_| ())
+    }
+}
+
+/// What a removal left for after its caller's answer ([`Engine::remove_exited`]): the
+/// network, root filesystem, runtime state and directories of a container whose record is
+/// gone. Its flight stays open until [`Tail::finish`]: a process killed before that
+/// leaves the marker, and the next open's recovery removes what no record owns.
+#[derive(Debug)]
+pub(crate) struct Tail<'a> {
+    engine: &'a Engine,
+    rec: Record,
+    flight: Option<hako_image::Flight<'a>>,
+}
+
+impl Tail<'_> {
+    /// Removes what is left (a failure is logged; the recovery tries again).
+    pub fn finish(mut self) {
+        self.run();
+    }
+
+    fn run(&mut self) {
+        let Some(flight) = self.flight.take() else {
+            return;
+        };
+        let (engine, rec) = (self.engine, &self.rec);
+        hako_sys::crash::point("rm.tail");
+        let (network, rootfs) = std::thread::scope(|s| {
+            let network = std::thread::Builder::new()
+                .name("hako-rm-net".into())
+                .spawn_scoped(s, || -> Result<()> {
+                    engine.release_network_quietly(&rec.id)?;
+                    Ok(engine.net.forget(&rec.id)?)
+                });
+            let rootfs = engine.release_rootfs(rec);
+            let network = match network {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(_) => engine
+                    .release_network_quietly(&rec.id)
+                    .and_then(|()| Ok(engine.net.forget(&rec.id)?)),
+            };
+            (network, rootfs)
+        });
+        let res = network.and(rootfs).and_then(|()| {
+            engine.wait_shim_gone(&rec.id, Duration::from_secs(10));
+            let runtime_state = engine.runtime_root(&rec.runtime).join(&rec.id);
+            if runtime_state.exists() {
+                let _ = engine.runtime_run(rec, "delete", &["delete", "--force", &rec.id]);
+            }
+            hako_sys::crash::point("rm.tail-dirs");
+            for d in [engine.state_dir(&rec.id), engine.container_dir(&rec.id)] {
+                crate::recovery::remove_tree(&d)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = &res {
+            tracing::warn!(container = %rec.id, "finishing the removal: {e}; the next open tries again");
+        }
+        let _ = flight.finish(res);
+        engine.tails.end();
+    }
+}
+
+impl Drop for Tail<'_> {
+    /// Not finished by its holder (a panic on the way): done here.
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// The removals whose [`Tail`] is still running.
+#[derive(Debug, Default)]
+pub(crate) struct Tails {
+    pending: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+impl Tails {
+    fn begin(&self) {
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+    }
+
+    fn end(&self) {
+        let mut n = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.cv.notify_all();
+        }
+    }
+}
+
+impl Engine {
+    /// Whether removals are finishing after their answers ([`Engine::settle`] waits).
+    pub fn removals_finishing(&self) -> bool {
+        *self
+            .tails
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            > 0
+    }
+
+    /// Waits (at most `timeout`) until every removal finished what it left for after its
+    /// answer: a server does before each request, so that no request sees half of one
+    /// (an image whose layers a gone container still holds, say), and before it ends.
+    pub fn settle(&self, timeout: Duration) {
+        let n = self
+            .tails
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = self
+            .tails
+            .cv
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
 }
 

@@ -69,6 +69,10 @@ pub struct Waiter<'a> {
     spawns_seen: u64,
     /// The `finished_at` of the exit the shim reported to this waiter.
     exit_seen: Option<String>,
+    /// [`Waiter::defer_removal`] was asked for.
+    defer: bool,
+    /// What its removal left for after the answer ([`Waiter::finish`]).
+    tail: Option<super::remove::Tail<'a>>,
 }
 
 /// A count of the shims an engine spawned, and a condition variable to wait for the next.
@@ -131,6 +135,8 @@ impl Engine {
             removal,
             spawns_seen: self.spawns.now(),
             exit_seen: None,
+            defer: false,
+            tail: None,
         };
         if cond == WaitCondition::NotRunning && !live.status.is_active() {
             w.code = Some(live.exit_code);
@@ -159,6 +165,21 @@ impl Engine {
 }
 
 impl Waiter<'_> {
+    /// For a caller that answers its client between the met condition and
+    /// [`Waiter::finish`] (`hako serve`): the removal of an `--rm` container leaves what
+    /// nobody can see (see `Engine::remove_exited`) for `finish`, after the answer.
+    pub fn defer_removal(mut self) -> Self {
+        self.defer = true;
+        self
+    }
+
+    /// Finishes what the removal left for after the answer, if anything.
+    pub fn finish(mut self) {
+        if let Some(t) = self.tail.take() {
+            t.finish();
+        }
+    }
+
     /// Blocks until the condition is met; the exit code.
     pub fn wait(mut self) -> Result<i32> {
         loop {
@@ -229,11 +250,14 @@ impl Waiter<'_> {
     /// that (the exit command) tries again.
     fn remove(&mut self) {
         let removed = match &self.exit_seen {
-            Some(f) => self.engine.remove_exited(&self.id, f),
-            None => self.engine.remove(&self.id, true, true),
+            Some(f) => self
+                .engine
+                .remove_exited(&self.id, f, self.defer)
+                .map(|(_, tail)| self.tail = tail),
+            None => self.engine.remove(&self.id, true, true).map(|_| ()),
         };
         match removed {
-            Ok(_) | Err(Error::NoSuchContainer(_)) => {}
+            Ok(()) | Err(Error::NoSuchContainer(_)) => {}
             Err(e) => tracing::warn!(container = %self.id, "remove the --rm container: {e}"),
         }
         self.removal = None;
