@@ -93,6 +93,11 @@ pub struct Shim {
     pending_size: Option<(u16, u16)>,
     /// The healthcheck of the current run.
     health: Option<Health>,
+    /// The container's mount namespace, held from the create until its exit is published:
+    /// the init's exit then is not the last reference, and the kernel tears down its ~45
+    /// mounts when this closes, after the waiters heard of the exit, not before the exit
+    /// is reported to this shim (~0.2 ms of every run's way to its exit code).
+    mount_ns: Option<std::fs::File>,
     /// The shim's own failure log (`shim.log`).
     shimlog: crate::shimlog::ShimLog,
     /// The current run's OOM witnesses on cgroup v2 (see [`crate::oom`]): a systemd
@@ -141,6 +146,7 @@ impl Shim {
             close_stdin: false,
             pending_size: None,
             health: None,
+            mount_ns: None,
             shimlog: crate::shimlog::ShimLog::new(&opts.state_dir),
             opts,
         }
@@ -211,6 +217,9 @@ impl Shim {
         }
         self.io = Some(io);
         self.pid = Some(pid);
+        if self.opts.exec_process.is_none() {
+            self.mount_ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok();
+        }
         self.stdin_buf.clear();
         self.close_stdin = false;
         if self.opts.exec_process.is_none() {
@@ -800,6 +809,8 @@ impl Shim {
                 Role::Request => {}
             }
         }
+        // The waiters have the exit: the namespace's mounts may go now.
+        self.mount_ns = None;
         let ran = self.started.map_or(Duration::ZERO, |s| s.elapsed());
         self.exit = Some(exit.clone());
         self.pid = None;
@@ -865,6 +876,7 @@ impl Shim {
     /// The end: no restart comes. Delete the container and the shim's files; the loop
     /// flushes the remaining clients.
     fn finish(&mut self) {
+        self.mount_ns = None;
         self.phase = Phase::Finished {
             deadline: Instant::now() + FLUSH_TIMEOUT,
         };

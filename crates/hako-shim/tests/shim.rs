@@ -360,8 +360,9 @@ fn echo_is_logged_as_json(rt: &Runtime) {
     let pid = shim.spawn(&[]);
     assert!(pid > 0);
     // Before any request, the shim holds nothing it inherited: stdio, signalfd, control
-    // socket, log and two pipes. The ready pipe is closed just after the ready line was
-    // written, so give the shim a moment to get there.
+    // socket, log, two pipes and the container's mount namespace (held until its exit is
+    // published). The ready pipe is closed just after the ready line was written, so give
+    // the shim a moment to get there.
     let fds_of = |pid: i32| -> Vec<String> {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
@@ -372,11 +373,16 @@ fn echo_is_logged_as_json(rt: &Runtime) {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let mut fds = fds_of(shim.pid.unwrap());
-    while fds.len() != 8 && std::time::Instant::now() < deadline {
+    while fds.len() != 9 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
         fds = fds_of(shim.pid.unwrap());
     }
-    assert_eq!(fds.len(), 8, "{fds:?}");
+    assert_eq!(fds.len(), 9, "{fds:?}");
+    assert_eq!(
+        fds.iter().filter(|f| f.starts_with("mnt:[")).count(),
+        1,
+        "{fds:?}"
+    );
     match shim.request(&Request::State) {
         Reply::State(s) => {
             assert_eq!(s.status, "created");
