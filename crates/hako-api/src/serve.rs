@@ -73,8 +73,11 @@ pub fn app(engine: Arc<Engine>) -> Router {
         .layer(axum::middleware::from_fn(count))
 }
 
-/// How long a request waits for removals finishing after their answers.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for removals finishing after their answers (usually done in
+/// ~2 ms; one whose shim hangs must not hold every other request for long).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the server's end waits for them.
+const SETTLE_AT_END: Duration = Duration::from_secs(15);
 
 /// A request (but a ping) waits for the removals that finish after their answers
 /// (`docker run --rm`'s: its root filesystem, directories and interfaces), usually done
@@ -251,7 +254,7 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
         }
     });
     // Removals still finishing after their answers end before the server does.
-    kept.settle(SETTLE_TIMEOUT);
+    kept.settle(SETTLE_AT_END);
     kept.drop_spare_namespace();
     kept.drop_zygote_shim();
     served
