@@ -119,7 +119,7 @@ impl Engine {
             for (_, n) in self.net.attachments(&rec.id).unwrap_or_default() {
                 self.network_event("disconnect", &n.id, &n.name, &n.driver, Some(&rec.id));
             }
-            let res = self.teardown_record(&rec, Vec::new());
+            let res = self.teardown_record(&rec, Vec::new(), false);
             if let Err(e) = res {
                 let _ = records::unclaim_removal(&self.conn(), &rec.id);
                 return flight.finish(Err(e));
@@ -240,18 +240,25 @@ impl Engine {
             crate::recovery::remove_tree(&d)?;
         }
         hako_sys::crash::point("rm.dirs");
-        self.teardown_record(rec, anon)
+        self.teardown_record(rec, anon, true)
     }
 
     /// The end of a removal: the record, its lock files, exec sessions, the `destroy`
     /// event, then the anonymous volumes claimed with it.
-    fn teardown_record(&self, rec: &Record, anon: Vec<String>) -> Result<()> {
+    fn teardown_record(&self, rec: &Record, anon: Vec<String>, dirs_gone: bool) -> Result<()> {
         records::delete(&self.conn(), &rec.id)?;
         // After the record: a process that opens the lock file from now on (the shim's
         // exit command unmounting a stopped container, a start) makes it anew, finds no
         // record and removes it; one that made it before the record went would keep it.
         crate::locks::remove(&self.opts.exec_root, &rec.id);
-        tracing::debug!(container = %rec.id, volumes = ?anon, "rm: record gone");
+        match dirs_gone {
+            true => {
+                tracing::debug!(container = %rec.id, volumes = ?anon, "rm: directories and record gone");
+            }
+            false => {
+                tracing::debug!(container = %rec.id, "rm: record gone (the rest follows the answer)");
+            }
+        }
         hako_sys::crash::point("rm.record");
         self.drop_exec_sessions(&rec.id);
         self.container_event(rec, "destroy", &[]);
