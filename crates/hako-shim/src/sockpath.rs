@@ -72,16 +72,30 @@ fn split(path: &Path) -> io::Result<(Dir, String)> {
 }
 
 /// Listens at `path` (a stale socket there is replaced), mode 0600: only root talks to a
-/// shim.
+/// shim. The socket is made under a temporary name and renamed once its mode is set, so
+/// that whoever finds `path` finds it 0600 (under a umask of 000 it is 0777 between the
+/// bind and the chmod).
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    let _ = std::fs::remove_file(path);
-    let listener = if fits(path) {
-        UnixListener::bind(path)?
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a socket path: {}", path.display()),
+        ));
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".new");
+    let tmp = dir.join(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = if fits(&tmp) {
+        UnixListener::bind(&tmp)?
     } else {
-        let (dir, name) = split(path)?;
+        let (dir, name) = split(&tmp)?;
         UnixListener::bind(dir.socket_path(&name))?
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    // Replaces a stale socket at `path` in the same step.
+    std::fs::rename(&tmp, path)?;
     Ok(listener)
 }
 

@@ -193,26 +193,7 @@ impl Engine {
         // removal under way and exits.
         let _ = std::fs::write(self.state_dir(&rec.id).join(protocol::REMOVING_FILE), b"");
         if overlap {
-            // Side by side: each is ~1 ms, mostly waiting in the kernel.
-            let (network, rootfs) = std::thread::scope(|s| {
-                let network = std::thread::Builder::new()
-                    .name("hako-rm-net".into())
-                    .spawn_scoped(s, || -> Result<()> {
-                        self.release_network_after_exit(&rec.id)?;
-                        Ok(self.net.forget(&rec.id)?)
-                    });
-                let rootfs = self.release_rootfs(rec);
-                let network = match network {
-                    Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    // No thread to be had: here, after the root filesystem.
-                    Err(_) => self
-                        .release_network_after_exit(&rec.id)
-                        .and_then(|()| Ok(self.net.forget(&rec.id)?)),
-                };
-                (network, rootfs)
-            });
-            network?;
-            rootfs?;
+            self.release_exited(rec, true)?;
         }
         self.wait_shim_gone(&rec.id, Duration::from_secs(10));
         if !overlap {
@@ -278,6 +259,32 @@ impl Engine {
     fn exited_alone(&self, rec: &Record, status: Option<Status>) -> bool {
         rec.host_config.pid_mode.as_deref().unwrap_or("").is_empty()
             && status.unwrap_or_else(|| self.live(rec).status) == Status::Exited
+    }
+
+    /// The network (with `disconnect` events if `events`) and the root filesystem of a
+    /// container that exited alone, side by side: each is ~1 ms, mostly waiting in the
+    /// kernel (RCU grace periods).
+    fn release_exited(&self, rec: &Record, events: bool) -> Result<()> {
+        let network = || -> Result<()> {
+            match events {
+                true => self.release_network_after_exit(&rec.id)?,
+                false => self.release_network_quietly(&rec.id)?,
+            }
+            Ok(self.net.forget(&rec.id)?)
+        };
+        let (network, rootfs) = std::thread::scope(|s| {
+            let thread = std::thread::Builder::new()
+                .name("hako-rm-net".into())
+                .spawn_scoped(s, network);
+            let rootfs = self.release_rootfs(rec);
+            let network = match thread {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                // No thread to be had: here, after the root filesystem.
+                Err(_) => network(),
+            };
+            (network, rootfs)
+        });
+        network.and(rootfs)
     }
 
     /// The container's shareable /dev/shm and its root filesystem.
@@ -346,23 +353,7 @@ impl Tail<'_> {
         };
         let (engine, rec) = (self.engine, &self.rec);
         hako_sys::crash::point("rm.tail");
-        let (network, rootfs) = std::thread::scope(|s| {
-            let network = std::thread::Builder::new()
-                .name("hako-rm-net".into())
-                .spawn_scoped(s, || -> Result<()> {
-                    engine.release_network_quietly(&rec.id)?;
-                    Ok(engine.net.forget(&rec.id)?)
-                });
-            let rootfs = engine.release_rootfs(rec);
-            let network = match network {
-                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                Err(_) => engine
-                    .release_network_quietly(&rec.id)
-                    .and_then(|()| Ok(engine.net.forget(&rec.id)?)),
-            };
-            (network, rootfs)
-        });
-        let res = network.and(rootfs).and_then(|()| {
+        let res = engine.release_exited(rec, false).and_then(|()| {
             engine.wait_shim_gone(&rec.id, Duration::from_secs(10));
             let runtime_state = engine.runtime_root(&rec.runtime).join(&rec.id);
             if runtime_state.exists() {
