@@ -52,7 +52,7 @@ impl Engine {
         // restart policy the shim starts none): the container has exited, and its shim,
         // busy finishing after that exit, is not asked (~0.4 ms of a `run --rm`).
         let exited = exit_seen.is_some_and(|f| {
-            super::validate::restart_arg(&rec.host_config) == "no"
+            super::validate::never_restarts(&rec.host_config)
                 && protocol::read_exit(&self.state_dir(&rec.id))
                     .ok()
                     .flatten()
@@ -150,20 +150,12 @@ impl Engine {
         status: Status,
         remove_volumes: bool,
     ) -> Result<bool> {
-        use super::network::{Mode, mode_of, wanted_ports};
-        let network_unseen = !self.opts.rootless
-            && match mode_of(&rec.host_config) {
-                Mode::Bridge(n) => {
-                    n == "bridge"
-                        && wanted_ports(
-                            &rec.host_config,
-                            &rec.config.exposed_ports.clone().unwrap_or_default(),
-                        )
-                        .is_ok_and(|w| w.is_empty())
-                }
-                Mode::None | Mode::Host => true,
-                Mode::Container(_) => false,
-            };
+        use super::network::{Mode, mode_of};
+        let network_unseen = match mode_of(&rec.host_config) {
+            Mode::Bridge(n) => n == "bridge" && self.network_after_shim(rec),
+            Mode::None | Mode::Host => !self.opts.rootless,
+            Mode::Container(_) => false,
+        };
         Ok(network_unseen
             && self.exited_alone(rec, Some(status))
             && (!remove_volumes || volumes::anonymous_of(&self.conn(), &rec.id)?.is_empty()))

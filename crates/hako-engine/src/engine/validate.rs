@@ -128,6 +128,11 @@ pub(super) fn restart_arg(h: &HostConfig) -> String {
     }
 }
 
+/// No restart policy: the container's shim never starts it again after an exit.
+pub(super) fn never_restarts(h: &HostConfig) -> bool {
+    restart_arg(h) == "no"
+}
+
 pub(super) fn validate_signal(sig: &str) -> Result<()> {
     let s = sig.trim_start_matches("SIG").trim_start_matches("sig");
     if s.parse::<i32>().is_ok_and(|n| (1..=64).contains(&n)) {

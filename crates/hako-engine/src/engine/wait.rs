@@ -271,7 +271,7 @@ impl Waiter<'_> {
         // A container without a restart policy (every `--rm` one) is never restarted: its
         // shim, busy finishing right after the exit, is not asked (~0.5 ms of a `run --rm`).
         self.engine.get(&self.id).is_ok_and(|r| {
-            super::validate::restart_arg(&r.host_config) != "no"
+            !super::validate::never_restarts(&r.host_config)
                 && self.engine.live(&r).status == Status::Restarting
         })
     }
