@@ -355,12 +355,18 @@ fn run_rm_is_removed_by_the_server_or_else_by_the_exit_command() {
             s.spawn();
         }
     }
-    assert_eq!(
-        count(&h.exec_root().join("locks")),
-        0,
-        "lock files left in {}",
-        h.exec_root().join("locks").display()
-    );
+    // `ps -a` no longer lists a container once its removal is claimed: the lock files go
+    // at the removal's end, which may still be under way (a loaded machine); a leak stays.
+    let locks = || -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(h.exec_root().join("locks"))
+            .map(|r| r.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !locks().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(locks().is_empty(), "lock files left: {:?}", locks());
     drop(s);
     h.finish(&[]);
 }

@@ -156,40 +156,33 @@ pub fn print_opened(
     // Without a tail every entry goes out as it is read (a log may be far larger than
     // memory should hold); with one, only the last `tail` entries are kept.
     let mut last: VecDeque<Entry> = VecDeque::new();
+    // The current file, held open: `follow` goes on reading through it, so what the
+    // container logs after the open is printed also when the files are removed before
+    // it is read (docker-py's `run(remove=True)` reads a followed log after its removal).
+    let mut current: Option<(File, u64)> = None;
     let mut position = 0u64;
-    let mut inode = 0u64;
     for (f, file) in opened.files {
-        if f == path {
-            let meta = file.metadata().ctx(|| format!("stat {}", f.display()))?;
-            inode = meta.ino();
-        }
-        let mut reader = BufReader::new(file);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader
-                .read_line(&mut line)
-                .ctx(|| format!("read {}", f.display()))?;
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            if f == path {
-                position += u64::try_from(n).unwrap_or(0);
-            }
-            if let Ok(e) = serde_json::from_str::<Entry>(&line)
-                && keep(&e, o)
-            {
-                match o.tail {
-                    None => emit(&e, o, out, err).ctx(|| "write log output".into())?,
-                    Some(0) => {}
-                    Some(t) => {
-                        if last.len() == t {
-                            last.pop_front();
-                        }
-                        last.push_back(e);
+        let mut kept = |e: Entry| -> Result<()> {
+            match o.tail {
+                None => emit(&e, o, out, err).ctx(|| "write log output".into())?,
+                Some(0) => {}
+                Some(t) => {
+                    if last.len() == t {
+                        last.pop_front();
                     }
+                    last.push_back(e);
                 }
             }
+            Ok(())
+        };
+        let read = read_entries(&file, &f, o, &mut kept)?;
+        if f == path {
+            let ino = file
+                .metadata()
+                .ctx(|| format!("stat {}", f.display()))?
+                .ino();
+            position = read;
+            current = Some((file, ino));
         }
     }
     for e in &last {
@@ -198,42 +191,38 @@ pub fn print_opened(
     if !o.follow {
         return Ok(());
     }
+    let mut print = |e: Entry| emit(&e, o, out, err).ctx(|| "write log output".into());
     let mut idle_checks = 0u32;
     loop {
-        let Ok(mut file) = File::open(path) else {
-            if !still_running() {
-                return Ok(());
+        // A file at `path` other than the one held: the log rotated (the held one is `.1`
+        // now: its rest first), or it appeared.
+        if let Ok(file) = File::open(path) {
+            let ino = file
+                .metadata()
+                .ctx(|| format!("stat {}", path.display()))?
+                .ino();
+            if current.as_ref().is_none_or(|(_, held)| *held != ino) {
+                if let Some((old, _)) = current.take() {
+                    (&old)
+                        .seek(SeekFrom::Start(position))
+                        .ctx(|| format!("seek {}", path.display()))?;
+                    read_entries(&old, path, o, &mut print)?;
+                }
+                current = Some((file, ino));
+                position = 0;
             }
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
+        }
+        let got = match &current {
+            Some((file, _)) => {
+                (&*file)
+                    .seek(SeekFrom::Start(position))
+                    .ctx(|| format!("seek {}", path.display()))?;
+                let n = read_entries(file, path, o, &mut print)?;
+                position += n;
+                n > 0
+            }
+            None => false,
         };
-        let meta = file.metadata().ctx(|| format!("stat {}", path.display()))?;
-        if meta.ino() != inode {
-            // Rotated: the rest of the old file is in `.1`; read from the new file's start.
-            inode = meta.ino();
-            position = 0;
-        }
-        file.seek(SeekFrom::Start(position))
-            .ctx(|| format!("seek {}", path.display()))?;
-        let mut reader = BufReader::new(file);
-        let mut line = String::new();
-        let mut got = false;
-        loop {
-            line.clear();
-            let n = reader
-                .read_line(&mut line)
-                .ctx(|| format!("read {}", path.display()))?;
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            position += u64::try_from(n).unwrap_or(0);
-            got = true;
-            if let Ok(e) = serde_json::from_str::<Entry>(&line)
-                && keep(&e, o)
-            {
-                emit(&e, o, out, err).ctx(|| "write log output".into())?;
-            }
-        }
         if got {
             idle_checks = 0;
             continue;
@@ -248,6 +237,34 @@ pub fn print_opened(
             continue;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads the whole lines of `file` from its offset on, passing the entries `o` keeps to
+/// `each`; the bytes those lines take (a last line not ended yet is left for later).
+fn read_entries(
+    file: &File,
+    name: &Path,
+    o: &LogOptions,
+    each: &mut dyn FnMut(Entry) -> Result<()>,
+) -> Result<u64> {
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    let mut read = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .ctx(|| format!("read {}", name.display()))?;
+        if n == 0 || !line.ends_with('\n') {
+            return Ok(read);
+        }
+        read += u64::try_from(n).unwrap_or(0);
+        if let Ok(e) = serde_json::from_str::<Entry>(&line)
+            && keep(&e, o)
+        {
+            each(e)?;
+        }
     }
 }
 
@@ -346,5 +363,68 @@ mod tests {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         print_opened(opened, &o, &mut out, &mut err, &mut || false).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "old\nkept\n");
+    }
+
+    /// What is logged after the open, while followed, is printed too when the files are
+    /// removed before it is read (docker-py's `run(remove=True)`: the container's output,
+    /// its exit, the removal, then the read of the followed log).
+    #[test]
+    fn a_followed_log_is_read_to_its_end_after_its_removal() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c-json.log");
+        std::fs::write(&p, line("first\n", "stdout", "2026-01-01T00:00:01Z")).unwrap();
+        let opened = open(&p);
+        let o = LogOptions {
+            stdout: true,
+            stderr: true,
+            follow: true,
+            ..Default::default()
+        };
+        let mut looks = 0;
+        let mut running = || {
+            looks += 1;
+            if looks == 1 {
+                let mut f = File::options().append(true).open(&p).unwrap();
+                f.write_all(line("late\n", "stdout", "2026-01-01T00:00:02Z").as_bytes())
+                    .unwrap();
+                std::fs::remove_file(&p).unwrap();
+                return true;
+            }
+            false
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print_opened(opened, &o, &mut out, &mut err, &mut running).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "first\nlate\n");
+    }
+
+    /// A rotation while followed: the rest of the old file, then the new one.
+    #[test]
+    fn a_followed_log_keeps_the_rest_of_a_rotated_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c-json.log");
+        std::fs::write(&p, line("one\n", "stdout", "2026-01-01T00:00:01Z")).unwrap();
+        let opened = open(&p);
+        let o = LogOptions {
+            stdout: true,
+            stderr: true,
+            follow: true,
+            ..Default::default()
+        };
+        let mut looks = 0;
+        let mut running = || {
+            looks += 1;
+            if looks == 1 {
+                let mut f = File::options().append(true).open(&p).unwrap();
+                f.write_all(line("two\n", "stdout", "2026-01-01T00:00:02Z").as_bytes())
+                    .unwrap();
+                std::fs::rename(&p, format!("{}.1", p.display())).unwrap();
+                std::fs::write(&p, line("three\n", "stdout", "2026-01-01T00:00:03Z")).unwrap();
+                return true;
+            }
+            false
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print_opened(opened, &o, &mut out, &mut err, &mut running).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "one\ntwo\nthree\n");
     }
 }
