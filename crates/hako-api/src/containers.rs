@@ -80,15 +80,24 @@ pub async fn create(
                 e.runtimes().keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        Ok(e.create_to_start(CreateOptions {
+        let rec = e.create_to_start(CreateOptions {
             name,
             config: b.config,
             host_config: host,
             rootfs: None,
             networking,
-        })?)
+        })?;
+        let ahead = e.prepare_begin(&rec);
+        Ok((rec, ahead))
     })
     .await?;
+    let (rec, ahead) = rec;
+    // The start made ahead (hako-engine's prepare.rs) runs while the answer goes out and
+    // the client sends its next requests.
+    if ahead {
+        let (engine, id) = (state.engine.clone(), rec.id.clone());
+        tokio::task::spawn_blocking(move || engine.prepare_run(&id));
+    }
     // Docker clients start what they create at once (`docker run`, compose's `up`): the
     // root filesystem stays mounted for that start, as `hako run` keeps it (an overlay's
     // unmount syncs the filesystem, and the start would mount it again). One still not

@@ -255,6 +255,8 @@ pub fn serve(engine: Engine, opts: &ServeOptions) -> Result<(), String> {
     });
     // Removals still finishing after their answers end before the server does.
     kept.settle(SETTLE_AT_END);
+    // Shims made ahead for starts that never came end (their unmount timers are gone).
+    kept.end_unclaimed();
     kept.drop_spare_namespace();
     kept.drop_zygote_shim();
     served

@@ -509,7 +509,7 @@ fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
 /// A container created through the API stays mounted for the start Docker clients send
 /// next (and `docker run` works from it), but not for long when no start comes.
 #[test]
-fn a_created_container_stays_mounted_for_its_start_only() {
+fn a_created_container_is_made_ready_for_its_start_only() {
     need_root!();
     if !have_docker() {
         return;
@@ -522,19 +522,77 @@ fn a_created_container_stays_mounted_for_its_start_only() {
             .expect("MergedDir")
             .to_string()
     };
-    let id = s.ok(&["create", "--name", "idle", "busybox", "true"]);
-    let merged = merged_dir(id.trim());
+    let shim_pid = |id: &str| {
+        std::fs::read_to_string(h.exec_root().join("containers").join(id).join("shim.pid"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_string))
+            .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let netns = |id: &str| h.exec_root().join("netns").join(id).exists();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    };
+    let since = now().to_string();
+    let id = s.ok(&["create", "--name", "idle", "busybox", "echo", "ran"]);
+    let id = id.trim();
+    let merged = merged_dir(id);
     assert!(
         mounted(&merged),
         "create unmounted {merged} before the start"
     );
-    // Two seconds on: unmounted, as `hako create` leaves it.
+    // The server makes its start ahead (the network, the shim, the runtime's create: a
+    // Docker client starts what it creates at once); nothing runs.
+    h.wait_for("the shim made ahead", || shim_pid(id).is_some());
+    assert!(netns(id), "no network namespace made ahead");
+    assert_eq!(h.inspect("idle")["State"]["Status"], "created");
+    // Two seconds on with no start: the shim, its namespace and the root filesystem's
+    // mount are gone, as `hako create` leaves a container.
     std::thread::sleep(Duration::from_secs(1));
     h.wait_for("the unstarted container's unmount", || !mounted(&merged));
+    assert!(shim_pid(id).is_none(), "the shim made ahead still runs");
+    assert!(!netns(id), "the network namespace made ahead is left");
     assert_eq!(h.inspect("idle")["State"]["Status"], "created");
-    // Its start mounts it again and runs.
-    assert_eq!(s.ok(&["start", "-a", "idle"]), "");
     assert_eq!(h.inspect("idle")["State"]["ExitCode"], 0);
+    // Of all that, the events say nothing (no connect, no die, no disconnect).
+    let events = |h: &Hako| {
+        h.ok(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &(now() + 1).to_string(),
+            "--filter",
+            "type=container",
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Type}} {{.Action}}",
+        ])
+    };
+    assert_eq!(events(&h), "container create\n");
+    // An `--rm` container's made-ahead shim ends without removing it.
+    s.ok(&[
+        "create", "--rm", "--name", "idle2", "busybox", "echo", "ran2",
+    ]);
+    h.wait_for("the second unmount", || !mounted(&merged_dir("idle2")));
+    assert_eq!(h.inspect("idle2")["State"]["Status"], "created");
+    // Its start mounts it again and runs, with Docker's events.
+    assert_eq!(s.ok(&["start", "-a", "idle"]), "ran\n");
+    assert_eq!(h.inspect("idle")["State"]["ExitCode"], 0);
+    assert_eq!(s.ok(&["start", "-a", "idle2"]), "ran2\n");
+    h.wait_for("idle2's removal", || {
+        h.ok(&["ps", "-aq"]).lines().count() == 1
+    });
+    let seen = events(&h);
+    let idle: Vec<&str> = seen.lines().skip(1).take(1).collect();
+    assert_eq!(idle, ["container create"], "{seen}");
+    assert!(
+        seen.contains("network connect\ncontainer attach\ncontainer start\ncontainer die\nnetwork disconnect\n"),
+        "{seen}"
+    );
     // A start before the deadline finds it mounted; the deadline leaves a started (and
     // exited) container alone, and `run --rm` leaves nothing.
     assert_eq!(

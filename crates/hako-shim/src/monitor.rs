@@ -915,7 +915,9 @@ impl Shim {
         }
     }
 
-    /// `oom` and `die` for the container, `exec_die` for an exec process.
+    /// `oom` and `die` for the container, `exec_die` for an exec process. None for a
+    /// container ended before it was started (created ahead of a start that did not come,
+    /// or removed): its process never ran (Docker's events have no `die` either).
     fn exit_events(&self, exit: &ExitInfo) {
         let code = exit.exit_code.to_string();
         if let Some(exec_id) = &self.opts.exec_id {
@@ -923,6 +925,9 @@ impl Shim {
                 "exec_die",
                 &[("execID", exec_id.clone()), ("exitCode", code)],
             );
+            return;
+        }
+        if self.started.is_none() {
             return;
         }
         if exit.oom_killed {

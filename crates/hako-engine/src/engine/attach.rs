@@ -33,6 +33,8 @@ pub struct PendingAttach {
     /// No shim yet: [`Engine::attach_finish`] spawns it.
     spawn: bool,
     _lock: Option<crate::locks::ContainerLock>,
+    /// A start made ahead is under way: it hands the lock over once done.
+    prep: Option<std::sync::Arc<super::prepare::Preparation>>,
 }
 
 /// An attach connection to a container's stdio.
@@ -93,6 +95,7 @@ impl Engine {
         size: Option<(u16, u16)>,
     ) -> Result<(Record, Attached, Waiter<'_>)> {
         let (_lock, rec) = self.lock_container(what)?;
+        self.claim_prepared(&rec.id);
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
             let a = self.attach_with(&rec.id, streams)?;
@@ -168,6 +171,18 @@ impl Engine {
     /// where an attach never waits for the runtime.
     pub fn attach_begin(&self, what: &str, o: &AttachOptions) -> Result<PendingAttach> {
         let rec = self.get(what)?;
+        // The shim a server is making ahead (the container is created, its shim busy with
+        // `RUNTIME create` would answer a look at its state only after it): answered at
+        // once, the lock is taken over in the second half, which decides on the spawn.
+        if let Some(prep) = self.prepared_for_attach(&rec.id) {
+            return Ok(PendingAttach {
+                rec,
+                options: *o,
+                spawn: false,
+                _lock: None,
+                prep: Some(prep),
+            });
+        }
         let live = self.check(&rec, Action::Attach)?;
         if live.status == Status::Created {
             // Under the container's lock, as a start's spawn and the server's unmount of an
@@ -183,6 +198,7 @@ impl Engine {
                 options: *o,
                 spawn,
                 _lock: Some(lock),
+                prep: None,
             });
         }
         if !live.status.is_active() {
@@ -195,13 +211,23 @@ impl Engine {
             options: *o,
             spawn: false,
             _lock: None,
+            prep: None,
         })
     }
 
     /// [`Engine::attach_with`]'s second half: the shim's spawn when the container has none
     /// yet, then the connection to it, under the lock taken by [`Engine::attach_begin`]
     /// (released at the end).
-    pub fn attach_finish(&self, p: PendingAttach) -> Result<Attached> {
+    pub fn attach_finish(&self, mut p: PendingAttach) -> Result<Attached> {
+        if let Some(prep) = p.prep.take() {
+            let lock = match prep.wait() {
+                Some(lock) => lock,
+                None => self.lock_container(&p.rec.id)?.0,
+            };
+            let live = self.live(&p.rec);
+            p.spawn = live.status == Status::Created && !live.monitor;
+            p._lock = Some(lock);
+        }
         let rec = &p.rec;
         if p.spawn {
             self.spawn_shim(rec)?;

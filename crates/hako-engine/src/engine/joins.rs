@@ -18,7 +18,7 @@ use crate::records::Record;
 use super::Engine;
 
 /// The namespaces `h` joins: (spec type, Docker's word for it, the other container).
-fn joins(h: &HostConfig) -> Vec<(&'static str, &'static str, &str)> {
+pub(super) fn joins(h: &HostConfig) -> Vec<(&'static str, &'static str, &str)> {
     [
         ("pid", "PID", h.pid_mode.as_deref()),
         ("ipc", "IPC", h.ipc_mode.as_deref()),

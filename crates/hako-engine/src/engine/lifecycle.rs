@@ -33,6 +33,7 @@ impl Engine {
     /// the API's 304), from one look at its state.
     pub fn start_if_stopped(&self, what: &str) -> Result<(Record, bool)> {
         let (_lock, rec) = self.lock_container(what)?;
+        self.claim_prepared(&rec.id);
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
             return Ok((rec, false));
@@ -48,6 +49,12 @@ impl Engine {
     }
 
     pub(super) fn spawn_shim(&self, rec: &Record) -> Result<()> {
+        self.spawn_shim_with_events(rec, true)
+    }
+
+    /// [`Engine::spawn_shim`]; without `events` the network's `connect` events are left
+    /// for the start (a start made ahead: prepare.rs).
+    pub(super) fn spawn_shim_with_events(&self, rec: &Record, events: bool) -> Result<()> {
         // `--pid/--ipc container:NAME` first (nothing to undo), then the network: the
         // runtime joins its namespace by path, and a port that is taken refuses the
         // start before anything runs.
@@ -133,7 +140,10 @@ impl Engine {
                     let pid =
                         protocol::read_shim_pid(&self.state_dir(&rec.id)).map_or(0, |(pid, _)| pid);
                     self.net.set_owner(&rec.id, pid)?;
-                    self.network_connect_events(rec);
+                    match events {
+                        true => self.network_connect_events(rec),
+                        false => self.connect_events_later(&rec.id),
+                    }
                 }
                 Ok(())
             }
@@ -156,6 +166,21 @@ impl Engine {
         );
         let _ = self.runtime_run(rec, "kill", &["kill", &rec.id, "SIGKILL"]);
         self.wait_shim_gone(&rec.id, Duration::from_secs(10));
+    }
+
+    /// Ends the shim made ahead for `rec` that no start came for, and what it made (the
+    /// runtime's container, the network): the container is as its create left it. The
+    /// shim runs no exit command (an `--rm` container stays), and its exit file goes.
+    fn end_made_ahead(&self, rec: &Record) {
+        let dir = self.state_dir(&rec.id);
+        let _ = std::fs::write(dir.join(protocol::REMOVING_FILE), b"");
+        self.end_created(rec);
+        let _ = std::fs::remove_file(dir.join(protocol::EXIT_FILE));
+        self.take_connect_events(&rec.id);
+        if let Err(e) = self.release_network_unannounced(&rec.id) {
+            tracing::warn!(container = %rec.id, error = %e, "give back the network of a container not started");
+        }
+        tracing::debug!(container = %rec.id, "the shim made ahead ended: no start came");
     }
 
     /// Spawns the shim (its answer is read by [`PendingMonitor::end`]); with `go`, it
@@ -373,6 +398,10 @@ impl Engine {
     /// (before it can see the exit, so `die` never comes first).
     pub(super) fn begin(&self, rec: &Record) -> Result<()> {
         let dir = self.state_dir(&rec.id);
+        // Docker's order: the network's `connect` before the container's `start`.
+        if self.take_connect_events(&rec.id) {
+            self.network_connect_events(rec);
+        }
         // Docker's HostConfig.ConsoleSize ([rows, cols], sent by the docker CLI at create):
         // the tty has that size before the process starts, not after the client's resize.
         if rec.config.tty == Some(true)
@@ -545,19 +574,27 @@ impl Engine {
 
     /// Unmounts the root filesystem [`Engine::create_to_start`] left mounted when the start
     /// it was left for has not come: the container is still created, and no shim holds it
-    /// (an API attach before the start makes one). Busy (another process holds the
-    /// container's lock): left to that process.
+    /// (an API attach before the start makes one), or only the one a server made ahead
+    /// (prepare.rs), which ends first. Busy (another process holds the container's lock):
+    /// left to that process.
     pub fn unmount_unstarted(&self, id: &str) {
         let Ok(Some(_lock)) = crate::locks::try_lock(&self.opts.exec_root, id) else {
             return;
         };
+        let made_ahead = self.take_unclaimed(id);
         let Ok(rec) = self.get(id) else {
             crate::locks::remove(&self.opts.exec_root, id);
             return;
         };
         let live = self.live(&rec);
-        if live.status != Status::Created || live.monitor {
+        if live.status != Status::Created {
             return;
+        }
+        if live.monitor {
+            if !made_ahead {
+                return;
+            }
+            self.end_made_ahead(&rec);
         }
         self.unmount_shm(&rec.id);
         if rec.rootfs_managed

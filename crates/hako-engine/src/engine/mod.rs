@@ -31,6 +31,7 @@ mod lifecycle;
 mod list;
 mod network;
 mod networks;
+mod prepare;
 mod prune;
 mod remove;
 mod rootless;
@@ -186,6 +187,8 @@ pub struct Engine {
     spawns: wait::Spawns,
     /// Removals finishing after their answers.
     tails: remove::Tails,
+    /// Starts made ahead by a server (prepare.rs).
+    preps: prepare::Preparations,
     /// The zygote shim a server keeps (`crate::zygote`).
     zygotes: std::sync::Arc<crate::zygote::Zygotes>,
 }
@@ -229,6 +232,7 @@ impl Engine {
             image_labels: Mutex::default(),
             spawns: wait::Spawns::default(),
             tails: remove::Tails::default(),
+            preps: prepare::Preparations::default(),
         };
         engine.recover();
         engine.collect_dead_networks();

@@ -357,6 +357,12 @@ impl Engine {
         self.release_network_with(id, true, true, false)
     }
 
+    /// [`Engine::release_network`] without `disconnect` events: a network set up ahead of
+    /// a start (prepare.rs) that never came, so never announced with `connect` events.
+    pub(crate) fn release_network_unannounced(&self, id: &str) -> Result<()> {
+        self.release_network_with(id, true, false, false)
+    }
+
     fn release_network_with(
         &self,
         id: &str,

@@ -111,6 +111,13 @@ impl Engine {
             return Ok((rec, None));
         }
         tracing::debug!(container = %rec.id, remove_volumes, "rm: removal claimed");
+        // Networked ahead of a start that never came: no `connect` was sent, so no
+        // `disconnect` goes either.
+        if self.take_connect_events(&rec.id) {
+            self.claim_prepared(&rec.id);
+            // A failure leaves it to the teardown's release (with the events then).
+            let _ = self.release_network_unannounced(&rec.id);
+        }
         hako_sys::crash::point("rm.claimed");
         if defer && self.unseen_after_exit(&rec, status, remove_volumes)? {
             // As `teardown` does: the finishing shim runs no exit command.

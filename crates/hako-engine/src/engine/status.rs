@@ -35,19 +35,29 @@ pub struct LiveState {
     pub monitor: bool,
 }
 
-impl Engine {
-    /// The container's status now.
-    pub fn live(&self, rec: &Record) -> LiveState {
-        let dir = self.state_dir(&rec.id);
-        let mut st = LiveState {
+impl LiveState {
+    /// A container that never ran.
+    pub(crate) fn created() -> LiveState {
+        LiveState {
             status: Status::Created,
             pid: None,
-            started_at: read_trimmed(&dir.join("started_at")),
+            started_at: None,
             finished_at: None,
             exit_code: 0,
             restart_count: 0,
             oom_killed: false,
             monitor: false,
+        }
+    }
+}
+
+impl Engine {
+    /// The container's status now.
+    pub fn live(&self, rec: &Record) -> LiveState {
+        let dir = self.state_dir(&rec.id);
+        let mut st = LiveState {
+            started_at: read_trimmed(&dir.join("started_at")),
+            ..LiveState::created()
         };
         let exit = protocol::read_exit(&dir).ok().flatten();
         if let Some(e) = &exit {

@@ -122,7 +122,12 @@ impl Engine {
         } else {
             None
         };
-        let live = self.live(&rec);
+        // A start made ahead holds the lock since the create: the container is created and
+        // never ran, and its shim, busy with `RUNTIME create`, would answer only after it.
+        let live = match self.preparing(&rec.id) {
+            true => super::status::LiveState::created(),
+            false => self.live(&rec),
+        };
         let mut w = Waiter {
             engine: self,
             id: rec.id.clone(),
