@@ -178,13 +178,25 @@ impl Runtime {
             ..Default::default()
         };
         let mark = self.log_len();
+        // The child's success, told before its exit: the exit of a copy of this process
+        // (its address space torn down, ~0.3 ms) is not waited for; the shim's reaper
+        // collects it later, as any child that is not the init.
+        let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| format!("pipe for {} create: {e}", self.bin.display()))?;
         let child = match hako_sys::clone3_fork(nix::sched::CloneFlags::empty(), None) {
-            Ok(hako_sys::CloneResult::Child) => create_in_child(&opts, stdio, &self.log),
+            Ok(hako_sys::CloneResult::Child) => {
+                drop(done_r);
+                create_in_child(&opts, stdio, &self.log, done_w)
+            }
             Ok(hako_sys::CloneResult::Parent(pid)) => pid,
             Err(e) => return Err(format!("fork for {} create: {e}", self.bin.display())),
         };
         // The container's ends are the child's (and its init's) now.
         drop(stdio);
+        drop(done_w);
+        if told_done(&done_r, child) {
+            return read_pid(&self.pid_file);
+        }
         let status = loop {
             match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None) {
                 Err(nix::errno::Errno::EINTR) => {}
@@ -394,6 +406,7 @@ fn create_in_child(
     opts: &hako_runtime::container::create::CreateOptions,
     stdio: CreateStdio,
     log: &Path,
+    done: OwnedFd,
 ) -> ! {
     let placed = (|| -> std::io::Result<()> {
         match &stdio.stdin {
@@ -409,7 +422,7 @@ fn create_in_child(
     // None of the shim's own descriptors (close-on-exec, but this process does not exec):
     // the ready pipe held here would keep its reader waiting for EOF as long as the
     // container lives.
-    crate::daemon::close_inherited(&[]);
+    crate::daemon::close_inherited(&[std::os::fd::AsRawFd::as_raw_fd(&done)]);
     if let Err(e) = placed {
         hako_runtime::output::stderr_line(&format!("hako-runtime: set up create: {e}"));
         std::process::exit(1);
@@ -425,7 +438,10 @@ fn create_in_child(
         None => hako_runtime::container::create::Console::None,
     };
     match hako_runtime::container::create::create(opts, console) {
-        Ok(_) => std::process::exit(0),
+        Ok(_) => {
+            let _ = nix::unistd::write(&done, b"1");
+            std::process::exit(0)
+        }
         Err(e) => {
             tracing::error!("{e}");
             hako_runtime::output::stderr_line(&e.to_string());
@@ -446,6 +462,37 @@ fn last_logged_error(log: &Path, mark: u64) -> Option<String> {
         }
         v["msg"].as_str().map(str::to_string)
     })
+}
+
+/// Whether the create child at `pid` wrote its success byte to `done`: waits for that
+/// byte or the child's exit, whichever comes first (the container's init, a clone of the
+/// child, holds the pipe's write end too until its exec). `false`: the caller reaps the
+/// child for its status.
+fn told_done(done: &OwnedFd, pid: i32) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let Ok(pidfd) = hako_sys::pidfd_open(pid) else {
+        return false;
+    };
+    loop {
+        let mut fds = [
+            PollFd::new(done.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+            Ok(_) => {}
+        }
+        // The byte, also when the child exited right after writing it.
+        if fds[0].any().unwrap_or(false) {
+            let mut byte = [0u8; 1];
+            return matches!(nix::unistd::read(done, &mut byte), Ok(1));
+        }
+        if fds[1].any().unwrap_or(false) {
+            return false;
+        }
+    }
 }
 
 /// The pid a runtime call wrote to `pid_file`.

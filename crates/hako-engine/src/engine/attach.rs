@@ -220,13 +220,19 @@ impl Engine {
     /// (released at the end).
     pub fn attach_finish(&self, mut p: PendingAttach) -> Result<Attached> {
         if let Some(prep) = p.prep.take() {
-            let lock = match prep.wait() {
-                Some(lock) => lock,
-                None => self.lock_container(&p.rec.id)?.0,
-            };
-            let live = self.live(&p.rec);
-            p.spawn = live.status == Status::Created && !live.monitor;
-            p._lock = Some(lock);
+            match prep.wait() {
+                // Held since the create: the shim it made is up, nothing else happened.
+                (Some(lock), true) => p._lock = Some(lock),
+                (lock, _) => {
+                    let lock = match lock {
+                        Some(lock) => lock,
+                        None => self.lock_container(&p.rec.id)?.0,
+                    };
+                    let live = self.live(&p.rec);
+                    p.spawn = live.status == Status::Created && !live.monitor;
+                    p._lock = Some(lock);
+                }
+            }
         }
         let rec = &p.rec;
         if p.spawn {

@@ -41,6 +41,8 @@ pub(crate) struct Preparation {
 #[derive(Debug, Default)]
 struct PrepState {
     done: bool,
+    /// The shim is up (the container created by the runtime, under this lock).
+    spawned: bool,
     /// An attach waits for this preparation: the lock goes to it.
     wanted: bool,
     lock: Option<ContainerLock>,
@@ -48,14 +50,14 @@ struct PrepState {
 
 impl Preparation {
     /// Waits until the preparation is done (a start's time at most); the container's
-    /// lock it hands over.
-    pub(crate) fn wait(&self) -> Option<ContainerLock> {
+    /// lock it hands over, and whether the shim is up.
+    pub(crate) fn wait(&self) -> (Option<ContainerLock>, bool) {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut st, _) = self
             .cv
             .wait_timeout_while(st, std::time::Duration::from_secs(60), |s| !s.done)
             .unwrap_or_else(PoisonError::into_inner);
-        st.lock.take()
+        (st.lock.take(), st.spawned)
     }
 }
 
@@ -143,6 +145,7 @@ impl Engine {
             .remove(id);
         let mut st = prep.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.done = true;
+        st.spawned = spawned;
         if !st.wanted {
             st.lock = None;
         }
