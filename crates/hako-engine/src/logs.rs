@@ -365,66 +365,57 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "old\nkept\n");
     }
 
+    /// Follows a log of one entry (`first`), `change` made to it (its path given) at the
+    /// follow's first look at the container, which stops at the next: what it printed.
+    fn followed(first: &str, change: impl FnOnce(&Path)) -> String {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c-json.log");
+        std::fs::write(&p, line(first, "stdout", "2026-01-01T00:00:01Z")).unwrap();
+        let opened = open(&p);
+        let o = LogOptions {
+            stdout: true,
+            stderr: true,
+            follow: true,
+            ..Default::default()
+        };
+        let mut change = Some(change);
+        let mut running = || match change.take() {
+            Some(c) => {
+                c(&p);
+                true
+            }
+            None => false,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print_opened(opened, &o, &mut out, &mut err, &mut running).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn append(p: &Path, text: &str, time: &str) {
+        let mut f = File::options().append(true).open(p).unwrap();
+        f.write_all(line(text, "stdout", time).as_bytes()).unwrap();
+    }
+
     /// What is logged after the open, while followed, is printed too when the files are
     /// removed before it is read (docker-py's `run(remove=True)`: the container's output,
     /// its exit, the removal, then the read of the followed log).
     #[test]
     fn a_followed_log_is_read_to_its_end_after_its_removal() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("c-json.log");
-        std::fs::write(&p, line("first\n", "stdout", "2026-01-01T00:00:01Z")).unwrap();
-        let opened = open(&p);
-        let o = LogOptions {
-            stdout: true,
-            stderr: true,
-            follow: true,
-            ..Default::default()
-        };
-        let mut looks = 0;
-        let mut running = || {
-            looks += 1;
-            if looks == 1 {
-                let mut f = File::options().append(true).open(&p).unwrap();
-                f.write_all(line("late\n", "stdout", "2026-01-01T00:00:02Z").as_bytes())
-                    .unwrap();
-                std::fs::remove_file(&p).unwrap();
-                return true;
-            }
-            false
-        };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        print_opened(opened, &o, &mut out, &mut err, &mut running).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "first\nlate\n");
+        let out = followed("first\n", |p| {
+            append(p, "late\n", "2026-01-01T00:00:02Z");
+            std::fs::remove_file(p).unwrap();
+        });
+        assert_eq!(out, "first\nlate\n");
     }
 
     /// A rotation while followed: the rest of the old file, then the new one.
     #[test]
     fn a_followed_log_keeps_the_rest_of_a_rotated_file() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("c-json.log");
-        std::fs::write(&p, line("one\n", "stdout", "2026-01-01T00:00:01Z")).unwrap();
-        let opened = open(&p);
-        let o = LogOptions {
-            stdout: true,
-            stderr: true,
-            follow: true,
-            ..Default::default()
-        };
-        let mut looks = 0;
-        let mut running = || {
-            looks += 1;
-            if looks == 1 {
-                let mut f = File::options().append(true).open(&p).unwrap();
-                f.write_all(line("two\n", "stdout", "2026-01-01T00:00:02Z").as_bytes())
-                    .unwrap();
-                std::fs::rename(&p, format!("{}.1", p.display())).unwrap();
-                std::fs::write(&p, line("three\n", "stdout", "2026-01-01T00:00:03Z")).unwrap();
-                return true;
-            }
-            false
-        };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        print_opened(opened, &o, &mut out, &mut err, &mut running).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "one\ntwo\nthree\n");
+        let out = followed("one\n", |p| {
+            append(p, "two\n", "2026-01-01T00:00:02Z");
+            std::fs::rename(p, format!("{}.1", p.display())).unwrap();
+            std::fs::write(p, line("three\n", "stdout", "2026-01-01T00:00:03Z")).unwrap();
+        });
+        assert_eq!(out, "one\ntwo\nthree\n");
     }
 }
