@@ -162,6 +162,17 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives the calling thread (only it: the nice value is a thread's on Linux) the lowest
+/// priority, for work done after an answer: a client running on the same CPUs goes
+/// first. Raising it back would need `CAP_SYS_NICE`: for threads of their own.
+pub fn lowest_priority_for_this_thread() {
+    let tid = nix::unistd::gettid().as_raw();
+    // SAFETY: a plain system call with integer arguments; no memory is shared.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
 /// Whether this process has one thread (`/proc/self/stat`'s num_threads): the condition
 /// for running arbitrary code in a fork of it (another thread may hold a lock, the
 /// allocator's say, at the fork, which the child then never sees released).
@@ -385,6 +396,27 @@ pub fn take_env_at_start(key: &str) -> Option<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nice value of thread `tid` of this process (`stat` field 19).
+    fn nice_of(tid: i32) -> i64 {
+        let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let (_, rest) = s.rsplit_once(')').unwrap();
+        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_lowest_priority_is_the_calling_threads_alone() {
+        let me = nix::unistd::gettid().as_raw();
+        let before = nice_of(me);
+        let other = std::thread::spawn(|| {
+            lowest_priority_for_this_thread();
+            nice_of(nix::unistd::gettid().as_raw())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(other, 19);
+        assert_eq!(nice_of(me), before);
+    }
 
     #[test]
     fn single_threaded_counts_the_threads() {

@@ -341,9 +341,22 @@ pub(crate) struct Tail<'a> {
 }
 
 impl Tail<'_> {
-    /// Removes what is left (a failure is logged; the recovery tries again).
+    /// Removes what is left (a failure is logged; the recovery tries again), on a thread
+    /// of its own at the lowest priority: the client that had the answer goes first.
     pub fn finish(mut self) {
-        self.run();
+        let ran = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("hako-rm-tail".into())
+                .spawn_scoped(s, || {
+                    hako_sys::process::lowest_priority_for_this_thread();
+                    self.run();
+                })
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .is_ok()
+        });
+        if !ran {
+            self.run();
+        }
     }
 
     fn run(&mut self) {
