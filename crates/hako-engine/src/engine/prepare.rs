@@ -131,7 +131,10 @@ impl Engine {
             }
             Err(_) => false,
         };
-        if spawned {
+        let mut st = prep.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // An attach that came meanwhile claimed the shim already (the end of an unstarted
+        // container leaves it alone).
+        if spawned && !st.wanted {
             self.preps
                 .unclaimed
                 .lock()
@@ -143,7 +146,6 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
-        let mut st = prep.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.done = true;
         st.spawned = spawned;
         if !st.wanted {
@@ -206,11 +208,7 @@ impl Engine {
     /// The shim made ahead for `id` is claimed (an attach): left alone by
     /// [`Engine::end_unclaimed`].
     pub(crate) fn claim_prepared(&self, id: &str) {
-        self.preps
-            .unclaimed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        self.take_unclaimed(id);
     }
 
     /// Whether the shim of `id` was made ahead and nobody claimed it since; forgets it.
