@@ -562,6 +562,10 @@ fn connect_and_disconnect_a_running_container() {
     assert_eq!(nc_once(&h, "b", "a", 80), "");
     // None and host containers cannot be connected.
     let n = h.start(&["--network", "none", "busybox", "sleep", "300"], None);
+    // Its namespace has only `lo`, up (as Docker's).
+    let links = h.ok(&["exec", &n, "ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains("lo:") && links.contains(",UP"), "{links}");
     let e = h.fails(1, &["network", "connect", "back", &n]);
     assert!(e.contains("none"), "{e}");
     h.finish(&[&a, &b, &n]);

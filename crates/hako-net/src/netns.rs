@@ -75,11 +75,7 @@ impl Netns {
             )
             .map_err(nix_io)
             .ctx(|| format!("bind-mount a network namespace on {}", path.display()))?;
-            let mut nl = Socket::new()?;
-            if let Some(lo) = nl.link("lo")? {
-                nl.set_up(lo.index, "lo")?;
-            }
-            Ok(())
+            lo_up()
         });
         if let Err(e) = made {
             let _ = remove(path);
@@ -116,6 +112,21 @@ impl Netns {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         on_thread(Some(&self.file), f)
     }
+
+    /// Brings the namespace's loopback up: what Docker does for a `--network none`
+    /// container, whose namespace the runtime makes (with `lo` down).
+    pub fn loopback_up(&self) -> Result<()> {
+        self.run(lo_up)
+    }
+}
+
+/// Brings `lo` up in the calling thread's namespace.
+fn lo_up() -> Result<()> {
+    let mut nl = Socket::new()?;
+    if let Some(lo) = nl.link("lo")? {
+        nl.set_up(lo.index, "lo")?;
+    }
+    Ok(())
 }
 
 /// Makes the empty file a namespace is bound onto (it must not exist yet).

@@ -15,6 +15,7 @@ use crate::state::{Action, Status};
 
 use super::Engine;
 use super::health::{has_healthcheck, health_probe};
+use super::network::{Mode, mode_of};
 use super::runtime::runtime_error;
 use super::status::request_timeout;
 use super::validate::{log_opts, restart_arg, validate_signal};
@@ -131,6 +132,17 @@ impl Engine {
             }
             (Err(e), _) => Some(e),
         };
+        // `--network none`: the runtime made the namespace, with `lo` down; Docker's has
+        // it up. Brought up before the start, through the created init's namespace.
+        let failed = match failed {
+            None if !self.opts.rootless && matches!(mode_of(&rec.host_config), Mode::None) => {
+                self.loopback_up(rec).err().map(|e| {
+                    self.end_created(rec);
+                    e
+                })
+            }
+            f => f,
+        };
         match failed {
             None => {
                 tracing::debug!(container = %rec.id, "start: shim up, the runtime created the container");
@@ -155,6 +167,18 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Brings up `lo` in the network namespace of the created (not started) container.
+    fn loopback_up(&self, rec: &Record) -> Result<()> {
+        let file = self.state_dir(&rec.id).join(protocol::INIT_PID_FILE);
+        let pid = std::fs::read_to_string(&file)
+            .ctx(|| format!("read {}", file.display()))?
+            .trim()
+            .parse::<i32>()
+            .map_err(|e| Error::Network(format!("{}: {e}", file.display())))?;
+        let ns = hako_net::netns::Netns::open(Path::new(&format!("/proc/{pid}/ns/net")))?;
+        Ok(ns.loopback_up()?)
     }
 
     /// Ends a container the runtime created (under its shim) but that must not start.
