@@ -14,11 +14,22 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 /// A pending line is flushed as a partial entry once it reaches this size.
 pub const MAX_PARTIAL: usize = 16 * 1024;
+
+/// Once a write found the disk full, the log writes again only when this much of it is
+/// free (or [`HOLD_AT_MOST`] later). Why: output keeps coming, and a log that wrote
+/// whenever a block came free would take every block anything else frees, such as the
+/// store's `-shm` that SQLite's first opener truncates and extends again: the engine's
+/// commands on that disk would fail until the log's owner freed space.
+const RESUME_FREE: u64 = 1 << 20;
+
+/// A try to write all the same, for filesystems whose free space statvfs does not tell.
+const HOLD_AT_MOST: Duration = Duration::from_secs(5);
 
 /// Which output stream bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +69,8 @@ pub struct JsonLog {
     pending: [Vec<u8>; 2],
     /// Docker's `attrs` of every entry (labels, env, tag the log options asked for).
     attrs: BTreeMap<String, String>,
+    /// Since when the disk was full (output is dropped, [`RESUME_FREE`]).
+    full_since: Option<Instant>,
 }
 
 impl JsonLog {
@@ -73,6 +86,7 @@ impl JsonLog {
             size,
             pending: [Vec::new(), Vec::new()],
             attrs: BTreeMap::new(),
+            full_since: None,
         })
     }
 
@@ -84,7 +98,23 @@ impl JsonLog {
     }
 
     /// Log a chunk of output: every complete line becomes an entry, the rest waits.
-    pub fn write(&mut self, stream: Stream, mut data: &[u8]) -> io::Result<()> {
+    /// On a full disk the output is dropped until [`RESUME_FREE`] is free again.
+    pub fn write(&mut self, stream: Stream, data: &[u8]) -> io::Result<()> {
+        if let Some(since) = self.full_since {
+            if since.elapsed() < HOLD_AT_MOST && free_space(&self.path) < RESUME_FREE {
+                self.pending[stream as usize].clear();
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.full_since = None;
+        }
+        let r = self.write_lines(stream, data);
+        if r.as_ref().err().and_then(io::Error::raw_os_error) == Some(libc::ENOSPC) {
+            self.full_since = Some(Instant::now());
+        }
+        r
+    }
+
+    fn write_lines(&mut self, stream: Stream, mut data: &[u8]) -> io::Result<()> {
         let time = now();
         let idx = stream as usize;
         while !data.is_empty() {
@@ -177,6 +207,19 @@ impl JsonLog {
 }
 
 /// 0640 as Docker's json logs, whatever the umask.
+/// Bytes free on the filesystem of `path` for this process (root may use the reserved
+/// blocks); 0 when statvfs fails.
+fn free_space(path: &Path) -> u64 {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    nix::sys::statvfs::statvfs(dir).map_or(0, |s| {
+        let blocks = match nix::unistd::geteuid().is_root() {
+            true => s.blocks_free(),
+            false => s.blocks_available(),
+        };
+        blocks.saturating_mul(s.fragment_size())
+    })
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::PermissionsExt;
     let f = OpenOptions::new()

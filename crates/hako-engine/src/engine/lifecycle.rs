@@ -135,12 +135,10 @@ impl Engine {
         // `--network none`: the runtime made the namespace, with `lo` down; Docker's has
         // it up. Brought up before the start, through the created init's namespace.
         let failed = match failed {
-            None if !self.opts.rootless && matches!(mode_of(&rec.host_config), Mode::None) => {
-                self.loopback_up(rec).err().map(|e| {
-                    self.end_created(rec);
-                    e
-                })
-            }
+            None if !self.opts.rootless && matches!(mode_of(&rec.host_config), Mode::None) => self
+                .loopback_up(rec)
+                .err()
+                .inspect(|_| self.end_created(rec)),
             f => f,
         };
         match failed {
