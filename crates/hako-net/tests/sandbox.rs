@@ -973,6 +973,43 @@ fn links_are_deleted_together_and_nothing_else() {
     nl.del_link("keep0").unwrap();
 }
 
+/// `link` (read from the answer's bytes) finds what the full parse of `links` finds.
+#[test]
+fn a_link_looked_up_by_name_is_the_listed_one() {
+    if !root() {
+        return;
+    }
+    sandbox();
+    let mut nl = hako_net::netlink::Socket::new().expect("netlink");
+    nl.add_bridge("hklook0", 1400, [2, 0, 0, 0, 0, 0x12])
+        .expect("bridge");
+    let here = std::fs::File::open("/proc/thread-self/ns/net").expect("own netns");
+    nl.add_veth(&hako_net::netlink::VethSpec {
+        host: "hklookv",
+        peer: "hklookp",
+        netns: std::os::fd::AsFd::as_fd(&here),
+        mtu: 1400,
+        peer_mac: None,
+    })
+    .expect("veth");
+    let br = nl.link("hklook0").unwrap().expect("bridge made");
+    let v = nl.link("hklookv").unwrap().expect("veth made");
+    nl.enslave(v.index, "hklookv", br.index).expect("enslave");
+    nl.set_up(br.index, "hklook0").expect("up");
+    let listed = nl.links().expect("links");
+    for name in ["lo", "hklook0", "hklookv", "hklookp"] {
+        let one = nl.link(name).unwrap().expect("found");
+        let want = listed.iter().find(|l| l.name == name).expect("listed");
+        assert_eq!(&one, want);
+    }
+    let br = nl.link("hklook0").unwrap().unwrap();
+    assert_eq!((br.kind.as_str(), br.mtu, br.up), ("bridge", 1400, true));
+    let v = nl.link("hklookv").unwrap().unwrap();
+    assert_eq!((v.kind.as_str(), v.master), ("veth", Some(br.index)));
+    assert_eq!(nl.link("hklook9").unwrap(), None);
+    nl.del_links(&["hklookv", "hklook0"]).expect("delete");
+}
+
 /// The resolvers running for `exec` (their command line names it).
 fn resolvers(exec: &Path) -> Vec<i32> {
     let want = exec.to_string_lossy().into_owned();

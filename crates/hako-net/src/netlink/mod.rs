@@ -21,7 +21,8 @@ pub use route::Route;
 use std::io;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -97,20 +98,50 @@ impl Socket {
         }
     }
 
+    /// [`Socket::recv`] without parsing the answers: `f` gets each one's type and payload
+    /// (the caller reads only the attributes it needs; see [`Socket::link`]).
+    fn recv_raw(
+        &mut self,
+        seq: u32,
+        mut f: impl FnMut(u16, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let invalid = |e: netlink_packet_core::DecodeError| {
+            io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+        };
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            let mut off = 0;
+            while off < n {
+                let msg = NetlinkBuffer::new_checked(&self.buf[off..n]).map_err(invalid)?;
+                let len = usize::try_from(msg.length()).unwrap_or(n);
+                // NLMSG_ALIGN: messages start on 4-byte boundaries.
+                off += (len.max(16) + 3) & !3;
+                if msg.sequence_number() != seq {
+                    continue;
+                }
+                match msg.message_type() {
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_ERROR => {
+                        let code = msg
+                            .payload()
+                            .first_chunk::<4>()
+                            .map_or(-libc::EBADMSG, |b| i32::from_ne_bytes(*b));
+                        return match code {
+                            0 => Ok(()),
+                            c => Err(io::Error::from_raw_os_error(-c)),
+                        };
+                    }
+                    NLMSG_NOOP | NLMSG_OVERRUN => {}
+                    t => f(t, msg.payload())?,
+                }
+            }
+        }
+    }
+
     /// Sends a request and waits for its ACK.
     pub(crate) fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         let seq = self.send(msg, NLM_F_REQUEST | NLM_F_ACK | flags)?;
         self.recv(seq, |_| {})
-    }
-
-    /// Sends a GET request (with ACK) and hands the answer to `f`.
-    pub(crate) fn get(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        f: impl FnMut(RouteNetlinkMessage),
-    ) -> io::Result<()> {
-        let seq = self.send(msg, NLM_F_REQUEST | NLM_F_ACK)?;
-        self.recv(seq, f)
     }
 
     /// Sends a dump request and collects the answers.
