@@ -566,9 +566,33 @@ fn connect_and_disconnect_a_running_container() {
     let links = h.ok(&["exec", &n, "ip", "-o", "link"]);
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains("lo:") && links.contains(",UP"), "{links}");
+    // Also after a restart by the policy (a new namespace from the runtime each time).
+    let r = h
+        .ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--restart",
+            "on-failure:1",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -o link show lo; exit 3",
+        ])
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.ok(&["inspect", "-f", "{{.State.Running}} {{.RestartCount}}", &r]) != "false 1\n" {
+        assert!(Instant::now() < deadline, "no restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = h.ok(&["logs", &r]);
+    assert_eq!(logs.lines().count(), 2, "{logs}");
+    assert!(logs.lines().all(|l| l.contains(",UP")), "{logs}");
     let e = h.fails(1, &["network", "connect", "back", &n]);
     assert!(e.contains("none"), "{e}");
-    h.finish(&[&a, &b, &n]);
+    h.finish(&[&a, &b, &n, &r]);
     h.ok(&["network", "rm", "back"]);
 }
 

@@ -112,12 +112,6 @@ impl Netns {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         on_thread(Some(&self.file), f)
     }
-
-    /// Brings the namespace's loopback up: what Docker does for a `--network none`
-    /// container, whose namespace the runtime makes (with `lo` down).
-    pub fn loopback_up(&self) -> Result<()> {
-        self.run(lo_up)
-    }
 }
 
 /// Brings `lo` up in the calling thread's namespace.

@@ -166,6 +166,12 @@ impl Shim {
         }
         let bundle = self.opts.bundle.clone();
         let pid = self.launch(|rt, console, stdio, err| rt.create(&bundle, console, stdio, err))?;
+        if self.opts.loopback_up
+            && let Err(e) = hako_sys::netif::loopback_up(pid)
+        {
+            self.runtime.delete_force();
+            return Err(format!("bringing up the container's loopback: {e}"));
+        }
         self.phase = Phase::Created;
         Ok(pid)
     }

@@ -52,6 +52,10 @@ pub struct Options {
     /// Keep the container's stdin open for attach clients (else it is /dev/null)
     #[arg(long)]
     pub stdin: bool,
+    /// Bring `lo` up in the container's network namespace after each create, restarts
+    /// included (`--network none`: the runtime makes that namespace with `lo` down)
+    #[arg(long)]
+    pub loopback_up: bool,
     /// Close the container's stdin when the first attach client closes its input
     #[arg(long)]
     pub stdin_once: bool,
@@ -248,6 +252,7 @@ impl Options {
             (self.stdin, "--stdin"),
             (self.stdin_once, "--stdin-once"),
             (self.runtime_builtin, "--runtime-builtin"),
+            (self.loopback_up, "--loopback-up"),
         ] {
             if on {
                 args.push(flag.into());

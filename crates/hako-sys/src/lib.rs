@@ -14,6 +14,7 @@ pub mod keyring;
 pub mod malloc;
 pub mod mount;
 pub mod mountinfo;
+pub mod netif;
 pub mod nftables;
 pub mod process;
 pub mod quota;

@@ -132,15 +132,6 @@ impl Engine {
             }
             (Err(e), _) => Some(e),
         };
-        // `--network none`: the runtime made the namespace, with `lo` down; Docker's has
-        // it up. Brought up before the start, through the created init's namespace.
-        let failed = match failed {
-            None if !self.opts.rootless && matches!(mode_of(&rec.host_config), Mode::None) => self
-                .loopback_up(rec)
-                .err()
-                .inspect(|_| self.end_created(rec)),
-            f => f,
-        };
         match failed {
             None => {
                 tracing::debug!(container = %rec.id, "start: shim up, the runtime created the container");
@@ -165,18 +156,6 @@ impl Engine {
                 Err(e)
             }
         }
-    }
-
-    /// Brings up `lo` in the network namespace of the created (not started) container.
-    fn loopback_up(&self, rec: &Record) -> Result<()> {
-        let file = self.state_dir(&rec.id).join(protocol::INIT_PID_FILE);
-        let pid = std::fs::read_to_string(&file)
-            .ctx(|| format!("read {}", file.display()))?
-            .trim()
-            .parse::<i32>()
-            .map_err(|e| Error::Network(format!("{}: {e}", file.display())))?;
-        let ns = hako_net::netns::Netns::open(Path::new(&format!("/proc/{pid}/ns/net")))?;
-        Ok(ns.loopback_up()?)
     }
 
     /// Ends a container the runtime created (under its shim) but that must not start.
@@ -320,6 +299,11 @@ impl Engine {
             }
             cmd.arg("--exit-command-lock")
                 .arg(crate::locks::attached_path(&self.opts.exec_root, &rec.id));
+        }
+        // `--network none`: the runtime makes the namespace, with `lo` down; Docker's has
+        // it up. The shim brings it up after each create (restarts too).
+        if !self.opts.rootless && matches!(mode_of(&rec.host_config), Mode::None) {
+            cmd.arg("--loopback-up");
         }
         if let Some(go) = go {
             cmd.arg("--go-fd")
