@@ -900,17 +900,34 @@ fn holder_alive(pid: i32) -> bool {
 }
 
 /// Rewrites a file in place (it is bind-mounted into a running container: a rename would
-/// leave the container looking at the old inode).
+/// leave the container looking at the old inode); one that says `text` already is left
+/// alone.
+///
+/// Not truncated to zero first: on ext4 (`auto_da_alloc`) the close of a file truncated to
+/// zero and written again forces its blocks' allocation and starts its writeback, on the
+/// way to every container's start (the create wrote `resolv.conf` and `hosts`, the start's
+/// network setup writes them again).
 fn overwrite(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let ctx = || format!("write {}", path.display());
     let mut f = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
-        .truncate(true)
         .create(true)
+        .truncate(false)
         .open(path)
-        .ctx(|| format!("write {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .ctx(|| format!("write {}", path.display()))
+        .ctx(ctx)?;
+    let mut old = Vec::new();
+    f.read_to_end(&mut old).ctx(ctx)?;
+    if old == text.as_bytes() {
+        return Ok(());
+    }
+    f.write_all_at(text.as_bytes(), 0).ctx(ctx)?;
+    if old.len() > text.len() {
+        f.set_len(text.len() as u64).ctx(ctx)?;
+    }
+    Ok(())
 }
 
 /// Dups `fds` without close-on-exec for a child about to be spawned; the dups are closed
@@ -971,6 +988,27 @@ pub fn add_legacy_network_fields(inspect: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    /// The file keeps its inode (a container's bind mount sees the new text), longer,
+    /// shorter or the same.
+    #[test]
+    fn a_file_is_overwritten_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("hosts");
+        super::overwrite(&f, "127.0.0.1 localhost\n").unwrap();
+        let ino = std::fs::metadata(&f).unwrap().ino();
+        for text in [
+            "127.0.0.1 localhost\n172.17.0.2 c1\n",
+            "::1 x\n",
+            "::1 x\n",
+            "",
+        ] {
+            super::overwrite(&f, text).unwrap();
+            assert_eq!(std::fs::read_to_string(&f).unwrap(), text);
+            assert_eq!(std::fs::metadata(&f).unwrap().ino(), ino);
+        }
+    }
 
     /// The shim's exit command (`... container cleanup ID`, same pid as the shim) is told
     /// apart from any other holder of a network: a remover does not wait for it.
