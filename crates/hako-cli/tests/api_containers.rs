@@ -607,6 +607,58 @@ fn a_created_container_is_made_ready_for_its_start_only() {
     h.finish(&["idle", "busy"]);
 }
 
+/// The server's start of a container it made ready skips the look at its state; one that
+/// another process (`hako start`) started meanwhile is not started twice or torn down:
+/// `docker start` answers as for any running container, which keeps running with its
+/// network, and a `start` event is sent once.
+#[test]
+fn a_container_made_ready_and_started_by_another_process_is_left_running() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
+    let id = s.ok(&["create", "busybox", "sleep", "300"]);
+    let id = id.trim();
+    let shim = h.exec_root().join("containers").join(id).join("shim.pid");
+    h.wait_for("the shim made ahead", || shim.exists());
+    h.ok(&["start", id]);
+    assert_eq!(s.ok(&["start", id]).trim(), id);
+    assert_eq!(h.inspect(id)["State"]["Status"], "running");
+    let ip = h.inspect(id)["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!ip.is_empty(), "no address left");
+    let addr = h.ok(&["exec", id, "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(addr.contains(&ip), "{addr}");
+    let starts = h.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            + 1)
+        .to_string(),
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(starts.lines().count(), 1, "{starts}");
+    drop(s);
+    h.finish(&[id]);
+}
+
 /// A `wait?condition=next-exit` made before the start sees the exit of a run it never saw
 /// (here a `hako start` by another process, whose spawn does not wake the server's waiter,
 /// of a container that exits at once): before, the waiter, having never seen it running,

@@ -35,6 +35,15 @@ impl Engine {
     pub fn start_if_stopped(&self, what: &str) -> Result<(Record, bool)> {
         let (_lock, rec) = self.lock_container(what)?;
         self.claim_prepared(&rec.id);
+        // Made ahead by this process and not started since (the mark is taken under this
+        // lock): created with its shim up, so no look at its state (a round trip to the
+        // shim, on the way to every `docker run`). A start that fails so (another process
+        // started it meanwhile, say) goes the usual way.
+        if self.take_fresh(&rec.id) && self.begin_with(&rec, true)? {
+            hako_sys::crash::point("start.started");
+            self.net.replenish_spare_namespace();
+            return Ok((rec, true));
+        }
         let live = self.check(&rec, Action::Start)?;
         if live.status.is_active() {
             return Ok((rec, false));
@@ -173,6 +182,7 @@ impl Engine {
     /// runtime's container, the network): the container is as its create left it. The
     /// shim runs no exit command (an `--rm` container stays), and its exit file goes.
     fn end_made_ahead(&self, rec: &Record) {
+        self.take_fresh(&rec.id);
         let dir = self.state_dir(&rec.id);
         let _ = std::fs::write(dir.join(protocol::REMOVING_FILE), b"");
         self.end_created(rec);
@@ -403,6 +413,14 @@ impl Engine {
     /// Asks the shim to start the created container. The shim writes the `start` event
     /// (before it can see the exit, so `die` never comes first).
     pub(super) fn begin(&self, rec: &Record) -> Result<()> {
+        self.begin_with(rec, false).map(|_| ())
+    }
+
+    /// [`Engine::begin`]; `fresh`: the container is believed created with its shim up,
+    /// unlooked at: a start refused because it runs already, or a shim that does not
+    /// answer, undoes nothing and answers `false` (the caller looks at the state and goes
+    /// on from there); another failure is the start's.
+    fn begin_with(&self, rec: &Record, fresh: bool) -> Result<bool> {
         let dir = self.state_dir(&rec.id);
         // Docker's order: the network's `connect` before the container's `start`.
         if self.take_connect_events(&rec.id) {
@@ -427,8 +445,12 @@ impl Engine {
                 tracing::debug!(container = %rec.id, "start: running");
                 self.mark_stopped(rec, false);
                 let _ = std::fs::write(dir.join("started_at"), crate::now_rfc3339());
-                Ok(())
+                Ok(true)
             }
+            // Started by another process since it was made ahead (running: the caller
+            // answers so), or its shim gone (the caller spawns one).
+            Ok(Reply::Error { .. }) if fresh && self.live(rec).status.is_active() => Ok(false),
+            Err(_) if fresh => Ok(false),
             Ok(Reply::Error { message }) => {
                 self.wait_shim_gone(&rec.id, Duration::from_secs(5));
                 let _ = self.release_network(&rec.id, true);

@@ -29,6 +29,9 @@ pub(crate) struct Preparations {
     unclaimed: Mutex<HashSet<String>>,
     /// Networked ahead: the `connect` events wait for the start (Docker sends them then).
     connects: Mutex<HashSet<String>>,
+    /// Made ahead and not started since: created, its shim up. A start of this process
+    /// takes the mark under the container's lock and skips its look at the state.
+    fresh: Mutex<HashSet<String>>,
 }
 
 /// One preparation under way.
@@ -131,6 +134,13 @@ impl Engine {
             }
             Err(_) => false,
         };
+        if spawned {
+            self.preps
+                .fresh
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.to_string());
+        }
         let mut st = prep.state.lock().unwrap_or_else(PoisonError::into_inner);
         // An attach that came meanwhile claimed the shim already (the end of an unstarted
         // container leaves it alone).
@@ -215,6 +225,16 @@ impl Engine {
     pub(crate) fn take_unclaimed(&self, id: &str) -> bool {
         self.preps
             .unclaimed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+    }
+
+    /// Whether `id` was made ahead and not started since (see `Preparations::fresh`);
+    /// forgets it. Only under the container's lock.
+    pub(crate) fn take_fresh(&self, id: &str) -> bool {
+        self.preps
+            .fresh
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id)

@@ -111,6 +111,7 @@ impl Engine {
             return Ok((rec, None));
         }
         tracing::debug!(container = %rec.id, remove_volumes, "rm: removal claimed");
+        self.take_fresh(&rec.id);
         // Networked ahead of a start that never came: no `connect` was sent, so no
         // `disconnect` goes either.
         if self.take_connect_events(&rec.id) {
