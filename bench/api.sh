@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hako serve against Debian's dockerd, both driven by the same stock docker CLI:
-#   1. `docker run --rm busybox true` (hyperfine, both servers in one invocation), and the
-#      CLI's own share of it (bench/cli_floor.py: a server that answers at once)
+#   1. `docker run --rm busybox true` (hyperfine, both servers in one invocation; then the
+#      same in interleaved rounds, bench/interleave.py), and the CLI's own share of it
+#      (bench/cli_floor.py: a server that answers at once)
 #   2. idle RSS: hako serve vs dockerd + its containerd (VmRSS after the runs, 5 s idle; and
 #      right after and 6 s after the 100-container / 100-image lists)
 #   3. `docker ps -a` with 100 containers and `docker images` with 100 images
@@ -91,6 +92,13 @@ echo "== docker run --rm busybox true ($RUNS runs) — load: $(cut -d' ' -f1-3 /
 hyperfine -N --warmup 2 --runs "$RUNS" --export-markdown "$DIR/run.md" \
     -n "hako serve" "env $H docker run --rm busybox true" \
     -n "dockerd" "env $D docker run --rm busybox true"
+# The same, interleaved: each round runs both once, in turn (bench/interleave.py), so a
+# change of the VM's speed during the runs (hyperfine runs all of hako's, then all of
+# dockerd's) hits both alike; medians and means of the rounds.
+echo "== the same, $RUNS interleaved rounds"
+python3 bench/interleave.py --ms --warmup 2 --runs "$RUNS" --md "$DIR/run-interleaved.md" \
+    -n "hako serve" "env $H docker run --rm busybox true" \
+    -n "dockerd" "env $D docker run --rm busybox true"
 # The CLI's own share, in the same minute: a server that answers at once (bench/cli_floor.py).
 echo "== the docker CLI alone against a server that answers at once"
 python3 bench/cli_floor.py "$RUNS" | grep -E "Time|Range"
@@ -130,4 +138,4 @@ echo "== RSS right after the lists (kB): hako serve $(rss "$hserve"); dockerd $(
 sleep 6
 echo "== idle RSS 6 s after the lists (kB): hako serve $(rss "$hserve"); dockerd $(rss "$dd") + containerd $(rss "${cd_pid:-0}")"
 echo "   hako serve: $(split "$hserve")"
-cat "$DIR/run.md" "$DIR/list.md"
+cat "$DIR/run.md" "$DIR/run-interleaved.md" "$DIR/list.md"

@@ -35,6 +35,8 @@ def parse(argv):
     p.add_argument("--json")
     p.add_argument("--md")
     p.add_argument("--ref", help="the command the ratios are relative to (default: first)")
+    p.add_argument("--ms", action="store_true",
+                   help="times in milliseconds, and no line per round (short commands)")
     opts, rest = p.parse_known_args(argv)
     cmds = []
     i = 0
@@ -103,7 +105,8 @@ def main():
                 c["system"].append(system)
                 c["load"].append(l0)
         tag = "warmup" if warm else f"round {r - opts.warmup + 1}/{opts.runs}"
-        print(f"  {tag:<12} load {load():4.1f}: " + ", ".join(line), flush=True)
+        if not opts.ms:
+            print(f"  {tag:<12} load {load():4.1f}: " + ", ".join(line), flush=True)
 
     ref = next((c for c in cmds if c["name"] == opts.ref), cmds[0])
     med = lambda xs: statistics.median(xs)
@@ -117,9 +120,12 @@ def main():
         ))
     head = ("command", "median", "mean", "stddev", f"vs {ref['name']}", "cpu", "cpu ratio")
     w = max(12, len(head[4]) + 2)
-    print(f"\n{head[0]:<14}{head[1]:>9}{head[2]:>9}{head[3]:>9}{head[4]:>{w}}{head[5]:>9}{head[6]:>11}")
+    # Seconds, or milliseconds with --ms.
+    k, u = (1000.0, "ms") if opts.ms else (1.0, "s")
+    print(f"\n{head[0]:<14}{head[1]:>10}{head[2]:>10}{head[3]:>10}{head[4]:>{w}}{head[5]:>10}{head[6]:>11}")
     for n, m, mean, sd, ratio, c, cratio in rows:
-        print(f"{n:<14}{m:>8.2f}s{mean:>8.2f}s{sd:>8.2f}s{ratio:>{w - 1}.2f}x{c:>8.2f}s{cratio:>10.2f}x")
+        print(f"{n:<14}{m * k:>8.2f}{u:<2}{mean * k:>8.2f}{u:<2}{sd * k:>8.2f}{u:<2}"
+              f"{ratio:>{w - 1}.2f}x{c * k:>8.2f}{u:<2}{cratio:>10.2f}x")
     print(f"(load average at the start of the timed runs: "
           f"{min(min(c['load']) for c in cmds):.1f}-{max(max(c['load']) for c in cmds):.1f})")
 
@@ -139,7 +145,8 @@ def main():
         with open(opts.md, "w") as f:
             f.write(f"| {' | '.join(head)} |\n|{'---|' * len(head)}\n")
             for n, m, mean, sd, ratio, c, cratio in rows:
-                f.write(f"| `{n}` | {m:.2f} s | {mean:.2f} s | {sd:.2f} s | {ratio:.2f}x | {c:.2f} s | {cratio:.2f}x |\n")
+                f.write(f"| `{n}` | {m * k:.2f} {u} | {mean * k:.2f} {u} | {sd * k:.2f} {u} | {ratio:.2f}x "
+                        f"| {c * k:.2f} {u} | {cratio:.2f}x |\n")
 
 
 if __name__ == "__main__":
