@@ -937,6 +937,32 @@ fn iptables_driver_ports_masquerade_isolation_and_cleanup() {
     out.remove();
 }
 
+/// A bridge `names[0]` (MAC ending in `mac`) and a veth pair `names[1]`–`names[2]` here,
+/// the first end its port; the bridge and that end.
+fn bridge_with_a_port(
+    nl: &mut hako_net::netlink::Socket,
+    names: [&str; 3],
+    mtu: u32,
+    mac: u8,
+) -> (hako_net::netlink::Link, hako_net::netlink::Link) {
+    let [bridge, host, peer] = names;
+    nl.add_bridge(bridge, mtu, [2, 0, 0, 0, 0, mac])
+        .expect("bridge");
+    let here = std::fs::File::open("/proc/thread-self/ns/net").expect("own netns");
+    nl.add_veth(&hako_net::netlink::VethSpec {
+        host,
+        peer,
+        netns: std::os::fd::AsFd::as_fd(&here),
+        mtu,
+        peer_mac: None,
+    })
+    .expect("veth");
+    let br = nl.link(bridge).unwrap().expect("bridge made");
+    let v = nl.link(host).unwrap().expect("veth made");
+    nl.enslave(v.index, host, br.index).expect("enslave");
+    (br, v)
+}
+
 /// A bridge and its last port go in one request (one unregistration in the kernel), and
 /// nothing else in the namespace goes with them: not another bridge, not a link of the
 /// default device group.
@@ -947,22 +973,9 @@ fn links_are_deleted_together_and_nothing_else() {
     }
     sandbox();
     let mut nl = hako_net::netlink::Socket::new().expect("netlink");
-    nl.add_bridge("hkdel0", 1500, [2, 0, 0, 0, 0, 0x10])
-        .expect("bridge");
     nl.add_bridge("keep0", 1500, [2, 0, 0, 0, 0, 0x11])
         .expect("other bridge");
-    let here = std::fs::File::open("/proc/thread-self/ns/net").expect("own netns");
-    nl.add_veth(&hako_net::netlink::VethSpec {
-        host: "hkdelv",
-        peer: "hkdelp",
-        netns: std::os::fd::AsFd::as_fd(&here),
-        mtu: 1500,
-        peer_mac: None,
-    })
-    .expect("veth");
-    let br = nl.link("hkdel0").unwrap().expect("bridge made");
-    let v = nl.link("hkdelv").unwrap().expect("veth made");
-    nl.enslave(v.index, "hkdelv", br.index).expect("enslave");
+    bridge_with_a_port(&mut nl, ["hkdel0", "hkdelv", "hkdelp"], 1500, 0x10);
     nl.del_links(&["hkdelv", "hkdel0", "missing0"])
         .expect("delete together");
     let mut left: Vec<String> = links().into_iter().filter(|l| l != "lo").collect();
@@ -981,20 +994,7 @@ fn a_link_looked_up_by_name_is_the_listed_one() {
     }
     sandbox();
     let mut nl = hako_net::netlink::Socket::new().expect("netlink");
-    nl.add_bridge("hklook0", 1400, [2, 0, 0, 0, 0, 0x12])
-        .expect("bridge");
-    let here = std::fs::File::open("/proc/thread-self/ns/net").expect("own netns");
-    nl.add_veth(&hako_net::netlink::VethSpec {
-        host: "hklookv",
-        peer: "hklookp",
-        netns: std::os::fd::AsFd::as_fd(&here),
-        mtu: 1400,
-        peer_mac: None,
-    })
-    .expect("veth");
-    let br = nl.link("hklook0").unwrap().expect("bridge made");
-    let v = nl.link("hklookv").unwrap().expect("veth made");
-    nl.enslave(v.index, "hklookv", br.index).expect("enslave");
+    let (br, _) = bridge_with_a_port(&mut nl, ["hklook0", "hklookv", "hklookp"], 1400, 0x12);
     nl.set_up(br.index, "hklook0").expect("up");
     let listed = nl.links().expect("links");
     for name in ["lo", "hklook0", "hklookv", "hklookp"] {
