@@ -75,7 +75,7 @@ impl Netns {
             )
             .map_err(nix_io)
             .ctx(|| format!("bind-mount a network namespace on {}", path.display()))?;
-            lo_up()
+            hako_sys::netif::loopback_up_here().ctx(|| "bring up lo".into())
         });
         if let Err(e) = made {
             let _ = remove(path);
@@ -112,15 +112,6 @@ impl Netns {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         on_thread(Some(&self.file), f)
     }
-}
-
-/// Brings `lo` up in the calling thread's namespace.
-fn lo_up() -> Result<()> {
-    let mut nl = Socket::new()?;
-    if let Some(lo) = nl.link("lo")? {
-        nl.set_up(lo.index, "lo")?;
-    }
-    Ok(())
 }
 
 /// Makes the empty file a namespace is bound onto (it must not exist yet).

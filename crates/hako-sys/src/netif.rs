@@ -1,5 +1,5 @@
-//! Interface flags by ioctl: what a shim does to a network namespace, bringing `lo` up in a
-//! `--network none` container's (the runtime makes that namespace with `lo` down; Docker's
+//! Interface flags by ioctl: bringing `lo` up in a new network namespace (hako-net's, and a
+//! `--network none` container's, which the runtime makes with `lo` down: the shim's; Docker's
 //! has it up). No netlink needed for one flag.
 
 use std::fs::File;
@@ -16,11 +16,16 @@ pub fn loopback_up(pid: i32) -> io::Result<()> {
     std::thread::scope(|s| {
         s.spawn(|| {
             nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)?;
-            set_up("lo")
+            loopback_up_here()
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
     })
+}
+
+/// Brings `lo` up in the calling thread's network namespace.
+pub fn loopback_up_here() -> io::Result<()> {
+    set_up("lo")
 }
 
 /// Sets IFF_UP on interface `name` of the calling thread's namespace.

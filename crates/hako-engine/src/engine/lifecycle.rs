@@ -39,20 +39,17 @@ impl Engine {
         // lock): created with its shim up, so no look at its state (a round trip to the
         // shim, on the way to every `docker run`). A start that fails so (another process
         // started it meanwhile, say) goes the usual way.
-        if self.take_fresh(&rec.id) && self.begin_with(&rec, true)? {
-            hako_sys::crash::point("start.started");
-            self.net.replenish_spare_namespace();
-            return Ok((rec, true));
+        if !(self.take_fresh(&rec.id) && self.begin_with(&rec, true)?) {
+            let live = self.check(&rec, Action::Start)?;
+            if live.status.is_active() {
+                return Ok((rec, false));
+            }
+            if !live.monitor {
+                self.spawn_shim(&rec)?;
+            }
+            hako_sys::crash::point("start.shim");
+            self.begin(&rec)?;
         }
-        let live = self.check(&rec, Action::Start)?;
-        if live.status.is_active() {
-            return Ok((rec, false));
-        }
-        if !live.monitor {
-            self.spawn_shim(&rec)?;
-        }
-        hako_sys::crash::point("start.shim");
-        self.begin(&rec)?;
         hako_sys::crash::point("start.started");
         self.net.replenish_spare_namespace();
         Ok((rec, true))

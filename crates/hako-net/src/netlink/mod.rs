@@ -22,9 +22,9 @@ use std::io;
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, ParseableParametrized,
 };
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{RouteNetlinkMessage, RouteNetlinkMessageBuffer};
 use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::error::{Error, Result};
@@ -72,34 +72,20 @@ impl Socket {
     /// Receives the messages answering `seq` and hands each to `f`; returns at the ACK or
     /// at the end of a dump.
     fn recv(&mut self, seq: u32, mut f: impl FnMut(RouteNetlinkMessage)) -> io::Result<()> {
-        loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
-            let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = usize::try_from(msg.header.length).unwrap_or(n);
-                off += len.max(16);
-                if msg.header.sequence_number != seq {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(()),
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(m) => f(m),
-                    _ => {}
-                }
-            }
-        }
+        self.recv_raw(seq, |kind, payload| {
+            let m = RouteNetlinkMessage::parse_with_param(
+                &RouteNetlinkMessageBuffer::new(payload),
+                kind,
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            f(m);
+            Ok(())
+        })
     }
 
-    /// [`Socket::recv`] without parsing the answers: `f` gets each one's type and payload
-    /// (the caller reads only the attributes it needs; see [`Socket::link`]).
+    /// Receives the answers to `seq` until the ACK or the end of a dump, unparsed: `f` gets
+    /// each one's type and payload (the caller may read only the attributes it needs; see
+    /// [`Socket::link`]).
     fn recv_raw(
         &mut self,
         seq: u32,
