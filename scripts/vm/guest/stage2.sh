@@ -43,8 +43,17 @@ chmod 755 /usr/local/sbin/hako-vm-finish
 # Scratch space in memory, and an empty state for every engine the tests may start (the
 # host's own /var/lib/docker and friends are not the guest's business). Debian's tmpfiles
 # would otherwise empty the host's /tmp into the overlay at boot: slow under TCG.
+# A checkout below one of them (a clone in /tmp) stays seen: bound aside, then back.
+repo=$(cd "$(dirname "$0")/../../.." && pwd)
 for d in /tmp /var/tmp /var/lib/hako /var/lib/docker /var/lib/containerd /var/lib/containers; do
-    mkdir -p "$d" && mount -t tmpfs -o mode=755 tmpfs "$d"
+    case "$repo/" in
+    "$d"/*)
+        mkdir -p /.hako-repo && mount --bind "$repo" /.hako-repo
+        mkdir -p "$d" && mount -t tmpfs -o mode=755 tmpfs "$d"
+        mkdir -p "$repo" && mount --bind /.hako-repo "$repo" && umount /.hako-repo
+        ;;
+    *) mkdir -p "$d" && mount -t tmpfs -o mode=755 tmpfs "$d" ;;
+    esac
 done
 # A disk that survives a reboot (vm.sh attaches JOBDIR/disk.img as the first virtio disk,
 # when there is one): hako's store and systemd's unit directory live on it, as they would on
