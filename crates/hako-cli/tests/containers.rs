@@ -766,3 +766,73 @@ fn system_df_counts_containers_volumes_and_shared_layers() {
     h.ok(&["volume", "rm", "dfvol"]);
     h.assert_clean(&[&id]);
 }
+
+/// Docker's `RemovalInProgress`: from the claim of a removal to the record's deletion the
+/// container is listed (`ps -a`: "Removal In Progress", state and filter `removing`,
+/// inspect's `State.Status`), not hidden. The `rm` stops itself right after its claim
+/// (`HAKO_STOP_AT`, hako-sys crash.rs) and goes on when told to.
+#[test]
+fn a_container_being_removed_reads_removal_in_progress() {
+    need_root!();
+    let h = Hako::new();
+    let id = h
+        .ok(&["create", "--name", "going", "busybox", "true"])
+        .trim()
+        .to_string();
+    let rm = h
+        .cmd(&["rm", "going"])
+        .env("HAKO_STOP_AT", "rm.claimed")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hako rm");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(rm.id()).expect("pid"));
+    let stopped = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
+            .unwrap_or(false)
+    };
+    // Goes on even when a check below fails (the test's clean-up would wait for it).
+    struct GoOn(nix::unistd::Pid);
+    impl Drop for GoOn {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    let go_on = GoOn(pid);
+    h.wait_for("the rm to stop after its claim", stopped);
+    assert_eq!(
+        h.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}} {{.Status}}"]),
+        "going removing Removal In Progress\n"
+    );
+    assert_eq!(
+        h.ok(&["ps", "-aq", "--no-trunc", "--filter", "status=removing"])
+            .trim(),
+        id
+    );
+    assert_eq!(
+        h.ok(&["ps", "-aq", "--filter", "status=created"]).trim(),
+        "",
+        "a container being removed is no longer `created`"
+    );
+    assert_eq!(
+        h.ok(&["ps", "-q"]).trim(),
+        "",
+        "not running: not in plain `ps`"
+    );
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Status}}", "going"])
+            .trim(),
+        "removing"
+    );
+    drop(go_on);
+    let out = rm.wait_with_output().expect("wait hako rm");
+    assert!(
+        out.status.success(),
+        "rm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(h.ok(&["ps", "-aq"]).trim(), "");
+    h.assert_clean(&[&id]);
+}

@@ -188,7 +188,7 @@ impl Engine {
             }
         }
         let layer_ids: HashSet<String> = self.images().container_layer_ids()?.into_iter().collect();
-        let complete = records::all(&self.conn())?;
+        let complete = records::all(&self.conn(), false)?;
         for r in &complete {
             let short = &r.id[..12];
             let bundle = root.join("containers").join(&r.id).join("config.json");
@@ -255,7 +255,7 @@ impl Engine {
         let mut out = Vec::new();
         let root = self.options().root.clone();
         let exec = self.options().exec_root.clone();
-        let recs = records::all(&self.conn())?;
+        let recs = records::all(&self.conn(), false)?;
         let ids: HashSet<String> = records::all_ids(&self.conn())?.into_iter().collect();
         // Shims whose container has no record: the container goes with them.
         for s in shims_under(&exec.join("containers")) {

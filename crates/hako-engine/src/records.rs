@@ -91,6 +91,9 @@ pub struct Record {
     pub args: Vec<String>,
     /// Paused by `hako pause`.
     pub paused: bool,
+    /// A process has claimed its removal and not finished it (Docker's
+    /// `RemovalInProgress`: `ps -a` says "Removal In Progress").
+    pub removing: bool,
 }
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
@@ -135,7 +138,7 @@ fn from_json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-const COLUMNS: &str = "id, name, image, image_id, created, config, host_config, runtime, rootfs, rootfs_managed, path, args, paused";
+const COLUMNS: &str = "id, name, image, image_id, created, config, host_config, runtime, rootfs, rootfs_managed, path, args, paused, removing";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -152,6 +155,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         path: r.get(10)?,
         args: from_json(&r.get::<_, String>(11)?),
         paused: r.get(12)?,
+        removing: r.get::<_, i64>(13)? > 0,
     })
 }
 
@@ -159,7 +163,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 /// taken name is [`Error::NameInUse`].
 pub(crate) fn insert(conn: &Connection, rec: &Record) -> Result<()> {
     let res = conn.execute_cached(
-        &format!("INSERT INTO containers ({COLUMNS}, creating) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)"),
+        &format!("INSERT INTO containers ({COLUMNS}, creating) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1)"),
         params![
             rec.id,
             rec.name,
@@ -174,6 +178,7 @@ pub(crate) fn insert(conn: &Connection, rec: &Record) -> Result<()> {
             rec.path,
             json(&rec.args),
             rec.paused,
+            i64::from(rec.removing),
         ],
     );
     match res {
@@ -261,12 +266,14 @@ pub(crate) fn find(conn: &Connection, what: &str) -> Result<Record> {
     }
 }
 
-/// Every record, newest first.
-pub(crate) fn all(conn: &Connection) -> Result<Vec<Record>> {
+/// Every record, newest first; with `removing`, those whose removal is claimed too.
+pub(crate) fn all(conn: &Connection, removing: bool) -> Result<Vec<Record>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM containers WHERE removing = 0 AND creating = 0 ORDER BY created DESC"
+        "SELECT {COLUMNS} FROM containers WHERE (removing = 0 OR ?1) AND creating = 0 ORDER BY created DESC"
     ))?;
-    Ok(stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?)
+    Ok(stmt
+        .query_map([removing], row)?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Records claimed by a create or a removal that has not finished (after a crash: when
@@ -278,7 +285,7 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<(Record, bool, bool)>>
         "SELECT {COLUMNS}, creating, removing FROM containers WHERE removing > 0 OR creating = 1"
     ))?;
     Ok(stmt
-        .query_map([], |r| Ok((row(r)?, r.get(13)?, r.get::<_, i64>(14)? == 2)))?
+        .query_map([], |r| Ok((row(r)?, r.get(14)?, r.get::<_, i64>(15)? == 2)))?
         .collect::<rusqlite::Result<_>>()?)
 }
 

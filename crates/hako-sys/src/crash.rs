@@ -15,6 +15,12 @@
 //! exit commands), so a test kills only the command it ran.
 //!
 //! ```text
+//! HAKO_STOP_AT=rm.claimed            SIGSTOP itself each time `rm.claimed` is reached, so
+//!                                    that a test looks at the store in the middle of an
+//!                                    operation (then SIGCONT)
+//! ```
+//!
+//! ```text
 //! HAKO_CRASH_IN_CHILD=1              the command itself ignores both variables and hands
 //!                                    them to the shims it starts, so that a container's
 //!                                    exit command (`container cleanup`, the network's
@@ -29,7 +35,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const CRASH_AT: &str = "HAKO_CRASH_AT";
 /// The environment variable naming a file to append each step reached to.
 pub const CRASH_TRACE: &str = "HAKO_CRASH_TRACE";
-/// The environment variable that hands the other two to the processes started (one level).
+/// The environment variable naming a step to stop (SIGSTOP) at.
+pub const STOP_AT: &str = "HAKO_STOP_AT";
+/// The environment variable that hands the others to the processes started (one level).
 pub const CRASH_IN_CHILD: &str = "HAKO_CRASH_IN_CHILD";
 
 fn in_child() -> bool {
@@ -39,6 +47,7 @@ fn in_child() -> bool {
 struct Plan {
     at: Option<(String, u32)>,
     trace: Option<String>,
+    stop: Option<String>,
     seen: AtomicU32,
 }
 
@@ -49,6 +58,7 @@ fn plan() -> &'static Plan {
             return Plan {
                 at: None,
                 trace: None,
+                stop: None,
                 seen: AtomicU32::new(0),
             };
         }
@@ -65,19 +75,25 @@ fn plan() -> &'static Plan {
                 }
             });
         let trace = std::env::var(CRASH_TRACE).ok().filter(|s| !s.is_empty());
+        let stop = std::env::var(STOP_AT).ok().filter(|s| !s.is_empty());
         Plan {
             at,
             trace,
+            stop,
             seen: AtomicU32::new(0),
         }
     })
 }
 
-/// Marks step `name`: dies here with SIGKILL if `HAKO_CRASH_AT` says so.
+/// Marks step `name`: dies here with SIGKILL if `HAKO_CRASH_AT` says so, stops here if
+/// `HAKO_STOP_AT` does.
 pub fn point(name: &str) {
     let p = plan();
-    if p.at.is_none() && p.trace.is_none() {
+    if p.at.is_none() && p.trace.is_none() && p.stop.is_none() {
         return;
+    }
+    if p.stop.as_deref() == Some(name) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
     if let Some(path) = &p.trace
         && let Ok(mut f) = std::fs::OpenOptions::new()
@@ -102,6 +118,8 @@ pub fn scrub(cmd: &mut std::process::Command) {
     if in_child() {
         cmd.env_remove(CRASH_IN_CHILD);
     } else {
-        cmd.env_remove(CRASH_AT).env_remove(CRASH_TRACE);
+        cmd.env_remove(CRASH_AT)
+            .env_remove(CRASH_TRACE)
+            .env_remove(STOP_AT);
     }
 }

@@ -197,6 +197,7 @@ impl Engine {
             path: String::new(),
             args: Vec::new(),
             paused: false,
+            removing: false,
         };
         // A generated name another process took since `free_name` looked: pick another.
         let mut attempt = 0;
@@ -463,6 +464,7 @@ impl Engine {
             path,
             args: cargs,
             paused: false,
+            removing: false,
         };
         crate::files::write(
             &dir.join("mounts.json"),

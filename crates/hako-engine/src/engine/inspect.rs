@@ -51,6 +51,9 @@ impl Engine {
         };
         let mounts = self.mount_points(&rec.id);
         let mut state = container_state(&live);
+        if super::list::in_removal(&rec, &live) {
+            state.status = Some(ContainerStateStatusEnum::REMOVING);
+        }
         state.health = self.health(&rec, &live);
         let exec_ids = self.exec_ids(&rec.id);
         Ok(ContainerInspectResponse {

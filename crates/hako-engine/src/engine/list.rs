@@ -87,7 +87,7 @@ impl Engine {
                     .map_err(|e| Error::InvalidArgument(format!("invalid filter 'name={n}': {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let list = self.list()?;
+        let list = self.list_with(true)?;
         let created_of = |what: &str| -> Result<Option<(i64, u32)>> {
             let rec = self.get(what)?;
             Ok(parse_rfc3339_nanos(&rec.created))
@@ -145,7 +145,7 @@ impl Engine {
             let keep = f.any("id", |v| rec.id.starts_with(v))
                 && (name_res.is_empty() || name_res.iter().any(|r| r.is_match(&slash_name)))
                 && f.labels_match("label", &labels)
-                && f.any("status", |v| live.status.as_str() == v)
+                && f.any("status", |v| state_name(rec, live) == v)
                 && f.any("exited", |v| {
                     live.status == Status::Exited && v.parse::<i32>().ok() == Some(live.exit_code)
                 })
@@ -262,6 +262,7 @@ impl Engine {
             size_root_fs,
             labels: Some(rec.config.labels.clone().unwrap_or_default()),
             state: Some(match live.status {
+                _ if in_removal(rec, live) => ContainerSummaryStateEnum::REMOVING,
                 Status::Created => ContainerSummaryStateEnum::CREATED,
                 Status::Running => ContainerSummaryStateEnum::RUNNING,
                 Status::Paused => ContainerSummaryStateEnum::PAUSED,
@@ -269,7 +270,11 @@ impl Engine {
                 Status::Exited => ContainerSummaryStateEnum::EXITED,
                 Status::Dead => ContainerSummaryStateEnum::DEAD,
             }),
-            status: Some(status_text(live, health)),
+            status: Some(if in_removal(rec, live) {
+                "Removal In Progress".into()
+            } else {
+                status_text(live, health)
+            }),
             host_config: Some(ContainerSummaryHostConfig {
                 network_mode: Some(
                     rec.host_config
@@ -304,6 +309,22 @@ impl Engine {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
+    }
+}
+
+/// Docker's `RemovalInProgress` as `ps` and `inspect` show it: a container whose removal
+/// a process has claimed reads `removing` once its process is gone (until then, as
+/// Docker, it reads as running).
+pub(super) fn in_removal(rec: &Record, live: &LiveState) -> bool {
+    rec.removing && !live.status.is_active()
+}
+
+/// Docker's lower-case state name (`State` of `ps`, the `status` filter).
+fn state_name(rec: &Record, live: &LiveState) -> &'static str {
+    if in_removal(rec, live) {
+        "removing"
+    } else {
+        live.status.as_str()
     }
 }
 

@@ -319,9 +319,15 @@ impl Engine {
         }
     }
 
-    /// All containers, newest first, with their live state.
+    /// All containers, newest first, with their live state (not those whose removal a
+    /// process has claimed).
     pub fn list(&self) -> Result<Vec<(Record, LiveState)>> {
-        let recs = records::all(&self.conn())?;
+        self.list_with(false)
+    }
+
+    /// [`Engine::list`], with `removing` those being removed too (`ps` shows them).
+    fn list_with(&self, removing: bool) -> Result<Vec<(Record, LiveState)>> {
+        let recs = records::all(&self.conn(), removing)?;
         Ok(recs
             .into_iter()
             .map(|r| {
