@@ -180,7 +180,7 @@ fn run_with(opts: Options, detach: bool) -> ! {
         if let Some(lock) = &opts.exit_command_lock {
             // The published ports go now, not after the wait (`run` dropped the rest).
             drop(held);
-            if removed_by_the_lock_holder(lock, &opts.bundle) {
+            if removed_by_the_lock_holder(lock, &opts.bundle, &opts.state_dir) {
                 std::process::exit(0);
             }
         }
@@ -204,11 +204,15 @@ fn run_with(opts: Options, detach: bool) -> ! {
 /// the same way, beside the removal on a small machine's CPUs (~6 ms of it in a `docker
 /// run --rm` timeline). A remover that dies releases the lock: the exit command then runs.
 /// No lock file: nobody attached (or the removal is over, and the bundle says which).
-fn removed_by_the_lock_holder(lock: &Path, bundle: &Path) -> bool {
+/// A removal that leaves its last steps for after its caller's answer (`hako serve`)
+/// lets the lock go with the bundle still there, its claim marked in `state_dir`
+/// ([`protocol::REMOVING_FILE`]): the remover finishes it (the exit command ran in one
+/// of eight `docker run --rm`, ~8 ms of CPU each, before this looked at the mark again).
+fn removed_by_the_lock_holder(lock: &Path, bundle: &Path, state_dir: &Path) -> bool {
     if let Ok(f) = std::fs::File::open(lock) {
         let _ = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive);
     }
-    !bundle.exists()
+    !bundle.exists() || state_dir.join(protocol::REMOVING_FILE).exists()
 }
 
 /// `--proxy FD=ADDR`: hands held socket FD to a relay towards ADDR.
@@ -325,4 +329,30 @@ fn absolute(mut opts: Options) -> Options {
         abs(e);
     }
     opts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock let go with the bundle still there: removed only when the remover marked
+    /// its claim (it finishes after its answer); else the exit command has work to do.
+    #[test]
+    fn a_claimed_removal_is_the_lock_holders_even_with_the_bundle_still_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lock, bundle, state) = (
+            dir.path().join("attached"),
+            dir.path().join("bundle"),
+            dir.path().join("state"),
+        );
+        std::fs::create_dir(&bundle).expect("bundle");
+        std::fs::create_dir(&state).expect("state dir");
+        std::fs::write(&lock, b"").expect("lock file");
+        assert!(!removed_by_the_lock_holder(&lock, &bundle, &state));
+        std::fs::write(state.join(protocol::REMOVING_FILE), b"").expect("mark");
+        assert!(removed_by_the_lock_holder(&lock, &bundle, &state));
+        std::fs::remove_file(state.join(protocol::REMOVING_FILE)).expect("unmark");
+        std::fs::remove_dir(&bundle).expect("bundle gone");
+        assert!(removed_by_the_lock_holder(&lock, &bundle, &state));
+    }
 }
