@@ -4,10 +4,16 @@ use bollard_stubs::models::{HostConfig, RestartPolicyNameEnum};
 
 use crate::error::{Error, Result};
 
+/// The CPUs this process may use, read once (as Go's `runtime.NumCPU`, which dockerd
+/// checks `--cpus` against): std reads /proc/self/cgroup and the cgroup's quota files at
+/// every call (~0.1 ms of each `docker create`).
 fn ncpus() -> i64 {
-    std::thread::available_parallelism()
-        .map(|n| i64::try_from(n.get()).unwrap_or(1))
-        .unwrap_or(1)
+    static N: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| i64::try_from(n.get()).unwrap_or(1))
+            .unwrap_or(1)
+    })
 }
 
 /// Docker's checks of resource options, with its messages.
