@@ -133,7 +133,7 @@ pub async fn remove(
     let q = Query::parse(q.as_deref());
     let (force, volumes) = (q.bool("force", false), q.bool("v", false));
     blocking(&state, move |e| {
-        e.remove(&id, force, volumes)?;
+        e.rm(&id, force, volumes)?;
         Ok(())
     })
     .await?;

@@ -826,6 +826,14 @@ fn a_container_being_removed_reads_removal_in_progress() {
             .trim(),
         "removing"
     );
+    // A second `rm` is refused at once (dockerd's 409), with or without -f.
+    for args in [&["rm", "going"][..], &["rm", "-f", "going"][..]] {
+        let e = h.fails(1, args);
+        assert!(
+            e.contains("removal of container going is already in progress"),
+            "{e}"
+        );
+    }
     drop(go_on);
     let out = rm.wait_with_output().expect("wait hako rm");
     assert!(

@@ -21,6 +21,19 @@ impl Engine {
             .map(|(rec, _)| rec)
     }
 
+    /// `docker rm` (the CLI's and the API's): [`Engine::remove`], except that a container
+    /// whose removal another caller claimed and has not finished is a conflict, as dockerd
+    /// answers it, instead of a wait for that removal (the internal removers of an `--rm`
+    /// container, which may meet each other, keep [`Engine::remove`]'s quiet way).
+    pub fn rm(&self, what: &str, force: bool, remove_volumes: bool) -> Result<Record> {
+        if self.get(what)?.removing {
+            return Err(Error::Conflict(format!(
+                "removal of container {what} is already in progress"
+            )));
+        }
+        self.remove(what, force, remove_volumes)
+    }
+
     /// [`Engine::remove`] by a caller that was told of the exit that ended the container's
     /// last run, `exit`'s `finished_at` (its shim's `Exited` reply). With `defer`, what no
     /// caller can see (the root filesystem, the interfaces and namespace of a container

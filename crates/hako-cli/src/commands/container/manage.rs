@@ -128,7 +128,7 @@ pub fn kill(g: &Global, a: &KillArgs) -> Result<()> {
 pub fn rm(g: &Global, a: &RmArgs) -> Result<()> {
     let engine = g.open_engine()?;
     for_each(&a.containers, |c| {
-        engine.remove(c, a.force, a.volumes).map_err(engine_err)?;
+        engine.rm(c, a.force, a.volumes).map_err(engine_err)?;
         println!("{c}");
         Ok(())
     })
