@@ -689,3 +689,29 @@ fn a_wait_made_before_the_start_sees_a_run_too_short_to_be_seen() {
     drop(s);
     h.finish(&[]);
 }
+
+/// `wait?condition=removed` of an exited container that another caller removes answers
+/// the container's exit code, as dockerd's does (it answered 0: the waiter had seen no
+/// exit of its own).
+#[test]
+fn a_wait_for_the_removal_of_an_exited_container_answers_its_exit_code() {
+    need_root!();
+    if !have_docker() {
+        return;
+    }
+    let h = Hako::new();
+    let s = Server::start(&h);
+    let o = h.run(&["run", "--name", "gone", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    std::thread::scope(|scope| {
+        let waited = scope.spawn(|| s.http("POST", "/containers/gone/wait?condition=removed", ""));
+        // The wait is registered before the removal.
+        std::thread::sleep(Duration::from_millis(300));
+        h.ok(&["rm", "gone"]);
+        let (status, body) = waited.join().expect("the wait");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"StatusCode\":3"), "{body}");
+    });
+    drop(s);
+    h.finish(&[]);
+}

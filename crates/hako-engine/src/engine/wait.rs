@@ -53,6 +53,10 @@ pub struct Waiter<'a> {
     line: Vec<u8>,
     /// The exit code, once known.
     code: Option<i32>,
+    /// The exit code of the container's last run as last looked at: the answer when the
+    /// record goes before this waiter saw an exit (`removed` of an exited container that
+    /// another caller removes; dockerd answers the container's code then).
+    last_code: i32,
     /// The container was seen running (an exit after that counts for `next-exit`).
     seen_active: bool,
     /// The end of the last run when the wait was registered: an exit recorded with another
@@ -136,6 +140,7 @@ impl Engine {
             line: Vec::new(),
             code: None,
             seen_active: live.status.is_active(),
+            last_code: live.exit_code,
             finished_before: live.finished_at.clone(),
             removal,
             spawns_seen: self.spawns.now(),
@@ -287,12 +292,16 @@ impl Waiter<'_> {
         let rec = match self.engine.get(&self.id) {
             Ok(r) => r,
             Err(Error::NoSuchContainer(_)) if self.cond == WaitCondition::Removed => {
-                self.code = Some(self.code.unwrap_or(0));
+                self.code = Some(self.code.unwrap_or(self.last_code));
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
         let live = self.engine.live(&rec);
+        // (Not from a removal under way: its exit file goes before its record.)
+        if live.status == Status::Exited {
+            self.last_code = live.exit_code;
+        }
         let ended_since = live.status != Status::Created
             && live.finished_at.is_some()
             && live.finished_at != self.finished_before;
