@@ -282,10 +282,11 @@ pub(crate) fn all(conn: &Connection, removing: bool) -> Result<Vec<Record>> {
 /// go too.
 pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<(Record, bool, bool)>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS}, creating, removing FROM containers WHERE removing > 0 OR creating = 1"
+        "SELECT {COLUMNS}, creating FROM containers WHERE removing > 0 OR creating = 1"
     ))?;
+    // `removing` (a column of the record) is 2 when the anonymous volumes go too.
     Ok(stmt
-        .query_map([], |r| Ok((row(r)?, r.get(14)?, r.get::<_, i64>(15)? == 2)))?
+        .query_map([], |r| Ok((row(r)?, r.get(14)?, r.get::<_, i64>(13)? == 2)))?
         .collect::<rusqlite::Result<_>>()?)
 }
 
